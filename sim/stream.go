@@ -1,0 +1,345 @@
+package sim
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+)
+
+// conn is a simulated TCP connection. ends[0] dialed, ends[1] accepted.
+type conn struct {
+	id       uint64
+	ends     [2]*end
+	listener spec.Sock
+	dialedAt spec.Time
+	dead     bool
+}
+
+// end is one side of a conn, as its node sees it.
+type end struct {
+	conn   *conn
+	side   uint8
+	node   *Node
+	gen    uint32
+	id     spec.Stream
+	local  netip.AddrPort
+	remote netip.AddrPort
+	open   bool // the machine has been told (connected or accepted)
+
+	// sending
+	q            [][]byte
+	queued       int
+	next         uint64
+	inflight     int
+	wantWritable bool
+	finQueued    bool
+	finSent      bool
+	finAcked     bool
+
+	// receiving
+	rnext  uint64
+	ooo    []*segment
+	gotFin bool
+}
+
+// segment is a piece of one direction of a conn; a lost or duplicated
+// packet carries the same segment again.
+type segment struct {
+	conn  *conn
+	dir   uint8
+	off   uint64
+	data  []byte
+	fin   bool
+	acked bool
+}
+
+func (g *segment) flags() string {
+	if g.fin {
+		return "F"
+	}
+	return ""
+}
+
+type rst struct {
+	e   *end
+	err string
+}
+
+func owd(a, b *Node) time.Duration { return a.link.Up.Delay + b.link.Down.Delay }
+
+// postTo schedules an input for e's node at t, if the node is still the
+// same incarnation then.
+func (s *Sim) postTo(e *end, t spec.Time, in spec.Input) {
+	s.schedule(event{at: t, kind: evInput, node: e.node.idx, gen: e.gen, x: &in})
+}
+
+func (s *Sim) dial(n *Node, id spec.Stream, to netip.AddrPort) {
+	if id == 0 || id&spec.AcceptedStream != 0 {
+		s.violate(n, "dial with stream id %#x", uint64(id))
+		return
+	}
+	if _, dup := n.streams[id]; dup {
+		s.violate(n, "dial reuses stream %d", id)
+		return
+	}
+	s.connID++
+	c := &conn{id: s.connID, dialedAt: s.now}
+	port := n.ephem
+	n.ephem++
+	if n.ephem < 49152 {
+		n.ephem = 49152
+	}
+	e := &end{conn: c, node: n, gen: n.gen, id: id, local: netip.AddrPortFrom(n.Addr, port), remote: to}
+	c.ends[0] = e
+	n.streams[id] = e
+	dst := s.byAddr[to.Addr()]
+	if dst == nil {
+		s.failDial(e, s.now.Add(s.cfg.DialTimeout), "connection timed out")
+		return
+	}
+	s.recordNet(NetEvent{Kind: NetSend, Proto: spec.TCP, From: e.local, To: to, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead})
+	s.schedule(event{at: s.now.Add(owd(n, dst)), kind: evSyn, x: c})
+}
+
+func (s *Sim) failDial(e *end, at spec.Time, why string) {
+	e.conn.dead = true
+	s.schedule(event{at: at, kind: evStreamRst, x: &rst{e: e, err: why}})
+}
+
+// syn runs when a connection request reaches the destination host.
+func (s *Sim) syn(ev event) {
+	c := ev.x.(*conn)
+	d := c.ends[0]
+	if c.dead || d.node.gen != d.gen {
+		return
+	}
+	dst := s.byAddr[d.remote.Addr()]
+	if !dst.up || s.cut(d.node, dst) {
+		s.failDial(d, c.dialedAt.Add(s.cfg.DialTimeout), "connection timed out")
+		return
+	}
+	back := owd(dst, d.node)
+	sock, ok := dst.tcp[d.remote.Port()]
+	if !ok {
+		s.failDial(d, s.now.Add(back), "connection refused")
+		return
+	}
+	dst.accepted++
+	a := &end{conn: c, side: 1, node: dst, gen: dst.gen, id: spec.AcceptedStream | spec.Stream(dst.accepted), local: d.remote, remote: d.local}
+	c.ends[1] = a
+	c.listener = sock
+	dst.streams[a.id] = a
+	d.open, a.open = true, true
+	s.postTo(d, s.now.Add(back), spec.Input{Kind: spec.InConnected, Stream: d.id, Addr: d.remote})
+	s.postTo(a, s.now.Add(back+owd(d.node, dst)), spec.Input{Kind: spec.InAccepted, Sock: sock, Stream: a.id, Addr: a.remote})
+}
+
+func (s *Sim) endOf(n *Node, id spec.Stream, op string) *end {
+	e := n.streams[id]
+	if e == nil {
+		s.violate(n, "%s on unknown stream %d", op, id)
+	}
+	return e
+}
+
+func (s *Sim) write(n *Node, id spec.Stream, data []byte) {
+	e := s.endOf(n, id, "write")
+	if e == nil {
+		return
+	}
+	if e.finQueued {
+		s.violate(n, "write after close on stream %d", id)
+		return
+	}
+	if e.conn.dead || len(data) == 0 {
+		return
+	}
+	e.q = append(e.q, data)
+	e.queued += len(data)
+	e.wantWritable = true
+	s.pump(e)
+}
+
+func (s *Sim) closeStream(n *Node, id spec.Stream) {
+	e := s.endOf(n, id, "close")
+	if e == nil || e.finQueued {
+		return
+	}
+	e.finQueued = true
+	if !e.conn.dead {
+		s.pump(e)
+	}
+}
+
+func (s *Sim) abort(n *Node, id spec.Stream) {
+	e := s.endOf(n, id, "abort")
+	if e == nil {
+		return
+	}
+	delete(n.streams, id)
+	if !e.conn.dead {
+		e.conn.dead = true
+		s.resetPeer(e, "connection reset by peer")
+	}
+}
+
+// resetPeer tells the other side of e's connection that it was reset,
+// after a one-way delay.
+func (s *Sim) resetPeer(e *end, why string) {
+	p := e.conn.ends[1-e.side]
+	if p == nil {
+		return
+	}
+	s.schedule(event{at: s.now.Add(owd(e.node, p.node)), kind: evStreamRst, x: &rst{e: p, err: why}})
+}
+
+func (s *Sim) streamReset(ev event) {
+	r := ev.x.(*rst)
+	e := r.e
+	n := e.node
+	if n.gen != e.gen || !n.up || n.streams[e.id] != e {
+		return
+	}
+	delete(n.streams, e.id)
+	n.deliver(spec.Input{Kind: spec.InStreamClosed, Stream: e.id, Err: r.err})
+}
+
+// pump sends as much of e's queue as its window allows.
+func (s *Sim) pump(e *end) {
+	c := e.conn
+	if !e.open || c.dead {
+		return
+	}
+	for e.queued > 0 && e.inflight < s.cfg.Window {
+		b := e.q[0]
+		k := min(len(b), s.cfg.MSS)
+		g := &segment{conn: c, dir: e.side, off: e.next, data: b[:k:k]}
+		if k == len(b) {
+			e.q[0] = nil
+			e.q = e.q[1:]
+		} else {
+			e.q[0] = b[k:]
+		}
+		e.queued -= k
+		e.next += uint64(k)
+		e.inflight += k
+		s.sendSegment(e, g)
+	}
+	if e.queued == 0 {
+		e.q = nil
+		if e.wantWritable {
+			e.wantWritable = false
+			s.postTo(e, s.now, spec.Input{Kind: spec.InStreamWritable, Stream: e.id})
+		}
+		if e.finQueued && !e.finSent {
+			e.finSent = true
+			e.inflight++
+			s.sendSegment(e, &segment{conn: c, dir: e.side, off: e.next, fin: true})
+		}
+	}
+}
+
+func (s *Sim) sendSegment(e *end, g *segment) {
+	s.pktID++
+	p := s.newPacket()
+	*p = packet{id: s.pktID, proto: spec.TCP, src: e.local, dst: e.remote, from: e.node, data: g.data, size: len(g.data) + s.cfg.TCPOverhead, sent: s.now, seg: g, dir: e.side}
+	s.recordNet(s.netEvent(NetSend, p, ""))
+	s.transmit(p, false)
+}
+
+func (s *Sim) resend(ev event) {
+	g := ev.x.(*segment)
+	e := g.conn.ends[g.dir]
+	if g.acked || g.conn.dead || e.node.gen != e.gen {
+		return
+	}
+	s.sendSegment(e, g)
+}
+
+func (s *Sim) deliverSegment(dst *Node, p *packet) {
+	g := p.seg
+	c := g.conn
+	r := c.ends[1-g.dir]
+	if c.dead || r == nil || r.node.gen != r.gen || !r.node.up {
+		s.recordNet(s.netEvent(NetHostDown, p, "connection gone"))
+		s.free(p)
+		return
+	}
+	ev := s.netEvent(NetDeliver, p, "")
+	ev.Extra = s.now.Sub(p.sent) - p.minDelay
+	s.recordNet(ev)
+	snd := c.ends[g.dir]
+	s.schedule(event{at: s.now.Add(owd(r.node, snd.node)), kind: evAck, x: g})
+	s.free(p)
+	if g.off < r.rnext || (g.off == r.rnext && len(g.data) == 0 && !g.fin) {
+		return // a duplicate or a resend of something already delivered
+	}
+	if g.off > r.rnext {
+		for _, o := range r.ooo {
+			if o.off == g.off {
+				return
+			}
+		}
+		i := len(r.ooo)
+		for i > 0 && r.ooo[i-1].off > g.off {
+			i--
+		}
+		r.ooo = append(r.ooo, nil)
+		copy(r.ooo[i+1:], r.ooo[i:])
+		r.ooo[i] = g
+		return
+	}
+	s.accept(r, g)
+	for len(r.ooo) > 0 && r.ooo[0].off == r.rnext && !r.gotFin {
+		g = r.ooo[0]
+		r.ooo = r.ooo[1:]
+		s.accept(r, g)
+	}
+}
+
+// accept hands an in-order segment to the receiving machine.
+func (s *Sim) accept(r *end, g *segment) {
+	n := r.node
+	r.rnext += uint64(len(g.data))
+	if g.fin {
+		r.gotFin = true
+	}
+	if n.streams[r.id] != r || !n.up || n.gen != r.gen {
+		return
+	}
+	if len(g.data) > 0 {
+		n.deliver(spec.Input{Kind: spec.InStreamData, Stream: r.id, Data: g.data})
+	}
+	if g.fin && n.up && n.gen == r.gen && n.streams[r.id] == r {
+		n.deliver(spec.Input{Kind: spec.InStreamClosed, Stream: r.id})
+		s.maybeRelease(r)
+	}
+}
+
+func (s *Sim) ack(ev event) {
+	g := ev.x.(*segment)
+	if g.acked {
+		return
+	}
+	g.acked = true
+	e := g.conn.ends[g.dir]
+	if g.conn.dead || e.node.gen != e.gen {
+		return
+	}
+	if g.fin {
+		e.inflight--
+		e.finAcked = true
+		s.maybeRelease(e)
+		return
+	}
+	e.inflight -= len(g.data)
+	s.pump(e)
+}
+
+// maybeRelease forgets a stream once both directions have finished.
+func (s *Sim) maybeRelease(e *end) {
+	if e.finAcked && e.gotFin && e.node.streams[e.id] == e {
+		delete(e.node.streams, e.id)
+	}
+}

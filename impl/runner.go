@@ -1,0 +1,632 @@
+package impl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/trace"
+)
+
+// AddrMap lets a harness run a machine whose addresses were recorded
+// elsewhere: it says which real address to bind for a requested one, and
+// translates addresses between the machine's view and the socket's.
+type AddrMap interface {
+	Bind(s spec.Sock, n spec.Net, requested netip.AddrPort) netip.AddrPort
+	Out(machine netip.AddrPort) netip.AddrPort
+	In(real netip.AddrPort) netip.AddrPort
+}
+
+// Options configures a Runner. The zero value runs on the real clock,
+// discards logs and events, and records nothing.
+type Options struct {
+	Clock  Clock
+	Logger *slog.Logger
+	// OnEvent receives the machine's application events, from the
+	// runner's goroutine: it must not block for long.
+	OnEvent func(now spec.Time, ev spec.Event)
+	// OnStep sees every step: the input and the outputs it produced.
+	OnStep func(now spec.Time, in spec.Input, out []spec.Output)
+	// Trace records the run; TraceHeader describes it (Source and Epoch
+	// are filled in). TraceNode names the node in records.
+	Trace       io.Writer
+	TraceHeader trace.Header
+	TraceNode   string
+	// Faults, if active, wraps every UDP socket in a FaultyConn.
+	Faults FaultConfig
+	// Addrs maps addresses (nil: identity).
+	Addrs AddrMap
+	// DialTimeout bounds dials (default 5s); StopGrace is how long a
+	// stopping machine gets to exit (default 2s).
+	DialTimeout time.Duration
+	StopGrace   time.Duration
+	// ReadBuffer and WriteBuffer size UDP socket buffers (0: kernel
+	// default).
+	ReadBuffer, WriteBuffer int
+	// Hold makes the runner keep every input until the harness releases
+	// it with Release, so a replay can feed real I/O to the machine in
+	// the order a trace says.
+	Hold bool
+}
+
+// Runner binds one spec.Machine to real sockets and timers. One goroutine
+// (the one in Run) owns the machine; socket readers, stream writers and
+// timers only send it inputs.
+type Runner struct {
+	m     spec.Machine
+	opt   Options
+	clock Clock
+	log   *slog.Logger
+	items chan item
+	local []item // inputs produced by the loop itself, handled first
+
+	socks   map[spec.Sock]*sock
+	streams map[spec.Stream]*stream
+	timers  map[spec.Timer]timerState
+	token   uint64
+	accepts uint64
+	out     []spec.Output
+	tw      *trace.Writer
+	epoch   spec.Time
+
+	exited  bool
+	exitErr string
+	wg      sync.WaitGroup
+	done    chan struct{}
+
+	held    []item
+	release chan *releaseReq
+	req     *releaseReq
+
+	faultMu sync.Mutex
+	faulty  []*FaultyConn
+	errors  uint64
+}
+
+type timerState struct {
+	token uint64
+	stop  Stopper
+}
+
+type itemKind uint8
+
+const (
+	itInput itemKind = iota
+	itTimer
+	itAccepted
+	itConnected
+	itData
+	itClosed
+	itWritable
+	itDatagram
+	itFin // the writer sent FIN: bookkeeping only
+)
+
+type item struct {
+	kind  itemKind
+	in    spec.Input
+	token uint64
+	st    *stream
+	sk    *sock
+}
+
+type sock struct {
+	id   spec.Sock
+	net  spec.Net
+	udp  UDPConn
+	ln   *net.TCPListener
+	addr netip.AddrPort
+}
+
+// New returns a runner for m. Call Run to start it.
+func New(m spec.Machine, opt Options) *Runner {
+	if opt.Clock == nil {
+		opt.Clock = NewRealClock()
+	}
+	if opt.DialTimeout <= 0 {
+		opt.DialTimeout = 5 * time.Second
+	}
+	if opt.StopGrace <= 0 {
+		opt.StopGrace = 2 * time.Second
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runner{
+		m:       m,
+		opt:     opt,
+		clock:   opt.Clock,
+		log:     log,
+		items:   make(chan item, 4096),
+		socks:   map[spec.Sock]*sock{},
+		streams: map[spec.Stream]*stream{},
+		timers:  map[spec.Timer]timerState{},
+		done:    make(chan struct{}),
+		release: make(chan *releaseReq),
+	}
+}
+
+// Command hands the machine an application command. It is safe to call
+// from any goroutine; it blocks only if the runner is far behind.
+func (r *Runner) Command(cmd spec.Command) {
+	r.post(item{kind: itInput, in: spec.Input{Kind: spec.InCommand, Cmd: cmd}})
+}
+
+// Done is closed when Run returns.
+func (r *Runner) Done() <-chan struct{} { return r.done }
+
+func (r *Runner) post(it item) {
+	select {
+	case r.items <- it:
+	case <-r.done:
+	}
+}
+
+// ExitError is what Run returns when the machine exits with an error.
+type ExitError struct{ Msg string }
+
+func (e *ExitError) Error() string { return e.Msg }
+
+// ErrStopTimeout is returned when a stopped machine did not exit within
+// the grace period.
+var ErrStopTimeout = errors.New("impl: machine did not exit after stop")
+
+// Run starts the machine and runs it until it exits, or until ctx is done
+// and it has had StopGrace to say goodbye. It returns an *ExitError if the
+// machine gave up, nil if it finished.
+func (r *Runner) Run(ctx context.Context) (err error) {
+	defer close(r.done)
+	defer r.shutdown()
+	now := r.clock.Now()
+	r.epoch = now
+	if r.opt.Trace != nil {
+		h := r.opt.TraceHeader
+		h.Source, h.Epoch = "impl", int64(r.epoch)
+		tw, err := trace.NewWriter(r.opt.Trace, h)
+		if err != nil {
+			return err
+		}
+		r.tw = tw
+		defer func() {
+			if ferr := tw.Flush(); err == nil {
+				err = ferr
+			}
+		}()
+	}
+	r.local = append(r.local, item{kind: itInput, in: spec.Input{Kind: spec.InStart}})
+	stopping := false
+	var grace <-chan time.Time
+	ctxDone := ctx.Done()
+	for !r.exited {
+		if len(r.local) > 0 {
+			it := r.local[0]
+			r.local = r.local[1:]
+			r.handle(it)
+			continue
+		}
+		var reqDone <-chan struct{}
+		if r.req != nil {
+			reqDone = r.req.ctx.Done()
+		}
+		select {
+		case it := <-r.items:
+			r.handle(it)
+		case req := <-r.release:
+			r.req = req
+			r.tryRelease()
+		case <-reqDone:
+			r.req.reply <- releaseResult{err: fmt.Errorf("impl: %w waiting for %s; holding%s", r.req.ctx.Err(), r.req.want.Kind, describeHeld(r.held))}
+			r.req = nil
+		case <-ctxDone:
+			ctxDone = nil
+			if !stopping {
+				stopping = true
+				grace = time.After(r.opt.StopGrace)
+				r.handle(item{kind: itInput, in: spec.Input{Kind: spec.InStop}})
+			}
+		case <-grace:
+			return ErrStopTimeout
+		}
+	}
+	if r.exitErr != "" {
+		return &ExitError{Msg: r.exitErr}
+	}
+	return nil
+}
+
+// handle takes one item from the outside world to the machine, or to the
+// hold queue.
+func (r *Runner) handle(it item) {
+	switch it.kind {
+	case itFin:
+		if r.streams[it.in.Stream] == it.st {
+			r.maybeFinish(it.st)
+		}
+		return
+	case itAccepted:
+		if !r.opt.Hold {
+			r.accepts++
+			it.st.id = spec.AcceptedStream | spec.Stream(r.accepts)
+			it.in.Stream = it.st.id
+		}
+	case itTimer:
+		if ts, ok := r.timers[it.in.Timer]; !ok || ts.token != it.token {
+			return
+		}
+	case itData, itClosed, itConnected:
+		if r.streams[it.in.Stream] != it.st {
+			return
+		}
+	case itWritable:
+		if r.streams[it.in.Stream] != it.st {
+			return
+		}
+		if r.opt.Hold {
+			r.tryRelease() // a drained stream may satisfy a waiting release
+			return
+		}
+	case itDatagram:
+		if r.socks[it.in.Sock] != it.sk {
+			return
+		}
+	}
+	if r.opt.Hold {
+		r.held = append(r.held, it)
+		r.tryRelease()
+		return
+	}
+	r.deliver(it)
+}
+
+// deliver does the bookkeeping an input implies and steps the machine.
+func (r *Runner) deliver(it item) {
+	switch it.kind {
+	case itTimer:
+		delete(r.timers, it.in.Timer)
+	case itAccepted:
+		r.streams[it.in.Stream] = it.st
+	case itClosed:
+		st := it.st
+		if it.in.Err != "" {
+			delete(r.streams, st.id)
+			st.kill(false)
+		} else {
+			st.rdone = true
+		}
+	}
+	r.step(it.in)
+	switch it.kind {
+	case itAccepted, itConnected:
+		if r.streams[it.in.Stream] == it.st {
+			it.st.startReader(r)
+		}
+	case itClosed:
+		if it.in.Err == "" {
+			r.maybeFinish(it.st)
+		}
+	}
+}
+
+func (r *Runner) step(in spec.Input) {
+	now := r.clock.Now()
+	if r.tw != nil {
+		_ = r.tw.Write(trace.FromInput(r.epoch, now, r.traceNode(), in))
+	}
+	r.out = r.m.Step(now, in, r.out[:0])
+	for i := range r.out {
+		if r.exited {
+			break
+		}
+		r.apply(now, &r.out[i])
+	}
+	if r.opt.OnStep != nil {
+		r.opt.OnStep(now, in, r.out)
+	}
+	clear(r.out)
+}
+
+func (r *Runner) traceNode() string {
+	if r.opt.TraceNode != "" {
+		return r.opt.TraceNode
+	}
+	return "node"
+}
+
+func (r *Runner) mapOut(a netip.AddrPort) netip.AddrPort {
+	if r.opt.Addrs == nil {
+		return a
+	}
+	return r.opt.Addrs.Out(a)
+}
+
+func (r *Runner) mapIn(a netip.AddrPort) netip.AddrPort {
+	if r.opt.Addrs == nil {
+		return a
+	}
+	return r.opt.Addrs.In(a)
+}
+
+func (r *Runner) apply(now spec.Time, o *spec.Output) {
+	if r.tw != nil {
+		_ = r.tw.Write(trace.FromOutput(r.epoch, now, r.traceNode(), *o))
+	}
+	switch o.Kind {
+	case spec.OutBind:
+		r.bind(o)
+	case spec.OutUnbind:
+		if s := r.socks[o.Sock]; s != nil {
+			delete(r.socks, o.Sock)
+			s.close()
+		}
+	case spec.OutSend:
+		s := r.socks[o.Sock]
+		if s == nil || s.udp == nil {
+			r.log.Warn("send on unbound socket", "sock", o.Sock)
+			return
+		}
+		if _, err := s.udp.WriteToUDPAddrPort(o.Data, r.mapOut(o.Addr)); err != nil {
+			r.errors++
+			r.log.Debug("udp send failed", "to", o.Addr, "err", err)
+		}
+	case spec.OutDial:
+		r.dial(o.Stream, o.Addr)
+	case spec.OutWrite:
+		if st := r.streams[o.Stream]; st != nil {
+			st.write(o.Data)
+		} else {
+			r.log.Debug("write on unknown stream", "stream", o.Stream)
+		}
+	case spec.OutClose:
+		if st := r.streams[o.Stream]; st != nil {
+			st.closeWrite()
+		}
+	case spec.OutAbort:
+		if st := r.streams[o.Stream]; st != nil {
+			delete(r.streams, o.Stream)
+			st.kill(true)
+		}
+	case spec.OutSetTimer:
+		if ts, ok := r.timers[o.Timer]; ok {
+			ts.stop.Stop()
+		}
+		r.token++
+		tok, id := r.token, o.Timer
+		stop := r.clock.AfterFunc(o.At.Sub(now), func() {
+			r.post(item{kind: itTimer, in: spec.Input{Kind: spec.InTimer, Timer: id}, token: tok})
+		})
+		r.timers[id] = timerState{token: tok, stop: stop}
+	case spec.OutCancelTimer:
+		if ts, ok := r.timers[o.Timer]; ok {
+			ts.stop.Stop()
+			delete(r.timers, o.Timer)
+		}
+	case spec.OutEvent:
+		if r.opt.OnEvent != nil {
+			r.opt.OnEvent(now, o.Event)
+		}
+	case spec.OutLog:
+		r.log.LogAttrs(context.Background(), o.Log.Level, o.Log.Msg, o.Log.Attrs...)
+	case spec.OutExit:
+		r.exited, r.exitErr = true, o.Err
+	}
+}
+
+func (r *Runner) bind(o *spec.Output) {
+	reply := spec.Input{Kind: spec.InBound, Sock: o.Sock}
+	defer func() { r.local = append(r.local, item{kind: itInput, in: reply}) }()
+	if _, dup := r.socks[o.Sock]; dup {
+		reply.Err = "socket already bound"
+		return
+	}
+	addr := o.Addr
+	if r.opt.Addrs != nil {
+		addr = r.opt.Addrs.Bind(o.Sock, o.Net, addr)
+	}
+	s := &sock{id: o.Sock, net: o.Net}
+	switch o.Net {
+	case spec.UDP:
+		c, err := net.ListenUDP(udpNet(addr), net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			reply.Err = sysErr(err)
+			return
+		}
+		if r.opt.ReadBuffer > 0 {
+			_ = c.SetReadBuffer(r.opt.ReadBuffer)
+		}
+		if r.opt.WriteBuffer > 0 {
+			_ = c.SetWriteBuffer(r.opt.WriteBuffer)
+		}
+		s.addr = c.LocalAddr().(*net.UDPAddr).AddrPort()
+		s.udp = c
+		if r.opt.Faults.Active() {
+			f := NewFaultyConn(c, r.opt.Faults)
+			r.faultMu.Lock()
+			r.faulty = append(r.faulty, f)
+			r.faultMu.Unlock()
+			s.udp = f
+		}
+		r.wg.Add(1)
+		go r.readUDP(s)
+	case spec.TCP:
+		ln, err := net.ListenTCP(tcpNet(addr), net.TCPAddrFromAddrPort(addr))
+		if err != nil {
+			reply.Err = sysErr(err)
+			return
+		}
+		s.addr = ln.Addr().(*net.TCPAddr).AddrPort()
+		s.ln = ln
+		r.wg.Add(1)
+		go r.accept(s)
+	default:
+		reply.Err = "unknown transport"
+		return
+	}
+	r.socks[o.Sock] = s
+	reply.Addr = r.mapIn(unmapV4(s.addr))
+}
+
+// FaultStats sums what the fault injectors of the runner's sockets did.
+func (r *Runner) FaultStats() FaultStats {
+	r.faultMu.Lock()
+	defer r.faultMu.Unlock()
+	var t FaultStats
+	for _, f := range r.faulty {
+		s := f.Stats()
+		t.Sent += s.Sent
+		t.Dropped += s.Dropped
+		t.Duplicated += s.Duplicated
+		t.Delayed += s.Delayed
+	}
+	return t
+}
+
+func udpNet(a netip.AddrPort) string {
+	if a.Addr().Is4() {
+		return "udp4"
+	}
+	if a.Addr().Is6() && !a.Addr().IsUnspecified() {
+		return "udp6"
+	}
+	return "udp"
+}
+
+func tcpNet(a netip.AddrPort) string {
+	if a.Addr().Is4() {
+		return "tcp4"
+	}
+	if a.Addr().Is6() && !a.Addr().IsUnspecified() {
+		return "tcp6"
+	}
+	return "tcp"
+}
+
+// sysErr strips Go's "listen udp 1.2.3.4:5:" prefix so machines see the
+// same error text the simulator gives.
+func sysErr(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err.Error()
+	}
+	return err.Error()
+}
+
+func unmapV4(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+func (s *sock) close() {
+	if s.udp != nil {
+		_ = s.udp.Close()
+	}
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+}
+
+// maxDatagram is the largest UDP payload.
+const maxDatagram = 65535
+
+func (r *Runner) readUDP(s *sock) {
+	defer r.wg.Done()
+	buf := make([]byte, maxDatagram)
+	for {
+		n, from, err := s.udp.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// ICMP errors surface here on Linux; the socket lives on.
+			r.log.Debug("udp read", "err", err)
+			select {
+			case <-r.done:
+				return
+			default:
+			}
+			continue
+		}
+		data := make([]byte, n)
+		copy(data, buf[:n])
+		r.post(item{kind: itDatagram, sk: s, in: spec.Input{Kind: spec.InDatagram, Sock: s.id, Addr: r.mapIn(unmapV4(from)), Data: data}})
+	}
+}
+
+func (r *Runner) accept(s *sock) {
+	defer r.wg.Done()
+	for {
+		c, err := s.ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			r.log.Debug("accept", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		st := newStream(c)
+		remote := r.mapIn(unmapV4(c.RemoteAddr().(*net.TCPAddr).AddrPort()))
+		// The id is assigned in the loop, so ids follow the order the
+		// machine sees accepts in.
+		r.post(item{kind: itAccepted, st: st, sk: s, in: spec.Input{Kind: spec.InAccepted, Sock: s.id, Addr: remote}})
+	}
+}
+
+func (r *Runner) dial(id spec.Stream, to netip.AddrPort) {
+	if _, dup := r.streams[id]; dup || id&spec.AcceptedStream != 0 {
+		r.log.Warn("dial with a stream id in use", "stream", id)
+		return
+	}
+	st := newStream(nil)
+	st.id = id
+	r.streams[id] = st
+	addr := r.mapOut(to)
+	timeout := r.opt.DialTimeout
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		d := net.Dialer{Timeout: timeout}
+		c, err := d.Dial(tcpNet(addr), addr.String())
+		if err != nil {
+			r.post(item{kind: itClosed, st: st, in: spec.Input{Kind: spec.InStreamClosed, Stream: id, Err: sysErr(err)}})
+			return
+		}
+		st.attach(c.(*net.TCPConn), r)
+		r.post(item{kind: itConnected, st: st, in: spec.Input{Kind: spec.InConnected, Stream: id, Addr: to}})
+	}()
+}
+
+// maybeFinish releases a stream both of whose directions have ended.
+func (r *Runner) maybeFinish(st *stream) {
+	if st.rdone && st.wdone() && r.streams[st.id] == st {
+		delete(r.streams, st.id)
+		st.kill(false)
+	}
+}
+
+func (r *Runner) shutdown() {
+	for _, ts := range r.timers {
+		ts.stop.Stop()
+	}
+	for _, s := range r.socks {
+		s.close()
+	}
+	// Let queued stream bytes go out, briefly, before closing.
+	deadline := time.Now().Add(2 * time.Second)
+	for _, st := range r.streams {
+		st.closeWrite()
+	}
+	for _, st := range r.streams {
+		st.waitFlushed(deadline)
+		st.kill(false)
+	}
+	r.wg.Wait()
+}
+
+func (r *Runner) String() string { return fmt.Sprintf("runner(%T)", r.m) }

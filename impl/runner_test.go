@@ -1,0 +1,151 @@
+package impl_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/impl"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/echo"
+)
+
+// startServer runs an echo server on loopback and returns its address.
+func startServer(t *testing.T, opt impl.Options) (netip.AddrPort, netip.AddrPort) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	addrs := map[string]netip.AddrPort{}
+	ready := make(chan struct{}, 2)
+	opt.OnEvent = func(_ spec.Time, ev spec.Event) {
+		if ev.Name == "listening" {
+			mu.Lock()
+			var netw, a string
+			for i, c := range ev.Text {
+				if c == ' ' {
+					netw, a = ev.Text[:i], ev.Text[i+1:]
+				}
+			}
+			addrs[netw] = netip.MustParseAddrPort(a)
+			mu.Unlock()
+			ready <- struct{}{}
+		}
+	}
+	lo := netip.MustParseAddrPort("127.0.0.1:0")
+	r := impl.New(echo.NewServer(echo.ServerConfig{UDP: lo, TCP: lo}), opt)
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	<-ready
+	<-ready
+	mu.Lock()
+	defer mu.Unlock()
+	return addrs["udp"], addrs["tcp"]
+}
+
+// runClient sends msgs with an echo client and returns its reply events.
+func runClient(t *testing.T, cfg echo.ClientConfig, opt impl.Options, msgs ...[]byte) ([][]byte, error) {
+	t.Helper()
+	var replies [][]byte
+	opt.OnEvent = func(_ spec.Time, ev spec.Event) {
+		if ev.Name == "reply" {
+			replies = append(replies, ev.Data)
+		}
+	}
+	r := impl.New(echo.NewClient(cfg), opt)
+	for _, m := range msgs {
+		r.Command(spec.Command{Name: "send", Data: m})
+	}
+	r.Command(spec.Command{Name: "close"})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := r.Run(ctx)
+	return replies, err
+}
+
+func TestEchoOnLoopback(t *testing.T) {
+	udp, tcp := startServer(t, impl.Options{})
+	big := bytes.Repeat([]byte("0123456789"), 50000) // 500 KB: many reads and writes
+	tests := []struct {
+		name string
+		cfg  echo.ClientConfig
+		opt  impl.Options
+		msgs [][]byte
+	}{
+		{"udp", echo.ClientConfig{Server: udp}, impl.Options{}, [][]byte{[]byte("233\n"), {}, bytes.Repeat([]byte{0xff}, 60000)}},
+		{"udp lossy", echo.ClientConfig{Server: udp, Timeout: 50 * time.Millisecond, Retries: 20}, impl.Options{Faults: impl.FaultConfig{Seed: 3, Loss: 0.3, Dup: 0.3, Jitter: 5 * time.Millisecond}}, [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("d")}},
+		{"tcp", echo.ClientConfig{Server: tcp, TCP: true}, impl.Options{}, [][]byte{[]byte("hello"), big}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			replies, err := runClient(t, tc.cfg, tc.opt, tc.msgs...)
+			if err != nil {
+				t.Fatalf("client: %v", err)
+			}
+			for _, m := range tc.msgs {
+				found := false
+				for _, r := range replies {
+					if bytes.Equal(r, m) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("no echo of a %d-byte message among %d replies", len(m), len(replies))
+				}
+			}
+			for _, r := range replies {
+				ok := false
+				for _, m := range tc.msgs {
+					ok = ok || bytes.Equal(r, m)
+				}
+				if !ok {
+					t.Errorf("reply of %d bytes matches nothing sent", len(r))
+				}
+			}
+		})
+	}
+}
+
+func TestBindConflictReachesMachine(t *testing.T) {
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	taken := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	r := impl.New(echo.NewServer(echo.ServerConfig{UDP: taken}), impl.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = r.Run(ctx)
+	var ee *impl.ExitError
+	if !errors.As(err, &ee) || !bytes.Contains([]byte(ee.Msg), []byte("address already in use")) {
+		t.Fatalf("Run = %v, want an exit error about the address in use", err)
+	}
+}
+
+func TestStopIsGraceful(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := impl.New(echo.NewServer(echo.ServerConfig{UDP: netip.MustParseAddrPort("127.0.0.1:0")}), impl.Options{})
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("Run after cancel = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("runner did not stop")
+	}
+}

@@ -1,0 +1,191 @@
+package impl
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+)
+
+// stream is one TCP connection. The loop owns the bookkeeping fields
+// (rdone); the writer goroutine and the loop share the queue under mu.
+type stream struct {
+	id spec.Stream
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	conn    *net.TCPConn
+	q       [][]byte
+	pending int
+	closing bool
+	finSent bool
+	dead    bool
+	started bool
+	rdone   bool
+}
+
+func newStream(c *net.TCPConn) *stream {
+	st := &stream{conn: c}
+	st.cond = sync.NewCond(&st.mu)
+	return st
+}
+
+// attach gives a dialed stream its connection.
+func (st *stream) attach(c *net.TCPConn, r *Runner) {
+	st.mu.Lock()
+	dead := st.dead
+	if !dead {
+		st.conn = c
+	}
+	st.mu.Unlock()
+	if dead {
+		_ = c.Close()
+	}
+}
+
+// startReader starts the stream's reader and writer once the machine
+// knows the stream.
+func (st *stream) startReader(r *Runner) {
+	st.mu.Lock()
+	if st.started || st.dead || st.conn == nil {
+		st.mu.Unlock()
+		return
+	}
+	st.started = true
+	st.mu.Unlock()
+	r.wg.Add(2)
+	go st.read(r)
+	go st.writeLoop(r)
+}
+
+func (st *stream) write(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closing || st.dead {
+		return
+	}
+	st.q = append(st.q, b)
+	st.pending += len(b)
+	st.cond.Signal()
+}
+
+func (st *stream) closeWrite() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.closing = true
+	st.cond.Signal()
+}
+
+func (st *stream) drained() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.pending == 0
+}
+
+func (st *stream) wdone() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.finSent
+}
+
+func (st *stream) isDead() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.dead
+}
+
+// kill closes the connection; with rst the peer gets a reset, not a FIN.
+func (st *stream) kill(rst bool) {
+	st.mu.Lock()
+	st.dead = true
+	c := st.conn
+	st.cond.Broadcast()
+	st.mu.Unlock()
+	if c != nil {
+		if rst {
+			_ = c.SetLinger(0)
+		}
+		_ = c.Close()
+	}
+}
+
+func (st *stream) waitFlushed(deadline time.Time) {
+	for time.Now().Before(deadline) {
+		st.mu.Lock()
+		done := st.dead || !st.started || (st.pending == 0 && st.finSent)
+		st.mu.Unlock()
+		if done {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (st *stream) writeLoop(r *Runner) {
+	defer r.wg.Done()
+	for {
+		st.mu.Lock()
+		for len(st.q) == 0 && !st.closing && !st.dead {
+			st.cond.Wait()
+		}
+		if st.dead {
+			st.mu.Unlock()
+			return
+		}
+		if len(st.q) == 0 && st.closing {
+			st.finSent = true
+			c := st.conn
+			st.mu.Unlock()
+			_ = c.CloseWrite()
+			r.post(item{kind: itFin, st: st, in: spec.Input{Stream: st.id}})
+			return
+		}
+		bufs := net.Buffers(st.q)
+		st.q = nil
+		c := st.conn
+		st.mu.Unlock()
+		n, err := bufs.WriteTo(c)
+		st.mu.Lock()
+		st.pending -= int(n)
+		empty := st.pending == 0
+		dead := st.dead
+		st.mu.Unlock()
+		if err != nil {
+			if !dead {
+				r.post(item{kind: itClosed, st: st, in: spec.Input{Kind: spec.InStreamClosed, Stream: st.id, Err: sysErr(err)}})
+			}
+			return
+		}
+		if empty {
+			r.post(item{kind: itWritable, st: st, in: spec.Input{Kind: spec.InStreamWritable, Stream: st.id}})
+		}
+	}
+}
+
+func (st *stream) read(r *Runner) {
+	defer r.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := st.conn.Read(buf)
+		if n > 0 {
+			data := make([]byte, n)
+			copy(data, buf[:n])
+			r.post(item{kind: itData, st: st, in: spec.Input{Kind: spec.InStreamData, Stream: st.id, Data: data}})
+		}
+		if err != nil {
+			switch {
+			case errors.Is(err, io.EOF):
+				r.post(item{kind: itClosed, st: st, in: spec.Input{Kind: spec.InStreamClosed, Stream: st.id}})
+			case !st.isDead():
+				r.post(item{kind: itClosed, st: st, in: spec.Input{Kind: spec.InStreamClosed, Stream: st.id, Err: sysErr(err)}})
+			}
+			return
+		}
+	}
+}

@@ -70,11 +70,13 @@ type source interface {
 
 type rapidSource struct{ t *rapid.T }
 
+// float draws in thousandths of max: rapid shrinks integers to zero
+// reliably, floats less so.
 func (r rapidSource) float(label string, max float64) float64 {
 	if max <= 0 {
 		return 0
 	}
-	return rapid.Float64Range(0, max).Draw(r.t, label)
+	return float64(rapid.IntRange(0, 1000).Draw(r.t, label+" (thousandths of max)")) * max / 1000
 }
 
 func (r rapidSource) intn(label string, lo, hi int) int {

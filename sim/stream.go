@@ -130,8 +130,17 @@ func (s *Sim) syn(ev event) {
 	c.ends[1] = a
 	c.listener = sock
 	dst.streams[a.id] = a
-	d.open, a.open = true, true
-	s.postTo(d, s.now.Add(back), spec.Input{Kind: spec.InConnected, Stream: d.id, Addr: d.remote})
+	a.open = true
+	// The dialer may send once the SYN-ACK is back: bytes it wrote while
+	// connecting go out then, just before it hears it is connected.
+	s.schedule(event{at: s.now.Add(back), kind: evFunc, x: func() {
+		if c.dead || d.node.gen != d.gen || !d.node.up {
+			return
+		}
+		d.open = true
+		s.pump(d)
+		d.node.deliver(spec.Input{Kind: spec.InConnected, Stream: d.id, Addr: d.remote})
+	}})
 	s.postTo(a, s.now.Add(back+owd(d.node, dst)), spec.Input{Kind: spec.InAccepted, Sock: sock, Stream: a.id, Addr: a.remote})
 }
 
@@ -272,7 +281,7 @@ func (s *Sim) deliverSegment(dst *Node, p *packet) {
 	snd := c.ends[g.dir]
 	s.schedule(event{at: s.now.Add(owd(r.node, snd.node)), kind: evAck, x: g})
 	s.free(p)
-	if g.off < r.rnext || (g.off == r.rnext && len(g.data) == 0 && !g.fin) {
+	if r.gotFin || g.off < r.rnext || (g.off == r.rnext && len(g.data) == 0 && !g.fin) {
 		return // a duplicate or a resend of something already delivered
 	}
 	if g.off > r.rnext {
@@ -335,11 +344,14 @@ func (s *Sim) ack(ev event) {
 	}
 	e.inflight -= len(g.data)
 	s.pump(e)
+	s.maybeRelease(e)
 }
 
-// maybeRelease forgets a stream once both directions have finished.
+// maybeRelease forgets a stream once both directions have finished: every
+// byte it sent, FIN included, acknowledged, and the peer's FIN received.
+// Until then a crash of either side resets the other.
 func (s *Sim) maybeRelease(e *end) {
-	if e.finAcked && e.gotFin && e.node.streams[e.id] == e {
+	if e.finAcked && e.inflight == 0 && e.gotFin && e.node.streams[e.id] == e {
 		delete(e.node.streams, e.id)
 	}
 }

@@ -1,0 +1,227 @@
+package sim_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+	"pgregory.net/rapid"
+)
+
+func pair(_ any, cfg sim.Config) (*sim.Sim, *probe, *probe) {
+	s := sim.New(cfg)
+	a, b := &probe{}, &probe{closeOnEOF: true}
+	s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return a }})
+	s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { return b }})
+	return s, a, b
+}
+
+var bAddr = netip.MustParseAddrPort("10.0.0.2:9")
+
+// A datagram is serialised on the sender's uplink and the receiver's
+// downlink and delayed by both links: here 1028 bytes at 8 Mbit/s is
+// 1.028 ms per hop, plus 5 ms each way.
+func TestSerialisationAndDelay(t *testing.T) {
+	d := sim.Dir{Rate: 8e6, Delay: 5 * time.Millisecond}
+	s, _, b := pair(t, sim.Config{Link: sim.Symmetric(d)})
+	for i := 0; i < 3; i++ {
+		s.Command(0, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 1000)})
+	}
+	s.Run(time.Second)
+	got := b.inputs(spec.InDatagram)
+	if len(got) != 3 {
+		t.Fatalf("b got %d datagrams, want 3", len(got))
+	}
+	tx := 1028 * time.Microsecond
+	for i, g := range got {
+		// FIFO: the i-th leaves the uplink after (i+1) transmissions; the
+		// downlink is never the bottleneck, so it adds exactly one.
+		want := time.Duration(i+1)*tx + 5*time.Millisecond + tx + 5*time.Millisecond
+		if at := g.at.Sub(spec.SimEpoch); at != want {
+			t.Errorf("datagram %d arrived at %v, want %v", i, at, want)
+		}
+	}
+}
+
+// A full FIFO tail-drops datagrams.
+func TestTailDrop(t *testing.T) {
+	d := sim.Dir{Rate: 1e6, Queue: 3 * 1028}
+	var drops int
+	s, _, b := pair(t, sim.Config{Link: sim.Symmetric(d), OnNet: func(ev sim.NetEvent) {
+		if ev.Kind == sim.NetQueueDrop {
+			drops++
+		}
+	}})
+	for i := 0; i < 5; i++ {
+		s.Command(0, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 1000)})
+	}
+	s.Run(time.Second)
+	if n := len(b.inputs(spec.InDatagram)); n != 3 || drops != 2 {
+		t.Fatalf("delivered %d, dropped %d; want 3 and 2", n, drops)
+	}
+}
+
+// A stream delivers exactly the bytes written, in order, then EOF, over
+// any loss, duplication and reordering, with any segment and window size.
+func TestStreamIsReliable(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		cfg := sim.Config{
+			Seed:   rapid.Uint64().Draw(t, "seed"),
+			Link:   sim.Symmetric(sim.Dir{Rate: 1e6 * float64(rapid.IntRange(1, 100).Draw(t, "mbit")), Delay: time.Millisecond}),
+			MSS:    rapid.IntRange(1, 3000).Draw(t, "mss"),
+			Window: rapid.IntRange(1, 200000).Draw(t, "window"),
+			Faults: sim.DrawFaults(t, sim.FaultBounds{MaxLoss: 0.3, MaxDup: 0.3, MaxJitter: 10 * time.Millisecond}),
+		}
+		s, a, b := pair(t, cfg)
+		s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+		var want []byte
+		writes := rapid.SliceOfN(rapid.SliceOfN(rapid.Byte(), 1, 5000), 0, 10).Draw(t, "writes")
+		for i, w := range writes {
+			want = append(want, w...)
+			s.Command(time.Duration(i)*time.Millisecond, "a", spec.Command{Name: "write", Data: w})
+		}
+		s.Command(20*time.Millisecond, "a", spec.Command{Name: "close"})
+		s.Run(10 * time.Minute)
+		if got := b.streamBytes(); !bytes.Equal(got, want) {
+			t.Fatalf("b read %d bytes, a wrote %d (equal prefix: %v)", len(got), len(want), bytes.HasPrefix(want, got))
+		}
+		closes := b.inputs(spec.InStreamClosed)
+		if len(closes) != 1 || closes[0].in.Err != "" {
+			t.Fatalf("b saw closes %v, want one EOF", closes)
+		}
+		if ac := a.inputs(spec.InStreamClosed); len(ac) != 1 || ac[0].in.Err != "" {
+			t.Fatalf("a saw closes %v, want one EOF (b closes on EOF)", ac)
+		}
+		if len(writes) > 0 && len(a.inputs(spec.InStreamWritable)) == 0 {
+			t.Fatal("a was never told its writes were taken")
+		}
+		if v := s.Violations(); len(v) > 0 {
+			t.Fatal(v)
+		}
+	})
+}
+
+// A stream's throughput is the link rate less header overhead: 1 MB over
+// 10 Mbit/s with 1460-byte segments and 40-byte headers.
+func TestStreamThroughput(t *testing.T) {
+	s, a, b := pair(t, sim.Config{Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 5 * time.Millisecond})})
+	const size = 1_000_000
+	s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+	s.Command(0, "a", spec.Command{Name: "write", Data: make([]byte, size)})
+	s.Command(0, "a", spec.Command{Name: "close"})
+	s.Run(time.Minute)
+	if got := len(b.streamBytes()); got != size {
+		t.Fatalf("got %d bytes", got)
+	}
+	eof := b.inputs(spec.InStreamClosed)[0].at.Sub(spec.SimEpoch)
+	// Handshake (1 RTT = 20 ms), then serialisation of the bytes with
+	// headers, then one more hop's serialisation and the one-way delay.
+	serial := float64(size) * 1500 / 1460 * 8 / 10e6
+	ideal := 20*time.Millisecond + time.Duration(serial*float64(time.Second)) + 10*time.Millisecond
+	if ratio := float64(eof) / float64(ideal); ratio < 0.99 || ratio > 1.02 {
+		t.Fatalf("1 MB took %v, ideal %v (ratio %.3f)", eof, ideal, ratio)
+	}
+	_ = a
+}
+
+// A partition resets the streams that cross it; after it heals, new
+// connections work.
+func TestPartitionResetsAndHeals(t *testing.T) {
+	cfg := sim.Config{Faults: sim.Faults{Partitions: []sim.Partition{{Start: 100 * time.Millisecond, End: 200 * time.Millisecond, Side: []string{"b"}}}}}
+	s, a, b := pair(t, cfg)
+	s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+	s.Command(150*time.Millisecond, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: []byte("cut")})
+	s.Command(300*time.Millisecond, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: []byte("healed")})
+	s.Run(time.Second)
+	for _, p := range []*probe{a, b} {
+		c := p.inputs(spec.InStreamClosed)
+		if len(c) != 1 || c[0].in.Err == "" || c[0].at.Sub(spec.SimEpoch) != 100*time.Millisecond {
+			t.Fatalf("closes %+v, want one reset at 100ms", c)
+		}
+	}
+	d := b.inputs(spec.InDatagram)
+	if len(d) != 1 || string(d[0].in.Data) != "healed" {
+		t.Fatalf("b got %v, want only the datagram sent after healing", d)
+	}
+}
+
+// A crash loses the node's state and resets its peers' streams; a restart
+// starts a fresh machine.
+func TestCrashAndRestart(t *testing.T) {
+	cfg := sim.Config{Faults: sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 50 * time.Millisecond, Restart: 80 * time.Millisecond}}}}
+	s := sim.New(cfg)
+	a := &probe{}
+	var bs []*probe
+	s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return a }})
+	nb := s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { p := &probe{}; bs = append(bs, p); return p }})
+	s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+	s.Command(60*time.Millisecond, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: []byte("lost")})
+	s.Command(100*time.Millisecond, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: []byte("after")})
+	s.Run(time.Second)
+	if len(bs) != 2 || nb.Starts() != 2 {
+		t.Fatalf("b started %d times, want 2", len(bs))
+	}
+	if c := a.inputs(spec.InStreamClosed); len(c) != 1 || c[0].in.Err == "" {
+		t.Fatalf("a's stream: %+v, want a reset", c)
+	}
+	if d := bs[1].inputs(spec.InDatagram); len(d) != 1 || string(d[0].in.Data) != "after" {
+		t.Fatalf("restarted b got %v", d)
+	}
+	if d := bs[0].inputs(spec.InDatagram); len(d) != 0 {
+		t.Fatalf("crashed b got %v", d)
+	}
+}
+
+// A forged datagram arrives with the source it claims.
+func TestInjectForgesSource(t *testing.T) {
+	s, _, b := pair(t, sim.Config{})
+	spoof := netip.MustParseAddrPort("192.0.2.7:4444")
+	s.Inject(time.Millisecond, spoof, bAddr, []byte("forged"))
+	s.Run(time.Second)
+	d := b.inputs(spec.InDatagram)
+	if len(d) != 1 || d[0].in.Addr != spoof {
+		t.Fatalf("b got %v, want one datagram from %v", d, spoof)
+	}
+}
+
+// The same seed and configuration give byte-identical traces, whatever the
+// faults; different seeds give different runs.
+func TestSameSeedSameTrace(t *testing.T) {
+	run := func(seed uint64) []byte {
+		var buf bytes.Buffer
+		f := sim.FaultsFromSeed(seed, sim.FaultBounds{
+			MaxLoss: 0.3, MaxDup: 0.2, MaxJitter: 20 * time.Millisecond, Horizon: 2 * time.Second,
+			MaxPartitions: 2, Partitionable: []string{"a", "b"}, MaxCrashes: 2, Crashable: []string{"b"},
+		})
+		s := sim.New(sim.Config{Seed: seed, Faults: f, Trace: &buf, Link: sim.Symmetric(sim.Dir{Rate: 1e6, Delay: time.Millisecond})})
+		s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return &probe{} }})
+		s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { return &probe{closeOnEOF: true} }})
+		s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+		for i := 0; i < 50; i++ {
+			at := time.Duration(i) * 30 * time.Millisecond
+			s.Command(at, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: []byte(fmt.Sprint(i))})
+			s.Command(at, "a", spec.Command{Name: "write", Data: bytes.Repeat([]byte{byte(i)}, 3000)})
+		}
+		s.Command(2*time.Second, "a", spec.Command{Name: "close"})
+		s.Run(10 * time.Second)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	prev := []byte(nil)
+	for seed := uint64(1); seed <= 8; seed++ {
+		a, b := run(seed), run(seed)
+		if !bytes.Equal(a, b) {
+			t.Fatalf("seed %d: two runs differ (%d vs %d bytes)", seed, len(a), len(b))
+		}
+		if bytes.Equal(a, prev) {
+			t.Fatalf("seed %d gave the same trace as seed %d", seed, seed-1)
+		}
+		prev = a
+	}
+}

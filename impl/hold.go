@@ -67,7 +67,11 @@ func (r *Runner) tryRelease() {
 	}
 	switch w.Kind {
 	case spec.InStreamWritable:
-		if st := r.streams[w.Stream]; st != nil && st.drained() {
+		st := r.streams[w.Stream]
+		if st == nil {
+			st = r.finished[w.Stream]
+		}
+		if st != nil && st.drained() {
 			done(item{kind: itWritable, st: st})
 		}
 		return

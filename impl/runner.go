@@ -50,6 +50,9 @@ type Options struct {
 	// ReadBuffer and WriteBuffer size UDP socket buffers (0: kernel
 	// default).
 	ReadBuffer, WriteBuffer int
+	// TraceEpoch is the time record time 0 stands for (default: when Run
+	// starts).
+	TraceEpoch spec.Time
 	// Hold makes the runner keep every input until the harness releases
 	// it with Release, so a replay can feed real I/O to the machine in
 	// the order a trace says.
@@ -81,9 +84,10 @@ type Runner struct {
 	wg      sync.WaitGroup
 	done    chan struct{}
 
-	held    []item
-	release chan *releaseReq
-	req     *releaseReq
+	held     []item
+	finished map[spec.Stream]*stream // Hold mode: ended streams a trace may still name
+	release  chan *releaseReq
+	req      *releaseReq
 
 	faultMu sync.Mutex
 	faulty  []*FaultyConn
@@ -141,16 +145,17 @@ func New(m spec.Machine, opt Options) *Runner {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Runner{
-		m:       m,
-		opt:     opt,
-		clock:   opt.Clock,
-		log:     log,
-		items:   make(chan item, 4096),
-		socks:   map[spec.Sock]*sock{},
-		streams: map[spec.Stream]*stream{},
-		timers:  map[spec.Timer]timerState{},
-		done:    make(chan struct{}),
-		release: make(chan *releaseReq),
+		m:        m,
+		opt:      opt,
+		clock:    opt.Clock,
+		log:      log,
+		items:    make(chan item, 4096),
+		socks:    map[spec.Sock]*sock{},
+		streams:  map[spec.Stream]*stream{},
+		timers:   map[spec.Timer]timerState{},
+		done:     make(chan struct{}),
+		release:  make(chan *releaseReq),
+		finished: map[spec.Stream]*stream{},
 	}
 }
 
@@ -185,8 +190,10 @@ var ErrStopTimeout = errors.New("impl: machine did not exit after stop")
 func (r *Runner) Run(ctx context.Context) (err error) {
 	defer close(r.done)
 	defer r.shutdown()
-	now := r.clock.Now()
-	r.epoch = now
+	r.epoch = r.clock.Now()
+	if r.opt.TraceEpoch != 0 {
+		r.epoch = r.opt.TraceEpoch
+	}
 	if r.opt.Trace != nil {
 		h := r.opt.TraceHeader
 		h.Source, h.Epoch = "impl", int64(r.epoch)
@@ -588,17 +595,26 @@ func (r *Runner) dial(id spec.Stream, to netip.AddrPort) {
 	r.streams[id] = st
 	addr := r.mapOut(to)
 	timeout := r.opt.DialTimeout
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
+	connect := func(post func(item)) {
 		d := net.Dialer{Timeout: timeout}
 		c, err := d.Dial(tcpNet(addr), addr.String())
 		if err != nil {
-			r.post(item{kind: itClosed, st: st, in: spec.Input{Kind: spec.InStreamClosed, Stream: id, Err: sysErr(err)}})
+			post(item{kind: itClosed, st: st, in: spec.Input{Kind: spec.InStreamClosed, Stream: id, Err: sysErr(err)}})
 			return
 		}
 		st.attach(c.(*net.TCPConn), r)
-		r.post(item{kind: itConnected, st: st, in: spec.Input{Kind: spec.InConnected, Stream: id, Addr: to}})
+		post(item{kind: itConnected, st: st, in: spec.Input{Kind: spec.InConnected, Stream: id, Addr: to}})
+	}
+	if r.opt.Hold {
+		// A replay harness tells connections apart by the order they
+		// arrive in, so dials happen one at a time, in order.
+		connect(func(it item) { r.local = append(r.local, it) })
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		connect(r.post)
 	}()
 }
 
@@ -607,6 +623,9 @@ func (r *Runner) maybeFinish(st *stream) {
 	if st.rdone && st.wdone() && r.streams[st.id] == st {
 		delete(r.streams, st.id)
 		st.kill(false)
+		if r.opt.Hold {
+			r.finished[st.id] = st
+		}
 	}
 }
 

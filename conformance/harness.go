@@ -1,0 +1,516 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/netspec/netspec/impl"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/trace"
+)
+
+// ErrSkip says a trace cannot be replayed against impl, and why.
+var ErrSkip = errors.New("conformance: not replayable on sockets")
+
+// ImplOptions tunes ReplayImpl.
+type ImplOptions struct {
+	// Timeout bounds the wait for each input (default 5s).
+	Timeout time.Duration
+}
+
+// addrMap maps every IP of a trace to a loopback address of its own.
+type addrMap struct {
+	fwd    map[netip.Addr]netip.Addr
+	rev    map[netip.Addr]netip.Addr
+	next   uint32
+	prefix uint32 // 127.0.0.0 + prefix<<8 + n: a fresh /24 per replay
+	bound  map[spec.Sock][]netip.AddrPort
+}
+
+func newAddrMap() *addrMap {
+	return &addrMap{
+		fwd: map[netip.Addr]netip.Addr{},
+		rev: map[netip.Addr]netip.Addr{},
+		// A random /24 keeps concurrent and successive replays apart, so
+		// no connection meets another's TIME_WAIT.
+		prefix: uint32(64<<8 + rand.IntN(190<<8)),
+		bound:  map[spec.Sock][]netip.AddrPort{},
+	}
+}
+
+func (m *addrMap) add(a netip.Addr) {
+	a = a.Unmap()
+	if !a.IsValid() || a.IsUnspecified() {
+		return
+	}
+	if _, ok := m.fwd[a]; ok {
+		return
+	}
+	m.next++
+	v := 127<<24 + m.prefix<<8 + m.next
+	l := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	m.fwd[a], m.rev[l] = l, a
+}
+
+func (m *addrMap) Out(a netip.AddrPort) netip.AddrPort {
+	if l, ok := m.fwd[a.Addr().Unmap()]; ok {
+		return netip.AddrPortFrom(l, a.Port())
+	}
+	return a
+}
+
+func (m *addrMap) In(a netip.AddrPort) netip.AddrPort {
+	if o, ok := m.rev[a.Addr().Unmap()]; ok {
+		return netip.AddrPortFrom(o, a.Port())
+	}
+	return a
+}
+
+func (m *addrMap) Bind(s spec.Sock, _ spec.Net, req netip.AddrPort) netip.AddrPort {
+	if q := m.bound[s]; len(q) > 0 {
+		m.bound[s] = q[1:]
+		return m.Out(q[0])
+	}
+	return m.Out(req)
+}
+
+// dialable turns a bound address into one a peer can send to.
+func dialable(a netip.AddrPort) netip.AddrPort {
+	if a.Addr().IsUnspecified() {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), a.Port())
+	}
+	return a
+}
+
+// peerConn is the harness's end of one of the node's streams.
+type peerConn struct {
+	c    *net.TCPConn
+	mu   sync.Mutex
+	got  []byte
+	eof  bool
+	rerr error
+	done chan struct{}
+}
+
+func newPeerConn(c *net.TCPConn) *peerConn {
+	p := &peerConn{c: c, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := c.Read(buf)
+			p.mu.Lock()
+			p.got = append(p.got, buf[:n]...)
+			if err != nil {
+				p.eof = errors.Is(err, io.EOF)
+				p.rerr = err
+			}
+			p.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return p
+}
+
+type udpPeer struct {
+	c   *net.UDPConn
+	mu  sync.Mutex
+	got [][]byte
+}
+
+// harness plays every peer of the node under replay.
+type harness struct {
+	amap    *addrMap
+	udp     map[netip.AddrPort]*udpPeer
+	lns     map[netip.AddrPort]*net.TCPListener
+	accepts map[netip.AddrPort]chan *net.TCPConn
+	dials   map[netip.AddrPort][]spec.Stream // dial targets' stream ids, in order
+	conns   map[spec.Stream]*peerConn
+	ownAddr map[spec.Sock]netip.AddrPort
+	mu      sync.Mutex
+}
+
+func (h *harness) close() {
+	for _, p := range h.udp {
+		_ = p.c.Close()
+	}
+	for _, l := range h.lns {
+		_ = l.Close()
+	}
+	for _, c := range h.conns {
+		if c != nil {
+			_ = c.c.Close()
+		}
+	}
+}
+
+// ReplayImpl replays node against an impl.Runner on loopback sockets. It
+// returns an error wrapping ErrSkip for traces it cannot replay (a node
+// that restarts).
+func ReplayImpl(ctx context.Context, t *Trace, node string, lookup Lookup, opt ImplOptions) error {
+	if opt.Timeout <= 0 {
+		opt.Timeout = 5 * time.Second
+	}
+	want := t.NodeRecords(node)
+	starts := 0
+	for _, r := range want {
+		if r.In == "start" {
+			starts++
+		}
+	}
+	if starts != 1 || want[0].In != "start" {
+		return fmt.Errorf("%w: node %s starts %d times", ErrSkip, node, starts)
+	}
+	m, err := t.machine(node, lookup)
+	if err != nil {
+		return err
+	}
+	epoch := spec.Time(t.Header.Epoch)
+
+	h := &harness{
+		amap:    newAddrMap(),
+		udp:     map[netip.AddrPort]*udpPeer{},
+		lns:     map[netip.AddrPort]*net.TCPListener{},
+		accepts: map[netip.AddrPort]chan *net.TCPConn{},
+		dials:   map[netip.AddrPort][]spec.Stream{},
+		conns:   map[spec.Stream]*peerConn{},
+		ownAddr: map[spec.Sock]netip.AddrPort{},
+	}
+	defer h.close()
+	if err := h.setup(want); err != nil {
+		return err
+	}
+
+	clock := impl.NewManualClock(epoch)
+	var mu sync.Mutex
+	var got []trace.Record
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := impl.New(m, impl.Options{
+		Clock:      clock,
+		Hold:       true,
+		Addrs:      h.amap,
+		TraceEpoch: epoch,
+		StopGrace:  50 * time.Millisecond,
+		OnStep: func(now spec.Time, in spec.Input, out []spec.Output) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, trace.FromInput(epoch, now, node, in))
+			for _, o := range out {
+				got = append(got, trace.FromOutput(epoch, now, node, o))
+				if o.Kind == spec.OutExit {
+					break
+				}
+			}
+		},
+	})
+	runErr := make(chan error, 1)
+	go func() { runErr <- r.Run(rctx) }()
+
+	snapshot := func() []trace.Record {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]trace.Record(nil), got...)
+	}
+	fail := func(i int, note string) error {
+		g := snapshot()
+		if err := compare(node, "impl", want, g); err != nil {
+			var d *Divergence
+			if errors.As(err, &d) && d.Got != nil {
+				return d
+			}
+		}
+		return divergence(node, "impl", want, min(i, len(want)-1), &want[min(i, len(want)-1)], nil, note)
+	}
+
+	for i, rec := range want {
+		if rec.In == "" {
+			continue
+		}
+		in, err := rec.Input()
+		if err != nil {
+			return err
+		}
+		clock.Advance(epoch + spec.Time(rec.T))
+		if err := h.act(r, cancel, in); err != nil {
+			return fail(i, err.Error())
+		}
+		rel, relCancel := context.WithTimeout(ctx, opt.Timeout)
+		err = r.Release(rel, in)
+		relCancel()
+		if err != nil {
+			return fail(i, err.Error())
+		}
+		if in.Kind == spec.InBound && in.Err == "" {
+			h.ownAddr[in.Sock] = h.amap.Out(in.Addr)
+		}
+	}
+	cancel()
+	select {
+	case <-runErr:
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("conformance: node %s: runner did not stop", node)
+	}
+	if err := compare(node, "impl", want, snapshot()); err != nil {
+		return err
+	}
+	return h.verify(node, want)
+}
+
+// setup opens the harness's sockets: one per peer address the node talks
+// to, and a listener per address it dials.
+func (h *harness) setup(want []trace.Record) error {
+	own := map[netip.AddrPort]bool{}
+	for _, r := range want {
+		if a, err := netip.ParseAddrPort(r.Addr); err == nil {
+			h.amap.add(a.Addr())
+		}
+		if r.In == "bound" && r.Err == "" {
+			a, _ := netip.ParseAddrPort(r.Addr)
+			h.amap.bound[spec.Sock(r.Sock)] = append(h.amap.bound[spec.Sock(r.Sock)], a)
+			own[a] = true
+		}
+	}
+	for _, r := range want {
+		a, err := netip.ParseAddrPort(r.Addr)
+		if err != nil || own[a] || a.Port() == 0 || a.Addr().IsUnspecified() {
+			continue
+		}
+		switch {
+		case r.In == "datagram" || r.Out == "send":
+			if h.udp[a] != nil {
+				continue
+			}
+			c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(h.amap.Out(a)))
+			if err != nil {
+				return fmt.Errorf("conformance: harness socket for %v: %w", a, err)
+			}
+			p := &udpPeer{c: c}
+			h.udp[a] = p
+			go func() {
+				buf := make([]byte, 65536)
+				for {
+					n, _, err := c.ReadFromUDPAddrPort(buf)
+					if err != nil {
+						return
+					}
+					p.mu.Lock()
+					p.got = append(p.got, append([]byte(nil), buf[:n]...))
+					p.mu.Unlock()
+				}
+			}()
+		case r.Out == "dial":
+			h.dials[a] = append(h.dials[a], spec.Stream(r.Stream))
+			if h.lns[a] != nil {
+				continue
+			}
+			ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(h.amap.Out(a)))
+			if err != nil {
+				return fmt.Errorf("conformance: harness listener for %v: %w", a, err)
+			}
+			h.lns[a] = ln
+			ch := make(chan *net.TCPConn, 64)
+			h.accepts[a] = ch
+			go func() {
+				for {
+					c, err := ln.AcceptTCP()
+					if err != nil {
+						return
+					}
+					ch <- c
+				}
+			}()
+		}
+	}
+	// A dial that the trace says failed must fail here too: no listener.
+	failed := map[spec.Stream]bool{}
+	connected := map[spec.Stream]bool{}
+	for _, r := range want {
+		if r.In == "connected" {
+			connected[spec.Stream(r.Stream)] = true
+		}
+		if r.In == "closed" && r.Err != "" {
+			failed[spec.Stream(r.Stream)] = true
+		}
+	}
+	for a, ids := range h.dials {
+		ok := false
+		for _, id := range ids {
+			ok = ok || connected[id]
+		}
+		if !ok {
+			_ = h.lns[a].Close()
+			delete(h.lns, a)
+		}
+	}
+	return nil
+}
+
+// act does, with real sockets, what made the node get input in.
+func (h *harness) act(r *impl.Runner, stop context.CancelFunc, in spec.Input) error {
+	switch in.Kind {
+	case spec.InDatagram:
+		p := h.udp[in.Addr]
+		dst, ok := h.ownAddr[in.Sock]
+		if p == nil || !ok {
+			return fmt.Errorf("harness has no socket for datagram %v -> sock %d", in.Addr, in.Sock)
+		}
+		if _, err := p.c.WriteToUDPAddrPort(in.Data, dialable(dst)); err != nil {
+			return fmt.Errorf("harness send: %w", err)
+		}
+	case spec.InAccepted:
+		dst, ok := h.ownAddr[in.Sock]
+		if !ok {
+			return fmt.Errorf("harness does not know listener %d", in.Sock)
+		}
+		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(h.amap.Out(in.Addr)), Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp4", dialable(dst).String())
+		if err != nil {
+			return fmt.Errorf("harness dial: %w", err)
+		}
+		h.conns[in.Stream] = newPeerConn(c.(*net.TCPConn))
+	case spec.InConnected:
+		// The runner (in Hold mode) dials one connection at a time, so
+		// the listener's connections belong to the streams in the order
+		// the node dialed them.
+		for a, ids := range h.dials {
+			if !slices.Contains(ids, in.Stream) {
+				continue
+			}
+			for h.conns[in.Stream] == nil && len(h.dials[a]) > 0 {
+				select {
+				case c := <-h.accepts[a]:
+					h.conns[h.dials[a][0]] = newPeerConn(c)
+					h.dials[a] = h.dials[a][1:]
+				case <-time.After(5 * time.Second):
+					return fmt.Errorf("harness listener %v saw no connection", a)
+				}
+			}
+			return nil
+		}
+	case spec.InStreamData:
+		c := h.conns[in.Stream]
+		if c == nil {
+			return fmt.Errorf("harness has no connection for stream %d", in.Stream)
+		}
+		if _, err := c.c.Write(in.Data); err != nil {
+			return fmt.Errorf("harness write: %w", err)
+		}
+	case spec.InStreamClosed:
+		c := h.conns[in.Stream]
+		if c == nil {
+			return nil // a dial that failed
+		}
+		if in.Err == "" {
+			_ = c.c.CloseWrite()
+		} else {
+			_ = c.c.SetLinger(0)
+			_ = c.c.Close()
+		}
+	case spec.InCommand:
+		r.Command(in.Cmd)
+	case spec.InStop:
+		stop()
+	}
+	return nil
+}
+
+// verify checks that what the node sent reached the harness.
+func (h *harness) verify(node string, want []trace.Record) error {
+	sends := map[netip.AddrPort][][]byte{}
+	writes := map[spec.Stream][]byte{}
+	closed := map[spec.Stream]bool{}
+	aborted := map[spec.Stream]bool{}
+	for _, r := range want {
+		switch r.Out {
+		case "send":
+			a, _ := netip.ParseAddrPort(r.Addr)
+			p, _ := r.Payload()
+			sends[a] = append(sends[a], p)
+		case "write":
+			p, _ := r.Payload()
+			writes[spec.Stream(r.Stream)] = append(writes[spec.Stream(r.Stream)], p...)
+		case "close":
+			closed[spec.Stream(r.Stream)] = true
+		case "abort":
+			aborted[spec.Stream(r.Stream)] = true
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	addrs := make([]netip.AddrPort, 0, len(sends))
+	for a := range sends {
+		addrs = append(addrs, a)
+	}
+	sort.Slice(addrs, func(i, j int) bool { return addrs[i].String() < addrs[j].String() })
+	for _, a := range addrs {
+		p := h.udp[a]
+		if p == nil {
+			continue
+		}
+		exp := sends[a]
+		for {
+			p.mu.Lock()
+			n := len(p.got)
+			p.mu.Unlock()
+			if n >= len(exp) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		p.mu.Lock()
+		got := p.got
+		p.mu.Unlock()
+		if len(got) != len(exp) {
+			return fmt.Errorf("conformance: node %s sent %d datagrams to %v, the harness received %d", node, len(exp), a, len(got))
+		}
+		for i := range exp {
+			if !bytes.Equal(exp[i], got[i]) {
+				return fmt.Errorf("conformance: node %s: datagram %d to %v arrived as %q, want %q", node, i, a, clip(got[i]), clip(exp[i]))
+			}
+		}
+	}
+	for id, exp := range writes {
+		c := h.conns[id]
+		if c == nil || aborted[id] {
+			continue
+		}
+		for {
+			c.mu.Lock()
+			n, eof := len(c.got), c.eof || c.rerr != nil
+			c.mu.Unlock()
+			if (n >= len(exp) && (!closed[id] || eof)) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		c.mu.Lock()
+		got, eof := c.got, c.eof
+		c.mu.Unlock()
+		if !bytes.HasPrefix(got, exp) || len(got) != len(exp) {
+			return fmt.Errorf("conformance: node %s: stream %d carried %d bytes, want %d", node, id, len(got), len(exp))
+		}
+		if closed[id] && !eof {
+			return fmt.Errorf("conformance: node %s closed stream %d but the harness saw no FIN", node, id)
+		}
+	}
+	return nil
+}
+
+func clip(b []byte) []byte {
+	if len(b) > 48 {
+		return b[:48]
+	}
+	return b
+}

@@ -1,0 +1,25 @@
+// Package all lists every protocol netspec implements, for the tools that
+// work with any of them (replay, conformance, the timeline viewer).
+package all
+
+import (
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/echo"
+)
+
+// Protocols returns every protocol, in a fixed order.
+func Protocols() []spec.Protocol {
+	return []spec.Protocol{
+		echo.Protocol,
+	}
+}
+
+// Lookup returns the protocol called name.
+func Lookup(name string) (spec.Protocol, bool) {
+	for _, p := range Protocols() {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return spec.Protocol{}, false
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/netspec/netspec/impl"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/echo"
+)
+
+func echoGroup() *group {
+	return &group{
+		name: "echo",
+		help: "RFC 862 echo over UDP and TCP",
+		verbs: []verb{
+			{"serve", "answer every datagram and stream with its own bytes", echoServe},
+			{"send", "send a message and print its echo", echoSend},
+		},
+	}
+}
+
+func echoServe(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("echo serve", "[--udp ADDR] [--tcp ADDR]", "Serves RFC 862 echo; try: echo '233' | nc -u -w1 127.0.0.1 9999")
+	var udp, tcp addrFlag
+	fs.Var(&udp, "udp", "serve UDP echo on `ADDR` (host:port or port)")
+	fs.Var(&tcp, "tcp", "serve TCP echo on `ADDR`")
+	lowPorts := fs.Bool("allow-low-ports", false, "also answer sources below port 1024 (reflection risk)")
+	logger := logFlags(fs)
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if !udp.ap.IsValid() && !tcp.ap.IsValid() {
+		return usagef("echo serve: give --udp ADDR, --tcp ADDR or both")
+	}
+	log, closeLog, err := logger(e)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	m := echo.NewServer(echo.ServerConfig{UDP: udp.ap, TCP: tcp.ap, AllowLowPorts: *lowPorts})
+	r := impl.New(m, impl.Options{
+		Logger: log,
+		OnEvent: func(_ spec.Time, ev spec.Event) {
+			if ev.Name == "listening" {
+				fmt.Fprintf(e.stdout, "echo: listening on %s\n", ev.Text)
+			}
+		},
+	})
+	return exitErr(r.Run(ctx))
+}
+
+func echoSend(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("echo send", "[--tcp] ADDR MESSAGE", "Sends MESSAGE to an echo server and prints what comes back.")
+	tcp := fs.Bool("tcp", false, "use TCP instead of UDP")
+	timeout := fs.Duration("timeout", time.Second, "UDP: wait this long for each echo")
+	retries := fs.Int("retries", 2, "UDP: resend this many times")
+	logger := logFlags(fs)
+	pos, err := e.parse(fs, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	server, err := parseAddr(pos[0], true)
+	if err != nil {
+		return usagef("echo send: %v", err)
+	}
+	log, closeLog, err := logger(e)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if *retries < 0 {
+		return usagef("echo send: --retries must be >= 0")
+	}
+	cfg := echo.ClientConfig{Server: server, TCP: *tcp, Timeout: *timeout, Retries: *retries}
+	if *retries == 0 {
+		cfg.Retries = -1
+	}
+	r := impl.New(echo.NewClient(cfg), impl.Options{
+		Logger: log,
+		OnEvent: func(_ spec.Time, ev spec.Event) {
+			if ev.Name == "reply" {
+				fmt.Fprintf(e.stdout, "%s\n", ev.Data)
+			}
+		},
+	})
+	r.Command(spec.Command{Name: "send", Data: []byte(pos[1])})
+	r.Command(spec.Command{Name: "close"})
+	return exitErr(r.Run(ctx))
+}
+
+// exitErr turns a runner's result into a command's.
+func exitErr(err error) error {
+	var ee *impl.ExitError
+	if errors.As(err, &ee) {
+		return errors.New(ee.Msg)
+	}
+	return err
+}

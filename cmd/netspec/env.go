@@ -1,0 +1,192 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/netspec/netspec/sim/scenario"
+	"github.com/olekukonko/tablewriter"
+)
+
+// env is what a command may touch: its streams.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// flags returns a flag set for "netspec NAME", with usage text.
+func (e *env) flags(name, synopsis, help string) *flag.FlagSet {
+	fs := flag.NewFlagSet("netspec "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: netspec %s %s\n\n%s\n\nflags:\n", name, synopsis, help)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args, allowing flags after positional arguments (netspec
+// stream listen SERVER --count 5), and checks the number of positional
+// arguments is between min and max (max < 0: any).
+func (e *env) parse(fs *flag.FlagSet, args []string, min, max int) ([]string, error) {
+	var pos []string
+	// The flag package would print the whole usage on a bad flag; one
+	// line and a pointer to -h reads better.
+	fs.SetOutput(io.Discard)
+	for {
+		if err := fs.Parse(args); err != nil {
+			if err == flag.ErrHelp {
+				fs.SetOutput(e.stdout)
+				fs.Usage()
+				return nil, errHelp
+			}
+			return nil, usagef("%s: %v (see '%s -h')", strings.TrimPrefix(fs.Name(), "netspec "), err, fs.Name())
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if rest[0] == "--" {
+			pos = append(pos, rest[1:]...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	if len(pos) < min || (max >= 0 && len(pos) > max) {
+		want := fmt.Sprintf("%d", min)
+		if max != min {
+			if max < 0 {
+				want = fmt.Sprintf("at least %d", min)
+			} else {
+				want = fmt.Sprintf("%d to %d", min, max)
+			}
+		}
+		return nil, usagef("%s: want %s argument(s), got %d (see -h)", strings.TrimPrefix(fs.Name(), "netspec "), want, len(pos))
+	}
+	return pos, nil
+}
+
+// logFlags adds --log FILE and -v to fs and returns a function that opens
+// the logger once flags are parsed (and a closer).
+func logFlags(fs *flag.FlagSet) func(e *env) (*slog.Logger, func(), error) {
+	file := fs.String("log", "", "append the log to `FILE` (default: stderr)")
+	verbose := fs.Bool("v", false, "log at debug level (every dropped packet)")
+	return func(e *env) (*slog.Logger, func(), error) {
+		level := slog.LevelInfo
+		if *verbose {
+			level = slog.LevelDebug
+		}
+		var w io.Writer = e.stderr
+		closer := func() {}
+		if *file != "" {
+			f, err := os.OpenFile(*file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				return nil, nil, fmt.Errorf("log: %w", err)
+			}
+			w, closer = f, func() { f.Close() }
+		}
+		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closer, nil
+	}
+}
+
+// addrFlag is a flag holding a host:port to bind, "" meaning unset.
+type addrFlag struct{ ap netip.AddrPort }
+
+func (a *addrFlag) String() string {
+	if !a.ap.IsValid() {
+		return ""
+	}
+	return a.ap.String()
+}
+
+func (a *addrFlag) Set(s string) error {
+	ap, err := parseAddr(s, false)
+	if err != nil {
+		return err
+	}
+	a.ap = ap
+	return nil
+}
+
+// parseAddr parses HOST:PORT, ":PORT" or PORT; hosts are resolved, which
+// is why this lives in cmd and not in spec. With remote, the host must not
+// be empty.
+func parseAddr(s string, remote bool) (netip.AddrPort, error) {
+	if !strings.Contains(s, ":") {
+		s = ":" + s
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q: %w", s, err)
+	}
+	if host == "" {
+		if remote {
+			host = "127.0.0.1"
+		} else {
+			host = "0.0.0.0"
+		}
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		ips, lerr := net.LookupHost(host)
+		if lerr != nil || len(ips) == 0 {
+			return netip.AddrPort{}, fmt.Errorf("bad host %q: %v", host, lerr)
+		}
+		ip, err = netip.ParseAddr(ips[0])
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+	}
+	p, err := net.LookupPort("udp", port)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad port %q", port)
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(p)), nil
+}
+
+// renderTable prints a scenario table with tablewriter.
+func renderTable(w io.Writer, t scenario.Table) error {
+	if t.Title != "" {
+		fmt.Fprintln(w, t.Title)
+	}
+	tw := tablewriter.NewTable(w)
+	tw.Header(toAny(t.Header)...)
+	for _, r := range t.Rows {
+		if err := tw.Append(toAny(r)...); err != nil {
+			return err
+		}
+	}
+	if err := tw.Render(); err != nil {
+		return err
+	}
+	for _, n := range t.Notes {
+		fmt.Fprintln(w, n)
+	}
+	return nil
+}
+
+func toAny(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func tableOf(title string, header []string, rows [][]string) scenario.Table {
+	return scenario.Table{Title: title, Header: header, Rows: rows}
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// need skips a test when a tool is missing, unless CI says tools are
+// required (NETSPEC_REQUIRE_TOOLS=1), where a missing tool is a failure.
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("NETSPEC_REQUIRE_TOOLS") != "" {
+				t.Fatalf("%s is required (NETSPEC_REQUIRE_TOOLS is set) but not installed", tool)
+			}
+			t.Skipf("%s not installed; CI installs it", tool)
+		}
+	}
+}
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+	}{
+		{nil, 2},
+		{[]string{"-h"}, 0},
+		{[]string{"bogus"}, 2},
+		{[]string{"echo"}, 2},
+		{[]string{"echo", "-h"}, 0},
+		{[]string{"echo", "bogus"}, 2},
+		{[]string{"echo", "serve", "-h"}, 0},
+		{[]string{"echo", "serve"}, 2},
+		{[]string{"echo", "serve", "--bogus"}, 2},
+		{[]string{"echo", "serve", "--udp", "not an address"}, 2},
+		{[]string{"echo", "send", "127.0.0.1:9"}, 2},
+		{[]string{"echo", "send", "--retries", "-1", "127.0.0.1:9", "x"}, 2},
+		{[]string{"sim", "-h"}, 0},
+		{[]string{"sim", "nosuchscenario"}, 2},
+		{[]string{"sim", "--seed", "minus one"}, 2},
+		{[]string{"sim", "echo", "extra"}, 2},
+		{[]string{"replay"}, 2},
+		{[]string{"replay", "/nonexistent.ndjson"}, 1},
+	}
+	for _, tc := range tests {
+		code, _, stderr := runCmd(tc.args...)
+		if code != tc.code {
+			t.Errorf("netspec %s: exit %d, want %d (stderr: %s)", strings.Join(tc.args, " "), code, tc.code, stderr)
+		}
+		if tc.code == 2 && tc.args != nil && stderr == "" {
+			t.Errorf("netspec %s: exit 2 with no message", strings.Join(tc.args, " "))
+		}
+	}
+}
+
+// The default job runs, is reproducible from the command it prints, and
+// says how to reproduce itself.
+func TestSimDefaultReproduces(t *testing.T) {
+	code, out, stderr := runCmd("sim")
+	if code != 0 {
+		t.Fatalf("netspec sim: exit %d: %s", code, stderr)
+	}
+	i := strings.LastIndex(out, "reproduce: ")
+	if i < 0 {
+		t.Fatalf("no reproduce line in:\n%s", out)
+	}
+	repro := strings.Fields(strings.TrimSpace(out[i+len("reproduce: "):]))
+	if repro[0] != "netspec" {
+		t.Fatalf("reproduce line %q", repro)
+	}
+	code, again, _ := runCmd(repro[1:]...)
+	if code != 0 || again != out {
+		t.Fatalf("rerunning %q gave different output:\n%s\nvs\n%s", repro, again, out)
+	}
+	code, j, _ := runCmd("sim", "--json", "--seed", "3", "--loss", "0.2")
+	var v map[string]any
+	if code != 0 || json.Unmarshal([]byte(j), &v) != nil || v["reproduce"] != "netspec sim echo --seed=3 --loss=0.2" {
+		t.Fatalf("sim --json: exit %d, output %s", code, j)
+	}
+}
+
+func TestReplayCommand(t *testing.T) {
+	code, out, stderr := runCmd("replay", "../../conformance/testdata/echo-sim.ndjson")
+	if code != 0 || !strings.Contains(out, "server") {
+		t.Fatalf("replay: exit %d\n%s\n%s", code, out, stderr)
+	}
+}
+
+// serve starts `netspec ARGS...` in-process and returns the addresses it
+// reports listening on, by transport.
+func serve(t *testing.T, args ...string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, strings.NewReader(""), pw, io.Discard); pw.Close() }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("server exited %d", code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("server did not stop")
+		}
+	})
+	addrs := map[string]string{}
+	sc := bufio.NewScanner(pr)
+	want := strings.Count(strings.Join(args, " "), "--udp") + strings.Count(strings.Join(args, " "), "--tcp")
+	for len(addrs) < want && sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 5 && f[1] == "listening" {
+			addrs[f[3]] = f[4]
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	return addrs
+}
+
+// The seed's own test, with the real nc: echo '233' | nc -u -w1 HOST PORT
+// prints 233; and nc over TCP gets its bytes back.
+func TestEchoWithNetcat(t *testing.T) {
+	need(t, "nc")
+	addrs := serve(t, "echo", "serve", "--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0")
+	host, port := split(t, addrs["udp"])
+	out, err := shell(t, "echo '233' | nc -u -w1 "+host+" "+port)
+	if err != nil || out != "233\n" {
+		t.Fatalf("nc -u: %q, %v", out, err)
+	}
+	host, port = split(t, addrs["tcp"])
+	payload := strings.Repeat("netspec echo over tcp\n", 5000)
+	cmd := exec.Command("nc", "-N", host, port)
+	cmd.Stdin = strings.NewReader(payload)
+	got, err := cmd.Output()
+	if err != nil || string(got) != payload {
+		t.Fatalf("nc over tcp returned %d bytes (%v), sent %d", len(got), err, len(payload))
+	}
+}
+
+func split(t *testing.T, addr string) (string, string) {
+	i := strings.LastIndex(addr, ":")
+	if i < 0 {
+		t.Fatalf("bad address %q", addr)
+	}
+	return addr[:i], addr[i+1:]
+}
+
+func shell(t *testing.T, script string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "sh", "-c", script).Output()
+	return string(out), err
+}

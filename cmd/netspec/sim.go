@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/netspec/netspec/sim/scenario"
+)
+
+func simGroup() *group {
+	return &group{
+		name:   "sim",
+		args:   "[SCENARIO]",
+		help:   "run a simulated experiment (default: " + scenario.All()[0].Name() + ")",
+		direct: runSim,
+	}
+}
+
+func runSim(ctx context.Context, e *env, args []string) error {
+	sc := scenario.All()[0]
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		s, ok := scenario.Find(args[0])
+		if !ok {
+			var names []string
+			for _, s := range scenario.All() {
+				names = append(names, s.Name())
+			}
+			sort.Strings(names)
+			return usagef("sim: unknown scenario %q (have: %s)", args[0], strings.Join(names, ", "))
+		}
+		sc, args = s, args[1:]
+	}
+	var list strings.Builder
+	for _, s := range scenario.All() {
+		fmt.Fprintf(&list, "\n  %-10s %s", s.Name(), s.Describe())
+	}
+	fs := e.flags("sim "+sc.Name(), "[flags]", "Runs a simulated experiment on a seeded virtual network; the same seed gives\nthe same run, byte for byte. Scenarios:"+list.String())
+	seed := fs.Uint64("seed", 1, "seed for the network's faults and the scenario's choices")
+	tracePath := fs.String("trace", "", "write the whole run as an NDJSON trace to `FILE`")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	logger := logFlags(fs)
+	sc.Flags(fs)
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	opt := scenario.Options{Seed: *seed}
+	if *tracePath != "" {
+		f, err := os.Create(*tracePath)
+		if err != nil {
+			return fmt.Errorf("trace: %w", err)
+		}
+		defer f.Close()
+		opt.Trace = f
+	}
+	if fs.Lookup("v").Value.String() == "true" || fs.Lookup("log").Value.String() != "" {
+		l, closer, err := logger(e)
+		if err != nil {
+			return err
+		}
+		defer closer()
+		opt.Logger = l
+	}
+	res, err := sc.Run(opt)
+	if err != nil {
+		return err
+	}
+	repro := scenario.Reproduce(sc.Name(), *seed, fs)
+	if *asJSON {
+		if err := writeJSON(e.stdout, map[string]any{"scenario": sc.Name(), "result": res.Value, "failed": res.Failed, "reproduce": repro}); err != nil {
+			return err
+		}
+	} else {
+		for i, t := range res.Tables {
+			if i > 0 {
+				fmt.Fprintln(e.stdout)
+			}
+			if err := renderTable(e.stdout, t); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(e.stdout, "\nreproduce: %s\n", repro)
+	}
+	if res.Failed != "" {
+		return fmt.Errorf("sim %s: %s (reproduce: %s)", sc.Name(), res.Failed, repro)
+	}
+	return nil
+}

@@ -1,0 +1,224 @@
+package scenario
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/echo"
+)
+
+// Echo is the foundation's scenario: UDP and TCP echo clients talk to one
+// server over a lossy, duplicating, reordering network.
+type Echo struct {
+	Clients  int
+	Messages int
+	MaxSize  int
+	Loss     float64
+	Dup      float64
+	Jitter   time.Duration
+	Rate     float64
+	Delay    time.Duration
+}
+
+// Name implements Scenario.
+func (e *Echo) Name() string { return "echo" }
+
+// Describe implements Scenario.
+func (e *Echo) Describe() string {
+	return "RFC 862 echo, UDP and TCP clients, over a lossy network"
+}
+
+// Flags implements Scenario.
+func (e *Echo) Flags(fs *flag.FlagSet) {
+	fs.IntVar(&e.Clients, "clients", 4, "number of clients (half UDP, half TCP)")
+	fs.IntVar(&e.Messages, "messages", 20, "messages per client")
+	fs.IntVar(&e.MaxSize, "max-size", 1400, "largest message in bytes")
+	fs.Float64Var(&e.Loss, "loss", 0.05, "packet loss probability")
+	fs.Float64Var(&e.Dup, "dup", 0.01, "packet duplication probability")
+	fs.DurationVar(&e.Jitter, "jitter", 2*time.Millisecond, "maximum jitter (reorders packets)")
+	fs.Float64Var(&e.Rate, "rate", 10e6, "access link rate in bit/s")
+	fs.DurationVar(&e.Delay, "delay", 5*time.Millisecond, "access link delay")
+}
+
+// Defaults fills zero fields with the flag defaults, for callers that do
+// not parse flags.
+func (e *Echo) Defaults() *Echo {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	d := &Echo{}
+	d.Flags(fs)
+	if e.Clients == 0 {
+		e.Clients = d.Clients
+	}
+	if e.Messages == 0 {
+		e.Messages = d.Messages
+	}
+	if e.MaxSize == 0 {
+		e.MaxSize = d.MaxSize
+	}
+	if e.Rate == 0 {
+		e.Rate = d.Rate
+	}
+	return e
+}
+
+// EchoClientResult is one client's outcome.
+type EchoClientResult struct {
+	Name     string `json:"name"`
+	TCP      bool   `json:"tcp"`
+	Sent     int    `json:"sent"`
+	Echoed   int    `json:"echoed"`
+	Stray    int    `json:"stray"`
+	Timeouts int    `json:"timeouts"`
+	Bytes    int    `json:"bytes"`
+	Done     string `json:"done"`
+}
+
+// EchoResult is the scenario's machine-readable result.
+type EchoResult struct {
+	Seed    uint64             `json:"seed"`
+	Clients []EchoClientResult `json:"clients"`
+	Net     NetCounts          `json:"net"`
+	Events  uint64             `json:"events"`
+	Virtual time.Duration      `json:"virtual"`
+	Corrupt int                `json:"corrupt"`
+}
+
+// NetCounts tallies the network's ground truth.
+type NetCounts struct {
+	Sent      int `json:"sent"`
+	Delivered int `json:"delivered"`
+	Lost      int `json:"lost"`
+	Dup       int `json:"duplicated"`
+}
+
+// Count adds one network event.
+func (c *NetCounts) Count(ev sim.NetEvent) {
+	switch {
+	case ev.Kind == sim.NetSend:
+		c.Sent++
+	case ev.Kind == sim.NetDeliver:
+		c.Delivered++
+	case ev.Kind == sim.NetDup:
+		c.Dup++
+	case ev.Kind.Dropped():
+		c.Lost++
+	}
+}
+
+// Run implements Scenario.
+func (e *Echo) Run(opt Options) (Result, error) {
+	e.Defaults()
+	server := netip.MustParseAddrPort("10.0.0.1:7007")
+	res := EchoResult{Seed: opt.Seed}
+	sent := map[string][][]byte{}
+	idx := map[string]int{}
+	cfg := sim.Config{
+		Seed:     opt.Seed,
+		Link:     sim.Symmetric(sim.Dir{Rate: e.Rate, Delay: e.Delay}),
+		Faults:   sim.Faults{Loss: e.Loss, Dup: e.Dup, Jitter: e.Jitter},
+		Trace:    opt.Trace,
+		Protocol: "echo",
+		Logger:   opt.Logger,
+		OnNet:    res.Net.Count,
+	}
+	cfg.OnEvent = func(n *sim.Node, now spec.Time, ev spec.Event) {
+		i, ok := idx[n.Name]
+		if !ok {
+			return
+		}
+		c := &res.Clients[i]
+		switch ev.Name {
+		case "reply":
+			if ev.Value.(echo.Reply).Matched {
+				c.Echoed++
+			} else {
+				c.Stray++
+			}
+			known := false
+			for _, m := range sent[n.Name] {
+				known = known || bytes.Equal(m, ev.Data)
+			}
+			if !known {
+				res.Corrupt++
+			}
+		case "timeout", "error":
+			c.Timeouts++
+		}
+	}
+	cfg.OnExit = func(n *sim.Node, now spec.Time, err string) {
+		if i, ok := idx[n.Name]; ok {
+			res.Clients[i].Done = fmt.Sprintf("%.3fs", now.Sub(spec.SimEpoch).Seconds())
+			if err != "" {
+				res.Clients[i].Done += " (" + err + ")"
+			}
+		}
+	}
+	s := sim.New(cfg)
+	scfg := echo.ServerConfig{UDP: server, TCP: server}
+	if _, err := s.AddNode(sim.NodeSpec{Name: "server", Protocol: "echo", Role: "server", Config: scfg, New: func() spec.Machine { return echo.NewServer(scfg) }}); err != nil {
+		return Result{}, err
+	}
+	rng := spec.NewRand(opt.Seed)
+	for i := 0; i < e.Clients; i++ {
+		tcp := i%2 == 1
+		name := fmt.Sprintf("client%d", i+1)
+		ccfg := echo.ClientConfig{Server: server, TCP: tcp, Timeout: 200 * time.Millisecond, Retries: 5}
+		if _, err := s.AddNode(sim.NodeSpec{Name: name, Protocol: "echo", Role: "client", Config: ccfg, New: func() spec.Machine { return echo.NewClient(ccfg) }}); err != nil {
+			return Result{}, err
+		}
+		idx[name] = len(res.Clients)
+		res.Clients = append(res.Clients, EchoClientResult{Name: name, TCP: tcp, Sent: e.Messages})
+		for j := 0; j < e.Messages; j++ {
+			size := rng.IntN(e.MaxSize + 1)
+			if tcp {
+				size *= 8
+			}
+			msg := make([]byte, size)
+			rng.Bytes(msg)
+			sent[name] = append(sent[name], msg)
+			res.Clients[len(res.Clients)-1].Bytes += size
+			s.Command(time.Duration(j)*20*time.Millisecond, name, spec.Command{Name: "send", Data: msg})
+		}
+		s.Command(time.Duration(e.Messages)*20*time.Millisecond, name, spec.Command{Name: "close"})
+	}
+	s.RunUntil(func() bool {
+		for _, n := range s.Nodes()[1:] {
+			if done, _ := n.Exited(); !done {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Minute)
+	if err := s.Close(); err != nil {
+		return Result{}, err
+	}
+	res.Events, res.Virtual = s.Events(), s.Elapsed()
+
+	t := Table{
+		Title:  fmt.Sprintf("echo over a network with %.1f%% loss, %.1f%% duplication, %v jitter (seed %d)", e.Loss*100, e.Dup*100, e.Jitter, opt.Seed),
+		Header: []string{"client", "transport", "sent", "echoed", "stray", "timeouts", "bytes", "finished at"},
+	}
+	for _, c := range res.Clients {
+		tr := "udp"
+		if c.TCP {
+			tr = "tcp"
+		}
+		t.Rows = append(t.Rows, []string{c.Name, tr, fmt.Sprint(c.Sent), fmt.Sprint(c.Echoed), fmt.Sprint(c.Stray), fmt.Sprint(c.Timeouts), fmt.Sprint(c.Bytes), c.Done})
+	}
+	t.Notes = append(t.Notes,
+		fmt.Sprintf("network: %d packets sent, %d delivered, %d lost, %d duplicated", res.Net.Sent, res.Net.Delivered, res.Net.Lost, res.Net.Dup),
+		fmt.Sprintf("simulated %v in %d events; corrupted echoes: %d", res.Virtual.Round(time.Millisecond), res.Events, res.Corrupt))
+	out := Result{Tables: []Table{t}, Value: res}
+	if res.Corrupt > 0 {
+		out.Failed = fmt.Sprintf("%d echoes differ from every message sent", res.Corrupt)
+	}
+	if v := s.Violations(); len(v) > 0 {
+		out.Failed = fmt.Sprintf("contract violations: %v", v)
+	}
+	return out, nil
+}

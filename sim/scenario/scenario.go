@@ -1,0 +1,79 @@
+// Package scenario holds the simulated experiments `netspec sim` runs and
+// tests reuse: each builds a network of machines, drives it, and reports
+// what happened against the simulator's ground truth.
+package scenario
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+)
+
+// Options are the settings every scenario takes.
+type Options struct {
+	Seed   uint64
+	Trace  io.Writer    // the whole run as an NDJSON trace, if set
+	Logger *slog.Logger // machine logs, if set
+}
+
+// Table is a result as rows, for tablewriter or any other renderer.
+type Table struct {
+	Title  string
+	Header []string
+	Rows   [][]string
+	Notes  []string
+}
+
+// Result is what a scenario reports.
+type Result struct {
+	Tables []Table
+	// Value is the machine-readable result (--json).
+	Value any
+	// Failed is set when the run broke an invariant the scenario checks.
+	Failed string
+}
+
+// Scenario is one named experiment.
+type Scenario interface {
+	Name() string
+	// Describe is one line for help.
+	Describe() string
+	// Flags registers the scenario's own flags on fs.
+	Flags(fs *flag.FlagSet)
+	// Run runs it.
+	Run(opt Options) (Result, error)
+}
+
+// All returns every scenario, the default first.
+func All() []Scenario {
+	return []Scenario{&Echo{}}
+}
+
+// Find returns the scenario called name.
+func Find(name string) (Scenario, bool) {
+	for _, s := range All() {
+		if s.Name() == name {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+// Reproduce returns the command line that reruns a scenario with the
+// flags that were set on fs.
+func Reproduce(name string, seed uint64, fs *flag.FlagSet) string {
+	args := []string{"netspec", "sim", name, fmt.Sprintf("--seed=%d", seed)}
+	var set []string
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "seed", "trace", "json", "pcap", "v":
+			return
+		}
+		set = append(set, fmt.Sprintf("--%s=%s", f.Name, f.Value.String()))
+	})
+	sort.Strings(set)
+	return strings.Join(append(args, set...), " ")
+}

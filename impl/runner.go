@@ -9,10 +9,12 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/trace"
+	"golang.org/x/net/ipv4"
 )
 
 // AddrMap lets a harness run a machine whose addresses were recorded
@@ -50,6 +52,13 @@ type Options struct {
 	// ReadBuffer and WriteBuffer size UDP socket buffers (0: kernel
 	// default).
 	ReadBuffer, WriteBuffer int
+	// MaxDatagram is the largest datagram read (default 65535); a larger
+	// one is dropped and counted, never truncated.
+	MaxDatagram int
+	// ReadBatch is how many datagrams a busy socket reads per system
+	// call (default 16; 1 disables batching). Datagrams a step sends on
+	// one socket always go out in one sendmmsg.
+	ReadBatch int
 	// TraceEpoch is the time record time 0 stands for (default: when Run
 	// starts).
 	TraceEpoch spec.Time
@@ -92,6 +101,11 @@ type Runner struct {
 	faultMu sync.Mutex
 	faulty  []*FaultyConn
 	errors  uint64
+
+	sendQ    []pendingSend
+	wmsgs    []ipv4.Message
+	wbufs    [][1][]byte
+	oversize atomic.Uint64
 }
 
 type timerState struct {
@@ -116,17 +130,20 @@ const (
 type item struct {
 	kind  itemKind
 	in    spec.Input
+	batch []spec.Input // itDatagram from a batched read
 	token uint64
 	st    *stream
 	sk    *sock
 }
 
 type sock struct {
-	id   spec.Sock
-	net  spec.Net
-	udp  UDPConn
-	ln   *net.TCPListener
-	addr netip.AddrPort
+	id    spec.Sock
+	net   spec.Net
+	udp   UDPConn
+	raw   *net.UDPConn
+	batch batchIO // nil when faults are injected: the injector sees every datagram
+	ln    *net.TCPListener
+	addr  netip.AddrPort
 }
 
 // New returns a runner for m. Call Run to start it.
@@ -139,6 +156,12 @@ func New(m spec.Machine, opt Options) *Runner {
 	}
 	if opt.StopGrace <= 0 {
 		opt.StopGrace = 2 * time.Second
+	}
+	if opt.MaxDatagram <= 0 || opt.MaxDatagram > maxDatagram {
+		opt.MaxDatagram = maxDatagram
+	}
+	if opt.ReadBatch <= 0 {
+		opt.ReadBatch = 16
 	}
 	log := opt.Logger
 	if log == nil {
@@ -281,7 +304,13 @@ func (r *Runner) handle(it item) {
 			return
 		}
 	case itDatagram:
-		if r.socks[it.in.Sock] != it.sk {
+		if r.socks[it.sk.id] != it.sk {
+			return
+		}
+		if it.batch != nil {
+			for _, in := range it.batch {
+				r.handle(item{kind: itDatagram, sk: it.sk, in: in})
+			}
 			return
 		}
 	}
@@ -334,6 +363,7 @@ func (r *Runner) step(in spec.Input) {
 		}
 		r.apply(now, &r.out[i])
 	}
+	r.flushSends()
 	if r.opt.OnStep != nil {
 		r.opt.OnStep(now, in, r.out)
 	}
@@ -369,6 +399,7 @@ func (r *Runner) apply(now spec.Time, o *spec.Output) {
 	case spec.OutBind:
 		r.bind(o)
 	case spec.OutUnbind:
+		r.flushSends()
 		if s := r.socks[o.Sock]; s != nil {
 			delete(r.socks, o.Sock)
 			s.close()
@@ -379,10 +410,7 @@ func (r *Runner) apply(now spec.Time, o *spec.Output) {
 			r.log.Warn("send on unbound socket", "sock", o.Sock)
 			return
 		}
-		if _, err := s.udp.WriteToUDPAddrPort(o.Data, r.mapOut(o.Addr)); err != nil {
-			r.errors++
-			r.log.Debug("udp send failed", "to", o.Addr, "err", err)
-		}
+		r.sendQ = append(r.sendQ, pendingSend{s: s, to: r.mapOut(o.Addr), data: o.Data})
 	case spec.OutDial:
 		r.dial(o.Stream, o.Addr)
 	case spec.OutWrite:
@@ -452,8 +480,10 @@ func (r *Runner) bind(o *spec.Output) {
 			_ = c.SetWriteBuffer(r.opt.WriteBuffer)
 		}
 		s.addr = c.LocalAddr().(*net.UDPAddr).AddrPort()
-		s.udp = c
+		s.udp, s.raw = c, c
+		s.batch = newBatchIO(c, s.addr)
 		if r.opt.Faults.Active() {
+			s.batch = nil
 			f := NewFaultyConn(c, r.opt.Faults)
 			r.faultMu.Lock()
 			r.faulty = append(r.faulty, f)
@@ -543,9 +573,20 @@ const maxDatagram = 65535
 
 func (r *Runner) readUDP(s *sock) {
 	defer r.wg.Done()
-	buf := make([]byte, maxDatagram)
-	for {
-		n, from, err := s.udp.ReadFromUDPAddrPort(buf)
+	size := r.opt.MaxDatagram
+	// One more byte than the limit tells an oversized datagram apart.
+	buf := make([]byte, min(size+1, maxDatagram))
+	for count := 0; ; count++ {
+		if count == busyAfter && r.opt.ReadBatch > 1 {
+			r.readBatched(s, len(buf))
+			return
+		}
+		n, from, err := s.raw.ReadFromUDPAddrPort(buf)
+		if err == nil && n > size {
+			r.oversize.Add(1)
+			r.log.Debug("dropped oversized datagram", "from", from, "limit", size)
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return

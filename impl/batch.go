@@ -1,0 +1,131 @@
+package impl
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"github.com/netspec/netspec/spec"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// batchIO is the recvmmsg/sendmmsg face of a UDP socket (x/net's ipv4 and
+// ipv6 PacketConns share the Message type).
+type batchIO interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+func newBatchIO(c *net.UDPConn, local netip.AddrPort) batchIO {
+	if local.Addr().Is4() {
+		return ipv4.NewPacketConn(c)
+	}
+	return ipv6.NewPacketConn(c)
+}
+
+// busyAfter is how many datagrams a socket reads one at a time before it
+// switches to batched reads: idle sockets (a TFTP transfer's, a client's)
+// never pay for a batch's buffers.
+const busyAfter = 64
+
+// pendingSend is a datagram a step emitted, waiting for the step's end so
+// a run of them on one socket goes out in one sendmmsg.
+type pendingSend struct {
+	s    *sock
+	to   netip.AddrPort
+	data []byte
+}
+
+// flushSends writes the step's datagrams, batching runs on one socket.
+func (r *Runner) flushSends() {
+	q := r.sendQ
+	for i := 0; i < len(q); {
+		j := i + 1
+		for j < len(q) && q[j].s == q[i].s {
+			j++
+		}
+		r.writeRun(q[i].s, q[i:j])
+		i = j
+	}
+	clear(q)
+	r.sendQ = q[:0]
+}
+
+func (r *Runner) writeRun(s *sock, run []pendingSend) {
+	if s.batch == nil || len(run) == 1 {
+		for _, p := range run {
+			if _, err := s.udp.WriteToUDPAddrPort(p.data, p.to); err != nil {
+				r.errors++
+				r.log.Debug("udp send failed", "to", p.to, "err", err)
+			}
+		}
+		return
+	}
+	if cap(r.wmsgs) < len(run) {
+		r.wmsgs = make([]ipv4.Message, len(run))
+		r.wbufs = make([][1][]byte, len(run))
+	}
+	ms := r.wmsgs[:len(run)]
+	for k, p := range run {
+		r.wbufs[k][0] = p.data
+		ms[k] = ipv4.Message{Buffers: r.wbufs[k][:], Addr: net.UDPAddrFromAddrPort(p.to)}
+	}
+	for len(ms) > 0 {
+		n, err := s.batch.WriteBatch(ms, 0)
+		if err != nil {
+			// The message at n failed (unreachable, too big): skip it.
+			r.errors++
+			r.log.Debug("udp send failed", "to", ms[n].Addr, "err", err)
+			n++
+		}
+		ms = ms[n:]
+	}
+	clear(r.wbufs[:len(run)])
+	clear(r.wmsgs[:len(run)])
+}
+
+// readBatched reads with recvmmsg, posting each batch as one item.
+func (r *Runner) readBatched(s *sock, size int) {
+	n := r.opt.ReadBatch
+	arena := make([]byte, n*size)
+	ms := make([]ipv4.Message, n)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{arena[i*size : (i+1)*size]}
+	}
+	for {
+		k, err := s.batch.ReadBatch(ms, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			r.log.Debug("udp read", "err", err)
+			select {
+			case <-r.done:
+				return
+			default:
+			}
+			continue
+		}
+		batch := make([]spec.Input, 0, k)
+		for i := 0; i < k; i++ {
+			m := &ms[i]
+			if m.Flags&syscall.MSG_TRUNC != 0 {
+				r.oversize.Add(1)
+				r.log.Debug("dropped oversized datagram", "limit", size)
+				continue
+			}
+			ua, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			data := make([]byte, m.N)
+			copy(data, m.Buffers[0][:m.N])
+			batch = append(batch, spec.Input{Kind: spec.InDatagram, Sock: s.id, Addr: r.mapIn(unmapV4(ua.AddrPort())), Data: data})
+		}
+		if len(batch) > 0 {
+			r.post(item{kind: itDatagram, sk: s, batch: batch})
+		}
+	}
+}

@@ -122,8 +122,12 @@ func drawFaults(src source, b FaultBounds) Faults {
 	if ms <= 0 {
 		return f
 	}
+	// Every fault has a fixed slot with its own on/off switch, drawn
+	// whether it is on or not, so turning one fault off never shifts the
+	// draws of the others: rapid can shrink them away one by one.
 	if len(b.Partitionable) > 0 {
-		for i, n := 0, src.intn("partitions", 0, b.MaxPartitions); i < n; i++ {
+		for i := 0; i < b.MaxPartitions; i++ {
+			on := src.intn(fmt.Sprintf("partition %d on", i), 0, 1) == 1
 			start := src.intn("partition start ms", 0, ms)
 			end := src.intn("partition end ms", start, ms)
 			var side []string
@@ -135,15 +139,20 @@ func drawFaults(src source, b FaultBounds) Faults {
 			if len(side) == 0 {
 				side = b.Partitionable[:1]
 			}
-			f.Partitions = append(f.Partitions, Partition{Start: ms2d(start), End: ms2d(end), Side: side})
+			if on {
+				f.Partitions = append(f.Partitions, Partition{Start: ms2d(start), End: ms2d(end), Side: side})
+			}
 		}
 	}
 	if len(b.Crashable) > 0 {
-		for i, n := 0, src.intn("crashes", 0, b.MaxCrashes); i < n; i++ {
+		for i := 0; i < b.MaxCrashes; i++ {
+			on := src.intn(fmt.Sprintf("crash %d on", i), 0, 1) == 1
 			node := b.Crashable[src.intn("crash node", 0, len(b.Crashable)-1)]
 			at := src.intn("crash at ms", 0, ms)
 			up := src.intn("restart at ms", at, ms)
-			f.Crashes = append(f.Crashes, Crash{Node: node, At: ms2d(at), Restart: ms2d(up)})
+			if on {
+				f.Crashes = append(f.Crashes, Crash{Node: node, At: ms2d(at), Restart: ms2d(up)})
+			}
 		}
 	}
 	return f

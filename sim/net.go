@@ -62,11 +62,13 @@ type NetEvent struct {
 	Conn  uint64
 	Seq   uint64
 	Flags string
-	// Extra is the delay added beyond propagation (queueing and jitter),
-	// on NetDeliver.
-	Extra time.Duration
-	Node  string // for NetCrash
-	Note  string
+	// Extra is the delay added beyond propagation and serialisation
+	// (queueing and jitter), on NetDeliver; Jitter is the part of it the
+	// fault model added at random.
+	Extra  time.Duration
+	Jitter time.Duration
+	Node   string // for NetCrash
+	Note   string
 }
 
 // packet is a datagram or stream segment in flight.
@@ -79,6 +81,7 @@ type packet struct {
 	size     int
 	sent     spec.Time
 	minDelay time.Duration
+	jitter   time.Duration
 	seg      *segment
 	dir      uint8 // stream direction: 0 from the dialer
 }
@@ -215,7 +218,8 @@ func (s *Sim) transmit(p *packet, copy bool) {
 		return
 	}
 	p.minDelay = txTime(p.size, up.Rate) + up.Delay
-	at := dep.Add(up.Delay + s.jitter(up.Jitter) + s.jitter(f.Jitter))
+	p.jitter = s.jitter(up.Jitter) + s.jitter(f.Jitter)
+	at := dep.Add(up.Delay + p.jitter)
 	s.schedule(event{at: at, kind: evArrive, pkt: p})
 }
 
@@ -270,7 +274,7 @@ func (s *Sim) deliverPkt(p *packet) {
 		return
 	}
 	ev := s.netEvent(NetDeliver, p, "")
-	ev.Extra = s.now.Sub(p.sent) - p.minDelay
+	ev.Extra, ev.Jitter = s.now.Sub(p.sent)-p.minDelay, p.jitter
 	s.recordNet(ev)
 	in := spec.Input{Kind: spec.InDatagram, Sock: sock, Addr: p.src, Data: p.data}
 	s.free(p)

@@ -80,6 +80,21 @@ func (c *Config) fill() {
 	}
 }
 
+// NodeSettings are a node's own simulator settings, as trace headers
+// record them.
+type NodeSettings struct {
+	Link  *Link         `json:"link,omitempty"`
+	Start time.Duration `json:"start,omitempty"`
+}
+
+func (n *Node) settings() NodeSettings {
+	ns := NodeSettings{Start: n.spec.Start}
+	if n.spec.Link != nil && *n.spec.Link != n.sim.cfg.Link {
+		ns.Link = n.spec.Link
+	}
+	return ns
+}
+
 // NodeSpec describes a node to add.
 type NodeSpec struct {
 	Name string
@@ -341,6 +356,9 @@ func (s *Sim) begin() {
 			cfg = []byte("null")
 		}
 		ni.Config = cfg
+		if ns := n.settings(); ns.Link != nil || ns.Start != 0 {
+			ni.Sim, _ = json.Marshal(ns)
+		}
 		h.Nodes = append(h.Nodes, ni)
 	}
 	tw, err := trace.NewWriter(s.cfg.Trace, h)

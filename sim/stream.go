@@ -10,6 +10,7 @@ import (
 // conn is a simulated TCP connection. ends[0] dialed, ends[1] accepted.
 type conn struct {
 	id       uint64
+	synID    uint64
 	ends     [2]*end
 	listener spec.Sock
 	dialedAt spec.Time
@@ -98,7 +99,9 @@ func (s *Sim) dial(n *Node, id spec.Stream, to netip.AddrPort) {
 		s.failDial(e, s.now.Add(s.cfg.DialTimeout), "connection timed out")
 		return
 	}
-	s.recordNet(NetEvent{Kind: NetSend, Proto: spec.TCP, From: e.local, To: to, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead})
+	s.pktID++
+	c.synID = s.pktID
+	s.recordNet(NetEvent{Kind: NetSend, ID: c.synID, Proto: spec.TCP, From: e.local, To: to, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead})
 	s.schedule(event{at: s.now.Add(owd(n, dst)), kind: evSyn, x: c})
 }
 
@@ -120,6 +123,7 @@ func (s *Sim) syn(ev event) {
 		return
 	}
 	back := owd(dst, d.node)
+	s.recordNet(NetEvent{Kind: NetDeliver, ID: c.synID, Proto: spec.TCP, From: d.local, To: d.remote, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead})
 	sock, ok := dst.tcp[d.remote.Port()]
 	if !ok {
 		s.failDial(d, s.now.Add(back), "connection refused")
@@ -276,7 +280,7 @@ func (s *Sim) deliverSegment(dst *Node, p *packet) {
 		return
 	}
 	ev := s.netEvent(NetDeliver, p, "")
-	ev.Extra = s.now.Sub(p.sent) - p.minDelay
+	ev.Extra, ev.Jitter = s.now.Sub(p.sent)-p.minDelay, p.jitter
 	s.recordNet(ev)
 	snd := c.ends[g.dir]
 	s.schedule(event{at: s.now.Add(owd(r.node, snd.node)), kind: evAck, x: g})

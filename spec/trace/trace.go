@@ -40,6 +40,9 @@ type NodeInfo struct {
 	Role     string          `json:"role"`
 	Addr     string          `json:"addr,omitempty"` // the node's IP, if it has one
 	Config   json.RawMessage `json:"config"`
+	// Sim is the simulator's settings for this node (its own link, a
+	// delayed start), when they differ from the network's.
+	Sim json.RawMessage `json:"sim,omitempty"`
 }
 
 // Node returns the node called name.

@@ -1,0 +1,193 @@
+// Package pcap writes what a simulated network carried as a pcapng file
+// that Wireshark and tshark read: every packet as an IPv4/UDP or IPv4/TCP
+// packet stamped with virtual time, and a comment on every fault.
+//
+// A file has two interfaces. Interface 0, "delivered", holds each packet
+// at the moment it reached its receiver, with comments for what the
+// network did to it on the way (duplicated, delayed by jitter, reordered).
+// Interface 1, "dropped", holds each packet at the moment it was lost,
+// with the reason (random loss, a full queue, a partition, no such host or
+// port). Analyses of what receivers saw read interface 0 only:
+//
+//	tshark -r run.pcapng -2 -R 'frame.interface_id == 0' -d udp.port==5004,rtp -z rtp,streams -q
+//
+// TCP segments get sequence numbers from their byte offsets and
+// acknowledgements from what the other direction has delivered, so
+// Wireshark follows the streams; the simulator does not model ACK packets
+// or RSTs, which therefore do not appear.
+package pcap
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+)
+
+// Interfaces of the file.
+const (
+	Delivered = 0
+	Dropped   = 1
+)
+
+// Writer turns network events into pcapng packets.
+type Writer struct {
+	w       *pcapgo.NgWriter
+	dupOf   map[uint64]uint64
+	lastID  map[flow]uint64 // per flow, the highest packet id delivered
+	acked   map[connDir]uint64
+	err     error
+	packets int
+}
+
+type flow struct{ src, dst netip.AddrPort }
+
+type connDir struct {
+	conn uint64
+	src  netip.AddrPort
+}
+
+// NewWriter starts a pcapng file on w.
+func NewWriter(w io.Writer) (*Writer, error) {
+	ng, err := pcapgo.NewNgWriterInterface(w, pcapgo.NgInterface{
+		Name: "delivered", Description: "packets as their receivers got them", LinkType: layers.LinkTypeIPv4, SnapLength: 65535,
+	}, pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "netspec sim", Comment: "virtual time; interface 1 holds dropped packets"}})
+	if err != nil {
+		return nil, fmt.Errorf("pcap: %w", err)
+	}
+	if _, err := ng.AddInterface(pcapgo.NgInterface{Name: "dropped", Description: "packets the network lost, at the moment it lost them", LinkType: layers.LinkTypeIPv4, SnapLength: 65535}); err != nil {
+		return nil, fmt.Errorf("pcap: %w", err)
+	}
+	return &Writer{w: ng, dupOf: map[uint64]uint64{}, lastID: map[flow]uint64{}, acked: map[connDir]uint64{}}, nil
+}
+
+// Packets is how many packets have been written.
+func (w *Writer) Packets() int { return w.packets }
+
+// Observe takes one network event; use it as (part of) sim.Config.OnNet.
+func (w *Writer) Observe(ev sim.NetEvent) {
+	if w.err != nil {
+		return
+	}
+	switch {
+	case ev.Kind == sim.NetDup:
+		w.dupOf[ev.ID] = ev.Orig
+	case ev.Kind == sim.NetDeliver:
+		var notes []string
+		if orig, ok := w.dupOf[ev.ID]; ok {
+			notes = append(notes, fmt.Sprintf("duplicated: a copy of packet #%d", orig))
+			delete(w.dupOf, ev.ID)
+		}
+		if ev.Jitter > 0 {
+			notes = append(notes, fmt.Sprintf("delayed by %.3f ms of jitter", float64(ev.Jitter)/1e6))
+		}
+		if q := ev.Extra - ev.Jitter; q > time.Millisecond {
+			notes = append(notes, fmt.Sprintf("queued %.3f ms", float64(q)/1e6))
+		}
+		f := flow{ev.From, ev.To}
+		if last := w.lastID[f]; last > ev.ID {
+			notes = append(notes, fmt.Sprintf("reordered: arrived after packet #%d, sent later", last))
+		} else {
+			w.lastID[f] = ev.ID
+		}
+		w.write(ev, Delivered, notes)
+		if ev.Conn != 0 {
+			k := connDir{ev.Conn, ev.From}
+			if end := ev.Seq + uint64(len(ev.Data)); end > w.acked[k] {
+				w.acked[k] = end
+			}
+		}
+	case ev.Kind.Dropped():
+		delete(w.dupOf, ev.ID)
+		note := "dropped: " + ev.Note
+		if ev.Kind == sim.NetCut {
+			note = "cut by a partition"
+		}
+		w.write(ev, Dropped, []string{note})
+	}
+}
+
+func (w *Writer) write(ev sim.NetEvent, intf int, notes []string) {
+	if !ev.From.Addr().Is4() || !ev.To.Addr().Is4() {
+		return // the simulator's IPv6 addresses would need a second link type
+	}
+	data, err := w.build(ev)
+	if err != nil {
+		w.err = err
+		return
+	}
+	ci := gopacket.CaptureInfo{Timestamp: ev.T.Wall(), CaptureLength: len(data), Length: len(data), InterfaceIndex: intf}
+	notes = append([]string{fmt.Sprintf("netspec packet #%d", ev.ID)}, notes...)
+	if err := w.w.WritePacketWithOptions(ci, data, pcapgo.NgPacketOptions{Comments: notes}); err != nil {
+		w.err = fmt.Errorf("pcap: %w", err)
+		return
+	}
+	w.packets++
+}
+
+func ip4(a netip.AddrPort) net.IP {
+	b := a.Addr().As4()
+	return net.IP(b[:])
+}
+
+// isn is a connection's initial sequence number, stable per connection
+// and direction so captures of the same seed are identical.
+func isn(conn uint64, src netip.AddrPort) uint32 {
+	h := fnv.New32a()
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], conn)
+	h.Write(b[:])
+	h.Write([]byte(src.String()))
+	return h.Sum32()
+}
+
+func (w *Writer) build(ev sim.NetEvent) ([]byte, error) {
+	ip := &layers.IPv4{Version: 4, TTL: 64, SrcIP: ip4(ev.From), DstIP: ip4(ev.To), Id: uint16(ev.ID)}
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	buf := gopacket.NewSerializeBuffer()
+	var err error
+	switch ev.Proto {
+	case spec.TCP:
+		ip.Protocol = layers.IPProtocolTCP
+		t := &layers.TCP{SrcPort: layers.TCPPort(ev.From.Port()), DstPort: layers.TCPPort(ev.To.Port()), Window: 65535}
+		base := isn(ev.Conn, ev.From)
+		switch ev.Flags {
+		case "S":
+			t.SYN, t.Seq = true, base
+		default:
+			t.Seq = base + 1 + uint32(ev.Seq)
+			t.ACK = true
+			t.Ack = isn(ev.Conn, ev.To) + 1 + uint32(w.acked[connDir{ev.Conn, ev.To}])
+			t.PSH = len(ev.Data) > 0
+			t.FIN = ev.Flags == "F"
+		}
+		_ = t.SetNetworkLayerForChecksum(ip)
+		err = gopacket.SerializeLayers(buf, opts, ip, t, gopacket.Payload(ev.Data))
+	default:
+		ip.Protocol = layers.IPProtocolUDP
+		u := &layers.UDP{SrcPort: layers.UDPPort(ev.From.Port()), DstPort: layers.UDPPort(ev.To.Port())}
+		_ = u.SetNetworkLayerForChecksum(ip)
+		err = gopacket.SerializeLayers(buf, opts, ip, u, gopacket.Payload(ev.Data))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pcap: build packet #%d: %w", ev.ID, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Close flushes the file; it reports the first error Observe met.
+func (w *Writer) Close() error {
+	if err := w.w.Flush(); err != nil && w.err == nil {
+		w.err = fmt.Errorf("pcap: %w", err)
+	}
+	return w.err
+}

@@ -1,0 +1,162 @@
+package pcap
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/trace"
+)
+
+// FromTrace writes the packets of a recorded trace. A simulator trace has
+// the network's own records (every packet's fate); a socket run's trace
+// has its node's inputs and outputs, from which the datagrams and stream
+// bytes that crossed its sockets are rebuilt.
+func FromTrace(w *Writer, h trace.Header, recs []trace.Record) error {
+	epoch := spec.Time(h.Epoch)
+	if h.Source == "sim" {
+		return fromSim(w, epoch, recs)
+	}
+	return fromNodes(w, epoch, recs)
+}
+
+func fromSim(w *Writer, epoch spec.Time, recs []trace.Record) error {
+	type sent struct {
+		data []byte
+		ev   sim.NetEvent
+	}
+	inflight := map[uint64]sent{}
+	for _, r := range recs {
+		if r.Net == "" {
+			continue
+		}
+		kind, ok := netKind(r.Net)
+		if !ok {
+			continue
+		}
+		from, _ := netip.ParseAddrPort(r.From)
+		to, _ := netip.ParseAddrPort(r.Addr)
+		ev := sim.NetEvent{T: epoch + spec.Time(r.T), Kind: kind, ID: r.ID, From: from, To: to, Len: r.Len, Conn: r.Stream, Seq: uint64(r.At), Flags: r.Msg, Note: r.Err, Extra: time.Duration(r.Delay)}
+		if r.Proto == "tcp" {
+			ev.Proto = spec.TCP
+		} else if r.Proto == "udp" {
+			ev.Proto = spec.UDP
+		}
+		switch kind {
+		case sim.NetSend:
+			data, err := r.Payload()
+			if err != nil {
+				return err
+			}
+			inflight[r.ID] = sent{data: data, ev: ev}
+			continue
+		case sim.NetDup:
+			var orig uint64
+			if _, err := fmt.Sscanf(r.Name, "copy of %d", &orig); err == nil {
+				ev.Orig = orig
+				if s, ok := inflight[orig]; ok {
+					inflight[r.ID] = s
+				}
+			}
+		}
+		if s, ok := inflight[r.ID]; ok {
+			ev.Data = s.data
+			if kind != sim.NetDup {
+				delete(inflight, r.ID)
+			}
+		}
+		w.Observe(ev)
+	}
+	return w.err
+}
+
+func netKind(s string) (sim.NetKind, bool) {
+	for k := sim.NetSend; k <= sim.NetHeal; k++ {
+		if k.String() == s {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// fromNodes rebuilds packets from a node's own records.
+func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
+	type node struct {
+		socks   map[uint32]netip.AddrPort
+		streams map[uint64][2]netip.AddrPort // local, remote
+		seq     map[uint64][2]uint64         // bytes sent, received
+		conn    map[uint64]uint64
+	}
+	nodes := map[string]*node{}
+	var id uint64
+	for _, r := range recs {
+		if r.In == "" && r.Out == "" {
+			continue
+		}
+		n := nodes[r.Node]
+		if n == nil {
+			n = &node{socks: map[uint32]netip.AddrPort{}, streams: map[uint64][2]netip.AddrPort{}, seq: map[uint64][2]uint64{}, conn: map[uint64]uint64{}}
+			nodes[r.Node] = n
+		}
+		addr, _ := netip.ParseAddrPort(r.Addr)
+		local := func(sock uint32) netip.AddrPort {
+			a := n.socks[sock]
+			if a.Addr().IsUnspecified() {
+				a = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), a.Port())
+			}
+			return a
+		}
+		// A dialed stream's local port is not in the trace; the node's
+		// loopback address with port 0 stands in.
+		anyLocal := func() netip.AddrPort {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0)
+		}
+		ev := sim.NetEvent{T: epoch + spec.Time(r.T), Kind: sim.NetDeliver}
+		data, err := r.Payload()
+		if err != nil {
+			return err
+		}
+		switch {
+		case r.In == "bound" && r.Err == "":
+			n.socks[r.Sock] = addr
+			continue
+		case r.In == "datagram":
+			ev.Proto, ev.From, ev.To, ev.Data = spec.UDP, addr, local(r.Sock), data
+		case r.Out == "send":
+			ev.Proto, ev.From, ev.To, ev.Data = spec.UDP, local(r.Sock), addr, data
+		case r.In == "accepted":
+			id++
+			n.streams[r.Stream] = [2]netip.AddrPort{local(r.Sock), addr}
+			n.conn[r.Stream] = id
+			continue
+		case r.Out == "dial":
+			id++
+			n.streams[r.Stream] = [2]netip.AddrPort{anyLocal(), addr}
+			n.conn[r.Stream] = id
+			continue
+		case r.In == "data" || r.Out == "write":
+			ends, ok := n.streams[r.Stream]
+			if !ok {
+				continue
+			}
+			sq := n.seq[r.Stream]
+			ev.Proto, ev.Conn, ev.Data = spec.TCP, n.conn[r.Stream], data
+			if r.Out == "write" {
+				ev.From, ev.To, ev.Seq = ends[0], ends[1], sq[0]
+				sq[0] += uint64(len(data))
+			} else {
+				ev.From, ev.To, ev.Seq = ends[1], ends[0], sq[1]
+				sq[1] += uint64(len(data))
+			}
+			n.seq[r.Stream] = sq
+		default:
+			continue
+		}
+		id++
+		ev.ID = id
+		w.Observe(ev)
+	}
+	return w.err
+}

@@ -32,6 +32,7 @@ func groups() []*group {
 	return []*group{
 		simGroup(),
 		replayGroup(),
+		traceGroup(),
 		echoGroup(),
 	}
 }

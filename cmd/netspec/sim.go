@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/netspec/netspec/sim/pcap"
 	"github.com/netspec/netspec/sim/scenario"
 )
 
@@ -41,6 +42,7 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	seed := fs.Uint64("seed", 1, "seed for the network's faults and the scenario's choices")
 	tracePath := fs.String("trace", "", "write the whole run as an NDJSON trace to `FILE`")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	pcapPath := fs.String("pcap", "", "write every packet the network carried to `FILE` (pcapng, virtual time; faults as comments)")
 	logger := logFlags(fs)
 	sc.Flags(fs)
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
@@ -63,9 +65,27 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		defer closer()
 		opt.Logger = l
 	}
+	var pw *pcap.Writer
+	if *pcapPath != "" {
+		f, err := os.Create(*pcapPath)
+		if err != nil {
+			return fmt.Errorf("pcap: %w", err)
+		}
+		defer f.Close()
+		if pw, err = pcap.NewWriter(f); err != nil {
+			return err
+		}
+		opt.OnNet = pw.Observe
+	}
 	res, err := sc.Run(opt)
 	if err != nil {
 		return err
+	}
+	if pw != nil {
+		if err := pw.Close(); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "wrote %s (%d packets)\n", *pcapPath, pw.Packets())
 	}
 	repro := scenario.Reproduce(sc.Name(), *seed, fs)
 	if *asJSON {

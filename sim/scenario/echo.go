@@ -121,9 +121,7 @@ func (e *Echo) Run(opt Options) (Result, error) {
 		Seed:     opt.Seed,
 		Link:     sim.Symmetric(sim.Dir{Rate: e.Rate, Delay: e.Delay}),
 		Faults:   sim.Faults{Loss: e.Loss, Dup: e.Dup, Jitter: e.Jitter},
-		Trace:    opt.Trace,
 		Protocol: "echo",
-		Logger:   opt.Logger,
 		OnNet:    res.Net.Count,
 	}
 	cfg.OnEvent = func(n *sim.Node, now spec.Time, ev spec.Event) {
@@ -158,7 +156,7 @@ func (e *Echo) Run(opt Options) (Result, error) {
 			}
 		}
 	}
-	s := sim.New(cfg)
+	s := opt.NewSim(cfg)
 	scfg := echo.ServerConfig{UDP: server, TCP: server}
 	if _, err := s.AddNode(sim.NodeSpec{Name: "server", Protocol: "echo", Role: "server", Config: scfg, New: func() spec.Machine { return echo.NewServer(scfg) }}); err != nil {
 		return Result{}, err

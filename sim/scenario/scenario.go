@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+
+	"github.com/netspec/netspec/sim"
 )
 
 // Options are the settings every scenario takes.
@@ -17,6 +19,29 @@ type Options struct {
 	Seed   uint64
 	Trace  io.Writer    // the whole run as an NDJSON trace, if set
 	Logger *slog.Logger // machine logs, if set
+	// OnNet observes every packet's fate (a pcap writer, a swarm
+	// checker), besides whatever the scenario observes itself.
+	OnNet func(sim.NetEvent)
+}
+
+// NewSim builds the scenario's simulator with the options applied: the
+// trace, the logger, and OnNet chained after the scenario's own observer.
+// Scenarios build their simulators with it so every option works for all.
+func (o Options) NewSim(cfg sim.Config) *sim.Sim {
+	if o.Trace != nil {
+		cfg.Trace = o.Trace
+	}
+	if o.Logger != nil {
+		cfg.Logger = o.Logger
+	}
+	if o.OnNet != nil {
+		if own := cfg.OnNet; own != nil {
+			cfg.OnNet = func(ev sim.NetEvent) { own(ev); o.OnNet(ev) }
+		} else {
+			cfg.OnNet = o.OnNet
+		}
+	}
+	return sim.New(cfg)
 }
 
 // Table is a result as rows, for tablewriter or any other renderer.

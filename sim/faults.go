@@ -140,7 +140,8 @@ func drawFaults(src source, b FaultBounds) Faults {
 				side = b.Partitionable[:1]
 			}
 			if on {
-				f.Partitions = append(f.Partitions, Partition{Start: ms2d(start), End: ms2d(end), Side: side})
+				// End 0 would mean "for ever": a drawn partition always heals.
+				f.Partitions = append(f.Partitions, Partition{Start: ms2d(start), End: ms2d(max(end, start+1)), Side: side})
 			}
 		}
 	}

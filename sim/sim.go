@@ -151,8 +151,10 @@ func New(cfg Config) *Sim {
 	}
 	for i, p := range cfg.Faults.Partitions {
 		s.schedule(event{at: spec.SimEpoch.Add(p.Start), kind: evPartOn, a: uint64(i)})
-		if p.End > p.Start {
-			s.schedule(event{at: spec.SimEpoch.Add(p.End), kind: evPartOff, a: uint64(i)})
+		if p.End != 0 {
+			// A partition that ends no later than it starts still
+			// happens (it resets the streams across it), then heals.
+			s.schedule(event{at: spec.SimEpoch.Add(max(p.End, p.Start)), kind: evPartOff, a: uint64(i)})
 		}
 	}
 	s.parts = make([]partState, len(cfg.Faults.Partitions))

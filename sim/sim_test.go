@@ -225,3 +225,15 @@ func TestSameSeedSameTrace(t *testing.T) {
 		prev = a
 	}
 }
+
+// A partition that ends when it starts still resets the streams across it,
+// and heals: only End 0 means for ever.
+func TestZeroLengthPartitionHeals(t *testing.T) {
+	cfg := sim.Config{Faults: sim.Faults{Partitions: []sim.Partition{{Start: 50 * time.Millisecond, End: 50 * time.Millisecond, Side: []string{"b"}}}}}
+	s, _, b := pair(t, cfg)
+	s.Command(100*time.Millisecond, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: []byte("after")})
+	s.Run(time.Second)
+	if d := b.inputs(spec.InDatagram); len(d) != 1 {
+		t.Fatalf("b got %d datagrams after a zero-length partition, want 1", len(d))
+	}
+}

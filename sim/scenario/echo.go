@@ -220,3 +220,73 @@ func (e *Echo) Run(opt Options) (Result, error) {
 	}
 	return out, nil
 }
+
+// Targets implements Checked.
+func (e *Echo) Targets() (partitionable, crashable []string) {
+	e.Defaults()
+	nodes := []string{"server"}
+	for i := 0; i < e.Clients; i++ {
+		nodes = append(nodes, fmt.Sprintf("client%d", i+1))
+	}
+	return nodes, []string{"server"}
+}
+
+// Check implements Checked: safety is that no echo ever differs from
+// every message its client sent; liveness is that once the network has
+// healed, one more message from every client is echoed within 10 s.
+func (e *Echo) Check(seed uint64, f sim.Faults, opt Options) Verdict {
+	e.Defaults()
+	server := netip.MustParseAddrPort("10.0.0.1:7007")
+	sent := map[string][][]byte{}
+	last := map[string][]byte{}
+	done := map[string]bool{}
+	var v Verdict
+	cfg := sim.Config{Seed: seed, Link: sim.Symmetric(sim.Dir{Rate: e.Rate, Delay: e.Delay}), Faults: f, Protocol: "echo"}
+	cfg.OnEvent = func(n *sim.Node, now spec.Time, ev spec.Event) {
+		if ev.Name != "reply" {
+			return
+		}
+		ok := false
+		for _, m := range sent[n.Name] {
+			ok = ok || bytes.Equal(m, ev.Data)
+		}
+		if !ok && v.Safety == "" {
+			v.Safety = fmt.Sprintf("%s got a %d-byte echo matching nothing it sent", n.Name, len(ev.Data))
+		}
+		if bytes.Equal(ev.Data, last[n.Name]) && now.Sub(spec.SimEpoch) >= f.Until {
+			done[n.Name] = true
+		}
+	}
+	s := opt.NewSim(cfg)
+	scfg := echo.ServerConfig{UDP: server, TCP: server}
+	s.MustAddNode(sim.NodeSpec{Name: "server", Protocol: "echo", Role: "server", Config: scfg, New: func() spec.Machine { return echo.NewServer(scfg) }})
+	rng := spec.NewRand(seed)
+	heal := f.Until
+	for i := 0; i < e.Clients; i++ {
+		name := fmt.Sprintf("client%d", i+1)
+		ccfg := echo.ClientConfig{Server: server, TCP: i%2 == 1, Timeout: 200 * time.Millisecond, Retries: 5}
+		s.MustAddNode(sim.NodeSpec{Name: name, Protocol: "echo", Role: "client", Config: ccfg, New: func() spec.Machine { return echo.NewClient(ccfg) }})
+		gap := heal / time.Duration(e.Messages+1)
+		for j := 0; j < e.Messages; j++ {
+			m := make([]byte, rng.IntN(e.MaxSize+1))
+			rng.Bytes(m)
+			sent[name] = append(sent[name], m)
+			s.Command(time.Duration(j)*gap, name, spec.Command{Name: "send", Data: m})
+		}
+		final := []byte(fmt.Sprintf("after healing, from %s", name))
+		sent[name] = append(sent[name], final)
+		last[name] = final
+		s.Command(heal, name, spec.Command{Name: "send", Data: final})
+	}
+	bound := heal + 10*time.Second
+	s.RunUntil(func() bool { return len(done) == e.Clients }, bound)
+	v.Virtual, v.Events = s.Elapsed(), s.Events()
+	if len(done) < e.Clients {
+		v.Live = fmt.Sprintf("%d of %d clients had their post-healing message echoed within 10s", len(done), e.Clients)
+	}
+	if vs := s.Violations(); len(vs) > 0 && v.Safety == "" {
+		v.Safety = fmt.Sprintf("contract violations: %v", vs)
+	}
+	_ = s.Close()
+	return v
+}

@@ -33,11 +33,17 @@ func (p *pinger) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 }
 
 // BenchmarkEvents reports simulated events per second of wall time, on a
-// network of 100 node pairs with rate-limited, delayed, jittery links.
+// network of node pairs with rate-limited, delayed, jittery links; the
+// larger network keeps ~16,000 events queued, like a big swarm.
 func BenchmarkEvents(b *testing.B) {
+	for _, pairs := range []int{100, 1000} {
+		b.Run(itoa(pairs)+"pairs", func(b *testing.B) { benchEvents(b, pairs) })
+	}
+}
+
+func benchEvents(b *testing.B, pairs int) {
 	s := sim.New(sim.Config{Seed: 1, Link: sim.Symmetric(sim.Dir{Rate: 100e6, Delay: time.Millisecond, Jitter: 100 * time.Microsecond})})
 	payload := make([]byte, 100)
-	const pairs = 100
 	for i := 0; i < pairs; i++ {
 		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte((2*i + 1) >> 8), byte(2*i + 1)}), 9)
 		c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte((2*i + 2) >> 8), byte(2*i + 2)}), 9)

@@ -77,6 +77,7 @@ type packet struct {
 	proto    spec.Net
 	src, dst netip.AddrPort
 	from     *Node // nil for forged packets injected at the core
+	to       *Node // set when the packet reaches the core
 	data     []byte
 	size     int
 	sent     spec.Time
@@ -240,6 +241,7 @@ func (s *Sim) arrive(p *packet) {
 		s.lost(p, NetNoRoute, "no host at destination")
 		return
 	}
+	p.to = dst
 	if p.from != nil && s.cut(p.from, dst) {
 		s.lost(p, NetCut, "partition")
 		return
@@ -259,7 +261,7 @@ func (s *Sim) arrive(p *packet) {
 }
 
 func (s *Sim) deliverPkt(p *packet) {
-	dst := s.byAddr[p.dst.Addr()]
+	dst := p.to
 	if p.seg != nil {
 		s.deliverSegment(dst, p)
 		return

@@ -303,8 +303,8 @@ func (s *Sim) Run(limit time.Duration) {
 func (s *Sim) RunUntil(done func() bool, limit time.Duration) bool {
 	s.begin()
 	end := spec.SimEpoch.Add(limit)
-	for len(s.q) > 0 {
-		if s.q[0].at > end {
+	for s.q.len() > 0 {
+		if s.q.peek() > end {
 			s.now = end
 			return false
 		}
@@ -320,7 +320,7 @@ func (s *Sim) RunUntil(done func() bool, limit time.Duration) bool {
 }
 
 // Idle reports whether nothing is left to happen.
-func (s *Sim) Idle() bool { return len(s.q) == 0 }
+func (s *Sim) Idle() bool { return s.q.len() == 0 }
 
 // Close flushes the trace.
 func (s *Sim) Close() error {

@@ -1,0 +1,508 @@
+package stream_test
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/stream"
+	"github.com/pion/rtcp"
+)
+
+var (
+	alice = netip.MustParseAddrPort("10.0.0.2:40000")
+	bob   = netip.MustParseAddrPort("10.0.0.3:40000")
+)
+
+// rig steps one machine by hand.
+type rig struct {
+	t   *testing.T
+	m   spec.Machine
+	now spec.Time
+	out []spec.Output
+}
+
+func (r *rig) step(in spec.Input) []spec.Output {
+	r.out = r.m.Step(r.now, in, r.out[:0])
+	return r.out
+}
+
+func (r *rig) at(d time.Duration) *rig { r.now = spec.SimEpoch.Add(d); return r }
+
+func (r *rig) datagram(from netip.AddrPort, b []byte) []spec.Output {
+	return r.step(spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: from, Data: b})
+}
+
+func sends(out []spec.Output, to netip.AddrPort) [][]byte {
+	var b [][]byte
+	for _, o := range out {
+		if o.Kind == spec.OutSend && o.Addr == to {
+			b = append(b, o.Data)
+		}
+	}
+	return b
+}
+
+func kinds(out []spec.Output, k spec.OutKind) []spec.Output {
+	var r []spec.Output
+	for _, o := range out {
+		if o.Kind == k {
+			r = append(r, o)
+		}
+	}
+	return r
+}
+
+func newServerRig(t *testing.T, cfg stream.ServerConfig) *rig {
+	if !cfg.Addr.IsValid() {
+		cfg.Addr = serverAddr
+	}
+	r := &rig{t: t, m: stream.NewServer(cfg), now: spec.SimEpoch}
+	r.step(spec.Input{Kind: spec.InStart})
+	r.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: cfg.Addr})
+	return r
+}
+
+// subscribe runs the handshake for from and returns the token.
+func (r *rig) subscribe(from netip.AddrPort, ssrc uint32) [stream.TokenSize]byte {
+	r.t.Helper()
+	hello := stream.EncodeJoin(ssrc, "cn", nil)
+	got := sends(r.datagram(from, hello), from)
+	if len(got) != 1 {
+		r.t.Fatalf("hello drew %d datagrams", len(got))
+	}
+	c, err := stream.DecodeControl(got[0])
+	if err != nil || c.App == nil || c.App.Subtype != stream.AppChallenge {
+		r.t.Fatalf("hello drew %+v, %v; want a challenge", c, err)
+	}
+	got = sends(r.datagram(from, stream.EncodeJoin(ssrc, "cn", c.App.Data)), from)
+	if len(got) != 1 {
+		r.t.Fatalf("echo drew %d datagrams", len(got))
+	}
+	c, _ = stream.DecodeControl(got[0])
+	if c.App == nil || c.App.Subtype != stream.AppWelcome {
+		r.t.Fatalf("echo drew %+v; want a welcome", c)
+	}
+	w, err := stream.DecodeWelcome(c.App.Data)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return w.Token
+}
+
+func report(ssrc uint32, tok [stream.TokenSize]byte, bye bool) []byte {
+	return stream.EncodeReport(ssrc, "cn", &rtcp.ReceptionReport{SSRC: 1}, stream.Tally{Token: tok, Packets: 3, Sum: 12}, bye, "done")
+}
+
+// Before the cookie comes back the server answers a HELLO with one
+// challenge no larger than the HELLO, streams to nobody, and keeps no
+// state; after it, the address gets a WELCOME and the stream.
+func TestServerHandshake(t *testing.T) {
+	r := newServerRig(t, stream.ServerConfig{Delay: 10 * time.Millisecond})
+	hello := stream.EncodeJoin(7, "cn", nil)
+	out := r.datagram(alice, hello)
+	if len(out) != 1 || out[0].Kind != spec.OutSend || len(out[0].Data) > len(hello) {
+		t.Fatalf("hello drew %v", out)
+	}
+	r.at(10 * time.Millisecond)
+	if got := sends(r.step(spec.Input{Kind: spec.InTimer, Timer: 1}), alice); len(got) != 0 {
+		t.Fatalf("streamed %d packets to an unvalidated address", len(got))
+	}
+	r.subscribe(alice, 7)
+	r.at(20 * time.Millisecond)
+	got := sends(r.step(spec.Input{Kind: spec.InTimer, Timer: 1}), alice)
+	if len(got) != 1 {
+		t.Fatalf("subscriber got %d packets at its first tick", len(got))
+	}
+	d, err := stream.DecodeData(got[0])
+	if err != nil || d.Index != 2 || d.Value != 6 {
+		t.Fatalf("data %+v, %v; want index 2", d, err)
+	}
+	// An ECHO with a cookie made for another address or SSRC is only
+	// challenged again.
+	ch, _ := stream.DecodeControl(sends(r.datagram(bob, stream.EncodeJoin(8, "cn", nil)), bob)[0])
+	for _, try := range []struct {
+		from netip.AddrPort
+		ssrc uint32
+	}{{alice, 8}, {bob, 9}} {
+		got := sends(r.datagram(try.from, stream.EncodeJoin(try.ssrc, "cn", ch.App.Data)), try.from)
+		c, _ := stream.DecodeControl(got[0])
+		if len(got) != 1 || c.App.Subtype != stream.AppChallenge {
+			t.Fatalf("a stolen cookie from %v/%d drew %v", try.from, try.ssrc, c.App)
+		}
+	}
+	// A stale cookie is challenged again too.
+	r.at(time.Minute)
+	got = sends(r.datagram(bob, stream.EncodeJoin(8, "cn", ch.App.Data)), bob)
+	if c, _ := stream.DecodeControl(got[0]); c.App.Subtype != stream.AppChallenge {
+		t.Fatalf("a stale cookie drew %v", c.App)
+	}
+}
+
+// Too many joins in a second are dropped, with one warning line a second
+// that says how many.
+func TestServerJoinRateLimit(t *testing.T) {
+	r := newServerRig(t, stream.ServerConfig{JoinRate: 5})
+	challenges, warns := 0, []string{}
+	for i := 0; i < 20; i++ {
+		from := netip.AddrPortFrom(alice.Addr(), uint16(1000+i))
+		out := r.datagram(from, stream.EncodeJoin(uint32(i), "cn", nil))
+		challenges += len(sends(out, from))
+		for _, l := range kinds(out, spec.OutLog) {
+			if l.Log.Level > 0 {
+				warns = append(warns, l.Log.Msg)
+			}
+		}
+	}
+	if challenges != 5 || len(warns) != 1 || !strings.Contains(warns[0], "rate limit") {
+		t.Fatalf("%d challenges and warnings %q; want 5 and one rate-limit line", challenges, warns)
+	}
+	r.at(time.Second)
+	if got := sends(r.datagram(alice, stream.EncodeJoin(1, "cn", nil)), alice); len(got) != 1 {
+		t.Fatal("the bucket did not refill after a second")
+	}
+	cs := counters(r.m)
+	if cs["join_rate_limited"] != 15 || cs["challenges"] != 6 {
+		t.Fatalf("counters %v", cs)
+	}
+}
+
+func counters(m spec.Machine) map[string]uint64 {
+	c := map[string]uint64{}
+	for _, k := range m.(spec.Inspector).Counters() {
+		c[k.Name] = k.Value
+	}
+	return c
+}
+
+// At the subscriber limit a validated join is refused, with a warning,
+// and the client exits saying why.
+func TestServerSubscriberLimit(t *testing.T) {
+	r := newServerRig(t, stream.ServerConfig{MaxSubscribers: 1})
+	r.subscribe(alice, 1)
+	hello := stream.EncodeJoin(2, "cn", nil)
+	ch, _ := stream.DecodeControl(sends(r.datagram(bob, hello), bob)[0])
+	out := r.datagram(bob, stream.EncodeJoin(2, "cn", ch.App.Data))
+	got := sends(out, bob)
+	c, _ := stream.DecodeControl(got[0])
+	if len(got) != 1 || c.App.Subtype != stream.AppRefuse {
+		t.Fatalf("the join over the limit drew %+v", c.App)
+	}
+	if w := kinds(out, spec.OutLog); len(w) != 1 || !strings.Contains(w[0].Log.Msg, "subscriber limit") {
+		t.Fatalf("logs %v", w)
+	}
+	// The refused client exits with the reason.
+	cl := &rig{t: t, m: stream.NewClient(stream.ClientConfig{Server: serverAddr, Seed: 1}), now: spec.SimEpoch}
+	cl.step(spec.Input{Kind: spec.InStart})
+	cl.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: bob})
+	cl.datagram(serverAddr, stream.EncodeChallenge(9, "s", ch.App.Data))
+	out = cl.datagram(serverAddr, got[0])
+	ex := kinds(out, spec.OutExit)
+	if len(ex) != 1 || !strings.Contains(ex[0].Err, "subscriber limit") {
+		t.Fatalf("refused client: %v", out)
+	}
+}
+
+// Reports and BYEs need the subscriber's SSRC and token: a forged one
+// neither keeps a silent subscriber alive nor ends a live one.
+func TestServerConsentNeedsToken(t *testing.T) {
+	r := newServerRig(t, stream.ServerConfig{ReportInterval: 100 * time.Millisecond, ExpireAfter: 3})
+	tok := r.subscribe(alice, 1)
+	var bad [stream.TokenSize]byte
+	r.at(200 * time.Millisecond)
+	r.datagram(alice, report(1, bad, true))
+	r.datagram(alice, report(2, tok, true))
+	if n := r.m.(*stream.Server).Subscribers(); n != 1 {
+		t.Fatalf("a forged BYE removed the subscriber")
+	}
+	r.at(300 * time.Millisecond)
+	out := r.step(spec.Input{Kind: spec.InTimer, Timer: 2})
+	var ev []spec.Output
+	for _, o := range kinds(out, spec.OutEvent) {
+		if o.Event.Name == "unsubscribed" {
+			ev = append(ev, o)
+		}
+	}
+	if len(ev) != 1 || ev[0].Event.Value.(stream.Departure).Reason != "expired" {
+		t.Fatalf("after 3 silent intervals (forged reports only): %v", out)
+	}
+	logs := kinds(out, spec.OutLog)
+	if len(logs) != 1 || !strings.Contains(logs[0].Log.Msg, "silent") {
+		t.Fatalf("expiry logged %v", logs)
+	}
+	// A real report refreshes consent and a real BYE ends it.
+	tok = r.subscribe(bob, 2)
+	r.at(350 * time.Millisecond)
+	r.datagram(bob, report(2, tok, false))
+	r.at(600 * time.Millisecond)
+	if out := r.step(spec.Input{Kind: spec.InTimer, Timer: 2}); len(kinds(out, spec.OutEvent)) != 0 {
+		t.Fatalf("a reporting subscriber expired: %v", out)
+	}
+	out = r.datagram(bob, report(2, tok, true))
+	if n := r.m.(*stream.Server).Subscribers(); n != 0 || len(kinds(out, spec.OutEvent)) != 1 {
+		t.Fatalf("a real BYE left %d subscribers: %v", n, out)
+	}
+	if c := counters(r.m); c["reports_bad_token"] != 2 || c["byes"] != 1 || c["expired"] != 1 {
+		t.Fatalf("counters %v", c)
+	}
+}
+
+// A server that falls behind sends what is due, at most MaxBurst at
+// once, and then slips its schedule instead of bursting on.
+func TestServerCatchUp(t *testing.T) {
+	r := newServerRig(t, stream.ServerConfig{Delay: time.Millisecond, MaxBurst: 8})
+	r.subscribe(alice, 1)
+	r.at(5 * time.Millisecond)
+	if got := sends(r.step(spec.Input{Kind: spec.InTimer, Timer: 1}), alice); len(got) != 6 {
+		t.Fatalf("5 ms late: %d packets, want 6 (indices 0-5)", len(got))
+	}
+	r.at(time.Second)
+	out := r.step(spec.Input{Kind: spec.InTimer, Timer: 1})
+	got := sends(out, alice)
+	if len(got) != 8 {
+		t.Fatalf("a second late: %d packets, want a burst of 8", len(got))
+	}
+	last, _ := stream.DecodeData(got[7])
+	timers := kinds(out, spec.OutSetTimer)
+	if last.Index != 13 || len(timers) != 1 || timers[0].At != r.now.Add(time.Millisecond) {
+		t.Fatalf("after the burst: last index %d, timers %v", last.Index, timers)
+	}
+	if counters(r.m)["schedule_slips"] != 1 {
+		t.Fatal("slip not counted")
+	}
+}
+
+// Stopping says goodbye to every subscriber; the report command lists
+// them in join order.
+func TestServerStopAndReport(t *testing.T) {
+	r := newServerRig(t, stream.ServerConfig{})
+	r.subscribe(alice, 1)
+	tok := r.subscribe(bob, 2)
+	rr := &rtcp.ReceptionReport{SSRC: r.m.(*stream.Server).SSRC(), LastSequenceNumber: 5}
+	r.datagram(bob, stream.EncodeReport(2, "cn", rr, stream.Tally{Token: tok, Packets: 3, Sum: 12}, false, ""))
+	out := r.step(spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "report"}})
+	rows := out[0].Event.Value.([]stream.SubscriberInfo)
+	if len(rows) != 2 || rows[0].Addr != alice.String() || rows[1].Packets != 3 || rows[1].Sum != 12 || !rows[1].HasRR || rows[1].ExtMax != 5 {
+		t.Fatalf("report rows %+v", rows)
+	}
+	out = r.step(spec.Input{Kind: spec.InStop})
+	for _, to := range []netip.AddrPort{alice, bob} {
+		got := sends(out, to)
+		if c, err := stream.DecodeControl(got[0]); len(got) != 1 || err != nil || !c.Bye {
+			t.Fatalf("stop sent %v to %v", got, to)
+		}
+	}
+	if len(kinds(out, spec.OutExit)) != 1 {
+		t.Fatal("server did not exit")
+	}
+}
+
+// Garbage, RTP, port-0 sources and control packets a server does not
+// take are dropped, counted and logged at debug level.
+func TestServerDropsHostileInput(t *testing.T) {
+	r := newServerRig(t, stream.ServerConfig{})
+	inputs := []struct {
+		from netip.AddrPort
+		b    []byte
+	}{
+		{alice, []byte("hello")},
+		{alice, stream.EncodeData(stream.Data{Index: 1, Value: 4})},
+		{netip.AddrPortFrom(alice.Addr(), 0), stream.EncodeJoin(1, "cn", nil)},
+		{alice, stream.EncodeChallenge(1, "cn", make([]byte, 20))},
+		{alice, stream.EncodeBye(1, "cn", "")},
+		{alice, report(1, [8]byte{}, true)},
+		{alice, nil},
+	}
+	for _, in := range inputs {
+		out := r.datagram(in.from, in.b)
+		if len(out) != 1 || out[0].Kind != spec.OutLog || out[0].Log.Level != -4 {
+			t.Errorf("% x from %v drew %v, want one debug log", in.b, in.from, out)
+		}
+	}
+	c := counters(r.m)
+	if c["datagrams"] != uint64(len(inputs)) || c["malformed"]+c["not_rtcp"]+c["source_port_zero"]+c["control_ignored"]+c["reports_from_strangers"] != uint64(len(inputs)) {
+		t.Fatalf("counters %v", c)
+	}
+}
+
+func newClientRig(t *testing.T, cfg stream.ClientConfig) *rig {
+	if !cfg.Server.IsValid() {
+		cfg.Server = serverAddr
+	}
+	return &rig{t: t, m: stream.NewClient(cfg), now: spec.SimEpoch}
+}
+
+// Like the seed's client, a listener given a port moves to the next one
+// while ports are taken, and gives up after PortTries.
+func TestClientMovesToTheNextPort(t *testing.T) {
+	r := newClientRig(t, stream.ClientConfig{Port: 8889, PortTries: 3})
+	out := r.step(spec.Input{Kind: spec.InStart})
+	if b := kinds(out, spec.OutBind); len(b) != 1 || b[0].Addr.Port() != 8889 {
+		t.Fatalf("start: %v", out)
+	}
+	out = r.step(spec.Input{Kind: spec.InBound, Sock: 1, Err: "address already in use"})
+	if b := kinds(out, spec.OutBind); len(b) != 1 || b[0].Addr.Port() != 8890 {
+		t.Fatalf("after a taken port: %v", out)
+	}
+	out = r.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: netip.MustParseAddrPort("0.0.0.0:8890")})
+	if got := sends(out, serverAddr); len(got) != 1 {
+		t.Fatalf("bound: %v, want a HELLO", out)
+	}
+	r = newClientRig(t, stream.ClientConfig{Port: 8889, PortTries: 2})
+	r.step(spec.Input{Kind: spec.InStart})
+	r.step(spec.Input{Kind: spec.InBound, Sock: 1, Err: "address already in use"})
+	out = r.step(spec.Input{Kind: spec.InBound, Sock: 1, Err: "address already in use"})
+	if ex := kinds(out, spec.OutExit); len(ex) != 1 || ex[0].Err == "" {
+		t.Fatalf("after 2 taken ports: %v", out)
+	}
+}
+
+// A client joins, takes data only from the server and its SSRC, prints
+// each packet once, ignores challenges it did not ask for, and on a stop
+// sends a last report with a BYE.
+func TestClientSession(t *testing.T) {
+	r := newClientRig(t, stream.ClientConfig{Seed: 3})
+	r.step(spec.Input{Kind: spec.InStart})
+	r.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: alice})
+	cookie := bytes.Repeat([]byte{1}, stream.CookieSize)
+	echo := sends(r.datagram(serverAddr, stream.EncodeChallenge(77, "s", cookie)), serverAddr)
+	if c, _ := stream.DecodeControl(echo[0]); c.App.Subtype != stream.AppEcho || !bytes.Equal(c.App.Data[:stream.CookieSize], cookie) {
+		t.Fatalf("challenge drew %v", c.App)
+	}
+	var tok [stream.TokenSize]byte
+	tok[0] = 9
+	r.datagram(serverAddr, stream.EncodeWelcome(77, "s", stream.Welcome{Token: tok, Interval: 1e7, Report: 1e9, Expire: 5}))
+	pkt := func(i uint64, ssrc uint32) []byte {
+		return stream.EncodeData(stream.Data{Seq: uint16(i), Timestamp: uint32(i * 900), SSRC: ssrc, Index: i, Value: stream.DataValue(i)})
+	}
+	events := 0
+	for _, in := range []struct {
+		from netip.AddrPort
+		b    []byte
+	}{
+		{serverAddr, pkt(1, 77)},
+		{serverAddr, pkt(1, 77)},                              // duplicate: not printed again
+		{bob, pkt(2, 77)},                                     // stranger
+		{serverAddr, pkt(2, 78)},                              // unknown SSRC
+		{serverAddr, stream.EncodeChallenge(77, "s", cookie)}, // unsolicited: no echo
+		{serverAddr, pkt(3, 77)},
+	} {
+		out := r.datagram(in.from, in.b)
+		events += len(kinds(out, spec.OutEvent))
+		if len(sends(out, serverAddr)) != 0 {
+			t.Fatalf("%s drew a send", stream.Describe(in.b))
+		}
+	}
+	if events != 2 {
+		t.Fatalf("%d packet events, want 2", events)
+	}
+	out := r.step(spec.Input{Kind: spec.InStop})
+	bye := sends(out, serverAddr)
+	c, err := stream.DecodeControl(bye[0])
+	if err != nil || !c.Bye || c.App.Subtype != stream.AppReport || len(c.Reports) != 1 {
+		t.Fatalf("stop sent %+v, %v", c, err)
+	}
+	ta, _ := stream.DecodeTally(c.App.Data)
+	if ta.Token != tok || ta.Packets != 2 || ta.Duplicates != 1 || ta.Sum != 4+8 || c.Reports[0].LastSequenceNumber != 3 || stream.Lost24(c.Reports[0].TotalLost) != 0 {
+		t.Fatalf("final report %+v %+v", ta, c.Reports[0])
+	}
+	var st *stream.Stats
+	for _, o := range kinds(out, spec.OutEvent) {
+		if o.Event.Name == "stats" {
+			s := o.Event.Value.(stream.Stats)
+			st = &s
+		}
+	}
+	if st == nil || st.Ended != "stop" || st.Packets != 2 || st.Sources[0].Received != 3 {
+		t.Fatalf("final stats %+v", st)
+	}
+	if c := counters(r.m); c["from_strangers"] != 1 || c["unknown_ssrc"] != 1 || c["duplicates"] != 1 || c["control_ignored"] != 1 {
+		t.Fatalf("counters %v", c)
+	}
+}
+
+// A client with no answer gives up after JoinTries, backing off.
+func TestClientGivesUp(t *testing.T) {
+	r := newClientRig(t, stream.ClientConfig{JoinTimeout: 100 * time.Millisecond, JoinTries: 4})
+	r.step(spec.Input{Kind: spec.InStart})
+	out := r.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: alice})
+	var waits []time.Duration
+	for i := 0; i < 10; i++ {
+		st := kinds(out, spec.OutSetTimer)
+		if len(st) == 0 {
+			break
+		}
+		waits = append(waits, st[0].At.Sub(r.now))
+		r.now = st[0].At
+		out = r.step(spec.Input{Kind: spec.InTimer, Timer: 1})
+		if ex := kinds(out, spec.OutExit); len(ex) == 1 {
+			if !strings.Contains(ex[0].Err, "no answer") || len(waits) != 4 {
+				t.Fatalf("gave up with %q after %v", ex[0].Err, waits)
+			}
+			want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
+			for i := range want {
+				if waits[i] != want[i] {
+					t.Fatalf("waits %v, want %v", waits, want)
+				}
+			}
+			return
+		}
+	}
+	t.Fatalf("never gave up: waits %v", waits)
+}
+
+// FuzzServerDatagram: any datagram from an address that has not been
+// validated draws at most as many bytes as it had, and nothing panics,
+// whether or not the address is subscribed.
+func FuzzServerDatagram(f *testing.F) {
+	f.Add(stream.EncodeJoin(1, "cn", nil), false)
+	f.Add(stream.EncodeJoin(1, "cn", make([]byte, 20)), false)
+	f.Add(report(1, [8]byte{}, true), true)
+	f.Add([]byte{0x80, 201, 0, 1, 0, 0, 0, 1}, false)
+	f.Fuzz(func(t *testing.T, b []byte, subscribed bool) {
+		r := newServerRig(t, stream.ServerConfig{})
+		if subscribed {
+			r.subscribe(alice, 1)
+		}
+		out := r.datagram(alice, b)
+		if !subscribed {
+			n := 0
+			for _, s := range sends(out, alice) {
+				n += len(s)
+			}
+			if n > len(b) {
+				t.Fatalf("%d bytes in, %d out to an unvalidated address", len(b), n)
+			}
+		}
+	})
+}
+
+// FuzzClientDatagram: any datagram from the server's address, to a
+// client that is joining or streaming, is handled without panicking and
+// is printed only if it is a valid data packet.
+func FuzzClientDatagram(f *testing.F) {
+	f.Add(stream.EncodeData(stream.Data{SSRC: 77, Index: 1, Value: 4}), true)
+	f.Add(stream.EncodeBye(77, "s", "x"), true)
+	f.Add(stream.EncodeWelcome(77, "s", stream.Welcome{Interval: 1, Report: 1, Expire: 1}), false)
+	f.Add(stream.EncodeRefuse(77, "s", 1), false)
+	f.Fuzz(func(t *testing.T, b []byte, streaming bool) {
+		r := newClientRig(t, stream.ClientConfig{})
+		r.step(spec.Input{Kind: spec.InStart})
+		r.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: alice})
+		r.datagram(serverAddr, stream.EncodeChallenge(77, "s", make([]byte, stream.CookieSize)))
+		if streaming {
+			r.datagram(serverAddr, stream.EncodeWelcome(77, "s", stream.Welcome{Interval: 1e6, Report: 1e9, Expire: 5}))
+		}
+		out := r.datagram(serverAddr, b)
+		for _, o := range kinds(out, spec.OutEvent) {
+			if o.Event.Name == "packet" {
+				if _, err := stream.DecodeData(b); err != nil {
+					t.Fatalf("printed an invalid packet: %v", err)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,631 @@
+package stream
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"net/netip"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+)
+
+// ServerConfig configures a stream server. Zero fields take the defaults
+// listed.
+type ServerConfig struct {
+	// Addr is the UDP address to serve on (RTP and RTCP share it).
+	Addr netip.AddrPort `json:"addr"`
+	// Delay is the time between data packets: the seed's delay (default
+	// 1s).
+	Delay time.Duration `json:"delay,omitempty"`
+	// ReportInterval is how often subscribers must send a receiver
+	// report (default 1s); ExpireAfter is how many intervals of silence
+	// drop a subscriber (default 5, as RFC 3550 §6.3.5 times out
+	// participants; at least 2).
+	ReportInterval time.Duration `json:"reportInterval,omitempty"`
+	ExpireAfter    int           `json:"expireAfter,omitempty"`
+	// MaxSubscribers bounds the subscribers (default 1024); JoinRate
+	// bounds HELLOs and ECHOs handled per second, with a burst of as many
+	// (default 200).
+	MaxSubscribers int `json:"maxSubscribers,omitempty"`
+	JoinRate       int `json:"joinRate,omitempty"`
+	// CookieLifetime is how long a challenge cookie stays good (default
+	// 10s).
+	CookieLifetime time.Duration `json:"cookieLifetime,omitempty"`
+	// MaxBurst bounds the packets sent at one timer firing when the
+	// server has fallen behind its schedule (default 64); past it the
+	// schedule slips rather than bursting.
+	MaxBurst int `json:"maxBurst,omitempty"`
+	// Secret keys the cookie and token HMACs. Empty: derived from Seed
+	// (fine in simulation, predictable on a real network; netspec stream
+	// serve draws one from crypto/rand).
+	Secret []byte `json:"secret,omitempty"`
+	// Seed, with the start time, picks the SSRC and the initial sequence
+	// number and timestamp (RFC 3550 §5.1 wants them random).
+	Seed uint64 `json:"seed,omitempty"`
+	// InitialSeq, if set, fixes the first sequence number (tests use it
+	// to cross the 16-bit wrap early).
+	InitialSeq *uint16 `json:"initialSeq,omitempty"`
+	// LogPackets logs every packet sent, as the seed's server log does.
+	LogPackets bool `json:"logPackets,omitempty"`
+}
+
+func (c *ServerConfig) fill() {
+	if c.Delay <= 0 {
+		c.Delay = time.Second
+	}
+	if c.ReportInterval <= 0 {
+		c.ReportInterval = time.Second
+	}
+	if c.ExpireAfter <= 0 {
+		c.ExpireAfter = 5
+	}
+	c.ExpireAfter = max(c.ExpireAfter, 2)
+	if c.MaxSubscribers <= 0 {
+		c.MaxSubscribers = 1024
+	}
+	if c.JoinRate <= 0 {
+		c.JoinRate = 200
+	}
+	if c.CookieLifetime <= 0 {
+		c.CookieLifetime = 10 * time.Second
+	}
+	if c.MaxBurst <= 0 {
+		c.MaxBurst = 64
+	}
+}
+
+// Expiry is how long a subscriber may stay silent.
+func (c ServerConfig) Expiry() time.Duration {
+	c.fill()
+	return time.Duration(c.ExpireAfter) * c.ReportInterval
+}
+
+// Sockets and timers.
+const (
+	sockServer spec.Sock = 1
+
+	timerTick   spec.Timer = 1
+	timerExpire spec.Timer = 2
+)
+
+// subscriber is one validated receiver. About 250 bytes plus its CNAME,
+// and an entry in byAddr.
+type subscriber struct {
+	addr      netip.AddrPort
+	ssrc      uint32
+	cname     string
+	token     [TokenSize]byte
+	since     spec.Time
+	lastHeard spec.Time
+	firstIdx  uint64
+	sent      uint64
+	reports   uint64
+	hasRR     bool
+	extMax    uint32
+	lost      int32
+	fraction  uint8
+	jitter    uint32
+	tally     Tally
+}
+
+// Server is the stream server machine: it sends the numbered stream to
+// every validated subscriber.
+type Server struct {
+	cfg   ServerConfig
+	jar   *cookieJar
+	addr  netip.AddrPort
+	ssrc  uint32
+	cname string
+	seq0  uint16
+	ts0   uint32
+
+	running bool
+	origin  spec.Time // when index 0 was due
+	start   spec.Time // when index 0 would be due on the current schedule (origin + slips)
+	next    uint64    // next index to send
+
+	subs   []*subscriber
+	byAddr map[netip.AddrPort]int
+
+	tokens     int64 // join bucket, in 1e-9 joins
+	lastRefill spec.Time
+	expireAt   spec.Time
+
+	warnFull, warnRate warnLimiter
+	c                  serverCounters
+}
+
+type serverCounters struct {
+	datagrams, malformed, notControl, portZero   uint64
+	hellos, echoes, challenges, tooSmall         uint64
+	cookieBad, cookieExpired, rateLimited        uint64
+	subscribed, resubscribed, refused            uint64
+	reports, reportsStranger, reportsBadToken    uint64
+	byes, expired, ticks, sent, slips, unhandled uint64
+}
+
+// NewServer returns a server for cfg.
+func NewServer(cfg ServerConfig) *Server {
+	cfg.fill()
+	key := cfg.Secret
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		spec.NewRand(cfg.Seed ^ 0x5ec2e7).Bytes(key)
+	}
+	return &Server{
+		cfg:    cfg,
+		jar:    newCookieJar(key, cfg.CookieLifetime),
+		byAddr: map[netip.AddrPort]int{},
+		tokens: int64(cfg.JoinRate) * int64(time.Second),
+	}
+}
+
+// SSRC is the server's RTP SSRC (zero before it starts).
+func (s *Server) SSRC() uint32 { return s.ssrc }
+
+// Subscribers is how many subscribers the server has.
+func (s *Server) Subscribers() int { return len(s.subs) }
+
+// Counters implements spec.Inspector.
+func (s *Server) Counters() []spec.Counter {
+	c := &s.c
+	return []spec.Counter{
+		{Name: "datagrams", Value: c.datagrams},
+		{Name: "malformed", Value: c.malformed},
+		{Name: "not_rtcp", Value: c.notControl},
+		{Name: "source_port_zero", Value: c.portZero},
+		{Name: "hellos", Value: c.hellos},
+		{Name: "echoes", Value: c.echoes},
+		{Name: "challenges", Value: c.challenges},
+		{Name: "join_too_small", Value: c.tooSmall},
+		{Name: "cookie_bad", Value: c.cookieBad},
+		{Name: "cookie_expired", Value: c.cookieExpired},
+		{Name: "join_rate_limited", Value: c.rateLimited},
+		{Name: "subscribed", Value: c.subscribed},
+		{Name: "resubscribed", Value: c.resubscribed},
+		{Name: "refused_full", Value: c.refused},
+		{Name: "reports", Value: c.reports},
+		{Name: "reports_from_strangers", Value: c.reportsStranger},
+		{Name: "reports_bad_token", Value: c.reportsBadToken},
+		{Name: "byes", Value: c.byes},
+		{Name: "expired", Value: c.expired},
+		{Name: "ticks", Value: c.ticks},
+		{Name: "packets_sent", Value: c.sent},
+		{Name: "schedule_slips", Value: c.slips},
+		{Name: "control_ignored", Value: c.unhandled},
+	}
+}
+
+// Step implements spec.Machine.
+func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		if !s.cfg.Addr.IsValid() {
+			return append(out, spec.Exit("stream: no address to serve"))
+		}
+		out = append(out, spec.Bind(sockServer, spec.UDP, s.cfg.Addr))
+	case spec.InBound:
+		if in.Err != "" {
+			return append(out, spec.Exit("stream: bind "+s.cfg.Addr.String()+": "+in.Err))
+		}
+		out = s.begin(now, in.Addr, out)
+	case spec.InDatagram:
+		out = s.datagram(now, in, out)
+	case spec.InTimer:
+		switch in.Timer {
+		case timerTick:
+			out = s.tick(now, out)
+		case timerExpire:
+			out = s.expire(now, out)
+		}
+	case spec.InCommand:
+		switch in.Cmd.Name {
+		case "report":
+			out = append(out, spec.Emit(spec.Event{Name: "subscribers", Value: s.Report(now)}))
+		default:
+			out = append(out, spec.Debug("stream: unknown command", slog.String("name", in.Cmd.Name)))
+		}
+	case spec.InStop:
+		if s.running {
+			bye := EncodeBye(s.ssrc, s.cname, "server stopped")
+			for _, sub := range s.subs {
+				out = append(out, spec.Send(sockServer, sub.addr, bye))
+			}
+		}
+		out = append(out, spec.Info("stream server stopped", slog.Int("subscribers", len(s.subs)), slog.Uint64("packets", s.next)),
+			spec.Emit(spec.Event{Name: "stopped", Value: s.Report(now)}), spec.Exit(""))
+	}
+	return out
+}
+
+// begin starts the stream once the socket is bound. The SSRC and the
+// initial sequence number and timestamp are drawn from the seed and the
+// start time, so a restarted server is a new RTP source.
+func (s *Server) begin(now spec.Time, addr netip.AddrPort, out []spec.Output) []spec.Output {
+	r := spec.NewRand(s.cfg.Seed ^ uint64(now) ^ 0x57a11)
+	s.ssrc = r.Uint32()
+	s.seq0 = uint16(r.Uint32())
+	if s.cfg.InitialSeq != nil {
+		s.seq0 = *s.cfg.InitialSeq
+	}
+	s.ts0 = r.Uint32()
+	s.cname = fmt.Sprintf("stream-%08x", s.ssrc)
+	s.addr = addr
+	s.running = true
+	s.origin, s.start, s.next = now, now, 0
+	s.lastRefill = now
+	return append(out,
+		spec.Info("UDP server up and streaming", slog.String("addr", addr.String()), slog.Duration("delay", s.cfg.Delay),
+			slog.String("ssrc", fmt.Sprintf("%08x", s.ssrc)), slog.Uint64("seq0", uint64(s.seq0))),
+		spec.Emit(spec.Event{Name: "listening", Text: addr.String(), Value: Listening{Addr: addr.String(), SSRC: s.ssrc}}),
+		spec.SetTimer(timerTick, now))
+}
+
+// Listening is the value of the server's "listening" event.
+type Listening struct {
+	Addr string `json:"addr"`
+	SSRC uint32 `json:"ssrc"`
+}
+
+// due is when packet i is due on the current schedule.
+func (s *Server) due(i uint64) spec.Time { return s.start.Add(time.Duration(i) * s.cfg.Delay) }
+
+// timestamp is the RTP timestamp of a packet due at t: its sampling
+// instant, in ClockRate units since the origin, exactly.
+func (s *Server) timestamp(t spec.Time) uint32 {
+	hi, lo := bits.Mul64(uint64(t-s.origin), uint64(ClockRate))
+	q, _ := bits.Div64(hi%uint64(time.Second), lo, uint64(time.Second))
+	return s.ts0 + uint32(q)
+}
+
+// tick sends every packet that is due, up to MaxBurst, to every
+// subscriber: one marshalled packet shared by all sends.
+func (s *Server) tick(now spec.Time, out []spec.Output) []spec.Output {
+	s.c.ticks++
+	for n := 0; n < s.cfg.MaxBurst && !now.Before(s.due(s.next)); n++ {
+		i := s.next
+		s.next++
+		if len(s.subs) == 0 {
+			continue
+		}
+		pkt := EncodeData(Data{
+			Seq:       s.seq0 + uint16(i),
+			Timestamp: s.timestamp(s.due(i)),
+			SSRC:      s.ssrc,
+			Index:     i,
+			Value:     DataValue(i),
+		})
+		for _, sub := range s.subs {
+			sub.sent++
+			out = append(out, spec.Send(sockServer, sub.addr, pkt))
+			if s.cfg.LogPackets {
+				out = append(out, spec.Info("sent", slog.String("client", sub.addr.String()), slog.Uint64("index", i), slog.Uint64("data", DataValue(i))))
+			}
+		}
+		s.c.sent += uint64(len(s.subs))
+	}
+	if !now.Before(s.due(s.next)) {
+		// Still behind after a full burst: slip the schedule so the next
+		// packet is due one delay from now, instead of bursting on.
+		s.c.slips++
+		s.start = now.Add(s.cfg.Delay).Add(-time.Duration(s.next) * s.cfg.Delay)
+		out = append(out, spec.Debug("stream: behind schedule, slipping", slog.Uint64("index", s.next)))
+	}
+	return append(out, spec.SetTimer(timerTick, s.due(s.next)))
+}
+
+// allowJoin takes a token from the join bucket.
+func (s *Server) allowJoin(now spec.Time) bool {
+	rate := int64(s.cfg.JoinRate)
+	capacity := rate * int64(time.Second)
+	if el := now.Sub(s.lastRefill); el > 0 {
+		s.tokens = min(capacity, s.tokens+int64(min(el, time.Second))*rate)
+	}
+	s.lastRefill = now
+	if s.tokens < int64(time.Second) {
+		return false
+	}
+	s.tokens -= int64(time.Second)
+	return true
+}
+
+var errNoApp = errors.New("no " + AppName + " APP packet")
+
+func (s *Server) drop(out []spec.Output, why string, from netip.AddrPort, err error) []spec.Output {
+	attrs := []slog.Attr{slog.String("from", from.String())}
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	return append(out, spec.Debug("stream: dropped "+why, attrs...))
+}
+
+func (s *Server) datagram(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	s.c.datagrams++
+	if !s.running {
+		return out
+	}
+	from := in.Addr
+	if from.Port() == 0 {
+		s.c.portZero++
+		return s.drop(out, "datagram from port 0", from, nil)
+	}
+	if !IsControl(in.Data) {
+		s.c.notControl++
+		return s.drop(out, "datagram that is not RTCP", from, nil)
+	}
+	ctl, err := DecodeControl(in.Data)
+	if err == nil && ctl.App == nil {
+		err = errNoApp
+	}
+	if err == nil && ctl.App.SSRC != ctl.SSRC {
+		err = errors.New("APP SSRC differs from the report's")
+	}
+	if err != nil {
+		s.c.malformed++
+		return s.drop(out, "malformed control packet", from, err)
+	}
+	switch ctl.App.Subtype {
+	case AppHello:
+		s.c.hellos++
+		return s.join(now, from, len(in.Data), ctl, nil, out)
+	case AppEcho:
+		s.c.echoes++
+		return s.join(now, from, len(in.Data), ctl, ctl.App.Data, out)
+	case AppReport:
+		return s.report(now, from, ctl, out)
+	}
+	s.c.unhandled++
+	return s.drop(out, "control packet a server does not take: "+AppString(ctl.App.Subtype), from, nil)
+}
+
+// join handles a HELLO (cookie nil) or an ECHO. Before the cookie checks
+// out the only answer is a CHALLENGE no larger than the join itself.
+func (s *Server) join(now spec.Time, from netip.AddrPort, size int, ctl Control, cookie []byte, out []spec.Output) []spec.Output {
+	if !s.allowJoin(now) {
+		s.c.rateLimited++
+		if msg, ok := s.warnRate.hit(now); ok {
+			out = append(out, spec.Warn("stream: join rate limit hit, dropping joins", slog.Int("joinsPerSecond", s.cfg.JoinRate), slog.Uint64("dropped", msg)))
+		}
+		return s.drop(out, "join over the rate limit", from, nil)
+	}
+	if cookie != nil {
+		switch s.jar.check(now, from, ctl.SSRC, cookie) {
+		case cookieOK:
+			return s.subscribe(now, from, ctl, out)
+		case cookieExpired:
+			s.c.cookieExpired++
+			out = append(out, spec.Debug("stream: expired cookie, challenging again", slog.String("from", from.String())))
+		default:
+			s.c.cookieBad++
+			out = append(out, spec.Debug("stream: bad cookie, challenging again", slog.String("from", from.String())))
+		}
+	}
+	ch := EncodeChallenge(s.ssrc, s.cname, s.jar.cookie(now, from, ctl.SSRC))
+	if len(ch) > size {
+		s.c.tooSmall++
+		return s.drop(out, fmt.Sprintf("join of %d bytes, smaller than the %d-byte challenge", size, len(ch)), from, nil)
+	}
+	s.c.challenges++
+	return append(out, spec.Send(sockServer, from, ch))
+}
+
+func (s *Server) subscribe(now spec.Time, from netip.AddrPort, ctl Control, out []spec.Output) []spec.Output {
+	if i, ok := s.byAddr[from]; ok {
+		sub := s.subs[i]
+		if sub.ssrc == ctl.SSRC {
+			// A repeated ECHO (our WELCOME was lost): welcome again.
+			sub.lastHeard = now
+			return append(out, spec.Send(sockServer, from, s.welcome(sub)))
+		}
+		// A new receiver at the same address (the client restarted).
+		s.c.resubscribed++
+		s.remove(i)
+		out = append(out, spec.Info("subscriber replaced by a new SSRC at its address", slog.String("client", from.String()),
+			slog.String("old", fmt.Sprintf("%08x", sub.ssrc)), slog.String("new", fmt.Sprintf("%08x", ctl.SSRC))),
+			spec.Emit(spec.Event{Name: "unsubscribed", Value: Departure{Addr: from.String(), SSRC: sub.ssrc, Reason: "replaced"}}))
+	}
+	if len(s.subs) >= s.cfg.MaxSubscribers {
+		s.c.refused++
+		if n, ok := s.warnFull.hit(now); ok {
+			out = append(out, spec.Warn("stream: subscriber limit reached, refusing joins", slog.Int("max", s.cfg.MaxSubscribers), slog.Uint64("refused", n)))
+		}
+		return append(out, spec.Send(sockServer, from, EncodeRefuse(s.ssrc, s.cname, RefuseFull)))
+	}
+	sub := &subscriber{addr: from, ssrc: ctl.SSRC, cname: ctl.CNAME, since: now, lastHeard: now, firstIdx: s.next}
+	sub.token = s.jar.token(from, ctl.SSRC, now)
+	s.byAddr[from] = len(s.subs)
+	s.subs = append(s.subs, sub)
+	s.c.subscribed++
+	out = append(out,
+		spec.Info("subscriber joined", slog.String("client", from.String()), slog.String("ssrc", fmt.Sprintf("%08x", ctl.SSRC)),
+			slog.String("cname", ctl.CNAME), slog.Int("subscribers", len(s.subs))),
+		spec.Emit(spec.Event{Name: "subscribed", Value: Arrival{Addr: from.String(), SSRC: ctl.SSRC, CNAME: ctl.CNAME, FirstIndex: s.next}}),
+		spec.Send(sockServer, from, s.welcome(sub)))
+	return s.armExpiry(out)
+}
+
+// Arrival is the value of the server's "subscribed" event.
+type Arrival struct {
+	Addr       string `json:"addr"`
+	SSRC       uint32 `json:"ssrc"`
+	CNAME      string `json:"cname"`
+	FirstIndex uint64 `json:"firstIndex"`
+}
+
+// Departure is the value of the server's "unsubscribed" event; Reason is
+// "bye", "expired" or "replaced".
+type Departure struct {
+	Addr   string `json:"addr"`
+	SSRC   uint32 `json:"ssrc"`
+	Reason string `json:"reason"`
+	Sent   uint64 `json:"sent,omitempty"`
+}
+
+func (s *Server) welcome(sub *subscriber) []byte {
+	return EncodeWelcome(s.ssrc, s.cname, Welcome{
+		Token:    sub.token,
+		Interval: uint64(s.cfg.Delay),
+		Report:   uint64(s.cfg.ReportInterval),
+		Expire:   uint32(s.cfg.ExpireAfter),
+	})
+}
+
+// remove deletes subscriber i, keeping the others in join order.
+func (s *Server) remove(i int) {
+	delete(s.byAddr, s.subs[i].addr)
+	copy(s.subs[i:], s.subs[i+1:])
+	s.subs[len(s.subs)-1] = nil
+	s.subs = s.subs[:len(s.subs)-1]
+	for j := i; j < len(s.subs); j++ {
+		s.byAddr[s.subs[j].addr] = j
+	}
+}
+
+// report takes a subscriber's RR + REPORT (+ BYE). Only the subscriber's
+// own address, SSRC and token refresh its consent or end it.
+func (s *Server) report(now spec.Time, from netip.AddrPort, ctl Control, out []spec.Output) []spec.Output {
+	i, ok := s.byAddr[from]
+	if !ok {
+		s.c.reportsStranger++
+		return s.drop(out, "report from an address that is not subscribed", from, nil)
+	}
+	sub := s.subs[i]
+	t, err := DecodeTally(ctl.App.Data)
+	if err != nil || ctl.SSRC != sub.ssrc || t.Token != sub.token {
+		s.c.reportsBadToken++
+		return s.drop(out, "report with a wrong SSRC or token", from, err)
+	}
+	s.c.reports++
+	sub.reports++
+	sub.lastHeard = now
+	sub.tally = t
+	for _, rr := range ctl.Reports {
+		if rr.SSRC == s.ssrc {
+			sub.hasRR = true
+			sub.extMax, sub.lost, sub.fraction, sub.jitter = rr.LastSequenceNumber, lost24(rr.TotalLost), rr.FractionLost, rr.Jitter
+		}
+	}
+	if !ctl.Bye {
+		return out
+	}
+	s.c.byes++
+	s.remove(i)
+	return append(out,
+		spec.Info("subscriber left", slog.String("client", from.String()), slog.String("reason", ctl.ByeReason), slog.Uint64("sent", sub.sent),
+			slog.Uint64("received", sub.tally.Packets), slog.Uint64("sum", sub.tally.Sum)),
+		spec.Emit(spec.Event{Name: "unsubscribed", Value: Departure{Addr: from.String(), SSRC: sub.ssrc, Reason: "bye", Sent: sub.sent}}))
+}
+
+// armExpiry points the expiry timer at the earliest moment a subscriber
+// can expire.
+func (s *Server) armExpiry(out []spec.Output) []spec.Output {
+	if len(s.subs) == 0 {
+		if s.expireAt != 0 {
+			s.expireAt = 0
+			out = append(out, spec.CancelTimer(timerExpire))
+		}
+		return out
+	}
+	first := s.subs[0].lastHeard
+	for _, sub := range s.subs[1:] {
+		first = min(first, sub.lastHeard)
+	}
+	at := first.Add(s.cfg.Expiry())
+	if at != s.expireAt {
+		s.expireAt = at
+		out = append(out, spec.SetTimer(timerExpire, at))
+	}
+	return out
+}
+
+// expire drops every subscriber silent for ExpireAfter intervals: exactly
+// at lastHeard + ExpireAfter*ReportInterval.
+func (s *Server) expire(now spec.Time, out []spec.Output) []spec.Output {
+	s.expireAt = 0
+	limit := s.cfg.Expiry()
+	for i := 0; i < len(s.subs); {
+		sub := s.subs[i]
+		if silent := now.Sub(sub.lastHeard); silent >= limit {
+			s.c.expired++
+			s.remove(i)
+			out = append(out,
+				spec.Info("dropping silent subscriber", slog.String("client", sub.addr.String()),
+					slog.Duration("silent", silent), slog.Int("intervals", s.cfg.ExpireAfter), slog.Duration("interval", s.cfg.ReportInterval)),
+				spec.Emit(spec.Event{Name: "unsubscribed", Value: Departure{Addr: sub.addr.String(), SSRC: sub.ssrc, Reason: "expired", Sent: sub.sent}}))
+			continue
+		}
+		i++
+	}
+	return s.armExpiry(out)
+}
+
+// SubscriberInfo is one row of the server's per-subscriber report: what
+// the server knows and the statistics the subscriber last reported.
+type SubscriberInfo struct {
+	Addr      string        `json:"addr"`
+	SSRC      uint32        `json:"ssrc"`
+	CNAME     string        `json:"cname"`
+	For       time.Duration `json:"for"`
+	LastHeard time.Duration `json:"lastHeard"`
+	Sent      uint64        `json:"sent"`
+	Reports   uint64        `json:"reports"`
+	// From the last RR block (valid if HasRR).
+	HasRR        bool   `json:"hasRR"`
+	ExtMax       uint32 `json:"extMax"`
+	Lost         int32  `json:"lost"`
+	FractionLost uint8  `json:"fractionLost"`
+	Jitter       uint32 `json:"jitter"`
+	JitterUs     uint64 `json:"jitterUs"`
+	// From the last REPORT.
+	Packets    uint64 `json:"packets"`
+	Duplicates uint64 `json:"duplicates"`
+	Reordered  uint64 `json:"reordered"`
+	Sum        uint64 `json:"sum"`
+}
+
+// Report lists the subscribers in the order they joined.
+func (s *Server) Report(now spec.Time) []SubscriberInfo {
+	rows := make([]SubscriberInfo, 0, len(s.subs))
+	for _, sub := range s.subs {
+		rows = append(rows, SubscriberInfo{
+			Addr: sub.addr.String(), SSRC: sub.ssrc, CNAME: sub.cname,
+			For: now.Sub(sub.since), LastHeard: now.Sub(sub.lastHeard),
+			Sent: sub.sent, Reports: sub.reports,
+			HasRR: sub.hasRR, ExtMax: sub.extMax, Lost: sub.lost, FractionLost: sub.fraction,
+			Jitter: sub.jitter, JitterUs: uint64(sub.jitter) * 1_000_000 / uint64(ClockRate),
+			Packets: sub.tally.Packets, Duplicates: sub.tally.Duplicates, Reordered: sub.tally.Reordered, Sum: sub.tally.Sum,
+		})
+	}
+	return rows
+}
+
+// warnLimiter lets a warning through at most once a second and counts
+// the occurrences in between, so a flood makes one clear log line a
+// second instead of a flood of lines.
+type warnLimiter struct {
+	last  spec.Time
+	count uint64
+	armed bool
+}
+
+func (w *warnLimiter) hit(now spec.Time) (uint64, bool) {
+	w.count++
+	if w.armed && now.Sub(w.last) < time.Second {
+		return 0, false
+	}
+	w.armed, w.last = true, now
+	n := w.count
+	w.count = 0
+	return n, true
+}
+
+// be32 reads a big-endian uint32 from b, zero if b is short.
+func be32(b []byte) uint32 {
+	if len(b) < 4 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(b)
+}

@@ -1,0 +1,97 @@
+package rudp
+
+import "time"
+
+// Config tunes an Endpoint. The zero value of every field means its
+// default; Config marshals to JSON because trace headers record it.
+type Config struct {
+	// Seed drives the endpoint's randomness: session ids and, on a
+	// server, the cookie secret. Give every endpoint its own.
+	Seed uint64 `json:"seed"`
+	// MaxDatagram is the largest datagram sent or accepted (default
+	// 1452: fits a 1500-byte MTU under IPv6 or IPv4 headers). Each side
+	// announces its own; a session uses the smaller.
+	MaxDatagram int `json:"maxDatagram,omitempty"`
+	// InitialWindow is the congestion window a session starts with, in
+	// segments (default 10, RFC 6928).
+	InitialWindow int `json:"initialWindow,omitempty"`
+	// MaxWindow caps the congestion window and the segments in flight
+	// (default 4096).
+	MaxWindow int `json:"maxWindow,omitempty"`
+	// RecvWindow is how many segments beyond the cumulative ack the
+	// receiver buffers out of order; it is announced to the peer and
+	// bounds the receiver's memory (default 2048).
+	RecvWindow int `json:"recvWindow,omitempty"`
+	// AckEvery: acknowledge at least every this many in-order segments
+	// (default 2); AckDelay bounds how long an acknowledgement waits
+	// (default 5ms).
+	AckEvery int           `json:"ackEvery,omitempty"`
+	AckDelay time.Duration `json:"ackDelay,omitempty"`
+	// InitialRTO (default 1s, RFC 6298), MinRTO (default 200ms; RFC 6298
+	// says 1s, Linux uses 200ms) and MaxRTO (default 10s) bound the
+	// retransmission timeout.
+	InitialRTO time.Duration `json:"initialRTO,omitempty"`
+	MinRTO     time.Duration `json:"minRTO,omitempty"`
+	MaxRTO     time.Duration `json:"maxRTO,omitempty"`
+	// MaxRetries is how many consecutive retransmission timeouts without
+	// progress a session survives before it is aborted (default 10).
+	MaxRetries int `json:"maxRetries,omitempty"`
+	// KeepAlive is how long a session may hear nothing before it probes
+	// the peer (default 5s); IdleTimeout how long before it gives up
+	// (default 30s).
+	KeepAlive   time.Duration `json:"keepAlive,omitempty"`
+	IdleTimeout time.Duration `json:"idleTimeout,omitempty"`
+	// TimeWait is how long the side that closes first lingers to answer
+	// a retransmitted FIN (default 4s: the MSL analogue is 2s).
+	TimeWait time.Duration `json:"timeWait,omitempty"`
+	// CookieLifetime bounds the age of a handshake cookie (default 60s).
+	CookieLifetime time.Duration `json:"cookieLifetime,omitempty"`
+	// MaxSessions bounds a listening endpoint's sessions (default 1024)
+	// and MaxPerAddr those from one IP address (default 64).
+	MaxSessions int `json:"maxSessions,omitempty"`
+	MaxPerAddr  int `json:"maxPerAddr,omitempty"`
+	// CC picks the congestion controller: "westwood" (default: NewReno
+	// whose loss response sets the window to the measured bandwidth-delay
+	// product, so random loss does not halve it) or "newreno" (RFC 6582
+	// halving).
+	CC string `json:"cc,omitempty"`
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	dur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxDatagram, 1452)
+	c.MaxDatagram = min(max(c.MaxDatagram, SegHeaderLen+CookieLen+MaxSACK*BlockLen+1), MaxPacket)
+	def(&c.InitialWindow, 10)
+	def(&c.MaxWindow, 4096)
+	c.MaxWindow = min(c.MaxWindow, 1<<20)
+	c.InitialWindow = min(c.InitialWindow, c.MaxWindow)
+	def(&c.RecvWindow, 2048)
+	c.RecvWindow = min(c.RecvWindow, 1<<20)
+	def(&c.AckEvery, 2)
+	dur(&c.AckDelay, 5*time.Millisecond)
+	dur(&c.InitialRTO, time.Second)
+	dur(&c.MinRTO, 200*time.Millisecond)
+	dur(&c.MaxRTO, 10*time.Second)
+	c.MaxRTO = max(c.MaxRTO, c.MinRTO)
+	def(&c.MaxRetries, 10)
+	dur(&c.KeepAlive, 5*time.Second)
+	dur(&c.IdleTimeout, 30*time.Second)
+	dur(&c.TimeWait, 4*time.Second)
+	dur(&c.CookieLifetime, 60*time.Second)
+	def(&c.MaxSessions, 1024)
+	def(&c.MaxPerAddr, 64)
+	if c.CC != "newreno" {
+		c.CC = "westwood"
+	}
+	return c
+}

@@ -1,0 +1,178 @@
+// Package rudp is a reliable, congestion-controlled session layer over
+// UDP, as a pure library that a spec.Machine embeds: the transport of
+// seed 002's file service. Where the seed resends every unacknowledged
+// chunk every 100 ms over three fixed ports, rudp multiplexes many
+// sessions over one UDP socket by session id, each a reliable ordered
+// byte stream in both directions (like TCP), opened by a 3-way handshake
+// whose server side keeps no state until the client proves it can
+// receive, and closed by a 4-way teardown with a TIME_WAIT.
+//
+// # Wire format
+//
+// Every datagram starts with an 8-byte common header; integers are
+// big-endian:
+//
+//	0      version   u8   1
+//	1      type      u8   1 SYN, 2 SYN-ACK, 3 SEG, 4 RST
+//	2      flags     u8   SEG only, else 0
+//	3      aux       u8   SEG: number of SACK blocks; RST: reason; else 0
+//	4-7    dst       u32  the receiver's session id (0 in a SYN)
+//
+// SYN (client -> server), exactly 64 bytes, so that nothing the server
+// answers is larger than what it was sent:
+//
+//	8-11   src       u32  the client's session id, not 0
+//	12-13  mss       u16  largest datagram the client accepts, >= 128
+//	14-15  0         u16
+//	16-19  wnd       u32  client's receive window, in segments
+//	20-63  padding        zeros, ignored
+//
+// SYN-ACK (server -> client), 40 bytes:
+//
+//	8-11   src       u32  the server's session id
+//	12-13  mss       u16  largest datagram the server accepts
+//	14-15  0         u16
+//	16-19  wnd       u32  server's receive window, in segments
+//	20-23  ts        u32  server clock, in seconds (cookie timestamp)
+//	24-39  mac       16 bytes  first 16 bytes after the id of the cookie HMAC
+//
+// The server keeps nothing for a SYN. It computes
+// H = HMAC-SHA256(secret, client IP as 16 bytes | client port u16 |
+// client id u32 | ts u32 | client mss u16 | client wnd u32); its session
+// id is H[0:4] (1 if zero) and the mac is H[4:20]. If it has no room
+// (MaxSessions, MaxPerAddr) it answers with an 8-byte RST "busy".
+//
+// SEG (both directions, once the handshake is done), 24 bytes plus
+// 8 per SACK block, 32 for a cookie echo, and the payload:
+//
+//	2      flags     u8   0x01 DATA   the segment occupies sequence number seq
+//	                      0x02 FIN    seq is the sender's last sequence number
+//	                      0x04 COOKIE a cookie echo follows the SACK blocks
+//	                      0x08 PING   acknowledge at once (keepalive probe)
+//	                      0x10 ECHO   echo is meaningful
+//	3      nsack     u8   0..8
+//	8-11   seq       u32  sequence number (segments, not bytes; from 0,
+//	                      modulo 2^32) of this segment if DATA
+//	12-15  ack       u32  cumulative: the next sequence number the sender
+//	                      expects from the receiver
+//	16-19  wnd       u32  segments beyond ack the sender will buffer
+//	20-21  stamp     u16  the sender's transmission counter, modulo 2^16:
+//	                      every transmission, retransmissions too, has its own
+//	22-23  echo      u16  with ECHO, the stamp of the data segment whose arrival
+//	                      this segment acknowledges; 0 otherwise
+//	24-..  SACK      nsack x (start u32, end u32): the sender holds segments
+//	                      [start, end) above ack; the block holding the latest
+//	                      arrival comes first (RFC 2018)
+//	..     cookie    with COOKIE, 32 bytes: ts u32 | client id u32 | client
+//	                      mss u16 | 0 u16 | client wnd u32 | mac 16 bytes
+//	..     payload   the stream bytes of segment seq (DATA only)
+//
+// A segment without DATA is a pure acknowledgement. SACK is binding: a
+// receiver never discards what it has reported.
+//
+// RST, 8 bytes: aux is the reason (1 unknown session, 2 busy, 3 stale
+// cookie, 4 aborted, 5 shutting down, 6 protocol error, 7 timed out). A
+// RST is never answered.
+//
+// # Handshake
+//
+//	client                                      server
+//	SYN(src=C, mss, wnd, padded to 64)  ---->   no state; cookie H
+//	                                    <----   SYN-ACK(dst=C, src=S, ts, mac)
+//	ESTABLISHED
+//	SEG(dst=S, seq 0, COOKIE, data...)  ---->   verify H, age <= CookieLifetime;
+//	                                            allocate; ESTABLISHED
+//	                                    <----   SEG(ack 1, ...)
+//
+// The client's segment 0 always carries the cookie (and may carry data,
+// or none); it is retransmitted like any segment until acknowledged, so
+// a lost third message is recovered like lost data. Segments overtaking
+// segment 0 find no session and are dropped silently, to be resent. A
+// spoofed SYN therefore costs the server one HMAC and one 40-byte answer
+// (or 8-byte RST) to a 64-byte datagram; a cookie echo with a bad MAC is
+// dropped; a replayed one finds the closed session's tombstone (kept for
+// CookieLifetime) and is dropped too. A segment for an unknown session
+// whose ack is not 0 (its sender has heard from us) is answered with a
+// RST, so a client learns at once that a server restarted.
+//
+// # Data transfer
+//
+// Selective repeat. The sender keeps every segment until it is
+// cumulatively acknowledged and retransmits only those it believes lost:
+// a transmission is lost when three later transmissions have been
+// acknowledged (cumulatively or by SACK), or when it is older than 9/8 of
+// the smoothed RTT while a later one has been (RFC 9002 §6.1, "fast
+// retransmit on SACK evidence"). Retransmissions are transmissions like
+// any other, so a lost retransmission is detected the same way.
+//
+// RTT: an acknowledgement whose echo names a transmission newer than any
+// echoed before gives a sample, if that transmission was the segment's
+// first (Karn's rule); the echo makes acknowledgements that were resent
+// late (after a lost one, or in answer to a keepalive) give no sample.
+// The RTO follows RFC 6298: SRTT, RTTVAR, RTO = SRTT + max(1ms, 4
+// RTTVAR) within [MinRTO, MaxRTO], doubled on every expiry and kept
+// doubled until a new sample (Karn). An expiry marks everything
+// unacknowledged lost and restarts from a window of one. Before the RTO,
+// a tail-loss probe (RFC 8985 §7) at 2 SRTT resends the newest segment
+// once per flight, so a lost tail is found without waiting for the RTO.
+// After MaxRetries consecutive expiries without progress the session is
+// aborted with "connection timed out".
+//
+// Congestion control: NewReno-style AIMD in segments with slow start
+// from InitialWindow, one reduction per window of data (a loss of a
+// segment sent before the last reduction does not reduce again), and
+// congestion avoidance of one segment per RTT. Slow start ends early when
+// the RTT of a round grows (HyStart++, RFC 9406), so it does not flood
+// deep queues. On loss the default ("westwood", TCP Westwood+) sets the
+// window to the measured bandwidth-delay product (the largest delivery
+// rate of the last 8 RTT-long intervals times the smallest RTT) instead
+// of halving it, so random loss does not starve the sender; "newreno"
+// halves. An RTO sets ssthresh likewise and the window to one.
+//
+// Flow control: each side announces the segments beyond its cumulative
+// ack it will buffer (RecvWindow); the receiver drops anything beyond
+// and the sender never sends beyond it. In-order bytes are handed to the
+// application at once, so the window bounds the receiver's out-of-order
+// memory.
+//
+// Acknowledgements: every AckEvery in-order segments, at once for
+// anything out of order, duplicate, a FIN or a PING, otherwise after at
+// most AckDelay. Data segments carry the current ack too.
+//
+// # States
+//
+//	             Dial                         cookie verified
+//	               |                                |
+//	               v        SYN-ACK                 v
+//	          SYN_SENT -------------------> ESTABLISHED <--------+
+//	    (SYN resent on RTO;                   |        |         |
+//	     gives up after MaxRetries)    Close  |        | peer FIN
+//	                                          v        v
+//	                                   FIN_WAIT_1    CLOSE_WAIT
+//	                          our FIN acked |   | peer FIN    | Close
+//	                                        v   v             v
+//	                               FIN_WAIT_2   CLOSING     LAST_ACK
+//	                           peer FIN |          | our FIN acked | our FIN acked
+//	                                    v          v               v
+//	                                   TIME_WAIT (TimeWait) ----> CLOSED
+//
+// The FIN is the flag of the last segment (it occupies a sequence
+// number). TIME_WAIT re-acknowledges a retransmitted FIN and ignores
+// RSTs (RFC 1337). From any state: a RST from the peer, an RTO after
+// MaxRetries expiries, or IdleTimeout without hearing from the peer ->
+// CLOSED with an error. A session that has nothing in flight and hears
+// nothing for KeepAlive sends a PING, which the peer acknowledges, so an
+// idle but live session survives and a dead one is found. Every state
+// thus ends in bounded time once the network is silent or healed.
+//
+// # Use
+//
+// The embedding machine owns one UDP socket and a range of timer ids
+// ([base, base+TimerSpan): one per session). In Step it gives the
+// endpoint the inputs it owns (Handle), then reads events (Next): a
+// session Accepted or Connected, stream Data, PeerClosed, Closed. It
+// writes (Write, paced by Buffered), closes (Close) or resets (Abort)
+// sessions, and ends every step with Flush, which sends what the windows
+// allow and arms timers. All randomness (session ids, the cookie secret)
+// comes from Config.Seed.
+package rudp

@@ -1,0 +1,112 @@
+package rudp_test
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/rudp"
+	"pgregory.net/rapid"
+)
+
+// Spoofed opens (SYNs and cookie echoes from forged addresses, injected
+// at the network's core) allocate nothing, and the server sends no more
+// bytes to a forged address than it was sent from it, while a real
+// client next to them is served.
+func TestSpoofedOpensCostNothing(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		sent := map[netip.AddrPort]int{}     // bytes injected from each forged source
+		answered := map[netip.AddrPort]int{} // bytes the server sent to it
+		forged := map[netip.AddrPort]bool{}
+		var srvNode *sim.Node
+		maxSessions := 0
+		s := sim.New(sim.Config{
+			Seed: rapid.Uint64().Draw(t, "seed"),
+			Link: sim.Symmetric(sim.Dir{Rate: 100e6, Delay: time.Millisecond}),
+			OnNet: func(ev sim.NetEvent) {
+				if ev.Kind == sim.NetSend && ev.From.Addr() == serverAddr.Addr() && forged[ev.To] {
+					answered[ev.To] += len(ev.Data)
+				}
+				if srvNode != nil {
+					if m, ok := srvNode.Machine().(*sink); ok {
+						maxSessions = max(maxSessions, m.ep.Sessions())
+					}
+				}
+			},
+		})
+		srvNode = s.MustAddNode(sim.NodeSpec{Name: "server", Addr: serverAddr.Addr(), New: func() spec.Machine {
+			return newSink(serverAddr, rudp.Config{Seed: 1, MaxSessions: 4})
+		}})
+		real := payload(9, 50_000)
+		client := s.MustAddNode(sim.NodeSpec{Name: "client", New: func() spec.Machine { return newSource(serverAddr, real, rudp.Config{Seed: 2}) }})
+		n := rapid.IntRange(1, 300).Draw(t, "forgeries")
+		for i := 0; i < n; i++ {
+			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(rapid.IntRange(1, 254).Draw(t, "host"))}), uint16(rapid.IntRange(1, 65535).Draw(t, "port")))
+			var b []byte
+			switch rapid.IntRange(0, 3).Draw(t, "kind") {
+			case 0: // a well-formed SYN
+				b = (&rudp.Packet{Type: rudp.TypeSYN, Src: rapid.Uint32Range(1, 1<<32-1).Draw(t, "src"), MSS: 1452, Wnd: 64}).Append(nil)
+			case 1: // a cookie echo with a guessed MAC
+				p := rudp.Packet{Type: rudp.TypeSEG, Dst: rapid.Uint32().Draw(t, "dst"), Flags: rudp.FlagDATA | rudp.FlagCOOKIE,
+					Cookie: rudp.Cookie{TS: uint32(int64(spec.SimEpoch) / 1e9), Src: 7, MSS: 1452, Wnd: 64}}
+				binary.BigEndian.PutUint64(p.Cookie.MAC[:], rapid.Uint64().Draw(t, "mac"))
+				b = p.Append(nil)
+			case 2: // a segment for a guessed session that claims to have heard from us
+				b = (&rudp.Packet{Type: rudp.TypeSEG, Dst: rapid.Uint32().Draw(t, "dst"), Ack: 5, Flags: rudp.FlagPING}).Append(nil)
+			default: // garbage
+				b = rapid.SliceOfN(rapid.Byte(), 0, 200).Draw(t, "garbage")
+			}
+			forged[from] = true
+			sent[from] += len(b)
+			s.Inject(time.Duration(i)*time.Millisecond, from, serverAddr, b)
+		}
+		s.Run(time.Minute)
+		for from, got := range answered {
+			if got > sent[from] {
+				t.Fatalf("server sent %d bytes to forged %v, which sent %d", got, from, sent[from])
+			}
+		}
+		if maxSessions > 1 {
+			t.Fatalf("forged opens created sessions: at most %d at once, only one client is real", maxSessions)
+		}
+		if ok, err := client.Exited(); !ok || err != "" {
+			t.Fatalf("the real client did not finish cleanly among the forgeries: exited=%v %q", ok, err)
+		}
+	})
+}
+
+// Bytes from anywhere never panic a listening endpoint and never make it
+// hold more sessions than its limit.
+func FuzzEndpoint(f *testing.F) {
+	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 5, 0xac, 0, 0, 0, 0, 0, 64}, uint16(1000))
+	f.Add((&rudp.Packet{Type: rudp.TypeSEG, Dst: 1, Ack: 3, Flags: rudp.FlagDATA | rudp.FlagFIN, NSACK: 1, SACK: [8]rudp.Block{{1, 9}}}).Append(nil), uint16(2))
+	f.Fuzz(func(t *testing.T, data []byte, port uint16) {
+		e := rudp.NewEndpoint(rudp.Config{Seed: 3, MaxSessions: 2}, 1, 1<<32, true)
+		now := spec.SimEpoch
+		from := netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), port)
+		var out []spec.Output
+		// Feed the bytes as a sequence of datagrams, split at 0xff 0xff.
+		for len(data) > 0 {
+			n := len(data)
+			for i := 0; i+1 < len(data); i++ {
+				if data[i] == 0xff && data[i+1] == 0xff {
+					n = i
+					break
+				}
+			}
+			d := data[:n]
+			data = data[min(n+2, len(data)):]
+			out, _ = e.Handle(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: from, Data: d}, out[:0])
+			for _, ok := e.Next(); ok; _, ok = e.Next() {
+			}
+			out = e.Flush(now, out)
+			now = now.Add(10 * time.Millisecond)
+			if e.Sessions() > 2 {
+				t.Fatalf("%d sessions, limit 2", e.Sessions())
+			}
+		}
+	})
+}

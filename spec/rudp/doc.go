@@ -141,21 +141,27 @@
 //
 // # States
 //
-//	             Dial                         cookie verified
-//	               |                                |
-//	               v        SYN-ACK                 v
-//	          SYN_SENT -------------------> ESTABLISHED <--------+
-//	    (SYN resent on RTO;                   |        |         |
-//	     gives up after MaxRetries)    Close  |        | peer FIN
-//	                                          v        v
-//	                                   FIN_WAIT_1    CLOSE_WAIT
-//	                          our FIN acked |   | peer FIN    | Close
-//	                                        v   v             v
-//	                               FIN_WAIT_2   CLOSING     LAST_ACK
-//	                           peer FIN |          | our FIN acked | our FIN acked
-//	                                    v          v               v
-//	                                   TIME_WAIT (TimeWait) ----> CLOSED
+//	state        event                          next state
+//	(client)     Dial: send SYN                 SYN_SENT
+//	SYN_SENT     SYN-ACK                        ESTABLISHED (segment 0 carries the cookie)
+//	SYN_SENT     RTO: resend SYN, back off      SYN_SENT; after MaxRetries: CLOSED, error
+//	(server)     valid cookie in segment 0      ESTABLISHED
+//	ESTABLISHED  Close: FIN after queued data   FIN_WAIT_1
+//	ESTABLISHED  peer FIN delivered             CLOSE_WAIT
+//	FIN_WAIT_1   our FIN acknowledged           FIN_WAIT_2
+//	FIN_WAIT_1   peer FIN delivered             CLOSING
+//	FIN_WAIT_2   peer FIN delivered             TIME_WAIT
+//	CLOSING      our FIN acknowledged           TIME_WAIT
+//	CLOSE_WAIT   Close: FIN after queued data   LAST_ACK
+//	LAST_ACK     our FIN acknowledged           CLOSED
+//	TIME_WAIT    TimeWait elapsed               CLOSED
+//	any          RST from the peer              CLOSED, error (TIME_WAIT ignores it)
+//	any          MaxRetries RTOs in a row       CLOSED, error, RST sent
+//	any          IdleTimeout of silence         CLOSED, error, RST sent
+//	any          Abort / Shutdown               CLOSED, RST sent
 //
+// The application sees Closed on reaching TIME_WAIT or CLOSED; a session
+// in TIME_WAIT only lingers to re-acknowledge a retransmitted FIN.
 // The FIN is the flag of the last segment (it occupies a sequence
 // number). TIME_WAIT re-acknowledges a retransmitted FIN and ignores
 // RSTs (RFC 1337). From any state: a RST from the peer, an RTO after

@@ -5,12 +5,14 @@ package all
 import (
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/echo"
+	"github.com/netspec/netspec/spec/stream"
 )
 
 // Protocols returns every protocol, in a fixed order.
 func Protocols() []spec.Protocol {
 	return []spec.Protocol{
 		echo.Protocol,
+		stream.Protocol,
 	}
 }
 

@@ -1,0 +1,472 @@
+package scenario
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/chat"
+)
+
+// ChatServerAddr is where the chat scenarios' server listens.
+var ChatServerAddr = netip.MustParseAddrPort("10.0.0.1:9999")
+
+// ChatScript is what happens in a simulated chat: the server's
+// configuration and, per client, when it starts and what it types.
+type ChatScript struct {
+	Server  chat.ServerConfig
+	Clients []ChatClient
+}
+
+// ChatClient is one client of a script.
+type ChatClient struct {
+	Name string
+	// Plain clients are nc users (chat.Plain): no numbering, no
+	// automatic heartbeats; they type "^hb^" to stay.
+	Plain bool
+	Nick  string
+	Start time.Duration
+	Lines []ChatLine
+}
+
+// ChatLine is a line typed at a time ("quit" leaves).
+type ChatLine struct {
+	At   time.Duration
+	Text string
+}
+
+// Build adds the script's nodes and commands to s and registers them
+// with w (if not nil). The server is node "server".
+func (sc ChatScript) Build(s *sim.Sim, w *ChatWorld) error {
+	return sc.BuildWith(s, w, func(c chat.ServerConfig) spec.Machine { return chat.NewServer(c) })
+}
+
+// BuildWith is Build with the server's machine made by newServer (a
+// property test may put a bug back on purpose); the trace still records
+// the real protocol, role and config.
+func (sc ChatScript) BuildWith(s *sim.Sim, w *ChatWorld, newServer func(chat.ServerConfig) spec.Machine) error {
+	scfg := sc.Server
+	if !scfg.Addr.IsValid() {
+		scfg.Addr = ChatServerAddr
+	}
+	if _, err := s.AddNode(sim.NodeSpec{Name: "server", Protocol: "chat", Role: "server", Config: scfg,
+		New: func() spec.Machine { return newServer(scfg) }}); err != nil {
+		return err
+	}
+	for _, c := range sc.Clients {
+		ns := sim.NodeSpec{Name: c.Name, Protocol: "chat", Start: c.Start}
+		if c.Plain {
+			pcfg := chat.PlainConfig{Server: scfg.Addr}
+			ns.Role, ns.Config, ns.New = "plain", pcfg, func() spec.Machine { return chat.NewPlain(pcfg) }
+		} else {
+			ccfg := chat.ClientConfig{Server: scfg.Addr, Nick: c.Nick, Interval: scfg.Interval}
+			ns.Role, ns.Config, ns.New = "client", ccfg, func() spec.Machine { return chat.NewClient(ccfg) }
+		}
+		n, err := s.AddNode(ns)
+		if err != nil {
+			return err
+		}
+		if w != nil {
+			w.Register(n, ns.Role)
+		}
+		for _, l := range c.Lines {
+			s.Command(l.At, c.Name, spec.Command{Name: "line", Data: []byte(l.Text)})
+		}
+	}
+	return nil
+}
+
+// Heartbeats returns a plain client's "^hb^" lines every period from
+// start to end: what a script (or a patient nc user) does to stay.
+func Heartbeats(start, end, period time.Duration) []ChatLine {
+	var out []ChatLine
+	for t := start; t < end; t += period {
+		out = append(out, ChatLine{At: t, Text: "^hb^"})
+	}
+	return out
+}
+
+// sortLines orders a client's lines by time, stably.
+func sortLines(ls []ChatLine) {
+	slices.SortStableFunc(ls, func(a, b ChatLine) int { return int(a.At - b.At) })
+}
+
+// Chat is issue 4's experiment: netspec and nc clients in a UDP group
+// chat over a lossy, duplicating, reordering network; some go silent
+// (their process dies), some quit, and the server crashes and restarts.
+// Every run checks the membership, no-message-after-leaving, at-most-once
+// and ordering properties against the network's ground truth.
+type Chat struct {
+	Clients     int
+	Plain       int
+	Messages    int
+	Interval    time.Duration
+	Duration    time.Duration
+	Silent      int
+	Quitters    int
+	ServerCrash time.Duration
+	Loss, Dup   float64
+	Jitter      time.Duration
+	Rate        float64
+	Delay       time.Duration
+}
+
+// Name implements Scenario.
+func (c *Chat) Name() string { return "chat" }
+
+// Describe implements Scenario.
+func (c *Chat) Describe() string {
+	return "UDP group chat (seed 003): netspec and nc clients, expiry, quits, a server crash"
+}
+
+// Flags implements Scenario.
+func (c *Chat) Flags(fs *flag.FlagSet) {
+	fs.IntVar(&c.Clients, "clients", 4, "netspec clients (numbered, deduplicated, ordered)")
+	fs.IntVar(&c.Plain, "plain", 2, "nc-style clients (plain lines, ^hb^ by hand)")
+	fs.IntVar(&c.Messages, "messages", 10, "lines each client types")
+	fs.DurationVar(&c.Interval, "interval", 2*time.Second, "server's silence limit")
+	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "how long clients talk")
+	fs.IntVar(&c.Silent, "silent", 1, "clients whose process dies halfway (they expire)")
+	fs.IntVar(&c.Quitters, "quitters", 1, "clients that quit halfway")
+	fs.DurationVar(&c.ServerCrash, "server-crash", 12*time.Second, "crash the server at this time, restart it 500ms later (0: never)")
+	fs.Float64Var(&c.Loss, "loss", 0.05, "packet loss probability")
+	fs.Float64Var(&c.Dup, "dup", 0.05, "packet duplication probability")
+	fs.DurationVar(&c.Jitter, "jitter", 20*time.Millisecond, "maximum jitter (reorders packets)")
+	fs.Float64Var(&c.Rate, "rate", 10e6, "access link rate in bit/s")
+	fs.DurationVar(&c.Delay, "delay", 5*time.Millisecond, "access link delay")
+}
+
+// Defaults fills zero fields with the flag defaults.
+func (c *Chat) Defaults() *Chat {
+	d := &Chat{}
+	d.Flags(flag.NewFlagSet("", flag.ContinueOnError))
+	if c.Clients == 0 && c.Plain == 0 {
+		c.Clients, c.Plain = d.Clients, d.Plain
+	}
+	if c.Messages == 0 {
+		c.Messages = d.Messages
+	}
+	if c.Interval <= 0 {
+		c.Interval = d.Interval
+	}
+	if c.Duration <= 0 {
+		c.Duration = d.Duration
+	}
+	if c.Rate == 0 {
+		c.Rate = d.Rate
+	}
+	return c
+}
+
+// script draws the workload from rng: clients start in the first second
+// and type Messages lines (now and then a /me, a /who, a repeated line)
+// until talk; plain ones heartbeat until hbEnd; quitters quit at talk/2.
+func (c *Chat) script(rng spec.Rand, talk, hbEnd time.Duration) ChatScript {
+	sc := ChatScript{Server: chat.ServerConfig{Addr: ChatServerAddr, Interval: c.Interval}}
+	for i := 0; i < c.Clients+c.Plain; i++ {
+		plain := i >= c.Clients
+		cl := ChatClient{Plain: plain, Start: time.Duration(rng.IntN(1000)) * time.Millisecond}
+		if plain {
+			cl.Name = fmt.Sprintf("nc%d", i-c.Clients+1)
+		} else {
+			cl.Name = fmt.Sprintf("client%d", i+1)
+			cl.Nick = fmt.Sprintf("user%d", i+1)
+		}
+		stop, beat := talk, hbEnd
+		if i < c.Quitters {
+			stop, beat = talk/2, talk/2
+		}
+		if plain {
+			cl.Lines = append(cl.Lines, ChatLine{At: cl.Start, Text: fmt.Sprintf("/nick %s", strings.ToUpper(cl.Name))})
+			cl.Lines = append(cl.Lines, Heartbeats(cl.Start, beat, c.Interval/3)...)
+		}
+		last := ""
+		for j := 0; j < c.Messages; j++ {
+			at := cl.Start + time.Duration(rng.Int64N(int64(max(stop-cl.Start, time.Millisecond))))
+			text := fmt.Sprintf("%s says %d", cl.Name, j)
+			switch rng.IntN(10) {
+			case 0:
+				text = "/me waves"
+			case 1:
+				text = "/who"
+			case 2:
+				if last != "" {
+					text = last // the same line typed twice: shown twice
+				}
+			}
+			last = text
+			cl.Lines = append(cl.Lines, ChatLine{At: at, Text: text})
+		}
+		if i < c.Quitters {
+			cl.Lines = append(cl.Lines, ChatLine{At: stop, Text: "quit"})
+		}
+		sortLines(cl.Lines)
+		sc.Clients = append(sc.Clients, cl)
+	}
+	return sc
+}
+
+// ChatClientResult is one client's outcome.
+type ChatClientResult struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Nick      string `json:"nick"`
+	Said      int    `json:"said"`
+	Broadcast int    `json:"broadcast"`
+	Shown     int    `json:"shown"`
+	Dropped   uint64 `json:"duplicatesDropped"`
+	Reordered uint64 `json:"reordered"`
+	Lost      uint64 `json:"lost"`
+	End       string `json:"end"`
+}
+
+// ChatResult is the scenario's machine-readable result.
+type ChatResult struct {
+	Seed    uint64               `json:"seed"`
+	Clients []ChatClientResult   `json:"clients"`
+	Server  chat.ServerCounters  `json:"server"`
+	Net     NetCounts            `json:"net"`
+	Checks  map[string]string    `json:"checks"`
+	Events  uint64               `json:"events"`
+	Virtual time.Duration        `json:"virtual"`
+	Faults  sim.Faults           `json:"faults"`
+	Members []chat.MemberInfo    `json:"-"`
+	Shown   map[string][]string  `json:"-"`
+	Stats   map[string]chatStats `json:"-"`
+}
+
+type chatStats struct {
+	c    chat.ClientCounters
+	nick string
+	end  string
+}
+
+// Run implements Scenario.
+func (c *Chat) Run(opt Options) (Result, error) {
+	c.Defaults()
+	rng := spec.NewRand(opt.Seed)
+	end := c.Duration + 3*c.Interval
+	sc := c.script(rng, c.Duration, c.Duration)
+	f := sim.Faults{Loss: c.Loss, Dup: c.Dup, Jitter: c.Jitter}
+	for i := 0; i < c.Silent && c.Quitters+i < len(sc.Clients); i++ {
+		// A process that dies mid-conversation and never comes back.
+		cl := sc.Clients[c.Quitters+i]
+		f.Crashes = append(f.Crashes, sim.Crash{Node: cl.Name, At: c.Duration/3 + time.Duration(rng.IntN(int(c.Duration/time.Millisecond/3)))*time.Millisecond})
+	}
+	if c.ServerCrash > 0 {
+		f.Crashes = append(f.Crashes, sim.Crash{Node: "server", At: c.ServerCrash, Restart: c.ServerCrash + 500*time.Millisecond})
+	}
+	res := ChatResult{Seed: opt.Seed, Checks: map[string]string{}, Faults: f, Stats: map[string]chatStats{}}
+	w := NewChatWorld("server", sc.Server)
+	cfg := sim.Config{Seed: opt.Seed, Link: sim.Symmetric(sim.Dir{Rate: c.Rate, Delay: c.Delay}), Faults: f, Protocol: "chat", OnNet: res.Net.Count}
+	cfg.OnExit = func(n *sim.Node, now spec.Time, err string) {
+		st := res.Stats[n.Name]
+		if cl, ok := n.Machine().(*chat.Client); ok {
+			st.c, st.nick = cl.Stats(), cl.Nick()
+		}
+		st.end = fmt.Sprintf("left at %.1fs", now.Sub(spec.SimEpoch).Seconds())
+		res.Stats[n.Name] = st
+	}
+	w.Observe(&cfg)
+	s := opt.NewSim(cfg)
+	if err := sc.Build(s, w); err != nil {
+		return Result{}, err
+	}
+	s.Run(end)
+	w.Finish(s.Now())
+	if err := s.Close(); err != nil {
+		return Result{}, err
+	}
+	res.Events, res.Virtual = s.Events(), s.Elapsed()
+	for _, n := range s.Nodes() {
+		if cl, ok := n.Machine().(*chat.Client); ok {
+			res.Stats[n.Name] = chatStats{c: cl.Stats(), nick: cl.Nick(), end: "still in"}
+		}
+		if srv, ok := n.Machine().(*chat.Server); ok {
+			res.Server, res.Members = srv.Stats(), srv.Members()
+		}
+	}
+	crashed := map[string]bool{}
+	for _, cr := range f.Crashes {
+		crashed[cr.Node] = cr.Restart == 0
+	}
+	for _, cl := range sc.Clients {
+		r := ChatClientResult{Name: cl.Name, Kind: "netspec", Nick: cl.Nick, Shown: len(w.Shown(cl.Name))}
+		if cl.Plain {
+			r.Kind, r.Nick = "nc", strings.ToUpper(cl.Name)
+		}
+		for _, l := range cl.Lines {
+			if _, ok := saidOf(l.Text); ok {
+				r.Said++
+			}
+		}
+		for _, a := range w.addrsOf(cl.Name) {
+			r.Broadcast += len(w.messages[a])
+		}
+		st := res.Stats[cl.Name]
+		r.Dropped, r.Reordered, r.Lost = st.c.Duplicate+st.c.Stale, st.c.Reordered, st.c.Lost
+		if st.nick != "" {
+			r.Nick = st.nick
+		}
+		r.End = st.end
+		if crashed[cl.Name] {
+			r.End = "went silent (expired)"
+		} else if r.End == "" {
+			r.End = "still in"
+		}
+		res.Clients = append(res.Clients, r)
+	}
+	checks := []struct {
+		name string
+		f    func() string
+	}{
+		{"membership = heard within the interval", w.CheckMembership},
+		{"nothing sent after quit or expiry", w.CheckNoStraySends},
+		{"shown at most once, in server order", w.CheckShown},
+		{"broadcast only what was said, once per send", w.CheckBroadcasts},
+	}
+	failed := ""
+	for _, ch := range checks {
+		v := ch.f()
+		res.Checks[ch.name] = "ok"
+		if v != "" {
+			res.Checks[ch.name] = v
+			if failed == "" {
+				failed = v
+			}
+		}
+	}
+	if vs := s.Violations(); len(vs) > 0 && failed == "" {
+		failed = fmt.Sprintf("contract violations: %v", vs)
+	}
+
+	t := Table{
+		Title: fmt.Sprintf("chat over a network with %.1f%% loss, %.1f%% duplication, %v jitter; interval %v (seed %d)",
+			c.Loss*100, c.Dup*100, c.Jitter, c.Interval, opt.Seed),
+		Header: []string{"client", "kind", "nick", "said", "broadcast", "lines shown", "dups dropped", "reordered", "lost", "end"},
+	}
+	for _, r := range res.Clients {
+		t.Rows = append(t.Rows, []string{r.Name, r.Kind, r.Nick, fmt.Sprint(r.Said), fmt.Sprint(r.Broadcast), fmt.Sprint(r.Shown),
+			fmt.Sprint(r.Dropped), fmt.Sprint(r.Reordered), fmt.Sprint(r.Lost), r.End})
+	}
+	sv := res.Server
+	t.Notes = append(t.Notes,
+		fmt.Sprintf("server (since its last start): %d joins, %d quits, %d expired, %d broadcasts, %d datagrams in, %d out; dropped %d duplicate and %d late numbered datagrams",
+			sv.Joins, sv.Quits, sv.Expired, sv.Messages, sv.Datagrams, sv.Sent, sv.Duplicate, sv.Stale),
+		fmt.Sprintf("network: %d packets sent, %d delivered, %d lost, %d duplicated; simulated %v in %d events",
+			res.Net.Sent, res.Net.Delivered, res.Net.Lost, res.Net.Dup, res.Virtual.Round(time.Millisecond), res.Events))
+	if c.ServerCrash > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("the server crashed at %v and restarted at %v; netspec clients rejoined by heartbeat and reclaimed their nicks", c.ServerCrash, c.ServerCrash+500*time.Millisecond))
+	}
+	ct := Table{Title: "properties checked against the network's ground truth", Header: []string{"property", "result"}}
+	for _, ch := range checks {
+		ct.Rows = append(ct.Rows, []string{ch.name, res.Checks[ch.name]})
+	}
+	return Result{Tables: []Table{t, ct}, Value: res, Failed: failed}, nil
+}
+
+// Targets implements Checked.
+func (c *Chat) Targets() (partitionable, crashable []string) {
+	c.Defaults()
+	names := []string{"server"}
+	for i := 0; i < c.Clients; i++ {
+		names = append(names, fmt.Sprintf("client%d", i+1))
+	}
+	for i := 0; i < c.Plain; i++ {
+		names = append(names, fmt.Sprintf("nc%d", i+1))
+	}
+	return names, names
+}
+
+// Check implements Checked: the scenario's workload until the faults
+// heal, then every client still running says one more line; it must be
+// safe throughout and, after healing, every running client must be a
+// member again and see every other's last line.
+func (c *Chat) Check(seed uint64, f sim.Faults, opt Options) Verdict {
+	c.Defaults()
+	interval := time.Second
+	cc := *c
+	cc.Interval, cc.Quitters = interval, min(1, c.Quitters)
+	heal := max(f.Until, 2*time.Second)
+	final := heal + interval
+	bound := final + 10*time.Second
+	rng := spec.NewRand(seed)
+	sc := cc.script(rng, heal, bound)
+	for i := range sc.Clients {
+		cl := &sc.Clients[i]
+		cl.Lines = append(cl.Lines, ChatLine{At: final, Text: "last words of " + cl.Name})
+		sortLines(cl.Lines)
+	}
+	w := NewChatWorld("server", sc.Server)
+	var v Verdict
+	// live[x] is whether x runs at the final line; seen counts, per pair
+	// of live clients, whether the receiver showed the sender's line.
+	live := map[string]bool{}
+	seen := map[[2]string]bool{}
+	cfg := sim.Config{Seed: seed, Link: sim.Symmetric(sim.Dir{Rate: c.Rate, Delay: c.Delay}), Faults: f, Protocol: "chat"}
+	cfg.OnEvent = func(n *sim.Node, _ spec.Time, ev spec.Event) {
+		if ev.Name != "line" || !live[n.Name] {
+			return
+		}
+		if i := strings.Index(ev.Text, "] last words of "); i >= 0 {
+			seen[[2]string{n.Name, ev.Text[i+len("] last words of "):]}] = true
+		}
+	}
+	w.Observe(&cfg)
+	s := opt.NewSim(cfg)
+	if err := sc.Build(s, w); err != nil {
+		v.Safety = err.Error()
+		return v
+	}
+	s.At(final, func() {
+		for _, n := range s.Nodes()[1:] {
+			live[n.Name] = n.Up()
+		}
+	})
+	done := func() bool {
+		if s.Elapsed() <= final {
+			return false
+		}
+		n := 0
+		for _, ok := range live {
+			if ok {
+				n++
+			}
+		}
+		return len(seen) == n*n
+	}
+	ok := s.RunUntil(done, bound)
+	w.Finish(s.Now())
+	v.Virtual, v.Events = s.Elapsed(), s.Events()
+	v.Safety = w.Safety()
+	if vs := s.Violations(); len(vs) > 0 && v.Safety == "" {
+		v.Safety = fmt.Sprintf("contract violations: %v", vs)
+	}
+	if !ok {
+		var missing []string
+		for _, r := range sortedNames(live) {
+			for _, snd := range sortedNames(live) {
+				if live[r] && live[snd] && !seen[[2]string{r, snd}] {
+					missing = append(missing, r+" never showed "+snd+"'s")
+				}
+			}
+		}
+		v.Live = fmt.Sprintf("%d s after healing: %s", int((bound - heal).Seconds()), strings.Join(missing, "; "))
+	}
+	_ = s.Close()
+	return v
+}
+
+func sortedNames(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

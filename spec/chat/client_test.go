@@ -1,0 +1,190 @@
+package chat_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/chat"
+)
+
+var local = netipMust("10.0.0.2:49152")
+
+func newClient(t *testing.T, cfg chat.ClientConfig) (*bench, *chat.Client, []spec.Output) {
+	cfg.Server = srvAddr
+	c := chat.NewClient(cfg)
+	b := &bench{t: t, m: c}
+	b.step(0, spec.Input{Kind: spec.InStart})
+	out := append([]spec.Output(nil), b.step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: local})...)
+	return b, c, out
+}
+
+// lines returns the "line" events' texts.
+func lineTexts(out []spec.Output) []string {
+	var s []string
+	for _, ev := range events(out, "line") {
+		s = append(s, ev.Text)
+	}
+	return s
+}
+
+// sh is the server's header for the client under test (whose session
+// is the time it bound, in microseconds: SimEpoch here).
+func sh(membership uint64, seq uint32) string {
+	return shdr(uint64(spec.SimEpoch)/1000, membership, seq)
+}
+
+func (b *bench) fromServer(now time.Duration, data string) []spec.Output {
+	return b.step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: srvAddr, Data: []byte(data)})
+}
+
+func TestClientJoinsAndHeartbeats(t *testing.T) {
+	b, c, out := newClient(t, chat.ClientConfig{Nick: "alice", Interval: 9 * time.Second})
+	got := sends(out)[srvAddr]
+	if len(got) != 1 {
+		t.Fatalf("join sent %q", got)
+	}
+	h, w := body(t, got[0])
+	if h.Seq != 1 || w != "/nick alice\n" || h.Session != c.Session() || h.Server {
+		t.Fatalf("join datagram %q", got[0])
+	}
+	if when, ok := timerAt(out, 1); !ok || when != at(3*time.Second) {
+		t.Fatalf("heartbeat timer %v, want a third of the interval", when)
+	}
+	// The welcome announces the server's interval: heartbeats follow it.
+	out = b.fromServer(time.Millisecond, sh(500, 1)+"*** welcome alice: 1 member(s) online\n^welcome alice 3000^\n")
+	if lt := lineTexts(out); len(lt) != 1 || !strings.HasPrefix(lt[0], "*** welcome alice") {
+		t.Fatalf("lines %q", lt)
+	}
+	if when, ok := timerAt(out, 1); !ok || when != at(time.Second) {
+		t.Fatalf("heartbeat re-armed for %v, want 1s", when)
+	}
+	if c.Nick() != "alice" || len(events(out, "joined")) != 1 {
+		t.Fatalf("nick %q, events %v", c.Nick(), out)
+	}
+	out = b.step(time.Second, spec.Input{Kind: spec.InTimer, Timer: 1})
+	if hb := sends(out)[srvAddr]; len(hb) != 1 || !strings.HasSuffix(hb[0], ".0^^hb^\n") {
+		t.Fatalf("heartbeat %q", hb)
+	}
+	// A message moves the heartbeat on.
+	out = b.step(1500*time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("hello")}})
+	if when, _ := timerAt(out, 1); when != at(2500*time.Millisecond) {
+		t.Fatalf("after a message the heartbeat is at %v", when)
+	}
+	if m := sends(out)[srvAddr]; len(m) != 1 || !strings.HasSuffix(m[0], ".2^hello\n") {
+		t.Fatalf("message %q", m)
+	}
+}
+
+// The client shows each datagram of its membership once, in order,
+// and ignores older memberships.
+func TestClientOrdersAndDeduplicates(t *testing.T) {
+	b, c, _ := newClient(t, chat.ClientConfig{Hold: 50 * time.Millisecond})
+	var shown []string
+	show := func(out []spec.Output) { shown = append(shown, lineTexts(out)...) }
+	show(b.fromServer(0, sh(1000, 1)+"*** welcome guest1: 1 member(s) online\n^welcome guest1 10000^\n"))
+	show(b.fromServer(1, sh(1000, 3)+"[bob] three\n"))
+	show(b.fromServer(2, sh(1000, 2)+"[bob] two\n"))
+	show(b.fromServer(3, sh(1000, 2)+"[bob] two\n"))
+	show(b.fromServer(4, sh(1000, 5)+"[bob] five\n"))
+	show(b.step(50*time.Millisecond+4, spec.Input{Kind: spec.InTimer, Timer: 2}))
+	show(b.fromServer(60*time.Millisecond, sh(1000, 4)+"[bob] four, late\n"))
+	// The server restarted: a newer membership starts at 1 again; the
+	// old one's stragglers are dropped.
+	show(b.fromServer(time.Second, sh(2000, 1)+"*** welcome guest7: 1 member(s) online\n^welcome guest7 10000^\n"))
+	show(b.fromServer(time.Second, sh(1000, 6)+"[bob] from the old server\n"))
+	show(b.fromServer(time.Second, sh(2000, 2)+"[carol] new\n"))
+	// Unsequenced datagrams are shown at once.
+	show(b.fromServer(time.Second, "*** plain\n"))
+	want := []string{"*** welcome guest1: 1 member(s) online", "[bob] two", "[bob] three", "[bob] five",
+		"*** welcome guest7: 1 member(s) online", "[carol] new", "*** plain"}
+	if strings.Join(shown, "|") != strings.Join(want, "|") {
+		t.Fatalf("shown:\n%q\nwant:\n%q", shown, want)
+	}
+	st := c.Stats()
+	if st.Duplicate != 0 || st.Stale != 2 || st.Lost != 1 || st.OldMembership != 1 {
+		t.Fatalf("counters %+v", st)
+	}
+	if got := b.step(time.Second, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: addr(9), Data: []byte("[eve] spoof\n")}); len(lineTexts(got)) != 0 {
+		t.Fatal("a stranger's datagram was shown")
+	}
+}
+
+// If a welcome names the client other than its nick (it was expired, or
+// the server restarted), it asks for its nick back, once per membership.
+func TestClientReclaimsNick(t *testing.T) {
+	b, _, _ := newClient(t, chat.ClientConfig{Nick: "alice"})
+	out := b.fromServer(0, sh(1000, 1)+"*** welcome guest3: 2 member(s) online\n^welcome guest3 10000^\n")
+	if m := sends(out)[srvAddr]; len(m) != 1 || !strings.HasSuffix(m[0], ".2^/nick alice\n") {
+		t.Fatalf("reclaim %q", m)
+	}
+	out = b.fromServer(1, sh(1000, 2)+"*** error: nick alice is taken\n")
+	if len(sends(out)) != 0 {
+		t.Fatal("asked again in the same membership")
+	}
+	// A /nick the user typed becomes the nick to hold.
+	b.fromServer(2, sh(1000, 3)+"*** guest3 is now known as al\n")
+	b.fromServer(3, sh(1000, 4)+"^nick al^\n")
+	out = b.fromServer(4, sh(3000, 1)+"*** welcome guest9: 1 member(s) online\n^welcome guest9 10000^\n")
+	if m := sends(out)[srvAddr]; len(m) != 1 || !strings.HasSuffix(m[0], "^/nick al\n") {
+		t.Fatalf("reclaim after restart %q", m)
+	}
+}
+
+// quit waits Hold after the last message, is resent until the bye, and
+// the client exits at the bye.
+func TestClientQuit(t *testing.T) {
+	b, _, _ := newClient(t, chat.ClientConfig{Hold: 100 * time.Millisecond, QuitTimeout: 200 * time.Millisecond, QuitTries: 2})
+	b.fromServer(0, sh(1000, 1)+"*** welcome guest1: 1\n^welcome guest1 10000^\n")
+	b.step(10*time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("last words")}})
+	out := b.step(20*time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("quit")}})
+	if len(sends(out)) != 0 {
+		t.Fatalf("quit went out before Hold: %v", out)
+	}
+	if when, ok := timerAt(out, 3); !ok || when != at(110*time.Millisecond) {
+		t.Fatalf("quit timer %v", when)
+	}
+	// Lines typed after quit are not sent.
+	if out := b.step(30*time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("too late")}}); len(sends(out)) != 0 {
+		t.Fatal("sent a line after quit")
+	}
+	out = b.step(110*time.Millisecond, spec.Input{Kind: spec.InTimer, Timer: 3})
+	q := sends(out)[srvAddr]
+	if len(q) != 1 || !strings.HasSuffix(q[0], ".2^quit\n") {
+		t.Fatalf("quit %q", q)
+	}
+	out = b.step(310*time.Millisecond, spec.Input{Kind: spec.InTimer, Timer: 3})
+	if r := sends(out)[srvAddr]; len(r) != 1 || r[0] != q[0] {
+		t.Fatalf("resent quit %q, want the same datagram %q", r, q)
+	}
+	out = b.fromServer(320*time.Millisecond, sh(1000, 2)+"*** bye guest1\n^bye^\n")
+	if last := out[len(out)-1]; last.Kind != spec.OutExit || last.Err != "" {
+		t.Fatalf("after bye: %v", out)
+	}
+	// With no bye at all, it leaves after the last try.
+	b, _, _ = newClient(t, chat.ClientConfig{QuitTries: 1})
+	out = b.step(0, spec.Input{Kind: spec.InStop})
+	if len(sends(out)) != 1 {
+		t.Fatalf("stop sends quit at once: %v", out)
+	}
+	out = b.step(time.Second, spec.Input{Kind: spec.InTimer, Timer: 3})
+	if last := out[len(out)-1]; last.Kind != spec.OutExit {
+		t.Fatalf("gave up: %v", out)
+	}
+}
+
+func TestPlainIsNc(t *testing.T) {
+	p := chat.NewPlain(chat.PlainConfig{Server: srvAddr})
+	b := &bench{t: t, m: p}
+	b.step(0, spec.Input{Kind: spec.InStart})
+	b.step(0, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("early")}})
+	out := b.step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: local})
+	if got := sends(out)[srvAddr]; len(got) != 1 || got[0] != "early\n" {
+		t.Fatalf("queued line %q", got)
+	}
+	out = b.fromServer(1, "[a] x\n[b] y\n")
+	if lt := lineTexts(out); strings.Join(lt, "|") != "[a] x|[b] y" {
+		t.Fatalf("lines %q", lt)
+	}
+}

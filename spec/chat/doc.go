@@ -1,0 +1,178 @@
+// Package chat is seed 003's UDP group chat as a pure state machine: a
+// server keeps a table of members, any datagram from a member keeps it
+// alive, "^hb^" is a pure heartbeat, "quit" leaves, every other line is
+// broadcast to all members, and a member silent for the interval is
+// removed. It keeps the seed's plain-text wire so `nc -u HOST PORT` is a
+// usable client, and adds what users of a chat expect: nicks, join and
+// leave notices, /who, /me, validated UTF-8, size and rate limits, a
+// member limit, and (for clients that speak the sequenced dialect, like
+// `netspec chat join`) messages shown at most once and in order over a
+// network that loses, duplicates and reorders datagrams.
+//
+// # Wire format: client to server
+//
+// Every datagram goes to the server's UDP port. It is
+//
+//	datagram = [ header ] line *( LF line ) [ LF ]
+//	header   = "^" id "." seq "^"
+//	id       = 16 lowercase hex digits, not all zero   ; the client's session
+//	seq      = "0" / 1-10 digits without a leading zero, <= 4294967295
+//
+// A datagram that does not start with a well-formed header has none: all
+// of it is lines (so an nc user who types "^_^" sends a smiley). A line is
+// trimmed of a CR before its LF and of spaces and tabs at both ends; empty
+// lines are ignored. So `nc -u`, which sends what it reads, works whether
+// it sends one line per datagram (typing) or several (a pipe): every line
+// is one message, and its trailing newline is not part of it. The lines:
+//
+//	^hb^          heartbeat: keeps the sender a member; no reply
+//	quit, /quit   leave; the server answers "*** bye NICK"
+//	/nick NAME    take a nick: 1-16 ASCII letters, digits, "_" or "-",
+//	              starting with a letter, unique regardless of case
+//	/nick         show your nick
+//	/who          list the members (sorted, at most ~900 bytes)
+//	/me ACTION    broadcast "* NICK ACTION"
+//	/help         list the commands
+//	/OTHER        "*** error: unknown command /OTHER"
+//	//TEXT        the message "/TEXT"
+//	TEXT          broadcast "[NICK] TEXT"
+//
+// A message (TEXT or ACTION) must be valid UTF-8, at most MaxLine bytes
+// (default 512), with no control characters but TAB (no C0, DEL or C1:
+// they would let one member rewrite another's terminal). A datagram over
+// MaxDatagram bytes (default 2048) is dropped whole. Refusals are answered
+// with a "*** error: ..." notice to the sender and counted.
+//
+// # Wire format: server to client
+//
+// The server sends from its port, to the address a client's datagrams
+// came from, one datagram per event, each line ending in LF:
+//
+//	[NICK] TEXT                 a member's message (the sender gets it too:
+//	                            it shows the order everybody sees)
+//	* NICK ACTION               a /me
+//	*** NICK joined             to the other members
+//	*** welcome NICK: N member(s) online; silence for 10s drops you
+//	    (send ^hb^ to stay); /help lists commands     (one line, to the joiner)
+//	*** NICK left               quit
+//	*** NICK timed out          expired
+//	*** NICK left (a new client took over the address)
+//	*** OLD is now known as NEW
+//	*** bye NICK                to a member that quit
+//	*** N member(s): a, b, ...  the answer to /who ("and K more" if long)
+//	*** error: ...              a refusal, to the sender only
+//	*** rate limit: ...         the first line dropped by the rate limit
+//	*** chat is full (N members); try again later
+//	*** server shutting down
+//
+// Datagrams to a member that speaks the sequenced dialect start with a
+// header too, where id names the membership (below) and seq counts the
+// datagrams sent to it from 1; replies to a non-member carry id and seq 0.
+// Such members also get control lines, which plain clients never see:
+//
+//	^welcome NICK INTERVAL_MS^  after the welcome: your nick, the interval
+//	^nick NICK^                 your /nick took effect
+//	^bye^                       after the bye
+//
+// # Membership and expiry
+//
+// Any datagram of at most MaxDatagram bytes from a member refreshes it,
+// whatever it holds. A non-member joins with its first datagram that has
+// a non-empty line and is not a quit, if there are fewer than MaxMembers
+// members (else it is told the chat is full); a first line "/nick NAME"
+// joins it under NAME, otherwise it is guestN. A member silent for
+// Interval (default 10s) or longer is removed: when a step's time is
+// heard+Interval or later the server expires it before doing anything
+// else, so an expired member is sent nothing, not even in the step in
+// which it expires (the seed's server sent it the message that made it
+// notice). A timer set for the earliest deadline makes expiry happen on
+// time even when nobody talks.
+//
+// States of a client address at the server:
+//
+//	NONE    --valid datagram-->          MEMBER (join notice, welcome)
+//	NONE    --quit-->                    NONE   (bye)
+//	MEMBER  --datagram-->                MEMBER (refreshed)
+//	MEMBER  --quit-->                    NONE   (bye; notice "left")
+//	MEMBER  --Interval of silence-->     NONE   (notice "timed out")
+//	MEMBER  --datagram of a newer session--> MEMBER (a new membership:
+//	         notice "left (...took over...)", then "joined")
+//
+// # Duplication, reordering and the sequenced dialect
+//
+// The network may duplicate a datagram. A plain client (nc) cannot number
+// its lines, and the server cannot tell a network duplicate from a user
+// who typed the same line twice: suppressing repeats by content and source
+// within a time window would silently lose the second of two identical
+// lines, which is losing data. So plain datagrams are never deduplicated:
+// each plain datagram the network delivers is a send, and the at-most-once
+// guarantee for plain clients is exactly "each line is broadcast once per
+// time the network delivered it".
+//
+// A sequenced client (netspec chat join) numbers its datagrams: id is its
+// session, named by the time it started in microseconds, so a restarted
+// client's session is newer; seq is 1, 2, ... for each datagram that
+// carries lines, and 0 for heartbeats, which need neither deduplication
+// nor order. The server keeps, per member, a window: a datagram numbered
+// next is processed at once; one further ahead (by less than 32) waits,
+// up to Hold (default 100ms), for the gap before it to fill, and then the
+// gap is declared lost; one at or below a number already passed, or
+// already waiting, is a duplicate and is dropped. The numbers processed
+// only ever increase, so each send is broadcast at most once and a
+// sender's lines are broadcast in the order it sent them. A membership
+// that begins with a number above 1 (after a heartbeat or a restart)
+// waits Hold for lower numbers before it starts.
+//
+// A datagram that contains a quit is processed at once, after whatever
+// waits in the window: the session is then closed for Interval (a
+// tombstone, at most MaxMembers of them), so a late duplicate or
+// straggler of it neither rejoins nor is broadcast, and a resent quit is
+// answered with another bye. A datagram of an older session than the
+// member's is dropped; one of a newer session (or a sequenced one at an
+// address whose member is plain) starts a new membership. The sequenced
+// client therefore waits Hold after its last message before it sends
+// quit, so the network does not reorder a message behind it.
+//
+// The same window runs in the client, on the server's datagrams. Each
+// membership has an id that grows with the server's clock (microseconds,
+// one more than the last at least), so across expiry, rejoining and
+// server restarts a client switches to a newer membership and drops the
+// late datagrams of an older one. A sequenced client therefore shows each
+// datagram the server sent it at most once, in the order the server sent
+// them: every member sees a subsequence of the server's broadcasts, in
+// the server's order.
+//
+// Assumptions: a datagram is not delayed by more than Interval, and
+// clocks do not step back across restarts (else a restarted server's
+// membership ids, or a restarted client's session, look old until the
+// old one expires).
+//
+// # Rate limit
+//
+// Each member may send Burst lines (default 10) at once and Rate lines
+// per second (default 5) on average (GCRA); heartbeats and quit are not
+// counted. The first line refused in an episode gets a "*** rate limit"
+// notice; the rest are dropped quietly (and counted) until a line is
+// accepted again, so the limit cannot be used to make the server flood.
+//
+// # Client
+//
+// The client binds an ephemeral port, sends "/nick NAME" (seq 1) or a
+// heartbeat, and sends each typed line as one sequenced datagram. It
+// heartbeats every third of the interval the welcome announces (of its
+// configured Interval until then), moved on by every datagram it sends,
+// so a talking client sends no heartbeats. If a welcome names it other
+// than the nick it holds (it was expired, or the server restarted), it
+// asks for its nick again, once per membership. On quit, EOF or stop it
+// sends quit (after Hold) up to QuitTries times, QuitTimeout apart, and
+// exits at the bye or after the last try. Lines are reported as "line"
+// events (Value: Line), the welcome as "joined", the bye as "left".
+//
+// # Timers and state
+//
+// The machine reads no clock and no randomness: session and membership
+// ids come from the time passed in with InBound and with the datagram
+// that makes a member. Members are kept in a map by address, in a slice
+// in join order (broadcast order), and in a list by time last heard, so a
+// heartbeat costs a map lookup and a list move and emits nothing.
+package chat

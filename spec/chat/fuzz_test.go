@@ -1,0 +1,134 @@
+package chat_test
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/chat"
+)
+
+// A header parses only in its canonical form, so parsing and appending
+// round-trip exactly; anything else is body.
+func FuzzParseHeader(f *testing.F) {
+	for _, s := range []string{"", "^hb^", "^0000000000000001.0^", "^00000000000000ff.4294967295^x",
+		"^00000000000000ff.4294967296^x", "^00000000000000FF.1^", "^0000000000000001.01^", "^0000000000000001.^",
+		"^0000000000000001.12345678901^", "^_^ hi", hdr(12345, 7) + "hello\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, body, ok := chat.ParseHeader(b)
+		if !ok {
+			if !bytes.Equal(body, b) {
+				t.Fatalf("no header, but the body is not the datagram")
+			}
+			return
+		}
+		again := append(chat.AppendHeader(nil, h), body...)
+		if !bytes.Equal(again, b) {
+			t.Fatalf("%q parsed as %+v, which appends as %q", b, h, again)
+		}
+	})
+}
+
+// Line parsing accepts any bytes; CheckText accepts only UTF-8 without
+// controls; Classify's arguments come from the line.
+func FuzzLines(f *testing.F) {
+	for _, s := range []string{"[alice] hi", "* bob waves", "*** x", "^bye^", "[] x", "[a b] c", "/nick alice", "//x",
+		"/me", "quit", "^hb^", "caf\xe9", "\x1b[2J", "a\u009bb", "\t"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l := chat.ParseLine(b)
+		if l.Nick != "" && !chat.ValidNick([]byte(l.Nick)) {
+			t.Fatalf("ParseLine(%q) gave nick %q", b, l.Nick)
+		}
+		if chat.CheckText(b, 1<<20) == chat.TextOK {
+			if !utf8.Valid(b) {
+				t.Fatalf("accepted invalid UTF-8 %q", b)
+			}
+			for _, r := range string(b) {
+				if (r < 0x20 && r != '\t') || (r >= 0x7f && r <= 0x9f) {
+					t.Fatalf("accepted control %U in %q", r, b)
+				}
+			}
+		}
+		k, arg := chat.Classify(b)
+		if len(arg) > 0 && !bytes.Contains(b, arg) {
+			t.Fatalf("Classify(%q) = %v %q: not from the line", b, k, arg)
+		}
+	})
+}
+
+// Hostile datagrams never panic the server, never grow it past its
+// limits, and it never sends anything to an address that is not a member
+// except a reply to the datagram's own sender.
+func FuzzServer(f *testing.F) {
+	f.Add([]byte("hello\n"), []byte("/nick bob\n"), []byte("quit"))
+	f.Add([]byte(hdr(9, 1)+"/nick a\n"), []byte(hdr(9, 3)+"x"), []byte(hdr(9, 2)+"quit"))
+	f.Add([]byte("\xff\xfe"), []byte(hdr(0, 0)+"x"), []byte("^hb^\n^hb^\n/who\n/me\n//\n/nick\n"))
+	f.Fuzz(func(t *testing.T, a, b, c []byte) {
+		cfg := chat.ServerConfig{Addr: srvAddr, MaxMembers: 2, MaxDatagram: 256, MaxLine: 64, Interval: time.Second}
+		s := chat.NewServer(cfg)
+		now := spec.SimEpoch
+		var out []spec.Output
+		out = s.Step(now, spec.Input{Kind: spec.InStart}, out[:0])
+		out = s.Step(now, spec.Input{Kind: spec.InBound, Sock: 1, Addr: srvAddr}, out[:0])
+		from := []netip.AddrPort{addr(1), addr(2), addr(3)}
+		for round := 0; round < 3; round++ {
+			for i, d := range [][]byte{a, b, c} {
+				now = now.Add(time.Duration(len(d)) * 7 * time.Millisecond)
+				src := from[(i+round)%3]
+				out = s.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: d}, out[:0])
+				members := map[netip.AddrPort]bool{}
+				for _, m := range s.Members() {
+					members[m.Addr] = true
+				}
+				if len(members) > cfg.MaxMembers {
+					t.Fatalf("%d members, limit %d", len(members), cfg.MaxMembers)
+				}
+				for _, o := range out {
+					if o.Kind != spec.OutSend {
+						continue
+					}
+					if len(o.Data) > 2048 {
+						t.Fatalf("sent %d bytes", len(o.Data))
+					}
+					if !members[o.Addr] && o.Addr != src {
+						t.Fatalf("sent %q to %v, neither a member nor the sender", o.Data, o.Addr)
+					}
+				}
+			}
+			out = s.Step(now.Add(time.Second), spec.Input{Kind: spec.InTimer, Timer: 1}, out[:0])
+		}
+	})
+}
+
+// Hostile datagrams from the server's address never panic a client, and
+// it shows no more lines than they hold.
+func FuzzClient(f *testing.F) {
+	f.Add([]byte(hdr(5, 1)+"*** welcome x: 1\n^welcome x 30^\n"), []byte(hdr(5, 3)+"[a] b\n"), []byte("^bye^\n"))
+	f.Add([]byte("^welcome x 0^\n"), []byte("^nick^\n"), []byte(hdr(1<<63, 4294967295)+"x"))
+	f.Fuzz(func(t *testing.T, a, b, c []byte) {
+		cl := chat.NewClient(chat.ClientConfig{Server: srvAddr, Nick: "me"})
+		now := spec.SimEpoch
+		var out []spec.Output
+		out = cl.Step(now, spec.Input{Kind: spec.InStart}, out[:0])
+		out = cl.Step(now, spec.Input{Kind: spec.InBound, Sock: 1, Addr: local}, out[:0])
+		shown, held := 0, 0
+		for _, d := range [][]byte{a, b, c, a} {
+			now = now.Add(time.Millisecond)
+			held += bytes.Count(d, []byte("\n")) + 1
+			out = cl.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: srvAddr, Data: d}, out[:0])
+			shown += len(lineTexts(out))
+		}
+		out = cl.Step(now.Add(time.Second), spec.Input{Kind: spec.InTimer, Timer: 2}, out[:0])
+		shown += len(lineTexts(out))
+		if shown > held {
+			t.Fatalf("showed %d lines of %d received", shown, held)
+		}
+	})
+}

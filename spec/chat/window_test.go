@@ -1,0 +1,107 @@
+package chat
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+	"pgregory.net/rapid"
+)
+
+// Whatever the network does to a sender's datagrams (duplicates,
+// reorders, losses) and whenever the hold timer fires, the window
+// delivers only datagrams it was given, each at most once, in strictly
+// increasing order, and nothing waits longer than hold.
+func TestWindowDeliversOnceInOrder(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(1, 80).Draw(t, "datagrams")
+		known := rapid.Bool().Draw(t, "base known")
+		hold := 100 * time.Millisecond
+		// Arrivals: a permutation of 1..n with some missing and some twice.
+		arrivals := rapid.Permutation(seqs(n)).Draw(t, "order")
+		lose := rapid.SliceOfN(rapid.IntRange(0, n-1), 0, n/3).Draw(t, "lost positions")
+		dups := rapid.SliceOfN(rapid.IntRange(0, n-1), 0, n/2).Draw(t, "duplicated positions")
+		for _, i := range dups {
+			arrivals = append(arrivals, arrivals[i])
+		}
+		lost := map[int]bool{}
+		for _, i := range lose {
+			lost[i] = true
+		}
+		w := window{}
+		if known {
+			w.next = 1
+		}
+		now := spec.SimEpoch
+		var got [][]byte
+		st := windowStats{}
+		sent := map[uint32]bool{}
+		for i, s := range arrivals {
+			now = now.Add(time.Duration(rapid.IntRange(0, 30).Draw(t, "gap ms")) * time.Millisecond)
+			if rapid.IntRange(0, 4).Draw(t, "timer fires") == 0 {
+				got = w.due(now, hold, got, &st)
+			}
+			if i < n && lost[i] {
+				continue
+			}
+			sent[s] = true
+			got, _ = w.push(now, s, tag(s), got, &st)
+		}
+		got = w.due(now.Add(hold), hold, got, &st)
+		if len(w.slots) != 0 || w.bytes != 0 {
+			t.Fatalf("%d datagrams (%d bytes) still wait after hold", len(w.slots), w.bytes)
+		}
+		var last uint32
+		for _, g := range got {
+			s := binary.BigEndian.Uint32(g)
+			if s <= last {
+				t.Fatalf("delivered %d after %d", s, last)
+			}
+			if !sent[s] {
+				t.Fatalf("delivered %d, which never arrived", s)
+			}
+			last = s
+		}
+		if len(got)+int(st.lost) > n {
+			t.Fatalf("%d delivered + %d declared lost > %d sent", len(got), st.lost, n)
+		}
+	})
+}
+
+func seqs(n int) []uint32 {
+	s := make([]uint32, n)
+	for i := range s {
+		s[i] = uint32(i + 1)
+	}
+	return s
+}
+
+func tag(s uint32) []byte { return binary.BigEndian.AppendUint32(nil, s) }
+
+// With no loss and the timer never firing before everything arrived,
+// the window delivers everything, in order, exactly once.
+func TestWindowCompleteWithoutLoss(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(1, windowSlots-1).Draw(t, "datagrams")
+		arrivals := rapid.Permutation(seqs(n)).Draw(t, "order")
+		dups := rapid.SliceOfN(rapid.IntRange(0, n-1), 0, n).Draw(t, "duplicated positions")
+		for _, i := range dups {
+			arrivals = append(arrivals, arrivals[i])
+		}
+		w := window{next: 1}
+		var got [][]byte
+		st := windowStats{}
+		for _, s := range arrivals {
+			got, _ = w.push(spec.SimEpoch, s, tag(s), got, &st)
+		}
+		if len(got) != n || st.lost != 0 {
+			t.Fatalf("delivered %d of %d, %d declared lost", len(got), n, st.lost)
+		}
+		for i, g := range got {
+			if binary.BigEndian.Uint32(g) != uint32(i+1) {
+				t.Fatalf("position %d holds %d", i, binary.BigEndian.Uint32(g))
+			}
+		}
+	})
+}

@@ -34,6 +34,7 @@ func groups() []*group {
 		replayGroup(),
 		traceGroup(),
 		echoGroup(),
+		chatGroup(),
 		streamGroup(),
 	}
 }

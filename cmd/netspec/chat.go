@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/netspec/netspec/impl"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/chat"
+)
+
+func chatGroup() *group {
+	return &group{
+		name: "chat",
+		help: "UDP group chat with heartbeats (seed 003); nc -u is a client",
+		verbs: []verb{
+			{"serve", "run a chat server", chatServe},
+			{"join", "join a chat from the terminal", chatJoin},
+		},
+	}
+}
+
+func chatServe(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("chat serve", "--addr ADDR [flags]",
+		"Runs a UDP group chat. Every line a member sends is broadcast as [nick] line;\n"+
+			"^hb^ keeps a member alive, quit leaves, /nick /who /me /help are commands.\n"+
+			"Try: nc -u 127.0.0.1 9999")
+	var addr addrFlag
+	fs.Var(&addr, "addr", "serve on `ADDR` (host:port or port)")
+	interval := fs.Duration("interval", chat.DefaultInterval, "expire members silent this long")
+	maxMembers := fs.Int("max-members", chat.DefaultMaxMembers, "refuse joins beyond `N` members")
+	maxLine := fs.Int("max-line", chat.DefaultMaxLine, "longest message in bytes")
+	rate := fs.Float64("rate", chat.DefaultRate, "lines per second per member (0: no limit)")
+	burst := fs.Int("burst", chat.DefaultBurst, "lines a member may send at once")
+	logger := logFlags(fs)
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	switch {
+	case !addr.ap.IsValid():
+		return usagef("chat serve: --addr ADDR is required")
+	case *interval < 10*time.Millisecond:
+		return usagef("chat serve: --interval must be at least 10ms")
+	case *maxMembers < 1:
+		return usagef("chat serve: --max-members must be at least 1")
+	case *maxLine < 1 || *maxLine > 8192:
+		return usagef("chat serve: --max-line must be between 1 and 8192")
+	case *rate < 0 || *burst < 1:
+		return usagef("chat serve: --rate must be >= 0 and --burst >= 1")
+	}
+	log, closeLog, err := logger(e)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	cfg := chat.ServerConfig{Addr: addr.ap, Interval: *interval, MaxMembers: *maxMembers, MaxLine: *maxLine,
+		MaxDatagram: *maxLine + 1024, Rate: *rate, Burst: *burst}
+	if *rate == 0 {
+		cfg.Rate = -1
+	}
+	r := impl.New(chat.NewServer(cfg), impl.Options{
+		Logger: log,
+		OnEvent: func(_ spec.Time, ev spec.Event) {
+			if ev.Name == "listening" {
+				fmt.Fprintf(e.stdout, "chat: listening on %s\n", ev.Text)
+			}
+		},
+	})
+	return exitErr(r.Run(ctx))
+}
+
+func chatJoin(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("chat join", "SERVER [--nick NAME]",
+		"Joins the chat at SERVER: each line you type is sent, what arrives is printed,\n"+
+			"heartbeats keep you in while you are quiet; quit or end of input leaves.")
+	nick := fs.String("nick", "", "join as `NAME` (1-16 letters, digits, _ or -, starting with a letter)")
+	interval := fs.Duration("interval", chat.DefaultInterval, "the server's silence limit until it says (heartbeats go every third of it)")
+	logger := logFlags(fs)
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	server, err := parseAddr(pos[0], true)
+	if err != nil {
+		return usagef("chat join: %v", err)
+	}
+	if *nick != "" && !chat.ValidNick([]byte(*nick)) {
+		return usagef("chat join: bad nick %q: 1-16 letters, digits, _ or -, starting with a letter", *nick)
+	}
+	if *interval < 10*time.Millisecond {
+		return usagef("chat join: --interval must be at least 10ms")
+	}
+	log, closeLog, err := logger(e)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	var joined atomic.Bool
+	r := impl.New(chat.NewClient(chat.ClientConfig{Server: server, Nick: *nick, Interval: *interval}), impl.Options{
+		Logger: log,
+		OnEvent: func(_ spec.Time, ev spec.Event) {
+			switch ev.Name {
+			case "line":
+				fmt.Fprintln(e.stdout, ev.Text)
+			case "joined":
+				joined.Store(true)
+			}
+		},
+	})
+	// The terminal: every line is a command; the end of input leaves.
+	go func() {
+		sc := bufio.NewScanner(e.stdin)
+		sc.Buffer(make([]byte, 0, 4096), 64<<10)
+		for sc.Scan() {
+			r.Command(spec.Command{Name: "line", Data: append([]byte(nil), sc.Bytes()...)})
+		}
+		if err := sc.Err(); err != nil {
+			fmt.Fprintf(e.stderr, "netspec: chat join: reading input: %v\n", err)
+		}
+		r.Command(spec.Command{Name: "quit"})
+	}()
+	warn := time.AfterFunc(3*time.Second, func() {
+		if !joined.Load() {
+			fmt.Fprintf(e.stderr, "netspec: chat join: no answer from %s yet; still trying\n", server)
+		}
+	})
+	defer warn.Stop()
+	return exitErr(r.Run(ctx))
+}

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestChatExitCodes(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"chat"}, 2},
+		{[]string{"chat", "-h"}, 0},
+		{[]string{"chat", "bogus"}, 2},
+		{[]string{"chat", "serve", "-h"}, 0},
+		{[]string{"chat", "serve"}, 2},
+		{[]string{"chat", "serve", "--addr", "not an address"}, 2},
+		{[]string{"chat", "serve", "--addr", ":0", "--interval", "0s"}, 2},
+		{[]string{"chat", "serve", "--addr", ":0", "--interval", "soon"}, 2},
+		{[]string{"chat", "serve", "--addr", ":0", "--max-members", "0"}, 2},
+		{[]string{"chat", "serve", "--addr", ":0", "--rate", "-1"}, 2},
+		{[]string{"chat", "serve", "--addr", ":0", "extra"}, 2},
+		{[]string{"chat", "join", "-h"}, 0},
+		{[]string{"chat", "join"}, 2},
+		{[]string{"chat", "join", "127.0.0.1:9", "--nick", "no spaces"}, 2},
+		{[]string{"chat", "join", "127.0.0.1:9", "--nick", "waytoolongforanick"}, 2},
+		{[]string{"chat", "join", "127.0.0.1:bogus"}, 2},
+	}
+	for _, tc := range tests {
+		code, _, stderr := runCmd(tc.args...)
+		if code != tc.code {
+			t.Errorf("netspec %s: exit %d, want %d (stderr: %s)", strings.Join(tc.args, " "), code, tc.code, stderr)
+		}
+		// A bad verb-level command line gets one line (a bare "chat"
+		// gets the verb list).
+		if tc.code == 2 && len(tc.args) > 1 && strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+			t.Errorf("netspec %s: usage error is not one line: %q", strings.Join(tc.args, " "), stderr)
+		}
+	}
+}
+
+// chatServer starts `netspec chat serve` in-process on a free loopback
+// port and returns its host and port.
+func chatServer(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"chat", "serve", "--addr", "127.0.0.1:0"}, args...), strings.NewReader(""), pw, io.Discard)
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("chat server exited %d", code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("chat server did not stop")
+		}
+	})
+	sc := bufio.NewScanner(pr)
+	if !sc.Scan() {
+		t.Fatal("chat server printed nothing")
+	}
+	f := strings.Fields(sc.Text()) // chat: listening on udp HOST:PORT
+	if len(f) != 5 {
+		t.Fatalf("chat server said %q", sc.Text())
+	}
+	go io.Copy(io.Discard, pr)
+	return split(t, f[4])
+}
+
+// lineReader collects the lines a process prints.
+type lineReader struct {
+	mu    sync.Mutex
+	lines []string
+	more  chan struct{}
+}
+
+func newLineReader(r io.Reader) *lineReader {
+	l := &lineReader{more: make(chan struct{}, 1)}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			l.mu.Lock()
+			l.lines = append(l.lines, sc.Text())
+			l.mu.Unlock()
+			select {
+			case l.more <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return l
+}
+
+// await waits until a printed line equals want (or starts with it, if
+// prefix) and returns every line printed so far.
+func (l *lineReader) await(t *testing.T, who, want string, prefix bool) []string {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		l.mu.Lock()
+		got := append([]string(nil), l.lines...)
+		l.mu.Unlock()
+		for _, g := range got {
+			if g == want || (prefix && strings.HasPrefix(g, want)) {
+				return got
+			}
+		}
+		select {
+		case <-l.more:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("%s never printed %q; it printed %q", who, want, got)
+		}
+	}
+}
+
+func (l *lineReader) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
+}
+
+// nc is one `nc -u HOST PORT` user.
+type nc struct {
+	name string
+	in   io.WriteCloser
+	out  *lineReader
+	mu   sync.Mutex
+}
+
+func startNc(t *testing.T, name, host, port string) *nc {
+	t.Helper()
+	cmd := exec.Command("nc", "-u", host, port)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return &nc{name: name, in: in, out: newLineReader(out)}
+}
+
+func (c *nc) say(t *testing.T, line string) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := io.WriteString(c.in, line+"\n"); err != nil {
+		t.Fatalf("%s: %v", c.name, err)
+	}
+}
+
+// heartbeat types ^hb^ every period until stop is closed, as a user
+// staying in the chat without talking would.
+func (c *nc) heartbeat(period time.Duration, stop <-chan struct{}) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			c.mu.Lock()
+			_, _ = io.WriteString(c.in, "^hb^\n")
+			c.mu.Unlock()
+		}
+	}
+}
+
+// Two (and a third) real `nc -u` clients on loopback: one's line
+// reaches the other as "[nick] line", quit produces a leave notice, and a
+// client that stops sending is expired (and hears nothing after).
+func TestChatWithNetcat(t *testing.T) {
+	need(t, "nc")
+	host, port := chatServer(t, "--interval", "2s")
+	alice := startNc(t, "alice", host, port)
+	alice.say(t, "/nick alice")
+	alice.out.await(t, "alice", "*** welcome alice: 1 member(s) online", true)
+	stop := make(chan struct{})
+	defer close(stop)
+	go alice.heartbeat(500*time.Millisecond, stop)
+
+	bob := startNc(t, "bob", host, port)
+	bob.say(t, "/nick bob")
+	bob.out.await(t, "bob", "*** welcome bob: 2 member(s) online", true)
+	go bob.heartbeat(500*time.Millisecond, stop)
+	alice.out.await(t, "alice", "*** bob joined", false)
+
+	alice.say(t, "hello from nc")
+	bob.out.await(t, "bob", "[alice] hello from nc", false)
+	alice.out.await(t, "alice", "[alice] hello from nc", false) // the sender sees the order too
+
+	carol := startNc(t, "carol", host, port)
+	carol.say(t, "/nick carol")
+	carol.out.await(t, "carol", "*** welcome carol: 3 member(s) online", true)
+	bob.say(t, "see you")
+	bob.say(t, "quit")
+	bob.out.await(t, "bob", "*** bye bob", false)
+	alice.out.await(t, "alice", "*** bob left", false)
+	carol.out.await(t, "carol", "*** bob left", false)
+
+	// carol says nothing more: after the interval she is expired, and
+	// alice hears of it.
+	alice.out.await(t, "alice", "*** carol timed out", false)
+	alice.say(t, "is anyone still here?")
+	alice.out.await(t, "alice", "[alice] is anyone still here?", false)
+	for _, l := range carol.out.all() {
+		if l == "[alice] is anyone still here?" || l == "*** carol timed out" {
+			t.Fatalf("expired carol was sent %q", l)
+		}
+	}
+	for _, l := range bob.out.all() {
+		if l == "[alice] is anyone still here?" {
+			t.Fatal("bob was sent a message after he quit")
+		}
+	}
+}
+
+// `netspec chat join` and an nc user talk to each other; end of input
+// leaves cleanly.
+func TestChatJoinWithNetcat(t *testing.T) {
+	need(t, "nc")
+	host, port := chatServer(t, "--interval", "3s")
+	alice := startNc(t, "alice", host, port)
+	alice.say(t, "/nick alice")
+	alice.out.await(t, "alice", "*** welcome alice", true)
+	stop := make(chan struct{})
+	defer close(stop)
+	go alice.heartbeat(500*time.Millisecond, stop)
+
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), []string{"chat", "join", host + ":" + port, "--nick", "dave"}, inR, outW, io.Discard)
+		outW.Close()
+	}()
+	dave := newLineReader(outR)
+	dave.await(t, "dave", "*** welcome dave: 2 member(s) online", true)
+	alice.out.await(t, "alice", "*** dave joined", false)
+	if _, err := io.WriteString(inW, "hi from netspec\n"); err != nil {
+		t.Fatal(err)
+	}
+	alice.out.await(t, "alice", "[dave] hi from netspec", false)
+	alice.say(t, "/me waves at dave")
+	dave.await(t, "dave", "* alice waves at dave", false)
+	// Quiet for longer than the interval: heartbeats keep dave in.
+	time.Sleep(4 * time.Second)
+	alice.say(t, "still there?")
+	dave.await(t, "dave", "[alice] still there?", false)
+	inW.Close() // end of input: leave
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("chat join exited %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("chat join did not leave at end of input")
+	}
+	dave.await(t, "dave", "*** bye dave", false)
+	alice.out.await(t, "alice", "*** dave left", false)
+	for _, l := range alice.out.all() {
+		if l == "*** dave timed out" {
+			t.Fatal("dave was expired while his heartbeats ran")
+		}
+	}
+}

@@ -4,6 +4,7 @@ package all
 
 import (
 	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/chat"
 	"github.com/netspec/netspec/spec/echo"
 	"github.com/netspec/netspec/spec/stream"
 )
@@ -13,6 +14,7 @@ func Protocols() []spec.Protocol {
 	return []spec.Protocol{
 		echo.Protocol,
 		stream.Protocol,
+		chat.Protocol,
 	}
 }
 

@@ -1,0 +1,596 @@
+package file
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/rudp"
+)
+
+// Sockets and timers of both roles.
+const (
+	sockUDP   spec.Sock  = 1
+	workTimer spec.Timer = 1
+	// sessionTimers is the base of the session layer's timer ids.
+	sessionTimers spec.Timer = 1 << 32
+)
+
+// ServerConfig configures a file server.
+type ServerConfig struct {
+	// Addr is where the server listens.
+	Addr netip.AddrPort `json:"addr"`
+	// Files is a synthetic root, used when no file system is given to
+	// NewServer (in the simulator and in replay).
+	Files []SynthFile `json:"files,omitempty"`
+	// Root names the directory a command serves, for the record: a
+	// machine rebuilt from this config cannot open it and serves Files.
+	Root string `json:"root,omitempty"`
+	// Session tunes the session layer.
+	Session rudp.Config `json:"session"`
+	// Chunk is the body size of DATA frames (default 64 KiB);
+	// SendBuffer how many bytes a transfer keeps queued in its session
+	// (default 1 MiB).
+	Chunk      int `json:"chunk,omitempty"`
+	SendBuffer int `json:"sendBuffer,omitempty"`
+	// MaxQueued bounds the requests a session may queue behind a
+	// transfer (default 16).
+	MaxQueued int `json:"maxQueued,omitempty"`
+	// HashStep is how many bytes of a resumed file's prefix are hashed
+	// per step while it is verified (default 4 MiB).
+	HashStep int `json:"hashStep,omitempty"`
+}
+
+func (c *ServerConfig) fill() {
+	if c.Chunk <= 0 {
+		c.Chunk = 64 << 10
+	}
+	c.Chunk = min(c.Chunk, MaxData)
+	if c.SendBuffer <= 0 {
+		c.SendBuffer = 1 << 20
+	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 16
+	}
+	if c.HashStep <= 0 {
+		c.HashStep = 4 << 20
+	}
+}
+
+// Server is the file server machine. It reads files only through its
+// fs.FS, and only names ValidName accepts.
+type Server struct {
+	cfg      ServerConfig
+	fsys     fs.FS
+	ep       *rudp.Endpoint
+	sessions map[rudp.ConnID]*session
+	order    []rudp.ConnID // sessions in the order they opened
+	scratch  []byte
+	stopped  bool
+	workSet  bool
+	now      spec.Time // the current step's time
+	c        serverCounters
+}
+
+type serverCounters struct {
+	requests, gets, served, refused, notFound, resumed, restarted, badFrames, chat, bytes uint64
+}
+
+type session struct {
+	id       rudp.ConnID
+	peer     netip.AddrPort
+	p        parser
+	xfer     *transfer
+	queue    []request
+	chatting bool
+	eof      bool // the client closed its side
+	closing  bool
+}
+
+type request struct {
+	typ  byte
+	body []byte
+}
+
+type transfer struct {
+	name       string
+	f          fs.File
+	size, pos  int64
+	start      int64 // first byte sent
+	h          hash.Hash
+	verifyLeft int64 // prefix bytes still to hash before deciding where to start
+	want       [32]byte
+}
+
+// NewServer returns a server reading fsys, or cfg.Files if fsys is nil.
+func NewServer(cfg ServerConfig, fsys fs.FS) *Server {
+	cfg.fill()
+	if fsys == nil {
+		fsys = Synthetic(cfg.Files)
+	}
+	return &Server{
+		cfg:      cfg,
+		fsys:     fsys,
+		ep:       rudp.NewEndpoint(cfg.Session, sockUDP, sessionTimers, true),
+		sessions: map[rudp.ConnID]*session{},
+	}
+}
+
+// Sessions is the number of sessions the server's endpoint holds.
+func (s *Server) Sessions() int { return s.ep.Sessions() }
+
+// Counters implements spec.Inspector.
+func (s *Server) Counters() []spec.Counter {
+	c := &s.c
+	return append([]spec.Counter{
+		{Name: "requests", Value: c.requests},
+		{Name: "gets", Value: c.gets},
+		{Name: "files_served", Value: c.served},
+		{Name: "names_refused", Value: c.refused},
+		{Name: "files_not_found", Value: c.notFound},
+		{Name: "gets_resumed", Value: c.resumed},
+		{Name: "resumes_restarted", Value: c.restarted},
+		{Name: "malformed_frames", Value: c.badFrames},
+		{Name: "chat_lines", Value: c.chat},
+		{Name: "file_bytes_sent", Value: c.bytes},
+	}, s.ep.Counters()...)
+}
+
+// Step implements spec.Machine.
+func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if s.stopped {
+		return out
+	}
+	s.now = now
+	switch in.Kind {
+	case spec.InStart:
+		return append(out, spec.Bind(sockUDP, spec.UDP, s.cfg.Addr))
+	case spec.InBound:
+		if in.Err != "" {
+			return append(out, spec.Exit(fmt.Sprintf("file: bind %v: %s", s.cfg.Addr, in.Err)))
+		}
+		return append(out, spec.Info("file server listening", slog.String("addr", in.Addr.String())),
+			spec.Emit(spec.Event{Name: "listening", Text: in.Addr.String()}))
+	case spec.InStop:
+		s.stopped = true
+		s.ep.Shutdown("server shutting down")
+		for _, id := range s.order {
+			s.endTransfer(s.sessions[id])
+		}
+		out = s.ep.Flush(now, out)
+		return append(out, spec.Exit(""))
+	case spec.InCommand:
+		out = s.command(in.Cmd, out)
+	case spec.InTimer:
+		if in.Timer == workTimer {
+			s.workSet = false
+			out = s.verify(out)
+		}
+	}
+	out, _ = s.ep.Handle(now, in, out)
+	for ev, ok := s.ep.Next(); ok; ev, ok = s.ep.Next() {
+		out = s.event(now, ev, out)
+	}
+	for _, id := range s.order {
+		out = s.fill(s.sessions[id], out)
+	}
+	out = s.ep.Flush(now, out)
+	if !s.workSet {
+		for _, id := range s.order {
+			if x := s.sessions[id].xfer; x != nil && x.verifyLeft > 0 {
+				s.workSet = true
+				out = append(out, spec.SetTimer(workTimer, now))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// command handles the console: "say TEXT" goes to every client chatting.
+func (s *Server) command(cmd spec.Command, out []spec.Output) []spec.Output {
+	if cmd.Name != "say" {
+		return append(out, spec.Debug("file: unknown console command", slog.String("name", cmd.Name)))
+	}
+	text := string(cmd.Data)
+	if text == "" {
+		text = strings.Join(cmd.Args, " ")
+	}
+	n := 0
+	for _, id := range s.order {
+		if ss := s.sessions[id]; ss.chatting && !ss.closing {
+			n++
+			_ = s.ep.Write(id, appendFrame(nil, FrameChat, []byte(text)))
+		}
+	}
+	if n == 0 {
+		out = append(out, spec.Emit(spec.Event{Name: "chat-nobody", Text: "no client is chatting"}))
+	}
+	return out
+}
+
+func (s *Server) event(now spec.Time, ev rudp.Event, out []spec.Output) []spec.Output {
+	ss := s.sessions[ev.Conn]
+	switch ev.Kind {
+	case rudp.Accepted:
+		ss = &session{id: ev.Conn, peer: ev.Peer, p: parser{accept: clientSends}}
+		s.sessions[ev.Conn] = ss
+		s.order = append(s.order, ev.Conn)
+		return append(out, spec.Emit(spec.Event{Name: "session", Text: "open " + ev.Peer.String()}))
+	case rudp.Data:
+		if ss == nil || ss.closing {
+			return out
+		}
+		h := serverHandler{s: s, ss: ss}
+		if err := ss.p.feed(ev.Data, &h); err != nil {
+			s.c.badFrames++
+			out = append(out, spec.Debug("file: bad request stream", slog.String("peer", ss.peer.String()), slog.String("err", err.Error())))
+			s.reply(ss, StatusError, "protocol error: "+err.Error())
+			s.endTransfer(ss)
+			ss.queue = nil
+			ss.closing = true
+			s.ep.Close(ss.id)
+		}
+		return append(out, h.out...)
+	case rudp.PeerClosed:
+		if ss != nil {
+			ss.eof = true
+			s.maybeClose(ss)
+		}
+	case rudp.Closed:
+		if ss == nil {
+			return out
+		}
+		s.endTransfer(ss)
+		delete(s.sessions, ev.Conn)
+		s.order = slices.DeleteFunc(s.order, func(id rudp.ConnID) bool { return id == ev.Conn })
+		text := "closed " + ev.Peer.String()
+		if ev.Err != "" {
+			text += ": " + ev.Err
+		}
+		return append(out, spec.Emit(spec.Event{Name: "session", Text: text}))
+	}
+	return out
+}
+
+// maybeClose closes a session whose client has finished sending once
+// everything it asked for has been answered.
+func (s *Server) maybeClose(ss *session) {
+	if ss.eof && ss.xfer == nil && len(ss.queue) == 0 && !ss.closing {
+		ss.closing = true
+		s.ep.Close(ss.id)
+	}
+}
+
+type serverHandler struct {
+	s   *Server
+	ss  *session
+	out []spec.Output
+}
+
+func (h *serverHandler) dataBegin(int) error { return fmt.Errorf("%w: DATA from a client", ErrFrame) }
+func (h *serverHandler) data([]byte) error   { return nil }
+
+func (h *serverHandler) frame(typ byte, body []byte) error {
+	s, ss := h.s, h.ss
+	if typ == FrameSay {
+		s.c.chat++
+		h.out = append(h.out, spec.Emit(spec.Event{Name: "say", Text: string(body), Value: ChatLine{From: ss.peer.String()}}))
+		return nil
+	}
+	if ss.xfer != nil || len(ss.queue) > 0 {
+		if len(ss.queue) >= s.cfg.MaxQueued {
+			return fmt.Errorf("%w: more than %d requests queued", ErrFrame, s.cfg.MaxQueued)
+		}
+		ss.queue = append(ss.queue, request{typ, body})
+		return nil
+	}
+	var err error
+	h.out, err = s.request(ss, request{typ, body}, h.out)
+	return err
+}
+
+// ChatLine is the value of a server's "say" event.
+type ChatLine struct {
+	From string `json:"from"`
+}
+
+func (s *Server) reply(ss *session, status byte, text string) {
+	if len(text) > MaxControl-1 {
+		text = text[:MaxControl-1]
+	}
+	_ = s.ep.Write(ss.id, appendFrame(nil, FrameReply, []byte{status}, []byte(text)))
+}
+
+// request answers one request; a GET starts a transfer.
+func (s *Server) request(ss *session, r request, out []spec.Output) ([]spec.Output, error) {
+	s.c.requests++
+	if r.typ == FrameGet {
+		g, err := decodeGet(r.body)
+		if err != nil {
+			return out, err
+		}
+		return s.get(ss, g, out), nil
+	}
+	line := strings.TrimSpace(string(r.body))
+	word, arg, _ := strings.Cut(line, " ")
+	arg = strings.TrimSpace(arg)
+	switch word {
+	case "help":
+		s.reply(ss, StatusOK, HelpText)
+	case "time":
+		w := s.now.Wall()
+		s.reply(ss, StatusOK, fmt.Sprintf("server time: %s (unix %d.%03d)", w.Format("2006-01-02 15:04:05.000 MST"), w.Unix(), w.Nanosecond()/1e6))
+	case "about":
+		s.reply(ss, StatusOK, AboutText)
+	case "ls":
+		st, text := s.list(arg)
+		s.reply(ss, st, text)
+	case "chat":
+		ss.chatting = true
+		s.reply(ss, StatusOK, "chatting with the server's console; type exitchat to stop")
+	case "exitchat":
+		ss.chatting = false
+		s.reply(ss, StatusOK, "chat ended")
+	default:
+		s.reply(ss, StatusError, fmt.Sprintf("unknown command %q (try help)", word))
+	}
+	return out, nil
+}
+
+// HelpText is the answer to "help".
+const HelpText = `commands:
+  help         this list
+  time         the server's clock
+  about        what this server is
+  ls [DIR]     the files served (size and name)
+  get NAME     download NAME; an interrupted download resumes
+  chat         talk to the server's console; exitchat stops
+  exit         close the session`
+
+// AboutText is the answer to "about".
+const AboutText = `netspec file service: seed 002's UDP file server (a course project: TCP-like
+handshake and teardown over UDP, several clients, a command menu, acknowledged
+transfers) as an executable specification. Sessions run over spec/rudp: a
+stateless-cookie handshake, selective repeat with SACK, congestion control;
+every download is verified with SHA-256.`
+
+func (s *Server) list(dir string) (byte, string) {
+	if dir == "" {
+		dir = "."
+	} else if err := ValidName(strings.TrimSuffix(dir, "/")); err != nil {
+		s.c.refused++
+		return StatusError, "refused: " + err.Error()
+	} else {
+		dir = strings.TrimSuffix(dir, "/")
+	}
+	entries, err := fs.ReadDir(s.fsys, dir)
+	if err != nil {
+		return StatusError, "ls: " + fsError(err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		p := path.Join(dir, e.Name())
+		fi, err := fs.Stat(s.fsys, p) // follows symlinks that stay inside the root
+		if err != nil {
+			continue
+		}
+		line := ""
+		switch {
+		case fi.IsDir():
+			line = fmt.Sprintf("%12s  %s/\n", "-", e.Name())
+		case fi.Mode().IsRegular():
+			line = fmt.Sprintf("%12d  %s\n", fi.Size(), e.Name())
+		default:
+			continue
+		}
+		if b.Len()+len(line) > MaxControl-64 {
+			b.WriteString("... (listing truncated)\n")
+			break
+		}
+		b.WriteString(line)
+	}
+	if b.Len() == 0 {
+		return StatusOK, "(empty)"
+	}
+	return StatusOK, strings.TrimSuffix(b.String(), "\n")
+}
+
+// fsError says what went wrong opening a file without the server's own
+// paths.
+func fsError(err error) string {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "no such file"
+	case errors.Is(err, fs.ErrPermission):
+		return "permission denied"
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// get starts a transfer, or refuses it.
+func (s *Server) get(ss *session, g getRequest, out []spec.Output) []spec.Output {
+	s.c.gets++
+	if err := ValidName(g.name); err != nil {
+		s.c.refused++
+		s.reply(ss, StatusError, "refused: "+err.Error())
+		return append(out, spec.Info("file: refused a name", slog.String("peer", ss.peer.String()), slog.String("name", fmt.Sprintf("%q", g.name))))
+	}
+	f, err := s.fsys.Open(g.name)
+	if err != nil {
+		s.c.notFound++
+		s.reply(ss, StatusError, fmt.Sprintf("get %s: %s", g.name, fsError(err)))
+		return out
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		s.reply(ss, StatusError, fmt.Sprintf("get %s: not a regular file", g.name))
+		return out
+	}
+	x := &transfer{name: g.name, f: f, size: fi.Size(), h: sha256.New(), want: g.prefix}
+	ss.xfer = x
+	if g.offset > 0 && int64(g.offset) <= x.size {
+		x.verifyLeft = int64(g.offset)
+		return out
+	}
+	return s.begin(ss, out)
+}
+
+// begin sends the FILE header of a transfer whose start is decided.
+func (s *Server) begin(ss *session, out []spec.Output) []spec.Output {
+	x := ss.xfer
+	_ = s.ep.Write(ss.id, appendFrame(nil, FrameFile, u64(uint64(x.size)), u64(uint64(x.start)), []byte(x.name)))
+	return append(out, spec.Info("file: sending", slog.String("peer", ss.peer.String()), slog.String("name", x.name),
+		slog.Int64("size", x.size), slog.Int64("from", x.start)))
+}
+
+// verify hashes up to HashStep bytes of each resumed transfer's prefix,
+// then starts it from the client's offset if the prefix matches, or from
+// the beginning if not.
+func (s *Server) verify(out []spec.Output) []spec.Output {
+	if s.scratch == nil {
+		s.scratch = make([]byte, 256<<10)
+	}
+	for _, id := range s.order {
+		ss := s.sessions[id]
+		x := ss.xfer
+		if x == nil || x.verifyLeft == 0 {
+			continue
+		}
+		budget := int64(s.cfg.HashStep)
+		for x.verifyLeft > 0 && budget > 0 {
+			n := int(min(x.verifyLeft, budget, int64(len(s.scratch))))
+			k, err := io.ReadFull(x.f, s.scratch[:n])
+			x.h.Write(s.scratch[:k])
+			x.pos += int64(k)
+			x.verifyLeft -= int64(k)
+			budget -= int64(k)
+			if err != nil {
+				s.fail(ss, "read failed while checking the resumed prefix")
+				break
+			}
+		}
+		if ss.xfer == nil || x.verifyLeft > 0 {
+			continue
+		}
+		var sum [32]byte
+		x.h.Sum(sum[:0])
+		if sum == x.want {
+			s.c.resumed++
+			x.start = x.pos
+		} else {
+			// The client's partial file is not a prefix of ours: start over.
+			s.c.restarted++
+			x.f.Close()
+			f, err := s.fsys.Open(x.name)
+			if err != nil {
+				s.fail(ss, "reopen failed")
+				continue
+			}
+			x.f, x.pos, x.start, x.h = f, 0, 0, sha256.New()
+		}
+		out = s.begin(ss, out)
+	}
+	return out
+}
+
+// fill tops up a sending transfer's session with DATA frames, and ends
+// the transfer with END once the whole file is queued.
+func (s *Server) fill(ss *session, out []spec.Output) []spec.Output {
+	x := ss.xfer
+	if x == nil || x.verifyLeft > 0 {
+		return out
+	}
+	for x.pos < x.size {
+		room := s.cfg.SendBuffer - s.ep.Buffered(ss.id)
+		n := int(min(int64(s.cfg.Chunk), x.size-x.pos))
+		if room < n {
+			return out
+		}
+		buf := make([]byte, FrameHeaderLen+n)
+		appendFrame(buf[:0], FrameData)
+		buf[1], buf[2], buf[3], buf[4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+		if _, err := io.ReadFull(x.f, buf[FrameHeaderLen:]); err != nil {
+			s.fail(ss, "read failed: "+fsError(err))
+			return out
+		}
+		x.h.Write(buf[FrameHeaderLen:])
+		x.pos += int64(n)
+		s.c.bytes += uint64(n)
+		_ = s.ep.Write(ss.id, buf)
+	}
+	var sum [32]byte
+	_ = s.ep.Write(ss.id, appendFrame(nil, FrameEnd, x.h.Sum(sum[:0])))
+	s.c.served++
+	out = append(out, spec.Emit(spec.Event{Name: "served", Text: x.name, Value: Served{Peer: ss.peer.String(), Name: x.name, Size: x.size, From: x.start}}))
+	s.endTransfer(ss)
+	return s.next(ss, out)
+}
+
+// Served is the value of a server's "served" event: a transfer is fully
+// queued.
+type Served struct {
+	Peer string `json:"peer"`
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	From int64  `json:"from"`
+}
+
+// fail ends a transfer with an error reply the client reads as the GET's
+// failure.
+func (s *Server) fail(ss *session, why string) {
+	s.reply(ss, StatusError, fmt.Sprintf("get %s: %s", ss.xfer.name, why))
+	s.endTransfer(ss)
+}
+
+func (s *Server) endTransfer(ss *session) {
+	if ss == nil || ss.xfer == nil {
+		return
+	}
+	ss.xfer.f.Close()
+	ss.xfer = nil
+}
+
+// next answers the requests queued behind a finished transfer, up to the
+// next GET.
+func (s *Server) next(ss *session, out []spec.Output) []spec.Output {
+	for len(ss.queue) > 0 && ss.xfer == nil && !ss.closing {
+		r := ss.queue[0]
+		ss.queue = ss.queue[1:]
+		var err error
+		if out, err = s.request(ss, r, out); err != nil {
+			s.c.badFrames++
+			s.reply(ss, StatusError, "protocol error: "+err.Error())
+			ss.queue = nil
+			ss.closing = true
+			s.ep.Close(ss.id)
+			return out
+		}
+	}
+	s.maybeClose(ss)
+	return out
+}
+
+// NewServerFromJSON builds a server from a trace's config.
+func newServerFromJSON(b []byte) (*Server, error) {
+	var c ServerConfig
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("file: server config: %w", err)
+	}
+	return NewServer(c, nil), nil
+}

@@ -85,6 +85,7 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 	maxSubs := fs.Int("max-subscribers", 1024, "refuse joins beyond this many listeners")
 	joinRate := fs.Int("join-rate", 200, "handle at most this many joins per second")
 	logPackets := fs.Bool("log-packets", false, "log every packet sent, as the seed's server log does")
+	count := fs.Uint64("count", 0, "end the stream after `N` packets (0: never)")
 	loss := fs.Float64("loss", 0, "drop this share of outgoing datagrams (seeded fault injection, for experiments)")
 	faultSeed := fs.Uint64("fault-seed", 1, "seed of the --loss fault injector")
 	asJSON := fs.Bool("json", false, "print subscriber tables as JSON")
@@ -117,7 +118,7 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 	}
 	cfg := stream.ServerConfig{
 		Addr: addr.ap, Delay: delay.d, ReportInterval: *interval, ExpireAfter: *expire,
-		MaxSubscribers: *maxSubs, JoinRate: *joinRate, Secret: secret, Seed: randomUint64(), LogPackets: *logPackets,
+		MaxSubscribers: *maxSubs, JoinRate: *joinRate, Secret: secret, Seed: randomUint64(), LogPackets: *logPackets, Count: *count,
 	}
 	r := impl.New(stream.NewServer(cfg), impl.Options{
 		Logger: log,

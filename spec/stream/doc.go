@@ -118,7 +118,7 @@
 //	BINDING   --bound-->              STREAMING (tick timer at start)
 //	BINDING   --bind error-->         exit with the error
 //	STREAMING --tick-->               send every index now due (at most
-//	                                  MaxBurst; past that the schedule
+//	                                  MaxBurst, default 16; past that the schedule
 //	                                  slips by the backlog) to every
 //	                                  subscriber; set the next tick
 //	STREAMING --HELLO, bad ECHO-->    CHALLENGE if no larger than the join

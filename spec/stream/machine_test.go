@@ -275,6 +275,22 @@ func TestServerCatchUp(t *testing.T) {
 	}
 }
 
+// With Count the stream ends after index Count-1: a goodbye to every
+// subscriber and an exit.
+func TestServerCount(t *testing.T) {
+	r := newServerRig(t, stream.ServerConfig{Delay: time.Millisecond, Count: 3})
+	r.subscribe(alice, 1)
+	r.at(time.Second)
+	out := r.step(spec.Input{Kind: spec.InTimer, Timer: 1})
+	got := sends(out, alice)
+	if len(got) != 4 {
+		t.Fatalf("%d datagrams, want 3 data packets and a BYE", len(got))
+	}
+	if c, err := stream.DecodeControl(got[3]); err != nil || !c.Bye || len(kinds(out, spec.OutExit)) != 1 {
+		t.Fatalf("after the last index: %v", out)
+	}
+}
+
 // Stopping says goodbye to every subscriber; the report command lists
 // them in join order.
 func TestServerStopAndReport(t *testing.T) {

@@ -34,9 +34,10 @@ type ServerConfig struct {
 	// CookieLifetime is how long a challenge cookie stays good (default
 	// 10s).
 	CookieLifetime time.Duration `json:"cookieLifetime,omitempty"`
-	// MaxBurst bounds the packets sent at one timer firing when the
-	// server has fallen behind its schedule (default 64); past it the
-	// schedule slips rather than bursting.
+	// MaxBurst bounds the packets (indices) sent to each subscriber at
+	// one timer firing when the server has fallen behind its schedule
+	// (default 16); past it the schedule slips rather than bursting, which
+	// also bounds one step's outputs to MaxBurst per subscriber.
 	MaxBurst int `json:"maxBurst,omitempty"`
 	// Secret keys the cookie and token HMACs. Empty: derived from Seed
 	// (fine in simulation, predictable on a real network; netspec stream
@@ -50,6 +51,9 @@ type ServerConfig struct {
 	InitialSeq *uint16 `json:"initialSeq,omitempty"`
 	// LogPackets logs every packet sent, as the seed's server log does.
 	LogPackets bool `json:"logPackets,omitempty"`
+	// Count, if set, ends the stream after index Count-1: the server
+	// says goodbye to every subscriber and exits.
+	Count uint64 `json:"count,omitempty"`
 }
 
 func (c *ServerConfig) fill() {
@@ -73,7 +77,7 @@ func (c *ServerConfig) fill() {
 		c.CookieLifetime = 10 * time.Second
 	}
 	if c.MaxBurst <= 0 {
-		c.MaxBurst = 64
+		c.MaxBurst = 16
 	}
 }
 
@@ -166,6 +170,9 @@ func NewServer(cfg ServerConfig) *Server {
 // SSRC is the server's RTP SSRC (zero before it starts).
 func (s *Server) SSRC() uint32 { return s.ssrc }
 
+// Next is the index of the next data packet the server will send.
+func (s *Server) Next() uint64 { return s.next }
+
 // Subscribers is how many subscribers the server has.
 func (s *Server) Subscribers() int { return len(s.subs) }
 
@@ -229,16 +236,22 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			out = append(out, spec.Debug("stream: unknown command", slog.String("name", in.Cmd.Name)))
 		}
 	case spec.InStop:
-		if s.running {
-			bye := EncodeBye(s.ssrc, s.cname, "server stopped")
-			for _, sub := range s.subs {
-				out = append(out, spec.Send(sockServer, sub.addr, bye))
-			}
-		}
-		out = append(out, spec.Info("stream server stopped", slog.Int("subscribers", len(s.subs)), slog.Uint64("packets", s.next)),
-			spec.Emit(spec.Event{Name: "stopped", Value: s.Report(now)}), spec.Exit(""))
+		out = s.finish(now, "server stopped", out)
 	}
 	return out
+}
+
+// finish says goodbye to every subscriber and exits.
+func (s *Server) finish(now spec.Time, why string, out []spec.Output) []spec.Output {
+	if s.running {
+		bye := EncodeBye(s.ssrc, s.cname, why)
+		for _, sub := range s.subs {
+			out = append(out, spec.Send(sockServer, sub.addr, bye))
+		}
+	}
+	s.running = false
+	return append(out, spec.Info("stream server stopped", slog.String("why", why), slog.Int("subscribers", len(s.subs)), slog.Uint64("packets", s.next)),
+		spec.Emit(spec.Event{Name: "stopped", Value: s.Report(now)}), spec.Exit(""))
 }
 
 // begin starts the stream once the socket is bound. The SSRC and the
@@ -285,7 +298,7 @@ func (s *Server) timestamp(t spec.Time) uint32 {
 // subscriber: one marshalled packet shared by all sends.
 func (s *Server) tick(now spec.Time, out []spec.Output) []spec.Output {
 	s.c.ticks++
-	for n := 0; n < s.cfg.MaxBurst && !now.Before(s.due(s.next)); n++ {
+	for n := 0; n < s.cfg.MaxBurst && !now.Before(s.due(s.next)) && (s.cfg.Count == 0 || s.next < s.cfg.Count); n++ {
 		i := s.next
 		s.next++
 		if len(s.subs) == 0 {
@@ -306,6 +319,9 @@ func (s *Server) tick(now spec.Time, out []spec.Output) []spec.Output {
 			}
 		}
 		s.c.sent += uint64(len(s.subs))
+	}
+	if s.cfg.Count > 0 && s.next >= s.cfg.Count {
+		return s.finish(now, "stream complete", out)
 	}
 	if !now.Before(s.due(s.next)) {
 		// Still behind after a full burst: slip the schedule so the next

@@ -61,6 +61,7 @@ type member struct {
 	key     string // folded nick
 	session uint64 // 0: a plain (nc) client
 	mid     uint64 // this membership's id in the server's headers
+	prefix  []byte // "^SESSION.MEMBERSHIP.": the constant part of its headers
 	outSeq  uint32 // last sequence number sent
 	heard   spec.Time
 	tat     spec.Time // rate limiter: theoretical arrival time (GCRA)
@@ -75,6 +76,12 @@ type member struct {
 // header is the header of the datagram numbered m.outSeq.
 func (m *member) header() Header {
 	return Header{Session: m.session, Membership: m.mid, Seq: m.outSeq, Server: true}
+}
+
+// appendHeader appends header() from the cached prefix: a broadcast
+// formats a thousand of them.
+func (m *member) appendHeader(dst []byte) []byte {
+	return append(strconv.AppendUint(append(dst, m.prefix...), uint64(m.outSeq), 10), '^')
 }
 
 type tombKey struct {
@@ -452,6 +459,10 @@ func (s *Server) join(now spec.Time, from netip.AddrPort, session uint64, nick s
 	// one's late datagrams.
 	s.lastMID = max(s.lastMID+1, uint64(now)/1000)
 	m := &member{addr: from, nick: nick, key: foldNick(nick), session: session, mid: s.lastMID, heard: now, idx: len(s.order)}
+	if session != 0 {
+		h := AppendHeader(make([]byte, 0, headerMax), m.header())
+		m.prefix = h[:len(h)-2] // up to the sequence number
+	}
 	s.members[from] = m
 	s.nicks[m.key] = m
 	s.order = append(s.order, m)
@@ -732,8 +743,7 @@ func (s *Server) send(m *member, body []byte) {
 		return
 	}
 	m.outSeq++
-	b := make([]byte, 0, headerMax+len(body))
-	b = append(AppendHeader(b, m.header()), body...)
+	b := append(m.appendHeader(make([]byte, 0, headerMax+len(body))), body...)
 	s.out = append(s.out, spec.Send(sock, m.addr, b))
 }
 
@@ -794,7 +804,7 @@ func (s *Server) sendAll(now spec.Time, body []byte, except *member) {
 		}
 		m.outSeq++
 		start := len(buf)
-		buf = append(AppendHeader(buf, m.header()), body...)
+		buf = append(m.appendHeader(buf), body...)
 		s.out = append(s.out, spec.Send(sock, m.addr, buf[start:len(buf):len(buf)]))
 	}
 }

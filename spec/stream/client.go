@@ -96,15 +96,14 @@ type Client struct {
 	joins     int
 	rejoins   int
 
-	sources  []source
-	lastRx   spec.Time
-	packets  uint64
-	sum      uint64
-	dups     uint64
-	reorder  uint64
-	reports  uint64
-	ended    string
-	silenceT spec.Time // when the silence timer is set for (0: not set)
+	sources []source
+	lastRx  spec.Time
+	packets uint64
+	sum     uint64
+	dups    uint64
+	reorder uint64
+	reports uint64
+	ended   string
 
 	c clientCounters
 }
@@ -412,7 +411,7 @@ func (c *Client) control(now spec.Time, b []byte, out []spec.Output) []spec.Outp
 				slog.Duration("delay", time.Duration(w.Interval)), slog.Duration("reportInterval", time.Duration(w.Report))),
 			spec.Emit(spec.Event{Name: "joined", Text: fmt.Sprintf("%08x", ctl.SSRC)}),
 			spec.SetTimer(timerReport, now.Add(c.reportDelay())))
-		return c.armSilence(now, out)
+		return c.armSilence(out)
 	case AppRefuse:
 		if c.state != stJoining || c.cookie == nil {
 			c.c.ignored++
@@ -443,12 +442,11 @@ func (c *Client) silence() time.Duration {
 	return max(4*time.Duration(w.Interval), time.Duration(w.Expire)*time.Duration(w.Report))
 }
 
-// armSilence sets the silence timer if it is not already set; it is moved
-// lazily, when it fires, rather than on every packet.
-func (c *Client) armSilence(now spec.Time, out []spec.Output) []spec.Output {
-	at := c.lastRx.Add(c.silence())
-	c.silenceT = at
-	return append(out, spec.SetTimer(timerSilence, at))
+// armSilence sets the silence timer. Data does not move it: when it
+// fires early it is set again from the last packet, so there is no timer
+// output per packet.
+func (c *Client) armSilence(out []spec.Output) []spec.Output {
+	return append(out, spec.SetTimer(timerSilence, c.lastRx.Add(c.silence())))
 }
 
 func (c *Client) timer(now spec.Time, t spec.Timer, out []spec.Output) []spec.Output {
@@ -472,7 +470,6 @@ func (c *Client) timer(now spec.Time, t spec.Timer, out []spec.Output) []spec.Ou
 			return out
 		}
 		if at := c.lastRx.Add(c.silence()); now.Before(at) {
-			c.silenceT = at
 			return append(out, spec.SetTimer(timerSilence, at))
 		}
 		out = append(out, spec.CancelTimer(timerReport))

@@ -130,7 +130,8 @@
 //	STREAMING --expiry timer-->       drop every subscriber silent for
 //	                                  ExpireAfter report intervals,
 //	                                  exactly when that time is reached
-//	STREAMING --stop-->               BYE to every subscriber, exit
+//	STREAMING --stop, or the tick
+//	            after index Count-1-->  BYE to every subscriber, exit
 //	STREAMING --"report" command-->   "subscribers" event: one row per
 //	                                  subscriber with what it last reported
 //

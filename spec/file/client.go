@@ -36,8 +36,8 @@ type ClientConfig struct {
 // Events: "connected"; "reply" (Text; Value Reply); "chat" (Text from
 // the console); "file-start" (Value FileStart); "data" (Data: the next
 // bytes of the file, in order); "file-done" (Value FileDone: the bytes
-// matched the server's SHA-256); "file-error" (Text: the GET failed, or
-// the bytes did not match: nothing received may be trusted); "closed"
+// matched the server's SHA-256); "file-error" (Text: why the GET failed;
+// Value FileError, Corrupt if the bytes did not match); "closed"
 // (Text: why the session ended, empty if cleanly). The machine exits when
 // the session ends: cleanly after "exit", else with the reason.
 type Client struct {
@@ -51,6 +51,7 @@ type Client struct {
 	exiting bool
 	early   []spec.Command // commands before the socket is bound
 	done    bool
+	exitMsg string // set with done: the machine exits after the step's sends
 	c       clientCounters
 }
 
@@ -82,6 +83,14 @@ type FileStart struct {
 	Name   string `json:"name"`
 	Size   int64  `json:"size"`
 	Offset int64  `json:"offset"`
+}
+
+// FileError is the value of a "file-error" event. Corrupt says the bytes
+// received do not hash to what the server sent: none of them, resumed
+// prefix included, may be kept.
+type FileError struct {
+	Name    string `json:"name"`
+	Corrupt bool   `json:"corrupt,omitempty"`
 }
 
 // FileDone is the value of a "file-done" event.
@@ -151,7 +160,13 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 	for ev, ok := c.ep.Next(); ok && !c.done; ev, ok = c.ep.Next() {
 		out = c.event(ev, out)
 	}
-	return c.ep.Flush(now, out)
+	out = c.ep.Flush(now, out)
+	if c.done {
+		// After the flush: the acknowledgement of the server's FIN must
+		// leave before the runner stops us.
+		out = append(out, spec.Exit(c.exitMsg))
+	}
+	return out
 }
 
 func (c *Client) command(cmd spec.Command, out []spec.Output) []spec.Output {
@@ -165,7 +180,7 @@ func (c *Client) command(cmd spec.Command, out []spec.Output) []spec.Output {
 		c.pending = append(c.pending, pendingReq{name: cmd.Name})
 	case "get":
 		if len(cmd.Args) < 1 || len(cmd.Args) > 2 || len(cmd.Args[0]) > MaxName || cmd.Args[0] == "" {
-			return append(out, spec.Emit(spec.Event{Name: "file-error", Text: "get: want NAME [OFFSET]"}))
+			return append(out, spec.Emit(spec.Event{Name: "file-error", Text: "get: want NAME [OFFSET]", Value: FileError{}}))
 		}
 		r := pendingReq{get: true, name: cmd.Args[0]}
 		var prefix [32]byte
@@ -230,19 +245,19 @@ func (c *Client) event(ev rudp.Event, out []spec.Output) []spec.Output {
 			why = ""
 		}
 		for _, r := range c.pending {
-			name := "reply"
+			ev := spec.Event{Name: "reply", Text: "session ended before the answer: " + orClean(why), Value: Reply{}}
 			if r.get {
-				name = "file-error"
+				ev.Name, ev.Value = "file-error", FileError{Name: r.name}
 				c.c.failed++
 			}
-			out = append(out, spec.Emit(spec.Event{Name: name, Text: "session ended before the answer: " + orClean(why), Value: Reply{}}))
+			out = append(out, spec.Emit(ev))
 		}
 		c.pending, c.xfer = nil, nil
 		out = append(out, spec.Emit(spec.Event{Name: "closed", Text: why}))
 		if why != "" {
-			return append(out, spec.Exit("file: "+why))
+			c.exitMsg = "file: " + why
 		}
-		return append(out, spec.Exit(""))
+		return out
 	}
 	return out
 }
@@ -285,7 +300,7 @@ func (h *clientHandler) frame(typ byte, body []byte) error {
 		if r.get {
 			c.xfer = nil
 			c.c.failed++
-			h.out = append(h.out, spec.Emit(spec.Event{Name: "file-error", Text: string(body[1:])}))
+			h.out = append(h.out, spec.Emit(spec.Event{Name: "file-error", Text: string(body[1:]), Value: FileError{Name: r.name}}))
 			return nil
 		}
 		h.out = append(h.out, spec.Emit(spec.Event{Name: "reply", Text: string(body[1:]), Value: Reply{OK: body[0] == StatusOK}}))
@@ -323,7 +338,8 @@ func (h *clientHandler) frame(typ byte, body []byte) error {
 		x.h.Sum(sum[:0])
 		if string(sum[:]) != string(body) {
 			c.c.failed++
-			h.out = append(h.out, spec.Emit(spec.Event{Name: "file-error", Text: fmt.Sprintf("get %s: SHA-256 mismatch: received %x, server says %x", x.name, sum, body)}))
+			h.out = append(h.out, spec.Emit(spec.Event{Name: "file-error", Text: fmt.Sprintf("get %s: SHA-256 mismatch: received %x, server says %x", x.name, sum, body),
+				Value: FileError{Name: x.name, Corrupt: true}}))
 			return nil
 		}
 		c.c.files++

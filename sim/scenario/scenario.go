@@ -74,7 +74,7 @@ type Scenario interface {
 
 // All returns every scenario, the default first.
 func All() []Scenario {
-	return []Scenario{&Echo{}, &Stream{}, &Chat{}}
+	return []Scenario{&Echo{}, &Stream{}, &Chat{}, &File{}}
 }
 
 // Find returns the scenario called name.

@@ -1,0 +1,280 @@
+package scenario
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"flag"
+	"fmt"
+	"hash"
+	"net/netip"
+	"time"
+
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/file"
+	"github.com/netspec/netspec/spec/rudp"
+)
+
+// File is seed 002's file service on a simulated network: clients
+// download a file from one server at once, over links with loss,
+// duplication and jitter. It reports each download's goodput against the
+// link rate, the sharing of the server's uplink (Jain's index) and
+// whether every file arrived exactly.
+type File struct {
+	Clients  int
+	Size     int64
+	Loss     float64
+	Dup      float64
+	Jitter   time.Duration
+	Rate     float64
+	Delay    time.Duration
+	Queue    int
+	Datagram int
+	CC       string
+}
+
+// Name implements Scenario.
+func (f *File) Name() string { return "file" }
+
+// Describe implements Scenario.
+func (f *File) Describe() string {
+	return "seed 002's file service: clients download over rudp sessions, verified by SHA-256"
+}
+
+// Flags implements Scenario.
+func (f *File) Flags(fs *flag.FlagSet) {
+	fs.IntVar(&f.Clients, "clients", 1, "clients downloading at once")
+	fs.Int64Var(&f.Size, "size", 10<<20, "file size in bytes")
+	fs.Float64Var(&f.Loss, "loss", 0.01, "packet loss probability")
+	fs.Float64Var(&f.Dup, "dup", 0, "packet duplication probability")
+	fs.DurationVar(&f.Jitter, "jitter", 0, "maximum jitter (reorders packets)")
+	fs.Float64Var(&f.Rate, "rate", 10e6, "access link rate in bit/s")
+	fs.DurationVar(&f.Delay, "delay", 5*time.Millisecond, "access link delay")
+	fs.IntVar(&f.Queue, "queue", 0, "link queue in packets (0: the simulator's default, 1000)")
+	fs.IntVar(&f.Datagram, "datagram", 0, "largest datagram (0: rudp's default, 1452)")
+	fs.StringVar(&f.CC, "cc", "westwood", "congestion control: westwood or newreno")
+}
+
+// Defaults fills zero fields with the flag defaults.
+func (f *File) Defaults() *File {
+	d := &File{}
+	d.Flags(flag.NewFlagSet("", flag.ContinueOnError))
+	if f.Clients == 0 {
+		f.Clients = d.Clients
+	}
+	if f.Size == 0 {
+		f.Size = d.Size
+	}
+	if f.Rate == 0 {
+		f.Rate = d.Rate
+	}
+	if f.CC == "" {
+		f.CC = d.CC
+	}
+	return f
+}
+
+// FileClientResult is one download.
+type FileClientResult struct {
+	Name    string        `json:"name"`
+	Exact   bool          `json:"exact"`
+	Error   string        `json:"error,omitempty"`
+	Time    time.Duration `json:"time"`
+	Goodput float64       `json:"goodputBitsPerSecond"`
+	OfLink  float64       `json:"ofLinkRate"`
+}
+
+// FileResult is the scenario's machine-readable result.
+type FileResult struct {
+	Seed    uint64             `json:"seed"`
+	Clients []FileClientResult `json:"clients"`
+	// Jain is Jain's fairness index of the bytes each client received
+	// from a third of the way to the first finish to the first finish.
+	Jain float64 `json:"jain"`
+	// Retransmits and RTOs are the server's, over all sessions.
+	Retransmits uint64        `json:"retransmits"`
+	RTOs        uint64        `json:"rtos"`
+	Net         NetCounts     `json:"net"`
+	Events      uint64        `json:"events"`
+	Virtual     time.Duration `json:"virtual"`
+	Corrupt     int           `json:"corrupt"`
+}
+
+// Run implements Scenario.
+func (f *File) Run(opt Options) (Result, error) {
+	f.Defaults()
+	if f.Clients < 1 || f.Size < 0 || f.Rate <= 0 {
+		return Result{}, fmt.Errorf("file: need at least one client, a size >= 0 and a rate > 0")
+	}
+	server := netip.MustParseAddrPort("10.0.0.1:6000")
+	files := []file.SynthFile{{Name: "seed002.bin", Size: f.Size, Seed: opt.Seed ^ 0xf11e}}
+	want := sha256.New()
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < f.Size; off += int64(len(buf)) {
+		n := min(int64(len(buf)), f.Size-off)
+		file.SynthBytes(files[0].Seed, off, buf[:n])
+		want.Write(buf[:n])
+	}
+	wantSum := want.Sum(nil)
+
+	res := FileResult{Seed: opt.Seed}
+	type track struct {
+		h        hash.Hash
+		at       []spec.Time
+		n        []int
+		done     spec.Time
+		finished bool
+	}
+	tracks := map[string]*track{}
+	idx := map[string]int{}
+	cfg := sim.Config{
+		Seed:     opt.Seed,
+		Link:     sim.Symmetric(sim.Dir{Rate: f.Rate, Delay: f.Delay, Queue: f.Queue * 1500}),
+		Faults:   sim.Faults{Loss: f.Loss, Dup: f.Dup, Jitter: f.Jitter},
+		Trace:    opt.Trace,
+		Protocol: "file",
+		Logger:   opt.Logger,
+		OnNet:    res.Net.Count,
+	}
+	cfg.OnEvent = func(n *sim.Node, now spec.Time, ev spec.Event) {
+		tr := tracks[n.Name]
+		if tr == nil {
+			return
+		}
+		c := &res.Clients[idx[n.Name]]
+		switch ev.Name {
+		case "file-start":
+			tr.h = sha256.New()
+		case "data":
+			tr.h.Write(ev.Data)
+			tr.at = append(tr.at, now)
+			tr.n = append(tr.n, len(ev.Data))
+		case "file-done":
+			tr.finished, tr.done = true, now
+			c.Time = now.Sub(spec.SimEpoch)
+			c.Exact = tr.h != nil && bytes.Equal(tr.h.Sum(nil), wantSum)
+			if !c.Exact {
+				res.Corrupt++
+			}
+		case "file-error":
+			c.Error = ev.Text
+		}
+	}
+	s := sim.New(cfg)
+	scfg := file.ServerConfig{Addr: server, Files: files, Session: rudp.Config{Seed: opt.Seed ^ 0x5e, MaxDatagram: f.Datagram, CC: f.CC}}
+	if _, err := s.AddNode(sim.NodeSpec{Name: "server", Addr: server.Addr(), Protocol: "file", Role: "server", Config: scfg,
+		New: func() spec.Machine { return file.NewServer(scfg, nil) }}); err != nil {
+		return Result{}, err
+	}
+	for i := 0; i < f.Clients; i++ {
+		name := fmt.Sprintf("client%d", i+1)
+		ccfg := file.ClientConfig{Server: server, Session: rudp.Config{Seed: opt.Seed + uint64(i) + 1, MaxDatagram: f.Datagram, CC: f.CC}}
+		if _, err := s.AddNode(sim.NodeSpec{Name: name, Protocol: "file", Role: "client", Config: ccfg,
+			New: func() spec.Machine { return file.NewClient(ccfg) }}); err != nil {
+			return Result{}, err
+		}
+		tracks[name] = &track{}
+		idx[name] = len(res.Clients)
+		res.Clients = append(res.Clients, FileClientResult{Name: name})
+		s.Command(0, name, spec.Command{Name: "get", Args: []string{files[0].Name}})
+		s.Command(0, name, spec.Command{Name: "exit"})
+	}
+	clients := s.Nodes()[1:]
+	s.RunUntil(func() bool {
+		for _, n := range clients {
+			if done, _ := n.Exited(); !done {
+				return false
+			}
+		}
+		return true
+	}, time.Hour)
+	if err := s.Close(); err != nil {
+		return Result{}, err
+	}
+	res.Events, res.Virtual = s.Events(), s.Elapsed()
+
+	first := spec.Time(1 << 62)
+	for _, tr := range tracks {
+		if tr.finished {
+			first = min(first, tr.done)
+		}
+	}
+	from := spec.SimEpoch + (first-spec.SimEpoch)/3
+	var shares []float64
+	for i := range res.Clients {
+		c := &res.Clients[i]
+		tr := tracks[c.Name]
+		if c.Time > 0 {
+			c.Goodput = float64(f.Size) * 8 / c.Time.Seconds()
+			c.OfLink = c.Goodput / f.Rate
+		}
+		got := 0
+		for j, at := range tr.at {
+			if at > from && at <= first {
+				got += tr.n[j]
+			}
+		}
+		shares = append(shares, float64(got))
+		if ok, err := clients[i].Exited(); ok && err != "" && c.Error == "" {
+			c.Error = err
+		}
+	}
+	res.Jain = jainIndex(shares)
+	if m, ok := s.Nodes()[0].Machine().(*file.Server); ok {
+		for _, ctr := range m.Counters() {
+			switch ctr.Name {
+			case "rudp_retransmits":
+				res.Retransmits = ctr.Value
+			case "rudp_rto_expirations":
+				res.RTOs = ctr.Value
+			}
+		}
+	}
+
+	t := Table{
+		Title: fmt.Sprintf("file service: %d client(s) download %d bytes over %.1f Mbit/s, %v links, %.1f%% loss, %.1f%% dup, %v jitter (seed %d)",
+			f.Clients, f.Size, f.Rate/1e6, f.Delay, f.Loss*100, f.Dup*100, f.Jitter, opt.Seed),
+		Header: []string{"client", "exact file", "finished at", "goodput Mbit/s", "of link rate", "error"},
+	}
+	failed := ""
+	for _, c := range res.Clients {
+		exact := "yes"
+		if !c.Exact {
+			exact = "no"
+			if failed == "" {
+				failed = fmt.Sprintf("%s did not get the exact file: %s", c.Name, c.Error)
+			}
+		}
+		t.Rows = append(t.Rows, []string{c.Name, exact, c.Time.Round(time.Millisecond).String(), fmt.Sprintf("%.2f", c.Goodput/1e6),
+			fmt.Sprintf("%.3f", c.OfLink), c.Error})
+	}
+	t.Notes = append(t.Notes,
+		fmt.Sprintf("fair share of the server's uplink: Jain's index %.3f (from %v to the first finish at %v)", res.Jain,
+			from.Sub(spec.SimEpoch).Round(time.Millisecond), first.Sub(spec.SimEpoch).Round(time.Millisecond)),
+		fmt.Sprintf("server: %d retransmissions, %d retransmission timeouts", res.Retransmits, res.RTOs),
+		fmt.Sprintf("network: %d packets sent, %d delivered, %d lost, %d duplicated", res.Net.Sent, res.Net.Delivered, res.Net.Lost, res.Net.Dup),
+		fmt.Sprintf("simulated %v in %d events", res.Virtual.Round(time.Millisecond), res.Events))
+	out := Result{Tables: []Table{t}, Value: res}
+	if res.Corrupt > 0 {
+		out.Failed = fmt.Sprintf("%d client(s) reported a file whose SHA-256 differs from the served one", res.Corrupt)
+	} else if failed != "" && f.Loss < 0.5 {
+		out.Failed = failed
+	}
+	if v := s.Violations(); len(v) > 0 {
+		out.Failed = fmt.Sprintf("contract violations: %v", v)
+	}
+	return out, nil
+}
+
+// jainIndex is Jain's fairness index: (sum x)^2 / (n sum x^2).
+func jainIndex(xs []float64) float64 {
+	sum, sq := 0.0, 0.0
+	for _, x := range xs {
+		sum += x
+		sq += x * x
+	}
+	if sq == 0 {
+		return 1
+	}
+	return sum * sum / (float64(len(xs)) * sq)
+}

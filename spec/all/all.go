@@ -6,6 +6,7 @@ import (
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/chat"
 	"github.com/netspec/netspec/spec/echo"
+	"github.com/netspec/netspec/spec/file"
 	"github.com/netspec/netspec/spec/stream"
 )
 
@@ -15,6 +16,7 @@ func Protocols() []spec.Protocol {
 		echo.Protocol,
 		stream.Protocol,
 		chat.Protocol,
+		file.Protocol,
 	}
 }
 

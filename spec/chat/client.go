@@ -84,6 +84,7 @@ func (c *Client) Counters() []spec.Counter {
 		{Name: "dropped_old_membership", Value: k.OldMembership},
 		{Name: "dropped_other_session", Value: k.Foreign},
 		{Name: "dropped_strangers", Value: k.Strangers},
+		{Name: "unknown_control_lines", Value: k.Malformed},
 	}
 }
 
@@ -284,8 +285,10 @@ func (c *Client) datagram(now spec.Time, from netip.AddrPort, data []byte, out [
 	switch v {
 	case duplicate:
 		c.c.Duplicate++
+		out = append(out, spec.Debug("chat: dropped duplicate datagram", slog.Uint64("seq", uint64(h.Seq))))
 	case stale:
 		c.c.Stale++
+		out = append(out, spec.Debug("chat: dropped late datagram", slog.Uint64("seq", uint64(h.Seq))))
 	case buffered:
 		c.c.Reordered++
 	}

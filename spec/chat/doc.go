@@ -14,10 +14,12 @@
 // Every datagram goes to the server's UDP port. It is
 //
 //	datagram = [ header ] line *( LF line ) [ LF ]
-//	header   = "^" id "." seq "^"
-//	id       = 16 lowercase hex digits, not all zero   ; the client's session
+//	header   = "^" session "." seq "^"
+//	session  = 16 lowercase hex digits, not all zero   ; the client's session
 //	seq      = "0" / 1-10 digits without a leading zero, <= 4294967295
 //
+// for example "^00035d013b37e000.7^hello" (session 0x35d013b37e000, its
+// 7th numbered datagram, the line "hello"): at most 29 bytes of header.
 // A datagram that does not start with a well-formed header has none: all
 // of it is lines (so an nc user who types "^_^" sends a smiley). A line is
 // trimmed of a CR before its LF and of spaces and tabs at both ends; empty
@@ -65,10 +67,19 @@
 //	*** chat is full (N members); try again later
 //	*** server shutting down
 //
-// Datagrams to a member that speaks the sequenced dialect start with a
-// header too, where id names the membership (below) and seq counts the
-// datagrams sent to it from 1; replies to a non-member carry id and seq 0.
-// Such members also get control lines, which plain clients never see:
+// Datagrams to a member that speaks the sequenced dialect start with the
+// server's header, which echoes the client's session:
+//
+//	header     = "^" session "." membership "." seq "^"
+//	membership = 16 lowercase hex digits                ; see below
+//
+// seq counts the datagrams sent to the membership from 1. A reply to a
+// non-member that sent a session (the bye to a resent quit, "chat is
+// full") has membership and seq 0. A client drops datagrams whose
+// session is not its own: a process that reuses a dead one's port never
+// shows what was meant for it. Such members also get control lines, which
+// plain clients never see (a line is a control line iff it starts with
+// "^"; no human line does):
 //
 //	^welcome NICK INTERVAL_MS^  after the welcome: your nick, the interval
 //	^nick NICK^                 your /nick took effect
@@ -77,11 +88,18 @@
 // # Membership and expiry
 //
 // Any datagram of at most MaxDatagram bytes from a member refreshes it,
-// whatever it holds. A non-member joins with its first datagram that has
-// a non-empty line and is not a quit, if there are fewer than MaxMembers
+// whatever it holds. A non-member joins with its first datagram of at
+// most MaxDatagram bytes, with a well-formed header if any, that has a
+// non-empty line and is not a quit, if there are fewer than MaxMembers
 // members (else it is told the chat is full); a first line "/nick NAME"
-// joins it under NAME, otherwise it is guestN. A member silent for
-// Interval (default 10s) or longer is removed: when a step's time is
+// joins it under NAME, otherwise it is guestN. A line that is then
+// refused (bad UTF-8, say) still made a member, which is told why: an nc
+// user with a Latin-1 terminal learns what is wrong instead of hearing
+// nothing. Datagrams from source port 0 are dropped (no reply is
+// possible).
+//
+// A member silent for Interval (default 10s) or longer is removed: when
+// a step's time is
 // heard+Interval or later the server expires it before doing anything
 // else, so an expired member is sent nothing, not even in the step in
 // which it expires (the seed's server sent it the message that made it
@@ -109,15 +127,18 @@
 // guarantee for plain clients is exactly "each line is broadcast once per
 // time the network delivered it".
 //
-// A sequenced client (netspec chat join) numbers its datagrams: id is its
-// session, named by the time it started in microseconds, so a restarted
-// client's session is newer; seq is 1, 2, ... for each datagram that
+// A sequenced client (netspec chat join) numbers its datagrams: its
+// session is named by the time it started, in microseconds, so a
+// restarted client's session is newer; seq is 1, 2, ... for each datagram that
 // carries lines, and 0 for heartbeats, which need neither deduplication
 // nor order. The server keeps, per member, a window: a datagram numbered
 // next is processed at once; one further ahead (by less than 32) waits,
 // up to Hold (default 100ms), for the gap before it to fill, and then the
-// gap is declared lost; one at or below a number already passed, or
-// already waiting, is a duplicate and is dropped. The numbers processed
+// gap is declared lost; one 32 or more ahead slides the window (what
+// waits below it goes out, the gaps declared lost); one at or below a
+// number already passed, or already waiting, is a duplicate and is
+// dropped. At most 32 datagrams or 16 KiB wait per member; beyond that
+// everything waiting goes out. The numbers processed
 // only ever increase, so each send is broadcast at most once and a
 // sender's lines are broadcast in the order it sent them. A membership
 // that begins with a number above 1 (after a heartbeat or a restart)
@@ -138,9 +159,10 @@
 // one more than the last at least), so across expiry, rejoining and
 // server restarts a client switches to a newer membership and drops the
 // late datagrams of an older one. A sequenced client therefore shows each
-// datagram the server sent it at most once, in the order the server sent
-// them: every member sees a subsequence of the server's broadcasts, in
-// the server's order.
+// numbered datagram the server sent it at most once, in the order the
+// server sent them: every member sees a subsequence of the server's
+// broadcasts, in the server's order. Unnumbered replies (seq 0) are
+// shown as they arrive; a "line" event's Line.Seq says which it was.
 //
 // Assumptions: a datagram is not delayed by more than Interval, and
 // clocks do not step back across restarts (else a restarted server's
@@ -165,8 +187,20 @@
 // than the nick it holds (it was expired, or the server restarted), it
 // asks for its nick again, once per membership. On quit, EOF or stop it
 // sends quit (after Hold) up to QuitTries times, QuitTimeout apart, and
-// exits at the bye or after the last try. Lines are reported as "line"
-// events (Value: Line), the welcome as "joined", the bye as "left".
+// exits at the numbered bye, or after the last try. An unnumbered bye
+// (the answer to a duplicated or resent quit) may overtake the
+// membership's last datagrams, so the client then lingers for two Holds,
+// showing what still arrives, before it exits. Lines are reported as
+// "line" events (Value: Line), the welcome as "joined", the bye as
+// "left".
+//
+// Client states:
+//
+//	STARTING --bound-->          ACTIVE  (sends /nick NAME or ^hb^)
+//	ACTIVE   --quit, EOF, stop--> LEAVING (quit after Hold, resent)
+//	LEAVING  --numbered bye-->   exit
+//	LEAVING  --unnumbered bye--> CLOSING --2 Holds--> exit
+//	LEAVING  --QuitTries without a bye--> exit
 //
 // # Timers and state
 //

@@ -310,6 +310,7 @@ func (s *Server) datagram(now spec.Time, from netip.AddrPort, data []byte) {
 	if seq {
 		if _, dead := s.tombs[tombKey{from, h.Session}]; dead {
 			s.c.ClosedSession++
+			s.out = append(s.out, spec.Debug("chat: dropped datagram of a closed session", slog.String("from", from.String())))
 			if quit {
 				s.reply(from, h.Session, []byte("*** bye\n^bye^\n"))
 			}
@@ -421,6 +422,7 @@ func (s *Server) admit(now spec.Time, from netip.AddrPort, session uint64, body 
 	switch {
 	case kind == KindEmpty:
 		s.c.Empty++
+		s.out = append(s.out, spec.Debug("chat: dropped empty datagram from a non-member", slog.String("from", from.String())))
 		return nil
 	case quit:
 		// Not a member: acknowledge, and close the session so its late

@@ -36,6 +36,7 @@ func groups() []*group {
 		echoGroup(),
 		chatGroup(),
 		streamGroup(),
+		fileGroup(),
 	}
 }
 

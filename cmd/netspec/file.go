@@ -1,0 +1,648 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/netspec/netspec/impl"
+	"github.com/netspec/netspec/impl/rootfs"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/file"
+	"github.com/netspec/netspec/spec/rudp"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+func fileGroup() *group {
+	return &group{
+		name: "file",
+		help: "seed 002's file service: sessions over reliable UDP, a menu, SHA-256-verified resumable downloads",
+		verbs: []verb{
+			{"serve", "serve a directory to file clients", fileServe},
+			{"get", "download a file (resumes a partial download, verifies SHA-256)", fileGet},
+			{"shell", "the menu: help, time, about, ls, get, chat, exit", fileShell},
+		},
+	}
+}
+
+// sessionFlags are the session-layer and fault-injection flags every
+// file verb takes.
+type sessionFlags struct {
+	datagram int
+	cc       string
+	faults   impl.FaultConfig
+}
+
+func addSessionFlags(fs *flag.FlagSet) *sessionFlags {
+	s := &sessionFlags{}
+	fs.IntVar(&s.datagram, "datagram", 1452, "largest datagram in `BYTES` (fits a 1500-byte MTU by default)")
+	fs.StringVar(&s.cc, "cc", "westwood", "congestion control: westwood or newreno")
+	fs.Float64Var(&s.faults.Loss, "loss", 0, "drop this fraction of the datagrams this end sends (testing: the kernel has no netem)")
+	fs.Float64Var(&s.faults.Dup, "dup", 0, "duplicate this fraction of the datagrams this end sends")
+	fs.DurationVar(&s.faults.Delay, "delay", 0, "delay every datagram this end sends")
+	fs.DurationVar(&s.faults.Jitter, "jitter", 0, "add a random delay up to this to every datagram (reorders)")
+	return s
+}
+
+func (s *sessionFlags) check(verb string) error {
+	switch {
+	case s.datagram < rudp.MinDatagram || s.datagram > rudp.MaxPacket:
+		return usagef("file %s: --datagram must be between %d and %d", verb, rudp.MinDatagram, rudp.MaxPacket)
+	case s.cc != "westwood" && s.cc != "newreno":
+		return usagef("file %s: --cc must be westwood or newreno", verb)
+	case s.faults.Loss < 0 || s.faults.Loss >= 1 || s.faults.Dup < 0 || s.faults.Dup > 1:
+		return usagef("file %s: --loss must be in [0, 1) and --dup in [0, 1]", verb)
+	case s.faults.Delay < 0 || s.faults.Jitter < 0:
+		return usagef("file %s: --delay and --jitter must not be negative", verb)
+	}
+	s.faults.Seed = randomSeed()
+	return nil
+}
+
+func (s *sessionFlags) config() rudp.Config {
+	return rudp.Config{Seed: randomSeed(), MaxDatagram: s.datagram, CC: s.cc}
+}
+
+// randomSeed seeds a machine run on real sockets: session ids and the
+// cookie secret must not be guessable.
+func randomSeed() uint64 {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// socketBuffers are the UDP socket buffer sizes the file verbs ask for.
+const socketBuffers = 4 << 20
+
+func fileServe(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("file serve", "--addr ADDR --root DIR [flags]",
+		"Serves the files under DIR (symlinks that leave it and names with .. are refused)\n"+
+			"to 'netspec file get' and 'netspec file shell'. Lines typed on standard input\n"+
+			"go to the clients in chat mode; their chat lines are printed.")
+	var addr addrFlag
+	fs.Var(&addr, "addr", "serve on `ADDR` (host:port or port)")
+	root := fs.String("root", "", "serve the files under `DIR`")
+	maxSessions := fs.Int("max-sessions", 1024, "refuse sessions beyond `N`")
+	sf := addSessionFlags(fs)
+	logger := logFlags(fs)
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	switch {
+	case !addr.ap.IsValid():
+		return usagef("file serve: --addr ADDR is required")
+	case *root == "":
+		return usagef("file serve: --root DIR is required")
+	case *maxSessions < 1:
+		return usagef("file serve: --max-sessions must be at least 1")
+	}
+	if err := sf.check("serve"); err != nil {
+		return err
+	}
+	rt, err := rootfs.Open(*root)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	log, closeLog, err := logger(e)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	sess := sf.config()
+	sess.MaxSessions = *maxSessions
+	cfg := file.ServerConfig{Addr: addr.ap, Root: rt.Dir(), Session: sess}
+	var out sync.Mutex
+	say := func(format string, a ...any) {
+		out.Lock()
+		defer out.Unlock()
+		fmt.Fprintf(e.stdout, format, a...)
+	}
+	r := impl.New(file.NewServer(cfg, rt.FS()), impl.Options{
+		Logger: log, Faults: sf.faults, ReadBuffer: socketBuffers, WriteBuffer: socketBuffers,
+		OnEvent: func(_ spec.Time, ev spec.Event) {
+			switch ev.Name {
+			case "listening":
+				say("file: serving %s on %s\n", rt.Dir(), ev.Text)
+			case "session":
+				say("file: session %s\n", ev.Text)
+			case "say":
+				say("[%s] %s\n", ev.Value.(file.ChatLine).From, printable(ev.Text))
+			case "chat-nobody":
+				say("file: %s\n", ev.Text)
+			}
+		},
+	})
+	go func() { // the console
+		sc := bufio.NewScanner(e.stdin)
+		for sc.Scan() {
+			r.Command(spec.Command{Name: "say", Data: append([]byte(nil), sc.Bytes()...)})
+		}
+	}()
+	return exitErr(r.Run(ctx))
+}
+
+// printable keeps a peer's text from driving the terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\t' && r != '\n' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+func fileGet(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("file get", "SERVER NAME [-o PATH] [flags]",
+		"Downloads NAME from a file server into PATH (default: NAME's last element, here).\n"+
+			"Bytes go to PATH.part and are renamed to PATH only once their SHA-256 matches\n"+
+			"the server's; an interrupted download leaves PATH.part, and running the same\n"+
+			"command again resumes from it once the server has checked it is a prefix.")
+	outPath := fs.String("o", "", "write to `PATH` (a directory: PATH/NAME)")
+	noResume := fs.Bool("no-resume", false, "ignore PATH.part and download from the start")
+	quiet := fs.Bool("q", false, "no progress")
+	sf := addSessionFlags(fs)
+	logger := logFlags(fs)
+	pos, err := e.parse(fs, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	server, err := parseAddr(pos[0], true)
+	if err != nil {
+		return usagef("file get: %v", err)
+	}
+	if err := file.ValidName(pos[1]); err != nil {
+		return usagef("file get: %v", err)
+	}
+	if err := sf.check("get"); err != nil {
+		return err
+	}
+	log, closeLog, err := logger(e)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	d, err := newDownload(e, pos[1], *outPath, *quiet)
+	if err != nil {
+		return err
+	}
+	cmd, err := d.command(!*noResume)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d.abort = cancel
+	r := impl.New(file.NewClient(file.ClientConfig{Server: server, Session: sf.config()}), impl.Options{
+		Logger: log, Faults: sf.faults, ReadBuffer: socketBuffers, WriteBuffer: socketBuffers,
+		OnEvent: func(now spec.Time, ev spec.Event) { d.event(now, ev) },
+	})
+	r.Command(cmd)
+	r.Command(spec.Command{Name: "exit"})
+	runErr := exitErr(r.Run(rctx))
+	return d.finish(runErr)
+}
+
+// download writes one file a "get" brings: to PATH.part while the bytes
+// come, renamed to PATH once the client machine has verified them. It
+// runs in the runner's goroutine (OnEvent); finish reads it after.
+type download struct {
+	e          *env
+	name, path string
+	part       string
+	f          *os.File
+	w          *bufio.Writer
+	size       int64
+	offset     int64
+	got        int64
+	done       bool
+	sum        string
+	failure    string
+	corrupt    bool
+	werr       error
+	abort      func()
+	prog       *progress
+	quiet      bool
+	t0         spec.Time
+	dur        time.Duration
+}
+
+func newDownload(e *env, name, out string, quiet bool) (*download, error) {
+	p := path.Base(name)
+	if out != "" {
+		p = out
+		if st, err := os.Stat(out); err == nil && st.IsDir() {
+			p = filepath.Join(out, path.Base(name))
+		}
+	}
+	return &download{e: e, name: name, path: p, part: p + ".part", quiet: quiet}, nil
+}
+
+// command is the "get" for this download: with the SHA-256 state of
+// PATH.part if there is one to resume.
+func (d *download) command(resume bool) (spec.Command, error) {
+	cmd := spec.Command{Name: "get", Args: []string{d.name}}
+	if !resume {
+		return cmd, nil
+	}
+	f, err := os.Open(d.part)
+	if errors.Is(err, os.ErrNotExist) {
+		return cmd, nil
+	}
+	if err != nil {
+		return cmd, fmt.Errorf("file get: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return cmd, fmt.Errorf("file get: reading %s: %w", d.part, err)
+	}
+	if n == 0 {
+		return cmd, nil
+	}
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return cmd, err
+	}
+	cmd.Args = append(cmd.Args, strconv.FormatInt(n, 10))
+	cmd.Data = state
+	return cmd, nil
+}
+
+func (d *download) event(now spec.Time, ev spec.Event) {
+	switch ev.Name {
+	case "file-start":
+		v := ev.Value.(file.FileStart)
+		d.size, d.offset, d.got, d.t0 = v.Size, v.Offset, 0, now
+		f, err := os.OpenFile(d.part, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			err = f.Truncate(v.Offset)
+		}
+		if err == nil {
+			_, err = f.Seek(v.Offset, io.SeekStart)
+		}
+		if err != nil {
+			d.fail(fmt.Errorf("file get: %w", err))
+			return
+		}
+		d.f, d.w = f, bufio.NewWriterSize(f, 1<<20)
+		if !d.quiet {
+			d.prog = newProgress(d.e.stderr, d.name, v.Size, v.Offset, now)
+		}
+	case "data":
+		if d.w == nil || d.werr != nil {
+			return
+		}
+		if _, err := d.w.Write(ev.Data); err != nil {
+			d.fail(fmt.Errorf("file get: writing %s: %w", d.part, err))
+			return
+		}
+		d.got += int64(len(ev.Data))
+		if d.prog != nil {
+			d.prog.update(now, d.offset+d.got)
+		}
+	case "file-done":
+		v := ev.Value.(file.FileDone)
+		if err := d.close(); err != nil {
+			d.fail(err)
+			return
+		}
+		// The bytes are on disk and verified: only now may PATH exist.
+		if err := os.Rename(d.part, d.path); err != nil {
+			d.fail(fmt.Errorf("file get: %w", err))
+			return
+		}
+		d.done, d.sum = true, v.SHA256
+		if d.prog != nil {
+			d.prog.finish(now, d.size)
+		}
+		d.dur = now.Sub(d.t0)
+	case "file-error":
+		d.failure = ev.Text
+		if v, ok := ev.Value.(file.FileError); ok && v.Corrupt {
+			d.corrupt = true
+		}
+		_ = d.close()
+		if d.corrupt {
+			os.Remove(d.part)
+		}
+		if d.prog != nil {
+			d.prog.stop()
+		}
+	}
+}
+
+func (d *download) close() error {
+	if d.f == nil {
+		return nil
+	}
+	f := d.f
+	d.f = nil
+	err := d.w.Flush()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("file get: writing %s: %w", d.part, err)
+	}
+	return nil
+}
+
+func (d *download) fail(err error) {
+	if d.werr == nil {
+		d.werr = err
+	}
+	if d.f != nil {
+		d.f.Close()
+		d.f = nil
+	}
+	if d.abort != nil {
+		d.abort()
+	}
+}
+
+// finish reports the outcome once the runner has stopped.
+func (d *download) finish(runErr error) error {
+	if d.done {
+		dur := d.dur
+		rate := float64(d.size-d.offset) / max(dur.Seconds(), 1e-9)
+		resumed := ""
+		if d.offset > 0 {
+			resumed = fmt.Sprintf(", resumed from byte %d", d.offset)
+		}
+		fmt.Fprintf(d.e.stdout, "%s: %d bytes in %v (%s/s%s), sha256 %s -> %s\n", d.name, d.size, dur.Round(time.Millisecond), humanBytes(rate), resumed, d.sum, d.path)
+		return nil
+	}
+	_ = d.close()
+	hint := ""
+	if !d.corrupt {
+		if st, err := os.Stat(d.part); err == nil && st.Size() > 0 {
+			hint = fmt.Sprintf(" (%d bytes kept in %s: run the same command to resume)", st.Size(), d.part)
+		}
+	}
+	switch {
+	case d.werr != nil:
+		return fmt.Errorf("%w%s", d.werr, hint)
+	case d.failure != "":
+		return fmt.Errorf("file get: %s%s", d.failure, hint)
+	case runErr != nil:
+		return fmt.Errorf("file get %s: %w%s", d.name, runErr, hint)
+	}
+	return fmt.Errorf("file get %s: interrupted%s", d.name, hint)
+}
+
+// progress shows a download's progress: a bar with bytes, rate and ETA
+// on a terminal, a plain line a second otherwise.
+type progress struct {
+	bar   *progressbar.ProgressBar
+	w     io.Writer
+	name  string
+	size  int64
+	from  int64
+	start spec.Time
+	last  spec.Time
+}
+
+func newProgress(w io.Writer, name string, size, from int64, now spec.Time) *progress {
+	p := &progress{w: w, name: name, size: size, from: from, start: now, last: now}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.bar = progressbar.NewOptions64(size, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(name),
+			progressbar.OptionShowBytes(true), progressbar.OptionShowTotalBytes(true), progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionFullWidth(), progressbar.OptionShowElapsedTimeOnFinish())
+		_ = p.bar.Set64(from)
+	}
+	return p
+}
+
+func (p *progress) update(now spec.Time, at int64) {
+	if p.bar != nil {
+		_ = p.bar.Set64(at)
+		return
+	}
+	if now.Sub(p.last) >= time.Second {
+		p.last = now
+		p.line(now, at)
+	}
+}
+
+func (p *progress) line(now spec.Time, at int64) {
+	el := now.Sub(p.start).Seconds()
+	rate := float64(at-p.from) / max(el, 1e-9)
+	eta := "?"
+	if rate > 0 {
+		eta = (time.Duration(float64(p.size-at)/rate) * time.Second / time.Second).Round(time.Second).String()
+	}
+	pct := 100.0
+	if p.size > 0 {
+		pct = 100 * float64(at) / float64(p.size)
+	}
+	fmt.Fprintf(p.w, "%s: %s of %s (%.0f%%), %s/s, ETA %s\n", p.name, humanBytes(float64(at)), humanBytes(float64(p.size)), pct, humanBytes(rate), eta)
+}
+
+func (p *progress) finish(now spec.Time, size int64) {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+		fmt.Fprintln(p.w)
+		return
+	}
+	p.line(now, size)
+}
+
+func (p *progress) stop() {
+	if p.bar != nil {
+		_ = p.bar.Exit()
+		fmt.Fprintln(p.w)
+	}
+}
+
+func humanBytes(n float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for n >= 1024 && i < len(units)-1 {
+		n /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f %s", n, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", n, units[i])
+}
+
+func fileShell(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("file shell", "SERVER [flags]",
+		"Opens a session to a file server and reads commands, one a line, as the seed's\n"+
+			"client menu did: help, time (1), chat (2), get NAME [PATH] (3 NAME), about (4),\n"+
+			"ls [DIR], exit. In chat mode every line goes to the server's console until\n"+
+			"exitchat. The end of input is exit.")
+	sf := addSessionFlags(fs)
+	logger := logFlags(fs)
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	server, err := parseAddr(pos[0], true)
+	if err != nil {
+		return usagef("file shell: %v", err)
+	}
+	if err := sf.check("shell"); err != nil {
+		return err
+	}
+	log, closeLog, err := logger(e)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	var mu sync.Mutex // guards dl and the output
+	var dl *download
+	print := func(format string, a ...any) {
+		fmt.Fprintf(e.stdout, format, a...)
+	}
+	answers := make(chan spec.Event, 16)
+	r := impl.New(file.NewClient(file.ClientConfig{Server: server, Session: sf.config()}), impl.Options{
+		Logger: log, Faults: sf.faults, ReadBuffer: socketBuffers, WriteBuffer: socketBuffers,
+		OnEvent: func(now spec.Time, ev spec.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch ev.Name {
+			case "connected":
+				print("connected to %s; type help\n", ev.Text)
+			case "reply":
+				print("%s\n", printable(ev.Text))
+				answers <- ev
+			case "chat":
+				print("[server] %s\n", printable(ev.Text))
+			case "file-start", "data":
+				if dl != nil {
+					dl.event(now, ev)
+				}
+			case "file-done", "file-error":
+				if dl != nil {
+					dl.event(now, ev)
+				}
+				answers <- ev
+			case "closed":
+				if ev.Text != "" {
+					print("session closed: %s\n", ev.Text)
+				}
+			}
+		},
+	})
+	runDone := make(chan error, 1)
+	go func() { runDone <- exitErr(r.Run(ctx)) }()
+	wait := func() bool {
+		select {
+		case <-answers:
+			return true
+		case err := <-runDone:
+			runDone <- err
+			return false
+		}
+	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(e.stdin)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	chatting := false
+loop:
+	for {
+		var line string
+		var ok bool
+		select {
+		case line, ok = <-lines:
+			if !ok {
+				break loop
+			}
+		case err := <-runDone:
+			return err
+		}
+		if chatting {
+			if strings.TrimSpace(line) == "exitchat" {
+				chatting = false
+				r.Command(spec.Command{Name: "exitchat"})
+				if !wait() {
+					break loop
+				}
+			} else {
+				r.Command(spec.Command{Name: "say", Data: []byte(line)})
+			}
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch alias := map[string]string{"1": "time", "2": "chat", "3": "get", "4": "about", "quit": "exit"}; {
+		case alias[f[0]] != "":
+			f[0] = alias[f[0]]
+		}
+		switch f[0] {
+		case "help", "time", "about", "ls", "chat", "exitchat":
+			r.Command(spec.Command{Name: f[0], Args: f[1:]})
+			if !wait() {
+				break loop
+			}
+			chatting = chatting || f[0] == "chat"
+		case "get":
+			if len(f) < 2 || len(f) > 3 {
+				print("usage: get NAME [PATH]\n")
+				continue
+			}
+			out := ""
+			if len(f) == 3 {
+				out = f[2]
+			}
+			d, _ := newDownload(&env{stdin: e.stdin, stdout: e.stdout, stderr: e.stderr}, f[1], out, false)
+			cmd, err := d.command(true)
+			if err != nil {
+				print("%v\n", err)
+				continue
+			}
+			mu.Lock()
+			dl = d
+			mu.Unlock()
+			r.Command(cmd)
+			if !wait() {
+				break loop
+			}
+			mu.Lock()
+			dl = nil
+			mu.Unlock()
+			if err := d.finish(nil); err != nil {
+				print("%v\n", err)
+			}
+		case "exit":
+			break loop
+		default:
+			print("unknown command %q (try help)\n", f[0])
+		}
+	}
+	r.Command(spec.Command{Name: "exit"})
+	err = <-runDone
+	if err == nil {
+		print("bye\n")
+	}
+	return err
+}

@@ -246,9 +246,26 @@ type chatStats struct {
 	end  string
 }
 
+func (c *Chat) validate() error {
+	switch {
+	case c.Clients < 0 || c.Plain < 0 || c.Messages < 0 || c.Silent < 0 || c.Quitters < 0:
+		return fmt.Errorf("chat: --clients, --plain, --messages, --silent and --quitters must be >= 0")
+	case c.Clients+c.Plain > 200:
+		return fmt.Errorf("chat: at most 200 clients")
+	case c.Interval < 10*time.Millisecond || c.Duration < time.Second:
+		return fmt.Errorf("chat: --interval must be >= 10ms and --duration >= 1s")
+	case c.Loss < 0 || c.Loss > 1 || c.Dup < 0 || c.Dup > 1 || c.Jitter < 0 || c.Rate <= 0 || c.Delay < 0 || c.ServerCrash < 0:
+		return fmt.Errorf("chat: --loss and --dup must be in [0, 1], --rate > 0, durations >= 0")
+	}
+	return nil
+}
+
 // Run implements Scenario.
 func (c *Chat) Run(opt Options) (Result, error) {
 	c.Defaults()
+	if err := c.validate(); err != nil {
+		return Result{}, err
+	}
 	rng := spec.NewRand(opt.Seed)
 	end := c.Duration + 3*c.Interval
 	sc := c.script(rng, c.Duration, c.Duration)
@@ -296,9 +313,9 @@ func (c *Chat) Run(opt Options) (Result, error) {
 		crashed[cr.Node] = cr.Restart == 0
 	}
 	for _, cl := range sc.Clients {
-		r := ChatClientResult{Name: cl.Name, Kind: "netspec", Nick: cl.Nick, Shown: len(w.Shown(cl.Name))}
+		r := ChatClientResult{Name: cl.Name, Kind: "netspec", Nick: w.Nick(cl.Name), Shown: len(w.Shown(cl.Name))}
 		if cl.Plain {
-			r.Kind, r.Nick = "nc", strings.ToUpper(cl.Name)
+			r.Kind = "nc"
 		}
 		for _, l := range cl.Lines {
 			if _, ok := saidOf(l.Text); ok {
@@ -310,14 +327,15 @@ func (c *Chat) Run(opt Options) (Result, error) {
 		}
 		st := res.Stats[cl.Name]
 		r.Dropped, r.Reordered, r.Lost = st.c.Duplicate+st.c.Stale, st.c.Reordered, st.c.Lost
-		if st.nick != "" {
-			r.Nick = st.nick
-		}
-		r.End = st.end
-		if crashed[cl.Name] {
-			r.End = "went silent (expired)"
-		} else if r.End == "" {
+		switch left := w.Left(cl.Name); {
+		case left == "":
 			r.End = "still in"
+		case crashed[cl.Name]:
+			r.End = "process died; " + left
+		case cl.Plain && strings.HasPrefix(left, chat.ReasonExpired):
+			r.End = "stopped typing ^hb^; " + left
+		default:
+			r.End = left
 		}
 		res.Clients = append(res.Clients, r)
 	}

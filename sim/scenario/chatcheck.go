@@ -33,6 +33,8 @@ type ChatWorld struct {
 	orig     map[uint64]uint64            // duplicate packet id -> original
 	arrived  map[uint64]bool              // original ids delivered at least once
 	messages map[netip.AddrPort][]chat.MessageEvent
+	nicks    map[netip.Addr]string // the last nick the server gave each host
+	left     map[netip.Addr]string // why each host's last membership ended
 	end      spec.Time
 }
 
@@ -77,6 +79,8 @@ func NewChatWorld(serverName string, cfg chat.ServerConfig) *ChatWorld {
 		orig:     map[uint64]uint64{},
 		arrived:  map[uint64]bool{},
 		messages: map[netip.AddrPort][]chat.MessageEvent{},
+		nicks:    map[netip.Addr]string{},
+		left:     map[netip.Addr]string{},
 	}
 }
 
@@ -149,11 +153,14 @@ func (w *ChatWorld) event(n *sim.Node, now spec.Time, ev spec.Event) {
 	if n.Name == w.name {
 		switch v := ev.Value.(type) {
 		case chat.MemberEvent:
+			w.nicks[v.Addr.Addr()] = v.Nick
 			switch ev.Name {
 			case "join":
 				w.stream = append(w.stream, chatItem{kind: itemJoin, t: now, addr: v.Addr})
+				delete(w.left, v.Addr.Addr())
 			case "leave":
 				w.stream = append(w.stream, chatItem{kind: itemLeave, t: now, addr: v.Addr})
+				w.left[v.Addr.Addr()] = fmt.Sprintf("%s at %.1fs", v.Reason, now.Sub(spec.SimEpoch).Seconds())
 			}
 		case chat.MessageEvent:
 			w.stream = append(w.stream, chatItem{kind: itemMessage, t: now, addr: v.Addr, msg: v})
@@ -651,6 +658,13 @@ func (w *ChatWorld) addrsOf(name string) []netip.AddrPort {
 	}
 	return out
 }
+
+// Nick is the last nick the server gave a client.
+func (w *ChatWorld) Nick(name string) string { return w.nicks[w.host(name)] }
+
+// Left says how a client's last membership ended ("" if it is a member,
+// or the server crashed since).
+func (w *ChatWorld) Left(name string) string { return w.left[w.host(name)] }
 
 // Shown returns the lines a client showed.
 func (w *ChatWorld) Shown(name string) []string {

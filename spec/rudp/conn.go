@@ -62,6 +62,18 @@ type txRec struct {
 	first   bool // the segment's first transmission
 }
 
+// lostRec remembers a transmission declared lost.
+type lostRec struct {
+	tx, seq uint64
+}
+
+// undoState is what a reduction changed, to put back if it was spurious.
+type undoState struct {
+	valid          bool
+	cwnd, ssthresh float64
+	tx             uint64 // the lost transmission that caused it
+}
+
 // rseg is a segment received out of order.
 type rseg struct {
 	data []byte
@@ -117,6 +129,17 @@ type Conn struct {
 	largestAcked   uint64 // largest acknowledged transmission index + 1
 	echoMax        uint64 // largest transmission index echoed + 1
 	cwndLimited    bool
+	// Reordering (RFC 8985): once a segment is acknowledged after one
+	// sent later, loss is judged by time only, with a window of
+	// reoMult/4 of the minimum RTT (at most SRTT); an echo naming a
+	// transmission declared lost shows a spurious retransmission, which
+	// widens the window and undoes the reduction it caused (RFC 4015).
+	reordered bool
+	reoMult   int
+	lostRing  [64]lostRec
+	lostIdx   int
+	undo      undoState
+	spurious  uint64
 
 	// RFC 6298
 	srtt, rttvar, rto, minRTT, latestRTT time.Duration
@@ -135,10 +158,11 @@ type Conn struct {
 	bwAcked        int
 	bw             [bwSamples]float64 // segments per second
 	bwIdx          int
-	// HyStart++ (RFC 9406): slow start ends when a round's RTT grows
-	hsRoundEnd          uint64 // the round ends when this transmission is acknowledged
-	hsLastMin, hsCurMin time.Duration
-	hsSamples           int
+	// HyStart++ (RFC 9406) rounds of RTT samples: a round ends when a
+	// transmission sent after it began is acknowledged.
+	roundEnd          uint64
+	lastMin, roundMin time.Duration
+	roundN            int
 
 	// receiver
 	rcvNext    uint64
@@ -246,14 +270,20 @@ func (c *Conn) pto() time.Duration {
 	return min(max(p, time.Millisecond), c.curRTO())
 }
 
-// lossDelay is RFC 9002's time threshold: 9/8 of the larger of SRTT and
-// the latest sample.
+// lossDelay is how long after a transmission, once a later one has been
+// acknowledged, it is declared lost: RFC 9002's 9/8 of the larger of
+// SRTT and the latest sample; once reordering has been seen, RFC 8985's
+// latest RTT plus a reordering window of reoMult quarters of the minimum
+// RTT, at most SRTT.
 func (c *Conn) lossDelay() time.Duration {
-	r := c.ep.cfg.InitialRTO
-	if c.hasRTT {
-		r = max(c.srtt, c.latestRTT)
+	if !c.hasRTT {
+		return c.ep.cfg.InitialRTO * 9 / 8
 	}
-	return max(r*9/8, time.Millisecond)
+	if c.reordered {
+		reo := min(time.Duration(max(c.reoMult, 1))*c.minRTT/4, c.srtt)
+		return max(max(c.latestRTT, c.srtt)+reo, time.Millisecond)
+	}
+	return max(max(c.srtt, c.latestRTT)*9/8, time.Millisecond)
 }
 
 func (c *Conn) cwndSegs() int { return max(int(c.cwnd), 1) }
@@ -276,6 +306,7 @@ func (c *Conn) onCongestion(tx uint64) {
 	if tx < c.recoveryTx {
 		return
 	}
+	c.undo = undoState{valid: true, cwnd: c.cwnd, ssthresh: c.ssthresh, tx: tx}
 	c.recoveryTx = c.txNext
 	c.lossEvents++
 	c.ep.c.lossEvents++
@@ -283,13 +314,30 @@ func (c *Conn) onCongestion(tx uint64) {
 	c.cwnd = min(c.cwnd, c.ssthresh)
 }
 
-func (c *Conn) reduced() float64 {
-	if c.ep.cfg.CC == "westwood" {
-		if est := c.bdp(); est > 0 {
-			return max(est, 2)
-		}
+// onSpurious learns that transmission tx, declared lost, arrived after
+// all: the network reorders more than the window allowed for.
+func (c *Conn) onSpurious(tx uint64) {
+	c.spurious++
+	c.reordered = true
+	c.reoMult = min(c.reoMult+1, 16)
+	if c.undo.valid && c.undo.tx == tx {
+		c.cwnd = max(c.cwnd, c.undo.cwnd)
+		c.ssthresh = max(c.ssthresh, c.undo.ssthresh)
+		c.undo.valid = false
 	}
-	return max(c.cwnd/2, 2)
+}
+
+// reduced is the slow-start threshold after a loss: half the window
+// (newreno), or the bandwidth-delay estimate if that is larger
+// (westwood). Never going below half keeps a flow that loses a packet
+// while another flow's queue stands from collapsing to its share of an
+// empty pipe, so flows still converge as AIMD flows do.
+func (c *Conn) reduced() float64 {
+	r := max(c.cwnd/2, 2)
+	if c.ep.cfg.CC == "westwood" {
+		r = max(r, c.bdp())
+	}
+	return r
 }
 
 // ccOnAck grows the window by the newly acknowledged segments that were
@@ -419,8 +467,12 @@ func (c *Conn) onAck(now spec.Time, p *Packet) {
 	c.peerWnd = uint64(p.Wnd)
 	c.echoSample(now, p)
 	newly, grow := 0, 0
+	prevLargest := c.largestAcked
 	account := func(s *sseg) {
 		newly++
+		if s.ntx == 1 && s.tx+1 < prevLargest {
+			c.reordered = true // acknowledged after a segment sent later
+		}
 		if s.tx+1 > c.largestAcked {
 			c.largestAcked = s.tx + 1
 		}
@@ -496,7 +548,17 @@ func (c *Conn) echoSample(now spec.Time, p *Packet) {
 		return
 	}
 	ex := (c.txNext - 1) - uint64(uint16(c.txNext-1)-p.Echo)
-	if ex >= c.txNext || ex+1 <= c.echoMax {
+	if ex >= c.txNext {
+		return
+	}
+	for i := range c.lostRing {
+		if r := &c.lostRing[i]; r.tx == ex && r.seq != 0 {
+			r.seq = 0
+			c.onSpurious(ex)
+			break
+		}
+	}
+	if ex+1 <= c.echoMax {
 		return
 	}
 	c.echoMax = ex + 1
@@ -509,25 +571,20 @@ func (c *Conn) echoSample(now spec.Time, p *Packet) {
 	}
 }
 
-// hystart applies RFC 9406's delay increase test to one RTT sample of
-// transmission tx: a round lasts until a transmission sent after it began
-// is acknowledged; in slow start, if the smallest RTT of a round of at
-// least 8 samples exceeds the previous round's by more than
+// hystart applies RFC 9406's delay increase test to one RTT sample r of
+// transmission tx: a round lasts until a transmission sent after it
+// began is acknowledged; in slow start, if the smallest RTT of a round of
+// at least 8 samples exceeds the previous round's by more than
 // clamp(prev/8, 4ms, 16ms), the queue is building and slow start ends.
 func (c *Conn) hystart(tx uint64, r time.Duration) {
-	if c.cwnd >= c.ssthresh {
-		return
+	if tx >= c.roundEnd {
+		c.lastMin, c.roundMin, c.roundN = c.roundMin, r, 0
+		c.roundEnd = c.txNext
 	}
-	if tx >= c.hsRoundEnd {
-		c.hsLastMin, c.hsCurMin, c.hsSamples = c.hsCurMin, 0, 0
-		c.hsRoundEnd = c.txNext
-	}
-	if c.hsSamples == 0 || r < c.hsCurMin {
-		c.hsCurMin = r
-	}
-	c.hsSamples++
-	if c.hsSamples >= 8 && c.hsLastMin > 0 && c.cwnd >= 16 &&
-		c.hsCurMin >= c.hsLastMin+min(max(c.hsLastMin/8, 4*time.Millisecond), 16*time.Millisecond) {
+	c.roundMin = min(c.roundMin, r)
+	c.roundN++
+	if c.cwnd < c.ssthresh && c.roundN >= 8 && c.lastMin > 0 && c.cwnd >= 16 &&
+		c.roundMin >= c.lastMin+min(max(c.lastMin/8, 4*time.Millisecond), 16*time.Millisecond) {
 		c.ssthresh = c.cwnd
 	}
 }
@@ -546,12 +603,14 @@ func (c *Conn) detectLosses(now spec.Time) {
 		if r.seq >= c.sndUna {
 			s := c.seg(r.seq)
 			if s.tx == r.tx && s.state == segInflight {
-				if !(r.tx+lossThreshold <= la || (r.tx < la && now.Sub(r.at) >= delay)) {
+				byCount := !c.reordered && r.tx+lossThreshold <= la
+				if !(byCount || (r.tx < la && now.Sub(r.at) >= delay)) {
 					break
 				}
 				s.state = segLost
 				c.inflight--
 				c.lostq = append(c.lostq, r.seq)
+				c.remember(r.tx, r.seq)
 				c.onCongestion(r.tx)
 			}
 		}
@@ -564,6 +623,11 @@ func (c *Conn) detectLosses(now spec.Time) {
 		n := copy(c.txq, c.txq[c.txHead:])
 		c.txq, c.txHead = c.txq[:n], 0
 	}
+}
+
+func (c *Conn) remember(tx, seq uint64) {
+	c.lostRing[c.lostIdx] = lostRec{tx: tx, seq: seq | 1<<63} // never 0: 0 marks a free slot
+	c.lostIdx = (c.lostIdx + 1) % len(c.lostRing)
 }
 
 // lossAt is when the oldest transmission will pass the time threshold.

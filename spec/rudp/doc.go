@@ -33,13 +33,16 @@
 //	12-13  mss       u16  largest datagram the server accepts
 //	14-15  0         u16
 //	16-19  wnd       u32  server's receive window, in segments
-//	20-23  ts        u32  server clock, in seconds (cookie timestamp)
+//	20-23  ts        u32  server clock in milliseconds, modulo 2^32 (cookie timestamp)
 //	24-39  mac       16 bytes  first 16 bytes after the id of the cookie HMAC
 //
 // The server keeps nothing for a SYN. It computes
 // H = HMAC-SHA256(secret, client IP as 16 bytes | client port u16 |
 // client id u32 | ts u32 | client mss u16 | client wnd u32); its session
-// id is H[0:4] (1 if zero) and the mac is H[4:20]. If it has no room
+// id is H[0:4] (1 if zero) and the mac is H[4:20]. When segment 0's
+// first transmission (stamp 0) brings the cookie back, its age is one
+// round trip measured before the session queued any data: the server's
+// first RTT sample. If it has no room
 // (MaxSessions, MaxPerAddr) it answers with an 8-byte RST "busy".
 //
 // SEG (both directions, once the handshake is done), 24 bytes plus
@@ -103,7 +106,15 @@
 // acknowledged (cumulatively or by SACK), or when it is older than 9/8 of
 // the smoothed RTT while a later one has been (RFC 9002 §6.1, "fast
 // retransmit on SACK evidence"). Retransmissions are transmissions like
-// any other, so a lost retransmission is detected the same way.
+// any other, so a lost retransmission is detected the same way. Once the
+// network has been seen to reorder (a segment acknowledged after one sent
+// later), the count of three no longer applies and loss is judged by time
+// only, after the latest RTT plus a reordering window of a quarter of the
+// minimum RTT (RFC 8985), widened by a quarter for every spurious
+// retransmission, up to SRTT. A retransmission is known to be spurious
+// when an acknowledgement echoes the stamp of the transmission it
+// replaced; the window reduction that loss caused is then undone (RFC
+// 4015).
 //
 // RTT: an acknowledgement whose echo names a transmission newer than any
 // echoed before gives a sample, if that transmission was the segment's

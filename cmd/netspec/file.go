@@ -74,6 +74,20 @@ func (s *sessionFlags) check(verb string) error {
 	return nil
 }
 
+// options are the runner options of a file verb.
+func (s *sessionFlags) options(o impl.Options) impl.Options {
+	o.Faults = s.faults
+	o.ReadBuffer, o.WriteBuffer = socketBuffers, socketBuffers
+	o.MaxDatagram = s.datagram
+	if s.faults.Active() {
+		// The injector sees every datagram: read one at a time. (impl
+		// would otherwise switch the busy socket to batched reads it
+		// cannot do with an injector in the way.)
+		o.ReadBatch = 1
+	}
+	return o
+}
+
 func (s *sessionFlags) config() rudp.Config {
 	return rudp.Config{Seed: randomSeed(), MaxDatagram: s.datagram, CC: s.cc}
 }
@@ -133,8 +147,8 @@ func fileServe(ctx context.Context, e *env, args []string) error {
 		defer out.Unlock()
 		fmt.Fprintf(e.stdout, format, a...)
 	}
-	r := impl.New(file.NewServer(cfg, rt.FS()), impl.Options{
-		Logger: log, Faults: sf.faults, ReadBuffer: socketBuffers, WriteBuffer: socketBuffers,
+	r := impl.New(file.NewServer(cfg, rt.FS()), sf.options(impl.Options{
+		Logger: log,
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			switch ev.Name {
 			case "listening":
@@ -147,7 +161,7 @@ func fileServe(ctx context.Context, e *env, args []string) error {
 				say("file: %s\n", ev.Text)
 			}
 		},
-	})
+	}))
 	go func() { // the console
 		sc := bufio.NewScanner(e.stdin)
 		for sc.Scan() {
@@ -208,10 +222,10 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d.abort = cancel
-	r := impl.New(file.NewClient(file.ClientConfig{Server: server, Session: sf.config()}), impl.Options{
-		Logger: log, Faults: sf.faults, ReadBuffer: socketBuffers, WriteBuffer: socketBuffers,
+	r := impl.New(file.NewClient(file.ClientConfig{Server: server, Session: sf.config()}), sf.options(impl.Options{
+		Logger:  log,
 		OnEvent: func(now spec.Time, ev spec.Event) { d.event(now, ev) },
-	})
+	}))
 	r.Command(cmd)
 	r.Command(spec.Command{Name: "exit"})
 	runErr := exitErr(r.Run(rctx))
@@ -517,8 +531,8 @@ func fileShell(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, format, a...)
 	}
 	answers := make(chan spec.Event, 16)
-	r := impl.New(file.NewClient(file.ClientConfig{Server: server, Session: sf.config()}), impl.Options{
-		Logger: log, Faults: sf.faults, ReadBuffer: socketBuffers, WriteBuffer: socketBuffers,
+	r := impl.New(file.NewClient(file.ClientConfig{Server: server, Session: sf.config()}), sf.options(impl.Options{
+		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -545,7 +559,7 @@ func fileShell(ctx context.Context, e *env, args []string) error {
 				}
 			}
 		},
-	})
+	}))
 	runDone := make(chan error, 1)
 	go func() { runDone <- exitErr(r.Run(ctx)) }()
 	wait := func() bool {

@@ -221,18 +221,28 @@ func BenchmarkFanout(b *testing.B) {
 	rx := newReceivers(b, fanout)
 	defer rx.close()
 	rx.drain(b)
-	report := func(b *testing.B, from, to uint64, el time.Duration) (rate, loss float64) {
+	// cpu is the process's CPU time (all threads: sender, runner and
+	// receivers). On a shared machine wall-clock rates swing with the
+	// neighbours' load; CPU per packet much less.
+	cpu := func() time.Duration {
+		var ru unix.Rusage
+		_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	report := func(b *testing.B, from, to uint64, el, cpuUsed time.Duration) (rate, loss, perPkt float64) {
 		want := (to - from) * fanout
 		got := rx.drained(from, to, want)
 		rate = float64(want) / el.Seconds()
 		loss = 100 * (1 - float64(got)/float64(max(want, 1)))
+		perPkt = float64(cpuUsed.Nanoseconds()) / float64(max(want, 1))
 		b.ReportMetric(rate, "pkt/s")
 		b.ReportMetric(loss, "loss%")
+		b.ReportMetric(perPkt, "cpu-ns/pkt")
 		b.ReportMetric(1e9/max(rate, 1), "ns/op")
-		return rate, loss
+		return rate, loss, perPkt
 	}
 	payload := stream.EncodeData(stream.Data{SSRC: 1, Index: 0, Value: 2})
-	var bareRate float64
+	var bareRate, bareCPU float64
 	b.Run("bare-loop", func(b *testing.B) {
 		tx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
@@ -242,14 +252,16 @@ func BenchmarkFanout(b *testing.B) {
 		_ = tx.SetWriteBuffer(4 << 20)
 		rx.clear()
 		var idx uint64
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpu()
 		for ; time.Since(t0) < window; idx++ {
 			binary.BigEndian.PutUint64(payload[12:], idx)
 			for i := 0; i < fanout; i++ {
 				_, _ = tx.WriteToUDPAddrPort(payload, rx.addrs[i])
 			}
 		}
-		bareRate, _ = report(b, 0, idx, time.Since(t0))
+		el := time.Since(t0)
+		rx.drained(0, idx, idx*fanout) // the receivers' share of the CPU too
+		bareRate, _, bareCPU = report(b, 0, idx, el, cpu()-c0)
 	})
 	b.Run("bare-sendmmsg", func(b *testing.B) {
 		tx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -265,7 +277,7 @@ func BenchmarkFanout(b *testing.B) {
 		}
 		rx.clear()
 		var idx uint64
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpu()
 		for ; time.Since(t0) < window; idx++ {
 			binary.BigEndian.PutUint64(payload[12:], idx)
 			for batch := ms; len(batch) > 0; {
@@ -276,13 +288,15 @@ func BenchmarkFanout(b *testing.B) {
 				batch = batch[n:]
 			}
 		}
-		report(b, 0, idx, time.Since(t0))
+		el := time.Since(t0)
+		rx.drained(0, idx, idx*fanout)
+		report(b, 0, idx, el, cpu()-c0)
 	})
 
 	// Each rate is a fresh server that every receiver joins; the window
 	// starts once all are subscribed. The server's next index is read
 	// after each of its steps (OnStep runs on the runner's goroutine).
-	type point struct{ nominal, rate, loss float64 }
+	type point struct{ nominal, rate, loss, cpu float64 }
 	var points []point
 	// The last rung is unpaced: a packet due every microsecond keeps the
 	// server always behind, sending MaxBurst packets per subscriber per
@@ -316,13 +330,15 @@ func BenchmarkFanout(b *testing.B) {
 			rx.subscribe(b, <-listening)
 			rx.clear()
 			time.Sleep(100 * time.Millisecond)
-			from, t0 := next.Load(), time.Now()
+			from, t0, c0 := next.Load(), time.Now(), cpu()
 			time.Sleep(window)
 			to, el := next.Load(), time.Since(t0)
+			rx.drained(from, to, (to-from)*fanout)
+			c1 := cpu()
 			cancel()
 			<-done
-			rate, loss := report(b, from, to, el)
-			points = append(points, point{nominal, rate, loss})
+			rate, loss, perPkt := report(b, from, to, el, c1-c0)
+			points = append(points, point{nominal, rate, loss, perPkt})
 		})
 	}
 	best := point{}
@@ -332,8 +348,8 @@ func BenchmarkFanout(b *testing.B) {
 		}
 	}
 	if bareRate > 0 && len(points) > 0 {
-		b.Logf("fan-out to %d subscribers: best server rate with < 0.1%% loss %.0f pkt/s (offered %.0f, loss %.3f%%); bare send loop %.0f pkt/s; ratio %.2f",
-			fanout, best.rate, best.nominal, best.loss, bareRate, best.rate/bareRate)
+		b.Logf("fan-out to %d subscribers: best server rate with < 0.1%% loss %.0f pkt/s (offered %.0f, loss %.3f%%, %.0f CPU ns/pkt); bare send loop %.0f pkt/s (%.0f CPU ns/pkt); ratio %.2f by rate, %.2f by CPU per packet",
+			fanout, best.rate, best.nominal, best.loss, best.cpu, bareRate, bareCPU, best.rate/bareRate, bareCPU/best.cpu)
 	}
 }
 

@@ -152,7 +152,9 @@ func drawFaults(src source, b FaultBounds) Faults {
 			at := src.intn("crash at ms", 0, ms)
 			up := src.intn("restart at ms", at, ms)
 			if on {
-				f.Crashes = append(f.Crashes, Crash{Node: node, At: ms2d(at), Restart: ms2d(up)})
+				// Restart 0 would mean "stays down": a drawn crash always
+				// comes back, by the horizon.
+				f.Crashes = append(f.Crashes, Crash{Node: node, At: ms2d(at), Restart: ms2d(max(up, at+1))})
 			}
 		}
 	}
@@ -214,8 +216,9 @@ func (s *Sim) scheduleCrashes() {
 			continue
 		}
 		s.schedule(event{at: spec.SimEpoch.Add(c.At), kind: evCrash, node: n.idx})
-		if c.Restart > c.At {
-			s.schedule(event{at: spec.SimEpoch.Add(c.Restart), kind: evRestart, node: n.idx})
+		if c.Restart != 0 {
+			// A restart no later than the crash comes right after it.
+			s.schedule(event{at: spec.SimEpoch.Add(max(c.Restart, c.At)), kind: evRestart, node: n.idx})
 		}
 	}
 }

@@ -237,3 +237,16 @@ func TestZeroLengthPartitionHeals(t *testing.T) {
 		t.Fatalf("b got %d datagrams after a zero-length partition, want 1", len(d))
 	}
 }
+
+// A crash whose restart time equals its crash time comes straight back:
+// only Restart 0 means the node stays down.
+func TestInstantRestart(t *testing.T) {
+	cfg := sim.Config{Faults: sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 50 * time.Millisecond, Restart: 50 * time.Millisecond}}}}
+	s := sim.New(cfg)
+	s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return &probe{} }})
+	b := s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { return &probe{} }})
+	s.Run(time.Second)
+	if b.Starts() != 2 || !b.Up() {
+		t.Fatalf("b started %d times and is up=%v, want 2 and up", b.Starts(), b.Up())
+	}
+}

@@ -183,7 +183,11 @@ func (c *nc) heartbeat(period time.Duration, stop <-chan struct{}) {
 			return
 		case <-tick.C:
 			c.mu.Lock()
-			_, _ = io.WriteString(c.in, "^hb^\n")
+			select {
+			case <-stop: // checked under the lock: none after stop
+			default:
+				_, _ = io.WriteString(c.in, "^hb^\n")
+			}
 			c.mu.Unlock()
 		}
 	}
@@ -198,14 +202,15 @@ func TestChatWithNetcat(t *testing.T) {
 	alice := startNc(t, "alice", host, port)
 	alice.say(t, "/nick alice")
 	alice.out.await(t, "alice", "*** welcome alice: 1 member(s) online", true)
-	stop := make(chan struct{})
-	defer close(stop)
-	go alice.heartbeat(500*time.Millisecond, stop)
+	aliceBeats := make(chan struct{})
+	defer close(aliceBeats)
+	go alice.heartbeat(500*time.Millisecond, aliceBeats)
 
 	bob := startNc(t, "bob", host, port)
 	bob.say(t, "/nick bob")
 	bob.out.await(t, "bob", "*** welcome bob: 2 member(s) online", true)
-	go bob.heartbeat(500*time.Millisecond, stop)
+	bobBeats := make(chan struct{})
+	go bob.heartbeat(500*time.Millisecond, bobBeats)
 	alice.out.await(t, "alice", "*** bob joined", false)
 
 	alice.say(t, "hello from nc")
@@ -215,6 +220,9 @@ func TestChatWithNetcat(t *testing.T) {
 	carol := startNc(t, "carol", host, port)
 	carol.say(t, "/nick carol")
 	carol.out.await(t, "carol", "*** welcome carol: 3 member(s) online", true)
+	// bob stops his heartbeats and quits (a heartbeat after quit would
+	// join him again, as in the seed).
+	close(bobBeats)
 	bob.say(t, "see you")
 	bob.say(t, "quit")
 	bob.out.await(t, "bob", "*** bye bob", false)

@@ -1,0 +1,54 @@
+// Package cs is seed 001's Client/Server file download as a pure state
+// machine: the baseline the P2P protocol (package p2p) is measured
+// against.
+//
+// # Wire format
+//
+// There is no control protocol (the seed: "没有设计控制协议，仅传输数据").
+// A client opens a TCP connection to the server (port 52000 by default);
+// the server at once sends the file, byte 0 to byte F-1, and then closes
+// its side (FIN):
+//
+//	client -> server   TCP SYN; nothing else is required
+//	server -> client   the F bytes of the file, in order, then FIN
+//
+// The end of the file is the end of the stream: a client knows it has the
+// whole file when it reads EOF, so `nc HOST 52000 > out` is a complete
+// client. A stream reset before the FIN means the download failed; the
+// client has no way to tell a short file from a truncated one other than
+// the FIN, which is why it reports the byte count and the MD5 of what it
+// got.
+//
+// Bytes a client sends are read, counted and discarded, never buffered;
+// a client that half-closes (nc at the end of its standard input) still
+// gets the whole file.
+//
+// # The file
+//
+// A server serves the bytes it is given. When it is given none, it serves
+// the seed's default: DefaultFileSize (10^7) random bytes, generated
+// deterministically from a seed (FileSpec), so that the simulator, the
+// socket runner and a trace replay all see the same file without storing
+// it.
+//
+// # Server states
+//
+// Per connection:
+//
+//	SENDING --transport took the piece--> SENDING (queue the next piece)
+//	SENDING --last piece taken--> CLOSED (FIN after the queued bytes)
+//	SENDING --reset--> gone (counted as "reset")
+//
+// The server queues one piece (ServerConfig.Piece, 256 KiB) at a time and
+// queues the next when the runner reports the stream writable, so a slow
+// client costs no memory: pieces are slices of the one shared file.
+//
+// # Client states
+//
+//	CONNECTING --connected--> RECEIVING --EOF--> DONE (close, exit)
+//	any --reset, refused, Idle without data--> exit with an error
+//
+// The client hashes what arrives with MD5 (the seed's checksum), keeps it
+// in memory if asked, and in the simulator compares it byte for byte with
+// the file it expects.
+package cs

@@ -1,0 +1,186 @@
+// Package p2p is seed 001's P2P file distribution, with the seed's
+// messages, arguments and error ids, as pure state machines: a server
+// (the seed's tracker, which also holds the whole file) and peers that
+// download chunks from the server and from each other while serving the
+// chunks they have.
+//
+// # Framing
+//
+// Every message travels on a TCP connection and starts with a header
+// line:
+//
+//	header = OP *(SP ARG) CRLF
+//	OP     = 1*UPPER             ; CHEL, SHEL, ... case-sensitive
+//	ARG    = 1*VCHAR             ; a decimal (digits only, at most 16,
+//	                             ; value < 2^53) unless said otherwise
+//
+// A header line is at most 4096 bytes, CRLF included. Receivers are
+// lenient where the seed is vague: LF alone ends a line, runs of spaces
+// and tabs separate arguments, empty lines between messages are skipped,
+// and a header line left without its terminator for IdleFlush (200 ms)
+// while the sender waits for an answer is taken as complete (a client
+// written from the seed's description may send "CLREQ" with no CRLF).
+//
+// Some messages carry a body right after the header's CRLF:
+//
+//   - a JSON body (SHEL, CLRSP) is one compact JSON array. netspec writes
+//     it on one line followed by CRLF. A receiver takes the body to end at
+//     the bracket that closes the array, and then skips the CRLF if there
+//     is one; so a seed-style sender that writes the JSON without a line
+//     end, or with spaces (Python's json.dumps), is understood exactly.
+//     Bodies are bounded (12 bytes per chunk of the file, plus 64 KiB).
+//   - a raw body (DATA, HASH) is exactly the number of bytes its header
+//     announces, with no terminator after it.
+//   - ERROR may be followed by one line of free text (the seed's optional
+//     "补充错误信息"): a line after ERROR that does not start with a known
+//     OP is that text, and is skipped. netspec never sends it.
+//
+// # The seed's messages
+//
+// The client side of a connection (the dialer) sends requests; the other
+// side answers each, in order. Byte by byte (values are examples):
+//
+//	CHEL 51000\r\n
+//	    "hello": the sender's listening port (1..65535). First on every
+//	    connection. A server answers SHEL, a peer PHEL.
+//	SHEL 10000000 16384\r\n[["10.0.0.2",51000],["10.0.0.3",51000]]\r\n
+//	    the server's welcome: file size and chunk size in bytes, and a
+//	    JSON array of online peers, each [ip, port] (netspec also reads
+//	    "ip:port" strings). Chunk i is bytes [i*chunk, min((i+1)*chunk,
+//	    size)); there are ceil(size/chunk) chunks.
+//	PHEL\r\n
+//	    a peer's welcome.
+//	CLREQ\r\n
+//	    "which chunks do you have?"; answered by
+//	CLRSP\r\n[0,1,2,5]\r\n
+//	    a JSON array of chunk ids.
+//	DREQ 7\r\n
+//	    "send chunk 7"; answered by DATA or by an ERROR:
+//	    OFFSET_OVERFLOW if the chunk id is not below the chunk count,
+//	    CHUNK_UNDOWNLOADED if the peer does not hold the chunk.
+//	DATA 114688 16384\r\n<16384 bytes>
+//	    the chunk at that byte offset: offset = id*chunk, size its length.
+//	    The seed sends long chunks as a header and then "pure data
+//	    messages" with no header: on a stream that is simply the size
+//	    bytes following the header.
+//	CHECK 9e107d9d372bb6826bd81d3542a419d6\r\n
+//	    a client's MD5 of the whole file (32 hex digits, either case);
+//	    the server answers the same CHECK line if it matches its own,
+//	    ERROR CHECKSUM_NOT_FIT if not.
+//	ERROR UNKNOWN_COMMAND\r\n
+//	    the answer to an unknown OP, bad arguments, or a message in the
+//	    wrong state (anything but CHEL before CHEL, a second CHEL).
+//
+// A malformed line is answered with ERROR UNKNOWN_COMMAND and skipped; a
+// line too long, or a body that is not what its header says, cannot be
+// skipped (the stream has lost its framing) and ends the connection after
+// that ERROR.
+//
+// # Extensions
+//
+// netspec's extensions are new OPs; a node sends them only to a node that
+// announced them, so a client or server written from the seed never sees
+// one. The dialer pipelines "XHEL 1" after its CHEL. A node that speaks
+// the extensions answers
+//
+//	XHEL 1 <64 hex digits>\r\n
+//	    extension version 1; from the server, the root: the SHA-256 of the
+//	    concatenated SHA-256 digests of all chunks, in order. A peer's
+//	    XHEL has no root.
+//
+// and a seed-style node answers ERROR UNKNOWN_COMMAND, after which the
+// dialer speaks only the seed's protocol on that connection, one request
+// at a time. (If the seed-style node chokes on the pipelined line and
+// answers the CHEL itself with an ERROR, the dialer reconnects and sends
+// CHEL alone.) On a connection where XHEL was answered:
+//
+//	HAVE 3 17 42\r\n   HAVE HASH 5\r\n
+//	    the sender now holds these chunks (HASH: and the hash list). Sent
+//	    by either side, unsolicited, never answered. Peers announce their
+//	    new chunks to the neighbours downloading from them, and report
+//	    them to the server; a HAVE for a chunk just received from a node
+//	    is also that node's acknowledgment (see Pacing).
+//	DANY\r\n
+//	    to the server: "send me a chunk of your choice". The server picks,
+//	    among the chunks the peer is not known to hold, one held by the
+//	    fewest peers, ties at random, and answers with DATA. Answers to
+//	    DANY may come after answers to later requests (they wait for the
+//	    server's uplink; other requests do not); a DATA whose offset does
+//	    not match a pending DREQ answers a DANY.
+//	HREQ\r\n
+//	    "send the hash list"; answered by
+//	HASH 611\r\n<611*32 bytes>
+//	    the SHA-256 of every chunk, in order, which the receiver checks
+//	    against the server's root; or by ERROR CHUNK_UNDOWNLOADED (a peer
+//	    without the list) or ERROR BUSY (the server, which hands out at
+//	    most HashSeeds lists per HashEvery: peers pass the list on).
+//	ERROR BUSY\r\n
+//	    also the answer to a DREQ when the peer's uplink already has
+//	    BusyAt requests waiting: ask someone else.
+//
+// With the hash list, a peer checks every chunk from a peer as it
+// arrives: a chunk whose SHA-256 differs is dropped, fetched elsewhere,
+// and its sender banned (its connections reset, its address never dialed
+// again). Chunks from the server need no check. Without a root (a
+// seed-style server) only the final CHECK can tell, and a peer whose
+// CHECK fails downloads again from the server alone.
+//
+// # Peer states
+//
+// A peer binds its listening port (51000), connects to the server (52000)
+// and says CHEL+XHEL; SHEL gives the file's geometry and some peers. It
+// connects to up to MaxOut of them (CHEL+XHEL+CLREQ); a peer that accepts
+// a CHEL connects back to the new peer's port, as the seed does, so every
+// pair of neighbours has a connection each way, up to MaxIn neighbours.
+// Per connection it dialed:
+//
+//	DIALING --connected--> HELLO (CHEL sent) --SHEL|PHEL--> READY
+//	READY: requests flow; answers are matched to requests in order
+//	any --EOF, reset, violation, ReqTimeout--> gone: its requests go back
+//	       to the pool, a chunk cut off mid-DATA gets strict priority, and
+//	       the neighbour is dialed again after a backoff (the server too)
+//
+// Chunk selection: a random chunk first, then the rarest among the
+// neighbours, ties at random, interrupted chunks before all; each request
+// goes to the neighbour expected to answer first (fewest of our requests
+// times its recent latency), at most PeerDepth per neighbour (one for a
+// seed-style neighbour, which is also polled with CLREQ every Poll) and
+// MaxOutstanding in all, while the server is asked with ServerDepth DANYs.
+// When every missing chunk is requested (endgame), a chunk in flight may
+// be asked of a second neighbour. With every chunk held, the peer sends
+// CHECK; the server's CHECK answer is "verified", after which the peer
+// keeps serving for Linger.
+//
+// # Pacing
+//
+// A node answers DATA and HASH requests from a queue, the requester with
+// the fewest chunks first (the distribution ends when the last peer is
+// done), and writes the next only when its uplink is nearly free: with a
+// known UploadRate, when the bytes written minus what the rate has
+// drained since are under Backlog; otherwise when fewer than Window
+// answers are unacknowledged (a HAVE from an extension node, the next
+// request from a seed-style one, or AckTimeout). Without pacing, the
+// answers pile up in the uplink's queue, every HAVE waits behind seconds
+// of data, and a DANY's choice is stale by the time it leaves.
+//
+// # Stores
+//
+// A peer keeps its chunks in a Store, injected: MemStore (the file in
+// memory, the seed's default), a file on disk (the command line), or
+// LightStore, which holds no bytes at all but refers to a shared Content
+// and admits only chunks equal to it, so that a simulation of a thousand
+// peers holds one copy of the file. Machines read nothing else: the
+// server's Content is given to it, and a trace rebuilds it from the
+// generated file its configuration names.
+//
+// # Defences
+//
+// Every buffer is bounded (header lines, JSON bodies, a DATA body by the
+// chunk size, a HASH body by the chunk count); malformed input is
+// answered with UNKNOWN_COMMAND and counted, and input that breaks the
+// framing ends the connection. A peer bans a neighbour that sends a
+// corrupt chunk, a hash list that does not match the root, DATA it did
+// not ask for, or an answer that does not fit its request. Requests
+// queued per connection, connections per node and neighbours per peer
+// are bounded.
+package p2p

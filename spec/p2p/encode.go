@@ -1,0 +1,132 @@
+package p2p
+
+import (
+	"encoding/hex"
+	"net/netip"
+	"strconv"
+)
+
+// crlf ends every header line and JSON body netspec writes.
+const crlf = "\r\n"
+
+// AppendCHEL appends "CHEL port".
+func AppendCHEL(b []byte, port uint16) []byte {
+	b = append(b, "CHEL "...)
+	b = strconv.AppendUint(b, uint64(port), 10)
+	return append(b, crlf...)
+}
+
+// AppendSHEL appends "SHEL filesize chunksize" and the peer list as a
+// compact JSON array of [ip, port] pairs on one line.
+func AppendSHEL(b []byte, fileSize, chunkSize int64, peers []netip.AddrPort) []byte {
+	b = append(b, "SHEL "...)
+	b = strconv.AppendInt(b, fileSize, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, chunkSize, 10)
+	b = append(b, crlf...)
+	b = append(b, '[')
+	for i, p := range peers {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `["`...)
+		b = append(b, p.Addr().String()...)
+		b = append(b, `",`...)
+		b = strconv.AppendUint(b, uint64(p.Port()), 10)
+		b = append(b, ']')
+	}
+	b = append(b, ']')
+	return append(b, crlf...)
+}
+
+// AppendOp appends a message with no arguments: PHEL, CLREQ, DANY, HREQ.
+func AppendOp(b []byte, op Op) []byte {
+	b = append(b, op.String()...)
+	return append(b, crlf...)
+}
+
+// AppendCLRSP appends "CLRSP" and the chunk ids as a compact JSON array.
+func AppendCLRSP(b []byte, chunks []int) []byte {
+	b = append(b, "CLRSP"+crlf+"["...)
+	for i, c := range chunks {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, int64(c), 10)
+	}
+	b = append(b, ']')
+	return append(b, crlf...)
+}
+
+// AppendDREQ appends "DREQ chunkid".
+func AppendDREQ(b []byte, chunk int) []byte {
+	b = append(b, "DREQ "...)
+	b = strconv.AppendInt(b, int64(chunk), 10)
+	return append(b, crlf...)
+}
+
+// AppendDATAHeader appends "DATA offset size"; size raw bytes must follow.
+func AppendDATAHeader(b []byte, offset int64, size int) []byte {
+	b = append(b, "DATA "...)
+	b = strconv.AppendInt(b, offset, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(size), 10)
+	return append(b, crlf...)
+}
+
+// AppendCHECK appends "CHECK md5" with the digest in lower-case hex.
+func AppendCHECK(b []byte, sum [16]byte) []byte {
+	b = append(b, "CHECK "...)
+	b = hex.AppendEncode(b, sum[:])
+	return append(b, crlf...)
+}
+
+// AppendERROR appends "ERROR id".
+func AppendERROR(b []byte, id string) []byte {
+	b = append(b, "ERROR "...)
+	b = append(b, id...)
+	return append(b, crlf...)
+}
+
+// AppendXHEL appends "XHEL version [root]".
+func AppendXHEL(b []byte, root []byte) []byte {
+	b = append(b, "XHEL "...)
+	b = strconv.AppendInt(b, Version, 10)
+	if len(root) == 32 {
+		b = append(b, ' ')
+		b = hex.AppendEncode(b, root)
+	}
+	return append(b, crlf...)
+}
+
+// maxHaveLine keeps HAVE lines well under the parsers' line limit.
+const maxHaveLine = 1024
+
+// AppendHAVE appends "HAVE [HASH] id..." lines for chunks (split so no
+// line is longer than about a kilobyte).
+func AppendHAVE(b []byte, hash bool, chunks []int) []byte {
+	if !hash && len(chunks) == 0 {
+		return b
+	}
+	start := len(b)
+	b = append(b, "HAVE"...)
+	if hash {
+		b = append(b, " HASH"...)
+	}
+	for _, c := range chunks {
+		if len(b)-start > maxHaveLine {
+			b = append(b, crlf+"HAVE"...)
+			start = len(b) - 4
+		}
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(c), 10)
+	}
+	return append(b, crlf...)
+}
+
+// AppendHASHHeader appends "HASH n"; n 32-byte digests must follow.
+func AppendHASHHeader(b []byte, n int) []byte {
+	b = append(b, "HASH "...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	return append(b, crlf...)
+}

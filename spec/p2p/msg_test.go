@@ -1,0 +1,295 @@
+package p2p
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+// parseAll feeds b to a parser in pieces of size step and collects what
+// it yields.
+func parseAll(side Side, b []byte, step int) ([]Msg, []error) {
+	p := NewParser(side, Limits{Line: 256, JSON: 4096, Data: 1 << 16, Hashes: 64})
+	var msgs []Msg
+	var errs []error
+	drain := func() {
+		for {
+			m, err := p.Next()
+			if err == ErrMore {
+				return
+			}
+			if err != nil {
+				errs = append(errs, err)
+				var pe *ParseError
+				if errors.As(err, &pe) && pe.Fatal {
+					return
+				}
+				continue
+			}
+			m.Data = append([]byte(nil), m.Data...)
+			msgs = append(msgs, m)
+		}
+	}
+	for i := 0; i < len(b); i += step {
+		p.Feed(b[i:min(i+step, len(b))])
+		drain()
+	}
+	return msgs, errs
+}
+
+func TestParseSeedMessages(t *testing.T) {
+	peers := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:51000"), netip.MustParseAddrPort("10.0.0.3:51001")}
+	tests := []struct {
+		name string
+		side Side
+		in   string
+		want []Msg
+	}{
+		{"CHEL", Requests, "CHEL 51000\r\n", []Msg{{Op: CHEL, Port: 51000}}},
+		{"CHEL LF only", Requests, "CHEL 51000\n", []Msg{{Op: CHEL, Port: 51000}}},
+		{"CHEL spaces", Requests, "CHEL \t 51000  \r\n", []Msg{{Op: CHEL, Port: 51000}}},
+		{"SHEL compact", Responses, `SHEL 10000000 16384` + "\r\n" + `[["10.0.0.2",51000],["10.0.0.3",51001]]` + "\r\n",
+			[]Msg{{Op: SHEL, FileSize: 10000000, ChunkSize: 16384, Peers: peers}}},
+		{"SHEL python json, no CRLF", Responses, `SHEL 10000000 16384` + "\r\n" + `[["10.0.0.2", 51000], ["10.0.0.3", 51001]]`,
+			[]Msg{{Op: SHEL, FileSize: 10000000, ChunkSize: 16384, Peers: peers}}},
+		{"SHEL ip:port strings", Responses, "SHEL 5 1\r\n[\"10.0.0.2:51000\"]\r\n",
+			[]Msg{{Op: SHEL, FileSize: 5, ChunkSize: 1, Peers: peers[:1]}}},
+		{"SHEL bad entries skipped", Responses, "SHEL 5 1\r\n[[\"x\",1],[\"10.0.0.2\",70000],3]\r\n",
+			[]Msg{{Op: SHEL, FileSize: 5, ChunkSize: 1, Skipped: 3}}},
+		{"PHEL", Responses, "PHEL\r\n", []Msg{{Op: PHEL}}},
+		{"CLREQ", Requests, "CLREQ\r\n", []Msg{{Op: CLREQ}}},
+		{"CLRSP", Responses, "CLRSP\r\n[0,1, 5]\r\n", []Msg{{Op: CLRSP, Chunks: []int{0, 1, 5}}}},
+		{"CLRSP empty", Responses, "CLRSP\r\n[]\r\nPHEL\r\n", []Msg{{Op: CLRSP}, {Op: PHEL}}},
+		{"DREQ", Requests, "DREQ 7\r\n", []Msg{{Op: DREQ, Chunk: 7}}},
+		{"DATA", Responses, "DATA 32 5\r\nhello", []Msg{{Op: DATA, Offset: 32, Size: 5, Data: []byte("hello")}}},
+		{"DATA then CRLF then DATA", Responses, "DATA 0 2\r\nab\r\nDATA 2 1\r\nc", []Msg{
+			{Op: DATA, Size: 2, Data: []byte("ab")}, {Op: DATA, Offset: 2, Size: 1, Data: []byte("c")}}},
+		{"DATA body holding CRLF", Responses, "DATA 0 4\r\n\r\n\r\n", []Msg{{Op: DATA, Size: 4, Data: []byte("\r\n\r\n")}}},
+		{"CHECK", Requests, "CHECK 9E107D9D372BB6826BD81D3542A419D6\r\n", []Msg{{Op: CHECK, MD5: [16]byte{0x9e, 0x10, 0x7d, 0x9d, 0x37, 0x2b, 0xb6, 0x82, 0x6b, 0xd8, 0x1d, 0x35, 0x42, 0xa4, 0x19, 0xd6}}}},
+		{"ERROR", Responses, "ERROR CHUNK_UNDOWNLOADED\r\n", []Msg{{Op: ERROR, Err: ErrChunkUndownloaded}}},
+		{"ERROR with a detail line", Responses, "ERROR OFFSET_OVERFLOW\r\nchunk 900 is past the end\r\nPHEL\r\n",
+			[]Msg{{Op: ERROR, Err: ErrOffsetOverflow}, {Op: PHEL}}},
+		{"empty lines", Requests, "\r\n\r\nCLREQ\r\n\n", []Msg{{Op: CLREQ}}},
+		{"XHEL with root", Responses, "XHEL 1 " + string(bytes.Repeat([]byte("ab"), 32)) + "\r\n",
+			[]Msg{{Op: XHEL, Version: 1, Root: bytes.Repeat([]byte{0xab}, 32)}}},
+		{"XHEL newer version", Requests, "XHEL 3 future-stuff\r\n", []Msg{{Op: XHEL, Version: 3}}},
+		{"HAVE", Responses, "HAVE HASH 3 17\r\n", []Msg{{Op: HAVE, HaveHash: true, Chunks: []int{3, 17}}}},
+		{"DANY", Requests, "DANY\r\n", []Msg{{Op: DANY}}},
+		{"HASH", Responses, "HASH 1\r\n" + string(bytes.Repeat([]byte{7}, 32)), []Msg{{Op: HASH, Size: 1, Data: bytes.Repeat([]byte{7}, 32)}}},
+	}
+	for _, tc := range tests {
+		for _, step := range []int{1, 3, 1 << 20} {
+			got, errs := parseAll(tc.side, []byte(tc.in), step)
+			if len(errs) > 0 {
+				t.Errorf("%s (step %d): errors %v", tc.name, step, errs)
+				continue
+			}
+			for i := range got {
+				if len(got[i].Data) == 0 {
+					got[i].Data = nil
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%s (step %d):\n got %+v\nwant %+v", tc.name, step, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	tests := []struct {
+		name  string
+		side  Side
+		in    string
+		fatal bool
+	}{
+		{"unknown op", Requests, "HELLO\r\n", false},
+		{"lower case", Requests, "chel 51000\r\n", false},
+		{"response on the request side", Requests, "PHEL\r\n", false},
+		{"CHEL port 0", Requests, "CHEL 0\r\n", false},
+		{"CHEL port too big", Requests, "CHEL 65536\r\n", false},
+		{"CHEL no port", Requests, "CHEL\r\n", false},
+		{"CHEL two ports", Requests, "CHEL 1 2\r\n", false},
+		{"DREQ negative", Requests, "DREQ -1\r\n", false},
+		{"DREQ not a number", Requests, "DREQ x\r\n", false},
+		{"DREQ huge", Requests, "DREQ 99999999999999999999\r\n", false},
+		{"CHECK short", Requests, "CHECK abc\r\n", false},
+		{"CHECK not hex", Requests, "CHECK " + string(bytes.Repeat([]byte("z"), 32)) + "\r\n", false},
+		{"HAVE nothing", Requests, "HAVE\r\n", false},
+		{"HAVE junk", Requests, "HAVE 1 x\r\n", false},
+		{"line too long", Requests, string(bytes.Repeat([]byte("A"), 300)), true},
+		{"DATA too big", Responses, "DATA 0 99999999\r\n", true},
+		{"DATA no size", Responses, "DATA 0\r\n", true},
+		{"SHEL chunk 0", Responses, "SHEL 10 0\r\n[]\r\n", true},
+		{"SHEL body not JSON array", Responses, "SHEL 10 1\r\n{}\r\n", true},
+		{"CLRSP body broken", Responses, "CLRSP\r\n[1,,2]\r\n", true},
+		{"CLRSP body too long", Responses, "CLRSP\r\n[" + string(bytes.Repeat([]byte("1,"), 3000)), true},
+		{"HASH too many", Responses, "HASH 65\r\n", true},
+	}
+	for _, tc := range tests {
+		_, errs := parseAll(tc.side, []byte(tc.in), 1<<20)
+		if len(errs) == 0 {
+			t.Errorf("%s: accepted", tc.name)
+			continue
+		}
+		var pe *ParseError
+		if !errors.As(errs[0], &pe) || pe.Fatal != tc.fatal {
+			t.Errorf("%s: %v (fatal %v), want fatal=%v", tc.name, errs[0], pe != nil && pe.Fatal, tc.fatal)
+		}
+	}
+}
+
+// A non-fatal error skips the line: the messages after it still parse.
+func TestParseRecovers(t *testing.T) {
+	got, errs := parseAll(Requests, []byte("BOGUS 1 2\r\nDREQ x\r\nDREQ 3\r\n"), 2)
+	if len(errs) != 2 || len(got) != 1 || got[0].Op != DREQ || got[0].Chunk != 3 {
+		t.Fatalf("got %+v, errors %v", got, errs)
+	}
+}
+
+// Flush takes an unterminated line as complete: a seed-style client's
+// "CLREQ" with no CRLF.
+func TestParseFlush(t *testing.T) {
+	p := NewParser(Requests, Limits{})
+	p.Feed([]byte("CLREQ"))
+	if _, err := p.Next(); err != ErrMore || !p.Partial() {
+		t.Fatalf("unterminated line: %v, partial %v", err, p.Partial())
+	}
+	p.Flush()
+	m, err := p.Next()
+	if err != nil || m.Op != CLREQ {
+		t.Fatalf("after Flush: %+v %v", m, err)
+	}
+	// A partial DATA body is not a partial line, and Flush cannot cut it.
+	q := NewParser(Responses, Limits{})
+	q.Feed([]byte("DATA 0 10\r\nabc"))
+	if _, err := q.Next(); err != ErrMore || q.Partial() || !q.InBody() {
+		t.Fatalf("partial body: %v partial=%v inBody=%v", err, q.Partial(), q.InBody())
+	}
+}
+
+// Everything the encoders write parses back to what was encoded, however
+// the stream is cut.
+func TestEncodeParseRoundTrip(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		var b []byte
+		var want []Msg
+		n := rapid.IntRange(1, 12).Draw(t, "messages")
+		for i := 0; i < n; i++ {
+			switch rapid.IntRange(0, 6).Draw(t, "kind") {
+			case 0:
+				ids := rapid.SliceOfN(rapid.IntRange(0, 1<<20), 0, 300).Draw(t, "ids")
+				b = AppendCLRSP(b, ids)
+				if len(ids) == 0 {
+					ids = nil
+				}
+				want = append(want, Msg{Op: CLRSP, Chunks: ids})
+			case 1:
+				size := rapid.IntRange(0, 3000).Draw(t, "size")
+				data := make([]byte, size)
+				for j := range data {
+					data[j] = byte(rapid.IntRange(0, 255).Draw(t, "byte"))
+				}
+				off := rapid.Int64Range(0, 1<<40).Draw(t, "off")
+				b = append(AppendDATAHeader(b, off, size), data...)
+				if size == 0 {
+					data = nil
+				}
+				want = append(want, Msg{Op: DATA, Offset: off, Size: size, Data: data})
+			case 2:
+				ids := rapid.SliceOfN(rapid.IntRange(0, 1<<20), 1, 500).Draw(t, "have")
+				hash := rapid.Bool().Draw(t, "hash")
+				b = AppendHAVE(b, hash, ids)
+				// Long lists split into several HAVE lines.
+				got, _ := parseAll(Responses, AppendHAVE(nil, hash, ids), 1<<20)
+				var all []int
+				h := false
+				for _, m := range got {
+					all = append(all, m.Chunks...)
+					h = h || m.HaveHash
+				}
+				if !reflect.DeepEqual(all, ids) || h != hash {
+					t.Fatalf("HAVE %v %v came back as %v %v", hash, ids, h, all)
+				}
+				want = append(want, got...)
+			case 3:
+				var peers []netip.AddrPort
+				for k := rapid.IntRange(0, 5).Draw(t, "peers"); k > 0; k-- {
+					a := netip.AddrFrom4([4]byte{10, 0, byte(rapid.IntRange(0, 255).Draw(t, "o3")), byte(rapid.IntRange(1, 254).Draw(t, "o4"))})
+					peers = append(peers, netip.AddrPortFrom(a, uint16(rapid.IntRange(1, 65535).Draw(t, "port"))))
+				}
+				b = AppendSHEL(b, 10_000_000, 16384, peers)
+				want = append(want, Msg{Op: SHEL, FileSize: 10_000_000, ChunkSize: 16384, Peers: peers})
+			case 4:
+				var sum [16]byte
+				sum[0] = byte(i)
+				b = AppendCHECK(b, sum)
+				want = append(want, Msg{Op: CHECK, MD5: sum})
+			case 5:
+				id := rapid.SampledFrom([]string{ErrUnknownCommand, ErrOffsetOverflow, ErrChunkUndownloaded, ErrChecksumNotFit, ErrBusy}).Draw(t, "err")
+				b = AppendERROR(b, id)
+				want = append(want, Msg{Op: ERROR, Err: id})
+			case 6:
+				b = AppendOp(b, PHEL)
+				want = append(want, Msg{Op: PHEL})
+			}
+		}
+		step := rapid.IntRange(1, 4096).Draw(t, "step")
+		p := NewParser(Responses, Limits{})
+		var got []Msg
+		for i := 0; i < len(b); i += step {
+			p.Feed(b[i:min(i+step, len(b))])
+			for {
+				m, err := p.Next()
+				if err == ErrMore {
+					break
+				}
+				if err != nil {
+					t.Fatalf("parse: %v", err)
+				}
+				if len(m.Data) == 0 {
+					m.Data = nil
+				} else {
+					m.Data = append([]byte(nil), m.Data...)
+				}
+				got = append(got, m)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("got  %+v\nwant %+v", got, want)
+		}
+	})
+}
+
+// FuzzParser: no input makes either side of the parser panic, loop, or
+// hold more than its limits allow; and whatever it accepts, it accepts
+// the same way however the input is cut.
+func FuzzParser(f *testing.F) {
+	for _, s := range []string{
+		"CHEL 51000\r\nXHEL 1\r\nCLREQ\r\nDREQ 3\r\nDANY\r\nHREQ\r\nHAVE HASH 1 2\r\nCHECK 9e107d9d372bb6826bd81d3542a419d6\r\n",
+		"SHEL 10000000 16384\r\n[[\"10.0.0.2\", 51000]]\r\nPHEL\r\nCLRSP\r\n[0,1]\r\nDATA 0 3\r\nabcERROR CHUNK_UNDOWNLOADED\r\ndetail\r\n",
+		"XHEL 1 " + string(bytes.Repeat([]byte("0f"), 32)) + "\r\nHASH 1\r\n" + string(bytes.Repeat([]byte{1}, 32)),
+		"DATA 0 99999999999\r\n", "SHEL 1 0\r\n", "CLRSP\r\n[\"]\\\"\"]\r\n", "\n\n\r\n", "HAVE 1 2 3 x\r\n",
+		string(bytes.Repeat([]byte("["), 100)),
+	} {
+		f.Add([]byte(s), uint8(7))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		for _, side := range []Side{Requests, Responses} {
+			whole, errsWhole := parseAll(side, in, len(in)+1)
+			cut, errsCut := parseAll(side, in, int(step%64)+1)
+			if len(errsWhole) == 0 && len(errsCut) == 0 && !reflect.DeepEqual(whole, cut) {
+				t.Fatalf("side %d: whole %+v, in steps of %d %+v", side, whole, step%64+1, cut)
+			}
+			for _, m := range append(whole, cut...) {
+				if len(m.Data) > 1<<16 || len(m.Chunks) > 4096 {
+					t.Fatalf("message beyond the limits: %s with %d bytes, %d chunks", m.Op, len(m.Data), len(m.Chunks))
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,1716 @@
+package p2p
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"net/netip"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+)
+
+// DefaultServerPort and DefaultPeerPort are the seed's ports.
+const (
+	DefaultServerPort = 52000
+	DefaultPeerPort   = 51000
+)
+
+// PeerConfig configures a peer (the seed's P2P client).
+type PeerConfig struct {
+	// Server is the P2P server's address.
+	Server netip.AddrPort `json:"server"`
+	// Listen is where the peer serves other peers (port 0: any).
+	Listen netip.AddrPort `json:"listen"`
+	// Seed drives the peer's random choices.
+	Seed uint64 `json:"seed,omitempty"`
+	// Legacy makes the peer speak only the seed's protocol: no XHEL, so
+	// no extension, one request at a time.
+	Legacy bool `json:"legacy,omitempty"`
+	// MaxOut is how many neighbours the peer connects to on its own
+	// (default 8); it also connects back to every neighbour that
+	// connects to it, as the seed does, up to MaxIn neighbours in all
+	// (default 20).
+	MaxOut int `json:"maxOut,omitempty"`
+	MaxIn  int `json:"maxIn,omitempty"`
+	// PeerDepth is how many chunk requests are pipelined to one peer
+	// (default 4); ServerDepth how many DANY requests wait at the server
+	// (default 4); MaxOutstanding bounds chunk requests to peers in all
+	// (default 16).
+	PeerDepth      int `json:"peerDepth,omitempty"`
+	ServerDepth    int `json:"serverDepth,omitempty"`
+	MaxOutstanding int `json:"maxOutstanding,omitempty"`
+	// HaveDelay batches HAVE announcements: they wait HaveDelay per
+	// neighbour announced to, between 10ms and 200ms (default 5ms), so
+	// the segments they cost stay at about 1/HaveDelay per second
+	// however many neighbours there are (HAVE lines that can ride on a
+	// DATA answer go at once); ReportEvery
+	// batches the HAVE reports the server uses to find rare chunks
+	// (default 250ms).
+	HaveDelay   time.Duration `json:"haveDelay,omitempty"`
+	ReportEvery time.Duration `json:"reportEvery,omitempty"`
+	// Poll is how often a neighbour without the extensions is asked for
+	// its chunk list (default 500ms), as the seed's client does.
+	Poll time.Duration `json:"poll,omitempty"`
+	// Linger is how long the peer keeps serving after it has verified the
+	// file: 0 exits at once, a negative value serves until stopped.
+	Linger time.Duration `json:"linger,omitempty"`
+	// Retry is the first reconnection delay, doubled per failure up to
+	// 8s (default 250ms).
+	Retry time.Duration `json:"retry,omitempty"`
+	// ReqTimeout drops a neighbour that answers nothing for this long
+	// while it owes answers (default 10s).
+	ReqTimeout time.Duration `json:"reqTimeout,omitempty"`
+	// IdleFlush: see ServerConfig.
+	IdleFlush time.Duration `json:"idleFlush,omitempty"`
+	// UploadRate, Backlog, Window and AckTimeout pace the chunks this
+	// peer serves, as ServerConfig's do (defaults: no rate, 2 chunks, 8,
+	// 500ms).
+	UploadRate float64       `json:"uploadRate,omitempty"`
+	Backlog    int           `json:"backlog,omitempty"`
+	Window     int           `json:"window,omitempty"`
+	AckTimeout time.Duration `json:"ackTimeout,omitempty"`
+	// BusyAt is how many requests may wait for this peer's uplink before
+	// an extension peer asking for more is told BUSY (default 3);
+	// BusyWait is how long a peer told BUSY leaves that neighbour alone
+	// (default 100ms).
+	BusyAt   int           `json:"busyAt,omitempty"`
+	BusyWait time.Duration `json:"busyWait,omitempty"`
+	// MaxChunks bounds the chunk count a server may announce (default
+	// 1<<20).
+	MaxChunks int `json:"maxChunks,omitempty"`
+	// Progress emits a "progress" event per chunk.
+	Progress bool `json:"progress,omitempty"`
+}
+
+func (c *PeerConfig) fill() {
+	if !c.Listen.IsValid() {
+		c.Listen = netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultPeerPort)
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxOut, 8)
+	def(&c.MaxIn, 20)
+	def(&c.PeerDepth, 4)
+	def(&c.ServerDepth, 4)
+	def(&c.MaxOutstanding, 16)
+	def(&c.MaxChunks, 1<<20)
+	def(&c.Window, 8)
+	def(&c.BusyAt, 3)
+	dur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	dur(&c.HaveDelay, 5*time.Millisecond)
+	dur(&c.ReportEvery, 250*time.Millisecond)
+	dur(&c.Poll, 500*time.Millisecond)
+	dur(&c.Retry, 250*time.Millisecond)
+	dur(&c.ReqTimeout, 10*time.Second)
+	dur(&c.IdleFlush, 200*time.Millisecond)
+	dur(&c.AckTimeout, 500*time.Millisecond)
+	dur(&c.BusyWait, 100*time.Millisecond)
+}
+
+// Peer is a P2P peer machine: it downloads the file from the server and
+// from other peers, and serves the chunks it has.
+type Peer struct {
+	cfg   PeerConfig
+	store Store
+	rng   spec.Rand
+	start spec.Time
+	port  uint16
+	laddr netip.AddrPort
+
+	// the file
+	joined  bool
+	size    int64
+	chunk   int
+	n       int
+	have    bitset
+	nhave   int
+	req     []uint8 // outstanding requests per chunk
+	reqd    bitset  // chunks with a request outstanding
+	nreq    int     // chunks not held with a request outstanding
+	partial bitset  // chunks whose transfer broke off: strict priority
+	avail   []int32 // neighbours known to hold each chunk
+	root    []byte  // from the server's XHEL
+	hashes  [][32]byte
+	hashing *oconn // where the hash list is being fetched
+	hashAt  spec.Time
+
+	// connections
+	nextID  spec.Stream
+	srv     *oconn
+	srvExt  int8 // the server's extension support: 0 unknown, 1, -1
+	srvTry  int
+	srvAt   spec.Time
+	outs    []*oconn
+	byOut   map[spec.Stream]*oconn
+	ins     []*iconn
+	byIn    map[spec.Stream]*iconn
+	nbs     map[netip.AddrPort]*neighbor
+	dead    map[spec.Stream]bool // reset before they were accepted
+	known   []*neighbor          // every neighbour ever heard of, in order
+	cands   []*oconn
+	dirty   []*wconn
+	report  []int // HAVE reports waiting for the server
+	haveArm bool
+	repArm  bool
+
+	// serving
+	ring   []*iconn // connections with requests waiting for the uplink
+	upq    int      // requests waiting for the uplink
+	pace   pacer
+	acks   ackLog
+	ackAt  spec.Time
+	paceAt spec.Time
+	idleAt spec.Time // when the uplink ran out of work (rate mode)
+
+	complete  bool
+	checkSent bool
+	verified  bool
+	fails     int
+	done      bool
+	cnt       peerCounters
+}
+
+type peerCounters struct {
+	fromServer, fromPeers, dup, corrupt, banned, served, refused, overflow, unknown uint64
+	violations, reconnects, hashLists, checkFailed, timeouts, busy, idle            uint64
+}
+
+type neighbor struct {
+	addr    netip.AddrPort
+	out     *oconn
+	in      *iconn
+	banned  bool
+	legacy  bool // it did not cope with pipelined hellos: talk to it one message at a time
+	fails   int
+	retryAt spec.Time
+}
+
+// wconn is the write side shared by both kinds of connection.
+type wconn struct {
+	st    spec.Stream
+	wbuf  []byte
+	dirty bool
+	gone  bool
+	idle  bool
+	p     *Parser
+}
+
+// oconn is a connection this peer dialed: to the server or to a
+// neighbour it downloads from.
+type oconn struct {
+	wconn
+	nb       *neighbor // nil for the server
+	server   bool
+	up       bool // connected
+	ready    bool // hello answered
+	ext      int8
+	inflight []oreq // answered in order (DANY aside)
+	danys    int
+	dreqs    int // DREQs in flight
+	has      bitset
+	hasN     int // chunks in has
+	hasHash  bool
+	last     spec.Time // last byte received, or when it started owing
+	pollAt   spec.Time
+	busy     spec.Time     // told BUSY: leave it alone until then
+	lat      time.Duration // moving average of request-to-DATA time
+}
+
+type oreq struct {
+	op    Op
+	chunk int
+	at    spec.Time
+}
+
+// iconn is a connection a neighbour dialed to download from this peer.
+type iconn struct {
+	wconn
+	remote   netip.AddrPort
+	nb       *neighbor
+	hello    bool
+	ext      bool
+	pendHave []int
+	pendHash bool
+	closing  bool
+	pending  []ireq // answers in order; DREQ and HREQ wait for the uplink
+	inRing   bool
+	owed
+}
+
+type ireq struct {
+	op    Op
+	chunk int
+	err   string
+}
+
+const (
+	sockPeer  spec.Sock  = 1
+	tMaintain spec.Timer = 1<<62 | 1
+	tHave     spec.Timer = 1<<62 | 2
+	tReport   spec.Timer = 1<<62 | 3
+	tLinger   spec.Timer = 1<<62 | 4
+	tAckUp    spec.Timer = 1<<62 | 5
+	tPaceUp   spec.Timer = 1<<62 | 6
+	maintain             = 100 * time.Millisecond
+)
+
+// NewPeer returns a peer that keeps its chunks in store.
+func NewPeer(cfg PeerConfig, store Store) *Peer {
+	cfg.fill()
+	return &Peer{
+		cfg:   cfg,
+		store: store,
+		rng:   spec.NewRand(cfg.Seed),
+		byOut: map[spec.Stream]*oconn{},
+		byIn:  map[spec.Stream]*iconn{},
+		nbs:   map[netip.AddrPort]*neighbor{},
+		dead:  map[spec.Stream]bool{},
+		pace:  newPacer(cfg.UploadRate, cfg.Backlog, cfg.Window),
+	}
+}
+
+// Counters implements spec.Inspector.
+func (p *Peer) Counters() []spec.Counter {
+	c := &p.cnt
+	return []spec.Counter{
+		{Name: "chunks_from_server", Value: c.fromServer}, {Name: "chunks_from_peers", Value: c.fromPeers},
+		{Name: "duplicate_chunks", Value: c.dup}, {Name: "corrupt_chunks", Value: c.corrupt}, {Name: "peers_banned", Value: c.banned},
+		{Name: "chunks_served", Value: c.served}, {Name: "refused_undownloaded", Value: c.refused},
+		{Name: "refused_overflow", Value: c.overflow}, {Name: "error_unknown_command", Value: c.unknown},
+		{Name: "protocol_violations", Value: c.violations}, {Name: "reconnects", Value: c.reconnects},
+		{Name: "hash_lists_served", Value: c.hashLists}, {Name: "check_failed", Value: c.checkFailed},
+		{Name: "request_timeouts", Value: c.timeouts}, {Name: "told_busy", Value: c.busy},
+		{Name: "upload_idle_ms", Value: c.idle},
+	}
+}
+
+// Has reports whether the peer holds chunk i (for tests).
+func (p *Peer) Has(i int) bool { return p.joined && i >= 0 && i < p.n && p.have.has(i) }
+
+// Joined is the value of the "joined" event.
+type Joined struct {
+	FileSize  int64 `json:"fileSize"`
+	ChunkSize int   `json:"chunkSize"`
+	Peers     int   `json:"peers"`
+}
+
+// Progress is the value of "progress" events.
+type Progress struct {
+	Have  int `json:"have"`
+	Total int `json:"total"`
+}
+
+// Verified is the value of the "verified" event: the server confirmed
+// the peer's MD5.
+type Verified struct {
+	Elapsed    time.Duration `json:"elapsed"`
+	MD5        string        `json:"md5"`
+	FromServer uint64        `json:"fromServer"`
+	FromPeers  uint64        `json:"fromPeers"`
+	Duplicates uint64        `json:"duplicates"`
+	Corrupt    uint64        `json:"corrupt"`
+}
+
+// Corrupt is the value of a "corrupt" event.
+type Corrupt struct {
+	From  string `json:"from"`
+	Chunk int    `json:"chunk"`
+}
+
+// Step implements spec.Machine.
+func (p *Peer) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if p.done {
+		return out
+	}
+	switch in.Kind {
+	case spec.InStart:
+		p.start = now
+		out = append(out, spec.Bind(sockPeer, spec.TCP, p.cfg.Listen), spec.SetTimer(tMaintain, now.Add(maintain)))
+	case spec.InBound:
+		if in.Err != "" {
+			p.done = true
+			return append(out, spec.Exit("p2p: listen: "+in.Err))
+		}
+		p.port, p.laddr = in.Addr.Port(), in.Addr
+		out = append(out, spec.Emit(spec.Event{Name: "listening", Text: in.Addr.String()}))
+		out = p.dialServer(now, out)
+	case spec.InConnected:
+		if c := p.byOut[in.Stream]; c != nil {
+			out = p.connected(now, c, out)
+		}
+	case spec.InAccepted:
+		out = p.accepted(now, in, out)
+	case spec.InStreamData:
+		if c := p.byOut[in.Stream]; c != nil {
+			c.p.Feed(in.Data)
+			c.last = now
+			out = p.readOut(now, c, out)
+		} else if c := p.byIn[in.Stream]; c != nil && !c.closing {
+			c.p.Feed(in.Data)
+			out = p.readIn(now, c, out)
+		}
+	case spec.InStreamClosed:
+		if c := p.byOut[in.Stream]; c != nil {
+			out = p.lostOut(now, c, in.Err, out)
+		} else if c := p.byIn[in.Stream]; c != nil {
+			out = p.lostIn(now, c, in.Err, out)
+		} else if in.Err != "" && in.Stream&spec.AcceptedStream != 0 && len(p.dead) < 1024 {
+			p.dead[in.Stream] = true
+		}
+	case spec.InTimer:
+		out = p.timer(now, in.Timer, out)
+	case spec.InStop:
+		p.done = true
+		return append(out, spec.Exit(""))
+	}
+	if p.done {
+		return out
+	}
+	out = p.fill(now, out)
+	out = p.upload(now, out)
+	return p.flush(now, out)
+}
+
+func (p *Peer) timer(now spec.Time, t spec.Timer, out []spec.Output) []spec.Output {
+	switch t {
+	case tMaintain:
+		out = p.maintain(now, out)
+		return append(out, spec.SetTimer(tMaintain, now.Add(maintain)))
+	case tHave:
+		p.haveArm = false
+		for _, c := range p.ins {
+			p.putHaves(c)
+		}
+	case tReport:
+		p.repArm = false
+		if p.srv != nil && p.srv.ready && p.srvExt > 0 && len(p.report) > 0 {
+			p.grow(&p.srv.wconn, 0)
+		}
+	case tLinger:
+		p.done = true
+		return append(out, spec.Exit(""))
+	case tAckUp:
+		p.ackAt = 0
+		p.pace.acked(p.acks.expire(now, p.cfg.AckTimeout))
+	case tPaceUp:
+		p.paceAt = 0
+	default:
+		st := spec.Stream(t)
+		if c := p.byOut[st]; c != nil {
+			c.idle = false
+			if c.p.Partial() {
+				c.p.Flush()
+				out = p.readOut(now, c, out)
+			}
+		} else if c := p.byIn[st]; c != nil {
+			c.idle = false
+			if c.p.Partial() && !c.closing {
+				c.p.Flush()
+				out = p.readIn(now, c, out)
+			}
+		}
+	}
+	return out
+}
+
+// --- connections we dial -------------------------------------------------
+
+func (p *Peer) newOut(nb *neighbor, server bool) *oconn {
+	p.nextID++
+	c := &oconn{wconn: wconn{st: p.nextID, p: NewParser(Responses, p.limits())}, nb: nb, server: server}
+	p.byOut[c.st] = c
+	p.outs = append(p.outs, c)
+	return c
+}
+
+// limits bound what a neighbour can make this peer buffer: before SHEL,
+// what MaxChunks allows; after, one chunk and one hash list.
+func (p *Peer) limits() Limits {
+	if !p.joined {
+		return Limits{JSON: 12*p.cfg.MaxChunks + 1<<16, Data: 64 << 20, Hashes: p.cfg.MaxChunks}
+	}
+	return Limits{JSON: 12*p.n + 1<<16, Data: p.chunk, Hashes: p.n}
+}
+
+func (p *Peer) dialServer(now spec.Time, out []spec.Output) []spec.Output {
+	c := p.newOut(nil, true)
+	p.srv = c
+	c.last = now
+	return append(out, spec.Dial(c.st, p.cfg.Server))
+}
+
+func (p *Peer) dialPeer(now spec.Time, nb *neighbor, out []spec.Output) []spec.Output {
+	c := p.newOut(nb, false)
+	nb.out = c
+	c.last = now
+	return append(out, spec.Dial(c.st, nb.addr))
+}
+
+// connected says hello: CHEL, and (unless legacy) XHEL pipelined after
+// it, and to a neighbour a CLREQ too.
+func (p *Peer) connected(now spec.Time, c *oconn, out []spec.Output) []spec.Output {
+	c.up, c.last = true, now
+	b := p.grow(&c.wconn, 64)
+	b = AppendCHEL(b, p.port)
+	c.inflight = append(c.inflight, oreq{op: CHEL})
+	legacy := p.cfg.Legacy || (c.nb != nil && c.nb.legacy) || (c.server && p.srvExt < 0)
+	if !legacy {
+		b = AppendXHEL(b, nil)
+		c.inflight = append(c.inflight, oreq{op: XHEL})
+		if !c.server {
+			b = AppendOp(b, CLREQ)
+			c.inflight = append(c.inflight, oreq{op: CLREQ})
+		}
+	} else {
+		c.ext = -1
+		if c.server {
+			p.srvExt = -1
+		}
+	}
+	c.wbuf = b
+	return out
+}
+
+func (p *Peer) readOut(now spec.Time, c *oconn, out []spec.Output) []spec.Output {
+	for !c.gone {
+		m, err := c.p.Next()
+		if err == ErrMore {
+			break
+		}
+		if err != nil {
+			return p.violation(now, c, err.Error(), out)
+		}
+		out = p.response(now, c, m, out)
+	}
+	if c.gone {
+		return out
+	}
+	return p.armIdle(now, &c.wconn, out)
+}
+
+func (p *Peer) armIdle(now spec.Time, w *wconn, out []spec.Output) []spec.Output {
+	if w.p.Partial() && !w.idle {
+		w.idle = true
+		return append(out, spec.SetTimer(spec.Timer(w.st), now.Add(p.cfg.IdleFlush)))
+	}
+	if !w.p.Partial() && w.idle {
+		w.idle = false
+		return append(out, spec.CancelTimer(spec.Timer(w.st)))
+	}
+	return out
+}
+
+// violation drops a connection whose peer broke the protocol; a
+// neighbour (not the server) is banned.
+func (p *Peer) violation(now spec.Time, c *oconn, why string, out []spec.Output) []spec.Output {
+	p.cnt.violations++
+	out = append(out, spec.Debug("p2p: protocol violation", slog.String("peer", p.name(c)), slog.String("why", why)))
+	if c.nb != nil {
+		return p.ban(now, c.nb, why, out)
+	}
+	return p.closeOut(now, c, endAbort, out)
+}
+
+func (p *Peer) name(c *oconn) string {
+	if c.server {
+		return "server"
+	}
+	return c.nb.addr.String()
+}
+
+// response handles one message read on a connection this peer dialed.
+func (p *Peer) response(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Output {
+	if m.Op == HAVE {
+		p.learn(c, m)
+		return out
+	}
+	if m.Op == DATA && c.server && c.ext > 0 && (len(c.inflight) == 0 || c.inflight[0].op != DREQ) {
+		// An answer to DANY: they are not ordered with the rest.
+		if c.danys > 0 {
+			c.danys--
+		}
+		return p.data(now, c, -1, m, out)
+	}
+	if len(c.inflight) == 0 {
+		return p.violation(now, c, "unsolicited "+m.Op.String(), out)
+	}
+	r := c.inflight[0]
+	c.inflight = c.inflight[1:]
+	bad := func() []spec.Output {
+		return p.violation(now, c, fmt.Sprintf("%s in answer to %s", m.Op, r.op), out)
+	}
+	switch r.op {
+	case CHEL:
+		switch {
+		case c.server && m.Op == SHEL:
+			return p.shel(now, c, m, out)
+		case !c.server && m.Op == PHEL:
+			c.ready = true
+		case m.Op == ERROR && !p.cfg.Legacy && c.ext == 0:
+			// It may have choked on the pipelined XHEL: retry one
+			// message at a time.
+			if c.nb != nil {
+				c.nb.legacy = true
+			} else {
+				p.srvExt = -1
+			}
+			return p.closeOut(now, c, endAbort, out)
+		default:
+			return bad()
+		}
+	case XHEL:
+		switch m.Op {
+		case XHEL:
+			c.ext = 1
+			if c.server {
+				p.srvExt = 1
+				if len(m.Root) == 32 {
+					if p.root != nil && string(p.root) != string(m.Root) {
+						p.done = true
+						return append(out, spec.Exit("p2p: the server's file changed"))
+					}
+					p.root = m.Root
+				}
+			}
+		case ERROR:
+			c.ext = -1
+			if c.server {
+				p.srvExt = -1
+			}
+		default:
+			return bad()
+		}
+	case CLREQ:
+		if m.Op != CLRSP {
+			return bad()
+		}
+		m.HaveHash = false
+		p.learn(c, m)
+		c.pollAt = now.Add(p.cfg.Poll)
+	case DREQ:
+		switch {
+		case m.Op == DATA:
+			if d := now.Sub(r.at); c.lat == 0 {
+				c.lat = d
+			} else {
+				c.lat += (d - c.lat) / 4
+			}
+			return p.data(now, c, r.chunk, m, out)
+		case m.Op == ERROR && m.Err == ErrBusy:
+			c.dreqs--
+			p.unrequest(r.chunk)
+			c.busy = now.Add(p.cfg.BusyWait)
+		case m.Op == ERROR:
+			c.dreqs--
+			p.unrequest(r.chunk)
+			if c.has != nil && r.chunk < p.n && c.has.has(r.chunk) {
+				c.has.unset(r.chunk)
+				c.hasN--
+				p.avail[r.chunk]--
+			}
+			if m.Err == ErrOffsetOverflow {
+				// We asked for a chunk in range: a peer with another
+				// file. Stop asking it anything.
+				return p.violation(now, c, "OFFSET_OVERFLOW for a chunk in range", out)
+			}
+		default:
+			return bad()
+		}
+	case HREQ:
+		if p.hashing == c {
+			p.hashing = nil
+		}
+		switch m.Op {
+		case HASH:
+			return p.hashList(now, c, m, out)
+		case ERROR:
+			c.hasHash = false
+			p.hashAt = now.Add(250 * time.Millisecond)
+		default:
+			return bad()
+		}
+	case CHECK:
+		switch {
+		case m.Op == CHECK:
+			return p.checked(now, m, out)
+		case m.Op == ERROR && m.Err == ErrChecksumNotFit:
+			return p.checkFailed(now, out)
+		default:
+			return bad()
+		}
+	default:
+		return bad()
+	}
+	return out
+}
+
+// shel is the server's welcome: the file's geometry and some peers.
+func (p *Peer) shel(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Output {
+	c.ready = true
+	p.srvTry = 0
+	n := numChunks(m.FileSize, m.ChunkSize)
+	if m.ChunkSize > 64<<20 || n > p.cfg.MaxChunks {
+		p.done = true
+		return append(out, spec.Exit(fmt.Sprintf("p2p: server announced %d bytes in %d-byte chunks: too many chunks", m.FileSize, m.ChunkSize)))
+	}
+	if p.joined {
+		if m.FileSize != p.size || int(m.ChunkSize) != p.chunk {
+			p.done = true
+			return append(out, spec.Exit("p2p: the server's file changed"))
+		}
+	} else {
+		if err := p.store.Open(m.FileSize, int(m.ChunkSize)); err != nil {
+			p.done = true
+			return append(out, spec.Exit("p2p: "+err.Error()))
+		}
+		p.joined = true
+		p.size, p.chunk, p.n = m.FileSize, int(m.ChunkSize), n
+		p.have, p.partial = newBitset(n), newBitset(n)
+		p.req, p.avail = make([]uint8, n), make([]int32, n)
+		p.reqd = newBitset(n)
+		if p.cfg.Backlog <= 0 {
+			p.pace.backlog = float64(2 * p.chunk)
+		}
+		for _, o := range p.outs {
+			o.p.SetLimits(p.limits())
+		}
+		out = append(out,
+			spec.Info("p2p: joined", slog.Int64("bytes", m.FileSize), slog.Int64("chunk", m.ChunkSize), slog.Int("peers", len(m.Peers))),
+			spec.Emit(spec.Event{Name: "joined", Value: Joined{FileSize: m.FileSize, ChunkSize: int(m.ChunkSize), Peers: len(m.Peers)}}))
+		if n == 0 {
+			out = p.completed(now, out)
+		}
+	}
+	for _, a := range m.Peers {
+		p.hear(a)
+	}
+	return p.dialMore(now, out)
+}
+
+// hear records a neighbour's address.
+func (p *Peer) hear(a netip.AddrPort) *neighbor {
+	if nb := p.nbs[a]; nb != nil {
+		return nb
+	}
+	nb := &neighbor{addr: a}
+	p.nbs[a] = nb
+	p.known = append(p.known, nb)
+	return nb
+}
+
+// self reports whether a is this peer's own listening address.
+func (p *Peer) self(a netip.AddrPort) bool {
+	if a.Port() != p.port {
+		return false
+	}
+	l := p.laddr.Addr()
+	return a.Addr() == l || (l.IsUnspecified() && a.Addr().IsLoopback())
+}
+
+func (p *Peer) peersOut() int {
+	n := len(p.outs)
+	if p.srv != nil {
+		n--
+	}
+	return n
+}
+
+// dialMore connects to known neighbours up to MaxOut.
+func (p *Peer) dialMore(now spec.Time, out []spec.Output) []spec.Output {
+	if !p.joined {
+		return out
+	}
+	for _, nb := range p.known {
+		if p.peersOut() >= p.cfg.MaxOut {
+			break
+		}
+		if nb.out != nil || nb.banned || nb.retryAt > now || p.self(nb.addr) {
+			continue
+		}
+		out = p.dialPeer(now, nb, out)
+	}
+	return out
+}
+
+// learn records what a neighbour (or the server) says it has.
+func (p *Peer) learn(c *oconn, m Msg) {
+	if m.HaveHash {
+		c.hasHash = true
+	}
+	if !p.joined || c.server {
+		return
+	}
+	if c.has == nil {
+		c.has = newBitset(p.n)
+	}
+	for _, i := range m.Chunks {
+		if i >= 0 && i < p.n && !c.has.has(i) {
+			c.has.set(i)
+			c.hasN++
+			p.avail[i]++
+		}
+	}
+}
+
+// data handles a DATA message; want is the chunk requested (-1: the
+// server's choice).
+func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, out []spec.Output) []spec.Output {
+	if want >= 0 {
+		c.dreqs--
+		p.unrequest(want)
+	}
+	if !p.joined || p.chunk == 0 || m.Offset%int64(p.chunk) != 0 || m.Offset/int64(p.chunk) >= int64(p.n) {
+		return p.violation(now, c, fmt.Sprintf("DATA at offset %d", m.Offset), out)
+	}
+	i := int(m.Offset / int64(p.chunk))
+	if (want >= 0 && i != want) || int64(m.Size) != p.chunkLen(i) {
+		return p.violation(now, c, fmt.Sprintf("DATA %d %d in answer to DREQ %d", m.Offset, m.Size, want), out)
+	}
+	switch {
+	case c.server && c.ext > 0:
+		// The acknowledgment the server paces itself by.
+		p.report = append(p.report, i)
+		p.grow(&c.wconn, 0)
+	case !c.server && c.ext > 0:
+		c.wbuf = AppendHAVE(p.grow(&c.wconn, 16), false, []int{i})
+	}
+	if p.have.has(i) {
+		p.cnt.dup++
+		return out
+	}
+	trusted := c.server
+	switch {
+	case p.hashes != nil:
+		if sha256.Sum256(m.Data) != p.hashes[i] {
+			return p.corrupt(now, c, i, out)
+		}
+	case !trusted && p.root != nil:
+		// Unverifiable yet: we never ask peers before the hash list
+		// arrives, so this is an unrequested chunk. Drop it.
+		p.cnt.dup++
+		return out
+	}
+	if err := p.store.Put(i, m.Data); err != nil {
+		return p.corrupt(now, c, i, out)
+	}
+	p.have.set(i)
+	p.nhave++
+	p.partial.unset(i)
+	if p.req[i] > 0 {
+		p.nreq--
+	}
+	if c.server {
+		p.cnt.fromServer++
+	} else {
+		p.cnt.fromPeers++
+	}
+	if (!c.server || c.ext <= 0) && p.srvExt >= 0 {
+		p.report = append(p.report, i)
+		if !p.repArm {
+			p.repArm = true
+			out = append(out, spec.SetTimer(tReport, now.Add(p.cfg.ReportEvery)))
+		}
+	}
+	for _, ic := range p.ins {
+		if ic.ext {
+			ic.pendHave = append(ic.pendHave, i)
+		}
+	}
+	if !p.haveArm && len(p.ins) > 0 {
+		p.haveArm = true
+		out = append(out, spec.SetTimer(tHave, now.Add(p.haveDelay())))
+	}
+	if p.cfg.Progress {
+		out = append(out, spec.Emit(spec.Event{Name: "progress", Value: Progress{Have: p.nhave, Total: p.n}}))
+	}
+	if p.nhave == p.n {
+		out = p.completed(now, out)
+	}
+	return out
+}
+
+func (p *Peer) chunkLen(i int) int64 {
+	lo := int64(i) * int64(p.chunk)
+	return min(int64(p.chunk), p.size-lo)
+}
+
+// corrupt rejects a chunk that fails its hash: it is fetched elsewhere
+// and the sender is banned.
+func (p *Peer) corrupt(now spec.Time, c *oconn, i int, out []spec.Output) []spec.Output {
+	p.cnt.corrupt++
+	out = append(out, spec.Warn("p2p: corrupt chunk rejected", slog.String("from", p.name(c)), slog.Int("chunk", i)),
+		spec.Emit(spec.Event{Name: "corrupt", Value: Corrupt{From: p.name(c), Chunk: i}}))
+	if c.nb != nil {
+		return p.ban(now, c.nb, "served a corrupt chunk", out)
+	}
+	return out
+}
+
+// ban drops a neighbour for good.
+func (p *Peer) ban(now spec.Time, nb *neighbor, why string, out []spec.Output) []spec.Output {
+	if !nb.banned {
+		nb.banned = true
+		p.cnt.banned++
+		out = append(out, spec.Warn("p2p: banning peer", slog.String("peer", nb.addr.String()), slog.String("why", why)),
+			spec.Emit(spec.Event{Name: "banned", Text: nb.addr.String()}))
+	}
+	if nb.out != nil {
+		out = p.closeOut(now, nb.out, endAbort, out)
+	}
+	if nb.in != nil {
+		out = p.closeIn(nb.in, true, out)
+	}
+	return out
+}
+
+func (p *Peer) hashList(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Output {
+	switch {
+	case c.server && c.ext > 0:
+		p.report = append(p.report, -1)
+		p.grow(&c.wconn, 0)
+	case !c.server && c.ext > 0:
+		c.wbuf = AppendHAVE(p.grow(&c.wconn, 16), true, nil)
+	}
+	if p.hashes != nil || p.root == nil {
+		return out
+	}
+	if m.Size != p.n {
+		return p.violation(now, c, fmt.Sprintf("HASH of %d chunks, the file has %d", m.Size, p.n), out)
+	}
+	hs := make([][32]byte, p.n)
+	for i := range hs {
+		copy(hs[i][:], m.Data[32*i:])
+	}
+	if r := rootOf(hs); string(r[:]) != string(p.root) {
+		return p.violation(now, c, "HASH list does not match the server's root", out)
+	}
+	p.hashes = hs
+	for _, ic := range p.ins {
+		if ic.ext {
+			ic.pendHash = true
+		}
+	}
+	if !p.haveArm && len(p.ins) > 0 {
+		p.haveArm = true
+		out = append(out, spec.SetTimer(tHave, now.Add(p.haveDelay())))
+	}
+	return out
+}
+
+func (p *Peer) completed(now spec.Time, out []spec.Output) []spec.Output {
+	p.complete = true
+	sum, err := p.store.Sum()
+	if err != nil {
+		p.done = true
+		return append(out, spec.Exit("p2p: "+err.Error()))
+	}
+	out = append(out, spec.Info("p2p: download complete", slog.String("md5", hex.EncodeToString(sum[:])), slog.Duration("t", now.Sub(p.start))),
+		spec.Emit(spec.Event{Name: "complete", Text: hex.EncodeToString(sum[:])}))
+	return p.sendCheck(out)
+}
+
+func (p *Peer) sendCheck(out []spec.Output) []spec.Output {
+	c := p.srv
+	if !p.complete || p.checkSent || c == nil || !c.ready {
+		return out
+	}
+	sum, err := p.store.Sum()
+	if err != nil {
+		return out
+	}
+	if c.danys > 0 {
+		// The DANYs still queued at the server are not wanted any more.
+		c.danys = 0
+	}
+	p.checkSent = true
+	c.wbuf = AppendCHECK(p.grow(&c.wconn, 40), sum)
+	c.inflight = append(c.inflight, oreq{op: CHECK})
+	return out
+}
+
+func (p *Peer) checked(now spec.Time, m Msg, out []spec.Output) []spec.Output {
+	if p.verified {
+		return out
+	}
+	p.verified = true
+	v := Verified{Elapsed: now.Sub(p.start), MD5: hex.EncodeToString(m.MD5[:]), FromServer: p.cnt.fromServer,
+		FromPeers: p.cnt.fromPeers, Duplicates: p.cnt.dup, Corrupt: p.cnt.corrupt}
+	out = append(out, spec.Info("p2p: the server confirmed the file", slog.String("md5", v.MD5), slog.Duration("time", v.Elapsed)),
+		spec.Emit(spec.Event{Name: "verified", Value: v}))
+	switch {
+	case p.cfg.Linger == 0:
+		p.done = true
+		out = append(out, spec.Exit(""))
+	case p.cfg.Linger > 0:
+		out = append(out, spec.SetTimer(tLinger, now.Add(p.cfg.Linger)))
+	}
+	return out
+}
+
+// checkFailed starts again, from the server only, after CHECKSUM_NOT_FIT:
+// without the hash extension a corrupt chunk is found only now, and not
+// where.
+func (p *Peer) checkFailed(now spec.Time, out []spec.Output) []spec.Output {
+	p.cnt.checkFailed++
+	p.fails++
+	out = append(out, spec.Warn("p2p: the server says the file's checksum does not fit; downloading again"))
+	if p.fails > 3 {
+		p.done = true
+		return append(out, spec.Exit("p2p: checksum does not fit after 3 downloads"))
+	}
+	p.store.Reset()
+	p.have = newBitset(p.n)
+	p.nhave, p.complete, p.checkSent = 0, false, false
+	for i := range p.req {
+		p.req[i] = 0
+	}
+	p.reqd = newBitset(p.n)
+	p.nreq = 0
+	for _, c := range append([]*oconn(nil), p.outs...) {
+		if !c.server {
+			out = p.closeOut(now, c, endAbort, out)
+		}
+	}
+	if p.hashes == nil {
+		for _, nb := range p.known {
+			nb.banned = true // without per-chunk hashes no peer can be trusted again
+		}
+	}
+	return out
+}
+
+// --- connections neighbours dial -----------------------------------------
+
+func (p *Peer) accepted(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if p.dead[in.Stream] {
+		// The simulator can report a connection reset before its
+		// accept; it is gone.
+		delete(p.dead, in.Stream)
+		return out
+	}
+	if len(p.ins) >= p.cfg.MaxIn {
+		p.cnt.unknown++
+		return append(out, spec.Abort(in.Stream), spec.Debug("p2p: too many peers downloading from us", slog.String("from", in.Addr.String())))
+	}
+	c := &iconn{wconn: wconn{st: in.Stream, p: NewParser(Requests, Limits{Data: 1})}, remote: in.Addr}
+	p.ins = append(p.ins, c)
+	p.byIn[in.Stream] = c
+	return out
+}
+
+func (p *Peer) readIn(now spec.Time, c *iconn, out []spec.Output) []spec.Output {
+	for !c.gone && !c.closing {
+		m, err := c.p.Next()
+		if err == ErrMore {
+			break
+		}
+		if err != nil {
+			pe := err.(*ParseError)
+			p.cnt.unknown++
+			out = append(out, spec.Debug("p2p: bad request", slog.String("from", c.remote.String()), slog.String("err", pe.Error())))
+			if pe.Fatal {
+				p.dropPending(c)
+				p.writeIn(c, ireq{op: ERROR, err: ErrUnknownCommand})
+				return p.closeIn(c, false, out)
+			}
+			p.answer(c, ireq{op: ERROR, err: ErrUnknownCommand})
+			continue
+		}
+		out = p.serve(now, c, m, out)
+	}
+	if c.gone || c.closing {
+		return out
+	}
+	p.schedIn(c)
+	return p.armIdle(now, &c.wconn, out)
+}
+
+// answer queues or writes an answer on c, keeping answers in order.
+func (p *Peer) answer(c *iconn, r ireq) {
+	paced := r.op == DREQ || r.op == HREQ
+	if len(c.pending) == 0 && !paced {
+		p.writeIn(c, r)
+		return
+	}
+	if paced {
+		p.upq++
+	}
+	c.pending = append(c.pending, r)
+}
+
+func (p *Peer) writeIn(c *iconn, r ireq) {
+	switch r.op {
+	case ERROR:
+		c.wbuf = AppendERROR(p.grow(&c.wconn, 32), r.err)
+	case PHEL:
+		c.wbuf = AppendOp(p.grow(&c.wconn, 8), PHEL)
+	case XHEL:
+		b := AppendXHEL(p.grow(&c.wconn, 96), nil)
+		if p.hashes != nil {
+			b = AppendHAVE(b, true, nil)
+			c.pendHash = false
+		}
+		c.wbuf = b
+	case CLRSP:
+		ids := make([]int, 0, p.nhave)
+		for i := 0; i < p.n; i++ {
+			if p.have.has(i) {
+				ids = append(ids, i)
+			}
+		}
+		c.pendHave = c.pendHave[:0] // the list covers them
+		c.wbuf = AppendCLRSP(p.grow(&c.wconn, 8+6*len(ids)), ids)
+	}
+}
+
+// serve answers one request from a neighbour.
+func (p *Peer) serve(now spec.Time, c *iconn, m Msg, out []spec.Output) []spec.Output {
+	unknown := func(why string) []spec.Output {
+		p.cnt.unknown++
+		p.answer(c, ireq{op: ERROR, err: ErrUnknownCommand})
+		return append(out, spec.Debug("p2p: "+why, slog.String("from", c.remote.String()), slog.String("op", m.Op.String())))
+	}
+	if !c.hello && m.Op != CHEL {
+		return unknown("request before CHEL")
+	}
+	if p.cfg.Legacy && m.Op.Extension() {
+		return unknown("extension to a legacy peer")
+	}
+	if !c.ext && m.Op != HAVE && len(c.items) > 0 {
+		// A seed-style peer asks one thing at a time: a new request
+		// means the last answer arrived.
+		p.pace.acked(c.clear())
+	}
+	switch m.Op {
+	case CHEL:
+		if c.hello {
+			return unknown("second CHEL")
+		}
+		c.hello = true
+		a := netip.AddrPortFrom(c.remote.Addr(), m.Port)
+		nb := p.hear(a)
+		if nb.banned {
+			return p.closeIn(c, true, out)
+		}
+		if nb.in != nil && nb.in != c {
+			out = p.closeIn(nb.in, true, out) // it reconnected; the old one is stale
+		}
+		nb.in, c.nb = c, nb
+		p.answer(c, ireq{op: PHEL})
+		// The seed: the accepting peer connects back to the new peer's
+		// listening port, so both can download from each other. MaxIn
+		// bounds the neighbours this makes.
+		if nb.out == nil && p.joined && !p.self(a) {
+			nb.retryAt = 0
+			out = p.dialPeer(now, nb, out)
+		}
+	case XHEL:
+		c.ext = true
+		p.answer(c, ireq{op: XHEL})
+	case CLREQ:
+		p.answer(c, ireq{op: CLRSP})
+	case DREQ:
+		switch {
+		case !p.joined || (m.Chunk < p.n && !p.have.has(m.Chunk)):
+			p.cnt.refused++
+			p.answer(c, ireq{op: ERROR, err: ErrChunkUndownloaded})
+		case m.Chunk >= p.n:
+			p.cnt.overflow++
+			p.answer(c, ireq{op: ERROR, err: ErrOffsetOverflow})
+		case c.ext && len(c.pending) == 0 && p.upq >= p.cfg.BusyAt:
+			p.cnt.busy++
+			p.answer(c, ireq{op: ERROR, err: ErrBusy})
+		default:
+			p.answer(c, ireq{op: DREQ, chunk: m.Chunk})
+		}
+	case HREQ:
+		if p.hashes == nil {
+			p.answer(c, ireq{op: ERROR, err: ErrChunkUndownloaded})
+			return out
+		}
+		p.answer(c, ireq{op: HREQ})
+	case HAVE:
+		if c.nb != nil && c.nb.out != nil {
+			p.learn(c.nb.out, m)
+		}
+		for _, i := range m.Chunks {
+			if c.owed.ack(i) {
+				p.pace.acked(1)
+			}
+		}
+		if m.HaveHash && c.owed.ack(-1) {
+			p.pace.acked(1)
+		}
+	default:
+		return unknown("unexpected request")
+	}
+	return out
+}
+
+// schedIn puts c in the upload ring if a paced answer heads its queue.
+func (p *Peer) schedIn(c *iconn) {
+	if !c.inRing && !c.gone && !c.closing && len(c.pending) > 0 && (c.pending[0].op == DREQ || c.pending[0].op == HREQ) {
+		c.inRing = true
+		p.ring = append(p.ring, c)
+	}
+}
+
+// next takes from the ring the neighbour that has the fewest chunks, the
+// first in the ring among equals: the distribution is over when the last
+// peer has the file, so the peer furthest behind goes first.
+func (p *Peer) next() *iconn {
+	best, bestN := 0, 1<<30
+	for k, c := range p.ring {
+		n := 0
+		if c.nb != nil && c.nb.out != nil {
+			n = c.nb.out.hasN
+		}
+		if n < bestN {
+			best, bestN = k, n
+		}
+	}
+	c := p.ring[best]
+	p.ring = append(p.ring[:best], p.ring[best+1:]...)
+	return c
+}
+
+// upload writes paced answers, the peer furthest behind first, while the
+// pacer allows.
+func (p *Peer) upload(now spec.Time, out []spec.Output) []spec.Output {
+	for len(p.ring) > 0 && p.pace.ready(now) {
+		c := p.next()
+		c.inRing = false
+		if c.gone || c.closing || len(c.pending) == 0 {
+			continue
+		}
+		r := c.pending[0]
+		c.pending = c.pending[1:]
+		p.upq--
+		p.putHaves(c)
+		switch {
+		case r.op == HREQ:
+			b := p.grow(&c.wconn, 32*len(p.hashes)+16)
+			b = AppendHASHHeader(b, len(p.hashes))
+			for i := range p.hashes {
+				b = append(b, p.hashes[i][:]...)
+			}
+			c.wbuf = b
+			p.cnt.hashLists++
+			p.acks.add(now, &c.owed, -1)
+			p.pace.sent(now, 32*len(p.hashes))
+		case p.have.has(r.chunk):
+			data, err := p.store.Get(r.chunk)
+			if err != nil {
+				p.writeIn(c, ireq{op: ERROR, err: ErrChunkUndownloaded})
+				out = append(out, spec.Warn("p2p: store", slog.String("err", err.Error())))
+				break
+			}
+			b := p.grow(&c.wconn, len(data)+32)
+			b = AppendDATAHeader(b, int64(r.chunk)*int64(p.chunk), len(data))
+			c.wbuf = append(b, data...)
+			p.cnt.served++
+			p.acks.add(now, &c.owed, r.chunk)
+			p.pace.sent(now, len(data))
+		default:
+			p.cnt.refused++
+			p.writeIn(c, ireq{op: ERROR, err: ErrChunkUndownloaded})
+		}
+		for len(c.pending) > 0 && c.pending[0].op != DREQ && c.pending[0].op != HREQ {
+			p.writeIn(c, c.pending[0])
+			c.pending = c.pending[1:]
+		}
+		p.schedIn(c)
+	}
+	if p.pace.rate > 0 && p.joined {
+		// Account the time the uplink had nothing to send.
+		p.pace.drain(now)
+		switch {
+		case len(p.ring) == 0 && p.idleAt == 0:
+			p.idleAt = now.Add(time.Duration(p.pace.queued / p.pace.rate * float64(time.Second)))
+		case len(p.ring) > 0 && p.idleAt != 0:
+			if now > p.idleAt {
+				p.cnt.idle += uint64(now.Sub(p.idleAt) / time.Millisecond)
+			}
+			p.idleAt = 0
+		}
+	}
+	if len(p.ring) == 0 {
+		p.ring = nil
+	} else if at := p.pace.wake(now); at != 0 && p.paceAt == 0 {
+		p.paceAt = at
+		out = append(out, spec.SetTimer(tPaceUp, at))
+	}
+	if at := p.acks.next(p.cfg.AckTimeout); at != 0 && p.ackAt == 0 {
+		p.ackAt = at
+		out = append(out, spec.SetTimer(tAckUp, at))
+	}
+	return out
+}
+
+// dropPending forgets the answers c still waits for.
+func (p *Peer) dropPending(c *iconn) {
+	for _, r := range c.pending {
+		if r.op == DREQ || r.op == HREQ {
+			p.upq--
+		}
+	}
+	c.pending = nil
+}
+
+// haveDelay is how long announcements wait to be batched.
+func (p *Peer) haveDelay() time.Duration {
+	return min(max(p.cfg.HaveDelay*time.Duration(len(p.ins)), 10*time.Millisecond), 200*time.Millisecond)
+}
+
+// putHaves writes c's pending HAVE announcements.
+func (p *Peer) putHaves(c *iconn) {
+	if c.gone || c.closing || (len(c.pendHave) == 0 && !c.pendHash) {
+		return
+	}
+	b := p.grow(&c.wconn, 8+6*len(c.pendHave))
+	c.wbuf = AppendHAVE(b, c.pendHash, c.pendHave)
+	c.pendHave, c.pendHash = c.pendHave[:0], false
+}
+
+// --- losing connections ----------------------------------------------------
+
+func (p *Peer) lostOut(now spec.Time, c *oconn, err string, out []spec.Output) []spec.Output {
+	if c.p.Partial() && err == "" {
+		c.p.Flush()
+		out = p.readOut(now, c, out)
+		if c.gone {
+			return out
+		}
+	}
+	if err != "" {
+		return p.closeOut(now, c, endGone, out)
+	}
+	return p.closeOut(now, c, endClose, out)
+}
+
+// How a connection ends.
+const (
+	endGone  = iota // the runner already reported it reset: nothing to do
+	endClose        // the peer sent EOF: FIN ours
+	endAbort        // we drop it: reset
+)
+
+// closeOut forgets a dialed connection and puts its requests back in the
+// pool.
+func (p *Peer) closeOut(now spec.Time, c *oconn, how int, out []spec.Output) []spec.Output {
+	if c.gone {
+		return out
+	}
+	c.gone = true
+	delete(p.byOut, c.st)
+	for i, o := range p.outs {
+		if o == c {
+			p.outs = append(p.outs[:i], p.outs[i+1:]...)
+			break
+		}
+	}
+	if c.idle {
+		out = append(out, spec.CancelTimer(spec.Timer(c.st)))
+	}
+	switch how {
+	case endClose:
+		out = append(out, spec.Close(c.st))
+	case endAbort:
+		out = append(out, spec.Abort(c.st))
+	}
+	for k, r := range c.inflight {
+		if r.op == DREQ {
+			p.unrequest(r.chunk)
+			if k == 0 && c.p.InBody() && p.joined {
+				p.partial.set(r.chunk)
+			}
+		}
+	}
+	c.inflight, c.dreqs, c.danys = nil, 0, 0
+	if c.has != nil {
+		for i := 0; i < p.n; i++ {
+			if c.has.has(i) {
+				p.avail[i]--
+			}
+		}
+		c.has, c.hasN = nil, 0
+	}
+	if p.hashing == c {
+		p.hashing = nil
+	}
+	if c.server {
+		p.srv = nil
+		p.srvTry++
+		if !p.verified {
+			p.checkSent = false // ask again on the next connection
+		}
+		p.cnt.reconnects++
+		p.srvAt = now.Add(backoff(p.cfg.Retry, p.srvTry))
+		return append(out, spec.Debug("p2p: lost the server", slog.Int("try", p.srvTry)))
+	}
+	nb := c.nb
+	nb.out = nil
+	if !c.ready {
+		nb.fails++
+	} else {
+		nb.fails = 0
+	}
+	nb.retryAt = now.Add(backoff(p.cfg.Retry, nb.fails+1))
+	return out
+}
+
+func backoff(first time.Duration, try int) time.Duration {
+	d := first
+	for i := 1; i < try && d < 8*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 8*time.Second)
+}
+
+func (p *Peer) lostIn(now spec.Time, c *iconn, err string, out []spec.Output) []spec.Output {
+	if err == "" && !c.closing {
+		if c.p.Partial() {
+			c.p.Flush()
+			out = p.readIn(now, c, out)
+		}
+		return p.closeIn(c, false, out)
+	}
+	return p.forgetIn(c, out)
+}
+
+// closeIn ends a connection a neighbour dialed: gracefully (FIN after
+// the answers) or by reset.
+func (p *Peer) closeIn(c *iconn, abort bool, out []spec.Output) []spec.Output {
+	if c.gone || c.closing {
+		return out
+	}
+	c.closing = true
+	if abort {
+		c.wbuf = nil
+		out = append(out, spec.Abort(c.st))
+		return p.forgetIn(c, out)
+	}
+	p.grow(&c.wconn, 0)
+	return out
+}
+
+func (p *Peer) forgetIn(c *iconn, out []spec.Output) []spec.Output {
+	if c.gone {
+		return out
+	}
+	c.gone = true
+	p.dropPending(c)
+	p.pace.acked(c.clear())
+	c.dead = true
+	delete(p.byIn, c.st)
+	for i, o := range p.ins {
+		if o == c {
+			p.ins = append(p.ins[:i], p.ins[i+1:]...)
+			break
+		}
+	}
+	if c.nb != nil && c.nb.in == c {
+		c.nb.in = nil
+	}
+	if c.idle {
+		out = append(out, spec.CancelTimer(spec.Timer(c.st)))
+	}
+	return out
+}
+
+// --- requesting --------------------------------------------------------------
+
+func (p *Peer) unrequest(i int) {
+	if i < 0 || i >= len(p.req) || p.req[i] == 0 {
+		return
+	}
+	p.req[i]--
+	if p.req[i] == 0 {
+		p.reqd.unset(i)
+		if !p.have.has(i) {
+			p.nreq--
+		}
+	}
+}
+
+func (p *Peer) request(now spec.Time, c *oconn, i int) {
+	p.owe(now, c)
+	if p.req[i] == 0 {
+		p.nreq++
+		p.reqd.set(i)
+	}
+	p.req[i]++
+	c.dreqs++
+	c.inflight = append(c.inflight, oreq{op: DREQ, chunk: i, at: now})
+	c.wbuf = AppendDREQ(p.grow(&c.wconn, 24), i)
+}
+
+// verifiable reports whether chunks from peers can be checked: with the
+// hash list, or when the server has no extension (then only CHECK can).
+func (p *Peer) verifiable() bool {
+	return p.hashes != nil || p.srvExt < 0
+}
+
+// fill issues requests wherever there is room.
+func (p *Peer) fill(now spec.Time, out []spec.Output) []spec.Output {
+	if !p.joined || p.complete {
+		return out
+	}
+	if c := p.srv; c != nil && c.ready {
+		switch {
+		case p.srvExt > 0:
+			for c.danys < p.cfg.ServerDepth && p.n-p.nhave-p.nreq > c.danys {
+				c.danys++
+				c.wbuf = AppendOp(p.grow(&c.wconn, 8), DANY)
+			}
+		case p.srvExt < 0 && len(c.inflight) == 0:
+			if i := p.pick(c, true); i >= 0 {
+				p.request(now, c, i)
+			}
+		}
+		if p.srvExt > 0 && p.hashes == nil && p.hashing == nil && now >= p.hashAt && p.root != nil {
+			src := c
+			for _, o := range p.outs {
+				if !o.server && o.ready && o.ext > 0 && o.hasHash {
+					src = o
+					break
+				}
+			}
+			p.hashing = src
+			p.owe(now, src)
+			src.inflight = append(src.inflight, oreq{op: HREQ})
+			src.wbuf = AppendOp(p.grow(&src.wconn, 8), HREQ)
+		}
+	}
+	if !p.verifiable() {
+		return out
+	}
+	total := 0
+	for _, c := range p.outs {
+		if !c.server {
+			total += c.dreqs
+		}
+	}
+	// Each request goes to the neighbour expected to answer first: the
+	// one with the fewest of our requests times its recent latency, so
+	// idle uploaders (fast answers) draw requests and busy ones shed
+	// them. A neighbour never measured counts as fast, to be tried.
+	cands := p.cands[:0]
+	for _, c := range p.outs {
+		if c.server || !c.ready || c.gone || c.has == nil || c.busy > now {
+			continue
+		}
+		if c.ext <= 0 && len(c.inflight) > 0 {
+			continue // a seed-style peer: one request at a time
+		}
+		cands = append(cands, c)
+	}
+	p.cands = cands
+	for total < p.cfg.MaxOutstanding && len(cands) > 0 {
+		bi := -1
+		var bs time.Duration
+		for k, c := range cands {
+			depth := p.cfg.PeerDepth
+			if c.ext <= 0 {
+				depth = 1
+			}
+			if c.dreqs >= depth {
+				continue
+			}
+			sc := (c.lat + time.Millisecond) * time.Duration(c.dreqs+1)
+			if bi < 0 || sc < bs {
+				bi, bs = k, sc
+			}
+		}
+		if bi < 0 {
+			break
+		}
+		c := cands[bi]
+		i := p.pick(c, false)
+		if i < 0 {
+			cands = append(cands[:bi], cands[bi+1:]...)
+			continue
+		}
+		p.request(now, c, i)
+		total++
+	}
+	for k := range p.cands {
+		p.cands[k] = nil
+	}
+	return out
+}
+
+// pick chooses the chunk to ask c for: a chunk whose transfer broke off
+// first, a random one while this peer has none, then the rarest among its
+// neighbours, ties at random; in endgame (every missing chunk requested)
+// a chunk requested once elsewhere. any: c has every chunk (the server).
+// -1: nothing to ask c for.
+func (p *Peer) pick(c *oconn, any bool) int {
+	best, ties, bestAvail := -1, 0, int32(1<<30)
+	random := p.nhave < 1
+	part := false
+	for k := range p.have {
+		w := ^p.have[k] &^ p.reqd[k]
+		if !any {
+			w &= c.has[k]
+		}
+		if k == len(p.have)-1 && p.n%64 != 0 {
+			w &= 1<<(uint(p.n)%64) - 1
+		}
+		for w != 0 {
+			b := bits.TrailingZeros64(w)
+			w &= w - 1
+			i := k<<6 | b
+			if p.partial.has(i) {
+				if !part {
+					part, best, ties = true, i, 1
+				} else {
+					ties++
+					if p.rng.IntN(ties) == 0 {
+						best = i
+					}
+				}
+				continue
+			}
+			if part {
+				continue
+			}
+			a := p.avail[i]
+			if random {
+				a = 0
+			}
+			switch {
+			case a < bestAvail:
+				best, ties, bestAvail = i, 1, a
+			case a == bestAvail:
+				ties++
+				if p.rng.IntN(ties) == 0 {
+					best = i
+				}
+			}
+		}
+	}
+	if best >= 0 || any || p.nhave+p.nreq < p.n {
+		return best
+	}
+	// Endgame: ask a second peer for a chunk still in flight elsewhere.
+	ties = 0
+	for k := range p.have {
+		w := c.has[k] &^ p.have[k] & p.reqd[k]
+		for w != 0 {
+			b := bits.TrailingZeros64(w)
+			w &= w - 1
+			i := k<<6 | b
+			if p.req[i] != 1 || c.asked(i) {
+				continue
+			}
+			ties++
+			if p.rng.IntN(ties) == 0 {
+				best = i
+			}
+		}
+	}
+	return best
+}
+
+// owe notes that c owes an answer from now, if it owed none.
+func (p *Peer) owe(now spec.Time, c *oconn) {
+	if len(c.inflight) == 0 {
+		c.last = now
+	}
+}
+
+func (c *oconn) asked(i int) bool {
+	for _, r := range c.inflight {
+		if r.op == DREQ && r.chunk == i {
+			return true
+		}
+	}
+	return false
+}
+
+// maintain runs every 100ms: reconnections, polls, timeouts, CHECK.
+func (p *Peer) maintain(now spec.Time, out []spec.Output) []spec.Output {
+	if p.srv == nil && now >= p.srvAt {
+		out = p.dialServer(now, out)
+	}
+	for _, c := range append([]*oconn(nil), p.outs...) {
+		owes := len(c.inflight) > 0 || (!c.ready && !c.server)
+		if owes && !c.server && now.Sub(c.last) > p.cfg.ReqTimeout {
+			p.cnt.timeouts++
+			out = append(out, spec.Debug("p2p: neighbour stopped answering", slog.String("peer", p.name(c))))
+			out = p.closeOut(now, c, endAbort, out)
+			continue
+		}
+		if c.server && !c.ready && now.Sub(c.last) > p.cfg.ReqTimeout {
+			out = p.closeOut(now, c, endAbort, out)
+			continue
+		}
+		if !c.server && c.ready && c.ext < 0 && len(c.inflight) == 0 && now >= c.pollAt && !p.complete {
+			c.inflight = append(c.inflight, oreq{op: CLREQ})
+			c.wbuf = AppendOp(p.grow(&c.wconn, 8), CLREQ)
+			c.last = now
+		}
+	}
+	if p.joined && !p.complete {
+		out = p.dialMore(now, out)
+	}
+	return p.sendCheck(out)
+}
+
+// --- writing ---------------------------------------------------------------
+
+// grow registers w to be flushed at the end of the step and returns its
+// buffer with room for n more bytes.
+func (p *Peer) grow(w *wconn, n int) []byte {
+	if !w.dirty {
+		w.dirty = true
+		p.dirty = append(p.dirty, w)
+	}
+	if cap(w.wbuf)-len(w.wbuf) < n {
+		nb := make([]byte, len(w.wbuf), len(w.wbuf)+n+64)
+		copy(nb, w.wbuf)
+		w.wbuf = nb
+	}
+	return w.wbuf
+}
+
+func (p *Peer) flush(now spec.Time, out []spec.Output) []spec.Output {
+	if c := p.srv; c != nil && c.dirty && c.ready && p.srvExt > 0 && len(p.report) > 0 {
+		// Reports ride along with whatever else goes to the server.
+		hash := false
+		ids := p.report[:0]
+		for _, i := range p.report {
+			if i < 0 {
+				hash = true
+			} else {
+				ids = append(ids, i)
+			}
+		}
+		c.wbuf = AppendHAVE(c.wbuf, hash, ids)
+		p.report = p.report[:0]
+	}
+	for _, w := range p.dirty {
+		w.dirty = false
+		if !w.gone && len(w.wbuf) > 0 {
+			out = append(out, spec.Write(w.st, w.wbuf))
+		}
+		w.wbuf = nil
+		if ic := p.byIn[w.st]; ic != nil && ic.closing && !ic.gone {
+			out = append(out, spec.Close(w.st))
+			out = p.forgetIn(ic, out)
+		}
+	}
+	p.dirty = p.dirty[:0]
+	return out
+}

@@ -1,0 +1,82 @@
+package p2p
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/cs"
+)
+
+// Protocol describes P2P file distribution to the generic tools. A
+// server rebuilt from a trace serves the file its config's File names; a
+// peer keeps its chunks in a MemStore.
+var Protocol = spec.Protocol{
+	Name:  "p2p",
+	Roles: []string{"server", "peer"},
+	New: func(role string, config []byte) (spec.Machine, error) {
+		switch role {
+		case "server":
+			var c ServerConfig
+			if err := json.Unmarshal(config, &c); err != nil {
+				return nil, fmt.Errorf("p2p: server config: %w", err)
+			}
+			data, err := cs.Generate(c.File)
+			if err != nil {
+				return nil, err
+			}
+			c.fill()
+			content, err := NewContent(data, c.ChunkSize)
+			if err != nil {
+				return nil, err
+			}
+			return NewServer(c, content), nil
+		case "peer":
+			var c PeerConfig
+			if err := json.Unmarshal(config, &c); err != nil {
+				return nil, fmt.Errorf("p2p: peer config: %w", err)
+			}
+			return NewPeer(c, &MemStore{}), nil
+		}
+		return nil, fmt.Errorf("p2p: unknown role %q", role)
+	},
+	Describe: Describe,
+}
+
+// Describe summarises stream bytes for timelines: the header lines it
+// finds, and how many raw bytes follow.
+func Describe(b []byte) string {
+	var parts []string
+	rest := b
+	for len(rest) > 0 && len(parts) < 4 {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 || i > 96 {
+			break
+		}
+		line := bytes.TrimRight(rest[:i], "\r")
+		if len(line) == 0 || !printable(line) {
+			break
+		}
+		parts = append(parts, strconv.QuoteToASCII(string(line)))
+		rest = rest[i+1:]
+	}
+	s := fmt.Sprintf("%d bytes", len(b))
+	for _, p := range parts {
+		s += " " + p
+	}
+	if len(parts) > 0 && len(rest) > 0 {
+		s += fmt.Sprintf(" +%d", len(rest))
+	}
+	return s
+}
+
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}

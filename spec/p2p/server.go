@@ -1,0 +1,706 @@
+package p2p
+
+import (
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/cs"
+)
+
+// DefaultChunkSize is the chunk size a server announces unless told
+// otherwise: 16 KiB, small enough that a chunk spreads through a swarm
+// quickly (13 ms at 10 Mbit/s), large enough that per-chunk messages cost
+// well under 1%.
+const DefaultChunkSize = 16 << 10
+
+// ServerConfig configures a P2P server (the seed's tracker and seed in
+// one). The file is passed to NewServer; File names it when it is
+// generated, so that a trace can rebuild the server.
+type ServerConfig struct {
+	Addr      netip.AddrPort `json:"addr"`
+	File      cs.FileSpec    `json:"file"`
+	ChunkSize int            `json:"chunkSize,omitempty"`
+	// Seed drives the server's random choices (peer lists, DANY ties).
+	Seed uint64 `json:"seed,omitempty"`
+	// MaxList bounds the peers listed in SHEL (default 8). Every byte the
+	// server sends that is not the file delays the file: with a
+	// thousand peers, a 50-peer list would cost the server 10% of its
+	// upload time.
+	MaxList int `json:"maxList,omitempty"`
+	// UploadRate is the payload bits per second the server's uplink
+	// carries, if known; Backlog is how many bytes it lets wait in front
+	// of the line (default 2 chunks). Without a rate, Window bounds the
+	// DATA and HASH responses written and not yet acknowledged (default
+	// 8); AckTimeout frees the slot of one never acknowledged (default
+	// 500ms). See "Pacing" in the package documentation.
+	UploadRate float64       `json:"uploadRate,omitempty"`
+	Backlog    int           `json:"backlog,omitempty"`
+	Window     int           `json:"window,omitempty"`
+	AckTimeout time.Duration `json:"ackTimeout,omitempty"`
+	// HashSeeds bounds the hash lists the server sends per HashEvery
+	// (defaults 2 per second); peers get the list from each other.
+	HashSeeds int           `json:"hashSeeds,omitempty"`
+	HashEvery time.Duration `json:"hashEvery,omitempty"`
+	// MaxConns bounds connections (default 4096); MaxPending bounds the
+	// requests queued on one (default 256).
+	MaxConns   int `json:"maxConns,omitempty"`
+	MaxPending int `json:"maxPending,omitempty"`
+	// IdleFlush is how long an unterminated header line waits for its
+	// CRLF before it is taken as complete (default 200ms).
+	IdleFlush time.Duration `json:"idleFlush,omitempty"`
+	// Legacy makes the server speak only the seed's protocol, answering
+	// the extensions with UNKNOWN_COMMAND, like a server written from the
+	// seed's description.
+	Legacy bool `json:"legacy,omitempty"`
+}
+
+func (c *ServerConfig) fill() {
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = DefaultChunkSize
+	}
+	if c.MaxList <= 0 {
+		c.MaxList = 8
+	}
+	if c.Window <= 0 {
+		c.Window = 8
+	}
+	if c.Backlog <= 0 {
+		c.Backlog = 2 * c.ChunkSize
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 500 * time.Millisecond
+	}
+	if c.HashSeeds <= 0 {
+		c.HashSeeds = 2
+	}
+	if c.HashEvery <= 0 {
+		c.HashEvery = time.Second
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 4096
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 256
+	}
+	if c.IdleFlush <= 0 {
+		c.IdleFlush = 200 * time.Millisecond
+	}
+}
+
+// Server is the P2P server machine.
+type Server struct {
+	cfg     ServerConfig
+	c       *Content
+	rng     spec.Rand
+	conns   map[spec.Stream]*sconn
+	dead    map[spec.Stream]bool // reset before they were accepted
+	ring    []*sconn             // connections with paced work, served round-robin
+	online  []*sconn             // connections that said CHEL, in join order
+	holders []int32              // peers known to hold, or being sent, each chunk
+	pace    pacer
+	acks    ackLog
+	hashN   int
+	hashAt  spec.Time
+	dirty   []*sconn
+	ackAt   spec.Time // when the ack timer is set for (0: not set)
+	paceAt  spec.Time // when the pacing timer is set for (0: not set)
+	start   spec.Time
+	cnt     serverCounters
+}
+
+type serverCounters struct {
+	conns, hellos, ext, refused, requests, data, bytes, unknown, overflow, busy uint64
+	checkOK, checkBad, fatal, ackTimeouts, danys, hashes                        uint64
+}
+
+type sconn struct {
+	st      spec.Stream
+	remote  netip.AddrPort
+	p       *Parser
+	hello   bool
+	listen  netip.AddrPort
+	ext     bool
+	pending []sreq // requests answered in order (DANY aside)
+	danys   int    // DANY requests waiting for the scheduler
+	owed
+	known   bitset // chunks the peer has or is being sent
+	knownN  int
+	closing bool // we closed after a fatal error, or after the peer's EOF
+	eof     bool // the peer will send nothing more
+	idle    bool // idle-flush timer set
+	inRing  bool
+	gone    bool
+	closed  bool // our FIN is queued
+	dirty   bool // in Server.dirty
+	wbuf    []byte
+}
+
+type sreq struct {
+	op    Op
+	chunk int
+	md5   [16]byte
+	err   string // a queued ERROR reply
+	list  []netip.AddrPort
+}
+
+const (
+	sockListen spec.Sock  = 1
+	tAck       spec.Timer = 1<<62 | 1
+	tPace      spec.Timer = 1<<62 | 2
+)
+
+// NewServer returns a server of content c.
+func NewServer(cfg ServerConfig, c *Content) *Server {
+	cfg.fill()
+	return &Server{
+		cfg:     cfg,
+		c:       c,
+		rng:     spec.NewRand(cfg.Seed),
+		conns:   map[spec.Stream]*sconn{},
+		dead:    map[spec.Stream]bool{},
+		holders: make([]int32, c.Chunks()),
+		pace:    newPacer(cfg.UploadRate, cfg.Backlog, cfg.Window),
+	}
+}
+
+// Counters implements spec.Inspector.
+func (s *Server) Counters() []spec.Counter {
+	c := &s.cnt
+	return []spec.Counter{
+		{Name: "connections", Value: c.conns}, {Name: "hellos", Value: c.hellos}, {Name: "extended", Value: c.ext},
+		{Name: "refused", Value: c.refused}, {Name: "requests", Value: c.requests}, {Name: "data_sent", Value: c.data},
+		{Name: "bytes_sent", Value: c.bytes}, {Name: "dany_served", Value: c.danys}, {Name: "hash_lists_sent", Value: c.hashes},
+		{Name: "error_unknown_command", Value: c.unknown}, {Name: "error_offset_overflow", Value: c.overflow},
+		{Name: "error_busy", Value: c.busy}, {Name: "check_ok", Value: c.checkOK}, {Name: "check_failed", Value: c.checkBad},
+		{Name: "fatal_input", Value: c.fatal}, {Name: "ack_timeouts", Value: c.ackTimeouts},
+	}
+}
+
+// Checked is the value of the server's "checked" event.
+type Checked struct {
+	Peer string `json:"peer"`
+	OK   bool   `json:"ok"`
+}
+
+// Step implements spec.Machine.
+func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		s.start = now
+		out = append(out, spec.Bind(sockListen, spec.TCP, s.cfg.Addr))
+	case spec.InBound:
+		if in.Err != "" {
+			return append(out, spec.Exit("p2p: listen: "+in.Err))
+		}
+		out = append(out,
+			spec.Info("p2p server listening", slog.String("addr", in.Addr.String()), slog.Int64("bytes", s.c.Size()), slog.Int("chunk", s.c.ChunkSize()), slog.String("md5", hex.EncodeToString(s.c.md5[:]))),
+			spec.Emit(spec.Event{Name: "listening", Text: in.Addr.String()}))
+	case spec.InAccepted:
+		if s.dead[in.Stream] {
+			// The simulator can report a connection reset before its
+			// accept; it is gone.
+			delete(s.dead, in.Stream)
+			break
+		}
+		if len(s.conns) >= s.cfg.MaxConns {
+			s.cnt.refused++
+			return append(out, spec.Abort(in.Stream), spec.Warn("p2p: connection limit reached, refusing", slog.String("from", in.Addr.String())))
+		}
+		s.cnt.conns++
+		s.conns[in.Stream] = &sconn{st: in.Stream, remote: in.Addr, p: NewParser(Requests, Limits{Data: 1})}
+	case spec.InStreamData:
+		c := s.conns[in.Stream]
+		if c == nil || c.closing {
+			return out
+		}
+		c.p.Feed(in.Data)
+		out = s.read(now, c, out)
+	case spec.InTimer:
+		if in.Timer == tAck {
+			s.ackAt = 0
+			n := s.acks.expire(now, s.cfg.AckTimeout)
+			s.cnt.ackTimeouts += uint64(n)
+			s.pace.acked(n)
+		} else if in.Timer == tPace {
+			s.paceAt = 0
+		} else if c := s.conns[spec.Stream(in.Timer)]; c != nil {
+			c.idle = false
+			if !c.closing && c.p.Partial() {
+				c.p.Flush()
+				out = s.read(now, c, out)
+			}
+		}
+	case spec.InStreamClosed:
+		c := s.conns[in.Stream]
+		if c == nil {
+			if in.Err != "" && len(s.dead) < 1024 {
+				s.dead[in.Stream] = true
+			}
+			return out
+		}
+		if in.Err != "" || c.closing {
+			s.drop(c)
+			if c.idle {
+				out = append(out, spec.CancelTimer(spec.Timer(c.st)))
+			}
+			break
+		}
+		// EOF: the peer asks nothing more but may still be reading; it
+		// gets the answers it asked for, then our FIN.
+		c.eof = true
+		c.danys = 0
+		s.leave(c)
+		s.ackAll(c)
+		if c.p.Partial() {
+			c.p.Flush()
+			out = s.read(now, c, out)
+		}
+		s.closeIfDone(c)
+	case spec.InStop:
+		return append(out, spec.Exit(""))
+	}
+	out = s.serve(now, out)
+	return s.flush(now, out)
+}
+
+// drop forgets a connection.
+func (s *Server) drop(c *sconn) {
+	if c.gone {
+		return
+	}
+	c.gone = true
+	delete(s.conns, c.st)
+	s.leave(c)
+	s.pace.acked(c.clear())
+	c.dead = true
+	if c.known != nil {
+		for i := range s.holders {
+			if c.known.has(i) {
+				s.holders[i]--
+			}
+		}
+	}
+}
+
+// leave takes c off the online list.
+func (s *Server) leave(c *sconn) {
+	for i, o := range s.online {
+		if o == c {
+			s.online = append(s.online[:i], s.online[i+1:]...)
+			return
+		}
+	}
+}
+
+func (s *Server) reply(c *sconn, r sreq) {
+	if len(c.pending) == 0 && r.op != DREQ && r.op != HREQ {
+		s.write(c, r)
+		return
+	}
+	c.pending = append(c.pending, r)
+}
+
+// read handles every complete message in c's parser.
+func (s *Server) read(now spec.Time, c *sconn, out []spec.Output) []spec.Output {
+	for !c.closing {
+		m, err := c.p.Next()
+		if err == ErrMore {
+			break
+		}
+		if err != nil {
+			pe := err.(*ParseError)
+			s.cnt.unknown++
+			out = append(out, spec.Debug("p2p server: bad request", slog.String("from", c.remote.String()), slog.String("err", pe.Error())))
+			if pe.Fatal {
+				s.cnt.fatal++
+				s.fatal(c)
+				break
+			}
+			s.reply(c, sreq{op: ERROR, err: ErrUnknownCommand})
+			continue
+		}
+		s.cnt.requests++
+		if !c.ext && len(c.items) > 0 {
+			// A client without the extensions asks one thing at a time:
+			// a new request means the last answer arrived.
+			s.ackAll(c)
+		}
+		if len(c.pending)+c.danys >= s.cfg.MaxPending {
+			s.cnt.fatal++
+			out = append(out, spec.Debug("p2p server: too many queued requests", slog.String("from", c.remote.String())))
+			s.fatal(c)
+			break
+		}
+		out = s.request(now, c, m, out)
+	}
+	if c.closing {
+		return out
+	}
+	s.closeIfDone(c)
+	if c.p.Partial() && !c.idle {
+		c.idle = true
+		out = append(out, spec.SetTimer(spec.Timer(c.st), now.Add(s.cfg.IdleFlush)))
+	} else if !c.p.Partial() && c.idle {
+		c.idle = false
+		out = append(out, spec.CancelTimer(spec.Timer(c.st)))
+	}
+	s.schedule(c)
+	return out
+}
+
+// fatal answers UNKNOWN_COMMAND, nothing more, and closes c: after a
+// fatal parse error the stream cannot be resynchronised.
+func (s *Server) fatal(c *sconn) {
+	c.pending, c.danys = nil, 0
+	s.ackAll(c)
+	s.write(c, sreq{op: ERROR, err: ErrUnknownCommand})
+	c.closing = true
+	s.leave(c)
+}
+
+// closeIfDone closes a connection whose peer sent EOF once every answer
+// is out.
+func (s *Server) closeIfDone(c *sconn) {
+	if c.eof && !c.closing && len(c.pending) == 0 {
+		c.closing = true
+		s.grow(c, 0)
+	}
+}
+
+func (s *Server) request(now spec.Time, c *sconn, m Msg, out []spec.Output) []spec.Output {
+	unknown := func(why string) []spec.Output {
+		s.cnt.unknown++
+		s.reply(c, sreq{op: ERROR, err: ErrUnknownCommand})
+		return append(out, spec.Debug("p2p server: "+why, slog.String("from", c.remote.String()), slog.String("op", m.Op.String())))
+	}
+	if !c.hello && m.Op != CHEL {
+		return unknown("request before CHEL")
+	}
+	if s.cfg.Legacy && m.Op.Extension() {
+		return unknown("extension to a legacy server")
+	}
+	switch m.Op {
+	case CHEL:
+		if c.hello {
+			return unknown("second CHEL")
+		}
+		c.hello = true
+		s.cnt.hellos++
+		c.listen = netip.AddrPortFrom(c.remote.Addr(), m.Port)
+		for _, o := range s.online {
+			if o.listen == c.listen {
+				s.leave(o) // the same peer again: its old connection is stale
+				break
+			}
+		}
+		s.reply(c, sreq{op: SHEL, list: s.peerList(c)})
+		s.online = append(s.online, c)
+		out = append(out, spec.Info("p2p server: peer joined", slog.String("peer", c.listen.String()), slog.Int("online", len(s.online))))
+	case XHEL:
+		if !c.ext {
+			c.ext = true
+			s.cnt.ext++
+			c.known = newBitset(s.c.Chunks())
+		}
+		s.reply(c, sreq{op: XHEL})
+	case CLREQ:
+		s.reply(c, sreq{op: CLRSP})
+	case DREQ:
+		if m.Chunk >= s.c.Chunks() {
+			s.cnt.overflow++
+			s.reply(c, sreq{op: ERROR, err: ErrOffsetOverflow})
+			return append(out, spec.Debug("p2p server: DREQ out of range", slog.String("from", c.remote.String()), slog.Int("chunk", m.Chunk)))
+		}
+		s.reply(c, sreq{op: DREQ, chunk: m.Chunk})
+	case DANY:
+		if !c.ext {
+			c.ext = true
+			c.known = newBitset(s.c.Chunks())
+		}
+		c.danys++
+	case HREQ:
+		if now.Sub(s.hashAt) >= s.cfg.HashEvery {
+			s.hashAt, s.hashN = now, 0
+		}
+		if s.hashN >= s.cfg.HashSeeds && c.ext {
+			s.cnt.busy++
+			s.reply(c, sreq{op: ERROR, err: ErrBusy})
+			return out
+		}
+		s.hashN++
+		s.reply(c, sreq{op: HREQ})
+	case HAVE:
+		if c.known == nil {
+			c.known = newBitset(s.c.Chunks())
+		}
+		for _, i := range m.Chunks {
+			if i < 0 || i >= s.c.Chunks() {
+				continue
+			}
+			if !c.known.has(i) {
+				c.known.set(i)
+				c.knownN++
+				s.holders[i]++
+			}
+			s.ack(c, i)
+		}
+		if m.HaveHash {
+			s.ack(c, -1)
+		}
+	case CHECK:
+		ok := m.MD5 == s.c.md5
+		ev := Checked{Peer: c.listen.String(), OK: ok}
+		if ok {
+			s.cnt.checkOK++
+			s.reply(c, sreq{op: CHECK, md5: m.MD5})
+			out = append(out, spec.Info("p2p server: peer verified the file", slog.String("peer", c.listen.String()), slog.Duration("t", now.Sub(s.start))))
+		} else {
+			s.cnt.checkBad++
+			s.reply(c, sreq{op: ERROR, err: ErrChecksumNotFit})
+			out = append(out, spec.Warn("p2p server: peer's checksum does not fit", slog.String("peer", c.listen.String())))
+		}
+		out = append(out, spec.Emit(spec.Event{Name: "checked", Value: ev}))
+	default:
+		return unknown("unexpected message")
+	}
+	return out
+}
+
+// peerList picks up to MaxList online peers other than c, at random.
+func (s *Server) peerList(c *sconn) []netip.AddrPort {
+	var idx []int
+	for i, o := range s.online {
+		if o != c && o.listen != c.listen {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) > s.cfg.MaxList {
+		for i := 0; i < s.cfg.MaxList; i++ {
+			j := i + s.rng.IntN(len(idx)-i)
+			idx[i], idx[j] = idx[j], idx[i]
+		}
+		idx = idx[:s.cfg.MaxList]
+	}
+	list := make([]netip.AddrPort, len(idx))
+	for i, j := range idx {
+		list[i] = s.online[j].listen
+	}
+	return list
+}
+
+// schedule puts c in the round-robin ring if it has paced work.
+func (s *Server) schedule(c *sconn) {
+	if c.inRing || c.gone || c.closing {
+		return
+	}
+	if c.danys > 0 || (len(c.pending) > 0 && (c.pending[0].op == DREQ || c.pending[0].op == HREQ)) {
+		c.inRing = true
+		s.ring = append(s.ring, c)
+	}
+}
+
+// next takes from the ring the peer known to hold the fewest chunks, the
+// first in the ring among equals.
+func (s *Server) next() *sconn {
+	best, bestN := 0, 1<<30
+	for k, c := range s.ring {
+		if c.knownN < bestN {
+			best, bestN = k, c.knownN
+		}
+	}
+	c := s.ring[best]
+	s.ring = append(s.ring[:best], s.ring[best+1:]...)
+	return c
+}
+
+// serve sends paced responses, the peer furthest behind first, while the
+// pacer allows.
+func (s *Server) serve(now spec.Time, out []spec.Output) []spec.Output {
+	for len(s.ring) > 0 && s.pace.ready(now) {
+		c := s.next()
+		c.inRing = false
+		if c.gone || c.closing {
+			continue
+		}
+		switch {
+		case c.danys > 0 && c.knownN == 0 && len(c.pending) > 0 && c.pending[0].op == HREQ:
+			// A peer's first chunk before its hash list: it cannot use
+			// the list before it has chunks to trade anyway.
+			c.danys--
+			s.cnt.danys++
+			s.sendData(now, c, s.pick(c))
+		case len(c.pending) > 0 && c.pending[0].op == DREQ:
+			r := c.pending[0]
+			c.pending = c.pending[1:]
+			s.sendData(now, c, r.chunk)
+		case len(c.pending) > 0 && c.pending[0].op == HREQ:
+			c.pending = c.pending[1:]
+			s.sendHash(now, c)
+		case c.danys > 0:
+			c.danys--
+			s.cnt.danys++
+			s.sendData(now, c, s.pick(c))
+		}
+		// Answers queued behind the paced one go now.
+		for len(c.pending) > 0 && c.pending[0].op != DREQ && c.pending[0].op != HREQ {
+			r := c.pending[0]
+			c.pending = c.pending[1:]
+			s.write(c, r)
+		}
+		s.schedule(c)
+		s.closeIfDone(c)
+	}
+	if len(s.ring) == 0 {
+		s.ring = nil
+	} else if at := s.pace.wake(now); at != 0 && s.paceAt == 0 {
+		s.paceAt = at
+		out = append(out, spec.SetTimer(tPace, at))
+	}
+	return out
+}
+
+// pick chooses the chunk a DANY gets: one the peer is not known to hold,
+// held by the fewest peers, ties broken at random.
+func (s *Server) pick(c *sconn) int {
+	n := s.c.Chunks()
+	if n == 0 {
+		return 0
+	}
+	start := s.rng.IntN(n)
+	best := -1
+	for k := 0; k < n; k++ {
+		i := start + k
+		if i >= n {
+			i -= n
+		}
+		if c.known != nil && c.known.has(i) {
+			continue
+		}
+		if best < 0 || s.holders[i] < s.holders[best] {
+			best = i
+			if s.holders[i] == 0 {
+				break
+			}
+		}
+	}
+	if best < 0 {
+		best = start
+	}
+	return best
+}
+
+func (s *Server) track(now spec.Time, c *sconn, chunk, n int) {
+	s.acks.add(now, &c.owed, chunk)
+	s.pace.sent(now, n)
+}
+
+func (s *Server) sendData(now spec.Time, c *sconn, i int) {
+	if c.known != nil && !c.known.has(i) {
+		c.known.set(i)
+		c.knownN++
+		s.holders[i]++
+	}
+	data := s.c.Chunk(i)
+	c.wbuf = s.grow(c, len(data)+32)
+	c.wbuf = AppendDATAHeader(c.wbuf, int64(i)*int64(s.c.ChunkSize()), len(data))
+	c.wbuf = append(c.wbuf, data...)
+	s.cnt.data++
+	s.cnt.bytes += uint64(len(data))
+	s.track(now, c, i, len(data))
+}
+
+func (s *Server) sendHash(now spec.Time, c *sconn) {
+	hs := s.c.Hashes()
+	c.wbuf = s.grow(c, 32*len(hs)+16)
+	c.wbuf = AppendHASHHeader(c.wbuf, len(hs))
+	for i := range hs {
+		c.wbuf = append(c.wbuf, hs[i][:]...)
+	}
+	s.cnt.hashes++
+	s.track(now, c, -1, 32*len(hs))
+}
+
+// grow makes sure c's write buffer is registered for flushing and has
+// room for n more bytes.
+func (s *Server) grow(c *sconn, n int) []byte {
+	if !c.dirty {
+		c.dirty = true
+		s.dirty = append(s.dirty, c)
+	}
+	if cap(c.wbuf)-len(c.wbuf) < n {
+		nb := make([]byte, len(c.wbuf), len(c.wbuf)+n+256)
+		copy(nb, c.wbuf)
+		return nb
+	}
+	return c.wbuf
+}
+
+// write encodes an unpaced answer.
+func (s *Server) write(c *sconn, r sreq) {
+	b := s.grow(c, 96)
+	switch r.op {
+	case SHEL:
+		b = AppendSHEL(b, s.c.Size(), int64(s.c.ChunkSize()), r.list)
+	case XHEL:
+		root := s.c.Root()
+		b = AppendXHEL(b, root[:])
+	case CLRSP:
+		ids := make([]int, s.c.Chunks())
+		for i := range ids {
+			ids[i] = i
+		}
+		b = AppendCLRSP(b, ids)
+	case CHECK:
+		b = AppendCHECK(b, r.md5)
+	case ERROR:
+		b = AppendERROR(b, r.err)
+	}
+	c.wbuf = b
+}
+
+func (s *Server) flush(now spec.Time, out []spec.Output) []spec.Output {
+	for _, c := range s.dirty {
+		if len(c.wbuf) > 0 && !c.gone {
+			out = append(out, spec.Write(c.st, c.wbuf))
+		}
+		c.wbuf, c.dirty = nil, false
+		if c.closing && !c.gone && !c.closed {
+			c.closed = true
+			out = append(out, spec.Close(c.st))
+			if c.idle {
+				c.idle = false
+				out = append(out, spec.CancelTimer(spec.Timer(c.st)))
+			}
+			if c.eof {
+				s.drop(c) // both sides have finished
+			} else {
+				s.leave(c)
+			}
+		}
+	}
+	s.dirty = s.dirty[:0]
+	if at := s.acks.next(s.cfg.AckTimeout); at != 0 && s.ackAt == 0 {
+		s.ackAt = at
+		out = append(out, spec.SetTimer(tAck, at))
+	}
+	return out
+}
+
+// ack frees the slot of c's oldest unacknowledged response for chunk
+// (-1: a hash list).
+func (s *Server) ack(c *sconn, chunk int) {
+	if c.owed.ack(chunk) {
+		s.pace.acked(1)
+	}
+}
+
+func (s *Server) ackAll(c *sconn) { s.pace.acked(c.clear()) }
+
+// String is for logs.
+func (s *Server) String() string {
+	return fmt.Sprintf("p2p server (%d bytes, %d chunks, %d online)", s.c.Size(), s.c.Chunks(), len(s.online))
+}

@@ -1,0 +1,475 @@
+package p2p_test
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/cs"
+	"github.com/netspec/netspec/spec/p2p"
+	"pgregory.net/rapid"
+)
+
+var serverAddr = netip.MustParseAddrPort("10.0.0.1:52000")
+
+// debugLogger logs the machines at debug level when P2P_DEBUG is set.
+func debugLogger() *slog.Logger {
+	if os.Getenv("P2P_DEBUG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// liar is a malicious peer: a real peer whose DATA answers have their
+// last byte flipped on the way out.
+type liar struct{ m spec.Machine }
+
+func (l liar) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	n := len(out)
+	out = l.m.Step(now, in, out)
+	for i := n; i < len(out); i++ {
+		o := &out[i]
+		if o.Kind == spec.OutWrite && o.Stream&spec.AcceptedStream != 0 && bytes.Contains(o.Data, []byte("DATA ")) {
+			d := append([]byte(nil), o.Data...)
+			d[len(d)-1] ^= 0x5a
+			o.Data = d
+		}
+	}
+	return out
+}
+
+// swarm is one simulated distribution.
+type swarm struct {
+	n         int
+	legacy    []bool // peers that speak only the seed's protocol
+	oldServer bool   // a server that speaks only the seed's protocol
+	liar      bool   // the last peer corrupts what it serves
+	faults    sim.Faults
+	size      int
+	chunk     int
+	seed      uint64
+
+	content  *p2p.Content
+	s        *sim.Sim
+	stores   map[string]*p2p.MemStore // each peer's current incarnation's
+	verified map[string]string        // peer -> MD5 it verified
+	corrupt  map[string][]string      // peer -> senders of the corrupt chunks it rejected
+	banned   map[string][]string
+}
+
+func (w *swarm) honest(name string) bool { return !(w.liar && name == w.peer(w.n-1)) }
+
+// down reports whether the fault schedule leaves name crashed for good
+// (a crash whose restart is not after it).
+func (w *swarm) down(name string) bool {
+	type change struct {
+		at time.Duration
+		up bool
+	}
+	var cs []change
+	for _, c := range w.faults.Crashes {
+		if c.Node != name {
+			continue
+		}
+		cs = append(cs, change{c.At, false})
+		if c.Restart > c.At {
+			cs = append(cs, change{c.Restart, true})
+		}
+	}
+	slices.SortStableFunc(cs, func(a, b change) int { return int(a.at - b.at) })
+	return len(cs) > 0 && !cs[len(cs)-1].up
+}
+
+// expected reports whether name must end with the file.
+func (w *swarm) expected(name string) bool { return w.honest(name) && !w.down(name) }
+
+func (w *swarm) peer(i int) string { return fmt.Sprintf("p%d", i) }
+
+func (w *swarm) build(t *rapid.T) {
+	data, err := cs.Generate(cs.FileSpec{Seed: w.seed, Size: int64(w.size)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.content, err = p2p.NewContent(data, w.chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.stores, w.verified = map[string]*p2p.MemStore{}, map[string]string{}
+	w.corrupt, w.banned = map[string][]string{}, map[string][]string{}
+	w.s = sim.New(sim.Config{
+		Seed:   w.seed,
+		Link:   sim.Symmetric(sim.Dir{Rate: 20e6, Delay: 2 * time.Millisecond}),
+		Faults: w.faults,
+		MSS:    1460,
+		Logger: debugLogger(),
+		OnEvent: func(n *sim.Node, _ spec.Time, ev spec.Event) {
+			switch ev.Name {
+			case "verified":
+				w.verified[n.Name] = ev.Value.(p2p.Verified).MD5
+			case "corrupt":
+				w.corrupt[n.Name] = append(w.corrupt[n.Name], ev.Value.(p2p.Corrupt).From)
+			case "banned":
+				w.banned[n.Name] = append(w.banned[n.Name], ev.Text)
+			}
+		},
+	})
+	scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: w.chunk, Seed: w.seed, Legacy: w.oldServer, MaxList: 4}
+	w.s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return p2p.NewServer(scfg, w.content) }})
+	for i := 0; i < w.n; i++ {
+		name := w.peer(i)
+		cfg := p2p.PeerConfig{Server: serverAddr, Seed: w.seed + uint64(i), Linger: -1, Legacy: w.legacy[i],
+			ReqTimeout: 2 * time.Second, MaxOut: 3, MaxIn: 6}
+		lie := !w.honest(name)
+		w.s.MustAddNode(sim.NodeSpec{Name: name, New: func() spec.Machine {
+			st := &p2p.MemStore{}
+			w.stores[name] = st
+			delete(w.verified, name) // a restart starts over
+			var m spec.Machine = p2p.NewPeer(cfg, st)
+			if lie {
+				m = liar{m}
+			}
+			return m
+		}})
+	}
+}
+
+// done: every honest peer that is up has verified.
+func (w *swarm) done() bool {
+	for i := 0; i < w.n; i++ {
+		name := w.peer(i)
+		if !w.expected(name) {
+			continue
+		}
+		if _, ok := w.verified[name]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func drawSwarm(t *rapid.T) *swarm {
+	w := &swarm{
+		n:     rapid.IntRange(1, 6).Draw(t, "peers"),
+		chunk: rapid.SampledFrom([]int{1000, 4096, 16384}).Draw(t, "chunk size"),
+		seed:  rapid.Uint64().Draw(t, "seed"),
+	}
+	// Between 1 and 60 chunks, the last one often short.
+	chunks := rapid.IntRange(1, 60).Draw(t, "chunks")
+	w.size = chunks*w.chunk - rapid.IntRange(0, w.chunk-1).Draw(t, "bytes short of whole chunks")
+	for i := 0; i < w.n; i++ {
+		w.legacy = append(w.legacy, rapid.IntRange(0, 3).Draw(t, fmt.Sprintf("p%d legacy (3 of 4 are not)", i)) == 3)
+	}
+	w.oldServer = rapid.IntRange(0, 4).Draw(t, "seed-style server (1 in 5)") == 4
+	w.liar = w.n >= 2 && rapid.Bool().Draw(t, "one malicious peer")
+	var names []string
+	for i := 0; i < w.n; i++ {
+		names = append(names, w.peer(i))
+	}
+	w.faults = sim.DrawFaults(t, sim.FaultBounds{
+		MaxLoss: 0.2, MaxDup: 0.1, MaxJitter: 10 * time.Millisecond,
+		Horizon:       4 * time.Second,
+		MaxPartitions: 2, Partitionable: append([]string{"server"}, names...),
+		MaxCrashes: 2, Crashable: names,
+	})
+	return w
+}
+
+// Every honest peer ends with the exact file, whose MD5 the server
+// confirmed, despite loss, duplication, reordering, partitions that heal,
+// peers that crash and rejoin, a malicious peer serving corrupt chunks,
+// and peers or a server that speak only the seed's protocol. A corrupt
+// chunk is never kept: with the hash extension it is rejected on arrival
+// and its sender banned.
+func TestEveryPeerGetsTheFile(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		w := drawSwarm(t)
+		w.build(t)
+		w.s.RunUntil(w.done, 3*time.Minute)
+		if v := w.s.Violations(); len(v) > 0 {
+			t.Fatalf("contract violations: %v", v)
+		}
+		want := w.content.MD5()
+		wantHex := fmt.Sprintf("%x", want)
+		for i := 0; i < w.n; i++ {
+			name := w.peer(i)
+			if !w.expected(name) {
+				continue
+			}
+			got, ok := w.verified[name]
+			if !ok {
+				t.Fatalf("%s never verified the file (faults %+v, legacy %v, old server %v, liar %v)", name, w.faults, w.legacy, w.oldServer, w.liar)
+			}
+			if got != wantHex {
+				t.Fatalf("%s verified MD5 %s, the file's is %s", name, got, wantHex)
+			}
+			if st := w.stores[name]; !bytes.Equal(st.Bytes(), w.content.Bytes()) {
+				t.Fatalf("%s holds %d bytes that differ from the file", name, len(st.Bytes()))
+			}
+			// A corrupt chunk comes from the liar, or from a seed-style
+			// peer that could not check what the liar gave it; its
+			// sender is banned either way.
+			for _, from := range w.corrupt[name] {
+				if !w.liar {
+					t.Fatalf("%s rejected a corrupt chunk from %s with no malicious peer", name, from)
+				}
+				if from != "server" && !slices.Contains(w.banned[name], from) {
+					t.Fatalf("%s rejected a corrupt chunk from %s but did not ban it (banned %v)", name, from, w.banned[name])
+				}
+				if from != w.liarAddr() && !w.legacyAddr(from) {
+					t.Fatalf("%s got a corrupt chunk from %s, an honest peer that checks hashes", name, from)
+				}
+			}
+		}
+	})
+}
+
+func (w *swarm) legacyAddr(a string) bool {
+	for i := 0; i < w.n; i++ {
+		if w.legacy[i] && netip.AddrPortFrom(w.s.Node(w.peer(i)).Addr, p2p.DefaultPeerPort).String() == a {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *swarm) liarAddr() string {
+	if !w.liar {
+		return ""
+	}
+	return netip.AddrPortFrom(w.s.Node(w.peer(w.n-1)).Addr, p2p.DefaultPeerPort).String()
+}
+
+// prober is a client written from the seed's description: it connects to
+// a node, says CHEL, then sends its requests one at a time and records
+// every answer.
+type prober struct {
+	to       netip.AddrPort
+	reqs     []string // request lines, CRLF added
+	hello    bool     // send CHEL first
+	p        *p2p.Parser
+	sent     int
+	answers  []p2p.Msg
+	waiting  bool
+	finished bool
+	fatal    string
+}
+
+func (pr *prober) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		pr.p = p2p.NewParser(p2p.Responses, p2p.Limits{})
+		out = append(out, spec.Dial(1, pr.to))
+	case spec.InConnected:
+		if pr.hello {
+			pr.waiting = true
+			return append(out, spec.Write(1, []byte("CHEL 1234\r\n")))
+		}
+		return pr.next(out)
+	case spec.InStreamData:
+		pr.p.Feed(in.Data)
+		for {
+			m, err := pr.p.Next()
+			if err == p2p.ErrMore {
+				break
+			}
+			if err != nil {
+				pr.fatal = err.Error()
+				pr.finished = true
+				return append(out, spec.Abort(1))
+			}
+			if len(m.Data) > 0 {
+				m.Data = append([]byte(nil), m.Data...)
+			}
+			pr.answers = append(pr.answers, m)
+			pr.waiting = false
+			out = pr.next(out)
+		}
+	case spec.InStreamClosed:
+		pr.finished = true
+	}
+	return out
+}
+
+func (pr *prober) next(out []spec.Output) []spec.Output {
+	if pr.waiting || pr.finished {
+		return out
+	}
+	if pr.sent == len(pr.reqs) {
+		pr.finished = true
+		return append(out, spec.Close(1))
+	}
+	pr.waiting = true
+	pr.sent++
+	return append(out, spec.Write(1, []byte(pr.reqs[pr.sent-1]+"\r\n")))
+}
+
+// The seed's error ids, checked against the simulator's ground truth: a
+// peer answers DREQ with the exact chunk if it held it when the request
+// arrived and CHUNK_UNDOWNLOADED if not, never serving a chunk it lacks;
+// a chunk id past the end gets OFFSET_OVERFLOW; a line that is no command,
+// or a request before CHEL, gets UNKNOWN_COMMAND; and a client that never
+// said XHEL never sees an extension message.
+func TestErrorsAgainstGroundTruth(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(1, 4).Draw(t, "peers")
+		size := rapid.IntRange(20_000, 200_000).Draw(t, "file size")
+		chunk := 4096
+		data, _ := cs.Generate(cs.FileSpec{Seed: 9, Size: int64(size)})
+		content, _ := p2p.NewContent(data, chunk)
+		chunks := content.Chunks()
+		// Ground truth: what each probed peer held when each request
+		// reached it (the simulator reports delivery before the machine
+		// steps).
+		held := map[string][]bool{}
+		names := map[netip.Addr]string{}
+		peers := map[netip.Addr]*sim.Node{}
+		onNet := func(ev sim.NetEvent) {
+			if ev.Kind != sim.NetDeliver || ev.Proto != spec.TCP {
+				return
+			}
+			name, ok := names[ev.From.Addr()]
+			nd := peers[ev.To.Addr()]
+			if !ok || nd == nil || !bytes.HasPrefix(ev.Data, []byte("DREQ ")) {
+				return
+			}
+			var i int
+			if _, err := fmt.Sscanf(string(ev.Data), "DREQ %d", &i); err != nil || i < 0 || i >= chunks {
+				return
+			}
+			pm, _ := nd.Machine().(*p2p.Peer)
+			held[name] = append(held[name], pm != nil && pm.Has(i))
+		}
+		s := sim.New(sim.Config{Seed: 3, Link: sim.Symmetric(sim.Dir{Rate: 5e6, Delay: 2 * time.Millisecond}), OnNet: onNet})
+		s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine {
+			return p2p.NewServer(p2p.ServerConfig{Addr: serverAddr, ChunkSize: chunk}, content)
+		}})
+		var order []*sim.Node
+		for i := 0; i < n; i++ {
+			cfg := p2p.PeerConfig{Server: serverAddr, Seed: uint64(i), Linger: -1}
+			nd := s.MustAddNode(sim.NodeSpec{Name: fmt.Sprintf("p%d", i), New: func() spec.Machine { return p2p.NewPeer(cfg, p2p.LightStore{C: content}) }})
+			peers[nd.Addr] = nd
+			order = append(order, nd)
+		}
+		// Probes: each targets a peer or the server, at some time, with
+		// a random script of requests.
+		type probe struct {
+			node   *sim.Node
+			target string
+			pr     *prober
+		}
+		var probes []probe
+		for k := rapid.IntRange(1, 4).Draw(t, "probes"); k > 0; k-- {
+			ti := rapid.IntRange(0, n).Draw(t, "target (n: the server)")
+			to, target := serverAddr, "server"
+			if ti < n {
+				to, target = netip.AddrPortFrom(order[ti].Addr, p2p.DefaultPeerPort), order[ti].Name
+			}
+			pr := &prober{to: to, hello: rapid.IntRange(0, 5).Draw(t, "says CHEL (5 in 6)") > 0}
+			for r := rapid.IntRange(1, 12).Draw(t, "requests"); r > 0; r-- {
+				switch rapid.IntRange(0, 5).Draw(t, "request kind") {
+				case 0, 1, 2:
+					pr.reqs = append(pr.reqs, fmt.Sprintf("DREQ %d", rapid.IntRange(0, chunks+5).Draw(t, "chunk")))
+				case 3:
+					pr.reqs = append(pr.reqs, rapid.SampledFrom([]string{"HELLO", "DREQ", "DREQ -1", "DREQ one", "GET / HTTP/1.0", "CHEL 0", "chel 1"}).Draw(t, "junk"))
+				case 4:
+					pr.reqs = append(pr.reqs, "CLREQ")
+				case 5:
+					pr.reqs = append(pr.reqs, "CHEL 1")
+				}
+			}
+			start := time.Duration(rapid.IntRange(0, 3000).Draw(t, "probe start ms")) * time.Millisecond
+			nd := s.MustAddNode(sim.NodeSpec{Name: fmt.Sprintf("probe%d", len(probes)), Start: start, New: func() spec.Machine { return pr }})
+			probes = append(probes, probe{node: nd, target: target, pr: pr})
+		}
+		for _, pb := range probes {
+			names[pb.node.Addr] = pb.node.Name
+		}
+		s.RunUntil(func() bool {
+			for _, pb := range probes {
+				if !pb.pr.finished {
+					return false
+				}
+			}
+			return true
+		}, time.Minute)
+		for _, pb := range probes {
+			pr := pb.pr
+			if pr.fatal != "" {
+				t.Fatalf("%s: unparseable answer from %s: %s", pb.node.Name, pb.target, pr.fatal)
+			}
+			for _, m := range pr.answers {
+				if m.Op.Extension() || m.Err == p2p.ErrBusy {
+					t.Fatalf("%s (no XHEL) got the extension message %s %s from %s", pb.node.Name, m.Op, m.Err, pb.target)
+				}
+			}
+			ans := pr.answers
+			if pr.hello {
+				if len(ans) == 0 || (ans[0].Op != p2p.PHEL && ans[0].Op != p2p.SHEL) {
+					t.Fatalf("%s: CHEL to %s answered %+v", pb.node.Name, pb.target, ans)
+				}
+				ans = ans[1:]
+			}
+			if len(ans) != pr.sent {
+				t.Fatalf("%s: %d answers from %s to %d requests %q", pb.node.Name, len(ans), pb.target, pr.sent, pr.reqs)
+			}
+			h := held[pb.node.Name]
+			hello := pr.hello
+			for k, req := range pr.reqs[:pr.sent] {
+				m := ans[k]
+				var i int
+				isDREQ := false
+				if _, err := fmt.Sscanf(req, "DREQ %d", &i); err == nil && !strings.Contains(req, "-") {
+					isDREQ = true
+				}
+				switch {
+				case req == "CHEL 1" && !hello:
+					hello = true
+					if m.Op != p2p.PHEL && m.Op != p2p.SHEL {
+						t.Fatalf("%s: late CHEL to %s answered %s %s", pb.node.Name, pb.target, m.Op, m.Err)
+					}
+				case !hello:
+					if isDREQ && i < chunks && pb.target != "server" && len(h) > 0 {
+						h = h[1:] // the ground truth saw it arrive
+					}
+					if m.Op != p2p.ERROR || m.Err != p2p.ErrUnknownCommand {
+						t.Fatalf("%s: %q before CHEL to %s answered %s %s, want UNKNOWN_COMMAND", pb.node.Name, req, pb.target, m.Op, m.Err)
+					}
+				case isDREQ && i >= chunks:
+					if m.Op != p2p.ERROR || m.Err != p2p.ErrOffsetOverflow {
+						t.Fatalf("%s: %q to %s (%d chunks) answered %s %s, want OFFSET_OVERFLOW", pb.node.Name, req, pb.target, chunks, m.Op, m.Err)
+					}
+				case isDREQ:
+					had := pb.target == "server"
+					if pb.target != "server" {
+						if len(h) == 0 {
+							t.Fatalf("%s: no ground truth for %q", pb.node.Name, req)
+						}
+						had, h = h[0], h[1:]
+					}
+					switch {
+					case had && (m.Op != p2p.DATA || !bytes.Equal(m.Data, content.Chunk(i)) || m.Offset != int64(i*chunk)):
+						t.Fatalf("%s: %q to %s, which held it, answered %s %s", pb.node.Name, req, pb.target, m.Op, m.Err)
+					case !had && (m.Op != p2p.ERROR || m.Err != p2p.ErrChunkUndownloaded):
+						t.Fatalf("%s: %q to %s, which lacked it, answered %s %s: a peer served a chunk it lacks", pb.node.Name, req, pb.target, m.Op, m.Err)
+					}
+				case req == "CLREQ":
+					if m.Op != p2p.CLRSP {
+						t.Fatalf("%s: CLREQ to %s answered %s", pb.node.Name, pb.target, m.Op)
+					}
+				default: // junk, and a second CHEL
+					if m.Op != p2p.ERROR || m.Err != p2p.ErrUnknownCommand {
+						t.Fatalf("%s: %q to %s answered %s %s, want UNKNOWN_COMMAND", pb.node.Name, req, pb.target, m.Op, m.Err)
+					}
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/netspec/netspec/impl"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/cs"
+)
+
+func csGroup() *group {
+	return &group{
+		name: "cs",
+		help: "seed 001's client/server download: the server streams the whole file to each client",
+		verbs: []verb{
+			{"serve", "stream a file (default: 10 MB of random bytes) to every client that connects", csServe},
+			{"get", "download the file once (nc HOST 52000 > out works as well)", csGet},
+		},
+	}
+}
+
+func csServe(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("cs serve", "[-p PORT] [-f FILE] [flags]",
+		"Streams FILE to every client that connects, then closes the connection: the\n"+
+			"seed's C/S server. Without -f it serves 10 MB of random bytes generated from\n"+
+			"--seed, so 'nc HOST PORT > out' downloads the same bytes every time.")
+	port := fs.Int("p", cs.DefaultPort, "listen on `PORT` (0: any free port)")
+	file := fs.String("f", "", "serve `FILE` (default: generated random bytes)")
+	ip := fs.String("ip", "0.0.0.0", "listen on `IP`")
+	size := fs.Int64("size", cs.DefaultFileSize, "size of the generated file in `BYTES`")
+	seed := fs.Uint64("seed", 1, "seed of the generated file")
+	logger := logFlags(fs)
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	addr, err := swarmListen(*ip, *port)
+	if err != nil {
+		return usagef("cs serve: %v", err)
+	}
+	if *size < 0 || *size > cs.MaxGenerated {
+		return usagef("cs serve: --size must be between 0 and %d", int64(cs.MaxGenerated))
+	}
+	fspec := cs.FileSpec{Seed: *seed, Size: *size}
+	data, err := swarmFile(*file, fspec)
+	if err != nil {
+		return err
+	}
+	log, closeLog, err := logger(e)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	sum := cs.Digest(data)
+	say := newSayer(e.stdout)
+	r := impl.New(cs.NewServer(cs.ServerConfig{Addr: addr, File: fspec}, data), impl.Options{
+		Logger: log,
+		OnEvent: func(now spec.Time, ev spec.Event) {
+			switch ev.Name {
+			case "listening":
+				say("cs: serving %d bytes (md5 %s) on %s\n", len(data), hex.EncodeToString(sum[:]), ev.Text)
+			case "served":
+				v := ev.Value.(cs.Served)
+				say("%s finished downloading, time used: %.2f sec (%s)\n", v.Client, v.Elapsed.Seconds(), swarmRateText(v.Bytes, v.Elapsed))
+			}
+		},
+		OnStep: func(now spec.Time, in spec.Input, _ []spec.Output) {
+			if in.Kind == spec.InAccepted {
+				say("accept connection from %s, sending the file\n", in.Addr)
+			}
+		},
+	})
+	return exitErr(r.Run(ctx))
+}
+
+func csGet(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("cs get", "[-s SERVER] [-p PORT] [-o OUTPUT] [flags]",
+		"Downloads the file from a C/S server, prints the time used, the rate and the\n"+
+			"MD5, and saves it to OUTPUT (without -o it is kept in memory only, as the\n"+
+			"seed's client does).")
+	server := fs.String("s", "10.0.0.1", "the server's `ADDRESS` (the seed's h1)")
+	port := fs.Int("p", cs.DefaultPort, "the server's `PORT`")
+	output := fs.String("o", "", "save the file to `OUTPUT` (written to OUTPUT.part, renamed when complete)")
+	quiet := fs.Bool("q", false, "no progress bar")
+	idle := fs.Duration("idle", time.Minute, "give up when nothing arrives for this long")
+	logger := logFlags(fs)
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if *port < 1 || *port > 65535 {
+		return usagef("cs get: -p must be a port between 1 and 65535")
+	}
+	if *idle <= 0 {
+		return usagef("cs get: --idle must be positive")
+	}
+	to, err := parseAddr(fmt.Sprintf("%s:%d", swarmHost(*server), *port), true)
+	if err != nil {
+		return usagef("cs get: %v", err)
+	}
+	log, closeLog, err := logger(e)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	var out *bufio.Writer
+	var f *os.File
+	if *output != "" {
+		if f, err = os.Create(*output + ".part"); err != nil {
+			return fmt.Errorf("cs get: %w", err)
+		}
+		defer func() {
+			if f != nil {
+				f.Close()
+				os.Remove(*output + ".part")
+			}
+		}()
+		out = bufio.NewWriterSize(f, 1<<20)
+	}
+	bar := newSwarmBar(e.stderr, "cs get", -1, *quiet)
+	var done *cs.Done
+	var werr error
+	cfg := cs.ClientConfig{Server: to, Idle: *idle, Emit: out != nil, ProgressEvery: 64 << 10}
+	r := impl.New(cs.NewClient(cfg, nil), impl.Options{
+		Logger: log,
+		OnEvent: func(now spec.Time, ev spec.Event) {
+			switch ev.Name {
+			case "data":
+				if werr == nil {
+					_, werr = out.Write(ev.Data)
+				}
+			case "progress":
+				bar.set(ev.Value.(int64))
+			case "done":
+				v := ev.Value.(cs.Done)
+				done = &v
+			}
+		},
+	})
+	runErr := exitErr(r.Run(ctx))
+	bar.finish()
+	if runErr != nil {
+		return fmt.Errorf("cs get: %w", runErr)
+	}
+	if done == nil {
+		return fmt.Errorf("cs get: interrupted")
+	}
+	if out != nil {
+		if werr == nil {
+			werr = out.Flush()
+		}
+		if werr == nil {
+			werr = f.Close()
+		}
+		f = nil
+		if werr == nil {
+			werr = os.Rename(*output+".part", *output)
+		}
+		if werr != nil {
+			os.Remove(*output + ".part")
+			return fmt.Errorf("cs get: saving %s: %w", *output, werr)
+		}
+	}
+	fmt.Fprintf(e.stdout, "time used: %.2f sec\n%d bytes, %s, md5 %s\n", done.Elapsed.Seconds(), done.Bytes, swarmRateText(done.Bytes, done.Elapsed), done.MD5)
+	return nil
+}
+
+// swarmListen makes the address a seed-style server binds from -ip and
+// -p.
+func swarmListen(ip string, port int) (netip.AddrPort, error) {
+	if port < 0 || port > 65535 {
+		return netip.AddrPort{}, fmt.Errorf("port %d out of range", port)
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad IP %q", ip)
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
+}
+
+// swarmHost brackets an IPv6 literal so host and port can be joined.
+func swarmHost(h string) string {
+	if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
+		return "[" + h + "]"
+	}
+	return h
+}
+
+// swarmFile returns the file a server serves: the bytes of path, or the
+// generated file f.
+func swarmFile(path string, f cs.FileSpec) ([]byte, error) {
+	if path == "" {
+		return cs.Generate(f)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the file to serve: %w", err)
+	}
+	return data, nil
+}
+
+// swarmRateText is "1.25 MB/s (10.0 Mbit/s)".
+func swarmRateText(bytes int64, d time.Duration) string {
+	s := d.Seconds()
+	if s <= 0 {
+		return "instant"
+	}
+	r := float64(bytes) / s
+	return fmt.Sprintf("%.1f kB/s (%.2f Mbit/s)", r/1e3, r*8/1e6)
+}

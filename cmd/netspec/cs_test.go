@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/spec/cs"
+)
+
+// swarmOut is a goroutine-safe buffer for a command's output.
+type swarmOut struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *swarmOut) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *swarmOut) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var swarmListening = regexp.MustCompile(`(?m)^(?:cs|p2p): serving .* on (\S+)$`)
+
+// swarmServer runs `netspec ARGS...` in-process until the test ends and
+// returns the address it serves on and its output.
+func swarmServer(t *testing.T, args ...string) (string, *swarmOut) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	out := &swarmOut{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, args, strings.NewReader(""), io.MultiWriter(out, pw), io.Discard)
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("netspec %s exited %d", strings.Join(args, " "), code)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("netspec %s did not stop", strings.Join(args, " "))
+		}
+	})
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if m := swarmListening.FindStringSubmatch(sc.Text()); m != nil {
+			go io.Copy(io.Discard, pr)
+			return m[1], out
+		}
+	}
+	t.Fatalf("netspec %s never said where it serves", strings.Join(args, " "))
+	return "", nil
+}
+
+// The seed's client is nc: `nc HOST PORT > out` gets the whole file, as
+// does `netspec cs get -o`.
+func TestCSWithNetcat(t *testing.T) {
+	need(t, "nc")
+	addr, log := swarmServer(t, "cs", "serve", "-p", "0", "--ip", "127.0.0.1", "--size", "2500000", "--seed", "7")
+	want, err := cs.Generate(cs.FileSpec{Seed: 7, Size: 2500000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port := split(t, addr)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "nc.out")
+	if _, err := shell(t, "nc "+host+" "+port+" < /dev/null > "+out); err != nil {
+		t.Fatalf("nc: %v", err)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
+		t.Fatalf("nc received %d bytes that differ from the %d-byte file", len(got), len(want))
+	}
+	saved := filepath.Join(dir, "get.out")
+	code, stdout, stderr := runCmd("cs", "get", "-s", host, "-p", port, "-o", saved, "-q")
+	if code != 0 || !strings.Contains(stdout, "time used: ") || !strings.Contains(stdout, "2500000 bytes") {
+		t.Fatalf("cs get: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if got, _ := os.ReadFile(saved); !bytes.Equal(got, want) {
+		t.Fatalf("cs get saved %d bytes that differ from the file", len(got))
+	}
+	if _, err := os.Stat(saved + ".part"); err == nil {
+		t.Error("cs get left its .part file behind")
+	}
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(log.String(), "finished downloading") < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not log both downloads:\n%s", log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A download from a server that is not there fails with a one-line
+// error, exit 1.
+func TestCSGetFailsCleanly(t *testing.T) {
+	code, _, stderr := runCmd("cs", "get", "-s", "127.0.0.1", "-p", "1", "-q")
+	if code != 1 || !strings.Contains(stderr, "cs get:") || strings.Count(strings.TrimSpace(stderr), "\n") > 1 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestSwarmExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	badINI := filepath.Join(dir, "bad.ini")
+	if err := os.WriteFile(badINI, []byte("[server]\nport = fifty-two thousand\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	brokenINI := filepath.Join(dir, "broken.ini")
+	if err := os.WriteFile(brokenINI, []byte("[server\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"cs"}, 2},
+		{[]string{"cs", "-h"}, 0},
+		{[]string{"cs", "serve", "-h"}, 0},
+		{[]string{"cs", "get", "-h"}, 0},
+		{[]string{"cs", "serve", "-p", "-1"}, 2},
+		{[]string{"cs", "serve", "--bogus"}, 2},
+		{[]string{"cs", "serve", "--ip", "nowhere"}, 2},
+		{[]string{"cs", "serve", "--size", "-5"}, 2},
+		{[]string{"cs", "serve", "extra"}, 2},
+		{[]string{"cs", "get", "-p", "0"}, 2},
+		{[]string{"cs", "get", "--idle", "0s"}, 2},
+		{[]string{"p2p"}, 2},
+		{[]string{"p2p", "serve", "-h"}, 0},
+		{[]string{"p2p", "get", "-h"}, 0},
+		{[]string{"p2p", "serve", "--chunk-size", "0"}, 2},
+		{[]string{"p2p", "serve", "--rate", "fast"}, 2},
+		{[]string{"p2p", "serve", "--config", filepath.Join(dir, "missing.ini")}, 1},
+		{[]string{"p2p", "serve", "--config", badINI}, 2},
+		{[]string{"p2p", "serve", "--config", brokenINI}, 1},
+		{[]string{"p2p", "get", "-sp", "70000"}, 2},
+		{[]string{"p2p", "get", "-p", "-2"}, 2},
+		{[]string{"p2p", "get", "--max-size", "0"}, 2},
+	}
+	for _, tc := range tests {
+		code, _, stderr := runCmd(tc.args...)
+		if code != tc.code {
+			t.Errorf("netspec %s: exit %d, want %d (stderr: %s)", strings.Join(tc.args, " "), code, tc.code, stderr)
+		}
+		if tc.code != 0 && strings.Count(strings.TrimSpace(stderr), "\n") > 0 && len(tc.args) > 1 {
+			t.Errorf("netspec %s: more than one line on stderr:\n%s", strings.Join(tc.args, " "), stderr)
+		}
+	}
+}
+
+// swarmNC runs nc with input and returns what the server said.
+func swarmNC(t *testing.T, addr, input string) string {
+	t.Helper()
+	host, port := split(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "nc", "-N", host, port)
+	cmd.Stdin = strings.NewReader(input)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nc: %v (got %q)", err, out)
+	}
+	return string(out)
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/spec/cs"
+)
+
+var swarmChunks = regexp.MustCompile(`(\d+) chunks from the server, (\d+) from peers`)
+
+// A server and five peers on loopback: every peer verifies the file
+// (SHA-256 per chunk, MD5 with the server), saves it, and the peers
+// really trade chunks: the server is paced at 40 Mbit/s, far below what
+// loopback gives the peers. One peer speaks only the seed's protocol.
+func TestP2PFivePeersOnLoopback(t *testing.T) {
+	const size = 4_000_000
+	addr, log := swarmServer(t, "p2p", "serve", "-p", "0", "--ip", "127.0.0.1", "--size", strconv.Itoa(size), "--seed", "11",
+		"--rate", "40mbit")
+	_ = log
+	want, _ := cs.Generate(cs.FileSpec{Seed: 11, Size: size})
+	host, port := split(t, addr)
+	dir := t.TempDir()
+	type result struct {
+		i            int
+		code         int
+		stdout, errs string
+	}
+	results := make(chan result, 5)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := 0; i < 5; i++ {
+		args := []string{"p2p", "get", "-s", host, "-sp", port, "-p", "0", "--ip", "127.0.0.1", "-o", filepath.Join(dir, fmt.Sprintf("peer%d", i)),
+			"--linger", "3s", "-q"}
+		if i == 4 {
+			args = append(args, "--legacy")
+		}
+		go func() {
+			out, errs := &swarmOut{}, &swarmOut{}
+			code := run(ctx, args, strings.NewReader(""), out, errs)
+			results <- result{i, code, out.String(), errs.String()}
+		}()
+	}
+	fromPeers := 0
+	for k := 0; k < 5; k++ {
+		r := <-results
+		if r.code != 0 || !strings.Contains(r.stdout, "time used: ") || !strings.Contains(r.stdout, "the server's CHECK agrees") {
+			t.Fatalf("peer %d: exit %d\n%s\n%s", r.i, r.code, r.stdout, r.errs)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("peer%d", r.i)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("peer %d saved %d bytes that differ from the file (%v)", r.i, len(got), err)
+		}
+		m := swarmChunks.FindStringSubmatch(r.stdout)
+		if m == nil {
+			t.Fatalf("peer %d did not say where its chunks came from:\n%s", r.i, r.stdout)
+		}
+		n, _ := strconv.Atoi(m[2])
+		fromPeers += n
+	}
+	if fromPeers == 0 {
+		t.Fatal("every chunk came from the server: the peers did not trade")
+	}
+}
+
+// The seed's protocol by hand, with nc: a client written from the seed's
+// description gets SHEL and the peer list, exact chunks, the seed's
+// error ids, and never an extension message.
+func TestP2PSeedProtocolWithNetcat(t *testing.T) {
+	need(t, "nc")
+	addr, _ := swarmServer(t, "p2p", "serve", "-p", "0", "--ip", "127.0.0.1", "--size", "40000", "--seed", "5", "--chunk-size", "16384")
+	want, _ := cs.Generate(cs.FileSpec{Seed: 5, Size: 40000})
+	out := swarmNC(t, addr, "DREQ 0\r\nCHEL 51999\r\nCLREQ\r\nDREQ 2\r\nDREQ 3\r\nHELLO\r\nCHECK "+fmt.Sprintf("%x", cs.Digest(want))+"\r\n")
+	wantOut := "ERROR UNKNOWN_COMMAND\r\n" +
+		"SHEL 40000 16384\r\n[]\r\n" +
+		"CLRSP\r\n[0,1,2]\r\n" +
+		"DATA 32768 7232\r\n" + string(want[32768:]) +
+		"ERROR OFFSET_OVERFLOW\r\n" +
+		"ERROR UNKNOWN_COMMAND\r\n" +
+		"CHECK " + fmt.Sprintf("%x", cs.Digest(want)) + "\r\n"
+	if out != wantOut {
+		t.Fatalf("the server answered %q...\nwant %q...", clipSwarm(out), clipSwarm(wantOut))
+	}
+	// Without CRLF, as a seed-style client may send it: the line is
+	// taken as complete once nothing more comes.
+	if out := swarmNC(t, addr, "CHEL 51998"); !strings.HasPrefix(out, "SHEL 40000 16384\r\n[") {
+		t.Fatalf("an unterminated CHEL got %q", out)
+	}
+}
+
+func clipSwarm(s string) string {
+	if len(s) > 200 {
+		return s[:200]
+	}
+	return s
+}
+
+// config.ini supplies the seed's keys; flags given on the command line
+// take precedence.
+func TestP2PConfigINI(t *testing.T) {
+	dir := t.TempDir()
+	ini := filepath.Join(dir, "config.ini")
+	out := filepath.Join(dir, "from-ini.bin")
+	// port 1 is privileged: the server works only because -p overrides it.
+	if err := os.WriteFile(ini, []byte("; the seed's config.ini\n[server]\nport = 1\nip = 127.0.0.1\nfile_path =\nfile_size = 123457\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr, log := swarmServer(t, "p2p", "serve", "--config", ini, "-p", "0")
+	if !strings.Contains(log.String(), "serving 123457 bytes") || !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Fatalf("the server ignored config.ini: %s on %s", log, addr)
+	}
+	host, port := split(t, addr)
+	client := fmt.Sprintf("[client]\nport = 0\nip = 127.0.0.1\nserver_ip = %s\nserver_port = %s\nfile_path = %s\n", host, port, out)
+	if err := os.WriteFile(ini, []byte(client), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCmd("p2p", "get", "--config", ini, "--linger", "0s", "-q")
+	if code != 0 {
+		t.Fatalf("p2p get with config.ini: exit %d\n%s%s", code, stdout, stderr)
+	}
+	want, _ := cs.Generate(cs.FileSpec{Seed: 1, Size: 123457})
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
+		t.Fatalf("saved %d bytes, want the %d-byte file", len(got), len(want))
+	}
+}
+
+func TestSwarmParseRate(t *testing.T) {
+	for in, want := range map[string]float64{"10mbit": 10e6, "10M": 10e6, "1.5gbit": 1.5e9, "800kbps": 800e3, "12345": 12345, "": 0} {
+		if got, err := swarmParseRate(in); err != nil || got != want {
+			t.Errorf("%q: %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"fast", "-1mbit", "0", "mbit", "1e20"} {
+		if _, err := swarmParseRate(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}

@@ -37,6 +37,7 @@ func groups() []*group {
 		chatGroup(),
 		streamGroup(),
 		fileGroup(),
+		csGroup(), p2pGroup(),
 	}
 }
 

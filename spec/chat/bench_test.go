@@ -20,7 +20,7 @@ func memberAddr(i int) netip.AddrPort {
 // and returns it, the time reached, and the datagram each member sends
 // as a heartbeat.
 func populate(tb testing.TB, n int, seq bool) (*chat.Server, spec.Time, [][]byte) {
-	s := chat.NewServer(chat.ServerConfig{Addr: srvAddr, Interval: time.Hour, MaxMembers: n + 1, Rate: -1})
+	s := chat.NewServer(chat.ServerConfig{Addr: srvAddr, Interval: time.Hour, MaxMembers: n + 1, Rate: -1, JoinRate: -1})
 	now := spec.SimEpoch
 	var out []spec.Output
 	out = s.Step(now, spec.Input{Kind: spec.InStart}, out[:0])

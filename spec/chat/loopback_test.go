@@ -37,7 +37,7 @@ type loopback struct {
 func startLoopback(tb testing.TB, n int, seq bool) *loopback {
 	tb.Helper()
 	l := &loopback{seq: seq}
-	cfg := chat.ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Interval: time.Hour, MaxMembers: n + 10, Rate: -1}
+	cfg := chat.ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Interval: time.Hour, MaxMembers: n + 10, Rate: -1, JoinRate: -1}
 	bound := make(chan netip.AddrPort, 1)
 	srv := impl.New(chat.NewServer(cfg), impl.Options{
 		ReadBuffer: 4 << 20, WriteBuffer: 4 << 20,

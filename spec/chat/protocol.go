@@ -91,6 +91,14 @@ type ServerConfig struct {
 	// bursts of 10); a negative Rate disables the limit.
 	Rate  float64 `json:"rate,omitempty"`
 	Burst int     `json:"burst,omitempty"`
+	// JoinRate and JoinBurst limit new memberships across all sources
+	// (default 20 per second, bursts of 50; a negative JoinRate disables
+	// the limit). Any datagram from a stranger joins it and is announced
+	// to every member, and a forged source would start receiving the
+	// chat, so strangers are admitted at a bounded rate; beyond it they
+	// are dropped without a reply.
+	JoinRate  float64 `json:"joinRate,omitempty"`
+	JoinBurst int     `json:"joinBurst,omitempty"`
 	// Hold is how long an out-of-order datagram waits for the gap before
 	// it (default 100ms, at most a quarter of Interval).
 	Hold time.Duration `json:"hold,omitempty"`
@@ -114,6 +122,12 @@ func (c *ServerConfig) fill() {
 	}
 	if c.Burst <= 0 {
 		c.Burst = DefaultBurst
+	}
+	if c.JoinRate == 0 {
+		c.JoinRate = 20
+	}
+	if c.JoinBurst <= 0 {
+		c.JoinBurst = 50
 	}
 	if c.Hold <= 0 {
 		c.Hold = DefaultHold

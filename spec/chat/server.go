@@ -49,6 +49,11 @@ type Server struct {
 
 	expAt, holdAt spec.Time // when the timers are set (0: not set)
 
+	joinTAT   spec.Time     // join limiter (GCRA) state
+	joinEvery time.Duration // one join per...
+	joinTau   time.Duration // ...with this much credit
+	joinWarn  spec.Time     // last time the limit was logged at warning level
+
 	out   []spec.Output
 	deliv [][]byte
 	c     ServerCounters
@@ -97,6 +102,7 @@ type tomb struct {
 // ServerCounters are what a server counts; see Counters for their names.
 type ServerCounters struct {
 	Datagrams, Heartbeats, Lines, Joins, Quits, Expired, Replaced         uint64
+	JoinsLimited                                                          uint64
 	Messages, Sent, Full, RateLimited, Oversized, Malformed, InvalidUTF8  uint64
 	Control, TooLong, BadNick, NickTaken, UnknownCommand, Empty           uint64
 	Duplicate, Stale, Reordered, Lost, ClosedSession, StaleSession, Port0 uint64
@@ -115,6 +121,10 @@ func NewServer(cfg ServerConfig) *Server {
 		s.period = time.Duration(float64(time.Second) / cfg.Rate)
 		s.tau = time.Duration(cfg.Burst-1) * s.period
 	}
+	if cfg.JoinRate > 0 {
+		s.joinEvery = time.Duration(float64(time.Second) / cfg.JoinRate)
+		s.joinTau = time.Duration(cfg.JoinBurst-1) * s.joinEvery
+	}
 	return s
 }
 
@@ -129,6 +139,7 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "heartbeats", Value: c.Heartbeats},
 		{Name: "lines", Value: c.Lines},
 		{Name: "joins", Value: c.Joins},
+		{Name: "joins_limited", Value: c.JoinsLimited},
 		{Name: "quits", Value: c.Quits},
 		{Name: "expired", Value: c.Expired},
 		{Name: "replaced", Value: c.Replaced},
@@ -438,6 +449,9 @@ func (s *Server) admit(now spec.Time, from netip.AddrPort, session uint64, body 
 		s.reply(from, session, fmt.Appendf(nil, "*** chat is full (%d members); try again later\n", len(s.members)))
 		return nil
 	}
+	if !s.allowJoin(now, from) {
+		return nil
+	}
 	nick := ""
 	if kind == KindNick && ValidNick(arg) && s.nicks[foldNick(string(arg))] == nil {
 		nick = string(arg)
@@ -596,6 +610,26 @@ func (s *Server) allow(now spec.Time, m *member) bool {
 	}
 	m.tat = t.Add(s.period)
 	m.limited = false
+	return true
+}
+
+// allowJoin applies the global join limit (GCRA). Refused strangers get
+// no reply: answering would make the limit itself a reflector.
+func (s *Server) allowJoin(now spec.Time, from netip.AddrPort) bool {
+	if s.joinEvery == 0 {
+		return true
+	}
+	t := max(s.joinTAT, now)
+	if t.Sub(now) > s.joinTau {
+		s.c.JoinsLimited++
+		s.out = append(s.out, spec.Debug("chat: join limit, dropped a stranger's datagram", slog.String("from", from.String())))
+		if now.Sub(s.joinWarn) >= time.Second || s.joinWarn == 0 {
+			s.joinWarn = now
+			s.out = append(s.out, spec.Warn("chat: join limit reached; strangers are dropped", slog.Float64("per_second", s.cfg.JoinRate), slog.Uint64("dropped_so_far", s.c.JoinsLimited)))
+		}
+		return false
+	}
+	s.joinTAT = t.Add(s.joinEvery)
 	return true
 }
 

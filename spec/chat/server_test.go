@@ -463,7 +463,7 @@ func TestStopSaysGoodbye(t *testing.T) {
 // /who stays one datagram of bounded size however many members there
 // are.
 func TestWhoIsBounded(t *testing.T) {
-	b, _ := newServer(t, chat.ServerConfig{})
+	b, _ := newServer(t, chat.ServerConfig{JoinRate: -1})
 	for i := 0; i < 300; i++ {
 		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 5000)
 		b.dgram(0, from, fmt.Sprintf("/nick user%03d", i))

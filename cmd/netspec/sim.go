@@ -48,6 +48,11 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
+	if v, ok := sc.(scenario.Validator); ok {
+		if err := v.Validate(); err != nil {
+			return usagef("sim %s: %v", sc.Name(), err)
+		}
+	}
 	opt := scenario.Options{Seed: *seed}
 	if *tracePath != "" {
 		f, err := os.Create(*tracePath)

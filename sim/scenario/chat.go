@@ -246,6 +246,9 @@ type chatStats struct {
 	end  string
 }
 
+// Validate implements Validator.
+func (c *Chat) Validate() error { return c.validate() }
+
 func (c *Chat) validate() error {
 	switch {
 	case c.Clients < 0 || c.Plain < 0 || c.Messages < 0 || c.Silent < 0 || c.Quitters < 0:

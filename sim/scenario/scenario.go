@@ -72,6 +72,13 @@ type Scenario interface {
 	Run(opt Options) (Result, error)
 }
 
+// Validator is implemented by scenarios that check their flags before
+// running; `netspec sim` reports a Validate error as a usage error (exit
+// status 2).
+type Validator interface {
+	Validate() error
+}
+
 // All returns every scenario, the default first.
 func All() []Scenario {
 	return []Scenario{&Echo{}, &Stream{}, &Chat{}, &File{}}

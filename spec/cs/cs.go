@@ -216,6 +216,11 @@ type ClientConfig struct {
 	// Emit hands every received piece to the application as a "data"
 	// event, so it can write the file as it comes.
 	Emit bool `json:"emit,omitempty"`
+	// Linger is how long the client stays after the download before it
+	// exits (0: at once). A kernel finishes the FIN handshake of a closed
+	// socket after its process exits; a simulated node that exits resets
+	// its connections, so simulations give it time to close cleanly.
+	Linger time.Duration `json:"linger,omitempty"`
 }
 
 // Done is the value of the client's "done" event.
@@ -241,8 +246,9 @@ type Client struct {
 }
 
 const (
-	stream    spec.Stream = 1
-	idleTimer spec.Timer  = 1
+	stream      spec.Stream = 1
+	idleTimer   spec.Timer  = 1
+	lingerTimer spec.Timer  = 2
 )
 
 // NewClient returns a client; want, if not nil, is the expected file
@@ -331,8 +337,14 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		if d.Match != nil && !*d.Match {
 			return append(out, spec.Exit("cs: the file received differs from the one expected"))
 		}
+		if c.cfg.Linger > 0 {
+			return append(out, spec.SetTimer(lingerTimer, now.Add(c.cfg.Linger)))
+		}
 		return append(out, spec.Exit(""))
 	case spec.InTimer:
+		if in.Timer == lingerTimer {
+			return append(out, spec.Exit(""))
+		}
 		if c.done || in.Timer != idleTimer {
 			return out
 		}

@@ -5,8 +5,10 @@ package all
 import (
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/chat"
+	"github.com/netspec/netspec/spec/cs"
 	"github.com/netspec/netspec/spec/echo"
 	"github.com/netspec/netspec/spec/file"
+	"github.com/netspec/netspec/spec/p2p"
 	"github.com/netspec/netspec/spec/stream"
 )
 
@@ -17,6 +19,7 @@ func Protocols() []spec.Protocol {
 		stream.Protocol,
 		chat.Protocol,
 		file.Protocol,
+		cs.Protocol, p2p.Protocol,
 	}
 }
 

@@ -140,7 +140,7 @@ type SwarmTiming struct {
 	Done   int    `json:"done"`
 	Events uint64 `json:"events"`
 	// ServerBytes is what the server sent, file bytes only.
-	ServerBytes int64 `json:"serverBytes"`
+	ServerBytes int64  `json:"serverBytes"`
 	Failed      string `json:"failed,omitempty"`
 }
 
@@ -187,27 +187,37 @@ func P2PBound(n int, fileBytes int64, us, dmin, u float64) float64 {
 	return math.Max(math.Max(f/us, f/dmin), float64(n)*f/(us+float64(n)*u))
 }
 
-// Run implements Scenario.
-func (w *Swarm) Run(opt Options) (Result, error) {
+// Validate implements Validator.
+func (w *Swarm) Validate() error {
 	w.Defaults()
-	counts, err := ParseCounts(w.N)
-	if err != nil {
-		return Result{}, fmt.Errorf("swarm: --n: %w", err)
+	if _, err := ParseCounts(w.N); err != nil {
+		return fmt.Errorf("--n: %w", err)
 	}
 	switch {
 	case w.FileSize < 1 || w.FileSize > 1<<30:
-		return Result{}, fmt.Errorf("swarm: --file-size %d out of range [1, 1 GiB]", w.FileSize)
+		return fmt.Errorf("--file-size %d out of range [1, 1 GiB]", w.FileSize)
 	case w.ChunkSize < 1 || w.ChunkSize > 64<<20:
-		return Result{}, fmt.Errorf("swarm: --chunk-size %d out of range [1, 64 MiB]", w.ChunkSize)
+		return fmt.Errorf("--chunk-size %d out of range [1, 64 MiB]", w.ChunkSize)
 	case w.Rate <= 0 || w.ServerRate < 0:
-		return Result{}, errors.New("swarm: rates must be positive")
+		return errors.New("rates must be positive")
 	case w.MTU < 576 || w.MTU > 65535:
-		return Result{}, fmt.Errorf("swarm: --mtu %d out of range [576, 65535]", w.MTU)
+		return fmt.Errorf("--mtu %d out of range [576, 65535]", w.MTU)
 	case w.Loss < 0 || w.Loss >= 1:
-		return Result{}, fmt.Errorf("swarm: --loss %v out of range [0, 1)", w.Loss)
+		return fmt.Errorf("--loss %v out of range [0, 1)", w.Loss)
+	case w.Delay < 0:
+		return errors.New("--delay must not be negative")
 	case w.Mode != "both" && w.Mode != "cs" && w.Mode != "p2p":
-		return Result{}, fmt.Errorf("swarm: --mode %q: want cs, p2p or both", w.Mode)
+		return fmt.Errorf("--mode %q: want cs, p2p or both", w.Mode)
 	}
+	return nil
+}
+
+// Run implements Scenario.
+func (w *Swarm) Run(opt Options) (Result, error) {
+	if err := w.Validate(); err != nil {
+		return Result{}, fmt.Errorf("swarm: %w", err)
+	}
+	counts, _ := ParseCounts(w.N)
 	if opt.Trace != nil && (len(counts) > 1 || w.Mode == "both") {
 		return Result{}, errors.New("swarm: --trace records one run: give one --n and --mode cs or p2p")
 	}
@@ -405,7 +415,9 @@ func (w *Swarm) table(r SwarmResult) Table {
 	t := Table{
 		Title: fmt.Sprintf("seed 001: %s file, %.4g Mbit/s links (server %.4g), %v delay, %.3g%% loss, MTU %d, %d-byte chunks (seed %d)",
 			humanBytes(r.FileSize), r.Rate/1e6, r.ServerRate/1e6, r.Delay, r.Loss*100, r.MTU, r.ChunkSize, r.Seed),
-		Header: []string{"N", "C/S s", "C/S bound", "C/S ratio", "P2P s", "P2P bound", "P2P ratio", "seed C/S", "seed P2P"},
+		// Headers are letters only: the table renderer splits words at
+		// digits and slashes ("P 2 P").
+		Header: []string{"N", "CS time", "CS bound", "CS ratio", "swarm time", "swarm bound", "swarm ratio", "seed CS", "seed swarm"},
 	}
 	seedSetup := r.FileSize == cs.DefaultFileSize && r.Rate == 10e6 && r.ServerRate == 10e6 && r.Delay == 5*time.Millisecond
 	for _, row := range r.Rows {
@@ -428,6 +440,7 @@ func (w *Swarm) table(r SwarmResult) Table {
 		t.Notes = append(t.Notes, fmt.Sprintf("worst ratio to the bound: C/S %.3fx, P2P %.3fx", r.WorstCS, r.WorstP2P))
 	}
 	t.Notes = append(t.Notes,
+		"CS: client/server (netspec cs); swarm: P2P (netspec p2p); seed: the seed's measured table; times in seconds.",
 		"bounds (Kurose-Ross, F in bits): C/S max(N*F/u_s, F/d_min); P2P max(F/u_s, F/d_min, N*F/(u_s+N*u)); they count file bytes only.",
 		fmt.Sprintf("headers: every TCP segment carries %d payload bytes and 40 header bytes counted against the link (MTU %d), %.2f%% on top of the file;", r.MTU-40, r.MTU, 4000/float64(r.MTU-40)),
 		"  the lab (issue 7) sets the same MTU on its veth links. ACKs take no link time in the simulator. --mtu 1500 shows standard Ethernet.",

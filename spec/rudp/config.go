@@ -22,10 +22,15 @@ type Config struct {
 	// receiver buffers out of order; it is announced to the peer and
 	// bounds the receiver's memory (default 2048).
 	RecvWindow int `json:"recvWindow,omitempty"`
-	// AckEvery: acknowledge at least every this many in-order segments
-	// (default 2); AckDelay bounds how long an acknowledgement waits
-	// (default 5ms).
+	// AckEvery: acknowledge every this many in-order segments (default
+	// 2), unless the last acknowledgement left less than AckGap ago
+	// (default 100µs): on a fast path up to AckMax segments (default 16)
+	// then share one, so acks cost little at high packet rates and
+	// nothing changes at low ones. AckDelay bounds how long a lone
+	// segment's acknowledgement waits (default 5ms).
 	AckEvery int           `json:"ackEvery,omitempty"`
+	AckGap   time.Duration `json:"ackGap,omitempty"`
+	AckMax   int           `json:"ackMax,omitempty"`
 	AckDelay time.Duration `json:"ackDelay,omitempty"`
 	// InitialRTO (default 1s, RFC 6298), MinRTO (default 200ms; RFC 6298
 	// says 1s, Linux uses 200ms) and MaxRTO (default 10s) bound the
@@ -78,6 +83,9 @@ func (c Config) withDefaults() Config {
 	def(&c.RecvWindow, 2048)
 	c.RecvWindow = min(c.RecvWindow, 1<<20)
 	def(&c.AckEvery, 2)
+	def(&c.AckMax, 16)
+	c.AckMax = max(c.AckMax, c.AckEvery)
+	dur(&c.AckGap, 100*time.Microsecond)
 	dur(&c.AckDelay, 5*time.Millisecond)
 	dur(&c.InitialRTO, time.Second)
 	dur(&c.MinRTO, 200*time.Millisecond)

@@ -84,6 +84,11 @@ type rseg struct {
 // span is a range [s, e) of segments held out of order.
 type span struct{ s, e uint64 }
 
+// quickAcks is how many in-order segments at the start of a stream are
+// acknowledged every second segment whatever AckEvery says, so slow
+// start is not held back by a thin ack clock.
+const quickAcks = 64
+
 // lossThreshold is RFC 9002's kPacketThreshold.
 const lossThreshold = 3
 
@@ -174,6 +179,8 @@ type Conn struct {
 	ackPending int
 	ackNow     bool
 	delackAt   spec.Time
+	inOrder    uint64 // segments received in order, for quick acks
+	lastAckAt  spec.Time
 	echo       uint16 // stamp of the latest data arrival
 	echoFresh  bool   // that arrival has not been echoed yet
 
@@ -710,9 +717,17 @@ func (c *Conn) onData(now spec.Time, p *Packet) {
 		return
 	}
 	c.ackPending++
-	if c.ackPending >= cfg.AckEvery {
+	c.inOrder++
+	switch {
+	case c.ackPending >= cfg.AckMax,
+		c.ackPending >= cfg.AckEvery && (c.inOrder <= quickAcks || now.Sub(c.lastAckAt) >= cfg.AckGap):
 		c.ackNow = true
-	} else if c.delackAt == 0 {
+	case c.ackPending >= cfg.AckEvery:
+		// Segments arrive faster than one per AckGap: let up to AckMax
+		// share an acknowledgement, sent at the latest AckGap after the
+		// last one.
+		c.delackAt = c.lastAckAt.Add(cfg.AckGap)
+	case c.delackAt == 0:
 		c.delackAt = now.Add(cfg.AckDelay)
 	}
 }
@@ -897,7 +912,7 @@ func (c *Conn) flush(now spec.Time, out []spec.Output) []spec.Output {
 		return out
 	case stTimeWait:
 		if c.ackNow {
-			out = c.sendAck(out)
+			out = c.sendAck(now, out)
 		}
 		return out
 	}
@@ -908,7 +923,7 @@ func (c *Conn) flush(now spec.Time, out []spec.Output) []spec.Output {
 			continue
 		}
 		if s := c.seg(q); s.state == segLost {
-			out = c.transmit(now, q, s, out)
+			out = c.transmit(now, q, s, c.inflight+1 >= c.cwndSegs(), out)
 		}
 	}
 	if c.lostHead == len(c.lostq) {
@@ -922,13 +937,13 @@ func (c *Conn) flush(now spec.Time, out []spec.Output) []spec.Output {
 			c.cwndLimited = true
 			break
 		}
-		out = c.sendNew(now, out)
+		out = c.sendNew(now, false, out)
 	}
 	if !c.hasNew() {
 		c.cwndLimited = c.inflight >= c.cwndSegs()
 	}
 	if c.ackNow || c.pingNow {
-		out = c.sendAck(out)
+		out = c.sendAck(now, out)
 	}
 	return out
 }
@@ -988,16 +1003,20 @@ func (c *Conn) header(p *Packet, room int) bool {
 	return n == len(c.ranges)
 }
 
-func (c *Conn) sentAck(all bool) {
+func (c *Conn) sentAck(now spec.Time, all bool) {
 	if all {
 		c.ackNow = false
 	}
 	c.ackPending = 0
 	c.delackAt = 0
+	c.lastAckAt = now
 }
 
 // sendNew creates the next segment from the queued bytes and sends it.
-func (c *Conn) sendNew(now spec.Time, out []spec.Output) []spec.Output {
+// The last segment of a burst (the window is then full, or nothing more
+// is queued, or probe) asks for an acknowledgement at once (PING), so a
+// receiver that thins its acknowledgements never makes the sender wait.
+func (c *Conn) sendNew(now spec.Time, probe bool, out []spec.Output) []spec.Output {
 	seq := c.sndNxt
 	if seq-c.sndUna >= uint64(len(c.segs)) {
 		c.growSegs()
@@ -1014,6 +1033,9 @@ func (c *Conn) sendNew(now spec.Time, out []spec.Output) []spec.Output {
 	if c.closeReq && n == c.pendLen {
 		p.Flags |= FlagFIN
 		c.finQueued, c.finSeq = true, seq
+	}
+	if probe || n == c.pendLen || c.inflight+1 >= c.cwndSegs() || seq+1-c.sndUna >= c.peerWnd {
+		p.Flags |= FlagPING
 	}
 	p.Seq = uint32(seq)
 	all := c.header(&p, room-n)
@@ -1038,7 +1060,7 @@ func (c *Conn) sendNew(now spec.Time, out []spec.Output) []spec.Output {
 	s := c.seg(seq)
 	*s = sseg{data: buf[off:], fin: p.Flags&FlagFIN != 0}
 	c.ep.c.bytesSent += uint64(n)
-	c.sentAck(all)
+	c.sentAck(now, all)
 	return c.put(now, seq, s, buf, out)
 }
 
@@ -1048,7 +1070,7 @@ func (c *Conn) sendNew(now spec.Time, out []spec.Output) []spec.Output {
 func (c *Conn) sendProbe(now spec.Time, out []spec.Output) []spec.Output {
 	c.probe = false
 	if c.canSendNew() {
-		return c.sendNew(now, out)
+		return c.sendNew(now, true, out)
 	}
 	for q := c.sndNxt; q > c.sndUna; q-- {
 		s := c.seg(q - 1)
@@ -1058,15 +1080,18 @@ func (c *Conn) sendProbe(now spec.Time, out []spec.Output) []spec.Output {
 		if s.state == segInflight {
 			c.inflight--
 		}
-		return c.transmit(now, q-1, s, out)
+		return c.transmit(now, q-1, s, true, out)
 	}
 	return out
 }
 
 // transmit resends segment q with a fresh header.
-func (c *Conn) transmit(now spec.Time, q uint64, s *sseg, out []spec.Output) []spec.Output {
+func (c *Conn) transmit(now spec.Time, q uint64, s *sseg, ping bool, out []spec.Output) []spec.Output {
 	var p Packet
 	p.Flags = FlagDATA
+	if ping {
+		p.Flags |= FlagPING
+	}
 	room := c.dgram - SegHeaderLen - len(s.data)
 	if c.client && q == 0 {
 		p.Flags |= FlagCOOKIE
@@ -1087,7 +1112,7 @@ func (c *Conn) transmit(now spec.Time, q uint64, s *sseg, out []spec.Output) []s
 		c.fastRetrans++
 		c.ep.c.fastRetrans++
 	}
-	c.sentAck(all)
+	c.sentAck(now, all)
 	return c.put(now, q, s, buf, out)
 }
 
@@ -1112,7 +1137,7 @@ func (c *Conn) put(now spec.Time, q uint64, s *sseg, buf []byte, out []spec.Outp
 	return append(out, spec.Send(c.ep.sock, c.peer, buf))
 }
 
-func (c *Conn) sendAck(out []spec.Output) []spec.Output {
+func (c *Conn) sendAck(now spec.Time, out []spec.Output) []spec.Output {
 	var p Packet
 	if c.pingNow {
 		p.Flags = FlagPING
@@ -1121,7 +1146,7 @@ func (c *Conn) sendAck(out []spec.Output) []spec.Output {
 	buf := make([]byte, p.Len())
 	p.putSEG(buf)
 	c.ackNow, c.pingNow = false, false
-	c.sentAck(true)
+	c.sentAck(now, true)
 	c.ep.c.acksSent++
 	return append(out, spec.Send(c.ep.sock, c.peer, buf))
 }

@@ -21,7 +21,7 @@ const (
 	FlagDATA   uint8 = 0x01 // the segment occupies sequence number Seq
 	FlagFIN    uint8 = 0x02 // Seq is the sender's last sequence number
 	FlagCOOKIE uint8 = 0x04 // a 32-byte cookie echo follows the SACK blocks
-	FlagPING   uint8 = 0x08 // acknowledge at once (keepalive)
+	FlagPING   uint8 = 0x08 // acknowledge at once (keepalive, end of a burst)
 	FlagECHO   uint8 = 0x10 // Echo is the stamp of the arrival this acknowledges
 	knownFlags       = FlagDATA | FlagFIN | FlagCOOKIE | FlagPING | FlagECHO
 

@@ -25,6 +25,7 @@ type flowLog struct {
 	closed  bool
 	exited  bool
 	exitErr string
+	ctr     []spec.Counter // the client's counters when it exited
 }
 
 type run struct {
@@ -66,6 +67,9 @@ func runBulk(t interface{ Fatalf(string, ...any) }, seed uint64, link sim.Link, 
 		OnExit: func(n *sim.Node, _ spec.Time, err string) {
 			if fl := r.flows[n.Name]; fl != nil {
 				fl.exited, fl.exitErr = true, err
+				if m, ok := n.Machine().(*source); ok {
+					fl.ctr = m.Counters()
+				}
 			}
 		},
 	})

@@ -56,9 +56,9 @@ type Config struct {
 	MaxSessions int `json:"maxSessions,omitempty"`
 	MaxPerAddr  int `json:"maxPerAddr,omitempty"`
 	// CC picks the congestion controller: "westwood" (default: NewReno
-	// whose loss response sets the window to the measured bandwidth-delay
-	// product, so random loss does not halve it) or "newreno" (RFC 6582
-	// halving).
+	// whose loss response keeps the window at twice the measured
+	// bandwidth-delay product if that is more than half, so random loss
+	// does not halve it) or "newreno" (RFC 6582 halving).
 	CC string `json:"cc,omitempty"`
 }
 

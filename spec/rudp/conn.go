@@ -335,14 +335,16 @@ func (c *Conn) onSpurious(tx uint64) {
 }
 
 // reduced is the slow-start threshold after a loss: half the window
-// (newreno), or the bandwidth-delay estimate if that is larger
-// (westwood). Never going below half keeps a flow that loses a packet
-// while another flow's queue stands from collapsing to its share of an
-// empty pipe, so flows still converge as AIMD flows do.
+// (newreno), or, if larger, twice the estimated bandwidth-delay product
+// (westwood: Westwood+'s estimate with BBR's window gain of 2, so a
+// random loss on a path whose queue is empty costs nothing). Never going
+// below half keeps a flow that loses a packet while another flow's queue
+// stands from collapsing to its share of an empty pipe, so flows still
+// converge as AIMD flows do.
 func (c *Conn) reduced() float64 {
 	r := max(c.cwnd/2, 2)
 	if c.ep.cfg.CC == "westwood" {
-		r = max(r, c.bdp())
+		r = max(r, 2*c.bdp())
 	}
 	return r
 }

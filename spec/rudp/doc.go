@@ -134,11 +134,14 @@
 // segment sent before the last reduction does not reduce again), and
 // congestion avoidance of one segment per RTT. Slow start ends early when
 // the RTT of a round grows (HyStart++, RFC 9406), so it does not flood
-// deep queues. On loss the default ("westwood", TCP Westwood+) sets the
-// window to the measured bandwidth-delay product (the largest delivery
-// rate of the last 8 RTT-long intervals times the smallest RTT) instead
-// of halving it, so random loss does not starve the sender; "newreno"
-// halves. An RTO sets ssthresh likewise and the window to one.
+// deep queues. On loss the default ("westwood", after TCP Westwood+)
+// sets the window to the larger of half of it and twice the measured
+// bandwidth-delay product (the largest delivery rate of the last 8
+// RTT-long intervals times the smallest RTT; the factor 2 is BBR's window
+// gain), so random loss on a path without a standing queue costs almost
+// nothing, while a flow behind a standing queue still halves and flows
+// converge as AIMD flows do; "newreno" halves. An RTO sets ssthresh
+// likewise and the window to one.
 //
 // Flow control: each side announces the segments beyond its cumulative
 // ack it will buffer (RecvWindow); the receiver drops anything beyond

@@ -175,7 +175,7 @@ func decodeFile(b []byte) (fileHeader, error) {
 	return h, nil
 }
 
-// Describe summarises the frames at the start of a chunk of stream
+// describeFrames summarises the frames at the start of a chunk of stream
 // bytes, for logs; it accepts any bytes.
 func describeFrames(b []byte) string {
 	s := ""

@@ -586,7 +586,7 @@ func (s *Server) next(ss *session, out []spec.Output) []spec.Output {
 	return out
 }
 
-// NewServerFromJSON builds a server from a trace's config.
+// newServerFromJSON builds a server from a trace's config.
 func newServerFromJSON(b []byte) (*Server, error) {
 	var c ServerConfig
 	if err := json.Unmarshal(b, &c); err != nil {

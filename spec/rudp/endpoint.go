@@ -458,7 +458,9 @@ func (e *Endpoint) syn(now spec.Time, from netip.AddrPort, p *Packet, out []spec
 	return append(out, spec.Send(e.sock, from, r.Append(make([]byte, 0, SynAckLen))))
 }
 
-func cookieClock(now spec.Time) uint32 { return uint32(int64(now) / int64(time.Second)) }
+// cookieClock is the cookie timestamp: milliseconds, modulo 2^32 (it
+// wraps every 49 days; CookieLifetime is far shorter).
+func cookieClock(now spec.Time) uint32 { return uint32(int64(now) / int64(time.Millisecond)) }
 
 // cookie computes the server's session id and the MAC for a handshake:
 // HMAC-SHA256(secret, addr16 | port | src | ts | mss | wnd); the id is its
@@ -503,7 +505,8 @@ func (e *Endpoint) unknownSeg(now spec.Time, from netip.AddrPort, p *Packet, b [
 		return out
 	}
 	ck := &p.Cookie
-	if age := cookieClock(now) - ck.TS; time.Duration(age)*time.Second > e.cfg.CookieLifetime {
+	age := time.Duration(cookieClock(now)-ck.TS) * time.Millisecond
+	if age > e.cfg.CookieLifetime {
 		e.c.cookiesStale++
 		return e.sendRST(out, from, ck.Src, ReasonCookie)
 	}
@@ -521,6 +524,12 @@ func (e *Endpoint) unknownSeg(now spec.Time, from netip.AddrPort, p *Packet, b [
 	c.peerWnd = uint64(ck.Wnd)
 	c.st = stEstablished
 	c.lastRecv = now
+	if p.Stamp == 0 && age > 0 {
+		// The first transmission of segment 0 left the client as soon as
+		// the SYN-ACK arrived: the cookie's age is one round trip, taken
+		// before this session queued anything.
+		c.sampleRTT(age)
+	}
 	e.conns[id] = c
 	e.perAddr[from.Addr()]++
 	e.c.opened++

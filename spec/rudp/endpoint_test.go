@@ -51,7 +51,7 @@ func TestSpoofedOpensCostNothing(t *testing.T) {
 				b = (&rudp.Packet{Type: rudp.TypeSYN, Src: rapid.Uint32Range(1, 1<<32-1).Draw(t, "src"), MSS: 1452, Wnd: 64}).Append(nil)
 			case 1: // a cookie echo with a guessed MAC
 				p := rudp.Packet{Type: rudp.TypeSEG, Dst: rapid.Uint32().Draw(t, "dst"), Flags: rudp.FlagDATA | rudp.FlagCOOKIE,
-					Cookie: rudp.Cookie{TS: uint32(int64(spec.SimEpoch) / 1e9), Src: 7, MSS: 1452, Wnd: 64}}
+					Cookie: rudp.Cookie{TS: uint32(uint64(spec.SimEpoch) / 1e6 % (1 << 32)), Src: 7, MSS: 1452, Wnd: 64}}
 				binary.BigEndian.PutUint64(p.Cookie.MAC[:], rapid.Uint64().Draw(t, "mac"))
 				b = p.Append(nil)
 			case 2: // a segment for a guessed session that claims to have heard from us

@@ -1,0 +1,734 @@
+package tftp
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/file"
+)
+
+// ServerConfig configures a TFTP server. Zero fields take the defaults
+// given.
+type ServerConfig struct {
+	// Addr is where requests arrive (RFC 1350: port 69). Transfers get
+	// a fresh port on the same address.
+	Addr netip.AddrPort `json:"addr"`
+	// Files is a synthetic root, served when NewServer is given no file
+	// system (in the simulator and in replay).
+	Files []file.SynthFile `json:"files,omitempty"`
+	// Root names the directory a command serves, for the record.
+	Root string `json:"root,omitempty"`
+	// AllowWrite accepts write requests; without it they are refused
+	// with an access violation.
+	AllowWrite bool `json:"allowWrite,omitempty"`
+	// MaxBlksize and MaxWindowsize cap what the blksize and windowsize
+	// options may negotiate (defaults MaxBlksize and 64).
+	MaxBlksize    int `json:"maxBlksize,omitempty"`
+	MaxWindowsize int `json:"maxWindowsize,omitempty"`
+	// Timeout is the retransmission interval when the client sends no
+	// timeout option (default 1s); MaxTimeout the largest timeout option
+	// accepted (default 10s; larger ones are not acknowledged).
+	Timeout    time.Duration `json:"timeout,omitempty"`
+	MaxTimeout time.Duration `json:"maxTimeout,omitempty"`
+	// Retries is how many times a transfer resends without progress
+	// before it gives up (default 5); FirstRetries replaces it until the
+	// client has answered at all (default 1; negative: 0), so a forged
+	// request makes the server send at most 1+FirstRetries datagrams.
+	Retries      int `json:"retries,omitempty"`
+	FirstRetries int `json:"firstRetries,omitempty"`
+	// MaxTransfers bounds concurrent transfers (default 64), MaxPerHost
+	// those from one client address (default 8), and MaxUnverified those
+	// whose client has not answered yet (default 16; requests beyond it
+	// are dropped without an answer).
+	MaxTransfers  int `json:"maxTransfers,omitempty"`
+	MaxPerHost    int `json:"maxPerHost,omitempty"`
+	MaxUnverified int `json:"maxUnverified,omitempty"`
+	// MaxWriteSize bounds an uploaded file (default 1 GiB).
+	MaxWriteSize int64 `json:"maxWriteSize,omitempty"`
+	// AllowLowPorts answers requests from source ports below 1024,
+	// which are other services' (by default they are dropped, so two
+	// reflectors cannot bounce errors between each other).
+	AllowLowPorts bool `json:"allowLowPorts,omitempty"`
+}
+
+func (c *ServerConfig) fill() {
+	if c.MaxBlksize <= 0 || c.MaxBlksize > MaxBlksize {
+		c.MaxBlksize = MaxBlksize
+	}
+	c.MaxBlksize = max(c.MaxBlksize, MinBlksize)
+	if c.MaxWindowsize <= 0 {
+		c.MaxWindowsize = 64
+	}
+	c.MaxWindowsize = min(c.MaxWindowsize, maxWindow)
+	if c.Timeout <= 0 {
+		c.Timeout = time.Second
+	}
+	if c.MaxTimeout <= 0 {
+		c.MaxTimeout = 10 * time.Second
+	}
+	if c.Retries <= 0 {
+		c.Retries = 5
+	}
+	if c.FirstRetries == 0 {
+		c.FirstRetries = 1
+	} else if c.FirstRetries < 0 {
+		c.FirstRetries = 0
+	}
+	if c.MaxTransfers <= 0 {
+		c.MaxTransfers = 64
+	}
+	if c.MaxPerHost <= 0 {
+		c.MaxPerHost = 8
+	}
+	if c.MaxUnverified <= 0 {
+		c.MaxUnverified = 16
+	}
+	if c.MaxWriteSize <= 0 {
+		c.MaxWriteSize = 1 << 30
+	}
+}
+
+// maxWindow caps any windowsize this package uses: block numbers are
+// compared modulo 65536, which needs a window well under half of that.
+const maxWindow = 4096
+
+// Store receives the files of write requests. The server calls it from
+// Step, with names file.ValidName accepts.
+type Store interface {
+	// Create begins a file called name, size bytes long if the client
+	// announced it (tsize), -1 if not. Errors wrapping fs.ErrExist,
+	// fs.ErrPermission and fs.ErrNotExist become TFTP errors 6, 2 and 1.
+	Create(name string, size int64) (Upload, error)
+}
+
+// Upload is a file being received. Bytes arrive in order through Write;
+// then exactly one of Commit (publish it under its name, atomically; an
+// error wrapping fs.ErrExist if the name was taken meanwhile) or Abort
+// (discard it) is called. A failed upload must leave nothing that looks
+// like the file.
+type Upload interface {
+	io.Writer
+	Commit() error
+	Abort()
+}
+
+// Sockets and timers of the server. Transfer t uses socket t and timer t.
+const (
+	sockMain  spec.Sock = 1
+	firstXfer spec.Sock = 2
+)
+
+// Server is the TFTP server machine. It reads files through an fs.FS and
+// writes through a Store, only under names file.ValidName accepts.
+type Server struct {
+	cfg      ServerConfig
+	fsys     fs.FS
+	store    Store
+	ip       netip.Addr // the main socket's address, for transfer sockets
+	xfers    map[spec.Sock]*serverXfer
+	byPeer   map[netip.AddrPort]*serverXfer
+	perHost  map[netip.Addr]int
+	pending  int // transfers whose client has not answered yet
+	nextSock spec.Sock
+	stopped  bool
+	pkt      Packet
+	c        serverCounters
+	st       xferStats
+}
+
+type serverCounters struct {
+	requests, rrq, wrq, malformed, notRequest, tooLong, lowPort, dupRequests, busy, unanswered,
+	refused, notFound, writeRefused, served, received, failed, bytesSent, bytesReceived uint64
+}
+
+type serverXfer struct {
+	x       xfer
+	write   bool
+	req     []byte
+	opts    Options // as acknowledged
+	file    fs.File
+	up      Upload
+	h       hash.Hash
+	pending bool // counted in Server.pending
+	done    bool // the outcome is reported; only dallying remains
+}
+
+// NewServer returns a server reading fsys (nil: the synthetic root
+// cfg.Files) and, if cfg.AllowWrite, writing to store (nil: uploads are
+// checked, hashed and discarded, and names fsys holds are refused).
+func NewServer(cfg ServerConfig, fsys fs.FS, store Store) *Server {
+	cfg.fill()
+	if fsys == nil {
+		fsys = file.Synthetic(cfg.Files)
+	}
+	if store == nil {
+		store = discardStore{fsys}
+	}
+	return &Server{
+		cfg: cfg, fsys: fsys, store: store,
+		xfers:    map[spec.Sock]*serverXfer{},
+		byPeer:   map[netip.AddrPort]*serverXfer{},
+		perHost:  map[netip.Addr]int{},
+		nextSock: firstXfer,
+	}
+}
+
+// Transfers is the number of transfers the server holds (dallying ones
+// included).
+func (s *Server) Transfers() int { return len(s.xfers) }
+
+// Counters implements spec.Inspector.
+func (s *Server) Counters() []spec.Counter {
+	c := &s.c
+	return append([]spec.Counter{
+		{Name: "requests", Value: c.requests},
+		{Name: "read_requests", Value: c.rrq},
+		{Name: "write_requests", Value: c.wrq},
+		{Name: "malformed", Value: c.malformed + s.st.malformed},
+		{Name: "not_requests", Value: c.notRequest},
+		{Name: "requests_too_long", Value: c.tooLong},
+		{Name: "dropped_low_port", Value: c.lowPort},
+		{Name: "duplicate_requests", Value: c.dupRequests},
+		{Name: "refused_busy", Value: c.busy},
+		{Name: "dropped_unanswered_limit", Value: c.unanswered},
+		{Name: "refused", Value: c.refused},
+		{Name: "not_found", Value: c.notFound},
+		{Name: "writes_refused", Value: c.writeRefused},
+		{Name: "files_sent", Value: c.served},
+		{Name: "files_received", Value: c.received},
+		{Name: "transfers_failed", Value: c.failed},
+		{Name: "bytes_sent", Value: c.bytesSent},
+		{Name: "bytes_received", Value: c.bytesReceived},
+	}, s.st.counters()...)
+}
+
+func (st *xferStats) counters() []spec.Counter {
+	return []spec.Counter{
+		{Name: "data_sent", Value: st.dataSent},
+		{Name: "data_resent", Value: st.dataResent},
+		{Name: "acks_sent", Value: st.acksSent},
+		{Name: "acks_received", Value: st.acksIn},
+		{Name: "stale_acks_ignored", Value: st.staleAcks},
+		{Name: "duplicate_data", Value: st.dupData},
+		{Name: "data_past_gap", Value: st.gaps},
+		{Name: "timeouts", Value: st.timeouts},
+		{Name: "unknown_tid", Value: st.unknownTID},
+	}
+}
+
+// Transfer is the value of the server's "transfer-done" and
+// "transfer-error" events.
+type Transfer struct {
+	Op         string `json:"op"` // "get" (RRQ) or "put" (WRQ)
+	Name       string `json:"name"`
+	Peer       string `json:"peer"`
+	Bytes      int64  `json:"bytes"`
+	Blksize    int    `json:"blksize"`
+	Windowsize int    `json:"windowsize"`
+	// SHA256 is an upload's hash, hex.
+	SHA256 string `json:"sha256,omitempty"`
+	// Code and Err describe a failure; Remote says the client sent it.
+	Code   int    `json:"code,omitempty"`
+	Err    string `json:"err,omitempty"`
+	Remote bool   `json:"remote,omitempty"`
+}
+
+// Step implements spec.Machine.
+func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if s.stopped {
+		return out
+	}
+	switch in.Kind {
+	case spec.InStart:
+		return append(out, spec.Bind(sockMain, spec.UDP, s.cfg.Addr))
+	case spec.InBound:
+		if in.Sock == sockMain {
+			if in.Err != "" {
+				return append(out, spec.Exit(fmt.Sprintf("tftp: bind %v: %s", s.cfg.Addr, in.Err)))
+			}
+			s.ip = in.Addr.Addr()
+			return append(out, spec.Info("tftp server listening", slog.String("addr", in.Addr.String())),
+				spec.Emit(spec.Event{Name: "listening", Text: in.Addr.String()}))
+		}
+		if sx := s.xfers[in.Sock]; sx != nil {
+			return s.bound(now, sx, in, out)
+		}
+	case spec.InDatagram:
+		if in.Sock == sockMain {
+			return s.request(now, in, out)
+		}
+		if sx := s.xfers[in.Sock]; sx != nil {
+			return s.datagram(now, sx, in, out)
+		}
+	case spec.InTimer:
+		if sx := s.xfers[spec.Sock(in.Timer)]; sx != nil {
+			return s.timer(now, sx, out)
+		}
+	case spec.InStop:
+		s.stopped = true
+		for _, id := range slices.Sorted(maps.Keys(s.xfers)) {
+			sx := s.xfers[id]
+			if !sx.done && sx.x.ph != phaseBinding && sx.x.verified {
+				out = append(out, errorTo(sx.x.sock, sx.x.peer, ErrUndefined, "server shutting down"))
+			}
+			out = s.fail(sx, ErrUndefined, "server shutting down", false, out)
+		}
+		return append(out, spec.Unbind(sockMain), spec.Exit(""))
+	}
+	return out
+}
+
+// request handles a datagram on the main socket: only RRQ and WRQ are
+// answered there.
+func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	from := in.Addr
+	if p := from.Port(); p == 0 || (p < 1024 && !s.cfg.AllowLowPorts) {
+		s.c.lowPort++
+		return append(out, spec.Debug("tftp: dropped a datagram from a well-known port", slog.String("from", from.String())))
+	}
+	isReq := len(in.Data) >= 2 && in.Data[0] == 0 && (in.Data[1] == byte(OpRRQ) || in.Data[1] == byte(OpWRQ))
+	if !isReq {
+		s.c.notRequest++
+		return append(out, spec.Debug("tftp: dropped a datagram that is not a request", slog.String("from", from.String()), slog.Int("len", len(in.Data))))
+	}
+	s.c.requests++
+	if len(in.Data) > MaxRequest {
+		s.c.tooLong++
+		return s.refuse(from, ErrIllegal, fmt.Sprintf("request longer than %d bytes", MaxRequest), out)
+	}
+	p := &s.pkt
+	if err := Decode(in.Data, p); err != nil {
+		s.c.malformed++
+		out = append(out, spec.Debug("tftp: malformed request", slog.String("from", from.String()), slog.String("err", err.Error())))
+		return s.refuse(from, ErrIllegal, "malformed request", out)
+	}
+	write := p.Op == OpWRQ
+	if write {
+		s.c.wrq++
+	} else {
+		s.c.rrq++
+	}
+	if old := s.byPeer[from]; old != nil {
+		if !old.done {
+			// A retransmitted (or duplicated) request: the transfer
+			// already answers it, and a resend here would let forged
+			// copies multiply what a victim receives.
+			s.c.dupRequests++
+			return append(out, spec.Debug("tftp: request from a port with a transfer in progress", slog.String("from", from.String())))
+		}
+		out = s.release(old, out) // its client has moved on to the next request
+	}
+	switch {
+	case len(s.xfers) >= s.cfg.MaxTransfers:
+		s.c.busy++
+		return s.refuse(from, ErrUndefined, "server busy, try again later", out)
+	case s.perHost[from.Addr()] >= s.cfg.MaxPerHost:
+		s.c.busy++
+		return s.refuse(from, ErrUndefined, "too many transfers from your address", out)
+	case s.pending >= s.cfg.MaxUnverified:
+		s.c.unanswered++
+		return append(out, spec.Debug("tftp: too many unanswered transfers, dropping a request", slog.String("from", from.String())))
+	}
+	if !strings.EqualFold(p.Mode, "octet") {
+		s.c.refused++
+		return s.refuse(from, ErrUndefined, "only octet mode is supported", out)
+	}
+	if err := file.ValidName(p.Filename); err != nil {
+		s.c.refused++
+		return s.refuse(from, ErrAccess, "access violation: "+err.Error(), out)
+	}
+	asked, _, _ := ParseOptions(p.Options)
+	sx := &serverXfer{write: write, req: in.Data}
+	sx.x = xfer{name: p.Filename, peer: from, blksize: DefaultBlksize, window: 1, timeout: s.cfg.Timeout,
+		retries: s.cfg.Retries, firstRetries: s.cfg.FirstRetries, started: now, st: &s.st}
+	o := &sx.opts
+	o.TSize = -1
+	if asked.Blksize > 0 {
+		o.Blksize = min(asked.Blksize, s.cfg.MaxBlksize)
+		sx.x.blksize = o.Blksize
+	}
+	if asked.Windowsize > 0 {
+		o.Windowsize = min(asked.Windowsize, s.cfg.MaxWindowsize)
+		sx.x.window = o.Windowsize
+	}
+	if asked.Timeout > 0 && time.Duration(asked.Timeout)*time.Second <= s.cfg.MaxTimeout {
+		o.Timeout = asked.Timeout
+		sx.x.timeout = time.Duration(asked.Timeout) * time.Second
+	}
+	if write {
+		if code, msg := s.openUpload(sx, asked.TSize); msg != "" {
+			return s.refuse(from, code, msg, out)
+		}
+		o.TSize = asked.TSize
+	} else {
+		size, code, msg := s.openFile(sx)
+		if msg != "" {
+			return s.refuse(from, code, msg, out)
+		}
+		if asked.TSize >= 0 {
+			o.TSize = size
+		}
+	}
+	sx.x.sock = s.allocSock()
+	sx.x.timer = spec.Timer(sx.x.sock)
+	sx.pending = true
+	s.pending++
+	s.xfers[sx.x.sock] = sx
+	s.byPeer[from] = sx
+	s.perHost[from.Addr()]++
+	return append(out, spec.Bind(sx.x.sock, spec.UDP, netip.AddrPortFrom(s.ip, 0)))
+}
+
+// refuse answers a request with an ERROR from the main socket: one small
+// datagram per request, and none for requests the server drops.
+func (s *Server) refuse(to netip.AddrPort, code ErrCode, msg string, out []spec.Output) []spec.Output {
+	out = append(out, spec.Debug("tftp: refused a request", slog.String("from", to.String()), slog.Int("code", int(code)), slog.String("msg", msg)))
+	return append(out, errorTo(sockMain, to, code, msg))
+}
+
+// openFile opens a read request's file: a regular file, read at offsets.
+func (s *Server) openFile(sx *serverXfer) (int64, ErrCode, string) {
+	f, err := s.fsys.Open(sx.x.name)
+	if err != nil {
+		code, msg := s.fsError(err)
+		return 0, code, msg
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		s.c.refused++
+		return 0, ErrAccess, "access violation: not a regular file"
+	}
+	var src io.ReaderAt
+	switch r := f.(type) {
+	case io.ReaderAt:
+		src = r
+	case io.ReadSeeker:
+		src = &seekReaderAt{r: r}
+	default:
+		f.Close()
+		s.c.refused++
+		return 0, ErrUndefined, "file cannot be read at an offset"
+	}
+	sx.file = f
+	sx.x.startSending(src, st.Size())
+	return st.Size(), 0, ""
+}
+
+// openUpload starts a write request's file in the store.
+func (s *Server) openUpload(sx *serverXfer, tsize int64) (ErrCode, string) {
+	switch {
+	case !s.cfg.AllowWrite:
+		s.c.writeRefused++
+		return ErrAccess, "access violation: write requests are not allowed"
+	case tsize > s.cfg.MaxWriteSize:
+		s.c.writeRefused++
+		return ErrDiskFull, fmt.Sprintf("file larger than the %d bytes accepted", s.cfg.MaxWriteSize)
+	}
+	up, err := s.store.Create(sx.x.name, tsize)
+	if err != nil {
+		s.c.writeRefused++
+		return s.fsError(err)
+	}
+	sx.up, sx.h = up, sha256.New()
+	return 0, ""
+}
+
+func (s *Server) fsError(err error) (ErrCode, string) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		s.c.notFound++
+		return ErrNotFound, "file not found"
+	case errors.Is(err, fs.ErrExist):
+		s.c.refused++
+		return ErrExists, "file already exists"
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrInvalid):
+		s.c.refused++
+		return ErrAccess, "access violation"
+	}
+	s.c.refused++
+	return ErrUndefined, "cannot open the file"
+}
+
+func (s *Server) allocSock() spec.Sock {
+	for {
+		id := s.nextSock
+		s.nextSock++
+		if s.nextSock < firstXfer {
+			s.nextSock = firstXfer
+		}
+		if _, used := s.xfers[id]; !used {
+			return id
+		}
+	}
+}
+
+// bound starts a transfer once its socket is open: an OACK if the
+// request carried options the server accepted, else (RFC 1350) DATA 1
+// for a read and ACK 0 for a write.
+func (s *Server) bound(now spec.Time, sx *serverXfer, in spec.Input, out []spec.Output) []spec.Output {
+	if in.Err != "" {
+		out = append(out, errorTo(sockMain, sx.x.peer, ErrUndefined, "no transfer socket available"))
+		return s.fail(sx, ErrUndefined, "bind: "+in.Err, false, out)
+	}
+	out = append(out, spec.Info("tftp transfer", slog.String("op", sx.op()), slog.String("name", sx.x.name),
+		slog.String("peer", sx.x.peer.String()), slog.Int("blksize", sx.x.blksize), slog.Int("windowsize", sx.x.window)))
+	var oack []byte
+	if l := sx.opts.List(); len(l) > 0 {
+		p := Packet{Op: OpOACK, Options: l}
+		oack = p.Append(nil)
+	}
+	if sx.write {
+		sx.x.ph = phaseData
+		sx.x.first = oack
+		out = sx.x.ack(out)
+		return sx.x.arm(now, out)
+	}
+	if oack != nil {
+		sx.x.ph = phaseOACK
+		sx.x.first = oack
+		out = append(out, spec.Send(sx.x.sock, sx.x.peer, oack))
+		return sx.x.arm(now, out)
+	}
+	out, err := sx.x.sendWindow(now, out)
+	if err != nil {
+		return s.readFailed(sx, err, out)
+	}
+	return out
+}
+
+// datagram handles a datagram on a transfer's socket.
+func (s *Server) datagram(now spec.Time, sx *serverXfer, in spec.Input, out []spec.Output) []spec.Output {
+	p := &s.pkt
+	if err := Decode(in.Data, p); err != nil {
+		s.st.malformed++
+		return append(out, spec.Debug("tftp: malformed datagram", slog.String("from", in.Addr.String()), slog.String("err", err.Error())))
+	}
+	if in.Addr != sx.x.peer {
+		// RFC 1350 §4: another TID gets an error; the transfer goes
+		// on. Errors are never answered with errors.
+		s.st.unknownTID++
+		out = append(out, spec.Debug("tftp: datagram from an unknown transfer ID", slog.String("from", in.Addr.String())))
+		if p.Op != OpERROR {
+			out = append(out, errorTo(sx.x.sock, in.Addr, ErrUnknownTID, "unknown transfer ID"))
+		}
+		return out
+	}
+	if sx.done {
+		if sx.write && p.Op == OpDATA {
+			out, _, _ = sx.x.onData(now, p.Block, p.Data, nil, out)
+		}
+		return out
+	}
+	wasVerified := sx.x.verified
+	defer func() {
+		if !wasVerified && sx.x.verified && sx.pending {
+			sx.pending = false
+			s.pending--
+		}
+	}()
+	switch {
+	case p.Op == OpERROR:
+		return s.fail(sx, p.Code, p.Msg, true, out)
+	case !sx.write && p.Op == OpACK && sx.x.ph == phaseOACK:
+		if p.Block != 0 {
+			s.st.staleAcks++
+			return out
+		}
+		sx.x.verified = true
+		s.st.acksIn++
+		out, err := sx.x.sendWindow(now, out)
+		if err != nil {
+			return s.readFailed(sx, err, out)
+		}
+		return out
+	case !sx.write && p.Op == OpACK:
+		out, done, err := sx.x.onAck(now, p.Block, out)
+		switch {
+		case err != nil:
+			return s.readFailed(sx, err, out)
+		case done:
+			s.c.served++
+			s.c.bytesSent += uint64(sx.x.size)
+			out = s.report(sx, "transfer-done", Transfer{}, out)
+			return s.release(sx, out)
+		}
+		return out
+	case sx.write && p.Op == OpDATA:
+		out, res, err := sx.x.onData(now, p.Block, p.Data, func(b []byte) error { return s.write(sx, b) }, out)
+		if err != nil {
+			code, msg := ErrDiskFull, err.Error()
+			switch {
+			case errors.Is(err, errOversized):
+				code = ErrIllegal
+			case !errors.Is(err, errTooLarge):
+				// The store's error may name server paths: log it,
+				// tell the client less.
+				out = append(out, spec.Warn("tftp: upload failed", slog.String("name", sx.x.name), slog.String("err", msg)))
+				msg = "cannot write the file"
+			}
+			out = append(out, errorTo(sx.x.sock, sx.x.peer, code, msg))
+			return s.fail(sx, code, msg, false, out)
+		}
+		if res == dataFinal {
+			up := sx.up
+			sx.up = nil
+			if err := up.Commit(); err != nil {
+				code, msg := ErrDiskFull, "cannot store the file"
+				if errors.Is(err, fs.ErrExist) {
+					code, msg = ErrExists, "file already exists"
+				} else {
+					out = append(out, spec.Warn("tftp: upload commit failed", slog.String("name", sx.x.name), slog.String("err", err.Error())))
+				}
+				out = append(out, errorTo(sx.x.sock, sx.x.peer, code, msg))
+				return s.fail(sx, code, msg, false, out)
+			}
+			s.c.received++
+			s.c.bytesReceived += uint64(sx.x.bytes)
+			out = s.report(sx, "transfer-done", Transfer{SHA256: hex.EncodeToString(sx.h.Sum(nil))}, out)
+			sx.done = true
+			return sx.x.dally(now, sx.x.timeout, out)
+		}
+		return out
+	}
+	out = append(out, errorTo(sx.x.sock, sx.x.peer, ErrIllegal, "unexpected "+p.Op.String()))
+	return s.fail(sx, ErrIllegal, "client sent "+p.Op.String(), false, out)
+}
+
+var errTooLarge = errors.New("file larger than the server accepts")
+
+func (s *Server) write(sx *serverXfer, b []byte) error {
+	if sx.x.bytes+int64(len(b)) > s.cfg.MaxWriteSize {
+		return errTooLarge
+	}
+	if _, err := sx.up.Write(b); err != nil {
+		return err
+	}
+	sx.h.Write(b)
+	return nil
+}
+
+func (s *Server) readFailed(sx *serverXfer, err error, out []spec.Output) []spec.Output {
+	msg := "cannot read the file"
+	if errors.Is(err, errFileChanged) {
+		msg = errFileChanged.Error()
+	}
+	out = append(out, spec.Warn("tftp: read failed", slog.String("name", sx.x.name), slog.String("err", err.Error())))
+	out = append(out, errorTo(sx.x.sock, sx.x.peer, ErrUndefined, msg))
+	return s.fail(sx, ErrUndefined, msg, false, out)
+}
+
+func (s *Server) timer(now spec.Time, sx *serverXfer, out []spec.Output) []spec.Output {
+	if sx.x.ph == phaseDally {
+		return s.release(sx, out)
+	}
+	out, err := sx.x.expire(now, out)
+	if err == nil {
+		return out
+	}
+	msg := err.Error()
+	if !sx.write && sx.x.acked+1 == sx.x.last && sx.x.sent == sx.x.last {
+		msg = "no ACK for the final block (" + msg + ")"
+	}
+	return s.fail(sx, ErrUndefined, msg, false, out)
+}
+
+// fail reports a transfer's failure and releases it.
+func (s *Server) fail(sx *serverXfer, code ErrCode, msg string, remote bool, out []spec.Output) []spec.Output {
+	if !sx.done {
+		s.c.failed++
+		out = s.report(sx, "transfer-error", Transfer{Code: int(code), Err: msg, Remote: remote}, out)
+	}
+	return s.release(sx, out)
+}
+
+func (s *Server) report(sx *serverXfer, name string, t Transfer, out []spec.Output) []spec.Output {
+	t.Op, t.Name, t.Peer, t.Blksize, t.Windowsize = sx.op(), sx.x.name, sx.x.peer.String(), sx.x.blksize, sx.x.window
+	t.Bytes = sx.x.bytes
+	if !sx.write {
+		t.Bytes = min(int64(sx.x.acked)*int64(sx.x.blksize), sx.x.size)
+	}
+	level, text := slog.LevelInfo, "tftp transfer done"
+	if t.Err != "" {
+		level, text = slog.LevelWarn, "tftp transfer failed"
+	}
+	out = append(out, spec.LogAt(level, text, slog.String("op", t.Op), slog.String("name", t.Name), slog.String("peer", t.Peer),
+		slog.Int64("bytes", t.Bytes), slog.String("err", t.Err)))
+	return append(out, spec.Emit(spec.Event{Name: name, Text: t.Op + " " + t.Name, Value: t}))
+}
+
+// release frees everything a transfer holds.
+func (s *Server) release(sx *serverXfer, out []spec.Output) []spec.Output {
+	if s.xfers[sx.x.sock] != sx {
+		return out
+	}
+	delete(s.xfers, sx.x.sock)
+	if s.byPeer[sx.x.peer] == sx {
+		delete(s.byPeer, sx.x.peer)
+	}
+	if n := s.perHost[sx.x.peer.Addr()]; n <= 1 {
+		delete(s.perHost, sx.x.peer.Addr())
+	} else {
+		s.perHost[sx.x.peer.Addr()] = n - 1
+	}
+	if sx.pending {
+		sx.pending = false
+		s.pending--
+	}
+	if sx.file != nil {
+		sx.file.Close()
+		sx.file = nil
+	}
+	if sx.up != nil {
+		sx.up.Abort()
+		sx.up = nil
+	}
+	return append(out, spec.CancelTimer(sx.x.timer), spec.Unbind(sx.x.sock))
+}
+
+func (sx *serverXfer) op() string {
+	if sx.write {
+		return "put"
+	}
+	return "get"
+}
+
+// seekReaderAt reads at offsets from a file that can only seek.
+type seekReaderAt struct{ r io.ReadSeeker }
+
+func (s *seekReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if _, err := s.r.Seek(off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	return io.ReadFull(s.r, p)
+}
+
+// discardStore is the Store of the simulator and of replay: uploads are
+// hashed by the server and their bytes dropped; names the root holds are
+// refused (the server never overwrites).
+type discardStore struct{ fsys fs.FS }
+
+func (d discardStore) Create(name string, _ int64) (Upload, error) {
+	if _, err := fs.Stat(d.fsys, name); err == nil {
+		return nil, fs.ErrExist
+	}
+	return discardUpload{}, nil
+}
+
+type discardUpload struct{}
+
+func (discardUpload) Write(p []byte) (int, error) { return len(p), nil }
+func (discardUpload) Commit() error               { return nil }
+func (discardUpload) Abort()                      {}

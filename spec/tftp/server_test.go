@@ -1,0 +1,393 @@
+package tftp_test
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/file"
+	"github.com/netspec/netspec/spec/tftp"
+)
+
+var client = netip.MustParseAddrPort("10.0.0.9:40000")
+
+// bench drives a server machine by hand.
+type bench struct {
+	t     *testing.T
+	s     *tftp.Server
+	now   spec.Time
+	out   []spec.Output
+	port  uint16 // the next transfer socket's port
+	bound map[spec.Sock]netip.AddrPort
+}
+
+func newBench(t *testing.T, cfg tftp.ServerConfig) *bench {
+	t.Helper()
+	if !cfg.Addr.IsValid() {
+		cfg.Addr = serverAddr
+	}
+	if cfg.Files == nil {
+		cfg.Files = []file.SynthFile{{Name: "a.bin", Size: 1300, Seed: 1}, {Name: "empty", Size: 0, Seed: 2}, {Name: "d/x", Size: 512, Seed: 3}}
+	}
+	b := &bench{t: t, s: tftp.NewServer(cfg, nil, nil), now: spec.SimEpoch, port: 50000, bound: map[spec.Sock]netip.AddrPort{}}
+	b.step(spec.Input{Kind: spec.InStart})
+	b.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: serverAddr})
+	return b
+}
+
+// step feeds one input and answers every bind at once, like a runner.
+func (b *bench) step(in spec.Input) []spec.Output {
+	b.out = b.s.Step(b.now, in, b.out[:0])
+	got := append([]spec.Output(nil), b.out...)
+	for _, o := range got {
+		if o.Kind == spec.OutBind && o.Sock != 1 {
+			a := netip.AddrPortFrom(serverAddr.Addr(), b.port)
+			b.port++
+			b.bound[o.Sock] = a
+			got = append(got, b.step(spec.Input{Kind: spec.InBound, Sock: o.Sock, Addr: a})...)
+		}
+	}
+	return got
+}
+
+func (b *bench) request(from netip.AddrPort, p tftp.Packet) []spec.Output {
+	return b.step(spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: from, Data: p.Append(nil)})
+}
+
+func (b *bench) to(sock spec.Sock, from netip.AddrPort, data []byte) []spec.Output {
+	return b.step(spec.Input{Kind: spec.InDatagram, Sock: sock, Addr: from, Data: data})
+}
+
+func (b *bench) advance(d time.Duration, timer spec.Timer) []spec.Output {
+	b.now = b.now.Add(d)
+	return b.step(spec.Input{Kind: spec.InTimer, Timer: timer})
+}
+
+func sends(out []spec.Output) []spec.Output {
+	var s []spec.Output
+	for _, o := range out {
+		if o.Kind == spec.OutSend {
+			s = append(s, o)
+		}
+	}
+	return s
+}
+
+func decode(t *testing.T, b []byte) tftp.Packet {
+	t.Helper()
+	var p tftp.Packet
+	if err := tftp.Decode(b, &p); err != nil {
+		t.Fatalf("server sent undecodable %q: %v", b, err)
+	}
+	return p
+}
+
+func rrq(name string, opts ...string) tftp.Packet {
+	p := tftp.Packet{Op: tftp.OpRRQ, Filename: name, Mode: "octet"}
+	for i := 0; i+1 < len(opts); i += 2 {
+		p.Options = append(p.Options, tftp.Option{Name: opts[i], Value: opts[i+1]})
+	}
+	return p
+}
+
+func ack(block uint16) []byte { return tftp.AppendAck(nil, block) }
+
+// Requests the server refuses get one ERROR from port 69 and open
+// nothing; some get nothing at all.
+func TestServerRefusals(t *testing.T) {
+	long := strings.Repeat("x", 600)
+	tests := []struct {
+		name  string
+		from  netip.AddrPort
+		data  []byte
+		write bool
+		code  int // -1: no answer at all
+	}{
+		{"missing file", client, rrq("nope").Append(nil), false, 1},
+		{"dot dot", client, rrq("../etc/passwd").Append(nil), false, 2},
+		{"absolute", client, rrq("/etc/passwd").Append(nil), false, 2},
+		{"backslash", client, rrq(`d\x`).Append(nil), false, 2},
+		{"directory", client, rrq("d").Append(nil), false, 2},
+		{"netascii", client, (&tftp.Packet{Op: tftp.OpRRQ, Filename: "a.bin", Mode: "netascii"}).Append(nil), false, 0},
+		{"write not allowed", client, (&tftp.Packet{Op: tftp.OpWRQ, Filename: "new", Mode: "octet"}).Append(nil), false, 2},
+		{"write existing", client, (&tftp.Packet{Op: tftp.OpWRQ, Filename: "a.bin", Mode: "octet"}).Append(nil), true, 6},
+		{"write too large", client, (&tftp.Packet{Op: tftp.OpWRQ, Filename: "big", Mode: "octet", Options: []tftp.Option{{"tsize", "99999999999"}}}).Append(nil), true, 3},
+		{"too long", client, rrq(long).Append(nil), false, 4},
+		{"malformed", client, []byte("\x00\x01a.bin\x00octet"), false, 4},
+		{"low port", netip.MustParseAddrPort("10.0.0.9:53"), rrq("a.bin").Append(nil), false, -1},
+		{"port zero", netip.MustParseAddrPort("10.0.0.9:0"), rrq("a.bin").Append(nil), false, -1},
+		{"not a request", client, ack(1), false, -1},
+		{"garbage", client, []byte("GET / HTTP/1.0\r\n\r\n"), false, -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBench(t, tftp.ServerConfig{AllowWrite: tc.write})
+			out := b.step(spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: tc.from, Data: tc.data})
+			s := sends(out)
+			for _, o := range out {
+				if o.Kind == spec.OutBind {
+					t.Fatalf("refused request opened a socket")
+				}
+			}
+			if tc.code < 0 {
+				if len(s) != 0 {
+					t.Fatalf("answered %d datagrams, want none", len(s))
+				}
+				return
+			}
+			if len(s) != 1 || s[0].Sock != 1 || s[0].Addr != tc.from {
+				t.Fatalf("answer %v, want one ERROR from port 69", s)
+			}
+			p := decode(t, s[0].Data)
+			if p.Op != tftp.OpERROR || int(p.Code) != tc.code {
+				t.Fatalf("answered %v code %d (%q), want ERROR %d", p.Op, p.Code, p.Msg, tc.code)
+			}
+			if len(s[0].Data) > 100 {
+				t.Fatalf("refusal of %d bytes: a reflector must not amplify", len(s[0].Data))
+			}
+		})
+	}
+}
+
+// A read without options: DATA from a fresh port, lock-step, and the
+// transfer is released after the last ACK.
+func TestServerReadLockStep(t *testing.T) {
+	b := newBench(t, tftp.ServerConfig{})
+	out := sends(b.request(client, rrq("a.bin")))
+	if len(out) != 1 || out[0].Sock == 1 {
+		t.Fatalf("want DATA 1 from a transfer socket, got %v", out)
+	}
+	sock := out[0].Sock
+	var got []byte
+	for blk := uint16(1); ; blk++ {
+		p := decode(t, out[0].Data)
+		if p.Op != tftp.OpDATA || p.Block != blk {
+			t.Fatalf("got %v %d, want DATA %d", p.Op, p.Block, blk)
+		}
+		got = append(got, p.Data...)
+		all := b.to(sock, client, ack(blk))
+		out = sends(all)
+		if len(p.Data) < 512 {
+			if len(out) != 0 || b.s.Transfers() != 0 {
+				t.Fatalf("after the last ACK: %v sends, %d transfers", out, b.s.Transfers())
+			}
+			break
+		}
+		// A duplicate ACK draws nothing.
+		if dup := sends(b.to(sock, client, ack(blk))); len(dup) != 0 {
+			t.Fatalf("duplicate ACK %d drew %d datagrams", blk, len(dup))
+		}
+	}
+	want := make([]byte, 1300)
+	file.SynthBytes(1, 0, want)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes, not the file", len(got))
+	}
+}
+
+// Options are acknowledged within the server's limits; DATA waits for
+// ACK 0; a window goes out at once and a stale ACK moves nothing.
+func TestServerOptions(t *testing.T) {
+	b := newBench(t, tftp.ServerConfig{MaxBlksize: 100, MaxWindowsize: 4, MaxTimeout: 3 * time.Second})
+	out := sends(b.request(client, rrq("a.bin", "BLKSIZE", "1428", "windowsize", "64", "tsize", "0", "timeout", "9", "color", "blue")))
+	if len(out) != 1 {
+		t.Fatalf("want one OACK, got %v", out)
+	}
+	p := decode(t, out[0].Data)
+	o, unknown, bad := tftp.ParseOptions(p.Options)
+	if p.Op != tftp.OpOACK || o.Blksize != 100 || o.Windowsize != 4 || o.TSize != 1300 || o.Timeout != 0 || len(unknown)+len(bad) != 0 {
+		t.Fatalf("OACK %+v: %+v unknown %v bad %v", p, o, unknown, bad)
+	}
+	sock := out[0].Sock
+	out = sends(b.to(sock, client, ack(0)))
+	if len(out) != 4 {
+		t.Fatalf("after ACK 0: %d datagrams, want a window of 4", len(out))
+	}
+	for i, o := range out {
+		if p := decode(t, o.Data); p.Block != uint16(i+1) || len(p.Data) != 100 {
+			t.Fatalf("window datagram %d: block %d, %d bytes", i, p.Block, len(p.Data))
+		}
+	}
+	// ACK 2 (the receiver lost block 3): the next window starts at 3.
+	out = sends(b.to(sock, client, ack(2)))
+	if len(out) != 4 || decode(t, out[0].Data).Block != 3 {
+		t.Fatalf("after ACK 2: %d datagrams from block %d, want 4 from 3", len(out), decode(t, out[0].Data).Block)
+	}
+	for _, stale := range []uint16{0, 1, 2, 9, 65535} {
+		if s := sends(b.to(sock, client, ack(stale))); len(s) != 0 {
+			t.Fatalf("stale ACK %d drew %d datagrams", stale, len(s))
+		}
+	}
+}
+
+// A forged request aims at most 1+FirstRetries datagrams at its victim;
+// a client that answers gets the full Retries.
+func TestServerForgedRequestBudget(t *testing.T) {
+	for _, withOptions := range []bool{false, true} {
+		b := newBench(t, tftp.ServerConfig{})
+		req := rrq("a.bin")
+		if withOptions {
+			req = rrq("a.bin", "blksize", "65464")
+		}
+		victim := netip.MustParseAddrPort("10.9.9.9:5555")
+		out := sends(b.request(victim, req))
+		total, bytesOut := len(out), 0
+		for _, o := range out {
+			bytesOut += len(o.Data)
+		}
+		timer := spec.Timer(out[0].Sock)
+		for i := 0; i < 10 && b.s.Transfers() > 0; i++ {
+			for _, o := range sends(b.advance(time.Second, timer)) {
+				total++
+				bytesOut += len(o.Data)
+			}
+		}
+		if total != 2 || b.s.Transfers() != 0 {
+			t.Errorf("options=%v: a forged request drew %d datagrams (%d bytes), %d transfers left; want 2, 0", withOptions, total, bytesOut, b.s.Transfers())
+		}
+		if withOptions && bytesOut > 64 {
+			t.Errorf("a forged request with options drew %d bytes: only OACKs should go out", bytesOut)
+		}
+	}
+}
+
+// Forged requests fill at most MaxUnverified transfers; MaxTransfers
+// and MaxPerHost refuse with "busy"; a duplicate request starts nothing.
+func TestServerLimits(t *testing.T) {
+	b := newBench(t, tftp.ServerConfig{MaxUnverified: 3, MaxTransfers: 5, MaxPerHost: 2})
+	for i := 0; i < 10; i++ {
+		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 8, 0, byte(i)}), 3000)
+		b.request(from, rrq("a.bin"))
+	}
+	if n := b.s.Transfers(); n != 3 {
+		t.Fatalf("%d transfers from 10 forged requests, want MaxUnverified=3", n)
+	}
+	b = newBench(t, tftp.ServerConfig{MaxPerHost: 2})
+	var refused int
+	for i := 0; i < 4; i++ {
+		out := sends(b.request(netip.AddrPortFrom(client.Addr(), uint16(4000+i)), rrq("a.bin")))
+		if p := decode(t, out[0].Data); p.Op == tftp.OpERROR {
+			refused++
+		}
+	}
+	if refused != 2 || b.s.Transfers() != 2 {
+		t.Fatalf("MaxPerHost 2: %d refused, %d transfers", refused, b.s.Transfers())
+	}
+	b = newBench(t, tftp.ServerConfig{})
+	b.request(client, rrq("a.bin"))
+	if out := sends(b.request(client, rrq("a.bin"))); len(out) != 0 || b.s.Transfers() != 1 {
+		t.Fatalf("a duplicate request drew %d datagrams and left %d transfers", len(out), b.s.Transfers())
+	}
+}
+
+// A datagram from another port gets ERROR 5 and the transfer goes on;
+// an ERROR from the client ends it.
+func TestServerUnknownTID(t *testing.T) {
+	b := newBench(t, tftp.ServerConfig{})
+	sock := sends(b.request(client, rrq("a.bin")))[0].Sock
+	stranger := netip.MustParseAddrPort("10.0.0.9:40001")
+	out := sends(b.to(sock, stranger, ack(1)))
+	if len(out) != 1 || out[0].Addr != stranger || decode(t, out[0].Data).Code != tftp.ErrUnknownTID {
+		t.Fatalf("stranger got %v, want ERROR 5", out)
+	}
+	if out := sends(b.to(sock, stranger, tftp.AppendError(nil, 0, "x"))); len(out) != 0 {
+		t.Fatalf("an ERROR from a stranger was answered")
+	}
+	if out := sends(b.to(sock, client, ack(1))); len(out) != 1 || decode(t, out[0].Data).Block != 2 {
+		t.Fatalf("the transfer did not go on: %v", out)
+	}
+	b.to(sock, client, tftp.AppendError(nil, 0, "user cancelled"))
+	if b.s.Transfers() != 0 {
+		t.Fatalf("an ERROR from the client left the transfer")
+	}
+}
+
+// A write: ACK 0, blocks acknowledged in order, the last one only after
+// the store committed; then the transfer dallies and re-acknowledges.
+func TestServerWrite(t *testing.T) {
+	b := newBench(t, tftp.ServerConfig{AllowWrite: true})
+	out := sends(b.request(client, tftp.Packet{Op: tftp.OpWRQ, Filename: "up/new.bin", Mode: "octet"}))
+	if len(out) != 1 || !bytes.Equal(out[0].Data, ack(0)) {
+		t.Fatalf("WRQ answered %v, want ACK 0", out)
+	}
+	sock := out[0].Sock
+	data := tftp.AppendData(nil, 1)
+	data = append(data, make([]byte, 512)...)
+	if out := sends(b.to(sock, client, data)); len(out) != 1 || !bytes.Equal(out[0].Data, ack(1)) {
+		t.Fatalf("DATA 1 answered %v", out)
+	}
+	var done []spec.Event
+	for _, o := range b.to(sock, client, append(tftp.AppendData(nil, 2), "end"...)) {
+		if o.Kind == spec.OutEvent {
+			done = append(done, o.Event)
+		}
+	}
+	if len(done) != 1 || done[0].Name != "transfer-done" || done[0].Value.(tftp.Transfer).Bytes != 515 {
+		t.Fatalf("events %v, want transfer-done of 515 bytes", done)
+	}
+	if out := sends(b.to(sock, client, append(tftp.AppendData(nil, 2), "end"...))); len(out) != 1 || !bytes.Equal(out[0].Data, ack(2)) {
+		t.Fatalf("a retransmitted last block got %v, want ACK 2 again", out)
+	}
+	b.advance(2*time.Second, spec.Timer(sock))
+	if b.s.Transfers() != 0 {
+		t.Fatalf("the transfer did not end after dallying")
+	}
+}
+
+// Stopping tells clients that answered and releases everything.
+func TestServerStop(t *testing.T) {
+	b := newBench(t, tftp.ServerConfig{})
+	sock := sends(b.request(client, rrq("a.bin")))[0].Sock
+	b.to(sock, client, ack(1))
+	out := b.step(spec.Input{Kind: spec.InStop})
+	var errs, unbinds, exits int
+	for _, o := range out {
+		switch o.Kind {
+		case spec.OutSend:
+			if decode(t, o.Data).Op == tftp.OpERROR {
+				errs++
+			}
+		case spec.OutUnbind:
+			unbinds++
+		case spec.OutExit:
+			exits++
+		}
+	}
+	if errs != 1 || unbinds != 2 || exits != 1 {
+		t.Fatalf("stop: %d errors, %d unbinds, %d exits", errs, unbinds, exits)
+	}
+}
+
+// Counters name what was dropped.
+func TestServerCounters(t *testing.T) {
+	b := newBench(t, tftp.ServerConfig{})
+	b.step(spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: client, Data: []byte{0, 1}})
+	b.step(spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: client, Data: ack(3)})
+	got := map[string]uint64{}
+	for _, c := range b.s.Counters() {
+		got[c.Name] = c.Value
+	}
+	if got["malformed"] != 1 || got["not_requests"] != 1 {
+		t.Fatalf("counters %v", got)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	for _, tc := range []struct {
+		in   []byte
+		want string
+	}{
+		{rrq("a.bin", "blksize", "1428").Append(nil), `RRQ "a.bin" octet blksize=1428`},
+		{append(tftp.AppendData(nil, 7), "abc"...), "DATA 7 (3 bytes)"},
+		{ack(65535), "ACK 65535"},
+		{tftp.AppendError(nil, 1, "file not found"), `ERROR 1 (file not found) "file not found"`},
+		{[]byte{0, 9}, "2 bytes, not TFTP"},
+	} {
+		if got := tftp.Describe(tc.in); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("Describe(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

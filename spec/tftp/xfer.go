@@ -1,0 +1,250 @@
+package tftp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+)
+
+// phase is where a transfer stands.
+type phase uint8
+
+const (
+	phaseBinding phase = iota // waiting for the transfer's socket
+	phaseRequest              // client: request sent, no answer yet
+	phaseOACK                 // server, read request: OACK sent, waiting for ACK 0
+	phaseData                 // blocks flow
+	phaseDally                // receiver: final block acknowledged, re-acknowledging duplicates
+)
+
+// xferStats are what transfers count, summed over a machine's transfers.
+type xferStats struct {
+	dataSent, dataResent, acksSent, acksIn, staleAcks, dupData, gaps, timeouts, malformed, unknownTID uint64
+}
+
+// xfer is one transfer's state: the lock-step (windowsize 1) or windowed
+// (RFC 7440) exchange of DATA and ACK, in either direction. Block
+// numbers are kept as 64-bit counts; only their low 16 bits go on the
+// wire, so a transfer longer than 65535 blocks wraps to block 0.
+type xfer struct {
+	sock    spec.Sock
+	timer   spec.Timer
+	peer    netip.AddrPort
+	name    string
+	sending bool // this end sends DATA
+	ph      phase
+	blksize int
+	window  int
+	timeout time.Duration
+	retries int // retransmissions allowed without progress
+	// firstRetries, if >= 0, replaces retries until the peer has
+	// answered: a forged request aims only that many resends at a
+	// victim.
+	firstRetries int
+	verified     bool
+	tries        int    // timeouts since the last progress
+	first        []byte // the packet an unanswered phase resends (request, OACK)
+	started      spec.Time
+	st           *xferStats
+
+	// Sending.
+	src   io.ReaderAt
+	size  int64
+	acked uint64 // blocks acknowledged
+	sent  uint64 // highest block sent in the current window
+	last  uint64 // the final block: size/blksize + 1
+	seen  uint64 // highest block ever sent, to tell resends apart
+
+	// Receiving.
+	got      uint64 // blocks received in order
+	bytes    int64
+	sinceAck int  // in-order blocks since the last ACK we sent
+	gapAcked bool // an ACK for a gap went out since the last progress
+}
+
+// errFileChanged is a read-side failure: the file is shorter than it was
+// when the transfer started.
+var errFileChanged = errors.New("file changed during the transfer")
+
+// errOversized is a DATA block longer than the negotiated block size.
+var errOversized = errors.New("block longer than the block size")
+
+// limit is the number of retransmissions the transfer allows now.
+func (x *xfer) limit() int {
+	if !x.verified && x.firstRetries >= 0 {
+		return min(x.retries, x.firstRetries)
+	}
+	return x.retries
+}
+
+func (x *xfer) arm(now spec.Time, out []spec.Output) []spec.Output {
+	return append(out, spec.SetTimer(x.timer, now.Add(x.timeout)))
+}
+
+// startSending prepares the sending side for a file of size bytes. The
+// block count is fixed by the first window, once blksize is negotiated.
+func (x *xfer) startSending(src io.ReaderAt, size int64) {
+	x.sending = true
+	x.src, x.size = src, size
+}
+
+// sendWindow sends blocks acked+1 up to the window's end (go-back-N, RFC
+// 7440 §4: every window starts after the last acknowledged block) and
+// arms the retransmission timer.
+func (x *xfer) sendWindow(now spec.Time, out []spec.Output) ([]spec.Output, error) {
+	x.ph = phaseData
+	if x.last == 0 {
+		x.last = uint64(x.size/int64(x.blksize)) + 1
+	}
+	end := min(x.acked+uint64(x.window), x.last)
+	for b := x.acked + 1; b <= end; b++ {
+		off := int64(b-1) * int64(x.blksize)
+		n := int(min(int64(x.blksize), x.size-off))
+		pkt := make([]byte, headerLen+n)
+		AppendData(pkt[:0], uint16(b))
+		if n > 0 {
+			if k, err := x.src.ReadAt(pkt[headerLen:], off); k < n {
+				if err == nil || err == io.EOF {
+					err = errFileChanged
+				}
+				return out, err
+			}
+		}
+		if b <= x.seen {
+			x.st.dataResent++
+		}
+		x.seen = max(x.seen, b)
+		x.st.dataSent++
+		out = append(out, spec.Send(x.sock, x.peer, pkt))
+	}
+	x.sent = end
+	return x.arm(now, out), nil
+}
+
+// onAck handles an ACK from the peer while sending. Only an ACK that
+// acknowledges a block sent and not yet acknowledged moves the window;
+// any other (a duplicate, a stale one from an earlier window) is counted
+// and ignored: answering duplicates is the Sorcerer's Apprentice bug
+// (RFC 1123 §4.2.3.1). It reports whether the final block is now
+// acknowledged.
+func (x *xfer) onAck(now spec.Time, block uint16, out []spec.Output) ([]spec.Output, bool, error) {
+	x.st.acksIn++
+	d := uint64(block - uint16(x.acked))
+	if d == 0 || x.acked+d > x.sent {
+		x.st.staleAcks++
+		return out, false, nil
+	}
+	x.acked += d
+	x.tries = 0
+	x.verified = true
+	if x.acked == x.last {
+		return out, true, nil
+	}
+	out, err := x.sendWindow(now, out)
+	return out, false, err
+}
+
+// dataResult says what a DATA packet did to a receiving transfer.
+type dataResult uint8
+
+const (
+	dataIgnored dataResult = iota // a duplicate or a block past a gap
+	dataAccepted
+	dataFinal // the last block: the caller acknowledges it (or refuses it)
+)
+
+// onData handles a DATA packet while receiving. An in-order block is
+// handed to sink; the caller sends the ACK for a final block itself
+// (after committing what it received). Duplicates are re-acknowledged
+// (RFC 1350: the ACK may have been lost), a block beyond a gap draws one
+// ACK for the last block received in order (RFC 7440 §4), and a block
+// longer than the negotiated size is an illegal operation.
+func (x *xfer) onData(now spec.Time, block uint16, data []byte, sink func([]byte) error, out []spec.Output) ([]spec.Output, dataResult, error) {
+	if x.ph == phaseDally {
+		if block == uint16(x.got) {
+			x.st.dupData++
+			out = x.ack(out)
+		}
+		return out, dataIgnored, nil
+	}
+	d := block - uint16(x.got+1)
+	switch {
+	case d >= 0x8000: // behind: a duplicate
+		x.st.dupData++
+		return x.ack(out), dataIgnored, nil
+	case d != 0: // ahead: a block was lost or overtaken
+		x.st.gaps++
+		if !x.gapAcked {
+			x.gapAcked = true
+			out = x.ack(out)
+		}
+		return out, dataIgnored, nil
+	}
+	if len(data) > x.blksize {
+		return out, dataIgnored, fmt.Errorf("%w: block %d has %d bytes, the block size is %d", errOversized, block, len(data), x.blksize)
+	}
+	if err := sink(data); err != nil {
+		return out, dataIgnored, err
+	}
+	x.ph = phaseData
+	x.verified = true
+	x.got++
+	x.bytes += int64(len(data))
+	x.tries = 0
+	x.gapAcked = false
+	if len(data) < x.blksize {
+		return out, dataFinal, nil
+	}
+	x.sinceAck++
+	if x.sinceAck >= x.window {
+		out = x.ack(out)
+	}
+	return x.arm(now, out), dataAccepted, nil
+}
+
+// ack acknowledges the blocks received in order; before the first block
+// that is the OACK, if the transfer answered a request with one.
+func (x *xfer) ack(out []spec.Output) []spec.Output {
+	x.sinceAck = 0
+	x.st.acksSent++
+	if x.got == 0 && x.first != nil {
+		return append(out, spec.Send(x.sock, x.peer, x.first))
+	}
+	return append(out, spec.Send(x.sock, x.peer, AppendAck(make([]byte, 0, 4), uint16(x.got))))
+}
+
+// dally acknowledges the final block and waits, re-acknowledging
+// duplicates of it, in case the ACK is lost (RFC 1350 §6).
+func (x *xfer) dally(now spec.Time, d time.Duration, out []spec.Output) []spec.Output {
+	x.ph = phaseDally
+	out = x.ack(out)
+	return append(out, spec.SetTimer(x.timer, now.Add(d)))
+}
+
+// expire handles the retransmission timer: it resends what the phase
+// waits on, or reports that the transfer has timed out.
+func (x *xfer) expire(now spec.Time, out []spec.Output) ([]spec.Output, error) {
+	if x.tries >= x.limit() {
+		return out, fmt.Errorf("timed out after %d retransmissions", x.tries)
+	}
+	x.tries++
+	x.st.timeouts++
+	switch {
+	case x.ph == phaseRequest || x.ph == phaseOACK:
+		out = append(out, spec.Send(x.sock, x.peer, x.first))
+		return x.arm(now, out), nil
+	case x.sending:
+		return x.sendWindow(now, out)
+	}
+	out = x.ack(out)
+	return x.arm(now, out), nil
+}
+
+// errorTo returns an ERROR datagram from sock.
+func errorTo(sock spec.Sock, to netip.AddrPort, code ErrCode, msg string) spec.Output {
+	return spec.Send(sock, to, AppendError(nil, code, msg))
+}

@@ -54,9 +54,28 @@ func (r *Runner) flushSends() {
 }
 
 func (r *Runner) writeRun(s *sock, run []pendingSend) {
+	if s.faulty != nil {
+		// The injector decides each datagram's fate; what goes out now
+		// still goes out in one batch.
+		kept := r.faultQ[:0]
+		for _, p := range run {
+			now, later := s.faulty.plan()
+			for i := 0; i < now; i++ {
+				kept = append(kept, p)
+			}
+			for _, d := range later {
+				s.faulty.hold(p.data, p.to, d)
+			}
+		}
+		r.faultQ = kept
+		run = kept
+		if len(run) == 0 {
+			return
+		}
+	}
 	if s.batch == nil || len(run) == 1 {
 		for _, p := range run {
-			if _, err := s.udp.WriteToUDPAddrPort(p.data, p.to); err != nil {
+			if _, err := s.raw.WriteToUDPAddrPort(p.data, p.to); err != nil {
 				r.errors++
 				r.log.Debug("udp send failed", "to", p.to, "err", err)
 			}
@@ -109,6 +128,13 @@ func (r *Runner) readBatched(s *sock, size int) {
 			continue
 		}
 		batch := make([]spec.Input, 0, k)
+		total := 0
+		for i := 0; i < k; i++ {
+			total += ms[i].N
+		}
+		// One allocation per batch: machines own their inputs' bytes, and
+		// sub-slices of one buffer serve as well as separate ones.
+		slab := make([]byte, total)
 		for i := 0; i < k; i++ {
 			m := &ms[i]
 			if m.Flags&syscall.MSG_TRUNC != 0 {
@@ -120,7 +146,8 @@ func (r *Runner) readBatched(s *sock, size int) {
 			if !ok {
 				continue
 			}
-			data := make([]byte, m.N)
+			data := slab[:m.N:m.N]
+			slab = slab[m.N:]
 			copy(data, m.Buffers[0][:m.N])
 			batch = append(batch, spec.Input{Kind: spec.InDatagram, Sock: s.id, Addr: r.mapIn(unmapV4(ua.AddrPort())), Data: data})
 		}

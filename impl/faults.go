@@ -59,41 +59,53 @@ func (f *FaultyConn) Stats() FaultStats {
 	return f.stats
 }
 
-// WriteToUDPAddrPort sends b subject to the faults. A dropped datagram
-// still reports success, as the network would.
-func (f *FaultyConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+// plan decides one datagram's fate: how many copies go out now, and the
+// delays of the copies held back (none if it is dropped).
+func (f *FaultyConn) plan() (now int, later []time.Duration) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.stats.Sent++
-	drop := f.cfg.Loss > 0 && f.rng.Float64() < f.cfg.Loss
+	if f.cfg.Loss > 0 && f.rng.Float64() < f.cfg.Loss {
+		f.stats.Dropped++
+		return 0, nil
+	}
 	copies := 1
-	if !drop && f.cfg.Dup > 0 && f.rng.Float64() < f.cfg.Dup {
+	if f.cfg.Dup > 0 && f.rng.Float64() < f.cfg.Dup {
 		copies = 2
 		f.stats.Duplicated++
 	}
-	delays := make([]time.Duration, 0, 2)
-	for i := 0; i < copies && !drop; i++ {
+	for i := 0; i < copies; i++ {
 		d := f.cfg.Delay
 		if f.cfg.Jitter > 0 {
 			d += time.Duration(f.rng.Int64N(int64(f.cfg.Jitter)))
 		}
-		delays = append(delays, d)
-	}
-	if drop {
-		f.stats.Dropped++
-	}
-	f.mu.Unlock()
-	for _, d := range delays {
 		if d <= 0 {
-			if _, err := f.UDPConn.WriteToUDPAddrPort(b, addr); err != nil {
-				return 0, err
-			}
-			continue
+			now++
+		} else {
+			f.stats.Delayed++
+			later = append(later, d)
 		}
-		f.mu.Lock()
-		f.stats.Delayed++
-		f.mu.Unlock()
-		p := append([]byte(nil), b...)
-		time.AfterFunc(d, func() { _, _ = f.UDPConn.WriteToUDPAddrPort(p, addr) })
+	}
+	return now, later
+}
+
+// hold sends a copy of b to addr after d.
+func (f *FaultyConn) hold(b []byte, addr netip.AddrPort, d time.Duration) {
+	p := append([]byte(nil), b...)
+	time.AfterFunc(d, func() { _, _ = f.UDPConn.WriteToUDPAddrPort(p, addr) })
+}
+
+// WriteToUDPAddrPort sends b subject to the faults. A dropped datagram
+// still reports success, as the network would.
+func (f *FaultyConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	now, later := f.plan()
+	for i := 0; i < now; i++ {
+		if _, err := f.UDPConn.WriteToUDPAddrPort(b, addr); err != nil {
+			return 0, err
+		}
+	}
+	for _, d := range later {
+		f.hold(b, addr, d)
 	}
 	return len(b), nil
 }

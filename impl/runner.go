@@ -103,6 +103,8 @@ type Runner struct {
 	errors  uint64
 
 	sendQ    []pendingSend
+	faultQ   []pendingSend
+	inBatch  bool // handling a received batch: flush sends once, at its end
 	wmsgs    []ipv4.Message
 	wbufs    [][1][]byte
 	oversize atomic.Uint64
@@ -137,13 +139,14 @@ type item struct {
 }
 
 type sock struct {
-	id    spec.Sock
-	net   spec.Net
-	udp   UDPConn
-	raw   *net.UDPConn
-	batch batchIO // nil when faults are injected: the injector sees every datagram
-	ln    *net.TCPListener
-	addr  netip.AddrPort
+	id     spec.Sock
+	net    spec.Net
+	udp    UDPConn
+	raw    *net.UDPConn
+	batch  batchIO
+	faulty *FaultyConn // the fault injector on this socket's sends, if any
+	ln     *net.TCPListener
+	addr   netip.AddrPort
 }
 
 // New returns a runner for m. Call Run to start it.
@@ -308,9 +311,12 @@ func (r *Runner) handle(it item) {
 			return
 		}
 		if it.batch != nil {
+			r.inBatch = true
 			for _, in := range it.batch {
 				r.handle(item{kind: itDatagram, sk: it.sk, in: in})
 			}
+			r.inBatch = false
+			r.flushSends()
 			return
 		}
 	}
@@ -363,7 +369,9 @@ func (r *Runner) step(in spec.Input) {
 		}
 		r.apply(now, &r.out[i])
 	}
-	r.flushSends()
+	if !r.inBatch || r.exited {
+		r.flushSends()
+	}
 	if r.opt.OnStep != nil {
 		r.opt.OnStep(now, in, r.out)
 	}
@@ -483,12 +491,11 @@ func (r *Runner) bind(o *spec.Output) {
 		s.udp, s.raw = c, c
 		s.batch = newBatchIO(c, s.addr)
 		if r.opt.Faults.Active() {
-			s.batch = nil
 			f := NewFaultyConn(c, r.opt.Faults)
 			r.faultMu.Lock()
 			r.faulty = append(r.faulty, f)
 			r.faultMu.Unlock()
-			s.udp = f
+			s.udp, s.faulty = f, f
 		}
 		r.wg.Add(1)
 		go r.readUDP(s)
@@ -577,7 +584,7 @@ func (r *Runner) readUDP(s *sock) {
 	// One more byte than the limit tells an oversized datagram apart.
 	buf := make([]byte, min(size+1, maxDatagram))
 	for count := 0; ; count++ {
-		if count == busyAfter && r.opt.ReadBatch > 1 {
+		if count == busyAfter && r.opt.ReadBatch > 1 && s.batch != nil {
 			r.readBatched(s, len(buf))
 			return
 		}

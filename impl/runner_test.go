@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,5 +148,72 @@ func TestStopIsGraceful(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("runner did not stop")
+	}
+}
+
+// A busy socket with fault injection switches to batched reads like any
+// other (it used to dereference a nil batcher), and the injector still
+// decides every datagram's fate on batched sends.
+func TestBusyFaultySocket(t *testing.T) {
+	var n atomic.Int64
+	s := &sink{n: &n, bound: make(chan netip.AddrPort, 1)}
+	r := impl.New(s, impl.Options{Faults: impl.FaultConfig{Seed: 1, Loss: 0.5}, ReadBuffer: 8 << 20})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	dst := <-s.bound
+	tx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	for i := 0; i < 1000; i++ {
+		if _, err := tx.WriteToUDPAddrPort([]byte("x"), dst); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 49 {
+			time.Sleep(time.Millisecond) // stay within the socket buffer under -race
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Load() < 1000 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() < 900 {
+		t.Fatalf("delivered %d of 1000 datagrams (the injector only touches sends)", n.Load())
+	}
+}
+
+// Sends batched in one step pass through the injector one by one.
+func TestInjectorOnBatchedSends(t *testing.T) {
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	_ = rx.SetReadBuffer(4 << 20)
+	m := &blaster{dst: rx.LocalAddr().(*net.UDPAddr).AddrPort(), burst: 2000, every: time.Hour, buf: []byte("payload")}
+	r := impl.New(m, impl.Options{Faults: impl.FaultConfig{Seed: 7, Loss: 0.25}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	got := 0
+	buf := make([]byte, 100)
+	for {
+		_ = rx.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, _, err := rx.ReadFromUDPAddrPort(buf); err != nil {
+			break
+		}
+		got++
+	}
+	cancel()
+	<-done
+	st := r.FaultStats()
+	if st.Sent != 2000 || int(st.Sent-st.Dropped) != got || st.Dropped < 400 || st.Dropped > 600 {
+		t.Fatalf("injector saw %d sends and dropped %d; %d arrived", st.Sent, st.Dropped, got)
 	}
 }

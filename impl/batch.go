@@ -84,25 +84,68 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 	}
 	if cap(r.wmsgs) < len(run) {
 		r.wmsgs = make([]ipv4.Message, len(run))
-		r.wbufs = make([][1][]byte, len(run))
 	}
-	ms := r.wmsgs[:len(run)]
-	for k, p := range run {
-		r.wbufs[k][0] = p.data
-		ms[k] = ipv4.Message{Buffers: r.wbufs[k][:], Addr: net.UDPAddrFromAddrPort(p.to)}
+	ms := r.wmsgs[:0]
+	for i := 0; i < len(run); {
+		n := 1
+		if !s.noGSO {
+			n = gsoRun(run[i:])
+		}
+		bufs := make([][]byte, n)
+		for k := range bufs {
+			bufs[k] = run[i+k].data
+		}
+		m := ipv4.Message{Buffers: bufs, Addr: net.UDPAddrFromAddrPort(run[i].to)}
+		if n > 1 {
+			m.OOB = r.gsoOOB(len(run[i].data))
+		}
+		ms = append(ms, m)
+		i += n
 	}
+	done := 0 // datagrams sent so far
 	for len(ms) > 0 {
 		n, err := s.batch.WriteBatch(ms, 0)
 		if err != nil {
+			if len(ms[n].OOB) > 0 && gsoUnsupported(err) {
+				// This socket cannot segment: send the rest plainly.
+				s.noGSO = true
+				r.log.Debug("udp segmentation offload unavailable", "err", err)
+				rest := run[done+segmentsBefore(ms[:n]):]
+				clear(r.wmsgs[:cap(r.wmsgs)])
+				r.writeRun(s, rest)
+				return
+			}
 			// The message at n failed (unreachable, too big): skip it.
 			r.errors++
 			r.log.Debug("udp send failed", "to", ms[n].Addr, "err", err)
 			n++
 		}
+		done += segmentsBefore(ms[:n])
 		ms = ms[n:]
 	}
-	clear(r.wbufs[:len(run)])
-	clear(r.wmsgs[:len(run)])
+	clear(r.wmsgs[:cap(r.wmsgs)])
+}
+
+// segmentsBefore counts the datagrams in messages already sent.
+func segmentsBefore(ms []ipv4.Message) int {
+	n := 0
+	for _, m := range ms {
+		n += len(m.Buffers)
+	}
+	return n
+}
+
+// gsoOOB returns the (cached) control message for segments of size bytes.
+func (r *Runner) gsoOOB(size int) []byte {
+	if r.gsoCache == nil {
+		r.gsoCache = map[int][]byte{}
+	}
+	b, ok := r.gsoCache[size]
+	if !ok {
+		b = gsoControl(size)
+		r.gsoCache[size] = b
+	}
+	return b
 }
 
 // readBatched reads with recvmmsg, posting each batch as one item.

@@ -106,7 +106,7 @@ type Runner struct {
 	faultQ   []pendingSend
 	inBatch  bool // handling a received batch: flush sends once, at its end
 	wmsgs    []ipv4.Message
-	wbufs    [][1][]byte
+	gsoCache map[int][]byte
 	oversize atomic.Uint64
 }
 
@@ -145,6 +145,7 @@ type sock struct {
 	raw    *net.UDPConn
 	batch  batchIO
 	faulty *FaultyConn // the fault injector on this socket's sends, if any
+	noGSO  bool        // the socket refused segmentation offload once
 	ln     *net.TCPListener
 	addr   netip.AddrPort
 }

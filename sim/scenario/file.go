@@ -131,9 +131,7 @@ func (f *File) Run(opt Options) (Result, error) {
 		Seed:     opt.Seed,
 		Link:     sim.Symmetric(sim.Dir{Rate: f.Rate, Delay: f.Delay, Queue: f.Queue * 1500}),
 		Faults:   sim.Faults{Loss: f.Loss, Dup: f.Dup, Jitter: f.Jitter},
-		Trace:    opt.Trace,
 		Protocol: "file",
-		Logger:   opt.Logger,
 		OnNet:    res.Net.Count,
 	}
 	cfg.OnEvent = func(n *sim.Node, now spec.Time, ev spec.Event) {
@@ -160,7 +158,7 @@ func (f *File) Run(opt Options) (Result, error) {
 			c.Error = ev.Text
 		}
 	}
-	s := sim.New(cfg)
+	s := opt.NewSim(cfg)
 	scfg := file.ServerConfig{Addr: server, Files: files, Session: rudp.Config{Seed: opt.Seed ^ 0x5e, MaxDatagram: f.Datagram, CC: f.CC}}
 	if _, err := s.AddNode(sim.NodeSpec{Name: "server", Addr: server.Addr(), Protocol: "file", Role: "server", Config: scfg,
 		New: func() spec.Machine { return file.NewServer(scfg, nil) }}); err != nil {
@@ -277,4 +275,93 @@ func jainIndex(xs []float64) float64 {
 		return 1
 	}
 	return sum * sum / (float64(len(xs)) * sq)
+}
+
+// Targets implements Checked.
+func (f *File) Targets() (partitionable, crashable []string) {
+	nodes := []string{"server", "client1", "client2", "client3"}
+	return nodes, nodes
+}
+
+// Check implements Checked with three clients downloading a 200 kB file.
+// Safety: no download ever completes with the wrong SHA-256 (the client
+// verifies, so a "file-done" with other bytes would be a silent
+// corruption). Liveness: once the network has healed, every client has
+// the exact file within 120 s; a client whose session gave up, or whose
+// host crashed (losing its commands), starts over when the network heals,
+// and one that fails after that tries again at once, as a user would.
+func (f *File) Check(seed uint64, faults sim.Faults, opt Options) Verdict {
+	const size, clients = 200_000, 3
+	server := netip.MustParseAddrPort("10.0.0.1:6000")
+	files := []file.SynthFile{{Name: "check.bin", Size: size, Seed: seed}}
+	whole := make([]byte, size)
+	file.SynthBytes(seed, 0, whole)
+	wantSum := sha256.Sum256(whole)
+	var v Verdict
+	hashes := map[string]hash.Hash{}
+	exact := map[string]bool{}
+	cfg := sim.Config{Seed: seed, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 5 * time.Millisecond}), Faults: faults, Protocol: "file"}
+	cfg.OnEvent = func(n *sim.Node, now spec.Time, ev spec.Event) {
+		switch ev.Name {
+		case "file-start":
+			hashes[n.Name] = sha256.New()
+		case "data":
+			if h := hashes[n.Name]; h != nil {
+				h.Write(ev.Data)
+			}
+		case "file-done":
+			h := hashes[n.Name]
+			if h == nil || !bytes.Equal(h.Sum(nil), wantSum[:]) {
+				if v.Safety == "" {
+					v.Safety = fmt.Sprintf("%s completed a download whose bytes differ from the file", n.Name)
+				}
+				return
+			}
+			exact[n.Name] = true
+		}
+	}
+	heal := faults.Until
+	var s *sim.Sim
+	retry := func(name string, at time.Duration) {
+		s.Restart(at, name)
+		s.Command(at+time.Millisecond, name, spec.Command{Name: "get", Args: []string{files[0].Name}})
+		s.Command(at+time.Millisecond, name, spec.Command{Name: "exit"})
+	}
+	// A user whose download failed after the network healed tries again.
+	cfg.OnExit = func(n *sim.Node, now spec.Time, _ string) {
+		if n.Name != "server" && !exact[n.Name] && now.Sub(spec.SimEpoch) >= heal {
+			retry(n.Name, now.Sub(spec.SimEpoch)+time.Millisecond)
+		}
+	}
+	s = opt.NewSim(cfg)
+	scfg := file.ServerConfig{Addr: server, Files: files, Session: rudp.Config{Seed: seed ^ 0x5e}}
+	s.MustAddNode(sim.NodeSpec{Name: "server", Addr: server.Addr(), Protocol: "file", Role: "server", Config: scfg,
+		New: func() spec.Machine { return file.NewServer(scfg, nil) }})
+	var nodes []*sim.Node
+	for i := 0; i < clients; i++ {
+		name := fmt.Sprintf("client%d", i+1)
+		ccfg := file.ClientConfig{Server: server, Session: rudp.Config{Seed: seed + uint64(i) + 1}}
+		nodes = append(nodes, s.MustAddNode(sim.NodeSpec{Name: name, Protocol: "file", Role: "client", Config: ccfg,
+			New: func() spec.Machine { return file.NewClient(ccfg) }}))
+		s.Command(0, name, spec.Command{Name: "get", Args: []string{files[0].Name}})
+		s.Command(0, name, spec.Command{Name: "exit"})
+	}
+	s.At(heal, func() {
+		for _, n := range nodes {
+			done, _ := n.Exited()
+			if !exact[n.Name] && (done || n.Starts() > 1 || !n.Up()) {
+				retry(n.Name, heal)
+			}
+		}
+	})
+	s.RunUntil(func() bool { return len(exact) == clients }, heal+120*time.Second)
+	v.Virtual, v.Events = s.Elapsed(), s.Events()
+	if len(exact) < clients {
+		v.Live = fmt.Sprintf("%d of %d clients had the exact file 120 s after the network healed", len(exact), clients)
+	}
+	if vs := s.Violations(); len(vs) > 0 && v.Safety == "" {
+		v.Safety = fmt.Sprintf("contract violations: %v", vs)
+	}
+	_ = s.Close()
+	return v
 }

@@ -38,6 +38,7 @@ func groups() []*group {
 		streamGroup(),
 		fileGroup(),
 		csGroup(), p2pGroup(),
+		tftpGroup(),
 	}
 }
 

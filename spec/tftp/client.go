@@ -523,6 +523,9 @@ func (c *Client) fail(cx *clientXfer, code ErrCode, msg string, remote bool, out
 	text := msg
 	if remote {
 		text = fmt.Sprintf("server: %s (error %d, %v)", bare(msg), code, code)
+		if strings.EqualFold(msg, code.String()) {
+			text = fmt.Sprintf("server: %s (error %d)", bare(msg), code)
+		}
 	}
 	c.lastErr = cx.op() + " " + bare(cx.x.name) + ": " + text
 	out = append(out, spec.Emit(spec.Event{Name: "file-error", Text: text, Value: FileError{Op: cx.op(), Name: cx.x.name, Code: int(code), Err: msg, Remote: remote}}))

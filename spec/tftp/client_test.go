@@ -152,12 +152,13 @@ func TestClientNoAnswer(t *testing.T) {
 	}
 }
 
-// Files longer than 65535 blocks: block numbers wrap to 0, in lock step
-// and in windows, over a lossy, duplicating, reordering network.
+// Files longer than 65535 blocks: block numbers wrap to 0, over a lossy,
+// duplicating, reordering network. (Lock step wraps in cmd/netspec's
+// curl test, on real sockets.)
 func TestBlockNumberWraparound(t *testing.T) {
 	f := file.SynthFile{Name: "big.img", Size: 70_000*8 + 3, Seed: 9}
 	want := synth(f)
-	for _, window := range []int{1, 16} {
+	for _, window := range []int{8} {
 		sc := scenario{
 			files:   []file.SynthFile{f},
 			clients: []tftp.ClientConfig{{Server: serverAddr, Blksize: 8, Windowsize: window}},

@@ -57,7 +57,8 @@
 //
 // With options the server answers an OACK listing the ones it accepts
 // (blksize and windowsize lowered to its limits, timeout only up to its
-// MaxTimeout, tsize with the file's size); the client acknowledges an
+// MaxTimeout, tsize with the file's size, unless it is 0: curl refuses
+// an OACK with tsize 0); the client acknowledges an
 // RRQ's OACK with ACK 0 and answers a WRQ's with DATA 1. A client may
 // refuse an OACK with ERROR 8. The client accepts an OACK only if every
 // option in it was asked for, blksize and windowsize no larger than

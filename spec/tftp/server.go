@@ -377,7 +377,9 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 		if msg != "" {
 			return s.refuse(from, code, msg, out)
 		}
-		if asked.TSize >= 0 {
+		// An empty file's size is not acknowledged: curl refuses an
+		// OACK with tsize 0, and the client learns the size anyway.
+		if asked.TSize >= 0 && size > 0 {
 			o.TSize = size
 		}
 	}

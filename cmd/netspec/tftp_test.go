@@ -1,0 +1,388 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/impl/rootfs"
+	"github.com/netspec/netspec/spec/file"
+	pintftp "github.com/pin/tftp/v3"
+)
+
+// tftpOut is a command's output, written from its goroutines.
+type tftpOut struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (o *tftpOut) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.Write(p)
+}
+
+func (o *tftpOut) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
+}
+
+func (o *tftpOut) wait(t *testing.T, re string) []string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if m := rx.FindStringSubmatch(o.String()); m != nil {
+			return m
+		}
+	}
+	t.Fatalf("output never matched %q:\n%s", re, o.String())
+	return nil
+}
+
+// startTFTP runs `netspec tftp serve` on a free loopback port over root
+// and returns its host and port; it stops when the test ends.
+func startTFTP(t *testing.T, root string, extra ...string) (host, port string, out *tftpOut) {
+	t.Helper()
+	out = &tftpOut{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	args := append([]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", root}, extra...)
+	go func() { done <- run(ctx, args, strings.NewReader(""), out, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("tftp serve exited %d", code)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("tftp serve did not stop")
+		}
+	})
+	addr := out.wait(t, `tftp: serving .* on (\S+)\n`)[1]
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, p, out
+}
+
+// tftpRoot writes a root with files at the sizes that matter: empty,
+// one byte, exactly one 512-byte block and one 1428-byte block, and
+// several hundred blocks; returns the root and the files' bytes.
+func tftpRoot(t *testing.T) (string, map[string][]byte) {
+	t.Helper()
+	root := t.TempDir()
+	files := map[string][]byte{}
+	for i, f := range []struct {
+		name string
+		size int
+	}{{"empty", 0}, {"one", 1}, {"block512", 512}, {"block1428", 1428}, {"dir/kernel.img", 300_001}} {
+		b := make([]byte, f.size)
+		file.SynthBytes(uint64(i)+100, 0, b)
+		p := filepath.Join(root, filepath.FromSlash(f.name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files[f.name] = b
+	}
+	return root, files
+}
+
+func tool(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func sameFile(t *testing.T, path string, want []byte, what string) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: got %d bytes that differ from the %d served", what, len(got), len(want))
+	}
+}
+
+func TestTFTPUsage(t *testing.T) {
+	root := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"tftp"}, 2},
+		{[]string{"tftp", "-h"}, 0},
+		{[]string{"tftp", "bogus"}, 2},
+		{[]string{"tftp", "serve", "-h"}, 0},
+		{[]string{"tftp", "serve", "--root", root}, 2},
+		{[]string{"tftp", "serve", "--addr", "127.0.0.1:0"}, 2},
+		{[]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", root, "--max-blksize", "7"}, 2},
+		{[]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", root, "--max-windowsize", "0"}, 2},
+		{[]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", filepath.Join(root, "missing")}, 1},
+		{[]string{"tftp", "get", "-h"}, 0},
+		{[]string{"tftp", "get", "127.0.0.1:9"}, 2},
+		{[]string{"tftp", "get", "127.0.0.1:9", "x", "--blksize", "70000"}, 2},
+		{[]string{"tftp", "get", "127.0.0.1:9", "x", "--windowsize", "0"}, 2},
+		{[]string{"tftp", "get", "127.0.0.1:9", "x", "--bogus"}, 2},
+		{[]string{"tftp", "put", "-h"}, 0},
+		{[]string{"tftp", "put", "127.0.0.1:9"}, 2},
+		{[]string{"tftp", "put", "127.0.0.1:9", filepath.Join(root, "missing")}, 1},
+	} {
+		code, _, stderr := runCmd(tc.args...)
+		if code != tc.code {
+			t.Errorf("netspec %s: exit %d, want %d (stderr: %s)", strings.Join(tc.args, " "), code, tc.code, stderr)
+		}
+		if code == 2 && len(tc.args) > 1 && !strings.Contains(stderr, "netspec") {
+			t.Errorf("netspec %s: exit 2 without a message", strings.Join(tc.args, " "))
+		}
+	}
+}
+
+// curl downloads every file, byte for byte, with RFC 1350's 512-byte
+// blocks and with --tftp-blksize 1428; missing files, "..", and
+// symlinks out of the root fail; a 600 KB file in 8-byte blocks wraps
+// the block number past 65535.
+func TestTFTPWithCurl(t *testing.T) {
+	need(t, "curl")
+	root, files := tftpRoot(t)
+	outside := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(outside, []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	wrap := make([]byte, 600_000)
+	file.SynthBytes(77, 0, wrap)
+	if err := os.WriteFile(filepath.Join(root, "wrap.bin"), wrap, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := startTFTP(t, root)
+	dir := t.TempDir()
+	for name, want := range files {
+		for _, blk := range []string{"", "1428"} {
+			dst := filepath.Join(dir, fmt.Sprintf("curl-%s-%s", strings.ReplaceAll(name, "/", "_"), blk))
+			args := []string{"-sS", "-o", dst}
+			if blk != "" {
+				args = append(args, "--tftp-blksize", blk)
+			}
+			if out, err := tool(t, "curl", append(args, fmt.Sprintf("tftp://%s:%s/%s", host, port, name))...); err != nil {
+				t.Fatalf("curl %s (blksize %q): %v\n%s", name, blk, err, out)
+			}
+			sameFile(t, dst, want, "curl "+name+" blksize "+blk)
+		}
+	}
+	dst := filepath.Join(dir, "wrapped")
+	if out, err := tool(t, "curl", "-sS", "--tftp-blksize", "8", "-o", dst, fmt.Sprintf("tftp://%s:%s/wrap.bin", host, port)); err != nil {
+		t.Fatalf("curl with 8-byte blocks: %v\n%s", err, out)
+	}
+	sameFile(t, dst, wrap, "75,000 blocks of 8 bytes (block numbers wrap)")
+	for _, bad := range []string{"missing", "../secret", "escape", "dir"} {
+		dst := filepath.Join(dir, "bad")
+		out, err := tool(t, "curl", "-sS", "--path-as-is", "-o", dst, fmt.Sprintf("tftp://%s:%s/%s", host, port, bad))
+		if err == nil {
+			t.Errorf("curl %s succeeded: %s", bad, out)
+		}
+		if b, err := os.ReadFile(dst); err == nil && bytes.Contains(b, []byte("secret")) {
+			t.Errorf("curl %s read the file outside the root", bad)
+		}
+	}
+}
+
+// tftp-hpa's client gets every file, and, with --allow-write, puts one
+// that appears complete; a second put of the same name is refused and
+// changes nothing.
+func TestTFTPWithTftpHPA(t *testing.T) {
+	need(t, "tftp")
+	root, files := tftpRoot(t)
+	host, port, srvOut := startTFTP(t, root, "--allow-write")
+	dir := t.TempDir()
+	for name, want := range files {
+		dst := filepath.Join(dir, strings.ReplaceAll(name, "/", "_"))
+		if out, err := tool(t, "tftp", "-m", "binary", host, port, "-c", "get", name, dst); err != nil || strings.Contains(out, "Error") {
+			t.Fatalf("tftp get %s: %v\n%s", name, err, out)
+		}
+		sameFile(t, dst, want, "tftp-hpa get "+name)
+	}
+	src := filepath.Join(root, "dir/kernel.img")
+	if out, err := tool(t, "tftp", "-m", "binary", host, port, "-c", "put", src, "dir/uploaded.img"); err != nil || strings.Contains(out, "Error") {
+		t.Fatalf("tftp put: %v\n%s", err, out)
+	}
+	srvOut.wait(t, `tftp: put dir/uploaded.img from \S+, 300001 bytes`)
+	sameFile(t, filepath.Join(root, "dir/uploaded.img"), files["dir/kernel.img"], "tftp-hpa put")
+	out, _ := tool(t, "tftp", "-m", "binary", host, port, "-c", "put", filepath.Join(root, "one"), "dir/uploaded.img")
+	if !strings.Contains(out, "already exists") {
+		t.Errorf("a second put of the same name: %q, want 'file already exists'", out)
+	}
+	sameFile(t, filepath.Join(root, "dir/uploaded.img"), files["dir/kernel.img"], "after a refused overwrite")
+	entries, _ := os.ReadDir(filepath.Join(root, "dir"))
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".part") {
+			t.Errorf("a temporary file was left behind: %s", e.Name())
+		}
+	}
+}
+
+// atftp negotiates windowsize (RFC 7440) as well as blksize. It is not
+// among the tools CI installs (the atftp package), so it is skipped
+// where missing even when tools are required.
+func TestTFTPWithAtftp(t *testing.T) {
+	if _, err := exec.LookPath("atftp"); err != nil {
+		t.Skip("atftp not installed (Debian package atftp)")
+	}
+	root, files := tftpRoot(t)
+	host, port, _ := startTFTP(t, root)
+	dir := t.TempDir()
+	for _, w := range []string{"1", "16", "64"} {
+		dst := filepath.Join(dir, "k"+w)
+		out, err := tool(t, "atftp", "--option", "blksize 1428", "--option", "windowsize "+w, "-g", "-r", "dir/kernel.img", "-l", dst, host, port)
+		if err != nil {
+			t.Fatalf("atftp windowsize %s: %v\n%s", w, err, out)
+		}
+		sameFile(t, dst, files["dir/kernel.img"], "atftp windowsize "+w)
+	}
+}
+
+// An independent Go implementation (github.com/pin/tftp) as client of
+// our server and as server for our client.
+func TestTFTPPinInterop(t *testing.T) {
+	root, files := tftpRoot(t)
+	host, port, _ := startTFTP(t, root)
+	c, err := pintftp.NewClient(net.JoinHostPort(host, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetBlockSize(1428)
+	c.RequestTSize(true)
+	c.SetTimeout(time.Second)
+	for name, want := range files {
+		wt, err := c.Receive(name, "octet")
+		if err != nil {
+			t.Fatalf("pin/tftp receive %s: %v", name, err)
+		}
+		var got bytes.Buffer
+		if _, err := wt.WriteTo(&got); err != nil {
+			t.Fatalf("pin/tftp %s: %v", name, err)
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Fatalf("pin/tftp got %d bytes of %s, want %d", got.Len(), name, len(want))
+		}
+	}
+
+	// Our client against pin's server, which knows blksize and tsize but
+	// not windowsize: the client must fall back to lock step.
+	srv := pintftp.NewServer(func(name string, rf io.ReaderFrom) error {
+		b, ok := files[name]
+		if !ok {
+			return fmt.Errorf("no such file")
+		}
+		rf.(pintftp.OutgoingTransfer).SetSize(int64(len(b)))
+		_, err := rf.ReadFrom(bytes.NewReader(b))
+		return err
+	}, nil)
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(pc) }()
+	defer srv.Shutdown()
+	dst := filepath.Join(t.TempDir(), "k")
+	code, out, stderr := runCmd("tftp", "get", "-q", pc.LocalAddr().String(), "dir/kernel.img", "-o", dst, "--windowsize", "16")
+	if code != 0 {
+		t.Fatalf("netspec tftp get from pin/tftp: exit %d\n%s%s", code, out, stderr)
+	}
+	sameFile(t, dst, files["dir/kernel.img"], "netspec tftp get from pin/tftp")
+}
+
+// netspec tftp get and put against netspec tftp serve: exact files; a
+// failed download leaves neither PATH nor PATH.part.
+func TestTFTPGetPut(t *testing.T) {
+	root, files := tftpRoot(t)
+	host, port, _ := startTFTP(t, root, "--allow-write")
+	server := net.JoinHostPort(host, port)
+	dir := t.TempDir()
+	for name, want := range files {
+		for _, w := range []string{"1", "64"} {
+			dst := filepath.Join(dir, strings.ReplaceAll(name, "/", "_")+w)
+			code, out, stderr := runCmd("tftp", "get", server, name, "-o", dst, "--windowsize", w, "-q")
+			if code != 0 {
+				t.Fatalf("get %s: exit %d\n%s%s", name, code, out, stderr)
+			}
+			sameFile(t, dst, want, "netspec tftp get "+name)
+		}
+	}
+	dst := filepath.Join(dir, "missing")
+	code, _, stderr := runCmd("tftp", "get", server, "missing", "-o", dst)
+	if code != 1 || !strings.Contains(stderr, "file not found") {
+		t.Fatalf("get missing: exit %d, %s", code, stderr)
+	}
+	for _, p := range []string{dst, dst + ".part"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("a failed download left %s", p)
+		}
+	}
+	src := filepath.Join(root, "dir/kernel.img")
+	if code, out, stderr := runCmd("tftp", "put", server, src, "copy.img"); code != 0 {
+		t.Fatalf("put: exit %d\n%s%s", code, out, stderr)
+	}
+	sameFile(t, filepath.Join(root, "copy.img"), files["dir/kernel.img"], "netspec tftp put")
+	if code, _, stderr := runCmd("tftp", "put", server, src, "copy.img"); code != 1 || !strings.Contains(stderr, "already exists") {
+		t.Fatalf("put over an existing file: exit %d, %s", code, stderr)
+	}
+}
+
+// serveTFTP is what `netspec file serve --tftp ADDR` runs: it serves
+// the root it is given, next to whatever else the command runs.
+func TestServeTFTPFunc(t *testing.T) {
+	root, files := tftpRoot(t)
+	rt, err := rootfs.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	out := &tftpOut{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- serveTFTP(ctx, &env{stdin: strings.NewReader(""), stdout: out, stderr: io.Discard},
+			netip.MustParseAddrPort("127.0.0.1:0"), rt, false, slog.New(slog.DiscardHandler))
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serveTFTP: %v", err)
+		}
+	}()
+	addr := out.wait(t, `tftp: serving .* on (\S+)\n`)[1]
+	dst := filepath.Join(t.TempDir(), "k")
+	if code, o, e := runCmd("tftp", "get", "-q", addr, "dir/kernel.img", "-o", dst); code != 0 {
+		t.Fatalf("get: exit %d\n%s%s", code, o, e)
+	}
+	sameFile(t, dst, files["dir/kernel.img"], "get from serveTFTP")
+	if code, _, e := runCmd("tftp", "put", addr, dst, "new"); code != 1 || !strings.Contains(e, "not allowed") {
+		t.Fatalf("put without --allow-write: exit %d, %s", code, e)
+	}
+}

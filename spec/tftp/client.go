@@ -396,7 +396,7 @@ func (c *Client) send(now spec.Time, cx *clientXfer, out []spec.Output) []spec.O
 }
 
 func (c *Client) receive(now spec.Time, cx *clientXfer, block uint16, data []byte, out []spec.Output) []spec.Output {
-	var accepted []byte
+	var accepted [][]byte
 	sink := func(b []byte) error {
 		n := cx.x.bytes + int64(len(b))
 		switch {
@@ -405,12 +405,14 @@ func (c *Client) receive(now spec.Time, cx *clientXfer, block uint16, data []byt
 		case cx.tsize >= 0 && n > cx.tsize:
 			return fmt.Errorf("%w: more bytes than the %d tsize announced", errSizeMismatch, cx.tsize)
 		}
-		accepted = b
+		if len(b) > 0 {
+			accepted = append(accepted, b)
+		}
 		return nil
 	}
 	out, res, err := cx.x.onData(now, block, data, sink, out)
-	if len(accepted) > 0 {
-		out = append(out, spec.Emit(spec.Event{Name: "data", Data: accepted}))
+	for _, b := range accepted {
+		out = append(out, spec.Emit(spec.Event{Name: "data", Data: b}))
 	}
 	if err == nil && res == dataFinal && cx.tsize >= 0 && cx.x.bytes != cx.tsize {
 		err = fmt.Errorf("%w: %d bytes, the tsize announced %d", errSizeMismatch, cx.x.bytes, cx.tsize)

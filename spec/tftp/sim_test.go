@@ -114,7 +114,9 @@ func (w *world) observe(cfg *sim.Config) {
 	}
 	cfg.OnNet = func(ev sim.NetEvent) {
 		switch {
-		case ev.Kind.Dropped():
+		case ev.Kind == sim.NetLoss || ev.Kind == sim.NetQueueDrop || ev.Kind == sim.NetCut || ev.Kind == sim.NetNoRoute:
+			// Lost on the way; datagrams to a closed port (a transfer
+			// that ended) are not the network's doing.
 			w.dropped++
 		case ev.Kind == sim.NetSend && ev.Proto == spec.UDP && len(ev.Data) >= 4 && ev.Data[0] == 0 && ev.Data[1] == byte(tftp.OpDATA):
 			m := w.sends[ev.From]

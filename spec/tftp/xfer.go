@@ -62,9 +62,25 @@ type xfer struct {
 	// Receiving.
 	got      uint64 // blocks received in order
 	bytes    int64
-	sinceAck int  // in-order blocks since the last ACK we sent
-	gapAcked bool // an ACK for a gap went out since the last progress
+	sinceAck int    // in-order blocks since the last ACK we sent
+	lastAck  uint64 // the block our last ACK acknowledged
+	gapAcked bool   // an ACK for a gap went out since the last progress
+	dupAcked bool   // an ACK for a duplicate went out since then
+	// early holds blocks that overtook a missing one, by block number
+	// modulo its length (at most the window, and at most maxEarlyBytes).
+	early      [][]byte
+	earlyBlock []uint64
 }
+
+// Reordering: a block that arrives before the one expected is kept
+// (within the window and maxEarlyBytes), and delivered once the gap
+// fills. Only evidence of loss draws the ACK that restarts the sender's
+// window: dupThresh blocks past the gap (TCP's three duplicate ACKs),
+// the window's last block, or the file's.
+const (
+	dupThresh     = 3
+	maxEarlyBytes = 4 << 20
+)
 
 // errFileChanged is a read-side failure: the file is shorter than it was
 // when the transfer started.
@@ -157,11 +173,12 @@ const (
 	dataFinal // the last block: the caller acknowledges it (or refuses it)
 )
 
-// onData handles a DATA packet while receiving. An in-order block is
-// handed to sink; the caller sends the ACK for a final block itself
-// (after committing what it received). Duplicates are re-acknowledged
-// (RFC 1350: the ACK may have been lost), a block beyond a gap draws one
-// ACK for the last block received in order (RFC 7440 §4), and a block
+// onData handles a DATA packet while receiving. In-order blocks, and
+// the early ones they let through, go to sink in order; the caller sends
+// the ACK for a final block itself (after committing what it received).
+// Duplicates are re-acknowledged (RFC 1350: the ACK may have been
+// lost); a block past a gap is kept, and past the loss threshold draws
+// one ACK for the last block received in order (RFC 7440 §4); a block
 // longer than the negotiated size is an illegal operation.
 func (x *xfer) onData(now spec.Time, block uint16, data []byte, sink func([]byte) error, out []spec.Output) ([]spec.Output, dataResult, error) {
 	if x.ph == phaseDally {
@@ -171,45 +188,86 @@ func (x *xfer) onData(now spec.Time, block uint16, data []byte, sink func([]byte
 		}
 		return out, dataIgnored, nil
 	}
+	if len(data) > x.blksize {
+		return out, dataIgnored, fmt.Errorf("%w: block %d has %d bytes, the block size is %d", errOversized, block, len(data), x.blksize)
+	}
 	d := block - uint16(x.got+1)
 	switch {
 	case d >= 0x8000: // behind: a duplicate
+		// Only a block our last ACK covered says that ACK may be lost
+		// (the sender timed out and resent); once is enough until
+		// progress or our own timeout. Re-acknowledging a block the
+		// sender has not seen acknowledged would restart its window
+		// for every duplicate the network makes.
 		x.st.dupData++
-		return x.ack(out), dataIgnored, nil
+		if !x.dupAcked && uint16(x.lastAck)-block < 0x8000 {
+			x.dupAcked = true
+			out = x.ack(out)
+		}
+		return out, dataIgnored, nil
 	case d != 0: // ahead: a block was lost or overtaken
 		x.st.gaps++
-		if !x.gapAcked {
+		abs := x.got + 1 + uint64(d)
+		if x.early == nil {
+			x.early = make([][]byte, max(1, min(x.window, maxEarlyBytes/x.blksize)))
+			x.earlyBlock = make([]uint64, len(x.early))
+		}
+		if int(d) < len(x.early) {
+			i := abs % uint64(len(x.early))
+			x.early[i], x.earlyBlock[i] = data, abs
+		}
+		if !x.gapAcked && (d >= dupThresh || abs >= x.lastAck+uint64(x.window) || len(data) < x.blksize) {
 			x.gapAcked = true
 			out = x.ack(out)
 		}
 		return out, dataIgnored, nil
 	}
-	if len(data) > x.blksize {
-		return out, dataIgnored, fmt.Errorf("%w: block %d has %d bytes, the block size is %d", errOversized, block, len(data), x.blksize)
+	for {
+		if err := sink(data); err != nil {
+			return out, dataIgnored, err
+		}
+		x.ph = phaseData
+		x.verified = true
+		x.got++
+		x.bytes += int64(len(data))
+		x.tries = 0
+		x.gapAcked, x.dupAcked = false, false
+		x.sinceAck++
+		if len(data) < x.blksize {
+			x.early, x.earlyBlock = nil, nil
+			return out, dataFinal, nil
+		}
+		next, ok := x.takeEarly(x.got + 1)
+		if !ok {
+			break
+		}
+		data = next
 	}
-	if err := sink(data); err != nil {
-		return out, dataIgnored, err
-	}
-	x.ph = phaseData
-	x.verified = true
-	x.got++
-	x.bytes += int64(len(data))
-	x.tries = 0
-	x.gapAcked = false
-	if len(data) < x.blksize {
-		return out, dataFinal, nil
-	}
-	x.sinceAck++
 	if x.sinceAck >= x.window {
 		out = x.ack(out)
 	}
 	return x.arm(now, out), dataAccepted, nil
 }
 
+// takeEarly returns block abs if it arrived early.
+func (x *xfer) takeEarly(abs uint64) ([]byte, bool) {
+	if len(x.early) == 0 {
+		return nil, false
+	}
+	i := abs % uint64(len(x.early))
+	if x.earlyBlock[i] != abs || x.early[i] == nil {
+		return nil, false
+	}
+	b := x.early[i]
+	x.early[i] = nil
+	return b, true
+}
+
 // ack acknowledges the blocks received in order; before the first block
 // that is the OACK, if the transfer answered a request with one.
 func (x *xfer) ack(out []spec.Output) []spec.Output {
 	x.sinceAck = 0
+	x.lastAck = x.got
 	x.st.acksSent++
 	if x.got == 0 && x.first != nil {
 		return append(out, spec.Send(x.sock, x.peer, x.first))
@@ -240,6 +298,7 @@ func (x *xfer) expire(now spec.Time, out []spec.Output) ([]spec.Output, error) {
 	case x.sending:
 		return x.sendWindow(now, out)
 	}
+	x.dupAcked = false
 	out = x.ack(out)
 	return x.arm(now, out), nil
 }

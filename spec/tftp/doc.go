@@ -75,22 +75,28 @@
 //
 // The sender sends windowsize blocks after the last acknowledged one
 // (go-back-N, RFC 7440 §4) and waits. The receiver acknowledges every
-// windowsize-th block received in order, and the last block; a block
-// past a gap draws one ACK for the last block received in order, and
-// the sender's next window starts after it; out-of-order blocks are
-// dropped. A duplicate block is acknowledged again (its ACK may have
-// been lost). An ACK moves the sender only if it acknowledges a block
-// sent and not yet acknowledged; any other ACK (a duplicate, a stale
-// one) is counted and ignored, never answered: answering duplicate ACKs
-// with DATA is the Sorcerer's Apprentice bug (RFC 1123 §4.2.3.1) that
-// doubles the traffic at every duplicate. So a block is sent at most
-// windowsize x (Retries+1) times, and exactly once on a network that
-// neither loses nor reorders. Both ends retransmit what they wait on
-// (the request, the OACK, the window, the last ACK) after the timeout
-// (the negotiated one, or Timeout), and give up after Retries
-// retransmissions without progress. The receiver of the last block
-// acknowledges it and dallies for a timeout (RFC 1350 §6), answering a
-// retransmitted last block with its ACK again.
+// windowsize-th block received in order, and the last block. A block
+// that overtakes a missing one is kept (up to the window, and 4 MiB)
+// and delivered when the gap fills; the gap is reported, with one ACK
+// for the last block received in order after which the sender's next
+// window starts, only on evidence of loss: a block three past the gap
+// (TCP's three duplicate ACKs), the window's last block, or the file's.
+// A duplicate block is acknowledged again only if the receiver's last
+// ACK covered it (that ACK may have been lost and the sender resent),
+// and once until progress or the receiver's own timeout: acknowledging
+// a block the sender has not seen acknowledged would restart its window
+// at every duplicate the network makes. An ACK moves the sender only if
+// it acknowledges a block sent and not yet acknowledged; any other ACK
+// (a duplicate, a stale one) is counted and ignored, never answered:
+// answering duplicate ACKs with DATA is the Sorcerer's Apprentice bug
+// (RFC 1123 §4.2.3.1) that doubles the traffic at every duplicate. So a
+// block is sent at most windowsize x (Retries+1) times, and exactly
+// once on a network that neither loses nor reorders. Both ends
+// retransmit what they wait on (the request, the OACK, the window, the
+// last ACK) after the timeout (the negotiated one, or Timeout), and give
+// up after Retries retransmissions without progress. The receiver of
+// the last block acknowledges it and dallies for a timeout (RFC 1350
+// §6), answering every retransmitted last block with its ACK again.
 //
 // # Server
 //

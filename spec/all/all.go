@@ -10,6 +10,7 @@ import (
 	"github.com/netspec/netspec/spec/file"
 	"github.com/netspec/netspec/spec/p2p"
 	"github.com/netspec/netspec/spec/stream"
+	"github.com/netspec/netspec/spec/tftp"
 )
 
 // Protocols returns every protocol, in a fixed order.
@@ -20,6 +21,7 @@ func Protocols() []spec.Protocol {
 		chat.Protocol,
 		file.Protocol,
 		cs.Protocol, p2p.Protocol,
+		tftp.Protocol,
 	}
 }
 

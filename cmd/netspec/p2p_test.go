@@ -144,3 +144,47 @@ func TestSwarmParseRate(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLoopback measures the real binaries' speed on loopback, side
+// by side: one C/S download and one P2P download (server and a single
+// peer, SHA-256 per chunk, MD5 at the end) of the same 20 MB file.
+func BenchmarkLoopback(b *testing.B) {
+	const size = 20_000_000
+	for _, mode := range []string{"cs", "p2p"} {
+		b.Run(mode, func(b *testing.B) {
+			args := []string{mode, "serve", "-p", "0", "--ip", "127.0.0.1", "--size", strconv.Itoa(size)}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			out := &swarmOut{}
+			done := make(chan int, 1)
+			go func() { done <- run(ctx, args, strings.NewReader(""), out, &swarmOut{}) }()
+			var addr string
+			for deadline := time.Now().Add(5 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if m := swarmListening.FindStringSubmatch(out.String()); m != nil {
+					addr = m[1]
+				}
+			}
+			if addr == "" {
+				b.Fatal("server did not start")
+			}
+			i := strings.LastIndex(addr, ":")
+			host, port := addr[:i], addr[i+1:]
+			b.SetBytes(size)
+			b.ResetTimer()
+			for n := 0; n < b.N; n++ {
+				var get []string
+				if mode == "cs" {
+					get = []string{"cs", "get", "-s", host, "-p", port, "-q"}
+				} else {
+					get = []string{"p2p", "get", "-s", host, "-sp", port, "-p", "0", "--ip", "127.0.0.1", "--linger", "0s", "-q"}
+				}
+				if code, stdout, stderr := runCmd(get...); code != 0 {
+					b.Fatalf("%s: exit %d\n%s%s", strings.Join(get, " "), code, stdout, stderr)
+				}
+			}
+			b.StopTimer()
+			cancel()
+			<-done
+		})
+	}
+}

@@ -339,7 +339,9 @@ func (w *Swarm) runCS(opt Options, n int, us float64, content *p2p.Content) Swar
 	scfg := cs.ServerConfig{Addr: server, File: cs.FileSpec{Seed: opt.Seed, Size: w.FileSize}}
 	s.MustAddNode(sim.NodeSpec{Name: "server", Protocol: "cs", Role: "server", Config: scfg, Link: w.serverLink(us),
 		New: func() spec.Machine { return cs.NewServer(scfg, content.Bytes()) }})
-	ccfg := cs.ClientConfig{Server: server, Expect: &scfg.File, NoMD5: true, Linger: time.Second}
+	// Idle: the simulator's uplink is one FIFO, so with many clients the
+	// last one's first byte waits behind everyone's window.
+	ccfg := cs.ClientConfig{Server: server, Expect: &scfg.File, NoMD5: true, Linger: time.Second, Idle: w.limit(n, us)}
 	for i := 0; i < n; i++ {
 		s.MustAddNode(sim.NodeSpec{Name: fmt.Sprintf("h%d", i+2), Protocol: "cs", Role: "client", Config: ccfg,
 			New: func() spec.Machine { return cs.NewClient(ccfg, content.Bytes()) }})

@@ -2,6 +2,7 @@ package scenario_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"path/filepath"
 	"reflect"
@@ -110,5 +111,29 @@ func TestSwarmValidate(t *testing.T) {
 	}
 	if err := (&scenario.Swarm{}).Validate(); err != nil {
 		t.Errorf("the defaults: %v", err)
+	}
+}
+
+// BenchmarkSwarm runs the targets: the seed's setup for one N per
+// sub-benchmark, C/S and P2P side by side in one run, reporting each
+// ratio to its Kurose-Ross bound and the wall time of simulating both.
+// N=1000 takes about a minute: go test -bench 'Swarm/N=1000' -benchtime 1x.
+func BenchmarkSwarm(b *testing.B) {
+	for _, n := range []int{1, 5, 100, 1000} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			var r scenario.SwarmResult
+			for i := 0; i < b.N; i++ {
+				res, err := (&scenario.Swarm{N: fmt.Sprint(n), Plot: ""}).Run(scenario.Options{Seed: 1})
+				if err != nil || res.Failed != "" {
+					b.Fatalf("%v %s", err, res.Failed)
+				}
+				r = res.Value.(scenario.SwarmResult)
+			}
+			row := r.Rows[0]
+			b.ReportMetric(row.CS.Ratio, "cs/bound")
+			b.ReportMetric(row.P2P.Ratio, "p2p/bound")
+			b.ReportMetric(row.CS.Seconds/row.P2P.Seconds, "cs/p2p")
+			b.ReportMetric(float64(row.CS.Events+row.P2P.Events)/float64(b.Elapsed().Seconds())*float64(b.N), "events/s")
+		})
 	}
 }

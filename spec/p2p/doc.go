@@ -83,10 +83,12 @@
 // one. The dialer pipelines "XHEL 1" after its CHEL. A node that speaks
 // the extensions answers
 //
-//	XHEL 1 <64 hex digits>\r\n
+//	XHEL 1 <64 hex digits> rate\r\n
 //	    extension version 1; from the server, the root: the SHA-256 of the
-//	    concatenated SHA-256 digests of all chunks, in order. A peer's
-//	    XHEL has no root.
+//	    concatenated SHA-256 digests of all chunks, in order (a peer's
+//	    XHEL has no root). "rate" says the sender paces its uploads by a
+//	    known rate and needs no acknowledgments (see Pacing). Receivers
+//	    ignore arguments they do not know.
 //
 // and a seed-style node answers ERROR UNKNOWN_COMMAND, after which the
 // dialer speaks only the seed's protocol on that connection, one request
@@ -101,12 +103,17 @@
 //	    them to the server; a HAVE for a chunk just received from a node
 //	    is also that node's acknowledgment (see Pacing).
 //	DANY\r\n
-//	    to the server: "send me a chunk of your choice". The server picks,
-//	    among the chunks the peer is not known to hold, one held by the
-//	    fewest peers, ties at random, and answers with DATA. Answers to
-//	    DANY may come after answers to later requests (they wait for the
-//	    server's uplink; other requests do not); a DATA whose offset does
-//	    not match a pending DREQ answers a DANY.
+//	    to the server: "send me a chunk no peer has": the server picks, at
+//	    random, a chunk no connected peer holds or is being sent, and
+//	    answers with DATA; once every chunk is held somewhere it answers
+//	    ERROR EXHAUSTED, and peers ask it with DREQ, one at a time, like
+//	    any neighbour that holds everything. So the server sends each
+//	    chunk once while the swarm can pass it on, and its uplink, the
+//	    scarcest, carries no duplicates.
+//	DCAN\r\n   DCAN 7\r\n
+//	    to the server: withdraw a pending DANY, or the pending DREQ for
+//	    chunk 7 (a peer that got the chunk elsewhere, or is complete).
+//	    Never answered; an answer already on its way still comes.
 //	HREQ\r\n
 //	    "send the hash list"; answered by
 //	HASH 611\r\n<611*32 bytes>
@@ -118,12 +125,23 @@
 //	    also the answer to a DREQ when the peer's uplink already has
 //	    BusyAt requests waiting: ask someone else.
 //
+// The server answers an extension peer in the order it can, not the
+// order asked: DANY and DREQ answers wait for its uplink, CHECK is
+// answered at once. The peer matches answers by kind: a DATA answers the
+// DREQ for its offset or else a DANY, EXHAUSTED a DANY, CHECK (or
+// CHECKSUM_NOT_FIT) its CHECK, HASH (or BUSY) its HREQ. Peers answer in
+// order, as the seed's protocol does.
+//
 // With the hash list, a peer checks every chunk from a peer as it
 // arrives: a chunk whose SHA-256 differs is dropped, fetched elsewhere,
 // and its sender banned (its connections reset, its address never dialed
-// again). Chunks from the server need no check. Without a root (a
-// seed-style server) only the final CHECK can tell, and a peer whose
-// CHECK fails downloads again from the server alone.
+// again). Chunks from the server need no check. A chunk from a peer that
+// comes before the hash list is stored with its digest but neither
+// announced nor served until the list vouches for it (or rejects it, and
+// its sender is banned), so waiting for the list never idles a
+// download. Without a root (a seed-style server) only the final CHECK can
+// tell, and a peer whose CHECK fails downloads again from the server
+// alone.
 //
 // # Peer states
 //
@@ -145,9 +163,10 @@
 // goes to the neighbour expected to answer first (fewest of our requests
 // times its recent latency), at most PeerDepth per neighbour (one for a
 // seed-style neighbour, which is also polled with CLREQ every Poll) and
-// MaxOutstanding in all, while the server is asked with ServerDepth DANYs.
-// When every missing chunk is requested (endgame), a chunk in flight may
-// be asked of a second neighbour. With every chunk held, the peer sends
+// MaxOutstanding in all, while the server is asked with up to ServerDepth
+// DANYs. When every missing chunk is requested (endgame), a chunk whose
+// request is late (four times that neighbour's latency, at least 100 ms)
+// may be asked of a second neighbour, at most four at a time. With every chunk held, the peer sends
 // CHECK; the server's CHECK answer is "verified", after which the peer
 // keeps serving for Linger.
 //
@@ -158,8 +177,12 @@
 // done), and writes the next only when its uplink is nearly free: with a
 // known UploadRate, when the bytes written minus what the rate has
 // drained since are under Backlog; otherwise when fewer than Window
-// answers are unacknowledged (a HAVE from an extension node, the next
-// request from a seed-style one, or AckTimeout). Without pacing, the
+// answers are unacknowledged (a HAVE for the chunk from an extension
+// node, sent at once on receipt to a node whose XHEL did not say "rate";
+// the next request from a seed-style one; or AckTimeout). Announcements
+// (HAVE) ride on whatever else goes to a neighbour, and wait at most
+// HaveDelay per neighbour for a segment of their own; a neighbour that
+// has announced a chunk is not told of it. Without pacing, the
 // answers pile up in the uplink's queue, every HAVE waits behind seconds
 // of data, and a DANY's choice is stale by the time it leaves.
 //

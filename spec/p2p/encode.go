@@ -39,7 +39,8 @@ func AppendSHEL(b []byte, fileSize, chunkSize int64, peers []netip.AddrPort) []b
 	return append(b, crlf...)
 }
 
-// AppendOp appends a message with no arguments: PHEL, CLREQ, DANY, HREQ.
+// AppendOp appends a message with no arguments: PHEL, CLREQ, DANY, HREQ,
+// DCAN.
 func AppendOp(b []byte, op Op) []byte {
 	b = append(b, op.String()...)
 	return append(b, crlf...)
@@ -88,13 +89,16 @@ func AppendERROR(b []byte, id string) []byte {
 	return append(b, crlf...)
 }
 
-// AppendXHEL appends "XHEL version [root]".
-func AppendXHEL(b []byte, root []byte) []byte {
+// AppendXHEL appends "XHEL version [root] [rate]".
+func AppendXHEL(b []byte, root []byte, paced bool) []byte {
 	b = append(b, "XHEL "...)
 	b = strconv.AppendInt(b, Version, 10)
 	if len(root) == 32 {
 		b = append(b, ' ')
 		b = hex.AppendEncode(b, root)
+	}
+	if paced {
+		b = append(b, " rate"...)
 	}
 	return append(b, crlf...)
 }
@@ -121,6 +125,17 @@ func AppendHAVE(b []byte, hash bool, chunks []int) []byte {
 		b = append(b, ' ')
 		b = strconv.AppendInt(b, int64(c), 10)
 	}
+	return append(b, crlf...)
+}
+
+// AppendDCAN appends "DCAN chunkid" (chunk < 0: "DCAN", withdrawing a
+// DANY).
+func AppendDCAN(b []byte, chunk int) []byte {
+	if chunk < 0 {
+		return AppendOp(b, DCAN)
+	}
+	b = append(b, "DCAN "...)
+	b = strconv.AppendInt(b, int64(chunk), 10)
 	return append(b, crlf...)
 }
 

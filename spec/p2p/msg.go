@@ -30,9 +30,10 @@ const (
 	DANY
 	HREQ
 	HASH
+	DCAN
 )
 
-var opNames = [...]string{"", "CHEL", "SHEL", "PHEL", "CLREQ", "CLRSP", "DREQ", "DATA", "CHECK", "ERROR", "XHEL", "HAVE", "DANY", "HREQ", "HASH"}
+var opNames = [...]string{"", "CHEL", "SHEL", "PHEL", "CLREQ", "CLRSP", "DREQ", "DATA", "CHECK", "ERROR", "XHEL", "HAVE", "DANY", "HREQ", "HASH", "DCAN"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -54,14 +55,15 @@ func lookupOp(b []byte) Op {
 // only sends to a peer that announced them with XHEL.
 func (o Op) Extension() bool { return o >= XHEL }
 
-// Error ids carried by ERROR. The first four are the seed's; BUSY is an
-// extension (sent only to XHEL peers).
+// Error ids carried by ERROR. The first four are the seed's; BUSY and
+// EXHAUSTED are extensions (sent only to XHEL peers).
 const (
 	ErrUnknownCommand    = "UNKNOWN_COMMAND"
 	ErrOffsetOverflow    = "OFFSET_OVERFLOW"
 	ErrChunkUndownloaded = "CHUNK_UNDOWNLOADED"
 	ErrChecksumNotFit    = "CHECKSUM_NOT_FIT"
 	ErrBusy              = "BUSY"
+	ErrExhausted         = "EXHAUSTED"
 )
 
 // Version is the extension version netspec speaks in XHEL.
@@ -92,10 +94,12 @@ type Msg struct {
 	MD5 [16]byte
 	// Err: ERROR's error id.
 	Err string
-	// Version and Root: XHEL (Root is empty if the sender has no hash
-	// list).
+	// Version, Root and Paced: XHEL (Root is empty if the sender has no
+	// hash list; Paced says it paces uploads by rate and needs no
+	// acknowledgments).
 	Version int
 	Root    []byte
+	Paced   bool
 	// Skipped counts malformed entries dropped from a JSON body.
 	Skipped int
 }
@@ -111,7 +115,7 @@ const (
 )
 
 var accepts = [...][]Op{
-	Requests:  {CHEL, CLREQ, DREQ, CHECK, XHEL, HAVE, DANY, HREQ},
+	Requests:  {CHEL, CLREQ, DREQ, CHECK, XHEL, HAVE, DANY, HREQ, DCAN},
 	Responses: {SHEL, PHEL, CLRSP, DATA, CHECK, ERROR, XHEL, HAVE, HASH},
 }
 
@@ -399,6 +403,17 @@ func (p *Parser) header(line []byte) (Msg, *ParseError) {
 		if !want(0) {
 			return bad("unknown command")
 		}
+	case DCAN:
+		m.Chunk = -1
+		if len(args) == 1 {
+			v, good := atoi(args[0])
+			if !good {
+				return bad("unknown command")
+			}
+			m.Chunk = int(v)
+		} else if len(args) != 0 {
+			return bad("unknown command")
+		}
 	case DREQ:
 		if !want(1) {
 			return bad("unknown command")
@@ -448,10 +463,15 @@ func (p *Parser) header(line []byte) (Msg, *ParseError) {
 			return bad("unknown command")
 		}
 		m.Version = int(v)
-		if len(args) >= 2 && len(args[1]) == 64 {
-			root := make([]byte, 32)
-			if _, err := hex.Decode(root, args[1]); err == nil {
-				m.Root = root
+		for _, a := range args[1:] {
+			switch {
+			case len(a) == 64 && m.Root == nil:
+				root := make([]byte, 32)
+				if _, err := hex.Decode(root, a); err == nil {
+					m.Root = root
+				}
+			case string(a) == "rate":
+				m.Paced = true
 			}
 		}
 	}

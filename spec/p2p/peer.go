@@ -43,12 +43,11 @@ type PeerConfig struct {
 	ServerDepth    int `json:"serverDepth,omitempty"`
 	MaxOutstanding int `json:"maxOutstanding,omitempty"`
 	// HaveDelay batches HAVE announcements: they wait HaveDelay per
-	// neighbour announced to, between 10ms and 200ms (default 5ms), so
+	// neighbour announced to, between 10ms and 250ms (default 10ms), so
 	// the segments they cost stay at about 1/HaveDelay per second
-	// however many neighbours there are (HAVE lines that can ride on a
-	// DATA answer go at once); ReportEvery
-	// batches the HAVE reports the server uses to find rare chunks
-	// (default 250ms).
+	// however many neighbours there are (announcements that can ride on
+	// other traffic to a neighbour go with it). ReportEvery batches the
+	// HAVE reports the server uses to know who holds what (default 1s).
 	HaveDelay   time.Duration `json:"haveDelay,omitempty"`
 	ReportEvery time.Duration `json:"reportEvery,omitempty"`
 	// Poll is how often a neighbour without the extensions is asked for
@@ -67,13 +66,14 @@ type PeerConfig struct {
 	IdleFlush time.Duration `json:"idleFlush,omitempty"`
 	// UploadRate, Backlog, Window and AckTimeout pace the chunks this
 	// peer serves, as ServerConfig's do (defaults: no rate, 2 chunks, 8,
-	// 500ms).
+	// 500ms). A peer that paces by rate says so in XHEL, and is sent no
+	// acknowledgments.
 	UploadRate float64       `json:"uploadRate,omitempty"`
 	Backlog    int           `json:"backlog,omitempty"`
 	Window     int           `json:"window,omitempty"`
 	AckTimeout time.Duration `json:"ackTimeout,omitempty"`
 	// BusyAt is how many requests may wait for this peer's uplink before
-	// an extension peer asking for more is told BUSY (default 3);
+	// an extension peer asking for more is told BUSY (default 8);
 	// BusyWait is how long a peer told BUSY leaves that neighbour alone
 	// (default 100ms).
 	BusyAt   int           `json:"busyAt,omitempty"`
@@ -101,14 +101,14 @@ func (c *PeerConfig) fill() {
 	def(&c.MaxOutstanding, 16)
 	def(&c.MaxChunks, 1<<20)
 	def(&c.Window, 8)
-	def(&c.BusyAt, 3)
+	def(&c.BusyAt, 8)
 	dur := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
 			*v = d
 		}
 	}
-	dur(&c.HaveDelay, 5*time.Millisecond)
-	dur(&c.ReportEvery, 250*time.Millisecond)
+	dur(&c.HaveDelay, 10*time.Millisecond)
+	dur(&c.ReportEvery, time.Second)
 	dur(&c.Poll, 500*time.Millisecond)
 	dur(&c.Retry, 250*time.Millisecond)
 	dur(&c.ReqTimeout, 10*time.Second)
@@ -128,40 +128,48 @@ type Peer struct {
 	laddr netip.AddrPort
 
 	// the file
-	joined  bool
-	size    int64
-	chunk   int
-	n       int
-	have    bitset
-	nhave   int
-	req     []uint8 // outstanding requests per chunk
-	reqd    bitset  // chunks with a request outstanding
-	nreq    int     // chunks not held with a request outstanding
-	partial bitset  // chunks whose transfer broke off: strict priority
-	avail   []int32 // neighbours known to hold each chunk
-	root    []byte  // from the server's XHEL
-	hashes  [][32]byte
-	hashing *oconn // where the hash list is being fetched
-	hashAt  spec.Time
+	joined   bool
+	size     int64
+	chunk    int
+	n        int
+	have     bitset
+	nhave    int
+	req      []uint8     // outstanding requests per chunk
+	reqd     bitset      // chunks with a request outstanding
+	reqAt    []spec.Time // when chunk i was first requested
+	pend     bitset      // stored before the hash list came: not yet vouched for
+	npend    int
+	pendSum  [][32]byte
+	pendFrom []*neighbor
+	dups     int     // chunks requested twice (endgame)
+	nreq     int     // chunks not held with a request outstanding
+	partial  bitset  // chunks whose transfer broke off: strict priority
+	avail    []int32 // neighbours known to hold each chunk
+	root     []byte  // from the server's XHEL
+	hashes   [][32]byte
+	hashing  *oconn // where the hash list is being fetched
+	hashAt   spec.Time
 
 	// connections
-	nextID  spec.Stream
-	srv     *oconn
-	srvExt  int8 // the server's extension support: 0 unknown, 1, -1
-	srvTry  int
-	srvAt   spec.Time
-	outs    []*oconn
-	byOut   map[spec.Stream]*oconn
-	ins     []*iconn
-	byIn    map[spec.Stream]*iconn
-	nbs     map[netip.AddrPort]*neighbor
-	dead    map[spec.Stream]bool // reset before they were accepted
-	known   []*neighbor          // every neighbour ever heard of, in order
-	cands   []*oconn
-	dirty   []*wconn
-	report  []int // HAVE reports waiting for the server
-	haveArm bool
-	repArm  bool
+	nextID   spec.Stream
+	srv      *oconn
+	srvExt   int8 // the server's extension support: 0 unknown, 1, -1
+	srvTry   int
+	srvAt    spec.Time
+	srvDry   spec.Time // the server said EXHAUSTED: no DANY until then
+	outs     []*oconn
+	byOut    map[spec.Stream]*oconn
+	ins      []*iconn
+	byIn     map[spec.Stream]*iconn
+	nbs      map[netip.AddrPort]*neighbor
+	dead     map[spec.Stream]bool // reset before they were accepted
+	known    []*neighbor          // every neighbour ever heard of, in order
+	cands    []*oconn
+	needFill bool // something fill depends on changed
+	dirty    []*wconn
+	report   []int // HAVE reports waiting for the server
+	haveArm  bool
+	repArm   bool
 
 	// serving
 	ring   []*iconn // connections with requests waiting for the uplink
@@ -181,8 +189,8 @@ type Peer struct {
 }
 
 type peerCounters struct {
-	fromServer, fromPeers, dup, corrupt, banned, served, refused, overflow, unknown uint64
-	violations, reconnects, hashLists, checkFailed, timeouts, busy, idle            uint64
+	fromServer, fromPeers, dup, dupServer, corrupt, banned, served, refused, overflow, unknown uint64
+	violations, reconnects, hashLists, checkFailed, timeouts, busy, idle                       uint64
 }
 
 type neighbor struct {
@@ -224,6 +232,7 @@ type oconn struct {
 	pollAt   spec.Time
 	busy     spec.Time     // told BUSY: leave it alone until then
 	lat      time.Duration // moving average of request-to-DATA time
+	paced    bool          // it paces by rate: no acknowledgments
 }
 
 type oreq struct {
@@ -284,7 +293,7 @@ func (p *Peer) Counters() []spec.Counter {
 	c := &p.cnt
 	return []spec.Counter{
 		{Name: "chunks_from_server", Value: c.fromServer}, {Name: "chunks_from_peers", Value: c.fromPeers},
-		{Name: "duplicate_chunks", Value: c.dup}, {Name: "corrupt_chunks", Value: c.corrupt}, {Name: "peers_banned", Value: c.banned},
+		{Name: "duplicate_chunks", Value: c.dup}, {Name: "duplicates_from_server", Value: c.dupServer}, {Name: "corrupt_chunks", Value: c.corrupt}, {Name: "peers_banned", Value: c.banned},
 		{Name: "chunks_served", Value: c.served}, {Name: "refused_undownloaded", Value: c.refused},
 		{Name: "refused_overflow", Value: c.overflow}, {Name: "error_unknown_command", Value: c.unknown},
 		{Name: "protocol_violations", Value: c.violations}, {Name: "reconnects", Value: c.reconnects},
@@ -332,6 +341,15 @@ func (p *Peer) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Outp
 	if p.done {
 		return out
 	}
+	// Requests from neighbours and the upload timers do not change what
+	// this peer can ask for; everything else may.
+	switch {
+	case in.Kind == spec.InStreamData && in.Stream&spec.AcceptedStream != 0:
+	case in.Kind == spec.InStreamWritable:
+	case in.Kind == spec.InTimer && (in.Timer == tPaceUp || in.Timer == tAckUp || in.Timer == tHave || in.Timer == tReport):
+	default:
+		p.needFill = true
+	}
 	switch in.Kind {
 	case spec.InStart:
 		p.start = now
@@ -376,7 +394,10 @@ func (p *Peer) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Outp
 	if p.done {
 		return out
 	}
-	out = p.fill(now, out)
+	if p.needFill {
+		p.needFill = false
+		out = p.fill(now, out)
+	}
 	out = p.upload(now, out)
 	return p.flush(now, out)
 }
@@ -465,7 +486,7 @@ func (p *Peer) connected(now spec.Time, c *oconn, out []spec.Output) []spec.Outp
 	c.inflight = append(c.inflight, oreq{op: CHEL})
 	legacy := p.cfg.Legacy || (c.nb != nil && c.nb.legacy) || (c.server && p.srvExt < 0)
 	if !legacy {
-		b = AppendXHEL(b, nil)
+		b = AppendXHEL(b, nil, false)
 		c.inflight = append(c.inflight, oreq{op: XHEL})
 		if !c.server {
 			b = AppendOp(b, CLREQ)
@@ -534,12 +555,29 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 		p.learn(c, m)
 		return out
 	}
-	if m.Op == DATA && c.server && c.ext > 0 && (len(c.inflight) == 0 || c.inflight[0].op != DREQ) {
-		// An answer to DANY: they are not ordered with the rest.
-		if c.danys > 0 {
-			c.danys--
+	if c.server && c.ext > 0 {
+		// The server's answers to an extension peer come in the order it
+		// can give them, so they are matched by kind: a DATA answers the
+		// DREQ for its chunk, or a DANY; EXHAUSTED answers a DANY.
+		switch {
+		case m.Op == DATA:
+			if p.chunk <= 0 || m.Offset%int64(p.chunk) != 0 || !c.front(DREQ, int(m.Offset/int64(p.chunk))) {
+				if c.danys > 0 {
+					c.danys--
+				}
+				return p.data(now, c, -1, m, out)
+			}
+		case m.Op == ERROR && m.Err == ErrExhausted:
+			if c.danys > 0 {
+				c.danys--
+			}
+			p.srvDry = now.Add(time.Second)
+			return out
+		case m.Op == CHECK || m.Op == ERROR && m.Err == ErrChecksumNotFit:
+			c.front(CHECK, -1)
+		case m.Op == HASH || m.Op == ERROR && m.Err == ErrBusy:
+			c.front(HREQ, -1)
 		}
-		return p.data(now, c, -1, m, out)
 	}
 	if len(c.inflight) == 0 {
 		return p.violation(now, c, "unsolicited "+m.Op.String(), out)
@@ -572,6 +610,7 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 		switch m.Op {
 		case XHEL:
 			c.ext = 1
+			c.paced = m.Paced
 			if c.server {
 				p.srvExt = 1
 				if len(m.Root) == 32 {
@@ -678,6 +717,8 @@ func (p *Peer) shel(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Ou
 		p.have, p.partial = newBitset(n), newBitset(n)
 		p.req, p.avail = make([]uint8, n), make([]int32, n)
 		p.reqd = newBitset(n)
+		p.reqAt = make([]spec.Time, n)
+		p.pend = newBitset(n)
 		if p.cfg.Backlog <= 0 {
 			p.pace.backlog = float64(2 * p.chunk)
 		}
@@ -744,8 +785,9 @@ func (p *Peer) dialMore(now spec.Time, out []spec.Output) []spec.Output {
 
 // learn records what a neighbour (or the server) says it has.
 func (p *Peer) learn(c *oconn, m Msg) {
-	if m.HaveHash {
+	if m.HaveHash && !c.hasHash {
 		c.hasHash = true
+		p.hashAt = 0 // a source for the hash list: ask it now
 	}
 	if !p.joined || c.server {
 		return
@@ -781,40 +823,69 @@ func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, out []spec.Output)
 		// The acknowledgment the server paces itself by.
 		p.report = append(p.report, i)
 		p.grow(&c.wconn, 0)
-	case !c.server && c.ext > 0:
+	case !c.server && c.ext > 0 && !c.paced:
 		c.wbuf = AppendHAVE(p.grow(&c.wconn, 16), false, []int{i})
 	}
-	if p.have.has(i) {
+	if p.have.has(i) || p.pend.has(i) {
 		p.cnt.dup++
+		if c.server {
+			p.cnt.dupServer++
+		}
 		return out
 	}
-	trusted := c.server
 	switch {
 	case p.hashes != nil:
 		if sha256.Sum256(m.Data) != p.hashes[i] {
 			return p.corrupt(now, c, i, out)
 		}
-	case !trusted && p.root != nil:
-		// Unverifiable yet: we never ask peers before the hash list
-		// arrives, so this is an unrequested chunk. Drop it.
-		p.cnt.dup++
+	case !c.server && p.srvExt >= 0:
+		// The hash list has not come yet: keep the chunk, with its
+		// digest, but neither announce nor serve it until the list
+		// vouches for it.
+		if err := p.store.Put(i, m.Data); err != nil {
+			return p.corrupt(now, c, i, out)
+		}
+		if p.pendSum == nil {
+			p.pendSum, p.pendFrom = make([][32]byte, p.n), make([]*neighbor, p.n)
+		}
+		p.pendSum[i], p.pendFrom[i] = sha256.Sum256(m.Data), c.nb
+		p.pend.set(i)
+		p.npend++
+		p.partial.unset(i)
+		if p.req[i] > 0 {
+			p.nreq--
+		}
 		return out
 	}
 	if err := p.store.Put(i, m.Data); err != nil {
 		return p.corrupt(now, c, i, out)
 	}
+	return p.adopt(now, c.server, c.ext > 0, c.nb, i, out)
+}
+
+// adopt makes chunk i, stored and verified, one this peer has: counted,
+// announced, reported.
+func (p *Peer) adopt(now spec.Time, server, ext bool, from *neighbor, i int, out []spec.Output) []spec.Output {
 	p.have.set(i)
 	p.nhave++
-	p.partial.unset(i)
-	if p.req[i] > 0 {
-		p.nreq--
+	if c := p.srv; c != nil && c.ext > 0 && !server && p.req[i] > 0 {
+		p.withdraw(c, i) // got it elsewhere first
 	}
-	if c.server {
+	if p.pend.has(i) {
+		p.pend.unset(i)
+		p.npend--
+	} else {
+		p.partial.unset(i)
+		if p.req[i] > 0 {
+			p.nreq--
+		}
+	}
+	if server {
 		p.cnt.fromServer++
 	} else {
 		p.cnt.fromPeers++
 	}
-	if (!c.server || c.ext <= 0) && p.srvExt >= 0 {
+	if (!server || !ext) && p.srvExt >= 0 {
 		p.report = append(p.report, i)
 		if !p.repArm {
 			p.repArm = true
@@ -822,7 +893,10 @@ func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, out []spec.Output)
 		}
 	}
 	for _, ic := range p.ins {
-		if ic.ext {
+		// Announce to the neighbours that may want it: not the sender
+		// (the acknowledgment told it), nor one that has announced the
+		// chunk itself.
+		if ic.ext && (from == nil || ic != from.in) && !(ic.nb != nil && ic.nb.out != nil && ic.nb.out.has != nil && ic.nb.out.has.has(i)) {
 			ic.pendHave = append(ic.pendHave, i)
 		}
 	}
@@ -895,6 +969,27 @@ func (p *Peer) hashList(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 		return p.violation(now, c, "HASH list does not match the server's root", out)
 	}
 	p.hashes = hs
+	// The chunks that came before the list: keep those it vouches for.
+	for i := 0; i < p.n && p.npend > 0; i++ {
+		if !p.pend.has(i) {
+			continue
+		}
+		if p.pendSum[i] == hs[i] {
+			out = p.adopt(now, false, true, p.pendFrom[i], i, out)
+			continue
+		}
+		p.pend.unset(i)
+		p.npend--
+		p.cnt.corrupt++
+		from := "a neighbour"
+		if nb := p.pendFrom[i]; nb != nil {
+			from = nb.addr.String()
+			out = p.ban(now, nb, "served a corrupt chunk", out)
+		}
+		out = append(out, spec.Warn("p2p: corrupt chunk rejected", slog.String("from", from), slog.Int("chunk", i)),
+			spec.Emit(spec.Event{Name: "corrupt", Value: Corrupt{From: from, Chunk: i}}))
+	}
+	p.pendFrom = nil
 	for _, ic := range p.ins {
 		if ic.ext {
 			ic.pendHash = true
@@ -928,9 +1023,9 @@ func (p *Peer) sendCheck(out []spec.Output) []spec.Output {
 	if err != nil {
 		return out
 	}
-	if c.danys > 0 {
+	for ; c.danys > 0; c.danys-- {
 		// The DANYs still queued at the server are not wanted any more.
-		c.danys = 0
+		c.wbuf = AppendDCAN(p.grow(&c.wconn, 8), -1)
 	}
 	p.checkSent = true
 	c.wbuf = AppendCHECK(p.grow(&c.wconn, 40), sum)
@@ -975,7 +1070,8 @@ func (p *Peer) checkFailed(now spec.Time, out []spec.Output) []spec.Output {
 		p.req[i] = 0
 	}
 	p.reqd = newBitset(p.n)
-	p.nreq = 0
+	p.nreq, p.dups = 0, 0
+	p.pend, p.npend, p.pendFrom = newBitset(p.n), 0, nil
 	for _, c := range append([]*oconn(nil), p.outs...) {
 		if !c.server {
 			out = p.closeOut(now, c, endAbort, out)
@@ -1055,7 +1151,7 @@ func (p *Peer) writeIn(c *iconn, r ireq) {
 	case PHEL:
 		c.wbuf = AppendOp(p.grow(&c.wconn, 8), PHEL)
 	case XHEL:
-		b := AppendXHEL(p.grow(&c.wconn, 96), nil)
+		b := AppendXHEL(p.grow(&c.wconn, 96), nil, p.pace.rate > 0)
 		if p.hashes != nil {
 			b = AppendHAVE(b, true, nil)
 			c.pendHash = false
@@ -1142,6 +1238,7 @@ func (p *Peer) serve(now spec.Time, c *iconn, m Msg, out []spec.Output) []spec.O
 	case HAVE:
 		if c.nb != nil && c.nb.out != nil {
 			p.learn(c.nb.out, m)
+			p.needFill = true
 		}
 		for _, i := range m.Chunks {
 			if c.owed.ack(i) {
@@ -1196,7 +1293,6 @@ func (p *Peer) upload(now spec.Time, out []spec.Output) []spec.Output {
 		r := c.pending[0]
 		c.pending = c.pending[1:]
 		p.upq--
-		p.putHaves(c)
 		switch {
 		case r.op == HREQ:
 			b := p.grow(&c.wconn, 32*len(p.hashes)+16)
@@ -1269,7 +1365,7 @@ func (p *Peer) dropPending(c *iconn) {
 
 // haveDelay is how long announcements wait to be batched.
 func (p *Peer) haveDelay() time.Duration {
-	return min(max(p.cfg.HaveDelay*time.Duration(len(p.ins)), 10*time.Millisecond), 200*time.Millisecond)
+	return min(max(p.cfg.HaveDelay*time.Duration(len(p.ins)), 10*time.Millisecond), 250*time.Millisecond)
 }
 
 // putHaves writes c's pending HAVE announcements.
@@ -1435,6 +1531,9 @@ func (p *Peer) unrequest(i int) {
 		return
 	}
 	p.req[i]--
+	if p.req[i] == 1 {
+		p.dups--
+	}
 	if p.req[i] == 0 {
 		p.reqd.unset(i)
 		if !p.have.has(i) {
@@ -1445,20 +1544,18 @@ func (p *Peer) unrequest(i int) {
 
 func (p *Peer) request(now spec.Time, c *oconn, i int) {
 	p.owe(now, c)
-	if p.req[i] == 0 {
+	switch p.req[i] {
+	case 0:
 		p.nreq++
 		p.reqd.set(i)
+		p.reqAt[i] = now
+	case 1:
+		p.dups++
 	}
 	p.req[i]++
 	c.dreqs++
 	c.inflight = append(c.inflight, oreq{op: DREQ, chunk: i, at: now})
 	c.wbuf = AppendDREQ(p.grow(&c.wconn, 24), i)
-}
-
-// verifiable reports whether chunks from peers can be checked: with the
-// hash list, or when the server has no extension (then only CHECK can).
-func (p *Peer) verifiable() bool {
-	return p.hashes != nil || p.srvExt < 0
 }
 
 // fill issues requests wherever there is room.
@@ -1469,12 +1566,24 @@ func (p *Peer) fill(now spec.Time, out []spec.Output) []spec.Output {
 	if c := p.srv; c != nil && c.ready {
 		switch {
 		case p.srvExt > 0:
-			for c.danys < p.cfg.ServerDepth && p.n-p.nhave-p.nreq > c.danys {
+			// As many DANYs as there are chunks nobody was asked for, up
+			// to ServerDepth; withdraw those no longer wanted. Once the
+			// server says every chunk is held somewhere, ask it only for
+			// chunks no neighbour has.
+			want := min(p.cfg.ServerDepth, p.n-p.nhave-p.nreq-p.npend)
+			if now < p.srvDry {
+				want = 0 // the server is then an uploader like the others, below
+			}
+			for c.danys < want {
 				c.danys++
 				c.wbuf = AppendOp(p.grow(&c.wconn, 8), DANY)
 			}
+			for c.danys > max(want, 0) {
+				c.danys--
+				c.wbuf = AppendDCAN(p.grow(&c.wconn, 8), -1)
+			}
 		case p.srvExt < 0 && len(c.inflight) == 0:
-			if i := p.pick(c, true); i >= 0 {
+			if i := p.pick(now, c, true); i >= 0 {
 				p.request(now, c, i)
 			}
 		}
@@ -1492,9 +1601,6 @@ func (p *Peer) fill(now spec.Time, out []spec.Output) []spec.Output {
 			src.wbuf = AppendOp(p.grow(&src.wconn, 8), HREQ)
 		}
 	}
-	if !p.verifiable() {
-		return out
-	}
 	total := 0
 	for _, c := range p.outs {
 		if !c.server {
@@ -1507,6 +1613,10 @@ func (p *Peer) fill(now spec.Time, out []spec.Output) []spec.Output {
 	// them. A neighbour never measured counts as fast, to be tried.
 	cands := p.cands[:0]
 	for _, c := range p.outs {
+		if c.server && c.ready && c.ext > 0 && now < p.srvDry && c.danys == 0 {
+			cands = append(cands, c)
+			continue
+		}
 		if c.server || !c.ready || c.gone || c.has == nil || c.busy > now {
 			continue
 		}
@@ -1516,12 +1626,19 @@ func (p *Peer) fill(now spec.Time, out []spec.Output) []spec.Output {
 		cands = append(cands, c)
 	}
 	p.cands = cands
+	if total > p.cfg.MaxOutstanding-2 && total >= 4 {
+		// Refill in pairs (see below) when the pipeline is deep anyway.
+		cands = cands[:0]
+	}
 	for total < p.cfg.MaxOutstanding && len(cands) > 0 {
 		bi := -1
 		var bs time.Duration
 		for k, c := range cands {
 			depth := p.cfg.PeerDepth
-			if c.ext <= 0 {
+			switch {
+			case c.server:
+				depth = 1 // the server's uplink is everyone's: one at a time
+			case c.ext <= 0:
 				depth = 1
 			}
 			if c.dreqs >= depth {
@@ -1536,13 +1653,21 @@ func (p *Peer) fill(now spec.Time, out []spec.Output) []spec.Output {
 			break
 		}
 		c := cands[bi]
-		i := p.pick(c, false)
+		i := p.pick(now, c, c.server)
 		if i < 0 {
 			cands = append(cands[:bi], cands[bi+1:]...)
 			continue
 		}
 		p.request(now, c, i)
 		total++
+		// A second request to the same neighbour rides in the same
+		// segment: half the request segments, for a little less choice.
+		if c.ext > 0 && total < p.cfg.MaxOutstanding && c.dreqs < p.cfg.PeerDepth && !c.server {
+			if j := p.pick(now, c, false); j >= 0 {
+				p.request(now, c, j)
+				total++
+			}
+		}
 	}
 	for k := range p.cands {
 		p.cands[k] = nil
@@ -1555,12 +1680,12 @@ func (p *Peer) fill(now spec.Time, out []spec.Output) []spec.Output {
 // neighbours, ties at random; in endgame (every missing chunk requested)
 // a chunk requested once elsewhere. any: c has every chunk (the server).
 // -1: nothing to ask c for.
-func (p *Peer) pick(c *oconn, any bool) int {
+func (p *Peer) pick(now spec.Time, c *oconn, any bool) int {
 	best, ties, bestAvail := -1, 0, int32(1<<30)
 	random := p.nhave < 1
 	part := false
 	for k := range p.have {
-		w := ^p.have[k] &^ p.reqd[k]
+		w := ^p.have[k] &^ p.reqd[k] &^ p.pend[k]
 		if !any {
 			w &= c.has[k]
 		}
@@ -1600,10 +1725,11 @@ func (p *Peer) pick(c *oconn, any bool) int {
 			}
 		}
 	}
-	if best >= 0 || any || p.nhave+p.nreq < p.n {
+	if best >= 0 || any || p.nhave+p.nreq+p.npend < p.n || p.dups >= endgameMax {
 		return best
 	}
-	// Endgame: ask a second peer for a chunk still in flight elsewhere.
+	// Endgame: ask a second peer for a chunk that is late elsewhere.
+	late := now.Add(-max(4*c.lat, 100*time.Millisecond))
 	ties = 0
 	for k := range p.have {
 		w := c.has[k] &^ p.have[k] & p.reqd[k]
@@ -1611,7 +1737,7 @@ func (p *Peer) pick(c *oconn, any bool) int {
 			b := bits.TrailingZeros64(w)
 			w &= w - 1
 			i := k<<6 | b
-			if p.req[i] != 1 || c.asked(i) {
+			if p.req[i] != 1 || c.asked(i) || p.reqAt[i] > late {
 				continue
 			}
 			ties++
@@ -1621,6 +1747,34 @@ func (p *Peer) pick(c *oconn, any bool) int {
 		}
 	}
 	return best
+}
+
+// endgameMax bounds the chunks requested twice at once.
+const endgameMax = 4
+
+// front moves c's oldest pending request with op (and chunk, if not
+// negative) to the front of the queue, and reports whether there was one.
+func (c *oconn) front(op Op, chunk int) bool {
+	for k, r := range c.inflight {
+		if r.op == op && (chunk < 0 || r.chunk == chunk) {
+			copy(c.inflight[1:k+1], c.inflight[:k])
+			c.inflight[0] = r
+			return true
+		}
+	}
+	return false
+}
+
+// withdraw cancels c's pending DREQ for chunk i (an extension server
+// drops it from its queue).
+func (p *Peer) withdraw(c *oconn, i int) {
+	if !c.front(DREQ, i) {
+		return
+	}
+	c.inflight = c.inflight[1:]
+	c.dreqs--
+	p.unrequest(i)
+	c.wbuf = AppendDCAN(p.grow(&c.wconn, 24), i)
 }
 
 // owe notes that c owes an answer from now, if it owed none.
@@ -1699,6 +1853,24 @@ func (p *Peer) flush(now spec.Time, out []spec.Output) []spec.Output {
 		}
 		c.wbuf = AppendHAVE(c.wbuf, hash, ids)
 		p.report = p.report[:0]
+	}
+	// Announcements ride on whatever goes to the neighbour anyway: DATA
+	// answers on the connection it dialed, or our own requests on the
+	// one we dialed. Only stale ones wait for the timer to get a segment
+	// of their own.
+	for _, w := range p.dirty {
+		if w.gone {
+			continue
+		}
+		if ic := p.byIn[w.st]; ic != nil {
+			p.putHaves(ic)
+		} else if oc := p.byOut[w.st]; oc != nil && oc.ext > 0 && oc.nb != nil && oc.nb.in != nil && oc.nb.in.ext {
+			in := oc.nb.in
+			if len(in.pendHave) > 0 || in.pendHash {
+				oc.wbuf = AppendHAVE(oc.wbuf, in.pendHash, in.pendHave)
+				in.pendHave, in.pendHash = in.pendHave[:0], false
+			}
+		}
 	}
 	for _, w := range p.dirty {
 		w.dirty = false

@@ -114,7 +114,7 @@ type Server struct {
 
 type serverCounters struct {
 	conns, hellos, ext, refused, requests, data, bytes, unknown, overflow, busy uint64
-	checkOK, checkBad, fatal, ackTimeouts, danys, hashes                        uint64
+	checkOK, checkBad, fatal, ackTimeouts, danys, hashes, exhausted             uint64
 }
 
 type sconn struct {
@@ -173,7 +173,7 @@ func (s *Server) Counters() []spec.Counter {
 	return []spec.Counter{
 		{Name: "connections", Value: c.conns}, {Name: "hellos", Value: c.hellos}, {Name: "extended", Value: c.ext},
 		{Name: "refused", Value: c.refused}, {Name: "requests", Value: c.requests}, {Name: "data_sent", Value: c.data},
-		{Name: "bytes_sent", Value: c.bytes}, {Name: "dany_served", Value: c.danys}, {Name: "hash_lists_sent", Value: c.hashes},
+		{Name: "bytes_sent", Value: c.bytes}, {Name: "dany_served", Value: c.danys}, {Name: "dany_exhausted", Value: c.exhausted}, {Name: "hash_lists_sent", Value: c.hashes},
 		{Name: "error_unknown_command", Value: c.unknown}, {Name: "error_offset_overflow", Value: c.overflow},
 		{Name: "error_busy", Value: c.busy}, {Name: "check_ok", Value: c.checkOK}, {Name: "check_failed", Value: c.checkBad},
 		{Name: "fatal_input", Value: c.fatal}, {Name: "ack_timeouts", Value: c.ackTimeouts},
@@ -297,7 +297,10 @@ func (s *Server) leave(c *sconn) {
 }
 
 func (s *Server) reply(c *sconn, r sreq) {
-	if len(c.pending) == 0 && r.op != DREQ && r.op != HREQ {
+	// An extension peer matches answers by kind, so its CHECK is
+	// answered at once rather than behind the chunks it still waits for.
+	urgent := c.ext && (r.op == CHECK || r.err == ErrChecksumNotFit)
+	if (len(c.pending) == 0 || urgent) && r.op != DREQ && r.op != HREQ {
 		s.write(c, r)
 		return
 	}
@@ -422,6 +425,19 @@ func (s *Server) request(now spec.Time, c *sconn, m Msg, out []spec.Output) []sp
 			c.known = newBitset(s.c.Chunks())
 		}
 		c.danys++
+	case DCAN:
+		if m.Chunk < 0 {
+			if c.danys > 0 {
+				c.danys--
+			}
+			break
+		}
+		for i, r := range c.pending {
+			if r.op == DREQ && r.chunk == m.Chunk {
+				c.pending = append(c.pending[:i], c.pending[i+1:]...)
+				break
+			}
+		}
 	case HREQ:
 		if now.Sub(s.hashAt) >= s.cfg.HashEvery {
 			s.hashAt, s.hashN = now, 0
@@ -527,7 +543,7 @@ func (s *Server) serve(now spec.Time, out []spec.Output) []spec.Output {
 			continue
 		}
 		switch {
-		case c.danys > 0 && c.knownN == 0 && len(c.pending) > 0 && c.pending[0].op == HREQ:
+		case c.danys > 0 && c.knownN == 0 && len(c.pending) > 0 && c.pending[0].op == HREQ && s.pick(c) >= 0:
 			// A peer's first chunk before its hash list: it cannot use
 			// the list before it has chunks to trade anyway.
 			c.danys--
@@ -542,8 +558,15 @@ func (s *Server) serve(now spec.Time, out []spec.Output) []spec.Output {
 			s.sendHash(now, c)
 		case c.danys > 0:
 			c.danys--
-			s.cnt.danys++
-			s.sendData(now, c, s.pick(c))
+			if i := s.pick(c); i >= 0 {
+				s.cnt.danys++
+				s.sendData(now, c, i)
+			} else {
+				// Every chunk is held by some peer: the swarm can do the
+				// rest, and the server answers DREQs for what it cannot.
+				s.cnt.exhausted++
+				s.write(c, sreq{op: ERROR, err: ErrExhausted})
+			}
 		}
 		// Answers queued behind the paced one go now.
 		for len(c.pending) > 0 && c.pending[0].op != DREQ && c.pending[0].op != HREQ {
@@ -563,34 +586,25 @@ func (s *Server) serve(now spec.Time, out []spec.Output) []spec.Output {
 	return out
 }
 
-// pick chooses the chunk a DANY gets: one the peer is not known to hold,
-// held by the fewest peers, ties broken at random.
+// pick chooses the chunk a DANY gets: one no connected peer holds or is
+// being sent, searched from a random place so that peers asking at the
+// same time get different ones; -1 if there is none.
 func (s *Server) pick(c *sconn) int {
 	n := s.c.Chunks()
 	if n == 0 {
-		return 0
+		return -1
 	}
 	start := s.rng.IntN(n)
-	best := -1
 	for k := 0; k < n; k++ {
 		i := start + k
 		if i >= n {
 			i -= n
 		}
-		if c.known != nil && c.known.has(i) {
-			continue
-		}
-		if best < 0 || s.holders[i] < s.holders[best] {
-			best = i
-			if s.holders[i] == 0 {
-				break
-			}
+		if s.holders[i] == 0 && (c.known == nil || !c.known.has(i)) {
+			return i
 		}
 	}
-	if best < 0 {
-		best = start
-	}
-	return best
+	return -1
 }
 
 func (s *Server) track(now spec.Time, c *sconn, chunk, n int) {
@@ -647,7 +661,7 @@ func (s *Server) write(c *sconn, r sreq) {
 		b = AppendSHEL(b, s.c.Size(), int64(s.c.ChunkSize()), r.list)
 	case XHEL:
 		root := s.c.Root()
-		b = AppendXHEL(b, root[:])
+		b = AppendXHEL(b, root[:], s.pace.rate > 0)
 	case CLRSP:
 		ids := make([]int, s.c.Chunks())
 		for i := range ids {

@@ -386,3 +386,23 @@ func TestServeTFTPFunc(t *testing.T) {
 		t.Fatalf("put without --allow-write: exit %d, %s", code, e)
 	}
 }
+
+// netspec sim tftp runs, passes its own checks, and reruns byte for byte
+// from the command it prints.
+func TestSimTFTPReproduces(t *testing.T) {
+	code, out, stderr := runCmd("sim", "tftp", "--size", "50000", "--loss", "0.05", "--seed", "4")
+	if code != 0 || !strings.Contains(out, "client3 │ get │ yes") {
+		t.Fatalf("netspec sim tftp: exit %d\n%s%s", code, out, stderr)
+	}
+	i := strings.LastIndex(out, "reproduce: ")
+	if i < 0 {
+		t.Fatalf("no reproduce line in:\n%s", out)
+	}
+	repro := strings.Fields(strings.TrimSpace(out[i+len("reproduce: "):]))
+	if code, again, _ := runCmd(repro[1:]...); code != 0 || again != out {
+		t.Fatalf("rerunning %q gave different output", repro)
+	}
+	if code, _, _ := runCmd("sim", "tftp", "--windowsize", "0"); code != 2 {
+		t.Fatalf("sim tftp --windowsize 0: exit %d, want 2", code)
+	}
+}

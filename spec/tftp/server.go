@@ -156,7 +156,6 @@ type serverCounters struct {
 type serverXfer struct {
 	x       xfer
 	write   bool
-	req     []byte
 	opts    Options // as acknowledged
 	file    fs.File
 	up      Upload
@@ -350,7 +349,7 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 		return s.refuse(from, ErrAccess, "access violation: "+err.Error(), out)
 	}
 	asked, _, _ := ParseOptions(p.Options)
-	sx := &serverXfer{write: write, req: in.Data}
+	sx := &serverXfer{write: write}
 	sx.x = xfer{name: p.Filename, peer: from, blksize: DefaultBlksize, window: 1, timeout: s.cfg.Timeout,
 		retries: s.cfg.Retries, firstRetries: s.cfg.FirstRetries, started: now, st: &s.st}
 	o := &sx.opts

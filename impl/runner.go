@@ -585,7 +585,7 @@ func (r *Runner) readUDP(s *sock) {
 	// One more byte than the limit tells an oversized datagram apart.
 	buf := make([]byte, min(size+1, maxDatagram))
 	for count := 0; ; count++ {
-		if count == busyAfter && r.opt.ReadBatch > 1 && s.batch != nil {
+		if count == busyAfter && r.opt.ReadBatch > 1 && s.batch != nil && !raceEnabled {
 			r.readBatched(s, len(buf))
 			return
 		}

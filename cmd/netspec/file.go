@@ -112,6 +112,8 @@ func fileServe(ctx context.Context, e *env, args []string) error {
 	fs.Var(&addr, "addr", "serve on `ADDR` (host:port or port)")
 	root := fs.String("root", "", "serve the files under `DIR`")
 	maxSessions := fs.Int("max-sessions", 1024, "refuse sessions beyond `N`")
+	var tftpAddr addrFlag
+	fs.Var(&tftpAddr, "tftp", "also serve DIR, read-only, over TFTP on `ADDR` (curl, tftp-hpa, atftp)")
 	sf := addSessionFlags(fs)
 	logger := logFlags(fs)
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
@@ -168,7 +170,22 @@ func fileServe(ctx context.Context, e *env, args []string) error {
 			r.Command(spec.Command{Name: "say", Data: append([]byte(nil), sc.Bytes()...)})
 		}
 	}()
-	return exitErr(r.Run(ctx))
+	// TFTP, if asked for, serves the same root beside the native protocol;
+	// either stopping stops both.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tftpErr := make(chan error, 1)
+	if tftpAddr.ap.IsValid() {
+		go func() { err := serveTFTP(ctx, e, tftpAddr.ap, rt, false, log); cancel(); tftpErr <- err }()
+	} else {
+		tftpErr <- nil
+	}
+	err = exitErr(r.Run(ctx))
+	cancel()
+	if terr := <-tftpErr; err == nil {
+		err = terr
+	}
+	return err
 }
 
 // printable keeps a peer's text from driving the terminal.

@@ -250,9 +250,7 @@ func TestTFTPWithTftpHPA(t *testing.T) {
 // among the tools CI installs (the atftp package), so it is skipped
 // where missing even when tools are required.
 func TestTFTPWithAtftp(t *testing.T) {
-	if _, err := exec.LookPath("atftp"); err != nil {
-		t.Skip("atftp not installed (Debian package atftp)")
-	}
+	need(t, "atftp")
 	root, files := tftpRoot(t)
 	host, port, _ := startTFTP(t, root)
 	dir := t.TempDir()

@@ -507,6 +507,12 @@ func (w *Swarm) plot(r SwarmResult) error {
 	}
 	p.Legend.Top = true
 	p.Legend.Left = true
+	// A wide range of N (or of times, C/S grows with N) reads better on
+	// logarithmic axes.
+	if first, last := r.Rows[0].N, r.Rows[len(r.Rows)-1].N; last >= 20*first {
+		p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	}
 	if err := p.Save(16*vg.Centimeter, 10*vg.Centimeter, w.Plot); err != nil {
 		return fmt.Errorf("swarm: plot: %w", err)
 	}

@@ -49,6 +49,8 @@
 //	any --reset, refused, Idle without data--> exit with an error
 //
 // The client hashes what arrives with MD5 (the seed's checksum), keeps it
-// in memory if asked, and in the simulator compares it byte for byte with
-// the file it expects.
+// in memory or hands it to the application as it comes if asked, and in
+// the simulator compares it byte for byte with the file it expects. After
+// the download it may Linger before exiting: a simulated node that exits
+// resets its connections, where a kernel would finish the FIN handshake.
 package cs

@@ -37,8 +37,8 @@ type PeerConfig struct {
 	MaxIn  int `json:"maxIn,omitempty"`
 	// PeerDepth is how many chunk requests are pipelined to one peer
 	// (default 4); ServerDepth how many DANY requests wait at the server
-	// (default 4); MaxOutstanding bounds chunk requests to peers in all
-	// (default 16).
+	// (default 4; four times that while the server is the only source);
+	// MaxOutstanding bounds chunk requests to peers in all (default 16).
 	PeerDepth      int `json:"peerDepth,omitempty"`
 	ServerDepth    int `json:"serverDepth,omitempty"`
 	MaxOutstanding int `json:"maxOutstanding,omitempty"`
@@ -992,12 +992,11 @@ func (p *Peer) hashList(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 	p.pendFrom = nil
 	for _, ic := range p.ins {
 		if ic.ext {
+			// Announced at once: neighbours that lack the list cannot
+			// pass on what they fetch until they have it.
 			ic.pendHash = true
+			p.grow(&ic.wconn, 0)
 		}
-	}
-	if !p.haveArm && len(p.ins) > 0 {
-		p.haveArm = true
-		out = append(out, spec.SetTimer(tHave, now.Add(p.haveDelay())))
 	}
 	return out
 }
@@ -1570,7 +1569,13 @@ func (p *Peer) fill(now spec.Time, out []spec.Output) []spec.Output {
 			// to ServerDepth; withdraw those no longer wanted. Once the
 			// server says every chunk is held somewhere, ask it only for
 			// chunks no neighbour has.
-			want := min(p.cfg.ServerDepth, p.n-p.nhave-p.nreq-p.npend)
+			depth := p.cfg.ServerDepth
+			if p.peersOut() == 0 {
+				// The server is the only source: a deeper pipeline rides
+				// out the stalls of a lossy path, as TCP's window would.
+				depth *= 4
+			}
+			want := min(depth, p.n-p.nhave-p.nreq-p.npend)
 			if now < p.srvDry {
 				want = 0 // the server is then an uploader like the others, below
 			}

@@ -81,7 +81,7 @@ type Validator interface {
 
 // All returns every scenario, the default first.
 func All() []Scenario {
-	return []Scenario{&Echo{}, &Stream{}, &Chat{}, &File{}, &TFTP{}}
+	return []Scenario{&Swarm{}, &Echo{}, &Stream{}, &Chat{}, &File{}, &TFTP{}}
 }
 
 // Find returns the scenario called name.

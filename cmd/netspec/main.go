@@ -33,6 +33,7 @@ func groups() []*group {
 		simGroup(),
 		replayGroup(),
 		traceGroup(),
+		labGroup(),
 		echoGroup(),
 		chatGroup(),
 		streamGroup(),

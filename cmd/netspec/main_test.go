@@ -90,7 +90,7 @@ func TestSimDefaultReproduces(t *testing.T) {
 	}
 	code, j, _ := runCmd("sim", "--json", "--seed", "3", "--loss", "0.2")
 	var v map[string]any
-	if code != 0 || json.Unmarshal([]byte(j), &v) != nil || v["reproduce"] != "netspec sim echo --seed=3 --loss=0.2" {
+	if code != 0 || json.Unmarshal([]byte(j), &v) != nil || v["reproduce"] != "netspec sim swarm --seed=3 --loss=0.2" {
 		t.Fatalf("sim --json: exit %d, output %s", code, j)
 	}
 }

@@ -61,7 +61,9 @@ func (w *Swarm) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&w.Plot, "plot", filepath.Join(os.TempDir(), "netspec-swarm.png"), "write the plot of time against N to `FILE` (.png or .svg; empty: none)")
 }
 
-// Defaults fills zero fields with the flag defaults.
+// Defaults fills zero fields with the flag defaults, except Delay: zero
+// delay is a setting of its own (the lab's links have none), so only the
+// flag defaults it to 5 ms.
 func (w *Swarm) Defaults() *Swarm {
 	fs := flag.NewFlagSet("", flag.ContinueOnError)
 	d := &Swarm{}
@@ -74,9 +76,6 @@ func (w *Swarm) Defaults() *Swarm {
 	}
 	if w.Rate == 0 {
 		w.Rate = d.Rate
-	}
-	if w.Delay == 0 {
-		w.Delay = d.Delay
 	}
 	if w.N == "" {
 		w.N = d.N

@@ -123,7 +123,7 @@ func BenchmarkSwarm(b *testing.B) {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			var r scenario.SwarmResult
 			for i := 0; i < b.N; i++ {
-				res, err := (&scenario.Swarm{N: fmt.Sprint(n), Plot: ""}).Run(scenario.Options{Seed: 1})
+				res, err := (&scenario.Swarm{N: fmt.Sprint(n), Delay: 5 * time.Millisecond, Plot: ""}).Run(scenario.Options{Seed: 1})
 				if err != nil || res.Failed != "" {
 					b.Fatalf("%v %s", err, res.Failed)
 				}

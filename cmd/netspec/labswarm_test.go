@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/cmd/netspec/lab"
+)
+
+// TestMain lets the test binary stand in for the netspec binary inside
+// lab hosts: with NETSPEC_RUN_AS_NETSPEC=1 it is netspec.
+func TestMain(m *testing.M) {
+	if os.Getenv("NETSPEC_RUN_AS_NETSPEC") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func needLab(t *testing.T) {
+	t.Helper()
+	if err := lab.Available(); err != nil {
+		if os.Getenv("NETSPEC_REQUIRE_LAB") != "" {
+			t.Fatalf("NETSPEC_REQUIRE_LAB is set: %v", err)
+		}
+		t.Skipf("skipping the lab: %v", err)
+	}
+}
+
+func selfAsNetspec() []string {
+	return []string{"env", "NETSPEC_RUN_AS_NETSPEC=1", os.Args[0]}
+}
+
+// A small version of the seed's experiment on namespaced hosts: every
+// downloader verifies the file, and the measured times are within a
+// sanity factor of the simulator's prediction for the same scenario (a
+// sanity bound, not a timing target: the machine is shared). Nothing is
+// left behind.
+func TestLabSwarmSmall(t *testing.T) {
+	needLab(t)
+	ls := &labSwarm{binary: selfAsNetspec(), ns: []int{1, 2, 3}, size: 2_000_000, chunk: 16384, rate: 10e6, mtu: 9000,
+		modes: []string{"cs", "p2p"}, timeout: 2 * time.Minute, sim: true, seed: 1, serverPor: 52000, say: t.Logf}
+	cfg, err := os.CreateTemp(t.TempDir(), "empty-*.ini")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Close()
+	ls.config = cfg.Name()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rows, err := ls.run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const factor = 1.5
+	for _, r := range rows {
+		for mode, x := range map[string]*labTiming{"cs": r.CS, "p2p": r.P2P} {
+			if x.Failed != "" {
+				t.Fatalf("N=%d %s: %s", r.N, mode, x.Failed)
+			}
+			for i, c := range x.Clients {
+				if c <= 0 {
+					t.Errorf("N=%d %s: downloader %d never verified the file", r.N, mode, i+1)
+				}
+			}
+			if x.Sim <= 0 || x.SimRatio < 1/factor || x.SimRatio > factor {
+				t.Errorf("N=%d %s: lab %.2f s, sim %.2f s: outside a factor %.1f", r.N, mode, x.Seconds, x.Sim, factor)
+			}
+			t.Logf("N=%d %s: lab %.2f s, sim %.2f s, bound %.2f s", r.N, mode, x.Seconds, x.Sim, x.Bound)
+		}
+	}
+	assertNoLeftovers(t)
+}
+
+// An interrupted run tears everything down: no namespace, link or
+// process of the lab survives.
+func TestLabSwarmInterrupted(t *testing.T) {
+	needLab(t)
+	ls := &labSwarm{binary: selfAsNetspec(), ns: []int{2}, size: 50_000_000, chunk: 16384, rate: 10e6, mtu: 9000,
+		modes: []string{"p2p"}, timeout: time.Minute, seed: 1, serverPor: 52000, say: t.Logf, config: "/dev/null"}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rows, err := ls.run(ctx)
+	if err == nil && (len(rows) != 1 || rows[0].P2P.Failed == "") {
+		t.Fatalf("a 50 MB transfer at 10 Mbit/s finished within 2 s: %+v", rows)
+	}
+	assertNoLeftovers(t)
+}
+
+func assertNoLeftovers(t *testing.T) {
+	t.Helper()
+	left, err := lab.Leftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("the lab left behind: %v", left)
+	}
+	out, _ := exec.Command("pgrep", "-f", regexp.QuoteMeta(os.Args[0])+" (cs|p2p) ").Output()
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("lab processes still running: %s", s)
+	}
+}

@@ -250,3 +250,26 @@ func TestInstantRestart(t *testing.T) {
 		t.Fatalf("b started %d times and is up=%v, want 2 and up", b.Starts(), b.Up())
 	}
 }
+
+// A partition that starts while a connection's handshake completes never
+// tells the acceptor of a stream it was not told it accepted.
+func TestPartitionDuringAccept(t *testing.T) {
+	d := sim.Dir{Delay: 5 * time.Millisecond}
+	// SYN reaches b at 10 ms; b would hear of the accept at 30 ms.
+	cfg := sim.Config{Link: sim.Symmetric(d), Faults: sim.Faults{Partitions: []sim.Partition{{Start: 15 * time.Millisecond, End: 100 * time.Millisecond, Side: []string{"b"}}}}}
+	s, a, b := pair(t, cfg)
+	s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+	s.Run(time.Second)
+	if got := b.inputs(spec.InStreamClosed); len(got) != 0 {
+		t.Fatalf("b was told of the close of a stream it never accepted: %+v", got)
+	}
+	if got := b.inputs(spec.InAccepted); len(got) != 0 {
+		t.Fatalf("b accepted a connection cut by the partition: %+v", got)
+	}
+	if c := a.inputs(spec.InStreamClosed); len(c) != 1 || c[0].in.Err == "" {
+		t.Fatalf("a's stream: %+v, want one reset", c)
+	}
+	if v := s.Violations(); len(v) > 0 {
+		t.Fatal(v)
+	}
+}

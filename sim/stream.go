@@ -26,7 +26,8 @@ type end struct {
 	id     spec.Stream
 	local  netip.AddrPort
 	remote netip.AddrPort
-	open   bool // the machine has been told (connected or accepted)
+	open   bool // segments may flow
+	told   bool // the machine knows the stream (it dialed it, or was told of the accept)
 
 	// sending
 	q            [][]byte
@@ -91,7 +92,7 @@ func (s *Sim) dial(n *Node, id spec.Stream, to netip.AddrPort) {
 	if n.ephem < 49152 {
 		n.ephem = 49152
 	}
-	e := &end{conn: c, node: n, gen: n.gen, id: id, local: netip.AddrPortFrom(n.Addr, port), remote: to}
+	e := &end{conn: c, node: n, gen: n.gen, id: id, local: netip.AddrPortFrom(n.Addr, port), remote: to, told: true}
 	c.ends[0] = e
 	n.streams[id] = e
 	dst := s.byAddr[to.Addr()]
@@ -145,7 +146,21 @@ func (s *Sim) syn(ev event) {
 		s.pump(d)
 		d.node.deliver(spec.Input{Kind: spec.InConnected, Stream: d.id, Addr: d.remote})
 	}})
-	s.postTo(a, s.now.Add(back+owd(d.node, dst)), spec.Input{Kind: spec.InAccepted, Sock: sock, Stream: a.id, Addr: a.remote})
+	// The acceptor hears of the connection only if it is still alive when
+	// the handshake completes: a partition or crash in between removes it
+	// silently, as a kernel drops a half-open connection from its queue.
+	s.schedule(event{at: s.now.Add(back + owd(d.node, dst)), kind: evFunc, x: func() {
+		n := a.node
+		if n.gen != a.gen || !n.up || n.streams[a.id] != a {
+			return
+		}
+		if c.dead {
+			delete(n.streams, a.id)
+			return
+		}
+		a.told = true
+		n.deliver(spec.Input{Kind: spec.InAccepted, Sock: sock, Stream: a.id, Addr: a.remote})
+	}})
 }
 
 func (s *Sim) endOf(n *Node, id spec.Stream, op string) *end {
@@ -215,6 +230,9 @@ func (s *Sim) streamReset(ev event) {
 		return
 	}
 	delete(n.streams, e.id)
+	if !e.told {
+		return // never accepted as far as the machine knows
+	}
 	n.deliver(spec.Input{Kind: spec.InStreamClosed, Stream: e.id, Err: r.err})
 }
 

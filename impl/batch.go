@@ -88,7 +88,7 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 	ms := r.wmsgs[:0]
 	for i := 0; i < len(run); {
 		n := 1
-		if !s.noGSO {
+		if r.opt.GSO && !s.noGSO {
 			n = gsoRun(run[i:])
 		}
 		bufs := make([][]byte, n)

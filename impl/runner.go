@@ -59,6 +59,11 @@ type Options struct {
 	// call (default 16; 1 disables batching). Datagrams a step sends on
 	// one socket always go out in one sendmmsg.
 	ReadBatch int
+	// GSO sends runs of equal-size datagrams to one peer as one message
+	// the kernel segments (UDP GSO): much cheaper for bulk senders, but a
+	// capture on the sending host then shows the unsegmented message, so
+	// it is off unless asked for.
+	GSO bool
 	// TraceEpoch is the time record time 0 stands for (default: when Run
 	// starts).
 	TraceEpoch spec.Time

@@ -217,3 +217,58 @@ func TestInjectorOnBatchedSends(t *testing.T) {
 		t.Fatalf("injector saw %d sends and dropped %d; %d arrived", st.Sent, st.Dropped, got)
 	}
 }
+
+// sizes sends datagrams of the given sizes in one step, each filled with
+// its index.
+type sizes struct {
+	dst netip.AddrPort
+	n   []int
+}
+
+func (m *sizes) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		out = append(out, spec.Bind(1, spec.UDP, netip.MustParseAddrPort("127.0.0.1:0")))
+	case spec.InBound:
+		for i, n := range m.n {
+			out = append(out, spec.Send(1, m.dst, bytes.Repeat([]byte{byte(i)}, n)))
+		}
+	case spec.InStop:
+		out = append(out, spec.Exit(""))
+	}
+	return out
+}
+
+// With GSO, runs of equal-size datagrams (the last may be shorter) leave
+// as segmented messages and arrive as the separate, intact datagrams they
+// were, in order.
+func TestGSOKeepsDatagrams(t *testing.T) {
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	_ = rx.SetReadBuffer(4 << 20)
+	var want []int
+	for i := 0; i < 70; i++ { // more than one message's 64 segments
+		want = append(want, 1200)
+	}
+	want = append(want, 500, 1200, 1200, 7, 9000)
+	r := impl.New(&sizes{dst: rx.LocalAddr().(*net.UDPAddr).AddrPort(), n: want}, impl.Options{GSO: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	buf := make([]byte, 65536)
+	for i, n := range want {
+		_ = rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, _, err := rx.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("datagram %d of %d: %v", i, len(want), err)
+		}
+		if k != n || !bytes.Equal(buf[:k], bytes.Repeat([]byte{byte(i)}, n)) {
+			t.Fatalf("datagram %d: %d bytes %v..., want %d bytes of %d", i, k, buf[:min(k, 4)], n, i)
+		}
+	}
+	cancel()
+	<-done
+}

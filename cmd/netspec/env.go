@@ -13,6 +13,7 @@ import (
 
 	"github.com/netspec/netspec/sim/scenario"
 	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
 )
 
 // env is what a command may touch: its streams.
@@ -157,14 +158,16 @@ func renderTable(w io.Writer, t scenario.Table) error {
 	if t.Title != "" {
 		fmt.Fprintln(w, t.Title)
 	}
-	tw := tablewriter.NewTable(w)
-	tw.Header(toAny(t.Header)...)
+	// Headers are printed as written: auto-formatting would upper-case
+	// them and split "P2P" into "P 2 P".
+	table := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off))
+	table.Header(toAny(t.Header)...)
 	for _, r := range t.Rows {
-		if err := tw.Append(toAny(r)...); err != nil {
+		if err := table.Append(toAny(r)...); err != nil {
 			return err
 		}
 	}
-	if err := tw.Render(); err != nil {
+	if err := table.Render(); err != nil {
 		return err
 	}
 	for _, n := range t.Notes {

@@ -79,12 +79,9 @@ func (s *sessionFlags) options(o impl.Options) impl.Options {
 	o.Faults = s.faults
 	o.ReadBuffer, o.WriteBuffer = socketBuffers, socketBuffers
 	o.MaxDatagram = s.datagram
-	if s.faults.Active() {
-		// The injector sees every datagram: read one at a time. (impl
-		// would otherwise switch the busy socket to batched reads it
-		// cannot do with an injector in the way.)
-		o.ReadBatch = 1
-	}
+	// Bulk transfers: windows of equal segments to one peer leave as one
+	// segmented message each.
+	o.GSO = true
 	return o
 }
 

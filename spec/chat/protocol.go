@@ -1,7 +1,6 @@
 package chat
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -11,34 +10,11 @@ import (
 )
 
 // Protocol describes chat to the generic tools.
-var Protocol = spec.Protocol{
-	Name:  "chat",
-	Roles: []string{"server", "client", "plain"},
-	New: func(role string, config []byte) (spec.Machine, error) {
-		switch role {
-		case "server":
-			var c ServerConfig
-			if err := json.Unmarshal(config, &c); err != nil {
-				return nil, fmt.Errorf("chat: server config: %w", err)
-			}
-			return NewServer(c), nil
-		case "client":
-			var c ClientConfig
-			if err := json.Unmarshal(config, &c); err != nil {
-				return nil, fmt.Errorf("chat: client config: %w", err)
-			}
-			return NewClient(c), nil
-		case "plain":
-			var c PlainConfig
-			if err := json.Unmarshal(config, &c); err != nil {
-				return nil, fmt.Errorf("chat: plain config: %w", err)
-			}
-			return NewPlain(c), nil
-		}
-		return nil, fmt.Errorf("chat: unknown role %q", role)
-	},
-	Describe: Describe,
-}
+var Protocol = spec.NewProtocol("chat", Describe,
+	spec.JSONRole("server", func(c ServerConfig) (spec.Machine, error) { return NewServer(c), nil }),
+	spec.JSONRole("client", func(c ClientConfig) (spec.Machine, error) { return NewClient(c), nil }),
+	spec.JSONRole("plain", func(c PlainConfig) (spec.Machine, error) { return NewPlain(c), nil }),
+)
 
 // Describe summarises a datagram for timelines: its header, if any, and
 // its first line. It accepts any bytes.

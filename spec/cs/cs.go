@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"hash"
 	"log/slog"
@@ -19,40 +18,26 @@ import (
 const DefaultPort = 52000
 
 // Protocol describes C/S file download to the generic tools.
-var Protocol = spec.Protocol{
-	Name:  "cs",
-	Roles: []string{"server", "client"},
-	New: func(role string, config []byte) (spec.Machine, error) {
-		switch role {
-		case "server":
-			var c ServerConfig
-			if err := json.Unmarshal(config, &c); err != nil {
-				return nil, fmt.Errorf("cs: server config: %w", err)
-			}
-			data, err := Generate(c.File)
+var Protocol = spec.NewProtocol("cs", func(b []byte) string { return fmt.Sprintf("%d bytes of the file", len(b)) },
+	spec.JSONRole("server", func(c ServerConfig) (spec.Machine, error) {
+		data, err := Generate(c.File)
+		if err != nil {
+			return nil, err
+		}
+		return NewServer(c, data), nil
+	}),
+	spec.JSONRole("client", func(c ClientConfig) (spec.Machine, error) {
+		var want []byte
+		if c.Expect != nil {
+			w, err := Generate(*c.Expect)
 			if err != nil {
 				return nil, err
 			}
-			return NewServer(c, data), nil
-		case "client":
-			var c ClientConfig
-			if err := json.Unmarshal(config, &c); err != nil {
-				return nil, fmt.Errorf("cs: client config: %w", err)
-			}
-			var want []byte
-			if c.Expect != nil {
-				w, err := Generate(*c.Expect)
-				if err != nil {
-					return nil, err
-				}
-				want = w
-			}
-			return NewClient(c, want), nil
+			want = w
 		}
-		return nil, fmt.Errorf("cs: unknown role %q", role)
-	},
-	Describe: func(b []byte) string { return fmt.Sprintf("%d bytes of the file", len(b)) },
-}
+		return NewClient(c, want), nil
+	}),
+)
 
 const sockListen spec.Sock = 1
 

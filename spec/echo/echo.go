@@ -2,7 +2,6 @@ package echo
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -14,28 +13,11 @@ import (
 )
 
 // Protocol describes echo to the generic tools.
-var Protocol = spec.Protocol{
-	Name:  "echo",
-	Roles: []string{"server", "client"},
-	New: func(role string, config []byte) (spec.Machine, error) {
-		switch role {
-		case "server":
-			var c ServerConfig
-			if err := json.Unmarshal(config, &c); err != nil {
-				return nil, fmt.Errorf("echo: server config: %w", err)
-			}
-			return NewServer(c), nil
-		case "client":
-			var c ClientConfig
-			if err := json.Unmarshal(config, &c); err != nil {
-				return nil, fmt.Errorf("echo: client config: %w", err)
-			}
-			return NewClient(c), nil
-		}
-		return nil, fmt.Errorf("echo: unknown role %q", role)
-	},
-	Describe: func(b []byte) string { return fmt.Sprintf("%d bytes %s", len(b), preview(b)) },
-}
+var Protocol = spec.NewProtocol("echo",
+	func(b []byte) string { return fmt.Sprintf("%d bytes %s", len(b), preview(b)) },
+	spec.JSONRole("server", func(c ServerConfig) (spec.Machine, error) { return NewServer(c), nil }),
+	spec.JSONRole("client", func(c ClientConfig) (spec.Machine, error) { return NewClient(c), nil }),
+)
 
 func preview(b []byte) string {
 	const max = 24

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"hash"
 	"log/slog"
@@ -367,12 +366,4 @@ func (h *clientHandler) data(b []byte) error {
 	x.got += int64(len(b))
 	h.out = append(h.out, spec.Emit(spec.Event{Name: "data", Data: b}))
 	return nil
-}
-
-func newClientFromJSON(b []byte) (*Client, error) {
-	var c ClientConfig
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("file: client config: %w", err)
-	}
-	return NewClient(c), nil
 }

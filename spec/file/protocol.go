@@ -1,27 +1,15 @@
 package file
 
 import (
-	"fmt"
-
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/rudp"
 )
 
 // Protocol describes the file service to the generic tools.
-var Protocol = spec.Protocol{
-	Name:  "file",
-	Roles: []string{"server", "client"},
-	New: func(role string, config []byte) (spec.Machine, error) {
-		switch role {
-		case "server":
-			return newServerFromJSON(config)
-		case "client":
-			return newClientFromJSON(config)
-		}
-		return nil, fmt.Errorf("file: unknown role %q", role)
-	},
-	Describe: Describe,
-}
+var Protocol = spec.NewProtocol("file", Describe,
+	spec.JSONRole("server", func(c ServerConfig) (spec.Machine, error) { return NewServer(c, nil), nil }),
+	spec.JSONRole("client", func(c ClientConfig) (spec.Machine, error) { return NewClient(c), nil }),
+)
 
 // Describe summarises a datagram: the session-layer packet and, for a
 // segment, the frames its payload starts with.

@@ -2,7 +2,6 @@ package file
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -584,13 +583,4 @@ func (s *Server) next(ss *session, out []spec.Output) []spec.Output {
 	}
 	s.maybeClose(ss)
 	return out
-}
-
-// newServerFromJSON builds a server from a trace's config.
-func newServerFromJSON(b []byte) (*Server, error) {
-	var c ServerConfig
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("file: server config: %w", err)
-	}
-	return NewServer(c, nil), nil
 }

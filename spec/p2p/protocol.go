@@ -2,7 +2,6 @@ package p2p
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -13,37 +12,21 @@ import (
 // Protocol describes P2P file distribution to the generic tools. A
 // server rebuilt from a trace serves the file its config's File names; a
 // peer keeps its chunks in a MemStore.
-var Protocol = spec.Protocol{
-	Name:  "p2p",
-	Roles: []string{"server", "peer"},
-	New: func(role string, config []byte) (spec.Machine, error) {
-		switch role {
-		case "server":
-			var c ServerConfig
-			if err := json.Unmarshal(config, &c); err != nil {
-				return nil, fmt.Errorf("p2p: server config: %w", err)
-			}
-			data, err := cs.Generate(c.File)
-			if err != nil {
-				return nil, err
-			}
-			c.fill()
-			content, err := NewContent(data, c.ChunkSize)
-			if err != nil {
-				return nil, err
-			}
-			return NewServer(c, content), nil
-		case "peer":
-			var c PeerConfig
-			if err := json.Unmarshal(config, &c); err != nil {
-				return nil, fmt.Errorf("p2p: peer config: %w", err)
-			}
-			return NewPeer(c, &MemStore{}), nil
+var Protocol = spec.NewProtocol("p2p", Describe,
+	spec.JSONRole("server", func(c ServerConfig) (spec.Machine, error) {
+		data, err := cs.Generate(c.File)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("p2p: unknown role %q", role)
-	},
-	Describe: Describe,
-}
+		c.fill()
+		content, err := NewContent(data, c.ChunkSize)
+		if err != nil {
+			return nil, err
+		}
+		return NewServer(c, content), nil
+	}),
+	spec.JSONRole("peer", func(c PeerConfig) (spec.Machine, error) { return NewPeer(c, &MemStore{}), nil }),
+)
 
 // Describe summarises stream bytes for timelines: the header lines it
 // finds, and how many raw bytes follow.

@@ -19,7 +19,6 @@ import (
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/all"
 	"github.com/netspec/netspec/spec/echo"
-	"github.com/netspec/netspec/spec/trace"
 )
 
 var update = flag.Bool("update", false, "re-record the trace corpus in testdata/")
@@ -144,7 +143,7 @@ func TestRecord(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := impl.New(echo.NewServer(echo.ServerConfig{UDP: lo, TCP: lo}), impl.Options{
 		Trace: &srvTrace, TraceNode: "server",
-		TraceHeader: header("server", echo.ServerConfig{UDP: lo, TCP: lo}),
+		TraceHeader: nodeHeader("echo", "server", "server", echo.ServerConfig{UDP: lo, TCP: lo}),
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			if ev.Name == "listening" {
 				listening <- ev.Text
@@ -165,7 +164,7 @@ func TestRecord(t *testing.T) {
 		{echo.ClientConfig{Server: addrs["udp"]}, &udpTrace},
 		{echo.ClientConfig{Server: addrs["tcp"], TCP: true}, &tcpTrace},
 	} {
-		r := impl.New(echo.NewClient(c.cfg), impl.Options{Trace: c.out, TraceNode: "client", TraceHeader: header("client", c.cfg)})
+		r := impl.New(echo.NewClient(c.cfg), impl.Options{Trace: c.out, TraceNode: "client", TraceHeader: nodeHeader("echo", "client", "client", c.cfg)})
 		for _, m := range []string{"233\n", "hello, echo", strings.Repeat("x", 3000)} {
 			r.Command(spec.Command{Name: "send", Data: []byte(m)})
 		}
@@ -189,11 +188,6 @@ func TestRecord(t *testing.T) {
 	write(t, "testdata/echo-impl-server.ndjson", srvTrace.Bytes())
 	write(t, "testdata/echo-impl-udp-client.ndjson", udpTrace.Bytes())
 	write(t, "testdata/echo-impl-tcp-client.ndjson", tcpTrace.Bytes())
-}
-
-func header(role string, cfg any) trace.Header {
-	b, _ := jsonMarshal(cfg)
-	return trace.Header{Protocol: "echo", Nodes: []trace.NodeInfo{{Name: map[string]string{"server": "server", "client": "client"}[role], Role: role, Config: b}}}
 }
 
 func write(t *testing.T, path string, b []byte) {

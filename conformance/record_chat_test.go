@@ -14,7 +14,6 @@ import (
 	"github.com/netspec/netspec/sim/scenario"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/chat"
-	"github.com/netspec/netspec/spec/trace"
 )
 
 // TestRecordChat re-records the chat corpus with -update: a simulated
@@ -73,7 +72,7 @@ func TestRecordChat(t *testing.T) {
 	listening := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := impl.New(chat.NewServer(scfg), impl.Options{
-		Trace: &srvTrace, TraceNode: "server", TraceHeader: chatHeader("server", "server", scfg),
+		Trace: &srvTrace, TraceNode: "server", TraceHeader: nodeHeader("chat", "server", "server", scfg),
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			if ev.Name == "listening" {
 				listening <- strings.TrimPrefix(ev.Text, "udp ")
@@ -86,7 +85,7 @@ func TestRecordChat(t *testing.T) {
 
 	pcfg := chat.PlainConfig{Server: addr}
 	heard := make(chan string, 64)
-	plain := impl.New(chat.NewPlain(pcfg), impl.Options{Trace: &plainTrace, TraceNode: "nc", TraceHeader: chatHeader("nc", "plain", pcfg),
+	plain := impl.New(chat.NewPlain(pcfg), impl.Options{Trace: &plainTrace, TraceNode: "nc", TraceHeader: nodeHeader("chat", "nc", "plain", pcfg),
 		OnEvent: func(_ spec.Time, ev spec.Event) { heard <- ev.Text }})
 	pctx, pcancel := context.WithCancel(context.Background())
 	pdone := make(chan error, 1)
@@ -105,7 +104,7 @@ func TestRecordChat(t *testing.T) {
 	}
 
 	ccfg := chat.ClientConfig{Server: addr, Nick: "alice", Interval: scfg.Interval}
-	cli := impl.New(chat.NewClient(ccfg), impl.Options{Trace: &cliTrace, TraceNode: "alice", TraceHeader: chatHeader("alice", "client", ccfg)})
+	cli := impl.New(chat.NewClient(ccfg), impl.Options{Trace: &cliTrace, TraceNode: "alice", TraceHeader: nodeHeader("chat", "alice", "client", ccfg)})
 	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer ccancel()
 	cdone := make(chan error, 1)
@@ -136,11 +135,6 @@ func TestRecordChat(t *testing.T) {
 	write(t, "testdata/chat-impl-server.ndjson", srvTrace.Bytes())
 	write(t, "testdata/chat-impl-client.ndjson", cliTrace.Bytes())
 	write(t, "testdata/chat-impl-plain.ndjson", plainTrace.Bytes())
-}
-
-func chatHeader(node, role string, cfg any) trace.Header {
-	b, _ := jsonMarshal(cfg)
-	return trace.Header{Protocol: "chat", Nodes: []trace.NodeInfo{{Name: node, Role: role, Config: b}}}
 }
 
 // await waits for a line starting with prefix.

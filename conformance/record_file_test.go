@@ -3,7 +3,6 @@ package conformance_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net"
 	"net/netip"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/file"
 	"github.com/netspec/netspec/spec/rudp"
-	"github.com/netspec/netspec/spec/trace"
 )
 
 // TestRecordFile re-records the file service's corpus with -update: a
@@ -26,13 +24,8 @@ func TestRecordFile(t *testing.T) {
 	if !*update {
 		t.Skip("run with -update to re-record the corpus")
 	}
-	var buf bytes.Buffer
 	sc := &scenario.File{Clients: 2, Size: 30_000, Loss: 0.1, Dup: 0.05, Jitter: 3 * time.Millisecond, Rate: 10e6, Delay: 2 * time.Millisecond}
-	res, err := sc.Run(scenario.Options{Seed: 11, Trace: &buf})
-	if err != nil || res.Failed != "" {
-		t.Fatalf("scenario: %v %s", err, res.Failed)
-	}
-	write(t, "testdata/file-sim.ndjson", buf.Bytes())
+	recordScenario(t, sc, 11, "testdata/file-sim.ndjson")
 
 	var srvTrace, cliTrace bytes.Buffer
 	scfg := file.ServerConfig{
@@ -44,7 +37,7 @@ func TestRecordFile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv := impl.New(file.NewServer(scfg, nil), impl.Options{
-		Trace: &srvTrace, TraceNode: "server", TraceHeader: fileHeader("server", "server", scfg),
+		Trace: &srvTrace, TraceNode: "server", TraceHeader: nodeHeader("file", "server", "server", scfg),
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			if ev.Name == "listening" {
 				listening <- ev.Text
@@ -64,7 +57,7 @@ func TestRecordFile(t *testing.T) {
 	}
 
 	ccfg := file.ClientConfig{Server: addr, Session: rudp.Config{Seed: 22}}
-	cl := impl.New(file.NewClient(ccfg), impl.Options{Trace: &cliTrace, TraceNode: "client", TraceHeader: fileHeader("client", "client", ccfg)})
+	cl := impl.New(file.NewClient(ccfg), impl.Options{Trace: &cliTrace, TraceNode: "client", TraceHeader: nodeHeader("file", "client", "client", ccfg)})
 	for _, c := range []spec.Command{{Name: "help"}, {Name: "ls"}, {Name: "get", Args: []string{"hello.bin"}},
 		{Name: "get", Args: []string{"../etc/passwd"}}, {Name: "get", Args: []string{"dir/empty.bin"}}, {Name: "time"}, {Name: "exit"}} {
 		cl.Command(c)
@@ -81,9 +74,4 @@ func TestRecordFile(t *testing.T) {
 	}
 	write(t, "testdata/file-impl-server.ndjson", srvTrace.Bytes())
 	write(t, "testdata/file-impl-client.ndjson", cliTrace.Bytes())
-}
-
-func fileHeader(node, role string, cfg any) trace.Header {
-	b, _ := json.Marshal(cfg)
-	return trace.Header{Protocol: "file", Nodes: []trace.NodeInfo{{Name: node, Role: role, Config: b}}}
 }

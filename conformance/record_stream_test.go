@@ -12,7 +12,6 @@ import (
 	"github.com/netspec/netspec/sim/scenario"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/stream"
-	"github.com/netspec/netspec/spec/trace"
 )
 
 // TestRecordStream re-records the stream corpus with -update: a simulated
@@ -23,14 +22,9 @@ func TestRecordStream(t *testing.T) {
 	if !*update {
 		t.Skip("run with -update to re-record the corpus")
 	}
-	var buf bytes.Buffer
 	sc := &scenario.Stream{Clients: 2, Delay: 100 * time.Millisecond, Duration: 1500 * time.Millisecond, Loss: 0.1, Dup: 0.05,
 		Jitter: 150 * time.Millisecond, Report: 200 * time.Millisecond, Expire: 3, Silent: true, Spoof: 4}
-	res, err := sc.Run(scenario.Options{Seed: 11, Trace: &buf})
-	if err != nil || res.Failed != "" {
-		t.Fatalf("scenario: %v %s", err, res.Failed)
-	}
-	write(t, "testdata/stream-sim.ndjson", buf.Bytes())
+	recordScenario(t, sc, 11, "testdata/stream-sim.ndjson")
 
 	var srvTrace, cliTrace bytes.Buffer
 	scfg := stream.ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Delay: 20 * time.Millisecond, ReportInterval: 100 * time.Millisecond,
@@ -38,7 +32,7 @@ func TestRecordStream(t *testing.T) {
 	listening := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := impl.New(stream.NewServer(scfg), impl.Options{
-		Trace: &srvTrace, TraceNode: "server", TraceHeader: streamHeader("server", "server", scfg),
+		Trace: &srvTrace, TraceNode: "server", TraceHeader: nodeHeader("stream", "server", "server", scfg),
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			if ev.Name == "listening" {
 				listening <- ev.Text
@@ -56,7 +50,7 @@ func TestRecordStream(t *testing.T) {
 		c.Close()
 	}
 	ccfg := stream.ClientConfig{Server: addr, Count: 12, Seed: 4}
-	cli := impl.New(stream.NewClient(ccfg), impl.Options{Trace: &cliTrace, TraceNode: "client", TraceHeader: streamHeader("client", "client", ccfg)})
+	cli := impl.New(stream.NewClient(ccfg), impl.Options{Trace: &cliTrace, TraceNode: "client", TraceHeader: nodeHeader("stream", "client", "client", ccfg)})
 	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer ccancel()
 	if err := cli.Run(cctx); err != nil {
@@ -69,9 +63,4 @@ func TestRecordStream(t *testing.T) {
 	}
 	write(t, "testdata/stream-impl-server.ndjson", srvTrace.Bytes())
 	write(t, "testdata/stream-impl-client.ndjson", cliTrace.Bytes())
-}
-
-func streamHeader(node, role string, cfg any) trace.Header {
-	b, _ := jsonMarshal(cfg)
-	return trace.Header{Protocol: "stream", Nodes: []trace.NodeInfo{{Name: node, Role: role, Config: b}}}
 }

@@ -3,7 +3,6 @@ package conformance_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net"
 	"net/netip"
 	"testing"
@@ -39,11 +38,6 @@ func TestRecordSwarm(t *testing.T) {
 	recordP2P(t)
 }
 
-func swarmHeader(protocol, node, role string, cfg any) trace.Header {
-	b, _ := json.Marshal(cfg)
-	return trace.Header{Protocol: protocol, Nodes: []trace.NodeInfo{{Name: node, Role: role, Config: b}}}
-}
-
 // startSwarmServer runs m on sockets, recording into tr, and returns its
 // address and a function that stops it.
 func startSwarmServer(t *testing.T, m spec.Machine, tr *bytes.Buffer, h trace.Header) (netip.AddrPort, func()) {
@@ -75,7 +69,7 @@ func recordCS(t *testing.T) {
 	file := cs.FileSpec{Seed: 3, Size: 9000}
 	data, _ := cs.Generate(file)
 	scfg := cs.ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), File: file, Piece: 4000}
-	addr, stop := startSwarmServer(t, cs.NewServer(scfg, data), &srvTrace, swarmHeader("cs", "server", "server", scfg))
+	addr, stop := startSwarmServer(t, cs.NewServer(scfg, data), &srvTrace, nodeHeader("cs", "server", "server", scfg))
 	// A client that sends bytes the server must ignore, then half-closes:
 	// it still gets the whole file.
 	if c, err := net.Dial("tcp4", addr.String()); err == nil {
@@ -90,7 +84,7 @@ func recordCS(t *testing.T) {
 		}
 	}
 	ccfg := cs.ClientConfig{Server: addr, Keep: true, Expect: &file}
-	cl := impl.New(cs.NewClient(ccfg, data), impl.Options{Trace: &cliTrace, TraceNode: "client", TraceHeader: swarmHeader("cs", "client", "client", ccfg)})
+	cl := impl.New(cs.NewClient(ccfg, data), impl.Options{Trace: &cliTrace, TraceNode: "client", TraceHeader: nodeHeader("cs", "client", "client", ccfg)})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := cl.Run(ctx); err != nil {
@@ -107,7 +101,7 @@ func recordP2P(t *testing.T) {
 	data, _ := cs.Generate(file)
 	content, _ := p2p.NewContent(data, 2048)
 	scfg := p2p.ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), File: file, ChunkSize: 2048, Seed: 1}
-	addr, stop := startSwarmServer(t, p2p.NewServer(scfg, content), &srvTrace, swarmHeader("p2p", "server", "server", scfg))
+	addr, stop := startSwarmServer(t, p2p.NewServer(scfg, content), &srvTrace, nodeHeader("p2p", "server", "server", scfg))
 
 	// A seed-style client typing at the server: a request before CHEL,
 	// junk, a chunk past the end, a chunk, a good CHECK.
@@ -131,7 +125,7 @@ func recordP2P(t *testing.T) {
 	done := make(chan error, 2)
 	for i := range peers {
 		cfg := p2p.PeerConfig{Server: addr, Listen: netip.MustParseAddrPort("127.0.0.1:0"), Seed: uint64(i + 1), Legacy: i == 1, Linger: 500 * time.Millisecond}
-		r := impl.New(p2p.NewPeer(cfg, &p2p.MemStore{}), impl.Options{Trace: &peers[i], TraceNode: "peer", TraceHeader: swarmHeader("p2p", "peer", "peer", cfg)})
+		r := impl.New(p2p.NewPeer(cfg, &p2p.MemStore{}), impl.Options{Trace: &peers[i], TraceNode: "peer", TraceHeader: nodeHeader("p2p", "peer", "peer", cfg)})
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()

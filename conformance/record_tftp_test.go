@@ -3,7 +3,6 @@ package conformance_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net"
 	"net/netip"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/file"
 	"github.com/netspec/netspec/spec/tftp"
-	"github.com/netspec/netspec/spec/trace"
 )
 
 // TestRecordTFTP re-records the TFTP corpus with -update: a simulated run
@@ -27,14 +25,9 @@ func TestRecordTFTP(t *testing.T) {
 	if !*update {
 		t.Skip("run with -update to re-record the corpus")
 	}
-	var buf bytes.Buffer
 	sc := &scenario.TFTP{Clients: 2, Size: 8_000, Blksize: 512, Windowsize: 4, Put: true, Loss: 0.1, Dup: 0.05,
 		Jitter: 3 * time.Millisecond, Rate: 10e6, Delay: 2 * time.Millisecond}
-	res, err := sc.Run(scenario.Options{Seed: 11, Trace: &buf})
-	if err != nil || res.Failed != "" {
-		t.Fatalf("scenario: %v %s", err, res.Failed)
-	}
-	write(t, "testdata/tftp-sim.ndjson", buf.Bytes())
+	recordScenario(t, sc, 11, "testdata/tftp-sim.ndjson")
 
 	var srvTrace, cliTrace bytes.Buffer
 	files := []file.SynthFile{{Name: "boot/pxelinux.0", Size: 3000, Seed: 1}, {Name: "empty", Size: 0, Seed: 2}}
@@ -43,7 +36,7 @@ func TestRecordTFTP(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv := impl.New(tftp.NewServer(scfg, nil, nil), impl.Options{
-		Trace: &srvTrace, TraceNode: "server", TraceHeader: tftpHeader("server", "server", scfg), ReadBatch: 1,
+		Trace: &srvTrace, TraceNode: "server", TraceHeader: nodeHeader("tftp", "server", "server", scfg), ReadBatch: 1,
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			if ev.Name == "listening" {
 				listening <- ev.Text
@@ -70,7 +63,7 @@ func TestRecordTFTP(t *testing.T) {
 	}
 
 	ccfg := tftp.ClientConfig{Server: addr, Blksize: 1000, Windowsize: 2, Files: files}
-	cl := impl.New(tftp.NewClient(ccfg, nil), impl.Options{Trace: &cliTrace, TraceNode: "client", TraceHeader: tftpHeader("client", "client", ccfg), ReadBatch: 1})
+	cl := impl.New(tftp.NewClient(ccfg, nil), impl.Options{Trace: &cliTrace, TraceNode: "client", TraceHeader: nodeHeader("tftp", "client", "client", ccfg), ReadBatch: 1})
 	for _, c := range []spec.Command{
 		{Name: "get", Args: []string{"boot/pxelinux.0"}},
 		{Name: "get", Args: []string{"missing"}},
@@ -92,9 +85,4 @@ func TestRecordTFTP(t *testing.T) {
 	}
 	write(t, "testdata/tftp-impl-server.ndjson", srvTrace.Bytes())
 	write(t, "testdata/tftp-impl-client.ndjson", cliTrace.Bytes())
-}
-
-func tftpHeader(node, role string, cfg any) trace.Header {
-	b, _ := json.Marshal(cfg)
-	return trace.Header{Protocol: "tftp", Nodes: []trace.NodeInfo{{Name: node, Role: role, Config: b}}}
 }

@@ -9,6 +9,8 @@ package simtest
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,3 +94,48 @@ func save(dir, name string, trace []byte) (string, error) {
 func Steps(trace []byte) int {
 	return bytes.Count(trace, []byte(`"in":"command"`)) + bytes.Count(trace, []byte(`"in":"stop"`)) + bytes.Count(trace, []byte(`"err":"forged"`))
 }
+
+// ExpectFailure runs a property that must fail (a machine broken on
+// purpose, to show that the property catches the bug and that the
+// failure shrinks) without failing the calling test. It returns the path
+// of the shrunk failing run's trace, "" if the property passed, and what
+// rapid logged.
+func ExpectFailure(name, dir string, prop func(t *rapid.T, net *Net)) (path string, logs []string) {
+	q := &quietTB{name: name}
+	func() {
+		defer func() {
+			if r := recover(); r != nil && r != errStop {
+				panic(r)
+			}
+		}()
+		Check(q, dir, prop, func(p string) { path = p })
+	}()
+	if !q.failed {
+		return "", q.logs
+	}
+	return path, q.logs
+}
+
+// quietTB is a rapid.TB that records a failure instead of failing.
+type quietTB struct {
+	name   string
+	failed bool
+	logs   []string
+}
+
+var errStop = errors.New("simtest: stop")
+
+func (q *quietTB) Helper()                   {}
+func (q *quietTB) Name() string              { return q.name }
+func (q *quietTB) Logf(f string, a ...any)   { q.logs = append(q.logs, fmt.Sprintf(f, a...)) }
+func (q *quietTB) Log(a ...any)              { q.logs = append(q.logs, fmt.Sprint(a...)) }
+func (q *quietTB) Skipf(string, ...any)      { panic(errStop) }
+func (q *quietTB) Skip(...any)               { panic(errStop) }
+func (q *quietTB) SkipNow()                  { panic(errStop) }
+func (q *quietTB) Errorf(f string, a ...any) { q.failed = true; q.Logf(f, a...) }
+func (q *quietTB) Error(a ...any)            { q.failed = true; q.Log(a...) }
+func (q *quietTB) Fatalf(f string, a ...any) { q.Errorf(f, a...); panic(errStop) }
+func (q *quietTB) Fatal(a ...any)            { q.Error(a...); panic(errStop) }
+func (q *quietTB) FailNow()                  { q.failed = true; panic(errStop) }
+func (q *quietTB) Fail()                     { q.failed = true }
+func (q *quietTB) Failed() bool              { return q.failed }

@@ -2,7 +2,6 @@ package chat_test
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -320,21 +319,11 @@ func TestRegressions(t *testing.T) {
 // on a clean network, and its trace fails with the buggy server and
 // passes with the real one.
 func TestSeedBugIsCaught(t *testing.T) {
-	q := &quietTB{name: "SeedBug"}
-	dir := t.TempDir()
-	var path string
-	func() {
-		defer func() {
-			if r := recover(); r != nil && r != errStop {
-				panic(r)
-			}
-		}()
-		simtest.Check(q, dir, func(rt *rapid.T, net *simtest.Net) {
-			w, _ := run(rt, net, false, func(c chat.ServerConfig) spec.Machine { return seedServer{chat.NewServer(c)} })
-			check(rt, "stray sends", w.CheckNoStraySends())
-		}, func(p string) { path = p })
-	}()
-	if !q.failed || path == "" {
+	path, _ := simtest.ExpectFailure("SeedBug", t.TempDir(), func(rt *rapid.T, net *simtest.Net) {
+		w, _ := run(rt, net, false, func(c chat.ServerConfig) spec.Machine { return seedServer{chat.NewServer(c)} })
+		check(rt, "stray sends", w.CheckNoStraySends())
+	})
+	if path == "" {
 		t.Fatal("the property did not catch a server that sends to the members it expires")
 	}
 	raw, _ := os.ReadFile(path)
@@ -362,27 +351,3 @@ func TestSeedBugIsCaught(t *testing.T) {
 		_ = os.WriteFile("testdata/regressions/seed-sends-to-expired.ndjson", raw, 0o644)
 	}
 }
-
-// quietTB lets a property fail inside a test that expects it to.
-type quietTB struct {
-	name   string
-	failed bool
-	logs   []string
-}
-
-var errStop = errors.New("stop")
-
-func (q *quietTB) Helper()                   {}
-func (q *quietTB) Name() string              { return q.name }
-func (q *quietTB) Logf(f string, a ...any)   { q.logs = append(q.logs, fmt.Sprintf(f, a...)) }
-func (q *quietTB) Log(a ...any)              { q.logs = append(q.logs, fmt.Sprint(a...)) }
-func (q *quietTB) Skipf(string, ...any)      { panic(errStop) }
-func (q *quietTB) Skip(...any)               { panic(errStop) }
-func (q *quietTB) SkipNow()                  { panic(errStop) }
-func (q *quietTB) Errorf(f string, a ...any) { q.failed = true; q.Logf(f, a...) }
-func (q *quietTB) Error(a ...any)            { q.failed = true; q.Log(a...) }
-func (q *quietTB) Fatalf(f string, a ...any) { q.Errorf(f, a...); panic(errStop) }
-func (q *quietTB) Fatal(a ...any)            { q.Error(a...); panic(errStop) }
-func (q *quietTB) FailNow()                  { q.failed = true; panic(errStop) }
-func (q *quietTB) Fail()                     { q.failed = true }
-func (q *quietTB) Failed() bool              { return q.failed }

@@ -3,7 +3,6 @@ package echo_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -344,49 +343,15 @@ func brokenLookup(name string) (spec.Protocol, bool) {
 	return p, true
 }
 
-// quietTB lets a property fail inside a test that expects it to.
-type quietTB struct {
-	name   string
-	failed bool
-	logs   []string
-}
-
-var errStop = errors.New("stop")
-
-func (q *quietTB) Helper()                   {}
-func (q *quietTB) Name() string              { return q.name }
-func (q *quietTB) Logf(f string, a ...any)   { q.logs = append(q.logs, fmt.Sprintf(f, a...)) }
-func (q *quietTB) Log(a ...any)              { q.logs = append(q.logs, fmt.Sprint(a...)) }
-func (q *quietTB) Skipf(string, ...any)      { panic(errStop) }
-func (q *quietTB) Skip(...any)               { panic(errStop) }
-func (q *quietTB) SkipNow()                  { panic(errStop) }
-func (q *quietTB) Errorf(f string, a ...any) { q.failed = true; q.Logf(f, a...) }
-func (q *quietTB) Error(a ...any)            { q.failed = true; q.Log(a...) }
-func (q *quietTB) Fatalf(f string, a ...any) { q.Errorf(f, a...); panic(errStop) }
-func (q *quietTB) Fatal(a ...any)            { q.Error(a...); panic(errStop) }
-func (q *quietTB) FailNow()                  { q.failed = true; panic(errStop) }
-func (q *quietTB) Fail()                     { q.failed = true }
-func (q *quietTB) Failed() bool              { return q.failed }
-
 // TestShrinkingFindsMinimalCase breaks the echo server on purpose and
 // checks that the property catches it, that rapid shrinks the failure to
 // a few steps on a fault-free network, and that the saved trace
 // re-simulates: failing with the broken server, passing with the real one.
 func TestShrinkingFindsMinimalCase(t *testing.T) {
-	q := &quietTB{name: "ShrinkDemo"}
-	dir := t.TempDir()
-	var path string
-	func() {
-		defer func() {
-			if r := recover(); r != nil && r != errStop {
-				panic(r)
-			}
-		}()
-		simtest.Check(q, dir, func(rt *rapid.T, net *simtest.Net) {
-			udpProperty(rt, net, func(c echo.ServerConfig) spec.Machine { return &corrupting{Server: echo.NewServer(c)} })
-		}, func(p string) { path = p })
-	}()
-	if !q.failed || path == "" {
+	path, logs := simtest.ExpectFailure("ShrinkDemo", t.TempDir(), func(rt *rapid.T, net *simtest.Net) {
+		udpProperty(rt, net, func(c echo.ServerConfig) spec.Machine { return &corrupting{Server: echo.NewServer(c)} })
+	})
+	if path == "" {
 		t.Fatalf("the property did not catch a server that corrupts every echo after the third")
 	}
 	raw, err := os.ReadFile(path)
@@ -398,7 +363,7 @@ func TestShrinkingFindsMinimalCase(t *testing.T) {
 	_ = json.Unmarshal(tr.Header.Sim, &cfg)
 	steps := simtest.Steps(raw)
 	t.Logf("shrunk to %d steps, %d nodes, faults %v", steps, len(tr.Header.Nodes), cfg.Faults)
-	for _, l := range q.logs {
+	for _, l := range logs {
 		t.Log(l)
 	}
 	// Four echoes make the failure: one client sending four messages on

@@ -1,7 +1,6 @@
 package impl
 
 import (
-	"errors"
 	"net"
 	"net/netip"
 	"syscall"
@@ -159,14 +158,8 @@ func (r *Runner) readBatched(s *sock, size int) {
 	for {
 		k, err := s.batch.ReadBatch(ms, 0)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if r.readFailed(err) {
 				return
-			}
-			r.log.Debug("udp read", "err", err)
-			select {
-			case <-r.done:
-				return
-			default:
 			}
 			continue
 		}

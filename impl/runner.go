@@ -584,6 +584,22 @@ func (s *sock) close() {
 // maxDatagram is the largest UDP payload.
 const maxDatagram = 65535
 
+// readFailed handles a UDP read error and reports whether the reader must
+// stop: the socket was closed or the runner is done. Other errors (ICMP
+// errors surface as read errors on Linux) leave the socket alive.
+func (r *Runner) readFailed(err error) bool {
+	if errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	r.log.Debug("udp read", "err", err)
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (r *Runner) readUDP(s *sock) {
 	defer r.wg.Done()
 	size := r.opt.MaxDatagram
@@ -601,15 +617,8 @@ func (r *Runner) readUDP(s *sock) {
 			continue
 		}
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if r.readFailed(err) {
 				return
-			}
-			// ICMP errors surface here on Linux; the socket lives on.
-			r.log.Debug("udp read", "err", err)
-			select {
-			case <-r.done:
-				return
-			default:
 			}
 			continue
 		}

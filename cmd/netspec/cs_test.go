@@ -10,40 +10,21 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/netspec/netspec/spec/cs"
 )
 
-// swarmOut is a goroutine-safe buffer for a command's output.
-type swarmOut struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *swarmOut) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *swarmOut) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var swarmListening = regexp.MustCompile(`(?m)^(?:cs|p2p): serving .* on (\S+)$`)
 
 // swarmServer runs `netspec ARGS...` in-process until the test ends and
 // returns the address it serves on and its output.
-func swarmServer(t *testing.T, args ...string) (string, *swarmOut) {
+func swarmServer(t *testing.T, args ...string) (string, *syncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	out := &swarmOut{}
+	out := &syncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, args, strings.NewReader(""), io.MultiWriter(out, pw), io.Discard)

@@ -9,9 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,43 +17,9 @@ import (
 	"github.com/netspec/netspec/spec/rudp"
 )
 
-// fileOut is an output a command writes from its goroutines and a
-// test reads.
-type fileOut struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *fileOut) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *fileOut) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// wait polls until the output matches re, or fails the test.
-func (s *fileOut) wait(t *testing.T, re string) []string {
-	t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := rx.FindStringSubmatch(s.String()); m != nil {
-			return m
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("output never matched %q:\n%s", re, s.String())
-	return nil
-}
-
 type fileServer struct {
 	addr   string
-	out    *fileOut
+	out    *syncBuffer
 	stdin  *io.PipeWriter
 	cancel func()
 	done   chan int
@@ -67,7 +31,7 @@ func startFileServer(t *testing.T, root string, extra ...string) *fileServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	s := &fileServer{out: &fileOut{}, stdin: pw, cancel: cancel, done: make(chan int, 1)}
+	s := &fileServer{out: &syncBuffer{}, stdin: pw, cancel: cancel, done: make(chan int, 1)}
 	args := append([]string{"file", "serve", "--addr", "127.0.0.1:0", "--root", root}, extra...)
 	go func() { s.done <- run(ctx, args, pr, s.out, io.Discard) }()
 	s.addr = s.out.wait(t, `serving .* on (\S+)\n`)[1]
@@ -101,7 +65,7 @@ func runFile(t *testing.T, stdin io.Reader, args ...string) (int, string, string
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	var out, errb fileOut
+	var out, errb syncBuffer
 	code := run(ctx, args, stdin, &out, &errb)
 	return code, out.String(), errb.String()
 }
@@ -343,7 +307,7 @@ func TestFileShellAndChat(t *testing.T) {
 	writeSynth(t, filepath.Join(root, "a.bin"), 10, 1)
 	srv := startFileServer(t, root)
 	in, feed := io.Pipe()
-	out := &fileOut{}
+	out := &syncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(context.Background(), []string{"file", "shell", srv.addr}, in, out, io.Discard) }()
 	say := func(s string) {

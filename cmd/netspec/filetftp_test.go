@@ -17,7 +17,7 @@ import (
 func TestFileServeAlsoServesTFTP(t *testing.T) {
 	need(t, "curl")
 	root, files := tftpRoot(t)
-	out := &tftpOut{}
+	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {

@@ -44,7 +44,7 @@ func TestP2PFivePeersOnLoopback(t *testing.T) {
 			args = append(args, "--legacy")
 		}
 		go func() {
-			out, errs := &swarmOut{}, &swarmOut{}
+			out, errs := &syncBuffer{}, &syncBuffer{}
 			code := run(ctx, args, strings.NewReader(""), out, errs)
 			results <- result{i, code, out.String(), errs.String()}
 		}()
@@ -155,9 +155,9 @@ func BenchmarkLoopback(b *testing.B) {
 			args := []string{mode, "serve", "-p", "0", "--ip", "127.0.0.1", "--size", strconv.Itoa(size)}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			out := &swarmOut{}
+			out := &syncBuffer{}
 			done := make(chan int, 1)
-			go func() { done <- run(ctx, args, strings.NewReader(""), out, &swarmOut{}) }()
+			go func() { done <- run(ctx, args, strings.NewReader(""), out, &syncBuffer{}) }()
 			var addr string
 			for deadline := time.Now().Add(5 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 				if m := swarmListening.FindStringSubmatch(out.String()); m != nil {

@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -344,25 +343,6 @@ func TestStreamAgreesWithTshark(t *testing.T) {
 	if share := float64(src.Lost) / float64(src.Expected); src.Expected < 300 || share < 0.1 || share > 0.3 {
 		t.Fatalf("lost %d of %d (%.1f%%) with 20%% injected loss", src.Lost, src.Expected, share*100)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process to write while a test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // netspec sim stream passes its own ground-truth checks and is

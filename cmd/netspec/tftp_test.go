@@ -11,9 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,41 +20,11 @@ import (
 	pintftp "github.com/pin/tftp/v3"
 )
 
-// tftpOut is a command's output, written from its goroutines.
-type tftpOut struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *tftpOut) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *tftpOut) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
-func (o *tftpOut) wait(t *testing.T, re string) []string {
-	t.Helper()
-	rx := regexp.MustCompile(re)
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if m := rx.FindStringSubmatch(o.String()); m != nil {
-			return m
-		}
-	}
-	t.Fatalf("output never matched %q:\n%s", re, o.String())
-	return nil
-}
-
 // startTFTP runs `netspec tftp serve` on a free loopback port over root
 // and returns its host and port; it stops when the test ends.
-func startTFTP(t *testing.T, root string, extra ...string) (host, port string, out *tftpOut) {
+func startTFTP(t *testing.T, root string, extra ...string) (host, port string, out *syncBuffer) {
 	t.Helper()
-	out = &tftpOut{}
+	out = &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	args := append([]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", root}, extra...)
@@ -361,7 +329,7 @@ func TestServeTFTPFunc(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	out := &tftpOut{}
+	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

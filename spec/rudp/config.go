@@ -56,9 +56,11 @@ type Config struct {
 	MaxSessions int `json:"maxSessions,omitempty"`
 	MaxPerAddr  int `json:"maxPerAddr,omitempty"`
 	// CC picks the congestion controller: "westwood" (default: NewReno
-	// whose loss response keeps the window at twice the measured
-	// bandwidth-delay product if that is more than half, so random loss
-	// does not halve it) or "newreno" (RFC 6582 halving).
+	// that takes a loss for noise and keeps its window when the RTT shows
+	// no queue and under 2% of transmissions are lost, and otherwise
+	// keeps at least 1.25 times the measured bandwidth-delay product if
+	// that is more than half; doc.go says why) or "newreno" (RFC 6582
+	// halving on every loss event).
 	CC string `json:"cc,omitempty"`
 }
 

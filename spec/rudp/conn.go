@@ -168,6 +168,8 @@ type Conn struct {
 	roundEnd          uint64
 	lastMin, roundMin time.Duration
 	roundN            int
+	// recent transmission outcomes, for lossRate
+	lrLost, lrGood uint32
 
 	// receiver
 	rcvNext    uint64
@@ -190,7 +192,7 @@ type Conn struct {
 	pingNow  bool
 	twAt     spec.Time
 
-	segsSent, retrans, fastRetrans, rtos, lossEvents uint64
+	segsSent, retrans, fastRetrans, rtos, lossEvents, noiseLosses uint64
 }
 
 func newConn(e *Endpoint, id uint32, peer netip.AddrPort, client bool) *Conn {
@@ -303,14 +305,35 @@ func (c *Conn) maxBW() float64 {
 	return m
 }
 
-// bdp estimates the bandwidth-delay product in segments (Westwood+).
-func (c *Conn) bdp() float64 { return c.maxBW() * c.minRTT.Seconds() }
+// meanBW is the mean of the delivery-rate samples taken so far.
+func (c *Conn) meanBW() float64 {
+	sum, n := 0.0, 0
+	for _, b := range c.bw {
+		if b > 0 {
+			sum += b
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
 
-// onCongestion reacts to the loss of transmission tx: one reduction per
-// window of data (NewReno recovery), to the measured bandwidth-delay
-// product (westwood) or to half (newreno).
+// bdp estimates the bandwidth-delay product in segments (Westwood+).
+func (c *Conn) bdp() float64 { return c.meanBW() * c.minRTT.Seconds() }
+
+// onCongestion reacts to the loss of transmission tx: at most one
+// reduction per window of data (NewReno recovery), to half or, with
+// westwood, to the bandwidth-delay product (reduced); westwood leaves
+// the window alone for a loss that looks like noise (noiseLoss).
 func (c *Conn) onCongestion(tx uint64) {
 	if tx < c.recoveryTx {
+		return
+	}
+	if c.noiseLoss() {
+		c.noiseLosses++
+		c.ep.c.noiseLosses++
 		return
 	}
 	c.undo = undoState{valid: true, cwnd: c.cwnd, ssthresh: c.ssthresh, tx: tx}
@@ -325,6 +348,7 @@ func (c *Conn) onCongestion(tx uint64) {
 // all: the network reorders more than the window allowed for.
 func (c *Conn) onSpurious(tx uint64) {
 	c.spurious++
+	c.ep.c.spurious++
 	c.reordered = true
 	c.reoMult = min(c.reoMult+1, 16)
 	if c.undo.valid && c.undo.tx == tx {
@@ -335,18 +359,91 @@ func (c *Conn) onSpurious(tx uint64) {
 }
 
 // reduced is the slow-start threshold after a loss: half the window
-// (newreno), or, if larger, twice the estimated bandwidth-delay product
-// (westwood: Westwood+'s estimate with BBR's window gain of 2, so a
-// random loss on a path whose queue is empty costs nothing). Never going
-// below half keeps a flow that loses a packet while another flow's queue
-// stands from collapsing to its share of an empty pipe, so flows still
-// converge as AIMD flows do.
+// (newreno), or, if larger, bdpGain times the estimated bandwidth-delay
+// product (westwood: Westwood+'s estimate with BBR's probing gain), so a
+// flow keeps its pipe full. Never going below half keeps AIMD's
+// convergence: a flow that loses a packet while another flow's queue
+// stands does not collapse to its share of an empty pipe.
 func (c *Conn) reduced() float64 {
 	r := max(c.cwnd/2, 2)
 	if c.ep.cfg.CC == "westwood" {
-		r = max(r, 2*c.bdp())
+		r = max(r, bdpGain*c.bdp())
 	}
 	return r
+}
+
+// bdpGain: how far above the bandwidth-delay product westwood keeps its
+// window after a loss. BBR's probing gain of 1.25 needs a bottleneck
+// queue of a quarter of the product; a gain of 2 (BBR's window gain,
+// safe only with pacing) keeps a shallow queue overflowing: a fifth to
+// a third of all transmissions were lost where the queue held less than
+// one product.
+const bdpGain = 1.25
+
+// noiseLoss reports whether westwood takes a loss for noise rather than
+// congestion: the RTT shows no queue that could have overflowed, and few
+// recent transmissions were lost. Such a loss is repaired but leaves the
+// window alone, in slow start too (BBR's startup also ignores loss below
+// its threshold); a queue that builds, or losses above the tolerance,
+// bring back the usual response. A gentler decrease would not do: at 1%
+// random loss, AIMD holds sqrt(1.5/p) = 12 segments when it halves and
+// 31 when it keeps 0.9, where loopback needs a hundred or more in flight
+// to batch its system calls.
+func (c *Conn) noiseLoss() bool {
+	return c.ep.cfg.CC == "westwood" && !c.queued() && c.lossRate() < lossTolerance
+}
+
+// lossTolerance is the loss rate below which losses on a path without a
+// queue may be noise (BBRv2's threshold, 2%).
+const lossTolerance = 0.02
+
+// lossMemory is, in segments, how far back lossRate looks: between one
+// and two times this many recent outcomes. Short enough that the losses
+// of a slow-start overshoot are soon forgotten (a flow judged by them
+// halves while its competitors do not), long enough that 1% random loss
+// rarely looks like 2%.
+const lossMemory = 256
+
+// noteOutcome counts one transmission's fate for lossRate, halving the
+// counts once they span twice lossMemory so that old history fades.
+func (c *Conn) noteOutcome(lost bool) {
+	if lost {
+		c.lrLost++
+	} else {
+		c.lrGood++
+	}
+	if c.lrLost+c.lrGood >= 2*lossMemory {
+		c.lrLost /= 2
+		c.lrGood /= 2
+	}
+}
+
+// lossRate is the fraction of recent transmissions declared lost, as if
+// at least lossMemory had been seen: a young session is not judged by
+// its first few.
+func (c *Conn) lossRate() float64 {
+	return float64(c.lrLost) / float64(max(c.lrLost+c.lrGood, lossMemory))
+}
+
+// queued reports whether the RTT shows a queue: the smallest RTT of the
+// current or the last round (HyStart++'s rounds) exceeds the path's
+// minimum by more than clamp(min/8, 1ms, 16ms). HyStart++ (RFC 9406)
+// ends slow start on min/8 within [4ms, 16ms]; 4 ms is too coarse here,
+// where a loss with no queue behind it is forgiven: a 16-packet queue at
+// 100 Mbit/s (1.9 ms) then hid congestion and let a flow lock another
+// out. 1 ms is RFC 9002's timer granularity: on loopback, where the RTT
+// grows with the window (the receiver's CPU is the bottleneck), it lets
+// the window reach the hundred-odd segments that batching needs.
+// Without samples it says yes, so the response is the conservative one.
+func (c *Conn) queued() bool {
+	r := c.roundMin
+	if c.lastMin > 0 && (r == 0 || c.lastMin < r) {
+		r = c.lastMin
+	}
+	if !c.hasRTT || r == 0 {
+		return true
+	}
+	return r-c.minRTT > min(max(c.minRTT/8, time.Millisecond), 16*time.Millisecond)
 }
 
 // ccOnAck grows the window by the newly acknowledged segments that were
@@ -479,6 +576,7 @@ func (c *Conn) onAck(now spec.Time, p *Packet) {
 	prevLargest := c.largestAcked
 	account := func(s *sseg) {
 		newly++
+		c.noteOutcome(false)
 		if s.ntx == 1 && s.tx+1 < prevLargest {
 			c.reordered = true // acknowledged after a segment sent later
 		}
@@ -620,6 +718,7 @@ func (c *Conn) detectLosses(now spec.Time) {
 				c.inflight--
 				c.lostq = append(c.lostq, r.seq)
 				c.remember(r.tx, r.seq)
+				c.noteOutcome(true)
 				c.onCongestion(r.tx)
 			}
 		}
@@ -684,9 +783,23 @@ func (c *Conn) onData(now spec.Time, p *Packet) {
 		if fin {
 			c.finRcvd, c.rcvFinSeq = true, seq
 		}
+		extends := len(c.ranges) > 0 && c.ranges[len(c.ranges)-1].e == seq
 		c.addRange(seq)
 		c.lastRcvSeq = seq
-		c.ackNow = true // out of order: acknowledge at once (RFC 5681 §4.2)
+		if !extends || fin {
+			// A new gap, or a segment below the highest received (a
+			// retransmission, or reordering): acknowledge at once, so
+			// the sender learns of the hole or its repair (RFC 9000
+			// §13.2.1, RFC 5681 §4.2).
+			c.ackNow = true
+			return
+		}
+		// It extends the highest range beyond a gap already reported:
+		// nothing the sender must hear at once. Acknowledging every such
+		// segment would double the packet rate for as long as a hole is
+		// open, which at 1% loss and a few hundred segments in flight is
+		// always.
+		c.scheduleAck(now)
 		return
 	}
 	if fin {
@@ -718,8 +831,15 @@ func (c *Conn) onData(now spec.Time, p *Packet) {
 		c.ackNow = true
 		return
 	}
-	c.ackPending++
 	c.inOrder++
+	c.scheduleAck(now)
+}
+
+// scheduleAck counts a segment that needs no immediate acknowledgement
+// and decides when it is acknowledged.
+func (c *Conn) scheduleAck(now spec.Time) {
+	cfg := &c.ep.cfg
+	c.ackPending++
 	switch {
 	case c.ackPending >= cfg.AckMax,
 		c.ackPending >= cfg.AckEvery && (c.inOrder <= quickAcks || now.Sub(c.lastAckAt) >= cfg.AckGap):
@@ -811,6 +931,7 @@ func (c *Conn) onTimer(now spec.Time) {
 		}
 	} else if c.tlpAt != 0 && now >= c.tlpAt && !c.tlpDone && c.sndUna < c.sndNxt {
 		c.probe, c.tlpDone, c.tlpAt = true, true, 0
+		c.ep.c.tailProbes++
 	}
 	if at := c.lossAt(); at != 0 && now >= at {
 		c.detectLosses(now)
@@ -1036,7 +1157,8 @@ func (c *Conn) sendNew(now spec.Time, probe bool, out []spec.Output) []spec.Outp
 		p.Flags |= FlagFIN
 		c.finQueued, c.finSeq = true, seq
 	}
-	if probe || n == c.pendLen || c.inflight+1 >= c.cwndSegs() || seq+1-c.sndUna >= c.peerWnd {
+	full := c.inflight+1 >= c.cwndSegs() || seq+1-c.sndUna >= c.peerWnd
+	if probe || n == c.pendLen || (full && c.inflight < pingFlight*c.ep.cfg.AckMax) {
 		p.Flags |= FlagPING
 	}
 	p.Seq = uint32(seq)
@@ -1165,3 +1287,11 @@ func (c *Conn) sendSYN(now spec.Time, out []spec.Output) []spec.Output {
 	}
 	return append(out, spec.Send(c.ep.sock, c.peer, p.Append(make([]byte, 0, SynLen))))
 }
+
+// pingFlight: a burst that fills the congestion or the peer's window
+// asks for an acknowledgement at once only while fewer than pingFlight x
+// AckMax segments are in flight. With more, the receiver acknowledges at
+// least every AckMax of those ahead of it, each acknowledgement releases
+// the next burst, and the flight never drains; a PING per burst would
+// turn thinned acknowledgements back into one per burst.
+const pingFlight = 2

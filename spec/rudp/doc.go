@@ -42,7 +42,8 @@
 // id is H[0:4] (1 if zero) and the mac is H[4:20]. When segment 0's
 // first transmission (stamp 0) brings the cookie back, its age is one
 // round trip measured before the session queued any data: the server's
-// first RTT sample. If it has no room
+// first RTT sample (1 ms if the age is 0: the clock is too coarse to say
+// more than that). If it has no room
 // (MaxSessions, MaxPerAddr) it answers with an 8-byte RST "busy".
 //
 // SEG (both directions, once the handshake is done), 24 bytes plus
@@ -134,14 +135,31 @@
 // segment sent before the last reduction does not reduce again), and
 // congestion avoidance of one segment per RTT. Slow start ends early when
 // the RTT of a round grows (HyStart++, RFC 9406), so it does not flood
-// deep queues. On loss the default ("westwood", after TCP Westwood+)
-// sets the window to the larger of half of it and twice the measured
-// bandwidth-delay product (the largest delivery rate of the last 8
-// RTT-long intervals times the smallest RTT; the factor 2 is BBR's window
-// gain), so random loss on a path without a standing queue costs almost
-// nothing, while a flow behind a standing queue still halves and flows
-// converge as AIMD flows do; "newreno" halves. An RTO sets ssthresh
-// likewise and the window to one.
+// deep queues. "newreno" halves on loss. The default, "westwood", tells
+// random loss from congestion, because random loss at a rate p holds an
+// AIMD window near sqrt(1.5/p) whatever the path: 12 segments at 1%,
+// which on loopback (a pipe of a segment or two, whose RTT grows with the
+// window because the receiver's CPU is the bottleneck) costs 40% of the
+// goodput. A loss is taken for noise when the RTT shows no queue that
+// could have overflowed (the smallest RTT of the current or last round is
+// within clamp(minRTT/8, 1 ms, 16 ms) of the path's minimum: HyStart++'s
+// threshold with RFC 9002's 1 ms granularity as the floor, where
+// HyStart++ has 4 ms, which hid a 16-packet queue at 100 Mbit/s) and
+// fewer than 2% of the last 256 to 512 transmissions were lost (BBRv2's
+// loss threshold). Such a loss is repaired but changes no window, in slow
+// start either (BBR's startup also ignores such loss). Any other loss
+// sets the window to the larger of half of it and 1.25 times the
+// measured bandwidth-delay product (the mean delivery rate over the last
+// 8 intervals of at least an RTT and 25 ms, times the smallest RTT:
+// Westwood+; 1.25 is BBR's probing gain), so a flow behind a standing queue halves and flows
+// converge as AIMD flows do, while one on a path without a standing queue
+// keeps its pipe full. The window is bounded, without loss, by the queue
+// it builds (1 ms of it, or minRTT/8) or, with loss, by the tolerance, so
+// a shallow bottleneck that hides its queue loses about 2%. An earlier
+// floor of twice the product kept such a queue overflowing (a fifth to a
+// third of all segments lost below a 32-packet queue at 100 Mbit/s): a
+// gain of 2 needs pacing or a queue of a whole product. An RTO sets
+// ssthresh as a congestive loss does and the window to one.
 //
 // Flow control: each side announces the segments beyond its cumulative
 // ack it will buffer (RecvWindow); the receiver drops anything beyond
@@ -154,12 +172,21 @@
 // (16) segments share one, sent at the latest AckGap after the previous,
 // so a fast path (loopback) is not flooded with acks and a slow one (10
 // Mbit/s: a segment every 1.2 ms) sees no change. The first 64 segments
-// of a stream are acknowledged every 2 regardless. At once for anything
-// out of order, duplicate, a FIN or a PING; otherwise after at most
-// AckDelay. The sender sets PING on the last segment of every burst (the
-// window is full, nothing more is queued, or it is a probe), so thinned
-// acknowledgements never leave it waiting. Data segments carry the
-// current ack too.
+// of a stream are acknowledged every 2 regardless. At once for what the
+// sender must hear without delay (RFC 9000 §13.2.1): a segment that opens
+// a new gap, one below the highest received (a repair, or reordering),
+// a duplicate, a FIN or a PING. A segment that extends the highest
+// out-of-order range, beyond a gap already reported, is acknowledged as
+// an in-order one is: acknowledging each would, at 1% loss and a hundred
+// segments in flight, acknowledge every segment, since a hole is nearly
+// always open. Otherwise after at most AckDelay. The sender sets PING on
+// the last segment of a burst when nothing more is queued, when it is a
+// probe, or when the burst fills the congestion or the peer's window
+// while fewer than 2 AckMax segments are in flight, so thinned
+// acknowledgements never leave it waiting; with more in flight, the
+// receiver acknowledges at least every AckMax of them and each ack
+// releases the next burst, so a PING per burst would only undo the
+// thinning. Data segments carry the current ack too.
 //
 // # States
 //

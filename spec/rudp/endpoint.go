@@ -99,7 +99,7 @@ type counters struct {
 	opened, closed, aborted, timedOut, resetsSent, resetsRcvd         uint64
 	segsSent, segsRcvd, acksSent, bytesSent, bytesRcvd                uint64
 	retrans, fastRetrans, rtos, lossEvents, dupSegs, outOfWindow      uint64
-	badAcks, keepalives                                               uint64
+	badAcks, keepalives, tailProbes, spurious, noiseLosses            uint64
 }
 
 // TimerSpan is how many timer ids an endpoint uses from its base: one
@@ -380,6 +380,9 @@ func (e *Endpoint) Counters() []spec.Counter {
 		{Name: "rudp_out_of_window", Value: c.outOfWindow},
 		{Name: "rudp_bad_acks", Value: c.badAcks},
 		{Name: "rudp_keepalives", Value: c.keepalives},
+		{Name: "rudp_tail_probes", Value: c.tailProbes},
+		{Name: "rudp_spurious_retransmits", Value: c.spurious},
+		{Name: "rudp_noise_losses", Value: c.noiseLosses},
 	}
 }
 
@@ -524,11 +527,15 @@ func (e *Endpoint) unknownSeg(now spec.Time, from netip.AddrPort, p *Packet, b [
 	c.peerWnd = uint64(ck.Wnd)
 	c.st = stEstablished
 	c.lastRecv = now
-	if p.Stamp == 0 && age > 0 {
+	if p.Stamp == 0 {
 		// The first transmission of segment 0 left the client as soon as
 		// the SYN-ACK arrived: the cookie's age is one round trip, taken
-		// before this session queued anything.
-		c.sampleRTT(age)
+		// before this session queued anything. An age of 0 says the
+		// round trip took less than the clock's millisecond: 1ms is an
+		// upper bound, and far better than no sample, which leaves a
+		// server that sends little (its FIN) waiting InitialRTO for a
+		// lost segment on a path of microseconds.
+		c.sampleRTT(max(age, time.Millisecond))
 	}
 	e.conns[id] = c
 	e.perAddr[from.Addr()]++

@@ -2,10 +2,12 @@ package rudp_test
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/rudp"
 )
 
@@ -79,6 +81,8 @@ func BenchmarkSimLossResponse(b *testing.B) {
 				for i := 0; i < b.N; i++ {
 					r := runBulk(b, uint64(i)+3, sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 5 * time.Millisecond}), sim.Faults{Loss: loss}, [][]byte{p}, rudp.Config{CC: cc}, 10*time.Minute)
 					b.ReportMetric(float64(len(p))*8/r.s.Elapsed().Seconds()/10e6, "of-link")
+					segs, retrans, _, _ := r.senderStats(0)
+					b.ReportMetric(float64(retrans)*100/float64(max(segs, 1)), "retrans-%")
 				}
 			})
 		}
@@ -87,4 +91,102 @@ func BenchmarkSimLossResponse(b *testing.B) {
 
 func fmtLoss(l float64) string {
 	return map[float64]string{0: "0", 0.01: "1%", 0.02: "2%"}[l]
+}
+
+// senderStats are client i's sender counters.
+func (r *run) senderStats(i int) (segs, retrans, reductions, noise uint64) {
+	return r.clientCounter(i, "rudp_segments_sent"), r.clientCounter(i, "rudp_retransmits"),
+		r.clientCounter(i, "rudp_loss_events"), r.clientCounter(i, "rudp_noise_losses")
+}
+
+// A sender whose losses come from a shallow bottleneck queue (8 to 32
+// packets at 100 Mbit/s, at most a bandwidth-delay product) must not keep
+// it overflowing: whether the RTT shows the queue or the loss tolerance
+// has to catch it, it loses a few percent at most (slow start's overshoot
+// included), not the fifth to a third of its segments that a window
+// floor of twice the bandwidth-delay product cost.
+func TestShallowQueueLosesLittle(t *testing.T) {
+	p := payload(4, 10<<20)
+	for _, q := range []int{8, 16, 32} {
+		link := sim.Symmetric(sim.Dir{Rate: 100e6, Delay: time.Millisecond, Queue: q * 1500})
+		r := runBulk(t, 1, link, sim.Faults{}, [][]byte{p}, rudp.Config{}, time.Minute)
+		if fl := r.flows["c0"]; fl.exitErr != "" || !bytes.Equal(fl.got, p) {
+			t.Fatalf("queue %d: transfer failed: %q", q, fl.exitErr)
+		}
+		segs, retrans, red, noise := r.senderStats(0)
+		of := float64(len(p)) * 8 / r.s.Elapsed().Seconds() / 100e6
+		t.Logf("queue %d packets: %.3f of the link, %d of %d segments retransmitted, %d reductions, %d losses taken for noise", q, of, retrans, segs, red, noise)
+		if retrans*100 > segs*3 {
+			t.Errorf("queue %d packets: %d of %d segments retransmitted (> 3%%)", q, retrans, segs)
+		}
+		if of < 0.85 {
+			t.Errorf("queue %d packets: %.3f of the link", q, of)
+		}
+	}
+}
+
+// While a hole is open the receiver acknowledges at once only what the
+// sender must hear (a new gap, a repair), not every segment: loss adds a
+// few acknowledgements per lost segment to the thinned stream, where
+// acknowledging every out-of-order segment tripled it.
+func TestLossKeepsAcksThin(t *testing.T) {
+	p := payload(5, 10<<20)
+	link := sim.Symmetric(sim.Dir{Rate: 1e9, Delay: 20 * time.Microsecond})
+	clean := runBulk(t, 1, link, sim.Faults{}, [][]byte{p}, rudp.Config{}, time.Minute)
+	for seed := uint64(1); seed <= 3; seed++ {
+		r := runBulk(t, seed, link, sim.Faults{Loss: 0.01}, [][]byte{p}, rudp.Config{}, time.Minute)
+		if fl := r.flows["c0"]; fl.exitErr != "" || !bytes.Equal(fl.got, p) {
+			t.Fatalf("seed %d: transfer failed: %q", seed, fl.exitErr)
+		}
+		acks, base := r.counter("rudp_acks_sent"), clean.counter("rudp_acks_sent")
+		_, retrans, _, _ := r.senderStats(0)
+		t.Logf("seed %d: %d acks with %d retransmissions; %d without loss", seed, acks, retrans, base)
+		if acks > base+3*retrans {
+			t.Errorf("seed %d: %d acknowledgements for %d retransmissions; %d without loss", seed, acks, retrans, base)
+		}
+	}
+}
+
+// windowP50 is the median congestion window a streamSource saw.
+func windowP50(samples []sample) float64 {
+	var w []float64
+	for _, s := range samples {
+		w = append(w, s.st.Cwnd)
+	}
+	slices.Sort(w)
+	if len(w) == 0 {
+		return 0
+	}
+	return w[len(w)/2]
+}
+
+// Random loss on a path without a queue is noise, not congestion: at 1%
+// westwood's window is bounded by the queue it builds (RTT 1 ms above
+// the minimum, ~90 segments at 1 Gbit/s), not by the loss, as newreno's
+// ~12-15 of halving is, whatever the bandwidth-delay product says (here
+// about 3 segments, as on loopback).
+func TestNoiseLossKeepsWindow(t *testing.T) {
+	link := sim.Symmetric(sim.Dir{Rate: 1e9, Delay: 20 * time.Microsecond})
+	p50 := map[string]float64{}
+	for _, cc := range []string{"newreno", "westwood"} {
+		var src *streamSource
+		s := sim.New(sim.Config{Seed: 3, Link: link, Faults: sim.Faults{Loss: 0.01}})
+		s.MustAddNode(sim.NodeSpec{Name: "server", Addr: serverAddr.Addr(), New: func() spec.Machine {
+			return &countSink{sink: newSink(serverAddr, rudp.Config{Seed: 9, CC: cc})}
+		}})
+		n := s.MustAddNode(sim.NodeSpec{Name: "c", New: func() spec.Machine {
+			src = &streamSource{server: serverAddr, size: 16 << 20, buf: make([]byte, 64<<10),
+				ep: rudp.NewEndpoint(rudp.Config{Seed: 2, CC: cc}, sock, timerBase, false)}
+			return src
+		}})
+		s.RunUntil(func() bool { ok, _ := n.Exited(); return ok }, time.Minute)
+		if ok, err := n.Exited(); !ok || err != "" {
+			t.Fatalf("%s: the transfer did not finish: %q", cc, err)
+		}
+		p50[cc] = windowP50(src.samples)
+		t.Logf("%s: median window %.1f segments over %d samples", cc, p50[cc], len(src.samples))
+	}
+	if p50["westwood"] < 4*p50["newreno"] {
+		t.Fatalf("westwood's median window %.1f is not four times newreno's %.1f", p50["westwood"], p50["newreno"])
+	}
 }

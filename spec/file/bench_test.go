@@ -22,17 +22,20 @@ import (
 var (
 	loopSize  = flag.Int64("loopback.size", 1<<30, "bytes per transfer in BenchmarkLoopback")
 	loopDgram = flag.Int("loopback.datagram", 1400, "datagram size in BenchmarkLoopback")
+	loopLoss  = flag.Float64("loopback.loss", 0, "injected loss in BenchmarkLoopbackFile")
 )
 
 // BenchmarkLoopback measures, in one run so the ratios compare like with
 // like on a shared machine: a bare UDP send loop at the datagram size
 // (and what its receiver got), TCP over loopback, and a file-service
 // download of the same size (SHA-256 verified on both ends), without and
-// with 1% loss injected on both ends. impl's fault injector cannot use
-// batched socket I/O, so the lossless download is also measured through
-// the injector (loss 1e-9): loss/lossless-injector compares the same I/O
-// path and isolates the protocol's response to loss. Run it with
-// -benchtime=1x:
+// with 1% loss injected on both ends (data and acknowledgements). The
+// lossless download is also measured through the injector (loss 1e-9),
+// which asks it about every datagram: loss/lossless-injector compares the
+// same I/O path and isolates the protocol's response to loss. The lossy
+// sender's recovery is reported too: retransmissions, RTOs, tail-loss
+// probes, spurious retransmissions, window reductions and the losses
+// taken for noise. Run it with -benchtime=1x:
 //
 //	go test ./spec/file -run XXX -bench 'Loopback$' -benchtime 1x
 func BenchmarkLoopback(b *testing.B) {
@@ -40,9 +43,10 @@ func BenchmarkLoopback(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		udpSent, udpGot := bareUDP(b, size, dg)
 		tcp := bareTCP(b, size)
-		lossless := fileGoodput(b, size, dg, impl.FaultConfig{})
-		viaInjector := fileGoodput(b, size, dg, impl.FaultConfig{Loss: 1e-9, Seed: 7})
-		lossy := fileGoodput(b, size, dg, impl.FaultConfig{Loss: 0.01, Seed: 7})
+		lossless, _ := fileGoodput(b, size, dg, impl.FaultConfig{})
+		viaInjector, _ := fileGoodput(b, size, dg, impl.FaultConfig{Loss: 1e-9, Seed: 7})
+		lossy, st := fileGoodput(b, size, dg, impl.FaultConfig{Loss: 0.01, Seed: 7})
+		st.report(b, "-1%loss")
 		b.ReportMetric(udpSent/1e6, "udp-send-MB/s")
 		b.ReportMetric(udpGot/1e6, "udp-recv-MB/s")
 		b.ReportMetric(tcp/1e6, "tcp-MB/s")
@@ -134,12 +138,10 @@ func bareTCP(b *testing.B, size int64) float64 {
 // fileGoodput downloads a synthetic file of size bytes from a file
 // server to a client, both on impl over loopback, and returns the
 // goodput from the client's start to its verified file.
-func fileGoodput(b *testing.B, size int64, dg int, faults impl.FaultConfig) float64 {
+func fileGoodput(b *testing.B, size int64, dg int, faults impl.FaultConfig) (float64, senderStats) {
 	opts := func(o impl.Options) impl.Options {
 		o.ReadBuffer, o.WriteBuffer, o.MaxDatagram, o.Faults = 4<<20, 4<<20, dg, faults
-		if faults.Active() {
-			o.ReadBatch = 1 // see cmd/netspec/file.go: injected sockets cannot batch
-		}
+		o.GSO = true // as netspec file does
 		return o
 	}
 	scfg := file.ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Files: []file.SynthFile{{Name: "f", Size: size, Seed: 1}},
@@ -147,7 +149,8 @@ func fileGoodput(b *testing.B, size int64, dg int, faults impl.FaultConfig) floa
 	addrc := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv := impl.New(file.NewServer(scfg, nil), opts(impl.Options{OnEvent: func(_ spec.Time, ev spec.Event) {
+	sm := file.NewServer(scfg, nil)
+	srv := impl.New(sm, opts(impl.Options{OnEvent: func(_ spec.Time, ev spec.Event) {
 		if ev.Name == "listening" {
 			addrc <- ev.Text
 		}
@@ -179,7 +182,42 @@ func fileGoodput(b *testing.B, size int64, dg int, faults impl.FaultConfig) floa
 	if doneAt.Load() == 0 {
 		b.Fatal("the download did not finish")
 	}
-	return float64(size) / time.Duration(doneAt.Load()).Seconds()
+	st := senderStats{}
+	for _, c := range sm.Counters() { // the server has stopped: no race
+		switch c.Name {
+		case "rudp_segments_sent":
+			st.segs = c.Value
+		case "rudp_retransmits":
+			st.retrans = c.Value
+		case "rudp_rto_expirations":
+			st.rtos = c.Value
+		case "rudp_tail_probes":
+			st.tlps = c.Value
+		case "rudp_spurious_retransmits":
+			st.spurious = c.Value
+		case "rudp_loss_events":
+			st.lossEvents = c.Value
+		case "rudp_noise_losses":
+			st.noise = c.Value
+		}
+	}
+	return float64(size) / time.Duration(doneAt.Load()).Seconds(), st
+}
+
+// senderStats are the file server's session counters after a download:
+// how it recovered from loss.
+type senderStats struct {
+	segs, retrans, rtos, tlps, spurious, lossEvents, noise uint64
+}
+
+// report adds st to b's metrics, each with the given suffix.
+func (st senderStats) report(b *testing.B, suffix string) {
+	b.ReportMetric(float64(st.retrans)/float64(max(st.segs, 1))*100, "retrans-%"+suffix)
+	b.ReportMetric(float64(st.rtos), "RTOs"+suffix)
+	b.ReportMetric(float64(st.tlps), "TLPs"+suffix)
+	b.ReportMetric(float64(st.spurious), "spurious"+suffix)
+	b.ReportMetric(float64(st.lossEvents), "reductions"+suffix)
+	b.ReportMetric(float64(st.noise), "noise-losses"+suffix)
 }
 
 // BenchmarkSimGoodput is the simulated target: one 10 MB download over
@@ -220,11 +258,13 @@ func TestMain(m *testing.M) {
 }
 
 // BenchmarkLoopbackFile is the file-service leg of BenchmarkLoopback
-// alone, for profiling: SetBytes makes ns/op read as MB/s.
+// alone, for profiling: SetBytes makes ns/op read as MB/s;
+// -loopback.loss injects loss on both ends.
 func BenchmarkLoopbackFile(b *testing.B) {
 	b.SetBytes(*loopSize)
 	for i := 0; i < b.N; i++ {
-		fileGoodput(b, *loopSize, *loopDgram, impl.FaultConfig{})
+		_, st := fileGoodput(b, *loopSize, *loopDgram, impl.FaultConfig{Loss: *loopLoss, Seed: 7})
+		st.report(b, "")
 	}
 }
 

@@ -159,7 +159,14 @@
 // floor of twice the product kept such a queue overflowing (a fifth to a
 // third of all segments lost below a 32-packet queue at 100 Mbit/s): a
 // gain of 2 needs pacing or a queue of a whole product. An RTO sets
-// ssthresh as a congestive loss does and the window to one.
+// ssthresh as a congestive loss does and the window to one. The price of
+// the tolerance: flows sharing a bottleneck whose queue holds less than
+// 1 ms (64 packets at 1 Gbit/s) cannot see it, each backs off only when
+// its own loss rate reaches 2%, and they share unfairly (Jain's index
+// 0.5-0.7 for two flows, where newreno gets 0.99:
+// BenchmarkSharedShallowQueue). A floor of 0.5 ms fixes that case and
+// costs loopback at 1% loss a fifth of its goodput; "newreno" is the
+// choice for such a network.
 //
 // Flow control: each side announces the segments beyond its cumulative
 // ack it will buffer (RecvWindow); the receiver drops anything beyond

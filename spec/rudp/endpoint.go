@@ -430,6 +430,11 @@ func (e *Endpoint) datagram(now spec.Time, from netip.AddrPort, b []byte, out []
 	case TypeRST:
 		c := e.conns[p.Dst]
 		if c == nil || c.peer != from {
+			// A peer that restarted no longer knows our id: its RST
+			// names the id we sent to, its own old one.
+			c = e.byPeer(from, p.Dst)
+		}
+		if c == nil {
 			return e.drop(out, &e.c.strangers, "RST for no session", from)
 		}
 		e.c.resetsRcvd++
@@ -545,6 +550,17 @@ func (e *Endpoint) unknownSeg(now spec.Time, from netip.AddrPort, p *Packet, b [
 	c.onSegment(now, p)
 	e.touch(c)
 	return out
+}
+
+// byPeer finds the session with peer whose own id there is peerID. At
+// most one matches, so the map's order does not matter.
+func (e *Endpoint) byPeer(peer netip.AddrPort, peerID uint32) *Conn {
+	for _, c := range e.conns {
+		if c.peer == peer && c.peerID == peerID && peerID != 0 {
+			return c
+		}
+	}
+	return nil
 }
 
 func (e *Endpoint) sendRST(out []spec.Output, to netip.AddrPort, dst uint32, reason uint8) []spec.Output {

@@ -416,9 +416,7 @@ func (w *Swarm) table(r SwarmResult) Table {
 	t := Table{
 		Title: fmt.Sprintf("seed 001: %s file, %.4g Mbit/s links (server %.4g), %v delay, %.3g%% loss, MTU %d, %d-byte chunks (seed %d)",
 			humanBytes(r.FileSize), r.Rate/1e6, r.ServerRate/1e6, r.Delay, r.Loss*100, r.MTU, r.ChunkSize, r.Seed),
-		// Headers are letters only: the table renderer splits words at
-		// digits and slashes ("P 2 P").
-		Header: []string{"N", "CS time", "CS bound", "CS ratio", "swarm time", "swarm bound", "swarm ratio", "seed CS", "seed swarm"},
+		Header: []string{"N", "C/S time", "C/S bound", "C/S ratio", "P2P time", "P2P bound", "P2P ratio", "seed C/S", "seed P2P"},
 	}
 	seedSetup := r.FileSize == cs.DefaultFileSize && r.Rate == 10e6 && r.ServerRate == 10e6 && r.Delay == 5*time.Millisecond
 	for _, row := range r.Rows {
@@ -441,7 +439,7 @@ func (w *Swarm) table(r SwarmResult) Table {
 		t.Notes = append(t.Notes, fmt.Sprintf("worst ratio to the bound: C/S %.3fx, P2P %.3fx", r.WorstCS, r.WorstP2P))
 	}
 	t.Notes = append(t.Notes,
-		"CS: client/server (netspec cs); swarm: P2P (netspec p2p); seed: the seed's measured table; times in seconds.",
+		"C/S: client/server (netspec cs); P2P: netspec p2p; seed: the seed's measured table; times in seconds.",
 		"bounds (Kurose-Ross, F in bits): C/S max(N*F/u_s, F/d_min); P2P max(F/u_s, F/d_min, N*F/(u_s+N*u)); they count file bytes only.",
 		fmt.Sprintf("headers: every TCP segment carries %d payload bytes and 40 header bytes counted against the link (MTU %d), %.2f%% on top of the file;", r.MTU-40, r.MTU, 4000/float64(r.MTU-40)),
 		"  the lab (issue 7) sets the same MTU on its veth links. ACKs take no link time in the simulator. --mtu 1500 shows standard Ethernet.",

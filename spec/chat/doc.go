@@ -140,7 +140,10 @@
 // dropped. At most 32 datagrams or 16 KiB wait per member; beyond that
 // everything waiting goes out. The numbers processed
 // only ever increase, so each send is broadcast at most once and a
-// sender's lines are broadcast in the order it sent them. A membership
+// sender's lines are broadcast in the order it sent them, for as long as
+// the server lives: a restarted server remembers nothing of its
+// predecessor, so a datagram the network duplicated and held back across
+// the restart can be broadcast once by each. A membership
 // that begins with a number above 1 (after a heartbeat or a restart)
 // waits Hold for lower numbers before it starts.
 //

@@ -37,9 +37,9 @@ type ChatWorld struct {
 	// broadcast messages[a][i]; crashes counts them.
 	life    map[netip.AddrPort][]int
 	crashes int
-	nicks    map[netip.Addr]string // the last nick the server gave each host
-	left     map[netip.Addr]string // why each host's last membership ended
-	end      spec.Time
+	nicks   map[netip.Addr]string // the last nick the server gave each host
+	left    map[netip.Addr]string // why each host's last membership ended
+	end     spec.Time
 }
 
 type chatNode struct{ name, role string }

@@ -4,12 +4,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/netspec/netspec/sim"
 	"github.com/netspec/netspec/sim/scenario"
+	"github.com/netspec/netspec/spec"
 )
 
 func TestSwarmBounds(t *testing.T) {
@@ -135,5 +142,140 @@ func BenchmarkSwarm(b *testing.B) {
 			b.ReportMetric(row.CS.Seconds/row.P2P.Seconds, "cs/p2p")
 			b.ReportMetric(float64(row.CS.Events+row.P2P.Events)/float64(b.Elapsed().Seconds())*float64(b.N), "events/s")
 		})
+	}
+}
+
+// TestSwarmProfile profiles a P2P run from the simulator's ground truth:
+// how busy every peer's downlink and uplink and the server's uplink are,
+// per quarter second, and how many chunks the server sent more than once.
+// A peer's downlink runs at the server's rate, so every moment it idles
+// is lost for good: this is where the distance to the bound comes from.
+// It checks what any run must show (the server sends every chunk, every
+// peer receives at least the file, no link is busier than it can be) and
+// logs the profile; NETSPEC_SWARM_PROFILE=N profiles the seed's setup
+// (10 MB) with N peers:
+//
+//	NETSPEC_SWARM_PROFILE=100 go test ./sim/scenario -run TestSwarmProfile -v
+func TestSwarmProfile(t *testing.T) {
+	sc := &scenario.Swarm{N: "4", FileSize: 1_000_000, Mode: "p2p", Delay: 5 * time.Millisecond, Plot: ""}
+	if v := os.Getenv("NETSPEC_SWARM_PROFILE"); v != "" {
+		sc = &scenario.Swarm{N: v, Mode: "p2p", Delay: 5 * time.Millisecond, Plot: ""}
+	}
+	sc.Defaults()
+	const bucket = 250 * time.Millisecond
+	type acct struct {
+		first, last time.Duration
+		down        int
+		downBusy    []float64 // seconds of link time per bucket
+		upBusy      []float64
+	}
+	nodes := map[netip.Addr]*acct{}
+	get := func(a netip.Addr) *acct {
+		x := nodes[a]
+		if x == nil {
+			x = &acct{first: -1}
+			nodes[a] = x
+		}
+		return x
+	}
+	add := func(b *[]float64, i int, v float64) {
+		for len(*b) <= i {
+			*b = append(*b, 0)
+		}
+		(*b)[i] += v
+	}
+	server := netip.MustParseAddr("10.0.0.1")
+	header := regexp.MustCompile(`DATA (\d+) \d+\r\n`)
+	sent := map[int]int{} // DATA offsets the server sent, and how often
+	again := 0
+	res, err := sc.Run(scenario.Options{Seed: 1, OnNet: func(ev sim.NetEvent) {
+		if ev.Proto != spec.TCP || len(ev.Data) == 0 {
+			return
+		}
+		at := ev.T.Sub(spec.SimEpoch)
+		b := int(at / bucket)
+		busy := float64(ev.Len*8) / sc.Rate
+		switch ev.Kind {
+		case sim.NetDeliver:
+			x := get(ev.To.Addr())
+			if x.first < 0 {
+				x.first = at
+			}
+			x.last = at
+			x.down += len(ev.Data)
+			add(&x.downBusy, b, busy)
+		case sim.NetSend:
+			if ev.From.Addr() == server {
+				// A header split across segments is missed; the file's
+				// random bytes practically never look like one.
+				for _, m := range header.FindAllSubmatch(ev.Data, -1) {
+					off, _ := strconv.Atoi(string(m[1]))
+					if sent[off]++; sent[off] == 2 {
+						again++
+					}
+				}
+			}
+			add(&get(ev.From.Addr()).upBusy, b, busy)
+		}
+	}})
+	if err != nil || res.Failed != "" {
+		t.Fatalf("run: %v %s", err, res.Failed)
+	}
+	row := res.Value.(scenario.SwarmResult).Rows[0]
+	chunks := int((sc.FileSize + int64(sc.ChunkSize) - 1) / int64(sc.ChunkSize))
+	if len(sent) < chunks {
+		t.Errorf("the server sent %d distinct chunks of %d", len(sent), chunks)
+	}
+	var peers []netip.Addr
+	for a := range nodes {
+		if a != server {
+			peers = append(peers, a)
+		}
+	}
+	slices.SortFunc(peers, func(a, b netip.Addr) int { return a.Compare(b) })
+	if len(peers) != row.N {
+		t.Fatalf("%d peers received anything, want %d", len(peers), row.N)
+	}
+	// A packet counts whole in the quarter in which it ends.
+	limit := 1 + float64(sc.MTU*8)/sc.Rate/bucket.Seconds()
+	var down, up []float64
+	var idleSum, idleMax, lastMax float64
+	for _, a := range peers {
+		x := nodes[a]
+		if int64(x.down) < sc.FileSize {
+			t.Errorf("%v received %d bytes, less than the file", a, x.down)
+		}
+		idle := (x.last - x.first).Seconds()
+		for i, v := range x.downBusy {
+			idle -= v
+			add(&down, i, v)
+			if v > limit*bucket.Seconds() {
+				t.Errorf("%v's downlink busy %.3f s in a %v quarter", a, v, bucket)
+			}
+		}
+		for i, v := range x.upBusy {
+			add(&up, i, v)
+		}
+		idleSum += idle
+		idleMax = math.Max(idleMax, idle)
+		lastMax = math.Max(lastMax, x.last.Seconds())
+	}
+	k := float64(len(peers))
+	t.Logf("N=%d: %.3f s, %.3fx the bound; the server sent %d chunks, %d of them more than once",
+		row.N, row.P2P.Seconds, row.P2P.Ratio, len(sent), again)
+	t.Logf("peer downlinks idle between their first and last byte: mean %.3f s, max %.3f s", idleSum/k, idleMax)
+	srv := nodes[server]
+	for i := range down {
+		var s float64
+		if i < len(srv.upBusy) {
+			s = srv.upBusy[i]
+		}
+		var u float64
+		if i < len(up) {
+			u = up[i]
+		}
+		q := bucket.Seconds()
+		t.Logf("t=%5.2f s: peer downlinks %5.1f%%, peer uplinks %5.1f%%, server uplink %5.1f%%",
+			float64(i)*q, 100*down[i]/(q*k), 100*u/(q*k), 100*s/q)
 	}
 }

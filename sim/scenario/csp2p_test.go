@@ -147,7 +147,9 @@ func BenchmarkSwarm(b *testing.B) {
 
 // TestSwarmProfile profiles a P2P run from the simulator's ground truth:
 // how busy every peer's downlink and uplink and the server's uplink are,
-// per quarter second, and how many chunks the server sent more than once.
+// per quarter second, how long small packets (requests, announcements)
+// wait in the links' queues behind chunks, and how many chunks the
+// server sent more than once.
 // A peer's downlink runs at the server's rate, so every moment it idles
 // is lost for good: this is where the distance to the bound comes from.
 // It checks what any run must show (the server sends every chunk, every
@@ -188,6 +190,8 @@ func TestSwarmProfile(t *testing.T) {
 	header := regexp.MustCompile(`DATA (\d+) \d+\r\n`)
 	sent := map[int]int{} // DATA offsets the server sent, and how often
 	again := 0
+	var waits []time.Duration // queueing delay of small packets to peers, per quarter
+	var smalls []int
 	res, err := sc.Run(scenario.Options{Seed: 1, OnNet: func(ev sim.NetEvent) {
 		if ev.Proto != spec.TCP || len(ev.Data) == 0 {
 			return
@@ -204,6 +208,13 @@ func TestSwarmProfile(t *testing.T) {
 			x.last = at
 			x.down += len(ev.Data)
 			add(&x.downBusy, b, busy)
+			if len(ev.Data) < 256 && ev.To.Addr() != server {
+				for len(waits) <= b {
+					waits, smalls = append(waits, 0), append(smalls, 0)
+				}
+				waits[b] += ev.Extra
+				smalls[b]++
+			}
 		case sim.NetSend:
 			if ev.From.Addr() == server {
 				// A header split across segments is missed; the file's
@@ -274,8 +285,12 @@ func TestSwarmProfile(t *testing.T) {
 		if i < len(up) {
 			u = up[i]
 		}
+		var w time.Duration
+		if i < len(waits) && smalls[i] > 0 {
+			w = waits[i] / time.Duration(smalls[i])
+		}
 		q := bucket.Seconds()
-		t.Logf("t=%5.2f s: peer downlinks %5.1f%%, peer uplinks %5.1f%%, server uplink %5.1f%%",
-			float64(i)*q, 100*down[i]/(q*k), 100*u/(q*k), 100*s/q)
+		t.Logf("t=%5.2f s: peer downlinks %5.1f%%, peer uplinks %5.1f%%, server uplink %5.1f%%; small packets queued %5.1f ms",
+			float64(i)*q, 100*down[i]/(q*k), 100*u/(q*k), 100*s/q, w.Seconds()*1000)
 	}
 }

@@ -97,23 +97,27 @@ func Steps(trace []byte) int {
 
 // ExpectFailure runs a property that must fail (a machine broken on
 // purpose, to show that the property catches the bug and that the
-// failure shrinks) without failing the calling test. It returns the path
-// of the shrunk failing run's trace, "" if the property passed, and what
-// rapid logged.
-func ExpectFailure(name, dir string, prop func(t *rapid.T, net *Net)) (path string, logs []string) {
-	q := &quietTB{name: name}
-	func() {
-		defer func() {
-			if r := recover(); r != nil && r != errStop {
-				panic(r)
-			}
+// failure shrinks) without failing the calling test. A rare bug may
+// escape one round of rapid's examples, so it searches up to rounds
+// rounds, each with fresh examples. It returns the path of the shrunk
+// failing run's trace, "" if every round passed, and what rapid logged.
+func ExpectFailure(name, dir string, rounds int, prop func(t *rapid.T, net *Net)) (path string, logs []string) {
+	for round := 0; round < max(rounds, 1) && path == ""; round++ {
+		q := &quietTB{name: name}
+		func() {
+			defer func() {
+				if r := recover(); r != nil && r != errStop {
+					panic(r)
+				}
+			}()
+			Check(q, dir, prop, func(p string) { path = p })
 		}()
-		Check(q, dir, prop, func(p string) { path = p })
-	}()
-	if !q.failed {
-		return "", q.logs
+		logs = q.logs
+		if !q.failed {
+			path = ""
+		}
 	}
-	return path, q.logs
+	return path, logs
 }
 
 // quietTB is a rapid.TB that records a failure instead of failing.

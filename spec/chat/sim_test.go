@@ -319,7 +319,7 @@ func TestRegressions(t *testing.T) {
 // on a clean network, and its trace fails with the buggy server and
 // passes with the real one.
 func TestSeedBugIsCaught(t *testing.T) {
-	path, _ := simtest.ExpectFailure("SeedBug", t.TempDir(), func(rt *rapid.T, net *simtest.Net) {
+	path, _ := simtest.ExpectFailure("SeedBug", t.TempDir(), 10, func(rt *rapid.T, net *simtest.Net) {
 		w, _ := run(rt, net, false, func(c chat.ServerConfig) spec.Machine { return seedServer{chat.NewServer(c)} })
 		check(rt, "stray sends", w.CheckNoStraySends())
 	})
@@ -336,9 +336,10 @@ func TestSeedBugIsCaught(t *testing.T) {
 	steps := simtest.Steps(raw)
 	t.Logf("shrunk to %d steps, %d nodes, faults %v", steps, len(tr.Header.Nodes), cfg.Faults)
 	// Two clients, one silent past the interval while the other talks,
-	// is the smallest failure.
-	if len(tr.Header.Nodes) > 4 || cfg.Faults.Loss != 0 || len(cfg.Faults.Partitions)+len(cfg.Faults.Crashes) != 0 {
-		t.Errorf("shrunk case is not small: %d nodes, faults %v", len(tr.Header.Nodes), cfg.Faults)
+	// is the smallest failure on a clean network; a partition that
+	// silences one of them does as well, so it may survive shrinking.
+	if len(tr.Header.Nodes) > 4 || steps > 8 {
+		t.Errorf("shrunk case is not small: %d nodes, %d steps, faults %v", len(tr.Header.Nodes), steps, cfg.Faults)
 	}
 	if v := resimulate(t, path, seedLookup); v == "" {
 		t.Error("the saved trace re-simulated with the seed's server passes")

@@ -190,6 +190,10 @@ func TestSwarmProfile(t *testing.T) {
 	header := regexp.MustCompile(`DATA (\d+) \d+\r\n`)
 	sent := map[int]int{} // DATA offsets the server sent, and how often
 	again := 0
+	var lastNew time.Duration
+	origin := map[int]time.Duration{} // when a chunk first reached a peer from the server
+	var relay []time.Duration         // how much later other peers got it from peers
+	var dupAt []time.Duration
 	var waits []time.Duration // queueing delay of small packets to peers, per quarter
 	var smalls []int
 	res, err := sc.Run(scenario.Options{Seed: 1, OnNet: func(ev sim.NetEvent) {
@@ -208,6 +212,18 @@ func TestSwarmProfile(t *testing.T) {
 			x.last = at
 			x.down += len(ev.Data)
 			add(&x.downBusy, b, busy)
+			if ev.To.Addr() != server {
+				for _, m := range header.FindAllSubmatch(ev.Data, -1) {
+					off, _ := strconv.Atoi(string(m[1]))
+					if ev.From.Addr() == server {
+						if _, ok := origin[off]; !ok {
+							origin[off] = at
+						}
+					} else if t0, ok := origin[off]; ok {
+						relay = append(relay, at-t0)
+					}
+				}
+			}
 			if len(ev.Data) < 256 && ev.To.Addr() != server {
 				for len(waits) <= b {
 					waits, smalls = append(waits, 0), append(smalls, 0)
@@ -223,6 +239,11 @@ func TestSwarmProfile(t *testing.T) {
 					off, _ := strconv.Atoi(string(m[1]))
 					if sent[off]++; sent[off] == 2 {
 						again++
+					}
+					if sent[off] == 1 {
+						lastNew = at
+					} else {
+						dupAt = append(dupAt, at)
 					}
 				}
 			}
@@ -272,8 +293,24 @@ func TestSwarmProfile(t *testing.T) {
 		lastMax = math.Max(lastMax, x.last.Seconds())
 	}
 	k := float64(len(peers))
-	t.Logf("N=%d: %.3f s, %.3fx the bound; the server sent %d chunks, %d of them more than once",
-		row.N, row.P2P.Seconds, row.P2P.Ratio, len(sent), again)
+	sends := 0
+	for _, v := range sent {
+		sends += v
+	}
+	t.Logf("N=%d: %.3f s, %.3fx the bound; the server sent %d chunks, %d of them more than once, %d sends in all; %d bytes beyond the file",
+		row.N, row.P2P.Seconds, row.P2P.Ratio, len(sent), again, sends, row.P2P.ServerBytes-sc.FileSize)
+	if len(dupAt) > 0 {
+		t.Logf("the server sent its last new chunk at %.3f s (F/u_s = %.3f s) and its first duplicate at %.3f s",
+			lastNew.Seconds(), float64(sc.FileSize*8)/sc.Rate, dupAt[0].Seconds())
+	} else {
+		t.Logf("the server sent its last new chunk at %.3f s (F/u_s = %.3f s)", lastNew.Seconds(), float64(sc.FileSize*8)/sc.Rate)
+	}
+	if len(relay) > 0 {
+		slices.Sort(relay)
+		q := func(f float64) float64 { return relay[int(f*float64(len(relay)-1))].Seconds() * 1e3 }
+		t.Logf("a chunk reaches a peer from a peer after it reached its first peer from the server: p10 %.0f ms, median %.0f ms, p90 %.0f ms, max %.0f ms",
+			q(0.1), q(0.5), q(0.9), q(1))
+	}
 	t.Logf("peer downlinks idle between their first and last byte: mean %.3f s, max %.3f s", idleSum/k, idleMax)
 	srv := nodes[server]
 	for i := range down {

@@ -1,0 +1,260 @@
+package p2p
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+)
+
+// harness drives one machine by hand: it answers binds and dials at once,
+// fires timers when asked, and keeps what the machine wrote per stream.
+type harness struct {
+	t       *testing.T
+	m       spec.Machine
+	now     spec.Time
+	out     []spec.Output
+	timers  map[spec.Timer]spec.Time
+	written map[spec.Stream][]byte
+	dials   map[spec.Stream]netip.AddrPort
+	open    map[spec.Stream]bool
+	exited  bool
+}
+
+func newHarness(t *testing.T, m spec.Machine) *harness {
+	return &harness{t: t, m: m, now: spec.SimEpoch, timers: map[spec.Timer]spec.Time{},
+		written: map[spec.Stream][]byte{}, dials: map[spec.Stream]netip.AddrPort{}, open: map[spec.Stream]bool{}}
+}
+
+// step gives the machine one input and, in turn, the answers the runner
+// would give at once (bound, connected).
+func (h *harness) step(in spec.Input) {
+	queue := []spec.Input{in}
+	for len(queue) > 0 && !h.exited {
+		in := queue[0]
+		queue = queue[1:]
+		h.out = h.m.Step(h.now, in, h.out[:0])
+		for _, o := range h.out {
+			switch o.Kind {
+			case spec.OutBind:
+				a := o.Addr
+				if a.Port() == 0 {
+					a = netip.AddrPortFrom(a.Addr(), 40000)
+				}
+				queue = append(queue, spec.Input{Kind: spec.InBound, Sock: o.Sock, Addr: a})
+			case spec.OutDial:
+				if len(h.dials) > 64 {
+					h.t.Fatalf("%d dials: a hostile peer list must not make the machine dial without bound", len(h.dials))
+				}
+				h.dials[o.Stream], h.open[o.Stream] = o.Addr, true
+				queue = append(queue, spec.Input{Kind: spec.InConnected, Stream: o.Stream, Addr: o.Addr})
+			case spec.OutWrite:
+				if !h.open[o.Stream] {
+					h.t.Fatalf("write to stream %d, which is not open", o.Stream)
+				}
+				h.written[o.Stream] = append(h.written[o.Stream], o.Data...)
+			case spec.OutClose, spec.OutAbort:
+				delete(h.open, o.Stream)
+			case spec.OutSetTimer:
+				h.timers[o.Timer] = o.At
+			case spec.OutCancelTimer:
+				delete(h.timers, o.Timer)
+			case spec.OutExit:
+				h.exited = true
+			}
+		}
+	}
+}
+
+// fire advances the clock to the earliest timer and fires it.
+func (h *harness) fire() {
+	var first spec.Timer
+	var at spec.Time
+	for k, v := range h.timers {
+		if at == 0 || v < at || v == at && k < first {
+			first, at = k, v
+		}
+	}
+	if at == 0 {
+		return
+	}
+	delete(h.timers, first)
+	if at > h.now {
+		h.now = at
+	}
+	h.step(spec.Input{Kind: spec.InTimer, Timer: first})
+}
+
+// feed delivers data on stream st in pieces of up to step bytes.
+func (h *harness) feed(st spec.Stream, data []byte, step int) {
+	for i := 0; i < len(data) && !h.exited && h.open[st]; i += step {
+		h.now = h.now.Add(time.Millisecond)
+		h.step(spec.Input{Kind: spec.InStreamData, Stream: st, Data: data[i:min(i+step, len(data))]})
+	}
+}
+
+// wellFormed checks that what the machine wrote on a stream parses as
+// side's messages, and that every DATA it sent holds the file's bytes.
+func wellFormed(t *testing.T, what string, side Side, b []byte, c *Content) {
+	msgs, errs := parseAll(side, b, len(b)+1)
+	if len(errs) > 0 {
+		t.Fatalf("%s wrote what does not parse: %v\n%q", what, errs, b)
+	}
+	for _, m := range msgs {
+		if m.Op != DATA || c == nil {
+			continue
+		}
+		if m.Offset < 0 || m.Offset+int64(len(m.Data)) > c.Size() || !bytes.Equal(m.Data, c.Bytes()[m.Offset:m.Offset+int64(len(m.Data))]) {
+			t.Fatalf("%s sent DATA %d %d that is not the file's", what, m.Offset, len(m.Data))
+		}
+	}
+}
+
+func fuzzContent(t *testing.T) *Content {
+	data := make([]byte, 5*64+17)
+	spec.NewRand(7).Bytes(data)
+	c, err := NewContent(data, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var fuzzSeeds = []string{
+	"CHEL 51000\r\nXHEL 1\r\nCLREQ\r\nDREQ 3\r\nDANY\r\nDANY\r\nHREQ\r\nHAVE HASH 1 2\r\nDCAN\r\nDREQ 5\r\nCHECK 9e107d9d372bb6826bd81d3542a419d6\r\n",
+	"CHEL 51000\r\nCLREQ\r\nDREQ 99\r\nDREQ -1\r\nBOGUS\r\nCHECK xyz\r\n",
+	"SHEL 337 64\r\n[[\"10.0.0.3\",51000],[\"10.0.0.4\",51000]]\r\nXHEL 1 " + string(bytes.Repeat([]byte("0f"), 32)) + "\r\nDATA 0 64\r\n" + string(bytes.Repeat([]byte{1}, 64)) + "ERROR EXHAUSTED\r\nCHECK 00\r\n",
+	"PHEL\r\nXHEL 1 rate\r\nCLRSP\r\n[0,1,2,3,4,5]\r\nHAVE 1 2\r\nDATA 64 64\r\n" + string(bytes.Repeat([]byte{2}, 64)) + "ERROR CHUNK_UNDOWNLOADED\r\nERROR BUSY\r\n",
+	"SHEL 99999999999 1\r\n[]\r\n", "\r\n\r\n\n", string(bytes.Repeat([]byte("["), 300)),
+}
+
+// FuzzServer feeds hostile request streams from three connections to the
+// server: it must not panic, must answer only with well-formed messages,
+// and every chunk it sends must be the file's.
+func FuzzServer(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s), []byte("CHEL 1\r\nDANY\r\n"), uint8(5))
+	}
+	f.Fuzz(func(t *testing.T, a, b []byte, step uint8) {
+		c := fuzzContent(t)
+		s := NewServer(ServerConfig{Addr: netip.MustParseAddrPort("10.0.0.1:52000"), ChunkSize: 64, MaxConns: 2}, c)
+		h := newHarness(t, s)
+		h.step(spec.Input{Kind: spec.InStart})
+		streams := []spec.Stream{spec.AcceptedStream | 1, spec.AcceptedStream | 2, spec.AcceptedStream | 3}
+		for i, st := range streams {
+			h.open[st] = true
+			h.step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st,
+				Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(2 + i)}), 50000)})
+		}
+		n := int(step%32) + 1
+		h.feed(streams[0], a, n)
+		h.feed(streams[1], b, n+3)
+		h.feed(streams[0], b, n)
+		for k := 0; k < 20; k++ {
+			h.fire()
+		}
+		h.step(spec.Input{Kind: spec.InStreamClosed, Stream: streams[1]})
+		h.step(spec.Input{Kind: spec.InStreamClosed, Stream: streams[0], Err: "reset"})
+		for _, st := range streams {
+			wellFormed(t, "the server", Responses, h.written[st], c)
+		}
+	})
+}
+
+// FuzzPeer gives a peer a hostile server and a hostile neighbour: it must
+// not panic, dial without bound, or write anything malformed, and it
+// serves only chunks it received.
+func FuzzPeer(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s), []byte("CHEL 51000\r\nXHEL 1\r\nDREQ 0\r\nDREQ 1\r\nHREQ\r\n"), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, fromServer, fromPeer []byte, step uint8) {
+		store := &MemStore{Max: 1 << 16}
+		p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, MaxOut: 4, MaxIn: 4}, store)
+		h := newHarness(t, p)
+		h.step(spec.Input{Kind: spec.InStart})
+		var srv spec.Stream
+		for st, a := range h.dials {
+			if a.Port() == 52000 {
+				srv = st
+			}
+		}
+		if srv == 0 {
+			t.Fatal("the peer did not dial the server")
+		}
+		in := spec.AcceptedStream | 9
+		h.open[in] = true
+		h.step(spec.Input{Kind: spec.InAccepted, Stream: in, Addr: netip.MustParseAddrPort("10.0.0.9:51000")})
+		n := int(step%32) + 1
+		h.feed(srv, fromServer, n)
+		h.feed(in, fromPeer, n+1)
+		for k := 0; k < 20; k++ {
+			h.fire()
+		}
+		for st, b := range h.written {
+			side := Requests
+			if st&spec.AcceptedStream != 0 {
+				side = Responses
+			}
+			wellFormed(t, "the peer", side, b, nil)
+			if side != Responses {
+				continue
+			}
+			// A chunk the peer serves is one it stored.
+			msgs, _ := parseAll(Responses, b, len(b)+1)
+			for _, m := range msgs {
+				if m.Op != DATA || p.chunk == 0 {
+					continue
+				}
+				i := int(m.Offset / int64(p.chunk))
+				got, err := store.Get(i)
+				if !p.Has(i) || err != nil || !bytes.Equal(got, m.Data) {
+					t.Fatalf("the peer served chunk %d that it does not hold", i)
+				}
+			}
+		}
+	})
+}
+
+// TestHarness shows the fuzz harness drives both machines for real: the
+// server answers a request with the chunk, and a peer joins a server
+// (here one speaking only the seed's protocol) and asks it for chunks.
+func TestHarness(t *testing.T) {
+	c := fuzzContent(t)
+	s := NewServer(ServerConfig{Addr: netip.MustParseAddrPort("10.0.0.1:52000"), ChunkSize: 64}, c)
+	h := newHarness(t, s)
+	h.step(spec.Input{Kind: spec.InStart})
+	st := spec.AcceptedStream | 1
+	h.open[st] = true
+	h.step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st, Addr: netip.MustParseAddrPort("10.0.0.2:50000")})
+	h.feed(st, []byte("CHEL 51000\r\nDREQ 2\r\n"), 5)
+	for k := 0; k < 5; k++ {
+		h.fire()
+	}
+	msgs, _ := parseAll(Responses, h.written[st], len(h.written[st])+1)
+	var ops []Op
+	for _, m := range msgs {
+		ops = append(ops, m.Op)
+		if m.Op == DATA && (m.Offset != 128 || !bytes.Equal(m.Data, c.Chunk(2))) {
+			t.Errorf("DATA %d %d, want chunk 2", m.Offset, len(m.Data))
+		}
+	}
+	if len(ops) != 2 || ops[0] != SHEL || ops[1] != DATA {
+		t.Fatalf("server answered %v, want SHEL then DATA", ops)
+	}
+
+	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1}, &MemStore{})
+	h = newHarness(t, p)
+	h.step(spec.Input{Kind: spec.InStart})
+	var srv spec.Stream
+	for st := range h.dials {
+		srv = st
+	}
+	// The seed's server: SHEL for CHEL, UNKNOWN_COMMAND for XHEL.
+	h.feed(srv, []byte("SHEL 337 64\r\n[]\r\nERROR UNKNOWN_COMMAND\r\n"), 7)
+	if !p.joined || !bytes.Contains(h.written[srv], []byte("DREQ ")) {
+		t.Fatalf("the peer did not join and ask for a chunk; it wrote %q", h.written[srv])
+	}
+}

@@ -29,7 +29,7 @@
 //     is one; so a seed-style sender that writes the JSON without a line
 //     end, or with spaces (Python's json.dumps), is understood exactly.
 //     Bodies are bounded (12 bytes per chunk of the file, plus 64 KiB).
-//   - a raw body (DATA, HASH) is exactly the number of bytes its header
+//   - a raw body (DATA, PUSH, HASH) is exactly the number of bytes its header
 //     announces, with no terminator after it.
 //   - ERROR may be followed by one line of free text (the seed's optional
 //     "补充错误信息"): a line after ERROR that does not start with a known
@@ -80,8 +80,9 @@
 //
 // netspec's extensions are new OPs; a node sends them only to a node that
 // announced them, so a client or server written from the seed never sees
-// one. The dialer pipelines "XHEL 1" after its CHEL. A node that speaks
-// the extensions answers
+// one. The dialer pipelines "XHEL 1" after its CHEL; a peer dialing a
+// peer says "XHEL 1 push": it takes chunks unasked (PUSH) on that
+// connection. A node that speaks the extensions answers
 //
 //	XHEL 1 <64 hex digits> rate\r\n
 //	    extension version 1; from the server, the root: the SHA-256 of the
@@ -110,6 +111,14 @@
 //	    any neighbour that holds everything. So the server sends each
 //	    chunk once while the swarm can pass it on, and its uplink, the
 //	    scarcest, carries no duplicates.
+//	PUSH 114688 16384\r\n<16384 bytes>
+//	    a chunk sent unasked, framed as DATA, by a peer to a neighbour
+//	    whose XHEL said "push"; never answered. It may come between the
+//	    answers on the connection, which stay in order. Peers push some
+//	    of the chunks they get from the server (see Pushing); the
+//	    receiver handles it as a DATA (checked, stored, acknowledged
+//	    with HAVE if the sender did not say "rate"), and now knows the
+//	    sender holds the chunk.
 //	DCAN\r\n   DCAN 7\r\n
 //	    to the server: withdraw a pending DANY, or the pending DREQ for
 //	    chunk 7 (a peer that got the chunk elsewhere, or is complete).
@@ -170,11 +179,25 @@
 // CHECK; the server's CHECK answer is "verified", after which the peer
 // keeps serving for Linger.
 //
+// # Pushing
+//
+// A chunk fresh from the server is held by its receiver alone, and every
+// other peer wants it. Rather than announcing it and waiting for the
+// DREQs (a HAVE and a DREQ, each queued behind chunk data on two links),
+// the receiver pushes it to the neighbours whose XHEL said "push": to
+// all of them when they are at most 2*PushTo (PushTo 2), so that in a
+// small swarm no request for it is needed at all; else to PushTo of
+// them, picked at random, who pass it on as any chunk. Pushes go ahead
+// of the answers the peer owes, paced like them; a push that has waited
+// PushStale (60 ms) for the uplink is announced with HAVE instead, and a
+// neighbour that announced or asked for the chunk meanwhile is not sent
+// it. The others are told by HAVE as usual.
+//
 // # Pacing
 //
-// A node answers DATA and HASH requests from a queue, the requester with
-// the fewest chunks first (the distribution ends when the last peer is
-// done), and writes the next only when its uplink is nearly free: with a
+// A node answers DATA and HASH requests from a queue, after its pushes,
+// the requester with the fewest chunks first (the distribution ends when
+// the last peer is done), and writes the next only when its uplink is nearly free: with a
 // known UploadRate, when the bytes written minus what the rate has
 // drained since are under Backlog; otherwise when fewer than Window
 // answers are unacknowledged (a HAVE for the chunk from an extension
@@ -203,7 +226,7 @@
 // answered with UNKNOWN_COMMAND and counted, and input that breaks the
 // framing ends the connection. A peer bans a neighbour that sends a
 // corrupt chunk, a hash list that does not match the root, DATA it did
-// not ask for, or an answer that does not fit its request. Requests
-// queued per connection, connections per node and neighbours per peer
-// are bounded.
+// not ask for, PUSH where it did not say "push", or an answer that does
+// not fit its request. Requests queued per connection, connections per
+// node and neighbours per peer are bounded.
 package p2p

@@ -75,6 +75,15 @@ func AppendDATAHeader(b []byte, offset int64, size int) []byte {
 	return append(b, crlf...)
 }
 
+// AppendPUSHHeader appends "PUSH offset size"; size raw bytes must follow.
+func AppendPUSHHeader(b []byte, offset int64, size int) []byte {
+	b = append(b, "PUSH "...)
+	b = strconv.AppendInt(b, offset, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(size), 10)
+	return append(b, crlf...)
+}
+
 // AppendCHECK appends "CHECK md5" with the digest in lower-case hex.
 func AppendCHECK(b []byte, sum [16]byte) []byte {
 	b = append(b, "CHECK "...)
@@ -91,6 +100,10 @@ func AppendERROR(b []byte, id string) []byte {
 
 // AppendXHEL appends "XHEL version [root] [rate]".
 func AppendXHEL(b []byte, root []byte, paced bool) []byte {
+	return appendXHEL(b, root, paced, false)
+}
+
+func appendXHEL(b []byte, root []byte, paced, push bool) []byte {
 	b = append(b, "XHEL "...)
 	b = strconv.AppendInt(b, Version, 10)
 	if len(root) == 32 {
@@ -99,6 +112,9 @@ func AppendXHEL(b []byte, root []byte, paced bool) []byte {
 	}
 	if paced {
 		b = append(b, " rate"...)
+	}
+	if push {
+		b = append(b, " push"...)
 	}
 	return append(b, crlf...)
 }

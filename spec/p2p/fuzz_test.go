@@ -96,18 +96,19 @@ func (h *harness) feed(st spec.Stream, data []byte, step int) {
 }
 
 // wellFormed checks that what the machine wrote on a stream parses as
-// side's messages, and that every DATA it sent holds the file's bytes.
+// side's messages, and that every DATA or PUSH it sent holds the file's
+// bytes.
 func wellFormed(t *testing.T, what string, side Side, b []byte, c *Content) {
 	msgs, errs := parseAll(side, b, len(b)+1)
 	if len(errs) > 0 {
 		t.Fatalf("%s wrote what does not parse: %v\n%q", what, errs, b)
 	}
 	for _, m := range msgs {
-		if m.Op != DATA || c == nil {
+		if m.Op != DATA && m.Op != PUSH || c == nil {
 			continue
 		}
 		if m.Offset < 0 || m.Offset+int64(len(m.Data)) > c.Size() || !bytes.Equal(m.Data, c.Bytes()[m.Offset:m.Offset+int64(len(m.Data))]) {
-			t.Fatalf("%s sent DATA %d %d that is not the file's", what, m.Offset, len(m.Data))
+			t.Fatalf("%s sent %s %d %d that is not the file's", what, m.Op, m.Offset, len(m.Data))
 		}
 	}
 }
@@ -127,6 +128,8 @@ var fuzzSeeds = []string{
 	"CHEL 51000\r\nCLREQ\r\nDREQ 99\r\nDREQ -1\r\nBOGUS\r\nCHECK xyz\r\n",
 	"SHEL 337 64\r\n[[\"10.0.0.3\",51000],[\"10.0.0.4\",51000]]\r\nXHEL 1 " + string(bytes.Repeat([]byte("0f"), 32)) + "\r\nDATA 0 64\r\n" + string(bytes.Repeat([]byte{1}, 64)) + "ERROR EXHAUSTED\r\nCHECK 00\r\n",
 	"PHEL\r\nXHEL 1 rate\r\nCLRSP\r\n[0,1,2,3,4,5]\r\nHAVE 1 2\r\nDATA 64 64\r\n" + string(bytes.Repeat([]byte{2}, 64)) + "ERROR CHUNK_UNDOWNLOADED\r\nERROR BUSY\r\n",
+	"CHEL 51000\r\nXHEL 1 push\r\nHAVE 0\r\nDREQ 1\r\n",
+	"PHEL\r\nXHEL 1\r\nPUSH 128 64\r\n" + string(bytes.Repeat([]byte{3}, 64)) + "PUSH 999 1\r\nx",
 	"SHEL 99999999999 1\r\n[]\r\n", "\r\n\r\n\n", string(bytes.Repeat([]byte("["), 300)),
 }
 
@@ -205,7 +208,7 @@ func FuzzPeer(f *testing.F) {
 			// A chunk the peer serves is one it stored.
 			msgs, _ := parseAll(Responses, b, len(b)+1)
 			for _, m := range msgs {
-				if m.Op != DATA || p.chunk == 0 {
+				if m.Op != DATA && m.Op != PUSH || p.chunk == 0 {
 					continue
 				}
 				i := int(m.Offset / int64(p.chunk))

@@ -31,9 +31,10 @@ const (
 	HREQ
 	HASH
 	DCAN
+	PUSH
 )
 
-var opNames = [...]string{"", "CHEL", "SHEL", "PHEL", "CLREQ", "CLRSP", "DREQ", "DATA", "CHECK", "ERROR", "XHEL", "HAVE", "DANY", "HREQ", "HASH", "DCAN"}
+var opNames = [...]string{"", "CHEL", "SHEL", "PHEL", "CLREQ", "CLRSP", "DREQ", "DATA", "CHECK", "ERROR", "XHEL", "HAVE", "DANY", "HREQ", "HASH", "DCAN", "PUSH"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -100,6 +101,7 @@ type Msg struct {
 	Version int
 	Root    []byte
 	Paced   bool
+	Push    bool
 	// Skipped counts malformed entries dropped from a JSON body.
 	Skipped int
 }
@@ -116,7 +118,7 @@ const (
 
 var accepts = [...][]Op{
 	Requests:  {CHEL, CLREQ, DREQ, CHECK, XHEL, HAVE, DANY, HREQ, DCAN},
-	Responses: {SHEL, PHEL, CLRSP, DATA, CHECK, ERROR, XHEL, HAVE, HASH},
+	Responses: {SHEL, PHEL, CLRSP, DATA, CHECK, ERROR, XHEL, HAVE, HASH, PUSH},
 }
 
 // Limits bound what a parser buffers, so a hostile peer cannot make it
@@ -274,7 +276,7 @@ func (p *Parser) Next() (Msg, error) {
 		}
 		p.afterEr = m.Op == ERROR
 		switch m.Op {
-		case DATA, HASH:
+		case DATA, HASH, PUSH:
 			p.hdr, p.inRaw = m, true
 			p.body = p.body[:0]
 		case SHEL, CLRSP:
@@ -423,7 +425,7 @@ func (p *Parser) header(line []byte) (Msg, *ParseError) {
 			return bad("unknown command")
 		}
 		m.Chunk = int(v)
-	case DATA:
+	case DATA, PUSH:
 		if !want(2) {
 			return Msg{}, &ParseError{Fatal: true, Msg: "bad DATA header", Line: clipLine(line)}
 		}
@@ -472,6 +474,8 @@ func (p *Parser) header(line []byte) (Msg, *ParseError) {
 				}
 			case string(a) == "rate":
 				m.Paced = true
+			case string(a) == "push":
+				m.Push = true
 			}
 		}
 	}

@@ -79,6 +79,9 @@ func TestParseSeedMessages(t *testing.T) {
 		{"XHEL newer version", Requests, "XHEL 3 future-stuff\r\n", []Msg{{Op: XHEL, Version: 3}}},
 		{"HAVE", Responses, "HAVE HASH 3 17\r\n", []Msg{{Op: HAVE, HaveHash: true, Chunks: []int{3, 17}}}},
 		{"DANY", Requests, "DANY\r\n", []Msg{{Op: DANY}}},
+		{"XHEL push", Requests, "XHEL 1 push\r\n", []Msg{{Op: XHEL, Version: 1, Push: true}}},
+		{"PUSH", Responses, "PUSH 32 5\r\nhelloPUSH 0 1\r\nx", []Msg{
+			{Op: PUSH, Offset: 32, Size: 5, Data: []byte("hello")}, {Op: PUSH, Size: 1, Data: []byte("x")}}},
 		{"HASH", Responses, "HASH 1\r\n" + string(bytes.Repeat([]byte{7}, 32)), []Msg{{Op: HASH, Size: 1, Data: bytes.Repeat([]byte{7}, 32)}}},
 	}
 	for _, tc := range tests {
@@ -124,6 +127,8 @@ func TestParseRejects(t *testing.T) {
 		{"line too long", Requests, string(bytes.Repeat([]byte("A"), 300)), true},
 		{"DATA too big", Responses, "DATA 0 99999999\r\n", true},
 		{"DATA no size", Responses, "DATA 0\r\n", true},
+		{"PUSH too big", Responses, "PUSH 0 99999999\r\n", true},
+		{"PUSH as a request", Requests, "PUSH 0 1\r\n", false},
 		{"SHEL chunk 0", Responses, "SHEL 10 0\r\n[]\r\n", true},
 		{"SHEL body not JSON array", Responses, "SHEL 10 1\r\n{}\r\n", true},
 		{"CLRSP body broken", Responses, "CLRSP\r\n[1,,2]\r\n", true},
@@ -180,7 +185,7 @@ func TestEncodeParseRoundTrip(t *testing.T) {
 		var want []Msg
 		n := rapid.IntRange(1, 12).Draw(t, "messages")
 		for i := 0; i < n; i++ {
-			switch rapid.IntRange(0, 6).Draw(t, "kind") {
+			switch rapid.IntRange(0, 7).Draw(t, "kind") {
 			case 0:
 				ids := rapid.SliceOfN(rapid.IntRange(0, 1<<20), 0, 300).Draw(t, "ids")
 				b = AppendCLRSP(b, ids)
@@ -236,6 +241,18 @@ func TestEncodeParseRoundTrip(t *testing.T) {
 			case 6:
 				b = AppendOp(b, PHEL)
 				want = append(want, Msg{Op: PHEL})
+			case 7:
+				size := rapid.IntRange(0, 3000).Draw(t, "size")
+				data := make([]byte, size)
+				for j := range data {
+					data[j] = byte(rapid.IntRange(0, 255).Draw(t, "byte"))
+				}
+				off := rapid.Int64Range(0, 1<<40).Draw(t, "off")
+				b = append(AppendPUSHHeader(b, off, size), data...)
+				if size == 0 {
+					data = nil
+				}
+				want = append(want, Msg{Op: PUSH, Offset: off, Size: size, Data: data})
 			}
 		}
 		step := rapid.IntRange(1, 4096).Draw(t, "step")

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/netspec/netspec/spec"
@@ -77,6 +78,13 @@ type PeerConfig struct {
 	Backlog    int           `json:"backlog,omitempty"`
 	Window     int           `json:"window,omitempty"`
 	AckTimeout time.Duration `json:"ackTimeout,omitempty"`
+	// PushTo is how many neighbours each chunk from the server is pushed
+	// to, unasked (PUSH), ahead of the answers to requests: PushTo picked
+	// at random, or all of them if there are at most 2*PushTo (default
+	// 2; negative: none). PushStale is how long a push may wait for the
+	// uplink before it is announced with HAVE instead (default 60ms).
+	PushTo    int           `json:"pushTo,omitempty"`
+	PushStale time.Duration `json:"pushStale,omitempty"`
 	// BusyAt is how many requests may wait for this peer's uplink before
 	// an extension peer asking for more is told BUSY (default 8);
 	// BusyWait is how long a peer told BUSY leaves that neighbour alone
@@ -107,6 +115,9 @@ func (c *PeerConfig) fill() {
 	def(&c.MaxChunks, 1<<20)
 	def(&c.Window, 8)
 	def(&c.BusyAt, 8)
+	if c.PushTo == 0 {
+		c.PushTo = 2
+	}
 	dur := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
 			*v = d
@@ -120,6 +131,7 @@ func (c *PeerConfig) fill() {
 	dur(&c.IdleFlush, 200*time.Millisecond)
 	dur(&c.AckTimeout, 500*time.Millisecond)
 	dur(&c.BusyWait, 100*time.Millisecond)
+	dur(&c.PushStale, 60*time.Millisecond)
 }
 
 // Peer is a P2P peer machine: it downloads the file from the server and
@@ -170,6 +182,7 @@ type Peer struct {
 	dead     map[spec.Stream]bool // reset before they were accepted
 	known    []*neighbor          // every neighbour ever heard of, in order
 	cands    []*oconn
+	pushTo   []*iconn
 	needFill bool // something fill depends on changed
 	dirty    []*wconn
 	report   []int // HAVE reports waiting for the server
@@ -257,8 +270,15 @@ type iconn struct {
 	pendHash bool
 	closing  bool
 	pending  []ireq // answers in order; DREQ and HREQ wait for the uplink
+	push     bool   // it takes chunks unasked (its XHEL said "push")
+	pushq    []push // chunks to push to it, ahead of its requests
 	inRing   bool
 	owed
+}
+
+type push struct {
+	chunk int
+	at    spec.Time
 }
 
 type ireq struct {
@@ -491,7 +511,7 @@ func (p *Peer) connected(now spec.Time, c *oconn, out []spec.Output) []spec.Outp
 	c.inflight = append(c.inflight, oreq{op: CHEL})
 	legacy := p.cfg.Legacy || (c.nb != nil && c.nb.legacy) || (c.server && p.srvExt < 0)
 	if !legacy {
-		b = AppendXHEL(b, nil, false)
+		b = appendXHEL(b, nil, false, !c.server)
 		c.inflight = append(c.inflight, oreq{op: XHEL})
 		if !c.server {
 			b = AppendOp(b, CLREQ)
@@ -559,6 +579,12 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 	if m.Op == HAVE {
 		p.learn(c, m)
 		return out
+	}
+	if m.Op == PUSH {
+		if c.server || c.ext <= 0 {
+			return p.violation(now, c, "PUSH without XHEL push", out)
+		}
+		return p.pushed(now, c, m, out)
 	}
 	if c.server && c.ext > 0 {
 		// The server's answers to an extension peer come in the order it
@@ -897,14 +923,20 @@ func (p *Peer) adopt(now spec.Time, server, ext bool, from *neighbor, i int, out
 			out = append(out, spec.SetTimer(tReport, now.Add(p.cfg.ReportEvery)))
 		}
 	}
+	push := p.pushTo[:0]
+	if server {
+		push = p.pushes(now, i, push)
+	}
 	for _, ic := range p.ins {
 		// Announce to the neighbours that may want it: not the sender
 		// (the acknowledgment told it), nor one that has announced the
-		// chunk itself.
-		if ic.ext && (from == nil || ic != from.in) && !(ic.nb != nil && ic.nb.out != nil && ic.nb.out.has != nil && ic.nb.out.has.has(i)) {
+		// chunk itself, nor one it is pushed to.
+		if ic.ext && (from == nil || ic != from.in) && !ic.holds(i) && !slices.Contains(push, ic) {
 			ic.pendHave = append(ic.pendHave, i)
 		}
 	}
+	clear(push)
+	p.pushTo = push[:0]
 	if !p.haveArm && len(p.ins) > 0 {
 		p.haveArm = true
 		out = append(out, spec.SetTimer(tHave, now.Add(p.haveDelay())))
@@ -1216,6 +1248,7 @@ func (p *Peer) serve(now spec.Time, c *iconn, m Msg, out []spec.Output) []spec.O
 		}
 	case XHEL:
 		c.ext = true
+		c.push = m.Push
 		p.answer(c, ireq{op: XHEL})
 	case CLREQ:
 		p.answer(c, ireq{op: CLRSP})
@@ -1258,23 +1291,28 @@ func (p *Peer) serve(now spec.Time, c *iconn, m Msg, out []spec.Output) []spec.O
 	return out
 }
 
-// schedIn puts c in the upload ring if a paced answer heads its queue.
+// schedIn puts c in the upload ring if it has a push waiting or a paced
+// answer heads its queue.
 func (p *Peer) schedIn(c *iconn) {
-	if !c.inRing && !c.gone && !c.closing && len(c.pending) > 0 && (c.pending[0].op == DREQ || c.pending[0].op == HREQ) {
+	if !c.inRing && !c.gone && !c.closing && (len(c.pushq) > 0 || len(c.pending) > 0 && (c.pending[0].op == DREQ || c.pending[0].op == HREQ)) {
 		c.inRing = true
 		p.ring = append(p.ring, c)
 	}
 }
 
-// next takes from the ring the neighbour that has the fewest chunks, the
-// first in the ring among equals: the distribution is over when the last
-// peer has the file, so the peer furthest behind goes first.
+// next takes from the ring a neighbour with a push waiting, or else the
+// neighbour that has the fewest chunks, the first in the ring among
+// equals: the distribution is over when the last peer has the file, so
+// the peer furthest behind goes first.
 func (p *Peer) next() *iconn {
-	best, bestN := 0, 1<<30
+	best, bestN := 0, 1<<62
 	for k, c := range p.ring {
 		n := 0
 		if c.nb != nil && c.nb.out != nil {
 			n = c.nb.out.hasN
+		}
+		if len(c.pushq) > 0 {
+			n -= 1 << 40
 		}
 		if n < bestN {
 			best, bestN = k, n
@@ -1291,7 +1329,15 @@ func (p *Peer) upload(now spec.Time, out []spec.Output) []spec.Output {
 	for len(p.ring) > 0 && p.pace.ready(now) {
 		c := p.next()
 		c.inRing = false
-		if c.gone || c.closing || len(c.pending) == 0 {
+		if c.gone || c.closing {
+			continue
+		}
+		if len(c.pushq) > 0 {
+			p.pushOne(now, c)
+			p.schedIn(c)
+			continue
+		}
+		if len(c.pending) == 0 {
 			continue
 		}
 		r := c.pending[0]
@@ -1895,4 +1941,101 @@ func (p *Peer) flush(now spec.Time, out []spec.Output) []spec.Output {
 	}
 	p.dirty = p.dirty[:0]
 	return out
+}
+
+// --- pushing -----------------------------------------------------------------
+
+// A chunk fresh from the server is held by this peer alone, and every
+// neighbour wants it: instead of announcing it and waiting for requests
+// (a HAVE and a DREQ, each queued behind chunk data on two links), the
+// peer sends it unasked, ahead of the answers it owes, to the neighbours
+// that said "push": to all of them in a small swarm (at most 2*PushTo),
+// where no request for the chunk is then needed at all, else to PushTo
+// picked at random, who pass it on as any chunk (pushing to more there
+// delays the answers that the rest of the swarm waits for). A push that waits
+// longer than PushStale for the uplink (the uplink is crowded, as in a
+// large swarm) is announced with HAVE instead, so that whoever is free
+// serves it.
+
+// pushes appends to dst the neighbours chunk i, just in from the server,
+// is pushed to, and queues it for them.
+func (p *Peer) pushes(now spec.Time, i int, dst []*iconn) []*iconn {
+	if p.cfg.PushTo <= 0 {
+		return dst
+	}
+	for _, ic := range p.ins {
+		if ic.ext && ic.push && !ic.closing && !ic.gone && !ic.holds(i) {
+			dst = append(dst, ic)
+		}
+	}
+	if K := p.cfg.PushTo; len(dst) > 2*K {
+		for k := range K {
+			j := k + p.rng.IntN(len(dst)-k)
+			dst[k], dst[j] = dst[j], dst[k]
+		}
+		clear(dst[K:])
+		dst = dst[:K]
+	}
+	for _, ic := range dst {
+		ic.pushq = append(ic.pushq, push{chunk: i, at: now})
+		p.schedIn(ic)
+	}
+	return dst
+}
+
+// holds reports whether c's neighbour has announced chunk i.
+func (c *iconn) holds(i int) bool {
+	return c.nb != nil && c.nb.out != nil && c.nb.out.has != nil && c.nb.out.has.has(i)
+}
+
+// asked reports whether c's neighbour has a request for chunk i waiting.
+func (c *iconn) asked(i int) bool {
+	for _, r := range c.pending {
+		if r.op == DREQ && r.chunk == i {
+			return true
+		}
+	}
+	return false
+}
+
+// pushOne writes c's oldest push, or announces it if it went stale; a
+// chunk the neighbour has announced or asked for meanwhile is skipped.
+func (p *Peer) pushOne(now spec.Time, c *iconn) {
+	r := c.pushq[0]
+	c.pushq = c.pushq[1:]
+	if len(c.pushq) == 0 {
+		c.pushq = nil
+	}
+	switch {
+	case c.holds(r.chunk) || c.asked(r.chunk):
+	case now.Sub(r.at) > p.cfg.PushStale:
+		c.pendHave = append(c.pendHave, r.chunk)
+		p.grow(&c.wconn, 0)
+	default:
+		data, err := p.store.Get(r.chunk)
+		if err != nil {
+			c.pendHave = append(c.pendHave, r.chunk)
+			p.grow(&c.wconn, 0)
+			return
+		}
+		b := p.grow(&c.wconn, len(data)+32)
+		b = AppendPUSHHeader(b, int64(r.chunk)*int64(p.chunk), len(data))
+		c.wbuf = append(b, data...)
+		p.cnt.served++
+		p.acks.add(now, &c.owed, r.chunk)
+		p.pace.sent(now, len(data))
+	}
+}
+
+// pushed takes a chunk a neighbour sent unasked: it holds the chunk, and
+// the chunk is handled as any DATA.
+func (p *Peer) pushed(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Output {
+	if p.joined && p.chunk > 0 && m.Offset >= 0 && m.Offset%int64(p.chunk) == 0 && m.Offset/int64(p.chunk) < int64(p.n) {
+		if i := int(m.Offset / int64(p.chunk)); c.has != nil && !c.has.has(i) {
+			c.has.set(i)
+			c.hasN++
+			p.avail[i]++
+		}
+	}
+	return p.data(now, c, -1, m, out)
 }

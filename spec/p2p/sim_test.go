@@ -28,8 +28,8 @@ func debugLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// liar is a malicious peer: a real peer whose DATA answers have their
-// last byte flipped on the way out.
+// liar is a malicious peer: a real peer whose DATA answers and PUSHes
+// have their last byte flipped on the way out.
 type liar struct{ m spec.Machine }
 
 func (l liar) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
@@ -37,7 +37,7 @@ func (l liar) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Outpu
 	out = l.m.Step(now, in, out)
 	for i := n; i < len(out); i++ {
 		o := &out[i]
-		if o.Kind == spec.OutWrite && o.Stream&spec.AcceptedStream != 0 && bytes.Contains(o.Data, []byte("DATA ")) {
+		if o.Kind == spec.OutWrite && o.Stream&spec.AcceptedStream != 0 && (bytes.Contains(o.Data, []byte("DATA ")) || bytes.Contains(o.Data, []byte("PUSH "))) {
 			d := append([]byte(nil), o.Data...)
 			d[len(d)-1] ^= 0x5a
 			o.Data = d

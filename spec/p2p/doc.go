@@ -173,11 +173,13 @@
 // times its recent latency), at most PeerDepth per neighbour (one for a
 // seed-style neighbour, which is also polled with CLREQ every Poll) and
 // MaxOutstanding in all, while the server is asked with up to ServerDepth
-// DANYs. When every missing chunk is requested (endgame), a chunk whose
+// DANYs (2; 4 with a single neighbour, 16 with none: the server's answers
+// queue at the peer's downlink ahead of everything its neighbours send
+// it). When every missing chunk is requested (endgame), a chunk whose
 // request is late (four times that neighbour's latency, at least 100 ms)
-// may be asked of a second neighbour, at most four at a time. With every chunk held, the peer sends
-// CHECK; the server's CHECK answer is "verified", after which the peer
-// keeps serving for Linger.
+// may be asked of a second neighbour, at most four at a time. With every
+// chunk held, the peer sends CHECK; the server's CHECK answer is
+// "verified", after which the peer keeps serving for Linger.
 //
 // # Pushing
 //

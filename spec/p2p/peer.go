@@ -43,7 +43,10 @@ type PeerConfig struct {
 	MaxIn  int `json:"maxIn,omitempty"`
 	// PeerDepth is how many chunk requests are pipelined to one peer
 	// (default 4); ServerDepth how many DANY requests wait at the server
-	// (default 4; four times that while the server is the only source);
+	// (default 2; twice that with a single neighbour, eight times while
+	// the server is the only source: every DANY waiting there is a chunk
+	// that will queue at this peer's downlink, ahead of the requests and
+	// announcements neighbours send it);
 	// MaxOutstanding bounds chunk requests to peers in all (default 16).
 	PeerDepth      int `json:"peerDepth,omitempty"`
 	ServerDepth    int `json:"serverDepth,omitempty"`
@@ -110,7 +113,7 @@ func (c *PeerConfig) fill() {
 	def(&c.MaxOut, 8)
 	def(&c.MaxIn, 32)
 	def(&c.PeerDepth, 4)
-	def(&c.ServerDepth, 4)
+	def(&c.ServerDepth, 2)
 	def(&c.MaxOutstanding, 16)
 	def(&c.MaxChunks, 1<<20)
 	def(&c.Window, 8)
@@ -1621,10 +1624,15 @@ func (p *Peer) fill(now spec.Time, out []spec.Output) []spec.Output {
 			// server says every chunk is held somewhere, ask it only for
 			// chunks no neighbour has.
 			depth := p.cfg.ServerDepth
-			if p.peersOut() == 0 {
+			switch p.peersOut() {
+			case 0:
 				// The server is the only source: a deeper pipeline rides
 				// out the stalls of a lossy path, as TCP's window would.
-				depth *= 4
+				depth *= 8
+			case 1:
+				// Half the chunks come from the server: two DANYs would
+				// leave gaps between its answers.
+				depth *= 2
 			}
 			want := min(depth, p.n-p.nhave-p.nreq-p.npend)
 			if now < p.srvDry {

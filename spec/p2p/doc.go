@@ -187,7 +187,7 @@
 // other peer wants it. Rather than announcing it and waiting for the
 // DREQs (a HAVE and a DREQ, each queued behind chunk data on two links),
 // the receiver pushes it to the neighbours whose XHEL said "push": to
-// all of them when they are at most 2*PushTo (PushTo 2), so that in a
+// all of them when they are at most 3*PushTo (PushTo 2), so that in a
 // small swarm no request for it is needed at all; else to PushTo of
 // them, picked at random, who pass it on as any chunk. Pushes go ahead
 // of the answers the peer owes, paced like them; a push that has waited

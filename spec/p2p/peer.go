@@ -83,7 +83,7 @@ type PeerConfig struct {
 	AckTimeout time.Duration `json:"ackTimeout,omitempty"`
 	// PushTo is how many neighbours each chunk from the server is pushed
 	// to, unasked (PUSH), ahead of the answers to requests: PushTo picked
-	// at random, or all of them if there are at most 2*PushTo (default
+	// at random, or all of them if there are at most 3*PushTo (default
 	// 2; negative: none). PushStale is how long a push may wait for the
 	// uplink before it is announced with HAVE instead (default 60ms).
 	PushTo    int           `json:"pushTo,omitempty"`
@@ -1957,7 +1957,7 @@ func (p *Peer) flush(now spec.Time, out []spec.Output) []spec.Output {
 // neighbour wants it: instead of announcing it and waiting for requests
 // (a HAVE and a DREQ, each queued behind chunk data on two links), the
 // peer sends it unasked, ahead of the answers it owes, to the neighbours
-// that said "push": to all of them in a small swarm (at most 2*PushTo),
+// that said "push": to all of them in a small swarm (at most 3*PushTo),
 // where no request for the chunk is then needed at all, else to PushTo
 // picked at random, who pass it on as any chunk (pushing to more there
 // delays the answers that the rest of the swarm waits for). A push that waits
@@ -1976,7 +1976,7 @@ func (p *Peer) pushes(now spec.Time, i int, dst []*iconn) []*iconn {
 			dst = append(dst, ic)
 		}
 	}
-	if K := p.cfg.PushTo; len(dst) > 2*K {
+	if K := p.cfg.PushTo; len(dst) > 3*K {
 		for k := range K {
 			j := k + p.rng.IntN(len(dst)-k)
 			dst[k], dst[j] = dst[j], dst[k]

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ type labSwarm struct {
 	simDelay  time.Duration
 	serverPor int
 	config    string // an empty config.ini, so no stray one in the working directory counts
+	logs      string // where to keep every process's output ("": nowhere)
 }
 
 // labTiming is one measured distribution.
@@ -80,6 +82,7 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 	noSim := fs.Bool("no-sim", false, "do not run the simulator's prediction")
 	binary := fs.String("binary", "", "the netspec binary to run in the hosts (default: this one)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	logs := fs.String("logs", "", "keep what every server and downloader printed in `DIR` (MODE-nN-hI.log)")
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -104,6 +107,11 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 	if *size < 1 || *rate <= 0 || *mtu < 576 || *mtu > 65535 || *chunk < 1 {
 		return usagef("lab swarm: --size, --rate and --chunk-size must be positive and --mtu in [576, 65535]")
 	}
+	if *logs != "" {
+		if err := os.MkdirAll(*logs, 0o755); err != nil {
+			return fmt.Errorf("lab swarm: --logs: %w", err)
+		}
+	}
 	if err := lab.Available(); err != nil {
 		return err
 	}
@@ -113,7 +121,7 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	ls := &labSwarm{binary: []string{*binary}, ns: ns, size: *size, chunk: *chunk, rate: *rate, mtu: *mtu, modes: modes,
-		timeout: *timeout, sim: !*noSim, seed: 1, serverPor: 52000,
+		timeout: *timeout, sim: !*noSim, seed: 1, serverPor: 52000, logs: *logs,
 		say: func(f string, a ...any) {
 			if !*asJSON {
 				fmt.Fprintf(e.stderr, f, a...)
@@ -280,6 +288,7 @@ func (ls *labSwarm) measure(ctx context.Context, mode string, n int) *labTiming 
 	// which the distribution time follows with its start offset.
 	t0 := time.Now()
 	procs := make([]*lab.Proc, n)
+	defer func() { ls.keep(mode, n, append([]*lab.Proc{srv}, procs...)) }()
 	starts := make([]time.Duration, n)
 	for i := 0; i < n; i++ {
 		h := &net.Hosts[i+1]
@@ -332,6 +341,24 @@ func (ls *labSwarm) measure(ctx context.Context, mode string, n int) *labTiming 
 		t.Seconds = max(t.Seconds, c)
 	}
 	return t
+}
+
+// keep writes what each process printed under ls.logs, h1 being the
+// server; the processes are still running, so it is what they printed by
+// the time the run ended.
+func (ls *labSwarm) keep(mode string, n int, procs []*lab.Proc) {
+	if ls.logs == "" {
+		return
+	}
+	for i, p := range procs {
+		if p == nil {
+			continue
+		}
+		name := filepath.Join(ls.logs, fmt.Sprintf("%s-n%d-h%d.log", mode, n, i+1))
+		if err := os.WriteFile(name, []byte(p.Output()), 0o644); err != nil {
+			ls.say("lab: %v\n", err)
+		}
+	}
 }
 
 func (ls *labSwarm) cmd() []string { return append([]string(nil), ls.binary...) }

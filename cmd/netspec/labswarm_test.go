@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -44,7 +47,8 @@ func selfAsNetspec() []string {
 func TestLabSwarmSmall(t *testing.T) {
 	needLab(t)
 	ls := &labSwarm{binary: selfAsNetspec(), ns: []int{1, 2, 3}, size: 2_000_000, chunk: 16384, rate: 10e6, mtu: 9000,
-		modes: []string{"cs", "p2p"}, timeout: 2 * time.Minute, sim: true, seed: 1, serverPor: 52000, say: t.Logf}
+		modes: []string{"cs", "p2p"}, timeout: 2 * time.Minute, sim: true, seed: 1, serverPor: 52000, say: t.Logf,
+		logs: t.TempDir()}
 	cfg, err := os.CreateTemp(t.TempDir(), "empty-*.ini")
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +76,13 @@ func TestLabSwarmSmall(t *testing.T) {
 				t.Errorf("N=%d %s: lab %.2f s, sim %.2f s: outside a factor %.1f", r.N, mode, x.Seconds, x.Sim, factor)
 			}
 			t.Logf("N=%d %s: lab %.2f s, sim %.2f s, bound %.2f s", r.N, mode, x.Seconds, x.Sim, x.Bound)
+			// --logs keeps what each downloader printed, its time included.
+			for h := 2; h <= r.N+1; h++ {
+				b, err := os.ReadFile(filepath.Join(ls.logs, fmt.Sprintf("%s-n%d-h%d.log", mode, r.N, h)))
+				if err != nil || !bytes.Contains(b, []byte("time used:")) {
+					t.Errorf("N=%d %s: h%d's log: %v %q", r.N, mode, h, err, b)
+				}
+			}
 		}
 	}
 	assertNoLeftovers(t)

@@ -187,7 +187,7 @@ func TestSwarmProfile(t *testing.T) {
 		(*b)[i] += v
 	}
 	server := netip.MustParseAddr("10.0.0.1")
-	header := regexp.MustCompile(`DATA (\d+) \d+\r\n`)
+	header := regexp.MustCompile(`(?:DATA|PUSH) (\d+) \d+\r\n`)
 	sent := map[int]int{} // DATA offsets the server sent, and how often
 	again := 0
 	var lastNew time.Duration

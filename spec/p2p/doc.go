@@ -188,8 +188,11 @@
 // DREQs (a HAVE and a DREQ, each queued behind chunk data on two links),
 // the receiver pushes it to the neighbours whose XHEL said "push": to
 // all of them when they are at most 3*PushTo (PushTo 2), so that in a
-// small swarm no request for it is needed at all; else to PushTo of
-// them, picked at random, who pass it on as any chunk. Pushes go ahead
+// small swarm no request for it is needed at all; with a few more (at
+// most 3*PushTo+3), to as many of them, picked at random, as leave at
+// most 3*PushTo+3 pushes waiting for the uplink, and at least PushTo;
+// else to PushTo of them, picked at random, who pass it on as any
+// chunk. Pushes go ahead
 // of the answers the peer owes, paced like them; a push that has waited
 // PushStale (60 ms) for the uplink is announced with HAVE instead, and a
 // neighbour that announced or asked for the chunk meanwhile is not sent

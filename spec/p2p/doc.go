@@ -200,9 +200,12 @@
 //
 // # Pacing
 //
-// A node answers DATA and HASH requests from a queue, after its pushes,
-// the requester with the fewest chunks first (the distribution ends when
-// the last peer is done), and writes the next only when its uplink is nearly free: with a
+// A node answers DATA and HASH requests from a queue, after its pushes:
+// a peer the requester with the fewest chunks first (the distribution
+// ends when the last peer is done), the server the peer it last sent a
+// chunk of its choice (DANY) longest ago first, so that the fresh chunks,
+// each relayed by its receiver alone, are spread evenly over the peers'
+// uplinks; and writes the next only when its uplink is nearly free: with a
 // known UploadRate, when the bytes written minus what the rate has
 // drained since are under Backlog; otherwise when fewer than Window
 // answers are unacknowledged (a HAVE for the chunk from an extension

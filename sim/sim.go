@@ -118,7 +118,6 @@ type NodeSpec struct {
 type Sim struct {
 	cfg     Config
 	now     spec.Time
-	seq     uint64
 	q       queue
 	rng     spec.Rand
 	nodes   []*Node
@@ -190,8 +189,6 @@ func (s *Sim) schedule(e event) {
 	if e.at < s.now {
 		e.at = s.now
 	}
-	s.seq++
-	e.seq = s.seq
 	s.q.push(e)
 }
 

@@ -1,0 +1,55 @@
+package sim
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/netspec/netspec/spec"
+)
+
+// The queue pops in (time, push order), also across sequence renumbering
+// and with pushes interleaved with pops.
+func TestQueueOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var q queue
+	type ref struct {
+		at  spec.Time
+		seq int
+	}
+	var want []ref // kept sorted
+	seq := 0
+	now := spec.Time(0)
+	for step := 0; step < 40000; step++ {
+		if step == 20000 {
+			q.seq = maxSeq - 10 // force renumbering soon
+		}
+		if len(want) == 0 || r.IntN(3) != 0 {
+			seq++
+			at := now + spec.Time(r.IntN(50))
+			q.push(event{at: at, a: uint64(seq)})
+			i := len(want)
+			for i > 0 && want[i-1].at > at {
+				i--
+			}
+			want = append(want, ref{})
+			copy(want[i+1:], want[i:])
+			want[i] = ref{at, seq}
+			continue
+		}
+		if got := q.peek(); got != want[0].at {
+			t.Fatalf("step %d: peek %d, want %d", step, got, want[0].at)
+		}
+		e := q.pop()
+		if e.at != want[0].at || e.a != uint64(want[0].seq) {
+			t.Fatalf("step %d: popped (%d, %d), want (%d, %d)", step, e.at, e.a, want[0].at, want[0].seq)
+		}
+		now = e.at
+		want = want[1:]
+		if q.len() != len(want) {
+			t.Fatalf("step %d: len %d, want %d", step, q.len(), len(want))
+		}
+	}
+	if q.seq >= maxSeq-10 {
+		t.Fatalf("sequence numbers were not renumbered")
+	}
+}

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math/bits"
 	"slices"
 
 	"github.com/netspec/netspec/spec"
@@ -38,17 +39,34 @@ type event struct {
 	x    any // rarely used payloads: *spec.Input, func(), *conn
 }
 
-// queue is a 4-ary min-heap of 16-byte keys over a slab of event bodies.
-// A key packs the event's sequence number and slab slot into one word, so
-// four siblings fill exactly one 64-byte cache line; the heap starts at
-// index keyRoot so that every group of siblings is line-aligned (the
-// backing array of a large heap is page-aligned).
+// queue orders events by (time, scheduling order). The near future is a
+// timing wheel of unsorted buckets, each wheelSlot long: an event costs an
+// append when scheduled and, when its bucket comes due, a push and pop on
+// a heap small enough to stay in cache, instead of sifting through a heap
+// of every queued event. Events beyond the wheel's horizon wait in a heap
+// and move to the wheel as it turns. Keys are small; event bodies stay put
+// in a slab.
+//
+// Invariant: front holds exactly the events before end, the wheel those
+// in [end, end+wheelSpan), far the rest.
 type queue struct {
-	keys []qkey // keys[:keyRoot] is padding
-	slab []event
-	free []uint32
-	seq  uint64 // sequence number of the last event pushed
+	front heap
+	far   heap
+	end   spec.Time // end of the window front covers; a multiple of wheelSlot
+	wheel [wheelSize][]qkey
+	used  [wheelSize / 64]uint64 // bit i: wheel[i] is not empty
+	inWh  int                    // keys in the wheel
+	slab  []event
+	free  []uint32
+	seq   uint64 // sequence number of the last event pushed
 }
+
+const (
+	wheelShift = 14 // a slot is 16.4µs: a few hundred events on a busy network
+	wheelSlot  = 1 << wheelShift
+	wheelSize  = 2048 // a horizon of 33.5ms covers most link delays
+	wheelSpan  = wheelSize * wheelSlot
+)
 
 // qkey orders events by time, then by ord = seq<<slotBits | slot: slots
 // are distinct, so ord compares like seq alone.
@@ -58,7 +76,6 @@ type qkey struct {
 }
 
 const (
-	keyRoot  = 3
 	slotBits = 28 // 268M queued events: far beyond any slab that fits in memory
 	slotMask = 1<<slotBits - 1
 	maxSeq   = 1<<(64-slotBits) - 1
@@ -68,10 +85,15 @@ func (k qkey) less(o qkey) bool {
 	return k.at < o.at || k.at == o.at && k.ord < o.ord
 }
 
-func (q *queue) len() int { return max(len(q.keys)-keyRoot, 0) }
+func (q *queue) len() int { return q.front.len() + q.inWh + q.far.len() }
 
 // peek returns the time of the next event; the queue must not be empty.
-func (q *queue) peek() spec.Time { return q.keys[keyRoot].at }
+func (q *queue) peek() spec.Time {
+	if q.front.len() == 0 {
+		q.advance()
+	}
+	return q.front.min().at
+}
 
 // push adds e, after every queued event with the same time.
 func (q *queue) push(e event) {
@@ -91,51 +113,173 @@ func (q *queue) push(e event) {
 		slot = uint32(len(q.slab))
 		q.slab = append(q.slab, e)
 	}
-	if q.keys == nil {
-		q.keys = make([]qkey, keyRoot, 64)
+	q.place(qkey{at: e.at, ord: q.seq<<slotBits | uint64(slot)})
+}
+
+// place files k where the invariant wants it.
+func (q *queue) place(k qkey) {
+	switch {
+	case k.at < q.end:
+		q.front.push(k)
+	case k.at-q.end < wheelSpan:
+		i := int(k.at>>wheelShift) & (wheelSize - 1)
+		q.wheel[i] = append(q.wheel[i], k)
+		q.used[i/64] |= 1 << (i % 64)
+		q.inWh++
+	default:
+		q.far.push(k)
 	}
-	k := qkey{at: e.at, ord: q.seq<<slotBits | uint64(slot)}
-	q.keys = append(q.keys, k)
-	h := q.keys
-	i := len(h) - 1
-	for i > keyRoot {
-		p := (i + 8) / 4 // children of p are 4p-8 .. 4p-5
-		if !k.less(h[p]) {
-			break
+}
+
+// advance refills the empty front with the wheel's next non-empty slot,
+// turning the wheel (and taking in events from far) as it goes.
+func (q *queue) advance() {
+	for q.inWh == 0 {
+		if q.far.len() == 0 {
+			return
 		}
-		h[i] = h[p]
-		i = p
+		// Nothing in the wheel: jump straight to far's first event.
+		q.end = q.far.min().at &^ (wheelSlot - 1)
+		q.fill()
 	}
-	h[i] = k
+	i0 := int(q.end>>wheelShift) & (wheelSize - 1)
+	i := q.next(i0)
+	q.end += spec.Time((i-i0)&(wheelSize-1)+1) * wheelSlot
+	for _, k := range q.wheel[i] {
+		q.front.push(k)
+	}
+	q.inWh -= len(q.wheel[i])
+	q.wheel[i] = q.wheel[i][:0]
+	q.used[i/64] &^= 1 << (i % 64)
+	q.fill()
+}
+
+// next returns the first non-empty wheel slot from i on, circularly; the
+// wheel must not be empty.
+func (q *queue) next(i int) int {
+	w := i / 64
+	if m := q.used[w] >> (i % 64); m != 0 {
+		return i + bits.TrailingZeros64(m)
+	}
+	for j := 1; j <= len(q.used); j++ {
+		w := (i/64 + j) % len(q.used)
+		if q.used[w] != 0 {
+			return w*64 + bits.TrailingZeros64(q.used[w])
+		}
+	}
+	panic("sim: empty wheel")
+}
+
+// fill moves the events of far that are now within the horizon to the
+// wheel.
+func (q *queue) fill() {
+	for q.far.len() > 0 && q.far.min().at-q.end < wheelSpan {
+		q.place(q.far.pop())
+	}
 }
 
 // pop removes and returns the next event; the queue must not be empty.
 func (q *queue) pop() event {
-	h := q.keys
-	top := h[keyRoot]
-	n := len(h) - 1
-	last := h[n]
-	h = h[:n]
-	i := keyRoot
+	if q.front.len() == 0 {
+		q.advance()
+	}
+	slot := uint32(q.front.pop().ord & slotMask)
+	e := q.slab[slot]
+	q.slab[slot] = event{}
+	q.free = append(q.free, slot)
+	return e
+}
+
+// renumber gives the queued events fresh sequence numbers 1..n in their
+// current order, so that sequence numbers never wrap.
+func (q *queue) renumber() {
+	var all []qkey
+	all = append(all, q.front.keys()...)
+	all = append(all, q.far.keys()...)
+	for i := range q.wheel {
+		all = append(all, q.wheel[i]...)
+	}
+	slices.SortFunc(all, func(a, b qkey) int {
+		if a.less(b) {
+			return -1
+		}
+		return 1
+	})
+	q.front, q.far = heap{}, heap{}
+	for i := range q.wheel {
+		q.wheel[i] = q.wheel[i][:0]
+	}
+	q.used = [wheelSize / 64]uint64{}
+	q.inWh = 0
+	for i, k := range all {
+		k.ord = uint64(i+1)<<slotBits | k.ord&slotMask
+		q.place(k)
+	}
+	q.seq = uint64(len(all))
+}
+
+// heap is a 4-ary min-heap of keys. Four 16-byte siblings fill one
+// 64-byte cache line; the root sits at index heapRoot so that every
+// group of siblings is line-aligned (a large backing array is
+// page-aligned).
+type heap struct {
+	h []qkey // h[:heapRoot] is padding
+}
+
+const heapRoot = 3
+
+func (h *heap) len() int { return max(len(h.h)-heapRoot, 0) }
+
+func (h *heap) keys() []qkey { return h.h[min(heapRoot, len(h.h)):] }
+
+// min returns the least key; the heap must not be empty.
+func (h *heap) min() qkey { return h.h[heapRoot] }
+
+func (h *heap) push(k qkey) {
+	if h.h == nil {
+		h.h = make([]qkey, heapRoot, 64)
+	}
+	h.h = append(h.h, k)
+	a := h.h
+	i := len(a) - 1
+	for i > heapRoot {
+		p := (i + 8) / 4 // children of p are 4p-8 .. 4p-5
+		if !k.less(a[p]) {
+			break
+		}
+		a[i] = a[p]
+		i = p
+	}
+	a[i] = k
+}
+
+// pop removes and returns the least key; the heap must not be empty.
+func (h *heap) pop() qkey {
+	a := h.h
+	top := a[heapRoot]
+	n := len(a) - 1
+	last := a[n]
+	a = a[:n]
+	i := heapRoot
 	for {
 		c := 4*i - 8
 		if c+3 < n {
 			// All four children exist (the usual case): a tournament
 			// compares the pairs independently.
 			m0, m1 := c, c+2
-			if h[c+1].less(h[c]) {
+			if a[c+1].less(a[c]) {
 				m0 = c + 1
 			}
-			if h[c+3].less(h[c+2]) {
+			if a[c+3].less(a[c+2]) {
 				m1 = c + 3
 			}
-			if h[m1].less(h[m0]) {
+			if a[m1].less(a[m0]) {
 				m0 = m1
 			}
-			if !h[m0].less(last) {
+			if !a[m0].less(last) {
 				break
 			}
-			h[i] = h[m0]
+			a[i] = a[m0]
 			i = m0
 			continue
 		}
@@ -144,40 +288,19 @@ func (q *queue) pop() event {
 		}
 		m := c
 		for j := c + 1; j < n; j++ {
-			if h[j].less(h[m]) {
+			if a[j].less(a[m]) {
 				m = j
 			}
 		}
-		if h[m].less(last) {
-			h[i] = h[m]
+		if a[m].less(last) {
+			a[i] = a[m]
 			i = m
 		}
 		break
 	}
-	if n > keyRoot {
-		h[i] = last
+	if n > heapRoot {
+		a[i] = last
 	}
-	q.keys = h
-	slot := uint32(top.ord & slotMask)
-	e := q.slab[slot]
-	q.slab[slot] = event{}
-	q.free = append(q.free, slot)
-	return e
-}
-
-// renumber gives the queued events fresh sequence numbers 1..n in their
-// current order, so that sequence numbers never wrap. A sorted array is a
-// valid heap.
-func (q *queue) renumber() {
-	h := q.keys[keyRoot:]
-	slices.SortFunc(h, func(a, b qkey) int {
-		if a.less(b) {
-			return -1
-		}
-		return 1
-	})
-	for i := range h {
-		h[i].ord = uint64(i+1)<<slotBits | h[i].ord&slotMask
-	}
-	q.seq = uint64(len(h))
+	h.h = a
+	return top
 }

@@ -7,8 +7,8 @@ import (
 	"github.com/netspec/netspec/spec"
 )
 
-// The queue pops in (time, push order), also across sequence renumbering
-// and with pushes interleaved with pops.
+// The queue pops in (time, push order), also across sequence renumbering,
+// wheel turns and jumps, and with pushes interleaved with pops.
 func TestQueueOrder(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	var q queue
@@ -25,7 +25,8 @@ func TestQueueOrder(t *testing.T) {
 		}
 		if len(want) == 0 || r.IntN(3) != 0 {
 			seq++
-			at := now + spec.Time(r.IntN(50))
+			// Same slot, next slots, and beyond the wheel's horizon.
+			at := now + spec.Time(r.IntN([]int{50, 4 * wheelSlot, 3 * wheelSpan}[r.IntN(3)]))
 			q.push(event{at: at, a: uint64(seq)})
 			i := len(want)
 			for i > 0 && want[i-1].at > at {

@@ -2,7 +2,6 @@ package sim
 
 import (
 	"math/bits"
-	"slices"
 
 	"github.com/netspec/netspec/spec"
 )
@@ -30,6 +29,7 @@ const (
 // order they were scheduled, which is what makes runs reproducible.
 type event struct {
 	at   spec.Time
+	seq  uint64 // set by the queue
 	kind evKind
 	node int32
 	gen  uint32
@@ -40,22 +40,25 @@ type event struct {
 }
 
 // queue orders events by (time, scheduling order). The near future is a
-// timing wheel of unsorted buckets, each wheelSlot long: an event costs an
-// append when scheduled and, when its bucket comes due, a push and pop on
-// a heap small enough to stay in cache, instead of sifting through a heap
-// of every queued event. Events beyond the wheel's horizon wait in a heap
-// and move to the wheel as it turns. Keys are small; event bodies stay put
-// in a slab.
+// timing wheel of unsorted slots, each wheelSlot long: scheduling an event
+// appends it to its slot, and when the slot comes due its events become
+// cur, ordered by a heap of small keys that stays in cache. The events of
+// a slot sit together, so running them touches few cache lines, where a
+// heap of every queued event would miss the cache on each level of each
+// pop. Events beyond the wheel's horizon wait in far, a heap of keys over
+// a slab, and move to the wheel as it turns.
 //
-// Invariant: front holds exactly the events before end, the wheel those
-// in [end, end+wheelSpan), far the rest.
+// Invariant: cur holds exactly the events before end, the wheel those in
+// [end, end+wheelSpan), far the rest.
 type queue struct {
-	front heap
-	far   heap
-	end   spec.Time // end of the window front covers; a multiple of wheelSlot
-	wheel [wheelSize][]qkey
+	front heap    // keys of cur's pending events
+	cur   []event // events before end, in the order they arrived
+	end   spec.Time
+	wheel [wheelSize][]event
 	used  [wheelSize / 64]uint64 // bit i: wheel[i] is not empty
-	inWh  int                    // keys in the wheel
+	inWh  int                    // events in the wheel
+	spare [][]event              // storage of spent slots, the most recent (hottest) last
+	far   heap                   // keys of the events in slab
 	slab  []event
 	free  []uint32
 	seq   uint64 // sequence number of the last event pushed
@@ -101,38 +104,51 @@ func (q *queue) push(e event) {
 		q.renumber()
 	}
 	q.seq++
-	var slot uint32
-	if n := len(q.free); n > 0 {
-		slot = q.free[n-1]
-		q.free = q.free[:n-1]
-		q.slab[slot] = e
-	} else {
-		if len(q.slab) > slotMask {
-			panic("sim: event queue overflow")
-		}
-		slot = uint32(len(q.slab))
-		q.slab = append(q.slab, e)
-	}
-	q.place(qkey{at: e.at, ord: q.seq<<slotBits | uint64(slot)})
+	e.seq = q.seq
+	q.place(e)
 }
 
-// place files k where the invariant wants it.
-func (q *queue) place(k qkey) {
+// place files e where the invariant wants it.
+func (q *queue) place(e event) {
 	switch {
-	case k.at < q.end:
-		q.front.push(k)
-	case k.at-q.end < wheelSpan:
-		i := int(k.at>>wheelShift) & (wheelSize - 1)
-		q.wheel[i] = append(q.wheel[i], k)
+	case e.at < q.end:
+		q.front.push(qkey{at: e.at, ord: e.seq<<slotBits | index(len(q.cur))})
+		q.cur = append(q.cur, e)
+	case e.at-q.end < wheelSpan:
+		i := int(e.at>>wheelShift) & (wheelSize - 1)
+		if q.wheel[i] == nil {
+			if n := len(q.spare); n > 0 {
+				q.wheel[i] = q.spare[n-1]
+				q.spare = q.spare[:n-1]
+			}
+		}
+		q.wheel[i] = append(q.wheel[i], e)
 		q.used[i/64] |= 1 << (i % 64)
 		q.inWh++
 	default:
-		q.far.push(k)
+		var slot uint32
+		if n := len(q.free); n > 0 {
+			slot = q.free[n-1]
+			q.free = q.free[:n-1]
+			q.slab[slot] = e
+		} else {
+			slot = uint32(index(len(q.slab)))
+			q.slab = append(q.slab, e)
+		}
+		q.far.push(qkey{at: e.at, ord: e.seq<<slotBits | uint64(slot)})
 	}
 }
 
-// advance refills the empty front with the wheel's next non-empty slot,
-// turning the wheel (and taking in events from far) as it goes.
+// index checks that i fits in a key's slot bits.
+func index(i int) uint64 {
+	if i > slotMask {
+		panic("sim: event queue overflow")
+	}
+	return uint64(i)
+}
+
+// advance makes the wheel's next non-empty slot cur, turning the wheel
+// (and taking in events from far) as it goes; cur must be spent.
 func (q *queue) advance() {
 	for q.inWh == 0 {
 		if q.far.len() == 0 {
@@ -145,12 +161,18 @@ func (q *queue) advance() {
 	i0 := int(q.end>>wheelShift) & (wheelSize - 1)
 	i := q.next(i0)
 	q.end += spec.Time((i-i0)&(wheelSize-1)+1) * wheelSlot
-	for _, k := range q.wheel[i] {
-		q.front.push(k)
+	// Slots reuse the storage spent last, which is still in cache: each
+	// slot keeping its own would cycle through the whole wheel's.
+	if cap(q.cur) > 0 {
+		clear(q.cur) // let the collector have payloads
+		q.spare = append(q.spare, q.cur[:0])
 	}
-	q.inWh -= len(q.wheel[i])
-	q.wheel[i] = q.wheel[i][:0]
+	q.cur, q.wheel[i] = q.wheel[i], nil
 	q.used[i/64] &^= 1 << (i % 64)
+	q.inWh -= len(q.cur)
+	for j := range q.cur {
+		q.front.push(qkey{at: q.cur[j].at, ord: q.cur[j].seq<<slotBits | index(j)})
+	}
 	q.fill()
 }
 
@@ -174,7 +196,11 @@ func (q *queue) next(i int) int {
 // wheel.
 func (q *queue) fill() {
 	for q.far.len() > 0 && q.far.min().at-q.end < wheelSpan {
-		q.place(q.far.pop())
+		slot := uint32(q.far.pop().ord & slotMask)
+		e := q.slab[slot]
+		q.slab[slot] = event{}
+		q.free = append(q.free, slot)
+		q.place(e)
 	}
 }
 
@@ -183,39 +209,20 @@ func (q *queue) pop() event {
 	if q.front.len() == 0 {
 		q.advance()
 	}
-	slot := uint32(q.front.pop().ord & slotMask)
-	e := q.slab[slot]
-	q.slab[slot] = event{}
-	q.free = append(q.free, slot)
-	return e
+	return q.cur[q.front.pop().ord&slotMask]
 }
 
 // renumber gives the queued events fresh sequence numbers 1..n in their
 // current order, so that sequence numbers never wrap.
 func (q *queue) renumber() {
-	var all []qkey
-	all = append(all, q.front.keys()...)
-	all = append(all, q.far.keys()...)
-	for i := range q.wheel {
-		all = append(all, q.wheel[i]...)
+	all := make([]event, 0, q.len())
+	for q.len() > 0 {
+		all = append(all, q.pop())
 	}
-	slices.SortFunc(all, func(a, b qkey) int {
-		if a.less(b) {
-			return -1
-		}
-		return 1
-	})
-	q.front, q.far = heap{}, heap{}
-	for i := range q.wheel {
-		q.wheel[i] = q.wheel[i][:0]
+	q.seq = 0
+	for _, e := range all {
+		q.push(e)
 	}
-	q.used = [wheelSize / 64]uint64{}
-	q.inWh = 0
-	for i, k := range all {
-		k.ord = uint64(i+1)<<slotBits | k.ord&slotMask
-		q.place(k)
-	}
-	q.seq = uint64(len(all))
 }
 
 // heap is a 4-ary min-heap of keys. Four 16-byte siblings fill one

@@ -67,7 +67,7 @@ type queue struct {
 const (
 	wheelShift = 14 // a slot is 16.4µs: a few hundred events on a busy network
 	wheelSlot  = 1 << wheelShift
-	wheelSize  = 2048 // a horizon of 33.5ms covers most link delays
+	wheelSize  = 8192 // a horizon of 134ms covers most link delays
 	wheelSpan  = wheelSize * wheelSlot
 )
 

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math"
 	"math/bits"
 
 	"github.com/netspec/netspec/spec"
@@ -160,7 +161,13 @@ func (q *queue) advance() {
 	}
 	i0 := int(q.end>>wheelShift) & (wheelSize - 1)
 	i := q.next(i0)
-	q.end += spec.Time((i-i0)&(wheelSize-1)+1) * wheelSlot
+	end := q.end + spec.Time((i-i0)&(wheelSize-1)+1)*wheelSlot
+	if end < q.end {
+		// The slot is the last before time overflows; nothing is after
+		// it, and later events at MaxInt64 sort after cur's anyway.
+		end = math.MaxInt64
+	}
+	q.end = end
 	// Slots reuse the storage spent last, which is still in cache: each
 	// slot keeping its own would cycle through the whole wheel's.
 	if cap(q.cur) > 0 {

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -10,6 +11,12 @@ import (
 // The queue pops in (time, push order), also across sequence renumbering,
 // wheel turns and jumps, and with pushes interleaved with pops.
 func TestQueueOrder(t *testing.T) {
+	testQueueOrder(t, spec.SimEpoch)
+	// Timers set for the end of time must not make the wheel overflow.
+	testQueueOrder(t, math.MaxInt64-5*wheelSpan)
+}
+
+func testQueueOrder(t *testing.T, now spec.Time) {
 	r := rand.New(rand.NewPCG(1, 2))
 	var q queue
 	type ref struct {
@@ -18,7 +25,6 @@ func TestQueueOrder(t *testing.T) {
 	}
 	var want []ref // kept sorted
 	seq := 0
-	now := spec.Time(0)
 	for step := 0; step < 40000; step++ {
 		if step == 20000 {
 			q.seq = maxSeq - 10 // force renumbering soon
@@ -27,6 +33,9 @@ func TestQueueOrder(t *testing.T) {
 			seq++
 			// Same slot, next slots, and beyond the wheel's horizon.
 			at := now + spec.Time(r.IntN([]int{50, 4 * wheelSlot, 3 * wheelSpan}[r.IntN(3)]))
+			if at < now {
+				at = math.MaxInt64
+			}
 			q.push(event{at: at, a: uint64(seq)})
 			i := len(want)
 			for i > 0 && want[i-1].at > at {

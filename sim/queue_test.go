@@ -25,8 +25,8 @@ func testQueueOrder(t *testing.T, now spec.Time) {
 	}
 	var want []ref // kept sorted
 	seq := 0
-	for step := 0; step < 40000; step++ {
-		if step == 20000 {
+	for step := 0; step < 20000; step++ {
+		if step == 10000 {
 			q.seq = maxSeq - 10 // force renumbering soon
 		}
 		if len(want) == 0 || r.IntN(3) != 0 {

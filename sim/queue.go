@@ -49,12 +49,13 @@ type event struct {
 // pop. Events beyond the wheel's horizon wait in far, a heap of keys over
 // a slab, and move to the wheel as it turns.
 //
-// Invariant: cur holds exactly the events before end, the wheel those in
-// [end, end+wheelSpan), far the rest.
+// Invariant: front indexes exactly the pending events before end (and,
+// once end saturates, any at MaxInt64), the wheel holds those in
+// [end, end+wheelSpan) and far the rest.
 type queue struct {
-	front heap    // keys of cur's pending events
-	cur   []event // events before end, in the order they arrived
-	end   spec.Time
+	front heap      // keys of cur's pending events
+	cur   []event   // events before end, in the order they arrived
+	end   spec.Time // a multiple of wheelSlot, or MaxInt64
 	wheel [wheelSize][]event
 	used  [wheelSize / 64]uint64 // bit i: wheel[i] is not empty
 	inWh  int                    // events in the wheel
@@ -72,15 +73,16 @@ const (
 	wheelSpan  = wheelSize * wheelSlot
 )
 
-// qkey orders events by time, then by ord = seq<<slotBits | slot: slots
-// are distinct, so ord compares like seq alone.
+// qkey orders events by time, then by ord = seq<<slotBits | i, where i
+// is the event's index in cur or slab: sequence numbers are distinct, so
+// ord compares like seq alone.
 type qkey struct {
 	at  spec.Time
 	ord uint64
 }
 
 const (
-	slotBits = 28 // 268M queued events: far beyond any slab that fits in memory
+	slotBits = 28 // 268M events in cur or slab: more than fit in memory
 	slotMask = 1<<slotBits - 1
 	maxSeq   = 1<<(64-slotBits) - 1
 )
@@ -140,7 +142,7 @@ func (q *queue) place(e event) {
 	}
 }
 
-// index checks that i fits in a key's slot bits.
+// index checks that i fits in the low slotBits of a key's ord.
 func index(i int) uint64 {
 	if i > slotMask {
 		panic("sim: event queue overflow")

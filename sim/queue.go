@@ -47,31 +47,39 @@ type event struct {
 // a slot sit together, so running them touches few cache lines, where a
 // heap of every queued event would miss the cache on each level of each
 // pop. Events beyond the wheel's horizon wait in far, a heap of keys over
-// a slab, and move to the wheel as it turns.
+// a slab, and move to the wheel as it turns. The wheel starts small, so
+// that a small simulation is cheap to make, and grows while many events
+// go to far.
 //
 // Invariant: front indexes exactly the pending events before end (and,
 // once end saturates, any at MaxInt64), the wheel holds those in
-// [end, end+wheelSpan) and far the rest.
+// [end, end+q.span()) and far the rest.
 type queue struct {
 	front heap      // keys of cur's pending events
 	cur   []event   // events before end, in the order they arrived
 	end   spec.Time // a multiple of wheelSlot, or MaxInt64
-	wheel [wheelSize][]event
-	used  [wheelSize / 64]uint64 // bit i: wheel[i] is not empty
-	inWh  int                    // events in the wheel
-	spare [][]event              // storage of spent slots, the most recent (hottest) last
-	far   heap                   // keys of the events in slab
+	wheel [][]event // minWheel to maxWheel slots, a power of two; nil at first
+	used  []uint64  // bit i: wheel[i] is not empty
+	inWh  int       // events in the wheel
+	spare [][]event // storage of spent slots, the most recent (hottest) last
+	far   heap      // keys of the events in slab
 	slab  []event
 	free  []uint32
 	seq   uint64 // sequence number of the last event pushed
+	// farPushes counts pushes to far since the last multiple of growCheck.
+	farPushes int
 }
 
 const (
 	wheelShift = 14 // a slot is 16.4µs: a few hundred events on a busy network
 	wheelSlot  = 1 << wheelShift
-	wheelSize  = 8192 // a horizon of 134ms covers most link delays
-	wheelSpan  = wheelSize * wheelSlot
+	minWheel   = 64   // a horizon of 1ms
+	maxWheel   = 8192 // a horizon of 134ms covers most link delays
+	growCheck  = 1024 // pushes between decisions to grow the wheel
 )
+
+// span is the wheel's horizon.
+func (q *queue) span() spec.Time { return spec.Time(len(q.wheel)) * wheelSlot }
 
 // qkey orders events by time, then by ord = seq<<slotBits | i, where i
 // is the event's index in cur or slab: sequence numbers are distinct, so
@@ -109,6 +117,14 @@ func (q *queue) push(e event) {
 	q.seq++
 	e.seq = q.seq
 	q.place(e)
+	// Each event that misses the wheel costs a heap push and pop more
+	// than it would have: widen the horizon if many do.
+	if q.seq%growCheck == 0 {
+		if q.farPushes > growCheck/8 && len(q.wheel) < maxWheel {
+			q.grow()
+		}
+		q.farPushes = 0
+	}
 }
 
 // place files e where the invariant wants it.
@@ -117,8 +133,8 @@ func (q *queue) place(e event) {
 	case e.at < q.end:
 		q.front.push(qkey{at: e.at, ord: e.seq<<slotBits | index(len(q.cur))})
 		q.cur = append(q.cur, e)
-	case e.at-q.end < wheelSpan:
-		i := int(e.at>>wheelShift) & (wheelSize - 1)
+	case e.at-q.end < q.span():
+		i := int(e.at>>wheelShift) & (len(q.wheel) - 1)
 		if q.wheel[i] == nil {
 			if n := len(q.spare); n > 0 {
 				q.wheel[i] = q.spare[n-1]
@@ -139,7 +155,31 @@ func (q *queue) place(e event) {
 			q.slab = append(q.slab, e)
 		}
 		q.far.push(qkey{at: e.at, ord: e.seq<<slotBits | uint64(slot)})
+		q.farPushes++
+		if q.wheel == nil {
+			q.grow()
+		}
 	}
+}
+
+// grow doubles the wheel's horizon, or makes the first wheel.
+func (q *queue) grow() {
+	old := q.wheel
+	q.wheel = make([][]event, max(2*len(old), minWheel))
+	q.used = make([]uint64, len(q.wheel)/64)
+	q.inWh = 0
+	for _, b := range old {
+		for _, e := range b {
+			q.place(e)
+		}
+	}
+	for _, b := range old {
+		if cap(b) > 0 {
+			clear(b)
+			q.spare = append(q.spare, b[:0])
+		}
+	}
+	q.fill()
 }
 
 // index checks that i fits in the low slotBits of a key's ord.
@@ -161,9 +201,10 @@ func (q *queue) advance() {
 		q.end = q.far.min().at &^ (wheelSlot - 1)
 		q.fill()
 	}
-	i0 := int(q.end>>wheelShift) & (wheelSize - 1)
+	mask := len(q.wheel) - 1
+	i0 := int(q.end>>wheelShift) & mask
 	i := q.next(i0)
-	end := q.end + spec.Time((i-i0)&(wheelSize-1)+1)*wheelSlot
+	end := q.end + spec.Time((i-i0)&mask+1)*wheelSlot
 	if end < q.end {
 		// The slot is the last before time overflows; nothing is after
 		// it, and later events at MaxInt64 sort after cur's anyway.
@@ -204,7 +245,7 @@ func (q *queue) next(i int) int {
 // fill moves the events of far that are now within the horizon to the
 // wheel.
 func (q *queue) fill() {
-	for q.far.len() > 0 && q.far.min().at-q.end < wheelSpan {
+	for q.far.len() > 0 && q.far.min().at-q.end < q.span() {
 		slot := uint32(q.far.pop().ord & slotMask)
 		e := q.slab[slot]
 		q.slab[slot] = event{}
@@ -253,7 +294,7 @@ func (h *heap) min() qkey { return h.h[heapRoot] }
 
 func (h *heap) push(k qkey) {
 	if h.h == nil {
-		h.h = make([]qkey, heapRoot, 64)
+		h.h = make([]qkey, heapRoot, 16)
 	}
 	h.h = append(h.h, k)
 	a := h.h

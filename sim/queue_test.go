@@ -13,7 +13,7 @@ import (
 func TestQueueOrder(t *testing.T) {
 	testQueueOrder(t, spec.SimEpoch)
 	// Timers set for the end of time must not make the wheel overflow.
-	testQueueOrder(t, math.MaxInt64-5*wheelSpan)
+	testQueueOrder(t, math.MaxInt64-5*maxWheel*wheelSlot)
 }
 
 func testQueueOrder(t *testing.T, now spec.Time) {
@@ -32,7 +32,7 @@ func testQueueOrder(t *testing.T, now spec.Time) {
 		if len(want) == 0 || r.IntN(3) != 0 {
 			seq++
 			// Same slot, next slots, and beyond the wheel's horizon.
-			at := now + spec.Time(r.IntN([]int{50, 4 * wheelSlot, 3 * wheelSpan}[r.IntN(3)]))
+			at := now + spec.Time(r.IntN([]int{50, 4 * wheelSlot, 3 * maxWheel * wheelSlot}[r.IntN(3)]))
 			if at < now {
 				at = math.MaxInt64
 			}
@@ -58,6 +58,9 @@ func testQueueOrder(t *testing.T, now spec.Time) {
 		if q.len() != len(want) {
 			t.Fatalf("step %d: len %d, want %d", step, q.len(), len(want))
 		}
+	}
+	if len(q.wheel) <= minWheel {
+		t.Fatalf("the wheel did not grow")
 	}
 	if q.seq >= maxSeq-10 {
 		t.Fatalf("sequence numbers were not renumbered")

@@ -294,6 +294,7 @@ func (s *Sim) host(a netip.Addr) *Node {
 	return s.byAddr[a]
 }
 
+// ipv4 is an IPv4 address as a map key.
 func ipv4(a netip.Addr) uint32 {
 	b := a.As4()
 	return binary.BigEndian.Uint32(b[:])

@@ -236,7 +236,7 @@ func (s *Sim) lost(p *packet, k NetKind, note string) {
 // arrive runs when p reaches the core: routing, partitions, and the
 // receiver's downlink.
 func (s *Sim) arrive(p *packet) {
-	dst := s.byAddr[p.dst.Addr()]
+	dst := s.host(p.dst.Addr())
 	if dst == nil {
 		s.lost(p, NetNoRoute, "no host at destination")
 		return

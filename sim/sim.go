@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -118,12 +119,12 @@ type NodeSpec struct {
 type Sim struct {
 	cfg     Config
 	now     spec.Time
-	seq     uint64
 	q       queue
 	rng     spec.Rand
 	nodes   []*Node
 	byName  map[string]*Node
 	byAddr  map[netip.Addr]*Node
+	byIPv4  map[uint32]*Node // byAddr's IPv4 hosts, for routing: hashing a netip.Addr is slow
 	nextIP  netip.Addr
 	pktID   uint64
 	connID  uint64
@@ -147,6 +148,7 @@ func New(cfg Config) *Sim {
 		rng:    spec.NewRand(cfg.Seed),
 		byName: map[string]*Node{},
 		byAddr: map[netip.Addr]*Node{},
+		byIPv4: map[uint32]*Node{},
 		nextIP: cfg.Prefix.Masked().Addr().Next(),
 	}
 	for i, p := range cfg.Faults.Partitions {
@@ -190,8 +192,6 @@ func (s *Sim) schedule(e event) {
 	if e.at < s.now {
 		e.at = s.now
 	}
-	s.seq++
-	e.seq = s.seq
 	s.q.push(e)
 }
 
@@ -235,6 +235,9 @@ func (s *Sim) AddNode(ns NodeSpec) (*Node, error) {
 	s.nodes = append(s.nodes, n)
 	s.byName[n.Name] = n
 	s.byAddr[addr] = n
+	if addr.Is4() {
+		s.byIPv4[ipv4(addr)] = n
+	}
 	s.schedule(event{at: spec.SimEpoch.Add(ns.Start), kind: evStart, node: n.idx})
 	return n, nil
 }
@@ -281,6 +284,20 @@ func (s *Sim) Crash(t time.Duration, node string) {
 // Restart starts a crashed or finished node afresh at t.
 func (s *Sim) Restart(t time.Duration, node string) {
 	s.schedule(event{at: spec.SimEpoch.Add(t), kind: evRestart, node: s.mustNode(node).idx})
+}
+
+// host returns the node with address a, or nil.
+func (s *Sim) host(a netip.Addr) *Node {
+	if a.Is4() {
+		return s.byIPv4[ipv4(a)]
+	}
+	return s.byAddr[a]
+}
+
+// ipv4 is an IPv4 address as a map key.
+func ipv4(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
 }
 
 func (s *Sim) mustNode(name string) *Node {

@@ -95,7 +95,7 @@ func (s *Sim) dial(n *Node, id spec.Stream, to netip.AddrPort) {
 	e := &end{conn: c, node: n, gen: n.gen, id: id, local: netip.AddrPortFrom(n.Addr, port), remote: to, told: true}
 	c.ends[0] = e
 	n.streams[id] = e
-	dst := s.byAddr[to.Addr()]
+	dst := s.host(to.Addr())
 	if dst == nil {
 		s.failDial(e, s.now.Add(s.cfg.DialTimeout), "connection timed out")
 		return
@@ -118,7 +118,7 @@ func (s *Sim) syn(ev event) {
 	if c.dead || d.node.gen != d.gen {
 		return
 	}
-	dst := s.byAddr[d.remote.Addr()]
+	dst := s.host(d.remote.Addr())
 	if !dst.up || s.cut(d.node, dst) {
 		s.failDial(d, c.dialedAt.Add(s.cfg.DialTimeout), "connection timed out")
 		return

@@ -212,7 +212,8 @@
 // node, sent at once on receipt to a node whose XHEL did not say "rate";
 // the next request from a seed-style one; or AckTimeout). Announcements
 // (HAVE) ride on whatever else goes to a neighbour, and wait at most
-// HaveDelay per neighbour for a segment of their own; a neighbour that
+// HaveDelay per neighbour for a segment of their own (twice that in
+// a small swarm, where pushes tell neighbours most of it); a neighbour that
 // has announced a chunk is not told of it. Without pacing, the
 // answers pile up in the uplink's queue, every HAVE waits behind seconds
 // of data, and a DANY's choice is stale by the time it leaves.

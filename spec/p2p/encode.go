@@ -68,16 +68,16 @@ func AppendDREQ(b []byte, chunk int) []byte {
 
 // AppendDATAHeader appends "DATA offset size"; size raw bytes must follow.
 func AppendDATAHeader(b []byte, offset int64, size int) []byte {
-	b = append(b, "DATA "...)
-	b = strconv.AppendInt(b, offset, 10)
-	b = append(b, ' ')
-	b = strconv.AppendInt(b, int64(size), 10)
-	return append(b, crlf...)
+	return appendChunkHeader(b, "DATA ", offset, size)
 }
 
 // AppendPUSHHeader appends "PUSH offset size"; size raw bytes must follow.
 func AppendPUSHHeader(b []byte, offset int64, size int) []byte {
-	b = append(b, "PUSH "...)
+	return appendChunkHeader(b, "PUSH ", offset, size)
+}
+
+func appendChunkHeader(b []byte, op string, offset int64, size int) []byte {
+	b = append(b, op...)
 	b = strconv.AppendInt(b, offset, 10)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, int64(size), 10)

@@ -185,7 +185,7 @@ func TestEncodeParseRoundTrip(t *testing.T) {
 		var want []Msg
 		n := rapid.IntRange(1, 12).Draw(t, "messages")
 		for i := 0; i < n; i++ {
-			switch rapid.IntRange(0, 7).Draw(t, "kind") {
+			switch kind := rapid.IntRange(0, 7).Draw(t, "kind"); kind {
 			case 0:
 				ids := rapid.SliceOfN(rapid.IntRange(0, 1<<20), 0, 300).Draw(t, "ids")
 				b = AppendCLRSP(b, ids)
@@ -193,18 +193,22 @@ func TestEncodeParseRoundTrip(t *testing.T) {
 					ids = nil
 				}
 				want = append(want, Msg{Op: CLRSP, Chunks: ids})
-			case 1:
+			case 1, 7:
 				size := rapid.IntRange(0, 3000).Draw(t, "size")
 				data := make([]byte, size)
 				for j := range data {
 					data[j] = byte(rapid.IntRange(0, 255).Draw(t, "byte"))
 				}
 				off := rapid.Int64Range(0, 1<<40).Draw(t, "off")
-				b = append(AppendDATAHeader(b, off, size), data...)
+				op, header := DATA, AppendDATAHeader
+				if kind == 7 {
+					op, header = PUSH, AppendPUSHHeader
+				}
+				b = append(header(b, off, size), data...)
 				if size == 0 {
 					data = nil
 				}
-				want = append(want, Msg{Op: DATA, Offset: off, Size: size, Data: data})
+				want = append(want, Msg{Op: op, Offset: off, Size: size, Data: data})
 			case 2:
 				ids := rapid.SliceOfN(rapid.IntRange(0, 1<<20), 1, 500).Draw(t, "have")
 				hash := rapid.Bool().Draw(t, "hash")
@@ -241,18 +245,6 @@ func TestEncodeParseRoundTrip(t *testing.T) {
 			case 6:
 				b = AppendOp(b, PHEL)
 				want = append(want, Msg{Op: PHEL})
-			case 7:
-				size := rapid.IntRange(0, 3000).Draw(t, "size")
-				data := make([]byte, size)
-				for j := range data {
-					data[j] = byte(rapid.IntRange(0, 255).Draw(t, "byte"))
-				}
-				off := rapid.Int64Range(0, 1<<40).Draw(t, "off")
-				b = append(AppendPUSHHeader(b, off, size), data...)
-				if size == 0 {
-					data = nil
-				}
-				want = append(want, Msg{Op: PUSH, Offset: off, Size: size, Data: data})
 			}
 		}
 		step := rapid.IntRange(1, 4096).Draw(t, "step")

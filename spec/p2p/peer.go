@@ -1360,18 +1360,10 @@ func (p *Peer) upload(now spec.Time, out []spec.Output) []spec.Output {
 			p.acks.add(now, &c.owed, -1)
 			p.pace.sent(now, 32*len(p.hashes))
 		case p.have.has(r.chunk):
-			data, err := p.store.Get(r.chunk)
-			if err != nil {
+			if err := p.sendChunk(now, c, r.chunk, AppendDATAHeader); err != nil {
 				p.writeIn(c, ireq{op: ERROR, err: ErrChunkUndownloaded})
 				out = append(out, spec.Warn("p2p: store", slog.String("err", err.Error())))
-				break
 			}
-			b := p.grow(&c.wconn, len(data)+32)
-			b = AppendDATAHeader(b, int64(r.chunk)*int64(p.chunk), len(data))
-			c.wbuf = append(b, data...)
-			p.cnt.served++
-			p.acks.add(now, &c.owed, r.chunk)
-			p.pace.sent(now, len(data))
 		default:
 			p.cnt.refused++
 			p.writeIn(c, ireq{op: ERROR, err: ErrChunkUndownloaded})
@@ -2049,19 +2041,27 @@ func (p *Peer) pushOne(now spec.Time, c *iconn) {
 		c.pendHave = append(c.pendHave, r.chunk)
 		p.grow(&c.wconn, 0)
 	default:
-		data, err := p.store.Get(r.chunk)
-		if err != nil {
+		if p.sendChunk(now, c, r.chunk, AppendPUSHHeader) != nil {
 			c.pendHave = append(c.pendHave, r.chunk)
 			p.grow(&c.wconn, 0)
-			return
 		}
-		b := p.grow(&c.wconn, len(data)+32)
-		b = AppendPUSHHeader(b, int64(r.chunk)*int64(p.chunk), len(data))
-		c.wbuf = append(b, data...)
-		p.cnt.served++
-		p.acks.add(now, &c.owed, r.chunk)
-		p.pace.sent(now, len(data))
 	}
+}
+
+// sendChunk writes chunk i to c under the header that header appends (a
+// DATA answer or a PUSH), counted, awaiting its acknowledgment and paced.
+func (p *Peer) sendChunk(now spec.Time, c *iconn, i int, header func([]byte, int64, int) []byte) error {
+	data, err := p.store.Get(i)
+	if err != nil {
+		return err
+	}
+	b := p.grow(&c.wconn, len(data)+32)
+	b = header(b, int64(i)*int64(p.chunk), len(data))
+	c.wbuf = append(b, data...)
+	p.cnt.served++
+	p.acks.add(now, &c.owed, i)
+	p.pace.sent(now, len(data))
+	return nil
 }
 
 // pushed takes a chunk a neighbour sent unasked: it holds the chunk, and

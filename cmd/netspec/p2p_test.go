@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -89,6 +90,14 @@ func TestP2PSeedProtocolWithNetcat(t *testing.T) {
 	if out != wantOut {
 		t.Fatalf("the server answered %q...\nwant %q...", clipSwarm(out), clipSwarm(wantOut))
 	}
+	// A wrong sum, in either case of hex digits, is the seed's
+	// CHECKSUM_NOT_FIT; the right one in upper case is accepted.
+	bad := cs.Digest(want)
+	bad[0] ^= 1
+	sum := strings.ToUpper(fmt.Sprintf("%x", cs.Digest(want)))
+	if out := swarmNC(t, addr, "CHEL 51997\r\nCHECK "+fmt.Sprintf("%x", bad)+"\r\nCHECK "+sum+"\r\n"); !strings.HasSuffix(out, "\r\nERROR CHECKSUM_NOT_FIT\r\nCHECK "+fmt.Sprintf("%x", cs.Digest(want))+"\r\n") {
+		t.Fatalf("CHECK with a wrong and then the right sum got %q", clipSwarm(out))
+	}
 	// Without CRLF, as a seed-style client may send it: the line is
 	// taken as complete once nothing more comes.
 	if out := swarmNC(t, addr, "CHEL 51998"); !strings.HasPrefix(out, "SHEL 40000 16384\r\n[") {
@@ -109,13 +118,20 @@ func TestP2PConfigINI(t *testing.T) {
 	dir := t.TempDir()
 	ini := filepath.Join(dir, "config.ini")
 	out := filepath.Join(dir, "from-ini.bin")
-	// port 1 is privileged: the server works only because -p overrides it.
-	if err := os.WriteFile(ini, []byte("; the seed's config.ini\n[server]\nport = 1\nip = 127.0.0.1\nfile_path =\nfile_size = 123457\n"), 0o644); err != nil {
+	// config.ini names a port that is taken: the server works only
+	// because -p overrides it.
+	taken, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+	if err := os.WriteFile(ini, []byte(fmt.Sprintf("; the seed's config.ini\n[server]\nport = %d\nip = 127.0.0.1\nfile_path =\nfile_size = 123457\n", takenPort)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	addr, log := swarmServer(t, "p2p", "serve", "--config", ini, "-p", "0")
-	if !strings.Contains(log.String(), "serving 123457 bytes") || !strings.HasPrefix(addr, "127.0.0.1:") {
-		t.Fatalf("the server ignored config.ini: %s on %s", log, addr)
+	if !strings.Contains(log.String(), "serving 123457 bytes") || !strings.HasPrefix(addr, "127.0.0.1:") || strings.HasSuffix(addr, fmt.Sprintf(":%d", takenPort)) {
+		t.Fatalf("the server ignored config.ini or -p: %s on %s (config port %d)", log, addr, takenPort)
 	}
 	host, port := split(t, addr)
 	client := fmt.Sprintf("[client]\nport = 0\nip = 127.0.0.1\nserver_ip = %s\nserver_port = %s\nfile_path = %s\n", host, port, out)

@@ -183,7 +183,14 @@ func TestStreamServeAndListen(t *testing.T) {
 		}
 	}
 	s.await(t, `^\+ 127\.0\.0\.1:\d+ joined`)
-	s.await(t, `^- 127\.0\.0\.1:\d+ left: bye \(40 packets sent\)`)
+	// The server goes on sending (every 5 ms) while the goodbye is on its
+	// way: it must not have sent fewer than the listener counted, nor
+	// gone on for long (a second) after it.
+	bye := s.await(t, `^- 127\.0\.0\.1:\d+ left: bye \(\d+ packets sent\)`)
+	var sent int
+	if _, err := fmt.Sscanf(bye[strings.Index(bye, "(")+1:], "%d packets sent", &sent); err != nil || sent < 40 || sent > 240 {
+		t.Errorf("server line %q: want 40 to 240 packets sent", bye)
+	}
 
 	// A listener that stays: SIGUSR1 makes the server print its table
 	// with what the listener reported; Ctrl-C ends the listener cleanly.

@@ -1,0 +1,108 @@
+package pcap_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/sim/pcap"
+	"github.com/netspec/netspec/spec"
+)
+
+// Every fault the simulator reports becomes a comment on its packet, on
+// the interface the package documents: what arrived on 0, what was lost
+// on 1.
+func TestFaultComments(t *testing.T) {
+	a := netip.MustParseAddrPort("10.0.0.1:5000")
+	b := netip.MustParseAddrPort("10.0.0.2:7")
+	at := func(ms int) spec.Time { return spec.SimEpoch.Add(time.Duration(ms) * time.Millisecond) }
+	ev := func(ms int, k sim.NetKind, id uint64, note string) sim.NetEvent {
+		return sim.NetEvent{T: at(ms), Kind: k, ID: id, Proto: spec.UDP, From: a, To: b, Data: []byte{byte(id)}, Note: note}
+	}
+	dup := ev(1, sim.NetDup, 2, "")
+	dup.Orig = 1
+	jittered := ev(3, sim.NetDeliver, 3, "")
+	jittered.Extra, jittered.Jitter = 4*time.Millisecond, 4*time.Millisecond
+	queued := ev(4, sim.NetDeliver, 4, "")
+	queued.Extra = 3 * time.Millisecond
+	events := []sim.NetEvent{
+		ev(1, sim.NetDeliver, 1, ""),
+		dup,
+		ev(2, sim.NetDeliver, 2, ""),
+		jittered,
+		queued,
+		ev(5, sim.NetDeliver, 5, ""),
+		ev(6, sim.NetDeliver, 3, ""), // 3 again, after 5: reordered
+		ev(7, sim.NetLoss, 6, "uplink loss"),
+		ev(8, sim.NetQueueDrop, 7, "downlink queue full"),
+		ev(9, sim.NetCut, 8, "partition"),
+		ev(10, sim.NetNoPort, 9, "no socket bound"),
+	}
+	want := []struct {
+		intf    int
+		ms      int    // its timestamp: when it arrived or was lost
+		comment string // a substring of the packet's comments
+	}{
+		{0, 1, "netspec packet #1"},
+		{0, 2, "duplicated: a copy of packet #1"},
+		{0, 3, "delayed by 4.000 ms of jitter"},
+		{0, 4, "queued 3.000 ms"},
+		{0, 5, "netspec packet #5"},
+		{0, 6, "reordered: arrived after packet #5"},
+		{1, 7, "dropped: uplink loss"},
+		{1, 8, "dropped: downlink queue full"},
+		{1, 9, "cut by a partition"},
+		{1, 10, "dropped: no socket bound"},
+	}
+
+	var buf bytes.Buffer
+	w, err := pcap.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		w.Observe(e)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if w.Packets() != len(want) {
+		t.Fatalf("wrote %d packets, want %d", w.Packets(), len(want))
+	}
+
+	r, err := pcapgo.NewNgReader(&buf, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, wnt := range want {
+		data, ci, opts, err := r.ReadPacketDataWithOptions()
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if ci.InterfaceIndex != wnt.intf {
+			t.Errorf("packet %d on interface %d, want %d", i, ci.InterfaceIndex, wnt.intf)
+		}
+		if all := strings.Join(opts.Comments, " | "); !strings.Contains(all, wnt.comment) {
+			t.Errorf("packet %d comments %q lack %q", i, all, wnt.comment)
+		}
+		if !ci.Timestamp.Equal(at(wnt.ms).Wall()) {
+			t.Errorf("packet %d stamped %v, want %v", i, ci.Timestamp, at(wnt.ms).Wall())
+		}
+		p := gopacket.NewPacket(data, layers.LayerTypeIPv4, gopacket.Default)
+		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if udp == nil || udp.SrcPort != 5000 || udp.DstPort != 7 {
+			t.Errorf("packet %d does not decode as UDP 5000 -> 7: %v", i, p)
+		}
+	}
+	if _, _, err := r.ReadPacketData(); !errors.Is(err, io.EOF) {
+		t.Errorf("more packets than written: %v", err)
+	}
+}

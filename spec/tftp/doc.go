@@ -94,7 +94,9 @@
 // once on a network that neither loses nor reorders. Both ends
 // retransmit what they wait on (the request, the OACK, the window, the
 // last ACK) after the timeout (the negotiated one, or Timeout), and give
-// up after Retries retransmissions without progress. The receiver of
+// up after Retries retransmissions without progress; the server also
+// ends, with an ERROR, any transfer older than MaxDuration (1h), so a
+// client that ACKs just in time cannot hold a slot for ever. The receiver of
 // the last block acknowledges it and dallies for a timeout (RFC 1350
 // §6), answering every retransmitted last block with its ACK again.
 //

@@ -48,6 +48,11 @@ type ServerConfig struct {
 	// request makes the server send at most 1+FirstRetries datagrams.
 	Retries      int `json:"retries,omitempty"`
 	FirstRetries int `json:"firstRetries,omitempty"`
+	// MaxDuration ends a transfer that has run this long, with an error
+	// to the client (default 1h; negative: no limit). Retries bound a
+	// transfer that stalls; this bounds one a client keeps alive with
+	// just enough ACKs to hold a transfer slot for ever.
+	MaxDuration time.Duration `json:"maxDuration,omitempty"`
 	// MaxTransfers bounds concurrent transfers (default 64), MaxPerHost
 	// those from one client address (default 8), and MaxUnverified those
 	// whose client has not answered yet (default 16; requests beyond it
@@ -85,6 +90,9 @@ func (c *ServerConfig) fill() {
 		c.FirstRetries = 1
 	} else if c.FirstRetries < 0 {
 		c.FirstRetries = 0
+	}
+	if c.MaxDuration == 0 {
+		c.MaxDuration = time.Hour
 	}
 	if c.MaxTransfers <= 0 {
 		c.MaxTransfers = 64
@@ -150,7 +158,7 @@ type Server struct {
 
 type serverCounters struct {
 	requests, rrq, wrq, malformed, notRequest, tooLong, lowPort, dupRequests, busy, unanswered,
-	refused, notFound, writeRefused, served, received, failed, bytesSent, bytesReceived uint64
+	refused, notFound, writeRefused, served, received, failed, overdue, bytesSent, bytesReceived uint64
 }
 
 type serverXfer struct {
@@ -208,6 +216,7 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "files_sent", Value: c.served},
 		{Name: "files_received", Value: c.received},
 		{Name: "transfers_failed", Value: c.failed},
+		{Name: "transfers_overdue", Value: c.overdue},
 		{Name: "bytes_sent", Value: c.bytesSent},
 		{Name: "bytes_received", Value: c.bytesReceived},
 	}, s.st.counters()...)
@@ -527,6 +536,9 @@ func (s *Server) datagram(now spec.Time, sx *serverXfer, in spec.Input, out []sp
 		}
 		return out
 	}
+	if s.overdue(now, sx) {
+		return s.expired(sx, out)
+	}
 	if sx.done {
 		if sx.write && p.Op == OpDATA {
 			out, _, _ = sx.x.onData(now, p.Block, p.Data, nil, out)
@@ -635,6 +647,9 @@ func (s *Server) timer(now spec.Time, sx *serverXfer, out []spec.Output) []spec.
 	if sx.x.ph == phaseDally {
 		return s.release(sx, out)
 	}
+	if s.overdue(now, sx) {
+		return s.expired(sx, out)
+	}
 	out, err := sx.x.expire(now, out)
 	if err == nil {
 		return out
@@ -642,6 +657,22 @@ func (s *Server) timer(now spec.Time, sx *serverXfer, out []spec.Output) []spec.
 	msg := err.Error()
 	if !sx.write && sx.x.acked+1 == sx.x.last && sx.x.sent == sx.x.last {
 		msg = "no ACK for the final block (" + msg + ")"
+	}
+	return s.fail(sx, ErrUndefined, msg, false, out)
+}
+
+// overdue reports whether a transfer still under way has run past
+// MaxDuration.
+func (s *Server) overdue(now spec.Time, sx *serverXfer) bool {
+	return s.cfg.MaxDuration > 0 && !sx.done && sx.x.ph != phaseDally && now.Sub(sx.x.started) > s.cfg.MaxDuration
+}
+
+// expired ends a transfer that ran past MaxDuration.
+func (s *Server) expired(sx *serverXfer, out []spec.Output) []spec.Output {
+	s.c.overdue++
+	msg := fmt.Sprintf("transfer took longer than %v", s.cfg.MaxDuration)
+	if sx.x.verified {
+		out = append(out, errorTo(sx.x.sock, sx.x.peer, ErrUndefined, msg))
 	}
 	return s.fail(sx, ErrUndefined, msg, false, out)
 }

@@ -305,6 +305,42 @@ func TestServerUnknownTID(t *testing.T) {
 	}
 }
 
+// A client that ACKs each block just before the timeout keeps a
+// transfer alive; MaxDuration ends it with an ERROR all the same, and a
+// slow transfer within it is not touched.
+func TestServerMaxDuration(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		max     time.Duration
+		pace    time.Duration // between the client's ACKs
+		wantEnd bool
+	}{
+		{"slow client cut off", 2 * time.Second, 900 * time.Millisecond, true},
+		{"slow within the limit", time.Minute, 900 * time.Millisecond, false},
+		{"no limit", -1, 900 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBench(t, tftp.ServerConfig{MaxDuration: tc.max, Files: []file.SynthFile{{Name: "big", Size: 512 * 10, Seed: 1}}})
+			sock := sends(b.request(client, rrq("big")))[0].Sock
+			var ended bool
+			for blk := uint16(1); blk <= 4 && !ended; blk++ {
+				b.now = b.now.Add(tc.pace)
+				for _, o := range sends(b.to(sock, client, ack(blk))) {
+					if p := decode(t, o.Data); p.Op == tftp.OpERROR {
+						if !strings.Contains(p.Msg, "longer than") {
+							t.Fatalf("ERROR %q", p.Msg)
+						}
+						ended = true
+					}
+				}
+			}
+			if ended != tc.wantEnd || (b.s.Transfers() == 0) != tc.wantEnd {
+				t.Fatalf("ended %v with %d transfers left, want ended %v", ended, b.s.Transfers(), tc.wantEnd)
+			}
+		})
+	}
+}
+
 // A write: ACK 0, blocks acknowledged in order, the last one only after
 // the store committed; then the transfer dallies and re-acknowledges.
 func TestServerWrite(t *testing.T) {

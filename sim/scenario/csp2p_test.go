@@ -121,6 +121,26 @@ func TestSwarmValidate(t *testing.T) {
 	}
 }
 
+// The targets, where they hold: with the seed's setup, C/S
+// within 2% and P2P within 5% of the Kurose-Ross bound for N = 1..5.
+// Simulated time is deterministic, so this is a regression test of the
+// protocols' efficiency, not a timing threshold (the P2P target fails for
+// N >= 8; README gives the sweep).
+func TestSwarmTargets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates 10 MB to 1..5 peers twice")
+	}
+	res, err := (&scenario.Swarm{N: "1-5", Delay: 5 * time.Millisecond, Plot: ""}).Run(scenario.Options{Seed: 1})
+	if err != nil || res.Failed != "" {
+		t.Fatalf("%v %s", err, res.Failed)
+	}
+	for _, row := range res.Value.(scenario.SwarmResult).Rows {
+		if row.CS.Ratio > 1.02 || row.P2P.Ratio > 1.05 || row.CS.Ratio < 1 || row.P2P.Ratio < 1 {
+			t.Errorf("N=%d: C/S %.3fx, P2P %.3fx the bound; want at most 1.02x and 1.05x", row.N, row.CS.Ratio, row.P2P.Ratio)
+		}
+	}
+}
+
 // BenchmarkSwarm runs the targets: the seed's setup for one N per
 // sub-benchmark, C/S and P2P side by side in one run, reporting each
 // ratio to its Kurose-Ross bound and the wall time of simulating both.

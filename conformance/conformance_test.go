@@ -47,7 +47,9 @@ func TestCorpus(t *testing.T) {
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
-				err := conformance.ReplayImpl(ctx, tr, node, all.Lookup, conformance.ImplOptions{})
+				err := conformance.ReplayImpl(ctx, tr, node, all.Lookup, conformance.ImplOptions{
+					OnSkip: func(s conformance.Skip) { t.Log(s) },
+				})
 				if errors.Is(err, conformance.ErrSkip) {
 					t.Skip(err)
 				}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/netspec/netspec/conformance"
 	"github.com/netspec/netspec/spec/all"
@@ -31,38 +30,40 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	nodes := t.Nodes()
+	opt := conformance.ReplayOptions{SpecOnly: *specOnly}
 	if *node != "" {
-		nodes = []string{*node}
+		opt.Nodes = []string{*node}
 	}
 	var failures []error
+	var skipped []conformance.Skip
 	rows := [][]string{}
-	for _, n := range nodes {
-		row := []string{n, "ok", "ok"}
-		if err := conformance.ReplaySpec(t, n, all.Lookup); err != nil {
+	for _, rep := range conformance.Replay(ctx, t, all.Lookup, opt) {
+		row := []string{rep.Node, "ok", "ok"}
+		if rep.Spec != nil {
 			row[1] = "DIVERGES"
-			failures = append(failures, err)
+			failures = append(failures, rep.Spec)
 		}
 		switch {
-		case *specOnly:
+		case !rep.ImplRun:
 			row[2] = "not run"
-		default:
-			rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			err := conformance.ReplayImpl(rctx, t, n, all.Lookup, conformance.ImplOptions{})
-			cancel()
-			switch {
-			case errors.Is(err, conformance.ErrSkip):
-				row[2] = "skipped (" + err.Error() + ")"
-			case err != nil:
-				row[2] = "DIVERGES"
-				failures = append(failures, err)
-			}
+		case errors.Is(rep.Impl, conformance.ErrSkip):
+			row[2] = "skipped (" + rep.Impl.Error() + ")"
+		case rep.Impl != nil:
+			row[2] = "DIVERGES"
+			failures = append(failures, rep.Impl)
+		}
+		if n := len(rep.Skipped); n > 0 {
+			row[2] += fmt.Sprintf(" (%d record(s) not replayed)", n)
+			skipped = append(skipped, rep.Skipped...)
 		}
 		rows = append(rows, row)
 	}
 	tbl := tableOf(fmt.Sprintf("%s: %s trace from %s, %d records", pos[0], t.Header.Protocol, t.Header.Source, len(t.Records)), []string{"node", "spec", "impl"}, rows)
 	if err := renderTable(e.stdout, tbl); err != nil {
 		return err
+	}
+	for _, s := range skipped {
+		fmt.Fprintln(e.stdout, s)
 	}
 	for _, f := range failures {
 		fmt.Fprintln(e.stdout, f)

@@ -50,11 +50,12 @@ func (s Skip) String() string {
 // that has read EOF reports a reset only to a write that finds it, so
 // whether a runner sees one depends on whether its writer still had bytes
 // to write when the reset came; once the node has closed too, the runner
-// has released the stream and sees nothing. The simulator, though, resets
-// a stream whose peer exits before every byte on it is acknowledged, even
-// one both sides have closed (a client that exits as soon as it reads the
-// server's FIN takes its last ACK with it), where a kernel would have
-// acknowledged and sent its own FIN.
+// has released the stream and sees nothing. Simulators before
+// 2026-11-22 reset a stream whose peer exited before every byte on it was
+// acknowledged, even one both sides had closed (a client that exits as
+// soon as it reads the server's FIN took its last ACK with it), where a
+// kernel acknowledges and sends its own FIN; traces they wrote hold such
+// records, and a crash can still produce one.
 const resetAfterEOF = "a reset after the peer's FIN (sockets report it only to a later write, and not at all once the node has closed too)"
 
 // unreplayable finds the records of want that real sockets cannot

@@ -91,13 +91,17 @@ func (n *Node) crash() {
 		return
 	}
 	n.sim.recordNet(NetEvent{Kind: NetCrash, Node: n.Name, Note: "node crashed"})
-	n.halt()
+	n.halt(false)
 	n.m = nil
 }
 
 // halt takes the node down: timers die with the incarnation, sockets
-// close and the peers of its open streams are reset.
-func (n *Node) halt() {
+// close and the peers of its open streams are reset. On an exit (not a
+// crash) a stream whose two FINs are both through, our own acknowledged,
+// ends quietly: the kernel would acknowledge what is still in flight to
+// it and never send a reset, and the peer's last segments are then as
+// good as acknowledged.
+func (n *Node) halt(exit bool) {
 	ids := make([]spec.Stream, 0, len(n.streams))
 	for id := range n.streams {
 		ids = append(ids, id)
@@ -105,6 +109,10 @@ func (n *Node) halt() {
 	slices.Sort(ids)
 	for _, id := range ids {
 		e := n.streams[id]
+		if exit && e.gotFin && e.finAcked && !e.conn.dead {
+			n.sim.finishPeer(e)
+			continue
+		}
 		if !e.conn.dead {
 			e.conn.dead = true
 			n.sim.resetPeer(e, "connection reset by peer")
@@ -208,7 +216,7 @@ func (n *Node) apply(o *spec.Output) {
 		if s.cfg.OnExit != nil {
 			s.cfg.OnExit(n, s.now, o.Err)
 		}
-		n.halt()
+		n.halt(true)
 	default:
 		s.violate(n, "unknown output kind %d", o.Kind)
 	}

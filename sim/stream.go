@@ -369,6 +369,18 @@ func (s *Sim) ack(ev event) {
 	s.maybeRelease(e)
 }
 
+// finishPeer is e's node exiting after both FINs: its kernel
+// acknowledges every segment of the peer's that reached it, so the
+// peer's end counts them as acknowledged and is released.
+func (s *Sim) finishPeer(e *end) {
+	p := e.conn.ends[1-e.side]
+	if p == nil || !p.finSent {
+		return
+	}
+	p.inflight, p.finAcked = 0, true
+	s.maybeRelease(p)
+}
+
 // maybeRelease forgets a stream once both directions have finished: every
 // byte it sent, FIN included, acknowledged, and the peer's FIN received.
 // Until then a crash of either side resets the other.

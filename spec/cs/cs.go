@@ -62,7 +62,12 @@ type Server struct {
 	data    []byte
 	streams map[spec.Stream]*download
 	dead    map[spec.Stream]bool // reset before they were accepted
-	c       serverCounters
+	// last is the highest accepted stream id seen. Runners number
+	// accepted streams in the order they are accepted, so only a reset
+	// of an id above it can be of a connection not accepted yet; one at
+	// or below it is of a connection the server is done with.
+	last spec.Stream
+	c    serverCounters
 }
 
 type download struct {
@@ -118,6 +123,7 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			spec.Info("cs server listening", slog.String("addr", in.Addr.String()), slog.Int("bytes", len(s.data))),
 			spec.Emit(spec.Event{Name: "listening", Text: in.Addr.String()}))
 	case spec.InAccepted:
+		s.last = max(s.last, in.Stream)
 		if s.dead[in.Stream] {
 			// The simulator can report a connection reset before its
 			// accept; it is gone, so it gets nothing.
@@ -147,7 +153,7 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		}
 	case spec.InStreamClosed:
 		d := s.streams[in.Stream]
-		if d == nil && in.Err != "" && in.Stream&spec.AcceptedStream != 0 && len(s.dead) < 1024 {
+		if d == nil && in.Err != "" && in.Stream&spec.AcceptedStream != 0 && in.Stream > s.last && len(s.dead) < 1024 {
 			s.dead[in.Stream] = true
 		}
 		if d == nil || in.Err == "" {

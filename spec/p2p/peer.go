@@ -173,26 +173,28 @@ type Peer struct {
 	hashAt   spec.Time
 
 	// connections
-	nextID   spec.Stream
-	srv      *oconn
-	srvExt   int8 // the server's extension support: 0 unknown, 1, -1
-	srvTry   int
-	srvAt    spec.Time
-	srvDry   spec.Time // the server said EXHAUSTED: no DANY until then
-	outs     []*oconn
-	byOut    map[spec.Stream]*oconn
-	ins      []*iconn
-	byIn     map[spec.Stream]*iconn
-	nbs      map[netip.AddrPort]*neighbor
-	dead     map[spec.Stream]bool // reset before they were accepted
-	known    []*neighbor          // every neighbour ever heard of, in order
-	cands    []*oconn
-	pushTo   []*iconn
-	needFill bool // something fill depends on changed
-	dirty    []*wconn
-	report   []int // HAVE reports waiting for the server
-	haveArm  bool
-	repArm   bool
+	nextID spec.Stream
+	srv    *oconn
+	srvExt int8 // the server's extension support: 0 unknown, 1, -1
+	srvTry int
+	srvAt  spec.Time
+	srvDry spec.Time // the server said EXHAUSTED: no DANY until then
+	outs   []*oconn
+	byOut  map[spec.Stream]*oconn
+	ins    []*iconn
+	byIn   map[spec.Stream]*iconn
+	nbs    map[netip.AddrPort]*neighbor
+	dead   map[spec.Stream]bool // reset before they were accepted
+	// lastAccepted is the highest accepted stream id seen.
+	lastAccepted spec.Stream
+	known        []*neighbor // every neighbour ever heard of, in order
+	cands        []*oconn
+	pushTo       []*iconn
+	needFill     bool // something fill depends on changed
+	dirty        []*wconn
+	report       []int // HAVE reports waiting for the server
+	haveArm      bool
+	repArm       bool
 
 	// serving
 	ring   []*iconn // connections with requests waiting for the uplink
@@ -412,7 +414,9 @@ func (p *Peer) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Outp
 			out = p.lostOut(now, c, in.Err, out)
 		} else if c := p.byIn[in.Stream]; c != nil {
 			out = p.lostIn(now, c, in.Err, out)
-		} else if in.Err != "" && in.Stream&spec.AcceptedStream != 0 && len(p.dead) < 1024 {
+		} else if in.Err != "" && in.Stream&spec.AcceptedStream != 0 && in.Stream > p.lastAccepted && len(p.dead) < 1024 {
+			// (an id at or below the last accepted is a connection this
+			// peer is done with, not one reset before its accept)
 			p.dead[in.Stream] = true
 		}
 	case spec.InTimer:
@@ -1129,6 +1133,7 @@ func (p *Peer) checkFailed(now spec.Time, out []spec.Output) []spec.Output {
 // --- connections neighbours dial -----------------------------------------
 
 func (p *Peer) accepted(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	p.lastAccepted = max(p.lastAccepted, in.Stream)
 	if p.dead[in.Stream] {
 		// The simulator can report a connection reset before its
 		// accept; it is gone.

@@ -97,23 +97,25 @@ func (c *ServerConfig) fill() {
 
 // Server is the P2P server machine.
 type Server struct {
-	cfg     ServerConfig
-	c       *Content
-	rng     spec.Rand
-	conns   map[spec.Stream]*sconn
-	dead    map[spec.Stream]bool // reset before they were accepted
-	ring    []*sconn             // connections with paced work, served round-robin
-	online  []*sconn             // connections that said CHEL, in join order
-	holders []int32              // peers known to hold, or being sent, each chunk
-	pace    pacer
-	acks    ackLog
-	hashN   int
-	hashAt  spec.Time
-	dirty   []*sconn
-	ackAt   spec.Time // when the ack timer is set for (0: not set)
-	paceAt  spec.Time // when the pacing timer is set for (0: not set)
-	start   spec.Time
-	cnt     serverCounters
+	cfg   ServerConfig
+	c     *Content
+	rng   spec.Rand
+	conns map[spec.Stream]*sconn
+	dead  map[spec.Stream]bool // reset before they were accepted
+	// lastAccepted is the highest accepted stream id seen.
+	lastAccepted spec.Stream
+	ring         []*sconn // connections with paced work, served round-robin
+	online       []*sconn // connections that said CHEL, in join order
+	holders      []int32  // peers known to hold, or being sent, each chunk
+	pace         pacer
+	acks         ackLog
+	hashN        int
+	hashAt       spec.Time
+	dirty        []*sconn
+	ackAt        spec.Time // when the ack timer is set for (0: not set)
+	paceAt       spec.Time // when the pacing timer is set for (0: not set)
+	start        spec.Time
+	cnt          serverCounters
 }
 
 type serverCounters struct {
@@ -205,6 +207,7 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			spec.Info("p2p server listening", slog.String("addr", in.Addr.String()), slog.Int64("bytes", s.c.Size()), slog.Int("chunk", s.c.ChunkSize()), slog.String("md5", hex.EncodeToString(s.c.md5[:]))),
 			spec.Emit(spec.Event{Name: "listening", Text: in.Addr.String()}))
 	case spec.InAccepted:
+		s.lastAccepted = max(s.lastAccepted, in.Stream)
 		if s.dead[in.Stream] {
 			// The simulator can report a connection reset before its
 			// accept; it is gone.
@@ -242,7 +245,10 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 	case spec.InStreamClosed:
 		c := s.conns[in.Stream]
 		if c == nil {
-			if in.Err != "" && len(s.dead) < 1024 {
+			// Only an id above every accepted one can be a connection not
+			// accepted yet (runners number accepts in order); the others
+			// are connections the server is done with.
+			if in.Err != "" && in.Stream > s.lastAccepted && len(s.dead) < 1024 {
 				s.dead[in.Stream] = true
 			}
 			return out

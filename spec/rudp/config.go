@@ -32,22 +32,28 @@ type Config struct {
 	AckGap   time.Duration `json:"ackGap,omitempty"`
 	AckMax   int           `json:"ackMax,omitempty"`
 	AckDelay time.Duration `json:"ackDelay,omitempty"`
-	// InitialRTO (default 1s, RFC 6298), MinRTO (default 200ms; RFC 6298
+	// InitialRTO (default 1s, RFC 6298; data starts with 3s instead if a
+	// SYN was resent, RFC 6298 §5.7), MinRTO (default 200ms; RFC 6298
 	// says 1s, Linux uses 200ms) and MaxRTO (default 10s) bound the
 	// retransmission timeout.
 	InitialRTO time.Duration `json:"initialRTO,omitempty"`
 	MinRTO     time.Duration `json:"minRTO,omitempty"`
 	MaxRTO     time.Duration `json:"maxRTO,omitempty"`
 	// MaxRetries is how many consecutive retransmission timeouts without
-	// progress a session survives before it is aborted (default 10).
+	// progress a session survives before it is aborted with "connection
+	// timed out" (default 10: 62.6s from an RTO of 200ms). It alone ends
+	// a session with data unacknowledged; IdleTimeout does not apply then.
 	MaxRetries int `json:"maxRetries,omitempty"`
-	// KeepAlive is how long a session may hear nothing before it probes
-	// the peer (default 5s); IdleTimeout how long before it gives up
-	// (default 30s).
+	// KeepAlive is how long a session with nothing unacknowledged may
+	// hear nothing before it probes the peer (default 5s); IdleTimeout
+	// how long before it gives up (default 30s). Neither applies while
+	// data is unacknowledged: the retransmissions probe the peer then,
+	// and MaxRetries decides.
 	KeepAlive   time.Duration `json:"keepAlive,omitempty"`
 	IdleTimeout time.Duration `json:"idleTimeout,omitempty"`
 	// TimeWait is how long the side that closes first lingers to answer
-	// a retransmitted FIN (default 4s: the MSL analogue is 2s).
+	// a retransmitted FIN, counted from the last FIN it received
+	// (default 4s: the MSL analogue is 2s).
 	TimeWait time.Duration `json:"timeWait,omitempty"`
 	// CookieLifetime bounds the age of a handshake cookie (default 60s).
 	CookieLifetime time.Duration `json:"cookieLifetime,omitempty"`

@@ -92,6 +92,10 @@ const quickAcks = 64
 // lossThreshold is RFC 9002's kPacketThreshold.
 const lossThreshold = 3
 
+// synLostRTO is the RTO data starts with when a SYN had to be resent
+// (RFC 6298 §5.7).
+const synLostRTO = 3 * time.Second
+
 // bwSamples is the length of the bandwidth max-filter.
 const bwSamples = 8
 
@@ -526,6 +530,11 @@ func (c *Conn) onSynAck(now spec.Time, p *Packet) {
 	c.peerWnd = uint64(p.Wnd)
 	if c.synTries == 1 {
 		c.sampleRTT(now.Sub(c.synAt))
+	} else {
+		// A SYN timed out, so no sample (Karn) and the path may be
+		// slower than InitialRTO: RFC 6298 §5.7 has data start with an
+		// RTO of 3 s, not the 1 s that just proved too short.
+		c.rto = min(max(c.rto, synLostRTO), cfg.MaxRTO)
 	}
 	c.rtoAt, c.retries, c.backoff = 0, 0, 0
 	c.lastRecv = now
@@ -557,6 +566,13 @@ func (c *Conn) onSegment(now spec.Time, p *Packet) {
 	case stClosed:
 	case stTimeWait:
 		c.ackNow = true // a retransmitted FIN: our last ack was lost
+		if p.Flags&FlagFIN != 0 {
+			// RFC 793 §3.9: acknowledge it and restart the TIME_WAIT
+			// timeout, so the peer, still in LAST_ACK, keeps an answer
+			// for as long as it retransmits; its own MaxRetries bound
+			// how long that is.
+			c.twAt = now.Add(c.ep.cfg.TimeWait)
+		}
 	default:
 		c.onData(now, p)
 	}
@@ -919,7 +935,7 @@ func (c *Conn) onTimer(now spec.Time) {
 		c.synDue = true
 		return
 	}
-	if now.Sub(c.lastRecv) >= cfg.IdleTimeout {
+	if c.idleBound() && now.Sub(c.lastRecv) >= cfg.IdleTimeout {
 		c.ep.c.timedOut++
 		c.finish(fmt.Sprintf("idle timeout: nothing heard from the peer for %v", cfg.IdleTimeout), ReasonTimeout)
 		return
@@ -945,6 +961,19 @@ func (c *Conn) onTimer(now spec.Time) {
 		c.ep.c.keepalives++
 	}
 }
+
+// idleBound reports whether the idle timeout governs the session: only
+// while nothing is unacknowledged. With data (or a FIN) outstanding the
+// retransmission timer does, and a peer that stops answering is given up
+// after MaxRetries backed-off RTOs with "connection timed out", the
+// clear error: TCP's R2 for data (RFC 1122 §4.2.3.5), where keep-alives
+// and their timeout are for idle connections only (§4.2.3.6). The idle
+// timeout used to apply to every session, and since MaxRetries
+// expiries take longer than IdleTimeout with the defaults (62.6 s from a
+// 200 ms RTO, 99 s after a lost SYN, against 30 s), a sender facing a
+// dead peer always ended with "idle timeout" and the retransmission
+// abort never fired.
+func (c *Conn) idleBound() bool { return c.sndUna == c.sndNxt || c.rtoAt == 0 }
 
 // onRTO is the retransmission timer expiring (RFC 6298 §5.4-5.6): back
 // off, mark everything in flight lost, and restart from a window of one.
@@ -988,9 +1017,12 @@ func (c *Conn) deadline() spec.Time {
 	case stSynSent:
 		return c.rtoAt
 	}
-	d := c.lastRecv.Add(cfg.IdleTimeout)
+	var d spec.Time
+	if c.idleBound() {
+		d = c.lastRecv.Add(cfg.IdleTimeout)
+	}
 	early := func(t spec.Time) {
-		if t != 0 && t < d {
+		if t != 0 && (d == 0 || t < d) {
 			d = t
 		}
 	}

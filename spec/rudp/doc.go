@@ -103,7 +103,7 @@
 //
 // Selective repeat. The sender keeps every segment until it is
 // cumulatively acknowledged and retransmits only those it believes lost:
-// a transmission is lost when three later transmissions have been
+// a transmission is lost when one sent three or more after it has been
 // acknowledged (cumulatively or by SACK), or when it is older than 9/8 of
 // the smoothed RTT while a later one has been (RFC 9002 §6.1, "fast
 // retransmit on SACK evidence"). Retransmissions are transmissions like
@@ -123,12 +123,24 @@
 // late (after a lost one, or in answer to a keepalive) give no sample.
 // The RTO follows RFC 6298: SRTT, RTTVAR, RTO = SRTT + max(1ms, 4
 // RTTVAR) within [MinRTO, MaxRTO], doubled on every expiry and kept
-// doubled until a new sample (Karn). An expiry marks everything
-// unacknowledged lost and restarts from a window of one. Before the RTO,
-// a tail-loss probe (RFC 8985 §7) at 2 SRTT resends the newest segment
-// once per flight, so a lost tail is found without waiting for the RTO.
-// After MaxRetries consecutive expiries without progress the session is
-// aborted with "connection timed out".
+// doubled until a new sample (Karn). Before the first sample it is
+// InitialRTO, and 3 s if a SYN had to be resent (RFC 6298 §5.7). An
+// expiry marks everything unacknowledged lost and restarts from a window
+// of one. Before the RTO, a tail-loss probe (RFC 8985 §7) at 2 SRTT
+// resends the newest segment once per flight, so a lost tail is found
+// without waiting for the RTO. After MaxRetries consecutive expiries
+// without progress the session is aborted with "connection timed out: N
+// retransmissions unanswered" (and a RST). With the defaults that is
+// 62.6 s after the first unanswered transmission from a 200 ms RTO
+// (0.2+0.4+...+6.4, then 10 s steps), 99 s from the 3 s of a lost SYN.
+//
+// Which timeout ends a session whose peer has gone silent depends on
+// what it has outstanding, as in TCP (RFC 1122 §4.2.3.5-6): with data or
+// a FIN unacknowledged, only the retransmission limit above (TCP's R2);
+// with nothing unacknowledged, keepalives and IdleTimeout. IdleTimeout
+// (30 s) is shorter than the retransmission limit: applied to both, it
+// would always come first and a sender facing a dead peer would never
+// see the retransmission error.
 //
 // Congestion control: NewReno-style AIMD in segments with slow start
 // from InitialWindow, one reduction per window of data (a loss of a
@@ -213,19 +225,22 @@
 //	TIME_WAIT    TimeWait elapsed               CLOSED
 //	any          RST from the peer              CLOSED, error (TIME_WAIT ignores it)
 //	any          MaxRetries RTOs in a row       CLOSED, error, RST sent
-//	any          IdleTimeout of silence         CLOSED, error, RST sent
+//	any          IdleTimeout of silence with    CLOSED, error, RST sent
+//	             nothing unacknowledged
 //	any          Abort / Shutdown               CLOSED, RST sent
 //
 // The application sees Closed on reaching TIME_WAIT or CLOSED; a session
 // in TIME_WAIT only lingers to re-acknowledge a retransmitted FIN.
 // The FIN is the flag of the last segment (it occupies a sequence
-// number). TIME_WAIT re-acknowledges a retransmitted FIN and ignores
-// RSTs (RFC 1337). From any state: a RST from the peer, an RTO after
-// MaxRetries expiries, or IdleTimeout without hearing from the peer ->
-// CLOSED with an error. A session that has nothing in flight and hears
-// nothing for KeepAlive sends a PING, which the peer acknowledges, so an
-// idle but live session survives and a dead one is found. Every state
-// thus ends in bounded time once the network is silent or healed.
+// number). TIME_WAIT re-acknowledges a retransmitted FIN, waiting
+// TimeWait again from it (RFC 793 §3.9), and ignores RSTs (RFC 1337).
+// From any state: a RST from the peer, an RTO after MaxRetries
+// expiries, or IdleTimeout without hearing from the peer while nothing
+// is unacknowledged -> CLOSED with an error. A session that has nothing
+// in flight and hears nothing for KeepAlive sends a PING, which the peer
+// acknowledges, so an idle but live session survives and a dead one is
+// found. Every state thus ends in bounded time once the network is
+// silent or healed.
 //
 // # Use
 //

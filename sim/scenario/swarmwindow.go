@@ -8,7 +8,7 @@ import "time"
 // healed after the work was done in 96% and 73% of runs. Their windows
 // are of the order of the work instead, so outages there last at most
 // 3 s; longer ones are left to the checkers whose work spans the default
-// window (cs, echo, chat, stream, tftp).
+// window (cs, echo, chat, stream).
 
 // FaultWindow implements Windowed: the checked P2P run (256 kB to four
 // peers) takes 0.5 s on a healthy network and took a median of 1.4 s
@@ -24,4 +24,11 @@ func (w *Swarm) FaultWindow(seed uint64) time.Duration {
 // 3 s.
 func (f *File) FaultWindow(seed uint64) time.Duration {
 	return windowBetween(seed, 0xf11e, 500*time.Millisecond, 3*time.Second)
+}
+
+// FaultWindow implements Windowed: the checked TFTP run (100 kB to three
+// clients, one uploading it back) is over in well under a second on a
+// healthy network, so its faults too are drawn over 0.5 to 3 s.
+func (t *TFTP) FaultWindow(seed uint64) time.Duration {
+	return windowBetween(seed, 0x7f7b, 500*time.Millisecond, 3*time.Second)
 }

@@ -397,7 +397,17 @@ func (t *TFTP) Check(seed uint64, faults sim.Faults, opt Options) Verdict {
 		if i == 0 {
 			s.Command(0, name, spec.Command{Name: "put", Args: []string{"up/check.bin", "check.bin"}})
 		}
-		s.Command(heal, name, spec.Command{Name: "get", Args: []string{"check.bin"}})
+		// At the heal, once the client is up: a drawn restart at that very
+		// moment would otherwise swallow the command.
+		var ask func()
+		ask = func() {
+			if s.Node(name).Up() {
+				s.Command(s.Elapsed(), name, spec.Command{Name: "get", Args: []string{"check.bin"}})
+			} else {
+				s.At(s.Elapsed()+10*time.Millisecond, ask)
+			}
+		}
+		s.At(heal, ask)
 	}
 	bound := heal + 60*time.Second
 	s.RunUntil(func() bool { return len(exact) == len(names) }, bound)

@@ -174,9 +174,15 @@ func (s *Sim) sendDatagram(n *Node, src, dst netip.AddrPort, data []byte) {
 	s.pktID++
 	p := s.newPacket()
 	*p = packet{id: s.pktID, proto: spec.UDP, src: src, dst: dst, from: n, data: data, size: len(data) + s.cfg.UDPOverhead, sent: s.now}
-	s.recordNet(s.netEvent(NetSend, p, ""))
+	if s.observed() {
+		s.recordNet(s.netEvent(NetSend, p, ""))
+	}
 	s.transmit(p, false)
 }
+
+// observed reports whether anyone looks at network events: building one
+// per packet for no one was a tenth of a big run.
+func (s *Sim) observed() bool { return s.cfg.OnNet != nil || s.tw != nil }
 
 // Inject puts a forged datagram on the network at t, as if a host with
 // address from had sent it to to: it skips any uplink and arrives at the
@@ -270,14 +276,16 @@ func (s *Sim) deliverPkt(p *packet) {
 		s.lost(p, NetHostDown, "host down")
 		return
 	}
-	sock, ok := dst.udp[p.dst.Port()]
+	sock, ok := dst.udpSock(p.dst.Port())
 	if !ok {
 		s.lost(p, NetNoPort, "port unreachable")
 		return
 	}
-	ev := s.netEvent(NetDeliver, p, "")
-	ev.Extra, ev.Jitter = s.now.Sub(p.sent)-p.minDelay, p.jitter
-	s.recordNet(ev)
+	if s.observed() {
+		ev := s.netEvent(NetDeliver, p, "")
+		ev.Extra, ev.Jitter = s.now.Sub(p.sent)-p.minDelay, p.jitter
+		s.recordNet(ev)
+	}
 	in := spec.Input{Kind: spec.InDatagram, Sock: sock, Addr: p.src, Data: p.data}
 	s.free(p)
 	dst.deliver(in)

@@ -12,32 +12,38 @@ import (
 
 // Node is a host of the simulated network running one machine.
 type Node struct {
-	sim  *Sim
-	idx  int32
-	spec NodeSpec
-	link Link
+	// The fields every packet and input touch come first, together, so
+	// a node costs few cache lines in a big network.
+	up       bool
+	lastOK   bool   // lastPort and lastSock cache the UDP port last
+	lastPort uint16 // looked up (most nodes have one socket)
+	gen      uint32 // incarnation: bumped by crashes so stale events are ignored
+	lastSock spec.Sock
+	idx      int32
+	sim      *Sim
+	m        spec.Machine
+	upQ      fifo
+	downQ    fifo
+	link     Link
+	udp      map[uint16]spec.Sock
+	out      []spec.Output
+
 	// Name and Addr identify the node.
 	Name string
 	Addr netip.Addr
+	spec NodeSpec
 
-	m      spec.Machine
-	up     bool
-	gen    uint32 // incarnation: bumped by crashes so stale events are ignored
 	exited bool
 	exit   string
 	starts int
 
-	out      []spec.Output
 	socks    map[spec.Sock]sockState
-	udp      map[uint16]spec.Sock
 	tcp      map[uint16]spec.Sock
 	timers   map[spec.Timer]uint64
 	streams  map[spec.Stream]*end
 	token    uint64
 	accepted uint64
 	ephem    uint16
-	upQ      fifo
-	downQ    fifo
 }
 
 type sockState struct {
@@ -48,6 +54,7 @@ type sockState struct {
 func (n *Node) reset() {
 	n.socks = map[spec.Sock]sockState{}
 	n.udp = map[uint16]spec.Sock{}
+	n.lastOK = false
 	n.tcp = map[uint16]spec.Sock{}
 	n.timers = map[spec.Timer]uint64{}
 	n.streams = map[spec.Stream]*end{}
@@ -175,6 +182,7 @@ func (n *Node) apply(o *spec.Output) {
 			delete(n.socks, o.Sock)
 			if st.net == spec.UDP {
 				delete(n.udp, st.port)
+				n.lastOK = false
 			} else {
 				delete(n.tcp, st.port)
 			}
@@ -266,4 +274,16 @@ func (n *Node) bind(o *spec.Output) {
 	n.socks[o.Sock] = sockState{net: o.Net, port: port}
 	reply.Addr = netip.AddrPortFrom(n.Addr, port)
 	_ = s
+}
+
+// udpSock finds the socket bound to a UDP port.
+func (n *Node) udpSock(port uint16) (spec.Sock, bool) {
+	if n.lastOK && n.lastPort == port {
+		return n.lastSock, true
+	}
+	sock, ok := n.udp[port]
+	if ok {
+		n.lastPort, n.lastSock, n.lastOK = port, sock, true
+	}
+	return sock, ok
 }

@@ -117,23 +117,28 @@ type NodeSpec struct {
 // Sim is a deterministic discrete-event simulation of machines on a
 // network. It is not safe for concurrent use.
 type Sim struct {
-	cfg     Config
-	now     spec.Time
-	q       queue
-	rng     spec.Rand
-	nodes   []*Node
-	byName  map[string]*Node
-	byAddr  map[netip.Addr]*Node
-	byIPv4  map[uint32]*Node // byAddr's IPv4 hosts, for routing: hashing a netip.Addr is slow
-	nextIP  netip.Addr
-	pktID   uint64
-	connID  uint64
-	events  uint64
-	pool    []*packet
-	parts   []partState
-	tw      *trace.Writer
-	started bool
-	stopped bool
+	cfg    Config
+	now    spec.Time
+	q      queue
+	rng    spec.Rand
+	nodes  []*Node
+	byName map[string]*Node
+	byAddr map[netip.Addr]*Node
+	byIPv4 map[uint32]*Node // byAddr's IPv4 hosts, for routing: hashing a netip.Addr is slow
+	// dense indexes the IPv4 hosts from denseBase on by address offset:
+	// nodes are numbered from one prefix, so routing is a slice index,
+	// not a hash (a map lookup per packet was a tenth of a big run).
+	dense     []*Node
+	denseBase uint32
+	nextIP    netip.Addr
+	pktID     uint64
+	connID    uint64
+	events    uint64
+	pool      []*packet
+	parts     []partState
+	tw        *trace.Writer
+	started   bool
+	stopped   bool
 	// violations records machines breaking the contract (writing to an
 	// unknown stream, binding twice, ...), for tests to assert on.
 	violations []string
@@ -237,6 +242,7 @@ func (s *Sim) AddNode(ns NodeSpec) (*Node, error) {
 	s.byAddr[addr] = n
 	if addr.Is4() {
 		s.byIPv4[ipv4(addr)] = n
+		s.addDense(ipv4(addr), n)
 	}
 	s.schedule(event{at: spec.SimEpoch.Add(ns.Start), kind: evStart, node: n.idx})
 	return n, nil
@@ -289,9 +295,31 @@ func (s *Sim) Restart(t time.Duration, node string) {
 // host returns the node with address a, or nil.
 func (s *Sim) host(a netip.Addr) *Node {
 	if a.Is4() {
-		return s.byIPv4[ipv4(a)]
+		v := ipv4(a)
+		if i := v - s.denseBase; i < uint32(len(s.dense)) {
+			return s.dense[i]
+		}
+		return s.byIPv4[v]
 	}
 	return s.byAddr[a]
+}
+
+// maxDense bounds the dense routing table (entries).
+const maxDense = 1 << 20
+
+// addDense puts n in the dense table if its address is near the others.
+func (s *Sim) addDense(v uint32, n *Node) {
+	if len(s.dense) == 0 {
+		s.denseBase = v &^ 0xff
+	}
+	i := v - s.denseBase
+	if v < s.denseBase || i >= maxDense {
+		return // far from the first host: the map serves it
+	}
+	if int(i) >= len(s.dense) {
+		s.dense = append(s.dense, make([]*Node, int(i)+1-len(s.dense))...)
+	}
+	s.dense[i] = n
 }
 
 // ipv4 is an IPv4 address as a map key.

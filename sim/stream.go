@@ -275,7 +275,9 @@ func (s *Sim) sendSegment(e *end, g *segment) {
 	s.pktID++
 	p := s.newPacket()
 	*p = packet{id: s.pktID, proto: spec.TCP, src: e.local, dst: e.remote, from: e.node, data: g.data, size: len(g.data) + s.cfg.TCPOverhead, sent: s.now, seg: g, dir: e.side}
-	s.recordNet(s.netEvent(NetSend, p, ""))
+	if s.observed() {
+		s.recordNet(s.netEvent(NetSend, p, ""))
+	}
 	s.transmit(p, false)
 }
 
@@ -297,9 +299,11 @@ func (s *Sim) deliverSegment(dst *Node, p *packet) {
 		s.free(p)
 		return
 	}
-	ev := s.netEvent(NetDeliver, p, "")
-	ev.Extra, ev.Jitter = s.now.Sub(p.sent)-p.minDelay, p.jitter
-	s.recordNet(ev)
+	if s.observed() {
+		ev := s.netEvent(NetDeliver, p, "")
+		ev.Extra, ev.Jitter = s.now.Sub(p.sent)-p.minDelay, p.jitter
+		s.recordNet(ev)
+	}
 	snd := c.ends[g.dir]
 	s.schedule(event{at: s.now.Add(owd(r.node, snd.node)), kind: evAck, x: g})
 	s.free(p)

@@ -55,6 +55,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"sim", "--seed", "minus one"}, 2},
 		{[]string{"sim", "echo", "extra"}, 2},
 		{[]string{"sim", "chat", "--clients", "-1"}, 2},
+		{[]string{"sim", "swarm", "--n", "1-2", "--trace", os.DevNull}, 2},
 		{[]string{"replay"}, 2},
 		{[]string{"replay", "/nonexistent.ndjson"}, 1},
 	}

@@ -53,6 +53,11 @@ func runSim(ctx context.Context, e *env, args []string) error {
 			return usagef("sim %s: %v", sc.Name(), err)
 		}
 	}
+	if o, ok := sc.(scenario.OneRun); ok && *tracePath != "" {
+		if err := o.OneRunCheck(); err != nil {
+			return usagef("sim %s: %v", sc.Name(), err)
+		}
+	}
 	opt := scenario.Options{Seed: *seed}
 	if *tracePath != "" {
 		f, err := os.Create(*tracePath)

@@ -42,6 +42,15 @@ type Swarm struct {
 // Name implements Scenario.
 func (w *Swarm) Name() string { return "swarm" }
 
+// OneRunCheck implements OneRun: a trace records one simulation, so one
+// N and one mode.
+func (w *Swarm) OneRunCheck() error {
+	if counts, _ := ParseCounts(w.N); len(counts) > 1 || w.Mode == "both" {
+		return errors.New("--trace records one run: give one --n and --mode cs or p2p")
+	}
+	return nil
+}
+
 // Describe implements Scenario.
 func (w *Swarm) Describe() string {
 	return "seed 001: C/S vs P2P distribution of a 10 MB file to N peers, against the Kurose-Ross bounds"
@@ -216,10 +225,10 @@ func (w *Swarm) Run(opt Options) (Result, error) {
 	if err := w.Validate(); err != nil {
 		return Result{}, fmt.Errorf("swarm: %w", err)
 	}
-	counts, _ := ParseCounts(w.N)
-	if opt.Trace != nil && (len(counts) > 1 || w.Mode == "both") {
-		return Result{}, errors.New("swarm: --trace records one run: give one --n and --mode cs or p2p")
+	if err := w.OneRunCheck(); opt.Trace != nil && err != nil {
+		return Result{}, fmt.Errorf("swarm: %w", err)
 	}
+	counts, _ := ParseCounts(w.N)
 	us := w.ServerRate
 	if us == 0 {
 		us = w.Rate

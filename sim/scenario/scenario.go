@@ -79,6 +79,13 @@ type Validator interface {
 	Validate() error
 }
 
+// OneRun is implemented by scenarios that may run more than one
+// simulation: OneRunCheck says why a single trace cannot record them as
+// configured (nil: it can).
+type OneRun interface {
+	OneRunCheck() error
+}
+
 // All returns every scenario, the default first.
 func All() []Scenario {
 	return []Scenario{&Swarm{}, &Echo{}, &Stream{}, &Chat{}, &File{}, &TFTP{}}

@@ -2,7 +2,6 @@ package echo
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/netip"
 	"slices"
 	"strings"
@@ -10,232 +9,8 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/spectest"
 )
-
-// rig drives one machine by hand, as a runner would, and checks every
-// output against the machine contract (spec/machine.go) as the simulator
-// does (sim.Violations): sends only on bound UDP sockets, dials with
-// fresh ids below spec.AcceptedStream, writes, closes and aborts only on
-// streams the runner holds, no write after close, event values that
-// marshal to JSON, and emitted bytes never changed afterwards.
-type rig struct {
-	t       *testing.T
-	m       spec.Machine
-	now     spec.Time
-	out     []spec.Output
-	bound   map[spec.Sock]spec.Net
-	binds   []spec.Output // binds not answered yet
-	streams map[spec.Stream]*rstream
-	timers  map[spec.Timer]spec.Time
-	exited  bool
-	exit    string
-	// What the last step did.
-	exitNow bool
-	sends   []spec.Output
-	events  []spec.Event
-	writes  map[spec.Stream][]byte
-	closes  map[spec.Stream]bool
-	aborts  map[spec.Stream]bool
-	dials   []spec.Output
-	frozen  []frozen
-}
-
-// rstream is a stream as the runner sees it.
-type rstream struct {
-	dialed, connected bool
-	closed            bool // the machine closed its side
-	eof               bool // the peer closed its side
-	written           []byte
-}
-
-// frozen is emitted bytes and a copy, to check the machine never changes
-// what it handed over.
-type frozen struct{ ref, copy []byte }
-
-func newRig(t *testing.T, m spec.Machine) *rig {
-	return &rig{t: t, m: m, now: spec.SimEpoch, bound: map[spec.Sock]spec.Net{},
-		streams: map[spec.Stream]*rstream{}, timers: map[spec.Timer]spec.Time{}}
-}
-
-// step gives the machine one input and checks what it asks for.
-func (r *rig) step(in spec.Input) {
-	r.t.Helper()
-	r.clear()
-	if r.exited {
-		return
-	}
-	r.out = r.m.Step(r.now, in, r.out[:0])
-	for _, o := range r.out {
-		if len(o.Data) > 0 {
-			r.frozen = append(r.frozen, frozen{o.Data, bytes.Clone(o.Data)})
-		}
-		switch o.Kind {
-		case spec.OutBind:
-			if _, dup := r.bound[o.Sock]; dup {
-				r.t.Fatalf("bind of socket %d, already bound", o.Sock)
-			}
-			if o.Net != spec.UDP && o.Net != spec.TCP {
-				r.t.Fatalf("bind of socket %d with transport %v", o.Sock, o.Net)
-			}
-			r.bound[o.Sock] = o.Net
-			r.binds = append(r.binds, o)
-		case spec.OutUnbind:
-			delete(r.bound, o.Sock)
-		case spec.OutSend:
-			if r.bound[o.Sock] != spec.UDP {
-				r.t.Fatalf("send on socket %d, which is not a bound UDP socket", o.Sock)
-			}
-			if len(o.Data) > 65507 {
-				r.t.Fatalf("send of a %d-byte datagram", len(o.Data))
-			}
-			r.sends = append(r.sends, o)
-		case spec.OutDial:
-			if o.Stream == 0 || o.Stream&spec.AcceptedStream != 0 {
-				r.t.Fatalf("dial with stream id %#x", uint64(o.Stream))
-			}
-			if r.streams[o.Stream] != nil {
-				r.t.Fatalf("dial reuses stream %d", o.Stream)
-			}
-			r.streams[o.Stream] = &rstream{dialed: true}
-			r.dials = append(r.dials, o)
-		case spec.OutWrite:
-			st := r.streams[o.Stream]
-			if st == nil {
-				r.t.Fatalf("write on stream %#x, which the runner does not hold", uint64(o.Stream))
-			}
-			if st.closed {
-				r.t.Fatalf("write after close on stream %#x", uint64(o.Stream))
-			}
-			st.written = append(st.written, o.Data...)
-			r.writes[o.Stream] = append(r.writes[o.Stream], o.Data...)
-		case spec.OutClose:
-			st := r.streams[o.Stream]
-			if st == nil {
-				r.t.Fatalf("close on stream %#x, which the runner does not hold", uint64(o.Stream))
-			}
-			st.closed = true
-			r.closes[o.Stream] = true
-		case spec.OutAbort:
-			if r.streams[o.Stream] == nil {
-				r.t.Fatalf("abort on stream %#x, which the runner does not hold", uint64(o.Stream))
-			}
-			delete(r.streams, o.Stream)
-			r.aborts[o.Stream] = true
-		case spec.OutSetTimer:
-			r.timers[o.Timer] = o.At
-		case spec.OutCancelTimer:
-			delete(r.timers, o.Timer)
-		case spec.OutEvent:
-			if _, err := json.Marshal(o.Event.Value); err != nil {
-				r.t.Fatalf("event %q: value does not marshal: %v", o.Event.Name, err)
-			}
-			r.events = append(r.events, o.Event)
-		case spec.OutLog:
-		case spec.OutExit:
-			r.exited, r.exit, r.exitNow = true, o.Err, true
-		default:
-			r.t.Fatalf("unknown output kind %d", o.Kind)
-		}
-		if r.exited {
-			break // runners stop the machine at its exit
-		}
-	}
-}
-
-// clear forgets what the last step did.
-func (r *rig) clear() {
-	r.out = r.out[:0]
-	r.sends, r.events, r.dials, r.exitNow = nil, nil, nil, false
-	r.writes, r.closes, r.aborts = map[spec.Stream][]byte{}, map[spec.Stream]bool{}, map[spec.Stream]bool{}
-}
-
-// answerBinds answers every pending bind with success.
-func (r *rig) answerBinds() {
-	for len(r.binds) > 0 && !r.exited {
-		b := r.binds[0]
-		r.binds = r.binds[1:]
-		a := b.Addr
-		if a.Port() == 0 {
-			a = netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), 49152+uint16(b.Sock))
-		}
-		r.step(spec.Input{Kind: spec.InBound, Sock: b.Sock, Addr: a})
-	}
-}
-
-// fire advances the clock to the earliest timer and fires it; false if
-// none is set.
-func (r *rig) fire() bool {
-	var first spec.Timer
-	var at spec.Time
-	for k, v := range r.timers {
-		if at == 0 || v < at || v == at && k < first {
-			first, at = k, v
-		}
-	}
-	if at == 0 {
-		return false
-	}
-	delete(r.timers, first)
-	r.now = max(r.now, at)
-	r.step(spec.Input{Kind: spec.InTimer, Timer: first})
-	return true
-}
-
-// checkFrozen fails if the machine changed bytes it had emitted.
-func (r *rig) checkFrozen() {
-	for _, f := range r.frozen {
-		if !bytes.Equal(f.ref, f.copy) {
-			r.t.Fatalf("the machine changed %d bytes after emitting them", len(f.copy))
-		}
-	}
-}
-
-// only fails if the last step did anything but log.
-func (r *rig) only(what string) {
-	r.t.Helper()
-	for _, o := range r.out {
-		if o.Kind != spec.OutLog {
-			r.t.Fatalf("%s drew %v", what, o.Kind)
-		}
-	}
-}
-
-// prog reads a fuzzer's bytes as a program of operations.
-type prog []byte
-
-func (p *prog) byte() byte {
-	if len(*p) == 0 {
-		return 0
-	}
-	b := (*p)[0]
-	*p = (*p)[1:]
-	return b
-}
-
-// chunk takes up to max bytes, as many as the next byte says.
-func (p *prog) chunk(max int) []byte {
-	n := min(int(p.byte())%(max+1), len(*p))
-	c := (*p)[:n:n]
-	*p = (*p)[n:]
-	return c
-}
-
-// seq builds a seed program: a byte is itself, a string is a chunk (its
-// length, then its bytes).
-func seq(parts ...any) []byte {
-	var b []byte
-	for _, p := range parts {
-		switch p := p.(type) {
-		case byte:
-			b = append(b, p)
-		case int:
-			b = append(b, byte(p))
-		case string:
-			b = append(append(b, byte(len(p))), p...)
-		}
-	}
-	return b
-}
 
 var (
 	fuzzServer = netip.MustParseAddrPort("10.0.0.1:7007")
@@ -273,29 +48,29 @@ func FuzzServerUDP(f *testing.F) {
 	f.Add([]byte("\xff\xff\xff\xff\xff"), uint16(1024), false)
 	f.Fuzz(func(t *testing.T, data []byte, port uint16, allowLow bool) {
 		s := NewServer(ServerConfig{UDP: fuzzServer, TCP: fuzzServer, AllowLowPorts: allowLow})
-		r := newRig(t, s)
-		r.step(spec.Input{Kind: spec.InStart})
-		r.answerBinds()
-		if r.bound[sockUDP] != spec.UDP || r.exited {
-			t.Fatalf("the server did not bind its UDP socket: bound %v, exited %v %q", r.bound, r.exited, r.exit)
+		r := spectest.NewRig(t, s)
+		r.Step(spec.Input{Kind: spec.InStart})
+		r.AnswerBinds()
+		if r.Bound[sockUDP] != spec.UDP || r.Exited {
+			t.Fatalf("the server did not bind its UDP socket: bound %v, exited %v %q", r.Bound, r.Exited, r.Exit)
 		}
 		var echoed, dropped uint64
 		for i, d := range splitDatagrams(data) {
 			d = d[:min(len(d), 65507)] // the most a UDP datagram over IPv4 holds
 			from := netip.AddrPortFrom(peerAddr(i).Addr(), port+uint16(i)*997)
-			r.now = r.now.Add(time.Millisecond)
-			r.step(spec.Input{Kind: spec.InDatagram, Sock: sockUDP, Addr: from, Data: d})
+			r.Now = r.Now.Add(time.Millisecond)
+			r.Step(spec.Input{Kind: spec.InDatagram, Sock: sockUDP, Addr: from, Data: d})
 			answer := from.Port() != 0 && (from.Port() >= 1024 || allowLow)
 			if !answer {
 				dropped++
-				r.only("a datagram from port " + from.String())
+				r.Only("a datagram from port " + from.String())
 				continue
 			}
 			echoed++
-			if len(r.sends) != 1 || r.sends[0].Addr != from || r.sends[0].Sock != sockUDP || !bytes.Equal(r.sends[0].Data, d) {
-				t.Fatalf("a %d-byte datagram from %v drew %d sends %v, want its bytes back once", len(d), from, len(r.sends), r.sends)
+			if len(r.Sends) != 1 || r.Sends[0].Addr != from || r.Sends[0].Sock != sockUDP || !bytes.Equal(r.Sends[0].Data, d) {
+				t.Fatalf("a %d-byte datagram from %v drew %d sends %v, want its bytes back once", len(d), from, len(r.Sends), r.Sends)
 			}
-			for _, o := range r.out {
+			for _, o := range r.Out {
 				if o.Kind != spec.OutLog && o.Kind != spec.OutSend {
 					t.Fatalf("a datagram drew %v", o.Kind)
 				}
@@ -305,11 +80,11 @@ func FuzzServerUDP(f *testing.F) {
 		if c[0].Value != echoed+dropped || c[1].Value != echoed || c[2].Value != dropped {
 			t.Fatalf("counters %v, want %d datagrams, %d echoed, %d dropped", c, echoed+dropped, echoed, dropped)
 		}
-		r.step(spec.Input{Kind: spec.InStop})
-		if !r.exited || r.exit != "" {
-			t.Fatalf("stop: exited %v %q", r.exited, r.exit)
+		r.Step(spec.Input{Kind: spec.InStop})
+		if !r.Exited || r.Exit != "" {
+			t.Fatalf("stop: exited %v %q", r.Exited, r.Exit)
 		}
-		r.checkFrozen()
+		r.CheckFrozen()
 	})
 }
 
@@ -329,115 +104,115 @@ type tcpModel struct {
 // connections that are gone.
 func FuzzServerTCP(f *testing.F) {
 	const accept, data, writable, fin, reset, stale = 0, 1, 3, 4, 5, 6
-	f.Add(seq(accept, data, 0, "hello", fin, 0), uint8(0), uint16(100))
-	f.Add(seq(accept, accept, data, 1, "abcdefghijklmnop", data, 0, "abcdefghijklmnop", writable, 1, data, 1, "x",
+	f.Add(spectest.Seq(accept, data, 0, "hello", fin, 0), uint8(0), uint16(100))
+	f.Add(spectest.Seq(accept, accept, data, 1, "abcdefghijklmnop", data, 0, "abcdefghijklmnop", writable, 1, data, 1, "x",
 		reset, 1, stale, 1, 0, "zz", fin, 0, data, 0, "after FIN"), uint8(1), uint16(20))
-	f.Add(seq(accept, data, 0, strings.Repeat("x", 63), writable, 0, data, 0, strings.Repeat("y", 63),
+	f.Add(spectest.Seq(accept, data, 0, strings.Repeat("x", 63), writable, 0, data, 0, strings.Repeat("y", 63),
 		data, 0, strings.Repeat("z", 63), accept, data, 1, "!"), uint8(3), uint16(70))
-	f.Add(seq(accept, accept, accept, data, 2, "refused?", fin, 1, accept, data, 3, "ok", stale, 7, 1, stale, 2, 2), uint8(1), uint16(1))
-	f.Add(seq(accept, data, 0, "", writable, 0, data, 0, "zz", reset, 0, accept, data, 1, "z"), uint8(0), uint16(0))
+	f.Add(spectest.Seq(accept, accept, accept, data, 2, "refused?", fin, 1, accept, data, 3, "ok", stale, 7, 1, stale, 2, 2), uint8(1), uint16(1))
+	f.Add(spectest.Seq(accept, data, 0, "", writable, 0, data, 0, "zz", reset, 0, accept, data, 1, "z"), uint8(0), uint16(0))
 	f.Fuzz(func(t *testing.T, program []byte, maxStreams uint8, maxUnread uint16) {
 		cfg := ServerConfig{TCP: fuzzServer, MaxStreams: 1 + int(maxStreams%4), MaxUnread: 1 + int(maxUnread%512)}
 		s := NewServer(cfg)
-		r := newRig(t, s)
-		r.step(spec.Input{Kind: spec.InStart})
-		r.answerBinds()
+		r := spectest.NewRig(t, s)
+		r.Step(spec.Input{Kind: spec.InStart})
+		r.AnswerBinds()
 		held := map[spec.Stream]*tcpModel{} // connections the server holds
 		var ids []spec.Stream               // every accepted id, in order
 		accepted := 0
-		pick := func(p *prog) spec.Stream {
+		pick := func(p *spectest.Prog) spec.Stream {
 			if len(ids) == 0 {
 				return spec.AcceptedStream | 1
 			}
-			return ids[int(p.byte())%len(ids)]
+			return ids[int(p.Byte())%len(ids)]
 		}
-		p := prog(program)
-		for len(p) > 0 && !r.exited {
-			r.now = r.now.Add(time.Millisecond)
-			switch op := p.byte() % 7; op {
+		p := spectest.Prog(program)
+		for len(p) > 0 && !r.Exited {
+			r.Now = r.Now.Add(time.Millisecond)
+			switch op := p.Byte() % 7; op {
 			case accept: // a new connection
 				accepted++
 				id := spec.AcceptedStream | spec.Stream(accepted)
 				ids = append(ids, id)
-				r.streams[id] = &rstream{}
+				r.Streams[id] = &spectest.Stream{}
 				full := len(held) >= cfg.MaxStreams
-				r.step(spec.Input{Kind: spec.InAccepted, Sock: sockTCP, Stream: id, Addr: peerAddr(accepted)})
-				if full != r.aborts[id] {
-					t.Fatalf("connection %d with %d held (limit %d): refused %v", accepted, len(held), cfg.MaxStreams, r.aborts[id])
+				r.Step(spec.Input{Kind: spec.InAccepted, Sock: sockTCP, Stream: id, Addr: peerAddr(accepted)})
+				if full != r.Aborts[id] {
+					t.Fatalf("connection %d with %d held (limit %d): refused %v", accepted, len(held), cfg.MaxStreams, r.Aborts[id])
 				}
 				if !full {
 					held[id] = &tcpModel{}
 				}
 			case data, data + 1: // bytes from the client
 				id := pick(&p)
-				st := r.streams[id]
-				d := p.chunk(80)
-				if st == nil || st.eof {
+				st := r.Streams[id]
+				d := p.Chunk(80)
+				if st == nil || st.EOF {
 					continue // the runner has nothing more for this stream
 				}
-				r.step(spec.Input{Kind: spec.InStreamData, Stream: id, Data: d})
+				r.Step(spec.Input{Kind: spec.InStreamData, Stream: id, Data: d})
 				m := held[id]
 				if m == nil {
-					r.only("bytes on a connection the server let go")
+					r.Only("bytes on a connection the server let go")
 					continue
 				}
 				m.got = append(m.got, d...)
 				m.unread += len(d)
 				if m.unread > cfg.MaxUnread {
-					if !r.aborts[id] {
+					if !r.Aborts[id] {
 						t.Fatalf("%d echoed bytes unread (limit %d), and the connection was not reset", m.unread, cfg.MaxUnread)
 					}
 					delete(held, id)
 					continue
 				}
-				if r.aborts[id] || !bytes.Equal(r.writes[id], d) {
-					t.Fatalf("%d bytes in drew %q (reset %v), want them echoed", len(d), r.writes[id], r.aborts[id])
+				if r.Aborts[id] || !bytes.Equal(r.Writes[id], d) {
+					t.Fatalf("%d bytes in drew %q (reset %v), want them echoed", len(d), r.Writes[id], r.Aborts[id])
 				}
 			case writable: // the transport took what was written
 				id := pick(&p)
-				if r.streams[id] == nil {
+				if r.Streams[id] == nil {
 					continue
 				}
-				r.step(spec.Input{Kind: spec.InStreamWritable, Stream: id})
-				r.only("writable")
+				r.Step(spec.Input{Kind: spec.InStreamWritable, Stream: id})
+				r.Only("writable")
 				if m := held[id]; m != nil {
 					m.unread = 0
 				}
 			case fin: // the client's FIN
 				id := pick(&p)
-				st := r.streams[id]
-				if st == nil || st.eof {
+				st := r.Streams[id]
+				if st == nil || st.EOF {
 					continue
 				}
-				st.eof = true
-				r.step(spec.Input{Kind: spec.InStreamClosed, Stream: id})
-				if held[id] != nil != r.closes[id] || len(r.writes) > 0 || len(r.aborts) > 0 {
-					t.Fatalf("FIN on a connection held %v: closed %v, wrote %d streams, reset %v", held[id] != nil, r.closes[id], len(r.writes), r.aborts)
+				st.EOF = true
+				r.Step(spec.Input{Kind: spec.InStreamClosed, Stream: id})
+				if held[id] != nil != r.Closes[id] || len(r.Writes) > 0 || len(r.Aborts) > 0 {
+					t.Fatalf("FIN on a connection held %v: closed %v, wrote %d streams, reset %v", held[id] != nil, r.Closes[id], len(r.Writes), r.Aborts)
 				}
 				delete(held, id)
 			case reset:
 				id := pick(&p)
-				if r.streams[id] == nil {
+				if r.Streams[id] == nil {
 					continue
 				}
-				delete(r.streams, id)
-				r.step(spec.Input{Kind: spec.InStreamClosed, Stream: id, Err: "connection reset by peer"})
-				r.only("a reset")
+				delete(r.Streams, id)
+				r.Step(spec.Input{Kind: spec.InStreamClosed, Stream: id, Err: "connection reset by peer"})
+				r.Only("a reset")
 				delete(held, id)
 			case stale: // input on a stream the runner no longer holds
-				id := spec.AcceptedStream | spec.Stream(int(p.byte())%(accepted+2)+1)
-				if r.streams[id] != nil {
+				id := spec.AcceptedStream | spec.Stream(int(p.Byte())%(accepted+2)+1)
+				if r.Streams[id] != nil {
 					continue
 				}
-				switch p.byte() % 3 {
+				switch p.Byte() % 3 {
 				case 0:
-					r.step(spec.Input{Kind: spec.InStreamData, Stream: id, Data: p.chunk(16)})
+					r.Step(spec.Input{Kind: spec.InStreamData, Stream: id, Data: p.Chunk(16)})
 				case 1:
-					r.step(spec.Input{Kind: spec.InStreamWritable, Stream: id})
+					r.Step(spec.Input{Kind: spec.InStreamWritable, Stream: id})
 				default:
-					r.step(spec.Input{Kind: spec.InStreamClosed, Stream: id, Err: "connection reset by peer"})
+					r.Step(spec.Input{Kind: spec.InStreamClosed, Stream: id, Err: "connection reset by peer"})
 				}
-				r.only("stale input")
+				r.Only("stale input")
 			}
 			// The server holds exactly the connections it should, and on
 			// each has echoed exactly what it received.
@@ -448,16 +223,16 @@ func FuzzServerTCP(f *testing.F) {
 				if _, ok := s.streams[id]; !ok {
 					t.Fatalf("the server forgot connection %#x", uint64(id))
 				}
-				if st := r.streams[id]; st == nil || !bytes.Equal(st.written, m.got) {
-					t.Fatalf("connection %#x: %d bytes received, %d echoed", uint64(id), len(m.got), len(st.written))
+				if st := r.Streams[id]; st == nil || !bytes.Equal(st.Written, m.got) {
+					t.Fatalf("connection %#x: %d bytes received, %d echoed", uint64(id), len(m.got), len(st.Written))
 				}
 			}
 		}
-		r.step(spec.Input{Kind: spec.InStop})
-		if !r.exited || r.exit != "" {
-			t.Fatalf("stop: exited %v %q", r.exited, r.exit)
+		r.Step(spec.Input{Kind: spec.InStop})
+		if !r.Exited || r.Exit != "" {
+			t.Fatalf("stop: exited %v %q", r.Exited, r.Exit)
 		}
-		r.checkFrozen()
+		r.CheckFrozen()
 	})
 }
 
@@ -498,25 +273,25 @@ func FuzzClient(f *testing.F) {
 		send, closeCmd, bound, echoOf, junk, stranger, timer = 0, 1, 2, 3, 4, 5, 6
 		connect, echoBack, answer, fin, reset, unknown, wait = 7, 8, 9, 10, 11, 12, 13
 	)
-	f.Add(seq(send, "hello", bound, echoOf, 0, closeCmd), false, uint8(2), uint16(100))
-	f.Add(seq(bound, send, "abc", send, "abc", echoOf, 1, timer, timer, junk, "abc", stranger, 9, "abc", echoOf, 0,
+	f.Add(spectest.Seq(send, "hello", bound, echoOf, 0, closeCmd), false, uint8(2), uint16(100))
+	f.Add(spectest.Seq(bound, send, "abc", send, "abc", echoOf, 1, timer, timer, junk, "abc", stranger, 9, "abc", echoOf, 0,
 		send, "", echoOf, 2, timer, timer, timer, closeCmd, timer), false, uint8(0), uint16(10))
-	f.Add(seq(send, "queued", closeCmd, wait, 200, bound, timer, echoOf, 0), false, uint8(3), uint16(10))
-	f.Add(seq(send, "ping", closeCmd, connect, 0, echoBack, 0, "", fin, 0), true, uint8(1), uint16(100))
-	f.Add(seq(send, "ping", send, "hi", connect, 1, answer, 1, "other", fin, 1, reset, 0, connect, 0), true, uint8(3), uint16(3))
-	f.Add(seq(send, "long reply", connect, 0, answer, 0, "0123456789", answer, 0, "0123456789", closeCmd), true, uint8(0), uint16(15))
-	f.Add(seq(unknown, "bogus", send, "x", wait, 128, bound, closeCmd), false, uint8(1), uint16(0))
+	f.Add(spectest.Seq(send, "queued", closeCmd, wait, 200, bound, timer, echoOf, 0), false, uint8(3), uint16(10))
+	f.Add(spectest.Seq(send, "ping", closeCmd, connect, 0, echoBack, 0, "", fin, 0), true, uint8(1), uint16(100))
+	f.Add(spectest.Seq(send, "ping", send, "hi", connect, 1, answer, 1, "other", fin, 1, reset, 0, connect, 0), true, uint8(3), uint16(3))
+	f.Add(spectest.Seq(send, "long reply", connect, 0, answer, 0, "0123456789", answer, 0, "0123456789", closeCmd), true, uint8(0), uint16(15))
+	f.Add(spectest.Seq(unknown, "bogus", send, "x", wait, 128, bound, closeCmd), false, uint8(1), uint16(0))
 	f.Fuzz(func(t *testing.T, program []byte, tcp bool, retries uint8, maxReply uint16) {
 		cfg := ClientConfig{Server: fuzzServer, TCP: tcp, Timeout: 100 * time.Millisecond, Retries: int(retries%4) - 1, MaxReply: 1 + int(maxReply%300)}
 		c := NewClient(cfg)
 		tries := 1 + c.cfg.Retries
-		r := newRig(t, c)
+		r := spectest.NewRig(t, c)
 		mdl := &clientModel{sends: map[string]int{}, tcp: map[spec.Stream]*tcpEcho{}}
 		commanded := map[string]int{}
-		r.step(spec.Input{Kind: spec.InStart})
+		r.Step(spec.Input{Kind: spec.InStart})
 		after := func(what string) {
 			t.Helper()
-			for _, o := range r.sends {
+			for _, o := range r.Sends {
 				if o.Addr != cfg.Server {
 					t.Fatalf("%s: sent to %v, not the server", what, o.Addr)
 				}
@@ -525,12 +300,12 @@ func FuzzClient(f *testing.F) {
 					t.Fatalf("%s: a %d-byte message sent %d times, for %d commands of %d tries", what, len(o.Data), mdl.sends[string(o.Data)], commanded[string(o.Data)], tries)
 				}
 			}
-			for _, d := range r.dials {
+			for _, d := range r.Dials {
 				if !tcp || d.Addr != cfg.Server {
 					t.Fatalf("%s: dial to %v (tcp %v)", what, d.Addr, tcp)
 				}
 			}
-			for _, ev := range r.events {
+			for _, ev := range r.Events {
 				switch ev.Name {
 				case "timeout":
 					var ok bool
@@ -545,85 +320,85 @@ func FuzzClient(f *testing.F) {
 					t.Fatalf("%s: unexpected event %q", what, ev.Name)
 				}
 			}
-			if !tcp && len(mdl.inflight) > 0 && !r.exited {
-				if _, ok := r.timers[retryTimer]; !ok {
+			if !tcp && len(mdl.inflight) > 0 && !r.Exited {
+				if _, ok := r.Timers[retryTimer]; !ok {
 					t.Fatalf("%s: %d messages in flight and no timer set", what, len(mdl.inflight))
 				}
 			}
-			if r.exitNow {
-				if mdl.failures > 0 == (r.exit == "") {
-					t.Fatalf("%s: exit %q after %d failures", what, r.exit, mdl.failures)
+			if r.ExitNow {
+				if mdl.failures > 0 == (r.Exit == "") {
+					t.Fatalf("%s: exit %q after %d failures", what, r.Exit, mdl.failures)
 				}
 			}
 			idle := len(mdl.inflight) == 0 && len(mdl.tcp) == 0 && len(mdl.queued) == 0
-			if mdl.closing && idle != r.exited {
-				t.Fatalf("%s: closing, idle %v (%d in flight, %d connections), exited %v", what, idle, len(mdl.inflight), len(mdl.tcp), r.exited)
+			if mdl.closing && idle != r.Exited {
+				t.Fatalf("%s: closing, idle %v (%d in flight, %d connections), exited %v", what, idle, len(mdl.inflight), len(mdl.tcp), r.Exited)
 			}
-			if !mdl.closing && r.exited {
-				t.Fatalf("%s: exited %q before it was closed", what, r.exit)
+			if !mdl.closing && r.Exited {
+				t.Fatalf("%s: exited %q before it was closed", what, r.Exit)
 			}
 		}
-		p := prog(program)
-		for len(p) > 0 && !r.exited {
-			r.now = r.now.Add(time.Millisecond)
-			switch op := p.byte() % 14; op {
+		p := spectest.Prog(program)
+		for len(p) > 0 && !r.Exited {
+			r.Now = r.Now.Add(time.Millisecond)
+			switch op := p.Byte() % 14; op {
 			case send:
-				d := p.chunk(40)
+				d := p.Chunk(40)
 				commanded[string(d)]++
 				mdl.sent = append(mdl.sent, d)
-				r.step(spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "send", Data: d}})
+				r.Step(spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "send", Data: d}})
 				if tcp {
-					if len(r.dials) != 1 {
-						t.Fatalf("send over TCP drew %d dials", len(r.dials))
+					if len(r.Dials) != 1 {
+						t.Fatalf("send over TCP drew %d dials", len(r.Dials))
 					}
-					id := r.dials[0].Stream
+					id := r.Dials[0].Stream
 					mdl.tcp[id] = &tcpEcho{sent: d}
 					mdl.order = append(mdl.order, id)
-				} else if r.bound[sockUDP] == spec.UDP && len(r.binds) == 0 {
+				} else if r.Bound[sockUDP] == spec.UDP && len(r.Binds) == 0 {
 					mdl.inflight = append(mdl.inflight, d)
-					if len(r.sends) != 1 || !bytes.Equal(r.sends[0].Data, d) {
-						t.Fatalf("send of %q drew %v", d, r.sends)
+					if len(r.Sends) != 1 || !bytes.Equal(r.Sends[0].Data, d) {
+						t.Fatalf("send of %q drew %v", d, r.Sends)
 					}
 				} else {
 					mdl.queued = append(mdl.queued, d)
-					if len(r.sends) != 0 {
-						t.Fatalf("send before the socket was bound drew %v", r.sends)
+					if len(r.Sends) != 0 {
+						t.Fatalf("send before the socket was bound drew %v", r.Sends)
 					}
 				}
 				after("send")
 			case closeCmd:
 				mdl.closing = true
-				r.step(spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "close"}})
+				r.Step(spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "close"}})
 				after("close")
 			case bound: // the socket is bound
-				if len(r.binds) == 0 {
+				if len(r.Binds) == 0 {
 					continue
 				}
-				r.answerBinds()
-				if len(r.sends) != len(mdl.queued) {
-					t.Fatalf("bound with %d queued messages, sent %d", len(mdl.queued), len(r.sends))
+				r.AnswerBinds()
+				if len(r.Sends) != len(mdl.queued) {
+					t.Fatalf("bound with %d queued messages, sent %d", len(mdl.queued), len(r.Sends))
 				}
 				mdl.inflight, mdl.queued = append(mdl.inflight, mdl.queued...), nil
 				after("bound")
 			case echoOf, junk, stranger: // a datagram: an echo, arbitrary bytes, or from a stranger
-				if r.bound[sockUDP] != spec.UDP || len(r.binds) > 0 {
+				if r.Bound[sockUDP] != spec.UDP || len(r.Binds) > 0 {
 					continue
 				}
 				var d []byte
 				from := cfg.Server
 				switch {
 				case op == echoOf && len(mdl.sent) > 0:
-					d = mdl.sent[int(p.byte())%len(mdl.sent)]
+					d = mdl.sent[int(p.Byte())%len(mdl.sent)]
 				case op == stranger:
-					from = peerAddr(int(p.byte()))
+					from = peerAddr(int(p.Byte()))
 					fallthrough
 				default:
-					d = p.chunk(40)
+					d = p.Chunk(40)
 				}
 				wasInflight := slices.ContainsFunc(mdl.inflight, func(m []byte) bool { return bytes.Equal(m, d) })
-				r.step(spec.Input{Kind: spec.InDatagram, Sock: sockUDP, Addr: from, Data: d})
+				r.Step(spec.Input{Kind: spec.InDatagram, Sock: sockUDP, Addr: from, Data: d})
 				var replies []spec.Event
-				for _, ev := range r.events {
+				for _, ev := range r.Events {
 					if ev.Name == "reply" {
 						replies = append(replies, ev)
 					}
@@ -640,54 +415,54 @@ func FuzzClient(f *testing.F) {
 				}
 				after("datagram")
 			case timer:
-				if r.fire() {
+				if r.Fire() {
 					after("timer")
 				}
 			case connect, echoBack, answer, fin, reset: // a connection connects, echoes, answers other bytes, ends, fails
 				if len(mdl.order) == 0 {
 					continue
 				}
-				id := mdl.order[int(p.byte())%len(mdl.order)]
-				st, e := r.streams[id], mdl.tcp[id]
-				if st == nil || e == nil || st.eof {
+				id := mdl.order[int(p.Byte())%len(mdl.order)]
+				st, e := r.Streams[id], mdl.tcp[id]
+				if st == nil || e == nil || st.EOF {
 					continue
 				}
 				switch {
-				case op == connect && !st.connected:
-					st.connected = true
-					r.step(spec.Input{Kind: spec.InConnected, Stream: id, Addr: cfg.Server})
-					if !bytes.Equal(r.writes[id], e.sent) || !r.closes[id] {
-						t.Fatalf("connected: wrote %q and closed %v, want %q then close", r.writes[id], r.closes[id], e.sent)
+				case op == connect && !st.Connected:
+					st.Connected = true
+					r.Step(spec.Input{Kind: spec.InConnected, Stream: id, Addr: cfg.Server})
+					if !bytes.Equal(r.Writes[id], e.sent) || !r.Closes[id] {
+						t.Fatalf("connected: wrote %q and closed %v, want %q then close", r.Writes[id], r.Closes[id], e.sent)
 					}
-				case (op == echoBack || op == answer) && st.connected:
-					d := p.chunk(40)
+				case (op == echoBack || op == answer) && st.Connected:
+					d := p.Chunk(40)
 					if op == echoBack {
 						d = e.sent[min(len(e.got), len(e.sent)):]
 					}
 					too := len(e.got)+len(d) > c.cfg.MaxReply
-					r.step(spec.Input{Kind: spec.InStreamData, Stream: id, Data: d})
+					r.Step(spec.Input{Kind: spec.InStreamData, Stream: id, Data: d})
 					if too {
-						if !r.aborts[id] || len(r.events) != 1 || r.events[0].Name != "error" {
-							t.Fatalf("a reply past MaxReply drew abort %v, events %v", r.aborts[id], r.events)
+						if !r.Aborts[id] || len(r.Events) != 1 || r.Events[0].Name != "error" {
+							t.Fatalf("a reply past MaxReply drew abort %v, events %v", r.Aborts[id], r.Events)
 						}
 						delete(mdl.tcp, id)
 					} else {
 						e.got = append(e.got, d...)
-						r.only("echo bytes")
+						r.Only("echo bytes")
 					}
-				case op == fin && st.connected:
-					st.eof = true
-					r.step(spec.Input{Kind: spec.InStreamClosed, Stream: id})
-					if len(r.events) != 1 || r.events[0].Name != "reply" || !bytes.Equal(r.events[0].Data, e.got) ||
-						r.events[0].Value.(Reply).Matched != bytes.Equal(e.got, e.sent) {
-						t.Fatalf("EOF after %q (sent %q) drew %v", e.got, e.sent, r.events)
+				case op == fin && st.Connected:
+					st.EOF = true
+					r.Step(spec.Input{Kind: spec.InStreamClosed, Stream: id})
+					if len(r.Events) != 1 || r.Events[0].Name != "reply" || !bytes.Equal(r.Events[0].Data, e.got) ||
+						r.Events[0].Value.(Reply).Matched != bytes.Equal(e.got, e.sent) {
+						t.Fatalf("EOF after %q (sent %q) drew %v", e.got, e.sent, r.Events)
 					}
 					delete(mdl.tcp, id)
 				case op == reset:
-					delete(r.streams, id)
-					r.step(spec.Input{Kind: spec.InStreamClosed, Stream: id, Err: "connection refused"})
-					if len(r.events) != 1 || r.events[0].Name != "error" {
-						t.Fatalf("a reset drew %v", r.events)
+					delete(r.Streams, id)
+					r.Step(spec.Input{Kind: spec.InStreamClosed, Stream: id, Err: "connection refused"})
+					if len(r.Events) != 1 || r.Events[0].Name != "error" {
+						t.Fatalf("a reset drew %v", r.Events)
 					}
 					delete(mdl.tcp, id)
 				default:
@@ -695,45 +470,45 @@ func FuzzClient(f *testing.F) {
 				}
 				after("stream")
 			case unknown: // a command it does not know
-				r.step(spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: string(p.chunk(8))}})
-				r.only("an unknown command")
+				r.Step(spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: string(p.Chunk(8))}})
+				r.Only("an unknown command")
 			case wait:
-				r.now = r.now.Add(time.Duration(p.byte()) * time.Millisecond)
+				r.Now = r.Now.Add(time.Duration(p.Byte()) * time.Millisecond)
 			}
 		}
 		// Let it finish: answer the bind, fire every timer, end every
 		// connection with a faithful echo.
 		mdl.closing = true
-		if !r.exited {
-			r.step(spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "close"}})
+		if !r.Exited {
+			r.Step(spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "close"}})
 			after("close")
 		}
-		if len(r.binds) > 0 && !r.exited {
-			r.answerBinds()
+		if len(r.Binds) > 0 && !r.Exited {
+			r.AnswerBinds()
 			mdl.inflight, mdl.queued = append(mdl.inflight, mdl.queued...), nil
 			after("bound")
 		}
 		for _, id := range mdl.order {
-			st, e := r.streams[id], mdl.tcp[id]
-			if st == nil || e == nil || r.exited {
+			st, e := r.Streams[id], mdl.tcp[id]
+			if st == nil || e == nil || r.Exited {
 				continue
 			}
-			if !st.connected {
-				st.connected = true
-				r.step(spec.Input{Kind: spec.InConnected, Stream: id, Addr: cfg.Server})
+			if !st.Connected {
+				st.Connected = true
+				r.Step(spec.Input{Kind: spec.InConnected, Stream: id, Addr: cfg.Server})
 				after("connected")
 			}
-			st.eof = true
+			st.EOF = true
 			delete(mdl.tcp, id)
-			r.step(spec.Input{Kind: spec.InStreamClosed, Stream: id})
+			r.Step(spec.Input{Kind: spec.InStreamClosed, Stream: id})
 			after("EOF")
 		}
-		for i := 0; i < 100 && !r.exited && r.fire(); i++ {
+		for i := 0; i < 100 && !r.Exited && r.Fire(); i++ {
 			after("timer")
 		}
-		if !r.exited {
-			t.Fatalf("closed, and never exited: %d in flight, %d connections, timers %v", len(mdl.inflight), len(mdl.tcp), r.timers)
+		if !r.Exited {
+			t.Fatalf("closed, and never exited: %d in flight, %d connections, timers %v", len(mdl.inflight), len(mdl.tcp), r.Timers)
 		}
-		r.checkFrozen()
+		r.CheckFrozen()
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/spectest"
 )
 
 // harness drives one machine by hand: it answers binds and dials at once,
@@ -70,20 +71,12 @@ func (h *harness) step(in spec.Input) {
 
 // fire advances the clock to the earliest timer and fires it.
 func (h *harness) fire() {
-	var first spec.Timer
-	var at spec.Time
-	for k, v := range h.timers {
-		if at == 0 || v < at || v == at && k < first {
-			first, at = k, v
-		}
-	}
-	if at == 0 {
+	first, at, ok := spectest.Earliest(h.timers)
+	if !ok {
 		return
 	}
 	delete(h.timers, first)
-	if at > h.now {
-		h.now = at
-	}
+	h.now = max(h.now, at)
 	h.step(spec.Input{Kind: spec.InTimer, Timer: first})
 }
 

@@ -42,19 +42,19 @@ func TestCorpus(t *testing.T) {
 		sources[tr.Header.Protocol+"/"+tr.Header.Source]++
 		for _, node := range tr.Nodes() {
 			t.Run(filepath.Base(f)+"/"+node, func(t *testing.T) {
-				if err := conformance.ReplaySpec(tr, node, all.Lookup); err != nil {
-					t.Fatalf("spec: %v", err)
+				// The same path as `netspec replay`.
+				rep := conformance.Replay(context.Background(), tr, all.Lookup, conformance.ReplayOptions{
+					Nodes: []string{node}, NodeTimeout: time.Minute,
+					Impl: conformance.ImplOptions{OnSkip: func(s conformance.Skip) { t.Log(s) }},
+				})[0]
+				if rep.Spec != nil {
+					t.Fatalf("spec: %v", rep.Spec)
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				err := conformance.ReplayImpl(ctx, tr, node, all.Lookup, conformance.ImplOptions{
-					OnSkip: func(s conformance.Skip) { t.Log(s) },
-				})
-				if errors.Is(err, conformance.ErrSkip) {
-					t.Skip(err)
+				if errors.Is(rep.Impl, conformance.ErrSkip) {
+					t.Skip(rep.Impl)
 				}
-				if err != nil {
-					t.Fatalf("impl: %v", err)
+				if rep.Impl != nil {
+					t.Fatalf("impl: %v", rep.Impl)
 				}
 			})
 		}

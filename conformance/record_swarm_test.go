@@ -19,15 +19,15 @@ import (
 // TestRecordSwarm re-records seed 001's corpus with -update: simulated
 // C/S and P2P runs of the swarm scenario over a lossy network, and on
 // real loopback sockets a C/S server and client, and a P2P server with
-// two peers (one speaking only the seed's protocol) plus a seed-style
-// client typing at the server.
+// two peers (one speaking only the seed's protocol, the other in the
+// distribution trees) plus a seed-style client typing at the server.
 func TestRecordSwarm(t *testing.T) {
 	if !*update {
 		t.Skip("run with -update to re-record the corpus")
 	}
 	for _, mode := range []string{"cs", "p2p"} {
 		var buf bytes.Buffer
-		sc := &scenario.Swarm{FileSize: 20_000, ChunkSize: 4096, N: "2", Mode: mode, Loss: 0.03, Rate: 10e6, Delay: 2 * time.Millisecond, MTU: 1500}
+		sc := &scenario.Swarm{FileSize: 20_000, ChunkSize: 4096, N: "2", Mode: mode, Loss: 0.03, Rate: 10e6, Delay: 2 * time.Millisecond, MTU: 1500, Trees: 2}
 		res, err := sc.Run(scenario.Options{Seed: 5, Trace: &buf})
 		if err != nil || res.Failed != "" {
 			t.Fatalf("%s scenario: %v %s", mode, err, res.Failed)
@@ -100,7 +100,9 @@ func recordP2P(t *testing.T) {
 	file := cs.FileSpec{Seed: 4, Size: 10_000}
 	data, _ := cs.Generate(file)
 	content, _ := p2p.NewContent(data, 2048)
-	scfg := p2p.ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), File: file, ChunkSize: 2048, Seed: 1}
+	// Two places in the trees, for the one peer that takes one: it is
+	// fed one tree by the server and pulls the other when it stalls.
+	scfg := p2p.ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), File: file, ChunkSize: 2048, Seed: 1, Expect: 2}
 	addr, stop := startSwarmServer(t, p2p.NewServer(scfg, content), &srvTrace, nodeHeader("p2p", "server", "server", scfg))
 
 	// A seed-style client typing at the server: a request before CHEL,
@@ -124,7 +126,7 @@ func recordP2P(t *testing.T) {
 	var peers [2]bytes.Buffer
 	done := make(chan error, 2)
 	for i := range peers {
-		cfg := p2p.PeerConfig{Server: addr, Listen: netip.MustParseAddrPort("127.0.0.1:0"), Seed: uint64(i + 1), Legacy: i == 1, Linger: 500 * time.Millisecond}
+		cfg := p2p.PeerConfig{Server: addr, Listen: netip.MustParseAddrPort("127.0.0.1:0"), Seed: uint64(i + 1), Legacy: i == 1, Linger: 1500 * time.Millisecond, TreeStall: 200 * time.Millisecond}
 		r := impl.New(p2p.NewPeer(cfg, &p2p.MemStore{}), impl.Options{Trace: &peers[i], TraceNode: "peer", TraceHeader: nodeHeader("p2p", "peer", "peer", cfg)})
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

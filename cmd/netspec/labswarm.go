@@ -31,6 +31,7 @@ type labSwarm struct {
 	ns        []int
 	size      int64
 	chunk     int
+	trees     int // P2P distribution trees (0: pull every chunk)
 	rate      float64
 	mtu       int
 	modes     []string
@@ -75,6 +76,7 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 	nList := fs.String("n", "1-5", "downloader counts: a `list` of N and A-B ranges")
 	size := fs.Int64("size", 10_000_000, "file size F in `bytes`")
 	chunk := fs.Int("chunk-size", 16384, "P2P chunk size in `bytes`")
+	trees := fs.Int("trees", 2, "P2P: distribution trees the server arranges the peers in (0: none, every chunk is pulled)")
 	rate := fs.Float64("rate", 10e6, "every link's rate in `bit/s`, each direction")
 	mtu := fs.Int("mtu", 9000, "link MTU (the simulator's default; 1500 adds 4.6% of headers)")
 	mode := fs.String("mode", "both", "what to run: cs, p2p or both")
@@ -104,8 +106,8 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 	default:
 		return usagef("lab swarm: --mode is cs, p2p or both, not %q", *mode)
 	}
-	if *size < 1 || *rate <= 0 || *mtu < 576 || *mtu > 65535 || *chunk < 1 {
-		return usagef("lab swarm: --size, --rate and --chunk-size must be positive and --mtu in [576, 65535]")
+	if *size < 1 || *rate <= 0 || *mtu < 576 || *mtu > 65535 || *chunk < 1 || *trees < 0 || *trees > 16 {
+		return usagef("lab swarm: --size, --rate and --chunk-size must be positive, --mtu in [576, 65535] and --trees in [0, 16]")
 	}
 	if *logs != "" {
 		if err := os.MkdirAll(*logs, 0o755); err != nil {
@@ -120,7 +122,7 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	ls := &labSwarm{binary: []string{*binary}, ns: ns, size: *size, chunk: *chunk, rate: *rate, mtu: *mtu, modes: modes,
+	ls := &labSwarm{binary: []string{*binary}, ns: ns, size: *size, chunk: *chunk, trees: *trees, rate: *rate, mtu: *mtu, modes: modes,
 		timeout: *timeout, sim: !*noSim, seed: 1, serverPor: 52000, logs: *logs,
 		say: func(f string, a ...any) {
 			if !*asJSON {
@@ -212,7 +214,7 @@ func (ls *labSwarm) predict() (map[string]map[int]float64, error) {
 	if len(ls.modes) == 1 {
 		mode = ls.modes[0]
 	}
-	sw := &scenario.Swarm{FileSize: ls.size, ChunkSize: ls.chunk, Rate: ls.rate, Delay: ls.simDelay, N: strings.Join(ns, ","), MTU: ls.mtu, Mode: mode}
+	sw := &scenario.Swarm{FileSize: ls.size, ChunkSize: ls.chunk, Rate: ls.rate, Delay: ls.simDelay, N: strings.Join(ns, ","), MTU: ls.mtu, Mode: mode, Trees: ls.trees}
 	sw.Defaults()
 	sw.Delay, sw.Plot = ls.simDelay, ""
 	res, err := sw.Run(scenario.Options{Seed: ls.seed})
@@ -262,6 +264,9 @@ func (ls *labSwarm) measure(ctx context.Context, mode string, n int) *labTiming 
 		srvArgs = append(ls.cmd(), "cs", "serve", "-p", port, "--size", size, "--seed", "1")
 	} else {
 		srvArgs = append(ls.cmd(), "p2p", "serve", "-p", port, "--size", size, "--seed", "1", "--chunk-size", strconv.Itoa(ls.chunk), "--rate", rate, "--config", ls.config)
+		if ls.trees > 0 {
+			srvArgs = append(srvArgs, "--expect", strconv.Itoa(n), "--trees", strconv.Itoa(ls.trees))
+		}
 	}
 	srv, err := net.Start(ctx, &server, srvArgs...)
 	if err != nil {

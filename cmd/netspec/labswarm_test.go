@@ -46,7 +46,7 @@ func selfAsNetspec() []string {
 // left behind.
 func TestLabSwarmSmall(t *testing.T) {
 	needLab(t)
-	ls := &labSwarm{binary: selfAsNetspec(), ns: []int{1, 2, 3}, size: 2_000_000, chunk: 16384, rate: 10e6, mtu: 9000,
+	ls := &labSwarm{binary: selfAsNetspec(), ns: []int{1, 2, 3}, size: 2_000_000, chunk: 16384, trees: 2, rate: 10e6, mtu: 9000,
 		modes: []string{"cs", "p2p"}, timeout: 2 * time.Minute, sim: true, seed: 1, serverPor: 52000, say: t.Logf,
 		logs: t.TempDir()}
 	cfg, err := os.CreateTemp(t.TempDir(), "empty-*.ini")

@@ -52,6 +52,8 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	rate := fs.String("rate", "", "the uplink's rate, e.g. 10mbit, to pace uploads by (default: pace by acknowledgments)")
 	maxList := fs.Int("max-list", 8, "peers listed in each SHEL")
 	legacy := fs.Bool("legacy", false, "speak only the seed's protocol (no extensions)")
+	expect := fs.Int("expect", 0, "arrange the first `N` peers that join in distribution trees (0: none; see README)")
+	trees := fs.Int("trees", 2, "with --expect: how many trees, each carrying 1/`D` of the chunks")
 	logger := logFlags(fs)
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
@@ -80,6 +82,10 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 		return usagef("p2p serve: --chunk-size must be between 1 and %d", 16<<20)
 	case *maxList < 1:
 		return usagef("p2p serve: --max-list must be at least 1")
+	case *expect < 0 || *expect > 1<<20:
+		return usagef("p2p serve: --expect must be between 0 and %d", 1<<20)
+	case *trees < 1 || *trees > 16:
+		return usagef("p2p serve: --trees must be between 1 and 16")
 	}
 	fspec := cs.FileSpec{Seed: *seed, Size: *size}
 	data, err := swarmFile(*file, fspec)
@@ -97,7 +103,7 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	defer closeLog()
 	say := newSayer(e.stdout)
 	start := time.Now()
-	cfg := p2p.ServerConfig{Addr: addr, File: fspec, ChunkSize: *chunk, Seed: *seed, MaxList: *maxList, UploadRate: bits, Legacy: *legacy}
+	cfg := p2p.ServerConfig{Addr: addr, File: fspec, ChunkSize: *chunk, Seed: *seed, MaxList: *maxList, UploadRate: bits, Legacy: *legacy, Expect: *expect, Trees: *trees}
 	r := impl.New(p2p.NewServer(cfg, content), impl.Options{
 		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {

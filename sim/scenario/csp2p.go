@@ -37,6 +37,7 @@ type Swarm struct {
 	MTU        int
 	Mode       string
 	Plot       string
+	Trees      int
 }
 
 // Name implements Scenario.
@@ -67,6 +68,7 @@ func (w *Swarm) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&w.N, "n", "1-5", "downloader counts: a `list` of N, A-B ranges and A-B/STEP ranges, e.g. 1-5,10,100-1000/100")
 	fs.IntVar(&w.MTU, "mtu", 9000, "link MTU in `bytes`: TCP segments carry MTU-40 bytes of payload")
 	fs.StringVar(&w.Mode, "mode", "both", "what to run: cs, p2p or both")
+	fs.IntVar(&w.Trees, "trees", 2, "P2P: distribution trees the server arranges the N peers in (0: none, every chunk is pulled)")
 	fs.StringVar(&w.Plot, "plot", filepath.Join(os.TempDir(), "netspec-swarm.png"), "write the plot of time against N to `FILE` (.png or .svg; empty: none)")
 }
 
@@ -393,7 +395,10 @@ func (w *Swarm) runP2P(opt Options, n int, us float64, content *p2p.Content) Swa
 		}
 	})
 	scfg := p2p.ServerConfig{Addr: server, File: cs.FileSpec{Seed: opt.Seed, Size: w.FileSize}, ChunkSize: w.ChunkSize,
-		Seed: opt.Seed, UploadRate: w.goodput(us)}
+		Seed: opt.Seed, UploadRate: w.goodput(us), Trees: w.Trees}
+	if w.Trees > 0 {
+		scfg.Expect = n
+	}
 	s.MustAddNode(sim.NodeSpec{Name: "server", Protocol: "p2p", Role: "server", Config: scfg, Link: w.serverLink(us),
 		New: func() spec.Machine { return p2p.NewServer(scfg, content) }})
 	for i := 0; i < n; i++ {

@@ -82,7 +82,8 @@
 // announced them, so a client or server written from the seed never sees
 // one. The dialer pipelines "XHEL 1" after its CHEL; a peer dialing a
 // peer says "XHEL 1 push": it takes chunks unasked (PUSH) on that
-// connection. A node that speaks the extensions answers
+// connection (and, to the server, "XHEL 1 tree": see Trees). A node that
+// speaks the extensions answers
 //
 //	XHEL 1 <64 hex digits> rate\r\n
 //	    extension version 1; from the server, the root: the SHA-256 of the
@@ -197,6 +198,76 @@
 // PushStale (60 ms) for the uplink is announced with HAVE instead, and a
 // neighbour that announced or asked for the chunk meanwhile is not sent
 // it. The others are told by HAVE as usual.
+//
+// # Trees
+//
+// Pulling pays, per chunk and per hop, for an announcement and a request
+// that each wait behind chunk data on busy links; in a large swarm that
+// is most of the gap to the bound. A server told how many peers to
+// expect (ServerConfig.Expect, "netspec p2p serve --expect N") arranges
+// them instead in d distribution trees (Trees, default 2), SplitStream
+// style: chunk i travels down tree i mod d, the server feeds each tree's
+// root its chunks in turn, and every peer pushes each chunk of its home
+// tree to its children the moment it holds it. No request, no
+// announcement, no duplicate.
+//
+// Geometry. The peers get ids 1..n in the order they offer ("XHEL 1
+// tree" to the server); a peer that comes back keeps its id. Tree s is a
+// d-ary heap: position q's children are positions d(q-1)+2 .. dq+1, and
+// the positions are filled first with the ids in class s (id-1 = s mod
+// d) in order, then with the other ids in order. The first
+// floor((n-2)/d)+1 positions have children, so with two trees the peers
+// that forward in tree 0 (odd ids) and in tree 1 (even ids) are
+// different, every peer's upload carries one tree (1/d of the file, to
+// d children: the whole file once), depth is log_d n, and the roots (ids
+// 1..d) and upper levels are the first to join. A peer's home tree is
+// the one it has children in (none for some leaves).
+//
+// Messages (extension version 1; only to and from nodes that said XHEL):
+//
+//	XHEL 1 tree\r\n
+//	    a peer to the server: it can take a place in the trees.
+//	TREE 3 1000 2\r\n
+//	    the server to a peer, after its XHEL answer: it is id 3 of 1000,
+//	    in 2 trees (1 <= id <= n, 1 <= d <= 16). Never answered.
+//	PARENT 1 10.0.0.4 51000\r\n
+//	    the server to a peer: its parent in tree 1 listens at that
+//	    address (IPv4 or IPv6, then the port). Sent when both have
+//	    joined, to whichever joined first. Never answered.
+//	TSUB 3 1\r\n
+//	    a peer to its parent in tree 1, on the connection it dialed with
+//	    "XHEL 1 push": "I am id 3, your child in tree 1". The parent
+//	    checks that it is, pushes every chunk of tree 1 it holds and the
+//	    child has not announced, then each as it comes. Never answered
+//	    (a stranger's TSUB is counted and ignored).
+//	PUSH offset size\r\n<size bytes>
+//	    as above; from the server, only to a root, and only chunks of its
+//	    tree.
+//	HASH n\r\n<n*32 bytes>
+//	    as above, also sent unasked: by the server to a root with TREE,
+//	    and by a parent to each child whose home tree is its own (tree 0
+//	    for a child with none), ahead of the chunks; so every peer gets
+//	    one copy, from the peer whose chunks it must check before it can
+//	    pass them on. A peer in the trees asks for the list (HREQ) only if
+//	    that tree stalls.
+//
+// The server takes the roots in turn, one chunk each, so every tree gets
+// its share of the uplink and no more (a burst into one tree would queue
+// at every hop below it), and answers nothing else while the roots have
+// chunks to be fed, apart from a root's hash list; peers in the trees
+// send no DANY, and dial only treeNeighbours (2) neighbours besides their
+// parents (the server lists as many in SHEL). Chunks still check against
+// the hash list before they are stored or passed on, and a corrupt one
+// bans its sender, as anywhere.
+//
+// Stalls. A tree that has brought nothing for TreeStall (1 s), or whose
+// parent connection is gone, is stalled: its chunks are pulled like any
+// other until it brings one again (a chunk missing below the last one a
+// parent pushed is pulled at once). A peer that joins after the server's
+// n, declines (PeerConfig.NoTree), or speaks only the seed's protocol
+// has no place and pulls; a place left empty stalls its subtree, which
+// then pulls. A new TREE (the server restarted and numbered the peers
+// again) replaces the old place.
 //
 // # Pacing
 //

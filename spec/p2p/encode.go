@@ -100,10 +100,10 @@ func AppendERROR(b []byte, id string) []byte {
 
 // AppendXHEL appends "XHEL version [root] [rate]".
 func AppendXHEL(b []byte, root []byte, paced bool) []byte {
-	return appendXHEL(b, root, paced, false)
+	return appendXHEL(b, root, paced, false, false)
 }
 
-func appendXHEL(b []byte, root []byte, paced, push bool) []byte {
+func appendXHEL(b []byte, root []byte, paced, push, tree bool) []byte {
 	b = append(b, "XHEL "...)
 	b = strconv.AppendInt(b, Version, 10)
 	if len(root) == 32 {
@@ -116,6 +116,40 @@ func appendXHEL(b []byte, root []byte, paced, push bool) []byte {
 	if push {
 		b = append(b, " push"...)
 	}
+	if tree {
+		b = append(b, " tree"...)
+	}
+	return append(b, crlf...)
+}
+
+// AppendTREE appends "TREE id n d".
+func AppendTREE(b []byte, id, n, d int) []byte {
+	b = append(b, "TREE "...)
+	b = strconv.AppendInt(b, int64(id), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(d), 10)
+	return append(b, crlf...)
+}
+
+// AppendPARENT appends "PARENT stripe ip port".
+func AppendPARENT(b []byte, stripe int, a netip.AddrPort) []byte {
+	b = append(b, "PARENT "...)
+	b = strconv.AppendInt(b, int64(stripe), 10)
+	b = append(b, ' ')
+	b = a.Addr().AppendTo(b)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(a.Port()), 10)
+	return append(b, crlf...)
+}
+
+// AppendTSUB appends "TSUB id stripe".
+func AppendTSUB(b []byte, id, stripe int) []byte {
+	b = append(b, "TSUB "...)
+	b = strconv.AppendInt(b, int64(id), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(stripe), 10)
 	return append(b, crlf...)
 }
 

@@ -124,6 +124,9 @@ var fuzzSeeds = []string{
 	"CHEL 51000\r\nXHEL 1 push\r\nHAVE 0\r\nDREQ 1\r\n",
 	"PHEL\r\nXHEL 1\r\nPUSH 128 64\r\n" + string(bytes.Repeat([]byte{3}, 64)) + "PUSH 999 1\r\nx",
 	"SHEL 99999999999 1\r\n[]\r\n", "\r\n\r\n\n", string(bytes.Repeat([]byte("["), 300)),
+	// the trees: a place, parents, a subscription, a pushed list
+	"SHEL 337 64\r\n[]\r\nXHEL 1 " + string(bytes.Repeat([]byte("0f"), 32)) + " rate\r\nTREE 2 5 2\r\nPARENT 0 10.0.0.2 51000\r\nPARENT 1 ::1 7\r\nHASH 6\r\n" + string(bytes.Repeat([]byte{4}, 192)) + "PUSH 0 64\r\n" + string(bytes.Repeat([]byte{5}, 64)),
+	"CHEL 51000\r\nXHEL 1 push tree\r\nTSUB 4 0\r\nTSUB 0 99\r\nTREE 1 1 1\r\nTREE 9 5 2\r\nTREE 1 5 99\r\nPARENT 7 x 1\r\nPARENT 0 10.0.0.1 0\r\n",
 }
 
 // FuzzServer feeds hostile request streams from three connections to the
@@ -135,7 +138,7 @@ func FuzzServer(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, a, b []byte, step uint8) {
 		c := fuzzContent(t)
-		s := NewServer(ServerConfig{Addr: netip.MustParseAddrPort("10.0.0.1:52000"), ChunkSize: 64, MaxConns: 2}, c)
+		s := NewServer(ServerConfig{Addr: netip.MustParseAddrPort("10.0.0.1:52000"), ChunkSize: 64, MaxConns: 2, Expect: 2}, c)
 		h := newHarness(t, s)
 		h.step(spec.Input{Kind: spec.InStart})
 		streams := []spec.Stream{spec.AcceptedStream | 1, spec.AcceptedStream | 2, spec.AcceptedStream | 3}

@@ -32,9 +32,12 @@ const (
 	HASH
 	DCAN
 	PUSH
+	TREE
+	PARENT
+	TSUB
 )
 
-var opNames = [...]string{"", "CHEL", "SHEL", "PHEL", "CLREQ", "CLRSP", "DREQ", "DATA", "CHECK", "ERROR", "XHEL", "HAVE", "DANY", "HREQ", "HASH", "DCAN", "PUSH"}
+var opNames = [...]string{"", "CHEL", "SHEL", "PHEL", "CLREQ", "CLRSP", "DREQ", "DATA", "CHECK", "ERROR", "XHEL", "HAVE", "DANY", "HREQ", "HASH", "DCAN", "PUSH", "TREE", "PARENT", "TSUB"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -102,6 +105,14 @@ type Msg struct {
 	Root    []byte
 	Paced   bool
 	Push    bool
+	// Tree: XHEL from a peer that can take a place in the server's
+	// distribution trees.
+	Tree bool
+	// TreeID, TreeN and Trees: TREE (and TSUB's TreeID); Stripe: PARENT
+	// and TSUB; Addr: PARENT.
+	TreeID, TreeN, Trees int
+	Stripe               int
+	Addr                 netip.AddrPort
 	// Skipped counts malformed entries dropped from a JSON body.
 	Skipped int
 }
@@ -117,8 +128,8 @@ const (
 )
 
 var accepts = [...][]Op{
-	Requests:  {CHEL, CLREQ, DREQ, CHECK, XHEL, HAVE, DANY, HREQ, DCAN},
-	Responses: {SHEL, PHEL, CLRSP, DATA, CHECK, ERROR, XHEL, HAVE, HASH, PUSH},
+	Requests:  {CHEL, CLREQ, DREQ, CHECK, XHEL, HAVE, DANY, HREQ, DCAN, TSUB},
+	Responses: {SHEL, PHEL, CLRSP, DATA, CHECK, ERROR, XHEL, HAVE, HASH, PUSH, TREE, PARENT},
 }
 
 // Limits bound what a parser buffers, so a hostile peer cannot make it
@@ -476,8 +487,42 @@ func (p *Parser) header(line []byte) (Msg, *ParseError) {
 				m.Paced = true
 			case string(a) == "push":
 				m.Push = true
+			case string(a) == "tree":
+				m.Tree = true
 			}
 		}
+	case TREE:
+		if !want(3) {
+			return bad("unknown command")
+		}
+		id, g1 := atoi(args[0])
+		n, g2 := atoi(args[1])
+		d, g3 := atoi(args[2])
+		if !g1 || !g2 || !g3 || !(tree{id: int(id), n: int(n), d: int(d)}).valid() {
+			return bad("unknown command")
+		}
+		m.TreeID, m.TreeN, m.Trees = int(id), int(n), int(d)
+	case PARENT:
+		if !want(3) {
+			return bad("unknown command")
+		}
+		st, g1 := atoi(args[0])
+		port, g2 := atoi(args[2])
+		a, err := netip.ParseAddr(string(args[1]))
+		if !g1 || !g2 || err != nil || st >= maxTrees || port == 0 || port > 65535 {
+			return bad("unknown command")
+		}
+		m.Stripe, m.Addr = int(st), netip.AddrPortFrom(a.Unmap(), uint16(port))
+	case TSUB:
+		if !want(2) {
+			return bad("unknown command")
+		}
+		id, g1 := atoi(args[0])
+		st, g2 := atoi(args[1])
+		if !g1 || !g2 || id == 0 || st >= maxTrees {
+			return bad("unknown command")
+		}
+		m.TreeID, m.Stripe = int(id), int(st)
 	}
 	return m, nil
 }

@@ -101,6 +101,11 @@ type PeerConfig struct {
 	MaxChunks int `json:"maxChunks,omitempty"`
 	// Progress emits a "progress" event per chunk.
 	Progress bool `json:"progress,omitempty"`
+	// NoTree declines a place in the server's distribution trees;
+	// TreeStall is how long a tree may bring nothing before the peer
+	// pulls that tree's chunks like any other (default 1s).
+	NoTree    bool          `json:"noTree,omitempty"`
+	TreeStall time.Duration `json:"treeStall,omitempty"`
 }
 
 func (c *PeerConfig) fill() {
@@ -137,6 +142,7 @@ func (c *PeerConfig) fill() {
 	dur(&c.AckTimeout, 500*time.Millisecond)
 	dur(&c.BusyWait, 100*time.Millisecond)
 	dur(&c.PushStale, 60*time.Millisecond)
+	dur(&c.TreeStall, time.Second)
 }
 
 // Peer is a P2P peer machine: it downloads the file from the server and
@@ -205,6 +211,14 @@ type Peer struct {
 	paceAt spec.Time
 	idleAt spec.Time // when the uplink ran out of work (rate mode)
 
+	// the distribution trees (see "Trees"); tr.n == 0: no place in them
+	tr      tree
+	tparent []netip.AddrPort // per tree: the parent (invalid: the server, or not known yet)
+	tlast   []spec.Time      // per tree: when its last chunk came, or when it was (re)joined
+	ttop    []int            // per tree: the highest chunk it brought
+	tbits   []bitset         // per tree: its chunks
+	tjoin   spec.Time        // when the place came
+
 	complete  bool
 	checkSent bool
 	verified  bool
@@ -258,6 +272,7 @@ type oconn struct {
 	busy     spec.Time     // told BUSY: leave it alone until then
 	lat      time.Duration // moving average of request-to-DATA time
 	paced    bool          // it paces by rate: no acknowledgments
+	tsub     uint32        // the trees this connection was subscribed to (TSUB)
 }
 
 type oreq struct {
@@ -279,6 +294,8 @@ type iconn struct {
 	pending  []ireq // answers in order; DREQ and HREQ wait for the uplink
 	push     bool   // it takes chunks unasked (its XHEL said "push")
 	pushq    []push // chunks to push to it, ahead of its requests
+	tree     bool   // it is this peer's child in its home tree (TSUB)
+	tlist    bool   // and it gets the hash list from this peer
 	inRing   bool
 	owed
 }
@@ -286,6 +303,7 @@ type iconn struct {
 type push struct {
 	chunk int
 	at    spec.Time
+	tree  bool // down the tree: never stale
 }
 
 type ireq struct {
@@ -520,7 +538,7 @@ func (p *Peer) connected(now spec.Time, c *oconn, out []spec.Output) []spec.Outp
 	c.inflight = append(c.inflight, oreq{op: CHEL})
 	legacy := p.cfg.Legacy || (c.nb != nil && c.nb.legacy) || (c.server && p.srvExt < 0)
 	if !legacy {
-		b = appendXHEL(b, nil, false, !c.server)
+		b = appendXHEL(b, nil, false, !c.server, c.server && !p.cfg.NoTree)
 		c.inflight = append(c.inflight, oreq{op: XHEL})
 		if !c.server {
 			b = AppendOp(b, CLREQ)
@@ -549,6 +567,9 @@ func (p *Peer) readOut(now spec.Time, c *oconn, out []spec.Output) []spec.Output
 	}
 	if c.gone {
 		return out
+	}
+	if c.server && p.joined && p.srvExt != 0 {
+		out = p.dialMore(now, out)
 	}
 	return p.armIdle(now, &c.wconn, out)
 }
@@ -589,7 +610,19 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 		p.learn(c, m)
 		return out
 	}
+	if m.Op == HASH && (c.tsub != 0 || c.server && c.ext > 0) && !c.awaits(HREQ) {
+		return p.hashList(now, c, m, out) // pushed down the trees
+	}
+	if m.Op == TREE || m.Op == PARENT {
+		if !c.server {
+			return p.violation(now, c, m.Op.String()+" from a peer", out)
+		}
+		return p.treeMsg(now, m, out)
+	}
 	if m.Op == PUSH {
+		if c.server && c.ext > 0 && p.roots() > 0 {
+			return p.data(now, c, -1, m, out) // a root, fed by the server
+		}
 		if c.server || c.ext <= 0 {
 			return p.violation(now, c, "PUSH without XHEL push", out)
 		}
@@ -651,6 +684,7 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 		case XHEL:
 			c.ext = 1
 			c.paced = m.Paced
+			p.subscribe(now, c)
 			if c.server {
 				p.srvExt = 1
 				if len(m.Root) == 32 {
@@ -775,6 +809,9 @@ func (p *Peer) shel(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Ou
 	for _, a := range m.Peers {
 		p.hear(a)
 	}
+	if p.srvExt == 0 && !p.cfg.NoTree {
+		return out // dialed once TREE has come or not (readOut)
+	}
 	return p.dialMore(now, out)
 }
 
@@ -811,8 +848,14 @@ func (p *Peer) dialMore(now spec.Time, out []spec.Output) []spec.Output {
 	if !p.joined {
 		return out
 	}
+	limit := p.cfg.MaxOut
+	if p.tr.n > 0 {
+		// The trees carry the file; a few neighbours are for when they
+		// fail.
+		limit = min(limit, treeNeighbours)
+	}
 	for _, nb := range p.known {
-		if p.peersOut() >= p.cfg.MaxOut {
+		if p.peersOut() >= limit {
 			break
 		}
 		if nb.out != nil || nb.banned || nb.retryAt > now || p.self(nb.addr) {
@@ -922,6 +965,10 @@ func (p *Peer) adopt(now spec.Time, server, ext bool, from *neighbor, i int, out
 	}
 	if server {
 		p.cnt.fromServer++
+		if s := p.treeOf(i); s >= 0 && p.tr.parent(s) == 0 {
+			p.tlast[s] = now
+			p.ttop[s] = max(p.ttop[s], i)
+		}
 	} else {
 		p.cnt.fromPeers++
 	}
@@ -933,7 +980,10 @@ func (p *Peer) adopt(now spec.Time, server, ext bool, from *neighbor, i int, out
 		}
 	}
 	push := p.pushTo[:0]
-	if server {
+	switch {
+	case p.tr.n > 0:
+		push = p.forward(now, i, push)
+	case server:
 		push = p.pushes(now, i, push)
 	}
 	for _, ic := range p.ins {
@@ -1037,6 +1087,10 @@ func (p *Peer) hashList(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 	}
 	p.pendFrom = nil
 	for _, ic := range p.ins {
+		if ic.tlist {
+			ic.pushq = append([]push{{chunk: -1, at: now, tree: true}}, ic.pushq...)
+			p.schedIn(ic)
+		}
 		if ic.ext {
 			// Announced at once: neighbours that lack the list cannot
 			// pass on what they fetch until they have it.
@@ -1282,6 +1336,13 @@ func (p *Peer) serve(now spec.Time, c *iconn, m Msg, out []spec.Output) []spec.O
 			return out
 		}
 		p.answer(c, ireq{op: HREQ})
+	case TSUB:
+		// Never answered: a stranger's is counted and ignored.
+		if !c.ext || !c.push || p.tr.n == 0 || m.Stripe != p.tr.home() || !p.tr.isChild(m.Stripe, m.TreeID) {
+			p.cnt.unknown++
+			return append(out, spec.Debug("p2p: TSUB from a peer that is not our child", slog.String("from", c.remote.String()), slog.Int("id", m.TreeID), slog.Int("tree", m.Stripe)))
+		}
+		out = p.adoptChild(now, c, m.TreeID, out)
 	case HAVE:
 		if c.nb != nil && c.nb.out != nil {
 			p.learn(c.nb.out, m)
@@ -1324,6 +1385,10 @@ func (p *Peer) next() *iconn {
 		if len(c.pushq) > 0 {
 			n -= 1 << 40
 		}
+		if c.tree && len(c.pending) > 0 && c.pending[0].op == HREQ {
+			// A child without the hash list can pass nothing on.
+			n -= 1 << 41
+		}
 		if n < bestN {
 			best, bestN = k, n
 		}
@@ -1342,7 +1407,7 @@ func (p *Peer) upload(now spec.Time, out []spec.Output) []spec.Output {
 		if c.gone || c.closing {
 			continue
 		}
-		if len(c.pushq) > 0 {
+		if len(c.pushq) > 0 && !(c.tree && len(c.pending) > 0 && c.pending[0].op == HREQ) {
 			p.pushOne(now, c)
 			p.schedIn(c)
 			continue
@@ -1355,15 +1420,7 @@ func (p *Peer) upload(now spec.Time, out []spec.Output) []spec.Output {
 		p.upq--
 		switch {
 		case r.op == HREQ:
-			b := p.grow(&c.wconn, 32*len(p.hashes)+16)
-			b = AppendHASHHeader(b, len(p.hashes))
-			for i := range p.hashes {
-				b = append(b, p.hashes[i][:]...)
-			}
-			c.wbuf = b
-			p.cnt.hashLists++
-			p.acks.add(now, &c.owed, -1)
-			p.pace.sent(now, 32*len(p.hashes))
+			p.sendHashList(now, c)
 		case p.have.has(r.chunk):
 			if err := p.sendChunk(now, c, r.chunk, AppendDATAHeader); err != nil {
 				p.writeIn(c, ireq{op: ERROR, err: ErrChunkUndownloaded})
@@ -1506,6 +1563,11 @@ func (p *Peer) closeOut(now spec.Time, c *oconn, how int, out []spec.Output) []s
 	if p.hashing == c {
 		p.hashing = nil
 	}
+	for s := range p.tr.d {
+		if c.tsub&(1<<s) != 0 {
+			p.tlast[s] = 0 // the tree is cut: pull its chunks until it is back
+		}
+	}
 	if c.server {
 		p.srv = nil
 		p.srvTry++
@@ -1647,6 +1709,15 @@ func (p *Peer) fill(now spec.Time, out []spec.Output) []spec.Output {
 			if now < p.srvDry {
 				want = 0 // the server is then an uploader like the others, below
 			}
+			if p.tr.n > 0 {
+				// The server's uplink feeds the trees' roots: ask it for
+				// nothing else while the trees bring chunks.
+				for s := range p.tr.d {
+					if p.fed(now, s) {
+						want = 0
+					}
+				}
+			}
 			for c.danys < want {
 				c.danys++
 				c.wbuf = AppendOp(p.grow(&c.wconn, 8), DANY)
@@ -1660,9 +1731,12 @@ func (p *Peer) fill(now spec.Time, out []spec.Output) []spec.Output {
 				p.request(now, c, i)
 			}
 		}
-		if p.srvExt > 0 && p.hashes == nil && p.hashing == nil && now >= p.hashAt && p.root != nil {
+		if p.srvExt > 0 && p.hashes == nil && p.hashing == nil && now >= p.hashAt && p.root != nil && !p.listComing(now) {
 			src := c
 			for _, o := range p.outs {
+				if p.roots() > 0 {
+					break // the server answers a root at once
+				}
 				if !o.server && o.ready && o.ext > 0 && o.hasHash {
 					src = o
 					break
@@ -1762,6 +1836,9 @@ func (p *Peer) pick(now spec.Time, c *oconn, any bool) int {
 		if !any {
 			w &= c.has[k]
 		}
+		if p.tr.n > 0 {
+			w &^= p.treeHeld(now, k)
+		}
 		if k == len(p.have)-1 && p.n%64 != 0 {
 			w &= 1<<(uint(p.n)%64) - 1
 		}
@@ -1855,6 +1932,16 @@ func (p *Peer) owe(now spec.Time, c *oconn) {
 	if len(c.inflight) == 0 {
 		c.last = now
 	}
+}
+
+// awaits reports whether c owes an answer to an op request.
+func (c *oconn) awaits(op Op) bool {
+	for _, r := range c.inflight {
+		if r.op == op {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *oconn) asked(i int) bool {
@@ -2041,8 +2128,12 @@ func (p *Peer) pushOne(now spec.Time, c *iconn) {
 		c.pushq = nil
 	}
 	switch {
+	case r.chunk < 0:
+		if c.nb == nil || c.nb.out == nil || !c.nb.out.hasHash {
+			p.sendHashList(now, c)
+		}
 	case c.holds(r.chunk) || c.asked(r.chunk):
-	case now.Sub(r.at) > p.cfg.PushStale:
+	case now.Sub(r.at) > p.cfg.PushStale && !r.tree:
 		c.pendHave = append(c.pendHave, r.chunk)
 		p.grow(&c.wconn, 0)
 	default:
@@ -2051,6 +2142,21 @@ func (p *Peer) pushOne(now spec.Time, c *iconn) {
 			p.grow(&c.wconn, 0)
 		}
 	}
+}
+
+// sendHashList writes the hash list to c (an answer to HREQ, or pushed
+// to a child in the trees), counted, awaiting its acknowledgment and
+// paced.
+func (p *Peer) sendHashList(now spec.Time, c *iconn) {
+	b := p.grow(&c.wconn, 32*len(p.hashes)+16)
+	b = AppendHASHHeader(b, len(p.hashes))
+	for i := range p.hashes {
+		b = append(b, p.hashes[i][:]...)
+	}
+	c.wbuf = b
+	p.cnt.hashLists++
+	p.acks.add(now, &c.owed, -1)
+	p.pace.sent(now, 32*len(p.hashes))
 }
 
 // sendChunk writes chunk i to c under the header that header appends (a
@@ -2073,10 +2179,15 @@ func (p *Peer) sendChunk(now spec.Time, c *iconn, i int, header func([]byte, int
 // the chunk is handled as any DATA.
 func (p *Peer) pushed(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Output {
 	if p.joined && p.chunk > 0 && m.Offset >= 0 && m.Offset%int64(p.chunk) == 0 && m.Offset/int64(p.chunk) < int64(p.n) {
-		if i := int(m.Offset / int64(p.chunk)); c.has != nil && !c.has.has(i) {
+		i := int(m.Offset / int64(p.chunk))
+		if c.has != nil && !c.has.has(i) {
 			c.has.set(i)
 			c.hasN++
 			p.avail[i]++
+		}
+		if s := p.treeOf(i); s >= 0 && c.tsub&(1<<s) != 0 {
+			p.tlast[s] = now
+			p.ttop[s] = max(p.ttop[s], i)
 		}
 	}
 	return p.data(now, c, -1, m, out)

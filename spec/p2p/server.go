@@ -56,6 +56,13 @@ type ServerConfig struct {
 	// IdleFlush is how long an unterminated header line waits for its
 	// CRLF before it is taken as complete (default 200ms).
 	IdleFlush time.Duration `json:"idleFlush,omitempty"`
+	// Expect is how many peers the server expects to join together; with
+	// it, the first Expect extension peers that offer ("XHEL 1 tree") get
+	// a place in Trees distribution trees (default 2), and the server
+	// feeds each tree's root one stripe of the file (see "Trees" in the
+	// package documentation). 0: no trees.
+	Expect int `json:"expect,omitempty"`
+	Trees  int `json:"trees,omitempty"`
 	// Legacy makes the server speak only the seed's protocol, answering
 	// the extensions with UNKNOWN_COMMAND, like a server written from the
 	// seed's description.
@@ -93,6 +100,10 @@ func (c *ServerConfig) fill() {
 	if c.IdleFlush <= 0 {
 		c.IdleFlush = 200 * time.Millisecond
 	}
+	if c.Trees <= 0 {
+		c.Trees = 2
+	}
+	c.Trees = min(c.Trees, maxTrees)
 }
 
 // Server is the P2P server machine.
@@ -116,6 +127,11 @@ type Server struct {
 	paceAt       spec.Time // when the pacing timer is set for (0: not set)
 	start        spec.Time
 	cnt          serverCounters
+	// the trees: ids by listening address, and each id's connection
+	tids   map[netip.AddrPort]int
+	tconns []*sconn
+	turn   int   // the tree whose root is fed next
+	tcur   []int // per tree: the next chunk to feed its root
 }
 
 type serverCounters struct {
@@ -130,6 +146,7 @@ type sconn struct {
 	hello   bool
 	listen  netip.AddrPort
 	ext     bool
+	tid     int    // its place in the trees (0: none)
 	pending []sreq // requests answered in order (DANY aside)
 	danys   int    // DANY requests waiting for the scheduler
 	owed
@@ -421,6 +438,9 @@ func (s *Server) request(now spec.Time, c *sconn, m Msg, out []spec.Output) []sp
 			c.known = newBitset(s.c.Chunks())
 		}
 		s.reply(c, sreq{op: XHEL})
+		if m.Tree {
+			out = s.place(now, c, out)
+		}
 	case CLREQ:
 		s.reply(c, sreq{op: CLRSP})
 	case DREQ:
@@ -453,7 +473,7 @@ func (s *Server) request(now spec.Time, c *sconn, m Msg, out []spec.Output) []sp
 		if now.Sub(s.hashAt) >= s.cfg.HashEvery {
 			s.hashAt, s.hashN = now, 0
 		}
-		if s.hashN >= s.cfg.HashSeeds && c.ext {
+		if s.hashN >= s.cfg.HashSeeds && c.ext && !s.root(c) {
 			s.cnt.busy++
 			s.reply(c, sreq{op: ERROR, err: ErrBusy})
 			return out
@@ -497,6 +517,137 @@ func (s *Server) request(now spec.Time, c *sconn, m Msg, out []spec.Output) []sp
 	return out
 }
 
+// place gives c's peer its place in the trees, if there is one: TREE,
+// then its parents that have joined; and tells the peers that have
+// joined and are its children where it is. A peer that comes back (the
+// same listening address) gets its old place.
+func (s *Server) place(now spec.Time, c *sconn, out []spec.Output) []spec.Output {
+	n := s.cfg.Expect
+	if n <= 0 || c.tid != 0 {
+		return out
+	}
+	if s.tids == nil {
+		s.tids = map[netip.AddrPort]int{}
+		s.tconns = make([]*sconn, n+1)
+	}
+	id := s.tids[c.listen]
+	if id == 0 {
+		if len(s.tids) >= n {
+			return out
+		}
+		id = len(s.tids) + 1
+		s.tids[c.listen] = id
+	}
+	c.tid = id
+	s.tconns[id] = c
+	if s.tcur == nil {
+		s.tcur = make([]int, s.cfg.Trees)
+		for st := range s.tcur {
+			s.tcur[st] = st
+		}
+	}
+	for st := range s.cfg.Trees {
+		if (tree{id: id, n: n, d: s.cfg.Trees}).parent(st) == 0 {
+			s.tcur[st] = st // a new connection: feed it what it lacks
+		}
+	}
+	t := tree{id: id, n: n, d: s.cfg.Trees}
+	c.wbuf = AppendTREE(s.grow(c, 32), id, n, t.d)
+	if s.root(c) {
+		// A root passes nothing on before it has the hash list: it
+		// comes now, ahead of the welcomes of everyone else.
+		s.sendHash(now, c)
+	}
+	var kids []int
+	for st := 0; st < t.d; st++ {
+		if p := t.parent(st); p != 0 {
+			if pc := s.tconns[p]; pc != nil && !pc.gone {
+				c.wbuf = AppendPARENT(s.grow(c, 64), st, pc.listen)
+			}
+		}
+		kids = t.children(st, kids[:0])
+		for _, k := range kids {
+			if kc := s.tconns[k]; kc != nil && !kc.gone && !kc.closing {
+				kc.wbuf = AppendPARENT(s.grow(kc, 64), st, c.listen)
+			}
+		}
+	}
+	return append(out, spec.Debug("p2p server: tree place", slog.String("peer", c.listen.String()), slog.Int("id", id)))
+}
+
+// rootPush picks the next chunk to feed a root: the trees take turns, so
+// each gets its share of the uplink and no more (a root passes on every
+// chunk to all its children, so a burst to one root would queue at
+// every hop below it). A root waiting for its hash list is skipped.
+func (s *Server) rootPush() (*sconn, int) {
+	d := s.cfg.Trees
+	for range d {
+		st := s.turn
+		s.turn = (s.turn + 1) % d
+		c := s.rootConn(st)
+		if c == nil || (len(c.pending) > 0 && c.pending[0].op == HREQ) {
+			continue
+		}
+		for s.tcur[st] < s.c.Chunks() && c.known.has(s.tcur[st]) {
+			s.tcur[st] += d
+		}
+		if s.tcur[st] >= s.c.Chunks() {
+			continue
+		}
+		i := s.tcur[st]
+		s.tcur[st] += d
+		return c, i
+	}
+	return nil, -1
+}
+
+// rootHREQ is a root whose next request is for the hash list, if any.
+func (s *Server) rootHREQ() *sconn {
+	for st := range s.tcur {
+		if c := s.rootConn(st); c != nil && len(c.pending) > 0 && c.pending[0].op == HREQ {
+			return c
+		}
+	}
+	return nil
+}
+
+// rootConn is the connection of tree st's root, if it is connected.
+func (s *Server) rootConn(st int) *sconn {
+	if s.tcur == nil {
+		return nil
+	}
+	c := s.tconns[tree{n: s.cfg.Expect, d: s.cfg.Trees}.at(st, 1)]
+	if c == nil || c.gone || c.closing || c.known == nil {
+		return nil
+	}
+	return c
+}
+
+// feeding reports whether a root still has chunks to be fed.
+func (s *Server) feeding() bool {
+	for st := range s.tcur {
+		if s.tcur[st] < s.c.Chunks() && s.rootConn(st) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// root reports whether c's peer is the root of a tree: the server feeds
+// it, and it needs the hash list before it can pass anything on.
+func (s *Server) root(c *sconn) bool {
+	if c.tid == 0 {
+		return false
+	}
+	t := tree{id: c.tid, n: s.cfg.Expect, d: s.cfg.Trees}
+	for st := range t.d {
+		if t.parent(st) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // peerList picks up to MaxList online peers other than c, at random.
 func (s *Server) peerList(c *sconn) []netip.AddrPort {
 	var idx []int
@@ -505,12 +656,18 @@ func (s *Server) peerList(c *sconn) []netip.AddrPort {
 			idx = append(idx, i)
 		}
 	}
-	if len(idx) > s.cfg.MaxList {
-		for i := 0; i < s.cfg.MaxList; i++ {
+	max := s.cfg.MaxList
+	if s.cfg.Expect > 0 {
+		// Peers in the trees dial only a few others; every byte of a
+		// welcome delays the file (a thousand of them at once).
+		max = min(max, treeNeighbours)
+	}
+	if len(idx) > max {
+		for i := 0; i < max; i++ {
 			j := i + s.rng.IntN(len(idx)-i)
 			idx[i], idx[j] = idx[j], idx[i]
 		}
-		idx = idx[:s.cfg.MaxList]
+		idx = idx[:max]
 	}
 	list := make([]netip.AddrPort, len(idx))
 	for i, j := range idx {
@@ -554,7 +711,21 @@ func (s *Server) next() *sconn {
 // serve sends paced responses, the peers in turn (see next), while the
 // pacer allows.
 func (s *Server) serve(now spec.Time, out []spec.Output) []spec.Output {
-	for len(s.ring) > 0 && s.pace.ready(now) {
+	for s.pace.ready(now) {
+		if c := s.rootHREQ(); c != nil {
+			// A root passes nothing on before it has the hash list.
+			c.pending = c.pending[1:]
+			s.sendHash(now, c)
+			continue
+		}
+		if c, i := s.rootPush(); c != nil {
+			s.sendChunk(now, c, i, AppendPUSHHeader)
+			s.closeIfDone(c)
+			continue
+		}
+		if len(s.ring) == 0 {
+			break
+		}
 		c := s.next()
 		c.inRing = false
 		if c.gone || c.closing {
@@ -598,9 +769,12 @@ func (s *Server) serve(now spec.Time, out []spec.Output) []spec.Output {
 	}
 	if len(s.ring) == 0 {
 		s.ring = nil
-	} else if at := s.pace.wake(now); at != 0 && s.paceAt == 0 {
-		s.paceAt = at
-		out = append(out, spec.SetTimer(tPace, at))
+	}
+	if len(s.ring) > 0 || s.feeding() {
+		if at := s.pace.wake(now); at != 0 && s.paceAt == 0 {
+			s.paceAt = at
+			out = append(out, spec.SetTimer(tPace, at))
+		}
 	}
 	return out
 }
@@ -632,6 +806,11 @@ func (s *Server) track(now spec.Time, c *sconn, chunk, n int) {
 }
 
 func (s *Server) sendData(now spec.Time, c *sconn, i int) {
+	s.sendChunk(now, c, i, AppendDATAHeader)
+}
+
+// sendChunk writes chunk i to c under header (DATA, or PUSH to a root).
+func (s *Server) sendChunk(now spec.Time, c *sconn, i int, header func([]byte, int64, int) []byte) {
 	if c.known != nil && !c.known.has(i) {
 		c.known.set(i)
 		c.knownN++
@@ -639,7 +818,7 @@ func (s *Server) sendData(now spec.Time, c *sconn, i int) {
 	}
 	data := s.c.Chunk(i)
 	c.wbuf = s.grow(c, len(data)+32)
-	c.wbuf = AppendDATAHeader(c.wbuf, int64(i)*int64(s.c.ChunkSize()), len(data))
+	c.wbuf = header(c.wbuf, int64(i)*int64(s.c.ChunkSize()), len(data))
 	c.wbuf = append(c.wbuf, data...)
 	s.cnt.data++
 	s.cnt.bytes += uint64(len(data))

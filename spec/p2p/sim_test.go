@@ -51,7 +51,9 @@ type swarm struct {
 	n         int
 	legacy    []bool // peers that speak only the seed's protocol
 	oldServer bool   // a server that speaks only the seed's protocol
-	liar      bool   // the last peer corrupts what it serves
+	expect    int    // peers the server arranges in trees (0: none)
+	trees     int
+	liar      bool // the last peer corrupts what it serves
 	faults    sim.Faults
 	size      int
 	chunk     int
@@ -121,7 +123,7 @@ func (w *swarm) build(t *rapid.T) {
 			}
 		},
 	})
-	scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: w.chunk, Seed: w.seed, Legacy: w.oldServer, MaxList: 4}
+	scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: w.chunk, Seed: w.seed, Legacy: w.oldServer, MaxList: 4, Expect: w.expect, Trees: w.trees}
 	w.s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return p2p.NewServer(scfg, w.content) }})
 	for i := 0; i < w.n; i++ {
 		name := w.peer(i)
@@ -168,6 +170,11 @@ func drawSwarm(t *rapid.T) *swarm {
 		w.legacy = append(w.legacy, rapid.IntRange(0, 3).Draw(t, fmt.Sprintf("p%d legacy (3 of 4 are not)", i)) == 3)
 	}
 	w.oldServer = rapid.IntRange(0, 4).Draw(t, "seed-style server (1 in 5)") == 4
+	if rapid.Bool().Draw(t, "trees") {
+		// Sometimes one more than will come: a hole in the trees.
+		w.expect = w.n + rapid.IntRange(0, 1).Draw(t, "expected peers beyond those that come")
+		w.trees = rapid.IntRange(1, 3).Draw(t, "trees")
+	}
 	w.liar = w.n >= 2 && rapid.Bool().Draw(t, "one malicious peer")
 	var names []string
 	for i := 0; i < w.n; i++ {
@@ -205,7 +212,7 @@ func TestEveryPeerGetsTheFile(t *testing.T) {
 			}
 			got, ok := w.verified[name]
 			if !ok {
-				t.Fatalf("%s never verified the file (faults %+v, legacy %v, old server %v, liar %v)", name, w.faults, w.legacy, w.oldServer, w.liar)
+				t.Fatalf("%s never verified the file (faults %+v, legacy %v, old server %v, liar %v, trees %d of %d)", name, w.faults, w.legacy, w.oldServer, w.liar, w.trees, w.expect)
 			}
 			if got != wantHex {
 				t.Fatalf("%s verified MD5 %s, the file's is %s", name, got, wantHex)

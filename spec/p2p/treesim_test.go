@@ -1,0 +1,115 @@
+package p2p_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/cs"
+	"github.com/netspec/netspec/spec/p2p"
+)
+
+// treeRun distributes a 48-chunk file to n peers arranged in d trees,
+// crashing peer crash (if not negative) for good at 100 ms, and returns
+// the peers that verified the file and every node's counters.
+func treeRun(t *testing.T, n, d, crash int) (map[string]bool, map[string]map[string]uint64) {
+	t.Helper()
+	data, err := cs.Generate(cs.FileSpec{Seed: 9, Size: 48 * 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	content, err := p2p.NewContent(data, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := content.MD5()
+	verified := map[string]bool{}
+	s := sim.New(sim.Config{
+		Seed: 9, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 2 * time.Millisecond}), MSS: 1460,
+		OnEvent: func(nd *sim.Node, _ spec.Time, ev spec.Event) {
+			if ev.Name == "verified" && ev.Value.(p2p.Verified).MD5 == fmt.Sprintf("%x", want) {
+				verified[nd.Name] = true
+			}
+		},
+	})
+	scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: 4096, Seed: 9, Expect: n, Trees: d, UploadRate: 9.9e6}
+	s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return p2p.NewServer(scfg, content) }})
+	for i := range n {
+		cfg := p2p.PeerConfig{Server: serverAddr, Seed: uint64(i), Linger: -1, UploadRate: 9.9e6}
+		s.MustAddNode(sim.NodeSpec{Name: fmt.Sprintf("p%d", i), New: func() spec.Machine { return p2p.NewPeer(cfg, p2p.LightStore{C: content}) }})
+	}
+	if crash >= 0 {
+		s.Crash(100*time.Millisecond, fmt.Sprintf("p%d", crash))
+	}
+	s.RunUntil(func() bool { return len(verified) == n-min(crash+1, 1) }, time.Minute)
+	if v := s.Violations(); len(v) > 0 {
+		t.Fatalf("contract violations: %v", v)
+	}
+	counters := map[string]map[string]uint64{}
+	for _, nd := range s.Nodes() {
+		m := map[string]uint64{}
+		in, ok := nd.Machine().(spec.Inspector)
+		if !ok {
+			continue // crashed
+		}
+		for _, c := range in.Counters() {
+			m[c.Name] = c.Value
+		}
+		counters[nd.Name] = m
+	}
+	return verified, counters
+}
+
+// In the trees on a healthy network the server sends each chunk once,
+// only to the roots and only unasked, and every other peer gets every
+// chunk once, pushed by its parents.
+func TestTreesCarryTheFile(t *testing.T) {
+	for _, d := range []int{1, 2, 3} {
+		t.Run(fmt.Sprintf("%d trees", d), func(t *testing.T) {
+			const n = 7
+			verified, cnt := treeRun(t, n, d, -1)
+			if len(verified) != n {
+				t.Fatalf("%d of %d peers verified the file", len(verified), n)
+			}
+			if got := cnt["server"]["data_sent"]; got != 48 {
+				t.Errorf("the server sent %d chunks, want each of the 48 once", got)
+			}
+			if got := cnt["server"]["dany_served"]; got != 0 {
+				t.Errorf("the server answered %d DANYs in the trees", got)
+			}
+			roots, fromServer := 0, uint64(0)
+			for i := range n {
+				c := cnt[fmt.Sprintf("p%d", i)]
+				if c["duplicate_chunks"] != 0 {
+					t.Errorf("p%d got %d chunks twice", i, c["duplicate_chunks"])
+				}
+				if c["chunks_from_server"] > 0 {
+					roots++
+					fromServer += c["chunks_from_server"]
+				}
+			}
+			if roots != d || fromServer != 48 {
+				t.Errorf("%d peers got %d chunks from the server, want the %d roots 48", roots, fromServer, d)
+			}
+		})
+	}
+}
+
+// A peer that crashes for good, wherever it sits in the trees, leaves
+// its subtree to pull what the trees no longer bring: everyone else still
+// gets the file.
+func TestTreesSurviveALostPeer(t *testing.T) {
+	const n = 7
+	for crash := range n {
+		t.Run(fmt.Sprintf("p%d", crash), func(t *testing.T) {
+			verified, _ := treeRun(t, n, 2, crash)
+			for i := range n {
+				if name := fmt.Sprintf("p%d", i); i != crash && !verified[name] {
+					t.Errorf("%s never verified the file after p%d crashed", name, crash)
+				}
+			}
+		})
+	}
+}

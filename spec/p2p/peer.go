@@ -1474,6 +1474,12 @@ func (p *Peer) dropPending(c *iconn) {
 
 // haveDelay is how long announcements wait to be batched.
 func (p *Peer) haveDelay() time.Duration {
+	if p.tr.n > 0 {
+		// In the trees announcements only matter when a tree stalls,
+		// and every segment of their own delays the pushes behind it,
+		// at every hop below.
+		return treeHaveDelay
+	}
 	d := p.cfg.HaveDelay * time.Duration(len(p.ins))
 	if p.cfg.PushTo > 0 && len(p.ins) <= 3*p.cfg.PushTo+3 {
 		// A small swarm, where chunks from the server are pushed to all

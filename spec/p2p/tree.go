@@ -3,6 +3,7 @@ package p2p
 import (
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/netspec/netspec/spec"
 )
@@ -17,14 +18,6 @@ import (
 // roots and upper levels are the first peers to join.
 type tree struct {
 	id, n, d int
-}
-
-// interior is how many positions of a d-ary heap of n have children.
-func interior(n, d int) int {
-	if n < 2 {
-		return 0
-	}
-	return (n-2)/d + 1
 }
 
 // class is how many of the ids 1..n are in class s.
@@ -277,6 +270,9 @@ func (p *Peer) listComing(now spec.Time) bool {
 // treeNeighbours is how many neighbours a peer in the trees dials
 // besides its parents.
 const treeNeighbours = 2
+
+// treeHaveDelay batches announcements in the trees.
+const treeHaveDelay = 250 * time.Millisecond
 
 // roots counts the trees this peer is the root of.
 func (p *Peer) roots() int {

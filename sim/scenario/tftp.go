@@ -397,13 +397,21 @@ func (t *TFTP) Check(seed uint64, faults sim.Faults, opt Options) Verdict {
 		if i == 0 {
 			s.Command(0, name, spec.Command{Name: "put", Args: []string{"up/check.bin", "check.bin"}})
 		}
-		// At the heal, once the client is up: a drawn restart at that very
-		// moment would otherwise swallow the command.
+		// At the heal, once the client is up, and again whenever it
+		// restarts without the file: a crash drawn at the heal itself,
+		// restarting just after it, would otherwise swallow the command.
+		asked := -1
 		var ask func()
 		ask = func() {
-			if s.Node(name).Up() {
+			n := s.Node(name)
+			if exact[name] {
+				return
+			}
+			if n.Up() && n.Starts() != asked {
+				asked = n.Starts()
 				s.Command(s.Elapsed(), name, spec.Command{Name: "get", Args: []string{"check.bin"}})
-			} else {
+			}
+			if s.Elapsed() < heal+time.Second {
 				s.At(s.Elapsed()+10*time.Millisecond, ask)
 			}
 		}

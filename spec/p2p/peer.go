@@ -296,6 +296,7 @@ type iconn struct {
 	pushq    []push // chunks to push to it, ahead of its requests
 	tree     bool   // it is this peer's child in its home tree (TSUB)
 	tlist    bool   // and it gets the hash list from this peer
+	tid      int    // its id in the trees
 	inRing   bool
 	owed
 }
@@ -1384,6 +1385,11 @@ func (p *Peer) next() *iconn {
 		}
 		if len(c.pushq) > 0 {
 			n -= 1 << 40
+			if c.tree {
+				// Children in heap order: the first heads the larger
+				// subtree, so the deepest peers wait least.
+				n = -1<<40 + p.tr.pos(p.tr.home(), c.tid)
+			}
 		}
 		if c.tree && len(c.pending) > 0 && c.pending[0].op == HREQ {
 			// A child without the hash list can pass nothing on.

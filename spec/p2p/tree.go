@@ -189,7 +189,7 @@ func (p *Peer) adoptChild(now spec.Time, c *iconn, id int, out []spec.Output) []
 	if c.tree {
 		return out
 	}
-	c.tree = true
+	c.tree, c.tid = true, id
 	// The hash list, which a peer needs before it passes anything on,
 	// comes from its parent in the tree it forwards in (a peer that
 	// forwards in none: tree 0), so each peer is sent one copy.

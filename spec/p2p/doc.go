@@ -251,6 +251,9 @@
 //	    pass them on. A peer in the trees asks for the list (HREQ) only if
 //	    that tree stalls.
 //
+// A parent serves its children in heap order: the first heads the larger
+// subtree, so the deepest peers wait least behind a sibling's copy.
+//
 // The server takes the roots in turn, one chunk each, so every tree gets
 // its share of the uplink and no more (a burst into one tree would queue
 // at every hop below it), and answers nothing else while the roots have

@@ -257,8 +257,9 @@
 // The server takes the roots in turn, one chunk each, so every tree gets
 // its share of the uplink and no more (a burst into one tree would queue
 // at every hop below it), and answers nothing else while the roots have
-// chunks to be fed, apart from a root's hash list; peers in the trees
-// send no DANY, and dial only treeNeighbours (2) neighbours besides their
+// chunks to be fed, apart from a root's hash list (a tree whose root has
+// not come gives its turn to requests); peers in the trees send no DANY
+// while all their trees bring chunks, and dial only treeNeighbours (2) neighbours besides their
 // parents (the server lists as many in SHEL). Chunks still check against
 // the hash list before they are stored or passed on, and a corrupt one
 // bans its sender, as anywhere.

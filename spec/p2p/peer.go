@@ -1724,10 +1724,12 @@ func (p *Peer) fill(now spec.Time, out []spec.Output) []spec.Output {
 			if p.tr.n > 0 {
 				// The server's uplink feeds the trees' roots: ask it for
 				// nothing else while the trees bring chunks.
+				fed := true
 				for s := range p.tr.d {
-					if p.fed(now, s) {
-						want = 0
-					}
+					fed = fed && p.fed(now, s)
+				}
+				if fed {
+					want = 0
 				}
 			}
 			for c.danys < want {

@@ -585,6 +585,11 @@ func (s *Server) rootPush() (*sconn, int) {
 		st := s.turn
 		s.turn = (s.turn + 1) % d
 		c := s.rootConn(st)
+		if c == nil && len(s.ring) > 0 {
+			// A tree without its root: its share of the uplink goes to
+			// requests, which its stalled peers now make.
+			return nil, -1
+		}
 		if c == nil || (len(c.pending) > 0 && c.pending[0].op == HREQ) {
 			continue
 		}

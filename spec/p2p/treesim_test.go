@@ -15,6 +15,13 @@ import (
 // crashing peer crash (if not negative) for good at 100 ms, and returns
 // the peers that verified the file and every node's counters.
 func treeRun(t *testing.T, n, d, crash int) (map[string]bool, map[string]map[string]uint64) {
+	v, c, _ := treeRunExpect(t, n, n, d, crash)
+	return v, c
+}
+
+// treeRunExpect is treeRun with a server that expects expect peers; it
+// also returns when the last peer verified the file.
+func treeRunExpect(t *testing.T, n, expect, d, crash int) (map[string]bool, map[string]map[string]uint64, time.Duration) {
 	t.Helper()
 	data, err := cs.Generate(cs.FileSpec{Seed: 9, Size: 48 * 4096})
 	if err != nil {
@@ -26,15 +33,17 @@ func treeRun(t *testing.T, n, d, crash int) (map[string]bool, map[string]map[str
 	}
 	want := content.MD5()
 	verified := map[string]bool{}
+	var last time.Duration
 	s := sim.New(sim.Config{
 		Seed: 9, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 2 * time.Millisecond}), MSS: 1460,
-		OnEvent: func(nd *sim.Node, _ spec.Time, ev spec.Event) {
+		OnEvent: func(nd *sim.Node, now spec.Time, ev spec.Event) {
 			if ev.Name == "verified" && ev.Value.(p2p.Verified).MD5 == fmt.Sprintf("%x", want) {
 				verified[nd.Name] = true
+				last = now.Sub(spec.SimEpoch)
 			}
 		},
 	})
-	scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: 4096, Seed: 9, Expect: n, Trees: d, UploadRate: 9.9e6}
+	scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: 4096, Seed: 9, Expect: expect, Trees: d, UploadRate: 9.9e6}
 	s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return p2p.NewServer(scfg, content) }})
 	for i := range n {
 		cfg := p2p.PeerConfig{Server: serverAddr, Seed: uint64(i), Linger: -1, UploadRate: 9.9e6}
@@ -59,7 +68,7 @@ func treeRun(t *testing.T, n, d, crash int) (map[string]bool, map[string]map[str
 		}
 		counters[nd.Name] = m
 	}
-	return verified, counters
+	return verified, counters, last
 }
 
 // In the trees on a healthy network the server sends each chunk once,
@@ -111,5 +120,24 @@ func TestTreesSurviveALostPeer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A peer the server expects that never comes leaves a hole in the trees:
+// the peers below it pull once their tree has stalled (TreeStall, 1 s),
+// and the server gives a missing root's share of its uplink to their
+// requests; everyone gets the file within the stall and twice the time
+// the full trees take.
+func TestTreesWithAHole(t *testing.T) {
+	for _, c := range []struct{ n, expect int }{{6, 7}, {6, 12}, {1, 2}} {
+		_, _, full := treeRunExpect(t, c.n, c.n, 2, -1)
+		verified, _, took := treeRunExpect(t, c.n, c.expect, 2, -1)
+		t.Logf("%d of %d expected peers: %v (all of them: %v)", c.n, c.expect, took, full)
+		if len(verified) != c.n {
+			t.Fatalf("%d of %d peers verified the file with %d expected", len(verified), c.n, c.expect)
+		}
+		if took > time.Second+2*full {
+			t.Errorf("with %d of %d expected the last peer took %v, more than 1 s and twice the %v of full trees", c.n, c.expect, took, full)
+		}
 	}
 }

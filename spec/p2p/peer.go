@@ -297,6 +297,8 @@ type iconn struct {
 	tree     bool   // it is this peer's child in its home tree (TSUB)
 	tlist    bool   // and it gets the hash list from this peer
 	tid      int    // its id in the trees
+	tsubID   int    // a TSUB that came before this peer's place (0: none)
+	tsubTree int
 	inRing   bool
 	owed
 }
@@ -1338,7 +1340,13 @@ func (p *Peer) serve(now spec.Time, c *iconn, m Msg, out []spec.Output) []spec.O
 		}
 		p.answer(c, ireq{op: HREQ})
 	case TSUB:
-		// Never answered: a stranger's is counted and ignored.
+		// Never answered: a stranger's is counted and ignored. One that
+		// comes before this peer's own place (its TREE is still on the
+		// way from the server) waits for it.
+		if c.ext && c.push && p.tr.n == 0 && !p.cfg.NoTree {
+			c.tsubID, c.tsubTree = m.TreeID, m.Stripe
+			return out
+		}
 		if !c.ext || !c.push || p.tr.n == 0 || m.Stripe != p.tr.home() || !p.tr.isChild(m.Stripe, m.TreeID) {
 			p.cnt.unknown++
 			return append(out, spec.Debug("p2p: TSUB from a peer that is not our child", slog.String("from", c.remote.String()), slog.Int("id", m.TreeID), slog.Int("tree", m.Stripe)))

@@ -149,6 +149,15 @@ func (p *Peer) treeMsg(now spec.Time, m Msg, out []spec.Output) []spec.Output {
 		}
 		p.needFill = true
 		out = append(out, spec.Debug("p2p: tree place", slog.Int("id", t.id), slog.Int("of", t.n), slog.Int("trees", t.d)))
+		for _, ic := range p.ins {
+			// Children that subscribed before this place came.
+			if id, s := ic.tsubID, ic.tsubTree; id != 0 && !ic.gone && !ic.closing {
+				ic.tsubID = 0
+				if s == t.home() && t.isChild(s, id) {
+					out = p.adoptChild(now, ic, id, out)
+				}
+			}
+		}
 	case PARENT:
 		if p.tr.n == 0 || m.Stripe >= p.tr.d || p.tr.parent(m.Stripe) == 0 || p.self(m.Addr) {
 			return out

@@ -1,6 +1,14 @@
 package p2p
 
-import "testing"
+import (
+	"bytes"
+	"encoding/hex"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+)
 
 // Every peer but the roots has one parent per tree, the parent relation
 // is a tree (no cycles, depth logarithmic), and with two trees no peer
@@ -69,4 +77,54 @@ func log(n, d int) int {
 		k++
 	}
 	return k
+}
+
+// A child's TSUB can reach its parent before the parent's own place
+// (TREE) does, when the parent's server connection is the slower: the
+// subscription waits for the place instead of being dropped (it was, in
+// the lab, and the child pulled a whole tree after TreeStall).
+func TestEarlyTSUBWaitsForThePlace(t *testing.T) {
+	data := make([]byte, 4*1024)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	content, err := NewContent(data, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := netip.MustParseAddrPort("10.0.0.1:52000")
+	p := NewPeer(PeerConfig{Server: srv, Listen: netip.MustParseAddrPort("10.0.0.3:51000"), Linger: -1}, &MemStore{})
+	now := spec.SimEpoch
+	var out []spec.Output
+	step := func(in spec.Input) {
+		now = now.Add(time.Millisecond)
+		out = p.Step(now, in, out[:0])
+	}
+	step(spec.Input{Kind: spec.InStart})
+	step(spec.Input{Kind: spec.InBound, Sock: sockPeer, Addr: netip.MustParseAddrPort("10.0.0.3:51000")})
+	var server spec.Stream
+	for _, o := range out {
+		if o.Kind == spec.OutDial {
+			server = o.Stream
+		}
+	}
+	// The child (id 1, whose parent in tree 1 this peer, id 2, is)
+	// subscribes first.
+	child := spec.AcceptedStream | 1
+	step(spec.Input{Kind: spec.InAccepted, Sock: sockPeer, Stream: child, Addr: netip.MustParseAddrPort("10.0.0.2:40000")})
+	step(spec.Input{Kind: spec.InStreamData, Stream: child, Data: []byte("CHEL 51000\r\nXHEL 1 push\r\nTSUB 1 1\r\n")})
+	// Then the server's welcome, with this peer's place, and the first
+	// chunk of its tree.
+	step(spec.Input{Kind: spec.InConnected, Stream: server, Addr: srv})
+	root := content.Root()
+	welcome := "SHEL 4096 1024\r\n[]\r\nXHEL 1 " + hex.EncodeToString(root[:]) + " rate\r\nTREE 2 2 2\r\n"
+	step(spec.Input{Kind: spec.InStreamData, Stream: server, Data: []byte(welcome)})
+	push := append(AppendPUSHHeader(nil, 1024, 1024), content.Chunk(1)...)
+	step(spec.Input{Kind: spec.InStreamData, Stream: server, Data: push})
+	for _, o := range out {
+		if o.Kind == spec.OutWrite && o.Stream == child && bytes.Contains(o.Data, []byte("PUSH 1024 1024\r\n")) {
+			return
+		}
+	}
+	t.Fatalf("the early child was not pushed chunk 1; outputs: %v", out)
 }

@@ -56,6 +56,10 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"sim", "echo", "extra"}, 2},
 		{[]string{"sim", "chat", "--clients", "-1"}, 2},
 		{[]string{"sim", "swarm", "--n", "1-2", "--trace", os.DevNull}, 2},
+		{[]string{"sim", "swarm", "--trees", "-1"}, 2},
+		{[]string{"p2p", "serve", "--trees", "0"}, 2},
+		{[]string{"p2p", "serve", "--expect", "-1"}, 2},
+		{[]string{"lab", "swarm", "--trees", "17"}, 2},
 		{[]string{"replay"}, 2},
 		{[]string{"replay", "/nonexistent.ndjson"}, 1},
 	}

@@ -22,10 +22,19 @@ var swarmChunks = regexp.MustCompile(`(\d+) chunks from the server, (\d+) from p
 // (SHA-256 per chunk, MD5 with the server), saves it, and the peers
 // really trade chunks: the server is paced at 40 Mbit/s, far below what
 // loopback gives the peers. One peer speaks only the seed's protocol.
+// Pulling, and in the distribution trees (--expect 5: the seed-style peer
+// takes no place, so the trees have a hole that its subtree must pull
+// around).
 func TestP2PFivePeersOnLoopback(t *testing.T) {
+	for _, expect := range []string{"0", "5"} {
+		t.Run("expect "+expect, func(t *testing.T) { fivePeers(t, expect) })
+	}
+}
+
+func fivePeers(t *testing.T, expect string) {
 	const size = 4_000_000
 	addr, log := swarmServer(t, "p2p", "serve", "-p", "0", "--ip", "127.0.0.1", "--size", strconv.Itoa(size), "--seed", "11",
-		"--rate", "40mbit")
+		"--rate", "40mbit", "--expect", expect)
 	_ = log
 	want, _ := cs.Generate(cs.FileSpec{Seed: 11, Size: size})
 	host, port := split(t, addr)

@@ -218,6 +218,8 @@ func (w *Swarm) Validate() error {
 		return errors.New("--delay must not be negative")
 	case w.Mode != "both" && w.Mode != "cs" && w.Mode != "p2p":
 		return fmt.Errorf("--mode %q: want cs, p2p or both", w.Mode)
+	case w.Trees < 0 || w.Trees > 16:
+		return fmt.Errorf("--trees %d out of range [0, 16]", w.Trees)
 	}
 	return nil
 }

@@ -52,7 +52,7 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	rate := fs.String("rate", "", "the uplink's rate, e.g. 10mbit, to pace uploads by (default: pace by acknowledgments)")
 	maxList := fs.Int("max-list", 8, "peers listed in each SHEL")
 	legacy := fs.Bool("legacy", false, "speak only the seed's protocol (no extensions)")
-	expect := fs.Int("expect", 0, "arrange the first `N` peers that join in distribution trees (0: none; see README)")
+	expect := fs.Int("expect", 0, "arrange the first `N` peers that join in distribution trees (0: none): faster on clean links, slower with loss (see README)")
 	trees := fs.Int("trees", 2, "with --expect: how many trees, each carrying 1/`D` of the chunks")
 	logger := logFlags(fs)
 	if _, err := e.parse(fs, args, 0, 0); err != nil {

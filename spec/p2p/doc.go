@@ -264,8 +264,10 @@
 // the hash list before they are stored or passed on, and a corrupt one
 // bans its sender, as anywhere.
 //
-// Stalls. A tree that has brought nothing for TreeStall (1 s), or whose
-// parent connection is gone, is stalled: its chunks are pulled like any
+// Stalls. A tree that has brought nothing for TreeStall (1 s), whose
+// parent connection is gone, or that has brought less than half as far
+// into the file as the fastest tree (once that one is 128 chunks in: a
+// parent with a slow uplink) is stalled: its chunks are pulled like any
 // other until it brings one again (a chunk missing below the last one a
 // parent pushed is pulled at once). A peer that joins after the server's
 // n, declines (PeerConfig.NoTree), or speaks only the seed's protocol

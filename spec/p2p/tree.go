@@ -237,8 +237,25 @@ func (p *Peer) forward(now spec.Time, i int, dst []*iconn) []*iconn {
 // fed reports whether tree s is bringing its chunks: chunks above its
 // last one are left to it rather than pulled.
 func (p *Peer) fed(now spec.Time, s int) bool {
-	return p.tr.n > 0 && now.Sub(p.tlast[s]) < p.cfg.TreeStall
+	return p.tr.n > 0 && now.Sub(p.tlast[s]) < p.cfg.TreeStall && !p.lagging(s)
 }
+
+// lagging reports whether tree s has brought less than half as far into
+// the file as the fastest tree, once that one is treeLagFrom chunks in:
+// a parent with a slow uplink would otherwise hold its subtree to its
+// pace. (A tree's depth differs from peer to peer, so the trees' last
+// chunks differ by tens of chunks even when all are healthy.)
+func (p *Peer) lagging(s int) bool {
+	top := 0
+	for _, t := range p.ttop {
+		top = max(top, t+1)
+	}
+	return top >= treeLagFrom && 2*(p.ttop[s]+1) < top
+}
+
+// treeLagFrom is how far into the file the fastest tree must be before
+// another one is said to lag.
+const treeLagFrom = 128
 
 // treeHeld is the mask of word k's chunks left to the trees.
 func (p *Peer) treeHeld(now spec.Time, k int) uint64 {

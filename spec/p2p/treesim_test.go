@@ -141,3 +141,57 @@ func TestTreesWithAHole(t *testing.T) {
 		}
 	}
 }
+
+// A peer whose uplink is a tenth of the others' forwards its tree at that
+// rate; its subtree, once that tree lags the others by treeLag chunks,
+// pulls what it has not brought, and finishes within twice the time of a
+// swarm without the slow peer (it would take ten times as long waiting
+// for the tree).
+func TestTreesRouteAroundASlowParent(t *testing.T) {
+	const n = 7
+	data, err := cs.Generate(cs.FileSpec{Seed: 9, Size: 160 * 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	content, err := p2p.NewContent(data, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(slow bool) time.Duration {
+		var last time.Duration
+		verified := 0
+		s := sim.New(sim.Config{
+			Seed: 9, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 2 * time.Millisecond}), MSS: 1460,
+			OnEvent: func(nd *sim.Node, now spec.Time, ev spec.Event) {
+				if ev.Name == "verified" {
+					verified++
+					last = now.Sub(spec.SimEpoch)
+				}
+			},
+		})
+		scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: 4096, Seed: 9, Expect: n, Trees: 2, UploadRate: 9.9e6}
+		s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return p2p.NewServer(scfg, content) }})
+		for i := range n {
+			cfg := p2p.PeerConfig{Server: serverAddr, Seed: uint64(i), Linger: -1, UploadRate: 9.9e6}
+			ns := sim.NodeSpec{Name: fmt.Sprintf("p%d", i), Start: time.Duration(i) * time.Millisecond,
+				New: func() spec.Machine { return p2p.NewPeer(cfg, p2p.LightStore{C: content}) }}
+			if slow && i == 0 {
+				// The first to join: the root of tree 0.
+				l := sim.Link{Up: sim.Dir{Rate: 1e6, Delay: 2 * time.Millisecond}, Down: sim.Dir{Rate: 10e6, Delay: 2 * time.Millisecond}}
+				ns.Link = &l
+				cfg.UploadRate = 0.99e6
+			}
+			s.MustAddNode(ns)
+		}
+		s.RunUntil(func() bool { return verified == n }, 2*time.Minute)
+		if verified != n {
+			t.Fatalf("%d of %d peers verified the file (slow %v)", verified, n, slow)
+		}
+		return last
+	}
+	fast, slowed := run(false), run(true)
+	t.Logf("all 10 Mbit/s: %v; the root of tree 0 at 1 Mbit/s up: %v", fast, slowed)
+	if slowed > 2*fast {
+		t.Errorf("a slow parent held its subtree back: %v against %v", slowed, fast)
+	}
+}

@@ -10,9 +10,11 @@ package simtest
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/netspec/netspec/sim"
@@ -118,6 +120,21 @@ func ExpectFailure(name, dir string, rounds int, prop func(t *rapid.T, net *Net)
 		}
 	}
 	return path, logs
+}
+
+// RapidSeed makes rapid start from seed (its -rapid.seed flag) until the
+// returned function restores the flag. Tests that judge how far rapid
+// shrank a failure use it: from a random seed, shrinking now and then
+// stops at a local minimum, and the test would fail on some machines and
+// not others.
+func RapidSeed(seed uint64) (restore func()) {
+	f := flag.Lookup("rapid.seed")
+	if f == nil {
+		return func() {}
+	}
+	old := f.Value.String()
+	_ = f.Value.Set(strconv.FormatUint(seed, 10))
+	return func() { _ = f.Value.Set(old) }
 }
 
 // quietTB is a rapid.TB that records a failure instead of failing.

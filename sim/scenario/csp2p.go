@@ -171,6 +171,7 @@ type SwarmResult struct {
 	Delay      time.Duration `json:"delay"`
 	Loss       float64       `json:"loss"`
 	MTU        int           `json:"mtu"`
+	Trees      int           `json:"trees"` // P2P distribution trees (0: every chunk pulled)
 	Rows       []SwarmRow    `json:"rows"`
 	WorstCS    float64       `json:"worstCSRatio,omitempty"`
 	WorstP2P   float64       `json:"worstP2PRatio,omitempty"`
@@ -245,7 +246,7 @@ func (w *Swarm) Run(opt Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res := SwarmResult{Seed: opt.Seed, FileSize: w.FileSize, ChunkSize: w.ChunkSize, Rate: w.Rate, ServerRate: us,
+	res := SwarmResult{Seed: opt.Seed, FileSize: w.FileSize, ChunkSize: w.ChunkSize, Rate: w.Rate, ServerRate: us, Trees: w.Trees,
 		Delay: w.Delay, Loss: w.Loss, MTU: w.MTU}
 	out := Result{}
 	for _, n := range counts {
@@ -456,6 +457,7 @@ func (w *Swarm) table(r SwarmResult) Table {
 	}
 	t.Notes = append(t.Notes,
 		"C/S: client/server (netspec cs); P2P: netspec p2p; seed: the seed's measured table; times in seconds.",
+		trees(r.Trees),
 		"bounds (Kurose-Ross, F in bits): C/S max(N*F/u_s, F/d_min); P2P max(F/u_s, F/d_min, N*F/(u_s+N*u)); they count file bytes only.",
 		fmt.Sprintf("headers: every TCP segment carries %d payload bytes and 40 header bytes counted against the link (MTU %d), %.2f%% on top of the file;", r.MTU-40, r.MTU, 4000/float64(r.MTU-40)),
 		"  the lab (issue 7) sets the same MTU on its veth links. ACKs take no link time in the simulator. --mtu 1500 shows standard Ethernet.",
@@ -466,6 +468,13 @@ func (w *Swarm) table(r SwarmResult) Table {
 		t.Notes = append(t.Notes, "plot: "+r.Plot)
 	}
 	return t
+}
+
+func trees(d int) string {
+	if d == 0 {
+		return "P2P pulls every chunk (--trees 0)."
+	}
+	return fmt.Sprintf("P2P peers are placed in %d distribution trees and push each chunk down them (--trees; 0: every chunk pulled).", d)
 }
 
 func ratio(t *SwarmTiming) string {

@@ -107,12 +107,6 @@ func FuzzServer(f *testing.F) {
 				t.Fatalf("%s: neither wrote nor closed (served %v), %d of %d bytes written", what, servedNow, d.sent, len(file))
 			}
 		}
-		pick := func(p *spectest.Prog) spec.Stream {
-			if len(ids) == 0 {
-				return spec.AcceptedStream | 1
-			}
-			return ids[int(p.Byte())%len(ids)]
-		}
 		p := spectest.Prog(program)
 		for len(p) > 0 && !r.Exited {
 			r.Now = r.Now.Add(time.Millisecond)
@@ -139,7 +133,7 @@ func FuzzServer(f *testing.F) {
 					wrote(id, "accept")
 				}
 			case writable:
-				id := pick(&p)
+				id := p.Stream(ids)
 				if r.Streams[id] == nil {
 					continue
 				}
@@ -151,7 +145,7 @@ func FuzzServer(f *testing.F) {
 				held[id].pending = 0
 				wrote(id, "writable")
 			case data:
-				id := pick(&p)
+				id := p.Stream(ids)
 				st := r.Streams[id]
 				d := p.Chunk(64)
 				if st == nil || st.EOF {
@@ -160,7 +154,7 @@ func FuzzServer(f *testing.F) {
 				r.Step(spec.Input{Kind: spec.InStreamData, Stream: id, Data: d})
 				r.Only("bytes from a client")
 			case fin: // the client half-closes: it still gets the file
-				id := pick(&p)
+				id := p.Stream(ids)
 				st := r.Streams[id]
 				if st == nil || st.EOF {
 					continue
@@ -169,7 +163,7 @@ func FuzzServer(f *testing.F) {
 				r.Step(spec.Input{Kind: spec.InStreamClosed, Stream: id})
 				r.Only("a half-close")
 			case reset: // also of a connection the server has finished with
-				id := pick(&p)
+				id := p.Stream(ids)
 				if r.Streams[id] == nil {
 					continue
 				}

@@ -120,12 +120,6 @@ func FuzzServerTCP(f *testing.F) {
 		held := map[spec.Stream]*tcpModel{} // connections the server holds
 		var ids []spec.Stream               // every accepted id, in order
 		accepted := 0
-		pick := func(p *spectest.Prog) spec.Stream {
-			if len(ids) == 0 {
-				return spec.AcceptedStream | 1
-			}
-			return ids[int(p.Byte())%len(ids)]
-		}
 		p := spectest.Prog(program)
 		for len(p) > 0 && !r.Exited {
 			r.Now = r.Now.Add(time.Millisecond)
@@ -144,7 +138,7 @@ func FuzzServerTCP(f *testing.F) {
 					held[id] = &tcpModel{}
 				}
 			case data, data + 1: // bytes from the client
-				id := pick(&p)
+				id := p.Stream(ids)
 				st := r.Streams[id]
 				d := p.Chunk(80)
 				if st == nil || st.EOF {
@@ -169,7 +163,7 @@ func FuzzServerTCP(f *testing.F) {
 					t.Fatalf("%d bytes in drew %q (reset %v), want them echoed", len(d), r.Writes[id], r.Aborts[id])
 				}
 			case writable: // the transport took what was written
-				id := pick(&p)
+				id := p.Stream(ids)
 				if r.Streams[id] == nil {
 					continue
 				}
@@ -179,7 +173,7 @@ func FuzzServerTCP(f *testing.F) {
 					m.unread = 0
 				}
 			case fin: // the client's FIN
-				id := pick(&p)
+				id := p.Stream(ids)
 				st := r.Streams[id]
 				if st == nil || st.EOF {
 					continue
@@ -191,7 +185,7 @@ func FuzzServerTCP(f *testing.F) {
 				}
 				delete(held, id)
 			case reset:
-				id := pick(&p)
+				id := p.Stream(ids)
 				if r.Streams[id] == nil {
 					continue
 				}

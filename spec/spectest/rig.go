@@ -231,6 +231,15 @@ func (p *Prog) Chunk(max int) []byte {
 	return c
 }
 
+// Stream picks, as the next byte says, one of the streams accepted so
+// far (ids, in accept order), or the first one to come if there is none.
+func (p *Prog) Stream(ids []spec.Stream) spec.Stream {
+	if len(ids) == 0 {
+		return spec.AcceptedStream | 1
+	}
+	return ids[int(p.Byte())%len(ids)]
+}
+
 // Seq builds a seed program: a byte is itself, a string is a chunk (its
 // length, then its bytes).
 func Seq(parts ...any) []byte {

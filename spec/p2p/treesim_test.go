@@ -11,19 +11,26 @@ import (
 	"github.com/netspec/netspec/spec/p2p"
 )
 
-// treeRun distributes a 48-chunk file to n peers arranged in d trees,
-// crashing peer crash (if not negative) for good at 100 ms, and returns
-// the peers that verified the file and every node's counters.
-func treeRun(t *testing.T, n, d, crash int) (map[string]bool, map[string]map[string]uint64) {
-	v, c, _ := treeRunExpect(t, n, n, d, crash)
-	return v, c
+// treeSwarm is a distribution of a file of chunks 4 KiB chunks to n
+// peers on 10 Mbit/s links, with a server that expects expect of them
+// (0: n) in trees trees.
+type treeSwarm struct {
+	n, expect, trees, chunks int
+	crash                    int  // a peer that crashes for good at 100 ms (-1: none)
+	stagger                  bool // peer i starts at i ms, so it joins i-th
+	slow                     bool // peer 0's uplink is 1 Mbit/s
 }
 
-// treeRunExpect is treeRun with a server that expects expect peers; it
-// also returns when the last peer verified the file.
-func treeRunExpect(t *testing.T, n, expect, d, crash int) (map[string]bool, map[string]map[string]uint64, time.Duration) {
+// treeResult is what a treeSwarm run showed.
+type treeResult struct {
+	verified map[string]bool              // the peers that verified the file
+	counters map[string]map[string]uint64 // every node's, but a crashed one's
+	last     time.Duration                // when the last of them did
+}
+
+func (w treeSwarm) run(t *testing.T) treeResult {
 	t.Helper()
-	data, err := cs.Generate(cs.FileSpec{Seed: 9, Size: 48 * 4096})
+	data, err := cs.Generate(cs.FileSpec{Seed: 9, Size: int64(w.chunks) * 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,44 +38,58 @@ func treeRunExpect(t *testing.T, n, expect, d, crash int) (map[string]bool, map[
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := content.MD5()
-	verified := map[string]bool{}
-	var last time.Duration
+	want := fmt.Sprintf("%x", content.MD5())
+	r := treeResult{verified: map[string]bool{}, counters: map[string]map[string]uint64{}}
 	s := sim.New(sim.Config{
 		Seed: 9, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 2 * time.Millisecond}), MSS: 1460,
 		OnEvent: func(nd *sim.Node, now spec.Time, ev spec.Event) {
-			if ev.Name == "verified" && ev.Value.(p2p.Verified).MD5 == fmt.Sprintf("%x", want) {
-				verified[nd.Name] = true
-				last = now.Sub(spec.SimEpoch)
+			if ev.Name == "verified" && ev.Value.(p2p.Verified).MD5 == want {
+				r.verified[nd.Name] = true
+				r.last = now.Sub(spec.SimEpoch)
 			}
 		},
 	})
-	scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: 4096, Seed: 9, Expect: expect, Trees: d, UploadRate: 9.9e6}
+	expect := w.expect
+	if expect == 0 {
+		expect = w.n
+	}
+	scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: 4096, Seed: 9, Expect: expect, Trees: w.trees, UploadRate: 9.9e6}
 	s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return p2p.NewServer(scfg, content) }})
-	for i := range n {
+	for i := range w.n {
 		cfg := p2p.PeerConfig{Server: serverAddr, Seed: uint64(i), Linger: -1, UploadRate: 9.9e6}
-		s.MustAddNode(sim.NodeSpec{Name: fmt.Sprintf("p%d", i), New: func() spec.Machine { return p2p.NewPeer(cfg, p2p.LightStore{C: content}) }})
+		ns := sim.NodeSpec{Name: fmt.Sprintf("p%d", i)}
+		if w.stagger {
+			ns.Start = time.Duration(i) * time.Millisecond
+		}
+		if w.slow && i == 0 {
+			l := sim.Link{Up: sim.Dir{Rate: 1e6, Delay: 2 * time.Millisecond}, Down: sim.Dir{Rate: 10e6, Delay: 2 * time.Millisecond}}
+			ns.Link = &l
+			cfg.UploadRate = 0.99e6
+		}
+		ns.New = func() spec.Machine { return p2p.NewPeer(cfg, p2p.LightStore{C: content}) }
+		s.MustAddNode(ns)
 	}
-	if crash >= 0 {
-		s.Crash(100*time.Millisecond, fmt.Sprintf("p%d", crash))
+	alive := w.n
+	if w.crash >= 0 {
+		s.Crash(100*time.Millisecond, fmt.Sprintf("p%d", w.crash))
+		alive--
 	}
-	s.RunUntil(func() bool { return len(verified) == n-min(crash+1, 1) }, time.Minute)
+	s.RunUntil(func() bool { return len(r.verified) == alive }, 2*time.Minute)
 	if v := s.Violations(); len(v) > 0 {
 		t.Fatalf("contract violations: %v", v)
 	}
-	counters := map[string]map[string]uint64{}
 	for _, nd := range s.Nodes() {
-		m := map[string]uint64{}
 		in, ok := nd.Machine().(spec.Inspector)
 		if !ok {
 			continue // crashed
 		}
+		m := map[string]uint64{}
 		for _, c := range in.Counters() {
 			m[c.Name] = c.Value
 		}
-		counters[nd.Name] = m
+		r.counters[nd.Name] = m
 	}
-	return verified, counters, last
+	return r
 }
 
 // In the trees on a healthy network the server sends each chunk once,
@@ -78,7 +99,8 @@ func TestTreesCarryTheFile(t *testing.T) {
 	for _, d := range []int{1, 2, 3} {
 		t.Run(fmt.Sprintf("%d trees", d), func(t *testing.T) {
 			const n = 7
-			verified, cnt := treeRun(t, n, d, -1)
+			r := treeSwarm{n: n, trees: d, chunks: 48, crash: -1}.run(t)
+			verified, cnt := r.verified, r.counters
 			if len(verified) != n {
 				t.Fatalf("%d of %d peers verified the file", len(verified), n)
 			}
@@ -113,7 +135,7 @@ func TestTreesSurviveALostPeer(t *testing.T) {
 	const n = 7
 	for crash := range n {
 		t.Run(fmt.Sprintf("p%d", crash), func(t *testing.T) {
-			verified, _ := treeRun(t, n, 2, crash)
+			verified := treeSwarm{n: n, trees: 2, chunks: 48, crash: crash}.run(t).verified
 			for i := range n {
 				if name := fmt.Sprintf("p%d", i); i != crash && !verified[name] {
 					t.Errorf("%s never verified the file after p%d crashed", name, crash)
@@ -130,64 +152,32 @@ func TestTreesSurviveALostPeer(t *testing.T) {
 // the full trees take.
 func TestTreesWithAHole(t *testing.T) {
 	for _, c := range []struct{ n, expect int }{{6, 7}, {6, 12}, {1, 2}} {
-		_, _, full := treeRunExpect(t, c.n, c.n, 2, -1)
-		verified, _, took := treeRunExpect(t, c.n, c.expect, 2, -1)
-		t.Logf("%d of %d expected peers: %v (all of them: %v)", c.n, c.expect, took, full)
-		if len(verified) != c.n {
-			t.Fatalf("%d of %d peers verified the file with %d expected", len(verified), c.n, c.expect)
+		full := treeSwarm{n: c.n, trees: 2, chunks: 48, crash: -1}.run(t).last
+		r := treeSwarm{n: c.n, expect: c.expect, trees: 2, chunks: 48, crash: -1}.run(t)
+		t.Logf("%d of %d expected peers: %v (all of them: %v)", c.n, c.expect, r.last, full)
+		if len(r.verified) != c.n {
+			t.Fatalf("%d of %d peers verified the file with %d expected", len(r.verified), c.n, c.expect)
 		}
-		if took > time.Second+2*full {
-			t.Errorf("with %d of %d expected the last peer took %v, more than 1 s and twice the %v of full trees", c.n, c.expect, took, full)
+		if r.last > time.Second+2*full {
+			t.Errorf("with %d of %d expected the last peer took %v, more than 1 s and twice the %v of full trees", c.n, c.expect, r.last, full)
 		}
 	}
 }
 
 // A peer whose uplink is a tenth of the others' forwards its tree at that
-// rate; its subtree, once that tree lags the others by treeLag chunks,
-// pulls what it has not brought, and finishes within twice the time of a
-// swarm without the slow peer (it would take ten times as long waiting
-// for the tree).
+// rate; its subtree, once that tree has come less than half as far as the
+// other, pulls what it has not brought, and finishes within twice the
+// time of a swarm without the slow peer (waiting for the tree took more
+// than four times as long).
 func TestTreesRouteAroundASlowParent(t *testing.T) {
 	const n = 7
-	data, err := cs.Generate(cs.FileSpec{Seed: 9, Size: 160 * 4096})
-	if err != nil {
-		t.Fatal(err)
-	}
-	content, err := p2p.NewContent(data, 4096)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Staggered, peer 0 joins first: the root of tree 0.
 	run := func(slow bool) time.Duration {
-		var last time.Duration
-		verified := 0
-		s := sim.New(sim.Config{
-			Seed: 9, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 2 * time.Millisecond}), MSS: 1460,
-			OnEvent: func(nd *sim.Node, now spec.Time, ev spec.Event) {
-				if ev.Name == "verified" {
-					verified++
-					last = now.Sub(spec.SimEpoch)
-				}
-			},
-		})
-		scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: 4096, Seed: 9, Expect: n, Trees: 2, UploadRate: 9.9e6}
-		s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return p2p.NewServer(scfg, content) }})
-		for i := range n {
-			cfg := p2p.PeerConfig{Server: serverAddr, Seed: uint64(i), Linger: -1, UploadRate: 9.9e6}
-			ns := sim.NodeSpec{Name: fmt.Sprintf("p%d", i), Start: time.Duration(i) * time.Millisecond,
-				New: func() spec.Machine { return p2p.NewPeer(cfg, p2p.LightStore{C: content}) }}
-			if slow && i == 0 {
-				// The first to join: the root of tree 0.
-				l := sim.Link{Up: sim.Dir{Rate: 1e6, Delay: 2 * time.Millisecond}, Down: sim.Dir{Rate: 10e6, Delay: 2 * time.Millisecond}}
-				ns.Link = &l
-				cfg.UploadRate = 0.99e6
-			}
-			s.MustAddNode(ns)
+		r := treeSwarm{n: n, trees: 2, chunks: 160, crash: -1, stagger: true, slow: slow}.run(t)
+		if len(r.verified) != n {
+			t.Fatalf("%d of %d peers verified the file (slow %v)", len(r.verified), n, slow)
 		}
-		s.RunUntil(func() bool { return verified == n }, 2*time.Minute)
-		if verified != n {
-			t.Fatalf("%d of %d peers verified the file (slow %v)", verified, n, slow)
-		}
-		return last
+		return r.last
 	}
 	fast, slowed := run(false), run(true)
 	t.Logf("all 10 Mbit/s: %v; the root of tree 0 at 1 Mbit/s up: %v", fast, slowed)

@@ -236,7 +236,10 @@
 //	    joined, to whichever joined first. Never answered.
 //	TSUB 3 1\r\n
 //	    a peer to its parent in tree 1, on the connection it dialed with
-//	    "XHEL 1 push": "I am id 3, your child in tree 1". The parent
+//	    "XHEL 1 push", in the same write as that hello when the PARENT
+//	    came first (the server placed the parent, so it speaks the
+//	    extension; no round trip is spent on finding out): "I am id 3,
+//	    your child in tree 1". The parent
 //	    checks that it is, pushes every chunk of tree 1 it holds and the
 //	    child has not announced, then each as it comes. Never answered
 //	    (a stranger's TSUB is counted and ignored).
@@ -244,7 +247,8 @@
 //	    as above; from the server, only to a root, and only chunks of its
 //	    tree.
 //	HASH n\r\n<n*32 bytes>
-//	    as above, also sent unasked: by the server to a root with TREE,
+//	    as above, also sent unasked: by the server to a root when it
+//	    starts feeding the trees (see below), or with TREE after that;
 //	    and by a parent to each child whose home tree is its own (tree 0
 //	    for a child with none), ahead of the chunks; so every peer gets
 //	    one copy, from the peer whose chunks it must check before it can
@@ -253,6 +257,13 @@
 //
 // A parent serves its children in heap order: the first heads the larger
 // subtree, so the deepest peers wait least behind a sibling's copy.
+//
+// The server starts feeding (the roots' hash lists, then their chunks)
+// once the peers of the top three levels (1+d+d² ids, or all n) have
+// their places, or feedWait (200 ms) after the first: a welcome is a few
+// hundred bytes that lets a peer dial its parent, the feed 50 kB that
+// every welcome written after it would wait behind on the uplink (N=20:
+// level 2 started 55 ms later, the whole distribution with it).
 //
 // The server takes the roots in turn, one chunk each, so every tree gets
 // its share of the uplink and no more (a burst into one tree would queue

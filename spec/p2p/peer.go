@@ -554,6 +554,12 @@ func (p *Peer) connected(now spec.Time, c *oconn, out []spec.Output) []spec.Outp
 		}
 	}
 	c.wbuf = b
+	if !legacy && !c.server {
+		// A parent in the trees speaks the extension (the server placed
+		// it there), so the subscription goes with the hello rather than
+		// a round trip later: the first chunks reach every level sooner.
+		p.subscribe(now, c)
+	}
 	return out
 }
 

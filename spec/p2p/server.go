@@ -132,6 +132,10 @@ type Server struct {
 	tconns []*sconn
 	turn   int   // the tree whose root is fed next
 	tcur   []int // per tree: the next chunk to feed its root
+	// fed: the trees are being fed (see startFeed); placedAt: when the
+	// first peer took its place.
+	fed      bool
+	placedAt spec.Time
 }
 
 type serverCounters struct {
@@ -175,6 +179,7 @@ const (
 	sockListen spec.Sock  = 1
 	tAck       spec.Timer = 1<<62 | 1
 	tPace      spec.Timer = 1<<62 | 2
+	tFeed      spec.Timer = 1<<62 | 3
 )
 
 // NewServer returns a server of content c.
@@ -252,6 +257,8 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			s.pace.acked(n)
 		} else if in.Timer == tPace {
 			s.paceAt = 0
+		} else if in.Timer == tFeed {
+			s.startFeed(now)
 		} else if c := s.conns[spec.Stream(in.Timer)]; c != nil {
 			c.idle = false
 			if !c.closing && c.p.Partial() {
@@ -553,10 +560,13 @@ func (s *Server) place(now spec.Time, c *sconn, out []spec.Output) []spec.Output
 	}
 	t := tree{id: id, n: n, d: s.cfg.Trees}
 	c.wbuf = AppendTREE(s.grow(c, 32), id, n, t.d)
-	if s.root(c) {
-		// A root passes nothing on before it has the hash list: it
-		// comes now, ahead of the welcomes of everyone else.
+	if s.fed && s.root(c) {
+		// A root passes nothing on before it has the hash list.
 		s.sendHash(now, c)
+	}
+	if s.placedAt == 0 {
+		s.placedAt = now
+		out = append(out, spec.SetTimer(tFeed, now.Add(feedWait)))
 	}
 	var kids []int
 	for st := 0; st < t.d; st++ {
@@ -572,7 +582,33 @@ func (s *Server) place(now spec.Time, c *sconn, out []spec.Output) []spec.Output
 			}
 		}
 	}
-	return append(out, spec.Debug("p2p server: tree place", slog.String("peer", c.listen.String()), slog.Int("id", id)))
+	out = append(out, spec.Debug("p2p server: tree place", slog.String("peer", c.listen.String()), slog.Int("id", id)))
+	if len(s.tids) >= min(n, 1+t.d+t.d*t.d) {
+		s.startFeed(now)
+	}
+	return out
+}
+
+// feedWait bounds how long the trees wait for their top three levels.
+const feedWait = 200 * time.Millisecond
+
+// startFeed starts feeding the trees: the roots' hash lists, then their
+// chunks. It waits until the peers of the top three levels have their
+// places (or feedWait has passed): their welcomes are small and each
+// unblocks a level (a parent to dial, a TSUB to send), while a root's
+// hash list and first chunks are 50 kB that everyone else's welcome
+// would queue behind on the uplink, and the roots' children could not
+// take the chunks any sooner anyway.
+func (s *Server) startFeed(now spec.Time) {
+	if s.fed {
+		return
+	}
+	s.fed = true
+	for st := range s.tcur {
+		if c := s.rootConn(st); c != nil {
+			s.sendHash(now, c)
+		}
+	}
 }
 
 // rootPush picks the next chunk to feed a root: the trees take turns, so
@@ -580,6 +616,9 @@ func (s *Server) place(now spec.Time, c *sconn, out []spec.Output) []spec.Output
 // chunk to all its children, so a burst to one root would queue at
 // every hop below it). A root waiting for its hash list is skipped.
 func (s *Server) rootPush() (*sconn, int) {
+	if !s.fed {
+		return nil, -1
+	}
 	d := s.cfg.Trees
 	for range d {
 		st := s.turn
@@ -630,6 +669,9 @@ func (s *Server) rootConn(st int) *sconn {
 
 // feeding reports whether a root still has chunks to be fed.
 func (s *Server) feeding() bool {
+	if !s.fed {
+		return false
+	}
 	for st := range s.tcur {
 		if s.tcur[st] < s.c.Chunks() && s.rootConn(st) != nil {
 			return true

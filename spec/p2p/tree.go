@@ -177,9 +177,11 @@ func (p *Peer) treeMsg(now spec.Time, m Msg, out []spec.Output) []spec.Output {
 	return out
 }
 
-// subscribe sends TSUB on c for every tree whose parent c leads to.
+// subscribe sends TSUB on c for every tree whose parent c leads to: with
+// the hello, or once the neighbour has answered it (a PARENT that came
+// later).
 func (p *Peer) subscribe(now spec.Time, c *oconn) {
-	if p.tr.n == 0 || c.nb == nil || c.ext <= 0 {
+	if p.tr.n == 0 || c.nb == nil || c.ext < 0 {
 		return
 	}
 	for s, a := range p.tparent {

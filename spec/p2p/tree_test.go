@@ -3,6 +3,7 @@ package p2p
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -127,4 +128,109 @@ func TestEarlyTSUBWaitsForThePlace(t *testing.T) {
 		}
 	}
 	t.Fatalf("the early child was not pushed chunk 1; outputs: %v", out)
+}
+
+// A peer subscribes to a parent in the trees with its hello, not a round
+// trip later: the server placed the parent, so it speaks the extension.
+func TestTSUBGoesWithTheHello(t *testing.T) {
+	content, err := NewContent(make([]byte, 4*1024), 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := netip.MustParseAddrPort("10.0.0.1:52000")
+	parent := netip.MustParseAddrPort("10.0.0.4:51000")
+	h := newHarness(t, NewPeer(PeerConfig{Server: srv, Listen: netip.MustParseAddrPort("10.0.0.3:51000"), Linger: -1}, &MemStore{}))
+	h.step(spec.Input{Kind: spec.InStart})
+	h.step(spec.Input{Kind: spec.InBound, Sock: sockPeer, Addr: netip.MustParseAddrPort("10.0.0.3:51000")})
+	var server spec.Stream
+	for st, a := range h.dials {
+		if a == srv {
+			server = st
+		}
+	}
+	root := content.Root()
+	// Id 3 of 3 in two trees: its parent in tree 0 is id 1.
+	welcome := "SHEL 4096 1024\r\n[]\r\nXHEL 1 " + hex.EncodeToString(root[:]) + " rate\r\nTREE 3 3 2\r\nPARENT 0 10.0.0.4 51000\r\n"
+	h.step(spec.Input{Kind: spec.InStreamData, Stream: server, Data: []byte(welcome)})
+	var st spec.Stream
+	for s, a := range h.dials {
+		if a == parent {
+			st = s
+		}
+	}
+	if st == 0 {
+		t.Fatalf("the peer did not dial its parent; dials: %v", h.dials)
+	}
+	// (The harness connects every dial at once.)
+	if got, want := string(h.written[st]), "CHEL 51000\r\nXHEL 1 push\r\nCLREQ\r\nTSUB 3 0\r\n"; got != want {
+		t.Fatalf("hello to the parent = %q, want %q", got, want)
+	}
+	// Its answer must not make the peer subscribe twice.
+	h.step(spec.Input{Kind: spec.InStreamData, Stream: st, Data: []byte("PHEL\r\nXHEL 1 rate\r\nCLRSP\r\n[]\r\n")})
+	if n := bytes.Count(h.written[st], []byte("TSUB")); n != 1 {
+		t.Fatalf("%d TSUBs to the parent: %q", n, h.written[st])
+	}
+}
+
+// The server feeds the trees (the roots' hash lists, then chunks) once
+// the top three levels have their places, so that their welcomes do not
+// queue behind 50 kB of feed; or after feedWait, if they do not all come.
+func TestFeedWaitsForTheTopLevels(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		expect int
+		join   int
+	}{
+		{"three levels", 20, 7},
+		{"fewer than expected", 20, 3},
+		{"small swarm", 2, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			content, err := NewContent(make([]byte, 64*1024), 1024)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := newHarness(t, NewServer(ServerConfig{Addr: netip.MustParseAddrPort("10.0.0.1:52000"), ChunkSize: 1024, Expect: tc.expect, UploadRate: 1e9}, content))
+			h.step(spec.Input{Kind: spec.InStart})
+			fed := func() bool {
+				for _, b := range h.written {
+					if bytes.Contains(b, []byte("HASH ")) || bytes.Contains(b, []byte("PUSH ")) {
+						return true
+					}
+				}
+				return false
+			}
+			want := min(tc.expect, 7)
+			for i := range tc.join {
+				if fed() {
+					t.Fatalf("fed with %d of the %d peers of the top levels placed", i, want)
+				}
+				st := spec.AcceptedStream | spec.Stream(i+1)
+				h.open[st] = true
+				h.step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st,
+					Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(2 + i)}), 50000)})
+				h.step(spec.Input{Kind: spec.InStreamData, Stream: st, Data: []byte(fmt.Sprintf("CHEL %d\r\nXHEL 1 tree\r\n", 51000+i))})
+			}
+			if tc.join < want {
+				if fed() {
+					t.Fatal("fed before the top levels were placed or feedWait passed")
+				}
+				start := h.now
+				for !fed() && h.now.Sub(start) < 2*feedWait {
+					h.fire()
+				}
+				if waited := h.now.Sub(start); !fed() || waited > feedWait+time.Millisecond {
+					t.Fatalf("fed %v after %v, want after feedWait (%v)", fed(), waited, feedWait)
+				}
+			}
+			for st := range 2 {
+				b := h.written[spec.AcceptedStream|spec.Stream(st+1)]
+				hash := bytes.Index(b, []byte("HASH "))
+				push := bytes.Index(b, []byte("PUSH "))
+				if hash < 0 || push >= 0 && push < hash {
+					t.Errorf("root %d: hash list at %d, first chunk at %d in %q", st+1, hash, push, b[:min(len(b), 200)])
+				}
+			}
+		})
+	}
 }

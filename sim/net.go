@@ -200,7 +200,7 @@ func (s *Sim) Inject(t time.Duration, from, to netip.AddrPort, data []byte) {
 // transmit puts p on its sender's uplink: loss, duplication, queueing,
 // serialisation, propagation and jitter. Stream segments are never
 // tail-dropped (their window stands in for congestion control) and a
-// lost one is resent after the RTO.
+// lost one is resent (see lost).
 func (s *Sim) transmit(p *packet, copy bool) {
 	n := p.from
 	up := &n.link.Up
@@ -216,6 +216,15 @@ func (s *Sim) transmit(p *packet, copy bool) {
 		s.transmit(c, true)
 	}
 	if s.chance(up.Loss) || s.chance(f.Loss) {
+		if p.seg != nil {
+			// Lost on the wire: it takes its turn on the uplink, and its
+			// sender's timers run from when it left (its window keeps a
+			// queue of segments ahead of it that may be longer than the
+			// RTO).
+			dep, _ := n.upQ.enqueue(s.now, p.size, up, true)
+			s.schedule(event{at: dep, kind: evFunc, x: func() { s.lost(p, NetLoss, "uplink loss") }})
+			return
+		}
 		s.lost(p, NetLoss, "uplink loss")
 		return
 	}
@@ -230,11 +239,15 @@ func (s *Sim) transmit(p *packet, copy bool) {
 	s.schedule(event{at: at, kind: evArrive, pkt: p})
 }
 
-// lost drops p; a stream segment is resent after the RTO.
+// lost drops p; a stream segment is resent after the RTO, or sooner
+// when later segments get through (see fastRetransmit).
 func (s *Sim) lost(p *packet, k NetKind, note string) {
 	s.recordNet(s.netEvent(k, p, note))
-	if p.seg != nil {
-		s.schedule(event{at: s.now.Add(s.cfg.RTO), kind: evResend, x: p.seg, b: uint64(p.dir)})
+	if g := p.seg; g != nil {
+		s.schedule(event{at: s.now.Add(s.cfg.RTO), kind: evResend, x: g, a: uint64(g.tx), b: uint64(p.dir)})
+		if e := g.conn.ends[g.dir]; e != nil && !g.acked {
+			e.lose(g)
+		}
 	}
 	s.free(p)
 }

@@ -29,7 +29,9 @@ type Config struct {
 	MSS int `json:"mss,omitempty"`
 	// Window bounds each stream's unacknowledged bytes. Default 256 KiB.
 	Window int `json:"window,omitempty"`
-	// RTO is how long a stream waits to resend a lost segment. Default 200ms.
+	// RTO is how long a stream waits to resend a lost segment that no
+	// later segment's acknowledgment has shown lost (three do, as SACK
+	// would, and it is resent at once). Default 200ms.
 	RTO time.Duration `json:"rto,omitempty"`
 	// DialTimeout is how long a dial to a silent address takes to fail.
 	// Default 3s.

@@ -128,6 +128,54 @@ func TestStreamThroughput(t *testing.T) {
 	_ = a
 }
 
+// A lost segment is resent about a round trip after it was lost, once
+// three later segments are acknowledged (SACK, RFC 6675), not after the
+// RTO; only losses at the tail of the transfer, with nothing after them
+// to be acknowledged, wait for the RTO.
+func TestLostSegmentsResentFast(t *testing.T) {
+	lostAt := map[uint64]time.Duration{} // segment offset -> when lost
+	var fast, slow, tail int
+	const size = 2_000_000
+	cfg := sim.Config{Seed: 3, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 5 * time.Millisecond}),
+		Faults: sim.Faults{Loss: 0.01}}
+	cfg.OnNet = func(ev sim.NetEvent) {
+		if ev.Proto != spec.TCP || len(ev.Data) == 0 {
+			return
+		}
+		at := ev.T.Sub(spec.SimEpoch)
+		switch ev.Kind {
+		case sim.NetLoss:
+			lostAt[ev.Seq] = at
+		case sim.NetSend:
+			l, ok := lostAt[ev.Seq]
+			if !ok {
+				return
+			}
+			delete(lostAt, ev.Seq)
+			switch d := at - l; {
+			case d < 100*time.Millisecond:
+				fast++
+			case ev.Seq+uint64(len(ev.Data)) > size-4*1460:
+				tail++
+			default:
+				slow++
+			}
+		}
+	}
+	s, _, b := pair(t, cfg)
+	s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+	s.Command(0, "a", spec.Command{Name: "write", Data: make([]byte, size)})
+	s.Command(0, "a", spec.Command{Name: "close"})
+	s.Run(time.Minute)
+	if got := len(b.streamBytes()); got != size {
+		t.Fatalf("got %d bytes of %d", got, size)
+	}
+	t.Logf("resent within 100 ms of the loss: %d; after: %d mid-stream, %d at the tail", fast, slow, tail)
+	if fast < 10 || slow > fast/10 {
+		t.Fatalf("%d losses resent fast, %d waited for the RTO mid-stream", fast, slow)
+	}
+}
+
 // A partition resets the streams that cross it; after it heals, new
 // connections work.
 func TestPartitionResetsAndHeals(t *testing.T) {

@@ -38,6 +38,7 @@ type end struct {
 	finQueued    bool
 	finSent      bool
 	finAcked     bool
+	lost         []*segment // lost, waiting for their resend
 
 	// receiving
 	rnext  uint64
@@ -54,7 +55,13 @@ type segment struct {
 	data  []byte
 	fin   bool
 	acked bool
+	tx    uint32 // transmissions so far
+	dups  uint8  // segments sent after it acknowledged while it was lost
 }
+
+// dupThresh is how many later segments must be acknowledged (SACKed)
+// before a lost one is resent without waiting for the RTO (RFC 6675).
+const dupThresh = 3
 
 func (g *segment) flags() string {
 	if g.fin {
@@ -272,6 +279,7 @@ func (s *Sim) pump(e *end) {
 }
 
 func (s *Sim) sendSegment(e *end, g *segment) {
+	g.tx++
 	s.pktID++
 	p := s.newPacket()
 	*p = packet{id: s.pktID, proto: spec.TCP, src: e.local, dst: e.remote, from: e.node, data: g.data, size: len(g.data) + s.cfg.TCPOverhead, sent: s.now, seg: g, dir: e.side}
@@ -281,13 +289,58 @@ func (s *Sim) sendSegment(e *end, g *segment) {
 	s.transmit(p, false)
 }
 
+// resend is the RTO of a lost transmission (ev.a); a later one (a fast
+// retransmit) has its own.
 func (s *Sim) resend(ev event) {
 	g := ev.x.(*segment)
 	e := g.conn.ends[g.dir]
-	if g.acked || g.conn.dead || e.node.gen != e.gen {
+	if g.acked || g.conn.dead || e.node.gen != e.gen || uint64(g.tx) != ev.a {
 		return
 	}
+	e.unlose(g)
 	s.sendSegment(e, g)
+}
+
+// lose notes that g's latest transmission was lost: acknowledgments of
+// later segments may resend it before the RTO.
+func (e *end) lose(g *segment) {
+	g.dups = 0
+	for _, l := range e.lost {
+		if l == g {
+			return
+		}
+	}
+	e.lost = append(e.lost, g)
+}
+
+func (e *end) unlose(g *segment) {
+	for i, l := range e.lost {
+		if l == g {
+			e.lost = append(e.lost[:i], e.lost[i+1:]...)
+			break
+		}
+	}
+	if len(e.lost) == 0 {
+		e.lost = nil
+	}
+}
+
+// fastRetransmit resends the lost segments that dupThresh segments above
+// them have been acknowledged past, as a SACK sender would: a loss costs
+// about a round trip, not the RTO, unless it is at the tail of a burst.
+func (s *Sim) fastRetransmit(e *end, acked *segment) {
+	for i := 0; i < len(e.lost); i++ {
+		l := e.lost[i]
+		if l.acked || l.off >= acked.off {
+			continue
+		}
+		if l.dups++; l.dups < dupThresh {
+			continue
+		}
+		e.lost = append(e.lost[:i], e.lost[i+1:]...)
+		i--
+		s.sendSegment(e, l)
+	}
 }
 
 func (s *Sim) deliverSegment(dst *Node, p *packet) {
@@ -361,6 +414,12 @@ func (s *Sim) ack(ev event) {
 	e := g.conn.ends[g.dir]
 	if g.conn.dead || e.node.gen != e.gen {
 		return
+	}
+	if len(e.lost) > 0 {
+		e.unlose(g)
+		if !g.fin {
+			s.fastRetransmit(e, g)
+		}
 	}
 	if g.fin {
 		e.inflight--

@@ -111,6 +111,7 @@ type Conn struct {
 	dirty  bool
 	armed  spec.Time
 	rst    uint8 // RST reason to send before release
+	reset  uint8 // the reason this side reset the session with
 	closed bool  // the Closed event has been emitted
 
 	// handshake (client)
@@ -480,6 +481,9 @@ func (c *Conn) finish(err string, reason uint8) {
 	}
 	c.st = stClosed
 	c.rst = reason
+	if reason != 0 {
+		c.reset = reason
+	}
 	c.report(err)
 	c.release()
 	c.ep.touch(c)

@@ -97,7 +97,10 @@
 // dropped; a replayed one finds the closed session's tombstone (kept for
 // CookieLifetime) and is dropped too. A segment for an unknown session
 // whose ack is not 0 (its sender has heard from us) is answered with a
-// RST, so a client learns at once that a server restarted.
+// RST, so a client learns at once that a server restarted; so is one for
+// a session in its tombstone that this side reset (an abort, a timeout:
+// the RST may have been lost), with the same reason, while late segments
+// of a session closed gracefully are dropped.
 //
 // # Data transfer
 //

@@ -79,7 +79,7 @@ type Endpoint struct {
 	sum     [sha256.Size]byte
 	conns   map[uint32]*Conn
 	perAddr map[netip.Addr]int
-	tomb    map[uint32]spec.Time
+	tomb    map[uint32]tombstone
 	tombq   []tombEntry
 	dirty   []*Conn
 	events  []Event
@@ -119,7 +119,7 @@ func NewEndpoint(cfg Config, sock spec.Sock, timerBase spec.Timer, listen bool) 
 		rng:     spec.NewRand(cfg.Seed),
 		conns:   map[uint32]*Conn{},
 		perAddr: map[netip.Addr]int{},
-		tomb:    map[uint32]spec.Time{},
+		tomb:    map[uint32]tombstone{},
 	}
 	if listen {
 		var secret [32]byte
@@ -193,12 +193,19 @@ func (e *Endpoint) Flush(now spec.Time, out []spec.Output) []spec.Output {
 	clear(e.dirty)
 	e.dirty = e.dirty[:0]
 	for len(e.tombq) > 0 && e.tombq[0].end <= now {
-		if e.tomb[e.tombq[0].id] == e.tombq[0].end {
+		if e.tomb[e.tombq[0].id].end == e.tombq[0].end {
 			delete(e.tomb, e.tombq[0].id)
 		}
 		e.tombq = e.tombq[1:]
 	}
 	return out
+}
+
+// tombstone is a closed session's id, kept for CookieLifetime; reset is
+// the reason this side reset the session with (0: it closed gracefully).
+type tombstone struct {
+	end   spec.Time
+	reset uint8
 }
 
 func (e *Endpoint) remove(now spec.Time, c *Conn, out []spec.Output) []spec.Output {
@@ -213,7 +220,7 @@ func (e *Endpoint) remove(now spec.Time, c *Conn, out []spec.Output) []spec.Outp
 		}
 		// A replayed cookie must not bring the session back.
 		end := now.Add(e.cfg.CookieLifetime)
-		e.tomb[c.id] = end
+		e.tomb[c.id] = tombstone{end: end, reset: c.reset}
 		e.tombq = append(e.tombq, tombEntry{c.id, end})
 	}
 	e.c.closed++
@@ -497,13 +504,23 @@ func (e *Endpoint) cookie(from netip.AddrPort, src, ts uint32, mss uint16, wnd u
 // unknownSeg handles a segment for no live session: the client's first
 // segment carrying the cookie opens one; anything else is dropped, and
 // answered with a RST if the sender had heard from us (it acknowledges
-// data), so a peer that restarted tells its clients at once.
+// data), so a peer that restarted, or dropped the session and lost its
+// RST, tells its clients at once.
 func (e *Endpoint) unknownSeg(now spec.Time, from netip.AddrPort, p *Packet, b []byte, out []spec.Output) []spec.Output {
-	if _, dead := e.tomb[p.Dst]; dead {
+	if ts, dead := e.tomb[p.Dst]; dead {
 		if p.Flags&FlagCOOKIE != 0 {
+			// A replayed (or retransmitted) cookie must not reopen it.
 			e.c.replays++
 		}
-		return e.drop(out, &e.c.unknown, "segment for a session that has closed", from)
+		if p.Flags&FlagCOOKIE != 0 || ts.reset == 0 {
+			// After a graceful close, late segments of the peer's (its
+			// TIME_WAIT is the one that answers them) are only late.
+			return e.drop(out, &e.c.unknown, "segment for a session that has closed", from)
+		}
+		// We reset it, and the RST may have been lost: say so again (the
+		// id was ours a moment ago, so the sender had heard from us).
+		e.c.unknown++
+		return e.sendRST(out, from, p.Dst, ts.reset)
 	}
 	if p.Flags&FlagCOOKIE == 0 || !e.listen {
 		e.c.unknown++

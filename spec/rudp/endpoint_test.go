@@ -3,6 +3,7 @@ package rudp_test
 import (
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,4 +110,85 @@ func FuzzEndpoint(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A session the server has dropped (an abort whose RST was lost) tells
+// the client so at its next segment, rather than letting it retransmit
+// into silence until it gives up; the tombstone that keeps replayed
+// cookies out answers with a RST, 8 bytes to a segment's 24 or more.
+func TestDroppedSessionAnswersWithRST(t *testing.T) {
+	client := netip.MustParseAddrPort("10.0.0.2:7000")
+	srv := rudp.NewEndpoint(rudp.Config{Seed: 1}, sock, timerBase, true)
+	cli := rudp.NewEndpoint(rudp.Config{Seed: 2}, sock, timerBase, false)
+	now := spec.SimEpoch
+	var srvEvents, cliEvents []rudp.Event
+	// exchange runs the two endpoints until neither has anything to
+	// send, passing datagrams unless drop says no.
+	exchange := func(toSrv, toCli []spec.Output, drop func(p rudp.Packet) bool) {
+		for round := 0; round < 50 && len(toSrv)+len(toCli) > 0; round++ {
+			now = now.Add(time.Millisecond)
+			var nextSrv, nextCli []spec.Output
+			for _, o := range toSrv {
+				if o.Kind != spec.OutSend {
+					continue
+				}
+				nextCli, _ = srv.Handle(now, spec.Input{Kind: spec.InDatagram, Sock: sock, Addr: client, Data: o.Data}, nextCli)
+			}
+			for ev, ok := srv.Next(); ok; ev, ok = srv.Next() {
+				srvEvents = append(srvEvents, ev)
+			}
+			nextCli = srv.Flush(now, nextCli)
+			for _, o := range toCli {
+				if o.Kind != spec.OutSend {
+					continue
+				}
+				var p rudp.Packet
+				if err := rudp.Decode(o.Data, &p); err == nil && drop != nil && drop(p) {
+					continue
+				}
+				nextSrv, _ = cli.Handle(now, spec.Input{Kind: spec.InDatagram, Sock: sock, Addr: serverAddr, Data: o.Data}, nextSrv)
+			}
+			for ev, ok := cli.Next(); ok; ev, ok = cli.Next() {
+				cliEvents = append(cliEvents, ev)
+			}
+			nextSrv = cli.Flush(now, nextSrv)
+			toSrv, toCli = nextSrv, nextCli
+		}
+	}
+	id := cli.Dial(serverAddr)
+	if err := cli.Write(id, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	exchange(cli.Flush(now, nil), nil, nil)
+	var sid rudp.ConnID
+	for _, ev := range srvEvents {
+		if ev.Kind == rudp.Data {
+			sid = ev.Conn
+		}
+	}
+	if sid == 0 {
+		t.Fatalf("the server never got the data: %v", srvEvents)
+	}
+	// The server aborts; its RST is lost.
+	srv.Abort(sid, "test")
+	exchange(nil, srv.Flush(now, nil), func(p rudp.Packet) bool { return p.Type == rudp.TypeRST })
+	if srv.Sessions() != 0 {
+		t.Fatalf("server still has %d sessions", srv.Sessions())
+	}
+	for _, ev := range cliEvents {
+		if ev.Kind == rudp.Closed {
+			t.Fatalf("the client heard of the abort already: %v", ev)
+		}
+	}
+	// The client's next segment draws a RST from the tombstone.
+	if err := cli.Write(id, []byte("anyone?")); err != nil {
+		t.Fatal(err)
+	}
+	exchange(cli.Flush(now, nil), nil, nil)
+	for _, ev := range cliEvents {
+		if ev.Kind == rudp.Closed && strings.Contains(ev.Err, rudp.ReasonText(rudp.ReasonAbort)) {
+			return
+		}
+	}
+	t.Fatalf("the client was not told its session was aborted: %v", cliEvents)
 }

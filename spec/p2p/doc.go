@@ -236,13 +236,13 @@
 //	    joined, to whichever joined first. Never answered.
 //	TSUB 3 1\r\n
 //	    a peer to its parent in tree 1, on the connection it dialed with
-//	    "XHEL 1 push", in the same write as that hello when the PARENT
-//	    came first (the server placed the parent, so it speaks the
-//	    extension; no round trip is spent on finding out): "I am id 3,
-//	    your child in tree 1". The parent
-//	    checks that it is, pushes every chunk of tree 1 it holds and the
-//	    child has not announced, then each as it comes. Never answered
-//	    (a stranger's TSUB is counted and ignored).
+//	    "XHEL 1 push": "I am id 3, your child in tree 1". It goes in the
+//	    same write as that hello when the PARENT came first (the server
+//	    placed the parent, so it speaks the extension: no round trip is
+//	    spent finding out). The parent checks that it is, pushes every
+//	    chunk of tree 1 it holds and the child has not announced, then
+//	    each as it comes. Never answered (a stranger's TSUB is counted
+//	    and ignored).
 //	PUSH offset size\r\n<size bytes>
 //	    as above; from the server, only to a root, and only chunks of its
 //	    tree.
@@ -270,8 +270,8 @@
 // at every hop below it), and answers nothing else while the roots have
 // chunks to be fed, apart from a root's hash list (a tree whose root has
 // not come gives its turn to requests); peers in the trees send no DANY
-// while all their trees bring chunks, and dial only treeNeighbours (2) neighbours besides their
-// parents (the server lists as many in SHEL). Chunks still check against
+// while all their trees bring chunks, and dial only treeNeighbours (2)
+// neighbours besides their parents (the server lists as many in SHEL). Chunks still check against
 // the hash list before they are stored or passed on, and a corrupt one
 // bans its sender, as anywhere.
 //

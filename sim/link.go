@@ -15,7 +15,9 @@ type Dir struct {
 	// Jitter adds a uniform random delay in [0, Jitter) per packet, after
 	// serialisation, so packets may overtake each other.
 	Jitter time.Duration `json:"jitter,omitempty"`
-	// Loss and Dup are per-packet probabilities.
+	// Loss and Dup are per-packet probabilities. A datagram lost on the
+	// uplink costs it nothing; a stream segment still takes its turn
+	// (its sender's retransmission timers run from when it left).
 	Loss float64 `json:"loss,omitempty"`
 	Dup  float64 `json:"dup,omitempty"`
 	// Queue is the FIFO's capacity in bytes, including the packet being

@@ -164,6 +164,7 @@ type sconn struct {
 	gone    bool
 	closed  bool // our FIN is queued
 	dirty   bool // in Server.dirty
+	hashed  bool // it was sent the hash list
 	wbuf    []byte
 }
 
@@ -605,7 +606,7 @@ func (s *Server) startFeed(now spec.Time) {
 	}
 	s.fed = true
 	for st := range s.tcur {
-		if c := s.rootConn(st); c != nil {
+		if c := s.rootConn(st); c != nil && !c.hashed {
 			s.sendHash(now, c)
 		}
 	}
@@ -880,6 +881,7 @@ func (s *Server) sendHash(now spec.Time, c *sconn) {
 		c.wbuf = append(c.wbuf, hs[i][:]...)
 	}
 	s.cnt.hashes++
+	c.hashed = true
 	s.track(now, c, -1, 32*len(hs))
 }
 

@@ -180,10 +180,13 @@ func TestFeedWaitsForTheTopLevels(t *testing.T) {
 		name   string
 		expect int
 		join   int
+		hreq   bool // the first root asks for the list with its hello
 	}{
-		{"three levels", 20, 7},
-		{"fewer than expected", 20, 3},
-		{"small swarm", 2, 2},
+		{"three levels", 20, 7, false},
+		{"fewer than expected", 20, 3, false},
+		{"small swarm", 2, 2, false},
+		// It is answered at once, and the feed does not send it again.
+		{"a root asks for the list", 20, 7, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			content, err := NewContent(make([]byte, 64*1024), 1024)
@@ -202,14 +205,18 @@ func TestFeedWaitsForTheTopLevels(t *testing.T) {
 			}
 			want := min(tc.expect, 7)
 			for i := range tc.join {
-				if fed() {
+				if fed() && !tc.hreq {
 					t.Fatalf("fed with %d of the %d peers of the top levels placed", i, want)
 				}
 				st := spec.AcceptedStream | spec.Stream(i+1)
 				h.open[st] = true
 				h.step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st,
 					Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(2 + i)}), 50000)})
-				h.step(spec.Input{Kind: spec.InStreamData, Stream: st, Data: []byte(fmt.Sprintf("CHEL %d\r\nXHEL 1 tree\r\n", 51000+i))})
+				hello := fmt.Sprintf("CHEL %d\r\nXHEL 1 tree\r\n", 51000+i)
+				if i == 0 && tc.hreq {
+					hello += "HREQ\r\n"
+				}
+				h.step(spec.Input{Kind: spec.InStreamData, Stream: st, Data: []byte(hello)})
 			}
 			if tc.join < want {
 				if fed() {
@@ -229,6 +236,9 @@ func TestFeedWaitsForTheTopLevels(t *testing.T) {
 				push := bytes.Index(b, []byte("PUSH "))
 				if hash < 0 || push >= 0 && push < hash {
 					t.Errorf("root %d: hash list at %d, first chunk at %d in %q", st+1, hash, push, b[:min(len(b), 200)])
+				}
+				if n := bytes.Count(b, []byte("HASH ")); n != 1 {
+					t.Errorf("root %d was sent %d hash lists", st+1, n)
 				}
 			}
 		})

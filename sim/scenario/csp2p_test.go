@@ -128,7 +128,7 @@ func TestSwarmValidate(t *testing.T) {
 // N >= 8; README gives the sweep).
 func TestSwarmTargets(t *testing.T) {
 	if testing.Short() {
-		t.Skip("simulates 10 MB to 1..5 peers twice")
+		t.Skip("simulates 10 MB to 1..5 peers twice, and to 10 and 20 peers")
 	}
 	// In the trees (netspec sim's default) and pulling every chunk.
 	for _, trees := range []int{2, 0} {
@@ -140,6 +140,16 @@ func TestSwarmTargets(t *testing.T) {
 			if row.CS.Ratio > 1.02 || row.P2P.Ratio > 1.05 || row.CS.Ratio < 1 || row.P2P.Ratio < 1 {
 				t.Errorf("trees %d, N=%d: C/S %.3fx, P2P %.3fx the bound; want at most 1.02x and 1.05x", trees, row.N, row.CS.Ratio, row.P2P.Ratio)
 			}
+		}
+	}
+	// The trees hold P2P to the target up to N = 20 (not beyond: README).
+	res, err := (&scenario.Swarm{N: "10,20", Mode: "p2p", Delay: 5 * time.Millisecond, Plot: "", Trees: 2}).Run(scenario.Options{Seed: 1})
+	if err != nil || res.Failed != "" {
+		t.Fatalf("%v %s", err, res.Failed)
+	}
+	for _, row := range res.Value.(scenario.SwarmResult).Rows {
+		if row.P2P.Ratio > 1.05 || row.P2P.Ratio < 1 {
+			t.Errorf("trees 2, N=%d: P2P %.3fx the bound; want at most 1.05x", row.N, row.P2P.Ratio)
 		}
 	}
 }

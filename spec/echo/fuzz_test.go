@@ -126,14 +126,9 @@ func FuzzServerTCP(f *testing.F) {
 			switch op := p.Byte() % 7; op {
 			case accept: // a new connection
 				accepted++
-				id := spec.AcceptedStream | spec.Stream(accepted)
-				ids = append(ids, id)
-				r.Streams[id] = &spectest.Stream{}
 				full := len(held) >= cfg.MaxStreams
-				r.Step(spec.Input{Kind: spec.InAccepted, Sock: sockTCP, Stream: id, Addr: peerAddr(accepted)})
-				if full != r.Aborts[id] {
-					t.Fatalf("connection %d with %d held (limit %d): refused %v", accepted, len(held), cfg.MaxStreams, r.Aborts[id])
-				}
+				id := r.Accept(sockTCP, accepted, peerAddr(accepted), full)
+				ids = append(ids, id)
 				if !full {
 					held[id] = &tcpModel{}
 				}

@@ -201,6 +201,20 @@ func (r *Rig) CheckFrozen() {
 	}
 }
 
+// Accept gives the machine the n-th accepted connection, id
+// spec.AcceptedStream|n on listening socket sock from addr, and fails the
+// test unless the machine refuses it (aborts it at once) exactly when
+// full, the model's "at its connection limit".
+func (r *Rig) Accept(sock spec.Sock, n int, addr netip.AddrPort, full bool) spec.Stream {
+	id := spec.AcceptedStream | spec.Stream(n)
+	r.Streams[id] = &Stream{}
+	r.Step(spec.Input{Kind: spec.InAccepted, Sock: sock, Stream: id, Addr: addr})
+	if full != r.Aborts[id] {
+		r.T.Fatalf("connection %d (at the limit: %v): refused %v", n, full, r.Aborts[id])
+	}
+	return id
+}
+
 // Only fails if the last step did anything but log.
 func (r *Rig) Only(what string) {
 	r.T.Helper()

@@ -67,3 +67,41 @@ func TestRigCatchesBreaches(t *testing.T) {
 		})
 	}
 }
+
+// Accept fails the test unless the machine refuses the connection
+// exactly when the model says it is full.
+func TestAcceptChecksRefusal(t *testing.T) {
+	a := netip.MustParseAddrPort("10.0.0.2:9")
+	id := spec.AcceptedStream | 1
+	for _, tc := range []struct {
+		name   string
+		outs   []spec.Output
+		full   bool
+		failed bool
+	}{
+		{"taken", nil, false, false},
+		{"refused when full", []spec.Output{spec.Abort(id)}, true, false},
+		{"refused below the limit", []spec.Output{spec.Abort(id)}, false, true},
+		{"taken at the limit", nil, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := &fatalTB{TB: t}
+			r := NewRig(tb, machine(tc.outs))
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						if _, ok := p.(stop); !ok {
+							panic(p)
+						}
+					}
+				}()
+				if got := r.Accept(7, 1, a, tc.full); got != id {
+					t.Errorf("Accept returned stream %#x, want %#x", uint64(got), uint64(id))
+				}
+			}()
+			if failed := tb.msg != ""; failed != tc.failed {
+				t.Fatalf("rig said %q; want a failure: %v", tb.msg, tc.failed)
+			}
+		})
+	}
+}

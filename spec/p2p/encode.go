@@ -189,6 +189,17 @@ func AppendDCAN(b []byte, chunk int) []byte {
 	return append(b, crlf...)
 }
 
+// AppendVOID appends "VOID offset", or "VOID HASH" if hash: the body
+// just passed on does not match its digest (see "Cut-through").
+func AppendVOID(b []byte, offset int64, hash bool) []byte {
+	if hash {
+		return append(b, "VOID HASH\r\n"...)
+	}
+	b = append(b, "VOID "...)
+	b = strconv.AppendInt(b, offset, 10)
+	return append(b, crlf...)
+}
+
 // AppendHASHHeader appends "HASH n"; n 32-byte digests must follow.
 func AppendHASHHeader(b []byte, n int) []byte {
 	b = append(b, "HASH "...)

@@ -2,7 +2,9 @@ package p2p
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,12 +108,12 @@ func wellFormed(t *testing.T, what string, side Side, b []byte, c *Content) {
 	}
 }
 
-func fuzzContent(t *testing.T) *Content {
+func fuzzContent(t testing.TB) *Content {
 	data := make([]byte, 5*64+17)
 	spec.NewRand(7).Bytes(data)
 	c, err := NewContent(data, 64)
 	if err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
 	return c
 }
@@ -169,9 +171,20 @@ func FuzzPeer(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s), []byte("CHEL 51000\r\nXHEL 1\r\nDREQ 0\r\nDREQ 1\r\nHREQ\r\n"), uint8(3))
 	}
+	// The peer as the root of a tree with a child subscribed, passing the
+	// server's list and chunks through (step 3: paced by rate, the child
+	// first), the second time with a chunk corrupted on the way in.
+	good, bad := rootFeed()
+	for _, s := range []string{good, bad} {
+		f.Add([]byte(s), []byte("CHEL 51000\r\nXHEL 1 push\r\nTSUB 2 0\r\n"), uint8(3))
+	}
 	f.Fuzz(func(t *testing.T, fromServer, fromPeer []byte, step uint8) {
 		store := &MemStore{Max: 1 << 16}
-		p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, MaxOut: 4, MaxIn: 4}, store)
+		cfg := PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, MaxOut: 4, MaxIn: 4}
+		if step&1 != 0 {
+			cfg.UploadRate = 1e7 // paced by rate: a relay in a tree cuts through
+		}
+		p := NewPeer(cfg, store)
 		h := newHarness(t, p)
 		h.step(spec.Input{Kind: spec.InStart})
 		var srv spec.Stream
@@ -187,8 +200,13 @@ func FuzzPeer(f *testing.F) {
 		h.open[in] = true
 		h.step(spec.Input{Kind: spec.InAccepted, Stream: in, Addr: netip.MustParseAddrPort("10.0.0.9:51000")})
 		n := int(step%32) + 1
+		if step&2 != 0 {
+			h.feed(in, fromPeer, n+1)
+		}
 		h.feed(srv, fromServer, n)
-		h.feed(in, fromPeer, n+1)
+		if step&2 == 0 {
+			h.feed(in, fromPeer, n+1)
+		}
 		for k := 0; k < 20; k++ {
 			h.fire()
 		}
@@ -201,10 +219,14 @@ func FuzzPeer(f *testing.F) {
 			if side != Responses {
 				continue
 			}
-			// A chunk the peer serves is one it stored.
+			// A chunk the peer serves is one it stored, unless it passed
+			// it through as it came and voided it at once.
 			msgs, _ := parseAll(Responses, b, len(b)+1)
-			for _, m := range msgs {
+			for k, m := range msgs {
 				if m.Op != DATA && m.Op != PUSH || p.chunk == 0 {
+					continue
+				}
+				if k+1 < len(msgs) && msgs[k+1].Op == VOID && msgs[k+1].Offset == m.Offset {
 					continue
 				}
 				i := int(m.Offset / int64(p.chunk))
@@ -255,5 +277,80 @@ func TestHarness(t *testing.T) {
 	h.feed(srv, []byte("SHEL 337 64\r\n[]\r\nERROR UNKNOWN_COMMAND\r\n"), 7)
 	if !p.joined || !bytes.Contains(h.written[srv], []byte("DREQ ")) {
 		t.Fatalf("the peer did not join and ask for a chunk; it wrote %q", h.written[srv])
+	}
+}
+
+// rootFeed is what the server sends a peer it makes the root of a
+// one-tree swarm of three: the welcome, the hash list and chunks 0 and 1,
+// and the same with chunk 1's last byte flipped.
+func rootFeed() (good, bad string) {
+	c := fuzzContent(nil)
+	root := c.Root()
+	hello := "SHEL 337 64\r\n[]\r\nXHEL 1 " + fmt.Sprintf("%x", root[:]) + " rate\r\nTREE 1 3 1\r\nHASH 6\r\n"
+	for _, h := range c.Hashes() {
+		hello += string(h[:])
+	}
+	good = hello + "PUSH 0 64\r\n" + string(c.Chunk(0)) + "PUSH 64 64\r\n" + string(c.Chunk(1))
+	b := []byte(good)
+	b[len(b)-1] ^= 1
+	return good, string(b)
+}
+
+// A root with a child subscribed passes the list and each chunk to it as
+// the bytes come, a few at a time, before it has the whole body; a chunk
+// that fails its check is voided right behind it.
+func TestRootCutsThrough(t *testing.T) {
+	good, bad := rootFeed()
+	for _, tc := range []struct {
+		name, feed string
+		void       bool
+	}{{"good", good, false}, {"corrupt", bad, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, UploadRate: 1e7}, &MemStore{})
+			h := newHarness(t, p)
+			h.step(spec.Input{Kind: spec.InStart})
+			var srv spec.Stream
+			for st := range h.dials {
+				srv = st
+			}
+			kid := spec.AcceptedStream | 9
+			h.open[kid] = true
+			h.step(spec.Input{Kind: spec.InAccepted, Stream: kid, Addr: netip.MustParseAddrPort("10.0.0.9:51000")})
+			h.feed(kid, []byte("CHEL 51000\r\nXHEL 1 push\r\nTSUB 2 0\r\n"), 64)
+			// The first 30 bytes of chunk 1's body: the child already has them.
+			cut := strings.Index(tc.feed, "PUSH 64 64\r\n") + len("PUSH 64 64\r\n") + 30
+			h.feed(srv, []byte(tc.feed[:cut]), 7)
+			if w := string(h.written[kid]); !strings.HasSuffix(w, tc.feed[cut-30-len("PUSH 64 64\r\n"):cut]) {
+				t.Fatalf("the child has %q, want it to end with the first 30 bytes of chunk 1", w[max(0, len(w)-60):])
+			}
+			h.feed(srv, []byte(tc.feed[cut:]), 7)
+			msgs, errs := parseAll(Responses, h.written[kid], len(h.written[kid])+1)
+			if len(errs) > 0 {
+				t.Fatalf("the child's stream does not parse: %v", errs)
+			}
+			var ops []string
+			for _, m := range msgs {
+				if m.Op != HAVE { // announcements may come between
+					ops = append(ops, m.Op.String())
+				}
+			}
+			want := "PHEL XHEL HASH PUSH PUSH"
+			if tc.void {
+				want += " VOID"
+			}
+			if got := strings.Join(ops, " "); got != want {
+				t.Errorf("the child got %s, want %s", got, want)
+			}
+			cnt := map[string]uint64{}
+			for _, c := range p.Counters() {
+				cnt[c.Name] = c.Value
+			}
+			if tc.void && (cnt["bodies_cut_through"] != 2 || cnt["bodies_voided"] != 1 || p.Has(1)) {
+				t.Errorf("counters %v, holds chunk 1: %v; want 2 bodies through, 1 voided, chunk 1 not held", cnt, p.Has(1))
+			}
+			if !tc.void && (cnt["bodies_cut_through"] != 3 || cnt["bodies_voided"] != 0 || !p.Has(1)) {
+				t.Errorf("counters %v, holds chunk 1: %v; want 3 bodies through, none voided", cnt, p.Has(1))
+			}
+		})
 	}
 }

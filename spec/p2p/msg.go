@@ -35,9 +35,10 @@ const (
 	TREE
 	PARENT
 	TSUB
+	VOID
 )
 
-var opNames = [...]string{"", "CHEL", "SHEL", "PHEL", "CLREQ", "CLRSP", "DREQ", "DATA", "CHECK", "ERROR", "XHEL", "HAVE", "DANY", "HREQ", "HASH", "DCAN", "PUSH", "TREE", "PARENT", "TSUB"}
+var opNames = [...]string{"", "CHEL", "SHEL", "PHEL", "CLREQ", "CLRSP", "DREQ", "DATA", "CHECK", "ERROR", "XHEL", "HAVE", "DANY", "HREQ", "HASH", "DCAN", "PUSH", "TREE", "PARENT", "TSUB", "VOID"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -84,11 +85,12 @@ type Msg struct {
 	Peers []netip.AddrPort
 	// Chunks: CLRSP's body, HAVE's ids.
 	Chunks []int
-	// HaveHash: HAVE names the hash list.
+	// HaveHash: HAVE (or VOID) names the hash list.
 	HaveHash bool
 	// Chunk: DREQ.
 	Chunk int
-	// Offset and Size: DATA; Size is also HASH's count of digests.
+	// Offset and Size: DATA and PUSH (VOID: Offset); Size is also HASH's
+	// count of digests.
 	Offset int64
 	Size   int
 	// Data: DATA's and HASH's raw body. It is valid until the next call
@@ -129,7 +131,7 @@ const (
 
 var accepts = [...][]Op{
 	Requests:  {CHEL, CLREQ, DREQ, CHECK, XHEL, HAVE, DANY, HREQ, DCAN, TSUB},
-	Responses: {SHEL, PHEL, CLRSP, DATA, CHECK, ERROR, XHEL, HAVE, HASH, PUSH, TREE, PARENT},
+	Responses: {SHEL, PHEL, CLRSP, DATA, CHECK, ERROR, XHEL, HAVE, HASH, PUSH, TREE, PARENT, VOID},
 }
 
 // Limits bound what a parser buffers, so a hostile peer cannot make it
@@ -237,6 +239,17 @@ func (p *Parser) Partial() bool {
 
 // InBody reports whether the parser is in the middle of a message body.
 func (p *Parser) InBody() bool { return p.inRaw || p.inJSON }
+
+// Body returns the header of the DATA, PUSH or HASH whose body is still
+// arriving, and the part of the body decoded so far (valid until the next
+// call to Next); ok is false between messages. A relay uses it to pass a
+// body on as it comes (see "Cut-through" in the package documentation).
+func (p *Parser) Body() (hdr Msg, body []byte, ok bool) {
+	if !p.inRaw {
+		return Msg{}, nil, false
+	}
+	return p.hdr, p.body, true
+}
 
 // Flush makes the next call to Next take an unterminated header line as
 // complete. Nodes call it when a peer has sent nothing more for a while:
@@ -416,6 +429,19 @@ func (p *Parser) header(line []byte) (Msg, *ParseError) {
 		if !want(0) {
 			return bad("unknown command")
 		}
+	case VOID:
+		if !want(1) {
+			return bad("unknown command")
+		}
+		if string(args[0]) == "HASH" {
+			m.HaveHash = true
+			break
+		}
+		v, good := atoi(args[0])
+		if !good {
+			return bad("unknown command")
+		}
+		m.Offset = v
 	case DCAN:
 		m.Chunk = -1
 		if len(args) == 1 {

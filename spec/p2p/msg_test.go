@@ -185,7 +185,16 @@ func TestEncodeParseRoundTrip(t *testing.T) {
 		var want []Msg
 		n := rapid.IntRange(1, 12).Draw(t, "messages")
 		for i := 0; i < n; i++ {
-			switch kind := rapid.IntRange(0, 7).Draw(t, "kind"); kind {
+			switch kind := rapid.IntRange(0, 8).Draw(t, "kind"); kind {
+			case 8:
+				if rapid.Bool().Draw(t, "void list") {
+					b = AppendVOID(b, 0, true)
+					want = append(want, Msg{Op: VOID, HaveHash: true})
+				} else {
+					off := rapid.Int64Range(0, 1<<40).Draw(t, "void off")
+					b = AppendVOID(b, off, false)
+					want = append(want, Msg{Op: VOID, Offset: off})
+				}
 			case 0:
 				ids := rapid.SliceOfN(rapid.IntRange(0, 1<<20), 0, 300).Draw(t, "ids")
 				b = AppendCLRSP(b, ids)

@@ -106,6 +106,10 @@ type PeerConfig struct {
 	// pulls that tree's chunks like any other (default 1s).
 	NoTree    bool          `json:"noTree,omitempty"`
 	TreeStall time.Duration `json:"treeStall,omitempty"`
+	// NoCut makes a relay in the trees pass a chunk on only once it has
+	// all of it and has checked it (store and forward), not as it
+	// arrives (see "Cut-through").
+	NoCut bool `json:"noCut,omitempty"`
 }
 
 func (c *PeerConfig) fill() {
@@ -177,6 +181,7 @@ type Peer struct {
 	hashes   [][32]byte
 	hashing  *oconn // where the hash list is being fetched
 	hashAt   spec.Time
+	vetted   int // chunk+1 whose body passOn has just checked
 
 	// connections
 	nextID spec.Stream
@@ -229,7 +234,7 @@ type Peer struct {
 
 type peerCounters struct {
 	fromServer, fromPeers, dup, dupServer, corrupt, banned, served, refused, overflow, unknown uint64
-	violations, reconnects, hashLists, checkFailed, timeouts, busy, idle                       uint64
+	violations, reconnects, hashLists, checkFailed, timeouts, busy, idle, cut, voided          uint64
 }
 
 type neighbor struct {
@@ -250,6 +255,10 @@ type wconn struct {
 	gone  bool
 	idle  bool
 	p     *Parser
+	// A body being passed through (cut.go) goes out in cutbuf, ahead of
+	// wbuf; while it is incomplete (hold) wbuf waits.
+	cutbuf []byte
+	hold   bool
 }
 
 // oconn is a connection this peer dialed: to the server or to a
@@ -273,6 +282,8 @@ type oconn struct {
 	lat      time.Duration // moving average of request-to-DATA time
 	paced    bool          // it paces by rate: no acknowledgments
 	tsub     uint32        // the trees this connection was subscribed to (TSUB)
+	cut      cut           // the body it is bringing, passed on as it comes
+	suspect  int           // a body that failed its check, VOID may follow: chunk+1, -1 the list, 0 none
 }
 
 type oreq struct {
@@ -299,6 +310,8 @@ type iconn struct {
 	tid      int    // its id in the trees
 	tsubID   int    // a TSUB that came before this peer's place (0: none)
 	tsubTree int
+	gotList  bool // the hash list was passed through to it
+	cutLast  int  // chunk+1 last passed through to it
 	inRing   bool
 	owed
 }
@@ -353,6 +366,7 @@ func (p *Peer) Counters() []spec.Counter {
 		{Name: "hash_lists_served", Value: c.hashLists}, {Name: "check_failed", Value: c.checkFailed},
 		{Name: "request_timeouts", Value: c.timeouts}, {Name: "told_busy", Value: c.busy},
 		{Name: "upload_idle_ms", Value: c.idle},
+		{Name: "bodies_cut_through", Value: c.cut}, {Name: "bodies_voided", Value: c.voided},
 	}
 }
 
@@ -567,12 +581,25 @@ func (p *Peer) readOut(now spec.Time, c *oconn, out []spec.Output) []spec.Output
 	for !c.gone {
 		m, err := c.p.Next()
 		if err == ErrMore {
+			if hdr, body, ok := c.p.Body(); ok && hdr.Op != DATA {
+				out = p.passOn(now, c, hdr, body, false, out)
+			}
 			break
 		}
 		if err != nil {
 			return p.violation(now, c, err.Error(), out)
 		}
+		if m.Op == PUSH || m.Op == HASH {
+			out = p.passOn(now, c, m, m.Data, true, out)
+		}
+		if c.suspect != 0 {
+			var ok bool
+			if ok, out = p.voided(now, c, m, out); ok || c.gone {
+				continue
+			}
+		}
 		out = p.response(now, c, m, out)
+		p.vetted = 0
 	}
 	if c.gone {
 		return out
@@ -617,6 +644,10 @@ func (p *Peer) name(c *oconn) string {
 func (p *Peer) response(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Output {
 	if m.Op == HAVE {
 		p.learn(c, m)
+		return out
+	}
+	if m.Op == VOID {
+		p.void(c, m)
 		return out
 	}
 	if m.Op == HASH && (c.tsub != 0 || c.server && c.ext > 0) && !c.awaits(HREQ) {
@@ -927,7 +958,10 @@ func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, out []spec.Output)
 	}
 	switch {
 	case p.hashes != nil:
-		if sha256.Sum256(m.Data) != p.hashes[i] {
+		if p.vetted != i+1 && sha256.Sum256(m.Data) != p.hashes[i] {
+			if p.blameLater(c) {
+				return p.suspect(c, i, out)
+			}
 			return p.corrupt(now, c, i, out)
 		}
 	case !c.server && p.srvExt >= 0:
@@ -935,6 +969,9 @@ func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, out []spec.Output)
 		// digest, but neither announce nor serve it until the list
 		// vouches for it.
 		if err := p.store.Put(i, m.Data); err != nil {
+			if p.blameLater(c) {
+				return p.suspect(c, i, out)
+			}
 			return p.corrupt(now, c, i, out)
 		}
 		if p.pendSum == nil {
@@ -1071,6 +1108,9 @@ func (p *Peer) hashList(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 		copy(hs[i][:], m.Data[32*i:])
 	}
 	if r := rootOf(hs); string(r[:]) != string(p.root) {
+		if p.blameLater(c) {
+			return p.suspect(c, -1, out)
+		}
 		return p.violation(now, c, "HASH list does not match the server's root", out)
 	}
 	p.hashes = hs
@@ -1096,7 +1136,7 @@ func (p *Peer) hashList(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 	}
 	p.pendFrom = nil
 	for _, ic := range p.ins {
-		if ic.tlist {
+		if ic.tlist && !ic.gotList {
 			ic.pushq = append([]push{{chunk: -1, at: now, tree: true}}, ic.pushq...)
 			p.schedIn(ic)
 		}
@@ -1553,6 +1593,8 @@ func (p *Peer) closeOut(now spec.Time, c *oconn, how int, out []spec.Output) []s
 		return out
 	}
 	c.gone = true
+	p.abortCut(now, c)
+	c.suspect = 0
 	delete(p.byOut, c.st)
 	for i, o := range p.outs {
 		if o == c {
@@ -1642,7 +1684,7 @@ func (p *Peer) closeIn(c *iconn, abort bool, out []spec.Output) []spec.Output {
 	}
 	c.closing = true
 	if abort {
-		c.wbuf = nil
+		c.wbuf, c.cutbuf, c.hold = nil, nil, false
 		out = append(out, spec.Abort(c.st))
 		return p.forgetIn(c, out)
 	}
@@ -2062,6 +2104,13 @@ func (p *Peer) flush(now spec.Time, out []spec.Output) []spec.Output {
 	}
 	for _, w := range p.dirty {
 		w.dirty = false
+		if !w.gone && len(w.cutbuf) > 0 {
+			out = append(out, spec.Write(w.st, w.cutbuf))
+		}
+		w.cutbuf = nil
+		if w.hold {
+			continue // wbuf waits for the body passing through
+		}
 		if !w.gone && len(w.wbuf) > 0 {
 			out = append(out, spec.Write(w.st, w.wbuf))
 		}
@@ -2157,7 +2206,7 @@ func (p *Peer) pushOne(now spec.Time, c *iconn) {
 	}
 	switch {
 	case r.chunk < 0:
-		if c.nb == nil || c.nb.out == nil || !c.nb.out.hasHash {
+		if !c.gotList && (c.nb == nil || c.nb.out == nil || !c.nb.out.hasHash) {
 			p.sendHashList(now, c)
 		}
 	case c.holds(r.chunk) || c.asked(r.chunk):

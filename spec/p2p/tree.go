@@ -227,6 +227,10 @@ func (p *Peer) forward(now spec.Time, i int, dst []*iconn) []*iconn {
 		return dst
 	}
 	for _, ic := range p.ins {
+		if ic.tree && ic.cutLast == i+1 {
+			dst = append(dst, ic) // passed through as it came
+			continue
+		}
 		if ic.tree && !ic.closing && !ic.gone && !ic.holds(i) {
 			ic.pushq = append(ic.pushq, push{chunk: i, at: now, tree: true})
 			p.schedIn(ic)

@@ -2,6 +2,8 @@ package p2p_test
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -19,12 +21,15 @@ type treeSwarm struct {
 	crash                    int  // a peer that crashes for good at 100 ms (-1: none)
 	stagger                  bool // peer i starts at i ms, so it joins i-th
 	slow                     bool // peer 0's uplink is 1 Mbit/s
+	noCut                    bool // relays store and forward (PeerConfig.NoCut)
+	liar                     int  // a peer that corrupts the chunks it serves (0: none, else its index+1)
 }
 
 // treeResult is what a treeSwarm run showed.
 type treeResult struct {
 	verified map[string]bool              // the peers that verified the file
 	counters map[string]map[string]uint64 // every node's, but a crashed one's
+	banned   map[string][]string          // the addresses each node banned
 	last     time.Duration                // when the last of them did
 }
 
@@ -39,10 +44,13 @@ func (w treeSwarm) run(t *testing.T) treeResult {
 		t.Fatal(err)
 	}
 	want := fmt.Sprintf("%x", content.MD5())
-	r := treeResult{verified: map[string]bool{}, counters: map[string]map[string]uint64{}}
+	r := treeResult{verified: map[string]bool{}, counters: map[string]map[string]uint64{}, banned: map[string][]string{}}
 	s := sim.New(sim.Config{
 		Seed: 9, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 2 * time.Millisecond}), MSS: 1460,
 		OnEvent: func(nd *sim.Node, now spec.Time, ev spec.Event) {
+			if ev.Name == "banned" {
+				r.banned[nd.Name] = append(r.banned[nd.Name], ev.Text)
+			}
 			if ev.Name == "verified" && ev.Value.(p2p.Verified).MD5 == want {
 				r.verified[nd.Name] = true
 				r.last = now.Sub(spec.SimEpoch)
@@ -56,7 +64,7 @@ func (w treeSwarm) run(t *testing.T) treeResult {
 	scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: 4096, Seed: 9, Expect: expect, Trees: w.trees, UploadRate: 9.9e6}
 	s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return p2p.NewServer(scfg, content) }})
 	for i := range w.n {
-		cfg := p2p.PeerConfig{Server: serverAddr, Seed: uint64(i), Linger: -1, UploadRate: 9.9e6}
+		cfg := p2p.PeerConfig{Server: serverAddr, Seed: uint64(i), Linger: -1, UploadRate: 9.9e6, NoCut: w.noCut}
 		ns := sim.NodeSpec{Name: fmt.Sprintf("p%d", i)}
 		if w.stagger {
 			ns.Start = time.Duration(i) * time.Millisecond
@@ -67,6 +75,9 @@ func (w treeSwarm) run(t *testing.T) treeResult {
 			cfg.UploadRate = 0.99e6
 		}
 		ns.New = func() spec.Machine { return p2p.NewPeer(cfg, p2p.LightStore{C: content}) }
+		if w.liar == i+1 {
+			ns.New = func() spec.Machine { return liar{p2p.NewPeer(cfg, p2p.LightStore{C: content})} }
+		}
 		s.MustAddNode(ns)
 	}
 	alive := w.n
@@ -183,5 +194,72 @@ func TestTreesRouteAroundASlowParent(t *testing.T) {
 	t.Logf("all 10 Mbit/s: %v; the root of tree 0 at 1 Mbit/s up: %v", fast, slowed)
 	if slowed > 2*fast {
 		t.Errorf("a slow parent held its subtree back: %v against %v", slowed, fast)
+	}
+}
+
+// A relay passes each chunk of its tree on as it arrives (cut-through):
+// the file is the same, no chunk comes twice, and it comes sooner than
+// when every hop waits for whole chunks.
+func TestCutThrough(t *testing.T) {
+	const n = 15
+	run := func(noCut bool) treeResult {
+		r := treeSwarm{n: n, trees: 2, chunks: 160, crash: -1, stagger: true, noCut: noCut}.run(t)
+		if len(r.verified) != n {
+			t.Fatalf("%d of %d peers verified the file (noCut %v)", len(r.verified), n, noCut)
+		}
+		return r
+	}
+	cut, whole := run(false), run(true)
+	var passed, sf uint64
+	for i := range n {
+		name := fmt.Sprintf("p%d", i)
+		if d := cut.counters[name]["duplicate_chunks"]; d != 0 {
+			t.Errorf("%s got %d chunks twice", name, d)
+		}
+		passed += cut.counters[name]["bodies_cut_through"]
+		sf += whole.counters[name]["bodies_cut_through"]
+	}
+	t.Logf("cut-through: %v, %d bodies passed through; store and forward: %v", cut.last, passed, whole.last)
+	if passed == 0 || sf != 0 {
+		t.Errorf("%d bodies passed through with cut-through, %d without", passed, sf)
+	}
+	if cut.last >= whole.last {
+		t.Errorf("cut-through took %v, store and forward %v", cut.last, whole.last)
+	}
+}
+
+// A relay that passes on a corrupt chunk from a malicious parent voids it
+// on its children's connections: they drop it and blame no one, while
+// the relay bans the parent that vouched for it. Joined in order, p2 is
+// id 3, the parent of ids 7 and 9 (p6, p8) in tree 0, who pass tree 0 on
+// to ids 15, 2, 4 and 6 (p14, p1, p3, p5).
+func TestCutThroughVoidsACorruptChunk(t *testing.T) {
+	const n = 15
+	r := treeSwarm{n: n, trees: 2, chunks: 96, crash: -1, stagger: true, liar: 3}.run(t)
+	liarAddr := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.4"), p2p.DefaultPeerPort).String() // p2: the server is 10.0.0.1
+	for i := range n {
+		name := fmt.Sprintf("p%d", i)
+		c := r.counters[name]
+		if i == 2 {
+			continue
+		}
+		if !r.verified[name] {
+			t.Errorf("%s never verified the file", name)
+		}
+		for _, b := range r.banned[name] {
+			if b != liarAddr {
+				t.Errorf("%s banned %s, an honest peer (the liar is %s)", name, b, liarAddr)
+			}
+		}
+		switch i {
+		case 6, 8:
+			if !slices.Contains(r.banned[name], liarAddr) || c["corrupt_chunks"] == 0 || c["bodies_voided"] == 0 {
+				t.Errorf("%s, a child of the liar: banned %v, corrupt %d, voided %d; want the liar banned for corrupt chunks it voided", name, r.banned[name], c["corrupt_chunks"], c["bodies_voided"])
+			}
+		case 14, 1, 3, 5:
+			if c["corrupt_chunks"] != 0 || c["bodies_voided"] == 0 {
+				t.Errorf("%s, below an honest relay: %d corrupt chunks blamed, %d voided; want none blamed, some voided", name, c["corrupt_chunks"], c["bodies_voided"])
+			}
+		}
 	}
 }

@@ -142,8 +142,8 @@ func TestSwarmTargets(t *testing.T) {
 			}
 		}
 	}
-	// The trees hold P2P to the target up to N = 20 (not beyond: README).
-	res, err := (&scenario.Swarm{N: "10,20", Mode: "p2p", Delay: 5 * time.Millisecond, Plot: "", Trees: 2}).Run(scenario.Options{Seed: 1})
+	// The trees hold P2P to the target up to N = 50 (not beyond: README).
+	res, err := (&scenario.Swarm{N: "10,20,50", Mode: "p2p", Delay: 5 * time.Millisecond, Plot: "", Trees: 2}).Run(scenario.Options{Seed: 1})
 	if err != nil || res.Failed != "" {
 		t.Fatalf("%v %s", err, res.Failed)
 	}

@@ -234,6 +234,12 @@ func (p *Peer) voided(now spec.Time, c *oconn, m Msg, out []spec.Output) (bool, 
 	c.suspect = 0
 	if m.Op == VOID && (list && m.HaveHash || !list && !m.HaveHash && m.Offset == int64(i)*int64(p.chunk)) {
 		p.cnt.voided++
+		if c.voids++; c.voids > maxVoids && c.nb != nil {
+			// Honest relays void a body or two when their own parent
+			// turns out malicious or vanishes; one that keeps voiding
+			// only wastes this peer's downlink.
+			return true, p.ban(now, c.nb, "voided too many bodies", out)
+		}
 		return true, out
 	}
 	if list {
@@ -241,6 +247,9 @@ func (p *Peer) voided(now spec.Time, c *oconn, m Msg, out []spec.Output) (bool, 
 	}
 	return false, p.corrupt(now, c, i, out)
 }
+
+// maxVoids is how many bodies a parent may void before it is dropped.
+const maxVoids = 8
 
 // void takes a VOID that settles no suspect body: a chunk kept before
 // the hash list came, from c, is dropped.

@@ -299,7 +299,9 @@
 // until that parent's next message: VOID for the body clears the parent
 // (counted as voided; the chunk is pulled or comes again), anything else
 // means the parent vouched for it, and it is banned as above. A relay
-// blames its own parent the same way. With 9000-byte segments at 10
+// blames its own parent the same way. A parent that voids more than
+// maxVoids (8) bodies is dropped all the same: an honest relay voids one
+// or two, when its own parent turns out malicious or vanishes. With 9000-byte segments at 10
 // Mbit/s a hop then costs a segment (7 ms) and the link delay, not a
 // chunk and a sibling's copy (N=100: 1.061x to 1.053x the bound; N=1000:
 // 1.116x to 1.104x; PeerConfig.NoCut turns it off).

@@ -354,3 +354,55 @@ func TestRootCutsThrough(t *testing.T) {
 		})
 	}
 }
+
+// A tree parent that voids what it passes on is not blamed for it, up to
+// maxVoids bodies; one that keeps voiding only wastes the downlink and
+// is dropped.
+func TestTooManyVoidsDropTheParent(t *testing.T) {
+	c := fuzzContent(nil)
+	root := c.Root()
+	var list string
+	for _, h := range c.Hashes() {
+		list += string(h[:])
+	}
+	bad := append([]byte(nil), c.Chunk(0)...)
+	bad[0] ^= 1
+	for _, voids := range []int{maxVoids, maxVoids + 1} {
+		t.Run(fmt.Sprint(voids), func(t *testing.T) {
+			p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1}, &MemStore{})
+			h := newHarness(t, p)
+			h.step(spec.Input{Kind: spec.InStart})
+			var srv spec.Stream
+			for st := range h.dials {
+				srv = st
+			}
+			h.feed(srv, []byte("SHEL 337 64\r\n[]\r\nXHEL 1 "+fmt.Sprintf("%x", root[:])+" rate\r\nTREE 2 3 1\r\nPARENT 0 10.0.0.5 51000\r\n"), 64)
+			var par spec.Stream
+			for st, a := range h.dials {
+				if a == netip.MustParseAddrPort("10.0.0.5:51000") {
+					par = st
+				}
+			}
+			if par == 0 || !strings.Contains(string(h.written[par]), "TSUB 2 0") {
+				t.Fatalf("the peer did not subscribe to its parent: %q", h.written[par])
+			}
+			feed := "PHEL\r\nXHEL 1 rate\r\nHASH 6\r\n" + list
+			for range voids {
+				feed += "PUSH 0 64\r\n" + string(bad) + "VOID 0\r\n"
+			}
+			h.feed(par, []byte(feed), 50)
+			cnt := map[string]uint64{}
+			for _, k := range p.Counters() {
+				cnt[k.Name] = k.Value
+			}
+			banned := uint64(0)
+			if voids > maxVoids {
+				banned = 1
+			}
+			if cnt["bodies_voided"] != uint64(voids) || cnt["corrupt_chunks"] != 0 || cnt["peers_banned"] != banned || p.Has(0) {
+				t.Errorf("after %d voided chunks: voided %d, corrupt %d, banned %d (want %d), holds chunk 0 %v",
+					voids, cnt["bodies_voided"], cnt["corrupt_chunks"], cnt["peers_banned"], banned, p.Has(0))
+			}
+		})
+	}
+}

@@ -284,6 +284,7 @@ type oconn struct {
 	tsub     uint32        // the trees this connection was subscribed to (TSUB)
 	cut      cut           // the body it is bringing, passed on as it comes
 	suspect  int           // a body that failed its check, VOID may follow: chunk+1, -1 the list, 0 none
+	voids    int           // bodies it voided
 }
 
 type oreq struct {

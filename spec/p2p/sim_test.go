@@ -53,6 +53,7 @@ type swarm struct {
 	oldServer bool   // a server that speaks only the seed's protocol
 	expect    int    // peers the server arranges in trees (0: none)
 	trees     int
+	paced     bool // peers pace by rate, so relays in the trees cut through
 	liar      bool // the last peer corrupts what it serves
 	faults    sim.Faults
 	size      int
@@ -129,6 +130,9 @@ func (w *swarm) build(t *rapid.T) {
 		name := w.peer(i)
 		cfg := p2p.PeerConfig{Server: serverAddr, Seed: w.seed + uint64(i), Linger: -1, Legacy: w.legacy[i],
 			ReqTimeout: 2 * time.Second, MaxOut: 3, MaxIn: 6}
+		if w.paced {
+			cfg.UploadRate = 19e6
+		}
 		lie := !w.honest(name)
 		w.s.MustAddNode(sim.NodeSpec{Name: name, New: func() spec.Machine {
 			st := &p2p.MemStore{}
@@ -174,6 +178,7 @@ func drawSwarm(t *rapid.T) *swarm {
 		// Sometimes one more than will come: a hole in the trees.
 		w.expect = w.n + rapid.IntRange(0, 1).Draw(t, "expected peers beyond those that come")
 		w.trees = rapid.IntRange(1, 3).Draw(t, "trees")
+		w.paced = rapid.Bool().Draw(t, "peers pace by rate (relays cut through)")
 	}
 	w.liar = w.n >= 2 && rapid.Bool().Draw(t, "one malicious peer")
 	var names []string
@@ -212,7 +217,7 @@ func TestEveryPeerGetsTheFile(t *testing.T) {
 			}
 			got, ok := w.verified[name]
 			if !ok {
-				t.Fatalf("%s never verified the file (faults %+v, legacy %v, old server %v, liar %v, trees %d of %d)", name, w.faults, w.legacy, w.oldServer, w.liar, w.trees, w.expect)
+				t.Fatalf("%s never verified the file (faults %+v, legacy %v, old server %v, liar %v, trees %d of %d, paced %v)", name, w.faults, w.legacy, w.oldServer, w.liar, w.trees, w.expect, w.paced)
 			}
 			if got != wantHex {
 				t.Fatalf("%s verified MD5 %s, the file's is %s", name, got, wantHex)

@@ -21,8 +21,9 @@ import (
 
 // cut is the body a connection from a parent is passing through.
 type cut struct {
-	on, off bool // passing it on; declined for this body
-	hash    bool // the hash list, else chunk i
+	on, off bool      // passing it on; declined (or given up) for this body
+	at      spec.Time // when it started
+	hash    bool      // the hash list, else chunk i
 	i       int
 	offset  int64
 	size    int // body bytes
@@ -62,7 +63,7 @@ func (p *Peer) passOn(now spec.Time, c *oconn, hdr Msg, body []byte, done bool, 
 			}
 			return out
 		}
-		if !p.feeds(c) || !p.pace.ready(now) || !p.startCut(c, hdr) {
+		if !p.feeds(c) || !p.pace.ready(now) || !p.startCut(now, c, hdr) {
 			x.off = !done
 			return out
 		}
@@ -85,7 +86,7 @@ func (p *Peer) passOn(now spec.Time, c *oconn, hdr Msg, body []byte, done bool, 
 
 // startCut decides whether the body hdr announces is passed on, and to
 // whom, and writes its header to them.
-func (p *Peer) startCut(c *oconn, hdr Msg) bool {
+func (p *Peer) startCut(now spec.Time, c *oconn, hdr Msg) bool {
 	x := &c.cut
 	x.kids = x.kids[:0]
 	switch hdr.Op {
@@ -119,7 +120,7 @@ func (p *Peer) startCut(c *oconn, hdr Msg) bool {
 	if len(x.kids) == 0 {
 		return false
 	}
-	x.on, x.offset, x.sent = true, hdr.Offset, 0
+	x.on, x.offset, x.sent, x.at = true, hdr.Offset, 0, now
 	for _, k := range x.kids {
 		// What was written before goes first; what is written while the
 		// body passes waits behind it (see flush).
@@ -189,8 +190,9 @@ func (p *Peer) endCut(now spec.Time, c *oconn, body []byte, out []spec.Output) [
 	return out
 }
 
-// abortCut ends a body whose sender is gone: the children get the rest
-// as zeros, then VOID, so their streams stay framed.
+// abortCut ends a body whose sender is gone or stalled (TreeStall): the
+// children get the rest as zeros, then VOID, so their streams stay
+// framed and what waits behind the body goes out.
 func (p *Peer) abortCut(now spec.Time, c *oconn) {
 	x := &c.cut
 	if x.on {

@@ -292,8 +292,9 @@
 //	VOID 114688\r\n   VOID HASH\r\n
 //	    "the chunk at that offset (the hash list) I just passed on failed
 //	    its check: drop it". Never answered. A relay whose parent
-//	    connection breaks mid-body completes the body with zeros and
-//	    voids it, so the child's stream stays framed.
+//	    connection breaks mid-body, or sends nothing more of it for
+//	    TreeStall, completes the body with zeros and voids it, so the
+//	    child's stream stays framed and what waits behind it goes out.
 //
 // A child whose check fails on a body from a tree parent blames no one
 // until that parent's next message: VOID for the body clears the parent

@@ -406,3 +406,42 @@ func TestTooManyVoidsDropTheParent(t *testing.T) {
 		})
 	}
 }
+
+// A parent that stops in the middle of a body does not freeze the
+// children's connections: after TreeStall the relay completes the body
+// with zeros and voids it, and what waited behind it goes out.
+func TestStalledCutIsVoided(t *testing.T) {
+	good, _ := rootFeed()
+	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, UploadRate: 1e7}, &MemStore{})
+	h := newHarness(t, p)
+	h.step(spec.Input{Kind: spec.InStart})
+	var srv spec.Stream
+	for st := range h.dials {
+		srv = st
+	}
+	kid := spec.AcceptedStream | 9
+	h.open[kid] = true
+	h.step(spec.Input{Kind: spec.InAccepted, Stream: kid, Addr: netip.MustParseAddrPort("10.0.0.9:51000")})
+	h.feed(kid, []byte("CHEL 51000\r\nXHEL 1 push\r\nTSUB 2 0\r\n"), 64)
+	cut := strings.Index(good, "PUSH 64 64\r\n") + len("PUSH 64 64\r\n") + 30
+	h.feed(srv, []byte(good[:cut]), 7)
+	// The child asks for chunk 0 meanwhile: the answer waits behind the body.
+	h.feed(kid, []byte("DREQ 0\r\n"), 64)
+	start := h.now
+	for k := 0; k < 100 && h.now.Sub(start) < 2*time.Second; k++ {
+		h.fire()
+	}
+	msgs, errs := parseAll(Responses, h.written[kid], len(h.written[kid])+1)
+	if len(errs) > 0 {
+		t.Fatalf("the child's stream does not parse: %v", errs)
+	}
+	var ops []string
+	for _, m := range msgs {
+		if m.Op != HAVE {
+			ops = append(ops, m.Op.String())
+		}
+	}
+	if got, want := strings.Join(ops, " "), "PHEL XHEL HASH PUSH PUSH VOID DATA"; got != want {
+		t.Errorf("the child got %s, want %s", got, want)
+	}
+}

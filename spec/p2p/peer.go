@@ -2041,6 +2041,13 @@ func (p *Peer) maintain(now spec.Time, out []spec.Output) []spec.Output {
 			out = p.closeOut(now, c, endAbort, out)
 			continue
 		}
+		if c.cut.on && now.Sub(c.cut.at) > p.cfg.TreeStall {
+			// A body that stopped mid-way must not hold the children's
+			// connections: void it; the rest of it is not passed on.
+			p.abortCut(now, c)
+			c.cut.off = true
+			out = append(out, spec.Debug("p2p: a body passed through stalled; voided", slog.String("from", p.name(c))))
+		}
 		if !c.server && c.ready && c.ext < 0 && len(c.inflight) == 0 && now >= c.pollAt && !p.complete {
 			c.inflight = append(c.inflight, oreq{op: CLREQ})
 			c.wbuf = AppendOp(p.grow(&c.wconn, 8), CLREQ)

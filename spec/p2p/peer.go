@@ -1104,10 +1104,7 @@ func (p *Peer) hashList(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 	if m.Size != p.n {
 		return p.violation(now, c, fmt.Sprintf("HASH of %d chunks, the file has %d", m.Size, p.n), out)
 	}
-	hs := make([][32]byte, p.n)
-	for i := range hs {
-		copy(hs[i][:], m.Data[32*i:])
-	}
+	hs := digests(m.Data)
 	if r := rootOf(hs); string(r[:]) != string(p.root) {
 		if p.blameLater(c) {
 			return p.suspect(c, -1, out)

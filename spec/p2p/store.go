@@ -49,6 +49,15 @@ func rootOf(hs [][32]byte) [32]byte {
 	return r
 }
 
+// digests splits a HASH body into its SHA-256 digests.
+func digests(b []byte) [][32]byte {
+	hs := make([][32]byte, len(b)/32)
+	for i := range hs {
+		copy(hs[i][:], b[32*i:])
+	}
+	return hs
+}
+
 func numChunks(size, chunk int64) int {
 	if size <= 0 {
 		return 0

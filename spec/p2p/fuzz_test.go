@@ -296,6 +296,29 @@ func rootFeed() (good, bad string) {
 	return good, string(b)
 }
 
+// rootWithChild is a peer paced by rate with its server stream and a
+// neighbour, id 2, subscribed to it as its child in tree 0: fed
+// rootFeed, it becomes that child's parent, the root.
+func rootWithChild(t *testing.T) (p *Peer, h *harness, srv, kid spec.Stream) {
+	p = NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, UploadRate: 1e7}, &MemStore{})
+	h = newHarness(t, p)
+	h.step(spec.Input{Kind: spec.InStart})
+	for st := range h.dials {
+		srv = st
+	}
+	kid = spec.AcceptedStream | 9
+	h.open[kid] = true
+	h.step(spec.Input{Kind: spec.InAccepted, Stream: kid, Addr: netip.MustParseAddrPort("10.0.0.9:51000")})
+	h.feed(kid, []byte("CHEL 51000\r\nXHEL 1 push\r\nTSUB 2 0\r\n"), 64)
+	return p, h, srv, kid
+}
+
+// intoChunk1 is where, in a rootFeed, the first 30 bytes of chunk 1's
+// body end.
+func intoChunk1(feed string) int {
+	return strings.Index(feed, "PUSH 64 64\r\n") + len("PUSH 64 64\r\n") + 30
+}
+
 // A root with a child subscribed passes the list and each chunk to it as
 // the bytes come, a few at a time, before it has the whole body; a chunk
 // that fails its check is voided right behind it.
@@ -306,19 +329,9 @@ func TestRootCutsThrough(t *testing.T) {
 		void       bool
 	}{{"good", good, false}, {"corrupt", bad, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, UploadRate: 1e7}, &MemStore{})
-			h := newHarness(t, p)
-			h.step(spec.Input{Kind: spec.InStart})
-			var srv spec.Stream
-			for st := range h.dials {
-				srv = st
-			}
-			kid := spec.AcceptedStream | 9
-			h.open[kid] = true
-			h.step(spec.Input{Kind: spec.InAccepted, Stream: kid, Addr: netip.MustParseAddrPort("10.0.0.9:51000")})
-			h.feed(kid, []byte("CHEL 51000\r\nXHEL 1 push\r\nTSUB 2 0\r\n"), 64)
+			p, h, srv, kid := rootWithChild(t)
 			// The first 30 bytes of chunk 1's body: the child already has them.
-			cut := strings.Index(tc.feed, "PUSH 64 64\r\n") + len("PUSH 64 64\r\n") + 30
+			cut := intoChunk1(tc.feed)
 			h.feed(srv, []byte(tc.feed[:cut]), 7)
 			if w := string(h.written[kid]); !strings.HasSuffix(w, tc.feed[cut-30-len("PUSH 64 64\r\n"):cut]) {
 				t.Fatalf("the child has %q, want it to end with the first 30 bytes of chunk 1", w[max(0, len(w)-60):])
@@ -412,19 +425,8 @@ func TestTooManyVoidsDropTheParent(t *testing.T) {
 // with zeros and voids it, and what waited behind it goes out.
 func TestStalledCutIsVoided(t *testing.T) {
 	good, _ := rootFeed()
-	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, UploadRate: 1e7}, &MemStore{})
-	h := newHarness(t, p)
-	h.step(spec.Input{Kind: spec.InStart})
-	var srv spec.Stream
-	for st := range h.dials {
-		srv = st
-	}
-	kid := spec.AcceptedStream | 9
-	h.open[kid] = true
-	h.step(spec.Input{Kind: spec.InAccepted, Stream: kid, Addr: netip.MustParseAddrPort("10.0.0.9:51000")})
-	h.feed(kid, []byte("CHEL 51000\r\nXHEL 1 push\r\nTSUB 2 0\r\n"), 64)
-	cut := strings.Index(good, "PUSH 64 64\r\n") + len("PUSH 64 64\r\n") + 30
-	h.feed(srv, []byte(good[:cut]), 7)
+	_, h, srv, kid := rootWithChild(t)
+	h.feed(srv, []byte(good[:intoChunk1(good)]), 7)
 	// The child asks for chunk 0 meanwhile: the answer waits behind the body.
 	h.feed(kid, []byte("DREQ 0\r\n"), 64)
 	start := h.now

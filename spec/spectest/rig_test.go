@@ -51,16 +51,7 @@ func TestRigCatchesBreaches(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tb := &fatalTB{TB: t}
 			r := NewRig(tb, machine(tc.outs))
-			func() {
-				defer func() {
-					if p := recover(); p != nil {
-						if _, ok := p.(stop); !ok {
-							panic(p)
-						}
-					}
-				}()
-				r.Step(spec.Input{Kind: spec.InStart})
-			}()
+			untilFatal(func() { r.Step(spec.Input{Kind: spec.InStart}) })
 			if (tc.want == "") != (tb.msg == "") || !strings.Contains(tb.msg, tc.want) {
 				t.Fatalf("rig said %q, want %q", tb.msg, tc.want)
 			}
@@ -87,21 +78,27 @@ func TestAcceptChecksRefusal(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tb := &fatalTB{TB: t}
 			r := NewRig(tb, machine(tc.outs))
-			func() {
-				defer func() {
-					if p := recover(); p != nil {
-						if _, ok := p.(stop); !ok {
-							panic(p)
-						}
-					}
-				}()
+			untilFatal(func() {
 				if got := r.Accept(7, 1, a, tc.full); got != id {
 					t.Errorf("Accept returned stream %#x, want %#x", uint64(got), uint64(id))
 				}
-			}()
+			})
 			if failed := tb.msg != ""; failed != tc.failed {
 				t.Fatalf("rig said %q; want a failure: %v", tb.msg, tc.failed)
 			}
 		})
 	}
+}
+
+// untilFatal runs f, which stops where the rig calls Fatalf on a
+// fatalTB.
+func untilFatal(f func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			if _, ok := p.(stop); !ok {
+				panic(p)
+			}
+		}
+	}()
+	f()
 }

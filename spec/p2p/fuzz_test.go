@@ -127,7 +127,7 @@ var fuzzSeeds = []string{
 	"PHEL\r\nXHEL 1\r\nPUSH 128 64\r\n" + string(bytes.Repeat([]byte{3}, 64)) + "PUSH 999 1\r\nx",
 	"SHEL 99999999999 1\r\n[]\r\n", "\r\n\r\n\n", string(bytes.Repeat([]byte("["), 300)),
 	// the trees: a place, parents, a subscription, a pushed list
-	"SHEL 337 64\r\n[]\r\nXHEL 1 " + string(bytes.Repeat([]byte("0f"), 32)) + " rate\r\nTREE 2 5 2\r\nPARENT 0 10.0.0.2 51000\r\nPARENT 1 ::1 7\r\nHASH 6\r\n" + string(bytes.Repeat([]byte{4}, 192)) + "PUSH 0 64\r\n" + string(bytes.Repeat([]byte{5}, 64)),
+	"SHEL 337 64\r\n[]\r\nXHEL 1 " + string(bytes.Repeat([]byte("0f"), 32)) + " rate\r\nTREE 2 5 2\r\nPARENT 0 10.0.0.2 51000\r\nPARENT 1 ::1 7\r\nHASH 6\r\n" + string(bytes.Repeat([]byte{4}, 192)) + "PUSH 0 64\r\n" + string(bytes.Repeat([]byte{5}, 64)) + "VOID 0\r\nVOID HASH\r\nVOID x\r\nVOID\r\n",
 	"CHEL 51000\r\nXHEL 1 push tree\r\nTSUB 4 0\r\nTSUB 0 99\r\nTREE 1 1 1\r\nTREE 9 5 2\r\nTREE 1 5 99\r\nPARENT 7 x 1\r\nPARENT 0 10.0.0.1 0\r\n",
 }
 

@@ -291,6 +291,7 @@ func FuzzParser(f *testing.F) {
 		"CHEL 51000\r\nXHEL 1\r\nCLREQ\r\nDREQ 3\r\nDANY\r\nHREQ\r\nHAVE HASH 1 2\r\nCHECK 9e107d9d372bb6826bd81d3542a419d6\r\n",
 		"SHEL 10000000 16384\r\n[[\"10.0.0.2\", 51000]]\r\nPHEL\r\nCLRSP\r\n[0,1]\r\nDATA 0 3\r\nabcERROR CHUNK_UNDOWNLOADED\r\ndetail\r\n",
 		"XHEL 1 " + string(bytes.Repeat([]byte("0f"), 32)) + "\r\nHASH 1\r\n" + string(bytes.Repeat([]byte{1}, 32)),
+		"PUSH 0 4\r\nabcdVOID 0\r\nVOID HASH\r\nVOID -1\r\nVOID\r\n",
 		"DATA 0 99999999999\r\n", "SHEL 1 0\r\n", "CLRSP\r\n[\"]\\\"\"]\r\n", "\n\n\r\n", "HAVE 1 2 3 x\r\n",
 		string(bytes.Repeat([]byte("["), 100)),
 	} {

@@ -128,7 +128,7 @@ func TestSwarmValidate(t *testing.T) {
 // N >= 8; README gives the sweep).
 func TestSwarmTargets(t *testing.T) {
 	if testing.Short() {
-		t.Skip("simulates 10 MB to 1..5 peers twice, and to 10 and 20 peers")
+		t.Skip("simulates 10 MB to 1..5 peers twice, and to 10, 20, 50 and 100 peers")
 	}
 	// In the trees (netspec sim's default) and pulling every chunk.
 	for _, trees := range []int{2, 0} {
@@ -142,8 +142,8 @@ func TestSwarmTargets(t *testing.T) {
 			}
 		}
 	}
-	// The trees hold P2P to the target up to N = 50 (not beyond: README).
-	res, err := (&scenario.Swarm{N: "10,20,50", Mode: "p2p", Delay: 5 * time.Millisecond, Plot: "", Trees: 2}).Run(scenario.Options{Seed: 1})
+	// The trees hold P2P to the target up to N = 100 (not beyond: README).
+	res, err := (&scenario.Swarm{N: "10,20,50,100", Mode: "p2p", Delay: 5 * time.Millisecond, Plot: "", Trees: 2}).Run(scenario.Options{Seed: 1})
 	if err != nil || res.Failed != "" {
 		t.Fatalf("%v %s", err, res.Failed)
 	}

@@ -61,6 +61,10 @@ func (p *pacer) sent(now spec.Time, n int) {
 	p.flight++
 }
 
+// windowed reports whether the pacer counts unacknowledged responses
+// (no upload rate known).
+func (p *pacer) windowed() bool { return p.rate == 0 }
+
 // acked frees k window slots.
 func (p *pacer) acked(k int) {
 	if p.rate == 0 {

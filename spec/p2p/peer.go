@@ -943,6 +943,13 @@ func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, out []spec.Output)
 		return p.violation(now, c, fmt.Sprintf("DATA %d %d in answer to DREQ %d", m.Offset, m.Size, want), out)
 	}
 	switch {
+	case c.server && c.ext > 0 && c.paced:
+		// A server that paces by rate needs no acknowledgment: the chunk
+		// is reported with the others. A root's uplink carries its tree
+		// at exactly the server's rate, so a segment of its own per chunk
+		// would queue ahead of every chunk after it, at every hop below
+		// (N = 100: the root's hop grew from 12 to 57 ms over the run).
+		out = p.toReport(now, i, out)
 	case c.server && c.ext > 0:
 		// The acknowledgment the server paces itself by.
 		p.report = append(p.report, i)
@@ -1020,11 +1027,7 @@ func (p *Peer) adopt(now spec.Time, server, ext bool, from *neighbor, i int, out
 		p.cnt.fromPeers++
 	}
 	if (!server || !ext) && p.srvExt >= 0 {
-		p.report = append(p.report, i)
-		if !p.repArm {
-			p.repArm = true
-			out = append(out, spec.SetTimer(tReport, now.Add(p.cfg.ReportEvery)))
-		}
+		out = p.toReport(now, i, out)
 	}
 	push := p.pushTo[:0]
 	switch {
@@ -1037,7 +1040,11 @@ func (p *Peer) adopt(now spec.Time, server, ext bool, from *neighbor, i int, out
 		// Announce to the neighbours that may want it: not the sender
 		// (the acknowledgment told it), nor one that has announced the
 		// chunk itself, nor one it is pushed to.
-		if ic.ext && (from == nil || ic != from.in) && !ic.holds(i) && !slices.Contains(push, ic) {
+		// Nor a child in the trees: it is pushed every chunk of this
+		// peer's tree and gets the others from its other parents, and the
+		// announcement would take a segment of its own behind each body
+		// on an uplink that runs at exactly the server's rate.
+		if ic.ext && !ic.tree && (from == nil || ic != from.in) && !ic.holds(i) && !slices.Contains(push, ic) {
 			ic.pendHave = append(ic.pendHave, i)
 		}
 	}
@@ -1549,6 +1556,16 @@ func (p *Peer) haveDelay() time.Duration {
 		d *= 2
 	}
 	return min(max(d, 10*time.Millisecond), 250*time.Millisecond)
+}
+
+// toReport queues chunk i for the next report to the server.
+func (p *Peer) toReport(now spec.Time, i int, out []spec.Output) []spec.Output {
+	p.report = append(p.report, i)
+	if !p.repArm {
+		p.repArm = true
+		out = append(out, spec.SetTimer(tReport, now.Add(p.cfg.ReportEvery)))
+	}
+	return out
 }
 
 // putHaves writes c's pending HAVE announcements.

@@ -849,7 +849,11 @@ func (s *Server) pick(c *sconn) int {
 }
 
 func (s *Server) track(now spec.Time, c *sconn, chunk, n int) {
-	s.acks.add(now, &c.owed, chunk)
+	if s.pace.windowed() {
+		// Only a window waits for acknowledgments; paced by rate, the
+		// peers report their chunks at leisure.
+		s.acks.add(now, &c.owed, chunk)
+	}
 	s.pace.sent(now, n)
 }
 

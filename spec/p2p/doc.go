@@ -101,9 +101,11 @@
 //	HAVE 3 17 42\r\n   HAVE HASH 5\r\n
 //	    the sender now holds these chunks (HASH: and the hash list). Sent
 //	    by either side, unsolicited, never answered. Peers announce their
-//	    new chunks to the neighbours downloading from them, and report
-//	    them to the server; a HAVE for a chunk just received from a node
-//	    is also that node's acknowledgment (see Pacing).
+//	    new chunks to the neighbours downloading from them (not to their
+//	    children in the trees), and report them to the server with
+//	    whatever else goes to it, or after ReportEvery; a HAVE for a chunk just received from a node whose
+//	    XHEL did not say "rate" is also that node's acknowledgment, sent
+//	    at once (see Pacing).
 //	DANY\r\n
 //	    to the server: "send me a chunk no peer has": the server picks, at
 //	    random, a chunk no connected peer holds or is being sent, and

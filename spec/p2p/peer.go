@@ -943,12 +943,15 @@ func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, out []spec.Output)
 		return p.violation(now, c, fmt.Sprintf("DATA %d %d in answer to DREQ %d", m.Offset, m.Size, want), out)
 	}
 	switch {
-	case c.server && c.ext > 0 && c.paced:
-		// A server that paces by rate needs no acknowledgment: the chunk
-		// is reported with the others. A root's uplink carries its tree
-		// at exactly the server's rate, so a segment of its own per chunk
-		// would queue ahead of every chunk after it, at every hop below
-		// (N = 100: the root's hop grew from 12 to 57 ms over the run).
+	case c.server && c.ext > 0 && c.paced && p.tr.n > 0:
+		// A server that paces by rate needs no acknowledgment, and one
+		// that feeds the trees picks no chunks by who holds what: the
+		// chunk is reported with the others. A root's uplink carries its
+		// tree at exactly the server's rate, so a segment of its own per
+		// chunk would queue ahead of every chunk after it, at every hop
+		// below (N = 100: the root's hop grew from 12 to 57 ms over the
+		// run). Pulling, the prompt HAVE keeps the server's choices for
+		// DANY fresh (N = 500: 1.244x the bound, against 1.260x without).
 		out = p.toReport(now, i, out)
 	case c.server && c.ext > 0:
 		// The acknowledgment the server paces itself by.

@@ -41,8 +41,9 @@ type labSwarm struct {
 	say       func(string, ...any)
 	simDelay  time.Duration
 	serverPor int
-	config    string // an empty config.ini, so no stray one in the working directory counts
-	logs      string // where to keep every process's output ("": nowhere)
+	config    string   // an empty config.ini, so no stray one in the working directory counts
+	logs      string   // where to keep every process's output ("": nowhere)
+	made      []string // the IDs of the networks it built, for tests
 }
 
 // labTiming is one measured distribution.
@@ -254,6 +255,7 @@ func (ls *labSwarm) measure(ctx context.Context, mode string, n int) *labTiming 
 		t.Failed = err.Error()
 		return t
 	}
+	ls.made = append(ls.made, net.ID())
 	defer net.Close()
 	server := net.Hosts[0]
 	port := strconv.Itoa(ls.serverPor)

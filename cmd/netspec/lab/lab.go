@@ -157,6 +157,10 @@ func Create(ctx context.Context, o Options) (n *Network, err error) {
 	return n, nil
 }
 
+// ID is the tag in the name of every namespace and link this network
+// made, unique among the labs running at once.
+func (n *Network) ID() string { return n.id }
+
 // Host returns the host called name (h1 ...), or nil.
 func (n *Network) Host(name string) *Host {
 	for i := range n.Hosts {

@@ -188,13 +188,23 @@ func BenchmarkSwarm(b *testing.B) {
 // It checks what any run must show (the server sends every chunk, every
 // peer receives at least the file, no link is busier than it can be) and
 // logs the profile; NETSPEC_SWARM_PROFILE=N profiles the seed's setup
-// (10 MB) with N peers:
+// (10 MB) with N peers, in the trees (NETSPEC_SWARM_TREES=0: pulling):
 //
 //	NETSPEC_SWARM_PROFILE=100 go test ./sim/scenario -run TestSwarmProfile -v
+//
+// It also follows the file's last chunk from the server to the last peer
+// it reached, hop by hop: the depth the trees add to the server's time.
 func TestSwarmProfile(t *testing.T) {
-	sc := &scenario.Swarm{N: "4", FileSize: 1_000_000, Mode: "p2p", Delay: 5 * time.Millisecond, Plot: ""}
+	trees := 2
+	if v := os.Getenv("NETSPEC_SWARM_TREES"); v != "" {
+		var err error
+		if trees, err = strconv.Atoi(v); err != nil {
+			t.Fatalf("NETSPEC_SWARM_TREES=%q: %v", v, err)
+		}
+	}
+	sc := &scenario.Swarm{N: "4", FileSize: 1_000_000, Mode: "p2p", Delay: 5 * time.Millisecond, Plot: "", Trees: trees}
 	if v := os.Getenv("NETSPEC_SWARM_PROFILE"); v != "" {
-		sc = &scenario.Swarm{N: v, Mode: "p2p", Delay: 5 * time.Millisecond, Plot: ""}
+		sc = &scenario.Swarm{N: v, Mode: "p2p", Delay: 5 * time.Millisecond, Plot: "", Trees: trees}
 	}
 	sc.Defaults()
 	const bucket = 250 * time.Millisecond
@@ -229,6 +239,14 @@ func TestSwarmProfile(t *testing.T) {
 	var dupAt []time.Duration
 	var waits []time.Duration // queueing delay of small packets to peers, per quarter
 	var smalls []int
+	// Where and when the last chunk's header first reached each node.
+	type hop struct {
+		from netip.Addr
+		at   time.Duration
+	}
+	chunks := int((sc.FileSize + int64(sc.ChunkSize) - 1) / int64(sc.ChunkSize))
+	lastOff := (chunks - 1) * sc.ChunkSize
+	last := map[netip.Addr]hop{}
 	res, err := sc.Run(scenario.Options{Seed: 1, OnNet: func(ev sim.NetEvent) {
 		if ev.Proto != spec.TCP || len(ev.Data) == 0 {
 			return
@@ -248,6 +266,9 @@ func TestSwarmProfile(t *testing.T) {
 			if ev.To.Addr() != server {
 				for _, m := range header.FindAllSubmatch(ev.Data, -1) {
 					off, _ := strconv.Atoi(string(m[1]))
+					if _, ok := last[ev.To.Addr()]; off == lastOff && !ok {
+						last[ev.To.Addr()] = hop{ev.From.Addr(), at}
+					}
 					if ev.From.Addr() == server {
 						if _, ok := origin[off]; !ok {
 							origin[off] = at
@@ -287,7 +308,6 @@ func TestSwarmProfile(t *testing.T) {
 		t.Fatalf("run: %v %s", err, res.Failed)
 	}
 	row := res.Value.(scenario.SwarmResult).Rows[0]
-	chunks := int((sc.FileSize + int64(sc.ChunkSize) - 1) / int64(sc.ChunkSize))
 	if len(sent) < chunks {
 		t.Errorf("the server sent %d distinct chunks of %d", len(sent), chunks)
 	}
@@ -345,6 +365,39 @@ func TestSwarmProfile(t *testing.T) {
 			q(0.1), q(0.5), q(0.9), q(1))
 	}
 	t.Logf("peer downlinks idle between their first and last byte: mean %.3f s, max %.3f s", idleSum/k, idleMax)
+	// The last chunk's way to the last peer it reached, back to the
+	// server: each hop after the one before it.
+	var end netip.Addr
+	for a, h := range last {
+		if !end.IsValid() || h.at > last[end].at || h.at == last[end].at && a.Less(end) {
+			end = a
+		}
+	}
+	if len(last) != len(peers) {
+		t.Errorf("the last chunk reached %d peers as such, want %d", len(last), len(peers))
+	}
+	var path []netip.Addr
+	for a := end; a.IsValid() && a != server && len(path) <= len(peers); a = last[a].from {
+		if f, ok := last[last[a].from]; ok && f.at >= last[a].at {
+			t.Errorf("%v had the last chunk from %v at %v, before %v had it (%v)", a, last[a].from, last[a].at, last[a].from, f.at)
+		}
+		path = append(path, a)
+	}
+	if len(path) > len(peers) {
+		t.Fatalf("the last chunk's path loops: %v", path)
+	}
+	line := ""
+	prev := time.Duration(-1)
+	for i := len(path) - 1; i >= 0; i-- {
+		h := last[path[i]]
+		if prev >= 0 {
+			line += fmt.Sprintf(" +%.1f ms %v", (h.at-prev).Seconds()*1e3, path[i])
+		} else {
+			line += fmt.Sprintf(" %v at %.3f s", path[i], h.at.Seconds())
+		}
+		prev = h.at
+	}
+	t.Logf("the last chunk (its header) reached:%s; the run ended %.1f ms later", line, (time.Duration(row.P2P.Seconds*float64(time.Second))-prev).Seconds()*1e3)
 	srv := nodes[server]
 	for i := range down {
 		var s float64

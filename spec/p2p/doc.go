@@ -103,9 +103,10 @@
 //	    by either side, unsolicited, never answered. Peers announce their
 //	    new chunks to the neighbours downloading from them (not to their
 //	    children in the trees), and report them to the server with
-//	    whatever else goes to it, or after ReportEvery; a HAVE for a chunk just received from a node whose
-//	    XHEL did not say "rate" is also that node's acknowledgment, sent
-//	    at once (see Pacing).
+//	    whatever else goes to it, or after ReportEvery. A HAVE for a
+//	    chunk just received is also the sender's acknowledgment (see
+//	    Pacing), sent at once, except to a server that said "rate" and
+//	    feeds the trees: it waits for nothing and picks nothing.
 //	DANY\r\n
 //	    to the server: "send me a chunk no peer has": the server picks, at
 //	    random, a chunk no connected peer holds or is being sent, and

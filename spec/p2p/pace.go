@@ -67,7 +67,7 @@ func (p *pacer) windowed() bool { return p.rate == 0 }
 
 // acked frees k window slots.
 func (p *pacer) acked(k int) {
-	if p.rate == 0 {
+	if p.windowed() {
 		p.flight = max(0, p.flight-k)
 	}
 }

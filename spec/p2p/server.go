@@ -850,8 +850,8 @@ func (s *Server) pick(c *sconn) int {
 
 func (s *Server) track(now spec.Time, c *sconn, chunk, n int) {
 	if s.pace.windowed() {
-		// Only a window waits for acknowledgments; paced by rate, the
-		// peers report their chunks at leisure.
+		// Only a window waits for acknowledgments: paced by rate,
+		// logging them would only count late reports as timeouts.
 		s.acks.add(now, &c.owed, chunk)
 	}
 	s.pace.sent(now, n)

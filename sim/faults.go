@@ -128,8 +128,10 @@ func drawFaults(src source, b FaultBounds) Faults {
 	if len(b.Partitionable) > 0 {
 		for i := 0; i < b.MaxPartitions; i++ {
 			on := src.intn(fmt.Sprintf("partition %d on", i), 0, 1) == 1
-			start := src.intn("partition start ms", 0, ms)
-			end := src.intn("partition end ms", start, ms)
+			// Every drawn fault is over by the horizon (a partition
+			// or crash that begins at it would outlast the healing).
+			start := src.intn("partition start ms", 0, ms-1)
+			end := src.intn("partition end ms", start+1, ms)
 			var side []string
 			for _, name := range b.Partitionable {
 				if src.intn("partition side "+name, 0, 1) == 1 {
@@ -141,7 +143,7 @@ func drawFaults(src source, b FaultBounds) Faults {
 			}
 			if on {
 				// End 0 would mean "for ever": a drawn partition always heals.
-				f.Partitions = append(f.Partitions, Partition{Start: ms2d(start), End: ms2d(max(end, start+1)), Side: side})
+				f.Partitions = append(f.Partitions, Partition{Start: ms2d(start), End: ms2d(end), Side: side})
 			}
 		}
 	}
@@ -149,12 +151,12 @@ func drawFaults(src source, b FaultBounds) Faults {
 		for i := 0; i < b.MaxCrashes; i++ {
 			on := src.intn(fmt.Sprintf("crash %d on", i), 0, 1) == 1
 			node := b.Crashable[src.intn("crash node", 0, len(b.Crashable)-1)]
-			at := src.intn("crash at ms", 0, ms)
-			up := src.intn("restart at ms", at, ms)
+			at := src.intn("crash at ms", 0, ms-1)
+			up := src.intn("restart at ms", at+1, ms)
 			if on {
 				// Restart 0 would mean "stays down": a drawn crash always
 				// comes back, by the horizon.
-				f.Crashes = append(f.Crashes, Crash{Node: node, At: ms2d(at), Restart: ms2d(max(up, at+1))})
+				f.Crashes = append(f.Crashes, Crash{Node: node, At: ms2d(at), Restart: ms2d(up)})
 			}
 		}
 	}

@@ -34,7 +34,9 @@ type Config struct {
 	// would, and it is resent at once). Default 200ms.
 	RTO time.Duration `json:"rto,omitempty"`
 	// DialTimeout is how long a dial to a silent address takes to fail.
-	// Default 3s.
+	// A SYN that a down host or a partition swallows is sent again 1 s,
+	// 3 s, 7 s, ... after the dial (as kernels do) while that is before
+	// DialTimeout, so a dial outlives a short outage. Default 3s.
 	DialTimeout time.Duration `json:"dialTimeout,omitempty"`
 	// UDPOverhead and TCPOverhead are header bytes counted against link
 	// rates per packet (IP + transport). Defaults 28 and 40; -1 means none.

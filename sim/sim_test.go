@@ -321,3 +321,59 @@ func TestPartitionDuringAccept(t *testing.T) {
 		t.Fatal(v)
 	}
 }
+
+// A SYN that a down host or a partition swallows is sent again after
+// 1 s and then 2 s more, as a kernel does (the dial at 1 ms, a SYN and
+// its answer 1 ms each way), so a dial outlives a short
+// outage; one that finds no one before DialTimeout fails.
+func TestSynRetransmitted(t *testing.T) {
+	tests := []struct {
+		name   string
+		faults sim.Faults
+		at     time.Duration // when a hears it is connected (0: never)
+		err    string        // else why its dial failed
+	}{
+		{"crash", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 500 * time.Millisecond}}}, time.Second + 3*time.Millisecond, ""},
+		{"partition", sim.Faults{Partitions: []sim.Partition{{Start: 0, End: 1500 * time.Millisecond, Side: []string{"b"}}}}, 3*time.Second + 3*time.Millisecond, ""},
+		{"too long", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 4 * time.Second}}}, 0, "connection timed out"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := sim.New(sim.Config{Faults: tc.faults, DialTimeout: 5 * time.Second, Link: sim.Symmetric(sim.Dir{Delay: 500 * time.Microsecond})})
+			a := &probe{}
+			s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return a }})
+			s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { return &probe{} }})
+			s.Command(time.Millisecond, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+			s.Run(10 * time.Second)
+			c, closed := a.inputs(spec.InConnected), a.inputs(spec.InStreamClosed)
+			if tc.at == 0 {
+				if len(c) != 0 || len(closed) != 1 || closed[0].in.Err != tc.err || closed[0].at.Sub(spec.SimEpoch) != 5*time.Second+time.Millisecond {
+					t.Fatalf("connected %v, closed %v; want the dial to fail with %q at DialTimeout", c, closed, tc.err)
+				}
+				return
+			}
+			if len(c) != 1 || c[0].at.Sub(spec.SimEpoch) != tc.at {
+				t.Fatalf("connected %v, closed %v; want connected at %v", c, closed, tc.at)
+			}
+		})
+	}
+}
+
+// Every drawn fault is over by the horizon: the network is healed from
+// Until on, which swarm testing's liveness checks count on.
+func TestDrawnFaultsHealByTheHorizon(t *testing.T) {
+	for seed := uint64(0); seed < 2000; seed++ {
+		h := time.Duration(1+seed%7) * time.Second
+		f := sim.FaultsFromSeed(seed, sim.FaultBounds{Horizon: h, MaxPartitions: 2, Partitionable: []string{"a", "b"}, MaxCrashes: 2, Crashable: []string{"a", "b"}})
+		for _, p := range f.Partitions {
+			if p.End > f.Until || p.End <= p.Start {
+				t.Fatalf("seed %d: partition %v outlasts the horizon %v", seed, p, f.Until)
+			}
+		}
+		for _, c := range f.Crashes {
+			if c.Restart > f.Until || c.Restart <= c.At {
+				t.Fatalf("seed %d: crash %v outlasts the horizon %v", seed, c, f.Until)
+			}
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 type conn struct {
 	id       uint64
 	synID    uint64
+	synTries int // SYNs sent so far
 	ends     [2]*end
 	listener spec.Sock
 	dialedAt spec.Time
@@ -107,10 +108,41 @@ func (s *Sim) dial(n *Node, id spec.Stream, to netip.AddrPort) {
 		s.failDial(e, s.now.Add(s.cfg.DialTimeout), "connection timed out")
 		return
 	}
+	s.sendSyn(e, dst)
+}
+
+// synRTO is the initial retransmission timeout of a SYN (RFC 6298 5.7:
+// 1 s, doubled for each retry, as kernels do).
+const synRTO = time.Second
+
+// sendSyn sends c's SYN (again) towards dst.
+func (s *Sim) sendSyn(e *end, dst *Node) {
+	c := e.conn
+	c.synTries++
 	s.pktID++
 	c.synID = s.pktID
-	s.recordNet(NetEvent{Kind: NetSend, ID: c.synID, Proto: spec.TCP, From: e.local, To: to, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead})
-	s.schedule(event{at: s.now.Add(owd(n, dst)), kind: evSyn, x: c})
+	s.recordNet(NetEvent{Kind: NetSend, ID: c.synID, Proto: spec.TCP, From: e.local, To: e.remote, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead})
+	s.schedule(event{at: s.now.Add(owd(e.node, dst)), kind: evSyn, x: c})
+}
+
+// synLost handles a SYN that a down host or a partition swallowed: like
+// a kernel, the dialer sends it again after 1 s, 2 s, 4 s, ... from the
+// dial, as long as that is before DialTimeout; then the dial fails.
+func (s *Sim) synLost(d *end, dst *Node, k NetKind, why string) {
+	c := d.conn
+	s.recordNet(NetEvent{Kind: k, ID: c.synID, Proto: spec.TCP, From: d.local, To: d.remote, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead, Note: why})
+	retry := c.dialedAt.Add(synRTO * time.Duration(1<<c.synTries-1))
+	deadline := c.dialedAt.Add(s.cfg.DialTimeout)
+	if c.synTries >= 30 || !retry.Before(deadline) {
+		s.failDial(d, deadline, "connection timed out")
+		return
+	}
+	s.schedule(event{at: retry, kind: evFunc, x: func() {
+		if c.dead || d.node.gen != d.gen || !d.node.up || d.node.streams[d.id] != d {
+			return
+		}
+		s.sendSyn(d, dst)
+	}})
 }
 
 func (s *Sim) failDial(e *end, at spec.Time, why string) {
@@ -126,8 +158,12 @@ func (s *Sim) syn(ev event) {
 		return
 	}
 	dst := s.host(d.remote.Addr())
-	if !dst.up || s.cut(d.node, dst) {
-		s.failDial(d, c.dialedAt.Add(s.cfg.DialTimeout), "connection timed out")
+	if !dst.up {
+		s.synLost(d, dst, NetHostDown, "host down")
+		return
+	}
+	if s.cut(d.node, dst) {
+		s.synLost(d, dst, NetCut, "partition")
 		return
 	}
 	back := owd(dst, d.node)

@@ -126,8 +126,9 @@ func (s *Sim) sendSyn(e *end, dst *Node) {
 }
 
 // synLost handles a SYN that a down host or a partition swallowed: like
-// a kernel, the dialer sends it again after 1 s, 2 s, 4 s, ... from the
-// dial, as long as that is before DialTimeout; then the dial fails.
+// a kernel, the dialer sends it again 1 s, 3 s, 7 s, ... after the dial
+// (the timeout doubling each time), as long as that is before
+// DialTimeout; then the dial fails.
 func (s *Sim) synLost(d *end, dst *Node, k NetKind, why string) {
 	c := d.conn
 	s.recordNet(NetEvent{Kind: k, ID: c.synID, Proto: spec.TCP, From: d.local, To: d.remote, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead, Note: why})

@@ -91,10 +91,10 @@ func (p *Peer) startCut(now spec.Time, c *oconn, hdr Msg) bool {
 	x.kids = x.kids[:0]
 	switch hdr.Op {
 	case PUSH:
-		if !p.joined || p.chunk <= 0 || p.hashes == nil || hdr.Offset < 0 || hdr.Offset%int64(p.chunk) != 0 || hdr.Offset/int64(p.chunk) >= int64(p.n) {
+		i, ok := p.chunkAt(hdr.Offset)
+		if !ok || p.hashes == nil {
 			return false
 		}
-		i := int(hdr.Offset / int64(p.chunk))
 		if p.treeOf(i) != p.tr.home() || int64(hdr.Size) != p.chunkLen(i) || p.have.has(i) || p.pend.has(i) {
 			return false
 		}
@@ -252,10 +252,10 @@ const maxVoids = 8
 // void takes a VOID that settles no suspect body: a chunk kept before
 // the hash list came, from c, is dropped.
 func (p *Peer) void(c *oconn, m Msg) {
-	if m.HaveHash || !p.joined || p.chunk <= 0 || m.Offset < 0 || m.Offset%int64(p.chunk) != 0 || m.Offset/int64(p.chunk) >= int64(p.n) {
+	i, ok := p.chunkAt(m.Offset)
+	if m.HaveHash || !ok {
 		return
 	}
-	i := int(m.Offset / int64(p.chunk))
 	if p.pend.has(i) && p.pendFrom != nil && p.pendFrom[i] == c.nb {
 		p.pend.unset(i)
 		p.npend--

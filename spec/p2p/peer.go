@@ -935,10 +935,10 @@ func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, out []spec.Output)
 		c.dreqs--
 		p.unrequest(want)
 	}
-	if !p.joined || p.chunk == 0 || m.Offset%int64(p.chunk) != 0 || m.Offset/int64(p.chunk) >= int64(p.n) {
+	i, ok := p.chunkAt(m.Offset)
+	if !ok {
 		return p.violation(now, c, fmt.Sprintf("DATA at offset %d", m.Offset), out)
 	}
-	i := int(m.Offset / int64(p.chunk))
 	if (want >= 0 && i != want) || int64(m.Size) != p.chunkLen(i) {
 		return p.violation(now, c, fmt.Sprintf("DATA %d %d in answer to DREQ %d", m.Offset, m.Size, want), out)
 	}
@@ -2277,11 +2277,19 @@ func (p *Peer) sendChunk(now spec.Time, c *iconn, i int, header func([]byte, int
 	return nil
 }
 
+// chunkAt is the chunk that starts at offset, if one of the file's does
+// and the peer knows the file's geometry.
+func (p *Peer) chunkAt(offset int64) (int, bool) {
+	if !p.joined || p.chunk <= 0 || offset < 0 || offset%int64(p.chunk) != 0 || offset/int64(p.chunk) >= int64(p.n) {
+		return 0, false
+	}
+	return int(offset / int64(p.chunk)), true
+}
+
 // pushed takes a chunk a neighbour sent unasked: it holds the chunk, and
 // the chunk is handled as any DATA.
 func (p *Peer) pushed(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Output {
-	if p.joined && p.chunk > 0 && m.Offset >= 0 && m.Offset%int64(p.chunk) == 0 && m.Offset/int64(p.chunk) < int64(p.n) {
-		i := int(m.Offset / int64(p.chunk))
+	if i, ok := p.chunkAt(m.Offset); ok {
 		if c.has != nil && !c.has.has(i) {
 			c.has.set(i)
 			c.hasN++

@@ -206,6 +206,7 @@ func (r *Rig) CheckFrozen() {
 // test unless the machine refuses it (aborts it at once) exactly when
 // full, the model's "at its connection limit".
 func (r *Rig) Accept(sock spec.Sock, n int, addr netip.AddrPort, full bool) spec.Stream {
+	r.T.Helper()
 	id := spec.AcceptedStream | spec.Stream(n)
 	r.Streams[id] = &Stream{}
 	r.Step(spec.Input{Kind: spec.InAccepted, Sock: sock, Stream: id, Addr: addr})

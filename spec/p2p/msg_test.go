@@ -65,6 +65,8 @@ func TestParseSeedMessages(t *testing.T) {
 		{"CLRSP", Responses, "CLRSP\r\n[0,1, 5]\r\n", []Msg{{Op: CLRSP, Chunks: []int{0, 1, 5}}}},
 		{"CLRSP empty", Responses, "CLRSP\r\n[]\r\nPHEL\r\n", []Msg{{Op: CLRSP}, {Op: PHEL}}},
 		{"DREQ", Requests, "DREQ 7\r\n", []Msg{{Op: DREQ, Chunk: 7}}},
+		{"DREQ 2^53-1, the largest value", Requests, "DREQ 9007199254740991\r\n", []Msg{{Op: DREQ, Chunk: 1<<53 - 1}}},
+		{"CLRSP 2^53 skipped", Responses, "CLRSP\r\n[9007199254740991,9007199254740992]\r\n", []Msg{{Op: CLRSP, Chunks: []int{1<<53 - 1}, Skipped: 1}}},
 		{"DATA", Responses, "DATA 32 5\r\nhello", []Msg{{Op: DATA, Offset: 32, Size: 5, Data: []byte("hello")}}},
 		{"DATA then CRLF then DATA", Responses, "DATA 0 2\r\nab\r\nDATA 2 1\r\nc", []Msg{
 			{Op: DATA, Size: 2, Data: []byte("ab")}, {Op: DATA, Offset: 2, Size: 1, Data: []byte("c")}}},
@@ -120,6 +122,8 @@ func TestParseRejects(t *testing.T) {
 		{"DREQ negative", Requests, "DREQ -1\r\n", false},
 		{"DREQ not a number", Requests, "DREQ x\r\n", false},
 		{"DREQ huge", Requests, "DREQ 99999999999999999999\r\n", false},
+		{"DREQ 2^53", Requests, "DREQ 9007199254740992\r\n", false},
+		{"VOID 2^53", Responses, "VOID 9007199254740992\r\n", false},
 		{"CHECK short", Requests, "CHECK abc\r\n", false},
 		{"CHECK not hex", Requests, "CHECK " + string(bytes.Repeat([]byte("z"), 32)) + "\r\n", false},
 		{"HAVE nothing", Requests, "HAVE\r\n", false},
@@ -281,6 +285,58 @@ func TestEncodeParseRoundTrip(t *testing.T) {
 			t.Fatalf("got  %+v\nwant %+v", got, want)
 		}
 	})
+}
+
+// A JSON body that comes in many small segments is parsed as if it came
+// whole: the scan of the body resumes where the last segment left it
+// (it used to start again from the body's first byte on every segment,
+// quadratic in the body's length), across strings, escapes and nested
+// arrays cut at any byte.
+func TestParseLongJSONInSegments(t *testing.T) {
+	var ids []int
+	for i := 0; i < 200_000; i += 3 {
+		ids = append(ids, i)
+	}
+	clrsp := AppendCLRSP(nil, ids)
+	// Python's json.dumps: spaces, and a string holding brackets and an
+	// escaped quote that must not end the array.
+	shel := []byte("SHEL 10 1\r\n  [[\"10.0.0.2\", 51000], \"]\\\"[\", [\"10.0.0.3\", 51001]]")
+	peers := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:51000"), netip.MustParseAddrPort("10.0.0.3:51001")}
+	tests := []struct {
+		name string
+		in   []byte
+		step int
+		want Msg
+	}{
+		{"CLRSP of 66,667 ids in 1460-byte segments", clrsp, 1460, Msg{Op: CLRSP, Chunks: ids}},
+		{"CLRSP of 66,667 ids in 7-byte segments", clrsp, 7, Msg{Op: CLRSP, Chunks: ids}},
+		{"SHEL with strings byte by byte", shel, 1, Msg{Op: SHEL, FileSize: 10, ChunkSize: 1, Peers: peers, Skipped: 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewParser(Responses, Limits{JSON: 12<<20 + 1<<16})
+			var got []Msg
+			for off := 0; off < len(tc.in); off += tc.step {
+				p.Feed(tc.in[off:min(off+tc.step, len(tc.in))])
+				for {
+					m, err := p.Next()
+					if err == ErrMore {
+						break
+					}
+					if err != nil {
+						t.Fatalf("at byte %d: %v", off, err)
+					}
+					got = append(got, m)
+				}
+			}
+			if len(got) != 1 || !reflect.DeepEqual(got[0], tc.want) {
+				t.Fatalf("got %d messages (%.200v), want one %s of %d ids, %d peers", len(got), got, tc.want.Op, len(tc.want.Chunks), len(tc.want.Peers))
+			}
+			if p.Buffered() > 2 {
+				t.Errorf("%d bytes left unconsumed", p.Buffered())
+			}
+		})
+	}
 }
 
 // FuzzParser: no input makes either side of the parser panic, loop, or

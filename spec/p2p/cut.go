@@ -53,19 +53,21 @@ func (p *Peer) feeds(c *oconn) bool {
 // to the children that take it. A body is passed through only while the
 // uplink keeps up (the pacer has room): a relay with a slow uplink queues
 // whole chunks, paced, as without cut-through, and its children see the
-// tree lag and pull round it.
-func (p *Peer) passOn(now spec.Time, c *oconn, hdr Msg, body []byte, done bool, out []spec.Output) []spec.Output {
+// tree lag and pull round it. It reports whether the body, now whole, is
+// a chunk that was passed through and matched its digest, so that data
+// need not hash it again.
+func (p *Peer) passOn(now spec.Time, c *oconn, hdr Msg, body []byte, done bool, out []spec.Output) ([]spec.Output, bool) {
 	x := &c.cut
 	if !x.on {
 		if x.off || (len(body) == 0 && !done) {
 			if done {
 				*x = cut{kids: x.kids[:0]}
 			}
-			return out
+			return out, false
 		}
 		if !p.feeds(c) || !p.pace.ready(now) || !p.startCut(now, c, hdr) {
 			x.off = !done
-			return out
+			return out, false
 		}
 	}
 	if d := body[x.sent:]; len(d) > 0 {
@@ -78,10 +80,10 @@ func (p *Peer) passOn(now spec.Time, c *oconn, hdr Msg, body []byte, done bool, 
 		}
 		x.sent = len(body)
 	}
-	if done {
-		out = p.endCut(now, c, body, out)
+	if !done {
+		return out, false
 	}
-	return out
+	return p.endCut(now, c, body, out)
 }
 
 // startCut decides whether the body hdr announces is passed on, and to
@@ -146,8 +148,9 @@ func (p *Peer) clear(k *iconn) bool {
 
 // endCut checks the body now complete: a chunk against its digest, the
 // list against the root. A body that fails is voided on every child's
-// connection, right behind it.
-func (p *Peer) endCut(now spec.Time, c *oconn, body []byte, out []spec.Output) []spec.Output {
+// connection, right behind it. It reports whether the body is a chunk
+// that matched its digest.
+func (p *Peer) endCut(now spec.Time, c *oconn, body []byte, out []spec.Output) ([]spec.Output, bool) {
 	x := &c.cut
 	var good bool
 	if x.hash {
@@ -155,9 +158,6 @@ func (p *Peer) endCut(now spec.Time, c *oconn, body []byte, out []spec.Output) [
 		good = string(r[:]) == string(p.root)
 	} else {
 		good = sha256.Sum256(body) == p.hashes[x.i]
-		if good {
-			p.vetted = x.i + 1 // data() need not hash it again
-		}
 	}
 	for _, k := range x.kids {
 		if k.gone {
@@ -182,8 +182,9 @@ func (p *Peer) endCut(now spec.Time, c *oconn, body []byte, out []spec.Output) [
 		p.cnt.voided++
 		out = append(out, spec.Debug("p2p: voided a body passed on", slog.String("from", p.name(c)), slog.Int("chunk", x.i)))
 	}
+	vetted := good && !x.hash
 	*x = cut{kids: x.kids[:0]}
-	return out
+	return out, vetted
 }
 
 // abortCut ends a body whose sender is gone or stalled (TreeStall): the

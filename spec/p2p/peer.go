@@ -181,7 +181,6 @@ type Peer struct {
 	hashes   [][32]byte
 	hashing  *oconn // where the hash list is being fetched
 	hashAt   spec.Time
-	vetted   int // chunk+1 whose body passOn has just checked
 
 	// connections
 	nextID spec.Stream
@@ -583,15 +582,20 @@ func (p *Peer) readOut(now spec.Time, c *oconn, out []spec.Output) []spec.Output
 		m, err := c.p.Next()
 		if err == ErrMore {
 			if hdr, body, ok := c.p.Body(); ok && hdr.Op != DATA {
-				out = p.passOn(now, c, hdr, body, false, out)
+				out, _ = p.passOn(now, c, hdr, body, false, out)
 			}
 			break
 		}
 		if err != nil {
 			return p.violation(now, c, err.Error(), out)
 		}
+		// vetted: m is a chunk passed through as it came, and checked
+		// against its digest when it was whole. It vouches for this
+		// message alone, so it goes with it rather than staying behind
+		// in the peer for the next copy of the chunk, from anyone.
+		vetted := false
 		if m.Op == PUSH || m.Op == HASH {
-			out = p.passOn(now, c, m, m.Data, true, out)
+			out, vetted = p.passOn(now, c, m, m.Data, true, out)
 		}
 		if c.suspect != 0 {
 			var ok bool
@@ -599,8 +603,7 @@ func (p *Peer) readOut(now spec.Time, c *oconn, out []spec.Output) []spec.Output
 				continue
 			}
 		}
-		out = p.response(now, c, m, out)
-		p.vetted = 0
+		out = p.response(now, c, m, vetted, out)
 	}
 	if c.gone {
 		return out
@@ -641,8 +644,9 @@ func (p *Peer) name(c *oconn) string {
 	return c.nb.addr.String()
 }
 
-// response handles one message read on a connection this peer dialed.
-func (p *Peer) response(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Output {
+// response handles one message read on a connection this peer dialed;
+// vetted says m is a chunk already checked against its digest (passOn).
+func (p *Peer) response(now spec.Time, c *oconn, m Msg, vetted bool, out []spec.Output) []spec.Output {
 	if m.Op == HAVE {
 		p.learn(c, m)
 		return out
@@ -662,12 +666,12 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 	}
 	if m.Op == PUSH {
 		if c.server && c.ext > 0 && p.roots() > 0 {
-			return p.data(now, c, -1, m, out) // a root, fed by the server
+			return p.data(now, c, -1, m, vetted, out) // a root, fed by the server
 		}
 		if c.server || c.ext <= 0 {
 			return p.violation(now, c, "PUSH without XHEL push", out)
 		}
-		return p.pushed(now, c, m, out)
+		return p.pushed(now, c, m, vetted, out)
 	}
 	if c.server && c.ext > 0 {
 		// The server's answers to an extension peer come in the order it
@@ -679,7 +683,7 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 				if c.danys > 0 {
 					c.danys--
 				}
-				return p.data(now, c, -1, m, out)
+				return p.data(now, c, -1, m, false, out)
 			}
 		case m.Op == ERROR && m.Err == ErrExhausted:
 			if c.danys > 0 {
@@ -759,7 +763,7 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 			} else {
 				c.lat += (d - c.lat) / 4
 			}
-			return p.data(now, c, r.chunk, m, out)
+			return p.data(now, c, r.chunk, m, false, out)
 		case m.Op == ERROR && m.Err == ErrBusy:
 			c.dreqs--
 			p.unrequest(r.chunk)
@@ -929,8 +933,9 @@ func (p *Peer) learn(c *oconn, m Msg) {
 }
 
 // data handles a DATA message; want is the chunk requested (-1: the
-// server's choice).
-func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, out []spec.Output) []spec.Output {
+// server's choice); vetted says its body has been checked against its
+// digest already.
+func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, vetted bool, out []spec.Output) []spec.Output {
 	if want >= 0 {
 		c.dreqs--
 		p.unrequest(want)
@@ -969,7 +974,7 @@ func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, out []spec.Output)
 	}
 	switch {
 	case p.hashes != nil:
-		if p.vetted != i+1 && sha256.Sum256(m.Data) != p.hashes[i] {
+		if !vetted && sha256.Sum256(m.Data) != p.hashes[i] {
 			if p.blameLater(c) {
 				return p.suspect(c, i, out)
 			}
@@ -2287,8 +2292,8 @@ func (p *Peer) chunkAt(offset int64) (int, bool) {
 }
 
 // pushed takes a chunk a neighbour sent unasked: it holds the chunk, and
-// the chunk is handled as any DATA.
-func (p *Peer) pushed(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Output {
+// the chunk is handled as any DATA (vetted: see data).
+func (p *Peer) pushed(now spec.Time, c *oconn, m Msg, vetted bool, out []spec.Output) []spec.Output {
 	if i, ok := p.chunkAt(m.Offset); ok {
 		if c.has != nil && !c.has.has(i) {
 			c.has.set(i)
@@ -2300,5 +2305,5 @@ func (p *Peer) pushed(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.
 			p.ttop[s] = max(p.ttop[s], i)
 		}
 	}
-	return p.data(now, c, -1, m, out)
+	return p.data(now, c, -1, m, vetted, out)
 }

@@ -258,8 +258,7 @@ func (p *Peer) void(c *oconn, m Msg) {
 		return
 	}
 	if p.pend.has(i) && p.pendFrom != nil && p.pendFrom[i] == c.nb {
-		p.pend.unset(i)
-		p.npend--
+		p.unpend(i)
 		p.pendFrom[i] = nil
 		p.cnt.voided++
 		p.needFill = true

@@ -174,7 +174,7 @@ type Peer struct {
 	pendSum  [][32]byte
 	pendFrom []*neighbor
 	dups     int     // chunks requested twice (endgame)
-	nreq     int     // chunks not held with a request outstanding
+	nreq     int     // chunks neither held nor pending with a request outstanding
 	partial  bitset  // chunks whose transfer broke off: strict priority
 	avail    []int32 // neighbours known to hold each chunk
 	root     []byte  // from the server's XHEL
@@ -1136,8 +1136,7 @@ func (p *Peer) hashList(now spec.Time, c *oconn, m Msg, out []spec.Output) []spe
 			out = p.adopt(now, false, true, p.pendFrom[i], i, out)
 			continue
 		}
-		p.pend.unset(i)
-		p.npend--
+		p.unpend(i)
 		p.cnt.corrupt++
 		from := "a neighbour"
 		if nb := p.pendFrom[i]; nb != nil {
@@ -1741,6 +1740,9 @@ func (p *Peer) forgetIn(c *iconn, out []spec.Output) []spec.Output {
 
 // --- requesting --------------------------------------------------------------
 
+// unrequest forgets one request for chunk i. nreq counts chunks neither
+// held nor pending with a request outstanding, so a chunk that is either
+// already left it when it came.
 func (p *Peer) unrequest(i int) {
 	if i < 0 || i >= len(p.req) || p.req[i] == 0 {
 		return
@@ -1751,9 +1753,20 @@ func (p *Peer) unrequest(i int) {
 	}
 	if p.req[i] == 0 {
 		p.reqd.unset(i)
-		if !p.have.has(i) {
+		if !p.have.has(i) && !p.pend.has(i) {
 			p.nreq--
 		}
+	}
+}
+
+// unpend drops chunk i, kept before the hash list came, without adopting
+// it (the list rejected it, or its sender voided it): it is missing
+// again, and counts as requested if a request for it is still out.
+func (p *Peer) unpend(i int) {
+	p.pend.unset(i)
+	p.npend--
+	if p.req[i] > 0 {
+		p.nreq++
 	}
 }
 

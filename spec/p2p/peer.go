@@ -1232,6 +1232,15 @@ func (p *Peer) checkFailed(now spec.Time, out []spec.Output) []spec.Output {
 	p.reqd = newBitset(p.n)
 	p.nreq, p.dups = 0, 0
 	p.pend, p.npend, p.pendFrom = newBitset(p.n), 0, nil
+	// What was queued to be pushed, announced or reported names chunks
+	// the store no longer holds: a push would send zeros as the file.
+	// (The hash list, still to be pushed to a child or acknowledged, is
+	// good: it stays.)
+	p.report = slices.DeleteFunc(p.report, func(i int) bool { return i >= 0 })
+	for _, ic := range p.ins {
+		ic.pushq = slices.DeleteFunc(ic.pushq, func(r push) bool { return r.chunk >= 0 })
+		ic.pendHave = ic.pendHave[:0]
+	}
 	for _, c := range append([]*oconn(nil), p.outs...) {
 		if !c.server {
 			out = p.closeOut(now, c, endAbort, out)
@@ -2240,7 +2249,8 @@ func (c *iconn) asked(i int) bool {
 }
 
 // pushOne writes c's oldest push, or announces it if it went stale; a
-// chunk the neighbour has announced or asked for meanwhile is skipped.
+// chunk the neighbour has announced or asked for meanwhile, or that this
+// peer no longer holds (its download started again), is skipped.
 func (p *Peer) pushOne(now spec.Time, c *iconn) {
 	r := c.pushq[0]
 	c.pushq = c.pushq[1:]
@@ -2252,7 +2262,7 @@ func (p *Peer) pushOne(now spec.Time, c *iconn) {
 		if !c.gotList && (c.nb == nil || c.nb.out == nil || !c.nb.out.hasHash) {
 			p.sendHashList(now, c)
 		}
-	case c.holds(r.chunk) || c.asked(r.chunk):
+	case !p.have.has(r.chunk) || c.holds(r.chunk) || c.asked(r.chunk):
 	case now.Sub(r.at) > p.cfg.PushStale && !r.tree:
 		c.pendHave = append(c.pendHave, r.chunk)
 		p.grow(&c.wconn, 0)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/netspec/netspec/spec"
 )
@@ -97,5 +98,72 @@ func TestRequestCountWithChunksKeptBeforeTheHashList(t *testing.T) {
 				t.Errorf("holds chunk 3: %v, want %v", p.Has(3), tc.have)
 			}
 		})
+	}
+}
+
+// After CHECKSUM_NOT_FIT the peer empties its store and downloads again;
+// pushes still queued for its uplink then name chunks it no longer holds,
+// and must not go out (they went out as zeros), nor be announced.
+func TestNoPushOfChunksDroppedAfterChecksumNotFit(t *testing.T) {
+	data := make([]byte, 128)
+	spec.NewRand(5).Bytes(data)
+	c, _ := NewContent(data, 64)
+	// A slow uplink, so that the pushes of the two chunks queue.
+	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, UploadRate: 40000}, &MemStore{})
+	h := newHarness(t, p)
+	h.step(spec.Input{Kind: spec.InStart})
+	var srv spec.Stream
+	for st := range h.dials {
+		srv = st
+	}
+	// A seed-style server, and three neighbours that take pushes.
+	h.feed(srv, []byte("SHEL 128 64\r\n[]\r\nERROR UNKNOWN_COMMAND\r\n"), 1<<10)
+	var ins []spec.Stream
+	for k := range 3 {
+		st := spec.AcceptedStream | spec.Stream(10+k)
+		h.open[st] = true
+		ins = append(ins, st)
+		h.step(spec.Input{Kind: spec.InAccepted, Stream: st, Addr: netip.MustParseAddrPort(fmt.Sprintf("10.0.0.%d:51000", 20+k))})
+		h.feed(st, []byte("CHEL 51000\r\nXHEL 1 push\r\n"), 1<<10)
+	}
+	for answered := 0; !p.complete && answered < 4; {
+		msgs, _ := parseAll(Requests, h.written[srv], len(h.written[srv])+1)
+		k := 0
+		for _, m := range msgs {
+			if m.Op != DREQ {
+				continue
+			}
+			if k++; k > answered {
+				answered++
+				h.feed(srv, append(AppendDATAHeader(nil, int64(m.Chunk)*64, 64), c.Chunk(m.Chunk)...), 1<<10)
+			}
+		}
+	}
+	if !p.complete || !p.checkSent {
+		t.Fatalf("the peer did not complete and send CHECK: have %d of %d", p.nhave, p.n)
+	}
+	queued := 0
+	for _, ic := range p.ins {
+		queued += len(ic.pushq)
+	}
+	if queued == 0 {
+		t.Fatal("no push waits for the uplink at CHECK time: the test does not test what it says")
+	}
+	h.feed(srv, []byte("ERROR CHECKSUM_NOT_FIT\r\n"), 1<<10)
+	if p.complete || p.nhave != 0 {
+		t.Fatalf("after CHECKSUM_NOT_FIT: complete %v, have %d; want a fresh start", p.complete, p.nhave)
+	}
+	for _, ic := range p.ins {
+		if len(ic.pendHave) > 0 {
+			t.Errorf("announcements of chunks no longer held wait for a neighbour: %v", ic.pendHave)
+		}
+	}
+	start := h.now
+	for k := 0; k < 50 && h.now.Sub(start) < 200*time.Millisecond; k++ {
+		h.fire()
+	}
+	for _, st := range ins {
+		// wellFormed fails on a DATA or PUSH that is not the file's bytes.
+		wellFormed(t, fmt.Sprintf("stream %d", st&^spec.AcceptedStream), Responses, h.written[st], c)
 	}
 }

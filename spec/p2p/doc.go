@@ -96,7 +96,12 @@
 // dialer speaks only the seed's protocol on that connection, one request
 // at a time. (If the seed-style node chokes on the pipelined line and
 // answers the CHEL itself with an ERROR, the dialer reconnects and sends
-// CHEL alone.) On a connection where XHEL was answered:
+// CHEL alone. If it answers the CHEL and not the XHEL, as a node that
+// takes one recv() for one message does, reading the pipelined lines as
+// part of CHEL, the dialer gives up on the XHEL XhelTimeout (1 s) after
+// the welcome, speaks the seed's protocol on that connection, polling a
+// neighbour with CLREQ at once, and sends CHEL alone to that node from
+// then on.) On a connection where XHEL was answered:
 //
 //	HAVE 3 17 42\r\n   HAVE HASH 5\r\n
 //	    the sender now holds these chunks (HASH: and the hash list). Sent

@@ -72,6 +72,11 @@ type PeerConfig struct {
 	// ReqTimeout drops a neighbour that answers nothing for this long
 	// while it owes answers (default 10s).
 	ReqTimeout time.Duration `json:"reqTimeout,omitempty"`
+	// XhelTimeout is how long after the welcome (SHEL, PHEL) the peer
+	// waits for the answer to the XHEL it pipelined behind CHEL before
+	// it takes the other side for a seed-style node that swallowed it
+	// (default 1s; an extension node answers both at once).
+	XhelTimeout time.Duration `json:"xhelTimeout,omitempty"`
 	// IdleFlush: see ServerConfig.
 	IdleFlush time.Duration `json:"idleFlush,omitempty"`
 	// UploadRate, Backlog, Window and AckTimeout pace the chunks this
@@ -142,6 +147,7 @@ func (c *PeerConfig) fill() {
 	dur(&c.Poll, 500*time.Millisecond)
 	dur(&c.Retry, 250*time.Millisecond)
 	dur(&c.ReqTimeout, 10*time.Second)
+	dur(&c.XhelTimeout, time.Second)
 	dur(&c.IdleFlush, 200*time.Millisecond)
 	dur(&c.AckTimeout, 500*time.Millisecond)
 	dur(&c.BusyWait, 100*time.Millisecond)
@@ -234,6 +240,7 @@ type Peer struct {
 type peerCounters struct {
 	fromServer, fromPeers, dup, dupServer, corrupt, banned, served, refused, overflow, unknown uint64
 	violations, reconnects, hashLists, checkFailed, timeouts, busy, idle, cut, voided          uint64
+	swallowed                                                                                  uint64
 }
 
 type neighbor struct {
@@ -268,6 +275,7 @@ type oconn struct {
 	server   bool
 	up       bool // connected
 	ready    bool // hello answered
+	readyAt  spec.Time
 	ext      int8
 	inflight []oreq // answered in order (DANY aside)
 	danys    int
@@ -367,6 +375,7 @@ func (p *Peer) Counters() []spec.Counter {
 		{Name: "request_timeouts", Value: c.timeouts}, {Name: "told_busy", Value: c.busy},
 		{Name: "upload_idle_ms", Value: c.idle},
 		{Name: "bodies_cut_through", Value: c.cut}, {Name: "bodies_voided", Value: c.voided},
+		{Name: "xhel_unanswered", Value: c.swallowed},
 	}
 }
 
@@ -697,6 +706,11 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, vetted bool, out []spec.
 			c.front(HREQ, -1)
 		}
 	}
+	if m.Op == XHEL && c.ext < 0 && !c.awaits(XHEL) {
+		// The answer to an XHEL given up for (swallowed): too late, the
+		// connection speaks the seed's protocol now.
+		return append(out, spec.Debug("p2p: late XHEL answer ignored", slog.String("peer", p.name(c))))
+	}
 	if len(c.inflight) == 0 {
 		return p.violation(now, c, "unsolicited "+m.Op.String(), out)
 	}
@@ -707,6 +721,7 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, vetted bool, out []spec.
 	}
 	switch r.op {
 	case CHEL:
+		c.readyAt = now
 		switch {
 		case c.server && m.Op == SHEL:
 			return p.shel(now, c, m, out)
@@ -2085,6 +2100,9 @@ func (p *Peer) maintain(now spec.Time, out []spec.Output) []spec.Output {
 			out = p.closeOut(now, c, endAbort, out)
 			continue
 		}
+		if c.ready && c.ext == 0 && len(c.inflight) > 0 && c.inflight[0].op == XHEL && now.Sub(c.readyAt) > p.cfg.XhelTimeout {
+			out = p.swallowed(now, c, out)
+		}
 		if c.cut.on && now.Sub(c.cut.at) > p.cfg.TreeStall {
 			// A body that stopped mid-way must not hold the children's
 			// connections: void it; the rest of it is not passed on.
@@ -2102,6 +2120,35 @@ func (p *Peer) maintain(now spec.Time, out []spec.Output) []spec.Output {
 		out = p.dialMore(now, out)
 	}
 	return p.sendCheck(out)
+}
+
+// swallowed gives up on c's XHEL: the other side answered the hello
+// long ago and not the XHEL pipelined behind it. A seed-style node that
+// takes one recv() for one message reads CHEL, XHEL (and a neighbour's
+// CLREQ) as one CHEL with trailing junk, answers the welcome, and will
+// never answer the rest; waiting for it stalled the download for good
+// (the server is asked nothing until it says whether it speaks the
+// extensions) or dropped the neighbour every ReqTimeout to dial it the
+// same way again. So c, and every later connection to that node, speaks
+// the seed's protocol; a neighbour is polled at once.
+func (p *Peer) swallowed(now spec.Time, c *oconn, out []spec.Output) []spec.Output {
+	p.cnt.swallowed++
+	c.ext = -1
+	c.inflight = c.inflight[1:]
+	if len(c.inflight) > 0 && c.inflight[0].op == CLREQ {
+		c.inflight = c.inflight[1:]
+	}
+	if c.server {
+		p.srvExt = -1
+	} else {
+		c.nb.legacy = true
+		c.pollAt = now
+	}
+	if len(c.inflight) == 0 {
+		c.last = now
+	}
+	p.needFill = true
+	return append(out, spec.Debug("p2p: XHEL unanswered; speaking the seed's protocol", slog.String("peer", p.name(c))))
 }
 
 // --- writing ---------------------------------------------------------------

@@ -20,21 +20,38 @@
 //
 // # Server states
 //
-// Per UDP datagram there is no state. Per TCP connection:
+// Per UDP datagram there is no state (but for the per-source rate limit,
+// below). Per TCP connection:
 //
 //	OPEN     --data-->     OPEN (echo it)
-//	OPEN     --peer FIN--> CLOSED (close our side after the queued bytes)
-//	OPEN     --reset-->    gone
+//	OPEN     --peer FIN--> gone, if the transport has taken every echoed
+//	                       byte; else DRAINING (either way we close our
+//	                       side after the queued bytes)
+//	DRAINING --writable--> gone (the transport has the last of the echo)
+//	OPEN, DRAINING --reset--> gone
+//
+// A DRAINING connection still counts against MaxStreams: a client that
+// half-closes without reading cannot make the server hold more than
+// MaxStreams × MaxUnread bytes of echo.
 //
 // # Defences
 //
 // Echo reflects, so a forged source address aims the reply at a victim.
-// It never amplifies (one datagram in, at most one of the same size out),
-// and the server drops datagrams from source port 0 and from the
-// well-known ports below 1024, which are other services' (echo, chargen,
-// DNS, NTP): two reflectors must not be able to bounce a datagram between
-// each other for ever. A TCP client that sends without reading is cut off
-// once MaxUnread echoed bytes wait unsent, so the server's memory per
+// It never amplifies (one datagram in, at most one of the same size out).
+// A forged datagram whose source is another reflector starts a loop
+// between the two, so the server drops datagrams from source port 0, from
+// the well-known ports below 1024, which are other services' (echo,
+// chargen, DNS, NTP), and from its own port (another echo server, most
+// likely: two servers on 9999 would otherwise bounce one datagram for
+// ever). Two reflectors on other ports can still be set bouncing, so each
+// source address is answered at most SourceRate times a second on
+// average, in bursts of SourceBurst (default 100 and 100): a loop faster
+// than that spends its source's credit and dies (at twice the rate or
+// faster, after at most two bursts); one slower is capped at that rate.
+// The limit remembers Sources addresses (default 256) in a fixed table,
+// forgetting the one with the most credit left when a new one comes.
+// Every drop is counted and logged at debug level. A TCP client that sends without reading is cut off once
+// MaxUnread echoed bytes wait unsent, so the server's memory per
 // connection is bounded; MaxStreams bounds the connections.
 //
 // # Client

@@ -45,17 +45,43 @@ type ServerConfig struct {
 	MaxUnread int `json:"maxUnread,omitempty"`
 	// AllowLowPorts answers sources below port 1024 too.
 	AllowLowPorts bool `json:"allowLowPorts,omitempty"`
+	// SourceRate and SourceBurst bound the datagrams answered per source
+	// address (default 100 per second, bursts of 100; a negative
+	// SourceRate disables the limit). Two reflectors that a forged
+	// datagram sets bouncing between each other each see one source, so
+	// the limit ends the loop (or, across a slow path, caps it).
+	SourceRate  float64 `json:"sourceRate,omitempty"`
+	SourceBurst int     `json:"sourceBurst,omitempty"`
+	// Sources bounds the sources the limit remembers (default 256); past
+	// it the one with the most credit left is forgotten, so memory stays
+	// fixed whatever sources a flood forges.
+	Sources int `json:"sources,omitempty"`
 }
+
+// Defaults of the per-source limit.
+const (
+	DefaultSourceRate  = 100.0
+	DefaultSourceBurst = 100
+	DefaultSources     = 256
+)
 
 // Server is an echo server machine.
 type Server struct {
 	cfg     ServerConfig
-	streams map[spec.Stream]int // unread bytes per open connection
+	port    uint16 // the UDP port bound, once known
+	limit   *sourceLimit
+	streams map[spec.Stream]conn
 	c       serverCounters
 }
 
+// conn is an accepted connection the server holds.
+type conn struct {
+	unread int  // echoed bytes the transport has not taken yet
+	fin    bool // the peer half-closed; we have closed our side too
+}
+
 type serverCounters struct {
-	datagrams, echoed, lowPort, streams, refused, cutOff uint64
+	datagrams, echoed, lowPort, samePort, limited, streams, refused, cutOff uint64
 }
 
 // NewServer returns a server for cfg.
@@ -66,7 +92,20 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.MaxUnread <= 0 {
 		cfg.MaxUnread = 1 << 20
 	}
-	return &Server{cfg: cfg, streams: map[spec.Stream]int{}}
+	if cfg.SourceRate == 0 {
+		cfg.SourceRate = DefaultSourceRate
+	}
+	if cfg.SourceBurst <= 0 {
+		cfg.SourceBurst = DefaultSourceBurst
+	}
+	if cfg.Sources <= 0 {
+		cfg.Sources = DefaultSources
+	}
+	s := &Server{cfg: cfg, port: cfg.UDP.Port(), streams: map[spec.Stream]conn{}}
+	if cfg.SourceRate > 0 {
+		s.limit = newSourceLimit(cfg.SourceRate, cfg.SourceBurst, cfg.Sources)
+	}
+	return s
 }
 
 // Counters implements spec.Inspector.
@@ -75,6 +114,8 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "datagrams", Value: s.c.datagrams},
 		{Name: "echoed", Value: s.c.echoed},
 		{Name: "dropped_low_port", Value: s.c.lowPort},
+		{Name: "dropped_same_port", Value: s.c.samePort},
+		{Name: "dropped_rate_limited", Value: s.c.limited},
 		{Name: "streams", Value: s.c.streams},
 		{Name: "streams_refused", Value: s.c.refused},
 		{Name: "streams_cut_off", Value: s.c.cutOff},
@@ -101,53 +142,152 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		net := "udp"
 		if in.Sock == sockTCP {
 			net = "tcp"
+		} else {
+			s.port = in.Addr.Port() // the port picked, if the config left it to the system
 		}
 		out = append(out, spec.Info("echo server listening", slog.String("net", net), slog.String("addr", in.Addr.String())),
 			spec.Emit(spec.Event{Name: "listening", Text: net + " " + in.Addr.String()}))
 	case spec.InDatagram:
-		s.c.datagrams++
-		if p := in.Addr.Port(); (p < 1024 && !s.cfg.AllowLowPorts) || p == 0 {
-			s.c.lowPort++
-			return append(out, spec.Debug("dropped datagram from a well-known port", slog.String("from", in.Addr.String())))
-		}
-		s.c.echoed++
-		out = append(out, spec.Send(sockUDP, in.Addr, in.Data))
+		return s.datagram(now, in, out)
 	case spec.InAccepted:
 		if len(s.streams) >= s.cfg.MaxStreams {
 			s.c.refused++
 			return append(out, spec.Abort(in.Stream), spec.Warn("echo: connection limit reached, refusing", slog.String("from", in.Addr.String())))
 		}
 		s.c.streams++
-		s.streams[in.Stream] = 0
+		s.streams[in.Stream] = conn{}
 	case spec.InStreamData:
-		unread, ok := s.streams[in.Stream]
-		if !ok {
-			return out // data racing our own reset
+		c, ok := s.streams[in.Stream]
+		if !ok || c.fin {
+			return out // data racing our own reset (the runner has none after a FIN)
 		}
-		unread += len(in.Data)
-		if unread > s.cfg.MaxUnread {
+		c.unread += len(in.Data)
+		if c.unread > s.cfg.MaxUnread {
 			s.c.cutOff++
 			delete(s.streams, in.Stream)
-			return append(out, spec.Abort(in.Stream), spec.Warn("echo: client is not reading its echo, resetting", slog.Int("unread", unread)))
+			return append(out, spec.Abort(in.Stream), spec.Warn("echo: client is not reading its echo, resetting", slog.Int("unread", c.unread)))
 		}
-		s.streams[in.Stream] = unread
+		s.streams[in.Stream] = c
 		out = append(out, spec.Write(in.Stream, in.Data))
 	case spec.InStreamWritable:
-		if _, ok := s.streams[in.Stream]; ok {
-			s.streams[in.Stream] = 0
+		c, ok := s.streams[in.Stream]
+		switch {
+		case !ok:
+		case c.fin:
+			// The last of the echo is with the transport: the
+			// connection stops counting only now, so clients that
+			// half-close without reading cannot pile up echo in the
+			// runner beyond MaxStreams × MaxUnread.
+			delete(s.streams, in.Stream)
+		default:
+			s.streams[in.Stream] = conn{}
 		}
 	case spec.InStreamClosed:
-		if _, ok := s.streams[in.Stream]; !ok {
+		c, ok := s.streams[in.Stream]
+		if !ok {
 			return out
 		}
-		delete(s.streams, in.Stream)
-		if in.Err == "" {
-			out = append(out, spec.Close(in.Stream))
+		if in.Err != "" || c.fin {
+			delete(s.streams, in.Stream)
+			return out
+		}
+		// The peer is done sending: close our side after the queued
+		// echo. A connection whose echo is all with the transport is
+		// forgotten now; one with echo still waiting keeps its place
+		// until the transport takes it ("writable") or the peer resets.
+		out = append(out, spec.Close(in.Stream))
+		if c.unread == 0 {
+			delete(s.streams, in.Stream)
+		} else {
+			s.streams[in.Stream] = conn{unread: c.unread, fin: true}
 		}
 	case spec.InStop:
 		out = append(out, spec.Exit(""))
 	}
 	return out
+}
+
+// datagram answers one UDP datagram, unless its source is one that must
+// not be answered: port 0 (no reply is possible), a well-known port
+// (another service's: echo, chargen, DNS, NTP), the server's own port
+// (most likely another echo server, so a forged datagram would bounce
+// between the two for ever), or a source over its rate limit.
+func (s *Server) datagram(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	s.c.datagrams++
+	from := in.Addr
+	switch p := from.Port(); {
+	case p == 0 || (p < 1024 && !s.cfg.AllowLowPorts):
+		s.c.lowPort++
+		return append(out, spec.Debug("dropped datagram from a well-known port", slog.String("from", from.String())))
+	case p == s.port:
+		s.c.samePort++
+		return append(out, spec.Debug("echo: dropped datagram from the server's own port (another reflector?)", slog.String("from", from.String())))
+	}
+	if s.limit != nil && !s.limit.allow(now, from.Addr()) {
+		s.c.limited++
+		return append(out, spec.Debug("echo: dropped datagram over its source's rate limit", slog.String("from", from.String())))
+	}
+	s.c.echoed++
+	return append(out, spec.Send(sockUDP, from, in.Data))
+}
+
+// sourceLimit is a rate limit per source address (GCRA, as a token
+// bucket), over a table of fixed size.
+type sourceLimit struct {
+	every time.Duration // one datagram per...
+	tau   time.Duration // ...with this much credit (burst-1 periods)
+	index map[netip.Addr]int
+	slots []sourceSlot
+	max   int
+}
+
+type sourceSlot struct {
+	addr netip.Addr
+	tat  spec.Time // theoretical arrival time: the source is allowed while tat-now <= tau
+}
+
+func newSourceLimit(rate float64, burst, size int) *sourceLimit {
+	every := time.Duration(float64(time.Second) / rate)
+	return &sourceLimit{every: every, tau: time.Duration(burst-1) * every, index: map[netip.Addr]int{}, max: size}
+}
+
+// allow reports whether a datagram from addr may be answered now, and
+// charges it if so.
+func (l *sourceLimit) allow(now spec.Time, addr netip.Addr) bool {
+	addr = addr.Unmap()
+	i, ok := l.index[addr]
+	if !ok {
+		i = l.slot()
+		l.slots[i] = sourceSlot{addr: addr}
+		l.index[addr] = i
+	}
+	sl := &l.slots[i]
+	t := max(sl.tat, now)
+	if t.Sub(now) > l.tau {
+		return false
+	}
+	sl.tat = t.Add(l.every)
+	return true
+}
+
+// slot returns a free slot, or forgets the source with the earliest
+// theoretical arrival time (the most credit left) to make one: a source
+// with full credit is forgotten at no cost, and a source deep in debt,
+// such as a loop, is the last to be. Ties go to the lowest slot, so the
+// choice depends on nothing but the inputs.
+func (l *sourceLimit) slot() int {
+	if len(l.slots) < l.max {
+		l.slots = append(l.slots, sourceSlot{})
+		return len(l.slots) - 1
+	}
+	j := 0
+	for i := range l.slots {
+		if l.slots[i].tat < l.slots[j].tat {
+			j = i
+		}
+	}
+	delete(l.index, l.slots[j].addr)
+	return j
 }
 
 // ClientConfig configures an echo client.

@@ -36,34 +36,51 @@ func splitDatagrams(b []byte) [][]byte {
 
 // FuzzServerUDP: whatever datagrams arrive, from whatever port, the
 // server answers each with exactly one datagram holding exactly its
-// bytes, to its source, or (from port 0 or a well-known port) with
-// nothing; it never does anything else.
+// bytes, to its source, or, from port 0, a well-known port, its own port
+// or a source address over its rate limit, with nothing; it never does
+// anything else. limit picks the rate limit and how many source
+// addresses share it.
 func FuzzServerUDP(f *testing.F) {
-	f.Add([]byte("233\n"), uint16(40000), false)
-	f.Add([]byte(""), uint16(50000), false)
-	f.Add([]byte("hello\xff\xffworld\xff\xff\xff\xff\x00"), uint16(1023), false)
-	f.Add([]byte("from the echo port\xff\xffagain"), uint16(7), true)
-	f.Add([]byte("source port zero"), uint16(0), true)
-	f.Add(bytes.Repeat([]byte{0xa5}, 65507), uint16(65535), false)
-	f.Add([]byte("\xff\xff\xff\xff\xff"), uint16(1024), false)
-	f.Fuzz(func(t *testing.T, data []byte, port uint16, allowLow bool) {
-		s := NewServer(ServerConfig{UDP: fuzzServer, TCP: fuzzServer, AllowLowPorts: allowLow})
+	f.Add([]byte("233\n"), uint16(40000), false, uint8(0))
+	f.Add([]byte(""), uint16(50000), false, uint8(0))
+	f.Add([]byte("hello\xff\xffworld\xff\xff\xff\xff\x00"), uint16(1023), false, uint8(17))
+	f.Add([]byte("from the echo port\xff\xffagain"), uint16(7), true, uint8(3))
+	f.Add([]byte("source port zero"), uint16(0), true, uint8(0))
+	f.Add(bytes.Repeat([]byte{0xa5}, 65507), uint16(65535), false, uint8(0))
+	f.Add([]byte("\xff\xff\xff\xff\xff"), uint16(1024), false, uint8(0))
+	f.Add([]byte("from our own port"), fuzzServer.Port(), false, uint8(0))
+	f.Add([]byte("a\xff\xffb\xff\xffc\xff\xffd\xff\xffe\xff\xfff\xff\xffg"), uint16(40000), false, uint8(0x11))
+	f.Fuzz(func(t *testing.T, data []byte, port uint16, allowLow bool, limit uint8) {
+		// One to four source addresses; a rate of 10 to 80 a second
+		// (datagrams come 1 ms apart), bursts of 1 to 4.
+		hosts := 1 + int(limit&3)
+		rate, burst := 10*float64(1+limit>>2&7), 1+int(limit>>5&3)
+		s := NewServer(ServerConfig{UDP: fuzzServer, TCP: fuzzServer, AllowLowPorts: allowLow, SourceRate: rate, SourceBurst: burst})
 		r := spectest.NewRig(t, s)
 		r.Step(spec.Input{Kind: spec.InStart})
 		r.AnswerBinds()
 		if r.Bound[sockUDP] != spec.UDP || r.Exited {
 			t.Fatalf("the server did not bind its UDP socket: bound %v, exited %v %q", r.Bound, r.Exited, r.Exit)
 		}
+		// The rate limit's model: GCRA per source address.
+		every := time.Duration(float64(time.Second) / rate)
+		tat := map[netip.Addr]spec.Time{}
 		var echoed, dropped uint64
 		for i, d := range splitDatagrams(data) {
 			d = d[:min(len(d), 65507)] // the most a UDP datagram over IPv4 holds
-			from := netip.AddrPortFrom(peerAddr(i).Addr(), port+uint16(i)*997)
+			from := netip.AddrPortFrom(peerAddr(i%hosts).Addr(), port+uint16(i)*997)
 			r.Now = r.Now.Add(time.Millisecond)
 			r.Step(spec.Input{Kind: spec.InDatagram, Sock: sockUDP, Addr: from, Data: d})
-			answer := from.Port() != 0 && (from.Port() >= 1024 || allowLow)
+			answer := from.Port() != 0 && (from.Port() >= 1024 || allowLow) && from.Port() != fuzzServer.Port()
+			if answer {
+				t0 := max(tat[from.Addr()], r.Now)
+				if answer = t0.Sub(r.Now) <= time.Duration(burst-1)*every; answer {
+					tat[from.Addr()] = t0.Add(every)
+				}
+			}
 			if !answer {
 				dropped++
-				r.Only("a datagram from port " + from.String())
+				r.Only("a datagram from " + from.String())
 				continue
 			}
 			echoed++
@@ -77,7 +94,7 @@ func FuzzServerUDP(f *testing.F) {
 			}
 		}
 		c := s.Counters()
-		if c[0].Value != echoed+dropped || c[1].Value != echoed || c[2].Value != dropped {
+		if c[0].Value != echoed+dropped || c[1].Value != echoed || c[2].Value+c[3].Value+c[4].Value != dropped {
 			t.Fatalf("counters %v, want %d datagrams, %d echoed, %d dropped", c, echoed+dropped, echoed, dropped)
 		}
 		r.Step(spec.Input{Kind: spec.InStop})
@@ -90,18 +107,20 @@ func FuzzServerUDP(f *testing.F) {
 
 // tcpModel is what the TCP server should hold for a connection.
 type tcpModel struct {
-	got    []byte // bytes received while the server held the connection
-	unread int    // echoed bytes since the last "writable"
+	got      []byte // bytes received while the server held the connection
+	unread   int    // echoed bytes since the last "writable"
+	draining bool   // the peer half-closed with echo not yet taken by the transport
 }
 
 // FuzzServerTCP gives the server a hostile sequence of connections,
 // bytes, half-closes, resets, writability and stale inputs (for streams
 // it reset or never had). On every connection it holds, what it wrote is
 // exactly what it received, in order, at once; it closes after the peer's
-// FIN; it resets a connection exactly when more than MaxUnread echoed
-// bytes wait for the client, and refuses connections beyond MaxStreams;
-// it never writes to a stream it does not hold, and holds no state for
-// connections that are gone.
+// FIN, and keeps counting the connection against MaxStreams until the
+// transport has taken its echo ("writable"); it resets a connection
+// exactly when more than MaxUnread echoed bytes wait for the client, and
+// refuses connections beyond MaxStreams; it never writes to a stream it
+// does not hold, and holds no state for connections that are gone.
 func FuzzServerTCP(f *testing.F) {
 	const accept, data, writable, fin, reset, stale = 0, 1, 3, 4, 5, 6
 	f.Add(spectest.Seq(accept, data, 0, "hello", fin, 0), uint8(0), uint16(100))
@@ -111,6 +130,10 @@ func FuzzServerTCP(f *testing.F) {
 		data, 0, strings.Repeat("z", 63), accept, data, 1, "!"), uint8(3), uint16(70))
 	f.Add(spectest.Seq(accept, accept, accept, data, 2, "refused?", fin, 1, accept, data, 3, "ok", stale, 7, 1, stale, 2, 2), uint8(1), uint16(1))
 	f.Add(spectest.Seq(accept, data, 0, "", writable, 0, data, 0, "zz", reset, 0, accept, data, 1, "z"), uint8(0), uint16(0))
+	// Half-closed with echo waiting: still counted (the second accept is
+	// refused) until writable, then forgotten (the third is taken).
+	f.Add(spectest.Seq(accept, data, 0, "unread", fin, 0, accept, writable, 0, accept, data, 2, "ok", fin, 2), uint8(0), uint16(100))
+	f.Add(spectest.Seq(accept, data, 0, "unread", fin, 0, reset, 0, accept, data, 1, "x"), uint8(0), uint16(100))
 	f.Fuzz(func(t *testing.T, program []byte, maxStreams uint8, maxUnread uint16) {
 		cfg := ServerConfig{TCP: fuzzServer, MaxStreams: 1 + int(maxStreams%4), MaxUnread: 1 + int(maxUnread%512)}
 		s := NewServer(cfg)
@@ -166,6 +189,9 @@ func FuzzServerTCP(f *testing.F) {
 				r.Only("writable")
 				if m := held[id]; m != nil {
 					m.unread = 0
+					if m.draining {
+						delete(held, id) // the last of its echo is with the transport
+					}
 				}
 			case fin: // the client's FIN
 				id := p.Stream(ids)
@@ -178,7 +204,11 @@ func FuzzServerTCP(f *testing.F) {
 				if held[id] != nil != r.Closes[id] || len(r.Writes) > 0 || len(r.Aborts) > 0 {
 					t.Fatalf("FIN on a connection held %v: closed %v, wrote %d streams, reset %v", held[id] != nil, r.Closes[id], len(r.Writes), r.Aborts)
 				}
-				delete(held, id)
+				if m := held[id]; m != nil && m.unread > 0 {
+					m.draining = true // still counts until its echo is taken
+				} else {
+					delete(held, id)
+				}
 			case reset:
 				id := p.Stream(ids)
 				if r.Streams[id] == nil {

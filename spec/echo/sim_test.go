@@ -406,16 +406,35 @@ func TestServerCutsOffNonReaders(t *testing.T) {
 	}
 }
 
-// Datagrams from well-known ports (another reflector) are dropped.
+// Datagrams from port 0, from well-known ports (other services) and
+// from the server's own port (another echo server, most likely) are
+// dropped, also when the server learns its port only when it binds.
 func TestServerIgnoresReflectors(t *testing.T) {
-	srv := echo.NewServer(echo.ServerConfig{UDP: server})
-	for _, port := range []uint16{0, 7, 19, 53, 123, 1023} {
-		from := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.9"), port)
-		out := srv.Step(0, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: from, Data: []byte("x")}, nil)
-		for _, o := range out {
-			if o.Kind == spec.OutSend {
-				t.Errorf("server echoed to port %d", port)
+	for _, tc := range []struct {
+		name  string
+		cfg   netip.AddrPort // what the server is told to bind
+		bound netip.AddrPort // what the runner bound
+	}{
+		{"fixed port", server, server},
+		{"port picked at bind", netip.MustParseAddrPort("10.0.0.1:0"), netip.MustParseAddrPort("10.0.0.1:43210")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := echo.NewServer(echo.ServerConfig{UDP: tc.cfg})
+			srv.Step(0, spec.Input{Kind: spec.InStart}, nil)
+			srv.Step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: tc.bound}, nil)
+			for _, port := range []uint16{0, 7, 19, 53, 123, 1023, tc.bound.Port()} {
+				from := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.9"), port)
+				out := srv.Step(0, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: from, Data: []byte("x")}, nil)
+				for _, o := range out {
+					if o.Kind == spec.OutSend {
+						t.Errorf("server echoed to port %d", port)
+					}
+				}
 			}
-		}
+			from := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.9"), 40000)
+			if out := srv.Step(0, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: from, Data: []byte("x")}, nil); len(out) != 1 || out[0].Kind != spec.OutSend {
+				t.Errorf("an ordinary client drew %v, want its echo", out)
+			}
+		})
 	}
 }

@@ -1,0 +1,156 @@
+package echo_test
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/echo"
+)
+
+// One datagram forged in one echo server's name to another must not set
+// them bouncing it for ever: on the same port the first server drops it
+// at once; on different ports the per-source limit runs the loop out of
+// credit within a second or so.
+func TestForgedDatagramCannotLoop(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		portA     uint16
+		portB     uint16
+		maxEchoes int
+	}{
+		{"same port", 9999, 9999, 0},
+		// Each server answers its burst B and what the rate R refills
+		// while a loop at L datagrams a second drains it: B·L/(L-R),
+		// at most 2B while L >= 2R (here L is 250 a second).
+		{"different ports", 9999, 7777, 2 * 2 * echo.DefaultSourceBurst},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), tc.portA)
+			b := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), tc.portB)
+			echoes := -1 // the forged datagram is sent too
+			var last spec.Time
+			s := sim.New(sim.Config{Seed: 1, Link: sim.Symmetric(sim.Dir{Delay: time.Millisecond}), OnNet: func(ev sim.NetEvent) {
+				if ev.Kind == sim.NetSend && ev.Proto == spec.UDP {
+					echoes++
+					last = ev.T
+				}
+			}})
+			for _, ap := range []netip.AddrPort{a, b} {
+				cfg := echo.ServerConfig{UDP: ap}
+				s.MustAddNode(sim.NodeSpec{Name: ap.Addr().String(), Addr: ap.Addr(), Protocol: "echo", Role: "server", Config: cfg,
+					New: func() spec.Machine { return echo.NewServer(cfg) }})
+			}
+			s.Inject(10*time.Millisecond, a, b, []byte("one forged datagram"))
+			s.Run(10 * time.Second)
+			if echoes > tc.maxEchoes {
+				t.Errorf("one forged datagram drew %d echoes between the servers in 10 s, want at most %d", echoes, tc.maxEchoes)
+			}
+			if echoes > 0 && last.Sub(spec.SimEpoch) > 3*time.Second {
+				t.Errorf("the servers were still echoing to each other at %v", last.Sub(spec.SimEpoch))
+			}
+		})
+	}
+}
+
+// The per-source limit answers a burst, then the rate; sources are
+// limited independently; the table never grows past Sources, and a
+// source deep in debt (a loop) is not the one forgotten to make room.
+func TestSourceRateLimit(t *testing.T) {
+	srv := echo.NewServer(echo.ServerConfig{UDP: server, SourceRate: 10, SourceBurst: 5, Sources: 4})
+	now := spec.SimEpoch
+	srv.Step(now, spec.Input{Kind: spec.InStart}, nil)
+	srv.Step(now, spec.Input{Kind: spec.InBound, Sock: 1, Addr: server}, nil)
+	from := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 40000)
+	}
+	echoed := func(at spec.Time, src netip.AddrPort, n int) int {
+		got := 0
+		for range n {
+			for _, o := range srv.Step(at, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: []byte("x")}, nil) {
+				if o.Kind == spec.OutSend && o.Addr == src {
+					got++
+				}
+			}
+		}
+		return got
+	}
+	if got := echoed(now, from(1), 20); got != 5 {
+		t.Fatalf("20 datagrams at once from one source: %d echoed, want the burst of 5", got)
+	}
+	if got := echoed(now, from(2), 3); got != 3 {
+		t.Fatalf("another source was limited too: %d of 3 echoed", got)
+	}
+	if got := echoed(now.Add(300*time.Millisecond), from(1), 20); got != 3 {
+		t.Fatalf("300 ms later at 10/s: %d echoed, want 3", got)
+	}
+	// Three new sources fill the table; a fourth forgets the one with
+	// the most credit (source 3, which sent one datagram), never source
+	// 1, which is out of credit.
+	later := now.Add(300 * time.Millisecond)
+	for i := 3; i <= 6; i++ {
+		if got := echoed(later, from(i), 1); got != 1 {
+			t.Fatalf("new source %d: %d echoed", i, got)
+		}
+	}
+	if got := echoed(later, from(1), 1); got != 0 {
+		t.Fatalf("the source out of credit was forgotten to make room: it got %d more echoes", got)
+	}
+	var limited uint64
+	for _, c := range srv.Counters() {
+		if c.Name == "dropped_rate_limited" {
+			limited = c.Value
+		}
+	}
+	if limited != 15+17+1 {
+		t.Fatalf("dropped_rate_limited = %d, want 33", limited)
+	}
+}
+
+// Connections whose client half-closes without reading keep counting
+// against MaxStreams until the transport has taken their echo: 1,000 of
+// them with 1 MiB each cannot get past MaxStreams = 2.
+func TestHalfClosedConnectionsStillCount(t *testing.T) {
+	srv := echo.NewServer(echo.ServerConfig{TCP: server, MaxStreams: 2, MaxUnread: 1 << 20})
+	now := spec.SimEpoch
+	srv.Step(now, spec.Input{Kind: spec.InStart}, nil)
+	srv.Step(now, spec.Input{Kind: spec.InBound, Sock: 2, Addr: server}, nil)
+	unsent, accepted := 0, 0
+	for i := 1; i <= 1000; i++ {
+		id := spec.AcceptedStream | spec.Stream(i)
+		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), uint16(40000+i))
+		refused := false
+		for _, o := range srv.Step(now, spec.Input{Kind: spec.InAccepted, Sock: 2, Stream: id, Addr: from}, nil) {
+			refused = refused || o.Kind == spec.OutAbort
+		}
+		if refused {
+			continue
+		}
+		accepted++
+		for _, o := range srv.Step(now, spec.Input{Kind: spec.InStreamData, Stream: id, Data: make([]byte, 1<<20)}, nil) {
+			if o.Kind == spec.OutWrite {
+				unsent += len(o.Data)
+			}
+		}
+		closed := false
+		for _, o := range srv.Step(now, spec.Input{Kind: spec.InStreamClosed, Stream: id}, nil) {
+			closed = closed || (o.Kind == spec.OutClose && o.Stream == id)
+		}
+		if !closed {
+			t.Fatalf("connection %d: the peer's FIN was not answered with our own close", i)
+		}
+	}
+	if accepted != 2 || unsent > 2<<20 {
+		t.Fatalf("MaxStreams 2: %d half-closed connections accepted, %d MiB of echo not taken by the transport", accepted, unsent>>20)
+	}
+	// Once the transport takes a connection's echo it stops counting.
+	srv.Step(now, spec.Input{Kind: spec.InStreamWritable, Stream: spec.AcceptedStream | 1}, nil)
+	out := srv.Step(now, spec.Input{Kind: spec.InAccepted, Sock: 2, Stream: spec.AcceptedStream | 1001, Addr: netip.MustParseAddrPort("192.0.2.1:50000")}, nil)
+	for _, o := range out {
+		if o.Kind == spec.OutAbort {
+			t.Fatal("a connection whose echo was flushed still holds its place")
+		}
+	}
+}

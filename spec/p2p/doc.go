@@ -141,7 +141,8 @@
 //	    most HashSeeds lists per HashEvery: peers pass the list on).
 //	ERROR BUSY\r\n
 //	    also the answer to a DREQ when the peer's uplink already has
-//	    BusyAt requests waiting: ask someone else.
+//	    BusyAt requests waiting, from this neighbour or others: ask
+//	    someone else.
 //
 // The server answers an extension peer in the order it can, not the
 // order asked: DANY and DREQ answers wait for its uplink, CHECK is
@@ -364,6 +365,8 @@
 // framing ends the connection. A peer bans a neighbour that sends a
 // corrupt chunk, a hash list that does not match the root, DATA it did
 // not ask for, PUSH where it did not say "push", or an answer that does
-// not fit its request. Requests queued per connection, connections per
-// node and neighbours per peer are bounded.
+// not fit its request. Requests queued per connection are bounded
+// (MaxPending, 256, at the server and at peers: a connection that asks
+// for more without reading its answers is sent UNKNOWN_COMMAND and
+// closed), and so are connections per node and neighbours per peer.
 package p2p

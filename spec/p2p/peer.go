@@ -98,9 +98,12 @@ type PeerConfig struct {
 	// BusyAt is how many requests may wait for this peer's uplink before
 	// an extension peer asking for more is told BUSY (default 8);
 	// BusyWait is how long a peer told BUSY leaves that neighbour alone
-	// (default 100ms).
-	BusyAt   int           `json:"busyAt,omitempty"`
-	BusyWait time.Duration `json:"busyWait,omitempty"`
+	// (default 100ms). MaxPending bounds the answers queued on one
+	// connection (default 256, as the server's): a neighbour that asks
+	// for more without reading them is sent UNKNOWN_COMMAND and closed.
+	BusyAt     int           `json:"busyAt,omitempty"`
+	BusyWait   time.Duration `json:"busyWait,omitempty"`
+	MaxPending int           `json:"maxPending,omitempty"`
 	// MaxChunks bounds the chunk count a server may announce (default
 	// 1<<20).
 	MaxChunks int `json:"maxChunks,omitempty"`
@@ -134,6 +137,7 @@ func (c *PeerConfig) fill() {
 	def(&c.MaxChunks, 1<<20)
 	def(&c.Window, 8)
 	def(&c.BusyAt, 8)
+	def(&c.MaxPending, 256)
 	if c.PushTo == 0 {
 		c.PushTo = 2
 	}
@@ -240,7 +244,7 @@ type Peer struct {
 type peerCounters struct {
 	fromServer, fromPeers, dup, dupServer, corrupt, banned, served, refused, overflow, unknown uint64
 	violations, reconnects, hashLists, checkFailed, timeouts, busy, idle, cut, voided          uint64
-	swallowed                                                                                  uint64
+	swallowed, flooded                                                                         uint64
 }
 
 type neighbor struct {
@@ -375,7 +379,7 @@ func (p *Peer) Counters() []spec.Counter {
 		{Name: "request_timeouts", Value: c.timeouts}, {Name: "told_busy", Value: c.busy},
 		{Name: "upload_idle_ms", Value: c.idle},
 		{Name: "bodies_cut_through", Value: c.cut}, {Name: "bodies_voided", Value: c.voided},
-		{Name: "xhel_unanswered", Value: c.swallowed},
+		{Name: "xhel_unanswered", Value: c.swallowed}, {Name: "request_floods", Value: c.flooded},
 	}
 }
 
@@ -1307,6 +1311,17 @@ func (p *Peer) readIn(now spec.Time, c *iconn, out []spec.Output) []spec.Output 
 			p.answer(c, ireq{op: ERROR, err: ErrUnknownCommand})
 			continue
 		}
+		if len(c.pending) >= p.cfg.MaxPending {
+			// Answers are written in order, so a neighbour that keeps
+			// asking without reading them would make this peer queue
+			// requests without bound; every honest one stays far below
+			// (PeerDepth requests, BUSY beyond BusyAt).
+			p.cnt.flooded++
+			out = append(out, spec.Debug("p2p: too many queued requests", slog.String("from", c.remote.String()), slog.Int("pending", len(c.pending))))
+			p.dropPending(c)
+			p.writeIn(c, ireq{op: ERROR, err: ErrUnknownCommand})
+			return p.closeIn(c, false, out)
+		}
 		out = p.serve(now, c, m, out)
 	}
 	if c.gone || c.closing {
@@ -1409,7 +1424,10 @@ func (p *Peer) serve(now spec.Time, c *iconn, m Msg, out []spec.Output) []spec.O
 		case m.Chunk >= p.n:
 			p.cnt.overflow++
 			p.answer(c, ireq{op: ERROR, err: ErrOffsetOverflow})
-		case c.ext && len(c.pending) == 0 && p.upq >= p.cfg.BusyAt:
+		case c.ext && p.upq >= p.cfg.BusyAt:
+			// Also when this connection has requests queued already: the
+			// uplink is as busy for them, and a neighbour that asks
+			// without reading must not queue without bound.
 			p.cnt.busy++
 			p.answer(c, ireq{op: ERROR, err: ErrBusy})
 		default:

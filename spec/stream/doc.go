@@ -129,7 +129,10 @@
 //	                                  consent; with a BYE, unsubscribe
 //	STREAMING --expiry timer-->       drop every subscriber silent for
 //	                                  ExpireAfter report intervals,
-//	                                  exactly when that time is reached
+//	                                  exactly when that time is reached;
+//	                                  any other input at or after that
+//	                                  time does so first, so a subscriber
+//	                                  is sent nothing from then on
 //	STREAMING --stop, or the tick
 //	            after index Count-1-->  BYE to every subscriber, exit
 //	STREAMING --"report" command-->   "subscribers" event: one row per

@@ -316,6 +316,53 @@ func TestServerStopAndReport(t *testing.T) {
 	}
 }
 
+// A subscriber expires before anything else happens at the instant its
+// silence reaches the limit, whichever input the runner delivers first
+// at that instant (here the tick, set earlier, comes before the expiry
+// timer): it is sent nothing, and its departure is reported in that step.
+func TestServerExpiresBeforeAnythingElse(t *testing.T) {
+	stranger := netip.MustParseAddrPort("10.0.0.9:40000")
+	for _, tc := range []struct {
+		name string
+		in   spec.Input
+	}{
+		{"tick", spec.Input{Kind: spec.InTimer, Timer: 1}},
+		{"datagram", spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: stranger, Data: stream.EncodeJoin(9, "cn", nil)}},
+		{"report command", spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "report"}}},
+		{"stop", spec.Input{Kind: spec.InStop}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Expiry after 2 s of silence: alice (heard at 0.5 s) expires
+			// at 2.5 s, bob (heard at 1 s) at 3 s, when the tick is due.
+			r := newServerRig(t, stream.ServerConfig{Delay: time.Second, ReportInterval: time.Second, ExpireAfter: 2})
+			r.step(spec.Input{Kind: spec.InTimer, Timer: 1})
+			r.at(500*time.Millisecond).subscribe(alice, 1)
+			r.at(time.Second).step(spec.Input{Kind: spec.InTimer, Timer: 1})
+			r.subscribe(bob, 2)
+			r.at(2 * time.Second).step(spec.Input{Kind: spec.InTimer, Timer: 1})
+			r.at(2500 * time.Millisecond).step(spec.Input{Kind: spec.InTimer, Timer: 2})
+			out := r.at(3 * time.Second).step(tc.in)
+			if got := sends(out, bob); len(got) > 0 {
+				t.Errorf("at 3 s bob (last heard at 1 s, expiry 2 s) was sent %d datagrams", len(got))
+			}
+			gone := false
+			for _, o := range kinds(out, spec.OutEvent) {
+				switch v := o.Event.Value.(type) {
+				case stream.Departure:
+					gone = gone || (v.Addr == bob.String() && v.Reason == "expired")
+				case []stream.SubscriberInfo:
+					if len(v) != 0 {
+						t.Errorf("the report lists %+v", v)
+					}
+				}
+			}
+			if !gone {
+				t.Errorf("bob's expiry was not reported in the step at 3 s: %v", kinds(out, spec.OutEvent))
+			}
+		})
+	}
+}
+
 // Garbage, RTP, port-0 sources and control packets a server does not
 // take are dropped, counted and logged at debug level.
 func TestServerDropsHostileInput(t *testing.T) {

@@ -220,10 +220,12 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		}
 		out = s.begin(now, in.Addr, out)
 	case spec.InDatagram:
+		out = s.expireDue(now, out)
 		out = s.datagram(now, in, out)
 	case spec.InTimer:
 		switch in.Timer {
 		case timerTick:
+			out = s.expireDue(now, out)
 			out = s.tick(now, out)
 		case timerExpire:
 			out = s.expire(now, out)
@@ -231,11 +233,13 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 	case spec.InCommand:
 		switch in.Cmd.Name {
 		case "report":
+			out = s.expireDue(now, out)
 			out = append(out, spec.Emit(spec.Event{Name: "subscribers", Value: s.Report(now)}))
 		default:
 			out = append(out, spec.Debug("stream: unknown command", slog.String("name", in.Cmd.Name)))
 		}
 	case spec.InStop:
+		out = s.expireDue(now, out)
 		out = s.finish(now, "server stopped", out)
 	}
 	return out
@@ -576,6 +580,19 @@ func (s *Server) expire(now spec.Time, out []spec.Output) []spec.Output {
 		i++
 	}
 	return s.armExpiry(out)
+}
+
+// expireDue expires subscribers whose time has come before a step does
+// anything else: when the tick and the expiry timer fall due at the same
+// instant, in whatever order the runner delivers them, a subscriber
+// silent for exactly the limit gets no more data. expireAt is never later
+// than the earliest deadline (hearing from a subscriber only moves its
+// deadline later), so nobody is due before it.
+func (s *Server) expireDue(now spec.Time, out []spec.Output) []spec.Output {
+	if s.expireAt == 0 || now.Before(s.expireAt) {
+		return out
+	}
+	return s.expire(now, out)
 }
 
 // SubscriberInfo is one row of the server's per-subscriber report: what

@@ -34,8 +34,8 @@ const (
 	TokenSize = 8
 	// MinJoinSize is the size a client pads HELLO and ECHO compounds to.
 	// It is larger than any answer the server gives an unvalidated
-	// address (a CHALLENGE compound is 60 bytes), so the server never
-	// sends more than it received.
+	// address (a CHALLENGE compound is 68 bytes: RR 8, SDES 28, APP 32),
+	// so the server never sends more than it received.
 	MinJoinSize = 128
 	// MaxControlSize bounds the RTCP compounds either side accepts; larger
 	// ones are dropped unparsed, which bounds the decoder's allocations.

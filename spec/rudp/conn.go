@@ -550,10 +550,12 @@ func (c *Conn) onSynAck(now spec.Time, p *Packet) {
 	c.ep.emit(Event{Kind: Connected, Conn: ConnID(c.id), Peer: c.peer})
 }
 
-func (c *Conn) onSegment(now spec.Time, p *Packet) {
+// onSegment handles a SEG for this session. It returns why, if the
+// segment broke the protocol and ended the session.
+func (c *Conn) onSegment(now spec.Time, p *Packet) string {
 	switch c.st {
 	case stSynSent, stClosed:
-		return
+		return ""
 	}
 	c.ep.c.segsRcvd++
 	c.lastRecv = now
@@ -564,7 +566,7 @@ func (c *Conn) onSegment(now spec.Time, p *Packet) {
 		c.onAck(now, p)
 	}
 	if p.Flags&FlagDATA == 0 {
-		return
+		return ""
 	}
 	switch c.st {
 	case stClosed:
@@ -578,8 +580,9 @@ func (c *Conn) onSegment(now spec.Time, p *Packet) {
 			c.twAt = now.Add(c.ep.cfg.TimeWait)
 		}
 	default:
-		c.onData(now, p)
+		return c.onData(now, p)
 	}
+	return ""
 }
 
 // onAck processes the cumulative acknowledgement, the SACK blocks and the
@@ -770,34 +773,46 @@ func (c *Conn) lossAt() spec.Time {
 	return r.at.Add(c.lossDelay())
 }
 
-func (c *Conn) onData(now spec.Time, p *Packet) {
+// onData handles a data segment. It returns why, if the segment broke
+// the protocol and ended the session.
+func (c *Conn) onData(now spec.Time, p *Packet) string {
 	cfg := &c.ep.cfg
 	if c.rbuf == nil {
-		return
+		return ""
 	}
 	seq := expand(c.rcvNext, p.Seq)
 	fin := p.Flags&FlagFIN != 0
 	c.echo, c.echoFresh = p.Stamp, true
 	if c.finRcvd && (seq > c.rcvFinSeq || (fin && seq != c.rcvFinSeq)) {
 		c.ep.c.outOfWindow++
-		return // data past the peer's own FIN: ignore it
+		return "" // data past the peer's own FIN: ignore it
 	}
 	if seq < c.rcvNext {
 		c.ep.c.dupSegs++
 		c.ackNow = true
-		return
+		return ""
 	}
 	if seq-c.rcvNext >= uint64(cfg.RecvWindow) {
 		c.ep.c.outOfWindow++
 		c.ackNow = true
-		return
+		return ""
+	}
+	if fin && len(c.ranges) > 0 && c.ranges[len(c.ranges)-1].e > seq+1 {
+		// A FIN below segments already held: the peer sent data past
+		// its own end. Neither the data nor the FIN can be delivered
+		// without handing the application bytes after PeerClosed or
+		// dropping bytes SACK promised to keep, so the session ends.
+		why := fmt.Sprintf("protocol error: FIN at %d below segments held up to %d", seq, c.ranges[len(c.ranges)-1].e-1)
+		c.ep.c.protocolErrs++
+		c.finish(why, ReasonProtocol)
+		return why
 	}
 	if seq > c.rcvNext {
 		slot := c.rslot(seq)
 		if slot.ok {
 			c.ep.c.dupSegs++
 			c.ackNow = true
-			return
+			return ""
 		}
 		*slot = rseg{data: p.Payload, fin: fin, ok: true}
 		if fin {
@@ -812,7 +827,7 @@ func (c *Conn) onData(now spec.Time, p *Packet) {
 			// the sender learns of the hole or its repair (RFC 9000
 			// §13.2.1, RFC 5681 §4.2).
 			c.ackNow = true
-			return
+			return ""
 		}
 		// It extends the highest range beyond a gap already reported:
 		// nothing the sender must hear at once. Acknowledging every such
@@ -820,7 +835,7 @@ func (c *Conn) onData(now spec.Time, p *Packet) {
 		// open, which at 1% loss and a few hundred segments in flight is
 		// always.
 		c.scheduleAck(now)
-		return
+		return ""
 	}
 	if fin {
 		c.finRcvd, c.rcvFinSeq = true, seq
@@ -828,31 +843,36 @@ func (c *Conn) onData(now spec.Time, p *Packet) {
 	c.lastRcvSeq = seq
 	c.rcvNext++
 	c.deliver(now, p.Payload, fin)
+	// Delivery stops at the FIN, the last byte the peer will send; the
+	// check above keeps anything from being held past it.
+	ended := fin
 	filled := false
-	for c.rbuf != nil && len(c.ranges) > 0 && c.ranges[0].s == c.rcvNext {
+	for !ended && c.rbuf != nil && len(c.ranges) > 0 && c.ranges[0].s == c.rcvNext {
 		end := c.ranges[0].e
 		c.ranges = c.ranges[1:]
-		for c.rbuf != nil && c.rcvNext < end {
+		for !ended && c.rbuf != nil && c.rcvNext < end {
 			r := c.rslot(c.rcvNext)
 			d, f := r.data, r.fin
 			*r = rseg{}
 			c.rcvNext++
 			c.deliver(now, d, f)
+			ended = f
 		}
 		filled = true
 	}
 	if c.rbuf == nil {
-		return // the peer's FIN took us to TIME_WAIT
+		return "" // the peer's FIN took us to TIME_WAIT
 	}
 	if len(c.ranges) == 0 {
 		c.ranges = c.ranges[:0:0]
 	}
 	if filled || len(c.ranges) > 0 || fin {
 		c.ackNow = true
-		return
+		return ""
 	}
 	c.inOrder++
 	c.scheduleAck(now)
+	return ""
 }
 
 // scheduleAck counts a segment that needs no immediate acknowledgement

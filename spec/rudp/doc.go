@@ -74,6 +74,13 @@
 // A segment without DATA is a pure acknowledgement. SACK is binding: a
 // receiver never discards what it has reported.
 //
+// The FIN's seq is the last the sender will use, so the application
+// never sees data after PeerClosed: a receiver drops a segment above a
+// FIN it holds, and delivery stops at the FIN. A FIN that arrives below
+// segments the receiver already holds (it can neither deliver them after
+// the end of the stream nor, SACK being binding, drop them) ends the
+// session: Closed with a protocol error, and a RST "protocol error".
+//
 // RST, 8 bytes: aux is the reason (1 unknown session, 2 busy, 3 stale
 // cookie, 4 aborted, 5 shutting down, 6 protocol error, 7 timed out). A
 // RST is never answered.
@@ -230,6 +237,7 @@
 //	any          MaxRetries RTOs in a row       CLOSED, error, RST sent
 //	any          IdleTimeout of silence with    CLOSED, error, RST sent
 //	             nothing unacknowledged
+//	any          a FIN below segments held      CLOSED, error, RST sent
 //	any          Abort / Shutdown               CLOSED, RST sent
 //
 // The application sees Closed on reaching TIME_WAIT or CLOSED; a session

@@ -100,6 +100,7 @@ type counters struct {
 	segsSent, segsRcvd, acksSent, bytesSent, bytesRcvd                uint64
 	retrans, fastRetrans, rtos, lossEvents, dupSegs, outOfWindow      uint64
 	badAcks, keepalives, tailProbes, spurious, noiseLosses            uint64
+	protocolErrs                                                      uint64
 }
 
 // TimerSpan is how many timer ids an endpoint uses from its base: one
@@ -390,6 +391,7 @@ func (e *Endpoint) Counters() []spec.Counter {
 		{Name: "rudp_tail_probes", Value: c.tailProbes},
 		{Name: "rudp_spurious_retransmits", Value: c.spurious},
 		{Name: "rudp_noise_losses", Value: c.noiseLosses},
+		{Name: "rudp_protocol_errors", Value: c.protocolErrs},
 	}
 }
 
@@ -432,7 +434,9 @@ func (e *Endpoint) datagram(now spec.Time, from netip.AddrPort, b []byte, out []
 		if c.peer != from {
 			return e.drop(out, &e.c.strangers, "segment from an address that is not the session's peer", from)
 		}
-		c.onSegment(now, p)
+		if why := c.onSegment(now, p); why != "" {
+			out = append(out, spec.Debug("rudp: session reset: "+why, slog.String("peer", from.String())))
+		}
 		e.touch(c)
 	case TypeRST:
 		c := e.conns[p.Dst]

@@ -1,6 +1,7 @@
 package rudp
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
@@ -814,7 +815,10 @@ func (c *Conn) onData(now spec.Time, p *Packet) string {
 			c.ackNow = true
 			return ""
 		}
-		*slot = rseg{data: p.Payload, fin: fin, ok: true}
+		// A copy: the runner may hand a batch of datagrams as slices
+		// of one buffer, which a held segment would otherwise pin
+		// whole until the gap before it fills.
+		*slot = rseg{data: bytes.Clone(p.Payload), fin: fin, ok: true}
 		if fin {
 			c.finRcvd, c.rcvFinSeq = true, seq
 		}

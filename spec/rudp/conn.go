@@ -973,9 +973,15 @@ func (c *Conn) onTimer(now spec.Time) {
 		if c.st == stClosed {
 			return
 		}
-	} else if c.tlpAt != 0 && now >= c.tlpAt && !c.tlpDone && c.sndUna < c.sndNxt {
-		c.probe, c.tlpDone, c.tlpAt = true, true, 0
-		c.ep.c.tailProbes++
+	} else if c.tlpAt != 0 && now >= c.tlpAt && !c.tlpDone {
+		// A probe due with nothing outstanding (an ack that advanced
+		// over segments already SACKed does not reset it) is moot; it
+		// must not stay due, or the timer would fire at once for ever.
+		c.tlpAt = 0
+		if c.sndUna < c.sndNxt {
+			c.probe, c.tlpDone = true, true
+			c.ep.c.tailProbes++
+		}
 	}
 	if at := c.lossAt(); at != 0 && now >= at {
 		c.detectLosses(now)

@@ -680,3 +680,26 @@ func TestUnacknowledgedDataAbortsAfterMaxRetries(t *testing.T) {
 		})
 	}
 }
+
+// A tail-loss probe that comes due when nothing is outstanding any more
+// is moot and forgotten. Here a hostile peer SACKs everything above its
+// own cumulative ack, then acknowledges it all cumulatively: no segment
+// is newly acknowledged by that ack, and a probe time left set would
+// keep the session's timer due at the same instant for ever (a busy
+// loop in a runner, a simulator stuck at one time).
+func TestMootTailProbeDoesNotSpin(t *testing.T) {
+	h := newHarness(t, rudp.Config{})
+	h.establish(ms(10), 64)
+	h.write(3 * segRoom)
+	n := uint32(len(dataSegs(h.take())))
+	if n < 2 {
+		t.Fatalf("%d segments sent, want at least 2", n)
+	}
+	h.wait(ms(10))
+	h.ack(1, sack(1, n))
+	h.ack(n)
+	h.wait(time.Minute) // the harness fails on 100 timer firings at one instant
+	if s, ok := h.ep.Stats(h.id); ok && s.State != "ESTABLISHED" {
+		t.Fatalf("state %s", s.State)
+	}
+}

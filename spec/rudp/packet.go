@@ -80,7 +80,7 @@ type Block struct{ Start, End uint32 }
 // Cookie is the state a stateless server hands the client in its SYN-ACK
 // and gets back, authenticated, with the client's first segment.
 type Cookie struct {
-	TS  uint32 // server clock, seconds
+	TS  uint32 // server clock in milliseconds, modulo 2^32
 	Src uint32 // the client's session id
 	MSS uint16 // the client's largest datagram
 	Wnd uint32 // the client's receive window, in segments
@@ -135,8 +135,13 @@ func Decode(b []byte, p *Packet) error {
 	*p = Packet{Type: b[1], Dst: binary.BigEndian.Uint32(b[4:])}
 	switch p.Type {
 	case TypeSYN:
+		// Exactly SynLen, as doc.go says: never shorter, so no answer is
+		// larger than the SYN; never longer, so the layout has one form.
 		if len(b) < SynLen {
 			return ErrShort
+		}
+		if len(b) > SynLen {
+			return ErrLength
 		}
 		if b[2] != 0 || b[3] != 0 || p.Dst != 0 {
 			return ErrField

@@ -46,8 +46,9 @@ func equal(a, b *Packet) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-// Hostile bytes are errors, never panics, and a SYN shorter than 64
-// bytes is refused, so answers can never be larger than the request.
+// Hostile bytes are errors, never panics, and a SYN of any length but
+// 64 bytes is refused: shorter, answers could be larger than the
+// request; longer, it would not be the one layout doc.go gives.
 func TestDecodeRejects(t *testing.T) {
 	syn := (&Packet{Type: TypeSYN, Src: 1, MSS: 1452, Wnd: 1}).Append(nil)
 	seg := (&Packet{Type: TypeSEG, Dst: 1, Flags: FlagDATA, Payload: []byte("x")}).Append(nil)
@@ -59,6 +60,7 @@ func TestDecodeRejects(t *testing.T) {
 	for name, b := range map[string][]byte{
 		"empty":             nil,
 		"short SYN":         syn[:SynLen-1],
+		"long SYN":          append(syn, 0),
 		"bad version":       mutate(syn, 0, 2),
 		"unknown type":      mutate(syn, 1, 9),
 		"SYN with id 0":     mutate(mutate(mutate(mutate(syn, 8, 0), 9, 0), 10, 0), 11, 0),

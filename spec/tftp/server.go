@@ -584,7 +584,7 @@ func (s *Server) datagram(now spec.Time, sx *serverXfer, in spec.Input, out []sp
 		if err != nil {
 			code, msg := ErrDiskFull, err.Error()
 			switch {
-			case errors.Is(err, errOversized):
+			case errors.Is(err, errOversized), errors.Is(err, errTSize):
 				code = ErrIllegal
 			case !errors.Is(err, errTooLarge):
 				// The store's error may name server paths: log it,
@@ -596,6 +596,13 @@ func (s *Server) datagram(now spec.Time, sx *serverXfer, in spec.Input, out []sp
 			return s.fail(sx, code, msg, false, out)
 		}
 		if res == dataFinal {
+			if t := sx.opts.TSize; t >= 0 && sx.x.bytes != t {
+				// Fewer bytes than announced: the client stopped
+				// early, and a file cut short must not be committed.
+				msg := fmt.Sprintf("%v: %d bytes received, %d announced", errTSize, sx.x.bytes, t)
+				out = append(out, errorTo(sx.x.sock, sx.x.peer, ErrIllegal, msg))
+				return s.fail(sx, ErrIllegal, msg, false, out)
+			}
 			up := sx.up
 			sx.up = nil
 			if err := up.Commit(); err != nil {
@@ -622,9 +629,16 @@ func (s *Server) datagram(now spec.Time, sx *serverXfer, in spec.Input, out []sp
 
 var errTooLarge = errors.New("file larger than the server accepts")
 
+// errTSize is an upload whose length differs from the tsize its client
+// announced (RFC 2349: the size of the file to be transferred).
+var errTSize = errors.New("upload does not match its tsize")
+
 func (s *Server) write(sx *serverXfer, b []byte) error {
 	if sx.x.bytes+int64(len(b)) > s.cfg.MaxWriteSize {
 		return errTooLarge
+	}
+	if t := sx.opts.TSize; t >= 0 && sx.x.bytes+int64(len(b)) > t {
+		return fmt.Errorf("%w: more than the %d bytes announced", errTSize, t)
 	}
 	if _, err := sx.up.Write(b); err != nil {
 		return err

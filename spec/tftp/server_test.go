@@ -3,6 +3,7 @@ package tftp_test
 import (
 	"bytes"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -425,5 +426,103 @@ func TestDescribe(t *testing.T) {
 		if got := tftp.Describe(tc.in); !strings.HasPrefix(got, tc.want) {
 			t.Errorf("Describe(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// recordStore is a Store that remembers what became of its uploads.
+type recordStore struct {
+	committed, aborted []string
+	data               map[string][]byte // what each committed upload held
+}
+
+type recordUpload struct {
+	s    *recordStore
+	name string
+	data []byte
+}
+
+func (s *recordStore) Create(name string, _ int64) (tftp.Upload, error) {
+	return &recordUpload{s: s, name: name}, nil
+}
+
+func (u *recordUpload) Write(p []byte) (int, error) {
+	u.data = append(u.data, p...)
+	return len(p), nil
+}
+func (u *recordUpload) Abort() { u.s.aborted = append(u.s.aborted, u.name) }
+
+func (u *recordUpload) Commit() error {
+	u.s.committed = append(u.s.committed, u.name)
+	if u.s.data == nil {
+		u.s.data = map[string][]byte{}
+	}
+	u.s.data[u.name] = u.data
+	return nil
+}
+
+// newStoreBench is newBench with uploads allowed, going to st.
+func newStoreBench(t *testing.T, st tftp.Store) *bench {
+	b := &bench{t: t, now: spec.SimEpoch, port: 50000, bound: map[spec.Sock]netip.AddrPort{},
+		s: tftp.NewServer(tftp.ServerConfig{Addr: serverAddr, AllowWrite: true}, nil, st)}
+	b.step(spec.Input{Kind: spec.InStart})
+	b.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: serverAddr})
+	return b
+}
+
+// An upload that announced its size (tsize) must be exactly that size:
+// a client that sends fewer bytes, or more, gets an ERROR and nothing
+// is committed, so a cut-short upload never looks complete.
+func TestServerWriteHoldsToTSize(t *testing.T) {
+	block := func(n uint16, size int) []byte { return append(tftp.AppendData(nil, n), make([]byte, size)...) }
+	tests := []struct {
+		name   string
+		tsize  string
+		blocks [][]byte
+		commit bool
+	}{
+		{"exactly tsize", "515", [][]byte{block(1, 512), block(2, 3)}, true},
+		{"exactly tsize, a multiple of the block size", "512", [][]byte{block(1, 512), block(2, 0)}, true},
+		{"shorter than tsize", "100000", [][]byte{block(1, 3)}, false},
+		{"shorter than tsize after a full block", "100000", [][]byte{block(1, 512), block(2, 0)}, false},
+		{"longer than tsize", "3", [][]byte{block(1, 512), block(2, 3)}, false},
+		{"tsize 0 and a byte", "0", [][]byte{block(1, 1)}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &recordStore{}
+			b := newStoreBench(t, st)
+			out := sends(b.request(client, tftp.Packet{Op: tftp.OpWRQ, Filename: "up/new.bin", Mode: "octet", Options: []tftp.Option{{Name: "tsize", Value: tc.tsize}}}))
+			if len(out) != 1 || decode(t, out[0].Data).Op != tftp.OpOACK {
+				t.Fatalf("WRQ answered %v, want an OACK", out)
+			}
+			sock := out[0].Sock
+			var last tftp.Packet
+			var events []string
+			for _, blk := range tc.blocks {
+				for _, o := range b.to(sock, client, blk) {
+					switch o.Kind {
+					case spec.OutSend:
+						last = decode(t, o.Data)
+					case spec.OutEvent:
+						events = append(events, o.Event.Name)
+					}
+				}
+			}
+			if tc.commit {
+				if len(st.committed) != 1 || last.Op != tftp.OpACK || !slices.Equal(events, []string{"transfer-done"}) {
+					t.Fatalf("committed %v, last sent %v, events %v: want the upload committed and acknowledged", st.committed, last.Op, events)
+				}
+				return
+			}
+			if len(st.committed) != 0 || len(st.aborted) != 1 {
+				t.Fatalf("committed %v, aborted %v: want the upload aborted", st.committed, st.aborted)
+			}
+			if last.Op != tftp.OpERROR || !slices.Equal(events, []string{"transfer-error"}) {
+				t.Fatalf("last sent %v, events %v: want an ERROR and a transfer-error", last.Op, events)
+			}
+			if b.s.Transfers() != 0 {
+				t.Fatal("the failed upload still holds a transfer")
+			}
+		})
 	}
 }

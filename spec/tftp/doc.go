@@ -123,9 +123,11 @@
 // must pass file.ValidName before anything is opened: relative,
 // slash-separated, no "." or ".." element, no backslash or control
 // character; absolute names are refused (error 2), only regular files
-// are served, and the server reads blocks at offsets, so a window's
-// retransmission costs no memory. A file that shrinks during a transfer
-// ends it with an error rather than a short file.
+// are served (a name is checked with Stat before it is opened: opening
+// a FIFO would block the machine's runner), and the server reads blocks
+// at offsets, so a window's retransmission costs no memory. A file that
+// shrinks during a transfer ends it with an error rather than a short
+// file.
 //
 // Writes, only with ServerConfig.AllowWrite, go through a Store given to
 // NewServer (cmd's writes to a temporary name in the root and links it

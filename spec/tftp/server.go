@@ -410,6 +410,17 @@ func (s *Server) refuse(to netip.AddrPort, code ErrCode, msg string, out []spec.
 
 // openFile opens a read request's file: a regular file, read at offsets.
 func (s *Server) openFile(sx *serverXfer) (int64, ErrCode, string) {
+	// Stat before Open: opening a FIFO or a device can block the
+	// runner's only goroutine, and with it every transfer. (The Stat
+	// after Open is the one that counts, for a file replaced between
+	// the two; impl/rootfs refuses such files at open too.)
+	if st, err := fs.Stat(s.fsys, sx.x.name); err != nil {
+		code, msg := s.fsError(err)
+		return 0, code, msg
+	} else if !st.Mode().IsRegular() {
+		s.c.refused++
+		return 0, ErrAccess, "access violation: not a regular file"
+	}
 	f, err := s.fsys.Open(sx.x.name)
 	if err != nil {
 		code, msg := s.fsError(err)

@@ -3,13 +3,30 @@
 // resolved by os.Root, which refuses ".." and symlinks that lead out of
 // the directory, absolute or not. Machines also check names with
 // spec/file.ValidName before opening anything; this is the second wall.
+//
+// Only regular files and directories can be opened. Machines run on
+// their runner's one goroutine, and opening a FIFO for reading blocks
+// until a writer appears (a device may block, or have side effects): one
+// named pipe in the root would freeze every session. So files are
+// opened non-blocking, checked with fstat, and anything else is closed
+// at once and refused (ErrNotRegular), with no window between the check
+// and the open for the file to be swapped.
 package rootfs
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"slices"
+	"strings"
+	"syscall"
 )
+
+// ErrNotRegular is the error (inside an *fs.PathError) for a name that
+// is neither a regular file nor a directory.
+var ErrNotRegular = errors.New("not a regular file")
 
 // Root is an open directory.
 type Root struct {
@@ -34,8 +51,9 @@ func Open(dir string) (*Root, error) {
 }
 
 // FS is the read-only view machines get: it implements fs.StatFS,
-// fs.ReadDirFS and fs.ReadFileFS, and its files are *os.File (seekable).
-func (r *Root) FS() fs.FS { return r.r.FS() }
+// fs.ReadDirFS and fs.ReadFileFS, its files are *os.File (seekable), and
+// it opens only regular files and directories.
+func (r *Root) FS() fs.FS { return rootFS{r.r} }
 
 // OS is the underlying os.Root, for servers that also write (TFTP with
 // write requests enabled).
@@ -46,3 +64,60 @@ func (r *Root) Dir() string { return r.dir }
 
 // Close releases the directory.
 func (r *Root) Close() error { return r.r.Close() }
+
+// rootFS is Root's fs.FS.
+type rootFS struct{ r *os.Root }
+
+func (f rootFS) Open(name string) (fs.File, error) { return f.open("open", name) }
+
+// open opens name for reading without blocking, and only if it is a
+// regular file or a directory. O_NONBLOCK stays set on what it returns:
+// reads of regular files and directories ignore it.
+func (f rootFS) open(op, name string) (*os.File, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
+	}
+	file, err := f.r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
+	if m := st.Mode(); !m.IsRegular() && !m.IsDir() {
+		file.Close()
+		return nil, &fs.PathError{Op: op, Path: name, Err: ErrNotRegular}
+	}
+	return file, nil
+}
+
+// Stat follows symlinks that stay inside the root, and opens nothing.
+func (f rootFS) Stat(name string) (fs.FileInfo, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrInvalid}
+	}
+	return f.r.Stat(name)
+}
+
+func (f rootFS) ReadFile(name string) ([]byte, error) {
+	file, err := f.open("readfile", name)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	return io.ReadAll(file)
+}
+
+// ReadDir lists a directory sorted by name, as fs.ReadDirFS requires.
+func (f rootFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	file, err := f.open("readdir", name)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	entries, err := file.ReadDir(-1)
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, err
+}

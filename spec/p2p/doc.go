@@ -369,4 +369,11 @@
 // (MaxPending, 256, at the server and at peers: a connection that asks
 // for more without reading its answers is sent UNKNOWN_COMMAND and
 // closed), and so are connections per node and neighbours per peer.
+// Answers that are not paced (SHEL, PHEL, XHEL, CLRSP, CHECK, ERROR) go
+// out at once, and a CLRSP can be thousands of times its CLREQ: a node
+// counts their bytes per connection until its runner says everything
+// written has been taken (InStreamWritable), and resets a connection
+// that leaves more than MaxUnread (256 KiB, or four lists of every
+// chunk) unread. The seed's protocol has no error id for "read your
+// answers", and nothing is owed to a client that does not.
 package p2p

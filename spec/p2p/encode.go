@@ -59,6 +59,24 @@ func AppendCLRSP(b []byte, chunks []int) []byte {
 	return append(b, crlf...)
 }
 
+// clrspMax bounds the length of a CLRSP that lists every one of n
+// chunks.
+func clrspMax(n int) int {
+	digits := len(strconv.Itoa(max(n-1, 0)))
+	return len("CLRSP\r\n[]\r\n") + n*(digits+1)
+}
+
+// unreadCap is how many bytes of unpaced answers a node lets a
+// connection leave unread (MaxUnread, 0: the default): 256 KiB, or four
+// lists of every chunk if that is more, so that a client asking for the
+// list now and then never comes near it.
+func unreadCap(cfg, chunks int) int {
+	if cfg > 0 {
+		return cfg
+	}
+	return max(256<<10, 4*clrspMax(chunks))
+}
+
 // AppendDREQ appends "DREQ chunkid".
 func AppendDREQ(b []byte, chunk int) []byte {
 	b = append(b, "DREQ "...)

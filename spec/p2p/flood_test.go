@@ -92,3 +92,80 @@ func TestPeerBoundsTheRequestsQueuedPerConnection(t *testing.T) {
 		})
 	}
 }
+
+// Answers that are not paced (a CLRSP of every chunk for each 7-byte
+// CLREQ, an ERROR for each junk line) are bounded per connection by
+// MaxUnread between two InStreamWritable (which say the runner has taken
+// everything written): a client that keeps asking and never reads is
+// reset, where the server wrote 46.9 MB into memory for 140 KB of CLREQs
+// in one step. A client that reads its answers is never cut off.
+func TestUnreadAnswersAreBounded(t *testing.T) {
+	data := make([]byte, 10_000_000)
+	spec.NewRand(3).Bytes(data)
+	big, err := NewContent(data, DefaultChunkSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := fuzzContent(nil)
+	const limit = 256 << 10 // the default for both files
+	tests := []struct {
+		name    string
+		peer    bool   // a peer's neighbour, else a server's client
+		request string // sent over and over after the hello
+		times   int
+		reads   bool // InStreamWritable after each request
+		cut     bool
+	}{
+		{"server, CLREQ without reading", false, "CLREQ\r\n", 20_000, false, true},
+		{"server, junk lines without reading", false, "X\r\n", 20_000, false, true},
+		{"server, CLREQ read each time", false, "CLREQ\r\n", 2_000, true, false},
+		{"peer, CLREQ without reading", true, "CLREQ\r\n", 40_000, false, true},
+		{"peer, junk lines without reading", true, "X\r\n", 20_000, false, true},
+		{"peer, CLREQ read each time", true, "CLREQ\r\n", 2_000, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var m spec.Inspector
+			var h *harness
+			var st spec.Stream
+			if tc.peer {
+				var p *Peer
+				p, h, st, _ = heldChunkPeer(t, small)
+				m = p
+			} else {
+				s := NewServer(ServerConfig{Addr: netip.MustParseAddrPort("10.0.0.1:52000")}, big)
+				h = newHarness(t, s)
+				h.step(spec.Input{Kind: spec.InStart})
+				st = spec.AcceptedStream | 1
+				h.open[st] = true
+				h.step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st, Addr: netip.MustParseAddrPort("10.0.0.2:50000")})
+				m = s
+			}
+			in := []byte("CHEL 51000\r\n")
+			if tc.reads {
+				h.step(spec.Input{Kind: spec.InStreamData, Stream: st, Data: in})
+				for range tc.times {
+					h.step(spec.Input{Kind: spec.InStreamData, Stream: st, Data: []byte(tc.request)})
+					h.step(spec.Input{Kind: spec.InStreamWritable, Stream: st})
+				}
+			} else {
+				in = append(in, strings.Repeat(tc.request, tc.times)...)
+				h.step(spec.Input{Kind: spec.InStreamData, Stream: st, Data: in})
+			}
+			cut := counters(m)["unread_cutoffs"]
+			if tc.cut {
+				if cut != 1 || h.open[st] || len(h.written[st]) > limit {
+					t.Errorf("unread_cutoffs %d, open %v, %d bytes written; want the connection reset with at most %d written",
+						cut, h.open[st], len(h.written[st]), limit)
+				}
+				return
+			}
+			if cut != 0 || !h.open[st] {
+				t.Errorf("a client that reads was cut off: unread_cutoffs %d, open %v", cut, h.open[st])
+			}
+			if msgs, _ := parseAll(Responses, h.written[st], len(h.written[st])+1); len(msgs) < tc.times {
+				t.Errorf("%d answers to %d requests", len(msgs), tc.times)
+			}
+		})
+	}
+}

@@ -104,6 +104,12 @@ type PeerConfig struct {
 	BusyAt     int           `json:"busyAt,omitempty"`
 	BusyWait   time.Duration `json:"busyWait,omitempty"`
 	MaxPending int           `json:"maxPending,omitempty"`
+	// MaxUnread bounds the bytes of answers that are not paced (PHEL,
+	// XHEL, CLRSP, ERROR) written to one neighbour since the runner last
+	// said it had taken everything written (InStreamWritable); a
+	// neighbour that asks without reading is reset (default 256 KiB, or
+	// four lists of every chunk if that is more; see ServerConfig).
+	MaxUnread int `json:"maxUnread,omitempty"`
 	// MaxChunks bounds the chunk count a server may announce (default
 	// 1<<20).
 	MaxChunks int `json:"maxChunks,omitempty"`
@@ -244,7 +250,7 @@ type Peer struct {
 type peerCounters struct {
 	fromServer, fromPeers, dup, dupServer, corrupt, banned, served, refused, overflow, unknown uint64
 	violations, reconnects, hashLists, checkFailed, timeouts, busy, idle, cut, voided          uint64
-	swallowed, flooded                                                                         uint64
+	swallowed, flooded, unread                                                                 uint64
 }
 
 type neighbor struct {
@@ -325,6 +331,7 @@ type iconn struct {
 	gotList  bool // the hash list was passed through to it
 	cutLast  int  // chunk+1 last passed through to it
 	inRing   bool
+	unread   int // bytes of unpaced answers written since the last InStreamWritable
 	owed
 }
 
@@ -380,6 +387,7 @@ func (p *Peer) Counters() []spec.Counter {
 		{Name: "upload_idle_ms", Value: c.idle},
 		{Name: "bodies_cut_through", Value: c.cut}, {Name: "bodies_voided", Value: c.voided},
 		{Name: "xhel_unanswered", Value: c.swallowed}, {Name: "request_floods", Value: c.flooded},
+		{Name: "unread_cutoffs", Value: c.unread},
 	}
 }
 
@@ -466,6 +474,11 @@ func (p *Peer) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Outp
 			// (an id at or below the last accepted is a connection this
 			// peer is done with, not one reset before its accept)
 			p.dead[in.Stream] = true
+		}
+	case spec.InStreamWritable:
+		// Everything written to c has been taken: its neighbour reads.
+		if c := p.byIn[in.Stream]; c != nil {
+			c.unread = 0
 		}
 	case spec.InTimer:
 		out = p.timer(now, in.Timer, out)
@@ -1309,6 +1322,9 @@ func (p *Peer) readIn(now spec.Time, c *iconn, out []spec.Output) []spec.Output 
 				return p.closeIn(c, false, out)
 			}
 			p.answer(c, ireq{op: ERROR, err: ErrUnknownCommand})
+			if c.unread > p.maxUnread() {
+				return p.cutOff(c, out)
+			}
 			continue
 		}
 		if len(c.pending) >= p.cfg.MaxPending {
@@ -1323,12 +1339,28 @@ func (p *Peer) readIn(now spec.Time, c *iconn, out []spec.Output) []spec.Output 
 			return p.closeIn(c, false, out)
 		}
 		out = p.serve(now, c, m, out)
+		if c.unread > p.maxUnread() {
+			return p.cutOff(c, out)
+		}
 	}
 	if c.gone || c.closing {
 		return out
 	}
 	p.schedIn(c)
 	return p.armIdle(now, &c.wconn, out)
+}
+
+// maxUnread is the bound on c.unread.
+func (p *Peer) maxUnread() int { return unreadCap(p.cfg.MaxUnread, p.n) }
+
+// cutOff resets c, whose neighbour asks for answers (a CLRSP of every
+// chunk for a 7-byte CLREQ, an ERROR for a junk line) and does not read
+// them: nothing is owed to it, and what it left unread is dropped with
+// the connection rather than queued until it reads.
+func (p *Peer) cutOff(c *iconn, out []spec.Output) []spec.Output {
+	p.cnt.unread++
+	out = append(out, spec.Debug("p2p: neighbour not reading its answers, resetting", slog.String("from", c.remote.String()), slog.Int("unread", c.unread)))
+	return p.closeIn(c, true, out)
 }
 
 // answer queues or writes an answer on c, keeping answers in order.
@@ -1344,7 +1376,9 @@ func (p *Peer) answer(c *iconn, r ireq) {
 	c.pending = append(c.pending, r)
 }
 
+// writeIn writes an answer that is not paced, counted against MaxUnread.
 func (p *Peer) writeIn(c *iconn, r ireq) {
+	before := len(c.wbuf)
 	switch r.op {
 	case ERROR:
 		c.wbuf = AppendERROR(p.grow(&c.wconn, 32), r.err)
@@ -1367,6 +1401,7 @@ func (p *Peer) writeIn(c *iconn, r ireq) {
 		c.pendHave = c.pendHave[:0] // the list covers them
 		c.wbuf = AppendCLRSP(p.grow(&c.wconn, 8+6*len(ids)), ids)
 	}
+	c.unread += len(c.wbuf) - before
 }
 
 // serve answers one request from a neighbour.

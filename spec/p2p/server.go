@@ -53,6 +53,14 @@ type ServerConfig struct {
 	// requests queued on one (default 256).
 	MaxConns   int `json:"maxConns,omitempty"`
 	MaxPending int `json:"maxPending,omitempty"`
+	// MaxUnread bounds the bytes of answers that are not paced (SHEL,
+	// CLRSP, CHECK, ERROR) written on one connection since the runner
+	// last said it had taken everything written (InStreamWritable): a
+	// client that asks, CLREQ after CLREQ, and never reads would
+	// otherwise make the server queue hundreds of times its input, all
+	// of it in memory. Such a client is reset. Default 256 KiB, or four
+	// lists of every chunk if that is more.
+	MaxUnread int `json:"maxUnread,omitempty"`
 	// IdleFlush is how long an unterminated header line waits for its
 	// CRLF before it is taken as complete (default 200ms).
 	IdleFlush time.Duration `json:"idleFlush,omitempty"`
@@ -141,6 +149,7 @@ type Server struct {
 type serverCounters struct {
 	conns, hellos, ext, refused, requests, data, bytes, unknown, overflow, busy uint64
 	checkOK, checkBad, fatal, ackTimeouts, danys, hashes, exhausted             uint64
+	unread                                                                      uint64
 }
 
 type sconn struct {
@@ -166,6 +175,7 @@ type sconn struct {
 	dirty   bool // in Server.dirty
 	hashed  bool // it was sent the hash list
 	wbuf    []byte
+	unread  int // bytes of unpaced answers written since the last InStreamWritable
 }
 
 type sreq struct {
@@ -207,6 +217,7 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "error_unknown_command", Value: c.unknown}, {Name: "error_offset_overflow", Value: c.overflow},
 		{Name: "error_busy", Value: c.busy}, {Name: "check_ok", Value: c.checkOK}, {Name: "check_failed", Value: c.checkBad},
 		{Name: "fatal_input", Value: c.fatal}, {Name: "ack_timeouts", Value: c.ackTimeouts},
+		{Name: "unread_cutoffs", Value: c.unread},
 	}
 }
 
@@ -250,6 +261,11 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		}
 		c.p.Feed(in.Data)
 		out = s.read(now, c, out)
+	case spec.InStreamWritable:
+		// Everything written to c has been taken: its client reads.
+		if c := s.conns[in.Stream]; c != nil {
+			c.unread = 0
+		}
 	case spec.InTimer:
 		if in.Timer == tAck {
 			s.ackAt = 0
@@ -360,6 +376,9 @@ func (s *Server) read(now spec.Time, c *sconn, out []spec.Output) []spec.Output 
 				break
 			}
 			s.reply(c, sreq{op: ERROR, err: ErrUnknownCommand})
+			if c.unread > unreadCap(s.cfg.MaxUnread, s.c.Chunks()) {
+				return s.cutOff(c, out)
+			}
 			continue
 		}
 		s.cnt.requests++
@@ -375,6 +394,9 @@ func (s *Server) read(now spec.Time, c *sconn, out []spec.Output) []spec.Output 
 			break
 		}
 		out = s.request(now, c, m, out)
+		if c.unread > unreadCap(s.cfg.MaxUnread, s.c.Chunks()) {
+			return s.cutOff(c, out)
+		}
 	}
 	if c.closing {
 		return out
@@ -389,6 +411,21 @@ func (s *Server) read(now spec.Time, c *sconn, out []spec.Output) []spec.Output 
 	}
 	s.schedule(c)
 	return out
+}
+
+// cutOff resets c, whose client asks for answers it does not read.
+// Closing gracefully would keep what it has not read queued until it
+// does; nothing is owed to a client that does not read.
+func (s *Server) cutOff(c *sconn, out []spec.Output) []spec.Output {
+	s.cnt.unread++
+	out = append(out, spec.Debug("p2p server: client not reading its answers, resetting", slog.String("from", c.remote.String()), slog.Int("unread", c.unread)))
+	c.wbuf, c.closing = nil, true
+	s.drop(c)
+	if c.idle {
+		c.idle = false
+		out = append(out, spec.CancelTimer(spec.Timer(c.st)))
+	}
+	return append(out, spec.Abort(c.st))
 }
 
 // fatal answers UNKNOWN_COMMAND, nothing more, and closes c: after a
@@ -904,9 +941,10 @@ func (s *Server) grow(c *sconn, n int) []byte {
 	return c.wbuf
 }
 
-// write encodes an unpaced answer.
+// write encodes an unpaced answer, counted against MaxUnread.
 func (s *Server) write(c *sconn, r sreq) {
 	b := s.grow(c, 96)
+	before := len(b)
 	switch r.op {
 	case SHEL:
 		b = AppendSHEL(b, s.c.Size(), int64(s.c.ChunkSize()), r.list)
@@ -924,6 +962,7 @@ func (s *Server) write(c *sconn, r sreq) {
 	case ERROR:
 		b = AppendERROR(b, r.err)
 	}
+	c.unread += len(b) - before
 	c.wbuf = b
 }
 

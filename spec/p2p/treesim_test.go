@@ -23,6 +23,7 @@ type treeSwarm struct {
 	slow                     bool // peer 0's uplink is 1 Mbit/s
 	noCut                    bool // relays store and forward (PeerConfig.NoCut)
 	liar                     int  // a peer that corrupts the chunks it serves (0: none, else its index+1)
+	pull                     bool // no trees: the server expects no one, every chunk is pulled
 }
 
 // treeResult is what a treeSwarm run showed.
@@ -60,6 +61,9 @@ func (w treeSwarm) run(t *testing.T) treeResult {
 	expect := w.expect
 	if expect == 0 {
 		expect = w.n
+	}
+	if w.pull {
+		expect = 0
 	}
 	scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: 4096, Seed: 9, Expect: expect, Trees: w.trees, UploadRate: 9.9e6}
 	s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return p2p.NewServer(scfg, content) }})
@@ -134,6 +138,29 @@ func TestTreesCarryTheFile(t *testing.T) {
 			}
 			if roots != d || fromServer != 48 {
 				t.Errorf("%d peers got %d chunks from the server, want the %d roots 48", roots, fromServer, d)
+			}
+		})
+	}
+}
+
+// The defences against hostile neighbours never fire in an honest swarm,
+// in the trees or pulling: no connection is reset for leaving answers
+// unread or closed for queueing too many requests, and no XHEL is taken
+// for swallowed.
+func TestHonestSwarmTripsNoDefence(t *testing.T) {
+	for _, pull := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pull=%v", pull), func(t *testing.T) {
+			const n = 7
+			r := treeSwarm{n: n, trees: 2, chunks: 96, crash: -1, pull: pull}.run(t)
+			if len(r.verified) != n {
+				t.Fatalf("%d of %d peers verified the file", len(r.verified), n)
+			}
+			for name, c := range r.counters {
+				for _, k := range []string{"unread_cutoffs", "request_floods", "xhel_unanswered", "fatal_input", "protocol_violations", "peers_banned"} {
+					if c[k] != 0 {
+						t.Errorf("%s: %s %d", name, k, c[k])
+					}
+				}
 			}
 		})
 	}

@@ -625,7 +625,17 @@ func (p *Peer) readOut(now spec.Time, c *oconn, out []spec.Output) []spec.Output
 		}
 		if c.suspect != 0 {
 			var ok bool
-			if ok, out = p.voided(now, c, m, out); ok || c.gone {
+			if ok, out = p.voided(now, c, m, out); ok {
+				continue
+			}
+			if c.gone {
+				if vetted {
+					// c is banned for the corrupt body it vouched for,
+					// but this one matched its digest and went on to the
+					// children as good: keep it, so that this peer holds
+					// what it served.
+					out = p.data(now, c, -1, m, true, out)
+				}
 				continue
 			}
 		}

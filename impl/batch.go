@@ -75,7 +75,7 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 	if s.batch == nil || len(run) == 1 {
 		for _, p := range run {
 			if _, err := s.raw.WriteToUDPAddrPort(p.data, p.to); err != nil {
-				r.errors++
+				r.sendErrors.Add(1)
 				r.log.Debug("udp send failed", "to", p.to, "err", err)
 			}
 		}
@@ -115,7 +115,7 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 				return
 			}
 			// The message at n failed (unreachable, too big): skip it.
-			r.errors++
+			r.sendErrors.Add(1)
 			r.log.Debug("udp send failed", "to", ms[n].Addr, "err", err)
 			n++
 		}
@@ -147,8 +147,9 @@ func (r *Runner) gsoOOB(size int) []byte {
 	return b
 }
 
-// readBatched reads with recvmmsg, posting each batch as one item.
-func (r *Runner) readBatched(s *sock, size int) {
+// readBatched reads with recvmmsg into buffers of size bytes, posting each
+// batch as one item; a datagram longer than limit is dropped.
+func (r *Runner) readBatched(s *sock, size, limit int) {
 	n := r.opt.ReadBatch
 	arena := make([]byte, n*size)
 	ms := make([]ipv4.Message, n)
@@ -164,6 +165,7 @@ func (r *Runner) readBatched(s *sock, size int) {
 			continue
 		}
 		batch := make([]spec.Input, 0, k)
+		var cost int64
 		total := 0
 		for i := 0; i < k; i++ {
 			total += ms[i].N
@@ -173,22 +175,27 @@ func (r *Runner) readBatched(s *sock, size int) {
 		slab := make([]byte, total)
 		for i := 0; i < k; i++ {
 			m := &ms[i]
-			if m.Flags&syscall.MSG_TRUNC != 0 {
+			if m.Flags&syscall.MSG_TRUNC != 0 || m.N > limit {
 				r.oversize.Add(1)
-				r.log.Debug("dropped oversized datagram", "limit", size)
+				r.log.Debug("dropped oversized datagram", "limit", limit)
 				continue
 			}
 			ua, ok := m.Addr.(*net.UDPAddr)
 			if !ok {
 				continue
 			}
+			if !r.admit(m.N) {
+				r.log.Debug("dropped datagram: input queue full", "from", ua, "queued", r.opt.MaxQueuedInput)
+				continue
+			}
+			cost += int64(m.N)
 			data := slab[:m.N:m.N]
 			slab = slab[m.N:]
 			copy(data, m.Buffers[0][:m.N])
 			batch = append(batch, spec.Input{Kind: spec.InDatagram, Sock: s.id, Addr: r.mapIn(unmapV4(ua.AddrPort())), Data: data})
 		}
 		if len(batch) > 0 {
-			r.post(item{kind: itDatagram, sk: s, batch: batch})
+			r.post(item{kind: itDatagram, sk: s, batch: batch, cost: cost})
 		}
 	}
 }

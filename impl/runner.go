@@ -55,6 +55,13 @@ type Options struct {
 	// MaxDatagram is the largest datagram read (default 65535); a larger
 	// one is dropped and counted, never truncated.
 	MaxDatagram int
+	// MaxQueuedInput bounds the bytes of received datagrams waiting for
+	// the machine (default 32 MiB). Past it datagrams are dropped and
+	// counted, as a full socket buffer would drop them, so a flood costs
+	// bounded memory however slow the machine. Stream reads need no such
+	// bound: a reader that cannot hand its bytes over stops reading, and
+	// TCP's flow control holds the sender.
+	MaxQueuedInput int
 	// ReadBatch is how many datagrams a busy socket reads per system
 	// call (default 16; 1 disables batching). Datagrams a step sends on
 	// one socket always go out in one sendmmsg.
@@ -96,6 +103,7 @@ type Runner struct {
 	exited  bool
 	exitErr string
 	wg      sync.WaitGroup
+	quit    chan struct{} // closed when shutdown starts: readers stop posting
 	done    chan struct{}
 
 	held     []item
@@ -105,7 +113,10 @@ type Runner struct {
 
 	faultMu sync.Mutex
 	faulty  []*FaultyConn
-	errors  uint64
+
+	queued     atomic.Int64 // bytes of datagrams posted and not yet handled
+	dropped    atomic.Uint64
+	sendErrors atomic.Uint64
 
 	sendQ    []pendingSend
 	faultQ   []pendingSend
@@ -138,6 +149,7 @@ type item struct {
 	kind  itemKind
 	in    spec.Input
 	batch []spec.Input // itDatagram from a batched read
+	cost  int64        // bytes counted in Runner.queued
 	token uint64
 	st    *stream
 	sk    *sock
@@ -172,6 +184,9 @@ func New(m spec.Machine, opt Options) *Runner {
 	if opt.ReadBatch <= 0 {
 		opt.ReadBatch = 16
 	}
+	if opt.MaxQueuedInput <= 0 {
+		opt.MaxQueuedInput = 32 << 20
+	}
 	log := opt.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -185,6 +200,7 @@ func New(m spec.Machine, opt Options) *Runner {
 		socks:    map[spec.Sock]*sock{},
 		streams:  map[spec.Stream]*stream{},
 		timers:   map[spec.Timer]timerState{},
+		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		release:  make(chan *releaseReq),
 		finished: map[spec.Stream]*stream{},
@@ -200,11 +216,42 @@ func (r *Runner) Command(cmd spec.Command) {
 // Done is closed when Run returns.
 func (r *Runner) Done() <-chan struct{} { return r.done }
 
+// post hands the loop an item. Once shutdown has begun nobody takes items
+// any more, so it gives up rather than block the reader shutdown waits for.
 func (r *Runner) post(it item) {
 	select {
 	case r.items <- it:
+	case <-r.quit:
 	case <-r.done:
 	}
+}
+
+// admit counts n bytes of a received datagram against MaxQueuedInput and
+// reports whether it may be posted.
+func (r *Runner) admit(n int) bool {
+	if r.queued.Add(int64(n)) > int64(r.opt.MaxQueuedInput) {
+		r.queued.Add(-int64(n))
+		r.dropped.Add(1)
+		return false
+	}
+	return true
+}
+
+// Stats counts what the runner dropped or failed to send.
+type Stats struct {
+	// Oversize counts datagrams larger than MaxDatagram, dropped.
+	Oversize uint64
+	// Dropped counts datagrams dropped because MaxQueuedInput bytes were
+	// already waiting for the machine.
+	Dropped uint64
+	// SendErrors counts datagrams the kernel refused to send.
+	SendErrors uint64
+}
+
+// Stats returns the runner's drop counters. It is safe to call from any
+// goroutine.
+func (r *Runner) Stats() Stats {
+	return Stats{Oversize: r.oversize.Load(), Dropped: r.dropped.Load(), SendErrors: r.sendErrors.Load()}
 }
 
 // ExitError is what Run returns when the machine exits with an error.
@@ -284,6 +331,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 // handle takes one item from the outside world to the machine, or to the
 // hold queue.
 func (r *Runner) handle(it item) {
+	if it.cost != 0 {
+		r.queued.Add(-it.cost)
+	}
 	switch it.kind {
 	case itFin:
 		if r.streams[it.in.Stream] == it.st {
@@ -593,7 +643,7 @@ func (r *Runner) readFailed(err error) bool {
 	}
 	r.log.Debug("udp read", "err", err)
 	select {
-	case <-r.done:
+	case <-r.quit:
 		return true
 	default:
 		return false
@@ -607,7 +657,7 @@ func (r *Runner) readUDP(s *sock) {
 	buf := make([]byte, min(size+1, maxDatagram))
 	for count := 0; ; count++ {
 		if count == busyAfter && r.opt.ReadBatch > 1 && s.batch != nil && !raceEnabled {
-			r.readBatched(s, len(buf))
+			r.readBatched(s, len(buf), size)
 			return
 		}
 		n, from, err := s.raw.ReadFromUDPAddrPort(buf)
@@ -622,9 +672,13 @@ func (r *Runner) readUDP(s *sock) {
 			}
 			continue
 		}
+		if !r.admit(n) {
+			r.log.Debug("dropped datagram: input queue full", "from", from, "queued", r.opt.MaxQueuedInput)
+			continue
+		}
 		data := make([]byte, n)
 		copy(data, buf[:n])
-		r.post(item{kind: itDatagram, sk: s, in: spec.Input{Kind: spec.InDatagram, Sock: s.id, Addr: r.mapIn(unmapV4(from)), Data: data}})
+		r.post(item{kind: itDatagram, sk: s, cost: int64(n), in: spec.Input{Kind: spec.InDatagram, Sock: s.id, Addr: r.mapIn(unmapV4(from)), Data: data}})
 	}
 }
 
@@ -693,6 +747,10 @@ func (r *Runner) maybeFinish(st *stream) {
 }
 
 func (r *Runner) shutdown() {
+	close(r.quit)
+	if st := r.Stats(); st != (Stats{}) {
+		r.log.Debug("runner drops", "oversize", st.Oversize, "queue-full", st.Dropped, "send-errors", st.SendErrors)
+	}
 	for _, ts := range r.timers {
 		ts.stop.Stop()
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,21 +165,33 @@ func FuzzServer(f *testing.F) {
 	})
 }
 
-// FuzzPeer gives a peer a hostile server and a hostile neighbour: it must
-// not panic, dial without bound, or write anything malformed, and it
+// FuzzPeer gives a peer a hostile server, a hostile neighbour that
+// dialed it (requests) and a hostile neighbour it dialed (answers,
+// pushes, and in the trees a parent's hash list, chunks and VOIDs): it
+// must not panic, dial without bound, or write anything malformed, and it
 // serves only chunks it received.
 func FuzzPeer(f *testing.F) {
+	const dreqs = "CHEL 51000\r\nXHEL 1\r\nDREQ 0\r\nDREQ 1\r\nHREQ\r\n"
 	for _, s := range fuzzSeeds {
-		f.Add([]byte(s), []byte("CHEL 51000\r\nXHEL 1\r\nDREQ 0\r\nDREQ 1\r\nHREQ\r\n"), uint8(3))
+		f.Add([]byte(s), []byte(dreqs), []byte(fuzzSeeds[3]), uint8(3))
 	}
 	// The peer as the root of a tree with a child subscribed, passing the
 	// server's list and chunks through (step 3: paced by rate, the child
 	// first), the second time with a chunk corrupted on the way in.
 	good, bad := rootFeed()
 	for _, s := range []string{good, bad} {
-		f.Add([]byte(s), []byte("CHEL 51000\r\nXHEL 1 push\r\nTSUB 2 0\r\n"), uint8(3))
+		f.Add([]byte(s), []byte("CHEL 51000\r\nXHEL 1 push\r\nTSUB 2 0\r\n"), []byte(nil), uint8(3))
 	}
-	f.Fuzz(func(t *testing.T, fromServer, fromPeer []byte, step uint8) {
+	// The peer as a relay, id 2 of 3 in one tree, its child subscribed:
+	// the neighbour it dialed (step 1: the first, its parent) brings the
+	// list and chunks, good, corrupt and voided, corrupt and vouched for,
+	// then a good one after the ban; and the same from a plain neighbour
+	// (step 5: the second).
+	hello, parent := relayFeed()
+	for _, step := range []uint8{1, 5, 7} {
+		f.Add([]byte(hello), []byte("CHEL 51000\r\nXHEL 1 push\r\nTSUB 3 0\r\n"), []byte(parent), step)
+	}
+	f.Fuzz(func(t *testing.T, fromServer, fromPeer, fromNeighbour []byte, step uint8) {
 		store := &MemStore{Max: 1 << 16}
 		cfg := PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, MaxOut: 4, MaxIn: 4}
 		if step&1 != 0 {
@@ -206,6 +219,23 @@ func FuzzPeer(f *testing.F) {
 		h.feed(srv, fromServer, n)
 		if step&2 == 0 {
 			h.feed(in, fromPeer, n+1)
+		}
+		// The neighbour: one the peer dialed (from the server's list, a
+		// PARENT, or dialing back the neighbour that dialed it), the
+		// (step>>2)-th in the order dialed.
+		var dialed []spec.Stream
+		for st := range h.dials {
+			if st != srv && h.open[st] {
+				dialed = append(dialed, st)
+			}
+		}
+		if len(dialed) > 0 && len(fromNeighbour) > 0 {
+			slices.Sort(dialed)
+			nb := dialed[int(step>>2)%len(dialed)]
+			half := len(fromNeighbour) / 2
+			h.feed(nb, fromNeighbour[:half], n+2)
+			h.fire() // a timer between the halves: a stalled body, an idle flush
+			h.feed(nb, fromNeighbour[half:], n+2)
 		}
 		for k := 0; k < 20; k++ {
 			h.fire()
@@ -237,6 +267,32 @@ func FuzzPeer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// relayFeed is what the server sends a peer it makes id 2 of 3 in one
+// tree (a relay: its parent id 1 at 10.0.0.5, its child id 3), with a
+// neighbour 10.0.0.7 in its list; and what its parent sends it: the hash
+// list, chunk 0, chunk 1 corrupt and voided, chunk 2 corrupt and not
+// voided (the parent is banned), then chunk 3 (after the ban, it must be
+// checked all the same).
+func relayFeed() (hello, parent string) {
+	c := fuzzContent(nil)
+	root := c.Root()
+	hello = "SHEL 337 64\r\n[[\"10.0.0.7\",51000]]\r\nXHEL 1 " + fmt.Sprintf("%x", root[:]) + " rate\r\nTREE 2 3 1\r\nPARENT 0 10.0.0.5 51000\r\n"
+	corrupt := func(i int) string {
+		b := append([]byte(nil), c.Chunk(i)...)
+		b[0] ^= 1
+		return string(b)
+	}
+	parent = "PHEL\r\nXHEL 1 rate\r\nHASH 6\r\n"
+	for _, h := range c.Hashes() {
+		parent += string(h[:])
+	}
+	parent += "PUSH 0 64\r\n" + string(c.Chunk(0)) +
+		"PUSH 64 64\r\n" + corrupt(1) + "VOID 64\r\n" +
+		"PUSH 128 64\r\n" + corrupt(2) +
+		"PUSH 192 64\r\n" + string(c.Chunk(3))
+	return hello, parent
 }
 
 // TestHarness shows the fuzz harness drives both machines for real: the

@@ -27,6 +27,11 @@
 // Window at once), SYNs are not lost at random, and small writes are not
 // coalesced into segments already queued.
 //
+// A machine that breaks the contract (writes to a stream it does not
+// own, sends a datagram larger than UDP's 65,507 bytes, or never lets
+// time advance: a million events at one instant) is recorded in
+// Violations; the datagram is refused, and a livelock ends the run.
+//
 // Observers (Config.OnNet, OnEvent, OnExit) see the ground truth that
 // property tests compare machines against; Config.Trace records the run
 // as an NDJSON trace that conformance replays and `netspec trace`

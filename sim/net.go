@@ -170,7 +170,15 @@ func (s *Sim) faults() *Faults {
 	return f
 }
 
+// maxUDPPayload is the most an IPv4 UDP datagram can carry; a real
+// socket refuses more with EMSGSIZE.
+const maxUDPPayload = 65507
+
 func (s *Sim) sendDatagram(n *Node, src, dst netip.AddrPort, data []byte) {
+	if len(data) > maxUDPPayload {
+		s.violate(n, "sent a %d-byte datagram: UDP carries at most %d", len(data), maxUDPPayload)
+		return
+	}
 	s.pktID++
 	p := s.newPacket()
 	*p = packet{id: s.pktID, proto: spec.UDP, src: src, dst: dst, from: n, data: data, size: len(data) + s.cfg.UDPOverhead, sent: s.now}

@@ -138,6 +138,11 @@ type Sim struct {
 	pktID     uint64
 	connID    uint64
 	events    uint64
+	// instant counts events at the current time; past maxPerInstant the
+	// run stops as livelocked (a machine that re-arms a timer for now
+	// would otherwise never let time advance).
+	instant  int
+	livelock bool
 	pool      []*packet
 	parts     []partState
 	tw        *trace.Writer
@@ -352,7 +357,7 @@ func (s *Sim) Run(limit time.Duration) {
 func (s *Sim) RunUntil(done func() bool, limit time.Duration) bool {
 	s.begin()
 	end := spec.SimEpoch.Add(limit)
-	for s.q.len() > 0 {
+	for s.q.len() > 0 && !s.livelock {
 		if s.q.peek() > end {
 			s.now = end
 			return false
@@ -362,7 +367,7 @@ func (s *Sim) RunUntil(done func() bool, limit time.Duration) bool {
 			return true
 		}
 	}
-	if s.now < end && done == nil {
+	if s.now < end && done == nil && !s.livelock {
 		s.now = end
 	}
 	return false
@@ -424,8 +429,22 @@ func (s *Sim) record(r trace.Record) {
 	}
 }
 
+// maxPerInstant is how many events may happen at one virtual instant:
+// far more than any run needs (a thousand-node swarm starts with a few
+// thousand), far fewer than a livelock reaches in a second.
+const maxPerInstant = 1_000_000
+
 func (s *Sim) step() {
 	e := s.q.pop()
+	if e.at == s.now {
+		if s.instant++; s.instant > maxPerInstant {
+			s.livelock = true
+			s.violations = append(s.violations, fmt.Sprintf("sim: livelock: more than %d events at %v; time cannot advance", maxPerInstant, time.Duration(s.now-spec.SimEpoch)))
+			return
+		}
+	} else {
+		s.instant = 0
+	}
 	s.now = e.at
 	s.events++
 	switch e.kind {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -375,5 +376,46 @@ func TestDrawnFaultsHealByTheHorizon(t *testing.T) {
 				t.Fatalf("seed %d: crash %v outlasts the horizon %v", seed, c, f.Until)
 			}
 		}
+	}
+}
+
+// spinner re-arms a timer for the instant it fires: a buggy machine.
+type spinner struct{}
+
+func (spinner) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart, spec.InTimer:
+		out = append(out, spec.SetTimer(1, now))
+	}
+	return out
+}
+
+// A machine that never lets time advance stops the run with a violation
+// instead of spinning for ever.
+func TestLivelockStopsTheRun(t *testing.T) {
+	s := sim.New(sim.Config{})
+	s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return spinner{} }})
+	s.Run(time.Second)
+	v := s.Violations()
+	if len(v) != 1 || !strings.Contains(v[0], "livelock") {
+		t.Fatalf("violations %q, want one livelock", v)
+	}
+	if s.Now() != spec.SimEpoch {
+		t.Errorf("clock at %v, want the instant that livelocked", s.Now())
+	}
+}
+
+// A datagram larger than UDP can carry is refused, as a real socket
+// refuses it, and the sender is told it broke the contract.
+func TestOversizeDatagramRefused(t *testing.T) {
+	s, _, b := pair(t, sim.Config{})
+	s.Command(0, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 65508)})
+	s.Command(0, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 65507)})
+	s.Run(time.Second)
+	if got := b.inputs(spec.InDatagram); len(got) != 1 || len(got[0].in.Data) != 65507 {
+		t.Fatalf("b got %d datagrams, want the one of 65507 bytes", len(got))
+	}
+	if v := s.Violations(); len(v) != 1 || !strings.Contains(v[0], "65508-byte") {
+		t.Errorf("violations %q, want one for the 65508-byte datagram", v)
 	}
 }

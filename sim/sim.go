@@ -138,16 +138,18 @@ type Sim struct {
 	pktID     uint64
 	connID    uint64
 	events    uint64
+
 	// instant counts events at the current time; past maxPerInstant the
 	// run stops as livelocked (a machine that re-arms a timer for now
 	// would otherwise never let time advance).
 	instant  int
 	livelock bool
-	pool      []*packet
-	parts     []partState
-	tw        *trace.Writer
-	started   bool
-	stopped   bool
+
+	pool    []*packet
+	parts   []partState
+	tw      *trace.Writer
+	started bool
+	stopped bool
 	// violations records machines breaking the contract (writing to an
 	// unknown stream, binding twice, ...), for tests to assert on.
 	violations []string

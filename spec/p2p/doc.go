@@ -151,14 +151,15 @@
 // CHECKSUM_NOT_FIT) its CHECK, HASH (or BUSY) its HREQ. Peers answer in
 // order, as the seed's protocol does.
 //
-// With the hash list, a peer checks every chunk from a peer as it
-// arrives: a chunk whose SHA-256 differs is dropped, fetched elsewhere,
-// and its sender banned (its connections reset, its address never dialed
-// again). Chunks from the server need no check. A chunk from a peer that
-// comes before the hash list is stored with its digest but neither
-// announced nor served until the list vouches for it (or rejects it, and
-// its sender is banned), so waiting for the list never idles a
-// download. Without a root (a seed-style server) only the final CHECK can
+// With the hash list, a peer checks every chunk as it arrives, the
+// server's too: a chunk whose SHA-256 differs is dropped, fetched
+// elsewhere, and its sender (if a peer) banned (its connections reset,
+// its address never dialed again). Before the list, a chunk from the
+// server is stored unchecked (the server, whose root vouches for the
+// list, is trusted), and a chunk from a peer is stored with its digest
+// but neither announced nor served until the list vouches for it (or
+// rejects it, and its sender is banned), so waiting for the list never
+// idles a download. Without a root (a seed-style server) only the final CHECK can
 // tell, and a peer whose CHECK fails downloads again from the server
 // alone.
 //

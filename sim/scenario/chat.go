@@ -255,6 +255,8 @@ func (c *Chat) validate() error {
 		return fmt.Errorf("chat: --clients, --plain, --messages, --silent and --quitters must be >= 0")
 	case c.Clients+c.Plain > 200:
 		return fmt.Errorf("chat: at most 200 clients")
+	case c.Messages > 100_000 || c.Duration > 24*time.Hour:
+		return fmt.Errorf("chat: --messages must be at most 100000 and --duration at most 24h")
 	case c.Interval < 10*time.Millisecond || c.Duration < time.Second:
 		return fmt.Errorf("chat: --interval must be >= 10ms and --duration >= 1s")
 	case c.Loss < 0 || c.Loss > 1 || c.Dup < 0 || c.Dup > 1 || c.Jitter < 0 || c.Rate <= 0 || c.Delay < 0 || c.ServerCrash < 0:

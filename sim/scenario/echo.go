@@ -66,6 +66,33 @@ func (e *Echo) Defaults() *Echo {
 	return e
 }
 
+// Validate implements Validator. Zero fields take their defaults.
+func (e *Echo) Validate() error {
+	switch {
+	case e.Clients < 0 || e.Clients > 1000:
+		return fmt.Errorf("--clients must be between 1 and 1000")
+	case e.Messages < 0 || e.Messages > 100_000:
+		return fmt.Errorf("--messages must be between 1 and 100000")
+	case e.MaxSize < 0 || e.MaxSize > 65507:
+		return fmt.Errorf("--max-size must be between 1 and 65507 (UDP's limit)")
+	}
+	return validLink(e.Loss, e.Dup, e.Rate, e.Jitter, e.Delay, "--delay")
+}
+
+// validLink checks the link flags every scenario shares; a zero rate
+// takes the default.
+func validLink(loss, dup, rate float64, jitter, delay time.Duration, delayFlag string) error {
+	switch {
+	case loss < 0 || loss >= 1 || dup < 0 || dup > 1:
+		return fmt.Errorf("--loss must be in [0, 1) and --dup in [0, 1]")
+	case rate < 0:
+		return fmt.Errorf("--rate must be > 0")
+	case jitter < 0 || delay < 0:
+		return fmt.Errorf("--jitter and %s must be >= 0", delayFlag)
+	}
+	return nil
+}
+
 // EchoClientResult is one client's outcome.
 type EchoClientResult struct {
 	Name     string `json:"name"`
@@ -113,6 +140,9 @@ func (c *NetCounts) Count(ev sim.NetEvent) {
 // Run implements Scenario.
 func (e *Echo) Run(opt Options) (Result, error) {
 	e.Defaults()
+	if err := e.Validate(); err != nil {
+		return Result{}, err
+	}
 	server := netip.MustParseAddrPort("10.0.0.1:7007")
 	res := EchoResult{Seed: opt.Seed}
 	sent := map[string][][]byte{}

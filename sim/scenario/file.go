@@ -74,6 +74,27 @@ func (f *File) Defaults() *File {
 	return f
 }
 
+// minDatagram is the smallest datagram rudp can work with: a segment
+// header, a cookie, every SACK block and one byte of data.
+const minDatagram = rudp.SegHeaderLen + rudp.CookieLen + rudp.MaxSACK*rudp.BlockLen + 1
+
+// Validate implements Validator. Zero fields take their defaults.
+func (f *File) Validate() error {
+	switch {
+	case f.Clients < 0 || f.Clients > 100:
+		return fmt.Errorf("--clients must be between 1 and 100")
+	case f.Size < 0 || f.Size > 1<<30:
+		return fmt.Errorf("--size must be between 0 and 1 GiB")
+	case f.Queue < 0 || f.Queue > 1_000_000:
+		return fmt.Errorf("--queue must be between 0 and 1000000")
+	case f.Datagram != 0 && (f.Datagram < minDatagram || f.Datagram > rudp.MaxPacket):
+		return fmt.Errorf("--datagram must be 0 or between %d and %d", minDatagram, rudp.MaxPacket)
+	case f.CC != "" && f.CC != "westwood" && f.CC != "newreno":
+		return fmt.Errorf("--cc must be westwood or newreno")
+	}
+	return validLink(f.Loss, f.Dup, f.Rate, f.Jitter, f.Delay, "--delay")
+}
+
 // FileClientResult is one download.
 type FileClientResult struct {
 	Name    string        `json:"name"`
@@ -103,8 +124,8 @@ type FileResult struct {
 // Run implements Scenario.
 func (f *File) Run(opt Options) (Result, error) {
 	f.Defaults()
-	if f.Clients < 1 || f.Size < 0 || f.Rate <= 0 {
-		return Result{}, fmt.Errorf("file: need at least one client, a size >= 0 and a rate > 0")
+	if err := f.Validate(); err != nil {
+		return Result{}, err
 	}
 	server := netip.MustParseAddrPort("10.0.0.1:6000")
 	files := []file.SynthFile{{Name: "seed002.bin", Size: f.Size, Seed: opt.Seed ^ 0xf11e}}

@@ -81,6 +81,25 @@ func (e *Stream) Defaults() *Stream {
 	return e
 }
 
+// Validate implements Validator. Zero fields take their defaults.
+func (e *Stream) Validate() error {
+	switch {
+	case e.Clients < 0 || e.Clients > 1000:
+		return fmt.Errorf("--clients must be between 1 and 1000")
+	case e.Delay < 0 || e.Delay > 0 && e.Delay < 10*time.Microsecond:
+		return fmt.Errorf("--delay must be at least 10µs")
+	case e.Duration < 0 || e.Duration > 24*time.Hour:
+		return fmt.Errorf("--duration must be between 1ns and 24h")
+	case e.Duration/max(e.Delay, 10*time.Microsecond) > 10_000_000:
+		return fmt.Errorf("--duration / --delay must be at most 10 million packets")
+	case e.Report < 0 || e.Expire < 0 || e.Expire > 1000:
+		return fmt.Errorf("--report must be >= 0 and --expire between 1 and 1000")
+	case e.Spoof < 0 || e.Spoof > 100_000:
+		return fmt.Errorf("--spoof must be between 0 and 100000")
+	}
+	return validLink(e.Loss, e.Dup, e.Rate, e.Jitter, e.LinkLag, "--link-delay")
+}
+
 // StreamClientResult is one listener's outcome beside the ground truth.
 type StreamClientResult struct {
 	Name     string              `json:"name"`
@@ -188,6 +207,9 @@ func (g *streamTruth) observe(ev sim.NetEvent) {
 // Run implements Scenario.
 func (e *Stream) Run(opt Options) (Result, error) {
 	e.Defaults()
+	if err := e.Validate(); err != nil {
+		return Result{}, err
+	}
 	res := StreamResult{Seed: opt.Seed}
 	g := newStreamTruth()
 	idx := map[string]int{}

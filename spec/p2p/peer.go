@@ -285,7 +285,7 @@ type oconn struct {
 	server   bool
 	up       bool // connected
 	ready    bool // hello answered
-	readyAt  spec.Time
+	readyAt  spec.Time // when the hello was answered (XhelTimeout counts from then)
 	ext      int8
 	inflight []oreq // answered in order (DANY aside)
 	danys    int

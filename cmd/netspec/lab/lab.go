@@ -16,6 +16,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -109,6 +111,11 @@ func Create(ctx context.Context, o Options) (n *Network, err error) {
 	// Interface names are at most 15 bytes: nsl<4 hex id>b, nsl<id>h12p.
 	id := fmt.Sprintf("%04x", (os.Getpid()*7919+int(time.Now().UnixNano()/1000))&0xffff)
 	n = &Network{id: id, bridge: Prefix + id + "b"}
+	// Claim the id before building anything, so a concurrent Sweep
+	// leaves this network alone.
+	if err := claim(id); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			_ = n.Close()
@@ -275,7 +282,50 @@ func (n *Network) Close() error {
 	if err := run(ctx, "ip", "link", "del", n.bridge); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 		errs = append(errs, err)
 	}
+	if len(errs) == 0 {
+		_ = os.Remove(claimPath(n.id))
+	}
 	return errors.Join(errs...)
+}
+
+// claimDir holds a file per network, named for its id and holding the
+// PID of the process that made it: Sweep removes only networks whose
+// maker is gone.
+const claimDir = "/run/netspec-lab"
+
+func claimPath(id string) string { return filepath.Join(claimDir, id) }
+
+func claim(id string) error {
+	if err := os.MkdirAll(claimDir, 0o755); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if err := os.WriteFile(claimPath(id), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return nil
+}
+
+// owned reports whether the namespace or link called name belongs to a
+// network (or an Available probe) whose process is still running.
+func owned(name string) bool {
+	rest := strings.TrimPrefix(name, Prefix)
+	if pid, ok := strings.CutPrefix(rest, "probe"); ok {
+		return running(pid)
+	}
+	if len(rest) < 4 {
+		return false
+	}
+	b, err := os.ReadFile(claimPath(rest[:4]))
+	return err == nil && running(string(b))
+}
+
+func running(pid string) bool {
+	n, err := strconv.Atoi(strings.TrimSpace(pid))
+	if err != nil || n <= 0 {
+		return false
+	}
+	err = syscall.Kill(n, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // Leftovers lists namespaces and links left by labs (this one's or a
@@ -307,20 +357,31 @@ func Leftovers() ([]string, error) {
 	return found, nil
 }
 
-// Sweep removes leftovers of killed runs.
+// Sweep removes leftovers of killed runs, and leaves alone the networks
+// of processes still running (another lab, a test in parallel).
 func Sweep() error {
 	left, err := Leftovers()
 	if err != nil {
 		return err
 	}
 	var errs []error
+	dead := map[string]bool{}
 	for _, l := range left {
 		kind, name, _ := strings.Cut(l, " ")
+		if owned(name) {
+			continue
+		}
+		if rest := strings.TrimPrefix(name, Prefix); len(rest) >= 4 && !strings.HasPrefix(rest, "probe") {
+			dead[rest[:4]] = true
+		}
 		if kind == "netns" {
 			errs = append(errs, run(context.Background(), "ip", "netns", "del", name))
 		} else {
 			_ = exec.Command("ip", "link", "del", name).Run()
 		}
+	}
+	for id := range dead {
+		_ = os.Remove(claimPath(id))
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,8 @@ package lab
 import (
 	"context"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +70,55 @@ func TestCreateRunClose(t *testing.T) {
 		if strings.Contains(l, n.id) {
 			t.Errorf("left behind: %s", l)
 		}
+	}
+}
+
+// Sweep removes the networks of processes that died and spares those of
+// running ones: go test runs packages with labs in parallel.
+func TestSweepSparesLiveNetworks(t *testing.T) {
+	needLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	live, err := Create(ctx, Options{Hosts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	orphan, err := Create(ctx, Options{Hosts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orphan.Close()
+	// Hand the orphan to a process that has exited.
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(claimPath(orphan.id), []byte(strconv.Itoa(gone.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Sweep(); err != nil {
+		t.Fatal(err)
+	}
+	left, err := Leftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := func(id string) bool {
+		for _, l := range left {
+			if strings.Contains(l, Prefix+id) {
+				return true
+			}
+		}
+		return false
+	}
+	if !has(live.id) {
+		t.Errorf("Sweep removed the network of a running process; left: %v", left)
+	}
+	if has(orphan.id) {
+		t.Errorf("Sweep spared the network of an exited process; left: %v", left)
+	}
+	if _, err := os.Stat(claimPath(orphan.id)); err == nil {
+		t.Error("Sweep left the orphan's claim behind")
 	}
 }

@@ -74,6 +74,9 @@ func echoSend(ctx context.Context, e *env, args []string) error {
 	if *retries < 0 {
 		return usagef("echo send: --retries must be >= 0")
 	}
+	if *timeout <= 0 {
+		return usagef("echo send: --timeout must be > 0")
+	}
 	cfg := echo.ClientConfig{Server: server, TCP: *tcp, Timeout: *timeout, Retries: *retries}
 	if *retries == 0 {
 		cfg.Retries = -1

@@ -110,6 +110,10 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 	if *size < 1 || *rate <= 0 || *mtu < 576 || *mtu > 65535 || *chunk < 1 || *trees < 0 || *trees > 16 {
 		return usagef("lab swarm: --size, --rate and --chunk-size must be positive, --mtu in [576, 65535] and --trees in [0, 16]")
 	}
+	// The simulator and the servers would refuse these, later.
+	if *size > 1<<30 || *chunk > 16<<20 || *timeout <= 0 {
+		return usagef("lab swarm: --size must be at most 1 GiB, --chunk-size at most 16 MiB and --timeout positive")
+	}
 	if *logs != "" {
 		if err := os.MkdirAll(*logs, 0o755); err != nil {
 			return fmt.Errorf("lab swarm: --logs: %w", err)

@@ -46,11 +46,12 @@ func groups() []*group {
 // run is main without the process: tests call it directly.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		topUsage(e.stderr) // a usage error, like a group without its verb
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		topUsage(e.stdout)
-		if len(args) == 0 {
-			return 2
-		}
 		return 0
 	}
 	for _, g := range groups() {

@@ -60,15 +60,22 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"p2p", "serve", "--trees", "0"}, 2},
 		{[]string{"p2p", "serve", "--expect", "-1"}, 2},
 		{[]string{"lab", "swarm", "--trees", "17"}, 2},
+		{[]string{"lab", "swarm", "--size", "2000000000"}, 2},
+		{[]string{"lab", "swarm", "--timeout", "0s"}, 2},
 		{[]string{"replay"}, 2},
 		{[]string{"replay", "/nonexistent.ndjson"}, 1},
+		{[]string{"replay", "../../conformance/testdata/echo-sim.ndjson", "--node", "nobody"}, 2},
+		{[]string{"echo", "send", "--timeout", "-1s", "127.0.0.1:7", "x"}, 2},
+		{[]string{"sim", "echo", "--max-size", "-2"}, 2},
+		{[]string{"sim", "stream", "--duration", "-1s"}, 2},
+		{[]string{"sim", "file", "--cc", "bogus"}, 2},
 	}
 	for _, tc := range tests {
 		code, _, stderr := runCmd(tc.args...)
 		if code != tc.code {
 			t.Errorf("netspec %s: exit %d, want %d (stderr: %s)", strings.Join(tc.args, " "), code, tc.code, stderr)
 		}
-		if tc.code == 2 && tc.args != nil && stderr == "" {
+		if tc.code == 2 && stderr == "" {
 			t.Errorf("netspec %s: exit 2 with no message", strings.Join(tc.args, " "))
 		}
 	}

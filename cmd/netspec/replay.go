@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/netspec/netspec/conformance"
 	"github.com/netspec/netspec/spec/all"
@@ -32,6 +33,14 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	}
 	opt := conformance.ReplayOptions{SpecOnly: *specOnly}
 	if *node != "" {
+		// An unknown name would replay nothing and read as a pass.
+		if _, ok := t.Header.Node(*node); !ok {
+			names := make([]string, len(t.Header.Nodes))
+			for i, n := range t.Header.Nodes {
+				names[i] = n.Name
+			}
+			return usagef("replay: %s has no node %q (it has %s)", pos[0], *node, strings.Join(names, ", "))
+		}
 		opt.Nodes = []string{*node}
 	}
 	var failures []error

@@ -283,8 +283,8 @@ type oconn struct {
 	wconn
 	nb       *neighbor // nil for the server
 	server   bool
-	up       bool // connected
-	ready    bool // hello answered
+	up       bool      // connected
+	ready    bool      // hello answered
 	readyAt  spec.Time // when the hello was answered (XhelTimeout counts from then)
 	ext      int8
 	inflight []oreq // answered in order (DANY aside)

@@ -36,11 +36,13 @@
 // Every CMD and GET gets exactly one answer, in order: a REPLY, or
 // FILE, DATA..., END (a REPLY with status 1 may also end a transfer
 // early: the file could not be read). A client that wants several
-// things queues its requests; the server answers them one at a time
-// (at most MaxQueued waiting), and CHAT and SAY travel in between. A
-// frame of an unknown or wrong-direction type, or a body too long, is a
-// protocol error: the receiver answers what it can and closes (server)
-// or resets (client) the session.
+// things queues its requests; the server answers them one at a time, in
+// order, each only once the answers before it are done and the session
+// holds less than SendBuffer unacknowledged bytes; at most MaxQueued may
+// wait, and one more is a protocol error. CHAT and SAY travel in
+// between. A frame of an unknown or wrong-direction type, or a body too
+// long, is a protocol error: the receiver answers what it can and closes
+// (server) or resets (client) the session.
 //
 // # Resuming and verifying
 //
@@ -49,11 +51,12 @@
 // not stall other sessions). If the hash equals prefix, FILE carries the
 // client's offset and only the rest is sent; if not (the partial file is
 // someone else's, or corrupt), or offset > size, FILE carries offset 0
-// and the whole file follows. Either way END is the SHA-256 of the whole
-// file, which the client checks against its own hash (carried over from
-// the prefix: the "get" command's Data is that hash's state). A client
-// reports "file-done" only if they match; anything else is "file-error"
-// and nothing it received may be kept as the file.
+// and the whole file follows.
+// Either way END is the SHA-256 of the whole file, which the client
+// checks against its own hash (carried over from the prefix: the "get"
+// command's Data is that hash's state). A client reports "file-done"
+// only if they match; anything else is "file-error" and nothing it
+// received may be kept as the file.
 //
 // # Files
 //
@@ -77,9 +80,12 @@
 // session has closed (cleanly, or with the session's error).
 //
 // Server, per session: idle; transferring (verifying the prefix, then
-// sending: DATA is read from the file only while the session holds less
-// than SendBuffer unacknowledged bytes, so memory is bounded and a slow
-// client slows only itself); closing. The console's "say" command sends
-// CHAT to every session in chat mode (after "chat", until "exitchat");
-// SAY lines are reported as "say" events.
+// sending); closing. Every answer, REPLY or DATA, is queued in the
+// session only while it holds less than SendBuffer unacknowledged bytes
+// (DATA is read from the file only then), so memory is bounded, per
+// session, by SendBuffer plus one frame and MaxQueued requests of at
+// most 64 KiB, whatever a client asks for, and a slow client slows
+// only itself. The console's "say" command sends CHAT to every session
+// in chat mode (after "chat", until "exitchat"); SAY lines are reported
+// as "say" events.
 package file

@@ -38,12 +38,14 @@ type ServerConfig struct {
 	// Session tunes the session layer.
 	Session rudp.Config `json:"session"`
 	// Chunk is the body size of DATA frames (default 64 KiB);
-	// SendBuffer how many bytes a transfer keeps queued in its session
-	// (default 1 MiB).
+	// SendBuffer how many bytes of answers a session may hold
+	// unacknowledged before the server stops queueing more (default
+	// 1 MiB): a file's DATA, and REPLYs too.
 	Chunk      int `json:"chunk,omitempty"`
 	SendBuffer int `json:"sendBuffer,omitempty"`
-	// MaxQueued bounds the requests a session may queue behind a
-	// transfer (default 16).
+	// MaxQueued bounds the requests a session may have waiting for their
+	// turn, behind a transfer or a full SendBuffer (default 16); one
+	// more is a protocol error.
 	MaxQueued int `json:"maxQueued,omitempty"`
 	// HashStep is how many bytes of a resumed file's prefix are hashed
 	// per step while it is verified (default 4 MiB).
@@ -230,17 +232,11 @@ func (s *Server) event(now spec.Time, ev rudp.Event, out []spec.Output) []spec.O
 		if ss == nil || ss.closing {
 			return out
 		}
-		h := serverHandler{s: s, ss: ss}
+		h := serverHandler{s: s, ss: ss, out: out}
 		if err := ss.p.feed(ev.Data, &h); err != nil {
-			s.c.badFrames++
-			out = append(out, spec.Debug("file: bad request stream", slog.String("peer", ss.peer.String()), slog.String("err", err.Error())))
-			s.reply(ss, StatusError, "protocol error: "+err.Error())
-			s.endTransfer(ss)
-			ss.queue = nil
-			ss.closing = true
-			s.ep.Close(ss.id)
+			return s.abort(ss, err, h.out)
 		}
-		return append(out, h.out...)
+		return h.out
 	case rudp.PeerClosed:
 		if ss != nil {
 			ss.eof = true
@@ -259,6 +255,19 @@ func (s *Server) event(now spec.Time, ev rudp.Event, out []spec.Output) []spec.O
 		}
 		return append(out, spec.Emit(spec.Event{Name: "session", Text: text}))
 	}
+	return out
+}
+
+// abort answers a broken request stream with a REPLY saying why and
+// closes the session; nothing more it sent is answered.
+func (s *Server) abort(ss *session, err error, out []spec.Output) []spec.Output {
+	s.c.badFrames++
+	out = append(out, spec.Debug("file: bad request stream", slog.String("peer", ss.peer.String()), slog.String("err", err.Error())))
+	s.reply(ss, StatusError, "protocol error: "+err.Error())
+	s.endTransfer(ss)
+	ss.queue = nil
+	ss.closing = true
+	s.ep.Close(ss.id)
 	return out
 }
 
@@ -287,15 +296,16 @@ func (h *serverHandler) frame(typ byte, body []byte) error {
 		h.out = append(h.out, spec.Emit(spec.Event{Name: "say", Text: string(body), Value: ChatLine{From: ss.peer.String()}}))
 		return nil
 	}
-	if ss.xfer != nil || len(ss.queue) > 0 {
-		if len(ss.queue) >= s.cfg.MaxQueued {
-			return fmt.Errorf("%w: more than %d requests queued", ErrFrame, s.cfg.MaxQueued)
-		}
-		ss.queue = append(ss.queue, request{typ, body})
-		return nil
+	// Every request takes its turn through the queue, answered at once
+	// only if nothing is ahead of it and the session has room: a client
+	// that pipelines small requests for large answers and never
+	// acknowledges them must not make the server buffer without bound.
+	if len(ss.queue) >= s.cfg.MaxQueued {
+		return fmt.Errorf("%w: more than %d requests queued", ErrFrame, s.cfg.MaxQueued)
 	}
+	ss.queue = append(ss.queue, request{typ, body})
 	var err error
-	h.out, err = s.request(ss, request{typ, body}, h.out)
+	h.out, err = s.next(ss, h.out)
 	return err
 }
 
@@ -509,10 +519,18 @@ func (s *Server) verify(out []spec.Output) []spec.Output {
 }
 
 // fill tops up a sending transfer's session with DATA frames, and ends
-// the transfer with END once the whole file is queued.
+// the transfer with END once the whole file is queued; a session with
+// no transfer answers its queued requests as far as it has room.
 func (s *Server) fill(ss *session, out []spec.Output) []spec.Output {
 	x := ss.xfer
-	if x == nil || x.verifyLeft > 0 {
+	if x == nil {
+		out, err := s.next(ss, out)
+		if err != nil {
+			out = s.abort(ss, err, out)
+		}
+		return out
+	}
+	if x.verifyLeft > 0 {
 		return out
 	}
 	for x.pos < x.size {
@@ -538,7 +556,7 @@ func (s *Server) fill(ss *session, out []spec.Output) []spec.Output {
 	s.c.served++
 	out = append(out, spec.Emit(spec.Event{Name: "served", Text: x.name, Value: Served{Peer: ss.peer.String(), Name: x.name, Size: x.size, From: x.start}}))
 	s.endTransfer(ss)
-	return s.next(ss, out)
+	return s.fill(ss, out)
 }
 
 // Served is the value of a server's "served" event: a transfer is fully
@@ -565,22 +583,25 @@ func (s *Server) endTransfer(ss *session) {
 	ss.xfer = nil
 }
 
-// next answers the requests queued behind a finished transfer, up to the
-// next GET.
-func (s *Server) next(ss *session, out []spec.Output) []spec.Output {
-	for len(ss.queue) > 0 && ss.xfer == nil && !ss.closing {
+// next answers queued requests in order, up to the next GET (which
+// starts a transfer) and only while the session holds less than
+// SendBuffer unacknowledged bytes: memory per session is bounded by
+// SendBuffer plus one answer, and MaxQueued requests. The rest wait for
+// acknowledgements (fill calls next at every step). A malformed request
+// is returned as an error for the caller to abort the session with.
+func (s *Server) next(ss *session, out []spec.Output) ([]spec.Output, error) {
+	for len(ss.queue) > 0 && ss.xfer == nil && !ss.closing && s.ep.Buffered(ss.id) < s.cfg.SendBuffer {
 		r := ss.queue[0]
+		ss.queue[0] = request{}
 		ss.queue = ss.queue[1:]
 		var err error
 		if out, err = s.request(ss, r, out); err != nil {
-			s.c.badFrames++
-			s.reply(ss, StatusError, "protocol error: "+err.Error())
-			ss.queue = nil
-			ss.closing = true
-			s.ep.Close(ss.id)
-			return out
+			return out, err
 		}
 	}
+	if len(ss.queue) == 0 {
+		ss.queue = nil // let the drained backing array go
+	}
 	s.maybeClose(ss)
-	return out
+	return out, nil
 }

@@ -1,0 +1,104 @@
+package file
+
+import (
+	"fmt"
+	"io/fs"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/spec/rudp"
+)
+
+// rigToServer is a rig whose machine is a server of files (nil fsys:
+// the synthetic root) and whose endpoint is a client, already dialled.
+func rigToServer(t *testing.T, cfg ServerConfig, fsys fs.FS) (*sessionRig, *Server) {
+	t.Helper()
+	cfg.Addr, cfg.Session.Seed = rigServer, 1
+	s := NewServer(cfg, fsys)
+	r := newSessionRig(t, s, rigServer, rudp.NewEndpoint(rudp.Config{Seed: 2}, sockUDP, sessionTimers, false), rigClient)
+	r.start()
+	r.dial()
+	return r, s
+}
+
+// A client that pipelines small requests for large answers and never
+// acknowledges them cannot make the server buffer more than SendBuffer
+// (plus one answer) for it: 2,000 "ls" (14 KB) against a root of 3,000
+// files once made one session hold 124 MB. Requests wait their turn,
+// MaxQueued of them, and one more is a protocol error.
+func TestRepliesBoundedBySendBuffer(t *testing.T) {
+	var files []SynthFile
+	for i := range 3000 {
+		files = append(files, SynthFile{Name: fmt.Sprintf("some-rather-long-file-name-number-%05d.bin", i), Size: 1})
+	}
+	r, s := rigToServer(t, ServerConfig{Files: files}, nil)
+	r.dropData = true
+	limit := s.cfg.SendBuffer + FrameHeaderLen + MaxControl
+	peak := 0
+	r.afterStep = func(int) {
+		for id, ss := range s.sessions {
+			b := s.ep.Buffered(id)
+			peak = max(peak, b)
+			if b > limit {
+				t.Fatalf("the session holds %d bytes of answers, more than SendBuffer and one answer (%d)", b, limit)
+			}
+			if len(ss.queue) > s.cfg.MaxQueued {
+				t.Fatalf("%d requests queued, MaxQueued is %d", len(ss.queue), s.cfg.MaxQueued)
+			}
+		}
+	}
+	for range 2000 {
+		r.write(appendFrame(nil, FrameCmd, []byte("ls")))
+	}
+	r.run(5 * time.Second)
+	if peak < s.cfg.SendBuffer {
+		t.Fatalf("the session never filled its SendBuffer (peak %d): the test did not load the server", peak)
+	}
+	if s.c.badFrames != 1 {
+		t.Errorf("%d protocol errors, want 1 (the request past MaxQueued)", s.c.badFrames)
+	}
+}
+
+// Requests pipelined by a client that reads its answers are all
+// answered, in order, even when their answers fill SendBuffer many
+// times over and have to wait for acknowledgements.
+func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
+	var files []SynthFile
+	for i := range 3000 {
+		files = append(files, SynthFile{Name: fmt.Sprintf("some-rather-long-file-name-number-%05d.bin", i), Size: 1})
+	}
+	r, s := rigToServer(t, ServerConfig{Files: files}, nil)
+	const n = 32 // more than SendBuffer holds (16 listings), fewer than it and MaxQueued together
+	var reqs []byte
+	for i := range n {
+		reqs = appendFrame(reqs, FrameCmd, []byte([]string{"ls", "help"}[i%2]))
+	}
+	r.write(reqs)
+	r.run(10 * time.Second)
+	a := newAnswers(files)
+	if _, err := parseStream(r.stream, a); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.replies) != n {
+		t.Fatalf("%d answers to %d requests", len(a.replies), n)
+	}
+	for i, rep := range a.replies {
+		want := "ok: " + fmt.Sprintf("%12d  %s", 1, files[0].Name)
+		if i%2 == 1 {
+			want = "ok: " + HelpText
+		}
+		if !strings.HasPrefix(rep, want) {
+			t.Fatalf("answer %d: %.60q, want %.60q", i, rep, want)
+		}
+	}
+	if s.c.badFrames != 0 {
+		t.Fatalf("%d protocol errors", s.c.badFrames)
+	}
+}
+
+// parseStream parses a server's answer stream into a.
+func parseStream(stream []byte, a *answers) (*answers, error) {
+	p := parser{accept: serverSends}
+	return a, p.feed(stream, a)
+}

@@ -50,8 +50,8 @@
 // of its file (in HashStep pieces, one per step, so a long prefix does
 // not stall other sessions). If the hash equals prefix, FILE carries the
 // client's offset and only the rest is sent; if not (the partial file is
-// someone else's, or corrupt), or offset > size, FILE carries offset 0
-// and the whole file follows.
+// someone else's, or corrupt), or offset > size (compared unsigned: any
+// u64 is an offset), FILE carries offset 0 and the whole file follows.
 // Either way END is the SHA-256 of the whole file, which the client
 // checks against its own hash (carried over from the prefix: the "get"
 // command's Data is that hash's state). A client reports "file-done"

@@ -453,7 +453,10 @@ func (s *Server) get(ss *session, g getRequest, out []spec.Output) []spec.Output
 	}
 	x := &transfer{name: g.name, f: f, size: fi.Size(), h: sha256.New(), want: g.prefix}
 	ss.xfer = x
-	if g.offset > 0 && int64(g.offset) <= x.size {
+	// Unsigned: an offset of 2^63 or more is no resume point, and as an
+	// int64 it would be negative and skip the FILE frame. An offset
+	// past the end restarts the file, as doc.go says.
+	if g.offset > 0 && g.offset <= uint64(x.size) {
 		x.verifyLeft = int64(g.offset)
 		return out
 	}

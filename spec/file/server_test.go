@@ -1,6 +1,7 @@
 package file
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"io/fs"
 	"strings"
@@ -101,4 +102,38 @@ func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
 func parseStream(stream []byte, a *answers) (*answers, error) {
 	p := parser{accept: serverSends}
 	return a, p.feed(stream, a)
+}
+
+// A GET's offset is a u64: one of 2^63 or more is past the end like any
+// other (the file is sent whole, after a FILE with offset 0), not a
+// negative number that skipped the FILE frame.
+func TestGetOffsetPastTheEnd(t *testing.T) {
+	files := []SynthFile{{Name: "a.bin", Size: 100, Seed: 1}}
+	for _, off := range []uint64{101, 1 << 62, 1 << 63, 1<<64 - 1} {
+		t.Run(fmt.Sprint(off), func(t *testing.T) {
+			r, _ := rigToServer(t, ServerConfig{Files: files}, nil)
+			r.write(appendFrame(nil, FrameGet, u64(off), make([]byte, 32), []byte("a.bin")))
+			r.run(time.Second)
+			if len(r.stream) == 0 || r.stream[0] != FrameFile {
+				t.Fatalf("the answer starts %s, want a FILE", describeFrames(r.stream))
+			}
+			a := newAnswers(files)
+			if _, err := parseStream(r.stream, a); err != nil {
+				t.Fatal(err)
+			}
+			if a.ends != 1 || len(a.starts) != 1 || a.starts[0] != 0 {
+				t.Fatalf("%d transfers completed, from %v: want the whole file once, from 0", a.ends, a.starts)
+			}
+		})
+	}
+	// At the end exactly, with the right prefix: a FILE from offset 100,
+	// no DATA, and END.
+	r, _ := rigToServer(t, ServerConfig{Files: files}, nil)
+	whole := newAnswers(files).files["a.bin"]
+	sum := sha256.Sum256(whole)
+	r.write(appendFrame(nil, FrameGet, u64(100), sum[:], []byte("a.bin")))
+	r.run(time.Second)
+	if got := describeFrames(r.stream); got != "[0x82 21B][0x84 32B]" {
+		t.Fatalf("resume at the end answered %s", got)
+	}
 }

@@ -64,7 +64,9 @@
 // os.Root's, which refuses symlinks that leave the root), and only names
 // ValidName accepts: relative, slash-separated, no "." or ".." element,
 // no empty element, no backslash or control character, at most 1024
-// bytes; and only regular files. In the simulator and in replay, the FS
+// bytes; and only regular files, which it checks with Stat before it
+// opens anything (opening a FIFO would block the machine's runner, and
+// every session with it). In the simulator and in replay, the FS
 // is Synthetic(ServerConfig.Files): files of a given size whose bytes are
 // a function of a seed (SynthBytes), so a trace header records a root in
 // a few bytes. "ls" lists a directory's regular files and directories

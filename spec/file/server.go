@@ -383,6 +383,13 @@ func (s *Server) list(dir string) (byte, string) {
 	} else {
 		dir = strings.TrimSuffix(dir, "/")
 	}
+	// Stat first, as get does: reading a FIFO as a directory would open
+	// it, and block.
+	if fi, err := fs.Stat(s.fsys, dir); err != nil {
+		return StatusError, "ls: " + fsError(err)
+	} else if !fi.IsDir() {
+		return StatusError, "ls: not a directory"
+	}
 	entries, err := fs.ReadDir(s.fsys, dir)
 	if err != nil {
 		return StatusError, "ls: " + fsError(err)
@@ -439,6 +446,19 @@ func (s *Server) get(ss *session, g getRequest, out []spec.Output) []spec.Output
 		s.reply(ss, StatusError, "refused: "+err.Error())
 		return append(out, spec.Info("file: refused a name", slog.String("peer", ss.peer.String()), slog.String("name", fmt.Sprintf("%q", g.name))))
 	}
+	// Stat before Open: opening a FIFO or a device can block the
+	// runner's only goroutine, and with it every session. (The Stat
+	// after Open is the one that counts, for a file replaced between
+	// the two; impl/rootfs refuses such files at open too.)
+	if fi, err := fs.Stat(s.fsys, g.name); err != nil {
+		s.c.notFound++
+		s.reply(ss, StatusError, fmt.Sprintf("get %s: %s", g.name, fsError(err)))
+		return out
+	} else if !fi.Mode().IsRegular() {
+		s.c.refused++
+		s.reply(ss, StatusError, fmt.Sprintf("get %s: not a regular file", g.name))
+		return out
+	}
 	f, err := s.fsys.Open(g.name)
 	if err != nil {
 		s.c.notFound++
@@ -448,6 +468,7 @@ func (s *Server) get(ss *session, g getRequest, out []spec.Output) []spec.Output
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		f.Close()
+		s.c.refused++
 		s.reply(ss, StatusError, fmt.Sprintf("get %s: not a regular file", g.name))
 		return out
 	}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/netspec/netspec/spec/rudp"
@@ -135,5 +136,54 @@ func TestGetOffsetPastTheEnd(t *testing.T) {
 	r.run(time.Second)
 	if got := describeFrames(r.stream); got != "[0x82 21B][0x84 32B]" {
 		t.Fatalf("resume at the end answered %s", got)
+	}
+}
+
+// openSpy is a file system that records every name opened. It is an
+// fs.StatFS, as the roots the server gets are: fs.Stat on one that is
+// not opens the file to ask.
+type openSpy struct {
+	fs.FS
+	opened []string
+}
+
+func (o *openSpy) Stat(name string) (fs.FileInfo, error) { return fs.Stat(o.FS, name) }
+
+func (o *openSpy) Open(name string) (fs.File, error) {
+	o.opened = append(o.opened, name)
+	return o.FS.Open(name)
+}
+
+// The server looks at what a name is before it opens it: a FIFO (or a
+// device) is refused without an open, which for a FIFO would block the
+// runner and every session with it, for "get" and "ls" alike.
+func TestNonRegularFilesNeverOpened(t *testing.T) {
+	spy := &openSpy{FS: fstest.MapFS{
+		"ok.txt": {Data: []byte("fine")},
+		"pipe":   {Mode: fs.ModeNamedPipe},
+		"dev":    {Mode: fs.ModeDevice | fs.ModeCharDevice},
+	}}
+	r, _ := rigToServer(t, ServerConfig{}, spy)
+	var reqs []byte
+	for _, name := range []string{"pipe", "dev"} {
+		reqs = appendFrame(reqs, FrameGet, u64(0), make([]byte, 32), []byte(name))
+		reqs = appendFrame(reqs, FrameCmd, []byte("ls "+name))
+	}
+	r.write(reqs)
+	r.run(time.Second)
+	rec, err := parseAll(r.stream, nil, serverSends)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, fr := range rec.frames {
+		got = append(got, string(fr[2:]))
+	}
+	want := []string{"get pipe: not a regular file", "ls: not a directory", "get dev: not a regular file", "ls: not a directory"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("answers %q, want %q", got, want)
+	}
+	if len(spy.opened) != 0 {
+		t.Fatalf("opened %q", spy.opened)
 	}
 }

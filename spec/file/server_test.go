@@ -2,6 +2,7 @@ package file
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io/fs"
 	"strings"
@@ -185,5 +186,46 @@ func TestNonRegularFilesNeverOpened(t *testing.T) {
 	}
 	if len(spy.opened) != 0 {
 		t.Fatalf("opened %q", spy.opened)
+	}
+}
+
+// brokenFS holds one file, "bad", of 5000 bytes whose reads fail.
+type brokenFS struct{}
+
+type brokenFile struct{}
+
+func (brokenFS) Open(name string) (fs.File, error) {
+	if name != "bad" {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return brokenFile{}, nil
+}
+
+func (b brokenFS) Stat(name string) (fs.FileInfo, error) {
+	f, err := b.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return f.Stat()
+}
+
+func (brokenFile) Stat() (fs.FileInfo, error) {
+	return fstest.MapFS{"bad": {Data: make([]byte, 5000)}}.Stat("bad")
+}
+func (brokenFile) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
+func (brokenFile) Close() error             { return nil }
+
+// A transfer that fails to read its file ends with an error REPLY, and
+// the requests queued behind it are answered: they used to wait for
+// ever, and the session with them.
+func TestRequestsAfterAFailedTransferAnswered(t *testing.T) {
+	r, _ := rigToServer(t, ServerConfig{}, brokenFS{})
+	var reqs []byte
+	reqs = appendFrame(reqs, FrameGet, u64(0), make([]byte, 32), []byte("bad"))
+	reqs = appendFrame(reqs, FrameCmd, []byte("help"))
+	r.write(reqs)
+	r.run(time.Second)
+	if got := describeFrames(r.stream); got != fmt.Sprintf("[0x82 19B][0x81 %dB][0x81 %dB]", 1+len("get bad: read failed: disk on fire"), 1+len(HelpText)) {
+		t.Fatalf("answers %s: want FILE, the failure, and help", got)
 	}
 }

@@ -2,10 +2,12 @@ package tftp_test
 
 import (
 	"bytes"
+	"io/fs"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/netspec/netspec/spec"
@@ -551,5 +553,41 @@ func TestServerEarlyBlockIsCopied(t *testing.T) {
 	want := slices.Concat(bytes.Repeat([]byte{0x11}, 512), bytes.Repeat([]byte{0xaa}, 512), []byte{0x33})
 	if got := st.data["up/new.bin"]; !bytes.Equal(got, want) {
 		t.Fatalf("committed %d bytes, %d sent; equal lengths but different bytes means the early block changed with its datagram", len(got), len(want))
+	}
+}
+
+// openSpy is a file system that records every name opened; it is an
+// fs.StatFS, as the roots the server gets are.
+type openSpy struct {
+	fs.FS
+	opened []string
+}
+
+func (o *openSpy) Open(name string) (fs.File, error) {
+	o.opened = append(o.opened, name)
+	return o.FS.Open(name)
+}
+
+func (o *openSpy) Stat(name string) (fs.FileInfo, error) { return fs.Stat(o.FS, name) }
+
+// The server looks at what a name is before it opens it: a FIFO or a
+// device is refused with an access violation and never opened (opening
+// a FIFO blocks until a writer appears, and with it the runner).
+func TestServerNeverOpensNonRegularFiles(t *testing.T) {
+	spy := &openSpy{FS: fstest.MapFS{"pipe": {Mode: fs.ModeNamedPipe}, "dev": {Mode: fs.ModeDevice}}}
+	s := tftp.NewServer(tftp.ServerConfig{Addr: serverAddr}, spy, nil)
+	s.Step(spec.SimEpoch, spec.Input{Kind: spec.InStart}, nil)
+	s.Step(spec.SimEpoch, spec.Input{Kind: spec.InBound, Sock: 1, Addr: serverAddr}, nil)
+	for _, name := range []string{"pipe", "dev"} {
+		out := sends(s.Step(spec.SimEpoch, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: client, Data: rrq(name).Append(nil)}, nil))
+		if len(out) != 1 {
+			t.Fatalf("RRQ %s answered %d datagrams", name, len(out))
+		}
+		if p := decode(t, out[0].Data); p.Op != tftp.OpERROR || p.Code != tftp.ErrAccess {
+			t.Fatalf("RRQ %s answered %s, want ERROR 2", name, tftp.Describe(out[0].Data))
+		}
+	}
+	if len(spy.opened) != 0 {
+		t.Fatalf("opened %q", spy.opened)
 	}
 }

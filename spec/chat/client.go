@@ -201,9 +201,30 @@ func (c *Client) heartbeat(now spec.Time, out []spec.Output) []spec.Output {
 	return c.send(now, b, out)
 }
 
+// StrangerPad is the size the client pads to a datagram the server may
+// answer as a stranger's: those it sends before its first welcome (the
+// server may answer "chat is full") and quit (a quit that meets a closed
+// session is answered with a bye). The server never sends a stranger
+// more than it received (its source is not validated), and both answers,
+// behind the server's header, are shorter than this.
+const StrangerPad = 96
+
+// pad pads b with spaces after its last LF to StrangerPad bytes: a line
+// of spaces is an empty line, which the server ignores.
+func pad(b []byte) []byte {
+	for len(b) < StrangerPad {
+		b = append(b, ' ')
+	}
+	return b
+}
+
 // send sends b and moves the heartbeat: any datagram keeps the client
-// a member, so a talking client sends no heartbeats.
+// a member, so a talking client sends no heartbeats. Until the server
+// has welcomed it the client is a stranger there, and pads b.
 func (c *Client) send(now spec.Time, b []byte, out []spec.Output) []spec.Output {
+	if c.mid == 0 {
+		b = pad(b)
+	}
 	c.c.Sent++
 	c.lastSent = now
 	out = append(out, spec.Send(sock, c.cfg.Server, b))
@@ -247,8 +268,8 @@ func (c *Client) sendQuit(now spec.Time, out []spec.Output) []spec.Output {
 			spec.Exit(""))
 	}
 	c.quitSent++
-	b := make([]byte, 0, headerMax+5)
-	b = append(append(AppendHeader(b, Header{Session: c.session, Seq: c.quitSeq}), "quit"...), '\n')
+	b := make([]byte, 0, StrangerPad)
+	b = pad(append(append(AppendHeader(b, Header{Session: c.session, Seq: c.quitSeq}), "quit"...), '\n'))
 	out = c.send(now, b, out)
 	return append(out, spec.SetTimer(timerQuit, now.Add(c.cfg.QuitTimeout)))
 }

@@ -45,8 +45,10 @@ func TestClientJoinsAndHeartbeats(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("join sent %q", got)
 	}
+	// Padded, so the server may answer "chat is full" without sending a
+	// stranger more than it received.
 	h, w := body(t, got[0])
-	if h.Seq != 1 || w != "/nick alice\n" || h.Session != c.Session() || h.Server {
+	if h.Seq != 1 || strings.TrimRight(w, " ") != "/nick alice\n" || len(got[0]) != chat.StrangerPad || h.Session != c.Session() || h.Server {
 		t.Fatalf("join datagram %q", got[0])
 	}
 	if when, ok := timerAt(out, 1); !ok || when != at(3*time.Second) {
@@ -150,8 +152,9 @@ func TestClientQuit(t *testing.T) {
 		t.Fatal("sent a line after quit")
 	}
 	out = b.step(110*time.Millisecond, spec.Input{Kind: spec.InTimer, Timer: 3})
+	// Padded, so a bye can answer it even if it meets a closed session.
 	q := sends(out)[srvAddr]
-	if len(q) != 1 || !strings.HasSuffix(q[0], ".2^quit\n") {
+	if len(q) != 1 || !strings.HasSuffix(strings.TrimRight(q[0], " "), ".2^quit\n") || len(q[0]) != chat.StrangerPad {
 		t.Fatalf("quit %q", q)
 	}
 	out = b.step(310*time.Millisecond, spec.Input{Kind: spec.InTimer, Timer: 3})

@@ -20,8 +20,12 @@
 //
 // for example "^00035d013b37e000.7^hello" (session 0x35d013b37e000, its
 // 7th numbered datagram, the line "hello"): at most 29 bytes of header.
-// A datagram that does not start with a well-formed header has none: all
-// of it is lines (so an nc user who types "^_^" sends a smiley). A line is
+// A datagram that starts with a header of this form whose session is all
+// zero, or with a server's header (below), is dropped and counted as
+// malformed: the first is a broken client, the second another server's
+// output, which answering could set two servers talking for ever. A
+// datagram that starts with neither form has no header: all of it is
+// lines (so an nc user who types "^_^" sends a smiley). A line is
 // trimmed of a CR before its LF and of spaces and tabs at both ends; empty
 // lines are ignored. So `nc -u`, which sends what it reads, works whether
 // it sends one line per datagram (typing) or several (a pipe): every line
@@ -65,6 +69,7 @@
 //	*** error: ...              a refusal, to the sender only
 //	*** rate limit: ...         the first line dropped by the rate limit
 //	*** chat is full (N members); try again later
+//	*** chat is full            the same, when the above would not fit
 //	*** server shutting down
 //
 // Datagrams to a member that speaks the sequenced dialect start with the
@@ -85,23 +90,43 @@
 //	^nick NICK^                 your /nick took effect
 //	^bye^                       after the bye
 //
+// A non-member's source address is not validated, so the server never
+// sends one more bytes than the datagram it answers (a reply that would
+// be larger is dropped and counted), and answers non-members within the
+// budget it admits them by (JoinRate, below): forged datagrams cannot
+// make it a reflector, let alone an amplifier. (A datagram that makes
+// its source a member draws a welcome, and the chat from then on, until
+// it expires: what the join limit bounds.) An nc user who is not a
+// member gets "*** chat is full" for a line of 17 bytes or more (its LF
+// included) and the long form for one of about 50, and no bye to a
+// quit. The sequenced client pads what it sends as a non-member (before
+// its first welcome, and quit) to 96 bytes (StrangerPad) with spaces
+// after the last LF, an empty line the server ignores, so it gets both
+// answers. A non-member's datagram whose first line starts with "*** ",
+// as the server's notices do, is dropped unanswered and joins no one: it
+// is most likely another chat server's output.
+//
 // # Membership and expiry
 //
-// Any datagram of at most MaxDatagram bytes from a member refreshes it,
-// whatever it holds. A non-member joins with its first datagram of at
-// most MaxDatagram bytes, with a well-formed header if any, that has a
-// non-empty line and is not a quit, if there are fewer than MaxMembers
-// members (else it is told the chat is full); a first line "/nick NAME"
-// joins it under NAME, otherwise it is guestN. A line that is then
+// Any datagram from a member refreshes it, whatever it holds, even one
+// over MaxDatagram (which is refused with a notice: the member is
+// evidently there), unless it is dropped as not the member's: one with a
+// malformed or server's header, or of an older or closed session. A
+// non-member joins with its first datagram of at most MaxDatagram bytes,
+// with a well-formed header if any, that has a non-empty line, does not
+// start with "*** " and is not a quit, if there are fewer than
+// MaxMembers members (else it is told the chat is full, if that fits)
+// and the join limit allows; a first line "/nick NAME" joins it under
+// NAME, otherwise it is guestN. A line that is then
 // refused (bad UTF-8, say) still made a member, which is told why: an nc
 // user with a Latin-1 terminal learns what is wrong instead of hearing
 // nothing. Datagrams from source port 0 are dropped (no reply is
 // possible).
 //
 // A member silent for Interval (default 10s) or longer is removed: when
-// a step's time is
-// heard+Interval or later the server expires it before doing anything
-// else, so an expired member is sent nothing, not even in the step in
+// a step's time is heard+Interval or later the server expires it before
+// doing anything else, whatever the input (a datagram, either timer,
+// stop), so an expired member is sent nothing, not even in the step in
 // which it expires (the seed's server sent it the message that made it
 // notice). A timer set for the earliest deadline makes expiry happen on
 // time even when nobody talks.
@@ -109,7 +134,7 @@
 // States of a client address at the server:
 //
 //	NONE    --valid datagram-->          MEMBER (join notice, welcome)
-//	NONE    --quit-->                    NONE   (bye)
+//	NONE    --quit-->                    NONE   (bye, if it fits)
 //	MEMBER  --datagram-->                MEMBER (refreshed)
 //	MEMBER  --quit-->                    NONE   (bye; notice "left")
 //	MEMBER  --Interval of silence-->     NONE   (notice "timed out")
@@ -180,10 +205,17 @@
 // notice; the rest are dropped quietly (and counted) until a line is
 // accepted again, so the limit cannot be used to make the server flood.
 //
+// Strangers share one budget (GCRA, JoinRate a second, default 20, in
+// bursts of JoinBurst, default 50): each join and each answer to a
+// non-member takes one unit, and beyond it strangers are dropped without
+// a reply, so a flood of forged sources can make the server neither
+// announce nor answer without limit.
+//
 // # Client
 //
 // The client binds an ephemeral port, sends "/nick NAME" (seq 1) or a
-// heartbeat, and sends each typed line as one sequenced datagram. It
+// heartbeat, and sends each typed line as one sequenced datagram (padded
+// until its first welcome, and quit, as said above). It
 // heartbeats every third of the interval the welcome announces (of its
 // configured Interval until then), moved on by every datagram it sends,
 // so a talking client sends no heartbeats. If a welcome names it other

@@ -3,6 +3,8 @@ package chat_test
 import (
 	"bytes"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -65,11 +67,16 @@ func FuzzLines(f *testing.F) {
 
 // Hostile datagrams never panic the server, never grow it past its
 // limits, and it never sends anything to an address that is not a member
-// except a reply to the datagram's own sender.
+// except a reply to the datagram's own sender; to a sender that was not
+// a member before and is not one after, at most one datagram no larger
+// than its own (its source is not validated: no reflection, let alone
+// amplification).
 func FuzzServer(f *testing.F) {
 	f.Add([]byte("hello\n"), []byte("/nick bob\n"), []byte("quit"))
 	f.Add([]byte(hdr(9, 1)+"/nick a\n"), []byte(hdr(9, 3)+"x"), []byte(hdr(9, 2)+"quit"))
 	f.Add([]byte("\xff\xfe"), []byte(hdr(0, 0)+"x"), []byte("^hb^\n^hb^\n/who\n/me\n//\n/nick\n"))
+	f.Add([]byte("a"), []byte("b"), []byte("let me in, it is full\n"))
+	f.Add([]byte("*** chat is full (2 members); try again later\n"), []byte(hdr(9, 1)+"quit\n"+strings.Repeat(" ", 80)), []byte(shdr(9, 1, 1)+"[x] y"))
 	f.Fuzz(func(t *testing.T, a, b, c []byte) {
 		cfg := chat.ServerConfig{Addr: srvAddr, MaxMembers: 2, MaxDatagram: 256, MaxLine: 64, Interval: time.Second}
 		s := chat.NewServer(cfg)
@@ -78,14 +85,27 @@ func FuzzServer(f *testing.F) {
 		out = s.Step(now, spec.Input{Kind: spec.InStart}, out[:0])
 		out = s.Step(now, spec.Input{Kind: spec.InBound, Sock: 1, Addr: srvAddr}, out[:0])
 		from := []netip.AddrPort{addr(1), addr(2), addr(3)}
+		members := map[netip.AddrPort]bool{}
 		for round := 0; round < 3; round++ {
 			for i, d := range [][]byte{a, b, c} {
 				now = now.Add(time.Duration(len(d)) * 7 * time.Millisecond)
 				src := from[(i+round)%3]
+				wasMember := members[src]
 				out = s.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: d}, out[:0])
-				members := map[netip.AddrPort]bool{}
+				members = map[netip.AddrPort]bool{}
 				for _, m := range s.Members() {
 					members[m.Addr] = true
+				}
+				if !wasMember && !members[src] {
+					var answers []string
+					for _, o := range out {
+						if o.Kind == spec.OutSend && o.Addr == src {
+							answers = append(answers, string(o.Data))
+						}
+					}
+					if len(answers) > 1 || len(answers) == 1 && len(answers[0]) > len(d) {
+						t.Fatalf("a stranger's %d-byte datagram %q drew %q", len(d), d, answers)
+					}
 				}
 				if len(members) > cfg.MaxMembers {
 					t.Fatalf("%d members, limit %d", len(members), cfg.MaxMembers)
@@ -102,7 +122,19 @@ func FuzzServer(f *testing.F) {
 					}
 				}
 			}
-			out = s.Step(now.Add(time.Second), spec.Input{Kind: spec.InTimer, Timer: 1}, out[:0])
+			now = now.Add(time.Second)
+			for _, tm := range []spec.Timer{2, 1} {
+				out = s.Step(now, spec.Input{Kind: spec.InTimer, Timer: tm}, out[:0])
+				for _, o := range out {
+					if o.Kind == spec.OutSend && !slices.ContainsFunc(s.Members(), func(m chat.MemberInfo) bool { return m.Addr == o.Addr }) {
+						t.Fatalf("timer %d sent %q to %v, not a member", tm, o.Data, o.Addr)
+					}
+				}
+			}
+			members = map[netip.AddrPort]bool{}
+			for _, m := range s.Members() {
+				members[m.Addr] = true
+			}
 		}
 	})
 }

@@ -67,12 +67,13 @@ type ServerConfig struct {
 	// bursts of 10); a negative Rate disables the limit.
 	Rate  float64 `json:"rate,omitempty"`
 	Burst int     `json:"burst,omitempty"`
-	// JoinRate and JoinBurst limit new memberships across all sources
-	// (default 20 per second, bursts of 50; a negative JoinRate disables
-	// the limit). Any datagram from a stranger joins it and is announced
-	// to every member, and a forged source would start receiving the
-	// chat, so strangers are admitted at a bounded rate; beyond it they
-	// are dropped without a reply.
+	// JoinRate and JoinBurst limit new memberships and answers to
+	// non-members across all sources (default 20 per second, bursts of
+	// 50; a negative JoinRate disables the limit). Any datagram from a
+	// stranger joins it and is announced to every member, and a forged
+	// source would start receiving the chat, so strangers are admitted
+	// and answered at a bounded rate; beyond it they are dropped without
+	// a reply.
 	JoinRate  float64 `json:"joinRate,omitempty"`
 	JoinBurst int     `json:"joinBurst,omitempty"`
 	// Hold is how long an out-of-order datagram waits for the gap before

@@ -106,6 +106,11 @@ type ServerCounters struct {
 	Messages, Sent, Full, RateLimited, Oversized, Malformed, InvalidUTF8  uint64
 	Control, TooLong, BadNick, NickTaken, UnknownCommand, Empty           uint64
 	Duplicate, Stale, Reordered, Lost, ClosedSession, StaleSession, Port0 uint64
+	// ServerOutput counts strangers' datagrams that looked like a chat
+	// server's output; RepliesTooBig and RepliesLimited count answers to
+	// strangers left unsent because they would have been larger than the
+	// datagram they answered, or were over the strangers' rate limit.
+	ServerOutput, RepliesTooBig, RepliesLimited uint64
 }
 
 // NewServer returns a server for cfg.
@@ -164,6 +169,9 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "lost", Value: c.Lost},
 		{Name: "dropped_closed_session", Value: c.ClosedSession},
 		{Name: "dropped_stale_session", Value: c.StaleSession},
+		{Name: "dropped_server_output", Value: c.ServerOutput},
+		{Name: "replies_too_big", Value: c.RepliesTooBig},
+		{Name: "replies_limited", Value: c.RepliesLimited},
 	}
 }
 
@@ -208,10 +216,13 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		s.expire(now)
 		s.datagram(now, in.Addr, in.Data)
 	case spec.InTimer:
+		// Whichever timer fires, members whose time has come go first:
+		// the hold timer may fall due at the instant a member expires,
+		// and what it releases must not be sent to that member.
+		s.expire(now)
 		switch in.Timer {
 		case timerExpire:
 			s.expAt = 0
-			s.expire(now)
 		case timerHold:
 			s.holdAt = 0
 			s.holds(now)
@@ -265,11 +276,10 @@ func (s *Server) expire(now spec.Time) {
 	// Remove every expired member before telling anyone, so no notice
 	// goes to a member expiring at the same time.
 	var due []*member
-	for s.oldest != nil && s.oldest.heard.Add(s.cfg.Interval) <= now {
-		m := s.oldest
-		s.remove(m)
+	for m := s.oldest; m != nil && m.heard.Add(s.cfg.Interval) <= now; m = m.newer {
 		due = append(due, m)
 	}
+	s.removeAll(due)
 	for _, m := range due {
 		s.farewell(now, m, ReasonExpired)
 	}
@@ -323,7 +333,7 @@ func (s *Server) datagram(now spec.Time, from netip.AddrPort, data []byte) {
 			s.c.ClosedSession++
 			s.out = append(s.out, spec.Debug("chat: dropped datagram of a closed session", slog.String("from", from.String())))
 			if quit {
-				s.reply(from, h.Session, []byte("*** bye\n^bye^\n"))
+				s.answerStranger(now, from, h.Session, len(data), []byte("*** bye\n^bye^\n"))
 			}
 			return
 		}
@@ -338,7 +348,7 @@ func (s *Server) datagram(now spec.Time, from netip.AddrPort, data []byte) {
 		m = nil
 	}
 	if m == nil {
-		if m = s.admit(now, from, h.Session, &body, quit); m == nil {
+		if m = s.admit(now, from, h.Session, &body, quit, len(data)); m == nil {
 			return
 		}
 	}
@@ -423,8 +433,9 @@ func hasQuit(body []byte) bool {
 
 // admit makes a member of a client that is not one. A datagram of only
 // empty lines, or a quit, joins no one; a first line "/nick NAME" joins
-// under that name.
-func (s *Server) admit(now spec.Time, from netip.AddrPort, session uint64, body *[]byte, quit bool) *member {
+// under that name. size is the datagram's size: no answer to a stranger
+// is larger.
+func (s *Server) admit(now spec.Time, from netip.AddrPort, session uint64, body *[]byte, quit bool, size int) *member {
 	first, rest := nextLine(*body)
 	for len(first) == 0 && len(rest) > 0 {
 		first, rest = nextLine(rest)
@@ -435,18 +446,27 @@ func (s *Server) admit(now spec.Time, from netip.AddrPort, session uint64, body 
 		s.c.Empty++
 		s.out = append(s.out, spec.Debug("chat: dropped empty datagram from a non-member", slog.String("from", from.String())))
 		return nil
+	case bytes.HasPrefix(first, []byte("*** ")):
+		// A notice, as a server sends: most likely another chat server
+		// that a forged datagram set talking to us. Answering it, or
+		// making it a member, could start the two talking for ever.
+		s.c.ServerOutput++
+		s.out = append(s.out, spec.Debug("chat: dropped a stranger's datagram that looks like a server's", slog.String("from", from.String())))
+		return nil
 	case quit:
 		// Not a member: acknowledge, and close the session so its late
 		// datagrams do not make it one.
 		if session != 0 {
 			s.bury(now, tombKey{from, session})
 		}
-		s.reply(from, session, []byte("*** bye\n^bye^\n"))
+		s.answerStranger(now, from, session, size, []byte("*** bye\n^bye^\n"))
 		return nil
 	case len(s.members) >= s.cfg.MaxMembers:
 		s.c.Full++
 		s.out = append(s.out, spec.Debug("chat: full, refusing", slog.String("from", from.String())))
-		s.reply(from, session, fmt.Appendf(nil, "*** chat is full (%d members); try again later\n", len(s.members)))
+		s.answerStranger(now, from, session, size,
+			fmt.Appendf(nil, "*** chat is full (%d members); try again later\n", len(s.members)),
+			[]byte("*** chat is full\n"))
 		return nil
 	}
 	if !s.allowJoin(now, from) {
@@ -507,15 +527,40 @@ func (s *Server) leave(now spec.Time, m *member, reason string) {
 	s.farewell(now, m, reason)
 }
 
-// remove takes m out of the server's tables.
+// remove takes m out of the server's tables, keeping the others in join
+// order (the order broadcasts go out in).
 func (s *Server) remove(m *member) {
+	s.unlist(m)
+	copy(s.order[m.idx:], s.order[m.idx+1:])
+	s.order[len(s.order)-1] = nil
+	s.order = s.order[:len(s.order)-1]
+	for _, o := range s.order[m.idx:] {
+		o.idx--
+	}
+}
+
+// removeAll takes every member of ms out of the server's tables with one
+// pass over the broadcast order, however many expire at once.
+func (s *Server) removeAll(ms []*member) {
+	for _, m := range ms {
+		s.unlist(m)
+		m.idx = -1
+	}
+	keep := s.order[:0]
+	for _, o := range s.order {
+		if o.idx >= 0 {
+			o.idx = len(keep)
+			keep = append(keep, o)
+		}
+	}
+	clear(s.order[len(keep):])
+	s.order = keep
+}
+
+// unlist takes m out of every table but the broadcast order.
+func (s *Server) unlist(m *member) {
 	delete(s.members, m.addr)
 	delete(s.nicks, m.key)
-	last := len(s.order) - 1
-	s.order[m.idx] = s.order[last]
-	s.order[m.idx].idx = m.idx
-	s.order[last] = nil
-	s.order = s.order[:last]
 	if m.session != 0 {
 		s.nSeq--
 	}
@@ -613,24 +658,68 @@ func (s *Server) allow(now spec.Time, m *member) bool {
 	return true
 }
 
-// allowJoin applies the global join limit (GCRA). Refused strangers get
-// no reply: answering would make the limit itself a reflector.
+// allowJoin applies the strangers' budget (below) to a join. Refused
+// strangers get no reply: answering would make the limit itself a
+// reflector.
 func (s *Server) allowJoin(now spec.Time, from netip.AddrPort) bool {
+	if s.strangerCredit(now) {
+		return true
+	}
+	s.c.JoinsLimited++
+	s.out = append(s.out, spec.Debug("chat: join limit, dropped a stranger's datagram", slog.String("from", from.String())))
+	if now.Sub(s.joinWarn) >= time.Second || s.joinWarn == 0 {
+		s.joinWarn = now
+		s.out = append(s.out, spec.Warn("chat: join limit reached; strangers are dropped", slog.Float64("per_second", s.cfg.JoinRate), slog.Uint64("dropped_so_far", s.c.JoinsLimited)))
+	}
+	return false
+}
+
+// strangerCredit takes one unit of the strangers' budget (GCRA: JoinRate
+// a second, bursts of JoinBurst), which joins and answers to strangers
+// share, so forged sources can make the server neither announce nor
+// answer without limit.
+func (s *Server) strangerCredit(now spec.Time) bool {
 	if s.joinEvery == 0 {
 		return true
 	}
 	t := max(s.joinTAT, now)
 	if t.Sub(now) > s.joinTau {
-		s.c.JoinsLimited++
-		s.out = append(s.out, spec.Debug("chat: join limit, dropped a stranger's datagram", slog.String("from", from.String())))
-		if now.Sub(s.joinWarn) >= time.Second || s.joinWarn == 0 {
-			s.joinWarn = now
-			s.out = append(s.out, spec.Warn("chat: join limit reached; strangers are dropped", slog.Float64("per_second", s.cfg.JoinRate), slog.Uint64("dropped_so_far", s.c.JoinsLimited)))
-		}
 		return false
 	}
 	s.joinTAT = t.Add(s.joinEvery)
 	return true
+}
+
+// answerStranger answers a client that is not a member, unsequenced,
+// with the first of bodies that, behind its header, is no larger than
+// the size-byte datagram it answers, within the strangers' budget. The
+// source is not validated, so the answer must not amplify: with no body
+// small enough, or no credit left, nothing is sent, and that is counted.
+func (s *Server) answerStranger(now spec.Time, to netip.AddrPort, session uint64, size int, bodies ...[]byte) {
+	var b []byte
+	for _, body := range bodies {
+		if session != 0 {
+			body = append(AppendHeader(make([]byte, 0, headerMax+len(body)), Header{Session: session, Server: true}), body...)
+		} else {
+			body = plainOnly(body)
+		}
+		if len(body) <= size {
+			b = body
+			break
+		}
+	}
+	switch {
+	case b == nil:
+		s.c.RepliesTooBig++
+		s.out = append(s.out, spec.Debug("chat: no answer to a stranger: it would be larger than its datagram", slog.String("to", to.String()), slog.Int("size", size)))
+		return
+	case !s.strangerCredit(now):
+		s.c.RepliesLimited++
+		s.out = append(s.out, spec.Debug("chat: no answer to a stranger: over the strangers' rate limit", slog.String("to", to.String())))
+		return
+	}
+	s.c.Sent++
+	s.out = append(s.out, spec.Send(sock, to, b))
 }
 
 // lines processes a datagram body from member m, line by line.
@@ -781,17 +870,6 @@ func (s *Server) send(m *member, body []byte) {
 	m.outSeq++
 	b := append(m.appendHeader(make([]byte, 0, headerMax+len(body))), body...)
 	s.out = append(s.out, spec.Send(sock, m.addr, b))
-}
-
-// reply answers a client that is not a member, unsequenced.
-func (s *Server) reply(to netip.AddrPort, session uint64, body []byte) {
-	s.c.Sent++
-	if session != 0 {
-		body = append(AppendHeader(make([]byte, 0, headerMax+len(body)), Header{Session: session, Server: true}), body...)
-	} else {
-		body = plainOnly(body)
-	}
-	s.out = append(s.out, spec.Send(sock, to, body))
 }
 
 // plainOnly drops control lines (the lines that start with '^'; no

@@ -183,10 +183,15 @@ func TestQuit(t *testing.T) {
 	if strings.Join(got[a], "") != "[bob] bye all\n*** bob left\n" {
 		t.Fatalf("alice got %q", got[a])
 	}
-	// A quit from a non-member (a duplicate) is answered and joins no one.
+	// A quit from a non-member (a duplicate) joins no one, and is
+	// answered only if the bye is no larger than the quit.
 	got = b.dgram(2*time.Second, c, "quit\n")
+	if len(got) != 0 || srv.Len() != 1 || srv.Stats().RepliesTooBig != 1 {
+		t.Fatalf("second quit: %q, %d members, %+v", got, srv.Len(), srv.Stats())
+	}
+	got = b.dgram(2*time.Second, c, "quit\n   ")
 	if strings.Join(got[c], "") != "*** bye\n" || len(got[a]) != 0 || srv.Len() != 1 {
-		t.Fatalf("second quit: %q, %d members", got, srv.Len())
+		t.Fatalf("third quit: %q, %d members", got, srv.Len())
 	}
 	// An empty datagram joins no one either.
 	if got := b.dgram(3*time.Second, c, " \r\n\n"); len(got) != 0 || srv.Len() != 1 {
@@ -301,12 +306,20 @@ func TestMemberLimit(t *testing.T) {
 	b, srv := newServer(t, chat.ServerConfig{MaxMembers: 2})
 	b.dgram(0, addr(1), "hi")
 	b.dgram(0, addr(2), "hi")
-	got := b.dgram(0, addr(3), "let me in")
-	if strings.Join(got[addr(3)], "") != "*** chat is full (2 members); try again later\n" || len(got) != 1 {
-		t.Fatalf("third client: %q", got)
+	// The refusal is never larger than the datagram it answers: the
+	// whole notice, a short one, or (counted) nothing.
+	for _, tc := range []struct{ line, want string }{
+		{"hello everyone, is there room for one more in here?", "*** chat is full (2 members); try again later\n"},
+		{"let me in, please", "*** chat is full\n"},
+		{"let me in", ""},
+	} {
+		got := b.dgram(0, addr(3), tc.line)
+		if strings.Join(got[addr(3)], "") != tc.want || len(got) > 1 {
+			t.Fatalf("third client said %q and got %q, want %q", tc.line, got, tc.want)
+		}
 	}
-	if srv.Len() != 2 || srv.Stats().Full != 1 {
-		t.Fatalf("%d members", srv.Len())
+	if st := srv.Stats(); srv.Len() != 2 || st.Full != 3 || st.RepliesTooBig != 1 {
+		t.Fatalf("%d members, %+v", srv.Len(), st)
 	}
 	b.dgram(time.Second, addr(1), "quit")
 	if got := b.dgram(time.Second, addr(3), "now?"); len(got[addr(3)]) != 2 {
@@ -412,7 +425,8 @@ func TestSessionClosedByQuit(t *testing.T) {
 			t.Fatalf("straggler %q: %q", d, got)
 		}
 	}
-	if got := b.dgram(time.Second, a, hdr(sess, 4)+"quit"); len(got[a]) != 1 || got[a][0] != shdr(sess, 0, 0)+"*** bye\n^bye^\n" {
+	// A resent quit, padded as the client pads it, gets another bye.
+	if got := b.dgram(time.Second, a, hdr(sess, 4)+"quit\n"+strings.Repeat(" ", 60)); len(got[a]) != 1 || got[a][0] != shdr(sess, 0, 0)+"*** bye\n^bye^\n" {
 		t.Fatalf("resent quit: %q", got)
 	}
 	// After Interval the tombstone is gone and the session may rejoin.

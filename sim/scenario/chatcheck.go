@@ -253,7 +253,8 @@ type tombKey struct {
 
 // modelSpans is the membership issue 4 specifies, computed from the
 // datagrams the network delivered to the server: an address is a member
-// from the first datagram that has a line and is not a quit, for as long
+// from the first datagram that has a line, does not start with a notice
+// ("*** ", as servers send) and is not a quit, for as long
 // as datagrams keep arriving less than Interval apart, until its quit, or
 // until a crash of the server. A session that quit (or was replaced by a
 // newer one) is closed for Interval: its datagrams count for nothing.
@@ -330,7 +331,7 @@ func (w *ChatWorld) modelSpans() map[netip.AddrPort][]span {
 		}
 		if !s.member {
 			switch {
-			case len(ls) == 0:
+			case len(ls) == 0, strings.HasPrefix(ls[0], "*** "):
 				continue
 			case quit:
 				if h.Session != 0 {
@@ -398,17 +399,50 @@ func (w *ChatWorld) CheckMembership() string {
 }
 
 // CheckNoStraySends: the server sends nothing to an address that is not
-// a member (so nothing after it quit or expired), except the bye that
-// answers a quit and the refusal of a full chat, and it broadcasts only
-// members' lines.
+// a member (so nothing after it quit or expired), except the bye to a
+// member that quits and the bye or "chat is full" that answers a
+// non-member, never larger than a datagram the address sent it at that
+// instant, each datagram answered at most once (its source is not
+// validated: the server must not reflect, let alone amplify). It sends a
+// member nothing from the instant it has been silent for the interval,
+// whatever the order of the steps at that instant; and it broadcasts
+// only members' lines.
 func (w *ChatWorld) CheckNoStraySends() string {
+	// When the server heard from each address, and the sizes of what it
+	// received at each instant.
+	heard := map[netip.AddrPort][]spec.Time{}
+	type at struct {
+		a netip.AddrPort
+		t spec.Time
+	}
+	got := map[at][]int{}
+	for _, it := range w.model {
+		if it.kind == itemDeliver {
+			heard[it.addr] = append(heard[it.addr], it.t)
+			got[at{it.addr, it.t}] = append(got[at{it.addr, it.t}], len(it.pkt.data))
+		}
+	}
+	// lastHeard is the last time a datagram from a reached the server by
+	// t: the server refreshes a member with no later one.
+	lastHeard := func(a netip.AddrPort, t spec.Time) (spec.Time, bool) {
+		h := heard[a]
+		switch i, found := slices.BinarySearch(h, t); {
+		case found:
+			return t, true
+		case i > 0:
+			return h[i-1], true
+		}
+		return 0, false
+	}
 	members := map[netip.AddrPort]bool{}
+	left := map[netip.AddrPort]spec.Time{}
 	for _, it := range w.stream {
 		switch it.kind {
 		case itemJoin:
 			members[it.addr] = true
 		case itemLeave:
 			delete(members, it.addr)
+			left[it.addr] = it.t
 		case itemCrash:
 			clear(members)
 		case itemMessage:
@@ -416,14 +450,34 @@ func (w *ChatWorld) CheckNoStraySends() string {
 				return fmt.Sprintf("at %v the server broadcast %q from %s, not a member", it.t.Sub(spec.SimEpoch), it.msg.Text, w.who(it.addr))
 			}
 		case itemSend:
-			if members[it.addr] {
-				continue
-			}
 			_, body, _ := chat.ParseHeader(it.pkt.data)
-			if bytes.HasPrefix(body, []byte("*** bye")) || bytes.HasPrefix(body, []byte("*** chat is full")) {
+			if members[it.addr] {
+				if h, ok := lastHeard(it.addr, it.t); !ok || it.t.Sub(h) >= w.cfg.Interval {
+					return fmt.Sprintf("at %v the server sent %q to %s, silent since %v: it expired at %v", it.t.Sub(spec.SimEpoch), body, w.who(it.addr),
+						h.Sub(spec.SimEpoch), h.Add(w.cfg.Interval).Sub(spec.SimEpoch))
+				}
 				continue
 			}
-			return fmt.Sprintf("at %v the server sent %q to %s, which is not a member", it.t.Sub(spec.SimEpoch), body, w.who(it.addr))
+			if t, ok := left[it.addr]; ok && t == it.t && bytes.HasPrefix(body, []byte("*** bye ")) {
+				continue // the bye to a member that quit at this instant
+			}
+			if !bytes.HasPrefix(body, []byte("*** bye")) && !bytes.HasPrefix(body, []byte("*** chat is full")) {
+				return fmt.Sprintf("at %v the server sent %q to %s, which is not a member", it.t.Sub(spec.SimEpoch), body, w.who(it.addr))
+			}
+			// Take the smallest datagram from it at this instant that is
+			// no smaller than the answer.
+			k := at{it.addr, it.t}
+			best := -1
+			for i, n := range got[k] {
+				if n >= len(it.pkt.data) && (best < 0 || n < got[k][best]) {
+					best = i
+				}
+			}
+			if best < 0 {
+				return fmt.Sprintf("at %v the server sent %s, not a member, %d bytes (%q): more than any datagram it had from there at that instant (%v)",
+					it.t.Sub(spec.SimEpoch), w.who(it.addr), len(it.pkt.data), body, got[k])
+			}
+			got[k] = slices.Delete(got[k], best, best+1)
 		}
 	}
 	return ""

@@ -452,8 +452,15 @@ func (w *Swarm) table(r SwarmResult) Table {
 			sc, sp,
 		})
 	}
-	if r.WorstCS > 0 || r.WorstP2P > 0 {
-		t.Notes = append(t.Notes, fmt.Sprintf("worst ratio to the bound: C/S %.3fx, P2P %.3fx", r.WorstCS, r.WorstP2P))
+	var worst []string
+	if r.WorstCS > 0 {
+		worst = append(worst, fmt.Sprintf("C/S %.3fx", r.WorstCS))
+	}
+	if r.WorstP2P > 0 {
+		worst = append(worst, fmt.Sprintf("P2P %.3fx", r.WorstP2P))
+	}
+	if len(worst) > 0 {
+		t.Notes = append(t.Notes, "worst ratio to the bound: "+strings.Join(worst, ", "))
 	}
 	t.Notes = append(t.Notes,
 		"C/S: client/server (netspec cs); P2P: netspec p2p; seed: the seed's measured table; times in seconds.",

@@ -1,7 +1,6 @@
 package rudp
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
@@ -815,10 +814,7 @@ func (c *Conn) onData(now spec.Time, p *Packet) string {
 			c.ackNow = true
 			return ""
 		}
-		// A copy: the runner may hand a batch of datagrams as slices
-		// of one buffer, which a held segment would otherwise pin
-		// whole until the gap before it fills.
-		*slot = rseg{data: bytes.Clone(p.Payload), fin: fin, ok: true}
+		*slot = rseg{data: p.Payload, fin: fin, ok: true}
 		if fin {
 			c.finRcvd, c.rcvFinSeq = true, seq
 		}

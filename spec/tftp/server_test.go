@@ -529,33 +529,6 @@ func TestServerWriteHoldsToTSize(t *testing.T) {
 	}
 }
 
-// A block that arrives before the one it follows is kept as a copy:
-// the bytes of the datagram that brought it may be a slice of a buffer
-// the runner shares among several (impl's batched reads), which holding
-// it would pin. Scribbling over that datagram after its step must not
-// change the file.
-func TestServerEarlyBlockIsCopied(t *testing.T) {
-	st := &recordStore{}
-	b := newStoreBench(t, st)
-	out := sends(b.request(client, tftp.Packet{Op: tftp.OpWRQ, Filename: "up/new.bin", Mode: "octet", Options: []tftp.Option{{Name: "windowsize", Value: "4"}}}))
-	if len(out) != 1 {
-		t.Fatalf("WRQ answered %v", out)
-	}
-	sock := out[0].Sock
-	block := func(n uint16, size int, fill byte) []byte {
-		return append(tftp.AppendData(nil, n), bytes.Repeat([]byte{fill}, size)...)
-	}
-	early := block(2, 512, 0xaa)
-	b.to(sock, client, early)
-	clear(early)
-	b.to(sock, client, block(1, 512, 0x11))
-	b.to(sock, client, block(3, 1, 0x33))
-	want := slices.Concat(bytes.Repeat([]byte{0x11}, 512), bytes.Repeat([]byte{0xaa}, 512), []byte{0x33})
-	if got := st.data["up/new.bin"]; !bytes.Equal(got, want) {
-		t.Fatalf("committed %d bytes, %d sent; equal lengths but different bytes means the early block changed with its datagram", len(got), len(want))
-	}
-}
-
 // openSpy is a file system that records every name opened; it is an
 // fs.StatFS, as the roots the server gets are.
 type openSpy struct {

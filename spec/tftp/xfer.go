@@ -213,11 +213,8 @@ func (x *xfer) onData(now spec.Time, block uint16, data []byte, sink func([]byte
 			x.earlyBlock = make([]uint64, len(x.early))
 		}
 		if int(d) < len(x.early) {
-			// A copy, never nil: the runner may hand a batch of
-			// datagrams as slices of one buffer, which a held block
-			// would otherwise pin whole until the gap fills.
 			i := abs % uint64(len(x.early))
-			x.early[i], x.earlyBlock[i] = append(make([]byte, 0, len(data)), data...), abs
+			x.early[i], x.earlyBlock[i] = data, abs
 		}
 		if !x.gapAcked && (d >= dupThresh || abs >= x.lastAck+uint64(x.window) || len(data) < x.blksize) {
 			x.gapAcked = true

@@ -166,13 +166,6 @@ func (r *Runner) readBatched(s *sock, size, limit int) {
 		}
 		batch := make([]spec.Input, 0, k)
 		var cost int64
-		total := 0
-		for i := 0; i < k; i++ {
-			total += ms[i].N
-		}
-		// One allocation per batch: machines own their inputs' bytes, and
-		// sub-slices of one buffer serve as well as separate ones.
-		slab := make([]byte, total)
 		for i := 0; i < k; i++ {
 			m := &ms[i]
 			if m.Flags&syscall.MSG_TRUNC != 0 || m.N > limit {
@@ -189,8 +182,11 @@ func (r *Runner) readBatched(s *sock, size, limit int) {
 				continue
 			}
 			cost += int64(m.N)
-			data := slab[:m.N:m.N]
-			slab = slab[m.N:]
+			// Each datagram its own allocation: machines own their
+			// inputs' bytes and may keep one for long (a segment held
+			// out of order), which in a buffer shared by the batch
+			// would pin all of it.
+			data := make([]byte, m.N)
 			copy(data, m.Buffers[0][:m.N])
 			batch = append(batch, spec.Input{Kind: spec.InDatagram, Sock: s.id, Addr: r.mapIn(unmapV4(ua.AddrPort())), Data: data})
 		}

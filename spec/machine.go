@@ -110,7 +110,8 @@ func ParseInKind(s string) (InKind, bool) {
 }
 
 // Input is one thing that happened to a machine. Data belongs to the
-// machine after Step (runners never reuse it) but is read-only: the
+// machine after Step (runners never reuse it, and give each datagram its
+// own allocation, so keeping one pins no other) but is read-only: the
 // simulator hands the sender's bytes to every receiver of a duplicate.
 type Input struct {
 	Kind   InKind

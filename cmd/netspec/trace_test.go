@@ -40,6 +40,11 @@ func TestTraceShowFilters(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "✕") {
 		t.Fatalf("no lost packets drawn in a lossy trace:\n%s", out)
 	}
+	// A duplicate is drawn with the bytes of the packet it copies.
+	code, out, _ = runCmd("trace", "show", "../../conformance/testdata/file-sim.ndjson", "--only", "net", "--match", "copy of")
+	if code != 0 || !strings.Contains(out, "SYN") || strings.Contains(out, "too short") {
+		t.Fatalf("duplicates not decoded as their originals:\n%s", out)
+	}
 	if code, _, _ := runCmd("trace", "show", "x", "--only", "bogus"); code != 2 {
 		t.Errorf("bad --only: exit %d, want 2", code)
 	}

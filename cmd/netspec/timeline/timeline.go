@@ -79,6 +79,7 @@ func Build(h trace.Header, recs []trace.Record, f Filter, describe Describe) Dia
 		}
 	}
 	sent := map[uint64][]byte{}
+	copyOf := map[uint64]uint64{} // a duplicate's id -> the packet it copies
 	for _, r := range recs {
 		if r.T < f.From || (f.To > 0 && r.T > f.To) {
 			continue
@@ -100,6 +101,10 @@ func Build(h trace.Header, recs []trace.Record, f Filter, describe Describe) Dia
 			case "deliver":
 				st.From, st.To = from, to
 				st.Text = fmt.Sprintf("#%d %s", r.ID, decode(describe, h.Protocol, r.Proto, sent[r.ID], r.Msg))
+				if orig, ok := copyOf[r.ID]; ok {
+					st.Text += fmt.Sprintf(" (copy of #%d)", orig)
+					delete(copyOf, r.ID)
+				}
 				if r.Delay > 1e6 {
 					st.Text += fmt.Sprintf(" (+%.1fms)", float64(r.Delay)/1e6)
 				}
@@ -112,6 +117,14 @@ func Build(h trace.Header, recs []trace.Record, f Filter, describe Describe) Dia
 				st.Text = "✖ " + r.Err
 				st.Fault = true
 			case "dup":
+				// The copy carries the original's bytes under its own id.
+				var orig uint64
+				if _, err := fmt.Sscanf(r.Name, "copy of %d", &orig); err == nil {
+					if p, ok := sent[orig]; ok {
+						sent[r.ID] = p
+					}
+					copyOf[r.ID] = orig
+				}
 				continue
 			default:
 				st.From, st.To, st.Fault = from, to, true

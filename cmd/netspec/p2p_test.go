@@ -155,6 +155,43 @@ func TestP2PConfigINI(t *testing.T) {
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
 		t.Fatalf("saved %d bytes, want the %d-byte file", len(got), len(want))
 	}
+
+	// The client's flags beat its section: config.ini names a server
+	// that refuses (another loopback address, a closed port) and
+	// another output file.
+	closed, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+	iniOut, flagOut := filepath.Join(dir, "named-in-ini.bin"), filepath.Join(dir, "named-by-o.bin")
+	bad := fmt.Sprintf("[client]\nport = 0\nip = 127.0.0.1\nserver_ip = 127.0.0.2\nserver_port = %d\nfile_path = %s\n", closedPort, iniOut)
+	if err := os.WriteFile(ini, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = runCmd("p2p", "get", "--config", ini, "-s", host, "-sp", port, "-p", "0", "-o", flagOut, "--linger", "0s", "-q")
+	if code != 0 {
+		t.Fatalf("p2p get -s -sp -o over config.ini: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if got, _ := os.ReadFile(flagOut); !bytes.Equal(got, want) {
+		t.Fatalf("-o file has %d bytes, want the %d-byte file", len(got), len(want))
+	}
+	if _, err := os.Stat(iniOut); err == nil {
+		t.Fatal("the client also wrote config.ini's file_path")
+	}
+
+	// -f beats the server section's file_path.
+	mine := filepath.Join(dir, "mine.bin")
+	if err := os.WriteFile(mine, make([]byte, 4321), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ini, []byte("[server]\nport = 0\nip = 127.0.0.1\nfile_path = "+filepath.Join(dir, "absent.bin")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, log := swarmServer(t, "p2p", "serve", "--config", ini, "-f", mine); !strings.Contains(log.String(), "serving 4321 bytes") {
+		t.Fatalf("-f did not beat file_path: %s", log)
+	}
 }
 
 func TestSwarmParseRate(t *testing.T) {

@@ -47,6 +47,16 @@ type Writer struct {
 	acked   map[connDir]uint64
 	err     error
 	packets int
+
+	// A scenario may run several simulations into one file (swarm: C/S,
+	// then P2P, per N), each from virtual time zero with the same
+	// addresses and packet ids. Each later run is shifted to start a
+	// second after the previous one ended, so time never goes back
+	// and Wireshark sees separate conversations one after another.
+	last   spec.Time // the latest event time seen, unshifted
+	shift  time.Duration
+	runs   int
+	marked bool // the current run's first packet carries its note
 }
 
 type flow struct{ src, dst netip.AddrPort }
@@ -78,6 +88,17 @@ func (w *Writer) Observe(ev sim.NetEvent) {
 	if w.err != nil {
 		return
 	}
+	if w.runs == 0 {
+		w.runs = 1
+	} else if ev.T < w.last {
+		w.shift += w.last.Sub(spec.SimEpoch) + time.Second
+		w.runs++
+		w.marked = false
+		clear(w.dupOf)
+		clear(w.lastID)
+		clear(w.acked)
+	}
+	w.last = ev.T
 	switch {
 	case ev.Kind == sim.NetDup:
 		w.dupOf[ev.ID] = ev.Orig
@@ -125,8 +146,12 @@ func (w *Writer) write(ev sim.NetEvent, intf int, notes []string) {
 		w.err = err
 		return
 	}
-	ci := gopacket.CaptureInfo{Timestamp: ev.T.Wall(), CaptureLength: len(data), Length: len(data), InterfaceIndex: intf}
+	ci := gopacket.CaptureInfo{Timestamp: ev.T.Add(w.shift).Wall(), CaptureLength: len(data), Length: len(data), InterfaceIndex: intf}
 	notes = append([]string{fmt.Sprintf("netspec packet #%d", ev.ID)}, notes...)
+	if w.runs > 1 && !w.marked {
+		w.marked = true
+		notes = append(notes, fmt.Sprintf("simulation run %d starts here, shifted by %v to follow the previous run", w.runs, w.shift))
+	}
 	if err := w.w.WritePacketWithOptions(ci, data, pcapgo.NgPacketOptions{Comments: notes}); err != nil {
 		w.err = fmt.Errorf("pcap: %w", err)
 		return
@@ -139,12 +164,15 @@ func ip4(a netip.AddrPort) net.IP {
 	return net.IP(b[:])
 }
 
-// isn is a connection's initial sequence number, stable per connection
-// and direction so captures of the same seed are identical.
-func isn(conn uint64, src netip.AddrPort) uint32 {
+// isn is a connection's initial sequence number, stable per run,
+// connection and direction so captures of the same seed are identical,
+// and different in each run so a reused address pair reads as a new
+// connection.
+func isn(run int, conn uint64, src netip.AddrPort) uint32 {
 	h := fnv.New32a()
-	var b [8]byte
+	var b [16]byte
 	binary.BigEndian.PutUint64(b[:], conn)
+	binary.BigEndian.PutUint64(b[8:], uint64(run))
 	h.Write(b[:])
 	h.Write([]byte(src.String()))
 	return h.Sum32()
@@ -159,14 +187,14 @@ func (w *Writer) build(ev sim.NetEvent) ([]byte, error) {
 	case spec.TCP:
 		ip.Protocol = layers.IPProtocolTCP
 		t := &layers.TCP{SrcPort: layers.TCPPort(ev.From.Port()), DstPort: layers.TCPPort(ev.To.Port()), Window: 65535}
-		base := isn(ev.Conn, ev.From)
+		base := isn(w.runs, ev.Conn, ev.From)
 		switch ev.Flags {
 		case "S":
 			t.SYN, t.Seq = true, base
 		default:
 			t.Seq = base + 1 + uint32(ev.Seq)
 			t.ACK = true
-			t.Ack = isn(ev.Conn, ev.To) + 1 + uint32(w.acked[connDir{ev.Conn, ev.To}])
+			t.Ack = isn(w.runs, ev.Conn, ev.To) + 1 + uint32(w.acked[connDir{ev.Conn, ev.To}])
 			t.PSH = len(ev.Data) > 0
 			t.FIN = ev.Flags == "F"
 		}

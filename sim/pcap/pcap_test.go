@@ -106,3 +106,61 @@ func TestFaultComments(t *testing.T) {
 		t.Errorf("more packets than written: %v", err)
 	}
 }
+
+// Several simulations written into one file (swarm runs C/S, then P2P)
+// follow each other in time, each later one marked where it starts, and
+// the same connection in two runs gets two initial sequence numbers.
+func TestRunsFollowEachOther(t *testing.T) {
+	a := netip.MustParseAddrPort("10.0.0.1:5000")
+	b := netip.MustParseAddrPort("10.0.0.2:7")
+	at := func(ms int) spec.Time { return spec.SimEpoch.Add(time.Duration(ms) * time.Millisecond) }
+	syn := func(ms int) sim.NetEvent {
+		return sim.NetEvent{T: at(ms), Kind: sim.NetDeliver, ID: 1, Proto: spec.TCP, From: a, To: b, Conn: 1, Flags: "S"}
+	}
+	var buf bytes.Buffer
+	w, err := pcap.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []sim.NetEvent{syn(1), syn(500), syn(2)} { // the third starts a second run
+		w.Observe(e)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapgo.NewNgReader(&buf, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stamps []time.Time
+	var seqs []uint32
+	var notes []string
+	for {
+		data, ci, opts, err := r.ReadPacketDataWithOptions()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		stamps = append(stamps, ci.Timestamp)
+		notes = append(notes, strings.Join(opts.Comments, " | "))
+		tcp, _ := gopacket.NewPacket(data, layers.LayerTypeIPv4, gopacket.Default).Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if tcp == nil || !tcp.SYN {
+			t.Fatalf("packet %d is not a SYN", len(stamps))
+		}
+		seqs = append(seqs, tcp.Seq)
+	}
+	if len(stamps) != 3 {
+		t.Fatalf("%d packets, want 3", len(stamps))
+	}
+	if want := at(500 + 1000 + 2).Wall(); !stamps[2].Equal(want) {
+		t.Errorf("second run's packet stamped %v, want %v (a second after the first run's last)", stamps[2], want)
+	}
+	if !strings.Contains(notes[2], "simulation run 2 starts here") || strings.Contains(notes[1], "simulation run") {
+		t.Errorf("run marks misplaced: %q", notes)
+	}
+	if seqs[0] != seqs[1] || seqs[2] == seqs[0] {
+		t.Errorf("initial sequence numbers %v: want one per connection per run", seqs)
+	}
+}

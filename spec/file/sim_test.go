@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/sim/simtest"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/file"
 	"github.com/netspec/netspec/spec/rudp"
@@ -76,52 +78,23 @@ func resumeCommand(name string, have []byte) spec.Command {
 	return spec.Command{Name: "get", Args: []string{name, strconv.Itoa(len(have))}, Data: state}
 }
 
-func newWorld(t interface{ Fatalf(string, ...any) }, seed uint64, link sim.Link, f sim.Faults, files []file.SynthFile, plans []clientPlan, limit time.Duration) *world {
+type fataler interface{ Fatalf(string, ...any) }
+
+func newWorld(t fataler, seed uint64, link sim.Link, f sim.Faults, files []file.SynthFile, plans []clientPlan, limit time.Duration) *world {
+	return newWorldOn(nil, t, seed, link, f, files, plans, limit)
+}
+
+// newWorldOn is newWorld with the simulator built by net (nil: sim.New),
+// so that a rapid property's failing run leaves its trace.
+func newWorldOn(net *simtest.Net, t fataler, seed uint64, link sim.Link, f sim.Faults, files []file.SynthFile, plans []clientPlan, limit time.Duration) *world {
 	w := &world{dl: map[string]*download{}, served: synth(files)}
-	w.s = sim.New(sim.Config{
-		Seed: seed, Link: link, Faults: f,
-		OnEvent: func(n *sim.Node, now spec.Time, ev spec.Event) {
-			if n.Name == "server" && ev.Name == "say" {
-				w.said = append(w.said, ev.Text)
-			}
-			d := w.dl[n.Name]
-			if d == nil {
-				return
-			}
-			switch ev.Name {
-			case "file-start":
-				fs := ev.Value.(file.FileStart)
-				if d.size < fs.Offset {
-					t.Fatalf("%s: resume at %d but the writer holds %d bytes", n.Name, fs.Offset, d.size)
-				}
-				want := w.served[d.name]
-				d.size, d.started = fs.Offset, true
-				d.same = int64(len(want)) >= fs.Offset && bytes.Equal(d.have[:fs.Offset], want[:fs.Offset])
-			case "data":
-				if !d.started {
-					t.Fatalf("%s: data before file-start", n.Name)
-				}
-				want := w.served[d.name]
-				end := d.size + int64(len(ev.Data))
-				d.same = d.same && end <= int64(len(want)) && bytes.Equal(ev.Data, want[d.size:end])
-				d.size = end
-				d.at = append(d.at, now)
-				d.sizes = append(d.sizes, len(ev.Data))
-			case "file-done":
-				v := ev.Value.(file.FileDone)
-				d.done, d.finished = &v, now
-			case "file-error":
-				d.errs = append(d.errs, ev.Text)
-			case "reply":
-				d.replies = append(d.replies, ev.Text)
-			}
-		},
-		OnExit: func(n *sim.Node, _ spec.Time, err string) {
-			if d := w.dl[n.Name]; d != nil {
-				d.exited, d.exitErr = true, err
-			}
-		},
-	})
+	cfg := sim.Config{Seed: seed, Link: link, Faults: f, Protocol: "file"}
+	w.observe(t, &cfg)
+	if net != nil {
+		w.s = net.New(cfg)
+	} else {
+		w.s = sim.New(cfg)
+	}
 	scfg := file.ServerConfig{Addr: serverAddr, Files: files, Session: rudp.Config{Seed: seed ^ 0xa5}}
 	w.srv = w.s.MustAddNode(sim.NodeSpec{Name: "server", Addr: serverAddr.Addr(), Protocol: "file", Role: "server", Config: scfg,
 		New: func() spec.Machine { return file.NewServer(scfg, nil) }})
@@ -139,6 +112,58 @@ func newWorld(t interface{ Fatalf(string, ...any) }, seed uint64, link sim.Link,
 			w.s.Command(time.Microsecond, p.name, spec.Command{Name: "exit"})
 		}
 	}
+	w.await(t, limit)
+	return w
+}
+
+// observe points cfg's observers at w: the clients' downloads are
+// rebuilt from their events, and checked as they arrive.
+func (w *world) observe(t fataler, cfg *sim.Config) {
+	cfg.OnEvent = func(n *sim.Node, now spec.Time, ev spec.Event) {
+		if n.Name == "server" && ev.Name == "say" {
+			w.said = append(w.said, ev.Text)
+		}
+		d := w.dl[n.Name]
+		if d == nil {
+			return
+		}
+		switch ev.Name {
+		case "file-start":
+			fs := ev.Value.(file.FileStart)
+			if d.size < fs.Offset {
+				t.Fatalf("%s: resume at %d but the writer holds %d bytes", n.Name, fs.Offset, d.size)
+			}
+			want := w.served[d.name]
+			d.size, d.started = fs.Offset, true
+			d.same = int64(len(want)) >= fs.Offset && bytes.Equal(d.have[:fs.Offset], want[:fs.Offset])
+		case "data":
+			if !d.started {
+				t.Fatalf("%s: data before file-start", n.Name)
+			}
+			want := w.served[d.name]
+			end := d.size + int64(len(ev.Data))
+			d.same = d.same && end <= int64(len(want)) && bytes.Equal(ev.Data, want[d.size:end])
+			d.size = end
+			d.at = append(d.at, now)
+			d.sizes = append(d.sizes, len(ev.Data))
+		case "file-done":
+			v := ev.Value.(file.FileDone)
+			d.done, d.finished = &v, now
+		case "file-error":
+			d.errs = append(d.errs, ev.Text)
+		case "reply":
+			d.replies = append(d.replies, ev.Text)
+		}
+	}
+	cfg.OnExit = func(n *sim.Node, _ spec.Time, err string) {
+		if d := w.dl[n.Name]; d != nil {
+			d.exited, d.exitErr = true, err
+		}
+	}
+}
+
+// await runs until every client has exited or limit passes.
+func (w *world) await(t fataler, limit time.Duration) {
 	w.s.RunUntil(func() bool {
 		for _, n := range w.clients {
 			if ok, _ := n.Exited(); !ok {
@@ -150,7 +175,6 @@ func newWorld(t interface{ Fatalf(string, ...any) }, seed uint64, link sim.Link,
 	if v := w.s.Violations(); len(v) > 0 {
 		t.Fatalf("contract violations: %v", v)
 	}
-	return w
 }
 
 func (w *world) names() []string {
@@ -166,7 +190,7 @@ func (w *world) names() []string {
 // file reported done is byte-identical to the served one and hashes to
 // what was reported; otherwise the client reported an error. It returns
 // how many downloads succeeded.
-func (w *world) check(t interface{ Fatalf(string, ...any) }) int {
+func (w *world) check(t fataler) int {
 	ok := 0
 	for _, name := range w.names() {
 		d := w.dl[name]
@@ -207,7 +231,7 @@ func drawFiles(t *rapid.T) []file.SynthFile {
 // reported done; with no partition and moderate loss every download
 // succeeds; and once everyone is done the server holds no session.
 func TestDownloadsAreExactOrFail(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
+	simtest.Check(t, "testdata/failures", func(t *rapid.T, net *simtest.Net) {
 		files := drawFiles(t)
 		nc := rapid.IntRange(1, 4).Draw(t, "clients")
 		var plans []clientPlan
@@ -226,20 +250,31 @@ func TestDownloadsAreExactOrFail(t *testing.T) {
 			Delay: time.Duration(rapid.IntRange(0, 40).Draw(t, "delay ms")) * time.Millisecond,
 			Queue: rapid.IntRange(8, 1000).Draw(t, "queue packets") * 1500,
 		})
-		w := newWorld(t, rapid.Uint64().Draw(t, "seed"), link, faults, files, plans, 30*time.Minute)
-		ok := w.check(t)
-		if len(faults.Partitions) == 0 && faults.Loss <= 0.1 && ok != nc {
-			for _, n := range w.names() {
-				d := w.dl[n]
-				t.Logf("%s: errs %v exit %q", n, d.errs, d.exitErr)
-			}
-			t.Fatalf("%d of %d downloads failed with %v and no partition", nc-ok, nc, faults)
+		w := newWorldOn(net, t, rapid.Uint64().Draw(t, "seed"), link, faults, files, plans, downloadLimit)
+		w.exactOrFail(t, faults)
+	}, nil)
+}
+
+// downloadLimit is how long TestDownloadsAreExactOrFail waits for its
+// clients.
+const downloadLimit = 30 * time.Minute
+
+// exactOrFail is TestDownloadsAreExactOrFail's judgement of a finished
+// run, for the property and for the runs kept under testdata/regressions.
+func (w *world) exactOrFail(t fataler, faults sim.Faults) {
+	ok := w.check(t)
+	if nc := len(w.clients); len(faults.Partitions) == 0 && faults.Loss <= 0.1 && ok != nc {
+		var why []string
+		for _, n := range w.names() {
+			d := w.dl[n]
+			why = append(why, fmt.Sprintf("%s: errs %v exit %q", n, d.errs, d.exitErr))
 		}
-		w.s.Run(w.s.Elapsed() + 2*time.Minute)
-		if n := w.srv.Machine().(*file.Server).Sessions(); n != 0 {
-			t.Fatalf("server holds %d sessions two minutes after every client finished", n)
-		}
-	})
+		t.Fatalf("%d of %d downloads failed with %v and no partition: %s", nc-ok, nc, faults, strings.Join(why, "; "))
+	}
+	w.s.Run(w.s.Elapsed() + 2*time.Minute)
+	if n := w.srv.Machine().(*file.Server).Sessions(); n != 0 {
+		t.Fatalf("server holds %d sessions two minutes after every client finished", n)
+	}
 }
 
 // A download interrupted earlier resumes from the bytes already held if

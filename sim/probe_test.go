@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"fmt"
 	"net/netip"
 
 	"github.com/netspec/netspec/spec"
@@ -63,3 +64,14 @@ func (p *probe) streamBytes() []byte {
 	}
 	return b
 }
+
+// probeConfig is a probe's config in trace headers.
+type probeConfig struct {
+	CloseOnEOF bool `json:"closeOnEOF,omitempty"`
+}
+
+// probeProtocol rebuilds probes from a trace, so that a simulator test's
+// failing run can be re-simulated (conformance.Resimulate).
+var probeProtocol = spec.NewProtocol("probe", func(b []byte) string { return fmt.Sprintf("%d bytes", len(b)) },
+	spec.JSONRole("probe", func(c probeConfig) (spec.Machine, error) { return &probe{closeOnEOF: c.CloseOnEOF}, nil }),
+)

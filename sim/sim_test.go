@@ -9,15 +9,28 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/sim/simtest"
 	"github.com/netspec/netspec/spec"
 	"pgregory.net/rapid"
 )
 
 func pair(_ any, cfg sim.Config) (*sim.Sim, *probe, *probe) {
-	s := sim.New(cfg)
+	return pairOn(nil, cfg)
+}
+
+// pairOn is pair with the simulator built by net (nil: sim.New), so that
+// a rapid property's failing run leaves its trace.
+func pairOn(net *simtest.Net, cfg sim.Config) (*sim.Sim, *probe, *probe) {
+	cfg.Protocol = probeProtocol.Name
+	var s *sim.Sim
+	if net != nil {
+		s = net.New(cfg)
+	} else {
+		s = sim.New(cfg)
+	}
 	a, b := &probe{}, &probe{closeOnEOF: true}
-	s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return a }})
-	s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { return b }})
+	s.MustAddNode(sim.NodeSpec{Name: "a", Protocol: probeProtocol.Name, Role: "probe", Config: probeConfig{}, New: func() spec.Machine { return a }})
+	s.MustAddNode(sim.NodeSpec{Name: "b", Protocol: probeProtocol.Name, Role: "probe", Config: probeConfig{CloseOnEOF: true}, New: func() spec.Machine { return b }})
 	return s, a, b
 }
 
@@ -69,7 +82,7 @@ func TestTailDrop(t *testing.T) {
 // A stream delivers exactly the bytes written, in order, then EOF, over
 // any loss, duplication and reordering, with any segment and window size.
 func TestStreamIsReliable(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
+	simtest.Check(t, "testdata/failures", func(t *rapid.T, net *simtest.Net) {
 		cfg := sim.Config{
 			Seed:   rapid.Uint64().Draw(t, "seed"),
 			Link:   sim.Symmetric(sim.Dir{Rate: 1e6 * float64(rapid.IntRange(1, 100).Draw(t, "mbit")), Delay: time.Millisecond}),
@@ -77,7 +90,7 @@ func TestStreamIsReliable(t *testing.T) {
 			Window: rapid.IntRange(1, 200000).Draw(t, "window"),
 			Faults: sim.DrawFaults(t, sim.FaultBounds{MaxLoss: 0.3, MaxDup: 0.3, MaxJitter: 10 * time.Millisecond}),
 		}
-		s, a, b := pair(t, cfg)
+		s, a, b := pairOn(net, cfg)
 		s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
 		var want []byte
 		writes := rapid.SliceOfN(rapid.SliceOfN(rapid.Byte(), 1, 5000), 0, 10).Draw(t, "writes")
@@ -86,24 +99,34 @@ func TestStreamIsReliable(t *testing.T) {
 			s.Command(time.Duration(i)*time.Millisecond, "a", spec.Command{Name: "write", Data: w})
 		}
 		s.Command(20*time.Millisecond, "a", spec.Command{Name: "close"})
-		s.Run(10 * time.Minute)
-		if got := b.streamBytes(); !bytes.Equal(got, want) {
-			t.Fatalf("b read %d bytes, a wrote %d (equal prefix: %v)", len(got), len(want), bytes.HasPrefix(want, got))
-		}
-		closes := b.inputs(spec.InStreamClosed)
-		if len(closes) != 1 || closes[0].in.Err != "" {
-			t.Fatalf("b saw closes %v, want one EOF", closes)
-		}
-		if ac := a.inputs(spec.InStreamClosed); len(ac) != 1 || ac[0].in.Err != "" {
-			t.Fatalf("a saw closes %v, want one EOF (b closes on EOF)", ac)
-		}
-		if len(writes) > 0 && len(a.inputs(spec.InStreamWritable)) == 0 {
-			t.Fatal("a was never told its writes were taken")
-		}
-		if v := s.Violations(); len(v) > 0 {
-			t.Fatal(v)
-		}
-	})
+		streamIsReliable(t, s, a, b, want, len(writes))
+	}, nil)
+}
+
+type fataler interface{ Fatalf(string, ...any) }
+
+// streamIsReliable runs s and judges the run as TestStreamIsReliable
+// does, for the property and for the runs kept under
+// testdata/regressions: b read exactly the writes' bytes, in order,
+// then one EOF; a saw b's EOF; and a heard its writes were taken.
+func streamIsReliable(t fataler, s *sim.Sim, a, b *probe, want []byte, writes int) {
+	s.Run(10 * time.Minute)
+	if got := b.streamBytes(); !bytes.Equal(got, want) {
+		t.Fatalf("b read %d bytes, a wrote %d (equal prefix: %v)", len(got), len(want), bytes.HasPrefix(want, got))
+	}
+	closes := b.inputs(spec.InStreamClosed)
+	if len(closes) != 1 || closes[0].in.Err != "" {
+		t.Fatalf("b saw closes %v, want one EOF", closes)
+	}
+	if ac := a.inputs(spec.InStreamClosed); len(ac) != 1 || ac[0].in.Err != "" {
+		t.Fatalf("a saw closes %v, want one EOF (b closes on EOF)", ac)
+	}
+	if writes > 0 && len(a.inputs(spec.InStreamWritable)) == 0 {
+		t.Fatalf("a was never told its writes were taken")
+	}
+	if v := s.Violations(); len(v) > 0 {
+		t.Fatalf("contract violations: %v", v)
+	}
 }
 
 // A stream's throughput is the link rate less header overhead: 1 MB over

@@ -8,41 +8,83 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/sim/simtest"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/rudp"
 	"pgregory.net/rapid"
 )
+
+// spoofWorld is what TestSpoofedOpensCostNothing observes of one run.
+type spoofWorld struct {
+	sent        map[netip.AddrPort]int // bytes injected from each forged source
+	answered    map[netip.AddrPort]int // bytes the server sent to it
+	forged      map[netip.AddrPort]bool
+	srv         *sim.Node
+	maxSessions int
+}
+
+func newSpoofWorld() *spoofWorld {
+	return &spoofWorld{sent: map[netip.AddrPort]int{}, answered: map[netip.AddrPort]int{}, forged: map[netip.AddrPort]bool{}}
+}
+
+// observe points cfg's observers at w.
+func (w *spoofWorld) observe(cfg *sim.Config) {
+	cfg.OnNet = func(ev sim.NetEvent) {
+		if ev.Kind == sim.NetSend && ev.From.Addr() == serverAddr.Addr() && w.forged[ev.To] {
+			w.answered[ev.To] += len(ev.Data)
+		}
+		if w.srv != nil {
+			if m, ok := w.srv.Machine().(*sink); ok {
+				w.maxSessions = max(w.maxSessions, m.ep.Sessions())
+			}
+		}
+	}
+}
+
+// forge records a datagram injected from a forged source.
+func (w *spoofWorld) forge(from netip.AddrPort, b []byte) {
+	w.forged[from] = true
+	w.sent[from] += len(b)
+}
+
+// judge runs s and judges the run as TestSpoofedOpensCostNothing does,
+// for the property and for the runs kept under testdata/regressions.
+func (w *spoofWorld) judge(t fataler, s *sim.Sim) {
+	s.Run(time.Minute)
+	for from, got := range w.answered {
+		if got > w.sent[from] {
+			t.Fatalf("server sent %d bytes to forged %v, which sent %d", got, from, w.sent[from])
+		}
+	}
+	if w.maxSessions > 1 {
+		t.Fatalf("forged opens created sessions: at most %d at once, only one client is real", w.maxSessions)
+	}
+	if ok, err := s.Node("client").Exited(); !ok || err != "" {
+		t.Fatalf("the real client did not finish cleanly among the forgeries: exited=%v %q", ok, err)
+	}
+}
 
 // Spoofed opens (SYNs and cookie echoes from forged addresses, injected
 // at the network's core) allocate nothing, and the server sends no more
 // bytes to a forged address than it was sent from it, while a real
 // client next to them is served.
 func TestSpoofedOpensCostNothing(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		sent := map[netip.AddrPort]int{}     // bytes injected from each forged source
-		answered := map[netip.AddrPort]int{} // bytes the server sent to it
-		forged := map[netip.AddrPort]bool{}
-		var srvNode *sim.Node
-		maxSessions := 0
-		s := sim.New(sim.Config{
-			Seed: rapid.Uint64().Draw(t, "seed"),
-			Link: sim.Symmetric(sim.Dir{Rate: 100e6, Delay: time.Millisecond}),
-			OnNet: func(ev sim.NetEvent) {
-				if ev.Kind == sim.NetSend && ev.From.Addr() == serverAddr.Addr() && forged[ev.To] {
-					answered[ev.To] += len(ev.Data)
-				}
-				if srvNode != nil {
-					if m, ok := srvNode.Machine().(*sink); ok {
-						maxSessions = max(maxSessions, m.ep.Sessions())
-					}
-				}
-			},
-		})
-		srvNode = s.MustAddNode(sim.NodeSpec{Name: "server", Addr: serverAddr.Addr(), New: func() spec.Machine {
-			return newSink(serverAddr, rudp.Config{Seed: 1, MaxSessions: 4})
+	simtest.Check(t, "testdata/failures", func(t *rapid.T, net *simtest.Net) {
+		w := newSpoofWorld()
+		cfg := sim.Config{
+			Seed:     rapid.Uint64().Draw(t, "seed"),
+			Link:     sim.Symmetric(sim.Dir{Rate: 100e6, Delay: time.Millisecond}),
+			Protocol: machines.Name,
+		}
+		w.observe(&cfg)
+		s := net.New(cfg)
+		sk := sinkConfig{Addr: serverAddr, Session: rudp.Config{Seed: 1, MaxSessions: 4}}
+		w.srv = s.MustAddNode(sim.NodeSpec{Name: "server", Addr: serverAddr.Addr(), Protocol: machines.Name, Role: "sink", Config: sk, New: func() spec.Machine {
+			return newSink(sk.Addr, sk.Session)
 		}})
-		real := payload(9, 50_000)
-		client := s.MustAddNode(sim.NodeSpec{Name: "client", New: func() spec.Machine { return newSource(serverAddr, real, rudp.Config{Seed: 2}) }})
+		src := sourceConfig{Server: serverAddr, Payload: payload(9, 50_000), Session: rudp.Config{Seed: 2}}
+		s.MustAddNode(sim.NodeSpec{Name: "client", Protocol: machines.Name, Role: "source", Config: src,
+			New: func() spec.Machine { return newSource(src.Server, src.Payload, src.Session) }})
 		n := rapid.IntRange(1, 300).Draw(t, "forgeries")
 		for i := 0; i < n; i++ {
 			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(rapid.IntRange(1, 254).Draw(t, "host"))}), uint16(rapid.IntRange(1, 65535).Draw(t, "port")))
@@ -60,23 +102,11 @@ func TestSpoofedOpensCostNothing(t *testing.T) {
 			default: // garbage
 				b = rapid.SliceOfN(rapid.Byte(), 0, 200).Draw(t, "garbage")
 			}
-			forged[from] = true
-			sent[from] += len(b)
+			w.forge(from, b)
 			s.Inject(time.Duration(i)*time.Millisecond, from, serverAddr, b)
 		}
-		s.Run(time.Minute)
-		for from, got := range answered {
-			if got > sent[from] {
-				t.Fatalf("server sent %d bytes to forged %v, which sent %d", got, from, sent[from])
-			}
-		}
-		if maxSessions > 1 {
-			t.Fatalf("forged opens created sessions: at most %d at once, only one client is real", maxSessions)
-		}
-		if ok, err := client.Exited(); !ok || err != "" {
-			t.Fatalf("the real client did not finish cleanly among the forgeries: exited=%v %q", ok, err)
-		}
-	})
+		w.judge(t, s)
+	}, nil)
 }
 
 // Bytes from anywhere never panic a listening endpoint and never make it

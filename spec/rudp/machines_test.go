@@ -108,3 +108,26 @@ func (c *source) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 }
 
 func (c *source) Counters() []spec.Counter { return c.ep.Counters() }
+
+// sinkConfig and sourceConfig are the machines' configs in trace
+// headers: a source's payload is in its config, so a run rebuilt from a
+// trace sends the same bytes.
+type sinkConfig struct {
+	Addr    netip.AddrPort `json:"addr"`
+	Session rudp.Config    `json:"session"`
+}
+
+type sourceConfig struct {
+	Server  netip.AddrPort `json:"server"`
+	Payload []byte         `json:"payload"`
+	Session rudp.Config    `json:"session"`
+}
+
+// machines rebuilds sinks and sources from a trace, so that a failing
+// simulation of them can be re-simulated (conformance.Resimulate). It is
+// not a protocol of its own: the session layer's packets, between two
+// test machines.
+var machines = spec.NewProtocol("rudp", rudp.Describe,
+	spec.JSONRole("sink", func(c sinkConfig) (spec.Machine, error) { return newSink(c.Addr, c.Session), nil }),
+	spec.JSONRole("source", func(c sourceConfig) (spec.Machine, error) { return newSource(c.Server, c.Payload, c.Session), nil }),
+)

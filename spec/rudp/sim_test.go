@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/sim/simtest"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/rudp"
 	"pgregory.net/rapid"
@@ -29,62 +30,94 @@ type flowLog struct {
 }
 
 type run struct {
-	s       *sim.Sim
-	flows   map[string]*flowLog // by client name
-	byAddr  map[string]string   // "ip:port" -> client name
-	srv     *sim.Node
-	clients []*sim.Node
+	s        *sim.Sim
+	flows    map[string]*flowLog // by client name
+	byAddr   map[string]string   // "ip:port" -> client name
+	addrName map[netip.Addr]string
+	srv      *sim.Node
+	clients  []*sim.Node
 }
+
+type fataler interface{ Fatalf(string, ...any) }
 
 // runBulk sends payloads[i] from client i to a sink over a network with
 // faults f and runs until every client has exited or limit passes.
-func runBulk(t interface{ Fatalf(string, ...any) }, seed uint64, link sim.Link, f sim.Faults, payloads [][]byte, cfg rudp.Config, limit time.Duration) *run {
-	r := &run{flows: map[string]*flowLog{}, byAddr: map[string]string{}}
-	addrName := map[netip.Addr]string{}
-	r.s = sim.New(sim.Config{
-		Seed: seed, Link: link, Faults: f,
-		OnEvent: func(n *sim.Node, now spec.Time, ev spec.Event) {
-			if n.Name != "server" {
-				return
-			}
-			a := netip.MustParseAddrPort(ev.Text)
-			name := addrName[a.Addr()]
-			fl := r.flows[name]
-			if fl == nil {
-				return
-			}
-			switch ev.Name {
-			case "data":
-				fl.got = append(fl.got, ev.Data...)
-				fl.at = append(fl.at, now)
-				fl.sizes = append(fl.sizes, len(ev.Data))
-			case "eof":
-				fl.eof, fl.eofAt = true, now
-			case "closed":
-				fl.closed = true
-			}
-		},
-		OnExit: func(n *sim.Node, _ spec.Time, err string) {
-			if fl := r.flows[n.Name]; fl != nil {
-				fl.exited, fl.exitErr = true, err
-				if m, ok := n.Machine().(*source); ok {
-					fl.ctr = m.Counters()
-				}
-			}
-		},
-	})
-	scfg := cfg
-	scfg.Seed = seed ^ 0x5e4e
-	r.srv = r.s.MustAddNode(sim.NodeSpec{Name: "server", Addr: serverAddr.Addr(), New: func() spec.Machine { return newSink(serverAddr, scfg) }})
-	for i, p := range payloads {
-		name := fmt.Sprintf("c%d", i)
-		ccfg := cfg
-		ccfg.Seed = seed + uint64(i) + 1
-		n := r.s.MustAddNode(sim.NodeSpec{Name: name, New: func() spec.Machine { return newSource(serverAddr, p, ccfg) }})
-		addrName[n.Addr] = name
-		r.flows[name] = &flowLog{}
-		r.clients = append(r.clients, n)
+func runBulk(t fataler, seed uint64, link sim.Link, f sim.Faults, payloads [][]byte, cfg rudp.Config, limit time.Duration) *run {
+	return runBulkOn(nil, t, seed, link, f, payloads, cfg, limit)
+}
+
+// runBulkOn is runBulk with the simulator built by net (nil: sim.New),
+// so that a rapid property's failing run leaves its trace.
+func runBulkOn(net *simtest.Net, t fataler, seed uint64, link sim.Link, f sim.Faults, payloads [][]byte, cfg rudp.Config, limit time.Duration) *run {
+	r := newRun()
+	scfg := sim.Config{Seed: seed, Link: link, Faults: f, Protocol: machines.Name}
+	r.observe(&scfg)
+	if net != nil {
+		r.s = net.New(scfg)
+	} else {
+		r.s = sim.New(scfg)
 	}
+	sk := sinkConfig{Addr: serverAddr, Session: cfg}
+	sk.Session.Seed = seed ^ 0x5e4e
+	r.srv = r.s.MustAddNode(sim.NodeSpec{Name: "server", Addr: serverAddr.Addr(), Protocol: machines.Name, Role: "sink", Config: sk,
+		New: func() spec.Machine { return newSink(sk.Addr, sk.Session) }})
+	for i, p := range payloads {
+		src := sourceConfig{Server: serverAddr, Payload: p, Session: cfg}
+		src.Session.Seed = seed + uint64(i) + 1
+		r.add(r.s.MustAddNode(sim.NodeSpec{Name: fmt.Sprintf("c%d", i), Protocol: machines.Name, Role: "source", Config: src,
+			New: func() spec.Machine { return newSource(src.Server, src.Payload, src.Session) }}))
+	}
+	r.await(t, limit)
+	return r
+}
+
+func newRun() *run {
+	return &run{flows: map[string]*flowLog{}, byAddr: map[string]string{}, addrName: map[netip.Addr]string{}}
+}
+
+// observe points cfg's observers at r: the sink's events, by the client
+// they come from, and the clients' exits.
+func (r *run) observe(cfg *sim.Config) {
+	cfg.OnEvent = func(n *sim.Node, now spec.Time, ev spec.Event) {
+		if n.Name != "server" {
+			return
+		}
+		a := netip.MustParseAddrPort(ev.Text)
+		name := r.addrName[a.Addr()]
+		fl := r.flows[name]
+		if fl == nil {
+			return
+		}
+		switch ev.Name {
+		case "data":
+			fl.got = append(fl.got, ev.Data...)
+			fl.at = append(fl.at, now)
+			fl.sizes = append(fl.sizes, len(ev.Data))
+		case "eof":
+			fl.eof, fl.eofAt = true, now
+		case "closed":
+			fl.closed = true
+		}
+	}
+	cfg.OnExit = func(n *sim.Node, _ spec.Time, err string) {
+		if fl := r.flows[n.Name]; fl != nil {
+			fl.exited, fl.exitErr = true, err
+			if m, ok := n.Machine().(*source); ok {
+				fl.ctr = m.Counters()
+			}
+		}
+	}
+}
+
+// add makes n one of the clients r follows.
+func (r *run) add(n *sim.Node) {
+	r.addrName[n.Addr] = n.Name
+	r.flows[n.Name] = &flowLog{}
+	r.clients = append(r.clients, n)
+}
+
+// await runs until every client has exited or limit passes.
+func (r *run) await(t fataler, limit time.Duration) {
 	r.s.RunUntil(func() bool {
 		for _, n := range r.clients {
 			if ok, _ := n.Exited(); !ok {
@@ -96,7 +129,6 @@ func runBulk(t interface{ Fatalf(string, ...any) }, seed uint64, link sim.Link, 
 	if v := r.s.Violations(); len(v) > 0 {
 		t.Fatalf("contract violations: %v", v)
 	}
-	return r
 }
 
 func names(m map[string]*flowLog) []string {
@@ -133,7 +165,7 @@ func TestBulkLossless(t *testing.T) {
 // of what was sent, the whole of it exactly when the client reports
 // success, and every session is gone once the network has healed.
 func TestBulkSurvivesFaults(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
+	simtest.Check(t, "testdata/failures", func(t *rapid.T, net *simtest.Net) {
 		clients := rapid.IntRange(1, 3).Draw(t, "clients")
 		var nodes []string
 		for i := 0; i < clients; i++ {
@@ -151,28 +183,42 @@ func TestBulkSurvivesFaults(t *testing.T) {
 			ps = append(ps, payload(uint64(i), rapid.IntRange(0, 200_000).Draw(t, "size")))
 		}
 		seed := rapid.Uint64().Draw(t, "seed")
-		r := runBulk(t, seed, link, f, ps, rudp.Config{}, 10*time.Minute)
-		for i, name := range names(r.flows) {
-			fl := r.flows[name]
-			if !bytes.HasPrefix(ps[i], fl.got) {
-				t.Fatalf("%s: the sink's %d bytes are not a prefix of what was sent", name, len(fl.got))
-			}
-			if !fl.exited {
-				t.Fatalf("%s never finished (faults %v)", name, f)
-			}
-			if fl.exitErr == "" && (!bytes.Equal(fl.got, ps[i]) || !fl.eof) {
-				t.Fatalf("%s reported success, the sink has %d of %d bytes (eof %v)", name, len(fl.got), len(ps[i]), fl.eof)
-			}
-			if len(f.Partitions) == 0 && f.Loss < 0.2 && fl.exitErr != "" {
-				t.Fatalf("%s failed without a partition: %s (faults %v)", name, fl.exitErr, f)
-			}
+		r := runBulkOn(net, t, seed, link, f, ps, rudp.Config{}, bulkLimit)
+		sent := map[string][]byte{}
+		for i, name := range nodes {
+			sent[name] = ps[i]
 		}
-		// Bounded state: once everyone is done, sessions drain.
-		r.s.Run(r.s.Elapsed() + 2*time.Minute)
-		if n := r.srv.Machine().(*sink).ep.Sessions(); n != 0 {
-			t.Fatalf("server still holds %d sessions two minutes after the clients finished", n)
+		r.survives(t, f, sent)
+	}, nil)
+}
+
+// bulkLimit is how long TestBulkSurvivesFaults waits for its clients.
+const bulkLimit = 10 * time.Minute
+
+// survives is TestBulkSurvivesFaults's judgement of a finished run (sent:
+// each client's payload), for the property and for the runs kept under
+// testdata/regressions.
+func (r *run) survives(t fataler, f sim.Faults, sent map[string][]byte) {
+	for _, name := range names(r.flows) {
+		fl, p := r.flows[name], sent[name]
+		if !bytes.HasPrefix(p, fl.got) {
+			t.Fatalf("%s: the sink's %d bytes are not a prefix of what was sent", name, len(fl.got))
 		}
-	})
+		if !fl.exited {
+			t.Fatalf("%s never finished (faults %v)", name, f)
+		}
+		if fl.exitErr == "" && (!bytes.Equal(fl.got, p) || !fl.eof) {
+			t.Fatalf("%s reported success, the sink has %d of %d bytes (eof %v)", name, len(fl.got), len(p), fl.eof)
+		}
+		if len(f.Partitions) == 0 && f.Loss < 0.2 && fl.exitErr != "" {
+			t.Fatalf("%s failed without a partition: %s (faults %v)", name, fl.exitErr, f)
+		}
+	}
+	// Bounded state: once everyone is done, sessions drain.
+	r.s.Run(r.s.Elapsed() + 2*time.Minute)
+	if n := r.srv.Machine().(*sink).ep.Sessions(); n != 0 {
+		t.Fatalf("server still holds %d sessions two minutes after the clients finished", n)
+	}
 }
 
 // bytesBy is how many bytes the flow had delivered by t.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/sim/simtest"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/stream"
 	"pgregory.net/rapid"
@@ -75,8 +76,25 @@ type departure struct {
 	d  stream.Departure
 }
 
-func newWorld(cfg sim.Config) *world {
-	w := &world{
+func newWorld(cfg sim.Config) *world { return newWorldOn(nil, cfg) }
+
+// newWorldOn is newWorld with the simulator built by net (nil: sim.New),
+// so that a rapid property's failing run leaves its trace.
+func newWorldOn(net *simtest.Net, cfg sim.Config) *world {
+	w := emptyWorld()
+	cfg.Protocol = "stream"
+	w.observe(&cfg)
+	if net != nil {
+		w.s = net.New(cfg)
+	} else {
+		w.s = sim.New(cfg)
+	}
+	return w
+}
+
+// emptyWorld is a world with no simulator yet.
+func emptyWorld() *world {
+	return &world{
 		clients:     map[string]*clientTruth{},
 		byAddr:      map[netip.Addr]*clientTruth{},
 		toAddr:      map[netip.Addr]int{},
@@ -84,6 +102,10 @@ func newWorld(cfg sim.Config) *world {
 		dataTo:      map[netip.Addr]int{},
 		lastConsent: map[string]spec.Time{},
 	}
+}
+
+// observe points cfg's observers at w.
+func (w *world) observe(cfg *sim.Config) {
 	cfg.OnNet = w.onNet
 	cfg.OnEvent = w.onEvent
 	cfg.OnExit = func(n *sim.Node, now spec.Time, err string) {
@@ -91,8 +113,6 @@ func newWorld(cfg sim.Config) *world {
 			c.exited, c.exitAt, c.exitErr = true, now, err
 		}
 	}
-	w.s = sim.New(cfg)
-	return w
 }
 
 func (w *world) onNet(ev sim.NetEvent) {
@@ -183,8 +203,13 @@ func (w *world) addServer(cfg stream.ServerConfig, link *sim.Link) {
 func (w *world) addClient(name string, cfg stream.ClientConfig, start time.Duration, link *sim.Link) *clientTruth {
 	n := w.s.MustAddNode(sim.NodeSpec{Name: name, Protocol: "stream", Role: "client", Config: cfg, Start: start, Link: link,
 		New: func() spec.Machine { return stream.NewClient(cfg) }})
-	c := &clientTruth{name: name, addr: n.Addr}
-	w.clients[name] = c
+	return w.follow(n)
+}
+
+// follow records the ground truth of client n.
+func (w *world) follow(n *sim.Node) *clientTruth {
+	c := &clientTruth{name: n.Name, addr: n.Addr}
+	w.clients[n.Name] = c
 	w.byAddr[n.Addr] = c
 	return c
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/sim/simtest"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/stream"
 	"github.com/pion/rtcp"
@@ -46,13 +47,13 @@ func session(t *rapid.T, w *world, name string, cfg stream.ClientConfig, start t
 // exactly those sent and never delivered; and no client that keeps
 // reporting is ever dropped.
 func TestStatisticsEqualGroundTruth(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
+	simtest.Check(t, "testdata/failures", func(t *rapid.T, net *simtest.Net) {
 		seed := rapid.Uint64().Draw(t, "seed")
 		delay := time.Duration(rapid.IntRange(2, 20).Draw(t, "delay ms")) * time.Millisecond
 		base := sim.Dir{Rate: 10e6, Delay: time.Duration(rapid.IntRange(0, 10).Draw(t, "link delay ms")) * time.Millisecond}
 		link, f := drawLinkFaults(t, base)
 		seq0 := uint16(65535 - rapid.IntRange(0, 400).Draw(t, "packets before the sequence wraps"))
-		w := newWorld(sim.Config{Seed: seed, Link: sim.Symmetric(base)})
+		w := newWorldOn(net, sim.Config{Seed: seed, Link: sim.Symmetric(base)})
 		w.addServer(stream.ServerConfig{Addr: serverAddr, Delay: delay, ReportInterval: 200 * time.Millisecond, Seed: seed, InitialSeq: &seq0}, &link)
 		n := rapid.IntRange(1, 4).Draw(t, "clients")
 		for i := 0; i < n; i++ {
@@ -61,36 +62,45 @@ func TestStatisticsEqualGroundTruth(t *testing.T) {
 			cfg := stream.ClientConfig{Server: serverAddr, Seed: uint64(i) + seed, JoinTimeout: 50 * time.Millisecond, JoinTries: 40}
 			session(t, w, name, cfg, start, 4*time.Second, true)
 		}
-		w.s.Run(30 * time.Second)
-		if v := w.s.Violations(); len(v) > 0 {
-			t.Fatalf("contract violations: %v", v)
+		w.equalGroundTruth(t, f)
+	}, nil)
+}
+
+type fataler interface{ Fatalf(string, ...any) }
+
+// equalGroundTruth runs w and judges it as TestStatisticsEqualGroundTruth
+// does, for the property and for the runs kept under
+// testdata/regressions; faults describes the data path's faults.
+func (w *world) equalGroundTruth(t fataler, faults any) {
+	w.s.Run(30 * time.Second)
+	if v := w.s.Violations(); len(v) > 0 {
+		t.Fatalf("contract violations: %v", v)
+	}
+	if len(w.violations) > 0 {
+		t.Fatalf("%v", w.violations)
+	}
+	for _, name := range w.names() {
+		c := w.clients[name]
+		if !c.exited || c.exitErr != "" {
+			t.Fatalf("%s: exited=%v err=%q (faults %v)", name, c.exited, c.exitErr, faults)
 		}
-		if len(w.violations) > 0 {
-			t.Fatal(w.violations)
+		if err := c.check(); err != nil {
+			t.Fatalf("%v (faults %v)", err, faults)
 		}
-		for _, name := range w.names() {
-			c := w.clients[name]
-			if !c.exited || c.exitErr != "" {
-				t.Fatalf("%s: exited=%v err=%q (faults %v)", name, c.exited, c.exitErr, f)
-			}
-			if err := c.check(); err != nil {
-				t.Fatalf("%v (faults %v)", err, f)
-			}
-			checkLostIsTrue(t, c)
-			for _, d := range w.departures {
-				if d.d.Reason == "expired" && netip.MustParseAddrPort(d.d.Addr).Addr() == c.addr && d.at <= c.exitAt {
-					t.Fatalf("%s kept reporting but was dropped at %v", name, d.at.Sub(spec.SimEpoch))
-				}
+		checkLostIsTrue(t, c)
+		for _, d := range w.departures {
+			if d.d.Reason == "expired" && netip.MustParseAddrPort(d.d.Addr).Addr() == c.addr && d.at <= c.exitAt {
+				t.Fatalf("%s kept reporting but was dropped at %v", name, d.at.Sub(spec.SimEpoch))
 			}
 		}
-	})
+	}
 }
 
 // checkLostIsTrue: with one uninterrupted subscription, the server sent
 // every index from the client's first to its last delivered packet, and
 // RFC 3550's cumulative loss net of duplicates is exactly the number of
 // those that never arrived.
-func checkLostIsTrue(t *rapid.T, c *clientTruth) {
+func checkLostIsTrue(t fataler, c *clientTruth) {
 	if len(c.delivered) == 0 {
 		return
 	}
@@ -136,7 +146,7 @@ func countBelow(got map[uint64]bool, base uint64) int {
 // packet (reports and handshakes too) and partitions: clients may be
 // dropped and rejoin, and their statistics still equal the ground truth.
 func TestStatisticsUnderGlobalFaults(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
+	simtest.Check(t, "testdata/failures", func(t *rapid.T, net *simtest.Net) {
 		seed := rapid.Uint64().Draw(t, "seed")
 		delay := time.Duration(rapid.IntRange(2, 20).Draw(t, "delay ms")) * time.Millisecond
 		n := rapid.IntRange(1, 3).Draw(t, "clients")
@@ -148,27 +158,33 @@ func TestStatisticsUnderGlobalFaults(t *testing.T) {
 			MaxLoss: 0.3, MaxDup: 0.2, MaxJitter: 20 * time.Millisecond, Horizon: 3 * time.Second,
 			MaxPartitions: 2, Partitionable: append([]string{"server"}, names...),
 		})
-		w := newWorld(sim.Config{Seed: seed, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 2 * time.Millisecond}), Faults: f})
+		w := newWorldOn(net, sim.Config{Seed: seed, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 2 * time.Millisecond}), Faults: f})
 		w.addServer(stream.ServerConfig{Addr: serverAddr, Delay: delay, ReportInterval: 100 * time.Millisecond, ExpireAfter: 3, Seed: seed}, nil)
 		for i, name := range names {
 			start := time.Duration(rapid.IntRange(0, 1000).Draw(t, name+" joins at ms")) * time.Millisecond
 			cfg := stream.ClientConfig{Server: serverAddr, Seed: uint64(i) ^ seed, JoinTimeout: 50 * time.Millisecond, JoinTries: 12}
 			session(t, w, name, cfg, start, 4*time.Second, false)
 		}
-		w.s.Run(30 * time.Second)
-		if v := w.s.Violations(); len(v) > 0 {
-			t.Fatalf("contract violations: %v", v)
+		w.underGlobalFaults(t, f)
+	}, nil)
+}
+
+// underGlobalFaults runs w and judges it as
+// TestStatisticsUnderGlobalFaults does.
+func (w *world) underGlobalFaults(t fataler, f sim.Faults) {
+	w.s.Run(30 * time.Second)
+	if v := w.s.Violations(); len(v) > 0 {
+		t.Fatalf("contract violations: %v", v)
+	}
+	for _, name := range w.names() {
+		c := w.clients[name]
+		if !c.exited {
+			t.Fatalf("%s never finished", name)
 		}
-		for _, name := range w.names() {
-			c := w.clients[name]
-			if !c.exited {
-				t.Fatalf("%s never finished", name)
-			}
-			if err := c.check(); err != nil {
-				t.Fatalf("%v (faults %v)", err, f)
-			}
+		if err := c.check(); err != nil {
+			t.Fatalf("%v (faults %v)", err, f)
 		}
-	})
+	}
 }
 
 // A forged join names a victim's address: the server answers only with
@@ -176,36 +192,43 @@ func TestStatisticsUnderGlobalFaults(t *testing.T) {
 // victim never gets more bytes than were sent in its name, and never a
 // data packet, while a real client streams as usual.
 func TestSpoofedJoinsDrawOnlyChallenges(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
+	simtest.Check(t, "testdata/failures", func(t *rapid.T, net *simtest.Net) {
 		seed := rapid.Uint64().Draw(t, "seed")
-		w := newWorld(sim.Config{Seed: seed, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: time.Millisecond})})
+		w := newWorldOn(net, sim.Config{Seed: seed, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: time.Millisecond})})
 		w.addServer(stream.ServerConfig{Addr: serverAddr, Delay: 10 * time.Millisecond, Seed: seed}, nil)
-		real := w.addClient("real", stream.ClientConfig{Server: serverAddr, Seed: seed, Duration: 3 * time.Second}, 0, nil)
+		w.addClient("real", stream.ClientConfig{Server: serverAddr, Seed: seed, Duration: 3 * time.Second}, 0, nil)
 		victim := netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), uint16(rapid.IntRange(1, 65535).Draw(t, "victim port")))
 		if rapid.Bool().Draw(t, "victim is a listening client") {
 			// A listener that has joined nobody: it must not echo a
 			// challenge it did not ask for.
-			v := w.s.MustAddNode(sim.NodeSpec{Name: "victim", Addr: victim.Addr(), New: func() spec.Machine {
-				return &sink{port: victim.Port()}
+			bc := bystanderConfig{Port: victim.Port()}
+			w.s.MustAddNode(sim.NodeSpec{Name: "victim", Addr: victim.Addr(), Protocol: "stream", Role: "bystander", Config: bc, New: func() spec.Machine {
+				return &sink{port: bc.Port}
 			}})
-			_ = v
 		}
 		k := rapid.IntRange(1, 40).Draw(t, "forged datagrams")
 		for i := 0; i < k; i++ {
 			at := time.Duration(rapid.IntRange(0, 2000).Draw(t, "forged at ms")) * time.Millisecond
 			w.s.Inject(at, victim, serverAddr, forged(t, i))
 		}
-		w.s.Run(5 * time.Second)
-		if w.dataTo[victim.Addr()] > 0 {
-			t.Fatalf("the server streamed %d data packets to the victim", w.dataTo[victim.Addr()])
-		}
-		if got, sent := w.toAddr[victim.Addr()], w.fromAddr[victim.Addr()]; got > sent {
-			t.Fatalf("the server sent the victim %d bytes for %d forged bytes", got, sent)
-		}
-		if len(real.delivered) == 0 || real.stats == nil || real.stats.Packets == 0 {
-			t.Fatal("the real client got no stream")
-		}
-	})
+		w.challengesOnly(t, victim)
+	}, nil)
+}
+
+// challengesOnly runs w and judges it as TestSpoofedJoinsDrawOnlyChallenges
+// does: no data to the victim, no more bytes to it than were forged in
+// its name, and a stream for the real client.
+func (w *world) challengesOnly(t fataler, victim netip.AddrPort) {
+	w.s.Run(5 * time.Second)
+	if w.dataTo[victim.Addr()] > 0 {
+		t.Fatalf("the server streamed %d data packets to the victim", w.dataTo[victim.Addr()])
+	}
+	if got, sent := w.toAddr[victim.Addr()], w.fromAddr[victim.Addr()]; got > sent {
+		t.Fatalf("the server sent the victim %d bytes for %d forged bytes", got, sent)
+	}
+	if real := w.clients["real"]; real == nil || len(real.delivered) == 0 || real.stats == nil || real.stats.Packets == 0 {
+		t.Fatalf("the real client got no stream")
+	}
 }
 
 // forged draws a hostile datagram sent in a victim's name: HELLOs of any
@@ -241,6 +264,12 @@ func forged(t *rapid.T, i int) []byte {
 // sink binds a port and ignores everything: a bystander.
 type sink struct{ port uint16 }
 
+// bystanderConfig is a sink's config in trace headers (role
+// "bystander", which only this package's lookup builds).
+type bystanderConfig struct {
+	Port uint16 `json:"port"`
+}
+
 func (s *sink) Step(_ spec.Time, in spec.Input, out []spec.Output) []spec.Output {
 	if in.Kind == spec.InStart {
 		out = append(out, spec.Bind(1, spec.UDP, netip.AddrPortFrom(netip.IPv4Unspecified(), s.port)))
@@ -252,68 +281,83 @@ func (s *sink) Step(_ spec.Time, in spec.Input, out []spec.Output) []spec.Output
 // ExpireAfter report intervals after the server last heard from it, and
 // gets no data after that; one that keeps reporting is never dropped.
 func TestSilentSubscribersAreDropped(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
+	simtest.Check(t, "testdata/failures", func(t *rapid.T, net *simtest.Net) {
 		seed := rapid.Uint64().Draw(t, "seed")
 		interval := time.Duration(rapid.IntRange(50, 300).Draw(t, "report interval ms")) * time.Millisecond
 		expire := rapid.IntRange(2, 6).Draw(t, "expire after intervals")
 		n := rapid.IntRange(1, 4).Draw(t, "clients")
 		base := sim.Dir{Rate: 10e6, Delay: time.Millisecond}
 		link, _ := drawLinkFaults(t, base)
-		w := newWorld(sim.Config{Seed: seed, Link: sim.Symmetric(base)})
-		scfg := stream.ServerConfig{Addr: serverAddr, Delay: 10 * time.Millisecond, ReportInterval: interval, ExpireAfter: expire, Seed: seed}
-		w.addServer(scfg, &link)
-		crashed := map[string]time.Duration{}
+		// The crashes are the network's faults, so that a saved trace
+		// carries them.
+		var crashes []sim.Crash
 		for i := 0; i < n; i++ {
 			name := fmt.Sprintf("c%d", i)
-			w.addClient(name, stream.ClientConfig{Server: serverAddr, Seed: seed + uint64(i), JoinTimeout: 20 * time.Millisecond, JoinTries: 50, Duration: 6 * time.Second}, 0, nil)
 			if rapid.Bool().Draw(t, name+" crashes") {
 				at := time.Duration(rapid.IntRange(0, 3000).Draw(t, name+" crashes at ms")) * time.Millisecond
-				crashed[name] = at
-				w.s.Crash(at, name)
+				crashes = append(crashes, sim.Crash{Node: name, At: at})
 			}
 		}
-		w.s.Run(10 * time.Second)
-		for _, name := range w.names() {
-			c := w.clients[name]
-			addr := ""
-			for _, a := range w.arrivals {
-				if netip.MustParseAddrPort(a.Addr).Addr() == c.addr {
-					addr = a.Addr
-				}
-			}
-			var deps []departure
-			for _, d := range w.departures {
-				if d.d.Addr == addr {
-					deps = append(deps, d)
-				}
-			}
-			_, didCrash := crashed[name]
-			if !didCrash {
-				for _, d := range deps {
-					if d.d.Reason == "expired" && d.at <= c.exitAt {
-						t.Fatalf("%s kept reporting and was dropped at %v", name, d.at.Sub(spec.SimEpoch))
-					}
-				}
-				continue
-			}
-			if addr == "" {
-				continue // crashed before it subscribed
-			}
-			if len(deps) != 1 || deps[0].d.Reason != "expired" {
-				t.Fatalf("%s crashed at %v; departures %+v", name, crashed[name], deps)
-			}
-			last := w.lastConsent[addr]
-			want := last.Add(scfg.Expiry())
-			if deps[0].at != want {
-				t.Fatalf("%s: last heard at %v, dropped at %v, want exactly %v later", name, last.Sub(spec.SimEpoch), deps[0].at.Sub(spec.SimEpoch), scfg.Expiry())
-			}
-			for _, r := range w.replies {
-				if r.to.String() == addr && r.at >= deps[0].at {
-					t.Fatalf("%s: the server sent it %d bytes at %v, when or after it expired", name, r.size, r.at.Sub(spec.SimEpoch))
-				}
+		w := newWorldOn(net, sim.Config{Seed: seed, Link: sim.Symmetric(base), Faults: sim.Faults{Crashes: crashes}})
+		scfg := stream.ServerConfig{Addr: serverAddr, Delay: 10 * time.Millisecond, ReportInterval: interval, ExpireAfter: expire, Seed: seed}
+		w.addServer(scfg, &link)
+		for i := 0; i < n; i++ {
+			w.addClient(fmt.Sprintf("c%d", i), stream.ClientConfig{Server: serverAddr, Seed: seed + uint64(i), JoinTimeout: 20 * time.Millisecond, JoinTries: 50, Duration: 6 * time.Second}, 0, nil)
+		}
+		w.silentDropped(t, scfg, crashes)
+	}, nil)
+}
+
+// silentDropped runs w and judges it as TestSilentSubscribersAreDropped
+// does: a client that crashed (for good) is dropped exactly scfg's
+// expiry after the server last heard from it and sent nothing from
+// then on; one that did not is never dropped while it runs.
+func (w *world) silentDropped(t fataler, scfg stream.ServerConfig, crashes []sim.Crash) {
+	crashed := map[string]time.Duration{}
+	for _, c := range crashes {
+		crashed[c.Node] = c.At
+	}
+	w.s.Run(10 * time.Second)
+	for _, name := range w.names() {
+		c := w.clients[name]
+		addr := ""
+		for _, a := range w.arrivals {
+			if netip.MustParseAddrPort(a.Addr).Addr() == c.addr {
+				addr = a.Addr
 			}
 		}
-	})
+		var deps []departure
+		for _, d := range w.departures {
+			if d.d.Addr == addr {
+				deps = append(deps, d)
+			}
+		}
+		_, didCrash := crashed[name]
+		if !didCrash {
+			for _, d := range deps {
+				if d.d.Reason == "expired" && d.at <= c.exitAt {
+					t.Fatalf("%s kept reporting and was dropped at %v", name, d.at.Sub(spec.SimEpoch))
+				}
+			}
+			continue
+		}
+		if addr == "" {
+			continue // crashed before it subscribed
+		}
+		if len(deps) != 1 || deps[0].d.Reason != "expired" {
+			t.Fatalf("%s crashed at %v; departures %+v", name, crashed[name], deps)
+		}
+		last := w.lastConsent[addr]
+		want := last.Add(scfg.Expiry())
+		if deps[0].at != want {
+			t.Fatalf("%s: last heard at %v, dropped at %v, want exactly %v later", name, last.Sub(spec.SimEpoch), deps[0].at.Sub(spec.SimEpoch), scfg.Expiry())
+		}
+		for _, r := range w.replies {
+			if r.to.String() == addr && r.at >= deps[0].at {
+				t.Fatalf("%s: the server sent it %d bytes at %v, when or after it expired", name, r.size, r.at.Sub(spec.SimEpoch))
+			}
+		}
+	}
 }
 
 // A long stream crosses the 16-bit sequence space several times: the
@@ -342,49 +386,55 @@ func TestWraparoundManyCycles(t *testing.T) {
 // notice the silence, join again, and receive the new source's stream;
 // every packet printed was delivered and is printed once.
 func TestClientsRecoverFromServerRestart(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
+	simtest.Check(t, "testdata/failures", func(t *rapid.T, net *simtest.Net) {
 		seed := rapid.Uint64().Draw(t, "seed")
 		n := rapid.IntRange(1, 3).Draw(t, "clients")
 		f := sim.DrawFaults(t, sim.FaultBounds{MaxLoss: 0.2, MaxDup: 0.2, MaxJitter: 10 * time.Millisecond, Horizon: 3 * time.Second, MaxCrashes: 2, Crashable: []string{"server"}})
-		w := newWorld(sim.Config{Seed: seed, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: time.Millisecond}), Faults: f})
+		w := newWorldOn(net, sim.Config{Seed: seed, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: time.Millisecond}), Faults: f})
 		w.addServer(stream.ServerConfig{Addr: serverAddr, Delay: 10 * time.Millisecond, ReportInterval: 100 * time.Millisecond, ExpireAfter: 3, Seed: seed}, nil)
 		for i := 0; i < n; i++ {
 			w.addClient(fmt.Sprintf("c%d", i), stream.ClientConfig{Server: serverAddr, Seed: seed + uint64(i), JoinTimeout: 50 * time.Millisecond, JoinTries: 20, Duration: 8 * time.Second}, 0, nil)
 		}
-		w.s.Run(20 * time.Second)
-		srv, up := w.s.Node("server").Machine().(*stream.Server)
-		for _, name := range w.names() {
-			c := w.clients[name]
-			if c.stats == nil {
-				t.Fatalf("%s: no statistics (exit %q)", name, c.exitErr)
-			}
-			st := c.stats
-			if !up {
-				// The server stayed down: the client gave up or ran out
-				// its time, either way with its statistics.
-				if !c.exited {
-					t.Fatalf("%s did not finish", name)
-				}
-			} else if c.exitErr != "" || len(st.Sources) == 0 || st.Sources[len(st.Sources)-1].SSRC != srv.SSRC() || !st.Sources[len(st.Sources)-1].Valid {
-				t.Fatalf("%s (exit %q) never received the restarted server's stream %08x: %+v", name, c.exitErr, srv.SSRC(), st.Sources)
-			}
-			var sum uint64
-			printed := map[[2]uint64]bool{}
-			delivered := map[[2]uint64]bool{}
-			for _, d := range c.delivered {
-				delivered[[2]uint64{uint64(d.data.SSRC), d.data.Index}] = true
-			}
-			for _, p := range c.packets {
-				k := [2]uint64{uint64(p.SSRC), p.Index}
-				if printed[k] || !delivered[k] {
-					t.Fatalf("%s printed packet %v twice or without its delivery", name, k)
-				}
-				printed[k] = true
-				sum += p.Data
-			}
-			if sum != st.Sum || uint64(len(c.packets)) != st.Packets {
-				t.Fatalf("%s: sum %d over %d packets, statistics say %d over %d", name, sum, len(c.packets), st.Sum, st.Packets)
-			}
+		w.recovers(t)
+	}, nil)
+}
+
+// recovers runs w and judges it as TestClientsRecoverFromServerRestart
+// does.
+func (w *world) recovers(t fataler) {
+	w.s.Run(20 * time.Second)
+	srv, up := w.s.Node("server").Machine().(*stream.Server)
+	for _, name := range w.names() {
+		c := w.clients[name]
+		if c.stats == nil {
+			t.Fatalf("%s: no statistics (exit %q)", name, c.exitErr)
 		}
-	})
+		st := c.stats
+		if !up {
+			// The server stayed down: the client gave up or ran out
+			// its time, either way with its statistics.
+			if !c.exited {
+				t.Fatalf("%s did not finish", name)
+			}
+		} else if c.exitErr != "" || len(st.Sources) == 0 || st.Sources[len(st.Sources)-1].SSRC != srv.SSRC() || !st.Sources[len(st.Sources)-1].Valid {
+			t.Fatalf("%s (exit %q) never received the restarted server's stream %08x: %+v", name, c.exitErr, srv.SSRC(), st.Sources)
+		}
+		var sum uint64
+		printed := map[[2]uint64]bool{}
+		delivered := map[[2]uint64]bool{}
+		for _, d := range c.delivered {
+			delivered[[2]uint64{uint64(d.data.SSRC), d.data.Index}] = true
+		}
+		for _, p := range c.packets {
+			k := [2]uint64{uint64(p.SSRC), p.Index}
+			if printed[k] || !delivered[k] {
+				t.Fatalf("%s printed packet %v twice or without its delivery", name, k)
+			}
+			printed[k] = true
+			sum += p.Data
+		}
+		if sum != st.Sum || uint64(len(c.packets)) != st.Packets {
+			t.Fatalf("%s: sum %d over %d packets, statistics say %d over %d", name, sum, len(c.packets), st.Sum, st.Packets)
+		}
+	}
 }

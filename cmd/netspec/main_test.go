@@ -69,6 +69,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"sim", "echo", "--max-size", "-2"}, 2},
 		{[]string{"sim", "stream", "--duration", "-1s"}, 2},
 		{[]string{"sim", "file", "--cc", "bogus"}, 2},
+		{[]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", ".", "--max-duration", "0s"}, 2},
 	}
 	for _, tc := range tests {
 		code, _, stderr := runCmd(tc.args...)

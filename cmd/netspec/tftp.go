@@ -57,6 +57,7 @@ func tftpServe(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&cfg.Timeout, "timeout", time.Second, "retransmission timeout when the client sends no timeout option")
 	fs.IntVar(&cfg.Retries, "retries", 5, "retransmissions without progress before a transfer is abandoned")
 	fs.Int64Var(&cfg.MaxWriteSize, "max-write-size", 1<<30, "largest upload in `BYTES`")
+	fs.DurationVar(&cfg.MaxDuration, "max-duration", time.Hour, "end any transfer still running after this long, with an error")
 	fs.BoolVar(&cfg.AllowLowPorts, "allow-low-ports", false, "also answer clients on source ports below 1024 (reflection risk)")
 	logger := logFlags(fs)
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
@@ -67,8 +68,8 @@ func tftpServe(ctx context.Context, e *env, args []string) error {
 		return usagef("tftp serve: --addr ADDR is required")
 	case *root == "":
 		return usagef("tftp serve: --root DIR is required")
-	case cfg.MaxTransfers < 1 || cfg.Retries < 1 || cfg.Timeout <= 0 || cfg.MaxWriteSize < 1:
-		return usagef("tftp serve: --max-transfers, --retries, --timeout and --max-write-size must be positive")
+	case cfg.MaxTransfers < 1 || cfg.Retries < 1 || cfg.Timeout <= 0 || cfg.MaxWriteSize < 1 || cfg.MaxDuration <= 0:
+		return usagef("tftp serve: --max-transfers, --retries, --timeout, --max-write-size and --max-duration must be positive")
 	case cfg.MaxBlksize < tftp.MinBlksize || cfg.MaxBlksize > tftp.MaxBlksize:
 		return usagef("tftp serve: --max-blksize must be between %d and %d", tftp.MinBlksize, tftp.MaxBlksize)
 	case cfg.MaxWindowsize < 1 || cfg.MaxWindowsize > 4096:

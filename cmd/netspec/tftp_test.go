@@ -214,9 +214,9 @@ func TestTFTPWithTftpHPA(t *testing.T) {
 	}
 }
 
-// atftp negotiates windowsize (RFC 7440) as well as blksize. It is not
-// among the tools CI installs (the atftp package), so it is skipped
-// where missing even when tools are required.
+// atftp negotiates windowsize (RFC 7440) as well as blksize. CI installs
+// it; elsewhere the test skips where it is missing, unless
+// NETSPEC_REQUIRE_TOOLS is set.
 func TestTFTPWithAtftp(t *testing.T) {
 	need(t, "atftp")
 	root, files := tftpRoot(t)

@@ -367,3 +367,21 @@ func TestSimStream(t *testing.T) {
 		t.Fatal("the same seed gave a different run")
 	}
 }
+
+// --report prints the subscriber table on its own, every interval.
+func TestStreamServeReportsPeriodically(t *testing.T) {
+	s := startServe(t, "--addr", "127.0.0.1:0", "--report", "300ms", "0.01")
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := listen(context.Background(), s.addr, "--quiet", "--duration", "2s")
+		done <- code
+	}()
+	s.await(t, `^\+ .* joined`)
+	// Two tables while the listener is subscribed: printed by the timer.
+	for range 2 {
+		s.await(t, `^subscribers at .*: 1$`)
+	}
+	if code := <-done; code != 0 {
+		t.Fatalf("listen: exit %d", code)
+	}
+}

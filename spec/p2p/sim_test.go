@@ -2,6 +2,7 @@ package p2p_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/sim/simtest"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/cs"
 	"github.com/netspec/netspec/spec/p2p"
@@ -46,6 +48,96 @@ func (l liar) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Outpu
 	return out
 }
 
+// tracked is a peer (or a liar) built with a MemStore the test can read,
+// and the MD5 this incarnation verified.
+type tracked struct {
+	spec.Machine
+	store    *p2p.MemStore
+	verified string
+}
+
+// lightPeerConfig is a light peer's config in trace headers: a peer whose
+// LightStore holds the file File and ChunkSize make.
+type lightPeerConfig struct {
+	p2p.PeerConfig
+	File      cs.FileSpec `json:"file"`
+	ChunkSize int         `json:"chunkSize"`
+}
+
+// proberConfig is a prober's config in trace headers.
+type proberConfig struct {
+	To    netip.AddrPort `json:"to"`
+	Reqs  []string       `json:"reqs"`
+	Hello bool           `json:"hello,omitempty"`
+}
+
+// machines is p2p with the test's own roles, so that a simulation of them
+// can be rebuilt from its trace (conformance.Resimulate): "peer" and
+// "liar" (a peer, or a malicious one, with a MemStore the test reads),
+// "light-peer" (a peer with a LightStore) and "probe" (a prober).
+var machines = func() spec.Protocol {
+	p := p2p.Protocol
+	inner := p.New
+	p.Roles = append(slices.Clone(p.Roles), "liar", "light-peer", "probe")
+	p.New = func(role string, config []byte) (spec.Machine, error) {
+		switch role {
+		case "peer", "liar":
+			var c p2p.PeerConfig
+			if err := json.Unmarshal(config, &c); err != nil {
+				return nil, err
+			}
+			st := &p2p.MemStore{}
+			var m spec.Machine = p2p.NewPeer(c, st)
+			if role == "liar" {
+				m = liar{m}
+			}
+			return &tracked{Machine: m, store: st}, nil
+		case "light-peer":
+			var c lightPeerConfig
+			if err := json.Unmarshal(config, &c); err != nil {
+				return nil, err
+			}
+			data, err := cs.Generate(c.File)
+			if err != nil {
+				return nil, err
+			}
+			content, err := p2p.NewContent(data, c.ChunkSize)
+			if err != nil {
+				return nil, err
+			}
+			return p2p.NewPeer(c.PeerConfig, p2p.LightStore{C: content}), nil
+		case "probe":
+			var c proberConfig
+			if err := json.Unmarshal(config, &c); err != nil {
+				return nil, err
+			}
+			return &prober{to: c.To, reqs: c.Reqs, hello: c.Hello}, nil
+		}
+		return inner(role, config)
+	}
+	return p
+}()
+
+// addNode adds a node of machines: ns.Role and ns.Config build it, so
+// the trace rebuilds the same machine.
+func addNode(s *sim.Sim, ns sim.NodeSpec) *sim.Node {
+	config, err := json.Marshal(ns.Config)
+	if err != nil {
+		panic(err)
+	}
+	ns.Protocol = machines.Name
+	ns.New = func() spec.Machine {
+		m, err := machines.New(ns.Role, config)
+		if err != nil {
+			panic(fmt.Sprintf("%s: %v", ns.Name, err))
+		}
+		return m
+	}
+	return s.MustAddNode(ns)
+}
+
+type fataler interface{ Fatalf(string, ...any) }
+
 // swarm is one simulated distribution.
 type swarm struct {
 	n         int
@@ -60,12 +152,10 @@ type swarm struct {
 	chunk     int
 	seed      uint64
 
-	content  *p2p.Content
-	s        *sim.Sim
-	stores   map[string]*p2p.MemStore // each peer's current incarnation's
-	verified map[string]string        // peer -> MD5 it verified
-	corrupt  map[string][]string      // peer -> senders of the corrupt chunks it rejected
-	banned   map[string][]string
+	content *p2p.Content
+	s       *sim.Sim
+	corrupt map[string][]string // peer -> senders of the corrupt chunks it rejected
+	banned  map[string][]string
 }
 
 func (w *swarm) honest(name string) bool { return !(w.liar && name == w.peer(w.n-1)) }
@@ -96,36 +186,53 @@ func (w *swarm) expected(name string) bool { return w.honest(name) && !w.down(na
 
 func (w *swarm) peer(i int) string { return fmt.Sprintf("p%d", i) }
 
-func (w *swarm) build(t *rapid.T) {
-	data, err := cs.Generate(cs.FileSpec{Seed: w.seed, Size: int64(w.size)})
+// newSim builds the simulator (by net, if not nil) with w's observers.
+func (w *swarm) newSim(net *simtest.Net) *sim.Sim {
+	cfg := sim.Config{
+		Seed:     w.seed,
+		Link:     sim.Symmetric(sim.Dir{Rate: 20e6, Delay: 2 * time.Millisecond}),
+		Faults:   w.faults,
+		MSS:      1460,
+		Protocol: "p2p",
+	}
+	w.observe(&cfg)
+	if net != nil {
+		return net.New(cfg)
+	}
+	return sim.New(cfg)
+}
+
+// observe points cfg's observers at w.
+func (w *swarm) observe(cfg *sim.Config) {
+	cfg.Logger = debugLogger()
+	w.corrupt, w.banned = map[string][]string{}, map[string][]string{}
+	cfg.OnEvent = func(n *sim.Node, _ spec.Time, ev spec.Event) {
+		switch ev.Name {
+		case "verified":
+			if m, ok := n.Machine().(*tracked); ok {
+				m.verified = ev.Value.(p2p.Verified).MD5
+			}
+		case "corrupt":
+			w.corrupt[n.Name] = append(w.corrupt[n.Name], ev.Value.(p2p.Corrupt).From)
+		case "banned":
+			w.banned[n.Name] = append(w.banned[n.Name], ev.Text)
+		}
+	}
+}
+
+func (w *swarm) build(net *simtest.Net, t fataler) {
+	file := cs.FileSpec{Seed: w.seed, Size: int64(w.size)}
+	data, err := cs.Generate(file)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	w.content, err = p2p.NewContent(data, w.chunk)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
-	w.stores, w.verified = map[string]*p2p.MemStore{}, map[string]string{}
-	w.corrupt, w.banned = map[string][]string{}, map[string][]string{}
-	w.s = sim.New(sim.Config{
-		Seed:   w.seed,
-		Link:   sim.Symmetric(sim.Dir{Rate: 20e6, Delay: 2 * time.Millisecond}),
-		Faults: w.faults,
-		MSS:    1460,
-		Logger: debugLogger(),
-		OnEvent: func(n *sim.Node, _ spec.Time, ev spec.Event) {
-			switch ev.Name {
-			case "verified":
-				w.verified[n.Name] = ev.Value.(p2p.Verified).MD5
-			case "corrupt":
-				w.corrupt[n.Name] = append(w.corrupt[n.Name], ev.Value.(p2p.Corrupt).From)
-			case "banned":
-				w.banned[n.Name] = append(w.banned[n.Name], ev.Text)
-			}
-		},
-	})
-	scfg := p2p.ServerConfig{Addr: serverAddr, ChunkSize: w.chunk, Seed: w.seed, Legacy: w.oldServer, MaxList: 4, Expect: w.expect, Trees: w.trees}
-	w.s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return p2p.NewServer(scfg, w.content) }})
+	w.s = w.newSim(net)
+	scfg := p2p.ServerConfig{Addr: serverAddr, File: file, ChunkSize: w.chunk, Seed: w.seed, Legacy: w.oldServer, MaxList: 4, Expect: w.expect, Trees: w.trees}
+	addNode(w.s, sim.NodeSpec{Name: "server", Role: "server", Config: scfg})
 	for i := 0; i < w.n; i++ {
 		name := w.peer(i)
 		cfg := p2p.PeerConfig{Server: serverAddr, Seed: w.seed + uint64(i), Linger: -1, Legacy: w.legacy[i],
@@ -133,18 +240,22 @@ func (w *swarm) build(t *rapid.T) {
 		if w.paced {
 			cfg.UploadRate = 19e6
 		}
-		lie := !w.honest(name)
-		w.s.MustAddNode(sim.NodeSpec{Name: name, New: func() spec.Machine {
-			st := &p2p.MemStore{}
-			w.stores[name] = st
-			delete(w.verified, name) // a restart starts over
-			var m spec.Machine = p2p.NewPeer(cfg, st)
-			if lie {
-				m = liar{m}
-			}
-			return m
-		}})
+		role := "peer"
+		if !w.honest(name) {
+			role = "liar"
+		}
+		addNode(w.s, sim.NodeSpec{Name: name, Role: role, Config: cfg})
 	}
+}
+
+// verified is the MD5 the running incarnation of peer name verified ("":
+// none; a restart starts over), and what it holds.
+func (w *swarm) verified(name string) (md5 string, st *p2p.MemStore) {
+	m, ok := w.s.Node(name).Machine().(*tracked)
+	if !ok {
+		return "", nil
+	}
+	return m.verified, m.store
 }
 
 // done: every honest peer that is up has verified.
@@ -154,7 +265,7 @@ func (w *swarm) done() bool {
 		if !w.expected(name) {
 			continue
 		}
-		if _, ok := w.verified[name]; !ok {
+		if md5, _ := w.verified(name); md5 == "" {
 			return false
 		}
 	}
@@ -201,46 +312,53 @@ func drawSwarm(t *rapid.T) *swarm {
 // chunk is never kept: with the hash extension it is rejected on arrival
 // and its sender banned.
 func TestEveryPeerGetsTheFile(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
+	simtest.Check(t, "testdata/failures", func(t *rapid.T, net *simtest.Net) {
 		w := drawSwarm(t)
-		w.build(t)
-		w.s.RunUntil(w.done, 3*time.Minute)
-		if v := w.s.Violations(); len(v) > 0 {
-			t.Fatalf("contract violations: %v", v)
+		w.build(net, t)
+		w.everyPeerGetsTheFile(t)
+	}, nil)
+}
+
+// everyPeerGetsTheFile runs the swarm and judges it as
+// TestEveryPeerGetsTheFile does, for the property and for the runs kept
+// under testdata/regressions.
+func (w *swarm) everyPeerGetsTheFile(t fataler) {
+	w.s.RunUntil(w.done, 3*time.Minute)
+	if v := w.s.Violations(); len(v) > 0 {
+		t.Fatalf("contract violations: %v", v)
+	}
+	want := w.content.MD5()
+	wantHex := fmt.Sprintf("%x", want)
+	for i := 0; i < w.n; i++ {
+		name := w.peer(i)
+		if !w.expected(name) {
+			continue
 		}
-		want := w.content.MD5()
-		wantHex := fmt.Sprintf("%x", want)
-		for i := 0; i < w.n; i++ {
-			name := w.peer(i)
-			if !w.expected(name) {
-				continue
+		got, st := w.verified(name)
+		if got == "" {
+			t.Fatalf("%s never verified the file (faults %+v, legacy %v, old server %v, liar %v, trees %d of %d, paced %v)", name, w.faults, w.legacy, w.oldServer, w.liar, w.trees, w.expect, w.paced)
+		}
+		if got != wantHex {
+			t.Fatalf("%s verified MD5 %s, the file's is %s", name, got, wantHex)
+		}
+		if !bytes.Equal(st.Bytes(), w.content.Bytes()) {
+			t.Fatalf("%s holds %d bytes that differ from the file", name, len(st.Bytes()))
+		}
+		// A corrupt chunk comes from the liar, or from a seed-style
+		// peer that could not check what the liar gave it; its
+		// sender is banned either way.
+		for _, from := range w.corrupt[name] {
+			if !w.liar {
+				t.Fatalf("%s rejected a corrupt chunk from %s with no malicious peer", name, from)
 			}
-			got, ok := w.verified[name]
-			if !ok {
-				t.Fatalf("%s never verified the file (faults %+v, legacy %v, old server %v, liar %v, trees %d of %d, paced %v)", name, w.faults, w.legacy, w.oldServer, w.liar, w.trees, w.expect, w.paced)
+			if from != "server" && !slices.Contains(w.banned[name], from) {
+				t.Fatalf("%s rejected a corrupt chunk from %s but did not ban it (banned %v)", name, from, w.banned[name])
 			}
-			if got != wantHex {
-				t.Fatalf("%s verified MD5 %s, the file's is %s", name, got, wantHex)
-			}
-			if st := w.stores[name]; !bytes.Equal(st.Bytes(), w.content.Bytes()) {
-				t.Fatalf("%s holds %d bytes that differ from the file", name, len(st.Bytes()))
-			}
-			// A corrupt chunk comes from the liar, or from a seed-style
-			// peer that could not check what the liar gave it; its
-			// sender is banned either way.
-			for _, from := range w.corrupt[name] {
-				if !w.liar {
-					t.Fatalf("%s rejected a corrupt chunk from %s with no malicious peer", name, from)
-				}
-				if from != "server" && !slices.Contains(w.banned[name], from) {
-					t.Fatalf("%s rejected a corrupt chunk from %s but did not ban it (banned %v)", name, from, w.banned[name])
-				}
-				if from != w.liarAddr() && !w.legacyAddr(from) {
-					t.Fatalf("%s got a corrupt chunk from %s, an honest peer that checks hashes", name, from)
-				}
+			if from != w.liarAddr() && !w.legacyAddr(from) {
+				t.Fatalf("%s got a corrupt chunk from %s, an honest peer that checks hashes", name, from)
 			}
 		}
-	})
+	}
 }
 
 func (w *swarm) legacyAddr(a string) bool {
@@ -323,6 +441,148 @@ func (pr *prober) next(out []spec.Output) []spec.Output {
 	return append(out, spec.Write(1, []byte(pr.reqs[pr.sent-1]+"\r\n")))
 }
 
+// probeWorld is what TestErrorsAgainstGroundTruth observes of one run.
+type probeWorld struct {
+	content *p2p.Content
+	chunk   int
+	// held[probe] is what the probed peer held when each of the probe's
+	// DREQs reached it (the simulator reports delivery before the
+	// machine steps).
+	held   map[string][]bool
+	names  map[netip.Addr]string    // probes by address
+	peers  map[netip.Addr]*sim.Node // peers by address
+	probes []*sim.Node
+	target map[string]string // probe -> the node it talks to
+}
+
+func newProbeWorld(content *p2p.Content) *probeWorld {
+	return &probeWorld{content: content, chunk: content.ChunkSize(), held: map[string][]bool{}, names: map[netip.Addr]string{},
+		peers: map[netip.Addr]*sim.Node{}, target: map[string]string{}}
+}
+
+// observe points cfg's observers at w.
+func (w *probeWorld) observe(cfg *sim.Config) {
+	chunks := w.content.Chunks()
+	cfg.OnNet = func(ev sim.NetEvent) {
+		if ev.Kind != sim.NetDeliver || ev.Proto != spec.TCP {
+			return
+		}
+		name, ok := w.names[ev.From.Addr()]
+		nd := w.peers[ev.To.Addr()]
+		if !ok || nd == nil || !bytes.HasPrefix(ev.Data, []byte("DREQ ")) {
+			return
+		}
+		var i int
+		if _, err := fmt.Sscanf(string(ev.Data), "DREQ %d", &i); err != nil || i < 0 || i >= chunks {
+			return
+		}
+		pm, _ := nd.Machine().(*p2p.Peer)
+		w.held[name] = append(w.held[name], pm != nil && pm.Has(i))
+	}
+}
+
+// probe adds a probe node (added to the simulator already) talking to
+// target.
+func (w *probeWorld) probe(nd *sim.Node, target string) {
+	w.probes = append(w.probes, nd)
+	w.names[nd.Addr] = nd.Name
+	w.target[nd.Name] = target
+}
+
+func (w *probeWorld) prober(nd *sim.Node) *prober {
+	pr, _ := nd.Machine().(*prober)
+	return pr
+}
+
+// errorsAgainstGroundTruth runs s and judges it as
+// TestErrorsAgainstGroundTruth does, for the property and for the runs
+// kept under testdata/regressions.
+func (w *probeWorld) errorsAgainstGroundTruth(t fataler, s *sim.Sim) {
+	chunks, chunk, content := w.content.Chunks(), w.chunk, w.content
+	s.RunUntil(func() bool {
+		for _, nd := range w.probes {
+			if pr := w.prober(nd); pr == nil || !pr.finished {
+				return false
+			}
+		}
+		return true
+	}, time.Minute)
+	for _, nd := range w.probes {
+		pr, target := w.prober(nd), w.target[nd.Name]
+		if pr == nil {
+			t.Fatalf("%s is not running", nd.Name)
+		}
+		if pr.fatal != "" {
+			t.Fatalf("%s: unparseable answer from %s: %s", nd.Name, target, pr.fatal)
+		}
+		for _, m := range pr.answers {
+			if m.Op.Extension() || m.Err == p2p.ErrBusy {
+				t.Fatalf("%s (no XHEL) got the extension message %s %s from %s", nd.Name, m.Op, m.Err, target)
+			}
+		}
+		ans := pr.answers
+		if pr.hello {
+			if len(ans) == 0 || (ans[0].Op != p2p.PHEL && ans[0].Op != p2p.SHEL) {
+				t.Fatalf("%s: CHEL to %s answered %+v", nd.Name, target, ans)
+			}
+			ans = ans[1:]
+		}
+		if len(ans) != pr.sent {
+			t.Fatalf("%s: %d answers from %s to %d requests %q", nd.Name, len(ans), target, pr.sent, pr.reqs)
+		}
+		h := w.held[nd.Name]
+		hello := pr.hello
+		for k, req := range pr.reqs[:pr.sent] {
+			m := ans[k]
+			var i int
+			isDREQ := false
+			if _, err := fmt.Sscanf(req, "DREQ %d", &i); err == nil && !strings.Contains(req, "-") {
+				isDREQ = true
+			}
+			switch {
+			case req == "CHEL 1" && !hello:
+				hello = true
+				if m.Op != p2p.PHEL && m.Op != p2p.SHEL {
+					t.Fatalf("%s: late CHEL to %s answered %s %s", nd.Name, target, m.Op, m.Err)
+				}
+			case !hello:
+				if isDREQ && i < chunks && target != "server" && len(h) > 0 {
+					h = h[1:] // the ground truth saw it arrive
+				}
+				if m.Op != p2p.ERROR || m.Err != p2p.ErrUnknownCommand {
+					t.Fatalf("%s: %q before CHEL to %s answered %s %s, want UNKNOWN_COMMAND", nd.Name, req, target, m.Op, m.Err)
+				}
+			case isDREQ && i >= chunks:
+				if m.Op != p2p.ERROR || m.Err != p2p.ErrOffsetOverflow {
+					t.Fatalf("%s: %q to %s (%d chunks) answered %s %s, want OFFSET_OVERFLOW", nd.Name, req, target, chunks, m.Op, m.Err)
+				}
+			case isDREQ:
+				had := target == "server"
+				if target != "server" {
+					if len(h) == 0 {
+						t.Fatalf("%s: no ground truth for %q", nd.Name, req)
+					}
+					had, h = h[0], h[1:]
+				}
+				switch {
+				case had && (m.Op != p2p.DATA || !bytes.Equal(m.Data, content.Chunk(i)) || m.Offset != int64(i*chunk)):
+					t.Fatalf("%s: %q to %s, which held it, answered %s %s", nd.Name, req, target, m.Op, m.Err)
+				case !had && (m.Op != p2p.ERROR || m.Err != p2p.ErrChunkUndownloaded):
+					t.Fatalf("%s: %q to %s, which lacked it, answered %s %s: a peer served a chunk it lacks", nd.Name, req, target, m.Op, m.Err)
+				}
+			case req == "CLREQ":
+				if m.Op != p2p.CLRSP {
+					t.Fatalf("%s: CLREQ to %s answered %s", nd.Name, target, m.Op)
+				}
+			default: // junk, and a second CHEL
+				if m.Op != p2p.ERROR || m.Err != p2p.ErrUnknownCommand {
+					t.Fatalf("%s: %q to %s answered %s %s, want UNKNOWN_COMMAND", nd.Name, req, target, m.Op, m.Err)
+				}
+			}
+		}
+	}
+}
+
 // The seed's error ids, checked against the simulator's ground truth: a
 // peer answers DREQ with the exact chunk if it held it when the request
 // arrived and CHUNK_UNDOWNLOADED if not, never serving a chunk it lacks;
@@ -330,158 +590,51 @@ func (pr *prober) next(out []spec.Output) []spec.Output {
 // or a request before CHEL, gets UNKNOWN_COMMAND; and a client that never
 // said XHEL never sees an extension message.
 func TestErrorsAgainstGroundTruth(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
+	simtest.Check(t, "testdata/failures", func(t *rapid.T, net *simtest.Net) {
 		n := rapid.IntRange(1, 4).Draw(t, "peers")
 		size := rapid.IntRange(20_000, 200_000).Draw(t, "file size")
 		chunk := 4096
-		data, _ := cs.Generate(cs.FileSpec{Seed: 9, Size: int64(size)})
+		file := cs.FileSpec{Seed: 9, Size: int64(size)}
+		data, _ := cs.Generate(file)
 		content, _ := p2p.NewContent(data, chunk)
 		chunks := content.Chunks()
-		// Ground truth: what each probed peer held when each request
-		// reached it (the simulator reports delivery before the machine
-		// steps).
-		held := map[string][]bool{}
-		names := map[netip.Addr]string{}
-		peers := map[netip.Addr]*sim.Node{}
-		onNet := func(ev sim.NetEvent) {
-			if ev.Kind != sim.NetDeliver || ev.Proto != spec.TCP {
-				return
-			}
-			name, ok := names[ev.From.Addr()]
-			nd := peers[ev.To.Addr()]
-			if !ok || nd == nil || !bytes.HasPrefix(ev.Data, []byte("DREQ ")) {
-				return
-			}
-			var i int
-			if _, err := fmt.Sscanf(string(ev.Data), "DREQ %d", &i); err != nil || i < 0 || i >= chunks {
-				return
-			}
-			pm, _ := nd.Machine().(*p2p.Peer)
-			held[name] = append(held[name], pm != nil && pm.Has(i))
-		}
-		s := sim.New(sim.Config{Seed: 3, Link: sim.Symmetric(sim.Dir{Rate: 5e6, Delay: 2 * time.Millisecond}), OnNet: onNet})
-		s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine {
-			return p2p.NewServer(p2p.ServerConfig{Addr: serverAddr, ChunkSize: chunk}, content)
-		}})
+		w := newProbeWorld(content)
+		cfg := sim.Config{Seed: 3, Link: sim.Symmetric(sim.Dir{Rate: 5e6, Delay: 2 * time.Millisecond}), Protocol: "p2p"}
+		w.observe(&cfg)
+		s := net.New(cfg)
+		addNode(s, sim.NodeSpec{Name: "server", Role: "server", Config: p2p.ServerConfig{Addr: serverAddr, File: file, ChunkSize: chunk}})
 		var order []*sim.Node
 		for i := 0; i < n; i++ {
-			cfg := p2p.PeerConfig{Server: serverAddr, Seed: uint64(i), Linger: -1}
-			nd := s.MustAddNode(sim.NodeSpec{Name: fmt.Sprintf("p%d", i), New: func() spec.Machine { return p2p.NewPeer(cfg, p2p.LightStore{C: content}) }})
-			peers[nd.Addr] = nd
+			cfg := lightPeerConfig{PeerConfig: p2p.PeerConfig{Server: serverAddr, Seed: uint64(i), Linger: -1}, File: file, ChunkSize: chunk}
+			nd := addNode(s, sim.NodeSpec{Name: fmt.Sprintf("p%d", i), Role: "light-peer", Config: cfg})
+			w.peers[nd.Addr] = nd
 			order = append(order, nd)
 		}
 		// Probes: each targets a peer or the server, at some time, with
 		// a random script of requests.
-		type probe struct {
-			node   *sim.Node
-			target string
-			pr     *prober
-		}
-		var probes []probe
 		for k := rapid.IntRange(1, 4).Draw(t, "probes"); k > 0; k-- {
 			ti := rapid.IntRange(0, n).Draw(t, "target (n: the server)")
 			to, target := serverAddr, "server"
 			if ti < n {
 				to, target = netip.AddrPortFrom(order[ti].Addr, p2p.DefaultPeerPort), order[ti].Name
 			}
-			pr := &prober{to: to, hello: rapid.IntRange(0, 5).Draw(t, "says CHEL (5 in 6)") > 0}
+			pc := proberConfig{To: to, Hello: rapid.IntRange(0, 5).Draw(t, "says CHEL (5 in 6)") > 0}
 			for r := rapid.IntRange(1, 12).Draw(t, "requests"); r > 0; r-- {
 				switch rapid.IntRange(0, 5).Draw(t, "request kind") {
 				case 0, 1, 2:
-					pr.reqs = append(pr.reqs, fmt.Sprintf("DREQ %d", rapid.IntRange(0, chunks+5).Draw(t, "chunk")))
+					pc.Reqs = append(pc.Reqs, fmt.Sprintf("DREQ %d", rapid.IntRange(0, chunks+5).Draw(t, "chunk")))
 				case 3:
-					pr.reqs = append(pr.reqs, rapid.SampledFrom([]string{"HELLO", "DREQ", "DREQ -1", "DREQ one", "GET / HTTP/1.0", "CHEL 0", "chel 1"}).Draw(t, "junk"))
+					pc.Reqs = append(pc.Reqs, rapid.SampledFrom([]string{"HELLO", "DREQ", "DREQ -1", "DREQ one", "GET / HTTP/1.0", "CHEL 0", "chel 1"}).Draw(t, "junk"))
 				case 4:
-					pr.reqs = append(pr.reqs, "CLREQ")
+					pc.Reqs = append(pc.Reqs, "CLREQ")
 				case 5:
-					pr.reqs = append(pr.reqs, "CHEL 1")
+					pc.Reqs = append(pc.Reqs, "CHEL 1")
 				}
 			}
 			start := time.Duration(rapid.IntRange(0, 3000).Draw(t, "probe start ms")) * time.Millisecond
-			nd := s.MustAddNode(sim.NodeSpec{Name: fmt.Sprintf("probe%d", len(probes)), Start: start, New: func() spec.Machine { return pr }})
-			probes = append(probes, probe{node: nd, target: target, pr: pr})
+			nd := addNode(s, sim.NodeSpec{Name: fmt.Sprintf("probe%d", len(w.probes)), Start: start, Role: "probe", Config: pc})
+			w.probe(nd, target)
 		}
-		for _, pb := range probes {
-			names[pb.node.Addr] = pb.node.Name
-		}
-		s.RunUntil(func() bool {
-			for _, pb := range probes {
-				if !pb.pr.finished {
-					return false
-				}
-			}
-			return true
-		}, time.Minute)
-		for _, pb := range probes {
-			pr := pb.pr
-			if pr.fatal != "" {
-				t.Fatalf("%s: unparseable answer from %s: %s", pb.node.Name, pb.target, pr.fatal)
-			}
-			for _, m := range pr.answers {
-				if m.Op.Extension() || m.Err == p2p.ErrBusy {
-					t.Fatalf("%s (no XHEL) got the extension message %s %s from %s", pb.node.Name, m.Op, m.Err, pb.target)
-				}
-			}
-			ans := pr.answers
-			if pr.hello {
-				if len(ans) == 0 || (ans[0].Op != p2p.PHEL && ans[0].Op != p2p.SHEL) {
-					t.Fatalf("%s: CHEL to %s answered %+v", pb.node.Name, pb.target, ans)
-				}
-				ans = ans[1:]
-			}
-			if len(ans) != pr.sent {
-				t.Fatalf("%s: %d answers from %s to %d requests %q", pb.node.Name, len(ans), pb.target, pr.sent, pr.reqs)
-			}
-			h := held[pb.node.Name]
-			hello := pr.hello
-			for k, req := range pr.reqs[:pr.sent] {
-				m := ans[k]
-				var i int
-				isDREQ := false
-				if _, err := fmt.Sscanf(req, "DREQ %d", &i); err == nil && !strings.Contains(req, "-") {
-					isDREQ = true
-				}
-				switch {
-				case req == "CHEL 1" && !hello:
-					hello = true
-					if m.Op != p2p.PHEL && m.Op != p2p.SHEL {
-						t.Fatalf("%s: late CHEL to %s answered %s %s", pb.node.Name, pb.target, m.Op, m.Err)
-					}
-				case !hello:
-					if isDREQ && i < chunks && pb.target != "server" && len(h) > 0 {
-						h = h[1:] // the ground truth saw it arrive
-					}
-					if m.Op != p2p.ERROR || m.Err != p2p.ErrUnknownCommand {
-						t.Fatalf("%s: %q before CHEL to %s answered %s %s, want UNKNOWN_COMMAND", pb.node.Name, req, pb.target, m.Op, m.Err)
-					}
-				case isDREQ && i >= chunks:
-					if m.Op != p2p.ERROR || m.Err != p2p.ErrOffsetOverflow {
-						t.Fatalf("%s: %q to %s (%d chunks) answered %s %s, want OFFSET_OVERFLOW", pb.node.Name, req, pb.target, chunks, m.Op, m.Err)
-					}
-				case isDREQ:
-					had := pb.target == "server"
-					if pb.target != "server" {
-						if len(h) == 0 {
-							t.Fatalf("%s: no ground truth for %q", pb.node.Name, req)
-						}
-						had, h = h[0], h[1:]
-					}
-					switch {
-					case had && (m.Op != p2p.DATA || !bytes.Equal(m.Data, content.Chunk(i)) || m.Offset != int64(i*chunk)):
-						t.Fatalf("%s: %q to %s, which held it, answered %s %s", pb.node.Name, req, pb.target, m.Op, m.Err)
-					case !had && (m.Op != p2p.ERROR || m.Err != p2p.ErrChunkUndownloaded):
-						t.Fatalf("%s: %q to %s, which lacked it, answered %s %s: a peer served a chunk it lacks", pb.node.Name, req, pb.target, m.Op, m.Err)
-					}
-				case req == "CLREQ":
-					if m.Op != p2p.CLRSP {
-						t.Fatalf("%s: CLREQ to %s answered %s", pb.node.Name, pb.target, m.Op)
-					}
-				default: // junk, and a second CHEL
-					if m.Op != p2p.ERROR || m.Err != p2p.ErrUnknownCommand {
-						t.Fatalf("%s: %q to %s answered %s %s, want UNKNOWN_COMMAND", pb.node.Name, req, pb.target, m.Op, m.Err)
-					}
-				}
-			}
-		}
-	})
+		w.errorsAgainstGroundTruth(t, s)
+	}, nil)
 }

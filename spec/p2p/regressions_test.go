@@ -1,0 +1,192 @@
+package p2p_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/netspec/netspec/conformance"
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/all"
+	"github.com/netspec/netspec/spec/cs"
+	"github.com/netspec/netspec/spec/p2p"
+)
+
+// failure carries a re-simulated run's first failed check out of the
+// simulation, as rapid's Fatalf stops an example.
+type failure struct{ msg string }
+
+type checker struct{}
+
+func (checker) Fatalf(format string, args ...any) { panic(failure{fmt.Sprintf(format, args...)}) }
+
+// judge runs checks and returns the first that failed.
+func judge(checks func(checker)) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(failure)
+			if !ok {
+				panic(r)
+			}
+			err = errors.New(f.msg)
+		}
+	}()
+	checks(checker{})
+	return nil
+}
+
+// lookup finds p2p with the test's roles, and every registered protocol.
+func lookup(name string) (spec.Protocol, bool) {
+	if name == machines.Name {
+		return machines, true
+	}
+	return all.Lookup(name)
+}
+
+// kept is what every kept trace of this package starts from: the trace,
+// its network config, and its server's config and file.
+type kept struct {
+	tr      *conformance.Trace
+	cfg     sim.Config
+	scfg    p2p.ServerConfig
+	content *p2p.Content
+}
+
+func load(t *testing.T, tr *conformance.Trace) kept {
+	k := kept{tr: tr}
+	if err := json.Unmarshal(tr.Header.Sim, &k.cfg); err != nil {
+		t.Fatal(err)
+	}
+	ni, ok := tr.Header.Node("server")
+	if !ok {
+		t.Fatal("trace has no server")
+	}
+	if err := json.Unmarshal(ni.Config, &k.scfg); err != nil {
+		t.Fatal(err)
+	}
+	data, err := cs.Generate(k.scfg.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.content, err = p2p.NewContent(data, k.scfg.ChunkSize); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// resimulateSwarm rebuilds the swarm (peers p0..pn-1, the last one
+// possibly the liar; legacy peers, pacing, trees and the server's
+// dialect from the configs) and judges it as TestEveryPeerGetsTheFile
+// does.
+func resimulateSwarm(t *testing.T, tr *conformance.Trace) error {
+	k := load(t, tr)
+	w := &swarm{faults: k.cfg.Faults, size: int(k.scfg.File.Size), chunk: k.scfg.ChunkSize, seed: k.scfg.Seed,
+		oldServer: k.scfg.Legacy, expect: k.scfg.Expect, trees: k.scfg.Trees, content: k.content}
+	for ; ; w.n++ {
+		ni, ok := tr.Header.Node(w.peer(w.n))
+		if !ok {
+			break
+		}
+		var pc p2p.PeerConfig
+		if err := json.Unmarshal(ni.Config, &pc); err != nil {
+			t.Fatal(err)
+		}
+		w.legacy = append(w.legacy, pc.Legacy)
+		w.paced = w.paced || pc.UploadRate > 0
+		if ni.Role == "liar" {
+			if w.liar {
+				t.Fatal("more than one liar")
+			}
+			w.liar = true
+		}
+	}
+	if w.liar {
+		if ni, _ := tr.Header.Node(w.peer(w.n - 1)); ni.Role != "liar" {
+			t.Fatal("the liar is not the last peer")
+		}
+	}
+	s, err := conformance.Resimulate(tr, lookup, w.observe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.s = s
+	return judge(func(c checker) { w.everyPeerGetsTheFile(c) })
+}
+
+// resimulateErrors rebuilds the light peers and probes (each probe's
+// target is the node its config dials) and judges the run as
+// TestErrorsAgainstGroundTruth does.
+func resimulateErrors(t *testing.T, tr *conformance.Trace) error {
+	k := load(t, tr)
+	w := newProbeWorld(k.content)
+	s, err := conformance.Resimulate(tr, lookup, w.observe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range s.Nodes() {
+		ni, _ := tr.Header.Node(n.Name)
+		switch ni.Role {
+		case "light-peer":
+			w.peers[n.Addr] = n
+		case "probe":
+			var pc proberConfig
+			if err := json.Unmarshal(ni.Config, &pc); err != nil {
+				t.Fatal(err)
+			}
+			target := ""
+			for _, m := range s.Nodes() {
+				if m.Addr == pc.To.Addr() {
+					target = m.Name
+				}
+			}
+			if target == "" {
+				t.Fatalf("%s probes %v, no node of the trace", n.Name, pc.To)
+			}
+			w.probe(n, target)
+		}
+	}
+	return judge(func(c checker) { w.errorsAgainstGroundTruth(c, s) })
+}
+
+// resimulators re-simulate the traces each property saves (simtest names
+// them after the property) and judge them with the property's checks.
+var resimulators = map[string]func(*testing.T, *conformance.Trace) error{
+	"TestEveryPeerGetsTheFile":     resimulateSwarm,
+	"TestErrorsAgainstGroundTruth": resimulateErrors,
+}
+
+// TestRegressions re-simulates every failing run kept under
+// testdata/regressions (traces the properties left in testdata/failures,
+// still named after the property) with today's machines: each must now
+// pass.
+func TestRegressions(t *testing.T) {
+	files, _ := filepath.Glob("testdata/regressions/*.ndjson")
+	if len(files) == 0 {
+		t.Skip("no regression traces yet")
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".ndjson")
+		t.Run(name, func(t *testing.T) {
+			var resim func(*testing.T, *conformance.Trace) error
+			for prop, r := range resimulators {
+				if strings.HasPrefix(name, prop) {
+					resim = r
+				}
+			}
+			if resim == nil {
+				t.Fatalf("%s: the file name must start with the name of the property that saved it", f)
+			}
+			tr, err := conformance.Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := resim(t, tr); err != nil {
+				t.Fatalf("%s fails again: %v", f, err)
+			}
+		})
+	}
+}

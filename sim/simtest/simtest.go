@@ -21,16 +21,18 @@ import (
 	"pgregory.net/rapid"
 )
 
-// Net builds the simulators of one example, recording them.
+// Net builds the simulators of one example, recording them when the
+// example is one whose trace may be kept.
 type Net struct {
-	buf  bytes.Buffer
-	sims []*sim.Sim
+	record bool
+	buf    bytes.Buffer
+	sims   []*sim.Sim
 }
 
 // New returns a simulator for cfg that records its run for Check.
 // Properties must build their simulators with it (one per example).
 func (n *Net) New(cfg sim.Config) *sim.Sim {
-	if len(n.sims) == 0 {
+	if len(n.sims) == 0 && n.record {
 		cfg.Trace = &n.buf
 	}
 	s := sim.New(cfg)
@@ -69,18 +71,28 @@ func Check(t rapid.TB, dir string, prop func(t *rapid.T, net *Net), saved func(p
 		}
 	}()
 	rapid.Check(t, func(rt *rapid.T) {
-		net := &Net{}
+		// Recording every example made race-enabled runs of the
+		// heavier properties ten times slower. Once rapid has shrunk a
+		// failure it reports it, failing t, and runs the minimal
+		// example once more: that run, and a replay of a fail file,
+		// are the ones recorded.
+		net := &Net{record: t.Failed() || replaying()}
 		failed := true
 		defer func() {
-			// rapid re-runs the minimal failing example last, so the
-			// last failure seen is the shrunk one.
-			if failed || rt.Failed() {
+			if (failed || rt.Failed()) && net.record {
 				last = net.trace()
 			}
 		}()
 		prop(rt, net)
 		failed = false
 	})
+}
+
+// replaying reports whether rapid replays a fail file, running the one
+// failing example only.
+func replaying() bool {
+	f := flag.Lookup("rapid.failfile")
+	return f != nil && f.Value.String() != ""
 }
 
 func save(dir, name string, trace []byte) (string, error) {

@@ -20,7 +20,7 @@
 //
 // # Server states
 //
-// Per UDP datagram there is no state (but for the per-source rate limit,
+// Per UDP datagram there is no state (but for the per-source limits,
 // below). Per TCP connection:
 //
 //	OPEN     --data-->     OPEN (echo it)
@@ -43,11 +43,15 @@
 // the well-known ports below 1024, which are other services' (echo,
 // chargen, DNS, NTP), and from its own port (another echo server, most
 // likely: two servers on 9999 would otherwise bounce one datagram for
-// ever). Two reflectors on other ports can still be set bouncing, so each
-// source address is answered at most SourceRate times a second on
-// average, in bursts of SourceBurst (default 100 and 100): a loop faster
-// than that spends its source's credit and dies (at twice the rate or
-// faster, after at most two bursts); one slower is capped at that rate.
+// ever). Two reflectors on other ports can still be set bouncing: a loop
+// is one payload coming back from one source every round trip, so a
+// payload answered MaxRepeats times in a row (16), each within RepeatGap
+// (500 ms) of the one before, is dropped until its source pauses, and
+// the loop ends after 16 bounces whatever its round trip. (A client
+// resending a lost datagram, or a person typing a line again, waits
+// longer between copies.) Each source address is also answered at most
+// SourceRate times a second on average, in bursts of SourceBurst
+// (default 100 and 100), which bounds what any one source can draw.
 // The limit remembers Sources addresses (default 256) in a fixed table,
 // forgetting the one with the most credit left when a new one comes.
 // Every drop is counted and logged at debug level. A TCP client that sends without reading is cut off once

@@ -3,6 +3,7 @@ package echo
 import (
 	"bytes"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -81,7 +82,7 @@ type conn struct {
 }
 
 type serverCounters struct {
-	datagrams, echoed, lowPort, samePort, limited, streams, refused, cutOff uint64
+	datagrams, echoed, lowPort, samePort, limited, repeats, streams, refused, cutOff uint64
 }
 
 // NewServer returns a server for cfg.
@@ -116,6 +117,7 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "dropped_low_port", Value: s.c.lowPort},
 		{Name: "dropped_same_port", Value: s.c.samePort},
 		{Name: "dropped_rate_limited", Value: s.c.limited},
+		{Name: "dropped_repeats", Value: s.c.repeats},
 		{Name: "streams", Value: s.c.streams},
 		{Name: "streams_refused", Value: s.c.refused},
 		{Name: "streams_cut_off", Value: s.c.cutOff},
@@ -223,9 +225,15 @@ func (s *Server) datagram(now spec.Time, in spec.Input, out []spec.Output) []spe
 		s.c.samePort++
 		return append(out, spec.Debug("echo: dropped datagram from the server's own port (another reflector?)", slog.String("from", from.String())))
 	}
-	if s.limit != nil && !s.limit.allow(now, from.Addr()) {
-		s.c.limited++
-		return append(out, spec.Debug("echo: dropped datagram over its source's rate limit", slog.String("from", from.String())))
+	if s.limit != nil {
+		switch s.limit.allow(now, from.Addr(), in.Data) {
+		case overRate:
+			s.c.limited++
+			return append(out, spec.Debug("echo: dropped datagram over its source's rate limit", slog.String("from", from.String())))
+		case looping:
+			s.c.repeats++
+			return append(out, spec.Debug("echo: dropped datagram its source keeps sending back (a loop)", slog.String("from", from.String())))
+		}
 	}
 	s.c.echoed++
 	return append(out, spec.Send(sockUDP, from, in.Data))
@@ -244,16 +252,40 @@ type sourceLimit struct {
 type sourceSlot struct {
 	addr netip.Addr
 	tat  spec.Time // theoretical arrival time: the source is allowed while tat-now <= tau
+	// The last payload's hash, when it came, and how many times in a
+	// row it came back within RepeatGap of the time before.
+	sum     uint64
+	at      spec.Time
+	repeats int
 }
+
+// A loop between two reflectors is one payload coming back from one
+// source every round trip, whatever the rate. A payload answered
+// MaxRepeats times in a row, each within RepeatGap of the one before, is
+// dropped until its source pauses, which ends the loop. A client
+// resending a datagram whose echo was lost waits far longer between
+// copies, and so does a person typing one line again into nc.
+const (
+	RepeatGap  = 500 * time.Millisecond
+	MaxRepeats = 16
+)
+
+type verdict uint8
+
+const (
+	allowed verdict = iota
+	overRate
+	looping
+)
 
 func newSourceLimit(rate float64, burst, size int) *sourceLimit {
 	every := time.Duration(float64(time.Second) / rate)
 	return &sourceLimit{every: every, tau: time.Duration(burst-1) * every, index: map[netip.Addr]int{}, max: size}
 }
 
-// allow reports whether a datagram from addr may be answered now, and
+// allow says whether a datagram from addr may be answered now, and
 // charges it if so.
-func (l *sourceLimit) allow(now spec.Time, addr netip.Addr) bool {
+func (l *sourceLimit) allow(now spec.Time, addr netip.Addr, data []byte) verdict {
 	addr = addr.Unmap()
 	i, ok := l.index[addr]
 	if !ok {
@@ -262,12 +294,24 @@ func (l *sourceLimit) allow(now spec.Time, addr netip.Addr) bool {
 		l.index[addr] = i
 	}
 	sl := &l.slots[i]
+	h := fnv.New64a()
+	h.Write(data)
+	sum := h.Sum64()
+	if ok && sum == sl.sum && now.Sub(sl.at) < RepeatGap {
+		sl.repeats++
+	} else {
+		sl.repeats = 0
+	}
+	sl.sum, sl.at = sum, now
+	if sl.repeats >= MaxRepeats {
+		return looping
+	}
 	t := max(sl.tat, now)
 	if t.Sub(now) > l.tau {
-		return false
+		return overRate
 	}
 	sl.tat = t.Add(l.every)
-	return true
+	return allowed
 }
 
 // slot returns a free slot, or forgets the source with the earliest

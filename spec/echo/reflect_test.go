@@ -1,6 +1,7 @@
 package echo_test
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -19,20 +20,23 @@ func TestForgedDatagramCannotLoop(t *testing.T) {
 		name      string
 		portA     uint16
 		portB     uint16
+		delay     time.Duration // each access link's, one way
 		maxEchoes int
 	}{
-		{"same port", 9999, 9999, 0},
-		// Each server answers its burst B and what the rate R refills
-		// while a loop at L datagrams a second drains it: B·L/(L-R),
-		// at most 2B while L >= 2R (here L is 250 a second).
-		{"different ports", 9999, 7777, 2 * 2 * echo.DefaultSourceBurst},
+		{"same port", 9999, 9999, time.Millisecond, 0},
+		// Each server lets the payload come back MaxRepeats times in a
+		// row, then drops it.
+		{"different ports", 9999, 7777, time.Millisecond, 2 * (echo.MaxRepeats + 1)},
+		// A loop slower than the rate limit (50 a second, over a 20 ms
+		// round trip) used to be capped, not ended.
+		{"different ports, slow path", 9999, 7777, 5 * time.Millisecond, 2 * (echo.MaxRepeats + 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), tc.portA)
 			b := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), tc.portB)
 			echoes := -1 // the forged datagram is sent too
 			var last spec.Time
-			s := sim.New(sim.Config{Seed: 1, Link: sim.Symmetric(sim.Dir{Delay: time.Millisecond}), OnNet: func(ev sim.NetEvent) {
+			s := sim.New(sim.Config{Seed: 1, Link: sim.Symmetric(sim.Dir{Delay: tc.delay}), OnNet: func(ev sim.NetEvent) {
 				if ev.Kind == sim.NetSend && ev.Proto == spec.UDP {
 					echoes++
 					last = ev.T
@@ -66,10 +70,12 @@ func TestSourceRateLimit(t *testing.T) {
 	from := func(i int) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 40000)
 	}
+	sent := 0
 	echoed := func(at spec.Time, src netip.AddrPort, n int) int {
 		got := 0
 		for range n {
-			for _, o := range srv.Step(at, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: []byte("x")}, nil) {
+			sent++ // a new payload each time: repeats are another defence
+			for _, o := range srv.Step(at, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: []byte(fmt.Sprint(sent))}, nil) {
 				if o.Kind == spec.OutSend && o.Addr == src {
 					got++
 				}
@@ -152,5 +158,42 @@ func TestHalfClosedConnectionsStillCount(t *testing.T) {
 		if o.Kind == spec.OutAbort {
 			t.Fatal("a connection whose echo was flushed still holds its place")
 		}
+	}
+}
+
+// A client resending a datagram whose echo was lost, or a person typing
+// the same line again, is answered every time: only a payload that comes
+// straight back, round trip after round trip, is taken for a loop.
+func TestRepeatsAnsweredUnlessLooping(t *testing.T) {
+	srv := echo.NewServer(echo.ServerConfig{UDP: server})
+	now := spec.SimEpoch
+	srv.Step(now, spec.Input{Kind: spec.InStart}, nil)
+	srv.Step(now, spec.Input{Kind: spec.InBound, Sock: 1, Addr: server}, nil)
+	src := netip.MustParseAddrPort("192.0.2.9:40000")
+	answered := func(gap time.Duration, n int) int {
+		got := 0
+		for range n {
+			now = now.Add(gap)
+			for _, o := range srv.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: []byte("same line")}, nil) {
+				if o.Kind == spec.OutSend {
+					got++
+				}
+			}
+		}
+		return got
+	}
+	if got := answered(echo.RepeatGap, 50); got != 50 {
+		t.Errorf("the same payload every %v: %d of 50 answered, want all", echo.RepeatGap, got)
+	}
+	now = now.Add(echo.RepeatGap)
+	if got := answered(20*time.Millisecond, 50); got != echo.MaxRepeats {
+		t.Errorf("the same payload every 20 ms: %d of 50 answered, want %d", got, echo.MaxRepeats)
+	}
+	if got := answered(20*time.Millisecond, 1); got != 0 {
+		t.Error("a looping payload was answered again")
+	}
+	now = now.Add(echo.RepeatGap)
+	if got := answered(0, 1); got != 1 {
+		t.Error("the payload was not answered after a pause")
 	}
 }

@@ -180,6 +180,32 @@ func TestTFTPWithCurl(t *testing.T) {
 	}
 }
 
+// curl uploads too: from a file it announces the size (tsize), from
+// stdin it announces 0, size unknown; both arrive whole.
+func TestTFTPUploadWithCurl(t *testing.T) {
+	need(t, "curl")
+	root := t.TempDir()
+	host, port, _ := startTFTP(t, root, "--allow-write")
+	body := make([]byte, 3000)
+	file.SynthBytes(5, 0, body)
+	src := filepath.Join(t.TempDir(), "src.bin")
+	if err := os.WriteFile(src, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := tool(t, "curl", "-sS", "-T", src, fmt.Sprintf("tftp://%s:%s/from-file.bin", host, port)); err != nil {
+		t.Fatalf("curl -T FILE: %v\n%s", err, out)
+	}
+	sameFile(t, filepath.Join(root, "from-file.bin"), body, "curl -T FILE")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "curl", "-sS", "-T", "-", fmt.Sprintf("tftp://%s:%s/from-stdin.bin", host, port))
+	cmd.Stdin = bytes.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("curl -T - (tsize 0): %v\n%s", err, out)
+	}
+	sameFile(t, filepath.Join(root, "from-stdin.bin"), body, "curl -T - (tsize 0)")
+}
+
 // tftp-hpa's client gets every file, and, with --allow-write, puts one
 // that appears complete; a second put of the same name is refused and
 // changes nothing.

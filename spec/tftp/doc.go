@@ -134,9 +134,10 @@
 // into place only once the last block arrived; without one, uploads are
 // hashed and discarded). An existing name is never overwritten (error
 // 6); an upload is bounded by MaxWriteSize (error 3), announced by tsize
-// or not. An upload that announced its size (tsize) must be exactly
-// that long: a block past it, or a last block that leaves it short, ends
-// the transfer with error 4 and nothing is committed. The last block is
+// or not. An upload that announced its size (tsize above 0) must be
+// exactly that long: a block past it, or a last block that leaves it
+// short, ends the transfer with error 4 and nothing is committed. A
+// tsize of 0 says the size is unknown (curl -T - from stdin sends it). The last block is
 // acknowledged only after the Store committed the file: a client that
 // saw its last ACK knows the file is there.
 //

@@ -607,7 +607,7 @@ func (s *Server) datagram(now spec.Time, sx *serverXfer, in spec.Input, out []sp
 			return s.fail(sx, code, msg, false, out)
 		}
 		if res == dataFinal {
-			if t := sx.opts.TSize; t >= 0 && sx.x.bytes != t {
+			if t := sx.opts.TSize; t > 0 && sx.x.bytes != t {
 				// Fewer bytes than announced: the client stopped
 				// early, and a file cut short must not be committed.
 				msg := fmt.Sprintf("%v: %d bytes received, %d announced", errTSize, sx.x.bytes, t)
@@ -641,14 +641,15 @@ func (s *Server) datagram(now spec.Time, sx *serverXfer, in spec.Input, out []sp
 var errTooLarge = errors.New("file larger than the server accepts")
 
 // errTSize is an upload whose length differs from the tsize its client
-// announced (RFC 2349: the size of the file to be transferred).
+// announced (RFC 2349: the size of the file to be transferred). A tsize
+// of 0 means the client does not know: curl -T - sends it for stdin.
 var errTSize = errors.New("upload does not match its tsize")
 
 func (s *Server) write(sx *serverXfer, b []byte) error {
 	if sx.x.bytes+int64(len(b)) > s.cfg.MaxWriteSize {
 		return errTooLarge
 	}
-	if t := sx.opts.TSize; t >= 0 && sx.x.bytes+int64(len(b)) > t {
+	if t := sx.opts.TSize; t > 0 && sx.x.bytes+int64(len(b)) > t {
 		return fmt.Errorf("%w: more than the %d bytes announced", errTSize, t)
 	}
 	if _, err := sx.up.Write(b); err != nil {

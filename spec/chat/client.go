@@ -40,7 +40,8 @@ type Client struct {
 	beat     time.Duration
 	lastSent spec.Time
 	lastMsg  spec.Time
-	queued   [][]byte // lines typed before the socket was bound
+	heard    spec.Time // when the server last sent this session anything
+	queued   [][]byte  // lines typed before the socket was bound
 
 	nick     string // as the server last said
 	want     string // the nick to hold (cfg.Nick, then what /nick got)
@@ -202,9 +203,10 @@ func (c *Client) heartbeat(now spec.Time, out []spec.Output) []spec.Output {
 }
 
 // StrangerPad is the size the client pads to a datagram the server may
-// answer as a stranger's: those it sends before its first welcome (the
-// server may answer "chat is full") and quit (a quit that meets a closed
-// session is answered with a bye). The server never sends a stranger
+// answer as a stranger's: those it sends before its first welcome, or
+// after an Interval without a word from the server, which may have
+// expired it meanwhile (the server may answer "chat is full"), and quit
+// (a quit that meets a closed session is answered with a bye). The server never sends a stranger
 // more than it received (its source is not validated), and both answers,
 // behind the server's header, are shorter than this.
 const StrangerPad = 96
@@ -220,9 +222,11 @@ func pad(b []byte) []byte {
 
 // send sends b and moves the heartbeat: any datagram keeps the client
 // a member, so a talking client sends no heartbeats. Until the server
-// has welcomed it the client is a stranger there, and pads b.
+// has welcomed it, and whenever the server has been silent for an
+// Interval (in a quiet room, or after a partition that expired it), the
+// client may be a stranger there, and pads b.
 func (c *Client) send(now spec.Time, b []byte, out []spec.Output) []spec.Output {
-	if c.mid == 0 {
+	if c.mid == 0 || now.Sub(c.heard) >= c.interval {
 		b = pad(b)
 	}
 	c.c.Sent++
@@ -281,6 +285,9 @@ func (c *Client) datagram(now spec.Time, from netip.AddrPort, data []byte, out [
 	}
 	c.c.Received++
 	h, body, ok := ParseHeader(data)
+	if !ok || (h.Server && h.Session == c.session) {
+		c.heard = now
+	}
 	switch {
 	case ok && (!h.Server || h.Session != c.session):
 		// For another session: most likely an earlier process that

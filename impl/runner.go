@@ -60,7 +60,8 @@ type Options struct {
 	// counted, as a full socket buffer would drop them, so a flood costs
 	// bounded memory however slow the machine. Stream reads need no such
 	// bound: a reader that cannot hand its bytes over stops reading, and
-	// TCP's flow control holds the sender.
+	// TCP's flow control holds the sender. Inputs a Hold runner keeps
+	// for a replay are not counted: the trace bounds them.
 	MaxQueuedInput int
 	// ReadBatch is how many datagrams a busy socket reads per system
 	// call (default 16; 1 disables batching). Datagrams a step sends on

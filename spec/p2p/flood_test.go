@@ -169,3 +169,42 @@ func TestUnreadAnswersAreBounded(t *testing.T) {
 		})
 	}
 }
+
+// Answers queued behind a paced one (a DREQ waiting for the uplink) add
+// nothing to unread when they are asked for, and were all written at
+// once when the paced answer went out: a server of 3,907 chunks wrote
+// 4.6 MB of CLRSPs in one step for 1,770 bytes of requests, with no
+// cut-off. The limit holds where they are written.
+func TestUnreadAnswersQueuedBehindAPacedOneAreBounded(t *testing.T) {
+	t.Run("server", func(t *testing.T) {
+		data := make([]byte, 4_000_000)
+		spec.NewRand(3).Bytes(data)
+		big, err := NewContent(data, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := NewServer(ServerConfig{Addr: netip.MustParseAddrPort("10.0.0.1:52000")}, big)
+		h := newHarness(t, s)
+		h.step(spec.Input{Kind: spec.InStart})
+		st := spec.AcceptedStream | 1
+		h.open[st] = true
+		h.step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st, Addr: netip.MustParseAddrPort("10.0.0.2:50000")})
+		in := "CHEL 51000\r\nDREQ 0\r\n" + strings.Repeat("CLREQ\r\n", 250)
+		h.step(spec.Input{Kind: spec.InStreamData, Stream: st, Data: []byte(in)})
+		limit := unreadCap(0, big.Chunks())
+		if cut := counters(s)["unread_cutoffs"]; cut != 1 || h.open[st] || len(h.written[st]) > 2*limit {
+			t.Errorf("unread_cutoffs %d, open %v, %d bytes written for %d of requests; want the connection reset with at most %d written",
+				cut, h.open[st], len(h.written[st]), len(in), 2*limit)
+		}
+	})
+	t.Run("peer", func(t *testing.T) {
+		p, h, in, held := heldChunkPeer(t, fuzzContent(nil))
+		p.cfg.MaxUnread = 500
+		req := fmt.Sprintf("CHEL 51000\r\nXHEL 1\r\nDREQ %d\r\n", held) + strings.Repeat("CLREQ\r\n", 250)
+		h.step(spec.Input{Kind: spec.InStreamData, Stream: in, Data: []byte(req)})
+		if cut := counters(p)["unread_cutoffs"]; cut != 1 || h.open[in] || len(h.written[in]) > 2*p.cfg.MaxUnread {
+			t.Errorf("unread_cutoffs %d, open %v, %d bytes written; want the connection reset with at most %d written",
+				cut, h.open[in], len(h.written[in]), 2*p.cfg.MaxUnread)
+		}
+	})
+}

@@ -1593,6 +1593,13 @@ func (p *Peer) upload(now spec.Time, out []spec.Output) []spec.Output {
 			p.writeIn(c, c.pending[0])
 			c.pending = c.pending[1:]
 		}
+		if c.unread > p.maxUnread() {
+			// Answers queued behind a paced one added nothing to
+			// unread when they were asked for, so readIn could not
+			// check them: the limit holds where they are written.
+			out = p.cutOff(c, out)
+			continue
+		}
 		p.schedIn(c)
 	}
 	if p.pace.rate > 0 && p.joined {

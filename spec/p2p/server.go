@@ -849,6 +849,13 @@ func (s *Server) serve(now spec.Time, out []spec.Output) []spec.Output {
 			c.pending = c.pending[1:]
 			s.write(c, r)
 		}
+		if c.unread > unreadCap(s.cfg.MaxUnread, s.c.Chunks()) {
+			// Answers queued behind a paced one added nothing to
+			// unread when they were asked for, so read could not
+			// check them: the limit holds where they are written.
+			out = s.cutOff(c, out)
+			continue
+		}
 		s.schedule(c)
 		s.closeIfDone(c)
 	}

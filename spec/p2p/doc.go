@@ -99,9 +99,10 @@
 // CHEL alone. If it answers the CHEL and not the XHEL, as a node that
 // takes one recv() for one message does, reading the pipelined lines as
 // part of CHEL, the dialer gives up on the XHEL XhelTimeout (1 s) after
-// the welcome, speaks the seed's protocol on that connection, polling a
-// neighbour with CLREQ at once, and sends CHEL alone to that node from
-// then on.) On a connection where XHEL was answered:
+// the welcome, drops that connection and dials the node again at once
+// with CHEL alone, as it does from then on, so that the answers of a
+// node that was only slow never arrive on a connection speaking the
+// seed's protocol.) On a connection where XHEL was answered:
 //
 //	HAVE 3 17 42\r\n   HAVE HASH 5\r\n
 //	    the sender now holds these chunks (HASH: and the hash list). Sent

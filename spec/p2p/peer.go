@@ -733,11 +733,6 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, vetted bool, out []spec.
 			c.front(HREQ, -1)
 		}
 	}
-	if m.Op == XHEL && c.ext < 0 && !c.awaits(XHEL) {
-		// The answer to an XHEL given up for (swallowed): too late, the
-		// connection speaks the seed's protocol now.
-		return append(out, spec.Debug("p2p: late XHEL answer ignored", slog.String("peer", p.name(c))))
-	}
 	if len(c.inflight) == 0 {
 		return p.violation(now, c, "unsolicited "+m.Op.String(), out)
 	}
@@ -2172,6 +2167,7 @@ func (p *Peer) maintain(now spec.Time, out []spec.Output) []spec.Output {
 		}
 		if c.ready && c.ext == 0 && len(c.inflight) > 0 && c.inflight[0].op == XHEL && now.Sub(c.readyAt) > p.cfg.XhelTimeout {
 			out = p.swallowed(now, c, out)
+			continue
 		}
 		if c.cut.on && now.Sub(c.cut.at) > p.cfg.TreeStall {
 			// A body that stopped mid-way must not hold the children's
@@ -2199,26 +2195,32 @@ func (p *Peer) maintain(now spec.Time, out []spec.Output) []spec.Output {
 // never answer the rest; waiting for it stalled the download for good
 // (the server is asked nothing until it says whether it speaks the
 // extensions) or dropped the neighbour every ReqTimeout to dial it the
-// same way again. So c, and every later connection to that node, speaks
-// the seed's protocol; a neighbour is polled at once.
+// same way again. So every later connection to that node speaks the
+// seed's protocol, and c is dropped and dialed again at once with CHEL
+// alone: a node that was only slow still answers the XHEL and CLREQ
+// (an ERROR, an XHEL, a CLRSP), and the server pushes to an extension
+// peer; on c those came after the fallback, were matched against the
+// new requests, and got an honest neighbour banned. What c had in
+// flight is asked again elsewhere, as for any connection lost.
 func (p *Peer) swallowed(now spec.Time, c *oconn, out []spec.Output) []spec.Output {
 	p.cnt.swallowed++
-	c.ext = -1
-	c.inflight = c.inflight[1:]
-	if len(c.inflight) > 0 && c.inflight[0].op == CLREQ {
-		c.inflight = c.inflight[1:]
-	}
+	out = append(out, spec.Debug("p2p: XHEL unanswered; speaking the seed's protocol", slog.String("peer", p.name(c))))
 	if c.server {
 		p.srvExt = -1
 	} else {
 		c.nb.legacy = true
-		c.pollAt = now
 	}
-	if len(c.inflight) == 0 {
-		c.last = now
-	}
+	out = p.closeOut(now, c, endAbort, out)
 	p.needFill = true
-	return append(out, spec.Debug("p2p: XHEL unanswered; speaking the seed's protocol", slog.String("peer", p.name(c))))
+	if c.server {
+		p.srvTry = 0
+		return p.dialServer(now, out)
+	}
+	c.nb.retryAt = 0
+	if p.joined && !p.complete && !c.nb.banned {
+		out = p.dialPeer(now, c.nb, out)
+	}
+	return out
 }
 
 // --- writing ---------------------------------------------------------------

@@ -1584,14 +1584,16 @@ func (p *Peer) upload(now spec.Time, out []spec.Output) []spec.Output {
 			p.cnt.refused++
 			p.writeIn(c, ireq{op: ERROR, err: ErrChunkUndownloaded})
 		}
+		queued := c.unread
 		for len(c.pending) > 0 && c.pending[0].op != DREQ && c.pending[0].op != HREQ {
 			p.writeIn(c, c.pending[0])
 			c.pending = c.pending[1:]
 		}
-		if c.unread > p.maxUnread() {
+		if c.unread-queued > p.maxUnread() {
 			// Answers queued behind a paced one added nothing to
 			// unread when they were asked for, so readIn could not
-			// check them: the limit holds where they are written.
+			// check them: the limit holds for what goes out at once
+			// here (see Server.serve).
 			out = p.cutOff(c, out)
 			continue
 		}

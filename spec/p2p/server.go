@@ -844,15 +844,19 @@ func (s *Server) serve(now spec.Time, out []spec.Output) []spec.Output {
 			}
 		}
 		// Answers queued behind the paced one go now.
+		queued := c.unread
 		for len(c.pending) > 0 && c.pending[0].op != DREQ && c.pending[0].op != HREQ {
 			r := c.pending[0]
 			c.pending = c.pending[1:]
 			s.write(c, r)
 		}
-		if c.unread > unreadCap(s.cfg.MaxUnread, s.c.Chunks()) {
+		if c.unread-queued > unreadCap(s.cfg.MaxUnread, s.c.Chunks()) {
 			// Answers queued behind a paced one added nothing to
 			// unread when they were asked for, so read could not
-			// check them: the limit holds where they are written.
+			// check them: the limit holds for what goes out at once
+			// here. (Not for c.unread as a whole: on a stream kept
+			// full, InStreamWritable seldom comes to reset it, and
+			// an honest neighbour's answers add up over a run.)
 			out = s.cutOff(c, out)
 			continue
 		}

@@ -2,42 +2,16 @@ package p2p_test
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/netspec/netspec/conformance"
 	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/sim/simtest"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/all"
 	"github.com/netspec/netspec/spec/cs"
 	"github.com/netspec/netspec/spec/p2p"
 )
-
-// failure carries a re-simulated run's first failed check out of the
-// simulation, as rapid's Fatalf stops an example.
-type failure struct{ msg string }
-
-type checker struct{}
-
-func (checker) Fatalf(format string, args ...any) { panic(failure{fmt.Sprintf(format, args...)}) }
-
-// judge runs checks and returns the first that failed.
-func judge(checks func(checker)) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(failure)
-			if !ok {
-				panic(r)
-			}
-			err = errors.New(f.msg)
-		}
-	}()
-	checks(checker{})
-	return nil
-}
 
 // lookup finds p2p with the test's roles, and every registered protocol.
 func lookup(name string) (spec.Protocol, bool) {
@@ -114,7 +88,7 @@ func resimulateSwarm(t *testing.T, tr *conformance.Trace) error {
 		t.Fatal(err)
 	}
 	w.s = s
-	return judge(func(c checker) { w.everyPeerGetsTheFile(c) })
+	return simtest.Judge(func(c simtest.Fataler) { w.everyPeerGetsTheFile(c) })
 }
 
 // resimulateErrors rebuilds the light peers and probes (each probe's
@@ -149,12 +123,12 @@ func resimulateErrors(t *testing.T, tr *conformance.Trace) error {
 			w.probe(n, target)
 		}
 	}
-	return judge(func(c checker) { w.errorsAgainstGroundTruth(c, s) })
+	return simtest.Judge(func(c simtest.Fataler) { w.errorsAgainstGroundTruth(c, s) })
 }
 
 // resimulators re-simulate the traces each property saves (simtest names
 // them after the property) and judge them with the property's checks.
-var resimulators = map[string]func(*testing.T, *conformance.Trace) error{
+var resimulators = map[string]simtest.Resimulator{
 	"TestEveryPeerGetsTheFile":     resimulateSwarm,
 	"TestErrorsAgainstGroundTruth": resimulateErrors,
 }
@@ -164,29 +138,5 @@ var resimulators = map[string]func(*testing.T, *conformance.Trace) error{
 // still named after the property) with today's machines: each must now
 // pass.
 func TestRegressions(t *testing.T) {
-	files, _ := filepath.Glob("testdata/regressions/*.ndjson")
-	if len(files) == 0 {
-		t.Skip("no regression traces yet")
-	}
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".ndjson")
-		t.Run(name, func(t *testing.T) {
-			var resim func(*testing.T, *conformance.Trace) error
-			for prop, r := range resimulators {
-				if strings.HasPrefix(name, prop) {
-					resim = r
-				}
-			}
-			if resim == nil {
-				t.Fatalf("%s: the file name must start with the name of the property that saved it", f)
-			}
-			tr, err := conformance.Load(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := resim(t, tr); err != nil {
-				t.Fatalf("%s fails again: %v", f, err)
-			}
-		})
-	}
+	simtest.Regressions(t, "testdata/regressions", resimulators)
 }

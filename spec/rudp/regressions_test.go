@@ -2,40 +2,14 @@ package rudp_test
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/netip"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/netspec/netspec/conformance"
 	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/sim/simtest"
 	"github.com/netspec/netspec/spec"
 )
-
-// failure carries a re-simulated run's first failed check out of the
-// simulation, as rapid's Fatalf stops an example.
-type failure struct{ msg string }
-
-type checker struct{}
-
-func (checker) Fatalf(format string, args ...any) { panic(failure{fmt.Sprintf(format, args...)}) }
-
-// judge runs checks and returns the first that failed.
-func judge(checks func(checker)) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(failure)
-			if !ok {
-				panic(r)
-			}
-			err = errors.New(f.msg)
-		}
-	}()
-	checks(checker{})
-	return nil
-}
 
 // lookup finds the test machines (the session layer has no protocol of
 // its own in spec/all).
@@ -43,7 +17,7 @@ func lookup(name string) (spec.Protocol, bool) { return machines, name == machin
 
 // resimulators re-simulate the traces each property saves (simtest names
 // them after the property) and judge them as the property does.
-var resimulators = map[string]func(*testing.T, *conformance.Trace) error{
+var resimulators = map[string]simtest.Resimulator{
 	"TestBulkSurvivesFaults":      resimulateBulk,
 	"TestSpoofedOpensCostNothing": resimulateSpoofed,
 }
@@ -77,7 +51,7 @@ func resimulateBulk(t *testing.T, tr *conformance.Trace) error {
 		sent[n.Name] = src.Payload
 		r.add(n)
 	}
-	return judge(func(c checker) {
+	return simtest.Judge(func(c simtest.Fataler) {
 		r.await(c, bulkLimit)
 		r.survives(c, cfg.Faults, sent)
 	})
@@ -106,7 +80,7 @@ func resimulateSpoofed(t *testing.T, tr *conformance.Trace) error {
 	if w.srv == nil || s.Node("client") == nil {
 		t.Fatal("trace lacks the server or the client")
 	}
-	return judge(func(c checker) { w.judge(c, s) })
+	return simtest.Judge(func(c simtest.Fataler) { w.judge(c, s) })
 }
 
 // TestRegressions re-simulates every failing run kept under
@@ -114,29 +88,5 @@ func resimulateSpoofed(t *testing.T, tr *conformance.Trace) error {
 // still named after the property) with today's session layer: each must
 // now pass.
 func TestRegressions(t *testing.T) {
-	files, _ := filepath.Glob("testdata/regressions/*.ndjson")
-	if len(files) == 0 {
-		t.Skip("no regression traces yet")
-	}
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".ndjson")
-		t.Run(name, func(t *testing.T) {
-			var resim func(*testing.T, *conformance.Trace) error
-			for prop, r := range resimulators {
-				if strings.HasPrefix(name, prop) {
-					resim = r
-				}
-			}
-			if resim == nil {
-				t.Fatalf("%s: the file name must start with the name of the property that saved it", f)
-			}
-			tr, err := conformance.Load(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := resim(t, tr); err != nil {
-				t.Fatalf("%s fails again: %v", f, err)
-			}
-		})
-	}
+	simtest.Regressions(t, "testdata/regressions", resimulators)
 }

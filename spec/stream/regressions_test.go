@@ -2,42 +2,17 @@ package stream_test
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/netspec/netspec/conformance"
 	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/sim/simtest"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/all"
 	"github.com/netspec/netspec/spec/stream"
 )
-
-// failure carries a re-simulated run's first failed check out of the
-// simulation, as rapid's Fatalf stops an example.
-type failure struct{ msg string }
-
-type checker struct{}
-
-func (checker) Fatalf(format string, args ...any) { panic(failure{fmt.Sprintf(format, args...)}) }
-
-// judge runs checks and returns the first that failed.
-func judge(checks func(checker)) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(failure)
-			if !ok {
-				panic(r)
-			}
-			err = errors.New(f.msg)
-		}
-	}()
-	checks(checker{})
-	return nil
-}
 
 // lookup finds every registered protocol; its stream also builds the
 // bystanders TestSpoofedJoinsDrawOnlyChallenges adds.
@@ -89,7 +64,7 @@ func resimulate(t *testing.T, tr *conformance.Trace) replayed {
 
 // resimulators re-simulate the traces each property saves (simtest names
 // them after the property) and judge them with the property's checks.
-var resimulators = map[string]func(*testing.T, *conformance.Trace) error{
+var resimulators = map[string]simtest.Resimulator{
 	"TestStatisticsEqualGroundTruth": func(t *testing.T, tr *conformance.Trace) error {
 		r := resimulate(t, tr)
 		ni, _ := tr.Header.Node("server")
@@ -99,11 +74,11 @@ var resimulators = map[string]func(*testing.T, *conformance.Trace) error{
 		if json.Unmarshal(ni.Sim, &ns) == nil && ns.Link != nil {
 			faults = fmt.Sprintf("server uplink %+v", ns.Link.Up)
 		}
-		return judge(func(c checker) { r.w.equalGroundTruth(c, faults) })
+		return simtest.Judge(func(c simtest.Fataler) { r.w.equalGroundTruth(c, faults) })
 	},
 	"TestStatisticsUnderGlobalFaults": func(t *testing.T, tr *conformance.Trace) error {
 		r := resimulate(t, tr)
-		return judge(func(c checker) { r.w.underGlobalFaults(c, r.cfg.Faults) })
+		return simtest.Judge(func(c simtest.Fataler) { r.w.underGlobalFaults(c, r.cfg.Faults) })
 	},
 	"TestSpoofedJoinsDrawOnlyChallenges": func(t *testing.T, tr *conformance.Trace) error {
 		r := resimulate(t, tr)
@@ -122,7 +97,7 @@ var resimulators = map[string]func(*testing.T, *conformance.Trace) error{
 		if !victim.IsValid() {
 			t.Fatal("no forged datagram in the trace")
 		}
-		return judge(func(c checker) { r.w.challengesOnly(c, victim) })
+		return simtest.Judge(func(c simtest.Fataler) { r.w.challengesOnly(c, victim) })
 	},
 	"TestSilentSubscribersAreDropped": func(t *testing.T, tr *conformance.Trace) error {
 		r := resimulate(t, tr)
@@ -131,11 +106,11 @@ var resimulators = map[string]func(*testing.T, *conformance.Trace) error{
 		if err := json.Unmarshal(ni.Config, &scfg); err != nil {
 			t.Fatal(err)
 		}
-		return judge(func(c checker) { r.w.silentDropped(c, scfg, r.cfg.Faults.Crashes) })
+		return simtest.Judge(func(c simtest.Fataler) { r.w.silentDropped(c, scfg, r.cfg.Faults.Crashes) })
 	},
 	"TestClientsRecoverFromServerRestart": func(t *testing.T, tr *conformance.Trace) error {
 		r := resimulate(t, tr)
-		return judge(func(c checker) { r.w.recovers(c) })
+		return simtest.Judge(func(c simtest.Fataler) { r.w.recovers(c) })
 	},
 }
 
@@ -144,29 +119,5 @@ var resimulators = map[string]func(*testing.T, *conformance.Trace) error{
 // still named after the property) with today's machines: each must now
 // pass.
 func TestRegressions(t *testing.T) {
-	files, _ := filepath.Glob("testdata/regressions/*.ndjson")
-	if len(files) == 0 {
-		t.Skip("no regression traces yet")
-	}
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".ndjson")
-		t.Run(name, func(t *testing.T) {
-			var resim func(*testing.T, *conformance.Trace) error
-			for prop, r := range resimulators {
-				if strings.HasPrefix(name, prop) {
-					resim = r
-				}
-			}
-			if resim == nil {
-				t.Fatalf("%s: the file name must start with the name of the property that saved it", f)
-			}
-			tr, err := conformance.Load(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := resim(t, tr); err != nil {
-				t.Fatalf("%s fails again: %v", f, err)
-			}
-		})
-	}
+	simtest.Regressions(t, "testdata/regressions", resimulators)
 }

@@ -30,9 +30,8 @@ const (
 
 // Server is a chat server machine.
 type Server struct {
-	cfg    ServerConfig
-	period time.Duration // rate limit: one line per period...
-	tau    time.Duration // ...with this much credit (burst-1 periods)
+	cfg  ServerConfig
+	rate spec.Rate // lines per member
 
 	members map[netip.AddrPort]*member
 	nicks   map[string]*member // folded nick -> member
@@ -49,10 +48,9 @@ type Server struct {
 
 	expAt, holdAt spec.Time // when the timers are set (0: not set)
 
-	joinTAT   spec.Time     // join limiter (GCRA) state
-	joinEvery time.Duration // one join per...
-	joinTau   time.Duration // ...with this much credit
-	joinWarn  spec.Time     // last time the limit was logged at warning level
+	joinRate spec.Rate // joins and answers to strangers, server-wide
+	joinTAT  spec.Time // its state
+	joinWarn spec.Time // last time the limit was logged at warning level
 
 	out   []spec.Output
 	deliv [][]byte
@@ -122,14 +120,8 @@ func NewServer(cfg ServerConfig) *Server {
 		nicks:   map[string]*member{},
 		tombs:   map[tombKey]spec.Time{},
 	}
-	if cfg.Rate > 0 {
-		s.period = time.Duration(float64(time.Second) / cfg.Rate)
-		s.tau = time.Duration(cfg.Burst-1) * s.period
-	}
-	if cfg.JoinRate > 0 {
-		s.joinEvery = time.Duration(float64(time.Second) / cfg.JoinRate)
-		s.joinTau = time.Duration(cfg.JoinBurst-1) * s.joinEvery
-	}
+	s.rate = spec.NewRate(cfg.Rate, cfg.Burst)
+	s.joinRate = spec.NewRate(cfg.JoinRate, cfg.JoinBurst)
 	return s
 }
 
@@ -641,11 +633,7 @@ func (s *Server) refresh(now spec.Time, m *member) {
 // then one per 1/Rate). The first refused line of an episode gets a
 // notice; the rest are dropped quietly until a line is allowed again.
 func (s *Server) allow(now spec.Time, m *member) bool {
-	if s.period == 0 {
-		return true
-	}
-	t := max(m.tat, now)
-	if t.Sub(now) > s.tau {
+	if !s.rate.Allow(now, &m.tat) {
 		s.c.RateLimited++
 		if !m.limited {
 			m.limited = true
@@ -653,7 +641,6 @@ func (s *Server) allow(now spec.Time, m *member) bool {
 		}
 		return false
 	}
-	m.tat = t.Add(s.period)
 	m.limited = false
 	return true
 }
@@ -679,15 +666,7 @@ func (s *Server) allowJoin(now spec.Time, from netip.AddrPort) bool {
 // share, so forged sources can make the server neither announce nor
 // answer without limit.
 func (s *Server) strangerCredit(now spec.Time) bool {
-	if s.joinEvery == 0 {
-		return true
-	}
-	t := max(s.joinTAT, now)
-	if t.Sub(now) > s.joinTau {
-		return false
-	}
-	s.joinTAT = t.Add(s.joinEvery)
-	return true
+	return s.joinRate.Allow(now, &s.joinTAT)
 }
 
 // answerStranger answers a client that is not a member, unsequenced,

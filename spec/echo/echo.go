@@ -242,8 +242,7 @@ func (s *Server) datagram(now spec.Time, in spec.Input, out []spec.Output) []spe
 // sourceLimit is a rate limit per source address (GCRA, as a token
 // bucket), over a table of fixed size.
 type sourceLimit struct {
-	every time.Duration // one datagram per...
-	tau   time.Duration // ...with this much credit (burst-1 periods)
+	rate  spec.Rate
 	index map[netip.Addr]int
 	slots []sourceSlot
 	max   int
@@ -251,7 +250,7 @@ type sourceLimit struct {
 
 type sourceSlot struct {
 	addr netip.Addr
-	tat  spec.Time // theoretical arrival time: the source is allowed while tat-now <= tau
+	tat  spec.Time // its rate limit's state
 	// The last payload's hash, when it came, and how many times in a
 	// row it came back within RepeatGap of the time before.
 	sum     uint64
@@ -279,8 +278,7 @@ const (
 )
 
 func newSourceLimit(rate float64, burst, size int) *sourceLimit {
-	every := time.Duration(float64(time.Second) / rate)
-	return &sourceLimit{every: every, tau: time.Duration(burst-1) * every, index: map[netip.Addr]int{}, max: size}
+	return &sourceLimit{rate: spec.NewRate(rate, burst), index: map[netip.Addr]int{}, max: size}
 }
 
 // allow says whether a datagram from addr may be answered now, and
@@ -306,11 +304,9 @@ func (l *sourceLimit) allow(now spec.Time, addr netip.Addr, data []byte) verdict
 	if sl.repeats >= MaxRepeats {
 		return looping
 	}
-	t := max(sl.tat, now)
-	if t.Sub(now) > l.tau {
+	if !l.rate.Allow(now, &sl.tat) {
 		return overRate
 	}
-	sl.tat = t.Add(l.every)
 	return allowed
 }
 

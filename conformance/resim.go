@@ -10,6 +10,18 @@ import (
 	"github.com/netspec/netspec/spec"
 )
 
+// SimConfig is the network a simulator trace recorded: links, faults
+// and seed (the zero Config for a trace that carries none).
+func (t *Trace) SimConfig() (sim.Config, error) {
+	var cfg sim.Config
+	if len(t.Header.Sim) > 0 {
+		if err := json.Unmarshal(t.Header.Sim, &cfg); err != nil {
+			return sim.Config{}, fmt.Errorf("conformance: simulator config: %w", err)
+		}
+	}
+	return cfg, nil
+}
+
 // Resimulate rebuilds the simulation a simulator trace recorded: the same
 // network, fault schedule and seed; the same nodes, built from their
 // protocols, roles and configs; the same commands, stops and forged
@@ -21,11 +33,9 @@ func Resimulate(t *Trace, lookup Lookup, configure func(*sim.Config)) (*sim.Sim,
 	if t.Header.Source != "sim" {
 		return nil, fmt.Errorf("conformance: resimulate needs a simulator trace, not %q", t.Header.Source)
 	}
-	var cfg sim.Config
-	if len(t.Header.Sim) > 0 {
-		if err := json.Unmarshal(t.Header.Sim, &cfg); err != nil {
-			return nil, fmt.Errorf("conformance: simulator config: %w", err)
-		}
+	cfg, err := t.SimConfig()
+	if err != nil {
+		return nil, err
 	}
 	cfg.Protocol = t.Header.Protocol
 	if configure != nil {

@@ -290,8 +290,10 @@ func resimulate(t *testing.T, path string, lookup conformance.Lookup) string {
 		return v
 	}
 	// A lossless run with no rate limit must also be complete.
-	var cfg sim.Config
-	_ = json.Unmarshal(tr.Header.Sim, &cfg)
+	cfg, err := tr.SimConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
 	f := cfg.Faults
 	if f.Loss == 0 && len(f.Partitions) == 0 && len(f.Crashes) == 0 && scfg.Rate < 0 {
 		return w.CheckComplete(500 * time.Millisecond)
@@ -345,8 +347,10 @@ func TestSeedBugIsCaught(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var c sim.Config
-		_ = json.Unmarshal(x.Header.Sim, &c)
+		c, err := x.SimConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
 		k := simtest.Steps(b)
 		t.Logf("shrunk to %d steps, %d nodes, faults %v", k, len(x.Header.Nodes), c.Faults)
 		if path == "" || len(x.Header.Nodes)+k < len(tr.Header.Nodes)+steps {

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/netspec/netspec/conformance"
-	"github.com/netspec/netspec/sim"
 	"github.com/netspec/netspec/sim/simtest"
 	"github.com/netspec/netspec/spec/all"
 	"github.com/netspec/netspec/spec/cs"
@@ -28,8 +27,8 @@ func resimulate(t *testing.T, tr *conformance.Trace, lookup conformance.Lookup) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg sim.Config
-	if err := json.Unmarshal(tr.Header.Sim, &cfg); err != nil {
+	cfg, err := tr.SimConfig()
+	if err != nil {
 		t.Fatal(err)
 	}
 	w := newWorld()

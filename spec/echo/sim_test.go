@@ -361,8 +361,10 @@ func TestShrinkingFindsMinimalCase(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr, _ := conformance.Load(path)
-	var cfg sim.Config
-	_ = json.Unmarshal(tr.Header.Sim, &cfg)
+	cfg, err := tr.SimConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
 	steps := simtest.Steps(raw)
 	t.Logf("shrunk to %d steps, %d nodes, faults %v", steps, len(tr.Header.Nodes), cfg.Faults)
 	for _, l := range logs {

@@ -24,8 +24,8 @@ func resimulate(t *testing.T, tr *conformance.Trace, lookup conformance.Lookup) 
 	if err := json.Unmarshal(ni.Config, &scfg); err != nil {
 		t.Fatal(err)
 	}
-	var cfg sim.Config
-	if err := json.Unmarshal(tr.Header.Sim, &cfg); err != nil {
+	cfg, err := tr.SimConfig()
+	if err != nil {
 		t.Fatal(err)
 	}
 	w := &world{dl: map[string]*download{}, served: synth(scfg.Files)}

@@ -32,7 +32,8 @@ type kept struct {
 
 func load(t *testing.T, tr *conformance.Trace) kept {
 	k := kept{tr: tr}
-	if err := json.Unmarshal(tr.Header.Sim, &k.cfg); err != nil {
+	var err error
+	if k.cfg, err = tr.SimConfig(); err != nil {
 		t.Fatal(err)
 	}
 	ni, ok := tr.Header.Node("server")

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/netspec/netspec/conformance"
-	"github.com/netspec/netspec/sim"
 	"github.com/netspec/netspec/sim/simtest"
 	"github.com/netspec/netspec/spec"
 )
@@ -27,8 +26,8 @@ var resimulators = map[string]simtest.Resimulator{
 // reported success, all of them without partitions and with loss under
 // 20%, and the sink holds no session two minutes later.
 func resimulateBulk(t *testing.T, tr *conformance.Trace) error {
-	var cfg sim.Config
-	if err := json.Unmarshal(tr.Header.Sim, &cfg); err != nil {
+	cfg, err := tr.SimConfig()
+	if err != nil {
 		t.Fatal(err)
 	}
 	r := newRun()

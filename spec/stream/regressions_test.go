@@ -44,8 +44,8 @@ type replayed struct {
 }
 
 func resimulate(t *testing.T, tr *conformance.Trace) replayed {
-	var cfg sim.Config
-	if err := json.Unmarshal(tr.Header.Sim, &cfg); err != nil {
+	cfg, err := tr.SimConfig()
+	if err != nil {
 		t.Fatal(err)
 	}
 	w := emptyWorld()

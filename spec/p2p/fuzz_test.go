@@ -32,6 +32,17 @@ func newHarness(t *testing.T, m spec.Machine) *harness {
 		written: map[spec.Stream][]byte{}, dials: map[spec.Stream]netip.AddrPort{}, open: map[spec.Stream]bool{}}
 }
 
+// to is the latest open stream the machine dialed to addr (0: none).
+func (h *harness) to(addr string) spec.Stream {
+	var last spec.Stream
+	for st, a := range h.dials {
+		if a.String() == addr && h.open[st] && st > last {
+			last = st
+		}
+	}
+	return last
+}
+
 // step gives the machine one input and, in turn, the answers the runner
 // would give at once (bound, connected).
 func (h *harness) step(in spec.Input) {

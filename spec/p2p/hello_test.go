@@ -46,22 +46,12 @@ func TestSeedStyleNodeThatSwallowsXHEL(t *testing.T) {
 			p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1}, &MemStore{})
 			h := newHarness(t, p)
 			h.step(spec.Input{Kind: spec.InStart})
-			// to is the latest open connection the peer dialed to addr.
-			to := func(addr string) spec.Stream {
-				var last spec.Stream
-				for st, a := range h.dials {
-					if a.String() == addr && h.open[st] && st > last {
-						last = st
-					}
-				}
-				return last
-			}
-			srv := to("10.0.0.1:52000")
+			srv := h.to("10.0.0.1:52000")
 			if !strings.Contains(string(h.written[srv]), "CHEL 51000\r\nXHEL 1") {
 				t.Fatalf("the hello to the server is %q, want XHEL pipelined behind CHEL", h.written[srv])
 			}
 			h.feed(srv, []byte(tc.server), 1024)
-			nb := func() spec.Stream { return to("10.0.0.7:51000") }
+			nb := func() spec.Stream { return h.to("10.0.0.7:51000") }
 			var hello int // where the neighbour's requests after its welcome start
 			var first spec.Stream
 			if tc.neighbour != "" {
@@ -79,7 +69,7 @@ func TestSeedStyleNodeThatSwallowsXHEL(t *testing.T) {
 			// Giving up on the XHEL, the peer drops the connection and
 			// dials again at once with CHEL alone, which the node
 			// answers with its welcome alone.
-			if again := to("10.0.0.1:52000"); again != srv {
+			if again := h.to("10.0.0.1:52000"); again != srv {
 				if string(h.written[again]) != "CHEL 51000\r\n" {
 					t.Errorf("the peer dialed the server again with %q; want CHEL alone", h.written[again])
 				}
@@ -154,16 +144,7 @@ func TestLateXHELAnswerIsNoViolation(t *testing.T) {
 			p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1}, &MemStore{})
 			h := newHarness(t, p)
 			h.step(spec.Input{Kind: spec.InStart})
-			to := func(addr string) spec.Stream {
-				var last spec.Stream
-				for st, a := range h.dials {
-					if a.String() == addr && h.open[st] && st > last {
-						last = st
-					}
-				}
-				return last
-			}
-			srv := to("10.0.0.1:52000")
+			srv := h.to("10.0.0.1:52000")
 			welcome := fmt.Sprintf("SHEL %d %d\r\n[[\"10.0.0.7\",51000]]\r\n", c.Size(), c.ChunkSize())
 			if tc.server {
 				h.feed(srv, []byte(welcome), 1024)
@@ -172,7 +153,7 @@ func TestLateXHELAnswerIsNoViolation(t *testing.T) {
 			}
 			slow := srv
 			if !tc.server {
-				slow = to("10.0.0.7:51000")
+				slow = h.to("10.0.0.7:51000")
 				h.feed(slow, []byte("PHEL\r\n"), 1024)
 			}
 			for start := h.now; h.now.Sub(start) < 1200*time.Millisecond; {
@@ -180,7 +161,7 @@ func TestLateXHELAnswerIsNoViolation(t *testing.T) {
 			}
 			h.feed(slow, []byte(tc.late), 1024)
 			addr := h.dials[slow].String()
-			again := to(addr)
+			again := h.to(addr)
 			if again == slow || again == 0 {
 				t.Errorf("the connection to %s that did not answer its XHEL in time was kept", addr)
 			} else {

@@ -53,23 +53,31 @@ type world struct {
 	files   map[string][]byte
 	// serverDone maps an uploaded name to the server's report of it.
 	serverDone map[string]tftp.Transfer
-	// sends[tid][block] counts DATA datagrams a transfer ID put on the
-	// wire; windows[tid] is the window that TID's transfer used.
-	sends   map[netip.AddrPort]map[uint16]int
-	windows map[netip.AddrPort]int
+	// sends[transfer][block] counts DATA datagrams one transfer (the
+	// sender's TID and the receiver's: a server that restarts hands out
+	// its ports again) put on the wire; windows[server TID, client host]
+	// is the window a download used.
+	sends   map[transferID]map[uint16]int
+	windows map[transferID]int
 	dropped int
 	faults  sim.Faults
 	srvCfg  tftp.ServerConfig
 }
 
+// transferID is a transfer's pair of TIDs, from the DATA sender's side.
+// For windows, the receiver's port is left 0: the client reports its
+// window without its own TID.
+type transferID struct{ from, to netip.AddrPort }
+
 func newWorld() *world {
 	return &world{clients: map[string]*clientView{}, names: map[netip.Addr]string{}, files: map[string][]byte{},
-		serverDone: map[string]tftp.Transfer{}, sends: map[netip.AddrPort]map[uint16]int{}, windows: map[netip.AddrPort]int{}}
+		serverDone: map[string]tftp.Transfer{}, sends: map[transferID]map[uint16]int{}, windows: map[transferID]int{}}
 }
 
 func (w *world) observe(cfg *sim.Config) {
 	w.faults = cfg.Faults
 	cfg.OnEvent = func(n *sim.Node, _ spec.Time, ev spec.Event) {
+		client := netip.AddrPortFrom(n.Addr, 0)
 		if n.Name == "server" {
 			if t, ok := ev.Value.(tftp.Transfer); ok && ev.Name == "transfer-done" && t.Op == "put" {
 				w.serverDone[t.Name] = t
@@ -89,7 +97,7 @@ func (w *world) observe(cfg *sim.Config) {
 			cv.cur.started = true
 			fs := ev.Value.(tftp.FileStart)
 			if fs.Op == "get" {
-				w.windows[netip.MustParseAddrPort(fs.Server)] = fs.Windowsize
+				w.windows[transferID{netip.MustParseAddrPort(fs.Server), client}] = fs.Windowsize
 			}
 		case "data":
 			cv.cur.got.Write(ev.Data)
@@ -119,10 +127,11 @@ func (w *world) observe(cfg *sim.Config) {
 			// that ended) are not the network's doing.
 			w.dropped++
 		case ev.Kind == sim.NetSend && ev.Proto == spec.UDP && len(ev.Data) >= 4 && ev.Data[0] == 0 && ev.Data[1] == byte(tftp.OpDATA):
-			m := w.sends[ev.From]
+			id := transferID{ev.From, ev.To}
+			m := w.sends[id]
 			if m == nil {
 				m = map[uint16]int{}
-				w.sends[ev.From] = m
+				w.sends[id] = m
 			}
 			m[uint16(ev.Data[2])<<8|uint16(ev.Data[3])]++
 		}
@@ -186,17 +195,23 @@ func (w *world) check(t fataler) {
 		}
 	}
 	retries := max(w.srvCfg.Retries, 5)
-	tids := make([]netip.AddrPort, 0, len(w.sends))
-	for tid := range w.sends {
-		tids = append(tids, tid)
+	ids := make([]transferID, 0, len(w.sends))
+	for id := range w.sends {
+		ids = append(ids, id)
 	}
-	slices.SortFunc(tids, func(a, b netip.AddrPort) int { return a.Compare(b) })
-	for _, tid := range tids {
-		win := max(w.windows[tid], 1)
+	slices.SortFunc(ids, func(a, b transferID) int {
+		if c := a.from.Compare(b.from); c != 0 {
+			return c
+		}
+		return a.to.Compare(b.to)
+	})
+	for _, id := range ids {
+		tid := id.from
+		win := max(w.windows[transferID{tid, netip.AddrPortFrom(id.to.Addr(), 0)}], 1)
 		if tid.Addr() != serverAddr.Addr() {
 			win = 16 // an upload: the client's window is at most the drawn maximum
 		}
-		blocks := w.sends[tid]
+		blocks := w.sends[id]
 		keys := make([]int, 0, len(blocks))
 		for b := range blocks {
 			keys = append(keys, int(b))

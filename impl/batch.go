@@ -34,6 +34,7 @@ const busyAfter = 64
 type pendingSend struct {
 	s    *sock
 	to   netip.AddrPort
+	from netip.Addr // the source address, if the machine named one
 	data []byte
 }
 
@@ -63,7 +64,7 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 				kept = append(kept, p)
 			}
 			for _, d := range later {
-				s.faulty.hold(p.data, p.to, d)
+				s.faulty.hold(p.data, p.to, r.srcOOB(p.from), d)
 			}
 		}
 		r.faultQ = kept
@@ -74,7 +75,13 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 	}
 	if s.batch == nil || len(run) == 1 {
 		for _, p := range run {
-			if _, err := s.raw.WriteToUDPAddrPort(p.data, p.to); err != nil {
+			var err error
+			if p.from.IsValid() {
+				_, _, err = s.raw.WriteMsgUDPAddrPort(p.data, r.srcOOB(p.from), p.to)
+			} else {
+				_, err = s.raw.WriteToUDPAddrPort(p.data, p.to)
+			}
+			if err != nil {
 				r.sendErrors.Add(1)
 				r.log.Debug("udp send failed", "to", p.to, "err", err)
 			}
@@ -95,8 +102,13 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 			bufs[k] = run[i+k].data
 		}
 		m := ipv4.Message{Buffers: bufs, Addr: net.UDPAddrFromAddrPort(run[i].to)}
-		if n > 1 {
+		switch src := run[i].from; {
+		case n > 1 && src.IsValid():
+			m.OOB = append(pktinfoControl(nil, src), r.gsoOOB(len(run[i].data))...)
+		case n > 1:
 			m.OOB = r.gsoOOB(len(run[i].data))
+		case src.IsValid():
+			m.OOB = r.srcOOB(src)
 		}
 		ms = append(ms, m)
 		i += n
@@ -147,6 +159,26 @@ func (r *Runner) gsoOOB(size int) []byte {
 	return b
 }
 
+// srcOOB returns the (cached) control message that sends from src, nil
+// for none.
+func (r *Runner) srcOOB(src netip.Addr) []byte {
+	if !src.IsValid() {
+		return nil
+	}
+	if r.srcCache == nil {
+		r.srcCache = map[netip.Addr][]byte{}
+	}
+	b, ok := r.srcCache[src]
+	if !ok {
+		if len(r.srcCache) >= 64 {
+			clear(r.srcCache) // a host has few addresses; bound it all the same
+		}
+		b = pktinfoControl(nil, src)
+		r.srcCache[src] = b
+	}
+	return b
+}
+
 // readBatched reads with recvmmsg into buffers of size bytes, posting each
 // batch as one item; a datagram longer than limit is dropped.
 func (r *Runner) readBatched(s *sock, size, limit int) {
@@ -155,6 +187,12 @@ func (r *Runner) readBatched(s *sock, size, limit int) {
 	ms := make([]ipv4.Message, n)
 	for i := range ms {
 		ms[i].Buffers = [][]byte{arena[i*size : (i+1)*size]}
+	}
+	if s.pktinfo {
+		oob := make([]byte, n*oobSize)
+		for i := range ms {
+			ms[i].OOB = oob[i*oobSize : (i+1)*oobSize]
+		}
 	}
 	for {
 		k, err := s.batch.ReadBatch(ms, 0)
@@ -188,7 +226,7 @@ func (r *Runner) readBatched(s *sock, size, limit int) {
 			// would pin all of it.
 			data := make([]byte, m.N)
 			copy(data, m.Buffers[0][:m.N])
-			batch = append(batch, spec.Input{Kind: spec.InDatagram, Sock: s.id, Addr: r.mapIn(unmapV4(ua.AddrPort())), Data: data})
+			batch = append(batch, spec.Input{Kind: spec.InDatagram, Sock: s.id, Addr: r.mapIn(unmapV4(ua.AddrPort())), Local: r.localAddr(s, m.OOB[:m.NN]), Data: data})
 		}
 		if len(batch) > 0 {
 			r.post(item{kind: itDatagram, sk: s, batch: batch, cost: cost})

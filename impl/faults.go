@@ -89,10 +89,22 @@ func (f *FaultyConn) plan() (now int, later []time.Duration) {
 	return now, later
 }
 
-// hold sends a copy of b to addr after d.
-func (f *FaultyConn) hold(b []byte, addr netip.AddrPort, d time.Duration) {
+// hold sends a copy of b to addr after d, with the control message oob
+// (a source address) if the socket takes one.
+func (f *FaultyConn) hold(b []byte, addr netip.AddrPort, oob []byte, d time.Duration) {
 	p := append([]byte(nil), b...)
-	time.AfterFunc(d, func() { _, _ = f.UDPConn.WriteToUDPAddrPort(p, addr) })
+	time.AfterFunc(d, func() {
+		if m, ok := f.UDPConn.(msgWriter); ok && len(oob) > 0 {
+			_, _, _ = m.WriteMsgUDPAddrPort(p, oob, addr)
+			return
+		}
+		_, _ = f.UDPConn.WriteToUDPAddrPort(p, addr)
+	})
+}
+
+// msgWriter is a socket that sends with control messages.
+type msgWriter interface {
+	WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n, oobn int, err error)
 }
 
 // WriteToUDPAddrPort sends b subject to the faults. A dropped datagram
@@ -105,7 +117,7 @@ func (f *FaultyConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, err
 		}
 	}
 	for _, d := range later {
-		f.hold(b, addr, d)
+		f.hold(b, addr, nil, d)
 	}
 	return len(b), nil
 }

@@ -43,7 +43,7 @@ func gsoRun(run []pendingSend) int {
 	n, total := 1, size
 	for n < len(run) && n < gsoMaxSegments {
 		p := run[n]
-		if p.to != run[0].to || len(p.data) > size || len(p.data) == 0 || total+len(p.data) > gsoMaxBytes {
+		if p.to != run[0].to || p.from != run[0].from || len(p.data) > size || len(p.data) == 0 || total+len(p.data) > gsoMaxBytes {
 			break
 		}
 		n++

@@ -124,6 +124,7 @@ type Runner struct {
 	inBatch  bool // handling a received batch: flush sends once, at its end
 	wmsgs    []ipv4.Message
 	gsoCache map[int][]byte
+	srcCache map[netip.Addr][]byte
 	oversize atomic.Uint64
 }
 
@@ -166,6 +167,12 @@ type sock struct {
 	noGSO  bool        // the socket refused segmentation offload once
 	ln     *net.TCPListener
 	addr   netip.AddrPort
+	// wild: the machine bound an unspecified address, so its datagrams
+	// carry Local: from the kernel (pktinfo) when the real socket is
+	// unspecified too, else the address a harness bound instead (fixed).
+	wild    bool
+	pktinfo bool
+	fixed   netip.Addr
 }
 
 // New returns a runner for m. Call Run to start it.
@@ -475,7 +482,11 @@ func (r *Runner) apply(now spec.Time, o *spec.Output) {
 			r.log.Warn("send on unbound socket", "sock", o.Sock)
 			return
 		}
-		r.sendQ = append(r.sendQ, pendingSend{s: s, to: r.mapOut(o.Addr), data: o.Data})
+		p := pendingSend{s: s, to: r.mapOut(o.Addr), data: o.Data}
+		if o.Local.IsValid() && s.pktinfo {
+			p.from = r.mapOut(netip.AddrPortFrom(o.Local, s.addr.Port())).Addr()
+		}
+		r.sendQ = append(r.sendQ, p)
 	case spec.OutDial:
 		r.dial(o.Stream, o.Addr)
 	case spec.OutWrite:
@@ -545,6 +556,14 @@ func (r *Runner) bind(o *spec.Output) {
 			_ = c.SetWriteBuffer(r.opt.WriteBuffer)
 		}
 		s.addr = c.LocalAddr().(*net.UDPAddr).AddrPort()
+		if a := o.Addr.Addr(); !a.IsValid() || a.IsUnspecified() {
+			s.wild = true
+			if s.addr.Addr().IsUnspecified() {
+				s.pktinfo = enablePktinfo(c, udpNet(addr) == "udp4")
+			} else {
+				s.fixed = r.mapIn(unmapV4(s.addr)).Addr()
+			}
+		}
 		s.udp, s.raw = c, c
 		s.batch = newBatchIO(c, s.addr)
 		if r.opt.Faults.Active() {
@@ -656,12 +675,25 @@ func (r *Runner) readUDP(s *sock) {
 	size := r.opt.MaxDatagram
 	// One more byte than the limit tells an oversized datagram apart.
 	buf := make([]byte, min(size+1, maxDatagram))
+	var oob []byte
+	if s.pktinfo {
+		oob = make([]byte, oobSize)
+	}
 	for count := 0; ; count++ {
 		if count == busyAfter && r.opt.ReadBatch > 1 && s.batch != nil && !raceEnabled {
 			r.readBatched(s, len(buf), size)
 			return
 		}
-		n, from, err := s.raw.ReadFromUDPAddrPort(buf)
+		var (
+			n, oobn int
+			from    netip.AddrPort
+			err     error
+		)
+		if s.pktinfo {
+			n, oobn, _, from, err = s.raw.ReadMsgUDPAddrPort(buf, oob)
+		} else {
+			n, from, err = s.raw.ReadFromUDPAddrPort(buf)
+		}
 		if err == nil && n > size {
 			r.oversize.Add(1)
 			r.log.Debug("dropped oversized datagram", "from", from, "limit", size)
@@ -679,7 +711,23 @@ func (r *Runner) readUDP(s *sock) {
 		}
 		data := make([]byte, n)
 		copy(data, buf[:n])
-		r.post(item{kind: itDatagram, sk: s, cost: int64(n), in: spec.Input{Kind: spec.InDatagram, Sock: s.id, Addr: r.mapIn(unmapV4(from)), Data: data}})
+		r.post(item{kind: itDatagram, sk: s, cost: int64(n), in: spec.Input{Kind: spec.InDatagram, Sock: s.id, Addr: r.mapIn(unmapV4(from)), Local: r.localAddr(s, oob[:oobn]), Data: data}})
+	}
+}
+
+// localAddr is a datagram's Local: nothing unless the machine bound an
+// unspecified address.
+func (r *Runner) localAddr(s *sock, oob []byte) netip.Addr {
+	switch {
+	case !s.wild:
+		return netip.Addr{}
+	case s.pktinfo:
+		if a := parsePktinfo(oob); a.IsValid() {
+			return r.mapIn(netip.AddrPortFrom(a, s.addr.Port())).Addr()
+		}
+		return netip.Addr{}
+	default:
+		return s.fixed
 	}
 }
 

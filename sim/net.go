@@ -297,7 +297,7 @@ func (s *Sim) deliverPkt(p *packet) {
 		s.lost(p, NetHostDown, "host down")
 		return
 	}
-	sock, ok := dst.udpSock(p.dst.Port())
+	sock, wild, ok := dst.udpSock(p.dst.Port())
 	if !ok {
 		s.lost(p, NetNoPort, "port unreachable")
 		return
@@ -308,6 +308,9 @@ func (s *Sim) deliverPkt(p *packet) {
 		s.recordNet(ev)
 	}
 	in := spec.Input{Kind: spec.InDatagram, Sock: sock, Addr: p.src, Data: p.data}
+	if wild {
+		in.Local = p.dst.Addr()
+	}
 	s.free(p)
 	dst.deliver(in)
 }

@@ -19,6 +19,7 @@ type Node struct {
 	lastPort uint16 // looked up (most nodes have one socket)
 	gen      uint32 // incarnation: bumped by crashes so stale events are ignored
 	lastSock spec.Sock
+	lastWild bool
 	idx      int32
 	sim      *Sim
 	m        spec.Machine
@@ -49,6 +50,7 @@ type Node struct {
 type sockState struct {
 	net  spec.Net
 	port uint16
+	wild bool // bound to an unspecified address: datagrams carry Local
 }
 
 func (n *Node) reset() {
@@ -193,6 +195,12 @@ func (n *Node) apply(o *spec.Output) {
 			s.violate(n, "send on unbound socket %d", o.Sock)
 			return
 		}
+		if o.Local.IsValid() && o.Local != n.Addr {
+			// The kernel refuses it (EINVAL): a machine that names a
+			// source must have been given it.
+			s.violate(n, "send from %v, not the node's address %v", o.Local, n.Addr)
+			return
+		}
 		s.sendDatagram(n, netip.AddrPortFrom(n.Addr, st.port), o.Addr, o.Data)
 	case spec.OutDial:
 		s.dial(n, o.Stream, o.Addr)
@@ -271,19 +279,21 @@ func (n *Node) bind(o *spec.Output) {
 		return
 	}
 	ports[port] = o.Sock
-	n.socks[o.Sock] = sockState{net: o.Net, port: port}
+	n.socks[o.Sock] = sockState{net: o.Net, port: port, wild: !o.Addr.Addr().IsValid() || o.Addr.Addr().IsUnspecified()}
 	reply.Addr = netip.AddrPortFrom(n.Addr, port)
 	_ = s
 }
 
-// udpSock finds the socket bound to a UDP port.
-func (n *Node) udpSock(port uint16) (spec.Sock, bool) {
+// udpSock finds the socket bound to a UDP port, and whether it is bound
+// to the unspecified address.
+func (n *Node) udpSock(port uint16) (sock spec.Sock, wild, ok bool) {
 	if n.lastOK && n.lastPort == port {
-		return n.lastSock, true
+		return n.lastSock, n.lastWild, true
 	}
-	sock, ok := n.udp[port]
+	sock, ok = n.udp[port]
 	if ok {
-		n.lastPort, n.lastSock, n.lastOK = port, sock, true
+		wild = n.socks[sock].wild
+		n.lastPort, n.lastSock, n.lastWild, n.lastOK = port, sock, wild, true
 	}
-	return sock, ok
+	return sock, wild, ok
 }

@@ -67,7 +67,8 @@ const (
 	// InBound answers a Bind: Sock, Addr (the address actually bound,
 	// with the port filled in), Err if binding failed.
 	InBound
-	// InDatagram is a received datagram: Sock, Addr (source), Data.
+	// InDatagram is a received datagram: Sock, Addr (source), Data, and
+	// Local on a socket bound to an unspecified address.
 	InDatagram
 	// InAccepted is a new connection on a listener: Sock (the listener),
 	// Stream (a new id with AcceptedStream set), Addr (the remote end).
@@ -119,9 +120,17 @@ type Input struct {
 	Stream Stream
 	Timer  Timer
 	Addr   netip.AddrPort
-	Data   []byte
-	Err    string
-	Cmd    Command
+	// Local is, for a datagram received on a socket bound to an
+	// unspecified address, the node's address it was sent to (the
+	// kernel's IP_PKTINFO), if the runner knows it. A machine answering
+	// the datagram passes it to SendFrom, so that a host with several
+	// addresses answers from the one it was asked on: the kernel's
+	// routing may pick another, and a client that connected its socket
+	// (nc -u) or a stateful firewall drops the answer.
+	Local netip.Addr
+	Data  []byte
+	Err   string
+	Cmd   Command
 }
 
 // Command is an application request to a machine, such as "send" or
@@ -143,7 +152,9 @@ const (
 	OutBind
 	// OutUnbind closes a socket: Sock.
 	OutUnbind
-	// OutSend sends a datagram: Sock, Addr (destination), Data.
+	// OutSend sends a datagram: Sock, Addr (destination), Data, and
+	// Local: the address to send from, on a socket bound to an
+	// unspecified address (zero: the runner's routing picks one).
 	OutSend
 	// OutDial opens a TCP connection: Stream (picked by the machine,
 	// below AcceptedStream), Addr. The runner answers with InConnected
@@ -199,6 +210,7 @@ type Output struct {
 	Stream Stream
 	Timer  Timer
 	Addr   netip.AddrPort
+	Local  netip.Addr
 	At     Time
 	Data   []byte
 	Err    string
@@ -234,6 +246,12 @@ func Unbind(s Sock) Output { return Output{Kind: OutUnbind, Sock: s} }
 // Send returns an OutSend.
 func Send(s Sock, to netip.AddrPort, data []byte) Output {
 	return Output{Kind: OutSend, Sock: s, Addr: to, Data: data}
+}
+
+// SendFrom returns an OutSend from local, the Local of the datagram it
+// answers (zero: as Send).
+func SendFrom(s Sock, local netip.Addr, to netip.AddrPort, data []byte) Output {
+	return Output{Kind: OutSend, Sock: s, Addr: to, Local: local, Data: data}
 }
 
 // Dial returns an OutDial.

@@ -15,6 +15,13 @@ func addrString(a netip.AddrPort) string {
 	return a.String()
 }
 
+func ipString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
 func parseAddr(s string) (netip.AddrPort, error) {
 	if s == "" {
 		return netip.AddrPort{}, nil
@@ -33,7 +40,7 @@ func FromInput(epoch, now spec.Time, node string, in spec.Input) Record {
 	case spec.InBound:
 		r.Sock, r.Addr, r.Err = uint32(in.Sock), addrString(in.Addr), in.Err
 	case spec.InDatagram:
-		r.Sock, r.Addr = uint32(in.Sock), addrString(in.Addr)
+		r.Sock, r.Addr, r.Local = uint32(in.Sock), addrString(in.Addr), ipString(in.Local)
 		r.SetPayload(in.Data)
 	case spec.InAccepted:
 		r.Sock, r.Stream, r.Addr = uint32(in.Sock), uint64(in.Stream), addrString(in.Addr)
@@ -65,11 +72,18 @@ func (r Record) Input() (spec.Input, error) {
 	if err != nil {
 		return spec.Input{}, err
 	}
+	var local netip.Addr
+	if r.Local != "" {
+		if local, err = netip.ParseAddr(r.Local); err != nil {
+			return spec.Input{}, fmt.Errorf("trace: bad local address %q: %w", r.Local, err)
+		}
+	}
 	data, err := r.Payload()
 	if err != nil {
 		return spec.Input{}, err
 	}
 	in := spec.Input{
+		Local:  local,
 		Kind:   kind,
 		Sock:   spec.Sock(r.Sock),
 		Stream: spec.Stream(r.Stream),
@@ -94,7 +108,7 @@ func FromOutput(epoch, now spec.Time, node string, out spec.Output) Record {
 	case spec.OutUnbind:
 		r.Sock = uint32(out.Sock)
 	case spec.OutSend:
-		r.Sock, r.Addr = uint32(out.Sock), addrString(out.Addr)
+		r.Sock, r.Addr, r.Local = uint32(out.Sock), addrString(out.Addr), ipString(out.Local)
 		r.SetPayload(out.Data)
 	case spec.OutDial:
 		r.Stream, r.Addr = uint64(out.Stream), addrString(out.Addr)

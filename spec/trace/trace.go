@@ -76,6 +76,9 @@ type Record struct {
 	// From is the source of a packet in Net records.
 	From string `json:"from,omitempty"`
 	Addr string `json:"addr,omitempty"`
+	// Local is a datagram's local address (spec.Input.Local,
+	// spec.Output.Local), if it has one.
+	Local string `json:"local,omitempty"`
 	// At is a timer deadline, in nanoseconds since Epoch.
 	At int64 `json:"at,omitempty"`
 	// ID numbers packets in Net records.

@@ -24,6 +24,8 @@ func TestInputRoundTrip(t *testing.T) {
 		{Kind: spec.InBound, Sock: 3, Err: "address already in use"},
 		{Kind: spec.InDatagram, Sock: 1, Addr: a, Data: []byte("text\n")},
 		{Kind: spec.InDatagram, Sock: 1, Addr: a, Data: []byte{0, 1, 2, 0xff}},
+		{Kind: spec.InDatagram, Sock: 1, Addr: a, Local: netip.MustParseAddr("10.0.0.9"), Data: []byte("to a second address")},
+		{Kind: spec.InDatagram, Sock: 1, Addr: a, Local: netip.MustParseAddr("fe80::1"), Data: []byte("v6")},
 		{Kind: spec.InAccepted, Sock: 2, Stream: spec.AcceptedStream | 4, Addr: a},
 		{Kind: spec.InConnected, Stream: 9, Addr: a},
 		{Kind: spec.InStreamData, Stream: 9, Data: []byte("\x00binary")},
@@ -55,7 +57,7 @@ func TestInputRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(inputs[i], got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+		if diff := cmp.Diff(inputs[i], got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 			t.Errorf("input %d changed (-want +got):\n%s", i, diff)
 		}
 	}
@@ -71,6 +73,8 @@ func TestOutputRecords(t *testing.T) {
 		{spec.Emit(spec.Event{Name: "stats", Value: struct{ N int }{7}}), trace.Record{T: 5, Node: "n", Out: "event", Name: "stats", Value: []byte(`{"N":7}`)}},
 		{spec.Debug("drop", slog.String("why", "short")), trace.Record{T: 5, Node: "n", Out: "log", Level: "DEBUG", Msg: "drop", Attrs: []string{"why=short"}}},
 		{spec.Exit("boom"), trace.Record{T: 5, Node: "n", Out: "exit", Err: "boom"}},
+		{spec.SendFrom(2, netip.MustParseAddr("127.0.0.2"), netip.MustParseAddrPort("127.0.0.1:9"), []byte("hi")), trace.Record{T: 5, Node: "n", Out: "send", Sock: 2, Addr: "127.0.0.1:9", Local: "127.0.0.2", Text: "hi"}},
+		{spec.Send(2, netip.MustParseAddrPort("127.0.0.1:9"), []byte("hi")), trace.Record{T: 5, Node: "n", Out: "send", Sock: 2, Addr: "127.0.0.1:9", Text: "hi"}},
 	}
 	for _, tc := range tests {
 		got := trace.FromOutput(spec.SimEpoch, at, "n", tc.out)

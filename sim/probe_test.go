@@ -32,6 +32,8 @@ func (p *probe) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Out
 		switch c.Name {
 		case "send":
 			out = append(out, spec.Send(1, netip.MustParseAddrPort(c.Args[0]), c.Data))
+		case "sendfrom":
+			out = append(out, spec.SendFrom(1, netip.MustParseAddr(c.Args[1]), netip.MustParseAddrPort(c.Args[0]), c.Data))
 		case "dial":
 			out = append(out, spec.Dial(1, netip.MustParseAddrPort(c.Args[0])))
 		case "write":

@@ -442,3 +442,20 @@ func TestOversizeDatagramRefused(t *testing.T) {
 		t.Errorf("violations %q, want one for the 65508-byte datagram", v)
 	}
 }
+
+// A socket bound to the unspecified address learns each datagram's
+// destination, the node's address, as Local; a machine may send from its
+// node's address and from no other, as the kernel allows.
+func TestLocalAddress(t *testing.T) {
+	s, _, b := pair(t, sim.Config{})
+	s.Command(0, "a", spec.Command{Name: "sendfrom", Args: []string{bAddr.String(), "10.0.0.1"}, Data: []byte("own")})
+	s.Command(0, "a", spec.Command{Name: "sendfrom", Args: []string{bAddr.String(), "10.9.9.9"}, Data: []byte("forged")})
+	s.Run(time.Second)
+	got := b.inputs(spec.InDatagram)
+	if len(got) != 1 || string(got[0].in.Data) != "own" || got[0].in.Local != bAddr.Addr() {
+		t.Fatalf("b got %+v, want the one from a's own address, with Local %v", got, bAddr.Addr())
+	}
+	if v := s.Violations(); len(v) != 1 || !strings.Contains(v[0], "10.9.9.9") {
+		t.Errorf("violations %q, want one for the send from 10.9.9.9", v)
+	}
+}

@@ -246,6 +246,23 @@ func TestChatWithNetcat(t *testing.T) {
 	}
 }
 
+// A server listening on every address answers each nc from the address
+// nc connected to: nc -u drops datagrams from any other source, so with
+// the kernel's choice of source (127.0.0.1) these two would hear nothing.
+func TestChatWithNetcatOnOtherAddresses(t *testing.T) {
+	need(t, "nc")
+	_, port := chatServer(t, "--addr", "0.0.0.0:0", "--interval", "5s")
+	alice := startNc(t, "alice", "127.0.0.2", port)
+	alice.say(t, "/nick alice")
+	alice.out.await(t, "alice", "*** welcome alice: 1 member(s) online", true)
+	bob := startNc(t, "bob", "127.0.0.3", port)
+	bob.say(t, "/nick bob")
+	bob.out.await(t, "bob", "*** welcome bob: 2 member(s) online", true)
+	alice.out.await(t, "alice", "*** bob joined", false)
+	alice.say(t, "hello across addresses")
+	bob.out.await(t, "bob", "[alice] hello across addresses", false)
+}
+
 // `netspec chat join` and an nc user talk to each other; end of input
 // leaves cleanly.
 func TestChatJoinWithNetcat(t *testing.T) {

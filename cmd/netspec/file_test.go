@@ -365,3 +365,21 @@ func TestFileGarbageWithNetcat(t *testing.T) {
 		t.Fatalf("get after garbage: exit %d %s", code, stderr)
 	}
 }
+
+// A server on the wildcard address runs each session from the address its
+// client dialed (127.0.0.2 here), which the client requires of every
+// datagram of its session.
+func TestFileGetFromOtherAddress(t *testing.T) {
+	root := t.TempDir()
+	want := writeSynth(t, filepath.Join(root, "f.bin"), 1<<20, 9)
+	srv := startFileServer(t, root, "--addr", "0.0.0.0:0")
+	_, port := split(t, srv.addr)
+	out := filepath.Join(t.TempDir(), "f.bin")
+	code, stdout, stderr := runFile(t, nil, "file", "get", "127.0.0.2:"+port, "f.bin", "-o", out, "-q")
+	if code != 0 {
+		t.Fatalf("get: exit %d: %s%s", code, stdout, stderr)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes (%v), want %d", len(got), err, len(want))
+	}
+}

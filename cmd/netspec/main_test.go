@@ -167,6 +167,17 @@ func TestEchoWithNetcat(t *testing.T) {
 	}
 }
 
+// A server on the wildcard address answers from the address nc sent to,
+// which nc -u, its socket connected, insists on.
+func TestEchoWithNetcatOnOtherAddress(t *testing.T) {
+	need(t, "nc")
+	_, port := split(t, serve(t, "echo", "serve", "--udp", "0.0.0.0:0")["udp"])
+	out, err := shell(t, "echo '233' | nc -u -w1 127.0.0.2 "+port)
+	if err != nil || out != "233\n" {
+		t.Fatalf("nc -u to 127.0.0.2: %q, %v", out, err)
+	}
+}
+
 func split(t *testing.T, addr string) (string, string) {
 	i := strings.LastIndex(addr, ":")
 	if i < 0 {

@@ -385,3 +385,17 @@ func TestStreamServeReportsPeriodically(t *testing.T) {
 		t.Fatalf("listen: exit %d", code)
 	}
 }
+
+// A server on the wildcard address streams to a listener from the address
+// the listener joined (127.0.0.2 here): the listener takes packets from
+// that address alone.
+func TestStreamListenOnOtherAddress(t *testing.T) {
+	s := startServe(t, "--addr", "0.0.0.0:0", "0.005")
+	_, port := split(t, s.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	code, out, stderr := listen(ctx, "127.0.0.2:"+port, "--count", "10", "--quiet")
+	if code != 0 || !strings.Contains(out, "Total packets received: 10\n") {
+		t.Fatalf("listen: exit %d\n%s\n%s", code, out, stderr)
+	}
+}

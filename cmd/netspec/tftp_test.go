@@ -398,3 +398,46 @@ func TestSimTFTPReproduces(t *testing.T) {
 		t.Fatalf("sim tftp --windowsize 0: exit %d, want 2", code)
 	}
 }
+
+// A server on the wildcard address answers a request sent to 127.0.0.2
+// from 127.0.0.2, both the transfer (from its new port) and a refusal
+// (from the server's port): clients and firewalls that match the
+// answer's source against where they sent would drop anything else.
+func TestTFTPAnswersFromAddressAsked(t *testing.T) {
+	root, files := tftpRoot(t)
+	_, port, _ := startTFTP(t, root, "--addr", "0.0.0.0:0")
+	server := netip.MustParseAddrPort("127.0.0.2:" + port)
+	rrq := func(name string) []byte { return []byte("\x00\x01" + name + "\x00octet\x00") }
+	buf := make([]byte, 600)
+	for _, tc := range []struct{ name, what string }{{"one", "DATA 1"}, {"missing", "ERROR 1"}} {
+		// A port of its own per request: a request from a port whose
+		// transfer is still open is taken for a retransmission.
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.WriteToUDPAddrPort(rrq(tc.name), server); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", tc.name, err)
+		}
+		if from.Addr() != server.Addr() {
+			t.Errorf("%s: %s came from %v, want %v", tc.name, tc.what, from, server.Addr())
+		}
+		switch tc.name {
+		case "one":
+			if n != 5 || buf[1] != 3 || buf[4] != files["one"][0] || from.Port() == server.Port() {
+				t.Errorf("answer %x from %v, want DATA 1 from a new port", buf[:n], from)
+			}
+			_, _ = c.WriteToUDPAddrPort([]byte{0, 4, 0, 1}, from) // ACK 1: done
+		default:
+			if buf[1] != 5 || from != server {
+				t.Errorf("answer %x from %v, want an ERROR from %v", buf[:n], from, server)
+			}
+		}
+	}
+}

@@ -54,17 +54,23 @@ func (sc ChatScript) BuildWith(s *sim.Sim, w *ChatWorld, newServer func(chat.Ser
 	if !scfg.Addr.IsValid() {
 		scfg.Addr = ChatServerAddr
 	}
-	if _, err := s.AddNode(sim.NodeSpec{Name: "server", Protocol: "chat", Role: "server", Config: scfg,
+	// A server listening on the unspecified address is on
+	// ChatServerAddr's host, where its clients send.
+	server := scfg.Addr
+	if server.Addr().IsUnspecified() {
+		server = netip.AddrPortFrom(ChatServerAddr.Addr(), server.Port())
+	}
+	if _, err := s.AddNode(sim.NodeSpec{Name: "server", Addr: server.Addr(), Protocol: "chat", Role: "server", Config: scfg,
 		New: func() spec.Machine { return newServer(scfg) }}); err != nil {
 		return err
 	}
 	for _, c := range sc.Clients {
 		ns := sim.NodeSpec{Name: c.Name, Protocol: "chat", Start: c.Start}
 		if c.Plain {
-			pcfg := chat.PlainConfig{Server: scfg.Addr}
+			pcfg := chat.PlainConfig{Server: server}
 			ns.Role, ns.Config, ns.New = "plain", pcfg, func() spec.Machine { return chat.NewPlain(pcfg) }
 		} else {
-			ccfg := chat.ClientConfig{Server: scfg.Addr, Nick: c.Nick, Interval: scfg.Interval}
+			ccfg := chat.ClientConfig{Server: server, Nick: c.Nick, Interval: scfg.Interval}
 			ns.Role, ns.Config, ns.New = "client", ccfg, func() spec.Machine { return chat.NewClient(ccfg) }
 		}
 		n, err := s.AddNode(ns)

@@ -74,6 +74,10 @@ type chatItem struct {
 // called serverName, runs cfg.
 func NewChatWorld(serverName string, cfg chat.ServerConfig) *ChatWorld {
 	cfg = chat.NewServer(cfg).Config() // the defaults, as the server sees them
+	if cfg.Addr.Addr().IsUnspecified() {
+		// As ChatScript places such a server.
+		cfg.Addr = netip.AddrPortFrom(ChatServerAddr.Addr(), cfg.Addr.Port())
+	}
 	return &ChatWorld{
 		cfg: cfg, srv: cfg.Addr, name: serverName,
 		nodes:    map[netip.Addr]chatNode{},

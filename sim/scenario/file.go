@@ -355,7 +355,9 @@ func (f *File) Check(seed uint64, faults sim.Faults, opt Options) Verdict {
 		}
 	}
 	s = opt.NewSim(cfg)
-	scfg := file.ServerConfig{Addr: server, Files: files, Session: rudp.Config{Seed: seed ^ 0x5e}}
+	// Listening on the unspecified address, so that every datagram names
+	// its source (Output.Local), which the simulator checks.
+	scfg := file.ServerConfig{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), server.Port()), Files: files, Session: rudp.Config{Seed: seed ^ 0x5e}}
 	s.MustAddNode(sim.NodeSpec{Name: "server", Addr: server.Addr(), Protocol: "file", Role: "server", Config: scfg,
 		New: func() spec.Machine { return file.NewServer(scfg, nil) }})
 	var nodes []*sim.Node

@@ -412,7 +412,10 @@ func (e *Stream) Check(seed uint64, f sim.Faults, opt Options) Verdict {
 		}
 	}
 	s := opt.NewSim(cfg)
-	scfg := stream.ServerConfig{Addr: streamServer, Delay: e.Delay, ReportInterval: e.Report, ExpireAfter: e.Expire, Seed: seed}
+	// Listening on the unspecified address, as servers mostly do: every
+	// answer then names its source (Output.Local), which the simulator
+	// checks.
+	scfg := stream.ServerConfig{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), streamServer.Port()), Delay: e.Delay, ReportInterval: e.Report, ExpireAfter: e.Expire, Seed: seed}
 	srv = s.MustAddNode(sim.NodeSpec{Name: "server", Addr: streamServer.Addr(), Protocol: "stream", Role: "server", Config: scfg,
 		New: func() spec.Machine { return stream.NewServer(scfg) }})
 	bound := f.Until + 15*time.Second

@@ -108,7 +108,11 @@
 //
 // # Membership and expiry
 //
-// Any datagram from a member refreshes it, whatever it holds, even one
+// Everything the server sends a member leaves from the server address
+// the member last sent to (Input.Local, when the server listens on an
+// unspecified address), so nc -u connected to any of a host's addresses
+// hears the chat. Any datagram from a member refreshes it, whatever it
+// holds, even one
 // over MaxDatagram (which is refused with a notice: the member is
 // evidently there), unless it is dropped as not the member's: one with a
 // malformed or server's header, or of an older or closed session. A

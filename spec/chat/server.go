@@ -55,11 +55,15 @@ type Server struct {
 	out   []spec.Output
 	deliv [][]byte
 	c     ServerCounters
+	// local is the Local of the datagram being handled: answers leave
+	// from the address they were asked on.
+	local netip.Addr
 }
 
 // member is one client in the chat.
 type member struct {
 	addr    netip.AddrPort
+	local   netip.Addr // the server's address it last sent to (Input.Local)
 	nick    string
 	key     string // folded nick
 	session uint64 // 0: a plain (nc) client
@@ -206,7 +210,9 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			spec.Emit(spec.Event{Name: "listening", Text: "udp " + in.Addr.String()}))
 	case spec.InDatagram:
 		s.expire(now)
+		s.local = in.Local
 		s.datagram(now, in.Addr, in.Data)
+		s.local = netip.Addr{}
 	case spec.InTimer:
 		// Whichever timer fires, members whose time has come go first:
 		// the hold timer may fall due at the instant a member expires,
@@ -486,7 +492,7 @@ func (s *Server) join(now spec.Time, from netip.AddrPort, session uint64, nick s
 	// tell a newer membership, also across server restarts, from an old
 	// one's late datagrams.
 	s.lastMID = max(s.lastMID+1, uint64(now)/1000)
-	m := &member{addr: from, nick: nick, key: foldNick(nick), session: session, mid: s.lastMID, heard: now, idx: len(s.order)}
+	m := &member{addr: from, local: s.local, nick: nick, key: foldNick(nick), session: session, mid: s.lastMID, heard: now, idx: len(s.order)}
 	if session != 0 {
 		h := AppendHeader(make([]byte, 0, headerMax), m.header())
 		m.prefix = h[:len(h)-2] // up to the sequence number
@@ -622,7 +628,7 @@ func (s *Server) unlink(m *member) {
 
 // refresh records that m was heard from now: any datagram does it.
 func (s *Server) refresh(now spec.Time, m *member) {
-	m.heard = now
+	m.heard, m.local = now, s.local
 	if s.newest != m {
 		s.unlink(m)
 		s.link(m)
@@ -698,7 +704,7 @@ func (s *Server) answerStranger(now spec.Time, to netip.AddrPort, session uint64
 		return
 	}
 	s.c.Sent++
-	s.out = append(s.out, spec.Send(sock, to, b))
+	s.out = append(s.out, spec.SendFrom(sock, s.local, to, b))
 }
 
 // lines processes a datagram body from member m, line by line.
@@ -843,12 +849,12 @@ func (s *Server) notice(now spec.Time, m *member, text string) {
 func (s *Server) send(m *member, body []byte) {
 	s.c.Sent++
 	if m.session == 0 {
-		s.out = append(s.out, spec.Send(sock, m.addr, plainOnly(body)))
+		s.out = append(s.out, spec.SendFrom(sock, m.local, m.addr, plainOnly(body)))
 		return
 	}
 	m.outSeq++
 	b := append(m.appendHeader(make([]byte, 0, headerMax+len(body))), body...)
-	s.out = append(s.out, spec.Send(sock, m.addr, b))
+	s.out = append(s.out, spec.SendFrom(sock, m.local, m.addr, b))
 }
 
 // plainOnly drops control lines (the lines that start with '^'; no
@@ -892,12 +898,12 @@ func (s *Server) sendAll(now spec.Time, body []byte, except *member) {
 		}
 		s.c.Sent++
 		if m.session == 0 {
-			s.out = append(s.out, spec.Send(sock, m.addr, plain))
+			s.out = append(s.out, spec.SendFrom(sock, m.local, m.addr, plain))
 			continue
 		}
 		m.outSeq++
 		start := len(buf)
 		buf = append(m.appendHeader(buf), body...)
-		s.out = append(s.out, spec.Send(sock, m.addr, buf[start:len(buf):len(buf)]))
+		s.out = append(s.out, spec.SendFrom(sock, m.local, m.addr, buf[start:len(buf):len(buf)]))
 	}
 }

@@ -3,6 +3,7 @@ package chat_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -67,7 +68,10 @@ const lineSlots = 6
 // on or not, so rapid can shrink a failure one client or line at a time
 // without shifting the others (faults are drawn before, the same way).
 func drawScript(t *rapid.T, interval time.Duration, rate float64) scenario.ChatScript {
-	sc := scenario.ChatScript{Server: chat.ServerConfig{Addr: scenario.ChatServerAddr, Interval: interval, Rate: rate}}
+	// The server listens on the unspecified address, so every answer
+	// names its source (Output.Local), which the simulator checks.
+	wild := netip.AddrPortFrom(netip.IPv4Unspecified(), scenario.ChatServerAddr.Port())
+	sc := scenario.ChatScript{Server: chat.ServerConfig{Addr: wild, Interval: interval, Rate: rate}}
 	ms := func(label string, max time.Duration) time.Duration {
 		return time.Duration(rapid.IntRange(0, int(max/time.Millisecond)).Draw(t, label)) * time.Millisecond
 	}

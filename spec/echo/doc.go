@@ -11,7 +11,10 @@
 //	client -> server   payload bytes 0..n-1   (0 <= n <= 65507)
 //	server -> client   the same n bytes, unmodified
 //
-// There is no header, no framing and no error reply.
+// There is no header, no framing and no error reply. The answer leaves
+// from the address the datagram was sent to (Input.Local, when the
+// server listens on an unspecified address), so a client that connected
+// its socket to one of a host's addresses (nc -u) accepts it.
 //
 // TCP (RFC 862 §"TCP Based Echo Service"): after a connection is
 // established, every byte the client sends is sent back in order until the

@@ -236,7 +236,7 @@ func (s *Server) datagram(now spec.Time, in spec.Input, out []spec.Output) []spe
 		}
 	}
 	s.c.echoed++
-	return append(out, spec.Send(sockUDP, from, in.Data))
+	return append(out, spec.SendFrom(sockUDP, in.Local, from, in.Data))
 }
 
 // sourceLimit is a rate limit per source address (GCRA, as a token

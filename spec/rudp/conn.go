@@ -105,6 +105,7 @@ type Conn struct {
 	id     uint32
 	peerID uint32
 	peer   netip.AddrPort
+	local  netip.Addr // our address the peer last sent to (Input.Local)
 	client bool
 	st     state
 	dgram  int // largest datagram both sides accept
@@ -1320,7 +1321,7 @@ func (c *Conn) put(now spec.Time, q uint64, s *sseg, buf []byte, out []spec.Outp
 	}
 	c.segsSent++
 	c.ep.c.segsSent++
-	return append(out, spec.Send(c.ep.sock, c.peer, buf))
+	return append(out, spec.SendFrom(c.ep.sock, c.local, c.peer, buf))
 }
 
 func (c *Conn) sendAck(now spec.Time, out []spec.Output) []spec.Output {
@@ -1334,7 +1335,7 @@ func (c *Conn) sendAck(now spec.Time, out []spec.Output) []spec.Output {
 	c.ackNow, c.pingNow = false, false
 	c.sentAck(now, true)
 	c.ep.c.acksSent++
-	return append(out, spec.Send(c.ep.sock, c.peer, buf))
+	return append(out, spec.SendFrom(c.ep.sock, c.local, c.peer, buf))
 }
 
 func (c *Conn) sendSYN(now spec.Time, out []spec.Output) []spec.Output {
@@ -1347,7 +1348,7 @@ func (c *Conn) sendSYN(now spec.Time, out []spec.Output) []spec.Output {
 	if c.synTries > 1 {
 		out = append(out, spec.Debug("rudp: SYN retransmitted", slog.String("peer", c.peer.String()), slog.Int("try", c.synTries)))
 	}
-	return append(out, spec.Send(c.ep.sock, c.peer, p.Append(make([]byte, 0, SynLen))))
+	return append(out, spec.SendFrom(c.ep.sock, c.local, c.peer, p.Append(make([]byte, 0, SynLen))))
 }
 
 // pingFlight: a burst that fills the congestion or the peer's window

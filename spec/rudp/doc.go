@@ -109,6 +109,11 @@
 // the RST may have been lost), with the same reason, while late segments
 // of a session closed gracefully are dropped.
 //
+// Every answer, and every datagram of a session, leaves from the address
+// the peer last sent to (Input.Local, on an endpoint bound to an
+// unspecified address), so a multi-homed server answers from the address
+// it was dialed on.
+//
 // # Data transfer
 //
 // Selective repeat. The sender keeps every segment until it is

@@ -79,13 +79,16 @@ type Endpoint struct {
 	sum     [sha256.Size]byte
 	conns   map[uint32]*Conn
 	perAddr map[netip.Addr]int
-	tomb    map[uint32]tombstone
-	tombq   []tombEntry
-	dirty   []*Conn
-	events  []Event
-	evHead  int
-	pkt     Packet
-	c       counters
+	// local is the Local of the datagram being handled: answers, and a
+	// session's datagrams, leave from the address the peer sent to.
+	local  netip.Addr
+	tomb   map[uint32]tombstone
+	tombq  []tombEntry
+	dirty  []*Conn
+	events []Event
+	evHead int
+	pkt    Packet
+	c      counters
 }
 
 type tombEntry struct {
@@ -145,7 +148,10 @@ func (e *Endpoint) Owns(t spec.Timer) bool { return t >= e.tbase && uint64(t-e.t
 func (e *Endpoint) Handle(now spec.Time, in spec.Input, out []spec.Output) ([]spec.Output, bool) {
 	switch {
 	case in.Kind == spec.InDatagram && in.Sock == e.sock:
-		return e.datagram(now, in.Addr, in.Data, out), true
+		e.local = in.Local
+		out = e.datagram(now, in.Addr, in.Data, out)
+		e.local = netip.Addr{}
+		return out, true
 	case in.Kind == spec.InTimer && e.Owns(in.Timer):
 		if c := e.conns[uint32(in.Timer-e.tbase)]; c != nil {
 			c.armed = 0
@@ -424,6 +430,7 @@ func (e *Endpoint) datagram(now spec.Time, from netip.AddrPort, b []byte, out []
 		if p.MSS < MinDatagram {
 			return e.drop(out, &e.c.malformed, "SYN-ACK announces a tiny datagram size", from)
 		}
+		c.local = e.local
 		c.onSynAck(now, p)
 		e.touch(c)
 	case TypeSEG:
@@ -434,6 +441,7 @@ func (e *Endpoint) datagram(now spec.Time, from netip.AddrPort, b []byte, out []
 		if c.peer != from {
 			return e.drop(out, &e.c.strangers, "segment from an address that is not the session's peer", from)
 		}
+		c.local = e.local
 		if why := c.onSegment(now, p); why != "" {
 			out = append(out, spec.Debug("rudp: session reset: "+why, slog.String("peer", from.String())))
 		}
@@ -474,7 +482,7 @@ func (e *Endpoint) syn(now spec.Time, from netip.AddrPort, p *Packet, out []spec
 	id, mac := e.cookie(from, p.Src, ts, p.MSS, p.Wnd)
 	e.c.cookiesSent++
 	r := Packet{Type: TypeSYNACK, Dst: p.Src, Src: id, MSS: uint16(e.cfg.MaxDatagram), Wnd: uint32(e.cfg.RecvWindow), TS: ts, MAC: mac}
-	return append(out, spec.Send(e.sock, from, r.Append(make([]byte, 0, SynAckLen))))
+	return append(out, spec.SendFrom(e.sock, e.local, from, r.Append(make([]byte, 0, SynAckLen))))
 }
 
 // cookieClock is the cookie timestamp: milliseconds, modulo 2^32 (it
@@ -548,6 +556,7 @@ func (e *Endpoint) unknownSeg(now spec.Time, from netip.AddrPort, p *Packet, b [
 		return e.sendRST(out, from, ck.Src, ReasonBusy)
 	}
 	c := newConn(e, id, from, false)
+	c.local = e.local
 	c.peerID = ck.Src
 	c.dgram = min(e.cfg.MaxDatagram, int(ck.MSS))
 	c.peerWnd = uint64(ck.Wnd)
@@ -587,5 +596,5 @@ func (e *Endpoint) byPeer(peer netip.AddrPort, peerID uint32) *Conn {
 func (e *Endpoint) sendRST(out []spec.Output, to netip.AddrPort, dst uint32, reason uint8) []spec.Output {
 	e.c.resetsSent++
 	r := Packet{Type: TypeRST, Dst: dst, Reason: reason}
-	return append(out, spec.Send(e.sock, to, r.Append(make([]byte, 0, RstLen))))
+	return append(out, spec.SendFrom(e.sock, e.local, to, r.Append(make([]byte, 0, RstLen))))
 }

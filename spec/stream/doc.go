@@ -17,7 +17,9 @@
 //
 // Everything travels as UDP datagrams to and from one server port; RTP
 // and RTCP share it (RFC 5761): a datagram whose second byte is 192-223
-// is RTCP, anything else RTP. All integers are big-endian.
+// is RTCP, anything else RTP. All integers are big-endian. The server
+// sends to a subscriber from the address the subscriber's join was sent
+// to (Input.Local, when it listens on an unspecified address).
 //
 // # Data packets (server -> subscriber): RTP, 28 bytes
 //

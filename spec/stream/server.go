@@ -99,6 +99,7 @@ const (
 // and an entry in byAddr.
 type subscriber struct {
 	addr      netip.AddrPort
+	local     netip.Addr // the server's address it last sent to
 	ssrc      uint32
 	cname     string
 	token     [TokenSize]byte
@@ -140,6 +141,9 @@ type Server struct {
 
 	warnFull, warnRate warnLimiter
 	c                  serverCounters
+	// local is the Local of the datagram being handled: a subscriber is
+	// sent to from the address its join and reports were sent to.
+	local netip.Addr
 }
 
 type serverCounters struct {
@@ -221,7 +225,9 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		out = s.begin(now, in.Addr, out)
 	case spec.InDatagram:
 		out = s.expireDue(now, out)
+		s.local = in.Local
 		out = s.datagram(now, in, out)
+		s.local = netip.Addr{}
 	case spec.InTimer:
 		switch in.Timer {
 		case timerTick:
@@ -250,7 +256,7 @@ func (s *Server) finish(now spec.Time, why string, out []spec.Output) []spec.Out
 	if s.running {
 		bye := EncodeBye(s.ssrc, s.cname, why)
 		for _, sub := range s.subs {
-			out = append(out, spec.Send(sockServer, sub.addr, bye))
+			out = append(out, spec.SendFrom(sockServer, sub.local, sub.addr, bye))
 		}
 	}
 	s.running = false
@@ -317,7 +323,7 @@ func (s *Server) tick(now spec.Time, out []spec.Output) []spec.Output {
 		})
 		for _, sub := range s.subs {
 			sub.sent++
-			out = append(out, spec.Send(sockServer, sub.addr, pkt))
+			out = append(out, spec.SendFrom(sockServer, sub.local, sub.addr, pkt))
 			if s.cfg.LogPackets {
 				out = append(out, spec.Info("sent", slog.String("client", sub.addr.String()), slog.Uint64("index", i), slog.Uint64("data", DataValue(i))))
 			}
@@ -429,7 +435,7 @@ func (s *Server) join(now spec.Time, from netip.AddrPort, size int, ctl Control,
 		return s.drop(out, fmt.Sprintf("join of %d bytes, smaller than the %d-byte challenge", size, len(ch)), from, nil)
 	}
 	s.c.challenges++
-	return append(out, spec.Send(sockServer, from, ch))
+	return append(out, spec.SendFrom(sockServer, s.local, from, ch))
 }
 
 func (s *Server) subscribe(now spec.Time, from netip.AddrPort, ctl Control, out []spec.Output) []spec.Output {
@@ -437,8 +443,8 @@ func (s *Server) subscribe(now spec.Time, from netip.AddrPort, ctl Control, out 
 		sub := s.subs[i]
 		if sub.ssrc == ctl.SSRC {
 			// A repeated ECHO (our WELCOME was lost): welcome again.
-			sub.lastHeard = now
-			return append(out, spec.Send(sockServer, from, s.welcome(sub)))
+			sub.lastHeard, sub.local = now, s.local
+			return append(out, spec.SendFrom(sockServer, s.local, from, s.welcome(sub)))
 		}
 		// A new receiver at the same address (the client restarted).
 		s.c.resubscribed++
@@ -452,9 +458,9 @@ func (s *Server) subscribe(now spec.Time, from netip.AddrPort, ctl Control, out 
 		if n, ok := s.warnFull.hit(now); ok {
 			out = append(out, spec.Warn("stream: subscriber limit reached, refusing joins", slog.Int("max", s.cfg.MaxSubscribers), slog.Uint64("refused", n)))
 		}
-		return append(out, spec.Send(sockServer, from, EncodeRefuse(s.ssrc, s.cname, RefuseFull)))
+		return append(out, spec.SendFrom(sockServer, s.local, from, EncodeRefuse(s.ssrc, s.cname, RefuseFull)))
 	}
-	sub := &subscriber{addr: from, ssrc: ctl.SSRC, cname: ctl.CNAME, since: now, lastHeard: now, firstIdx: s.next}
+	sub := &subscriber{addr: from, local: s.local, ssrc: ctl.SSRC, cname: ctl.CNAME, since: now, lastHeard: now, firstIdx: s.next}
 	sub.token = s.jar.token(from, ctl.SSRC, now)
 	s.byAddr[from] = len(s.subs)
 	s.subs = append(s.subs, sub)
@@ -463,7 +469,7 @@ func (s *Server) subscribe(now spec.Time, from netip.AddrPort, ctl Control, out 
 		spec.Info("subscriber joined", slog.String("client", from.String()), slog.String("ssrc", fmt.Sprintf("%08x", ctl.SSRC)),
 			slog.String("cname", ctl.CNAME), slog.Int("subscribers", len(s.subs))),
 		spec.Emit(spec.Event{Name: "subscribed", Value: Arrival{Addr: from.String(), SSRC: ctl.SSRC, CNAME: ctl.CNAME, FirstIndex: s.next}}),
-		spec.Send(sockServer, from, s.welcome(sub)))
+		spec.SendFrom(sockServer, s.local, from, s.welcome(sub)))
 	return s.armExpiry(out)
 }
 
@@ -520,7 +526,7 @@ func (s *Server) report(now spec.Time, from netip.AddrPort, ctl Control, out []s
 	}
 	s.c.reports++
 	sub.reports++
-	sub.lastHeard = now
+	sub.lastHeard, sub.local = now, s.local
 	sub.tally = t
 	for _, rr := range ctl.Reports {
 		if rr.SSRC == s.ssrc {

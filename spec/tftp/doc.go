@@ -39,12 +39,11 @@
 // # A transfer
 //
 // A client sends its request from a fresh port to the server's port 69;
-// the server answers from a fresh port of its own, on the address it
-// listens on (so a server given a specific address answers from it; one
-// listening on the wildcard address leaves the choice to the kernel's
-// routing, which on a multi-homed host may not be the address the
-// client sent to: the runner does not report a datagram's destination
-// address, IP_PKTINFO, to machines). The two ports are
+// the server answers from a fresh port of its own, on the address the
+// request was sent to (the address it listens on, or, when that is
+// unspecified, the request's Input.Local: on a multi-homed host the
+// kernel's routing could pick another, which a client that checks the
+// answer's source, or its firewall, would drop). The two ports are
 // the transfer's IDs (TIDs): each end then talks only to the other's,
 // answers a datagram from any other port with ERROR 5 (never an ERROR
 // with an ERROR) and goes on. A read, without options, then a write:

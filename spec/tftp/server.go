@@ -141,10 +141,13 @@ const (
 // Server is the TFTP server machine. It reads files through an fs.FS and
 // writes through a Store, only under names file.ValidName accepts.
 type Server struct {
-	cfg      ServerConfig
-	fsys     fs.FS
-	store    Store
-	ip       netip.Addr // the main socket's address, for transfer sockets
+	cfg   ServerConfig
+	fsys  fs.FS
+	store Store
+	ip    netip.Addr // the main socket's address, for transfer sockets
+	// local is the Local of the request being handled: the address a
+	// transfer socket binds when the main socket's is unspecified.
+	local    netip.Addr
 	xfers    map[spec.Sock]*serverXfer
 	byPeer   map[netip.AddrPort]*serverXfer
 	perHost  map[netip.Addr]int
@@ -163,6 +166,7 @@ type serverCounters struct {
 
 type serverXfer struct {
 	x       xfer
+	local   netip.Addr // the address the request was sent to, if known
 	write   bool
 	opts    Options // as acknowledged
 	file    fs.File
@@ -275,7 +279,10 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		}
 	case spec.InDatagram:
 		if in.Sock == sockMain {
-			return s.request(now, in, out)
+			s.local = in.Local
+			out = s.request(now, in, out)
+			s.local = netip.Addr{}
+			return out
 		}
 		if sx := s.xfers[in.Sock]; sx != nil {
 			return s.datagram(now, sx, in, out)
@@ -358,7 +365,7 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 		return s.refuse(from, ErrAccess, "access violation: "+err.Error(), out)
 	}
 	asked, _, _ := ParseOptions(p.Options)
-	sx := &serverXfer{write: write}
+	sx := &serverXfer{write: write, local: s.local}
 	sx.x = xfer{name: p.Filename, peer: from, blksize: DefaultBlksize, window: 1, timeout: s.cfg.Timeout,
 		retries: s.cfg.Retries, firstRetries: s.cfg.FirstRetries, started: now, st: &s.st}
 	o := &sx.opts
@@ -398,14 +405,21 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 	s.xfers[sx.x.sock] = sx
 	s.byPeer[from] = sx
 	s.perHost[from.Addr()]++
-	return append(out, spec.Bind(sx.x.sock, spec.UDP, netip.AddrPortFrom(s.ip, 0)))
+	// The transfer answers from the address the client asked: on a
+	// multi-homed host the kernel's choice may be another, and the
+	// client (or its firewall) would not take the answer.
+	ip := s.ip
+	if ip.IsUnspecified() && sx.local.IsValid() {
+		ip = sx.local
+	}
+	return append(out, spec.Bind(sx.x.sock, spec.UDP, netip.AddrPortFrom(ip, 0)))
 }
 
 // refuse answers a request with an ERROR from the main socket: one small
 // datagram per request, and none for requests the server drops.
 func (s *Server) refuse(to netip.AddrPort, code ErrCode, msg string, out []spec.Output) []spec.Output {
 	out = append(out, spec.Debug("tftp: refused a request", slog.String("from", to.String()), slog.Int("code", int(code)), slog.String("msg", msg)))
-	return append(out, errorTo(sockMain, to, code, msg))
+	return append(out, spec.SendFrom(sockMain, s.local, to, AppendError(nil, code, msg)))
 }
 
 // openFile opens a read request's file: a regular file, read at offsets.
@@ -501,7 +515,7 @@ func (s *Server) allocSock() spec.Sock {
 // for a read and ACK 0 for a write.
 func (s *Server) bound(now spec.Time, sx *serverXfer, in spec.Input, out []spec.Output) []spec.Output {
 	if in.Err != "" {
-		out = append(out, errorTo(sockMain, sx.x.peer, ErrUndefined, "no transfer socket available"))
+		out = append(out, spec.SendFrom(sockMain, sx.local, sx.x.peer, AppendError(nil, ErrUndefined, "no transfer socket available")))
 		return s.fail(sx, ErrUndefined, "bind: "+in.Err, false, out)
 	}
 	out = append(out, spec.Info("tftp transfer", slog.String("op", sx.op()), slog.String("name", sx.x.name),

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -64,6 +65,11 @@ func parsePktinfo(oob []byte) netip.Addr {
 			if a.IsMulticast() {
 				return netip.Addr{}
 			}
+			if a.Is6() && a.IsLinkLocalUnicast() {
+				// A link-local address means nothing without its link:
+				// the zone carries the interface index back to the send.
+				a = a.WithZone(strconv.FormatUint(uint64(binary.NativeEndian.Uint32(data[16:20])), 10))
+			}
 			return a
 		}
 		next := unix.CmsgSpace(l - unix.CmsgLen(0))
@@ -97,6 +103,7 @@ func pktinfoControl(b []byte, src netip.Addr) []byte {
 	h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
 	a := src.As16()
 	copy(b[off+unix.CmsgLen(0):], a[:])
-	binary.NativeEndian.PutUint32(b[off+unix.CmsgLen(0)+16:], 0) // any interface
+	ifindex, _ := strconv.ParseUint(src.Zone(), 10, 32) // 0: any interface
+	binary.NativeEndian.PutUint32(b[off+unix.CmsgLen(0)+16:], uint32(ifindex))
 	return b
 }

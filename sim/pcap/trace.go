@@ -123,9 +123,9 @@ func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 			n.socks[r.Sock] = addr
 			continue
 		case r.In == "datagram":
-			ev.Proto, ev.From, ev.To, ev.Data = spec.UDP, addr, local(r.Sock), data
+			ev.Proto, ev.From, ev.To, ev.Data = spec.UDP, addr, datagramLocal(local(r.Sock), r.Local), data
 		case r.Out == "send":
-			ev.Proto, ev.From, ev.To, ev.Data = spec.UDP, local(r.Sock), addr, data
+			ev.Proto, ev.From, ev.To, ev.Data = spec.UDP, datagramLocal(local(r.Sock), r.Local), addr, data
 		case r.In == "accepted":
 			id++
 			n.streams[r.Stream] = [2]netip.AddrPort{local(r.Sock), addr}
@@ -159,4 +159,14 @@ func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 		w.Observe(ev)
 	}
 	return w.err
+}
+
+// datagramLocal is a datagram's address on the recording node: the one
+// the runner saw it sent to or from (a socket on an unspecified address
+// records it), else the socket's.
+func datagramLocal(sock netip.AddrPort, local string) netip.AddrPort {
+	if a, err := netip.ParseAddr(local); err == nil {
+		return netip.AddrPortFrom(a.Unmap(), sock.Port())
+	}
+	return sock
 }

@@ -440,4 +440,10 @@ func TestTFTPAnswersFromAddressAsked(t *testing.T) {
 			}
 		}
 	}
+	// netspec's own client takes answers from the server's address alone.
+	dst := filepath.Join(t.TempDir(), "kernel.img")
+	if code, out, stderr := runCmd("tftp", "get", server.String(), "dir/kernel.img", "-o", dst, "-q"); code != 0 {
+		t.Fatalf("netspec tftp get from %v: exit %d\n%s%s", server, code, out, stderr)
+	}
+	sameFile(t, dst, files["dir/kernel.img"], "netspec tftp get from 127.0.0.2")
 }

@@ -456,6 +456,9 @@ func (h *harness) setup(want []trace.Record) error {
 		if a, err := netip.ParseAddrPort(r.Addr); err == nil {
 			h.amap.add(a.Addr())
 		}
+		if a, err := netip.ParseAddr(r.Local); err == nil {
+			h.amap.add(a)
+		}
 		if r.In == "bound" && r.Err == "" {
 			a, _ := netip.ParseAddrPort(r.Addr)
 			h.amap.bound[spec.Sock(r.Sock)] = append(h.amap.bound[spec.Sock(r.Sock)], a)
@@ -551,7 +554,13 @@ func (h *harness) act(r *impl.Runner, stop context.CancelFunc, in spec.Input) er
 		if p == nil || !ok {
 			return fmt.Errorf("harness has no socket for datagram %v -> sock %d", in.Addr, in.Sock)
 		}
-		if _, err := p.c.WriteToUDPAddrPort(in.Data, dialable(dst)); err != nil {
+		to := dialable(dst)
+		if in.Local.IsValid() && dst.Addr().IsUnspecified() {
+			// The node listens everywhere and saw where the datagram
+			// was sent: send it there, so the runner reports the same.
+			to = netip.AddrPortFrom(h.amap.Out(netip.AddrPortFrom(in.Local, 0)).Addr(), dst.Port())
+		}
+		if _, err := p.c.WriteToUDPAddrPort(in.Data, to); err != nil {
 			return fmt.Errorf("harness send: %w", err)
 		}
 	case spec.InAccepted:

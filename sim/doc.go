@@ -24,8 +24,11 @@
 // later ones are acknowledged, else after RTO. A partition or a crash
 // resets the streams across it. Simplifications, each a little
 // optimistic: no slow start or congestion window (a stream sends its
-// Window at once), SYNs are not lost at random, and small writes are not
-// coalesced into segments already queued.
+// Window at once), SYNs are not lost at random (with DialTimeout's two
+// tries, random SYN loss would fail dials that a kernel, retrying for two
+// minutes, completes: the C/S client's single dial then fails under
+// heavy loss), and small writes are not coalesced into segments already
+// queued.
 //
 // A machine that breaks the contract (writes to a stream it does not
 // own, sends a datagram larger than UDP's 65,507 bytes, or never lets

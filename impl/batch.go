@@ -74,7 +74,7 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 		}
 	}
 	if s.batch == nil || len(run) == 1 {
-		for _, p := range run {
+		for i, p := range run {
 			var err error
 			if p.from.IsValid() {
 				_, _, err = s.raw.WriteMsgUDPAddrPort(p.data, r.srcOOB(p.from), p.to)
@@ -82,8 +82,7 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 				_, err = s.raw.WriteToUDPAddrPort(p.data, p.to)
 			}
 			if err != nil {
-				r.sendErrors.Add(1)
-				r.log.Debug("udp send failed", "to", p.to, "err", err)
+				r.sendFailed(s, run[i:i+1], err)
 			}
 		}
 		return
@@ -117,8 +116,10 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 	for len(ms) > 0 {
 		n, err := s.batch.WriteBatch(ms, 0)
 		if err != nil {
-			if len(ms[n].OOB) > 0 && gsoUnsupported(err) {
-				// This socket cannot segment: send the rest plainly.
+			n = max(n, 0) // sendmmsg reports -1 when the first message fails
+			if len(ms[n].Buffers) > 1 && gsoUnsupported(err) {
+				// This socket cannot segment: send the rest plainly
+				// (noGSO keeps the retry from segmenting again).
 				s.noGSO = true
 				r.log.Debug("udp segmentation offload unavailable", "err", err)
 				rest := run[done+segmentsBefore(ms[:n]):]
@@ -126,9 +127,11 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 				r.writeRun(s, rest)
 				return
 			}
-			// The message at n failed (unreachable, too big): skip it.
-			r.sendErrors.Add(1)
-			r.log.Debug("udp send failed", "to", ms[n].Addr, "err", err)
+			// The message at n failed (unreachable, too big, a source
+			// the host no longer has): retry it once from the kernel's
+			// choice of source if it named one, else skip it.
+			k := done + segmentsBefore(ms[:n])
+			r.sendFailed(s, run[k:k+len(ms[n].Buffers)], err)
 			n++
 		}
 		done += segmentsBefore(ms[:n])
@@ -157,6 +160,23 @@ func (r *Runner) gsoOOB(size int) []byte {
 		r.gsoCache[size] = b
 	}
 	return b
+}
+
+// sendFailed counts datagrams the kernel refused. Those that named a
+// source go out once more from the kernel's choice: a source the host
+// has lost (renumbered, an expired IPv6 address) should cost the
+// answer's address, not the answer.
+func (r *Runner) sendFailed(s *sock, ps []pendingSend, err error) {
+	for _, p := range ps {
+		if p.from.IsValid() {
+			if _, err2 := s.raw.WriteToUDPAddrPort(p.data, p.to); err2 == nil {
+				r.log.Debug("udp send from a source refused; sent from the kernel's choice", "from", p.from, "to", p.to, "err", err)
+				continue
+			}
+		}
+		r.sendErrors.Add(1)
+		r.log.Debug("udp send failed", "to", p.to, "from", p.from, "err", err)
+	}
 }
 
 // srcOOB returns the (cached) control message that sends from src, nil

@@ -19,9 +19,10 @@ import (
 // with the machine's Output.Local as the source, as quinn-proto's
 // local_ip and src_ip do.
 
-// oobSize holds one IPv4 or IPv6 packet-info control message and a
-// segmentation one.
-var oobSize = unix.CmsgSpace(unix.SizeofInet6Pktinfo) + unix.CmsgSpace(2)
+// oobSize holds the control messages a read may carry: on a dual-stack
+// socket an IPv4 datagram brings both IPV6_PKTINFO and IP_PKTINFO, with
+// room to spare (a short buffer truncates them, MSG_CTRUNC).
+var oobSize = 2 * (unix.CmsgSpace(unix.SizeofInet6Pktinfo) + unix.CmsgSpace(unix.SizeofInet4Pktinfo))
 
 // enablePktinfo asks the kernel to report each datagram's destination
 // on c, for both families on a dual-stack socket.
@@ -43,34 +44,33 @@ func enablePktinfo(c *net.UDPConn, v4only bool) bool {
 }
 
 // parsePktinfo finds a datagram's local address in its control messages.
-// For IPv4 it is the kernel's spec_dst, the local address a reply should
-// come from (for a datagram sent to a broadcast address, the interface's
-// own address); an IPv6 multicast destination is no source, and is
-// skipped.
+// IPv4's is the kernel's spec_dst, the local address a reply should come
+// from (for a datagram sent to a broadcast address, the interface's own
+// address), preferred to the v4-mapped destination that a dual-stack
+// socket's IPV6_PKTINFO also gives. A destination that cannot be a
+// source (multicast, broadcast, unspecified) gives none.
 func parsePktinfo(oob []byte) netip.Addr {
+	var v6 netip.Addr
 	for len(oob) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		l := int(h.Len)
 		if l < unix.SizeofCmsghdr || l > len(oob) {
-			return netip.Addr{}
+			break
 		}
 		data := oob[unix.CmsgLen(0):l]
 		switch {
 		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
 			// struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }
-			return netip.AddrFrom4([4]byte(data[4:8]))
+			return unicast(netip.AddrFrom4([4]byte(data[4:8])))
 		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
 			// struct in6_pktinfo { in6_addr addr; int ifindex; }
 			a := netip.AddrFrom16([16]byte(data[:16])).Unmap()
-			if a.IsMulticast() {
-				return netip.Addr{}
-			}
 			if a.Is6() && a.IsLinkLocalUnicast() {
 				// A link-local address means nothing without its link:
 				// the zone carries the interface index back to the send.
 				a = a.WithZone(strconv.FormatUint(uint64(binary.NativeEndian.Uint32(data[16:20])), 10))
 			}
-			return a
+			v6 = unicast(a)
 		}
 		next := unix.CmsgSpace(l - unix.CmsgLen(0))
 		if next > len(oob) {
@@ -78,7 +78,15 @@ func parsePktinfo(oob []byte) netip.Addr {
 		}
 		oob = oob[next:]
 	}
-	return netip.Addr{}
+	return v6
+}
+
+// unicast is a, or zero if a cannot be a datagram's source.
+func unicast(a netip.Addr) netip.Addr {
+	if a.IsMulticast() || a.IsUnspecified() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return netip.Addr{}
+	}
+	return a
 }
 
 // pktinfoControl appends the control message that sends from src: IPv4

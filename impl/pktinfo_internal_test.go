@@ -3,6 +3,7 @@ package impl
 import (
 	"net/netip"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,5 +32,50 @@ func TestPktinfoRoundTrip(t *testing.T) {
 	}
 	if got := parsePktinfo(make([]byte, unix.SizeofCmsghdr)); got.IsValid() {
 		t.Errorf("an empty header gave %v", got)
+	}
+}
+
+// On a dual-stack socket an IPv4 datagram brings IPV6_PKTINFO (its
+// v4-mapped destination, here a broadcast) before IP_PKTINFO (spec_dst,
+// the interface's address): the latter is the source to answer from.
+func TestPktinfoPrefersSpecDst(t *testing.T) {
+	mapped := make([]byte, unix.CmsgSpace(unix.SizeofInet6Pktinfo))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&mapped[0]))
+	h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+	bc := netip.AddrFrom16(netip.MustParseAddr("::ffff:255.255.255.255").As16()).As16()
+	copy(mapped[unix.CmsgLen(0):], bc[:])
+	if got := parsePktinfo(mapped); got.IsValid() {
+		t.Errorf("a broadcast destination alone gave Local %v", got)
+	}
+	both := pktinfoControl(append([]byte(nil), mapped...), netip.MustParseAddr("192.0.2.2"))
+	if got := parsePktinfo(both); got != netip.MustParseAddr("192.0.2.2") {
+		t.Errorf("got Local %v, want spec_dst 192.0.2.2", got)
+	}
+	if len(both) > oobSize {
+		t.Errorf("the two messages take %d bytes, the read buffer has %d", len(both), oobSize)
+	}
+}
+
+func TestSourceFor(t *testing.T) {
+	for _, tc := range []struct{ from, to, want string }{
+		{"127.0.0.2", "127.0.0.1", "127.0.0.2"},
+		{"::ffff:127.0.0.2", "127.0.0.1", "127.0.0.2"},
+		{"::1", "127.0.0.1", ""},
+		{"127.0.0.2", "::1", ""},
+		{"127.0.0.2", "::ffff:127.0.0.1", "127.0.0.2"},
+		{"255.255.255.255", "127.0.0.1", ""},
+		{"224.0.0.1", "127.0.0.1", ""},
+		{"0.0.0.0", "127.0.0.1", ""},
+		{"fe80::1%2", "fe80::2%2", "fe80::1%2"},
+	} {
+		got := sourceFor(netip.MustParseAddr(tc.from), netip.MustParseAddr(tc.to))
+		want := netip.Addr{}
+		if tc.want != "" {
+			want = netip.MustParseAddr(tc.want)
+		}
+		if got != want {
+			t.Errorf("sourceFor(%s, %s) = %v, want %v", tc.from, tc.to, got, want)
+		}
 	}
 }

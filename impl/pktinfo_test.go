@@ -157,3 +157,48 @@ func runMachine(t *testing.T, m spec.Machine, opt impl.Options) (stop func()) {
 	t.Cleanup(stop)
 	return stop
 }
+
+// forger answers every datagram twice, in one step, from a source the
+// host does not have.
+type forger struct{ bound chan netip.AddrPort }
+
+func (m *forger) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		out = append(out, spec.Bind(1, spec.UDP, netip.MustParseAddrPort("0.0.0.0:0")))
+	case spec.InBound:
+		m.bound <- in.Addr
+	case spec.InDatagram:
+		bogus := netip.MustParseAddr("192.0.2.77")
+		out = append(out, spec.SendFrom(1, bogus, in.Addr, in.Data), spec.SendFrom(1, bogus, in.Addr, in.Data))
+	case spec.InStop:
+		out = append(out, spec.Exit(""))
+	}
+	return out
+}
+
+// A source the kernel refuses (the host lost the address) costs the
+// answer its source, not the answer, on the batched path too (a run of
+// sends whose first message fails once crashed the runner).
+func TestRefusedSourceStillAnswers(t *testing.T) {
+	for _, gso := range []bool{false, true} {
+		m := &forger{bound: make(chan netip.AddrPort, 1)}
+		stop := runMachine(t, m, impl.Options{GSO: gso})
+		dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), (<-m.bound).Port())
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WriteToUDPAddrPort([]byte("x"), dst); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, _, err := c.ReadFromUDPAddrPort(make([]byte, 8)); err != nil {
+				t.Fatalf("gso %v: answer %d lost: %v", gso, i, err)
+			}
+		}
+		c.Close()
+		stop()
+	}
+}

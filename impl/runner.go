@@ -484,7 +484,7 @@ func (r *Runner) apply(now spec.Time, o *spec.Output) {
 		}
 		p := pendingSend{s: s, to: r.mapOut(o.Addr), data: o.Data}
 		if o.Local.IsValid() && s.pktinfo {
-			p.from = r.mapOut(netip.AddrPortFrom(o.Local, s.addr.Port())).Addr()
+			p.from = sourceFor(r.mapOut(netip.AddrPortFrom(o.Local, s.addr.Port())).Addr(), p.to.Addr())
 		}
 		r.sendQ = append(r.sendQ, p)
 	case spec.OutDial:
@@ -713,6 +713,17 @@ func (r *Runner) readUDP(s *sock) {
 		copy(data, buf[:n])
 		r.post(item{kind: itDatagram, sk: s, cost: int64(n), in: spec.Input{Kind: spec.InDatagram, Sock: s.id, Addr: r.mapIn(unmapV4(from)), Local: r.localAddr(s, oob[:oobn]), Data: data}})
 	}
+}
+
+// sourceFor is from as a source for a datagram to to, or zero (the
+// kernel's choice) if it cannot be one: of the other family (which the
+// kernel ignores or refuses), or not a unicast address.
+func sourceFor(from, to netip.Addr) netip.Addr {
+	from = from.Unmap()
+	if from.Is4() != to.Unmap().Is4() || from.IsUnspecified() || from.IsMulticast() || from == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return netip.Addr{}
+	}
+	return from
 }
 
 // localAddr is a datagram's Local: nothing unless the machine bound an

@@ -11,8 +11,14 @@ import (
 	"unicode/utf8"
 )
 
-// Format is the trace format version this package reads and writes.
-const Format = 1
+// Format is the trace format version this package writes. Format 2 added
+// Record.Jitter; the reader is strict about unknown fields, so a reader of
+// format 1 must refuse such a trace by its version rather than trip over
+// the field.
+const Format = 2
+
+// MinFormat is the oldest format this package still reads.
+const MinFormat = 1
 
 // MaxLine bounds one line of a trace, so a hostile file cannot make a
 // reader allocate without limit.
@@ -87,6 +93,9 @@ type Record struct {
 	Len int `json:"len,omitempty"`
 	// Delay is extra queueing or jitter delay in Net records, in ns.
 	Delay int64 `json:"delay,omitempty"`
+	// Jitter is the part of Delay the fault model added at random, in ns
+	// (format 2 on).
+	Jitter int64 `json:"jitter,omitempty"`
 	// Payload: Text if it is printable UTF-8, else B64.
 	Text  string          `json:"text,omitempty"`
 	B64   string          `json:"b64,omitempty"`
@@ -205,11 +214,19 @@ func NewReader(r io.Reader) (*Reader, error) {
 		}
 		return nil, err
 	}
-	if err := strictUnmarshal(line, &tr.Header); err != nil {
+	// The version first: a later format may add fields the strict decode
+	// below would report as unknown, hiding the real reason.
+	var v struct {
+		Format int `json:"format"`
+	}
+	if err := json.Unmarshal(line, &v); err != nil {
 		return nil, fmt.Errorf("trace: header: %w", err)
 	}
-	if tr.Header.Format != Format {
-		return nil, fmt.Errorf("%w: version %d, want %d", ErrFormat, tr.Header.Format, Format)
+	if v.Format < MinFormat || v.Format > Format {
+		return nil, fmt.Errorf("%w: version %d, want %d to %d", ErrFormat, v.Format, MinFormat, Format)
+	}
+	if err := strictUnmarshal(line, &tr.Header); err != nil {
+		return nil, fmt.Errorf("trace: header: %w", err)
 	}
 	return tr, nil
 }
@@ -241,6 +258,14 @@ func (r *Reader) Next() (Record, error) {
 	}
 	if n := btoi(rec.In != "") + btoi(rec.Out != "") + btoi(rec.Net != ""); n != 1 {
 		return Record{}, fmt.Errorf("trace: line %d: record needs exactly one of in, out, net", r.line)
+	}
+	if rec.Jitter != 0 && r.Header.Format < 2 {
+		return Record{}, fmt.Errorf("trace: line %d: unknown field \"jitter\" in a format %d trace", r.line, r.Header.Format)
+	}
+	// A payload that does not decode would otherwise read as empty to
+	// every tool, with no hint where the trace is broken.
+	if _, err := rec.Payload(); err != nil {
+		return Record{}, fmt.Errorf("trace: line %d: %w", r.line, err)
 	}
 	return rec, nil
 }

@@ -85,25 +85,73 @@ func TestOutputRecords(t *testing.T) {
 }
 
 func TestReaderRejects(t *testing.T) {
-	tests := map[string]string{
-		"empty":          "",
-		"not json":       "hello\n",
-		"future format":  `{"format":2,"protocol":"p","source":"sim","epoch":0,"nodes":[]}` + "\n",
-		"unknown field":  `{"format":1,"bogus":1}` + "\n",
-		"two kinds":      `{"format":1,"protocol":"p","source":"sim","epoch":0,"nodes":[]}` + "\n" + `{"t":0,"in":"start","out":"exit"}` + "\n",
-		"no kind":        `{"format":1,"protocol":"p","source":"sim","epoch":0,"nodes":[]}` + "\n" + `{"t":0}` + "\n",
-		"line too long":  `{"format":1,"protocol":"p","source":"sim","epoch":0,"nodes":[]}` + "\n" + `{"t":0,"in":"start","text":"` + strings.Repeat("x", trace.MaxLine) + `"}` + "\n",
-		"trailing stuff": `{"format":1,"protocol":"p","source":"sim","epoch":0,"nodes":[]} {}` + "\n",
+	const hdr = `{"format":1,"protocol":"p","source":"sim","epoch":0,"nodes":[]}` + "\n"
+	tests := []struct {
+		name, in string
+		want     error  // errors.Is target, if any
+		msg      string // the error must say this
+	}{
+		{name: "empty", in: "", want: io.ErrUnexpectedEOF},
+		{name: "not json", in: "hello\n"},
+		{name: "future format", in: `{"format":3,"protocol":"p","source":"sim","epoch":0,"nodes":[]}` + "\n", want: trace.ErrFormat},
+		// A later format's new field must not hide that the format is new.
+		{name: "future format, new field", in: `{"format":3,"protocol":"p","source":"sim","epoch":0,"nodes":[],"clock":"tai"}` + "\n", want: trace.ErrFormat},
+		{name: "no format", in: `{"protocol":"p"}` + "\n", want: trace.ErrFormat},
+		{name: "unknown field", in: `{"format":1,"bogus":1}` + "\n", msg: "bogus"},
+		{name: "two kinds", in: hdr + `{"t":0,"in":"start","out":"exit"}` + "\n"},
+		{name: "no kind", in: hdr + `{"t":0}` + "\n"},
+		{name: "line too long", in: hdr + `{"t":0,"in":"start","text":"` + strings.Repeat("x", trace.MaxLine) + `"}` + "\n"},
+		{name: "trailing stuff", in: `{"format":1,"protocol":"p","source":"sim","epoch":0,"nodes":[]} {}` + "\n"},
+		{name: "bad b64", in: hdr + `{"t":0,"in":"start"}` + "\n\n" + `{"t":1,"node":"s","in":"datagram","b64":"AAEx%%%"}` + "\n", msg: "line 4: trace: bad b64 payload"},
+		{name: "jitter in format 1", in: hdr + `{"t":0,"net":"deliver","jitter":5}` + "\n", msg: "line 2"},
 	}
-	for name, in := range tests {
-		_, _, err := trace.ReadAll(strings.NewReader(in))
-		if err == nil {
-			t.Errorf("%s: read without error", name)
+	for _, tc := range tests {
+		_, _, err := trace.ReadAll(strings.NewReader(tc.in))
+		switch {
+		case err == nil:
+			t.Errorf("%s: read without error", tc.name)
+		case tc.want != nil && !errors.Is(err, tc.want):
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		case !strings.Contains(err.Error(), tc.msg):
+			t.Errorf("%s: %q does not say %q", tc.name, err, tc.msg)
 		}
 	}
-	_, _, err := trace.ReadAll(strings.NewReader(""))
-	if !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Errorf("empty trace: %v", err)
+}
+
+// Traces of every format from MinFormat on still read; format 2 carries
+// a packet's jitter.
+func TestReaderFormats(t *testing.T) {
+	tests := []struct {
+		in         string
+		jitter     int64
+		wantFormat int
+	}{
+		{`{"format":1,"protocol":"p","source":"sim","epoch":0,"nodes":[]}` + "\n" + `{"t":1,"net":"deliver","delay":9}` + "\n", 0, 1},
+		{`{"format":2,"protocol":"p","source":"sim","epoch":0,"nodes":[]}` + "\n" + `{"t":1,"net":"deliver","delay":9,"jitter":7}` + "\n", 7, 2},
+	}
+	for _, tc := range tests {
+		h, recs, err := trace.ReadAll(strings.NewReader(tc.in))
+		if err != nil {
+			t.Fatalf("format %d: %v", tc.wantFormat, err)
+		}
+		if h.Format != tc.wantFormat || len(recs) != 1 || recs[0].Delay != 9 || recs[0].Jitter != tc.jitter {
+			t.Errorf("format %d: read %+v %+v", tc.wantFormat, h, recs)
+		}
+	}
+	var buf bytes.Buffer
+	w, err := trace.NewWriter(&buf, trace.Header{Protocol: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(trace.Record{Net: "deliver", Delay: 9, Jitter: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	h, recs, err := trace.ReadAll(&buf)
+	if err != nil || h.Format != trace.Format || recs[0].Jitter != 7 {
+		t.Fatalf("written trace reads back as %+v %+v: %v", h, recs, err)
 	}
 }
 

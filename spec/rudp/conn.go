@@ -1087,7 +1087,7 @@ func (c *Conn) flush(now spec.Time, out []spec.Output) []spec.Output {
 	switch c.st {
 	case stClosed:
 		if c.rst != 0 {
-			out = c.ep.sendRST(out, c.peer, c.peerID, c.rst)
+			out = c.ep.sendRST(out, c.local, c.peer, c.peerID, c.rst)
 			c.rst = 0
 		}
 		return out

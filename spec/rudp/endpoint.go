@@ -476,7 +476,7 @@ func (e *Endpoint) syn(now spec.Time, from netip.AddrPort, p *Packet, out []spec
 	}
 	if len(e.conns) >= e.cfg.MaxSessions || e.perAddr[from.Addr()] >= e.cfg.MaxPerAddr {
 		e.c.synsRefused++
-		return e.sendRST(out, from, p.Src, ReasonBusy)
+		return e.sendRST(out, e.local, from, p.Src, ReasonBusy)
 	}
 	ts := cookieClock(now)
 	id, mac := e.cookie(from, p.Src, ts, p.MSS, p.Wnd)
@@ -532,12 +532,12 @@ func (e *Endpoint) unknownSeg(now spec.Time, from netip.AddrPort, p *Packet, b [
 		// We reset it, and the RST may have been lost: say so again (the
 		// id was ours a moment ago, so the sender had heard from us).
 		e.c.unknown++
-		return e.sendRST(out, from, p.Dst, ts.reset)
+		return e.sendRST(out, e.local, from, p.Dst, ts.reset)
 	}
 	if p.Flags&FlagCOOKIE == 0 || !e.listen {
 		e.c.unknown++
 		if p.Ack != 0 {
-			return e.sendRST(out, from, p.Dst, ReasonUnknown)
+			return e.sendRST(out, e.local, from, p.Dst, ReasonUnknown)
 		}
 		return out
 	}
@@ -545,7 +545,7 @@ func (e *Endpoint) unknownSeg(now spec.Time, from netip.AddrPort, p *Packet, b [
 	age := time.Duration(cookieClock(now)-ck.TS) * time.Millisecond
 	if age > e.cfg.CookieLifetime {
 		e.c.cookiesStale++
-		return e.sendRST(out, from, ck.Src, ReasonCookie)
+		return e.sendRST(out, e.local, from, ck.Src, ReasonCookie)
 	}
 	id, mac := e.cookie(from, ck.Src, ck.TS, ck.MSS, ck.Wnd)
 	if id != p.Dst || !hmac.Equal(mac[:], ck.MAC[:]) || ck.MSS < MinDatagram {
@@ -553,7 +553,7 @@ func (e *Endpoint) unknownSeg(now spec.Time, from netip.AddrPort, p *Packet, b [
 	}
 	if len(e.conns) >= e.cfg.MaxSessions || e.perAddr[from.Addr()] >= e.cfg.MaxPerAddr {
 		e.c.synsRefused++
-		return e.sendRST(out, from, ck.Src, ReasonBusy)
+		return e.sendRST(out, e.local, from, ck.Src, ReasonBusy)
 	}
 	c := newConn(e, id, from, false)
 	c.local = e.local
@@ -593,8 +593,11 @@ func (e *Endpoint) byPeer(peer netip.AddrPort, peerID uint32) *Conn {
 	return nil
 }
 
-func (e *Endpoint) sendRST(out []spec.Output, to netip.AddrPort, dst uint32, reason uint8) []spec.Output {
+// sendRST resets dst's session at to, from local (Output.Local): the
+// address the peer sent to, which a session keeps (Conn.local) for the
+// RST it sends when it ends later.
+func (e *Endpoint) sendRST(out []spec.Output, local netip.Addr, to netip.AddrPort, dst uint32, reason uint8) []spec.Output {
 	e.c.resetsSent++
 	r := Packet{Type: TypeRST, Dst: dst, Reason: reason}
-	return append(out, spec.SendFrom(e.sock, e.local, to, r.Append(make([]byte, 0, RstLen))))
+	return append(out, spec.SendFrom(e.sock, local, to, r.Append(make([]byte, 0, RstLen))))
 }

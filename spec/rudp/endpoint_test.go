@@ -222,3 +222,76 @@ func TestDroppedSessionAnswersWithRST(t *testing.T) {
 	}
 	t.Fatalf("the client was not told its session was aborted: %v", cliEvents)
 }
+
+// Everything a listening endpoint sends to a session's peer leaves from
+// the address the peer sent to: the SYN-ACK and acknowledgments answered
+// at once, and the RST of an abort, sent later from Flush.
+func TestSessionAnswersFromLocal(t *testing.T) {
+	client := netip.MustParseAddrPort("10.0.0.2:7000")
+	local := netip.MustParseAddr("10.0.0.7")
+	srv := rudp.NewEndpoint(rudp.Config{Seed: 1}, sock, timerBase, true)
+	cli := rudp.NewEndpoint(rudp.Config{Seed: 2}, sock, timerBase, false)
+	now := spec.SimEpoch
+	sent, wrong := 0, 0
+	var sid rudp.ConnID
+	// run passes datagrams both ways until neither endpoint sends.
+	run := func(toSrv, toCli []spec.Output) {
+		for round := 0; round < 50 && len(toSrv)+len(toCli) > 0; round++ {
+			now = now.Add(time.Millisecond)
+			var nextSrv, nextCli []spec.Output
+			for _, o := range toSrv {
+				if o.Kind == spec.OutSend {
+					nextCli, _ = srv.Handle(now, spec.Input{Kind: spec.InDatagram, Sock: sock, Addr: client, Local: local, Data: o.Data}, nextCli)
+				}
+			}
+			for ev, ok := srv.Next(); ok; ev, ok = srv.Next() {
+				if ev.Kind == rudp.Accepted {
+					sid = ev.Conn
+				}
+			}
+			nextCli = srv.Flush(now, nextCli)
+			for _, o := range nextCli {
+				if o.Kind == spec.OutSend {
+					sent++
+					if o.Local != local {
+						wrong++
+					}
+				}
+			}
+			for _, o := range toCli {
+				if o.Kind == spec.OutSend {
+					nextSrv, _ = cli.Handle(now, spec.Input{Kind: spec.InDatagram, Sock: sock, Addr: serverAddr, Data: o.Data}, nextSrv)
+				}
+			}
+			for _, ok := cli.Next(); ok; _, ok = cli.Next() {
+			}
+			nextSrv = cli.Flush(now, nextSrv)
+			toSrv, toCli = nextSrv, nextCli
+		}
+	}
+	id := cli.Dial(serverAddr)
+	if err := cli.Write(id, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	run(cli.Flush(now, nil), nil)
+	if sid == 0 || sent < 2 {
+		t.Fatalf("no session opened (%d datagrams from the server)", sent)
+	}
+	before := sent
+	srv.Abort(sid, "test")
+	out := srv.Flush(now, nil)
+	for _, o := range out {
+		if o.Kind == spec.OutSend {
+			sent++
+			if o.Local != local {
+				wrong++
+			}
+		}
+	}
+	if sent == before {
+		t.Fatal("the abort sent no RST")
+	}
+	if wrong > 0 {
+		t.Fatalf("%d of %d datagrams from the server left without Local %v", wrong, sent, local)
+	}
+}

@@ -194,6 +194,7 @@ type udpPeer struct {
 	c    *net.UDPConn
 	mu   sync.Mutex
 	got  [][]byte
+	from []netip.Addr  // each datagram's source
 	more chan struct{} // a datagram arrived
 }
 
@@ -485,12 +486,13 @@ func (h *harness) setup(want []trace.Record) error {
 			go func() {
 				buf := make([]byte, 65536)
 				for {
-					n, _, err := c.ReadFromUDPAddrPort(buf)
+					n, from, err := c.ReadFromUDPAddrPort(buf)
 					if err != nil {
 						return
 					}
 					p.mu.Lock()
 					p.got = append(p.got, append([]byte(nil), buf[:n]...))
+					p.from = append(p.from, from.Addr().Unmap())
 					p.mu.Unlock()
 					select {
 					case p.more <- struct{}{}:
@@ -623,6 +625,7 @@ func (h *harness) act(r *impl.Runner, stop context.CancelFunc, in spec.Input) er
 // verify checks that what the node sent reached the harness.
 func (h *harness) verify(node string, want []trace.Record) error {
 	sends := map[netip.AddrPort][][]byte{}
+	srcs := map[netip.AddrPort][]netip.Addr{}
 	writes := map[spec.Stream][]byte{}
 	closed := map[spec.Stream]bool{}
 	aborted := map[spec.Stream]bool{}
@@ -632,6 +635,11 @@ func (h *harness) verify(node string, want []trace.Record) error {
 			a, _ := netip.ParseAddrPort(r.Addr)
 			p, _ := r.Payload()
 			sends[a] = append(sends[a], p)
+			var src netip.Addr
+			if l, err := netip.ParseAddr(r.Local); err == nil {
+				src = h.amap.Out(netip.AddrPortFrom(l, 0)).Addr().Unmap()
+			}
+			srcs[a] = append(srcs[a], src)
 		case "write":
 			p, _ := r.Payload()
 			writes[spec.Stream(r.Stream)] = append(writes[spec.Stream(r.Stream)], p...)
@@ -663,7 +671,7 @@ func (h *harness) verify(node string, want []trace.Record) error {
 			time.Sleep(2 * time.Millisecond)
 		}
 		p.mu.Lock()
-		got := p.got
+		got, from := p.got, p.from
 		p.mu.Unlock()
 		if len(got) != len(exp) {
 			return fmt.Errorf("conformance: node %s sent %d datagrams to %v, the harness received %d", node, len(exp), a, len(got))
@@ -671,6 +679,9 @@ func (h *harness) verify(node string, want []trace.Record) error {
 		for i := range exp {
 			if !bytes.Equal(exp[i], got[i]) {
 				return fmt.Errorf("conformance: node %s: datagram %d to %v arrived as %q, want %q", node, i, a, clip(got[i]), clip(exp[i]))
+			}
+			if want := srcs[a][i]; want.IsValid() && from[i] != want {
+				return fmt.Errorf("conformance: node %s: datagram %d to %v came from %v, want %v (its recorded local address)", node, i, a, from[i], want)
 			}
 		}
 	}

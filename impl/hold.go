@@ -149,6 +149,11 @@ func equivalent(it item, w spec.Input) bool {
 	if g.Addr != w.Addr || !bytes.Equal(g.Data, w.Data) || (g.Err == "") != (w.Err == "") {
 		return false
 	}
+	if w.Local.IsValid() && g.Local != w.Local {
+		// The trace saw where the datagram was sent; so must the runner
+		// (traces from before Local was recorded have none to check).
+		return false
+	}
 	if it.kind == itTimer {
 		return true
 	}

@@ -264,8 +264,10 @@ func (r *Reader) Next() (Record, error) {
 	}
 	// A payload that does not decode would otherwise read as empty to
 	// every tool, with no hint where the trace is broken.
-	if _, err := rec.Payload(); err != nil {
-		return Record{}, fmt.Errorf("trace: line %d: %w", r.line, err)
+	if rec.B64 != "" {
+		if _, err := base64.StdEncoding.DecodeString(rec.B64); err != nil {
+			return Record{}, fmt.Errorf("trace: line %d: bad b64 payload: %w", r.line, err)
+		}
 	}
 	return rec, nil
 }

@@ -102,7 +102,7 @@ func TestReaderRejects(t *testing.T) {
 		{name: "no kind", in: hdr + `{"t":0}` + "\n"},
 		{name: "line too long", in: hdr + `{"t":0,"in":"start","text":"` + strings.Repeat("x", trace.MaxLine) + `"}` + "\n"},
 		{name: "trailing stuff", in: `{"format":1,"protocol":"p","source":"sim","epoch":0,"nodes":[]} {}` + "\n"},
-		{name: "bad b64", in: hdr + `{"t":0,"in":"start"}` + "\n\n" + `{"t":1,"node":"s","in":"datagram","b64":"AAEx%%%"}` + "\n", msg: "line 4: trace: bad b64 payload"},
+		{name: "bad b64", in: hdr + `{"t":0,"in":"start"}` + "\n\n" + `{"t":1,"node":"s","in":"datagram","b64":"AAEx%%%"}` + "\n", msg: "line 4: bad b64 payload"},
 		{name: "jitter in format 1", in: hdr + `{"t":0,"net":"deliver","jitter":5}` + "\n", msg: "line 2"},
 	}
 	for _, tc := range tests {

@@ -107,9 +107,9 @@ func (s *Sim) recordNet(ev NetEvent) {
 		s.cfg.OnNet(ev)
 	}
 	if s.tw != nil {
-		r := trace.Record{T: int64(s.now - spec.SimEpoch), Net: ev.Kind.String(), ID: ev.ID, Len: ev.Len, Node: ev.Node, Err: ev.Note, Delay: int64(ev.Extra)}
+		r := trace.Record{T: int64(s.now - spec.SimEpoch), Net: ev.Kind.String(), ID: ev.ID, Len: ev.Len, Node: ev.Node, Err: ev.Note, Delay: int64(ev.Extra), Jitter: int64(ev.Jitter)}
 		if ev.Kind == NetDup {
-			r.Delay = 0
+			r.Delay, r.Jitter = 0, 0
 			r.Name = fmt.Sprintf("copy of %d", ev.Orig)
 		}
 		if ev.From.IsValid() {

@@ -3,12 +3,14 @@ package pcap_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -199,6 +201,98 @@ func TestTraceLocalAddressInCapture(t *testing.T) {
 		ip, _ := gopacket.NewPacket(data, layers.LayerTypeIPv4, gopacket.Default).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		if ip == nil || ip.SrcIP.String() != want[0] || ip.DstIP.String() != want[1] {
 			t.Errorf("packet %d: %v, want %s -> %s", i, ip, want[0], want[1])
+		}
+	}
+}
+
+// udpPeer binds UDP port 9 and sends what commands say.
+type udpPeer struct{}
+
+func (udpPeer) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		out = append(out, spec.Bind(1, spec.UDP, netip.AddrPortFrom(netip.IPv4Unspecified(), 9)))
+	case spec.InCommand:
+		out = append(out, spec.Send(1, netip.MustParseAddrPort(in.Cmd.Args[0]), in.Cmd.Data))
+	}
+	return out
+}
+
+// frame is one packet of a capture, for comparing captures.
+type frame struct {
+	Intf     int
+	At       time.Time
+	Data     []byte
+	Comments []string
+}
+
+func readFrames(t *testing.T, b []byte) []frame {
+	t.Helper()
+	r, err := pcapgo.NewNgReader(bytes.NewReader(b), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []frame
+	for {
+		data, ci, opts, err := r.ReadPacketDataWithOptions()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, frame{ci.InterfaceIndex, ci.Timestamp, data, opts.Comments})
+	}
+}
+
+// A simulator trace rebuilds the capture the simulator writes itself:
+// the same packets with the same comments, jitter told from queueing.
+func TestTraceRebuildMatchesSim(t *testing.T) {
+	var direct, tr bytes.Buffer
+	w, err := pcap.NewWriter(&direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sim.New(sim.Config{Seed: 7, Trace: &tr, OnNet: w.Observe,
+		Faults: sim.Faults{Loss: 0.1, Dup: 0.1, Jitter: 5 * time.Millisecond},
+		// Slow enough that a burst queues.
+		Link: sim.Symmetric(sim.Dir{Rate: 1e6, Delay: time.Millisecond})})
+	s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return udpPeer{} }})
+	b := s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { return udpPeer{} }})
+	to := netip.AddrPortFrom(b.Addr, 9).String()
+	for i := range 100 {
+		s.Command(time.Duration(i/10)*20*time.Millisecond, "a", spec.Command{Name: "send", Args: []string{to}, Data: bytes.Repeat([]byte{byte(i)}, 1000)})
+	}
+	s.Run(5 * time.Second)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h, recs, err := trace.ReadAll(&tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rebuilt bytes.Buffer
+	w2, err := pcap.NewWriter(&rebuilt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pcap.FromTrace(w2, h, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want, got := readFrames(t, direct.Bytes()), readFrames(t, rebuilt.Bytes())
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("capture rebuilt from the trace differs (-sim +trace):\n%s", diff)
+	}
+	all := fmt.Sprint(want)
+	for _, note := range []string{"of jitter", "queued", "dropped", "duplicated"} {
+		if !strings.Contains(all, note) {
+			t.Errorf("no packet commented %q: the run does not test it", note)
 		}
 	}
 }

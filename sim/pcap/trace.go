@@ -38,7 +38,7 @@ func fromSim(w *Writer, epoch spec.Time, recs []trace.Record) error {
 		}
 		from, _ := netip.ParseAddrPort(r.From)
 		to, _ := netip.ParseAddrPort(r.Addr)
-		ev := sim.NetEvent{T: epoch + spec.Time(r.T), Kind: kind, ID: r.ID, From: from, To: to, Len: r.Len, Conn: r.Stream, Seq: uint64(r.At), Flags: r.Msg, Note: r.Err, Extra: time.Duration(r.Delay)}
+		ev := sim.NetEvent{T: epoch + spec.Time(r.T), Kind: kind, ID: r.ID, From: from, To: to, Len: r.Len, Conn: r.Stream, Seq: uint64(r.At), Flags: r.Msg, Note: r.Err, Extra: time.Duration(r.Delay), Jitter: time.Duration(r.Jitter)}
 		if r.Proto == "tcp" {
 			ev.Proto = spec.TCP
 		} else if r.Proto == "udp" {

@@ -99,7 +99,17 @@ func tracePcap(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return writePcap(pos[1], func(w *pcap.Writer) error { return pcap.FromTrace(w, t.Header, t.Records) })
+	return writePcap(pos[1], func(w *pcap.Writer) error {
+		if err := pcap.FromTrace(w, t.Header, t.Records); err != nil {
+			return err
+		}
+		// Only packets whose ends are of different IP families are left
+		// out; say so rather than hand over a capture that looks complete.
+		if n := w.Skipped(); n > 0 {
+			fmt.Fprintf(e.stderr, "netspec: trace pcap: left out %d packet(s) between an IPv4 and an IPv6 address\n", n)
+		}
+		return nil
+	})
 }
 
 // writePcap creates path and fills it with fill.

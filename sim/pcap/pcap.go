@@ -1,6 +1,7 @@
 // Package pcap writes what a simulated network carried as a pcapng file
-// that Wireshark and tshark read: every packet as an IPv4/UDP or IPv4/TCP
-// packet stamped with virtual time, and a comment on every fault.
+// that Wireshark and tshark read: every packet as an IPv4 or IPv6 packet
+// (raw IP link type) carrying UDP or TCP, stamped with virtual time, and a
+// comment on every fault.
 //
 // A file has two interfaces. Interface 0, "delivered", holds each packet
 // at the moment it reached its receiver, with comments for what the
@@ -39,6 +40,13 @@ const (
 	Dropped   = 1
 )
 
+// Raw IP carries IPv4 and IPv6 on one interface: readers tell them apart
+// by the version nibble.
+const (
+	linkType = layers.LinkTypeRaw
+	snapLen  = 65535 + 40 // an IPv6 header and the largest payload it can carry
+)
+
 // Writer turns network events into pcapng packets.
 type Writer struct {
 	w       *pcapgo.NgWriter
@@ -47,6 +55,7 @@ type Writer struct {
 	acked   map[connDir]uint64
 	err     error
 	packets int
+	skipped int
 
 	// A scenario may run several simulations into one file (swarm: C/S,
 	// then P2P, per N), each from virtual time zero with the same
@@ -69,12 +78,12 @@ type connDir struct {
 // NewWriter starts a pcapng file on w.
 func NewWriter(w io.Writer) (*Writer, error) {
 	ng, err := pcapgo.NewNgWriterInterface(w, pcapgo.NgInterface{
-		Name: "delivered", Description: "packets as their receivers got them", LinkType: layers.LinkTypeIPv4, SnapLength: 65535,
+		Name: "delivered", Description: "packets as their receivers got them", LinkType: linkType, SnapLength: snapLen,
 	}, pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "netspec sim", Comment: "virtual time; interface 1 holds dropped packets"}})
 	if err != nil {
 		return nil, fmt.Errorf("pcap: %w", err)
 	}
-	if _, err := ng.AddInterface(pcapgo.NgInterface{Name: "dropped", Description: "packets the network lost, at the moment it lost them", LinkType: layers.LinkTypeIPv4, SnapLength: 65535}); err != nil {
+	if _, err := ng.AddInterface(pcapgo.NgInterface{Name: "dropped", Description: "packets the network lost, at the moment it lost them", LinkType: linkType, SnapLength: snapLen}); err != nil {
 		return nil, fmt.Errorf("pcap: %w", err)
 	}
 	return &Writer{w: ng, dupOf: map[uint64]uint64{}, lastID: map[flow]uint64{}, acked: map[connDir]uint64{}}, nil
@@ -82,6 +91,10 @@ func NewWriter(w io.Writer) (*Writer, error) {
 
 // Packets is how many packets have been written.
 func (w *Writer) Packets() int { return w.packets }
+
+// Skipped is how many packets could not be written: their ends were not
+// both IPv4 or both IPv6.
+func (w *Writer) Skipped() int { return w.skipped }
 
 // Observe takes one network event; use it as (part of) sim.Config.OnNet.
 func (w *Writer) Observe(ev sim.NetEvent) {
@@ -138,8 +151,11 @@ func (w *Writer) Observe(ev sim.NetEvent) {
 }
 
 func (w *Writer) write(ev sim.NetEvent, intf int, notes []string) {
-	if !ev.From.Addr().Is4() || !ev.To.Addr().Is4() {
-		return // the simulator's IPv6 addresses would need a second link type
+	ev.From = netip.AddrPortFrom(ev.From.Addr().Unmap(), ev.From.Port())
+	ev.To = netip.AddrPortFrom(ev.To.Addr().Unmap(), ev.To.Port())
+	if !ev.From.Addr().IsValid() || !ev.To.Addr().IsValid() || ev.From.Addr().Is4() != ev.To.Addr().Is4() {
+		w.skipped++
+		return
 	}
 	data, err := w.build(ev)
 	if err != nil {
@@ -159,9 +175,8 @@ func (w *Writer) write(ev sim.NetEvent, intf int, notes []string) {
 	w.packets++
 }
 
-func ip4(a netip.AddrPort) net.IP {
-	b := a.Addr().As4()
-	return net.IP(b[:])
+func ipOf(a netip.AddrPort) net.IP {
+	return net.IP(a.Addr().AsSlice())
 }
 
 // isn is a connection's initial sequence number, stable per run,
@@ -178,14 +193,42 @@ func isn(run int, conn uint64, src netip.AddrPort) uint32 {
 	return h.Sum32()
 }
 
+// maxPayload is the most payload one packet can carry: IP length fields
+// are 16 bits (IPv4's counts its own header too), and more would wrap them
+// into a malformed packet.
+func maxPayload(ev sim.NetEvent) int {
+	n := 65535
+	if ev.From.Addr().Is4() {
+		n -= 20
+	}
+	if ev.Proto == spec.TCP {
+		return n - 20
+	}
+	return n - 8
+}
+
 func (w *Writer) build(ev sim.NetEvent) ([]byte, error) {
-	ip := &layers.IPv4{Version: 4, TTL: 64, SrcIP: ip4(ev.From), DstIP: ip4(ev.To), Id: uint16(ev.ID)}
+	if max := maxPayload(ev); len(ev.Data) > max {
+		return nil, fmt.Errorf("pcap: packet #%d: %d bytes of payload, more than an IP packet carries (%d)", ev.ID, len(ev.Data), max)
+	}
+	var ip interface {
+		gopacket.SerializableLayer
+		gopacket.NetworkLayer
+	}
+	var setProto func(layers.IPProtocol)
+	if ev.From.Addr().Is4() {
+		v4 := &layers.IPv4{Version: 4, TTL: 64, SrcIP: ipOf(ev.From), DstIP: ipOf(ev.To), Id: uint16(ev.ID)}
+		ip, setProto = v4, func(p layers.IPProtocol) { v4.Protocol = p }
+	} else {
+		v6 := &layers.IPv6{Version: 6, HopLimit: 64, SrcIP: ipOf(ev.From), DstIP: ipOf(ev.To), FlowLabel: uint32(ev.ID) & 0xfffff}
+		ip, setProto = v6, func(p layers.IPProtocol) { v6.NextHeader = p }
+	}
 	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
 	buf := gopacket.NewSerializeBuffer()
 	var err error
 	switch ev.Proto {
 	case spec.TCP:
-		ip.Protocol = layers.IPProtocolTCP
+		setProto(layers.IPProtocolTCP)
 		t := &layers.TCP{SrcPort: layers.TCPPort(ev.From.Port()), DstPort: layers.TCPPort(ev.To.Port()), Window: 65535}
 		base := isn(w.runs, ev.Conn, ev.From)
 		switch ev.Flags {
@@ -201,7 +244,7 @@ func (w *Writer) build(ev sim.NetEvent) ([]byte, error) {
 		_ = t.SetNetworkLayerForChecksum(ip)
 		err = gopacket.SerializeLayers(buf, opts, ip, t, gopacket.Payload(ev.Data))
 	default:
-		ip.Protocol = layers.IPProtocolUDP
+		setProto(layers.IPProtocolUDP)
 		u := &layers.UDP{SrcPort: layers.UDPPort(ev.From.Port()), DstPort: layers.UDPPort(ev.To.Port())}
 		_ = u.SetNetworkLayerForChecksum(ip)
 		err = gopacket.SerializeLayers(buf, opts, ip, u, gopacket.Payload(ev.Data))

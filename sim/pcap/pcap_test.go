@@ -296,3 +296,104 @@ func TestTraceRebuildMatchesSim(t *testing.T) {
 		}
 	}
 }
+
+// captureTrace converts a socket run's records and returns its frames.
+func captureTrace(t *testing.T, recs []trace.Record) ([]frame, *pcap.Writer) {
+	t.Helper()
+	h := trace.Header{Format: trace.Format, Protocol: "echo", Source: "impl", Nodes: []trace.NodeInfo{{Name: "n", Role: "server"}}}
+	for i := range recs {
+		recs[i].Node = "n"
+	}
+	var buf bytes.Buffer
+	w, err := pcap.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pcap.FromTrace(w, h, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return readFrames(t, buf.Bytes()), w
+}
+
+// A socket run's stream chunks of any size become well-formed TCP
+// segments of at most SocketMSS bytes, numbered by byte offset.
+func TestSocketStreamSegments(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 70000/16) // over an IP packet's 64 KiB
+	tr := trace.Record{Out: "write", Stream: 1}
+	tr.SetPayload(big)
+	recs := []trace.Record{
+		{In: "bound", Sock: 1, Addr: "127.0.0.1:7"},
+		{In: "accepted", Sock: 1, Stream: 2, Addr: "127.0.0.1:5000"},
+		{Out: "dial", Stream: 1, Addr: "127.0.0.1:8000"},
+		tr,
+		{Out: "write", Stream: 1, Text: "tail"},
+		{In: "data", Stream: 2, Text: "in"},
+	}
+	frames, _ := captureTrace(t, recs)
+	if want := (len(big)+pcap.SocketMSS-1)/pcap.SocketMSS + 2; len(frames) != want {
+		t.Fatalf("%d frames, want %d", len(frames), want)
+	}
+	var sent []byte
+	var first uint32
+	for i, f := range frames {
+		p := gopacket.NewPacket(f.Data, layers.LayerTypeIPv4, gopacket.Default)
+		if el := p.ErrorLayer(); el != nil {
+			t.Fatalf("frame %d malformed: %v", i, el.Error())
+		}
+		ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		tcp, _ := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if tcp == nil || int(ip.Length) != len(f.Data) || len(tcp.Payload) > pcap.SocketMSS {
+			t.Fatalf("frame %d: IP length %d of %d bytes, TCP %v", i, ip.Length, len(f.Data), tcp)
+		}
+		if tcp.DstPort != 8000 {
+			continue
+		}
+		if i == 0 {
+			first = tcp.Seq
+		}
+		if got := tcp.Seq - first; int(got) != len(sent) {
+			t.Fatalf("frame %d at offset %d, want %d", i, got, len(sent))
+		}
+		sent = append(sent, tcp.Payload...)
+	}
+	if !bytes.Equal(sent, append(big, "tail"...)) {
+		t.Errorf("the segments carry %d bytes, not the %d written", len(sent), len(big)+4)
+	}
+}
+
+// A socket run over IPv6 gives IPv6 frames, not an empty capture; a
+// datagram too big for any IP packet is an error, not a malformed frame.
+func TestSocketRunIPv6(t *testing.T) {
+	frames, w := captureTrace(t, []trace.Record{
+		{In: "bound", Sock: 1, Addr: "[::]:7"},
+		{In: "datagram", Sock: 1, Addr: "[::1]:5000", Text: "hi"},
+		{Out: "send", Sock: 1, Addr: "[::1]:5000", Text: "hi"},
+	})
+	if len(frames) != 2 || w.Skipped() != 0 {
+		t.Fatalf("%d frames, %d skipped; want 2 and 0", len(frames), w.Skipped())
+	}
+	for i, f := range frames {
+		p := gopacket.NewPacket(f.Data, layers.LinkTypeRaw, gopacket.Default)
+		ip, _ := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if ip == nil || udp == nil || string(udp.Payload) != "hi" || p.ErrorLayer() != nil {
+			t.Fatalf("frame %d is not IPv6/UDP carrying %q: %v", i, "hi", p)
+		}
+		if ip.SrcIP.String() != "::1" || ip.DstIP.String() != "::1" {
+			t.Errorf("frame %d: %v -> %v, want ::1 both ways", i, ip.SrcIP, ip.DstIP)
+		}
+	}
+	h := trace.Header{Format: trace.Format, Protocol: "echo", Source: "impl"}
+	huge := trace.Record{Node: "n", In: "datagram", Sock: 1, Addr: "127.0.0.1:5000"}
+	huge.SetPayload(make([]byte, 65508))
+	pw, err := pcap.NewWriter(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pcap.FromTrace(pw, h, []trace.Record{{Node: "n", In: "bound", Sock: 1, Addr: "127.0.0.1:7"}, huge}); err == nil || !strings.Contains(err.Error(), "65508") {
+		t.Errorf("a 65508-byte datagram: %v, want an error naming its size", err)
+	}
+}

@@ -13,7 +13,9 @@ import (
 // FromTrace writes the packets of a recorded trace. A simulator trace has
 // the network's own records (every packet's fate); a socket run's trace
 // has its node's inputs and outputs, from which the datagrams and stream
-// bytes that crossed its sockets are rebuilt.
+// bytes that crossed its sockets are rebuilt. A socket run records stream
+// bytes in whatever chunks reads and writes moved, up to megabytes; they
+// become TCP segments of at most SocketMSS bytes each.
 func FromTrace(w *Writer, h trace.Header, recs []trace.Record) error {
 	epoch := spec.Time(h.Epoch)
 	if h.Source == "sim" {
@@ -82,6 +84,12 @@ func netKind(s string) (sim.NetKind, bool) {
 }
 
 // fromNodes rebuilds packets from a node's own records.
+// SocketMSS is the size of the TCP segments a socket run's stream bytes
+// are cut into: Ethernet's, the simulator's default, so captures of both
+// read alike (loopback's real MSS is ~64 KiB, but the kernel's segments
+// are not in the trace anyway).
+const SocketMSS = 1460
+
 func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 	type node struct {
 		socks   map[uint32]netip.AddrPort
@@ -101,17 +109,19 @@ func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 			nodes[r.Node] = n
 		}
 		addr, _ := netip.ParseAddrPort(r.Addr)
+		// A socket on an unspecified (or unrecorded) address stands for
+		// the loopback address of the peer's family.
 		local := func(sock uint32) netip.AddrPort {
 			a := n.socks[sock]
-			if a.Addr().IsUnspecified() {
-				a = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), a.Port())
+			if !a.Addr().IsValid() || a.Addr().IsUnspecified() {
+				a = netip.AddrPortFrom(loopback(addr), a.Port())
 			}
 			return a
 		}
 		// A dialed stream's local port is not in the trace; the node's
 		// loopback address with port 0 stands in.
 		anyLocal := func() netip.AddrPort {
-			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0)
+			return netip.AddrPortFrom(loopback(addr), 0)
 		}
 		ev := sim.NetEvent{T: epoch + spec.Time(r.T), Kind: sim.NetDeliver}
 		data, err := r.Payload()
@@ -142,15 +152,22 @@ func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 				continue
 			}
 			sq := n.seq[r.Stream]
-			ev.Proto, ev.Conn, ev.Data = spec.TCP, n.conn[r.Stream], data
+			dir := 1
+			ev.Proto, ev.Conn, ev.From, ev.To = spec.TCP, n.conn[r.Stream], ends[1], ends[0]
 			if r.Out == "write" {
-				ev.From, ev.To, ev.Seq = ends[0], ends[1], sq[0]
-				sq[0] += uint64(len(data))
-			} else {
-				ev.From, ev.To, ev.Seq = ends[1], ends[0], sq[1]
-				sq[1] += uint64(len(data))
+				dir, ev.From, ev.To = 0, ends[0], ends[1]
+			}
+			for len(data) > 0 {
+				seg := data[:min(len(data), SocketMSS)]
+				data = data[len(seg):]
+				ev.Seq, ev.Data = sq[dir], seg
+				sq[dir] += uint64(len(seg))
+				id++
+				ev.ID = id
+				w.Observe(ev)
 			}
 			n.seq[r.Stream] = sq
+			continue
 		default:
 			continue
 		}
@@ -159,6 +176,14 @@ func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 		w.Observe(ev)
 	}
 	return w.err
+}
+
+// loopback is the loopback address of peer's family.
+func loopback(peer netip.AddrPort) netip.Addr {
+	if a := peer.Addr(); a.Is6() && !a.Is4In6() {
+		return netip.IPv6Loopback()
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
 }
 
 // datagramLocal is a datagram's address on the recording node: the one

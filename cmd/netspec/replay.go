@@ -46,9 +46,17 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	var failures []error
 	var skipped []conformance.Skip
 	rows := [][]string{}
-	for _, rep := range conformance.Replay(ctx, t, all.Lookup, opt) {
+	reports := conformance.Replay(ctx, t, all.Lookup, opt)
+	if len(reports) == 1 && errors.Is(reports[0].Spec, conformance.ErrNoNodes) {
+		return fmt.Errorf("replay: %s: %w", pos[0], reports[0].Spec)
+	}
+	for _, rep := range reports {
 		row := []string{rep.Node, "ok", "ok"}
-		if rep.Spec != nil {
+		switch {
+		case errors.Is(rep.Spec, conformance.ErrUnknownNode):
+			row[1] = "NOT IN HEADER"
+			failures = append(failures, rep.Spec)
+		case rep.Spec != nil:
 			row[1] = "DIVERGES"
 			failures = append(failures, rep.Spec)
 		}
@@ -78,7 +86,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, f)
 	}
 	if len(failures) > 0 {
-		return fmt.Errorf("replay: %d divergence(s)", len(failures))
+		return fmt.Errorf("replay: %d node(s) failed", len(failures))
 	}
 	return nil
 }

@@ -176,16 +176,32 @@ func decodeFile(b []byte) (fileHeader, error) {
 }
 
 // describeFrames summarises the frames at the start of a chunk of stream
-// bytes, for logs; it accepts any bytes.
+// bytes, for logs; it accepts any bytes. A chunk that starts inside a
+// frame (most segments of a download) has no header to read: what is not
+// a known type with a body within its limit is shown as such, not decoded
+// into an invented frame.
 func describeFrames(b []byte) string {
 	s := ""
 	for len(b) >= FrameHeaderLen && len(s) < 200 {
-		n := int(binary.BigEndian.Uint32(b[1:]))
+		n := binary.BigEndian.Uint32(b[1:])
+		if !knownFrame(b[0]) || n > frameLimit(b[0]) {
+			return s + fmt.Sprintf("mid-frame data (%d bytes)", len(b))
+		}
 		s += fmt.Sprintf("[0x%02x %dB]", b[0], n)
-		if n > len(b)-FrameHeaderLen {
+		if int(n) > len(b)-FrameHeaderLen {
 			break
 		}
-		b = b[FrameHeaderLen+n:]
+		b = b[FrameHeaderLen+int(n):]
 	}
 	return s
+}
+
+func knownFrame(t byte) bool { return clientSends(t) || serverSends(t) }
+
+// frameLimit is the largest body a frame of type t may have.
+func frameLimit(t byte) uint32 {
+	if t == FrameData {
+		return MaxData
+	}
+	return MaxControl
 }

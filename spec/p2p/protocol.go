@@ -29,11 +29,18 @@ var Protocol = spec.NewProtocol("p2p", Describe,
 )
 
 // Describe summarises stream bytes for timelines: the header lines it
-// finds, and how many raw bytes follow.
+// finds, and how many raw bytes follow. Repeats of an op collapse
+// (DANY×13), the first few groups are shown in full and the rest by op and
+// count, so the line stays short but every op is there for --match.
 func Describe(b []byte) string {
-	var parts []string
+	type group struct {
+		line string
+		op   Op
+		n    int
+	}
+	var groups []group
 	rest := b
-	for len(rest) > 0 && len(parts) < 4 {
+	for len(rest) > 0 {
 		i := bytes.IndexByte(rest, '\n')
 		if i < 0 || i > 96 {
 			break
@@ -42,14 +49,48 @@ func Describe(b []byte) string {
 		if len(line) == 0 || !printable(line) {
 			break
 		}
-		parts = append(parts, strconv.QuoteToASCII(string(line)))
 		rest = rest[i+1:]
+		tok, _, _ := bytes.Cut(line, []byte(" "))
+		op := lookupOp(tok)
+		if k := len(groups) - 1; k >= 0 && op != 0 && groups[k].op == op {
+			groups[k].n++
+			continue
+		}
+		groups = append(groups, group{string(line), op, 1})
 	}
 	s := fmt.Sprintf("%d bytes", len(b))
-	for _, p := range parts {
-		s += " " + p
+	const full = 4
+	for _, g := range groups[:min(len(groups), full)] {
+		if g.n == 1 {
+			s += " " + strconv.QuoteToASCII(g.line)
+		} else {
+			s += fmt.Sprintf(" %s×%d", g.op, g.n)
+		}
 	}
-	if len(parts) > 0 && len(rest) > 0 {
+	if len(groups) > full {
+		var order []Op
+		count := map[Op]int{}
+		lines := 0
+		for _, g := range groups[full:] {
+			lines += g.n
+			if g.op == 0 {
+				continue
+			}
+			if count[g.op] == 0 {
+				order = append(order, g.op)
+			}
+			count[g.op] += g.n
+		}
+		s += fmt.Sprintf(" …%d more:", lines)
+		for _, op := range order {
+			if count[op] == 1 {
+				s += " " + op.String()
+			} else {
+				s += fmt.Sprintf(" %s×%d", op, count[op])
+			}
+		}
+	}
+	if len(groups) > 0 && len(rest) > 0 {
 		s += fmt.Sprintf(" +%d", len(rest))
 	}
 	return s

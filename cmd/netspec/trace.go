@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"regexp"
@@ -32,7 +33,7 @@ func describe(protocol string, payload []byte) string {
 	return p.Describe(payload)
 }
 
-func traceShow(ctx context.Context, e *env, args []string) error {
+func traceShow(ctx context.Context, e *env, args []string) (err error) {
 	fs := e.flags("trace show", "FILE [flags]", "Prints a trace as a sequence diagram: a lifeline per node, a line per input\nor output, an arrow per packet the network delivered, a broken arrow per loss.")
 	nodes := fs.String("node", "", "only these nodes (`LIST`, comma-separated)")
 	match := fs.String("match", "", "only lines matching `REGEXP` (e.g. a protocol message name)")
@@ -46,7 +47,22 @@ func traceShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	f := timeline.Filter{Logs: *logs, From: int64(*from), To: int64(*to), Limit: *limit}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case *limit < 0:
+		return usagef("trace show: --limit %d: want 0 (all) or more", *limit)
+	case *from < 0:
+		return usagef("trace show: --from %v: want a time since the trace began, 0 or more", *from)
+	case *to < 0:
+		return usagef("trace show: --to %v: want a time since the trace began, 0 or more", *to)
+	case *to > 0 && *to < *from:
+		return usagef("trace show: --to %v is before --from %v", *to, *from)
+	}
+	// Unset, the window is unbounded, so records before the epoch show too.
+	f := timeline.Filter{Logs: *logs, Limit: *limit,
+		From: int64(*from), HasFrom: set["from"],
+		To: int64(*to), HasTo: *to > 0}
 	switch *only {
 	case "all":
 		f.Net, f.IO = true, true
@@ -57,8 +73,14 @@ func traceShow(ctx context.Context, e *env, args []string) error {
 	default:
 		return usagef("trace show: --only is all, net or io, not %q", *only)
 	}
-	if *nodes != "" {
-		f.Nodes = strings.Split(*nodes, ",")
+	if set["node"] {
+		for _, n := range strings.Split(*nodes, ",") {
+			n = strings.TrimSpace(n)
+			if n == "" {
+				return usagef("trace show: --node %q has an empty name", *nodes)
+			}
+			f.Nodes = append(f.Nodes, n)
+		}
 	}
 	if *match != "" {
 		re, err := regexp.Compile(*match)
@@ -71,22 +93,87 @@ func traceShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A name the trace does not have would draw nothing and read as a
+	// node that did nothing.
+	if len(f.Nodes) > 0 {
+		have := traceNodes(t)
+		known := make(map[string]bool, len(have))
+		for _, n := range have {
+			known[n] = true
+		}
+		for _, n := range f.Nodes {
+			if !known[n] {
+				return usagef("trace show: %s has no node %q (it has %s)", pos[0], timeline.Clean(n), timeline.Clean(listNames(have)))
+			}
+		}
+	}
 	d := timeline.Build(t.Header, t.Records, f, describe)
+	if len(d.Lanes) > timeline.MaxLanes {
+		return usagef("trace show: %d nodes to draw, more than the %d a diagram holds: pick some with --node", len(d.Lanes), timeline.MaxLanes)
+	}
+	// Open the SVG first: a path that cannot be written fails before
+	// anything is printed.
+	var out *os.File
+	if *svg != "" {
+		if out, err = os.Create(*svg); err != nil {
+			return fmt.Errorf("trace show: %w", err)
+		}
+		// Leave no half-written picture behind.
+		defer func() {
+			if err != nil {
+				out.Close()
+				os.Remove(*svg)
+			}
+		}()
+	}
 	if err := d.Text(e.stdout); err != nil {
 		return err
 	}
-	if *svg != "" {
-		out, err := os.Create(*svg)
-		if err != nil {
-			return err
-		}
-		defer out.Close()
+	if len(d.Steps) == 0 {
+		fmt.Fprintf(e.stderr, "netspec: trace show: nothing to draw: none of the %d records passed the filters\n", len(t.Records))
+	}
+	if out != nil {
 		if err := d.SVG(out); err != nil {
-			return err
+			return fmt.Errorf("trace show: %s: %w", *svg, err)
+		}
+		if err := out.Close(); err != nil {
+			return fmt.Errorf("trace show: %w", err)
 		}
 		fmt.Fprintf(e.stderr, "wrote %s (%d steps)\n", *svg, len(d.Steps))
 	}
 	return nil
+}
+
+// traceNodes lists the nodes a trace names: its header's, then any that
+// only records name (socket runs), in order.
+func traceNodes(t *conformance.Trace) []string {
+	var names []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	for _, n := range t.Header.Nodes {
+		add(n.Name)
+	}
+	for _, r := range t.Records {
+		add(r.Node)
+	}
+	return names
+}
+
+// listNames is names for a message, cut short if there are many.
+func listNames(names []string) string {
+	const most = 10
+	if len(names) == 0 {
+		return "none"
+	}
+	if len(names) > most {
+		return fmt.Sprintf("%s and %d more", strings.Join(names[:most], ", "), len(names)-most)
+	}
+	return strings.Join(names, ", ")
 }
 
 func tracePcap(ctx context.Context, e *env, args []string) error {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,5 +224,147 @@ func TestSimPcapRTPLossMatchesGroundTruth(t *testing.T) {
 	}
 	if total == 0 {
 		t.Fatal("10% loss dropped nothing: the test proves nothing")
+	}
+}
+
+// writeTrace writes a trace file from its lines.
+func writeTrace(t *testing.T, lines ...string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "t.ndjson")
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+const twoNodeHeader = `{"format":1,"protocol":"echo","source":"sim","epoch":0,"nodes":[{"name":"a","role":"server","addr":"10.0.0.1","config":{}},{"name":"b","role":"client","addr":"10.0.0.2","config":{}}]}`
+
+// trace show draws what a trace says where it belongs, whatever the trace
+// and filters: no panic, no step on the wrong node, no packet losing its
+// bytes or its sender to a filter.
+func TestTraceShowDraws(t *testing.T) {
+	faults := writeTrace(t, twoNodeHeader,
+		`{"t":1,"node":"a","in":"start"}`,
+		`{"t":2,"node":"b","net":"crash","err":"node crashed"}`,
+		`{"t":3,"net":"partition","err":"partition 0 cuts [b] off"}`,
+		`{"t":4,"net":"teleport","from":"10.0.0.1:1","addr":"10.0.0.2:2","id":3}`,
+	)
+	empty := writeTrace(t, `{"format":1,"protocol":"echo","source":"sim","epoch":0,"nodes":[]}`, `{"t":1,"net":"partition","err":"p"}`)
+	tests := []struct {
+		name    string
+		args    []string
+		want    []string // substrings of the output
+		notWant []string
+	}{
+		{"a partition with no nodes", []string{empty}, []string{"═ ✖ p"}, nil},
+		{"another node's crash", []string{faults, "--node", "a"}, []string{"◀ start", "✖ partition 0"}, []string{"node crashed"}},
+		{"a crash on its node", []string{faults, "--node", "b", "--only", "net"}, []string{"● ✖ node crashed"}, nil},
+		{"an unknown kind", []string{faults, "--only", "net"}, []string{"#3 ?teleport"}, []string{"LOST"}},
+		{"sent before --from", []string{"../../conformance/testdata/tftp-sim.ndjson", "--only", "net", "--from", "21ms", "--match", "copy of"},
+			[]string{"DATA 3 (512 bytes) (copy of #10)"}, []string{"0 B"}},
+		{"a forged sender", []string{"../../conformance/testdata/chat-sim.ndjson", "--only", "net", "--match", "#21 "},
+			[]string{"◀─────────────┤ #21 udp", "(from 10.9.9.9:5555, forged)"}, []string{"◉"}},
+		{"a node left out", []string{"../../conformance/testdata/stream-sim.ndjson", "--only", "net", "--node", "client1", "--limit", "2"},
+			[]string{"(to 10.0.0.1:5004)", "(from 10.0.0.1:5004)"}, []string{"◉"}},
+		{"a list with spaces", []string{faults, "--node", "a, b"}, []string{"a             b"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, stderr := runCmd(append([]string{"trace", "show"}, tc.args...)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("no %q in\n%s", w, out)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(out, w) {
+					t.Errorf("%q in\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+// Bad filter values are usage errors, not silently empty diagrams.
+func TestTraceShowBadFilters(t *testing.T) {
+	file := "../../conformance/testdata/echo-sim.ndjson"
+	tests := [][]string{
+		{"--limit", "-1"},
+		{"--from", "-1s"},
+		{"--to", "-1s"},
+		{"--from", "3s", "--to", "1s"},
+		{"--node", ",,"},
+		{"--node", "server,"},
+		{"--node", "nosuch"},
+	}
+	for _, args := range tests {
+		code, _, stderr := runCmd(append([]string{"trace", "show", file}, args...)...)
+		if code != 2 || !strings.Contains(stderr, "trace show") {
+			t.Errorf("%v: exit %d, want 2 with a message: %s", args, code, stderr)
+		}
+	}
+}
+
+// A trace with more busy nodes than fit is refused unless --node picks
+// some; the header's idle nodes cost nothing.
+func TestTraceShowManyNodes(t *testing.T) {
+	var nodes, recs []string
+	for i := range 5000 {
+		nodes = append(nodes, fmt.Sprintf(`{"name":"n%d","role":"server","config":{}}`, i))
+		if i < 100 {
+			recs = append(recs, fmt.Sprintf(`{"t":%d,"node":"n%d","in":"start"}`, i, i))
+		}
+	}
+	file := writeTrace(t, append([]string{`{"format":1,"protocol":"echo","source":"sim","epoch":0,"nodes":[` + strings.Join(nodes, ",") + `]}`}, recs...)...)
+	code, out, stderr := runCmd("trace", "show", file)
+	if code != 2 || !strings.Contains(stderr, "--node") || out != "" {
+		t.Fatalf("100 busy nodes: exit %d, %d bytes out, %s", code, len(out), stderr)
+	}
+	code, out, stderr = runCmd("trace", "show", file, "--node", "n3,n4999,n42")
+	if code != 0 || len(strings.Split(strings.TrimSpace(out), "\n")) != 3 {
+		t.Fatalf("exit %d: %s%s", code, out, stderr)
+	}
+}
+
+// Whatever a trace holds, the terminal gets no control bytes and the SVG
+// is XML.
+func TestTraceShowHostile(t *testing.T) {
+	file := writeTrace(t,
+		`{"format":1,"protocol":"echo","source":"sim","epoch":0,"nodes":[{"name":"a<b&\"c\u0001","role":"server","addr":"10.0.0.1","config":{}},{"name":"x","role":"client","addr":"10.0.0.2","config":{}}]}`,
+		`{"t":1,"node":"a<b&\"c\u0001","out":"event","name":"n\u001b[31mRED","msg":"</text><script>\u0007","value":"\u0000"}`,
+		"{\"t\":2,\"node\":\"x\",\"out\":\"event\",\"name\":\"e\",\"value\":\"\xff\xfe<\"}",
+		`{"t":3,"node":"x","in":"bound","sock":1,"addr":"0.0.0.0:1","err":"x\u001b[2J\u009b31m"}`,
+	)
+	svg := filepath.Join(t.TempDir(), "d.svg")
+	code, out, stderr := runCmd("trace", "show", file, "--svg", svg)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, c := range out {
+		if c < 0x20 && c != '\n' || c >= 0x7f && c <= 0x9f || c == 0xfffd {
+			t.Fatalf("%U reaches the terminal:\n%s", c, out)
+		}
+	}
+	b, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(strings.NewReader(string(b)))
+	for {
+		_, err := dec.Token()
+		if err != nil {
+			if err.Error() != "EOF" {
+				t.Fatalf("SVG is not XML: %v", err)
+			}
+			break
+		}
+	}
+	// A path that cannot be written fails before anything is printed.
+	code, out, _ = runCmd("trace", "show", file, "--svg", filepath.Join(t.TempDir(), "no", "such", "dir.svg"))
+	if code != 1 || out != "" {
+		t.Errorf("unwritable --svg: exit %d, printed %d bytes first", code, len(out))
 	}
 }

@@ -1,14 +1,17 @@
 // Package timeline draws a trace as a sequence diagram: one lifeline per
 // node, a line per input or output, and an arrow per packet the network
 // carried, in the terminal or as SVG.
+//
+// Everything a trace says (node names, payloads, errors, addresses) is
+// untrusted: Clean escapes what a terminal or an XML parser must not see.
 package timeline
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net/netip"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -17,6 +20,10 @@ import (
 	"github.com/netspec/netspec/spec/trace"
 )
 
+// MaxLanes is the most lifelines a diagram draws: past it a terminal line
+// is thousands of columns wide and every step costs a row of that width.
+const MaxLanes = 64
+
 // Filter selects what to draw.
 type Filter struct {
 	Nodes []string       // only these nodes (empty: all)
@@ -24,42 +31,68 @@ type Filter struct {
 	Net   bool           // draw the network's packet arrows
 	IO    bool           // draw the nodes' inputs and outputs
 	Logs  bool           // include log records
-	From  int64          // ns since the trace's epoch
-	To    int64          // 0: no end
-	Limit int            // at most this many lines (0: all)
+	// From and To bound the records drawn, in ns since the trace's epoch,
+	// if HasFrom and HasTo say so.
+	From, To       int64
+	HasFrom, HasTo bool
+	Limit          int // at most this many lines (0: all)
+}
+
+func (f Filter) inWindow(t int64) bool {
+	return (!f.HasFrom || t >= f.From) && (!f.HasTo || t <= f.To)
 }
 
 // Describe decodes a payload for a protocol (spec.Protocol.Describe).
 type Describe func(protocol string, payload []byte) string
 
+// Kind is what a step draws.
+type Kind uint8
+
+// Kinds of steps.
+const (
+	NodeStep  Kind = iota // a node's input or output, or its crash: on Lane
+	ArrowStep             // a packet from lane From to lane To (-1: off the diagram)
+	WideStep              // the whole network (a partition): across every lane
+)
+
 // Step is one drawn line.
 type Step struct {
 	T     int64
-	Lane  int    // the node's lane, for node records
-	From  int    // arrow start lane (-1: none)
-	To    int    // arrow end lane
-	Text  string // what happened
-	Fault bool   // a drop: drawn as a lost arrow
+	Kind  Kind
+	Lane  int    // NodeStep: the node's lane
+	From  int    // ArrowStep: start lane (-1: a sender not drawn)
+	To    int    // ArrowStep: end lane (-1: a receiver not drawn)
+	Text  string // what happened, already Cleaned
+	Fault bool   // a drop or a failure: drawn in red, or as a lost arrow
 }
 
 // Diagram is a trace laid out as lanes and steps.
 type Diagram struct {
-	Lanes []string
+	Lanes []string // already Cleaned
 	Steps []Step
 }
 
-// Build lays out a trace.
+// lossKinds are the network's record kinds (sim.NetKind) that drop a
+// packet; a kind neither listed here nor handled by name is unknown.
+var lossKinds = map[string]bool{"loss": true, "queue-drop": true, "cut": true, "no-route": true, "host-down": true, "no-port": true}
+
+// Build lays out a trace. Only lanes with something drawn on them are kept.
 func Build(h trace.Header, recs []trace.Record, f Filter, describe Describe) Diagram {
-	var d Diagram
+	var names []string
 	lane := map[string]int{}
 	byAddr := map[netip.Addr]int{}
 	proto := map[string]string{}
+	only := map[string]bool{}
+	for _, n := range f.Nodes {
+		only[n] = true
+	}
+	wanted := func(n string) bool { return len(f.Nodes) == 0 || only[n] }
 	for _, n := range h.Nodes {
-		if len(f.Nodes) > 0 && !slices.Contains(f.Nodes, n.Name) {
+		if !wanted(n.Name) || hasLane(lane, n.Name) {
 			continue
 		}
-		lane[n.Name] = len(d.Lanes)
-		d.Lanes = append(d.Lanes, n.Name)
+		lane[n.Name] = len(names)
+		names = append(names, n.Name)
 		if a, err := netip.ParseAddr(n.Addr); err == nil {
 			byAddr[a] = lane[n.Name]
 		}
@@ -70,85 +103,171 @@ func Build(h trace.Header, recs []trace.Record, f Filter, describe Describe) Dia
 	}
 	// Traces without a header entry per node (socket runs) still draw.
 	for _, r := range recs {
-		if r.Node != "" && r.Net == "" {
-			if _, ok := lane[r.Node]; !ok && (len(f.Nodes) == 0 || slices.Contains(f.Nodes, r.Node)) {
-				lane[r.Node] = len(d.Lanes)
-				d.Lanes = append(d.Lanes, r.Node)
-				proto[r.Node] = h.Protocol
-			}
+		if r.Node != "" && r.Net == "" && !hasLane(lane, r.Node) && wanted(r.Node) {
+			lane[r.Node] = len(names)
+			names = append(names, r.Node)
+			proto[r.Node] = h.Protocol
 		}
 	}
-	sent := map[uint64][]byte{}
-	copyOf := map[uint64]uint64{} // a duplicate's id -> the packet it copies
+
+	// What the network's send and dup records say about a packet is
+	// needed when it arrives or is lost, whatever the time window.
+	type packet struct {
+		payload []byte
+		err     string // the send's note ("forged")
+		copyOf  uint64 // a duplicate's original
+	}
+	sent := map[uint64]packet{}
+	var steps []Step
 	for _, r := range recs {
-		if r.T < f.From || (f.To > 0 && r.T > f.To) {
+		st := Step{T: r.T, Lane: -1, From: -1, To: -1}
+		switch r.Net {
+		case "":
+			l, ok := lane[r.Node]
+			if !ok || !f.IO || (r.Out == "log" && !f.Logs) || !f.inWindow(r.T) {
+				continue
+			}
+			st.Kind, st.Lane = NodeStep, l
+			st.Text = describeRecord(r, describe, proto[r.Node])
+		case "send":
+			p, _ := r.Payload() // the reader has checked it
+			sent[r.ID] = packet{payload: p, err: r.Err}
 			continue
-		}
-		st := Step{T: r.T, From: -1, To: -1, Lane: -1}
-		switch {
-		case r.Net != "":
-			if r.Net == "send" {
-				if p, err := r.Payload(); err == nil {
-					sent[r.ID] = p
-				}
+		case "dup":
+			// The copy carries the original's bytes under its own id.
+			var orig uint64
+			if _, err := fmt.Sscanf(r.Name, "copy of %d", &orig); err == nil {
+				p := sent[orig]
+				p.copyOf = orig
+				sent[r.ID] = p
+			}
+			continue
+		case "deliver":
+			p := sent[r.ID]
+			delete(sent, r.ID)
+			if !f.Net || !f.inWindow(r.T) {
 				continue
 			}
-			if !f.Net {
+			st.Kind, st.From, st.To = ArrowStep, laneOf(byAddr, r.From), laneOf(byAddr, r.Addr)
+			st.Text = fmt.Sprintf("#%d %s", r.ID, decode(describe, h.Protocol, r.Proto, p.payload, r.Msg))
+			if p.copyOf != 0 {
+				st.Text += fmt.Sprintf(" (copy of #%d)", p.copyOf)
+			}
+			if r.Delay > 1e6 {
+				st.Text += fmt.Sprintf(" (+%.1fms)", float64(r.Delay)/1e6)
+			}
+			st.Text += offDiagram(st, r, p.err)
+		case "crash":
+			// A crash belongs to its node: not drawn if the node is not.
+			l, ok := lane[r.Node]
+			if !ok || !f.Net || !f.inWindow(r.T) {
 				continue
 			}
-			from, to := laneOf(byAddr, r.From), laneOf(byAddr, r.Addr)
-			switch r.Net {
-			case "deliver":
-				st.From, st.To = from, to
-				st.Text = fmt.Sprintf("#%d %s", r.ID, decode(describe, h.Protocol, r.Proto, sent[r.ID], r.Msg))
-				if orig, ok := copyOf[r.ID]; ok {
-					st.Text += fmt.Sprintf(" (copy of #%d)", orig)
-					delete(copyOf, r.ID)
-				}
-				if r.Delay > 1e6 {
-					st.Text += fmt.Sprintf(" (+%.1fms)", float64(r.Delay)/1e6)
-				}
-				delete(sent, r.ID)
-			case "crash", "partition", "heal":
-				st.Lane = lane[r.Node]
-				if r.Node == "" || !hasLane(lane, r.Node) {
-					st.Lane = 0
-				}
-				st.Text = "✖ " + r.Err
-				st.Fault = true
-			case "dup":
-				// The copy carries the original's bytes under its own id.
-				var orig uint64
-				if _, err := fmt.Sscanf(r.Name, "copy of %d", &orig); err == nil {
-					if p, ok := sent[orig]; ok {
-						sent[r.ID] = p
-					}
-					copyOf[r.ID] = orig
-				}
+			st.Kind, st.Lane, st.Fault = NodeStep, l, true
+			st.Text = "✖ " + r.Err
+		case "partition", "heal":
+			if !f.Net || !f.inWindow(r.T) {
 				continue
-			default:
-				st.From, st.To, st.Fault = from, to, true
-				st.Text = fmt.Sprintf("#%d LOST: %s", r.ID, r.Err)
-				delete(sent, r.ID)
 			}
-			if st.Lane < 0 && st.From < 0 && st.To < 0 {
-				continue
+			st.Kind, st.Fault = WideStep, r.Net == "partition"
+			st.Text = "✖ " + r.Err
+			if r.Net == "heal" {
+				st.Text = "✔ " + r.Err
 			}
 		default:
-			l, ok := lane[r.Node]
-			if !ok || !f.IO || (r.Out == "log" && !f.Logs) {
+			p := sent[r.ID]
+			delete(sent, r.ID)
+			if !f.Net || !f.inWindow(r.T) {
 				continue
 			}
-			st.Lane = l
-			st.Text = describeRecord(r, describe, proto[r.Node])
+			st.Kind, st.From, st.To = ArrowStep, laneOf(byAddr, r.From), laneOf(byAddr, r.Addr)
+			if lossKinds[r.Net] {
+				st.Fault = true
+				st.Text = fmt.Sprintf("#%d LOST: %s", r.ID, r.Err)
+			} else {
+				// A kind this tool does not know: say so, do not guess.
+				st.Text = strings.TrimSpace(fmt.Sprintf("#%d ?%s %s", r.ID, r.Net, r.Err))
+			}
+			st.Text += offDiagram(st, r, p.err)
+			if st.From < 0 && st.To < 0 {
+				// Not a packet between drawn nodes: the node's, if drawn,
+				// or the network's if it names no node or address at all.
+				if l, ok := lane[r.Node]; ok {
+					st.Kind, st.Lane = NodeStep, l
+				} else if r.Node == "" && r.From == "" && r.Addr == "" {
+					st.Kind = WideStep
+				}
+			}
 		}
+		if st.Kind == ArrowStep && st.From < 0 && st.To < 0 {
+			continue // neither end is drawn
+		}
+		st.Text = Clean(st.Text)
 		if f.Match != nil && !f.Match.MatchString(st.Text) {
 			continue
 		}
-		d.Steps = append(d.Steps, st)
-		if f.Limit > 0 && len(d.Steps) >= f.Limit {
+		steps = append(steps, st)
+		if f.Limit > 0 && len(steps) >= f.Limit {
 			break
 		}
+	}
+	return compact(names, steps)
+}
+
+// offDiagram labels a packet arrow with the address of an end that is not
+// drawn (a forged source, a host no node has, a node left out) and the
+// send's note.
+func offDiagram(st Step, r trace.Record, sendErr string) string {
+	var notes []string
+	switch {
+	case st.From < 0 && st.To >= 0:
+		notes = append(notes, "from "+r.From)
+	case st.To < 0 && st.From >= 0:
+		notes = append(notes, "to "+r.Addr)
+	}
+	if sendErr != "" {
+		notes = append(notes, sendErr)
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(notes, ", ") + ")"
+}
+
+// compact keeps only the lanes that steps use, in their order.
+func compact(names []string, steps []Step) Diagram {
+	used := make([]bool, len(names))
+	for _, s := range steps {
+		switch s.Kind {
+		case NodeStep:
+			used[s.Lane] = true
+		case ArrowStep:
+			if s.From >= 0 {
+				used[s.From] = true
+			}
+			if s.To >= 0 {
+				used[s.To] = true
+			}
+		}
+	}
+	d := Diagram{Steps: steps}
+	renum := make([]int, len(names))
+	for i, n := range names {
+		renum[i] = -1
+		if used[i] {
+			renum[i] = len(d.Lanes)
+			d.Lanes = append(d.Lanes, Clean(n))
+		}
+	}
+	at := func(l int) int {
+		if l < 0 {
+			return -1
+		}
+		return renum[l]
+	}
+	for i := range d.Steps {
+		s := &d.Steps[i]
+		s.Lane, s.From, s.To = at(s.Lane), at(s.From), at(s.To)
 	}
 	return d
 }
@@ -255,24 +374,72 @@ func sock(s uint32) string {
 	return fmt.Sprintf("sock %d", s)
 }
 
+// Clean makes a trace's string safe to print and to put in XML: invalid
+// UTF-8 and the bytes terminals act on (C0 and C1 controls, DEL) become
+// \xNN or \u00NN escapes, as do bidirectional overrides, which reorder
+// what follows, and the code points XML forbids.
+func Clean(s string) string {
+	ok := true
+	for _, c := range s {
+		if unsafeRune(c) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case c == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case c < 0x80 && unsafeRune(c):
+			fmt.Fprintf(&b, `\x%02x`, c)
+		case unsafeRune(c):
+			fmt.Fprintf(&b, `\u%04x`, c)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+func unsafeRune(c rune) bool {
+	switch {
+	case c == utf8.RuneError: // also what invalid UTF-8 decodes to
+		return true
+	case c < 0x20, c >= 0x7f && c <= 0x9f:
+		return true
+	case c >= 0x202a && c <= 0x202e, c >= 0x2066 && c <= 0x2069:
+		return true
+	case c == 0xfffe, c == 0xffff:
+		return true
+	}
+	return false
+}
+
 // LaneWidth is the width of a lane in the terminal.
 const LaneWidth = 14
 
-// Text writes the diagram for a terminal.
+// Text writes the diagram for a terminal, a row at a time.
 func (d Diagram) Text(w io.Writer) error {
-	var b strings.Builder
-	b.WriteString(fmt.Sprintf("%11s ", "t (ms)"))
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "%11s ", "t (ms)")
 	for _, l := range d.Lanes {
-		b.WriteString(pad(clipRunes(l, LaneWidth-1), LaneWidth))
+		bw.WriteString(pad(clipRunes(Clean(l), LaneWidth-1), LaneWidth))
 	}
-	b.WriteString("\n")
+	bw.WriteString("\n")
 	for _, s := range d.Steps {
-		b.WriteString(fmt.Sprintf("%11.3f ", float64(s.T)/1e6))
-		b.WriteString(d.row(s))
-		b.WriteString("\n")
+		fmt.Fprintf(bw, "%11.3f ", float64(s.T)/1e6)
+		bw.WriteString(d.row(s))
+		if err := bw.WriteByte('\n'); err != nil {
+			return err
+		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return bw.Flush()
 }
 
 func (d Diagram) row(s Step) string {
@@ -281,20 +448,34 @@ func (d Diagram) row(s Step) string {
 	for i := range cells {
 		cells[i] = pad("│", LaneWidth)
 	}
-	switch {
-	case s.From >= 0 || s.To >= 0:
+	text := Clean(s.Text)
+	line, head := "─", "▶"
+	if s.Fault {
+		line, head = "╌", "✕"
+	}
+	switch s.Kind {
+	case WideStep:
+		// Drawn across every lane: the whole network changed.
+		return strings.Repeat("═", max(n*LaneWidth, 2)) + " " + text
+	case ArrowStep:
 		a, b := s.From, s.To
-		if a < 0 {
-			a = b
-		}
-		if b < 0 {
-			b = a
+		switch {
+		case a >= 0 && b < 0:
+			// To the right edge, where the label names the receiver.
+			cells[a] = "├" + strings.Repeat(line, LaneWidth-1)
+			for i := a + 1; i < n; i++ {
+				cells[i] = strings.Repeat(line, LaneWidth)
+			}
+			return strings.Join(cells, "") + head + " " + text
+		case a < 0 && b >= 0:
+			// From the right edge, where the label names the sender.
+			cells[b] = head2(s.Fault) + strings.Repeat(line, LaneWidth-1)
+			for i := b + 1; i < n; i++ {
+				cells[i] = strings.Repeat(line, LaneWidth)
+			}
+			return strings.Join(cells, "") + "┤ " + text
 		}
 		lo, hi := min(a, b), max(a, b)
-		line, head := "─", "▶"
-		if s.Fault {
-			line, head = "╌", "✕"
-		}
 		for i := lo; i <= hi; i++ {
 			switch {
 			case i == a && a == b:
@@ -311,11 +492,9 @@ func (d Diagram) row(s Step) string {
 				cells[i] = strings.Repeat(line, LaneWidth)
 			}
 		}
-		return strings.TrimRight(strings.Join(cells[:hi+1], ""), " ") + " " + s.Text
+		return strings.TrimRight(strings.Join(cells[:hi+1], ""), " ") + " " + text
 	default:
-		l := max(s.Lane, 0)
-		cells[l] = "●"
-		return strings.Join(cells[:l], "") + "● " + s.Text
+		return strings.Join(cells[:s.Lane], "") + "● " + text
 	}
 }
 

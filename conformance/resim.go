@@ -57,7 +57,7 @@ func Resimulate(t *Trace, lookup Lookup, configure func(*sim.Config)) (*sim.Sim,
 		full, _ := t.Header.Node(ni.Name)
 		_, err := s.AddNode(sim.NodeSpec{
 			Name: ni.Name, Protocol: full.Protocol, Role: ni.Role, Config: json.RawMessage(ni.Config),
-			Addr: addr, Link: ns.Link, Start: ns.Start,
+			Addr: addr, Aliases: ns.Aliases, Link: ns.Link, Start: ns.Start,
 			New: func() spec.Machine {
 				m, _ := t.machine(ni.Name, lookup) // checked above
 				return m

@@ -50,7 +50,13 @@ type Node struct {
 type sockState struct {
 	net  spec.Net
 	port uint16
-	wild bool // bound to an unspecified address: datagrams carry Local
+	wild bool       // bound to an unspecified address: datagrams carry Local
+	addr netip.Addr // the address bound, if not unspecified
+}
+
+// Has reports whether a is one of the node's addresses.
+func (n *Node) Has(a netip.Addr) bool {
+	return a == n.Addr || slices.Contains(n.spec.Aliases, a)
 }
 
 func (n *Node) reset() {
@@ -195,13 +201,19 @@ func (n *Node) apply(o *spec.Output) {
 			s.violate(n, "send on unbound socket %d", o.Sock)
 			return
 		}
-		if o.Local.IsValid() && o.Local != n.Addr {
+		src := n.Addr
+		switch {
+		case o.Local.IsValid() && !n.Has(o.Local):
 			// The kernel refuses it (EINVAL): a machine that names a
 			// source must have been given it.
-			s.violate(n, "send from %v, not the node's address %v", o.Local, n.Addr)
+			s.violate(n, "send from %v, not an address of the node (%v)", o.Local, n.Addr)
 			return
+		case o.Local.IsValid():
+			src = o.Local
+		case st.addr.IsValid():
+			src = st.addr
 		}
-		s.sendDatagram(n, netip.AddrPortFrom(n.Addr, st.port), o.Addr, o.Data)
+		s.sendDatagram(n, netip.AddrPortFrom(src, st.port), o.Addr, o.Data)
 	case spec.OutDial:
 		s.dial(n, o.Stream, o.Addr)
 	case spec.OutWrite:
@@ -246,7 +258,7 @@ func (n *Node) bind(o *spec.Output) {
 		reply.Err = "socket already bound"
 		return
 	}
-	if a := o.Addr.Addr(); a.IsValid() && !a.IsUnspecified() && a != n.Addr {
+	if a := o.Addr.Addr(); a.IsValid() && !a.IsUnspecified() && !n.Has(a) {
 		reply.Err = "cannot assign requested address"
 		return
 	}
@@ -279,8 +291,13 @@ func (n *Node) bind(o *spec.Output) {
 		return
 	}
 	ports[port] = o.Sock
-	n.socks[o.Sock] = sockState{net: o.Net, port: port, wild: !o.Addr.Addr().IsValid() || o.Addr.Addr().IsUnspecified()}
+	st := sockState{net: o.Net, port: port, wild: !o.Addr.Addr().IsValid() || o.Addr.Addr().IsUnspecified()}
 	reply.Addr = netip.AddrPortFrom(n.Addr, port)
+	if !st.wild {
+		st.addr = o.Addr.Addr()
+		reply.Addr = netip.AddrPortFrom(st.addr, port)
+	}
+	n.socks[o.Sock] = st
 	_ = s
 }
 

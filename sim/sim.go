@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/netspec/netspec/spec"
@@ -88,12 +89,13 @@ func (c *Config) fill() {
 // NodeSettings are a node's own simulator settings, as trace headers
 // record them.
 type NodeSettings struct {
-	Link  *Link         `json:"link,omitempty"`
-	Start time.Duration `json:"start,omitempty"`
+	Link    *Link         `json:"link,omitempty"`
+	Start   time.Duration `json:"start,omitempty"`
+	Aliases []netip.Addr  `json:"aliases,omitempty"`
 }
 
 func (n *Node) settings() NodeSettings {
-	ns := NodeSettings{Start: n.spec.Start}
+	ns := NodeSettings{Start: n.spec.Start, Aliases: n.spec.Aliases}
 	if n.spec.Link != nil && *n.spec.Link != n.sim.cfg.Link {
 		ns.Link = n.spec.Link
 	}
@@ -112,6 +114,11 @@ type NodeSpec struct {
 	Config   any
 	// Addr overrides the node's address.
 	Addr netip.Addr
+	// Aliases are further addresses of the node, a host with several:
+	// datagrams and dials to any of them reach it, a socket bound to
+	// the unspecified address learns which (Input.Local), and a machine
+	// may send from any of them (Output.Local; without it, from Addr).
+	Aliases []netip.Addr
 	// Link overrides Config.Link for this node.
 	Link *Link
 	// Start delays the node's start by this long after time zero.
@@ -232,8 +239,10 @@ func (s *Sim) AddNode(ns NodeSpec) (*Node, error) {
 			}
 		}
 	}
-	if _, used := s.byAddr[addr]; used {
-		return nil, fmt.Errorf("sim: address %v is taken", addr)
+	for i, a := range append([]netip.Addr{addr}, ns.Aliases...) {
+		if _, used := s.byAddr[a]; used || (i > 0 && a == addr) || slices.Contains(ns.Aliases[:max(i-1, 0)], a) {
+			return nil, fmt.Errorf("sim: address %v is taken", a)
+		}
 	}
 	link := s.cfg.Link
 	if ns.Link != nil {
@@ -250,10 +259,12 @@ func (s *Sim) AddNode(ns NodeSpec) (*Node, error) {
 	n.reset()
 	s.nodes = append(s.nodes, n)
 	s.byName[n.Name] = n
-	s.byAddr[addr] = n
-	if addr.Is4() {
-		s.byIPv4[ipv4(addr)] = n
-		s.addDense(ipv4(addr), n)
+	for _, a := range append([]netip.Addr{addr}, ns.Aliases...) {
+		s.byAddr[a] = n
+		if a.Is4() {
+			s.byIPv4[ipv4(a)] = n
+			s.addDense(ipv4(a), n)
+		}
 	}
 	s.schedule(event{at: spec.SimEpoch.Add(ns.Start), kind: evStart, node: n.idx})
 	return n, nil
@@ -414,7 +425,7 @@ func (s *Sim) begin() {
 			cfg = []byte("null")
 		}
 		ni.Config = cfg
-		if ns := n.settings(); ns.Link != nil || ns.Start != 0 {
+		if ns := n.settings(); ns.Link != nil || ns.Start != 0 || len(ns.Aliases) > 0 {
 			ni.Sim, _ = json.Marshal(ns)
 		}
 		h.Nodes = append(h.Nodes, ni)

@@ -459,3 +459,36 @@ func TestLocalAddress(t *testing.T) {
 		t.Errorf("violations %q, want one for the send from 10.9.9.9", v)
 	}
 }
+
+// A node with a second address is reached at it, learns it as Local, and
+// answers from it when it says so (and from its first address when it
+// does not, which is how a server that forgets gets caught).
+func TestAliasAddress(t *testing.T) {
+	alias := netip.MustParseAddr("10.0.0.20")
+	aAddr := netip.MustParseAddrPort("10.0.0.1:9")
+	var srcs []string
+	s := sim.New(sim.Config{Protocol: probeProtocol.Name, OnNet: func(ev sim.NetEvent) {
+		if ev.Kind == sim.NetDeliver && ev.To == aAddr {
+			srcs = append(srcs, ev.From.Addr().String())
+		}
+	}})
+	a, b := &probe{}, &probe{}
+	s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return a }})
+	s.MustAddNode(sim.NodeSpec{Name: "b", Aliases: []netip.Addr{alias}, New: func() spec.Machine { return b }})
+	if _, err := s.AddNode(sim.NodeSpec{Name: "c", Addr: alias, New: func() spec.Machine { return &probe{} }}); err == nil {
+		t.Fatal("a second node took b's alias")
+	}
+	s.Command(0, "a", spec.Command{Name: "send", Args: []string{netip.AddrPortFrom(alias, 9).String()}, Data: []byte("to the alias")})
+	s.Command(time.Second, "b", spec.Command{Name: "sendfrom", Args: []string{aAddr.String(), alias.String()}, Data: []byte("from the alias")})
+	s.Command(2*time.Second, "b", spec.Command{Name: "send", Args: []string{aAddr.String()}, Data: []byte("from the first")})
+	s.Run(3 * time.Second)
+	if got := b.inputs(spec.InDatagram); len(got) != 1 || got[0].in.Local != alias {
+		t.Fatalf("b got %+v, want one datagram with Local %v", got, alias)
+	}
+	if want := []string{"10.0.0.20", "10.0.0.2"}; strings.Join(srcs, " ") != strings.Join(want, " ") {
+		t.Errorf("a got datagrams from %v, want %v", srcs, want)
+	}
+	if v := s.Violations(); len(v) != 0 {
+		t.Errorf("violations: %q", v)
+	}
+}

@@ -16,6 +16,12 @@ import (
 // ChatServerAddr is where the chat scenarios' server listens.
 var ChatServerAddr = netip.MustParseAddrPort("10.0.0.1:9999")
 
+// ServerAlias is a second address of the property checks' servers,
+// which listen on the unspecified address and whose clients send here:
+// a server that answers without naming the address it was asked on
+// answers from its first address, and its clients drop that.
+var ServerAlias = netip.MustParseAddr("10.0.255.1")
+
 // ChatScript is what happens in a simulated chat: the server's
 // configuration and, per client, when it starts and what it types.
 type ChatScript struct {
@@ -55,12 +61,15 @@ func (sc ChatScript) BuildWith(s *sim.Sim, w *ChatWorld, newServer func(chat.Ser
 		scfg.Addr = ChatServerAddr
 	}
 	// A server listening on the unspecified address is on
-	// ChatServerAddr's host, where its clients send.
+	// ChatServerAddr's host, which also has ServerAlias, where its
+	// clients send: answers from the host's first address are dropped.
 	server := scfg.Addr
+	var aliases []netip.Addr
 	if server.Addr().IsUnspecified() {
-		server = netip.AddrPortFrom(ChatServerAddr.Addr(), server.Port())
+		server = netip.AddrPortFrom(ServerAlias, server.Port())
+		aliases = []netip.Addr{ServerAlias}
 	}
-	if _, err := s.AddNode(sim.NodeSpec{Name: "server", Addr: server.Addr(), Protocol: "chat", Role: "server", Config: scfg,
+	if _, err := s.AddNode(sim.NodeSpec{Name: "server", Addr: ChatServerAddr.Addr(), Aliases: aliases, Protocol: "chat", Role: "server", Config: scfg,
 		New: func() spec.Machine { return newServer(scfg) }}); err != nil {
 		return err
 	}

@@ -20,8 +20,9 @@ import (
 // properties and re-simulated regression traces.
 type ChatWorld struct {
 	cfg   chat.ServerConfig
-	srv   netip.AddrPort
-	name  string // the server node's name
+	srv   netip.AddrPort // where clients send
+	first netip.AddrPort // the server host's other address, if it has two
+	name  string         // the server node's name
 	nodes map[netip.Addr]chatNode
 
 	stream []chatItem // the server's events and sends, and its crashes, in order
@@ -74,12 +75,15 @@ type chatItem struct {
 // called serverName, runs cfg.
 func NewChatWorld(serverName string, cfg chat.ServerConfig) *ChatWorld {
 	cfg = chat.NewServer(cfg).Config() // the defaults, as the server sees them
+	var first netip.AddrPort
 	if cfg.Addr.Addr().IsUnspecified() {
-		// As ChatScript places such a server.
-		cfg.Addr = netip.AddrPortFrom(ChatServerAddr.Addr(), cfg.Addr.Port())
+		// As ChatScript places such a server: its clients send to its
+		// alias; what it sends from its first address is its too.
+		first = netip.AddrPortFrom(ChatServerAddr.Addr(), cfg.Addr.Port())
+		cfg.Addr = netip.AddrPortFrom(ServerAlias, cfg.Addr.Port())
 	}
 	return &ChatWorld{
-		cfg: cfg, srv: cfg.Addr, name: serverName,
+		cfg: cfg, srv: cfg.Addr, first: first, name: serverName,
 		nodes:    map[netip.Addr]chatNode{},
 		shown:    map[string][]chat.Line{},
 		toHost:   map[netip.Addr][]chatPkt{},
@@ -138,7 +142,7 @@ func (w *ChatWorld) net(ev sim.NetEvent) {
 	switch ev.Kind {
 	case sim.NetSend:
 		p := chatPkt{id: ev.ID, t: ev.T, data: ev.Data}
-		if ev.From == w.srv {
+		if ev.From == w.srv || (w.first.IsValid() && ev.From == w.first) {
 			p.addr = ev.To
 			w.stream = append(w.stream, chatItem{kind: itemSend, t: ev.T, addr: ev.To, pkt: p})
 			w.toHost[ev.To.Addr()] = append(w.toHost[ev.To.Addr()], p)

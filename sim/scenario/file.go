@@ -355,15 +355,16 @@ func (f *File) Check(seed uint64, faults sim.Faults, opt Options) Verdict {
 		}
 	}
 	s = opt.NewSim(cfg)
-	// Listening on the unspecified address, so that every datagram names
-	// its source (Output.Local), which the simulator checks.
+	// Listening on the unspecified address, with clients that dial its
+	// second address (ServerAlias): a datagram that does not name its
+	// source leaves from the first, and the client drops it.
 	scfg := file.ServerConfig{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), server.Port()), Files: files, Session: rudp.Config{Seed: seed ^ 0x5e}}
-	s.MustAddNode(sim.NodeSpec{Name: "server", Addr: server.Addr(), Protocol: "file", Role: "server", Config: scfg,
+	s.MustAddNode(sim.NodeSpec{Name: "server", Addr: server.Addr(), Aliases: []netip.Addr{ServerAlias}, Protocol: "file", Role: "server", Config: scfg,
 		New: func() spec.Machine { return file.NewServer(scfg, nil) }})
 	var nodes []*sim.Node
 	for i := 0; i < clients; i++ {
 		name := fmt.Sprintf("client%d", i+1)
-		ccfg := file.ClientConfig{Server: server, Session: rudp.Config{Seed: seed + uint64(i) + 1}}
+		ccfg := file.ClientConfig{Server: netip.AddrPortFrom(ServerAlias, server.Port()), Session: rudp.Config{Seed: seed + uint64(i) + 1}}
 		nodes = append(nodes, s.MustAddNode(sim.NodeSpec{Name: name, Protocol: "file", Role: "client", Config: ccfg,
 			New: func() spec.Machine { return file.NewClient(ccfg) }}))
 		s.Command(0, name, spec.Command{Name: "get", Args: []string{files[0].Name}})

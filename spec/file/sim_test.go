@@ -95,8 +95,12 @@ func newWorldOn(net *simtest.Net, t fataler, seed uint64, link sim.Link, f sim.F
 	} else {
 		w.s = sim.New(cfg)
 	}
-	scfg := file.ServerConfig{Addr: serverAddr, Files: files, Session: rudp.Config{Seed: seed ^ 0xa5}}
-	w.srv = w.s.MustAddNode(sim.NodeSpec{Name: "server", Addr: serverAddr.Addr(), Protocol: "file", Role: "server", Config: scfg,
+	// The server listens on the unspecified address of a host whose
+	// second address is where clients dial: a datagram that does not
+	// name its source (Output.Local) leaves from the first, and the
+	// client drops it.
+	scfg := file.ServerConfig{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), serverAddr.Port()), Files: files, Session: rudp.Config{Seed: seed ^ 0xa5}}
+	w.srv = w.s.MustAddNode(sim.NodeSpec{Name: "server", Addr: netip.MustParseAddr("10.0.0.200"), Aliases: []netip.Addr{serverAddr.Addr()}, Protocol: "file", Role: "server", Config: scfg,
 		New: func() spec.Machine { return file.NewServer(scfg, nil) }})
 	for i, p := range plans {
 		ccfg := file.ClientConfig{Server: serverAddr, Session: rudp.Config{Seed: seed + uint64(i) + 1}}

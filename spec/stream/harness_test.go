@@ -195,10 +195,21 @@ func (w *world) onEvent(n *sim.Node, now spec.Time, ev spec.Event) {
 	}
 }
 
+// addServer adds the server on a host whose first address is
+// serverFirst and whose second is serverAddr's, where clients send. It
+// listens on the unspecified address, so a server that answers without
+// naming the address it was asked on (Output.Local) answers from
+// serverFirst, and its clients drop that.
 func (w *world) addServer(cfg stream.ServerConfig, link *sim.Link) {
-	w.s.MustAddNode(sim.NodeSpec{Name: "server", Addr: serverAddr.Addr(), Protocol: "stream", Role: "server", Config: cfg, Link: link,
+	if cfg.Addr == serverAddr {
+		cfg.Addr = netip.AddrPortFrom(netip.IPv4Unspecified(), serverAddr.Port())
+	}
+	w.s.MustAddNode(sim.NodeSpec{Name: "server", Addr: serverFirst, Aliases: []netip.Addr{serverAddr.Addr()}, Protocol: "stream", Role: "server", Config: cfg, Link: link,
 		New: func() spec.Machine { return stream.NewServer(cfg) }})
 }
+
+// serverFirst is the server host's first address.
+var serverFirst = netip.MustParseAddr("10.0.0.200")
 
 func (w *world) addClient(name string, cfg stream.ClientConfig, start time.Duration, link *sim.Link) *clientTruth {
 	n := w.s.MustAddNode(sim.NodeSpec{Name: name, Protocol: "stream", Role: "client", Config: cfg, Start: start, Link: link,

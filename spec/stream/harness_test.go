@@ -57,12 +57,17 @@ type world struct {
 	// bytes the server sent to and received from each address; data
 	// packets the server sent to each address.
 	toAddr, fromAddr map[netip.Addr]int
-	dataTo           map[netip.Addr]int
-	replies          []reply // every server datagram, with the size of what preceded it
-	departures       []departure
-	arrivals         []stream.Arrival
-	lastConsent      map[string]spec.Time // client addr:port -> last REPORT or ECHO the server got
-	violations       []string
+	// lastIn is the last datagram the server got from each address, and
+	// unasked lists the server's sends that no datagram from their
+	// destination drew at that instant, or that were larger than it.
+	lastIn      map[netip.AddrPort]reply
+	unasked     map[netip.Addr][]string
+	dataTo      map[netip.Addr]int
+	replies     []reply // every server datagram, with the size of what preceded it
+	departures  []departure
+	arrivals    []stream.Arrival
+	lastConsent map[string]spec.Time // client addr:port -> last REPORT or ECHO the server got
+	violations  []string
 }
 
 type reply struct {
@@ -99,6 +104,8 @@ func emptyWorld() *world {
 		byAddr:      map[netip.Addr]*clientTruth{},
 		toAddr:      map[netip.Addr]int{},
 		fromAddr:    map[netip.Addr]int{},
+		lastIn:      map[netip.AddrPort]reply{},
+		unasked:     map[netip.Addr][]string{},
 		dataTo:      map[netip.Addr]int{},
 		lastConsent: map[string]spec.Time{},
 	}
@@ -122,6 +129,9 @@ func (w *world) onNet(ev sim.NetEvent) {
 	switch ev.Kind {
 	case sim.NetSend:
 		if ev.From == serverAddr {
+			if in, ok := w.lastIn[ev.To]; !ok || in.at != ev.T || len(ev.Data) > in.size {
+				w.unasked[ev.To.Addr()] = append(w.unasked[ev.To.Addr()], fmt.Sprintf("%d bytes at %v (the last datagram from there: %d bytes at %v)", len(ev.Data), ev.T.Sub(spec.SimEpoch), in.size, in.at.Sub(spec.SimEpoch)))
+			}
 			w.toAddr[ev.To.Addr()] += len(ev.Data)
 			w.replies = append(w.replies, reply{to: ev.To, size: len(ev.Data), at: ev.T})
 			if !stream.IsControl(ev.Data) {
@@ -158,6 +168,9 @@ func (w *world) onNet(ev sim.NetEvent) {
 			}
 		}
 	case sim.NetDeliver:
+		if ev.To == serverAddr {
+			w.lastIn[ev.From] = reply{to: ev.From, size: len(ev.Data), at: ev.T}
+		}
 		if ev.From == serverAddr && !stream.IsControl(ev.Data) {
 			if c := w.byAddr[ev.To.Addr()]; c != nil {
 				d, _ := stream.DecodeData(ev.Data)
@@ -359,9 +372,9 @@ func (c *clientTruth) check() error {
 	}
 	s := st.Sources[0]
 	want := stream.SourceStats{
-		SSRC: s.SSRC, Valid: true, BaseSeq: o.baseSeq, ExtMax: o.ext(), Cycles: o.ext() >> 16,
+		SSRC: c.delivered[0].data.SSRC, Valid: true, BaseSeq: o.baseSeq, ExtMax: o.ext(), Cycles: o.ext() >> 16,
 		Expected: int64(o.expected()), Received: o.received, Lost: int64(o.expected()) - int64(o.received),
-		FractionLost: s.FractionLost, Duplicates: o.dups, Reordered: o.reord,
+		FractionLost: o.frac, Duplicates: o.dups, Reordered: o.reord,
 		Jitter: uint32(o.jitter >> 4), JitterUs: o.jitter >> 4 * 1e6 / stream.ClockRate,
 	}
 	if s != want {

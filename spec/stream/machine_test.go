@@ -525,6 +525,13 @@ func FuzzServerDatagram(f *testing.F) {
 	f.Add(stream.EncodeJoin(1, "cn", make([]byte, 20)), false)
 	f.Add(report(1, [8]byte{}, true), true)
 	f.Add([]byte{0x80, 201, 0, 1, 0, 0, 0, 1}, false)
+	// The smallest valid HELLO (RR + APP, no SDES, no padding): smaller
+	// than the challenge, so it must draw nothing.
+	small, err := rtcp.Marshal([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: 1}, &rtcp.ApplicationDefined{SSRC: 1, Name: stream.AppName, SubType: stream.AppHello}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(small, false)
 	f.Fuzz(func(t *testing.T, b []byte, subscribed bool) {
 		r := newServerRig(t, stream.ServerConfig{})
 		if subscribed {

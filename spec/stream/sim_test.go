@@ -226,6 +226,9 @@ func (w *world) challengesOnly(t fataler, victim netip.AddrPort) {
 	if got, sent := w.toAddr[victim.Addr()], w.fromAddr[victim.Addr()]; got > sent {
 		t.Fatalf("the server sent the victim %d bytes for %d forged bytes", got, sent)
 	}
+	if u := w.unasked[victim.Addr()]; len(u) > 0 {
+		t.Fatalf("the server sent the victim %d datagrams each not answering a datagram at least as large: %v", len(u), u)
+	}
 	if real := w.clients["real"]; real == nil || len(real.delivered) == 0 || real.stats == nil || real.stats.Packets == 0 {
 		t.Fatalf("the real client got no stream")
 	}
@@ -348,9 +351,10 @@ func (w *world) silentDropped(t fataler, scfg stream.ServerConfig, crashes []sim
 			t.Fatalf("%s crashed at %v; departures %+v", name, crashed[name], deps)
 		}
 		last := w.lastConsent[addr]
-		want := last.Add(scfg.Expiry())
+		expiry := time.Duration(scfg.ExpireAfter) * scfg.ReportInterval // the configured values, not the code under test
+		want := last.Add(expiry)
 		if deps[0].at != want {
-			t.Fatalf("%s: last heard at %v, dropped at %v, want exactly %v later", name, last.Sub(spec.SimEpoch), deps[0].at.Sub(spec.SimEpoch), scfg.Expiry())
+			t.Fatalf("%s: last heard at %v, dropped at %v, want exactly %v later", name, last.Sub(spec.SimEpoch), deps[0].at.Sub(spec.SimEpoch), expiry)
 		}
 		for _, r := range w.replies {
 			if r.to.String() == addr && r.at >= deps[0].at {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -122,7 +123,11 @@ func assertNoLeftovers(t *testing.T, ls *labSwarm) {
 			}
 		}
 	}
-	out, _ := exec.Command("pgrep", "-f", regexp.QuoteMeta(os.Args[0])+" (cs|p2p) ").Output()
+	out, err := exec.Command("pgrep", "-f", regexp.QuoteMeta(os.Args[0])+" (cs|p2p) ").Output()
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) { // 1: nothing matched
+		t.Errorf("cannot look for leftover processes: pgrep: %v", err)
+	}
 	if s := strings.TrimSpace(string(out)); s != "" {
 		t.Errorf("lab processes still running: %s", s)
 	}

@@ -28,7 +28,8 @@ func startTFTP(t *testing.T, root string, extra ...string) (host, port string, o
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	args := append([]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", root}, extra...)
-	go func() { done <- run(ctx, args, strings.NewReader(""), out, io.Discard) }()
+	// The log (stderr) goes in out too: tests read the transfers' options there.
+	go func() { done <- run(ctx, args, strings.NewReader(""), out, out) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -246,7 +247,7 @@ func TestTFTPWithTftpHPA(t *testing.T) {
 func TestTFTPWithAtftp(t *testing.T) {
 	need(t, "atftp")
 	root, files := tftpRoot(t)
-	host, port, _ := startTFTP(t, root)
+	host, port, log := startTFTP(t, root)
 	dir := t.TempDir()
 	for _, w := range []string{"1", "16", "64"} {
 		dst := filepath.Join(dir, "k"+w)
@@ -255,6 +256,8 @@ func TestTFTPWithAtftp(t *testing.T) {
 			t.Fatalf("atftp windowsize %s: %v\n%s", w, err, out)
 		}
 		sameFile(t, dst, files["dir/kernel.img"], "atftp windowsize "+w)
+		// The window was negotiated, not silently refused.
+		log.wait(t, `blksize=1428 windowsize=`+w+`\b`)
 	}
 }
 

@@ -302,11 +302,19 @@ func TestSameSeedSameTrace(t *testing.T) {
 // and heals: only End 0 means for ever.
 func TestZeroLengthPartitionHeals(t *testing.T) {
 	cfg := sim.Config{Faults: sim.Faults{Partitions: []sim.Partition{{Start: 50 * time.Millisecond, End: 50 * time.Millisecond, Side: []string{"b"}}}}}
-	s, _, b := pair(t, cfg)
+	s, a, b := pair(t, cfg)
+	s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
 	s.Command(100*time.Millisecond, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: []byte("after")})
 	s.Run(time.Second)
 	if d := b.inputs(spec.InDatagram); len(d) != 1 {
 		t.Fatalf("b got %d datagrams after a zero-length partition, want 1", len(d))
+	}
+	reset := false
+	for _, g := range a.inputs(spec.InStreamClosed) {
+		reset = reset || (g.in.Err != "" && g.at.Sub(spec.SimEpoch) == 50*time.Millisecond)
+	}
+	if len(a.inputs(spec.InConnected)) != 1 || !reset {
+		t.Fatalf("a's stream to b: connected %d times, closed %+v; want it reset at 50ms", len(a.inputs(spec.InConnected)), a.inputs(spec.InStreamClosed))
 	}
 }
 

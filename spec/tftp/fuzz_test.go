@@ -104,8 +104,9 @@ func FuzzServer(f *testing.F) {
 }
 
 // Hostile datagrams to a client waiting for its first answer, and in
-// the middle of a download: never a panic; data is reported only in
-// order and never beyond what a block may hold.
+// the middle of a download: never a panic, and no data reported beyond
+// what one block may hold. (Order is the sim properties' to check:
+// TestTransfersExactOrError compares every byte.)
 func FuzzClient(f *testing.F) {
 	for _, s := range seeds() {
 		f.Add(s, false)

@@ -8,6 +8,7 @@ package timeline
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -95,6 +96,16 @@ func Build(h trace.Header, recs []trace.Record, f Filter, describe Describe) Dia
 		names = append(names, n.Name)
 		if a, err := netip.ParseAddr(n.Addr); err == nil {
 			byAddr[a] = lane[n.Name]
+		}
+		// A simulated host's further addresses (sim.NodeSettings.Aliases)
+		// are its lane too.
+		var ns struct {
+			Aliases []netip.Addr `json:"aliases"`
+		}
+		if len(n.Sim) > 0 && json.Unmarshal(n.Sim, &ns) == nil {
+			for _, a := range ns.Aliases {
+				byAddr[a] = lane[n.Name]
+			}
 		}
 		proto[n.Name] = n.Protocol
 		if proto[n.Name] == "" {

@@ -223,3 +223,21 @@ func TestOnlyBusyLanes(t *testing.T) {
 		t.Fatalf("lanes %v, steps %+v", d.Lanes, d.Steps)
 	}
 }
+
+// A simulated host with a second address (sim.NodeSettings.Aliases, in
+// the header's per-node settings) draws its traffic at either address on
+// its own lane.
+func TestAliasedHostLane(t *testing.T) {
+	h := trace.Header{Protocol: "echo", Nodes: []trace.NodeInfo{
+		{Name: "a", Addr: "10.0.0.200", Sim: []byte(`{"aliases":["10.0.0.1"]}`)},
+		{Name: "b", Addr: "10.0.0.2"},
+	}}
+	recs := []trace.Record{
+		{T: 1, Net: "send", ID: 1, Proto: "udp", From: "10.0.0.2:5", Addr: "10.0.0.1:7", Text: "x"},
+		{T: 2, Net: "deliver", ID: 1, Proto: "udp", From: "10.0.0.2:5", Addr: "10.0.0.1:7"},
+	}
+	d := Build(h, recs, Filter{Net: true}, nil)
+	if len(d.Steps) != 1 || d.Steps[0].From != 1 || d.Steps[0].To != 0 {
+		t.Fatalf("steps %+v, want one arrow from lane 1 (b) to lane 0 (a)", d.Steps)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/netspec/netspec/cmd/netspec/timeline"
 	"github.com/netspec/netspec/conformance"
 	"github.com/netspec/netspec/spec/all"
 )
@@ -39,11 +40,16 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 			for i, n := range t.Header.Nodes {
 				names[i] = n.Name
 			}
-			return usagef("replay: %s has no node %q (it has %s)", pos[0], *node, strings.Join(names, ", "))
+			return usagef("replay: %s has no node %q (it has %s)", pos[0], timeline.Clean(*node), timeline.Clean(strings.Join(names, ", ")))
+		}
+		if len(t.NodeRecords(*node)) == 0 {
+			// Nothing to replay would read as a pass too.
+			return fmt.Errorf("replay: %s: node %q has no records to replay", pos[0], timeline.Clean(*node))
 		}
 		opt.Nodes = []string{*node}
 	}
 	var failures []error
+	failed := 0 // nodes, where failures counts spec and impl apiece
 	var skipped []conformance.Skip
 	rows := [][]string{}
 	reports := conformance.Replay(ctx, t, all.Lookup, opt)
@@ -51,7 +57,10 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("replay: %s: %w", pos[0], reports[0].Spec)
 	}
 	for _, rep := range reports {
-		row := []string{rep.Node, "ok", "ok"}
+		before := len(failures)
+		// Node names can come from records alone (NOT IN HEADER): what
+		// reaches the terminal is cleaned.
+		row := []string{timeline.Clean(rep.Node), "ok", "ok"}
 		switch {
 		case errors.Is(rep.Spec, conformance.ErrUnknownNode):
 			row[1] = "NOT IN HEADER"
@@ -73,6 +82,9 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 			row[2] += fmt.Sprintf(" (%d record(s) not replayed)", n)
 			skipped = append(skipped, rep.Skipped...)
 		}
+		if len(failures) > before {
+			failed++
+		}
 		rows = append(rows, row)
 	}
 	tbl := tableOf(fmt.Sprintf("%s: %s trace from %s, %d records", pos[0], t.Header.Protocol, t.Header.Source, len(t.Records)), []string{"node", "spec", "impl"}, rows)
@@ -85,8 +97,8 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	for _, f := range failures {
 		fmt.Fprintln(e.stdout, f)
 	}
-	if len(failures) > 0 {
-		return fmt.Errorf("replay: %d node(s) failed", len(failures))
+	if failed > 0 {
+		return fmt.Errorf("replay: %d node(s) failed", failed)
 	}
 	return nil
 }

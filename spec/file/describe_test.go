@@ -22,6 +22,7 @@ func TestDescribeFrames(t *testing.T) {
 		{"whole frames", append(append([]byte{}, file...), data...), "[0x82 17B][0x83 3B]"},
 		{"a frame, cut short", data[:6], "[0x83 3B]"},
 		{"file bytes", []byte{0x05, 0x5c, 0x23, 0x4e, 0x5d, 1, 2, 3}, "mid-frame data (8 bytes)"},
+		{"unknown type, small length", []byte{0x05, 0, 0, 0, 1, 'x'}, "mid-frame data (6 bytes)"},
 		{"known type, length over its limit", []byte{FrameReply, 0, 1, 0, 1, 0}, "mid-frame data (6 bytes)"},
 		{"DATA up to its limit", []byte{FrameData, 0, 0x10, 0, 0, 0}, "[0x83 1048576B]"},
 		{"after a frame, not a frame", append(append([]byte{}, data...), 0x00, 0xff, 0xff, 0xff, 0xff, 9), "[0x83 3B]mid-frame data (6 bytes)"},

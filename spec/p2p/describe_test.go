@@ -18,6 +18,8 @@ func TestDescribe(t *testing.T) {
 		{"raw bytes after", "HASH 5\n\x00\x01\x02", `10 bytes "HASH 5" +3`},
 		{"ops past the first groups", "PHEL\nCLREQ\nHAVE 1\nDREQ 0 9\nDREQ 9 9\nHREQ\nDANY\nDANY\nHREQ\n", `56 bytes "PHEL" "CLREQ" "HAVE 1" DREQ×2 …4 more: HREQ×2 DANY×2`},
 		{"not messages", "\x00\x01", "2 bytes"},
+		{"a few repeats stay whole", "DREQ 0 9\nDREQ 9 9\n", `18 bytes "DREQ 0 9" "DREQ 9 9"`},
+		{"unknown lines past the first groups", "PHEL\nCLREQ\nHAVE 1\nDREQ 0 9\nHELLO\n", `33 bytes "PHEL" "CLREQ" "HAVE 1" "DREQ 0 9" …1 more`},
 	}
 	for _, tc := range tests {
 		if got := p2p.Describe([]byte(tc.in)); got != tc.want {

@@ -38,7 +38,8 @@ func Describe(b []byte) string {
 		op   Op
 		n    int
 	}
-	var groups []group
+	const full = 4
+	var lines []group
 	rest := b
 	for len(rest) > 0 {
 		i := bytes.IndexByte(rest, '\n')
@@ -51,15 +52,21 @@ func Describe(b []byte) string {
 		}
 		rest = rest[i+1:]
 		tok, _, _ := bytes.Cut(line, []byte(" "))
-		op := lookupOp(tok)
-		if k := len(groups) - 1; k >= 0 && op != 0 && groups[k].op == op {
-			groups[k].n++
-			continue
+		lines = append(lines, group{string(line), lookupOp(tok), 1})
+	}
+	// A few lines are shown whole (DREQ 9 stays findable); more collapse.
+	groups := lines
+	if len(lines) > full {
+		groups = nil
+		for _, l := range lines {
+			if k := len(groups) - 1; k >= 0 && l.op != 0 && groups[k].op == l.op {
+				groups[k].n++
+				continue
+			}
+			groups = append(groups, l)
 		}
-		groups = append(groups, group{string(line), op, 1})
 	}
 	s := fmt.Sprintf("%d bytes", len(b))
-	const full = 4
 	for _, g := range groups[:min(len(groups), full)] {
 		if g.n == 1 {
 			s += " " + strconv.QuoteToASCII(g.line)
@@ -70,9 +77,9 @@ func Describe(b []byte) string {
 	if len(groups) > full {
 		var order []Op
 		count := map[Op]int{}
-		lines := 0
+		more := 0
 		for _, g := range groups[full:] {
-			lines += g.n
+			more += g.n
 			if g.op == 0 {
 				continue
 			}
@@ -81,7 +88,10 @@ func Describe(b []byte) string {
 			}
 			count[g.op] += g.n
 		}
-		s += fmt.Sprintf(" …%d more:", lines)
+		s += fmt.Sprintf(" …%d more", more)
+		if len(order) > 0 {
+			s += ":"
+		}
 		for _, op := range order {
 			if count[op] == 1 {
 				s += " " + op.String()

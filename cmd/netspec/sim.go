@@ -96,6 +96,9 @@ func runSim(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(e.stderr, "wrote %s (%d packets)\n", *pcapPath, pw.Packets())
+		if n := pw.Skipped(); n > 0 {
+			fmt.Fprintf(e.stderr, "netspec: left out %d packet(s) with an end without an address, or between an IPv4 and an IPv6 address\n", n)
+		}
 	}
 	repro := scenario.Reproduce(sc.Name(), *seed, fs)
 	if *asJSON {

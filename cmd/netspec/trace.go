@@ -190,10 +190,10 @@ func tracePcap(ctx context.Context, e *env, args []string) error {
 		if err := pcap.FromTrace(w, t.Header, t.Records); err != nil {
 			return err
 		}
-		// Only packets whose ends are of different IP families are left
-		// out; say so rather than hand over a capture that looks complete.
+		// Say what was left out rather than hand over a capture that
+		// looks complete.
 		if n := w.Skipped(); n > 0 {
-			fmt.Fprintf(e.stderr, "netspec: trace pcap: left out %d packet(s) between an IPv4 and an IPv6 address\n", n)
+			fmt.Fprintf(e.stderr, "netspec: trace pcap: left out %d packet(s) with an end without an address, or between an IPv4 and an IPv6 address\n", n)
 		}
 		return nil
 	})

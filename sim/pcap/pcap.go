@@ -92,8 +92,8 @@ func NewWriter(w io.Writer) (*Writer, error) {
 // Packets is how many packets have been written.
 func (w *Writer) Packets() int { return w.packets }
 
-// Skipped is how many packets could not be written: their ends were not
-// both IPv4 or both IPv6.
+// Skipped is how many packets could not be written: an end without an
+// address, or ends not both IPv4 or both IPv6.
 func (w *Writer) Skipped() int { return w.skipped }
 
 // Observe takes one network event; use it as (part of) sim.Config.OnNet.

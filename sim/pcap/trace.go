@@ -83,13 +83,13 @@ func netKind(s string) (sim.NetKind, bool) {
 	return 0, false
 }
 
-// fromNodes rebuilds packets from a node's own records.
 // SocketMSS is the size of the TCP segments a socket run's stream bytes
 // are cut into: Ethernet's, the simulator's default, so captures of both
 // read alike (loopback's real MSS is ~64 KiB, but the kernel's segments
 // are not in the trace anyway).
 const SocketMSS = 1460
 
+// fromNodes rebuilds packets from a node's own records.
 func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 	type node struct {
 		socks   map[uint32]netip.AddrPort

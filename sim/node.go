@@ -292,7 +292,16 @@ func (n *Node) bind(o *spec.Output) {
 	}
 	ports[port] = o.Sock
 	st := sockState{net: o.Net, port: port, wild: !o.Addr.Addr().IsValid() || o.Addr.Addr().IsUnspecified()}
-	reply.Addr = netip.AddrPortFrom(n.Addr, port)
+	// As a kernel does: a socket bound to the unspecified address says
+	// so (with the port filled in), and learns its datagrams'
+	// destinations as Local.
+	unspec := netip.IPv4Unspecified()
+	if a := o.Addr.Addr(); a.IsValid() {
+		unspec = a
+	} else if n.Addr.Is6() {
+		unspec = netip.IPv6Unspecified()
+	}
+	reply.Addr = netip.AddrPortFrom(unspec, port)
 	if !st.wild {
 		st.addr = o.Addr.Addr()
 		reply.Addr = netip.AddrPortFrom(st.addr, port)

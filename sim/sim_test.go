@@ -459,6 +459,9 @@ func TestLocalAddress(t *testing.T) {
 	s.Command(0, "a", spec.Command{Name: "sendfrom", Args: []string{bAddr.String(), "10.0.0.1"}, Data: []byte("own")})
 	s.Command(0, "a", spec.Command{Name: "sendfrom", Args: []string{bAddr.String(), "10.9.9.9"}, Data: []byte("forged")})
 	s.Run(time.Second)
+	if bound := b.inputs(spec.InBound); len(bound) < 1 || bound[0].in.Addr != netip.MustParseAddrPort("0.0.0.0:9") {
+		t.Errorf("b's wildcard bind reported %+v, want 0.0.0.0:9 as a kernel says", bound)
+	}
 	got := b.inputs(spec.InDatagram)
 	if len(got) != 1 || string(got[0].in.Data) != "own" || got[0].in.Local != bAddr.Addr() {
 		t.Fatalf("b got %+v, want the one from a's own address, with Local %v", got, bAddr.Addr())

@@ -128,7 +128,10 @@ func (w *world) onNet(ev sim.NetEvent) {
 	}
 	switch ev.Kind {
 	case sim.NetSend:
-		if ev.From == serverAddr {
+		// What the server sends from its host's first address is its
+		// too (a forgotten SendFrom): clients drop it, but it counts
+		// against amplification and stray sends all the same.
+		if ev.From == serverAddr || ev.From == netip.AddrPortFrom(serverFirst, serverAddr.Port()) {
 			if in, ok := w.lastIn[ev.To]; !ok || in.at != ev.T || len(ev.Data) > in.size {
 				w.unasked[ev.To.Addr()] = append(w.unasked[ev.To.Addr()], fmt.Sprintf("%d bytes at %v (the last datagram from there: %d bytes at %v)", len(ev.Data), ev.T.Sub(spec.SimEpoch), in.size, in.at.Sub(spec.SimEpoch)))
 			}

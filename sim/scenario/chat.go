@@ -63,13 +63,13 @@ func (sc ChatScript) BuildWith(s *sim.Sim, w *ChatWorld, newServer func(chat.Ser
 	// A server listening on the unspecified address is on
 	// ChatServerAddr's host, which also has ServerAlias, where its
 	// clients send: answers from the host's first address are dropped.
-	server := scfg.Addr
+	server, host := scfg.Addr, scfg.Addr.Addr()
 	var aliases []netip.Addr
 	if server.Addr().IsUnspecified() {
-		server = netip.AddrPortFrom(ServerAlias, server.Port())
+		server, host = netip.AddrPortFrom(ServerAlias, server.Port()), ChatServerAddr.Addr()
 		aliases = []netip.Addr{ServerAlias}
 	}
-	if _, err := s.AddNode(sim.NodeSpec{Name: "server", Addr: ChatServerAddr.Addr(), Aliases: aliases, Protocol: "chat", Role: "server", Config: scfg,
+	if _, err := s.AddNode(sim.NodeSpec{Name: "server", Addr: host, Aliases: aliases, Protocol: "chat", Role: "server", Config: scfg,
 		New: func() spec.Machine { return newServer(scfg) }}); err != nil {
 		return err
 	}
@@ -435,6 +435,9 @@ func (c *Chat) Check(seed uint64, f sim.Faults, opt Options) Verdict {
 	bound := final + 10*time.Second
 	rng := spec.NewRand(seed)
 	sc := cc.script(rng, heal, bound)
+	// On 0.0.0.0 of a two-address host, clients at the second (see
+	// ChatScript), so an answer that names no source is dropped.
+	sc.Server.Addr = netip.AddrPortFrom(netip.IPv4Unspecified(), ChatServerAddr.Port())
 	for i := range sc.Clients {
 		cl := &sc.Clients[i]
 		cl.Lines = append(cl.Lines, ChatLine{At: final, Text: "last words of " + cl.Name})

@@ -297,7 +297,7 @@ func (s *Sim) deliverPkt(p *packet) {
 		s.lost(p, NetHostDown, "host down")
 		return
 	}
-	sock, wild, ok := dst.udpSock(p.dst.Port())
+	sock, wild, ok := dst.udpSock(p.dst.Port(), p.dst.Addr())
 	if !ok {
 		s.lost(p, NetNoPort, "port unreachable")
 		return

@@ -20,6 +20,7 @@ type Node struct {
 	gen      uint32 // incarnation: bumped by crashes so stale events are ignored
 	lastSock spec.Sock
 	lastWild bool
+	lastAddr netip.Addr
 	idx      int32
 	sim      *Sim
 	m        spec.Machine
@@ -310,16 +311,21 @@ func (n *Node) bind(o *spec.Output) {
 	_ = s
 }
 
-// udpSock finds the socket bound to a UDP port, and whether it is bound
-// to the unspecified address.
-func (n *Node) udpSock(port uint16) (sock spec.Sock, wild, ok bool) {
-	if n.lastOK && n.lastPort == port {
-		return n.lastSock, n.lastWild, true
+// udpSock finds the socket bound to a UDP port that takes datagrams
+// sent to dst, and whether it is bound to the unspecified address (a
+// socket bound to one of the node's addresses takes only those sent to
+// it, as a kernel's does).
+func (n *Node) udpSock(port uint16, dst netip.Addr) (sock spec.Sock, wild, ok bool) {
+	if !n.lastOK || n.lastPort != port {
+		sock, ok = n.udp[port]
+		if !ok {
+			return 0, false, false
+		}
+		st := n.socks[sock]
+		n.lastPort, n.lastSock, n.lastWild, n.lastAddr, n.lastOK = port, sock, st.wild, st.addr, true
 	}
-	sock, ok = n.udp[port]
-	if ok {
-		wild = n.socks[sock].wild
-		n.lastPort, n.lastSock, n.lastWild, n.lastOK = port, sock, wild, true
+	if !n.lastWild && n.lastAddr != dst {
+		return 0, false, false
 	}
-	return sock, wild, ok
+	return n.lastSock, n.lastWild, true
 }

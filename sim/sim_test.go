@@ -503,3 +503,42 @@ func TestAliasAddress(t *testing.T) {
 		t.Errorf("violations: %q", v)
 	}
 }
+
+// A socket bound to one of a host's addresses takes only what is sent to
+// that address: a datagram to the other is unreachable, a dial to it
+// refused, as with a kernel.
+func TestBoundAddressOnly(t *testing.T) {
+	alias := netip.MustParseAddr("10.0.0.20")
+	s := sim.New(sim.Config{})
+	a := &probe{}
+	s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return a }})
+	b := &boundProbe{addr: netip.AddrPortFrom(alias, 9)}
+	s.MustAddNode(sim.NodeSpec{Name: "b", Aliases: []netip.Addr{alias}, New: func() spec.Machine { return b }})
+	s.Command(0, "a", spec.Command{Name: "send", Args: []string{"10.0.0.2:9"}, Data: []byte("to the first")})
+	s.Command(0, "a", spec.Command{Name: "send", Args: []string{"10.0.0.20:9"}, Data: []byte("to the alias")})
+	s.Command(time.Second, "a", spec.Command{Name: "dial", Args: []string{"10.0.0.2:9"}})
+	s.Run(3 * time.Second)
+	if len(b.got) != 1 || b.got[0] != "to the alias" {
+		t.Errorf("b got %q, want only the datagram to its alias", b.got)
+	}
+	closed := a.inputs(spec.InStreamClosed)
+	if len(closed) != 1 || closed[0].in.Err != "connection refused" {
+		t.Errorf("the dial to b's first address: %+v, want refused", closed)
+	}
+}
+
+// boundProbe binds UDP and TCP on one address and records datagrams.
+type boundProbe struct {
+	addr netip.AddrPort
+	got  []string
+}
+
+func (m *boundProbe) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		out = append(out, spec.Bind(1, spec.UDP, m.addr), spec.Bind(2, spec.TCP, m.addr))
+	case spec.InDatagram:
+		m.got = append(m.got, string(in.Data))
+	}
+	return out
+}

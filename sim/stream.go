@@ -170,6 +170,9 @@ func (s *Sim) syn(ev event) {
 	back := owd(dst, d.node)
 	s.recordNet(NetEvent{Kind: NetDeliver, ID: c.synID, Proto: spec.TCP, From: d.local, To: d.remote, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead})
 	sock, ok := dst.tcp[d.remote.Port()]
+	if a := dst.socks[sock].addr; ok && a.IsValid() && a != d.remote.Addr() {
+		ok = false // a listener on another of the host's addresses
+	}
 	if !ok {
 		s.failDial(d, s.now.Add(back), "connection refused")
 		return

@@ -117,7 +117,10 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 		n, err := s.batch.WriteBatch(ms, 0)
 		if err != nil {
 			n = max(n, 0) // sendmmsg reports -1 when the first message fails
-			if len(ms[n].Buffers) > 1 && gsoUnsupported(err) {
+			k := done + segmentsBefore(ms[:n])
+			// A message that names a source may fail for the source
+			// (EINVAL too): that says nothing about segmentation.
+			if len(ms[n].Buffers) > 1 && gsoUnsupported(err) && !run[k].from.IsValid() {
 				// This socket cannot segment: send the rest plainly
 				// (noGSO keeps the retry from segmenting again).
 				s.noGSO = true
@@ -130,7 +133,6 @@ func (r *Runner) writeRun(s *sock, run []pendingSend) {
 			// The message at n failed (unreachable, too big, a source
 			// the host no longer has): retry it once from the kernel's
 			// choice of source if it named one, else skip it.
-			k := done + segmentsBefore(ms[:n])
 			r.sendFailed(s, run[k:k+len(ms[n].Buffers)], err)
 			n++
 		}

@@ -168,7 +168,11 @@ func describeHeld(held []item) string {
 			fmt.Fprintf(&b, " ... (%d more)", len(held)-i)
 			break
 		}
-		fmt.Fprintf(&b, " [%s stream=%d sock=%d addr=%v %d bytes err=%q]", it.in.Kind, it.in.Stream, it.in.Sock, it.in.Addr, len(it.in.Data), it.in.Err)
+		fmt.Fprintf(&b, " [%s stream=%d sock=%d addr=%v", it.in.Kind, it.in.Stream, it.in.Sock, it.in.Addr)
+		if it.in.Local.IsValid() {
+			fmt.Fprintf(&b, " local=%v", it.in.Local)
+		}
+		fmt.Fprintf(&b, " %d bytes err=%q]", len(it.in.Data), it.in.Err)
 	}
 	if b.Len() == 0 {
 		return " (nothing)"

@@ -19,8 +19,10 @@ var ChatServerAddr = netip.MustParseAddrPort("10.0.0.1:9999")
 // ServerAlias is a second address of the property checks' servers,
 // which listen on the unspecified address and whose clients send here:
 // a server that answers without naming the address it was asked on
-// answers from its first address, and its clients drop that.
-var ServerAlias = netip.MustParseAddr("10.0.255.1")
+// answers from its first address, and its clients drop that. (Near the
+// nodes' own addresses: the simulator's dense routing table grows to
+// cover it.)
+var ServerAlias = netip.MustParseAddr("10.0.1.254")
 
 // ChatScript is what happens in a simulated chat: the server's
 // configuration and, per client, when it starts and what it types.

@@ -145,7 +145,12 @@ func (w *ChatWorld) net(ev sim.NetEvent) {
 		if ev.From == w.srv || (w.first.IsValid() && ev.From == w.first) {
 			p.addr = ev.To
 			w.stream = append(w.stream, chatItem{kind: itemSend, t: ev.T, addr: ev.To, pkt: p})
-			w.toHost[ev.To.Addr()] = append(w.toHost[ev.To.Addr()], p)
+			if ev.From == w.srv {
+				// From the first address it is the server's send (the
+				// stray-send checks see it), but clients drop it: a
+				// client that shows it made it up.
+				w.toHost[ev.To.Addr()] = append(w.toHost[ev.To.Addr()], p)
+			}
 		} else {
 			p.addr = ev.From
 			w.fromAddr[ev.From] = append(w.fromAddr[ev.From], p)

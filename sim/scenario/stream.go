@@ -433,10 +433,24 @@ func (e *Stream) Check(seed uint64, f sim.Faults, opt Options) Verdict {
 		addrOf[name] = node.Addr
 	}
 	rng := spec.NewRand(seed ^ 0x5900f)
-	for i := 0; i < e.Spoof; i++ {
-		s.Inject(time.Duration(rng.Int64N(int64(bound))), streamVictim, streamServer, stream.EncodeJoin(rng.Uint32(), "victim", nil))
+	// Joins forged in a victim's name while the faults last, at either of
+	// the server's addresses; the run goes on until they are all in.
+	spoof := e.Spoof
+	if spoof == 0 {
+		spoof = 20
 	}
-	s.RunUntil(func() bool { return len(live) == e.Clients }, bound)
+	var lastSpoof time.Duration
+	window := max(f.Until, time.Second)
+	for i := 0; i < spoof; i++ {
+		at := time.Duration(rng.Int64N(int64(window)))
+		lastSpoof = max(lastSpoof, at)
+		to := streamServer
+		if rng.IntN(2) == 0 {
+			to = netip.AddrPortFrom(ServerAlias, streamServer.Port())
+		}
+		s.Inject(at, streamVictim, to, stream.EncodeJoin(rng.Uint32(), "victim", nil))
+	}
+	s.RunUntil(func() bool { return len(live) == e.Clients && s.Elapsed() > lastSpoof+time.Second }, bound)
 	v.Virtual, v.Events = s.Elapsed(), s.Events()
 	if g.dataToVictim > 0 || g.toVictim > g.fromVictim {
 		v.Safety = fmt.Sprintf("the server sent the victim %d bytes (%d data packets) for %d forged", g.toVictim, g.dataToVictim, g.fromVictim)

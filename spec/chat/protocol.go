@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/netspec/netspec/spec"
 )
@@ -24,9 +25,15 @@ func Describe(b []byte) string {
 	const max = 40
 	s := string(line)
 	if len(s) > max {
-		s = s[:max] + "..."
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut-- // not inside a character: the seed's users write Chinese
+		}
+		s = s[:cut] + "..."
 	}
-	d := strconv.QuoteToASCII(s)
+	// Quote keeps printable text as it is (你好, not \u4f60\u597d) and
+	// escapes control and format characters, so timelines stay safe.
+	d := strconv.Quote(s)
 	if len(trim(rest)) > 0 {
 		d += " +more lines"
 	}

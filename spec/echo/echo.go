@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/netspec/netspec/spec"
 )
@@ -23,9 +24,13 @@ var Protocol = spec.NewProtocol("echo",
 func preview(b []byte) string {
 	const max = 24
 	if len(b) > max {
-		return strconv.QuoteToASCII(string(b[:max])) + "..."
+		cut := max
+		for cut > max-utf8.UTFMax && !utf8.RuneStart(b[cut]) {
+			cut-- // between characters, not inside one
+		}
+		return strconv.Quote(string(b[:cut])) + "..."
 	}
-	return strconv.QuoteToASCII(string(b))
+	return strconv.Quote(string(b))
 }
 
 // Sockets of the server.

@@ -69,7 +69,7 @@ func Describe(b []byte) string {
 	s := fmt.Sprintf("%d bytes", len(b))
 	for _, g := range groups[:min(len(groups), full)] {
 		if g.n == 1 {
-			s += " " + strconv.QuoteToASCII(g.line)
+			s += " " + strconv.Quote(g.line)
 		} else {
 			s += fmt.Sprintf(" %s×%d", g.op, g.n)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Op is a packet's opcode, the first two bytes of every TFTP packet.
@@ -374,7 +375,7 @@ func Describe(b []byte) string {
 	}
 	switch p.Op {
 	case OpRRQ, OpWRQ:
-		return fmt.Sprintf("%v %s %s%s", p.Op, strconv.QuoteToASCII(clip(p.Filename)), p.Mode, describeOptions(p.Options))
+		return fmt.Sprintf("%v %s %s%s", p.Op, strconv.Quote(clip(p.Filename)), p.Mode, describeOptions(p.Options))
 	case OpOACK:
 		return "OACK" + describeOptions(p.Options)
 	case OpDATA:
@@ -382,7 +383,7 @@ func Describe(b []byte) string {
 	case OpACK:
 		return fmt.Sprintf("ACK %d", p.Block)
 	}
-	return fmt.Sprintf("ERROR %d (%v) %s", p.Code, p.Code, strconv.QuoteToASCII(clip(p.Msg)))
+	return fmt.Sprintf("ERROR %d (%v) %s", p.Code, p.Code, strconv.Quote(clip(p.Msg)))
 }
 
 func describeOptions(opts []Option) string {
@@ -395,13 +396,17 @@ func describeOptions(opts []Option) string {
 
 // bare is s clipped and escaped to printable ASCII, without quotes.
 func bare(s string) string {
-	q := strconv.QuoteToASCII(clip(s))
+	q := strconv.Quote(clip(s))
 	return q[1 : len(q)-1]
 }
 
 func clip(s string) string {
 	if len(s) > 48 {
-		return s[:48] + "..."
+		cut := 48
+		for cut > 48-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
+			cut-- // between characters, not inside one
+		}
+		return s[:cut] + "..."
 	}
 	return s
 }

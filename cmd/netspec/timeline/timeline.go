@@ -314,7 +314,11 @@ func decode(describe Describe, protocol, transport string, payload []byte, flags
 
 func preview(b []byte) string {
 	const max = 32
-	q := strconv.QuoteToASCII(string(b[:min(len(b), max)]))
+	cut := min(len(b), max)
+	for cut < len(b) && cut > max-utf8.UTFMax && !utf8.RuneStart(b[cut]) {
+		cut-- // between characters, not inside one
+	}
+	q := strconv.Quote(string(b[:cut]))
 	if len(b) > max {
 		q += "…"
 	}

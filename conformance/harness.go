@@ -101,6 +101,16 @@ type addrMap struct {
 	next   uint32
 	prefix uint32 // 127.0.0.0 + prefix<<8 + n: a fresh /24 per replay
 	bound  map[spec.Sock][]netip.AddrPort
+
+	// A socket the trace bound on an unspecified address binds one here
+	// too (it must see every address it was sent to), but on a port of
+	// the system's choosing: the recorded one may be taken on this host,
+	// by any address. The ports map both ways; the runner's readers ask
+	// concurrently.
+	mu          sync.Mutex
+	wildPending []uint16          // recorded ports of binds not yet answered
+	wildOut     map[uint16]uint16 // recorded port -> real
+	wildIn      map[uint16]uint16 // real port -> recorded
 }
 
 func newAddrMap() *addrMap {
@@ -109,8 +119,10 @@ func newAddrMap() *addrMap {
 		rev: map[netip.Addr]netip.Addr{},
 		// A random /24 keeps concurrent and successive replays apart, so
 		// no connection meets another's TIME_WAIT.
-		prefix: uint32(64<<8 + rand.IntN(190<<8)),
-		bound:  map[spec.Sock][]netip.AddrPort{},
+		prefix:  uint32(64<<8 + rand.IntN(190<<8)),
+		bound:   map[spec.Sock][]netip.AddrPort{},
+		wildOut: map[uint16]uint16{},
+		wildIn:  map[uint16]uint16{},
 	}
 }
 
@@ -129,6 +141,14 @@ func (m *addrMap) add(a netip.Addr) {
 }
 
 func (m *addrMap) Out(a netip.AddrPort) netip.AddrPort {
+	if a.Addr().IsUnspecified() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if r, ok := m.wildOut[a.Port()]; ok {
+			return netip.AddrPortFrom(a.Addr(), r)
+		}
+		return a
+	}
 	if l, ok := m.fwd[a.Addr().Unmap()]; ok {
 		return netip.AddrPortFrom(l, a.Port())
 	}
@@ -136,6 +156,22 @@ func (m *addrMap) Out(a netip.AddrPort) netip.AddrPort {
 }
 
 func (m *addrMap) In(a netip.AddrPort) netip.AddrPort {
+	if a.Addr().IsUnspecified() {
+		// The runner maps a bind's answer right after the bind: the
+		// first unknown port is the oldest pending bind's.
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if r, ok := m.wildIn[a.Port()]; ok {
+			return netip.AddrPortFrom(a.Addr(), r)
+		}
+		if len(m.wildPending) > 0 {
+			rec := m.wildPending[0]
+			m.wildPending = m.wildPending[1:]
+			m.wildIn[a.Port()], m.wildOut[rec] = rec, a.Port()
+			return netip.AddrPortFrom(a.Addr(), rec)
+		}
+		return a
+	}
 	if o, ok := m.rev[a.Addr().Unmap()]; ok {
 		return netip.AddrPortFrom(o, a.Port())
 	}
@@ -145,6 +181,12 @@ func (m *addrMap) In(a netip.AddrPort) netip.AddrPort {
 func (m *addrMap) Bind(s spec.Sock, _ spec.Net, req netip.AddrPort) netip.AddrPort {
 	if q := m.bound[s]; len(q) > 0 {
 		m.bound[s] = q[1:]
+		if rec := q[0]; rec.Addr().IsUnspecified() && rec.Port() != 0 {
+			m.mu.Lock()
+			m.wildPending = append(m.wildPending, rec.Port())
+			m.mu.Unlock()
+			return netip.AddrPortFrom(rec.Addr(), 0)
+		}
 		return m.Out(q[0])
 	}
 	return m.Out(req)

@@ -172,35 +172,19 @@ func TestRunsFollowEachOther(t *testing.T) {
 // local address, and the capture carries it: the request to 127.0.0.2 and
 // the answer from there, not the unspecified address or a stand-in.
 func TestTraceLocalAddressInCapture(t *testing.T) {
-	h := trace.Header{Format: trace.Format, Protocol: "echo", Source: "impl", Nodes: []trace.NodeInfo{{Name: "server", Protocol: "echo", Role: "server"}}}
-	recs := []trace.Record{
-		{T: 0, Node: "server", In: "bound", Sock: 1, Addr: "0.0.0.0:7"},
-		{T: 1000, Node: "server", In: "datagram", Sock: 1, Addr: "127.0.0.1:5000", Local: "127.0.0.2", Text: "hi"},
-		{T: 2000, Node: "server", Out: "send", Sock: 1, Addr: "127.0.0.1:5000", Local: "127.0.0.2", Text: "hi"},
+	frames, _ := captureTrace(t, []trace.Record{
+		{T: 0, In: "bound", Sock: 1, Addr: "0.0.0.0:7"},
+		{T: 1000, In: "datagram", Sock: 1, Addr: "127.0.0.1:5000", Local: "127.0.0.2", Text: "hi"},
+		{T: 2000, Out: "send", Sock: 1, Addr: "127.0.0.1:5000", Local: "127.0.0.2", Text: "hi"},
+	})
+	want := [][2]string{{"127.0.0.1", "127.0.0.2"}, {"127.0.0.2", "127.0.0.1"}}
+	if len(frames) != len(want) {
+		t.Fatalf("%d frames, want %d", len(frames), len(want))
 	}
-	var buf bytes.Buffer
-	w, err := pcap.NewWriter(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pcap.FromTrace(w, h, recs); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r, err := pcapgo.NewNgReader(&buf, pcapgo.DefaultNgReaderOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, want := range [][2]string{{"127.0.0.1", "127.0.0.2"}, {"127.0.0.2", "127.0.0.1"}} {
-		data, _, err := r.ReadPacketData()
-		if err != nil {
-			t.Fatalf("packet %d: %v", i, err)
-		}
-		ip, _ := gopacket.NewPacket(data, layers.LayerTypeIPv4, gopacket.Default).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-		if ip == nil || ip.SrcIP.String() != want[0] || ip.DstIP.String() != want[1] {
-			t.Errorf("packet %d: %v, want %s -> %s", i, ip, want[0], want[1])
+	for i, f := range frames {
+		ip, _ := gopacket.NewPacket(f.Data, layers.LinkTypeRaw, gopacket.Default).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		if ip == nil || ip.SrcIP.String() != want[i][0] || ip.DstIP.String() != want[i][1] {
+			t.Errorf("frame %d: %v, want %s -> %s", i, ip, want[i][0], want[i][1])
 		}
 	}
 }

@@ -79,3 +79,18 @@ func TestSourceFor(t *testing.T) {
 		}
 	}
 }
+
+// Whatever control bytes a read brings, parsing them never panics and
+// never gives a source that cannot be one.
+func FuzzParsePktinfo(f *testing.F) {
+	f.Add(pktinfoControl(nil, netip.MustParseAddr("127.0.0.2")))
+	f.Add(pktinfoControl(nil, netip.MustParseAddr("fe80::1%3")))
+	f.Add(append(gsoControl(1200), pktinfoControl(nil, netip.MustParseAddr("10.0.0.1"))...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, oob []byte) {
+		a := parsePktinfo(oob)
+		if a.IsValid() && (a.IsMulticast() || a.IsUnspecified() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+			t.Fatalf("Local %v from %x", a, oob)
+		}
+	})
+}

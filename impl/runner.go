@@ -720,10 +720,10 @@ func (r *Runner) readUDP(s *sock) {
 // kernel ignores or refuses), or not a unicast address.
 func sourceFor(from, to netip.Addr) netip.Addr {
 	from = from.Unmap()
-	if from.Is4() != to.Unmap().Is4() || from.IsUnspecified() || from.IsMulticast() || from == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+	if from.Is4() != to.Unmap().Is4() {
 		return netip.Addr{}
 	}
-	return from
+	return unicast(from)
 }
 
 // localAddr is a datagram's Local: nothing unless the machine bound an

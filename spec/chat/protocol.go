@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/netspec/netspec/spec"
 )
@@ -23,13 +22,9 @@ func Describe(b []byte) string {
 	h, body, ok := ParseHeader(b)
 	line, rest := nextLine(body)
 	const max = 40
-	s := string(line)
-	if len(s) > max {
-		cut := max
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut-- // not inside a character: the seed's users write Chinese
-		}
-		s = s[:cut] + "..."
+	s, cut := spec.Clip(string(line), max)
+	if cut {
+		s += "..."
 	}
 	// Quote keeps printable text as it is (你好, not \u4f60\u597d) and
 	// escapes control and format characters, so timelines stay safe.

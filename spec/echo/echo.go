@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/netspec/netspec/spec"
 )
@@ -22,15 +21,11 @@ var Protocol = spec.NewProtocol("echo",
 )
 
 func preview(b []byte) string {
-	const max = 24
-	if len(b) > max {
-		cut := max
-		for cut > max-utf8.UTFMax && !utf8.RuneStart(b[cut]) {
-			cut-- // between characters, not inside one
-		}
-		return strconv.Quote(string(b[:cut])) + "..."
+	s, cut := spec.Clip(string(b[:min(len(b), 25)]), 24) // no copy of a big datagram
+	if cut {
+		return strconv.Quote(s) + "..."
 	}
-	return strconv.Quote(string(b))
+	return strconv.Quote(s)
 }
 
 // Sockets of the server.

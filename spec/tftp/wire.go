@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/netspec/netspec/spec"
 )
 
 // Op is a packet's opcode, the first two bytes of every TFTP packet.
@@ -401,12 +402,8 @@ func bare(s string) string {
 }
 
 func clip(s string) string {
-	if len(s) > 48 {
-		cut := 48
-		for cut > 48-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
-			cut-- // between characters, not inside one
-		}
-		return s[:cut] + "..."
+	if c, cut := spec.Clip(s, 48); cut {
+		return c + "..."
 	}
 	return s
 }

@@ -313,13 +313,9 @@ func decode(describe Describe, protocol, transport string, payload []byte, flags
 }
 
 func preview(b []byte) string {
-	const max = 32
-	cut := min(len(b), max)
-	for cut < len(b) && cut > max-utf8.UTFMax && !utf8.RuneStart(b[cut]) {
-		cut-- // between characters, not inside one
-	}
-	q := strconv.Quote(string(b[:cut]))
-	if len(b) > max {
+	s, cut := spec.Clip(string(b[:min(len(b), 33)]), 32) // no copy of a big payload
+	q := strconv.Quote(s)
+	if cut {
 		q += "…"
 	}
 	return fmt.Sprintf("%d B %s", len(b), q)

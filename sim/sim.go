@@ -234,7 +234,7 @@ func (s *Sim) AddNode(ns NodeSpec) (*Node, error) {
 			if !s.cfg.Prefix.Contains(addr) {
 				return nil, fmt.Errorf("sim: prefix %v is full", s.cfg.Prefix)
 			}
-			if _, used := s.byAddr[addr]; !used && addr.As4()[3] != 255 && addr.As4()[3] != 0 {
+			if _, used := s.byAddr[addr]; !used && !lastOctetReserved(addr) {
 				break
 			}
 		}
@@ -342,6 +342,17 @@ func (s *Sim) addDense(v uint32, n *Node) {
 		s.dense = append(s.dense, make([]*Node, int(i)+1-len(s.dense))...)
 	}
 	s.dense[i] = n
+}
+
+// lastOctetReserved reports an IPv4 address ending in .0 or .255, which
+// the allocator skips so that no node looks like a network or broadcast
+// address in a capture. IPv6 has no broadcast; every address is usable.
+func lastOctetReserved(a netip.Addr) bool {
+	if !a.Is4() {
+		return false
+	}
+	b := a.As4()
+	return b[3] == 0 || b[3] == 255
 }
 
 // ipv4 is an IPv4 address as a map key.

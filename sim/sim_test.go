@@ -542,3 +542,29 @@ func (m *boundProbe) Step(now spec.Time, in spec.Input, out []spec.Output) []spe
 	}
 	return out
 }
+
+// An IPv6 prefix gives IPv6 hosts: datagrams and streams work as over
+// IPv4 (a bind to 0.0.0.0 takes both families, as Go's dual-stack
+// listeners do).
+func TestIPv6Prefix(t *testing.T) {
+	s, a, b := pair(t, sim.Config{Prefix: netip.MustParsePrefix("fd00::/64")})
+	to := netip.MustParseAddrPort("[fd00::2]:9")
+	s.Command(0, "a", spec.Command{Name: "send", Args: []string{to.String()}, Data: []byte("v6")})
+	s.Command(0, "a", spec.Command{Name: "dial", Args: []string{to.String()}})
+	s.Command(time.Millisecond, "a", spec.Command{Name: "write", Data: []byte("over a stream")})
+	s.Command(2*time.Millisecond, "a", spec.Command{Name: "close"})
+	s.Run(time.Second)
+	got := b.inputs(spec.InDatagram)
+	if len(got) != 1 || string(got[0].in.Data) != "v6" || got[0].in.Addr.Addr() != netip.MustParseAddr("fd00::1") || got[0].in.Local != to.Addr() {
+		t.Fatalf("b got %+v, want one datagram from fd00::1 to %v", got, to.Addr())
+	}
+	if string(b.streamBytes()) != "over a stream" {
+		t.Errorf("b read %q over the stream", b.streamBytes())
+	}
+	if len(a.inputs(spec.InStreamClosed)) != 1 {
+		t.Errorf("a saw closes %+v, want one", a.inputs(spec.InStreamClosed))
+	}
+	if v := s.Violations(); len(v) > 0 {
+		t.Errorf("violations: %q", v)
+	}
+}

@@ -146,6 +146,24 @@ func (s *Sim) synLost(d *end, dst *Node, k NetKind, why string) {
 	}})
 }
 
+// handshakeReply records the listener's answer to d's SYN, a SYN-ACK
+// ("SA") or a RST ("R"), as sent now and, if deliver, delivered back
+// after back; it returns the event for a caller that records the
+// delivery itself. They carry no data and the model does not lose them: they are
+// here so that a capture shows each connection's handshake.
+func (s *Sim) handshakeReply(c *conn, d *end, flags string, back time.Duration, deliver bool) NetEvent {
+	s.pktID++
+	ev := NetEvent{Kind: NetSend, ID: s.pktID, Proto: spec.TCP, From: d.remote, To: d.local, Conn: c.id, Flags: flags, Len: s.cfg.TCPOverhead}
+	s.recordNet(ev)
+	if deliver {
+		s.schedule(event{at: s.now.Add(back), kind: evFunc, x: func() {
+			ev.Kind = NetDeliver
+			s.recordNet(ev)
+		}})
+	}
+	return ev
+}
+
 func (s *Sim) failDial(e *end, at spec.Time, why string) {
 	e.conn.dead = true
 	s.schedule(event{at: at, kind: evStreamRst, x: &rst{e: e, err: why}})
@@ -174,6 +192,7 @@ func (s *Sim) syn(ev event) {
 		ok = false // a listener on another of the host's addresses
 	}
 	if !ok {
+		s.handshakeReply(c, d, "R", back, true)
 		s.failDial(d, s.now.Add(back), "connection refused")
 		return
 	}
@@ -185,10 +204,18 @@ func (s *Sim) syn(ev event) {
 	a.open = true
 	// The dialer may send once the SYN-ACK is back: bytes it wrote while
 	// connecting go out then, just before it hears it is connected.
+	synAck := s.handshakeReply(c, d, "SA", back, false)
 	s.schedule(event{at: s.now.Add(back), kind: evFunc, x: func() {
-		if c.dead || d.node.gen != d.gen || !d.node.up {
+		if d.node.gen != d.gen || !d.node.up {
+			synAck.Kind, synAck.Note = NetHostDown, "host down"
+			s.recordNet(synAck)
 			return
 		}
+		if c.dead {
+			return
+		}
+		synAck.Kind = NetDeliver
+		s.recordNet(synAck)
 		d.open = true
 		s.pump(d)
 		d.node.deliver(spec.Input{Kind: spec.InConnected, Stream: d.id, Addr: d.remote})

@@ -55,10 +55,14 @@ func TestTraceShowFilters(t *testing.T) {
 }
 
 // tsharkFrames returns, per pcapng interface, how many frames tshark
-// decodes as IP packets.
-func tsharkFrames(t *testing.T, file string) map[string]int {
+// decodes as IP packets (that match filter, if not empty).
+func tsharkFrames(t *testing.T, file string, filter ...string) map[string]int {
 	t.Helper()
-	out, err := exec.Command("tshark", "-r", file, "-T", "fields", "-e", "frame.interface_id", "-e", "ip.proto").Output()
+	args := []string{"-r", file, "-T", "fields", "-e", "frame.interface_id", "-e", "ip.proto"}
+	if len(filter) > 0 {
+		args = append(args, "-Y", strings.Join(filter, " && "))
+	}
+	out, err := exec.Command("tshark", args...).Output()
 	if err != nil {
 		t.Fatalf("tshark -r %s: %v", file, err)
 	}
@@ -99,6 +103,33 @@ func TestSimPcapDecodesInTshark(t *testing.T) {
 	}
 }
 
+// Without faults, tshark's TCP analysis finds nothing amiss in a
+// simulated capture: every connection opens with SYN and SYN-ACK, and
+// sequence and acknowledgment numbers follow the bytes.
+func TestSimPcapTCPAnalysisClean(t *testing.T) {
+	need(t, "tshark")
+	file := filepath.Join(t.TempDir(), "clean.pcapng")
+	if code, _, stderr := runCmd("sim", "echo", "--seed", "5", "--loss", "0", "--dup", "0", "--jitter", "0", "--pcap", file); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	tcpAnalysisClean(t, file)
+}
+
+// tcpAnalysisClean fails unless file's TCP connections open with a
+// handshake and tshark's analysis flags none of its segments.
+func tcpAnalysisClean(t *testing.T, file string) {
+	t.Helper()
+	syn := tsharkFrames(t, file, "tcp.flags.syn==1", "tcp.flags.ack==0")["0"]
+	synAck := tsharkFrames(t, file, "tcp.flags.syn==1", "tcp.flags.ack==1")["0"]
+	if syn == 0 || synAck != syn {
+		t.Errorf("%d SYNs and %d SYN-ACKs, want as many of each, at least one", syn, synAck)
+	}
+	out, err := exec.Command("tshark", "-r", file, "-Y", "tcp.analysis.flags").Output()
+	if err != nil || len(out) > 0 {
+		t.Errorf("tshark's TCP analysis flags segments (%v):\n%s", err, out)
+	}
+}
+
 // A socket run's trace converts too: every datagram its node received or
 // sent becomes a frame.
 func TestImplTracePcap(t *testing.T) {
@@ -127,9 +158,10 @@ func TestImplTracePcap(t *testing.T) {
 	if chunks == 0 {
 		t.Fatal("the trace has no stream chunks: the test proves less than it says")
 	}
-	if got := tsharkFrames(t, file); got["0"] != want {
+	if got := tsharkFrames(t, file, "udp || tcp.len > 0"); got["0"] != want {
 		t.Fatalf("tshark decoded %d frames, the trace's datagrams and stream chunks make %d", got["0"], want)
 	}
+	tcpAnalysisClean(t, file)
 }
 
 // For the stream protocol, tshark's RTP analysis of a simulated run's

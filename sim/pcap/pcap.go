@@ -14,8 +14,9 @@
 //
 // TCP segments get sequence numbers from their byte offsets and
 // acknowledgements from what the other direction has delivered, so
-// Wireshark follows the streams; the simulator does not model ACK packets
-// or RSTs, which therefore do not appear.
+// Wireshark follows the streams; a connection opens with SYN and SYN-ACK,
+// or a RST where nothing listened. The simulator does not model pure ACK
+// packets, which therefore do not appear.
 package pcap
 
 import (
@@ -231,15 +232,21 @@ func (w *Writer) build(ev sim.NetEvent) ([]byte, error) {
 		setProto(layers.IPProtocolTCP)
 		t := &layers.TCP{SrcPort: layers.TCPPort(ev.From.Port()), DstPort: layers.TCPPort(ev.To.Port()), Window: 65535}
 		base := isn(w.runs, ev.Conn, ev.From)
+		peer := isn(w.runs, ev.Conn, ev.To)
 		switch ev.Flags {
 		case "S":
 			t.SYN, t.Seq = true, base
-		default:
+		case "SA":
+			t.SYN, t.Seq, t.ACK, t.Ack = true, base, true, peer+1
+		default: // data, "F" (FIN) or "R" (RST)
 			t.Seq = base + 1 + uint32(ev.Seq)
 			t.ACK = true
-			t.Ack = isn(w.runs, ev.Conn, ev.To) + 1 + uint32(w.acked[connDir{ev.Conn, ev.To}])
+			t.Ack = peer + 1 + uint32(w.acked[connDir{ev.Conn, ev.To}])
 			t.PSH = len(ev.Data) > 0
 			t.FIN = ev.Flags == "F"
+			if t.RST = ev.Flags == "R"; t.RST {
+				t.Window = 0
+			}
 		}
 		_ = t.SetNetworkLayerForChecksum(ip)
 		err = gopacket.SerializeLayers(buf, opts, ip, t, gopacket.Payload(ev.Data))

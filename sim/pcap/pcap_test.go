@@ -312,12 +312,14 @@ func TestSocketStreamSegments(t *testing.T) {
 		{In: "bound", Sock: 1, Addr: "127.0.0.1:7"},
 		{In: "accepted", Sock: 1, Stream: 2, Addr: "127.0.0.1:5000"},
 		{Out: "dial", Stream: 1, Addr: "127.0.0.1:8000"},
+		{In: "connected", Stream: 1, Addr: "127.0.0.1:8000"},
 		tr,
 		{Out: "write", Stream: 1, Text: "tail"},
 		{In: "data", Stream: 2, Text: "in"},
 	}
 	frames, _ := captureTrace(t, recs)
-	if want := (len(big)+pcap.SocketMSS-1)/pcap.SocketMSS + 2; len(frames) != want {
+	// Two connections' handshakes, the segments, "tail" and "in".
+	if want := 4 + (len(big)+pcap.SocketMSS-1)/pcap.SocketMSS + 2; len(frames) != want {
 		t.Fatalf("%d frames, want %d", len(frames), want)
 	}
 	var sent []byte
@@ -335,8 +337,9 @@ func TestSocketStreamSegments(t *testing.T) {
 		if tcp.DstPort != 8000 {
 			continue
 		}
-		if i == 0 {
-			first = tcp.Seq
+		if tcp.SYN {
+			first = tcp.Seq + 1
+			continue
 		}
 		if got := tcp.Seq - first; int(got) != len(sent) {
 			t.Fatalf("frame %d at offset %d, want %d", i, got, len(sent))
@@ -393,5 +396,139 @@ func TestMixedFamiliesSkipped(t *testing.T) {
 	})
 	if len(frames) != 1 || w.Skipped() != 1 {
 		t.Fatalf("%d frames, %d skipped; want 1 and 1", len(frames), w.Skipped())
+	}
+}
+
+// tcpFlags names a frame's TCP control flags as a capture reader would.
+func tcpFlags(t *testing.T, f frame) string {
+	t.Helper()
+	p := gopacket.NewPacket(f.Data, layers.LayerTypeIPv4, gopacket.Default)
+	tcp, _ := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if tcp == nil {
+		t.Fatalf("not a TCP frame: %v", p)
+	}
+	var s []string
+	for _, fl := range []struct {
+		on   bool
+		name string
+	}{{tcp.SYN, "SYN"}, {tcp.FIN, "FIN"}, {tcp.RST, "RST"}, {tcp.ACK, "ACK"}} {
+		if fl.on {
+			s = append(s, fl.name)
+		}
+	}
+	if len(tcp.Payload) > 0 {
+		s = append(s, fmt.Sprintf("%dB", len(tcp.Payload)))
+	}
+	return fmt.Sprintf("%d>%d %s", tcp.SrcPort, tcp.DstPort, strings.Join(s, "|"))
+}
+
+// A socket run's connections show their handshake, FINs and RSTs, which
+// the kernel did not put in the trace but a capture reader expects.
+func TestSocketConnectionLifecycle(t *testing.T) {
+	bound := trace.Record{In: "bound", Sock: 1, Addr: "127.0.0.1:7"}
+	acc := uint64(spec.AcceptedStream)
+	for _, tc := range []struct {
+		name string
+		recs []trace.Record
+		want []string
+	}{
+		{"accepted, echoed, closed by the peer then us", []trace.Record{
+			bound,
+			{In: "accepted", Sock: 1, Stream: acc | 1, Addr: "127.0.0.1:5000"},
+			{In: "data", Stream: acc | 1, Text: "hi"},
+			{Out: "write", Stream: acc | 1, Text: "hi"},
+			{In: "closed", Stream: acc | 1},
+			{Out: "close", Stream: acc | 1},
+		}, []string{"5000>7 SYN", "7>5000 SYN|ACK", "5000>7 ACK|2B", "7>5000 ACK|2B", "5000>7 FIN|ACK", "7>5000 FIN|ACK"}},
+		{"accepted, reset by the peer", []trace.Record{
+			bound,
+			{In: "accepted", Sock: 1, Stream: acc | 1, Addr: "127.0.0.1:5000"},
+			{In: "closed", Stream: acc | 1, Err: "connection reset by peer"},
+			{Out: "close", Stream: acc | 1},
+		}, []string{"5000>7 SYN", "7>5000 SYN|ACK", "5000>7 RST|ACK"}},
+		{"dialed and aborted", []trace.Record{
+			{Out: "dial", Stream: 1, Addr: "127.0.0.1:8000"},
+			{In: "connected", Stream: 1, Addr: "127.0.0.1:8000"},
+			{Out: "abort", Stream: 1},
+		}, []string{"0>8000 SYN", "8000>0 SYN|ACK", "0>8000 RST|ACK"}},
+		{"dial refused", []trace.Record{
+			{Out: "dial", Stream: 1, Addr: "127.0.0.1:8000"},
+			{In: "closed", Stream: 1, Err: "connection refused"},
+		}, []string{"0>8000 SYN", "8000>0 RST|ACK"}},
+		{"dial timed out", []trace.Record{
+			{Out: "dial", Stream: 1, Addr: "127.0.0.1:8000"},
+			{In: "closed", Stream: 1, Err: "i/o timeout"},
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			frames, _ := captureTrace(t, tc.recs)
+			var got []string
+			isn := map[layers.TCPPort]uint32{}
+			for _, f := range frames {
+				got = append(got, tcpFlags(t, f))
+				// Each end's first sequence number is its SYN's, plus one.
+				tcp := gopacket.NewPacket(f.Data, layers.LayerTypeIPv4, gopacket.Default).Layer(layers.LayerTypeTCP).(*layers.TCP)
+				if tcp.SYN {
+					isn[tcp.SrcPort] = tcp.Seq
+				}
+				if peer, ok := isn[tcp.DstPort]; ok && tcp.ACK && tcp.Ack-peer-1 > 1<<20 {
+					t.Errorf("%s acknowledges %d, not its peer's %d or later", tcpFlags(t, f), tcp.Ack, peer+1)
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("frames (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// dialer dials the address each command names, on a new stream.
+type dialer struct{ n spec.Stream }
+
+func (d *dialer) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if in.Kind == spec.InCommand {
+		d.n++
+		out = append(out, spec.Dial(d.n, netip.MustParseAddrPort(in.Cmd.Args[0])))
+	}
+	return out
+}
+
+// listener listens on TCP port 9.
+type listener struct{}
+
+func (listener) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if in.Kind == spec.InStart {
+		out = append(out, spec.Bind(1, spec.TCP, netip.AddrPortFrom(netip.IPv4Unspecified(), 9)))
+	}
+	return out
+}
+
+// A simulated dial shows its handshake: SYN and SYN-ACK where a listener
+// took it, SYN and RST where none did.
+func TestSimHandshakeFrames(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := pcap.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sim.New(sim.Config{OnNet: w.Observe})
+	s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return &dialer{} }})
+	s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { return listener{} }})
+	s.Command(0, "a", spec.Command{Args: []string{"10.0.0.2:9"}})
+	s.Command(time.Second, "a", spec.Command{Args: []string{"10.0.0.2:10"}})
+	s.Run(2 * time.Second)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if v := s.Violations(); len(v) > 0 {
+		t.Fatalf("violations: %q", v)
+	}
+	var got []string
+	for _, f := range readFrames(t, buf.Bytes()) {
+		got = append(got, tcpFlags(t, f))
+	}
+	want := []string{"49152>9 SYN", "9>49152 SYN|ACK", "49153>10 SYN", "10>49153 RST|ACK"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("frames (-want +got):\n%s", diff)
 	}
 }

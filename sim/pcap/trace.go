@@ -96,6 +96,7 @@ func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 		streams map[uint64][2]netip.AddrPort // local, remote
 		seq     map[uint64][2]uint64         // bytes sent, received
 		conn    map[uint64]uint64
+		up      map[uint64]bool // dialed streams that connected
 	}
 	nodes := map[string]*node{}
 	var id uint64
@@ -105,7 +106,7 @@ func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 		}
 		n := nodes[r.Node]
 		if n == nil {
-			n = &node{socks: map[uint32]netip.AddrPort{}, streams: map[uint64][2]netip.AddrPort{}, seq: map[uint64][2]uint64{}, conn: map[uint64]uint64{}}
+			n = &node{socks: map[uint32]netip.AddrPort{}, streams: map[uint64][2]netip.AddrPort{}, seq: map[uint64][2]uint64{}, conn: map[uint64]uint64{}, up: map[uint64]bool{}}
 			nodes[r.Node] = n
 		}
 		addr, _ := netip.ParseAddrPort(r.Addr)
@@ -124,6 +125,11 @@ func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 			return netip.AddrPortFrom(loopback(addr), 0)
 		}
 		ev := sim.NetEvent{T: epoch + spec.Time(r.T), Kind: sim.NetDeliver}
+		// emit writes a segment without data (handshake, FIN, RST).
+		emit := func(conn uint64, from, to netip.AddrPort, flags string, seq uint64) {
+			id++
+			w.Observe(sim.NetEvent{T: ev.T, Kind: sim.NetDeliver, ID: id, Proto: spec.TCP, Conn: conn, From: from, To: to, Flags: flags, Seq: seq})
+		}
 		data, err := r.Payload()
 		if err != nil {
 			return err
@@ -138,13 +144,53 @@ func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 			ev.Proto, ev.From, ev.To, ev.Data = spec.UDP, datagramLocal(local(r.Sock), r.Local), addr, data
 		case r.In == "accepted":
 			id++
-			n.streams[r.Stream] = [2]netip.AddrPort{local(r.Sock), addr}
+			ends := [2]netip.AddrPort{local(r.Sock), addr}
+			n.streams[r.Stream] = ends
 			n.conn[r.Stream] = id
+			// The kernel's handshake is not in the trace: the capture
+			// shows one where a connection was made, so that readers
+			// (tshark's TCP analysis) see where it starts.
+			c := id
+			emit(c, ends[1], ends[0], "S", 0)
+			emit(c, ends[0], ends[1], "SA", 0)
 			continue
 		case r.Out == "dial":
 			id++
 			n.streams[r.Stream] = [2]netip.AddrPort{anyLocal(), addr}
 			n.conn[r.Stream] = id
+			continue
+		case r.In == "connected":
+			if ends, ok := n.streams[r.Stream]; ok {
+				emit(n.conn[r.Stream], ends[0], ends[1], "S", 0)
+				emit(n.conn[r.Stream], ends[1], ends[0], "SA", 0)
+				n.up[r.Stream] = true
+			}
+			continue
+		case r.Out == "close" || r.Out == "abort" || r.In == "closed":
+			ends, ok := n.streams[r.Stream]
+			if !ok {
+				continue
+			}
+			c, sq, flags := n.conn[r.Stream], n.seq[r.Stream], "F"
+			if r.Out == "abort" || r.Err != "" {
+				flags = "R"
+			}
+			switch {
+			case r.Out != "":
+				emit(c, ends[0], ends[1], flags, sq[0])
+			case r.Stream&uint64(spec.AcceptedStream) == 0 && !n.up[r.Stream] && r.Err != "":
+				// A dial that failed: a refusal is the listener's RST
+				// to the SYN; a timeout, SYNs the trace cannot date.
+				if r.Err == "connection refused" {
+					emit(c, ends[0], ends[1], "S", 0)
+					emit(c, ends[1], ends[0], "R", 0)
+				}
+			default:
+				emit(c, ends[1], ends[0], flags, sq[1])
+			}
+			if flags == "R" {
+				delete(n.streams, r.Stream)
+			}
 			continue
 		case r.In == "data" || r.Out == "write":
 			ends, ok := n.streams[r.Stream]

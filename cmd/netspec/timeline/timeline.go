@@ -300,6 +300,10 @@ func decode(describe Describe, protocol, transport string, payload []byte, flags
 	switch flags {
 	case "S":
 		return "tcp SYN"
+	case "SA":
+		return "tcp SYN-ACK"
+	case "R":
+		return "tcp RST"
 	case "F":
 		return "tcp FIN"
 	}

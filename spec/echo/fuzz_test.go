@@ -36,8 +36,9 @@ func splitDatagrams(b []byte) [][]byte {
 
 // FuzzServerUDP: whatever datagrams arrive, from whatever port, the
 // server answers each with exactly one datagram holding exactly its
-// bytes, to its source, or, from port 0, a well-known port, its own port
-// or a source address over its rate limit, with nothing; it never does
+// bytes, to its source, or, from port 0, a well-known port, its own port,
+// a source address over its rate limit or one repeating a payload as a
+// loop would, with nothing; it never does
 // anything else. limit picks the rate limit and how many source
 // addresses share it.
 func FuzzServerUDP(f *testing.F) {
@@ -62,9 +63,18 @@ func FuzzServerUDP(f *testing.F) {
 		if r.Bound[sockUDP] != spec.UDP || r.Exited {
 			t.Fatalf("the server did not bind its UDP socket: bound %v, exited %v %q", r.Bound, r.Exited, r.Exit)
 		}
-		// The rate limit's model: GCRA per source address.
+		// The rate limit's model: GCRA per source address; and the loop
+		// guard's: a payload repeated MaxRepeats times in a row, each
+		// within RepeatGap of the last, is dropped (before the rate
+		// limit is charged).
 		every := time.Duration(float64(time.Second) / rate)
 		tat := map[netip.Addr]spec.Time{}
+		type last struct {
+			data    []byte
+			at      spec.Time
+			repeats int
+		}
+		seen := map[netip.Addr]*last{}
 		var echoed, dropped uint64
 		for i, d := range splitDatagrams(data) {
 			d = d[:min(len(d), 65507)] // the most a UDP datagram over IPv4 holds
@@ -72,6 +82,19 @@ func FuzzServerUDP(f *testing.F) {
 			r.Now = r.Now.Add(time.Millisecond)
 			r.Step(spec.Input{Kind: spec.InDatagram, Sock: sockUDP, Addr: from, Data: d})
 			answer := from.Port() != 0 && (from.Port() >= 1024 || allowLow) && from.Port() != fuzzServer.Port()
+			if answer {
+				l := seen[from.Addr()]
+				if l != nil && bytes.Equal(l.data, d) && r.Now.Sub(l.at) < RepeatGap {
+					l.repeats++
+				} else if l == nil {
+					l = &last{}
+					seen[from.Addr()] = l
+				} else {
+					l.repeats = 0
+				}
+				l.data, l.at = d, r.Now
+				answer = l.repeats < MaxRepeats
+			}
 			if answer {
 				t0 := max(tat[from.Addr()], r.Now)
 				if answer = t0.Sub(r.Now) <= time.Duration(burst-1)*every; answer {
@@ -94,7 +117,7 @@ func FuzzServerUDP(f *testing.F) {
 			}
 		}
 		c := s.Counters()
-		if c[0].Value != echoed+dropped || c[1].Value != echoed || c[2].Value+c[3].Value+c[4].Value != dropped {
+		if c[0].Value != echoed+dropped || c[1].Value != echoed || c[2].Value+c[3].Value+c[4].Value+c[5].Value != dropped {
 			t.Fatalf("counters %v, want %d datagrams, %d echoed, %d dropped", c, echoed+dropped, echoed, dropped)
 		}
 		r.Step(spec.Input{Kind: spec.InStop})

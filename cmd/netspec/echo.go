@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/netspec/netspec/impl"
@@ -77,6 +78,11 @@ func echoSend(ctx context.Context, e *env, args []string) error {
 	if *timeout <= 0 {
 		return usagef("echo send: --timeout must be > 0")
 	}
+	// The kernel refuses a larger datagram (EMSGSIZE), which the client
+	// would only see as an echo that never comes.
+	if max := maxUDPPayload(server); !*tcp && len(pos[1]) > max {
+		return usagef("echo send: MESSAGE is %d bytes; a UDP datagram to %s carries at most %d (use --tcp)", len(pos[1]), server, max)
+	}
 	cfg := echo.ClientConfig{Server: server, TCP: *tcp, Timeout: *timeout, Retries: *retries}
 	if *retries == 0 {
 		cfg.Retries = -1
@@ -101,4 +107,13 @@ func exitErr(err error) error {
 		return errors.New(ee.Msg)
 	}
 	return err
+}
+
+// maxUDPPayload is the largest UDP payload to server: an IP packet's
+// 65,535 bytes less the IPv4 header, or an IPv6 payload's less UDP's.
+func maxUDPPayload(server netip.AddrPort) int {
+	if server.Addr().Is4() {
+		return 65535 - 20 - 8
+	}
+	return 65535 - 8
 }

@@ -138,12 +138,12 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			out = append(out, spec.Exit("echo: no address to serve"))
 		}
 	case spec.InBound:
-		if in.Err != "" {
-			return append(out, spec.Exit(fmt.Sprintf("echo: bind %d: %s", in.Sock, in.Err)))
-		}
-		net := "udp"
+		net, addr := "udp", s.cfg.UDP
 		if in.Sock == sockTCP {
-			net = "tcp"
+			net, addr = "tcp", s.cfg.TCP
+		}
+		if in.Err != "" {
+			return append(out, spec.Exit(fmt.Sprintf("echo: %s %s: %s", net, addr, in.Err)))
 		} else {
 			s.port = in.Addr.Port() // the port picked, if the config left it to the system
 		}
@@ -359,6 +359,7 @@ type Client struct {
 	streams  map[spec.Stream]*tcpEcho
 	nextID   spec.Stream
 	failures int
+	why      string // the first failure's reason
 }
 
 type message struct {
@@ -452,7 +453,7 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 				out = append(out, spec.Send(sockUDP, c.cfg.Server, m.data))
 				keep = append(keep, m)
 			default:
-				c.failures++
+				c.fail("no echo")
 				out = append(out, spec.Emit(spec.Event{Name: "timeout", Data: m.data}))
 			}
 		}
@@ -469,7 +470,7 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		}
 		if len(e.got)+len(in.Data) > c.cfg.MaxReply {
 			delete(c.streams, in.Stream)
-			c.failures++
+			c.fail("reply too long")
 			out = append(out, spec.Abort(in.Stream), spec.Emit(spec.Event{Name: "error", Text: "echo: reply too long"}))
 			return c.maybeExit(out)
 		}
@@ -481,10 +482,14 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		}
 		delete(c.streams, in.Stream)
 		if in.Err != "" {
-			c.failures++
+			c.fail(in.Err)
 			out = append(out, spec.Emit(spec.Event{Name: "error", Text: "echo: " + in.Err}))
 		} else {
-			out = append(out, spec.Emit(spec.Event{Name: "reply", Data: e.got, Value: Reply{Matched: bytes.Equal(e.got, e.sent)}}))
+			matched := bytes.Equal(e.got, e.sent)
+			if !matched {
+				c.fail(fmt.Sprintf("the echo differs from the message (%d bytes back for %d sent)", len(e.got), len(e.sent)))
+			}
+			out = append(out, spec.Emit(spec.Event{Name: "reply", Data: e.got, Value: Reply{Matched: matched}}))
 		}
 	case spec.InStop:
 		return append(out, spec.Exit(""))
@@ -516,7 +521,16 @@ func (c *Client) maybeExit(out []spec.Output) []spec.Output {
 	}
 	c.closing = false
 	if c.failures > 0 {
-		return append(out, spec.Exit(fmt.Sprintf("echo: %d message(s) got no echo", c.failures)))
+		return append(out, spec.Exit(fmt.Sprintf("echo: %d message(s) failed (first: %s)", c.failures, c.why)))
 	}
 	return append(out, spec.Exit(""))
+}
+
+// fail counts a message that got no correct echo, keeping the first
+// reason for the exit message.
+func (c *Client) fail(why string) {
+	if c.failures == 0 {
+		c.why = why
+	}
+	c.failures++
 }

@@ -129,7 +129,7 @@ func fileServe(ctx context.Context, e *env, args []string) error {
 	}
 	rt, err := rootfs.Open(*root)
 	if err != nil {
-		return err
+		return usagef("file serve: --root: %v", err)
 	}
 	defer rt.Close()
 	log, closeLog, err := logger(e)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,47 @@ func TestExitCodes(t *testing.T) {
 		}
 		if tc.code == 2 && stderr == "" {
 			t.Errorf("netspec %s: exit 2 with no message", strings.Join(tc.args, " "))
+		}
+	}
+}
+
+// Files named on the command line that cannot serve (missing, a
+// directory, a config with a bad line or an unknown key) are bad command
+// lines: exit 2 with the file named, before anything is bound.
+func TestBadFilesExit2(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	badLine := write("badline.ini", "[server]\nport\n")
+	typo := write("typo.ini", "[server]\nportt = 20734\n")
+	negative := write("negative.ini", "[server]\nfile_size = -5\n")
+	both := write("both.ini", "port = 0\nip = 127.0.0.1\nserver_ip = 127.0.0.1\nserver_port = 1\nfile_size = 1\nfile_path = x\nbogus = 1\n")
+	for _, tc := range []struct {
+		args []string
+		want string // in the message
+	}{
+		{[]string{"file", "serve", "--addr", "127.0.0.1:0", "--root", "/nonexistent"}, "/nonexistent"},
+		{[]string{"file", "serve", "--addr", "127.0.0.1:0", "--root", badLine}, "not a directory"},
+		{[]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", "/nonexistent"}, "/nonexistent"},
+		{[]string{"cs", "serve", "-p", "0", "-f", "/nonexistent"}, "/nonexistent"},
+		{[]string{"cs", "serve", "-p", "0", "-f", dir}, "not a regular file"},
+		{[]string{"cs", "serve", "-p", "0", "--size", "2000000000"}, "--size"},
+		{[]string{"p2p", "serve", "-p", "0", "-f", dir}, "not a regular file"},
+		{[]string{"p2p", "serve", "--config", "/nonexistent.ini"}, "/nonexistent.ini"},
+		{[]string{"p2p", "serve", "--config", badLine}, "want key = value"},
+		{[]string{"p2p", "serve", "--config", typo}, `unknown key "portt"`},
+		{[]string{"p2p", "serve", "--config", negative}, "file_size"},
+		{[]string{"p2p", "get", "--config", both}, `unknown key "bogus"`},
+		{[]string{"echo", "send", "127.0.0.1:7", strings.Repeat("x", 65508)}, "at most 65507"},
+	} {
+		code, _, stderr := runCmd(tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("netspec %.80s: exit %d (%q), want 2 naming %q", strings.Join(tc.args, " "), code, stderr, tc.want)
 		}
 	}
 }

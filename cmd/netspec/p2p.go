@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,7 +61,7 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	}
 	ini, err := swarmReadINI(*config, flagSet(fs, "config"))
 	if err != nil {
-		return fmt.Errorf("p2p serve: %w", err)
+		return usagef("p2p serve: %v", err)
 	}
 	keys := map[string]any{"port": port, "ip": ip, "file_path": file, "file_size": size}
 	flagOf := map[string]string{"port": "p", "ip": "ip", "file_path": "f", "file_size": "size"}
@@ -77,7 +78,7 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	}
 	switch {
 	case *size < 0 || *size > cs.MaxGenerated:
-		return usagef("p2p serve: --size must be between 0 and %d", int64(cs.MaxGenerated))
+		return usagef("p2p serve: --size (config: file_size) must be between 0 and %d", int64(cs.MaxGenerated))
 	case *chunk < 1 || *chunk > 16<<20:
 		return usagef("p2p serve: --chunk-size must be between 1 and %d", 16<<20)
 	case *maxList < 1:
@@ -88,7 +89,7 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 		return usagef("p2p serve: --trees must be between 1 and 16")
 	}
 	fspec := cs.FileSpec{Seed: *seed, Size: *size}
-	data, err := swarmFile(*file, fspec)
+	data, err := swarmFile("p2p serve", *file, fspec)
 	if err != nil {
 		return fmt.Errorf("p2p serve: %w", err)
 	}
@@ -150,7 +151,7 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	}
 	ini, err := swarmReadINI(*config, flagSet(fs, "config"))
 	if err != nil {
-		return fmt.Errorf("p2p get: %w", err)
+		return usagef("p2p get: %v", err)
 	}
 	keys := map[string]any{"port": port, "ip": ip, "server_ip": server, "server_port": serverPort, "file_path": output}
 	flagOf := map[string]string{"port": "p", "ip": "ip", "server_ip": "s", "server_port": "sp", "file_path": "o"}
@@ -325,6 +326,11 @@ func parseSwarmINI(r io.Reader, name string) (swarmINI, error) {
 	return ini, nil
 }
 
+// swarmKeys are the keys of the seed's config.ini files, the server's
+// and the client's: one file may hold both roles' keys, but any other key
+// is a typo that would silently change nothing.
+const swarmKeys = "file_path, file_size, ip, port, server_ip, server_port"
+
 // apply sets the variables in keys from the section (keys outside any
 // section count too), except those whose flag was given: flags take
 // precedence, as in the seed.
@@ -338,8 +344,11 @@ func (ini swarmINI) apply(fs *flag.FlagSet, section string, keys map[string]any,
 	}
 	for k, v := range vals {
 		dst, ok := keys[k]
+		if !ok && !slices.Contains(strings.Split(swarmKeys, ", "), k) {
+			return fmt.Errorf("unknown key %q (known: %s)", k, swarmKeys)
+		}
 		if !ok || flagSet(fs, flagOf[k]) {
-			continue
+			continue // the other role's key, or a flag given
 		}
 		switch d := dst.(type) {
 		case *string:

@@ -77,7 +77,7 @@ func tftpServe(ctx context.Context, e *env, args []string) error {
 	}
 	rt, err := rootfs.Open(*root)
 	if err != nil {
-		return err
+		return usagef("tftp serve: --root: %v", err)
 	}
 	defer rt.Close()
 	log, closeLog, err := logger(e)

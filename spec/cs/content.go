@@ -21,8 +21,9 @@ type FileSpec struct {
 	Size int64  `json:"size"`
 }
 
-// MaxGenerated bounds the size of a generated file (4 GiB).
-const MaxGenerated = 4 << 30
+// MaxGenerated bounds the size of a generated file (1 GiB): servers hold
+// what they serve in memory, and the simulator's experiments stop there.
+const MaxGenerated = 1 << 30
 
 // Generate returns the bytes of f: the output of spec.NewRand(f.Seed),
 // 8 little-endian bytes per draw.

@@ -117,7 +117,7 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		out = append(out, spec.Bind(sockListen, spec.TCP, s.cfg.Addr))
 	case spec.InBound:
 		if in.Err != "" {
-			return append(out, spec.Exit("cs: listen: "+in.Err))
+			return append(out, spec.Exit("cs: listen on "+s.cfg.Addr.String()+": "+in.Err))
 		}
 		out = append(out,
 			spec.Info("cs server listening", slog.String("addr", in.Addr.String()), slog.Int("bytes", len(s.data))),

@@ -445,7 +445,7 @@ func (p *Peer) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Outp
 	case spec.InBound:
 		if in.Err != "" {
 			p.done = true
-			return append(out, spec.Exit("p2p: listen: "+in.Err))
+			return append(out, spec.Exit("p2p: listen on "+p.cfg.Listen.String()+": "+in.Err))
 		}
 		p.port, p.laddr = in.Addr.Port(), in.Addr
 		out = append(out, spec.Emit(spec.Event{Name: "listening", Text: in.Addr.String()}))

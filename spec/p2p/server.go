@@ -235,7 +235,7 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		out = append(out, spec.Bind(sockListen, spec.TCP, s.cfg.Addr))
 	case spec.InBound:
 		if in.Err != "" {
-			return append(out, spec.Exit("p2p: listen: "+in.Err))
+			return append(out, spec.Exit("p2p: listen on "+s.cfg.Addr.String()+": "+in.Err))
 		}
 		out = append(out,
 			spec.Info("p2p server listening", slog.String("addr", in.Addr.String()), slog.Int64("bytes", s.c.Size()), slog.Int("chunk", s.c.ChunkSize()), slog.String("md5", hex.EncodeToString(s.c.md5[:]))),

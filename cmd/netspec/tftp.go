@@ -10,10 +10,12 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -294,14 +296,15 @@ func tftpClientOptions(cfg tftp.ClientConfig, o impl.Options) impl.Options {
 
 // tftpServerAddr parses SERVER: host:port, or a host alone for port 69.
 func tftpServerAddr(s string) (netip.AddrPort, error) {
-	if ap, err := parseAddr(s, true); err == nil && ap.Port() != 0 {
-		return ap, nil
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		// A host alone: a name, or an IPv4 or IPv6 literal.
+		return parseAddr(net2(strings.Trim(s, "[]"), "69"), true)
 	}
-	ap, err := parseAddr(net2(s, "69"), true)
-	if err != nil {
-		return netip.AddrPort{}, err
+	ap, err := parseAddr(s, true)
+	if err == nil && ap.Port() == 0 {
+		err = fmt.Errorf("bad address %q: port 0", s)
 	}
-	return ap, nil
+	return ap, err
 }
 
 // net2 joins host and port, bracketing IPv6 literals.

@@ -450,3 +450,25 @@ func TestTFTPAnswersFromAddressAsked(t *testing.T) {
 	}
 	sameFile(t, dst, files["dir/kernel.img"], "netspec tftp get from 127.0.0.2")
 }
+
+// SERVER is host:port or a host alone for port 69; errors quote what the
+// user wrote, not an address made from it.
+func TestTFTPServerAddr(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{"127.0.0.1:6969", "127.0.0.1:6969", ""},
+		{"127.0.0.1", "127.0.0.1:69", ""},
+		{"::1", "[::1]:69", ""},
+		{"[::1]", "[::1]:69", ""},
+		{"[::1]:6969", "[::1]:6969", ""},
+		{"127.0.0.1:x", "", `"x"`},
+		{"127.0.0.1:0", "", `"127.0.0.1:0": port 0`},
+	} {
+		got, err := tftpServerAddr(tc.in)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err) || strings.Contains(err.Error(), ":69")):
+			t.Errorf("%s: %v, want an error naming %s", tc.in, err, tc.err)
+		case tc.err == "" && (err != nil || got.String() != tc.want):
+			t.Errorf("%s: %v, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+}

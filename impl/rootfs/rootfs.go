@@ -28,6 +28,22 @@ import (
 // is neither a regular file nor a directory.
 var ErrNotRegular = errors.New("not a regular file")
 
+// ErrOutside is the error (inside an *fs.PathError) for a name that
+// leads out of the root, through a symlink or "..". It is a permission
+// error (errors.Is(err, fs.ErrPermission)), which servers answer with an
+// access violation, not a generic failure.
+var ErrOutside = fmt.Errorf("leads outside the root: %w", fs.ErrPermission)
+
+// outside turns os.Root's refusal of a path that escapes it, an error
+// with no exported identity, into ErrOutside.
+func outside(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Err != nil && pe.Err.Error() == "path escapes from parent" {
+		return &fs.PathError{Op: pe.Op, Path: pe.Path, Err: ErrOutside}
+	}
+	return err
+}
+
 // Root is an open directory.
 type Root struct {
 	dir string
@@ -79,7 +95,7 @@ func (f rootFS) open(op, name string) (*os.File, error) {
 	}
 	file, err := f.r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return nil, outside(err)
 	}
 	st, err := file.Stat()
 	if err != nil {
@@ -98,7 +114,8 @@ func (f rootFS) Stat(name string) (fs.FileInfo, error) {
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrInvalid}
 	}
-	return f.r.Stat(name)
+	st, err := f.r.Stat(name)
+	return st, outside(err)
 }
 
 func (f rootFS) ReadFile(name string) ([]byte, error) {

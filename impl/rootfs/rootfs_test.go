@@ -3,12 +3,15 @@ package rootfs_test
 import (
 	"errors"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/netspec/netspec/impl/rootfs"
+	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/file"
+	"github.com/netspec/netspec/spec/tftp"
 )
 
 // tree builds root/{ok.txt, sub/inner.txt, in -> ok.txt, subin -> sub,
@@ -62,6 +65,15 @@ func TestConfinement(t *testing.T) {
 	if _, err := fs.Stat(fsys, "out"); err == nil {
 		t.Error("Stat followed a symlink out of the root")
 	}
+	// A way out is a permission error, so that servers answer it as an
+	// access violation (and this notices if os.Root's error changes).
+	for _, name := range []string{"out", "abs", "dirout/secret", "sneaky"} {
+		_, err := fsys.Open(name)
+		_, serr := fs.Stat(fsys, name)
+		if !errors.Is(err, rootfs.ErrOutside) || !errors.Is(err, fs.ErrPermission) || !errors.Is(serr, rootfs.ErrOutside) {
+			t.Errorf("%s: open %v, stat %v; want %v", name, err, serr, rootfs.ErrOutside)
+		}
+	}
 }
 
 func TestOpenNotADirectory(t *testing.T) {
@@ -71,5 +83,36 @@ func TestOpenNotADirectory(t *testing.T) {
 	}
 	if _, err := rootfs.Open(filepath.Join(dir, "nope")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing directory: %v", err)
+	}
+}
+
+// A TFTP read request for a symlink out of the root is an access
+// violation (error 2), as RFC 1350 has it, not an undefined error.
+func TestTFTPSymlinkOutIsAccessViolation(t *testing.T) {
+	dir, _ := tree(t)
+	r, err := rootfs.Open(dir)
+	must(t, err)
+	defer r.Close()
+	srvAddr := netip.MustParseAddrPort("10.0.0.1:69")
+	cli := netip.MustParseAddrPort("10.0.0.2:40000")
+	for _, name := range []string{"out", "abs", "sneaky", "dirout/secret", "../secret"} {
+		s := tftp.NewServer(tftp.ServerConfig{Addr: srvAddr}, r.FS(), nil)
+		s.Step(spec.SimEpoch, spec.Input{Kind: spec.InStart}, nil)
+		s.Step(spec.SimEpoch, spec.Input{Kind: spec.InBound, Sock: 1, Addr: srvAddr}, nil)
+		rrq := (&tftp.Packet{Op: tftp.OpRRQ, Filename: name, Mode: "octet"}).Append(nil)
+		var got []string
+		for _, o := range s.Step(spec.SimEpoch, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: cli, Data: rrq}, nil) {
+			if o.Kind != spec.OutSend {
+				continue
+			}
+			var p tftp.Packet
+			if err := tftp.Decode(o.Data, &p); err != nil || p.Op != tftp.OpERROR || p.Code != tftp.ErrAccess {
+				t.Errorf("%s: answered %s, want an access violation", name, tftp.Describe(o.Data))
+			}
+			got = append(got, tftp.Describe(o.Data))
+		}
+		if len(got) != 1 {
+			t.Errorf("%s: %d answers %q, want one", name, len(got), got)
+		}
 	}
 }

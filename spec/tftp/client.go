@@ -519,14 +519,17 @@ func (c *Client) succeed(cx *clientXfer, out []spec.Output) []spec.Output {
 	return out
 }
 
+// maxShown bounds how much of a server's error message the client shows.
+const maxShown = 200
+
 func (c *Client) fail(cx *clientXfer, code ErrCode, msg string, remote bool, out []spec.Output) []spec.Output {
 	c.c.failed++
 	c.failures++
 	text := msg
 	if remote {
-		text = fmt.Sprintf("server: %s (error %d, %v)", bare(msg), code, code)
-		if strings.EqualFold(msg, code.String()) {
-			text = fmt.Sprintf("server: %s (error %d)", bare(msg), code)
+		text = fmt.Sprintf("server: %s (error %d, %v)", printable(msg, maxShown), code, code)
+		if strings.EqualFold(msg, code.String()) || strings.HasPrefix(strings.ToLower(msg), code.String()) {
+			text = fmt.Sprintf("server: %s (error %d)", printable(msg, maxShown), code)
 		}
 	}
 	c.lastErr = cx.op() + " " + bare(cx.x.name) + ": " + text

@@ -362,7 +362,9 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 	}
 	if err := file.ValidName(p.Filename); err != nil {
 		s.c.refused++
-		return s.refuse(from, ErrAccess, "access violation: "+err.Error(), out)
+		// The reason, not the name: an answer need not repeat what a
+		// stranger wrote.
+		return s.refuse(from, ErrAccess, "access violation: not a path inside the root", out)
 	}
 	asked, _, _ := ParseOptions(p.Options)
 	sx := &serverXfer{write: write, local: s.local}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/netspec/netspec/spec"
 )
@@ -393,6 +395,31 @@ func describeOptions(opts []Option) string {
 		fmt.Fprintf(&s, " %s=%s", bare(o.Name), bare(o.Value))
 	}
 	return s.String()
+}
+
+// printable is a peer's message as text: cut at max bytes, with what a
+// terminal must not see (control characters, invalid UTF-8) escaped, and
+// nothing else: quotes stay quotes.
+func printable(s string, max int) string {
+	c, cut := spec.Clip(s, max)
+	var b strings.Builder
+	for i := 0; i < len(c); {
+		r, n := utf8.DecodeRuneInString(c[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, c[i])
+		case r == '\\' || !unicode.IsPrint(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+		i += n
+	}
+	if cut {
+		b.WriteString("...")
+	}
+	return b.String()
 }
 
 // bare is s clipped and escaped to printable ASCII, without quotes.

@@ -127,10 +127,10 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 			switch ev.Name {
 			case "listening":
 				l := ev.Value.(stream.Listening)
-				fmt.Fprintf(e.stdout, "stream: listening on %s (ssrc %08x), a packet every %v\n", l.Addr, l.SSRC, delay.d)
+				fmt.Fprintf(e.stdout, "stream: listening on %s (ssrc 0x%08x), a packet every %v\n", l.Addr, l.SSRC, delay.d)
 			case "subscribed":
 				a := ev.Value.(stream.Arrival)
-				fmt.Fprintf(e.stdout, "+ %s joined (ssrc %08x, %s) at index %d\n", a.Addr, a.SSRC, a.CNAME, a.FirstIndex)
+				fmt.Fprintf(e.stdout, "+ %s joined (ssrc 0x%08x, %s) at index %d\n", a.Addr, a.SSRC, a.CNAME, a.FirstIndex)
 			case "unsubscribed":
 				d := ev.Value.(stream.Departure)
 				fmt.Fprintf(e.stdout, "- %s left: %s (%d packets sent)\n", d.Addr, d.Reason, d.Sent)
@@ -293,7 +293,7 @@ func renderStats(w io.Writer, st *stream.Stats) error {
 		name string
 		f    func(s stream.SourceStats) string
 	}{
-		{"server SSRC", func(s stream.SourceStats) string { return fmt.Sprintf("%08x", s.SSRC) }},
+		{"server SSRC", func(s stream.SourceStats) string { return fmt.Sprintf("0x%08x", s.SSRC) }},
 		{"packets received (RFC 3550, copies included)", func(s stream.SourceStats) string { return fmt.Sprint(s.Received) }},
 		{"expected", func(s stream.SourceStats) string { return fmt.Sprint(s.Expected) }},
 		{"lost (cumulative)", func(s stream.SourceStats) string { return fmt.Sprint(s.Lost) }},

@@ -80,7 +80,7 @@ func startServe(t *testing.T, args ...string) *server {
 		pw.Close()
 	}()
 	sc := bufio.NewScanner(pr)
-	re := regexp.MustCompile(`^stream: listening on (\S+) \(ssrc ([0-9a-f]{8})\)`)
+	re := regexp.MustCompile(`^stream: listening on (\S+) \(ssrc 0x([0-9a-f]{8})\)`)
 	for sc.Scan() {
 		if m := re.FindStringSubmatch(sc.Text()); m != nil {
 			s.addr = m[1]
@@ -177,7 +177,7 @@ func TestStreamServeAndListen(t *testing.T) {
 		sum += d
 	}
 	for _, want := range []string{"UDP client listening on port: ", fmt.Sprintf("Total sum of received data: %d\n", sum),
-		"Total packets received: 40\n", "Total packets lost: 0\n", "Packets out of order: 0\n", fmt.Sprintf("%08x", s.ssrc)} {
+		"Total packets received: 40\n", "Total packets lost: 0\n", "Packets out of order: 0\n", fmt.Sprintf("0x%08x", s.ssrc)} {
 		if !strings.Contains(out, want) {
 			t.Errorf("listen output lacks %q:\n%s", want, out)
 		}

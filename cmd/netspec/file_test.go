@@ -98,7 +98,7 @@ func TestFileUsage(t *testing.T) {
 		{[]string{"file", "serve", "--addr", "127.0.0.1:0"}, 2},
 		{[]string{"file", "serve", "--addr", "127.0.0.1:0", "--root", root, "--loss", "1.5"}, 2},
 		{[]string{"file", "serve", "--addr", "127.0.0.1:0", "--root", root, "--cc", "vegas"}, 2},
-		{[]string{"file", "serve", "--addr", "127.0.0.1:0", "--root", filepath.Join(root, "missing")}, 1},
+		{[]string{"file", "serve", "--addr", "127.0.0.1:0", "--root", filepath.Join(root, "missing")}, 2},
 		{[]string{"file", "get", "-h"}, 0},
 		{[]string{"file", "get", "127.0.0.1:9"}, 2},
 		{[]string{"file", "get", "127.0.0.1:9", "../etc/passwd"}, 2},

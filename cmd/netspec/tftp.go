@@ -501,7 +501,7 @@ func tftpPut(ctx context.Context, e *env, args []string) error {
 	}
 	f, err := os.Open(local)
 	if err != nil {
-		return fmt.Errorf("tftp put: %w", err)
+		return usagef("tftp put: %v", err)
 	}
 	defer f.Close()
 	log, closeLog, err := logger(e)

@@ -110,7 +110,7 @@ func TestTFTPUsage(t *testing.T) {
 		{[]string{"tftp", "serve", "--addr", "127.0.0.1:0"}, 2},
 		{[]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", root, "--max-blksize", "7"}, 2},
 		{[]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", root, "--max-windowsize", "0"}, 2},
-		{[]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", filepath.Join(root, "missing")}, 1},
+		{[]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", filepath.Join(root, "missing")}, 2},
 		{[]string{"tftp", "get", "-h"}, 0},
 		{[]string{"tftp", "get", "127.0.0.1:9"}, 2},
 		{[]string{"tftp", "get", "127.0.0.1:9", "x", "--blksize", "70000"}, 2},
@@ -118,7 +118,7 @@ func TestTFTPUsage(t *testing.T) {
 		{[]string{"tftp", "get", "127.0.0.1:9", "x", "--bogus"}, 2},
 		{[]string{"tftp", "put", "-h"}, 0},
 		{[]string{"tftp", "put", "127.0.0.1:9"}, 2},
-		{[]string{"tftp", "put", "127.0.0.1:9", filepath.Join(root, "missing")}, 1},
+		{[]string{"tftp", "put", "127.0.0.1:9", filepath.Join(root, "missing")}, 2},
 	} {
 		code, _, stderr := runCmd(tc.args...)
 		if code != tc.code {

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
 
+	"github.com/netspec/netspec/sim"
 	"github.com/netspec/netspec/sim/pcap"
 	"github.com/netspec/netspec/sim/scenario"
+	"github.com/netspec/netspec/spec"
 )
 
 func simGroup() *group {
@@ -75,6 +78,10 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		defer closer()
 		opt.Logger = l
 	}
+	var observers []func(sim.NetEvent)
+	if opt.Logger != nil && opt.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		observers = append(observers, logDrops(opt.Logger))
+	}
 	var pw *pcap.Writer
 	if *pcapPath != "" {
 		f, err := os.Create(*pcapPath)
@@ -85,7 +92,13 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		if pw, err = pcap.NewWriter(f); err != nil {
 			return err
 		}
-		opt.OnNet = pw.Observe
+		observers = append(observers, pw.Observe)
+	}
+	switch len(observers) {
+	case 1:
+		opt.OnNet = observers[0]
+	case 2:
+		opt.OnNet = func(ev sim.NetEvent) { observers[0](ev); observers[1](ev) }
 	}
 	res, err := sc.Run(opt)
 	if err != nil {
@@ -120,4 +133,16 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("sim %s: %s (reproduce: %s)", sc.Name(), res.Failed, repro)
 	}
 	return nil
+}
+
+// logDrops logs, at debug level, every packet the simulated network
+// dropped and why: what -v promises.
+func logDrops(l *slog.Logger) func(sim.NetEvent) {
+	return func(ev sim.NetEvent) {
+		if !ev.Kind.Dropped() {
+			return
+		}
+		l.Debug("network dropped a packet", "t", ev.T.Sub(spec.SimEpoch), "fate", ev.Kind.String(), "packet", ev.ID,
+			"proto", ev.Proto.String(), "from", ev.From.String(), "to", ev.To.String(), "bytes", ev.Len, "why", ev.Note)
+	}
 }

@@ -27,8 +27,13 @@ func (e *env) flags(name, synopsis, help string) *flag.FlagSet {
 	fs := flag.NewFlagSet("netspec "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: netspec %s %s\n\n%s\n\nflags:\n", name, synopsis, help)
-		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "usage: netspec %s %s\n\n%s\n", name, synopsis, help)
+		any := false
+		fs.VisitAll(func(*flag.Flag) { any = true })
+		if any {
+			fmt.Fprint(fs.Output(), "\nflags:\n")
+			fs.PrintDefaults()
+		}
 	}
 	return fs
 }
@@ -109,6 +114,9 @@ func (a *addrFlag) String() string {
 }
 
 func (a *addrFlag) Set(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return fmt.Errorf("empty address (want HOST:PORT, :PORT or PORT)")
+	}
 	ap, err := parseAddr(s, false)
 	if err != nil {
 		return err

@@ -201,7 +201,7 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 			"Bytes go to PATH.part and are renamed to PATH only once their SHA-256 matches\n"+
 			"the server's; an interrupted download leaves PATH.part, and running the same\n"+
 			"command again resumes from it once the server has checked it is a prefix.")
-	outPath := fs.String("o", "", "write to `PATH` (a directory: PATH/NAME)")
+	outPath := fs.String("o", "", "write to `PATH` (default: NAME's last element, here; a directory: that name inside it)")
 	noResume := fs.Bool("no-resume", false, "ignore PATH.part and download from the start")
 	quiet := fs.Bool("q", false, "no progress")
 	sf := addSessionFlags(fs)

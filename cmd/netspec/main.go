@@ -50,7 +50,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		topUsage(e.stderr) // a usage error, like a group without its verb
 		return 2
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if args[0] == "help" && len(args) > 1 {
+		// help CMD [VERB] is CMD [VERB] -h.
+		args = append(args[1:], "-h")
+	} else if isHelp(args[0]) {
 		topUsage(e.stdout)
 		return 0
 	}
@@ -105,7 +108,7 @@ func (g *group) run(ctx context.Context, e *env, args []string) int {
 	if g.direct != nil {
 		return exitCode(e, g.direct(ctx, e, args))
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		w := e.stdout
 		if len(args) == 0 {
 			w = e.stderr
@@ -129,6 +132,16 @@ func (g *group) run(ctx context.Context, e *env, args []string) int {
 	}
 	fmt.Fprintf(e.stderr, "netspec %s: unknown verb %q (try 'netspec %s -h')\n", g.name, args[0], g.name)
 	return 2
+}
+
+// isHelp reports an argument asking for help, as the flag package
+// accepts it at the verb level too.
+func isHelp(a string) bool {
+	switch a {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
 }
 
 // usageError is a bad command line: exit status 2.

@@ -49,6 +49,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"echo", "serve"}, 2},
 		{[]string{"echo", "serve", "--bogus"}, 2},
 		{[]string{"echo", "serve", "--udp", "not an address"}, 2},
+		{[]string{"echo", "serve", "--udp", ""}, 2},
+		{[]string{"-help"}, 0},
+		{[]string{"help", "bogus"}, 2},
 		{[]string{"echo", "send", "127.0.0.1:9"}, 2},
 		{[]string{"echo", "send", "--retries", "-1", "127.0.0.1:9", "x"}, 2},
 		{[]string{"sim", "-h"}, 0},
@@ -80,6 +83,28 @@ func TestExitCodes(t *testing.T) {
 		if tc.code == 2 && stderr == "" {
 			t.Errorf("netspec %s: exit 2 with no message", strings.Join(tc.args, " "))
 		}
+	}
+}
+
+// help CMD [VERB] shows what CMD [VERB] -h does; a command without flags
+// lists none.
+func TestHelpCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"help", "echo", "serve"}, "usage: netspec echo serve"},
+		{[]string{"help", "echo"}, "usage: netspec echo <verb>"},
+		{[]string{"sim", "-h"}, "usage: netspec sim [SCENARIO] [flags]"},
+		{[]string{"sim", "echo", "-h"}, "usage: netspec sim echo [flags]"},
+	} {
+		code, out, stderr := runCmd(tc.args...)
+		if code != 0 || !strings.HasPrefix(out, tc.want) {
+			t.Errorf("netspec %s: exit %d, output %.60q (stderr %q), want it to start %q", strings.Join(tc.args, " "), code, out, stderr, tc.want)
+		}
+	}
+	if _, out, _ := runCmd("trace", "pcap", "-h"); strings.Contains(out, "flags:") {
+		t.Errorf("trace pcap -h lists flags it does not have:\n%s", out)
 	}
 }
 

@@ -25,6 +25,7 @@ func simGroup() *group {
 
 func runSim(ctx context.Context, e *env, args []string) error {
 	sc := scenario.All()[0]
+	name, synopsis := "sim", "[SCENARIO] [flags]"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		s, ok := scenario.Find(args[0])
 		if !ok {
@@ -36,14 +37,19 @@ func runSim(ctx context.Context, e *env, args []string) error {
 			return usagef("sim: unknown scenario %q (have: %s)", args[0], strings.Join(names, ", "))
 		}
 		sc, args = s, args[1:]
+		name, synopsis = "sim "+sc.Name(), "[flags]"
 	}
 	var list strings.Builder
 	for _, s := range scenario.All() {
 		fmt.Fprintf(&list, "\n  %-10s %s", s.Name(), s.Describe())
 	}
-	fs := e.flags("sim "+sc.Name(), "[flags]", "Runs a simulated experiment on a seeded virtual network; the same seed gives\nthe same run, byte for byte. Scenarios:"+list.String())
+	help := "Runs a simulated experiment on a seeded virtual network; the same seed gives\nthe same run, byte for byte. Scenarios:" + list.String()
+	if name == "sim" {
+		help += "\n\nWithout SCENARIO it runs " + sc.Name() + "; the flags below are " + sc.Name() + "'s\n(see 'netspec sim SCENARIO -h' for another's)."
+	}
+	fs := e.flags(name, synopsis, help)
 	seed := fs.Uint64("seed", 1, "seed for the network's faults and the scenario's choices")
-	tracePath := fs.String("trace", "", "write the whole run as an NDJSON trace to `FILE`")
+	tracePath := fs.String("trace", "", "write the whole run as an NDJSON trace to `FILE` (one run: swarm needs a single --n and --mode cs or p2p)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pcapPath := fs.String("pcap", "", "write every packet the network carried to `FILE` (pcapng, virtual time; faults as comments)")
 	logger := logFlags(fs)

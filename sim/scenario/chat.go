@@ -3,6 +3,7 @@ package scenario
 import (
 	"flag"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -131,6 +132,8 @@ type Chat struct {
 	Jitter      time.Duration
 	Rate        float64
 	Delay       time.Duration
+
+	flagged bool // see Echo.flagged
 }
 
 // Name implements Scenario.
@@ -143,14 +146,15 @@ func (c *Chat) Describe() string {
 
 // Flags implements Scenario.
 func (c *Chat) Flags(fs *flag.FlagSet) {
+	c.flagged = true
 	fs.IntVar(&c.Clients, "clients", 4, "netspec clients (numbered, deduplicated, ordered)")
 	fs.IntVar(&c.Plain, "plain", 2, "nc-style clients (plain lines, ^hb^ by hand)")
-	fs.IntVar(&c.Messages, "messages", 10, "lines each client types")
+	fs.IntVar(&c.Messages, "messages", 10, "lines each client types (0: none; clients still join and heartbeat)")
 	fs.DurationVar(&c.Interval, "interval", 2*time.Second, "server's silence limit")
-	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "how long clients talk")
-	fs.IntVar(&c.Silent, "silent", 1, "clients whose process dies halfway (they expire)")
-	fs.IntVar(&c.Quitters, "quitters", 1, "clients that quit halfway")
-	fs.DurationVar(&c.ServerCrash, "server-crash", 12*time.Second, "crash the server at this time, restart it 500ms later (0: never)")
+	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "how long clients talk; the run lasts 3 --interval longer (so with the defaults 26s), for silent members to expire")
+	fs.IntVar(&c.Silent, "silent", 1, "clients whose process dies between 1/3 and 2/3 of --duration (they expire); the ones after the quitters")
+	fs.IntVar(&c.Quitters, "quitters", 1, "clients that quit at half --duration: the first ones, netspec before nc")
+	fs.DurationVar(&c.ServerCrash, "server-crash", 12*time.Second, "crash the server at this time, restart it 500ms later (0, or a time not before the run ends: never)")
 	fs.Float64Var(&c.Loss, "loss", 0.05, "packet loss probability")
 	fs.Float64Var(&c.Dup, "dup", 0.05, "packet duplication probability")
 	fs.DurationVar(&c.Jitter, "jitter", 20*time.Millisecond, "maximum jitter (reorders packets)")
@@ -158,8 +162,12 @@ func (c *Chat) Flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Delay, "delay", 5*time.Millisecond, "access link delay")
 }
 
-// Defaults fills zero fields with the flag defaults.
+// Defaults fills zero fields with the flag defaults, for callers that
+// do not parse flags (after Flags it does nothing, as Echo's).
 func (c *Chat) Defaults() *Chat {
+	if c.flagged {
+		return c
+	}
 	d := &Chat{}
 	d.Flags(flag.NewFlagSet("", flag.ContinueOnError))
 	if c.Clients == 0 && c.Plain == 0 {
@@ -244,17 +252,20 @@ type ChatClientResult struct {
 
 // ChatResult is the scenario's machine-readable result.
 type ChatResult struct {
-	Seed    uint64               `json:"seed"`
-	Clients []ChatClientResult   `json:"clients"`
-	Server  chat.ServerCounters  `json:"server"`
-	Net     NetCounts            `json:"net"`
-	Checks  map[string]string    `json:"checks"`
-	Events  uint64               `json:"events"`
-	Virtual time.Duration        `json:"virtual"`
-	Faults  sim.Faults           `json:"faults"`
-	Members []chat.MemberInfo    `json:"-"`
-	Shown   map[string][]string  `json:"-"`
-	Stats   map[string]chatStats `json:"-"`
+	Seed    uint64              `json:"seed"`
+	Clients []ChatClientResult  `json:"clients"`
+	Server  chat.ServerCounters `json:"server"`
+	Net     NetCounts           `json:"net"`
+	Checks  map[string]string   `json:"checks"`
+	Events  uint64              `json:"events"`
+	Virtual time.Duration       `json:"virtual"`
+	Faults  sim.Faults          `json:"faults"`
+	// ServerCrashes are the server's crashes that happened, and what its
+	// members did after each.
+	ServerCrashes []ChatServerCrash    `json:"serverCrashes,omitempty"`
+	Members       []chat.MemberInfo    `json:"-"`
+	Shown         map[string][]string  `json:"-"`
+	Stats         map[string]chatStats `json:"-"`
 }
 
 type chatStats struct {
@@ -263,21 +274,28 @@ type chatStats struct {
 	end  string
 }
 
-// Validate implements Validator.
-func (c *Chat) Validate() error { return c.validate() }
+// Validate implements Validator. Zero fields of a struct built without
+// Flags take their defaults; after Flags a zero is checked as typed.
+func (c *Chat) Validate() error {
+	d := *c
+	return d.Defaults().validate()
+}
 
 func (c *Chat) validate() error {
 	switch {
 	case c.Clients < 0 || c.Plain < 0 || c.Messages < 0 || c.Silent < 0 || c.Quitters < 0:
-		return fmt.Errorf("chat: --clients, --plain, --messages, --silent and --quitters must be >= 0")
-	case c.Clients+c.Plain > 200:
-		return fmt.Errorf("chat: at most 200 clients")
+		return fmt.Errorf("--clients, --plain, --messages, --silent and --quitters must be >= 0")
+	case c.Clients+c.Plain < 1 || c.Clients+c.Plain > 200:
+		return fmt.Errorf("--clients + --plain must be between 1 and 200")
+	case c.Quitters+c.Silent > c.Clients+c.Plain:
+		return fmt.Errorf("--quitters + --silent must be at most --clients + --plain (%d)", c.Clients+c.Plain)
 	case c.Messages > 100_000 || c.Duration > 24*time.Hour:
-		return fmt.Errorf("chat: --messages must be at most 100000 and --duration at most 24h")
-	case c.Interval < 10*time.Millisecond || c.Duration < time.Second:
-		return fmt.Errorf("chat: --interval must be >= 10ms and --duration >= 1s")
-	case c.Loss < 0 || c.Loss > 1 || c.Dup < 0 || c.Dup > 1 || c.Jitter < 0 || c.Rate <= 0 || c.Delay < 0 || c.ServerCrash < 0:
-		return fmt.Errorf("chat: --loss and --dup must be in [0, 1], --rate > 0, durations >= 0")
+		return fmt.Errorf("--messages must be at most 100000 and --duration at most 24h")
+	case c.Interval < 10*time.Millisecond || c.Interval > time.Hour || c.Duration < time.Second:
+		return fmt.Errorf("--interval must be between 10ms and 1h and --duration >= 1s")
+	case !(c.Loss >= 0 && c.Loss <= 1) || !(c.Dup >= 0 && c.Dup <= 1) || !(c.Rate > 0) || math.IsInf(c.Rate, 1) ||
+		c.Jitter < 0 || c.Delay < 0 || c.ServerCrash < 0:
+		return fmt.Errorf("--loss and --dup must be in [0, 1], --rate a finite number > 0, durations >= 0")
 	}
 	return nil
 }
@@ -286,7 +304,7 @@ func (c *Chat) validate() error {
 func (c *Chat) Run(opt Options) (Result, error) {
 	c.Defaults()
 	if err := c.validate(); err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("chat: %w", err)
 	}
 	rng := spec.NewRand(opt.Seed)
 	end := c.Duration + 3*c.Interval
@@ -302,7 +320,9 @@ func (c *Chat) Run(opt Options) (Result, error) {
 	}
 	res := ChatResult{Seed: opt.Seed, Checks: map[string]string{}, Faults: f, Stats: map[string]chatStats{}}
 	w := NewChatWorld("server", sc.Server)
-	cfg := sim.Config{Seed: opt.Seed, Link: sim.Symmetric(sim.Dir{Rate: c.Rate, Delay: c.Delay}), Faults: f, Protocol: "chat", OnNet: res.Net.Count}
+	tl := newChatTimeline()
+	cfg := sim.Config{Seed: opt.Seed, Link: sim.Symmetric(sim.Dir{Rate: c.Rate, Delay: c.Delay}), Faults: f, Protocol: "chat",
+		OnNet: func(ev sim.NetEvent) { res.Net.Count(ev); tl.net(ev) }, OnEvent: tl.event}
 	cfg.OnExit = func(n *sim.Node, now spec.Time, err string) {
 		st := res.Stats[n.Name]
 		if cl, ok := n.Machine().(*chat.Client); ok {
@@ -316,8 +336,12 @@ func (c *Chat) Run(opt Options) (Result, error) {
 	if err := sc.Build(s, w); err != nil {
 		return Result{}, err
 	}
+	for _, n := range s.Nodes() {
+		tl.names[n.Addr] = n.Name
+	}
 	s.Run(end)
 	w.Finish(s.Now())
+	tl.finish(s.Now())
 	if err := s.Close(); err != nil {
 		return Result{}, err
 	}
@@ -330,16 +354,16 @@ func (c *Chat) Run(opt Options) (Result, error) {
 			res.Server, res.Members = srv.Stats(), srv.Members()
 		}
 	}
-	crashed := map[string]bool{}
-	for _, cr := range f.Crashes {
-		crashed[cr.Node] = cr.Restart == 0
-	}
 	for _, cl := range sc.Clients {
 		r := ChatClientResult{Name: cl.Name, Kind: "netspec", Nick: w.Nick(cl.Name), Shown: len(w.Shown(cl.Name))}
 		if cl.Plain {
 			r.Kind = "nc"
 		}
+		diedAt, died := tl.died[cl.Name]
 		for _, l := range cl.Lines {
+			if died && spec.SimEpoch.Add(l.At) >= diedAt {
+				break // a dead process types nothing
+			}
 			if _, ok := saidOf(l.Text); ok {
 				r.Said++
 			}
@@ -349,18 +373,10 @@ func (c *Chat) Run(opt Options) (Result, error) {
 		}
 		st := res.Stats[cl.Name]
 		r.Dropped, r.Reordered, r.Lost = st.c.Duplicate+st.c.Stale, st.c.Reordered, st.c.Lost
-		switch left := w.Left(cl.Name); {
-		case left == "":
-			r.End = "still in"
-		case crashed[cl.Name]:
-			r.End = "process died; " + left
-		case cl.Plain && strings.HasPrefix(left, chat.ReasonExpired):
-			r.End = "stopped typing ^hb^; " + left
-		default:
-			r.End = left
-		}
+		r.End = tl.end(cl, c.Interval)
 		res.Clients = append(res.Clients, r)
 	}
+	res.ServerCrashes = tl.crashes
 	checks := []struct {
 		name string
 		f    func() string
@@ -391,18 +407,21 @@ func (c *Chat) Run(opt Options) (Result, error) {
 		Header: []string{"client", "kind", "nick", "said", "broadcast", "lines shown", "dups dropped", "reordered", "lost", "end"},
 	}
 	for _, r := range res.Clients {
+		dropped, reordered, lost := fmt.Sprint(r.Dropped), fmt.Sprint(r.Reordered), fmt.Sprint(r.Lost)
+		if _, died := tl.died[r.Name]; died || r.Kind == "nc" {
+			// A dead process's counters died with it; nc keeps none.
+			dropped, reordered, lost = "-", "-", "-"
+		}
 		t.Rows = append(t.Rows, []string{r.Name, r.Kind, r.Nick, fmt.Sprint(r.Said), fmt.Sprint(r.Broadcast), fmt.Sprint(r.Shown),
-			fmt.Sprint(r.Dropped), fmt.Sprint(r.Reordered), fmt.Sprint(r.Lost), r.End})
+			dropped, reordered, lost, r.End})
 	}
 	sv := res.Server
+	t.Notes = append(t.Notes, tl.notes(c, res.Virtual)...)
 	t.Notes = append(t.Notes,
 		fmt.Sprintf("server (since its last start): %d joins, %d quits, %d expired, %d broadcasts, %d datagrams in, %d out; dropped %d duplicate and %d late numbered datagrams",
 			sv.Joins, sv.Quits, sv.Expired, sv.Messages, sv.Datagrams, sv.Sent, sv.Duplicate, sv.Stale),
 		fmt.Sprintf("network: %d packets sent, %d delivered, %d lost, %d duplicated; simulated %v in %d events",
 			res.Net.Sent, res.Net.Delivered, res.Net.Lost, res.Net.Dup, res.Virtual.Round(time.Millisecond), res.Events))
-	if c.ServerCrash > 0 {
-		t.Notes = append(t.Notes, fmt.Sprintf("the server crashed at %v and restarted at %v; netspec clients rejoined by heartbeat and reclaimed their nicks", c.ServerCrash, c.ServerCrash+500*time.Millisecond))
-	}
 	ct := Table{Title: "properties checked against the network's ground truth", Header: []string{"property", "result"}}
 	for _, ch := range checks {
 		ct.Rows = append(ct.Rows, []string{ch.name, res.Checks[ch.name]})

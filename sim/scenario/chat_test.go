@@ -3,7 +3,9 @@ package scenario_test
 import (
 	"flag"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,5 +59,83 @@ func TestChatSwarm(t *testing.T) {
 		if v := c.Check(seed, f, scenario.Options{Seed: seed}); !v.OK() {
 			t.Errorf("seed %d, faults %v: safety %q, liveness %q\n  replay: NETSPEC_CHAT_SWARM_SEED=%d", seed, f, v.Safety, v.Live, seed)
 		}
+	}
+}
+
+// The chat summary says only what the run did: no crash, rejoin or
+// reclaimed nick in a run whose server never crashed, or whose clients
+// had all left before it did.
+func TestChatSummaryIsWhatHappened(t *testing.T) {
+	run := func(args ...string) (scenario.ChatResult, string) {
+		t.Helper()
+		sc := parsed(t, "chat", args...)
+		res, err := sc.Run(scenario.Options{Seed: 1})
+		if err != nil || res.Failed != "" {
+			t.Fatalf("chat %v: %v %s", args, err, res.Failed)
+		}
+		var notes []string
+		for _, tb := range res.Tables {
+			notes = append(notes, tb.Notes...)
+			for _, row := range tb.Rows {
+				notes = append(notes, strings.Join(row, " | "))
+			}
+		}
+		return res.Value.(scenario.ChatResult), strings.Join(notes, "\n")
+	}
+	noCrash := func(args []string, v scenario.ChatResult, text string) {
+		t.Helper()
+		for _, claim := range []string{"server crashed", "crashed at", "listening again", "members again", "rejoin", "old nick", "server's crash"} {
+			if strings.Contains(text, claim) {
+				t.Errorf("chat %v, no crash: the summary says %q:\n%s", args, claim, text)
+			}
+		}
+		if len(v.ServerCrashes) != 0 {
+			t.Errorf("chat %v: crashes %+v", args, v.ServerCrashes)
+		}
+	}
+
+	// --server-crash 12s is after this run's end (3s + 3 x 2s): no crash.
+	args := []string{"--duration", "3s"}
+	v, text := run(args...)
+	noCrash(args, v, text)
+	if !strings.Contains(text, "did not crash at --server-crash 12s") || !strings.Contains(text, "the run lasted 9s") {
+		t.Errorf("chat %v: the summary does not say why nothing crashed, or how long the run was:\n%s", args, text)
+	}
+	args = []string{"--server-crash", "0", "--duration", "3s"}
+	v, text = run(args...)
+	noCrash(args, v, text)
+
+	// Everyone quits at 2s, the server crashes at 3s: nobody to rejoin.
+	args = []string{"--quitters", "6", "--silent", "0", "--duration", "4s", "--server-crash", "3s", "--loss", "0", "--dup", "0"}
+	v, text = run(args...)
+	if len(v.ServerCrashes) != 1 || len(v.ServerCrashes[0].Members) != 0 || len(v.ServerCrashes[0].Rejoined) != 0 {
+		t.Errorf("chat %v: crashes %+v, want one with no members", args, v.ServerCrashes)
+	}
+	if !strings.Contains(text, "no client was a member then") || strings.Contains(text, "members again") || strings.Contains(text, "still in") {
+		t.Errorf("chat %v: the summary claims rejoins, or members at the end:\n%s", args, text)
+	}
+
+	// The default crash happens, and what is said of it is a subset of
+	// what the server reported.
+	v, text = run()
+	if len(v.ServerCrashes) != 1 {
+		t.Fatalf("default chat: crashes %+v", v.ServerCrashes)
+	}
+	cr := v.ServerCrashes[0]
+	if cr.At != 12*time.Second || cr.Restart != 12500*time.Millisecond || len(cr.Members) == 0 {
+		t.Errorf("default chat: crash %+v", cr)
+	}
+	for _, n := range cr.Reclaimed {
+		if !slices.Contains(cr.Rejoined, n) {
+			t.Errorf("default chat: %s reclaimed its nick without rejoining: %+v", n, cr)
+		}
+	}
+	for _, n := range cr.Rejoined {
+		if !slices.Contains(cr.Members, n) {
+			t.Errorf("default chat: %s rejoined without having been a member: %+v", n, cr)
+		}
+	}
+	if !strings.Contains(text, "the server crashed at 12s and was listening again at 12.5s") {
+		t.Errorf("default chat: the crash is not in the summary:\n%s", text)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,8 @@ type Swarm struct {
 	Mode       string
 	Plot       string
 	Trees      int
+
+	flagged bool // see Echo.flagged
 }
 
 // Name implements Scenario.
@@ -59,13 +62,14 @@ func (w *Swarm) Describe() string {
 
 // Flags implements Scenario.
 func (w *Swarm) Flags(fs *flag.FlagSet) {
+	w.flagged = true
 	fs.Int64Var(&w.FileSize, "file-size", cs.DefaultFileSize, "file size F in `bytes`")
 	fs.IntVar(&w.ChunkSize, "chunk-size", p2p.DefaultChunkSize, "P2P chunk size in `bytes`")
 	fs.Float64Var(&w.Rate, "rate", 10e6, "every access link's rate in `bit/s`, each direction")
 	fs.Float64Var(&w.ServerRate, "server-rate", 0, "the server's link rate in `bit/s` (0: --rate)")
 	fs.DurationVar(&w.Delay, "delay", 5*time.Millisecond, "every access link's one-way delay")
 	fs.Float64Var(&w.Loss, "loss", 0, "packet loss probability on every link")
-	fs.StringVar(&w.N, "n", "1-5", "downloader counts: a `list` of N, A-B ranges and A-B/STEP ranges, e.g. 1-5,10,100-1000/100")
+	fs.StringVar(&w.N, "n", "1-5", "downloader counts: a `list` of N, A-B ranges and A-B/STEP ranges, e.g. 1-5,10,100-1000/100; run once each, in increasing order (repeats are dropped)")
 	fs.IntVar(&w.MTU, "mtu", 9000, "link MTU in `bytes`: TCP segments carry MTU-40 bytes of payload")
 	fs.StringVar(&w.Mode, "mode", "both", "what to run: cs, p2p or both")
 	fs.IntVar(&w.Trees, "trees", 2, "P2P: distribution trees the server arranges the N peers in (0: none, every chunk is pulled)")
@@ -74,8 +78,11 @@ func (w *Swarm) Flags(fs *flag.FlagSet) {
 
 // Defaults fills zero fields with the flag defaults, except Delay: zero
 // delay is a setting of its own (the lab's links have none), so only the
-// flag defaults it to 5 ms.
+// flag defaults it to 5 ms. After Flags it does nothing, as Echo's.
 func (w *Swarm) Defaults() *Swarm {
+	if w.flagged {
+		return w
+	}
 	fs := flag.NewFlagSet("", flag.ContinueOnError)
 	d := &Swarm{}
 	d.Flags(fs)
@@ -100,7 +107,8 @@ func (w *Swarm) Defaults() *Swarm {
 	return w
 }
 
-// ParseCounts parses the --n list.
+// ParseCounts parses the --n list: the counts in increasing order, each
+// once, however often the list names it.
 func ParseCounts(s string) ([]int, error) {
 	var ns []int
 	for _, item := range strings.Split(s, ",") {
@@ -135,7 +143,8 @@ func ParseCounts(s string) ([]int, error) {
 	if len(ns) == 0 {
 		return nil, errors.New("no downloader count")
 	}
-	return ns, nil
+	slices.Sort(ns)
+	return slices.Compact(ns), nil
 }
 
 // SwarmTiming is one run's outcome.
@@ -198,9 +207,14 @@ func P2PBound(n int, fileBytes int64, us, dmin, u float64) float64 {
 	return math.Max(math.Max(f/us, f/dmin), float64(n)*f/(us+float64(n)*u))
 }
 
-// Validate implements Validator.
+// Validate implements Validator. Zero fields of a struct built without
+// Flags take their defaults; after Flags a zero is checked as typed.
 func (w *Swarm) Validate() error {
-	w.Defaults()
+	d := *w
+	return d.Defaults().validate()
+}
+
+func (w *Swarm) validate() error {
 	if _, err := ParseCounts(w.N); err != nil {
 		return fmt.Errorf("--n: %w", err)
 	}
@@ -209,11 +223,11 @@ func (w *Swarm) Validate() error {
 		return fmt.Errorf("--file-size %d out of range [1, 1 GiB]", w.FileSize)
 	case w.ChunkSize < 1 || w.ChunkSize > 64<<20:
 		return fmt.Errorf("--chunk-size %d out of range [1, 64 MiB]", w.ChunkSize)
-	case w.Rate <= 0 || w.ServerRate < 0:
-		return errors.New("rates must be positive")
+	case !(w.Rate > 0) || math.IsInf(w.Rate, 1) || !(w.ServerRate >= 0) || math.IsInf(w.ServerRate, 1):
+		return errors.New("--rate must be a finite number > 0, --server-rate one >= 0 (0: --rate)")
 	case w.MTU < 576 || w.MTU > 65535:
 		return fmt.Errorf("--mtu %d out of range [576, 65535]", w.MTU)
-	case w.Loss < 0 || w.Loss >= 1:
+	case !(w.Loss >= 0 && w.Loss < 1):
 		return fmt.Errorf("--loss %v out of range [0, 1)", w.Loss)
 	case w.Delay < 0:
 		return errors.New("--delay must not be negative")
@@ -227,7 +241,8 @@ func (w *Swarm) Validate() error {
 
 // Run implements Scenario.
 func (w *Swarm) Run(opt Options) (Result, error) {
-	if err := w.Validate(); err != nil {
+	w.Defaults()
+	if err := w.validate(); err != nil {
 		return Result{}, fmt.Errorf("swarm: %w", err)
 	}
 	if err := w.OneRunCheck(); opt.Trace != nil && err != nil {
@@ -462,12 +477,18 @@ func (w *Swarm) table(r SwarmResult) Table {
 	if len(worst) > 0 {
 		t.Notes = append(t.Notes, "worst ratio to the bound: "+strings.Join(worst, ", "))
 	}
+	ranP2P := false
+	for _, row := range r.Rows {
+		ranP2P = ranP2P || row.P2P != nil
+	}
+	t.Notes = append(t.Notes, "C/S: client/server (netspec cs); P2P: netspec p2p; seed: the seed's measured table; times in seconds.")
+	if ranP2P {
+		t.Notes = append(t.Notes, trees(r.Trees))
+	}
 	t.Notes = append(t.Notes,
-		"C/S: client/server (netspec cs); P2P: netspec p2p; seed: the seed's measured table; times in seconds.",
-		trees(r.Trees),
 		"bounds (Kurose-Ross, F in bits): C/S max(N*F/u_s, F/d_min); P2P max(F/u_s, F/d_min, N*F/(u_s+N*u)); they count file bytes only.",
 		fmt.Sprintf("headers: every TCP segment carries %d payload bytes and 40 header bytes counted against the link (MTU %d), %.2f%% on top of the file;", r.MTU-40, r.MTU, 4000/float64(r.MTU-40)),
-		"  the lab (issue 7) sets the same MTU on its veth links. ACKs take no link time in the simulator. --mtu 1500 shows standard Ethernet.",
+		"  (netspec lab swarm --mtu sets its veth links' MTU likewise.) ACKs take no link time in the simulator. --mtu 1500 shows standard Ethernet.",
 		"time: all downloaders start together; a C/S client is done at the server's FIN with every byte equal to the file,",
 		"  a P2P peer when the server answers its CHECK (MD5) with the same sum. The seed started clients by hand and averaged them.",
 	)

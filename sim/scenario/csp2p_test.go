@@ -46,6 +46,11 @@ func TestParseCounts(t *testing.T) {
 		"100-1000/300": {100, 400, 700, 1000},
 		"7":            {7},
 		" 3 , 4-4 ":    {3, 4},
+		// Each count once, in increasing order: --n 3,1,3 runs N=1 and
+		// N=3, once each.
+		"3,1,3":   {1, 3},
+		"1-5,2-3": {1, 2, 3, 4, 5},
+		"10,1-3":  {1, 2, 3, 10},
 	}
 	for in, want := range good {
 		if got, err := scenario.ParseCounts(in); err != nil || !reflect.DeepEqual(got, want) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"math"
 	"net/netip"
 	"time"
 
@@ -23,6 +24,10 @@ type Echo struct {
 	Jitter   time.Duration
 	Rate     float64
 	Delay    time.Duration
+
+	// flagged: Flags filled every field with its real default, so a
+	// zero is what the user typed, not "take the default".
+	flagged bool
 }
 
 // Name implements Scenario.
@@ -35,6 +40,7 @@ func (e *Echo) Describe() string {
 
 // Flags implements Scenario.
 func (e *Echo) Flags(fs *flag.FlagSet) {
+	e.flagged = true
 	fs.IntVar(&e.Clients, "clients", 4, "number of clients (half UDP, half TCP)")
 	fs.IntVar(&e.Messages, "messages", 20, "messages per client")
 	fs.IntVar(&e.MaxSize, "max-size", 1400, "largest message in bytes")
@@ -46,8 +52,12 @@ func (e *Echo) Flags(fs *flag.FlagSet) {
 }
 
 // Defaults fills zero fields with the flag defaults, for callers that do
-// not parse flags.
+// not parse flags. After Flags it does nothing: every field then holds
+// the flag's default or what the user typed, zero included.
 func (e *Echo) Defaults() *Echo {
+	if e.flagged {
+		return e
+	}
 	fs := flag.NewFlagSet("", flag.ContinueOnError)
 	d := &Echo{}
 	d.Flags(fs)
@@ -66,27 +76,32 @@ func (e *Echo) Defaults() *Echo {
 	return e
 }
 
-// Validate implements Validator. Zero fields take their defaults.
+// Validate implements Validator. Zero fields of a struct built without
+// Flags take their defaults; after Flags a zero is checked as typed.
 func (e *Echo) Validate() error {
+	d := *e
+	return d.Defaults().validate()
+}
+
+func (e *Echo) validate() error {
 	switch {
-	case e.Clients < 0 || e.Clients > 1000:
+	case e.Clients < 1 || e.Clients > 1000:
 		return fmt.Errorf("--clients must be between 1 and 1000")
-	case e.Messages < 0 || e.Messages > 100_000:
+	case e.Messages < 1 || e.Messages > 100_000:
 		return fmt.Errorf("--messages must be between 1 and 100000")
-	case e.MaxSize < 0 || e.MaxSize > 65507:
+	case e.MaxSize < 1 || e.MaxSize > 65507:
 		return fmt.Errorf("--max-size must be between 1 and 65507 (UDP's limit)")
 	}
 	return validLink(e.Loss, e.Dup, e.Rate, e.Jitter, e.Delay, "--delay")
 }
 
-// validLink checks the link flags every scenario shares; a zero rate
-// takes the default.
+// validLink checks the link flags every scenario shares.
 func validLink(loss, dup, rate float64, jitter, delay time.Duration, delayFlag string) error {
 	switch {
-	case loss < 0 || loss >= 1 || dup < 0 || dup > 1:
+	case !(loss >= 0 && loss < 1) || !(dup >= 0 && dup <= 1):
 		return fmt.Errorf("--loss must be in [0, 1) and --dup in [0, 1]")
-	case rate < 0:
-		return fmt.Errorf("--rate must be > 0")
+	case !(rate > 0) || math.IsInf(rate, 1):
+		return fmt.Errorf("--rate must be a finite number > 0")
 	case jitter < 0 || delay < 0:
 		return fmt.Errorf("--jitter and %s must be >= 0", delayFlag)
 	}
@@ -140,7 +155,7 @@ func (c *NetCounts) Count(ev sim.NetEvent) {
 // Run implements Scenario.
 func (e *Echo) Run(opt Options) (Result, error) {
 	e.Defaults()
-	if err := e.Validate(); err != nil {
+	if err := e.validate(); err != nil {
 		return Result{}, err
 	}
 	server := netip.MustParseAddrPort("10.0.0.1:7007")

@@ -31,6 +31,8 @@ type File struct {
 	Queue    int
 	Datagram int
 	CC       string
+
+	flagged bool // see Echo.flagged
 }
 
 // Name implements Scenario.
@@ -43,20 +45,25 @@ func (f *File) Describe() string {
 
 // Flags implements Scenario.
 func (f *File) Flags(fs *flag.FlagSet) {
+	f.flagged = true
 	fs.IntVar(&f.Clients, "clients", 1, "clients downloading at once")
-	fs.Int64Var(&f.Size, "size", 10<<20, "file size in bytes")
+	fs.Int64Var(&f.Size, "size", 10<<20, "file size in bytes (0: an empty file)")
 	fs.Float64Var(&f.Loss, "loss", 0.01, "packet loss probability")
 	fs.Float64Var(&f.Dup, "dup", 0, "packet duplication probability")
 	fs.DurationVar(&f.Jitter, "jitter", 0, "maximum jitter (reorders packets)")
 	fs.Float64Var(&f.Rate, "rate", 10e6, "access link rate in bit/s")
 	fs.DurationVar(&f.Delay, "delay", 5*time.Millisecond, "access link delay")
-	fs.IntVar(&f.Queue, "queue", 0, "link queue in packets (0: the simulator's default, 1000)")
-	fs.IntVar(&f.Datagram, "datagram", 0, "largest datagram (0: rudp's default, 1452)")
+	fs.IntVar(&f.Queue, "queue", sim.DefaultQueue/1500, "link queue in 1500-byte packets")
+	fs.IntVar(&f.Datagram, "datagram", defaultDatagram, "largest datagram in bytes")
 	fs.StringVar(&f.CC, "cc", "westwood", "congestion control: westwood or newreno")
 }
 
-// Defaults fills zero fields with the flag defaults.
+// Defaults fills zero fields with the flag defaults, for callers that
+// do not parse flags (after Flags it does nothing, as Echo's).
 func (f *File) Defaults() *File {
+	if f.flagged {
+		return f
+	}
 	d := &File{}
 	d.Flags(flag.NewFlagSet("", flag.ContinueOnError))
 	if f.Clients == 0 {
@@ -71,25 +78,40 @@ func (f *File) Defaults() *File {
 	if f.CC == "" {
 		f.CC = d.CC
 	}
+	if f.Queue == 0 {
+		f.Queue = d.Queue
+	}
+	if f.Datagram == 0 {
+		f.Datagram = d.Datagram
+	}
 	return f
 }
+
+// defaultDatagram is rudp's default largest datagram (rudp.Config).
+const defaultDatagram = 1452
 
 // minDatagram is the smallest datagram rudp can work with: a segment
 // header, a cookie, every SACK block and one byte of data.
 const minDatagram = rudp.SegHeaderLen + rudp.CookieLen + rudp.MaxSACK*rudp.BlockLen + 1
 
-// Validate implements Validator. Zero fields take their defaults.
+// Validate implements Validator. Zero fields of a struct built without
+// Flags take their defaults; after Flags a zero is checked as typed.
 func (f *File) Validate() error {
+	d := *f
+	return d.Defaults().validate()
+}
+
+func (f *File) validate() error {
 	switch {
-	case f.Clients < 0 || f.Clients > 100:
+	case f.Clients < 1 || f.Clients > 100:
 		return fmt.Errorf("--clients must be between 1 and 100")
 	case f.Size < 0 || f.Size > 1<<30:
 		return fmt.Errorf("--size must be between 0 and 1 GiB")
-	case f.Queue < 0 || f.Queue > 1_000_000:
-		return fmt.Errorf("--queue must be between 0 and 1000000")
-	case f.Datagram != 0 && (f.Datagram < minDatagram || f.Datagram > rudp.MaxPacket):
-		return fmt.Errorf("--datagram must be 0 or between %d and %d", minDatagram, rudp.MaxPacket)
-	case f.CC != "" && f.CC != "westwood" && f.CC != "newreno":
+	case f.Queue < 1 || f.Queue > 1_000_000:
+		return fmt.Errorf("--queue must be between 1 and 1000000")
+	case f.Datagram < minDatagram || f.Datagram > rudp.MaxPacket:
+		return fmt.Errorf("--datagram must be between %d and %d", minDatagram, rudp.MaxPacket)
+	case f.CC != "westwood" && f.CC != "newreno":
 		return fmt.Errorf("--cc must be westwood or newreno")
 	}
 	return validLink(f.Loss, f.Dup, f.Rate, f.Jitter, f.Delay, "--delay")
@@ -124,7 +146,7 @@ type FileResult struct {
 // Run implements Scenario.
 func (f *File) Run(opt Options) (Result, error) {
 	f.Defaults()
-	if err := f.Validate(); err != nil {
+	if err := f.validate(); err != nil {
 		return Result{}, err
 	}
 	server := netip.MustParseAddrPort("10.0.0.1:6000")
@@ -212,11 +234,14 @@ func (f *File) Run(opt Options) (Result, error) {
 	}
 	res.Events, res.Virtual = s.Events(), s.Elapsed()
 
-	first := spec.Time(1 << 62)
+	first, anyDone := spec.Time(1<<62), false
 	for _, tr := range tracks {
 		if tr.finished {
-			first = min(first, tr.done)
+			first, anyDone = min(first, tr.done), true
 		}
+	}
+	if !anyDone {
+		first = spec.SimEpoch.Add(res.Virtual) // no finish: the whole run
 	}
 	from := spec.SimEpoch + (first-spec.SimEpoch)/3
 	var shares []float64
@@ -267,9 +292,17 @@ func (f *File) Run(opt Options) (Result, error) {
 		t.Rows = append(t.Rows, []string{c.Name, exact, c.Time.Round(time.Millisecond).String(), fmt.Sprintf("%.2f", c.Goodput/1e6),
 			fmt.Sprintf("%.3f", c.OfLink), c.Error})
 	}
-	t.Notes = append(t.Notes,
-		fmt.Sprintf("fair share of the server's uplink: Jain's index %.3f (from %v to the first finish at %v)", res.Jain,
-			from.Sub(spec.SimEpoch).Round(time.Millisecond), first.Sub(spec.SimEpoch).Round(time.Millisecond)),
+	window := "the first finish"
+	if !anyDone {
+		window = "the end of the run (no client finished)"
+	}
+	fair := fmt.Sprintf("fair share of the server's uplink: Jain's index %.3f of the bytes received from %v to %s at %v", res.Jain,
+		from.Sub(spec.SimEpoch).Round(time.Millisecond), window, first.Sub(spec.SimEpoch).Round(time.Millisecond))
+	if total := floatSum(shares); total == 0 {
+		fair = fmt.Sprintf("fair share of the server's uplink: not measured, no file bytes arrived from %v to %s at %v",
+			from.Sub(spec.SimEpoch).Round(time.Millisecond), window, first.Sub(spec.SimEpoch).Round(time.Millisecond))
+	}
+	t.Notes = append(t.Notes, fair,
 		fmt.Sprintf("server: %d retransmissions, %d retransmission timeouts", res.Retransmits, res.RTOs),
 		fmt.Sprintf("network: %d packets sent, %d delivered, %d lost, %d duplicated", res.Net.Sent, res.Net.Delivered, res.Net.Lost, res.Net.Dup),
 		fmt.Sprintf("simulated %v in %d events", res.Virtual.Round(time.Millisecond), res.Events))
@@ -283,6 +316,14 @@ func (f *File) Run(opt Options) (Result, error) {
 		out.Failed = fmt.Sprintf("contract violations: %v", v)
 	}
 	return out, nil
+}
+
+func floatSum(xs []float64) float64 {
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return sum
 }
 
 // jainIndex is Jain's fairness index: (sum x)^2 / (n sum x^2).

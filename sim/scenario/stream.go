@@ -29,6 +29,8 @@ type Stream struct {
 	Expire   int
 	Silent   bool
 	Spoof    int
+
+	flagged bool // see Echo.flagged
 }
 
 // Name implements Scenario.
@@ -41,6 +43,7 @@ func (e *Stream) Describe() string {
 
 // Flags implements Scenario.
 func (e *Stream) Flags(fs *flag.FlagSet) {
+	e.flagged = true
 	fs.IntVar(&e.Clients, "clients", 3, "number of listeners (they join 300 ms apart)")
 	fs.DurationVar(&e.Delay, "delay", 20*time.Millisecond, "the server's delay between packets")
 	fs.DurationVar(&e.Duration, "duration", 5*time.Second, "how long the listeners listen")
@@ -55,8 +58,12 @@ func (e *Stream) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&e.Spoof, "spoof", 20, "joins forged in a victim's name")
 }
 
-// Defaults fills zero fields with the flag defaults.
+// Defaults fills zero fields with the flag defaults, for callers that
+// do not parse flags (after Flags it does nothing, as Echo's).
 func (e *Stream) Defaults() *Stream {
+	if e.flagged {
+		return e
+	}
 	fs := flag.NewFlagSet("", flag.ContinueOnError)
 	d := &Stream{}
 	d.Flags(fs)
@@ -81,19 +88,30 @@ func (e *Stream) Defaults() *Stream {
 	return e
 }
 
-// Validate implements Validator. Zero fields take their defaults.
+// Validate implements Validator. Zero fields of a struct built without
+// Flags take their defaults; after Flags a zero is checked as typed.
 func (e *Stream) Validate() error {
+	d := *e
+	return d.Defaults().validate()
+}
+
+func (e *Stream) validate() error {
 	switch {
-	case e.Clients < 0 || e.Clients > 1000:
+	case e.Clients < 1 || e.Clients > 1000:
 		return fmt.Errorf("--clients must be between 1 and 1000")
-	case e.Delay < 0 || e.Delay > 0 && e.Delay < 10*time.Microsecond:
+	case e.Delay < 10*time.Microsecond:
 		return fmt.Errorf("--delay must be at least 10µs")
-	case e.Duration < 0 || e.Duration > 24*time.Hour:
+	case e.Duration < 1 || e.Duration > 24*time.Hour:
 		return fmt.Errorf("--duration must be between 1ns and 24h")
-	case e.Duration/max(e.Delay, 10*time.Microsecond) > 10_000_000:
+	case e.Duration/e.Delay > 10_000_000:
 		return fmt.Errorf("--duration / --delay must be at most 10 million packets")
-	case e.Report < 0 || e.Expire < 0 || e.Expire > 1000:
-		return fmt.Errorf("--report must be >= 0 and --expire between 1 and 1000")
+	case e.Report < time.Millisecond || e.Report > time.Hour:
+		return fmt.Errorf("--report must be between 1ms and 1h")
+	case e.Duration/e.Report > 10_000_000:
+		return fmt.Errorf("--duration / --report must be at most 10 million reports")
+	case e.Expire < 2 || e.Expire > 1000:
+		// The server waits at least two intervals (stream.ServerConfig).
+		return fmt.Errorf("--expire must be between 2 and 1000")
 	case e.Spoof < 0 || e.Spoof > 100_000:
 		return fmt.Errorf("--spoof must be between 0 and 100000")
 	}
@@ -211,7 +229,7 @@ func (g *streamTruth) observe(ev sim.NetEvent) {
 // Run implements Scenario.
 func (e *Stream) Run(opt Options) (Result, error) {
 	e.Defaults()
-	if err := e.Validate(); err != nil {
+	if err := e.validate(); err != nil {
 		return Result{}, err
 	}
 	res := StreamResult{Seed: opt.Seed}
@@ -220,12 +238,19 @@ func (e *Stream) Run(opt Options) (Result, error) {
 	stats := map[string]*stream.Stats{}
 	var subs []stream.SubscriberInfo
 	dropped := map[string]string{}
+	crashed := map[string]spec.Time{} // hosts that did crash, and when
 	cfg := sim.Config{
 		Seed:     opt.Seed,
 		Link:     sim.Symmetric(sim.Dir{Rate: e.Rate, Delay: e.LinkLag}),
 		Faults:   sim.Faults{Loss: e.Loss, Dup: e.Dup, Jitter: e.Jitter},
 		Protocol: "stream",
-		OnNet:    func(ev sim.NetEvent) { g.observe(ev); res.Net.Count(ev) },
+		OnNet: func(ev sim.NetEvent) {
+			g.observe(ev)
+			res.Net.Count(ev)
+			if ev.Kind == sim.NetCrash {
+				crashed[ev.Node] = ev.T
+			}
+		},
 		OnEvent: func(n *sim.Node, now spec.Time, ev spec.Event) {
 			switch ev.Name {
 			case "stats":
@@ -265,7 +290,6 @@ func (e *Stream) Run(opt Options) (Result, error) {
 		res.Clients = append(res.Clients, StreamClientResult{Name: name, Addr: node.Addr.String(), JoinedAt: start})
 		if e.Silent && i == n-1 {
 			s.Crash(start+e.Duration/2, name)
-			res.Clients[len(res.Clients)-1].Dropped = "host crashed at " + fmt.Sprintf("%.3fs", (start+e.Duration/2).Seconds())
 		}
 	}
 	rng := spec.NewRand(opt.Seed ^ 0x5900f)
@@ -283,7 +307,8 @@ func (e *Stream) Run(opt Options) (Result, error) {
 	// Ask for the server's table while every listener still listens.
 	reportAt := max(e.Duration-e.Report, time.Duration(n-1)*300*time.Millisecond+e.Report)
 	s.Command(reportAt, "server", spec.Command{Name: "report"})
-	s.Stop(end+time.Second, "server")
+	stop := end + time.Second
+	s.Stop(stop, "server")
 	s.Run(end + 2*time.Second)
 	if err := s.Close(); err != nil {
 		return Result{}, err
@@ -310,12 +335,32 @@ func (e *Stream) Run(opt Options) (Result, error) {
 		}
 		row := []string{c.Name, fmt.Sprintf("%.1fs", c.JoinedAt.Seconds())}
 		if c.Stats == nil {
-			// A crashed host reports nothing; the server must drop it.
-			c.Match = c.Dropped != "" && c.Truth.Delivered > 0
-			if !c.Match {
-				failed = append(failed, c.Name+" crashed but was never dropped")
+			// A crashed host reports nothing; the server must drop it
+			// if it had subscribed (was sent data) and its expiry,
+			// at the latest Expire report intervals after the crash,
+			// came before the server stopped.
+			end := "never reported"
+			if at, ok := crashed[c.Name]; ok {
+				end = fmt.Sprintf("host crashed at %.3fs", at.Sub(spec.SimEpoch).Seconds())
+				due := at.Sub(spec.SimEpoch) + time.Duration(e.Expire)*e.Report
+				switch {
+				case c.Dropped != "":
+					c.Match = true
+					end += "; " + c.Dropped
+				case c.Truth.Sent == 0:
+					c.Match = true
+					end += " before the server sent it anything: nothing to expire"
+				case due < stop:
+					failed = append(failed, fmt.Sprintf("%s's host crashed at %.3fs but the server never dropped it (due by %.3fs)", c.Name, at.Sub(spec.SimEpoch).Seconds(), due.Seconds()))
+					end += "; never dropped"
+				default:
+					c.Match = true
+					end += fmt.Sprintf("; its expiry (by %.3fs) was not due before the server stopped at %.3fs", due.Seconds(), stop.Seconds())
+				}
+			} else {
+				failed = append(failed, c.Name+" reported no statistics though its host never crashed")
 			}
-			row = append(row, "-", "-", "-", "-", "-", "-", "-", fmt.Sprintf("%d delivered", c.Truth.Delivered), c.Dropped)
+			row = append(row, "-", "-", "-", "-", "-", "-", "-", fmt.Sprintf("%d delivered", c.Truth.Delivered), end)
 			t.Rows = append(t.Rows, row)
 			continue
 		}

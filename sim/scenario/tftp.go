@@ -32,6 +32,8 @@ type TFTP struct {
 	Jitter     time.Duration
 	Rate       float64
 	Delay      time.Duration
+
+	flagged bool // see Echo.flagged
 }
 
 // Name implements Scenario.
@@ -44,8 +46,9 @@ func (t *TFTP) Describe() string {
 
 // Flags implements Scenario.
 func (t *TFTP) Flags(fs *flag.FlagSet) {
+	t.flagged = true
 	fs.IntVar(&t.Clients, "clients", 3, "clients downloading at once")
-	fs.Int64Var(&t.Size, "size", 1<<20, "file size in bytes")
+	fs.Int64Var(&t.Size, "size", 1<<20, "file size in bytes (0: an empty file, one empty DATA block)")
 	fs.IntVar(&t.Blksize, "blksize", 1428, "blksize option (0: none, 512-byte blocks)")
 	fs.IntVar(&t.Windowsize, "windowsize", 16, "windowsize option (1: lock step)")
 	fs.BoolVar(&t.Put, "put", true, "the first client uploads the file back after downloading it")
@@ -57,8 +60,12 @@ func (t *TFTP) Flags(fs *flag.FlagSet) {
 }
 
 // Defaults fills zero fields with the flag defaults, for callers that do
-// not parse flags (a zero Blksize stays: no option).
+// not parse flags (a zero Blksize stays: no option). After Flags it does
+// nothing, as Echo's.
 func (t *TFTP) Defaults() *TFTP {
+	if t.flagged {
+		return t
+	}
 	d := &TFTP{}
 	d.Flags(flag.NewFlagSet("", flag.ContinueOnError))
 	if t.Clients == 0 {
@@ -76,8 +83,14 @@ func (t *TFTP) Defaults() *TFTP {
 	return t
 }
 
-// Validate implements Validator.
+// Validate implements Validator. Zero fields of a struct built without
+// Flags take their defaults; after Flags a zero is checked as typed.
 func (t *TFTP) Validate() error {
+	d := *t
+	return d.Defaults().validate()
+}
+
+func (t *TFTP) validate() error {
 	switch {
 	case t.Clients < 1 || t.Clients > 100:
 		return fmt.Errorf("--clients must be between 1 and 100")
@@ -87,10 +100,8 @@ func (t *TFTP) Validate() error {
 		return fmt.Errorf("--blksize must be 0 or between %d and %d", tftp.MinBlksize, tftp.MaxBlksize)
 	case t.Windowsize < 1 || t.Windowsize > 4096:
 		return fmt.Errorf("--windowsize must be between 1 and 4096")
-	case t.Loss < 0 || t.Loss >= 1 || t.Dup < 0 || t.Dup > 1 || t.Jitter < 0 || t.Rate <= 0 || t.Delay < 0:
-		return fmt.Errorf("--loss must be in [0, 1), --dup in [0, 1], --rate > 0, durations >= 0")
 	}
-	return nil
+	return validLink(t.Loss, t.Dup, t.Rate, t.Jitter, t.Delay, "--delay")
 }
 
 var tftpServer = netip.MustParseAddrPort("10.0.0.1:69")
@@ -236,7 +247,7 @@ func (t *TFTP) build(s *sim.Sim, files []file.SynthFile) []string {
 // Run implements Scenario.
 func (t *TFTP) Run(opt Options) (Result, error) {
 	t.Defaults()
-	if err := t.Validate(); err != nil {
+	if err := t.validate(); err != nil {
 		return Result{}, fmt.Errorf("tftp: %w", err)
 	}
 	files := []file.SynthFile{{Name: "boot/kernel.img", Size: t.Size, Seed: opt.Seed ^ 0x7f7f}}

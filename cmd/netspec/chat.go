@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/netspec/netspec/impl"
@@ -98,7 +97,8 @@ func chatJoin(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeLog()
-	var joined atomic.Bool
+	quiet := warnIfQuiet(e, "chat join", server, "still trying")
+	defer quiet.stop()
 	r := impl.New(chat.NewClient(chat.ClientConfig{Server: server, Nick: *nick, Interval: *interval}), impl.Options{
 		Logger: log,
 		OnEvent: func(_ spec.Time, ev spec.Event) {
@@ -106,7 +106,7 @@ func chatJoin(ctx context.Context, e *env, args []string) error {
 			case "line":
 				fmt.Fprintln(e.stdout, ev.Text)
 			case "joined":
-				joined.Store(true)
+				quiet.hear()
 			}
 		},
 	})
@@ -122,11 +122,5 @@ func chatJoin(ctx context.Context, e *env, args []string) error {
 		}
 		r.Command(spec.Command{Name: "quit"})
 	}()
-	warn := time.AfterFunc(3*time.Second, func() {
-		if !joined.Load() {
-			fmt.Fprintf(e.stderr, "netspec: chat join: no answer from %s yet; still trying\n", server)
-		}
-	})
-	defer warn.Stop()
 	return exitErr(r.Run(ctx))
 }

@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/netspec/netspec/sim/scenario"
 	"github.com/olekukonko/tablewriter"
@@ -201,3 +203,26 @@ func writeJSON(w io.Writer, v any) error {
 func tableOf(title string, header []string, rows [][]string) scenario.Table {
 	return scenario.Table{Title: title, Header: header, Rows: rows}
 }
+
+// quietServer warns once on stderr if a client hears nothing from its
+// server for a few seconds: clients retry for a long time, and a user
+// should not have to guess whether anything is happening.
+type quietServer struct {
+	heard atomic.Bool
+	t     *time.Timer
+}
+
+// warnIfQuiet starts the watch; call heard when the server answers and
+// stop when the command ends. plan says what the client does meanwhile.
+func warnIfQuiet(e *env, cmd string, server netip.AddrPort, plan string) *quietServer {
+	q := &quietServer{}
+	q.t = time.AfterFunc(3*time.Second, func() {
+		if !q.heard.Load() {
+			fmt.Fprintf(e.stderr, "netspec: %s: no answer from %s yet; %s\n", cmd, server, plan)
+		}
+	})
+	return q
+}
+
+func (q *quietServer) hear() { q.heard.Store(true) }
+func (q *quietServer) stop() { q.t.Stop() }

@@ -236,15 +236,25 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d.abort = cancel
+	silent := warnIfQuiet(e, "file get", server, sessionPlan)
+	defer silent.stop()
 	r := impl.New(file.NewClient(file.ClientConfig{Server: server, Session: sf.config()}), sf.options(impl.Options{
-		Logger:  log,
-		OnEvent: func(now spec.Time, ev spec.Event) { d.event(now, ev) },
+		Logger: log,
+		OnEvent: func(now spec.Time, ev spec.Event) {
+			if ev.Name == "connected" {
+				silent.hear()
+			}
+			d.event(now, ev)
+		},
 	}))
 	r.Command(cmd)
 	r.Command(spec.Command{Name: "exit"})
 	runErr := exitErr(r.Run(rctx))
 	return d.finish(runErr)
 }
+
+// sessionPlan is what a file client does while its server is silent.
+const sessionPlan = "still sending SYNs, backing off, until it gives up (Ctrl-C stops)"
 
 // download writes one file a "get" brings: to PATH.part while the bytes
 // come, renamed to PATH once the client machine has verified them. It
@@ -545,6 +555,8 @@ func fileShell(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, format, a...)
 	}
 	answers := make(chan spec.Event, 16)
+	quiet := warnIfQuiet(e, "file shell", server, sessionPlan)
+	defer quiet.stop()
 	r := impl.New(file.NewClient(file.ClientConfig{Server: server, Session: sf.config()}), sf.options(impl.Options{
 		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {
@@ -552,6 +564,7 @@ func fileShell(ctx context.Context, e *env, args []string) error {
 			defer mu.Unlock()
 			switch ev.Name {
 			case "connected":
+				quiet.hear()
 				print("connected to %s; type help\n", ev.Text)
 			case "reply":
 				print("%s\n", printable(ev.Text))

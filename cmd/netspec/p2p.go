@@ -145,9 +145,13 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	legacy := fs.Bool("legacy", false, "speak only the seed's protocol (no extensions)")
 	quiet := fs.Bool("q", false, "no progress bar")
 	seed := fs.Uint64("seed", 0, "seed of the peer's random choices (0: random)")
+	serverWait := fs.Duration("server-wait", 30*time.Second, "give up if the server has not welcomed the peer after this long (0: keep trying)")
 	logger := logFlags(fs)
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
+	}
+	if *serverWait < 0 {
+		return usagef("p2p get: --server-wait must not be negative")
 	}
 	ini, err := swarmReadINI(*config, flagSet(fs, "config"))
 	if err != nil {
@@ -185,11 +189,17 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	}
 	defer closeLog()
 	store := &p2p.MemStore{Max: *maxSize}
-	cfg := p2p.PeerConfig{Server: to, Listen: listen, Seed: *seed, Legacy: *legacy, Linger: *linger, UploadRate: bits, Progress: true}
+	cfg := p2p.PeerConfig{Server: to, Listen: listen, Seed: *seed, Legacy: *legacy, Linger: *linger, UploadRate: bits, Progress: true, ServerWait: *serverWait}
 	if *linger == 0 {
 		cfg.Linger = 0
 	}
 	say := newSayer(e.stdout)
+	plan := fmt.Sprintf("still trying (for %v in all; --server-wait)", *serverWait)
+	if *serverWait == 0 {
+		plan = "still trying"
+	}
+	silent := warnIfQuiet(e, "p2p get", to, plan)
+	defer silent.stop()
 	var bar *swarmBar
 	var verified *p2p.Verified
 	var chunk int64
@@ -201,6 +211,7 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 			case "listening":
 				say("p2p: serving other peers on %s\n", ev.Text)
 			case "joined":
+				silent.hear()
 				v := ev.Value.(p2p.Joined)
 				chunk = int64(v.ChunkSize)
 				say("p2p: joined: %d bytes in %d-byte chunks, %d peers listed\n", v.FileSize, v.ChunkSize, v.Peers)

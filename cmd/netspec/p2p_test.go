@@ -250,3 +250,19 @@ func BenchmarkLoopback(b *testing.B) {
 		})
 	}
 }
+
+// A peer whose server is not there says so within seconds and gives up
+// after --server-wait, instead of waiting silently for ever.
+func TestP2PGetGivesUpOnAMissingServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close() // nothing listens there now: dials are refused
+	start := time.Now()
+	code, _, stderr := runCmd("p2p", "get", "-s", "127.0.0.1", "-sp", strconv.Itoa(port), "-p", "0", "--config", os.DevNull, "--server-wait", "4s", "-q")
+	if code != 1 || !strings.Contains(stderr, "no answer from 127.0.0.1:"+strconv.Itoa(port)+" yet") || !strings.Contains(stderr, "no welcome from the server") {
+		t.Fatalf("exit %d after %v, stderr:\n%s\nwant a warning, then exit 1 giving up on the server", code, time.Since(start), stderr)
+	}
+}

@@ -69,6 +69,11 @@ type PeerConfig struct {
 	// Retry is the first reconnection delay, doubled per failure up to
 	// 8s (default 250ms).
 	Retry time.Duration `json:"retry,omitempty"`
+	// ServerWait is how long a peer the server has never welcomed keeps
+	// trying to reach it before it exits with an error (0: for ever).
+	// Once welcomed, a peer outlives the server's absence: it goes on
+	// with its neighbours and reconnects.
+	ServerWait time.Duration `json:"serverWait,omitempty"`
 	// ReqTimeout drops a neighbour that answers nothing for this long
 	// while it owes answers (default 10s).
 	ReqTimeout time.Duration `json:"reqTimeout,omitempty"`
@@ -1756,6 +1761,10 @@ func (p *Peer) closeOut(now spec.Time, c *oconn, how int, out []spec.Output) []s
 			p.checkSent = false // ask again on the next connection
 		}
 		p.cnt.reconnects++
+		if !p.joined && p.cfg.ServerWait > 0 && now.Sub(p.start) >= p.cfg.ServerWait {
+			p.done = true
+			return append(out, spec.Exit(fmt.Sprintf("p2p: no welcome from the server %v in %v (%d tries)", p.cfg.Server, p.cfg.ServerWait, p.srvTry)))
+		}
 		p.srvAt = now.Add(backoff(p.cfg.Retry, p.srvTry))
 		return append(out, spec.Debug("p2p: lost the server", slog.Int("try", p.srvTry)))
 	}

@@ -35,6 +35,8 @@ func chatServe(ctx context.Context, e *env, args []string) error {
 	rate := fs.Float64("rate", chat.DefaultRate, "lines per second per member (0: no limit)")
 	burst := fs.Int("burst", chat.DefaultBurst, "lines a member may send at once")
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -60,7 +62,7 @@ func chatServe(ctx context.Context, e *env, args []string) error {
 	if *rate == 0 {
 		cfg.Rate = -1
 	}
-	r := impl.New(chat.NewServer(cfg), impl.Options{
+	r := tr.New("chat", "server", cfg, chat.NewServer(cfg), impl.Options{
 		Logger: log,
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			if ev.Name == "listening" {

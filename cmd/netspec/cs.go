@@ -36,6 +36,8 @@ func csServe(ctx context.Context, e *env, args []string) error {
 	size := fs.Int64("size", cs.DefaultFileSize, "size of the generated file in `BYTES`")
 	seed := fs.Uint64("seed", 1, "seed of the generated file")
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -58,7 +60,8 @@ func csServe(ctx context.Context, e *env, args []string) error {
 	defer closeLog()
 	sum := cs.Digest(data)
 	say := newSayer(e.stdout)
-	r := impl.New(cs.NewServer(cs.ServerConfig{Addr: addr, File: fspec}, data), impl.Options{
+	scfg := cs.ServerConfig{Addr: addr, File: fspec}
+	r := tr.New("cs", "server", scfg, cs.NewServer(scfg, data), impl.Options{
 		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {
 			switch ev.Name {
@@ -89,6 +92,8 @@ func csGet(ctx context.Context, e *env, args []string) error {
 	quiet := fs.Bool("q", false, "no progress bar")
 	idle := fs.Duration("idle", time.Minute, "give up when nothing arrives for this long")
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -125,7 +130,7 @@ func csGet(ctx context.Context, e *env, args []string) error {
 	var done *cs.Done
 	var werr error
 	cfg := cs.ClientConfig{Server: to, Idle: *idle, Emit: out != nil, ProgressEvery: 64 << 10}
-	r := impl.New(cs.NewClient(cfg, nil), impl.Options{
+	r := tr.New("cs", "client", cfg, cs.NewClient(cfg, nil), impl.Options{
 		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {
 			switch ev.Name {

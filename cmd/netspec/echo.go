@@ -30,6 +30,8 @@ func echoServe(ctx context.Context, e *env, args []string) error {
 	fs.Var(&tcp, "tcp", "serve TCP echo on `ADDR`")
 	lowPorts := fs.Bool("allow-low-ports", false, "also answer sources below port 1024 (reflection risk)")
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -41,8 +43,8 @@ func echoServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeLog()
-	m := echo.NewServer(echo.ServerConfig{UDP: udp.ap, TCP: tcp.ap, AllowLowPorts: *lowPorts})
-	r := impl.New(m, impl.Options{
+	cfg := echo.ServerConfig{UDP: udp.ap, TCP: tcp.ap, AllowLowPorts: *lowPorts}
+	r := tr.New("echo", "server", cfg, echo.NewServer(cfg), impl.Options{
 		Logger: log,
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			if ev.Name == "listening" {
@@ -59,6 +61,8 @@ func echoSend(ctx context.Context, e *env, args []string) error {
 	timeout := fs.Duration("timeout", time.Second, "UDP: wait this long for each echo")
 	retries := fs.Int("retries", 2, "UDP: resend this many times")
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	pos, err := e.parse(fs, args, 2, 2)
 	if err != nil {
 		return err
@@ -87,7 +91,7 @@ func echoSend(ctx context.Context, e *env, args []string) error {
 	if *retries == 0 {
 		cfg.Retries = -1
 	}
-	r := impl.New(echo.NewClient(cfg), impl.Options{
+	r := tr.New("echo", "client", cfg, echo.NewClient(cfg), impl.Options{
 		Logger: log,
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			if ev.Name == "reply" {

@@ -113,6 +113,8 @@ func fileServe(ctx context.Context, e *env, args []string) error {
 	fs.Var(&tftpAddr, "tftp", "also serve DIR, read-only, over TFTP on `ADDR` (curl, tftp-hpa, atftp)")
 	sf := addSessionFlags(fs)
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -146,7 +148,7 @@ func fileServe(ctx context.Context, e *env, args []string) error {
 		defer out.Unlock()
 		fmt.Fprintf(e.stdout, format, a...)
 	}
-	r := impl.New(file.NewServer(cfg, rt.FS()), sf.options(impl.Options{
+	r := tr.New("file", "server", cfg, file.NewServer(cfg, rt.FS()), sf.options(impl.Options{
 		Logger: log,
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			switch ev.Name {
@@ -206,6 +208,8 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 	quiet := fs.Bool("q", false, "no progress")
 	sf := addSessionFlags(fs)
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	pos, err := e.parse(fs, args, 2, 2)
 	if err != nil {
 		return err
@@ -238,7 +242,8 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 	d.abort = cancel
 	silent := warnIfQuiet(e, "file get", server, sessionPlan)
 	defer silent.stop()
-	r := impl.New(file.NewClient(file.ClientConfig{Server: server, Session: sf.config()}), sf.options(impl.Options{
+	ccfg := file.ClientConfig{Server: server, Session: sf.config()}
+	r := tr.New("file", "client", ccfg, file.NewClient(ccfg), sf.options(impl.Options{
 		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {
 			if ev.Name == "connected" {

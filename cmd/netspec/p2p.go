@@ -56,6 +56,8 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	expect := fs.Int("expect", 0, "arrange the first `N` peers that join in distribution trees (0: none): faster on clean links, slower with loss (see README)")
 	trees := fs.Int("trees", 2, "with --expect: how many trees, each carrying 1/`D` of the chunks")
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -105,7 +107,7 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	say := newSayer(e.stdout)
 	start := time.Now()
 	cfg := p2p.ServerConfig{Addr: addr, File: fspec, ChunkSize: *chunk, Seed: *seed, MaxList: *maxList, UploadRate: bits, Legacy: *legacy, Expect: *expect, Trees: *trees}
-	r := impl.New(p2p.NewServer(cfg, content), impl.Options{
+	r := tr.New("p2p", "server", cfg, p2p.NewServer(cfg, content), impl.Options{
 		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {
 			switch ev.Name {
@@ -147,6 +149,8 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	seed := fs.Uint64("seed", 0, "seed of the peer's random choices (0: random)")
 	serverWait := fs.Duration("server-wait", 30*time.Second, "give up if the server has not welcomed the peer after this long (0: keep trying)")
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -204,7 +208,7 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	var verified *p2p.Verified
 	var chunk int64
 	var saveErr error
-	r := impl.New(p2p.NewPeer(cfg, store), impl.Options{
+	r := tr.New("p2p", "peer", cfg, p2p.NewPeer(cfg, store), impl.Options{
 		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {
 			switch ev.Name {

@@ -2,13 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"strings"
 
 	"github.com/netspec/netspec/cmd/netspec/timeline"
 	"github.com/netspec/netspec/conformance"
+	"github.com/netspec/netspec/impl/rootfs"
+	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/all"
+	"github.com/netspec/netspec/spec/file"
+	"github.com/netspec/netspec/spec/tftp"
 )
 
 func replayGroup() *group {
@@ -24,9 +30,19 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("replay", "FILE [flags]", "Replays every node of an NDJSON trace against a fresh pure machine and against\nthe socket runner on loopback, and reports the first divergence.")
 	node := fs.String("node", "", "replay only the node called `NAME`")
 	specOnly := fs.Bool("spec-only", false, "replay against the pure machines only")
+	root := fs.String("root", "", "rebuild file and tftp servers over `DIR`, the directory a --trace run served (default: the synthetic files of their configs)")
 	pos, err := e.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
+	}
+	lookup := all.Lookup
+	if *root != "" {
+		rt, err := rootfs.Open(*root)
+		if err != nil {
+			return usagef("replay: --root: %v", err)
+		}
+		defer rt.Close()
+		lookup = overRoot(rt.FS())
 	}
 	t, err := conformance.Load(pos[0])
 	if err != nil {
@@ -52,7 +68,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	failed := 0 // nodes, where failures counts spec and impl apiece
 	var skipped []conformance.Skip
 	rows := [][]string{}
-	reports := conformance.Replay(ctx, t, all.Lookup, opt)
+	reports := conformance.Replay(ctx, t, lookup, opt)
 	if len(reports) == 1 && errors.Is(reports[0].Spec, conformance.ErrNoNodes) {
 		return fmt.Errorf("replay: %s: %w", pos[0], reports[0].Spec)
 	}
@@ -101,4 +117,37 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("replay: %d node(s) failed", failed)
 	}
 	return nil
+}
+
+// overRoot is all.Lookup with file and tftp servers serving fsys: a
+// server recorded over a real directory answers as it did only over the
+// same files. (TFTP uploads are hashed and discarded, as in any replay.)
+func overRoot(fsys iofs.FS) conformance.Lookup {
+	return func(name string) (spec.Protocol, bool) {
+		p, ok := all.Lookup(name)
+		if !ok || (name != "file" && name != "tftp") {
+			return p, ok
+		}
+		build := p.New
+		p.New = func(role string, config []byte) (spec.Machine, error) {
+			if role != "server" {
+				return build(role, config)
+			}
+			switch name {
+			case "file":
+				var c file.ServerConfig
+				if err := json.Unmarshal(config, &c); err != nil {
+					return nil, fmt.Errorf("file: server config: %w", err)
+				}
+				return file.NewServer(c, fsys), nil
+			default:
+				var c tftp.ServerConfig
+				if err := json.Unmarshal(config, &c); err != nil {
+					return nil, fmt.Errorf("tftp: server config: %w", err)
+				}
+				return tftp.NewServer(c, fsys, nil), nil
+			}
+		}
+		return p, true
+	}
 }

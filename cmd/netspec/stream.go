@@ -90,6 +90,8 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 	faultSeed := fs.Uint64("fault-seed", 1, "seed of the --loss fault injector")
 	asJSON := fs.Bool("json", false, "print subscriber tables as JSON")
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	pos, err := e.parse(fs, args, 0, 1)
 	if err != nil {
 		return err
@@ -120,7 +122,7 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 		Addr: addr.ap, Delay: delay.d, ReportInterval: *interval, ExpireAfter: *expire,
 		MaxSubscribers: *maxSubs, JoinRate: *joinRate, Secret: secret, Seed: randomUint64(), LogPackets: *logPackets, Count: *count,
 	}
-	r := impl.New(stream.NewServer(cfg), impl.Options{
+	r := tr.New("stream", "server", cfg, stream.NewServer(cfg), impl.Options{
 		Logger: log,
 		Faults: impl.FaultConfig{Seed: *faultSeed, Loss: *loss},
 		OnEvent: func(now spec.Time, ev spec.Event) {
@@ -204,6 +206,8 @@ func streamListen(ctx context.Context, e *env, args []string) error {
 	joinTimeout := fs.Duration("join-timeout", 500*time.Millisecond, "first wait for the server's answer (doubles per retry)")
 	joinTries := fs.Int("join-tries", 8, "joins to send before giving up")
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	pos, err := e.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -235,7 +239,7 @@ func streamListen(ctx context.Context, e *env, args []string) error {
 			out.Reset()
 		}
 	}
-	r := impl.New(stream.NewClient(cfg), impl.Options{
+	r := tr.New("stream", "client", cfg, stream.NewClient(cfg), impl.Options{
 		Logger: log,
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			switch ev.Name {

@@ -62,6 +62,8 @@ func tftpServe(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&cfg.MaxDuration, "max-duration", time.Hour, "end any transfer still running after this long, with an error")
 	fs.BoolVar(&cfg.AllowLowPorts, "allow-low-ports", false, "also answer clients on source ports below 1024 (reflection risk)")
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -88,7 +90,7 @@ func tftpServe(ctx context.Context, e *env, args []string) error {
 	}
 	defer closeLog()
 	cfg.Addr, cfg.AllowWrite = addr.ap, *allowWrite
-	return runTFTPServer(ctx, e, cfg, rt, log)
+	return runTFTPServer(ctx, e, cfg, rt, log, tr)
 }
 
 // serveTFTP runs a TFTP server on addr over root until ctx is done, with
@@ -96,10 +98,10 @@ func tftpServe(ctx context.Context, e *env, args []string) error {
 // the native protocol. It prints one line when it listens ("tftp:
 // serving DIR on ADDR") and one per transfer.
 func serveTFTP(ctx context.Context, e *env, addr netip.AddrPort, root *rootfs.Root, allowWrite bool, log *slog.Logger) error {
-	return runTFTPServer(ctx, e, tftp.ServerConfig{Addr: addr, AllowWrite: allowWrite}, root, log)
+	return runTFTPServer(ctx, e, tftp.ServerConfig{Addr: addr, AllowWrite: allowWrite}, root, log, &traceFile{})
 }
 
-func runTFTPServer(ctx context.Context, e *env, cfg tftp.ServerConfig, root *rootfs.Root, log *slog.Logger) error {
+func runTFTPServer(ctx context.Context, e *env, cfg tftp.ServerConfig, root *rootfs.Root, log *slog.Logger, tr *traceFile) error {
 	cfg.Root = root.Dir()
 	var store tftp.Store
 	if cfg.AllowWrite {
@@ -111,7 +113,7 @@ func runTFTPServer(ctx context.Context, e *env, cfg tftp.ServerConfig, root *roo
 		defer mu.Unlock()
 		fmt.Fprintf(e.stdout, format, a...)
 	}
-	r := impl.New(tftp.NewServer(cfg, root.FS(), store), impl.Options{
+	r := tr.New("tftp", "server", cfg, tftp.NewServer(cfg, root.FS(), store), impl.Options{
 		Logger:      log,
 		ReadBuffer:  tftpSocketBuffers,
 		WriteBuffer: tftpSocketBuffers,
@@ -245,6 +247,8 @@ func tftpGet(ctx context.Context, e *env, args []string) error {
 	quiet := fs.Bool("q", false, "no progress")
 	cf := addTFTPClientFlags(fs)
 	logger := logFlags(fs)
+	tr := traceFlag(fs)
+	defer tr.Close()
 	pos, err := e.parse(fs, args, 2, 2)
 	if err != nil {
 		return err
@@ -277,7 +281,7 @@ func tftpGet(ctx context.Context, e *env, args []string) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d.abort = cancel
-	r := impl.New(tftp.NewClient(cfg, nil), tftpClientOptions(cfg, impl.Options{Logger: log, OnEvent: d.event}))
+	r := tr.New("tftp", "client", cfg, tftp.NewClient(cfg, nil), tftpClientOptions(cfg, impl.Options{Logger: log, OnEvent: d.event}))
 	r.Command(spec.Command{Name: "get", Args: []string{name}})
 	r.Command(spec.Command{Name: "exit"})
 	return d.finish(exitErr(r.Run(rctx)))

@@ -472,3 +472,34 @@ func TestTFTPServerAddr(t *testing.T) {
 		}
 	}
 }
+
+// A TFTP server's --trace replays over the directory it served
+// (replay --root), and not over the synthetic files of its config.
+func TestTFTPTraceReplaysOverItsRoot(t *testing.T) {
+	root, files := tftpRoot(t)
+	dir := t.TempDir()
+	srv, cli := filepath.Join(dir, "server.ndjson"), filepath.Join(dir, "client.ndjson")
+	var name string
+	for n, b := range files {
+		if len(b) > 100000 {
+			name = n
+		}
+	}
+	t.Run("run", func(t *testing.T) {
+		host, port, _ := startTFTP(t, root, "--trace", srv)
+		out := filepath.Join(dir, "got")
+		if code, _, stderr := runCmd("tftp", "get", "-q", "--trace", cli, host+":"+port, name, "-o", out); code != 0 {
+			t.Fatalf("tftp get: exit %d %s", code, stderr)
+		}
+		sameFile(t, out, files[name], "get with --trace")
+	})
+	if code, out, stderr := runCmd("replay", srv, "--root", root); code != 0 {
+		t.Errorf("replay --root: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, _ := runCmd("replay", "--spec-only", srv); code != 1 || !strings.Contains(out, "DIVERGES") {
+		t.Errorf("replay without the root: exit %d, want a divergence (file not found):\n%s", code, out)
+	}
+	if code, out, stderr := runCmd("replay", cli); code != 0 {
+		t.Errorf("replay of the client: exit %d\n%s%s", code, out, stderr)
+	}
+}

@@ -400,3 +400,37 @@ func TestTraceShowHostile(t *testing.T) {
 		t.Errorf("unwritable --svg: exit %d, printed %d bytes first", code, len(out))
 	}
 }
+
+// --trace on socket verbs records a node's run, which replays on spec and
+// impl and converts to pcap: a server and its clients over UDP and TCP.
+func TestTraceFlagRecordsSocketRuns(t *testing.T) {
+	dir := t.TempDir()
+	srv, udpCli, tcpCli := filepath.Join(dir, "server.ndjson"), filepath.Join(dir, "udp.ndjson"), filepath.Join(dir, "tcp.ndjson")
+	t.Run("run", func(t *testing.T) {
+		addrs := serve(t, "echo", "serve", "--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--trace", srv)
+		if code, out, stderr := runCmd("echo", "send", "--trace", udpCli, addrs["udp"], "over udp"); code != 0 || out != "over udp\n" {
+			t.Fatalf("echo send: exit %d %q %s", code, out, stderr)
+		}
+		if code, out, stderr := runCmd("echo", "send", "--tcp", "--trace", tcpCli, addrs["tcp"], "over tcp"); code != 0 || out != "over tcp\n" {
+			t.Fatalf("echo send --tcp: exit %d %q %s", code, out, stderr)
+		}
+	}) // the server stops here, flushing its trace
+	for _, f := range []string{srv, udpCli, tcpCli} {
+		tr, err := conformance.Load(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.Header.Source != "impl" || len(tr.Records) < 5 {
+			t.Errorf("%s: source %q, %d records", f, tr.Header.Source, len(tr.Records))
+		}
+		if code, out, stderr := runCmd("replay", f); code != 0 {
+			t.Errorf("replay %s: exit %d\n%s%s", f, code, out, stderr)
+		}
+		if code, _, stderr := runCmd("trace", "pcap", f, f+".pcapng"); code != 0 {
+			t.Errorf("trace pcap %s: exit %d %s", f, code, stderr)
+		}
+	}
+	if code, _, stderr := runCmd("echo", "serve", "--udp", "127.0.0.1:0", "--trace", filepath.Join(dir, "no", "such", "dir")); code != 2 {
+		t.Errorf("--trace into a missing directory: exit %d (%s), want 2", code, stderr)
+	}
+}

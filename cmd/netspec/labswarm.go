@@ -74,7 +74,7 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 		"kernel networking: N+1 hosts in network namespaces on a bridge, every host's link\n"+
 		"shaped by tc tbf in both directions, the server on h1 (10.0.0.1). All downloaders\n"+
 		"start together; the time is until the last one has verified the file. Needs root.")
-	nList := fs.String("n", "1-5", "downloader counts: a `list` of N and A-B ranges")
+	nList := fs.String("n", "1-5", "downloader counts: a `list` of N and A-B ranges (run once each, in increasing order)")
 	size := fs.Int64("size", 10_000_000, "file size F in `bytes`")
 	chunk := fs.Int("chunk-size", 16384, "P2P chunk size in `bytes`")
 	trees := fs.Int("trees", 2, "P2P: distribution trees the server arranges the peers in (0: none, every chunk is pulled)")

@@ -40,7 +40,7 @@ type ServerConfig struct {
 	// Chunk is the body size of DATA frames (default 64 KiB);
 	// SendBuffer how many bytes of answers a session may hold
 	// unacknowledged before the server stops queueing more (default
-	// 1 MiB): a file's DATA, and REPLYs too.
+	// 1 MiB, and at least one DATA frame): a file's DATA, and REPLYs too.
 	Chunk      int `json:"chunk,omitempty"`
 	SendBuffer int `json:"sendBuffer,omitempty"`
 	// MaxQueued bounds the requests a session may have waiting for their
@@ -60,6 +60,9 @@ func (c *ServerConfig) fill() {
 	if c.SendBuffer <= 0 {
 		c.SendBuffer = 1 << 20
 	}
+	// A DATA frame is queued whole, so a buffer smaller than one would
+	// never have room and the transfer would never start.
+	c.SendBuffer = max(c.SendBuffer, FrameHeaderLen+c.Chunk)
 	if c.MaxQueued <= 0 {
 		c.MaxQueued = 16
 	}

@@ -229,3 +229,19 @@ func TestRequestsAfterAFailedTransferAnswered(t *testing.T) {
 		t.Fatalf("answers %s: want FILE, the failure, and help", got)
 	}
 }
+
+// A SendBuffer smaller than a DATA frame still sends the file: a frame is
+// queued whole, so the buffer is at least one.
+func TestSmallSendBufferStillSends(t *testing.T) {
+	files := []SynthFile{{Name: "a.bin", Size: 5000, Seed: 1}}
+	r, _ := rigToServer(t, ServerConfig{Files: files, Chunk: 1000, SendBuffer: 10}, nil)
+	r.write(appendFrame(nil, FrameGet, u64(0), make([]byte, 32), []byte("a.bin")))
+	r.run(5 * time.Second)
+	a := newAnswers(files)
+	if _, err := parseStream(r.stream, a); err != nil {
+		t.Fatal(err)
+	}
+	if a.ends != 1 {
+		t.Fatalf("%d transfers completed (stream %s), want 1", a.ends, describeFrames(r.stream))
+	}
+}

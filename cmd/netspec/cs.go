@@ -53,6 +53,9 @@ func csServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *file != "" {
+		fspec = cs.FileSpec{} // the trace names the file (Path) instead
+	}
 	log, closeLog, err := logger(e)
 	if err != nil {
 		return err
@@ -60,7 +63,7 @@ func csServe(ctx context.Context, e *env, args []string) error {
 	defer closeLog()
 	sum := cs.Digest(data)
 	say := newSayer(e.stdout)
-	scfg := cs.ServerConfig{Addr: addr, File: fspec}
+	scfg := cs.ServerConfig{Addr: addr, File: fspec, Path: *file}
 	r := tr.New("cs", "server", scfg, cs.NewServer(scfg, data), impl.Options{
 		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {

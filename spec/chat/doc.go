@@ -39,7 +39,8 @@
 //	/who          list the members (sorted, at most ~900 bytes)
 //	/me ACTION    broadcast "* NICK ACTION"
 //	/help         list the commands
-//	/OTHER        "*** error: unknown command /OTHER"
+//	/OTHER        "*** error: unknown command /OTHER; /help lists commands"
+//	              (the name left out if over 24 bytes or not plain text)
 //	//TEXT        the message "/TEXT"
 //	TEXT          broadcast "[NICK] TEXT"
 //
@@ -100,7 +101,9 @@
 // member gets "*** chat is full" for a line of 17 bytes or more (its LF
 // included) and the long form for one of about 50, and no bye to a
 // quit. The sequenced client pads what it sends as a non-member (before
-// its first welcome, and quit) to 96 bytes (StrangerPad) with spaces
+// its first welcome, on quit, and whenever the server has been silent
+// for a whole interval, as after a partition that expired it) to 96
+// bytes (StrangerPad) with spaces
 // after the last LF, an empty line the server ignores, so it gets both
 // answers. A non-member's datagram whose first line starts with "*** ",
 // as the server's notices do, is dropped unanswered and joins no one: it
@@ -224,8 +227,8 @@
 // configured Interval until then), moved on by every datagram it sends,
 // so a talking client sends no heartbeats. If a welcome names it other
 // than the nick it holds (it was expired, or the server restarted), it
-// asks for its nick again, once per membership. On quit, EOF or stop it
-// sends quit (after Hold) up to QuitTries times, QuitTimeout apart, and
+// asks for its nick again, once per membership. On quit or EOF it sends
+// quit after Hold (on stop at once) up to QuitTries times, QuitTimeout apart, and
 // exits at the numbered bye, or after the last try. An unnumbered bye
 // (the answer to a duplicated or resent quit) may overtake the
 // membership's last datagrams, so the client then lingers for two Holds,

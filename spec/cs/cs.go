@@ -47,6 +47,10 @@ const sockListen spec.Sock = 1
 type ServerConfig struct {
 	Addr netip.AddrPort `json:"addr"`
 	File FileSpec       `json:"file"`
+	// Path names a file from disk that the server was given instead of
+	// File's bytes, for the record: a machine rebuilt from the config
+	// serves File, so a trace of such a run replays only with that file.
+	Path string `json:"path,omitempty"`
 	// Piece is how many bytes are queued on a connection at a time
 	// (default 256 KiB): the server writes the next piece when the
 	// transport has taken the last one, so memory per client is bounded

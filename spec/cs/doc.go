@@ -25,11 +25,14 @@
 //
 // # The file
 //
-// A server serves the bytes it is given. When it is given none, it serves
-// the seed's default: DefaultFileSize (10^7) random bytes, generated
-// deterministically from a seed (FileSpec), so that the simulator, the
-// socket runner and a trace replay all see the same file without storing
-// it.
+// A server serves the bytes it is given. A machine rebuilt from its
+// config alone (a trace replay) is given the bytes its FileSpec
+// generates: random bytes, deterministic in a seed, so that the
+// simulator, the socket runner and a replay all see the same file without
+// storing it. An empty FileSpec is an empty file; the seed's default,
+// DefaultFileSize (10^7) bytes, is the command's and the simulator's, not
+// the machine's. A server given a file from disk records its name (Path)
+// instead: its trace replays only where that file is.
 //
 // # Server states
 //

@@ -44,9 +44,10 @@
 // A forged datagram whose source is another reflector starts a loop
 // between the two, so the server drops datagrams from source port 0, from
 // the well-known ports below 1024, which are other services' (echo,
-// chargen, DNS, NTP), and from its own port (another echo server, most
-// likely: two servers on 9999 would otherwise bounce one datagram for
-// ever). Two reflectors on other ports can still be set bouncing: a loop
+// chargen, DNS, NTP; AllowLowPorts answers them, for a private network
+// whose clients bind low ports), and from its own port (another echo
+// server, most likely: two servers on 9999 would otherwise bounce one
+// datagram for ever). Two reflectors on other ports can still be set bouncing: a loop
 // is one payload coming back from one source every round trip, so a
 // payload answered MaxRepeats times in a row (16), each within RepeatGap
 // (500 ms) of the one before, is dropped until its source pauses, and
@@ -57,8 +58,9 @@
 // (default 100 and 100), which bounds what any one source can draw.
 // The limit remembers Sources addresses (default 256) in a fixed table,
 // forgetting the one with the most credit left when a new one comes.
-// Every drop is counted and logged at debug level. A TCP client that sends without reading is cut off once
-// MaxUnread echoed bytes wait unsent, so the server's memory per
+// Every drop is counted and logged at debug level. A TCP client that
+// sends without reading is cut off once more than MaxUnread echoed bytes
+// wait unsent, so the server's memory per
 // connection is bounded; MaxStreams bounds the connections.
 //
 // # Client

@@ -65,8 +65,8 @@
 //	    bytes following the header.
 //	CHECK 9e107d9d372bb6826bd81d3542a419d6\r\n
 //	    a client's MD5 of the whole file (32 hex digits, either case);
-//	    the server answers the same CHECK line if it matches its own,
-//	    ERROR CHECKSUM_NOT_FIT if not.
+//	    the server answers CHECK with its own digest, in lower case, if
+//	    they match, ERROR CHECKSUM_NOT_FIT if not.
 //	ERROR UNKNOWN_COMMAND\r\n
 //	    the answer to an unknown OP, bad arguments, or a message in the
 //	    wrong state (anything but CHEL before CHEL, a second CHEL).

@@ -120,12 +120,12 @@
 // cumulatively acknowledged and retransmits only those it believes lost:
 // a transmission is lost when one sent three or more after it has been
 // acknowledged (cumulatively or by SACK), or when it is older than 9/8 of
-// the smoothed RTT while a later one has been (RFC 9002 §6.1, "fast
+// max(smoothed RTT, latest RTT) while a later one has been (RFC 9002 §6.1, "fast
 // retransmit on SACK evidence"). Retransmissions are transmissions like
 // any other, so a lost retransmission is detected the same way. Once the
 // network has been seen to reorder (a segment acknowledged after one sent
 // later), the count of three no longer applies and loss is judged by time
-// only, after the latest RTT plus a reordering window of a quarter of the
+// only, after max(latest RTT, SRTT) plus a reordering window of a quarter of the
 // minimum RTT (RFC 8985), widened by a quarter for every spurious
 // retransmission, up to SRTT. A retransmission is known to be spurious
 // when an acknowledgement echoes the stamp of the transmission it
@@ -141,7 +141,8 @@
 // doubled until a new sample (Karn). Before the first sample it is
 // InitialRTO, and 3 s if a SYN had to be resent (RFC 6298 §5.7). An
 // expiry marks everything unacknowledged lost and restarts from a window
-// of one. Before the RTO, a tail-loss probe (RFC 8985 §7) at 2 SRTT
+// of one. Before the RTO, a tail-loss probe (RFC 8985 §7) at 2 SRTT (plus
+// AckDelay when only one segment is in flight, and never after the RTO)
 // resends the newest segment once per flight, so a lost tail is found
 // without waiting for the RTO. After MaxRetries consecutive expiries
 // without progress the session is aborted with "connection timed out: N

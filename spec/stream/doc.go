@@ -81,7 +81,8 @@
 // 68 bytes (RR 8 + SDES 28 + APP 32); a WELCOME 80; a client's REPORT
 // 120 with the default CNAME (RR with one block 32 + SDES 36 + APP 52),
 // plus the BYE when it leaves. The server's BYE (reason "server
-// stopped") ends the stream for everyone.
+// stopped", or "stream complete" after Count packets) ends the stream for
+// everyone.
 //
 // # Address validation
 //
@@ -135,8 +136,9 @@
 //	                                  any other input at or after that
 //	                                  time does so first, so a subscriber
 //	                                  is sent nothing from then on
-//	STREAMING --stop, or the tick
-//	            after index Count-1-->  BYE to every subscriber, exit
+//	STREAMING --stop, or the tick      BYE to every subscriber, exit (at
+//	            that sends index         the tick: after that packet, in
+//	            Count-1-->               the same step)
 //	STREAMING --"report" command-->   "subscribers" event: one row per
 //	                                  subscriber with what it last reported
 //

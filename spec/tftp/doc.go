@@ -33,8 +33,8 @@
 // negotiation refused. Decode rejects anything else that is not exactly
 // these layouts: a string without its NUL (except an ERROR's message,
 // which some implementations leave unterminated), a request without
-// file name or mode, an option without a name or value, more than 16
-// options, an ACK that is not 4 bytes, an unknown opcode.
+// file name or mode, an option without a name (an empty value decodes;
+// ParseOptions leaves it out of the OACK), more than 16 options, an ACK that is not 4 bytes, an unknown opcode.
 //
 // # A transfer
 //

@@ -42,7 +42,11 @@
 // wait, and one more is a protocol error. CHAT and SAY travel in
 // between. A frame of an unknown or wrong-direction type, or a body too
 // long, is a protocol error: the receiver answers what it can and closes
-// (server) or resets (client) the session.
+// (server) or resets (client) the session. So, for a client, is a FILE
+// whose name is not the GET's, whose offset is neither 0 nor the one
+// asked, whose offset exceeds its size or whose size exceeds 2^62, and a
+// REPLY status above 1. A DATA frame carries at most Chunk bytes (64 KiB
+// by default).
 //
 // # Resuming and verifying
 //

@@ -85,6 +85,14 @@
 // cookie, 4 aborted, 5 shutting down, 6 protocol error, 7 timed out). A
 // RST is never answered.
 //
+// Decode drops, as malformed: unknown flag bits; a non-zero echo without
+// ECHO; COOKIE, FIN or payload without DATA; a SACK block that is empty
+// or spans more than 2^30; lengths that disagree with the flags. An
+// endpoint also drops a datagram larger than its own MaxDatagram, and a
+// SYN or SYN-ACK announcing an mss below 128, without answering. A pure
+// acknowledgement carries stamp 0, and wnd is always the receiver's
+// constant RecvWindow.
+//
 // # Handshake
 //
 //	client                                      server

@@ -84,6 +84,11 @@
 // stopped", or "stream complete" after Count packets) ends the stream for
 // everyone.
 //
+// A compound whose APP carries another SSRC than its opening RR is
+// dropped. A WELCOME with a zero packet or report interval or expiry,
+// or an interval over 24 h, is rejected, and a client takes a WELCOME or
+// REFUSE only after it has had a CHALLENGE.
+//
 // # Address validation
 //
 // A join from an address the server has not validated gets one small

@@ -113,7 +113,10 @@
 // acknowledged, on an ERROR from its client, after Retries
 // retransmissions without progress (the per-transfer timeout), or when
 // the server stops (clients that have answered get ERROR 0). Its socket
-// is then closed.
+// is then closed. A transfer that times out ends without an ERROR (its
+// client is not answering). Refusals: a malformed or over-long request
+// gets ERROR 4, a name outside the root ERROR 2, a busy server or a mode
+// other than octet ERROR 0.
 //
 // Files are read through an io/fs.FS given to NewServer (cmd passes the
 // os.Root-confined one of impl/rootfs, which refuses symlinks that leave

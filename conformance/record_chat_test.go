@@ -83,7 +83,7 @@ func TestRecordChat(t *testing.T) {
 	go func() { done <- srv.Run(ctx) }()
 	addr := netip.MustParseAddrPort(<-listening)
 
-	pcfg := chat.PlainConfig{Server: addr}
+	pcfg := chat.PlainConfig{Server: addr, AnswerWelcome: true}
 	heard := make(chan string, 64)
 	plain := impl.New(chat.NewPlain(pcfg), impl.Options{Trace: &plainTrace, TraceNode: "nc", TraceHeader: nodeHeader("chat", "nc", "plain", pcfg),
 		OnEvent: func(_ spec.Time, ev spec.Event) { heard <- ev.Text }})

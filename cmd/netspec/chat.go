@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	crand "crypto/rand"
 	"fmt"
 	"time"
 
@@ -57,8 +58,13 @@ func chatServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeLog()
+	// The tokens that validate members' addresses must not be computable.
+	secret := make([]byte, 32)
+	if _, err := crand.Read(secret); err != nil {
+		return fmt.Errorf("chat serve: secret: %w", err)
+	}
 	cfg := chat.ServerConfig{Addr: addr.ap, Interval: *interval, MaxMembers: *maxMembers, MaxLine: *maxLine,
-		MaxDatagram: *maxLine + 1024, Rate: *rate, Burst: *burst}
+		MaxDatagram: *maxLine + 1024, Rate: *rate, Burst: *burst, Secret: secret}
 	if *rate == 0 {
 		cfg.Rate = -1
 	}

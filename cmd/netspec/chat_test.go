@@ -172,6 +172,24 @@ func (c *nc) say(t *testing.T, line string) {
 	}
 }
 
+// join is the user joining as nick: /nick, then the token the welcome
+// (which starts with welcome) asks for, until the server's "*** ok".
+func (c *nc) join(t *testing.T, nick, welcome string) {
+	t.Helper()
+	c.say(t, "/nick "+nick)
+	var tok string
+	for _, l := range c.out.await(t, c.name, welcome, true) {
+		if _, after, ok := strings.Cut(l, "type /ok "); ok && strings.HasPrefix(l, welcome) {
+			tok, _, _ = strings.Cut(after, " ")
+		}
+	}
+	if tok == "" {
+		t.Fatalf("%s: the welcome asks for no token", c.name)
+	}
+	c.say(t, "/ok "+tok)
+	c.out.await(t, c.name, "*** ok "+nick+": you hear the chat now", false)
+}
+
 // heartbeat types ^hb^ every period until stop is closed, as a user
 // staying in the chat without talking would.
 func (c *nc) heartbeat(period time.Duration, stop <-chan struct{}) {
@@ -200,15 +218,13 @@ func TestChatWithNetcat(t *testing.T) {
 	need(t, "nc")
 	host, port := chatServer(t, "--interval", "2s")
 	alice := startNc(t, "alice", host, port)
-	alice.say(t, "/nick alice")
-	alice.out.await(t, "alice", "*** welcome alice: 1 member(s) online", true)
+	alice.join(t, "alice", "*** welcome alice: 1 member(s) online")
 	aliceBeats := make(chan struct{})
 	defer close(aliceBeats)
 	go alice.heartbeat(500*time.Millisecond, aliceBeats)
 
 	bob := startNc(t, "bob", host, port)
-	bob.say(t, "/nick bob")
-	bob.out.await(t, "bob", "*** welcome bob: 2 member(s) online", true)
+	bob.join(t, "bob", "*** welcome bob: 2 member(s) online")
 	bobBeats := make(chan struct{})
 	go bob.heartbeat(500*time.Millisecond, bobBeats)
 	alice.out.await(t, "alice", "*** bob joined", false)
@@ -218,8 +234,7 @@ func TestChatWithNetcat(t *testing.T) {
 	alice.out.await(t, "alice", "[alice] hello from nc", false) // the sender sees the order too
 
 	carol := startNc(t, "carol", host, port)
-	carol.say(t, "/nick carol")
-	carol.out.await(t, "carol", "*** welcome carol: 3 member(s) online", true)
+	carol.join(t, "carol", "*** welcome carol: 3 member(s) online")
 	// bob stops his heartbeats and quits (a heartbeat after quit would
 	// join him again, as in the seed).
 	close(bobBeats)
@@ -253,11 +268,9 @@ func TestChatWithNetcatOnOtherAddresses(t *testing.T) {
 	need(t, "nc")
 	_, port := chatServer(t, "--addr", "0.0.0.0:0", "--interval", "5s")
 	alice := startNc(t, "alice", "127.0.0.2", port)
-	alice.say(t, "/nick alice")
-	alice.out.await(t, "alice", "*** welcome alice: 1 member(s) online", true)
+	alice.join(t, "alice", "*** welcome alice: 1 member(s) online")
 	bob := startNc(t, "bob", "127.0.0.3", port)
-	bob.say(t, "/nick bob")
-	bob.out.await(t, "bob", "*** welcome bob: 2 member(s) online", true)
+	bob.join(t, "bob", "*** welcome bob: 2 member(s) online")
 	alice.out.await(t, "alice", "*** bob joined", false)
 	alice.say(t, "hello across addresses")
 	bob.out.await(t, "bob", "[alice] hello across addresses", false)
@@ -269,8 +282,7 @@ func TestChatJoinWithNetcat(t *testing.T) {
 	need(t, "nc")
 	host, port := chatServer(t, "--interval", "3s")
 	alice := startNc(t, "alice", host, port)
-	alice.say(t, "/nick alice")
-	alice.out.await(t, "alice", "*** welcome alice", true)
+	alice.join(t, "alice", "*** welcome alice")
 	stop := make(chan struct{})
 	defer close(stop)
 	go alice.heartbeat(500*time.Millisecond, stop)

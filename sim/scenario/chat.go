@@ -79,7 +79,7 @@ func (sc ChatScript) BuildWith(s *sim.Sim, w *ChatWorld, newServer func(chat.Ser
 	for _, c := range sc.Clients {
 		ns := sim.NodeSpec{Name: c.Name, Protocol: "chat", Start: c.Start}
 		if c.Plain {
-			pcfg := chat.PlainConfig{Server: server}
+			pcfg := chat.PlainConfig{Server: server, AnswerWelcome: true}
 			ns.Role, ns.Config, ns.New = "plain", pcfg, func() spec.Machine { return chat.NewPlain(pcfg) }
 		} else {
 			ccfg := chat.ClientConfig{Server: server, Nick: c.Nick, Interval: scfg.Interval}

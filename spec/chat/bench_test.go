@@ -1,6 +1,7 @@
 package chat_test
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -35,6 +36,21 @@ func populate(tb testing.TB, n int, seq bool) (*chat.Server, spec.Time, [][]byte
 			beats[i] = append(chat.AppendHeader(nil, chat.Header{Session: uint64(i + 1)}), "^hb^\n"...)
 		}
 		out = s.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: memberAddr(i), Data: join}, out[:0])
+		// Send the welcome's token back, as clients do.
+		for _, o := range out {
+			if _, after, ok := bytes.Cut(o.Data, []byte("type /ok ")); ok && o.Kind == spec.OutSend && o.Addr == memberAddr(i) {
+				tok, _, _ := bytes.Cut(after, []byte(" "))
+				ok := append([]byte("/ok "), tok...)
+				if seq {
+					ok = append(chat.AppendHeader(nil, chat.Header{Session: uint64(i + 1)}), ok...)
+				}
+				out = s.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: memberAddr(i), Data: ok}, out[:0])
+				break
+			}
+		}
+	}
+	if st := s.Stats(); st.Validated != uint64(n) {
+		tb.Fatalf("%d members validated, want %d", st.Validated, n)
 	}
 	if s.Len() != n {
 		tb.Fatalf("%d members joined, want %d", s.Len(), n)

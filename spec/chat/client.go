@@ -51,6 +51,10 @@ type Client struct {
 	waiting  bool
 	quitSeq  uint32
 	quitSent int
+	// token is the current membership's, sent back ("/ok TOKEN") with
+	// every heartbeat until the server confirms it (ok).
+	token string
+	ok    bool
 
 	deliv [][]byte
 	c     ClientCounters
@@ -198,7 +202,14 @@ func (c *Client) sendSeq(now spec.Time, line []byte, out []spec.Output) []spec.O
 func (c *Client) heartbeat(now spec.Time, out []spec.Output) []spec.Output {
 	c.c.Heartbeats++
 	b := make([]byte, 0, headerMax+5)
-	b = append(AppendHeader(b, Header{Session: c.session}), "^hb^\n"...)
+	b = AppendHeader(b, Header{Session: c.session})
+	if c.token != "" && !c.ok {
+		// Not validated yet: the token keeps the membership as a
+		// heartbeat does, and validates it.
+		b = append(append(append(b, "/ok "...), c.token...), '\n')
+	} else {
+		b = append(b, "^hb^\n"...)
+	}
 	return c.send(now, b, out)
 }
 
@@ -388,18 +399,22 @@ func (c *Client) control(now spec.Time, text string, out []spec.Output, inOrder 
 	}
 	switch string(f[0]) {
 	case "welcome":
-		if len(f) != 3 {
+		if len(f) != 4 {
 			break
 		}
 		ms, err := strconv.ParseUint(string(f[2]), 10, 32)
-		if err != nil || ms == 0 {
+		if err != nil || ms == 0 || len(f[3]) > 64 {
 			break
 		}
 		c.nick = string(f[1])
 		c.interval = time.Duration(ms) * time.Millisecond
 		c.beat = c.interval / 3
+		c.token, c.ok = string(f[3]), false
 		out = append(out, spec.Emit(spec.Event{Name: "joined", Text: c.nick, Value: Joined{Nick: c.nick, Interval: c.interval}}))
 		if c.state == stateActive {
+			// Show the server this address receives: until it has the
+			// token back it sends this member nothing of the chat.
+			out = c.heartbeat(now, out)
 			out = append(out, spec.SetTimer(timerBeat, c.lastSent.Add(c.beat)))
 			// Rejoined under another name (the server restarted, or we
 			// expired): ask for ours back, once per membership.
@@ -409,6 +424,21 @@ func (c *Client) control(now spec.Time, text string, out []spec.Output, inOrder 
 			}
 		}
 		return out
+	case "ok":
+		if len(f) == 1 {
+			c.ok = true
+			return out
+		}
+	case "token":
+		// The server has not had our token (the welcome, or our
+		// answer, was lost): answer again.
+		if len(f) == 2 && len(f[1]) <= 64 {
+			c.token, c.ok = string(f[1]), false
+			if c.state == stateActive {
+				out = c.heartbeat(now, out)
+			}
+			return out
+		}
 	case "nick":
 		if len(f) == 2 {
 			c.nick = string(f[1])

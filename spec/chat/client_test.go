@@ -55,16 +55,27 @@ func TestClientJoinsAndHeartbeats(t *testing.T) {
 		t.Fatalf("heartbeat timer %v, want a third of the interval", when)
 	}
 	// The welcome announces the server's interval: heartbeats follow it.
-	out = b.fromServer(time.Millisecond, sh(500, 1)+"*** welcome alice: 1 member(s) online\n^welcome alice 3000^\n")
+	out = b.fromServer(time.Millisecond, sh(500, 1)+"*** welcome alice: 1 member(s) online\n^welcome alice 3000 t0k3n^\n")
 	if lt := lineTexts(out); len(lt) != 1 || !strings.HasPrefix(lt[0], "*** welcome alice") {
 		t.Fatalf("lines %q", lt)
 	}
-	if when, ok := timerAt(out, 1); !ok || when != at(time.Second) {
-		t.Fatalf("heartbeat re-armed for %v, want 1s", when)
+	// It sends the welcome's token back at once, and heartbeats a third
+	// of the interval after.
+	if ok := sends(out)[srvAddr]; len(ok) != 1 || !strings.HasSuffix(ok[0], ".0^/ok t0k3n\n") {
+		t.Fatalf("token sent back as %q", ok)
+	}
+	if when, ok := timerAt(out, 1); !ok || when != at(time.Second+time.Millisecond) {
+		t.Fatalf("heartbeat re-armed for %v, want 1.001s", when)
 	}
 	if c.Nick() != "alice" || len(events(out, "joined")) != 1 {
 		t.Fatalf("nick %q, events %v", c.Nick(), out)
 	}
+	// Until the server confirms the token, heartbeats carry it.
+	out = b.step(time.Second, spec.Input{Kind: spec.InTimer, Timer: 1})
+	if hb := sends(out)[srvAddr]; len(hb) != 1 || !strings.HasSuffix(hb[0], ".0^/ok t0k3n\n") {
+		t.Fatalf("unconfirmed heartbeat %q", hb)
+	}
+	b.fromServer(time.Second+time.Millisecond, sh(500, 2)+"*** ok alice: you hear the chat now\n^ok^\n")
 	out = b.step(time.Second, spec.Input{Kind: spec.InTimer, Timer: 1})
 	if hb := sends(out)[srvAddr]; len(hb) != 1 || !strings.HasSuffix(hb[0], ".0^^hb^\n") {
 		t.Fatalf("heartbeat %q", hb)
@@ -85,7 +96,7 @@ func TestClientOrdersAndDeduplicates(t *testing.T) {
 	b, c, _ := newClient(t, chat.ClientConfig{Hold: 50 * time.Millisecond})
 	var shown []string
 	show := func(out []spec.Output) { shown = append(shown, lineTexts(out)...) }
-	show(b.fromServer(0, sh(1000, 1)+"*** welcome guest1: 1 member(s) online\n^welcome guest1 10000^\n"))
+	show(b.fromServer(0, sh(1000, 1)+"*** welcome guest1: 1 member(s) online\n^welcome guest1 10000 t0k3n^\n"))
 	show(b.fromServer(1, sh(1000, 3)+"[bob] three\n"))
 	show(b.fromServer(2, sh(1000, 2)+"[bob] two\n"))
 	show(b.fromServer(3, sh(1000, 2)+"[bob] two\n"))
@@ -94,7 +105,7 @@ func TestClientOrdersAndDeduplicates(t *testing.T) {
 	show(b.fromServer(60*time.Millisecond, sh(1000, 4)+"[bob] four, late\n"))
 	// The server restarted: a newer membership starts at 1 again; the
 	// old one's stragglers are dropped.
-	show(b.fromServer(time.Second, sh(2000, 1)+"*** welcome guest7: 1 member(s) online\n^welcome guest7 10000^\n"))
+	show(b.fromServer(time.Second, sh(2000, 1)+"*** welcome guest7: 1 member(s) online\n^welcome guest7 10000 t0k3n^\n"))
 	show(b.fromServer(time.Second, sh(1000, 6)+"[bob] from the old server\n"))
 	show(b.fromServer(time.Second, sh(2000, 2)+"[carol] new\n"))
 	// Unsequenced datagrams are shown at once.
@@ -117,9 +128,9 @@ func TestClientOrdersAndDeduplicates(t *testing.T) {
 // the server restarted), it asks for its nick back, once per membership.
 func TestClientReclaimsNick(t *testing.T) {
 	b, _, _ := newClient(t, chat.ClientConfig{Nick: "alice"})
-	out := b.fromServer(0, sh(1000, 1)+"*** welcome guest3: 2 member(s) online\n^welcome guest3 10000^\n")
-	if m := sends(out)[srvAddr]; len(m) != 1 || !strings.HasSuffix(m[0], ".2^/nick alice\n") {
-		t.Fatalf("reclaim %q", m)
+	out := b.fromServer(0, sh(1000, 1)+"*** welcome guest3: 2 member(s) online\n^welcome guest3 10000 t0k3n^\n")
+	if m := sends(out)[srvAddr]; len(m) != 2 || !strings.HasSuffix(m[0], ".0^/ok t0k3n\n") || !strings.HasSuffix(m[1], ".2^/nick alice\n") {
+		t.Fatalf("reclaim %q, want the token back, then the nick asked for", m)
 	}
 	out = b.fromServer(1, sh(1000, 2)+"*** error: nick alice is taken\n")
 	if len(sends(out)) != 0 {
@@ -128,8 +139,8 @@ func TestClientReclaimsNick(t *testing.T) {
 	// A /nick the user typed becomes the nick to hold.
 	b.fromServer(2, sh(1000, 3)+"*** guest3 is now known as al\n")
 	b.fromServer(3, sh(1000, 4)+"^nick al^\n")
-	out = b.fromServer(4, sh(3000, 1)+"*** welcome guest9: 1 member(s) online\n^welcome guest9 10000^\n")
-	if m := sends(out)[srvAddr]; len(m) != 1 || !strings.HasSuffix(m[0], "^/nick al\n") {
+	out = b.fromServer(4, sh(3000, 1)+"*** welcome guest9: 1 member(s) online\n^welcome guest9 10000 t0k3n^\n")
+	if m := sends(out)[srvAddr]; len(m) != 2 || !strings.HasSuffix(m[1], "^/nick al\n") {
 		t.Fatalf("reclaim after restart %q", m)
 	}
 }
@@ -138,7 +149,7 @@ func TestClientReclaimsNick(t *testing.T) {
 // the client exits at the bye.
 func TestClientQuit(t *testing.T) {
 	b, _, _ := newClient(t, chat.ClientConfig{Hold: 100 * time.Millisecond, QuitTimeout: 200 * time.Millisecond, QuitTries: 2})
-	b.fromServer(0, sh(1000, 1)+"*** welcome guest1: 1\n^welcome guest1 10000^\n")
+	b.fromServer(0, sh(1000, 1)+"*** welcome guest1: 1\n^welcome guest1 10000 t0k3n^\n")
 	b.step(10*time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("last words")}})
 	out := b.step(20*time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("quit")}})
 	if len(sends(out)) != 0 {

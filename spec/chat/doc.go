@@ -39,6 +39,7 @@
 //	/who          list the members (sorted, at most ~900 bytes)
 //	/me ACTION    broadcast "* NICK ACTION"
 //	/help         list the commands
+//	/ok TOKEN     show the server this address receives (see Validation)
 //	/OTHER        "*** error: unknown command /OTHER; /help lists commands"
 //	              (the name left out if over 24 bytes or not plain text)
 //	//TEXT        the message "/TEXT"
@@ -59,8 +60,11 @@
 //	                            it shows the order everybody sees)
 //	* NICK ACTION               a /me
 //	*** NICK joined             to the other members
-//	*** welcome NICK: N member(s) online; silence for 10s drops you
-//	    (send ^hb^ to stay); /help lists commands     (one line, to the joiner)
+//	*** welcome NICK: N member(s) online; type /ok TOKEN to hear the chat;
+//	    silence for 10s drops you (send ^hb^ to stay); /help lists commands
+//	                            (one line, to the joiner)
+//	*** type /ok TOKEN to hear the chat   the reminder (see Validation)
+//	*** ok NICK: you hear the chat now    the answer to the right token
 //	*** NICK left               quit
 //	*** NICK timed out          expired
 //	*** NICK left (a new client took over the address)
@@ -87,17 +91,40 @@
 // plain clients never see (a line is a control line iff it starts with
 // "^"; no human line does):
 //
-//	^welcome NICK INTERVAL_MS^  after the welcome: your nick, the interval
+//	^welcome NICK INTERVAL_MS TOKEN^  after the welcome: your nick, the
+//	                            interval, the token to send back
+//	^token TOKEN^               after the reminder
+//	^ok^                        after "*** ok": the token was right
 //	^nick NICK^                 your /nick took effect
 //	^bye^                       after the bye
 //
-// A non-member's source address is not validated, so the server never
-// sends one more bytes than the datagram it answers (a reply that would
-// be larger is dropped and counted), and answers non-members within the
-// budget it admits them by (JoinRate, below): forged datagrams cannot
-// make it a reflector, let alone an amplifier. (A datagram that makes
-// its source a member draws a welcome, and the chat from then on, until
-// it expires: what the join limit bounds.) An nc user who is not a
+// # Validation
+//
+// Any datagram makes its source a member, as in the seed, but a source
+// address can be forged: a chat that sent every member the chat would
+// let one forged byte per member draw every line, join notice and
+// timeout to a victim (members squared, ×7,000 measured before this
+// rule). So a member's address counts as validated only once the member
+// sends back the TOKEN of its welcome, "/ok TOKEN" (8 hex digits of an
+// HMAC, keyed by ServerConfig.Secret, of the member's address, session
+// and membership: a forger that does not receive at the address cannot
+// know it). Until then the server sends the member its welcome, a
+// reminder of the token at most every half Interval when it sends
+// anything (the welcome may have been lost), its bye, and replies to its
+// own datagrams only as far as they hold no more bytes than the datagram
+// answered; everything else (broadcasts, notices, its own line back) is
+// withheld and counted. Its lines are still broadcast to the validated
+// members, and it is a member in every other way (expiry, nicks, the
+// member limit). Sequenced clients send the token back at once and with
+// every heartbeat until "^ok^"; an nc user types it, once.
+//
+// A non-member's source address is not validated either, so the server
+// never sends one more bytes than the datagram it answers (a reply that
+// would be larger is dropped and counted), and answers non-members
+// within the budget it admits them by (JoinRate, below). So forged
+// datagrams draw at most a welcome per join, which the join limit
+// bounds, and a reminder per half interval per member: the server is
+// neither a reflector nor an amplifier. An nc user who is not a
 // member gets "*** chat is full" for a line of 17 bytes or more (its LF
 // included) and the long form for one of about 50, and no bye to a
 // quit. The sequenced client pads what it sends as a non-member (before
@@ -140,9 +167,13 @@
 //
 // States of a client address at the server:
 //
-//	NONE    --valid datagram-->          MEMBER (join notice, welcome)
+//	NONE    --valid datagram-->          MEMBER, not validated (join
+//	                                     notice, welcome with the token)
 //	NONE    --quit-->                    NONE   (bye, if it fits)
-//	MEMBER  --datagram-->                MEMBER (refreshed)
+//	MEMBER  --"/ok TOKEN", not validated--> MEMBER, validated ("*** ok";
+//	                                     from now on it hears the chat)
+//	MEMBER  --datagram-->                MEMBER (refreshed; reminded of
+//	                                     the token if not validated)
 //	MEMBER  --quit-->                    NONE   (bye; notice "left")
 //	MEMBER  --Interval of silence-->     NONE   (notice "timed out")
 //	MEMBER  --datagram of a newer session--> MEMBER (a new membership:
@@ -225,10 +256,12 @@
 // until its first welcome, and quit, as said above). It
 // heartbeats every third of the interval the welcome announces (of its
 // configured Interval until then), moved on by every datagram it sends,
-// so a talking client sends no heartbeats. If a welcome names it other
-// than the nick it holds (it was expired, or the server restarted), it
+// so a talking client sends no heartbeats. It sends a welcome's token
+// back at once, and in place of heartbeats until "^ok^" (again for a
+// "^token^"). If a welcome names it other than the nick it holds (it was expired, or the server restarted), it
 // asks for its nick again, once per membership. On quit or EOF it sends
-// quit after Hold (on stop at once) up to QuitTries times, QuitTimeout apart, and
+// quit after Hold (on stop at once) up to QuitTries times, QuitTimeout
+// apart, and
 // exits at the numbered bye, or after the last try. An unnumbered bye
 // (the answer to a duplicated or resent quit) may overtake the
 // membership's last datagrams, so the client then lingers for two Holds,

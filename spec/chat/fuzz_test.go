@@ -142,8 +142,8 @@ func FuzzServer(f *testing.F) {
 // Hostile datagrams from the server's address never panic a client, and
 // it shows no more lines than they hold.
 func FuzzClient(f *testing.F) {
-	f.Add([]byte(hdr(5, 1)+"*** welcome x: 1\n^welcome x 30^\n"), []byte(hdr(5, 3)+"[a] b\n"), []byte("^bye^\n"))
-	f.Add([]byte("^welcome x 0^\n"), []byte("^nick^\n"), []byte(hdr(1<<63, 4294967295)+"x"))
+	f.Add([]byte(hdr(5, 1)+"*** welcome x: 1\n^welcome x 30 t0k3n^\n"), []byte(hdr(5, 3)+"[a] b\n"), []byte("^bye^\n"))
+	f.Add([]byte("^welcome x 0 t0k3n^\n"), []byte("^nick^\n"), []byte(hdr(1<<63, 4294967295)+"x"))
 	f.Fuzz(func(t *testing.T, a, b, c []byte) {
 		cl := chat.NewClient(chat.ClientConfig{Server: srvAddr, Nick: "me"})
 		now := spec.SimEpoch

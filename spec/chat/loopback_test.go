@@ -1,6 +1,7 @@
 package chat_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ type loopback struct {
 	delivered atomic.Int64 // datagrams the members received
 	processed atomic.Int64 // datagrams the server's machine stepped through
 	joins     atomic.Int64
+	valid     atomic.Int64 // members that sent their token back
 	stop      func()
 	wg        sync.WaitGroup
 }
@@ -47,6 +49,8 @@ func startLoopback(tb testing.TB, n int, seq bool) *loopback {
 				bound <- netip.MustParseAddrPort(strings.TrimPrefix(ev.Text, "udp "))
 			case "join":
 				l.joins.Add(1)
+			case "validated":
+				l.valid.Add(1)
 			}
 		},
 		OnStep: func(_ spec.Time, in spec.Input, _ []spec.Output) {
@@ -71,13 +75,19 @@ func startLoopback(tb testing.TB, n int, seq bool) *loopback {
 			defer l.wg.Done()
 			buf := make([]byte, 4096)
 			for {
-				if _, err := c.Read(buf); err != nil {
+				n, err := c.Read(buf)
+				if err != nil {
 					if errors.Is(err, net.ErrClosed) {
 						return
 					}
 					continue
 				}
 				l.delivered.Add(1)
+				// The welcome: send its token back, as clients do.
+				if _, after, ok := bytes.Cut(buf[:n], []byte("type /ok ")); ok {
+					tok, _, _ := bytes.Cut(after, []byte(" "))
+					l.send(tb, i, 0, "/ok "+string(tok))
+				}
 			}
 		}()
 	}
@@ -97,6 +107,7 @@ func startLoopback(tb testing.TB, n int, seq bool) *loopback {
 		}
 	}
 	l.await(tb, func() bool { return l.joins.Load() == int64(n) }, 10*time.Second, "joins")
+	l.await(tb, func() bool { return l.valid.Load() == int64(n) }, 10*time.Second, "tokens")
 	time.Sleep(200 * time.Millisecond) // let the join notices drain
 	return l
 }

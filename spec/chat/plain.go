@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bytes"
 	"log/slog"
 	"net/netip"
 
@@ -10,6 +11,10 @@ import (
 // PlainConfig configures a plain client.
 type PlainConfig struct {
 	Server netip.AddrPort `json:"server"`
+	// AnswerWelcome plays the user who does what the welcome asks: types
+	// "/ok TOKEN" when it comes, and again before each line until the
+	// server confirms it ("*** ok"), as one who notices the silence would.
+	AnswerWelcome bool `json:"answerWelcome,omitempty"`
 }
 
 // Plain is what `nc -u SERVER` does, as a machine: each "line" command's
@@ -21,6 +26,7 @@ type Plain struct {
 	cfg   PlainConfig
 	bound bool
 	queue [][]byte
+	token []byte // the last welcome's, until "*** ok" (AnswerWelcome)
 }
 
 // NewPlain returns a plain client for cfg.
@@ -47,7 +53,11 @@ func (p *Plain) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Out
 	case spec.InCommand:
 		switch in.Cmd.Name {
 		case "line":
-			b := append(append(make([]byte, 0, len(in.Cmd.Data)+1), in.Cmd.Data...), '\n')
+			b := make([]byte, 0, len(in.Cmd.Data)+len(p.token)+6)
+			if p.token != nil {
+				b = append(append(append(b, "/ok "...), p.token...), '\n')
+			}
+			b = append(append(b, in.Cmd.Data...), '\n')
 			if !p.bound {
 				p.queue = append(p.queue, b)
 				break
@@ -65,10 +75,35 @@ func (p *Plain) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Out
 			raw, body = nextLine(body)
 			if len(raw) > 0 {
 				out = append(out, spec.Emit(spec.Event{Name: "line", Text: string(raw), Value: ParseLine(raw)}))
+				out = p.answer(raw, out)
 			}
 		}
 	case spec.InStop:
 		out = append(out, spec.Exit(""))
+	}
+	return out
+}
+
+// answer is the user reading a line, with AnswerWelcome: a welcome's
+// token is typed back at once, and kept until the server confirms it.
+func (p *Plain) answer(line []byte, out []spec.Output) []spec.Output {
+	if !p.cfg.AnswerWelcome {
+		return out
+	}
+	switch {
+	case bytes.HasPrefix(line, []byte("*** welcome ")), bytes.HasPrefix(line, []byte("*** type /ok ")):
+		_, after, ok := bytes.Cut(line, []byte("type /ok "))
+		if !ok {
+			return out
+		}
+		tok, _, _ := bytes.Cut(after, []byte(" "))
+		if len(tok) == 0 || len(tok) > 64 {
+			return out
+		}
+		p.token = append([]byte(nil), tok...)
+		out = append(out, spec.Send(sock, p.cfg.Server, append(append([]byte("/ok "), p.token...), '\n')))
+	case bytes.HasPrefix(line, []byte("*** ok ")):
+		p.token = nil
 	}
 	return out
 }

@@ -72,15 +72,18 @@ type ServerConfig struct {
 	// JoinRate and JoinBurst limit new memberships and answers to
 	// non-members across all sources (default 20 per second, bursts of
 	// 50; a negative JoinRate disables the limit). Any datagram from a
-	// stranger joins it and is announced to every member, and a forged
-	// source would start receiving the chat, so strangers are admitted
-	// and answered at a bounded rate; beyond it they are dropped without
-	// a reply.
+	// stranger joins it, is announced to every validated member and
+	// draws a welcome, so strangers are admitted and answered at a
+	// bounded rate; beyond it they are dropped without a reply.
 	JoinRate  float64 `json:"joinRate,omitempty"`
 	JoinBurst int     `json:"joinBurst,omitempty"`
 	// Hold is how long an out-of-order datagram waits for the gap before
 	// it (default 100ms, at most a quarter of Interval).
 	Hold time.Duration `json:"hold,omitempty"`
+	// Secret keys the tokens that validate members' addresses (see the
+	// package doc). A simulation may leave it empty; a server on a real
+	// network must set it to random bytes, or tokens can be computed.
+	Secret []byte `json:"secret,omitempty"`
 }
 
 func (c *ServerConfig) fill() {

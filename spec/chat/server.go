@@ -2,6 +2,10 @@ package chat
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -58,6 +62,10 @@ type Server struct {
 	// local is the Local of the datagram being handled: answers leave
 	// from the address they were asked on.
 	local netip.Addr
+	// answering is the source of the datagram being handled, and budget
+	// the bytes it may still draw if it is a member not yet validated.
+	answering netip.AddrPort
+	budget    int
 }
 
 // member is one client in the chat.
@@ -74,10 +82,15 @@ type member struct {
 	tat     spec.Time // rate limiter: theoretical arrival time (GCRA)
 	limited bool      // the rate-limit notice has been sent this episode
 	win     window
-	idx     int // in Server.order
-	pending bool
-	older   *member // expiry list neighbours
-	newer   *member
+	// token is what the member must send back ("/ok TOKEN") to show it
+	// receives at its address; until then it is not validated.
+	token     string
+	validated bool
+	reminded  spec.Time // when it was last told its token
+	idx       int       // in Server.order
+	pending   bool
+	older     *member // expiry list neighbours
+	newer     *member
 }
 
 // header is the header of the datagram numbered m.outSeq.
@@ -113,6 +126,10 @@ type ServerCounters struct {
 	// strangers left unsent because they would have been larger than the
 	// datagram they answered, or were over the strangers' rate limit.
 	ServerOutput, RepliesTooBig, RepliesLimited uint64
+	// Validated counts members that sent their token back, BadTokens
+	// wrong tokens, and Withheld what was not sent to members not yet
+	// validated (broadcasts, and replies larger than what they answer).
+	Validated, BadTokens, Withheld uint64
 }
 
 // NewServer returns a server for cfg.
@@ -168,6 +185,9 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "dropped_server_output", Value: c.ServerOutput},
 		{Name: "replies_too_big", Value: c.RepliesTooBig},
 		{Name: "replies_limited", Value: c.RepliesLimited},
+		{Name: "validated", Value: c.Validated},
+		{Name: "bad_tokens", Value: c.BadTokens},
+		{Name: "withheld_unvalidated", Value: c.Withheld},
 	}
 }
 
@@ -176,16 +196,17 @@ func (s *Server) Stats() ServerCounters { return s.c }
 
 // MemberInfo describes a member, for tests and tools.
 type MemberInfo struct {
-	Addr  netip.AddrPort
-	Nick  string
-	Heard spec.Time
+	Addr      netip.AddrPort
+	Nick      string
+	Heard     spec.Time
+	Validated bool
 }
 
 // Members lists the members, by address.
 func (s *Server) Members() []MemberInfo {
 	out := make([]MemberInfo, 0, len(s.order))
 	for _, m := range s.order {
-		out = append(out, MemberInfo{Addr: m.addr, Nick: m.nick, Heard: m.heard})
+		out = append(out, MemberInfo{Addr: m.addr, Nick: m.nick, Heard: m.heard, Validated: m.validated})
 	}
 	slices.SortFunc(out, func(a, b MemberInfo) int { return a.Addr.Compare(b.Addr) })
 	return out
@@ -302,6 +323,10 @@ func (s *Server) purge(now spec.Time) {
 
 func (s *Server) datagram(now spec.Time, from netip.AddrPort, data []byte) {
 	s.c.Datagrams++
+	// What this datagram may draw back to its source if that is a member
+	// not yet validated: no more bytes than it holds.
+	s.answering, s.budget = from, len(data)
+	defer func() { s.answering, s.budget = netip.AddrPort{}, 0 }()
 	if from.Port() == 0 {
 		s.c.Port0++
 		s.out = append(s.out, spec.Debug("chat: dropped datagram from port 0", slog.String("from", from.String())))
@@ -493,6 +518,7 @@ func (s *Server) join(now spec.Time, from netip.AddrPort, session uint64, nick s
 	// one's late datagrams.
 	s.lastMID = max(s.lastMID+1, uint64(now)/1000)
 	m := &member{addr: from, local: s.local, nick: nick, key: foldNick(nick), session: session, mid: s.lastMID, heard: now, idx: len(s.order)}
+	m.token, m.reminded = s.tokenFor(m), now
 	if session != 0 {
 		h := AppendHeader(make([]byte, 0, headerMax), m.header())
 		m.prefix = h[:len(h)-2] // up to the sequence number
@@ -509,13 +535,66 @@ func (s *Server) join(now spec.Time, from netip.AddrPort, session uint64, nick s
 		spec.Info("chat: join", slog.String("addr", from.String()), slog.String("nick", nick)),
 		spec.Emit(spec.Event{Name: "join", Text: nick, Value: MemberEvent{Addr: from, Nick: nick}}))
 	s.sendAll(now, fmt.Appendf(nil, "*** %s joined\n", nick), m)
-	w := fmt.Appendf(nil, "*** welcome %s: %d member(s) online; silence for %v drops you (send ^hb^ to stay); /help lists commands\n",
-		nick, len(s.members), s.cfg.Interval)
+	w := fmt.Appendf(nil, "*** welcome %s: %d member(s) online; type /ok %s to hear the chat; silence for %v drops you (send ^hb^ to stay); /help lists commands\n",
+		nick, len(s.members), m.token, s.cfg.Interval)
 	if session != 0 {
-		w = fmt.Appendf(w, "^welcome %s %d^\n", nick, s.cfg.Interval.Milliseconds())
+		w = fmt.Appendf(w, "^welcome %s %d %s^\n", nick, s.cfg.Interval.Milliseconds(), m.token)
 	}
-	s.send(m, w)
+	s.sendAlways(m, w)
 	return m
+}
+
+// tokenFor is m's token: 8 hex digits of an HMAC of its address,
+// session and membership under the server's secret, which a forger who
+// does not receive at the address cannot know.
+func (s *Server) tokenFor(m *member) string {
+	mac := hmac.New(sha256.New, s.cfg.Secret)
+	a := m.addr.Addr().As16()
+	mac.Write(a[:])
+	var b [18]byte
+	binary.BigEndian.PutUint16(b[0:], m.addr.Port())
+	binary.BigEndian.PutUint64(b[2:], m.session)
+	binary.BigEndian.PutUint64(b[10:], m.mid)
+	mac.Write(b[:])
+	return hex.EncodeToString(mac.Sum(nil)[:4])
+}
+
+// remind tells a member that is still not validated its token again,
+// at most every half interval (its welcome may have been lost, and it
+// would hear nothing of the chat for as long as it stays): a forged
+// member draws one short line per half interval, whatever it sends.
+func (s *Server) remind(now spec.Time, m *member) {
+	if m.validated || s.members[m.addr] != m || now.Sub(m.reminded) < s.cfg.Interval/2 {
+		return
+	}
+	m.reminded = now
+	b := fmt.Appendf(nil, "*** type /ok %s to hear the chat\n", m.token)
+	if m.session != 0 {
+		b = fmt.Appendf(b, "^token %s^\n", m.token)
+	}
+	s.sendAlways(m, b)
+}
+
+// validate takes a member's "/ok TOKEN".
+func (s *Server) validate(now spec.Time, m *member, token []byte) {
+	switch {
+	case m.validated:
+		return
+	case !hmac.Equal(token, []byte(m.token)):
+		s.c.BadTokens++
+		s.out = append(s.out, spec.Debug("chat: wrong token", slog.String("from", m.addr.String())))
+		s.notice(now, m, "error: wrong token")
+		return
+	}
+	m.validated = true
+	s.c.Validated++
+	s.out = append(s.out, spec.Debug("chat: validated", slog.String("addr", m.addr.String()), slog.String("nick", m.nick)),
+		spec.Emit(spec.Event{Name: "validated", Text: m.nick, Value: MemberEvent{Addr: m.addr, Nick: m.nick}}))
+	b := fmt.Appendf(nil, "*** ok %s: you hear the chat now\n", m.nick)
+	if m.session != 0 {
+		b = append(b, "^ok^\n"...)
+	}
+	s.send(m, b)
 }
 
 // leave ends a membership. An expired member is sent nothing; a member
@@ -579,7 +658,7 @@ func (s *Server) farewell(now spec.Time, m *member, reason string) {
 	case ReasonQuit:
 		s.c.Quits++
 		note = "*** %s left\n"
-		s.send(m, fmt.Appendf(nil, "*** bye %s\n^bye^\n", m.nick))
+		s.sendAlways(m, fmt.Appendf(nil, "*** bye %s\n^bye^\n", m.nick)) // one per membership, as the welcome
 	case ReasonExpired:
 		s.c.Expired++
 		note = "*** %s timed out\n"
@@ -709,6 +788,7 @@ func (s *Server) answerStranger(now spec.Time, to netip.AddrPort, session uint64
 
 // lines processes a datagram body from member m, line by line.
 func (s *Server) lines(now spec.Time, m *member, body []byte) {
+	defer s.remind(now, m)
 	for len(body) > 0 {
 		var line []byte
 		line, body = nextLine(body)
@@ -718,6 +798,9 @@ func (s *Server) lines(now spec.Time, m *member, body []byte) {
 			continue
 		case KindHeartbeat:
 			s.c.Heartbeats++
+			continue
+		case KindOK:
+			s.validate(now, m, arg)
 			continue
 		case KindQuit:
 			s.leave(now, m, ReasonQuit)
@@ -845,8 +928,34 @@ func (s *Server) notice(now spec.Time, m *member, text string) {
 	s.send(m, b)
 }
 
-// send sends body to m, behind m's next header if m is sequenced.
+// send sends body to m, behind m's next header if m is sequenced; to a
+// member not yet validated, only what the datagram being answered pays
+// for (withheld counts the rest).
 func (s *Server) send(m *member, body []byte) {
+	if !m.validated && !s.pays(m, len(body)) {
+		return
+	}
+	s.sendAlways(m, body)
+}
+
+// pays reports whether a reply of n bytes (and m's header) to a member
+// not yet validated fits what the datagram being answered holds, and
+// takes it from that budget; if not, the reply is withheld.
+func (s *Server) pays(m *member, n int) bool {
+	if m.session != 0 {
+		n += headerMax
+	}
+	if m.addr != s.answering || n > s.budget {
+		s.c.Withheld++
+		return false
+	}
+	s.budget -= n
+	return true
+}
+
+// sendAlways sends body to m whether or not m is validated: the welcome
+// (which the join limit bounds) and the bye.
+func (s *Server) sendAlways(m *member, body []byte) {
 	s.c.Sent++
 	if m.session == 0 {
 		s.out = append(s.out, spec.SendFrom(sock, m.local, m.addr, plainOnly(body)))
@@ -893,7 +1002,7 @@ func (s *Server) sendAll(now spec.Time, body []byte, except *member) {
 	}
 	plain := plainOnly(body)
 	for _, m := range s.order {
-		if m == except {
+		if m == except || (!m.validated && !s.pays(m, len(body))) {
 			continue
 		}
 		s.c.Sent++

@@ -20,11 +20,15 @@ func addr(i int) netip.AddrPort {
 
 func at(d time.Duration) spec.Time { return spec.SimEpoch.Add(d) }
 
-// bench drives a machine by hand and keeps what it did.
+// bench drives a machine by hand and keeps what it did. Unless raw, a
+// client the server welcomes sends its token back at once (as netspec
+// clients do), in a step of its own whose outputs are dropped: tests of
+// everything but validation see validated members.
 type bench struct {
 	t   testing.TB
 	m   spec.Machine
 	out []spec.Output
+	raw bool
 }
 
 func newServer(t testing.TB, cfg chat.ServerConfig) (*bench, *chat.Server) {
@@ -46,7 +50,31 @@ func (b *bench) step(now time.Duration, in spec.Input) []spec.Output {
 // dgram delivers a datagram from a client and returns the sends, by
 // destination, as strings.
 func (b *bench) dgram(now time.Duration, from netip.AddrPort, data string) map[netip.AddrPort][]string {
-	return sends(b.step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: from, Data: []byte(data)}))
+	got := sends(b.step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: from, Data: []byte(data)}))
+	if !b.raw {
+		for to, ds := range got {
+			for _, d := range ds {
+				if tok := tokenIn(d); tok != "" {
+					ok := []byte("/ok " + tok + "\n")
+					if h, _, seq := chat.ParseHeader([]byte(d)); seq {
+						ok = append(chat.AppendHeader(nil, chat.Header{Session: h.Session}), ok...)
+					}
+					b.m.Step(at(now), spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: to, Data: ok}, nil)
+				}
+			}
+		}
+	}
+	return got
+}
+
+// tokenIn returns the token a welcome in d asks for, or "".
+func tokenIn(d string) string {
+	_, after, ok := strings.Cut(d, "type /ok ")
+	if !ok {
+		return ""
+	}
+	tok, _, _ := strings.Cut(after, " ")
+	return tok
 }
 
 func sends(out []spec.Output) map[netip.AddrPort][]string {
@@ -91,7 +119,9 @@ func TestPlainClientsChat(t *testing.T) {
 	if want := "*** guest1 joined\n"; len(got[a]) != 2 || got[a][0] != want {
 		t.Fatalf("alice got %q, want the join notice then the message", got[a])
 	}
-	if got[a][1] != "[guest1] hello there\n" || got[c][1] != "[guest1] hello there\n" {
+	// The joiner has not yet shown it receives at its address: the
+	// others hear its line, it gets only its welcome.
+	if got[a][1] != "[guest1] hello there\n" || len(got[c]) != 1 {
 		t.Fatalf("broadcast: %q", got)
 	}
 	// Several lines in one datagram (nc fed by a pipe) are several
@@ -147,6 +177,7 @@ func TestExpiryTimer(t *testing.T) {
 	if when, ok := timerAt(out, 1); !ok || when != at(3*time.Second) {
 		t.Fatalf("expiry timer %v %v", when, ok)
 	}
+	b.dgram(0, a, "/ok "+tokenIn(sends(out)[a][0])) // a hears the notices
 	b.dgram(time.Second, c, "^hb^")
 	// A heartbeat sets no timer and sends nothing.
 	if out := b.step(2*time.Second, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: a, Data: []byte("^hb^\n")}); len(out) != 0 {
@@ -322,8 +353,8 @@ func TestMemberLimit(t *testing.T) {
 		t.Fatalf("%d members, %+v", srv.Len(), st)
 	}
 	b.dgram(time.Second, addr(1), "quit")
-	if got := b.dgram(time.Second, addr(3), "now?"); len(got[addr(3)]) != 2 {
-		t.Fatalf("after a quit: %q", got)
+	if got := b.dgram(time.Second, addr(3), "now?"); len(got[addr(3)]) != 1 || got[addr(2)][1] != "[guest3] now?\n" {
+		t.Fatalf("after a quit: %q, want a welcome and the line broadcast", got)
 	}
 }
 
@@ -356,7 +387,7 @@ func TestSequencedWindow(t *testing.T) {
 	b.dgram(0, p, "/nick plain")
 	got := b.dgram(0, a, hdr(sess, 1)+"/nick alice\n")
 	h, w := body(t, got[a][0])
-	if h.Seq != 1 || h.Session != sess || !h.Server || !strings.HasPrefix(w, "*** welcome alice:") || !strings.HasSuffix(w, "^welcome alice 10000^\n") {
+	if h.Seq != 1 || h.Session != sess || !h.Server || !strings.HasPrefix(w, "*** welcome alice:") || !strings.Contains(w, "\n^welcome alice 10000 ") {
 		t.Fatalf("welcome %q", got[a])
 	}
 	mid := h.Membership
@@ -367,7 +398,7 @@ func TestSequencedWindow(t *testing.T) {
 	if strings.Join(got[p], "") != "[alice] two\n[alice] three\n" {
 		t.Fatalf("in order: %q", got[p])
 	}
-	if h, w := body(t, got[a][1]); h.Membership != mid || h.Seq != 3 || w != "[alice] three\n" {
+	if h, w := body(t, got[a][1]); h.Membership != mid || h.Seq != 4 || w != "[alice] three\n" { // 2 confirmed its token
 		t.Fatalf("alice's copy: %q", got[a])
 	}
 	// Duplicates of anything passed are dropped.
@@ -482,8 +513,9 @@ func TestWhoIsBounded(t *testing.T) {
 		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 5000)
 		b.dgram(0, from, fmt.Sprintf("/nick user%03d", i))
 	}
+	b.dgram(time.Second, addr(1), "^hb^")
 	got := b.dgram(time.Second, addr(1), "/who")
-	w := got[addr(1)][1]
+	w := got[addr(1)][0]
 	if len(w) > 1000 || !strings.HasPrefix(w, "*** 301 member(s): guest1, user000, user001") || !strings.Contains(w, " more\n") {
 		t.Fatalf("/who: %d bytes %q", len(w), w)
 	}
@@ -525,5 +557,90 @@ func TestSimultaneousExpiry(t *testing.T) {
 	}
 	if strings.Join(got[addr(3)], "") != "*** guest1 timed out\n*** guest2 timed out\n" {
 		t.Fatalf("the survivor got %q", got[addr(3)])
+	}
+}
+
+// Forged joins make no amplifier: 200 sources that send one byte each
+// and never answer their welcome's token draw their welcome and nothing
+// else of the chat (no join notices, no lines, no timeouts), however many
+// of them there are, while a validated member hears everything.
+func TestForgedMembersHearNothing(t *testing.T) {
+	b, srv := newServer(t, chat.ServerConfig{Interval: 10 * time.Second, JoinRate: -1})
+	real := addr(1)
+	b.dgram(0, real, "/nick real")
+	b.raw = true // from here on, nobody answers a welcome
+	forged := map[netip.AddrPort]bool{}
+	var in, out, welcomes int
+	heard := 0
+	for i := 0; i < 200; i++ {
+		from := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.7"), uint16(1024+i)) // one victim, many ports
+		forged[from] = true
+		now := time.Duration(i) * 50 * time.Millisecond
+		in++
+		for to, ds := range b.dgram(now, from, "q") {
+			for _, d := range ds {
+				switch {
+				case forged[to] && strings.HasPrefix(d, "*** welcome "):
+					welcomes++
+					out += len(d)
+				case forged[to]:
+					t.Fatalf("forged member %v was sent %q", to, d)
+				case to == real:
+					heard++
+				}
+			}
+		}
+	}
+	// The real member talks, and everyone forged expires.
+	for to, ds := range b.dgram(10*time.Second, real, "anyone?") {
+		if forged[to] {
+			t.Fatalf("forged member %v was sent %q", to, ds)
+		}
+	}
+	for to := range sends(b.step(30*time.Second, spec.Input{Kind: spec.InTimer, Timer: 1})) {
+		if forged[to] {
+			t.Fatalf("forged member %v was sent its timeout", to)
+		}
+	}
+	if welcomes != 200 || out > 200*200 {
+		t.Errorf("%d welcomes, %d bytes to the forged addresses for %d bytes from them", welcomes, out, in)
+	}
+	if heard != 400 { // each forged join: a join notice and its line
+		t.Errorf("the real member heard %d datagrams of the forged joins, want 400", heard)
+	}
+	if st := srv.Stats(); st.Withheld == 0 || st.Validated != 1 {
+		t.Errorf("counters %+v", st)
+	}
+}
+
+// A member that sends back the wrong token stays unvalidated; the right
+// one lets the chat through, and a reminder repeats the token at most
+// every half interval to a member that has not answered.
+func TestTokenValidation(t *testing.T) {
+	b, srv := newServer(t, chat.ServerConfig{Interval: 10 * time.Second})
+	b.raw = true
+	a, c := addr(1), addr(2)
+	tok := tokenIn(b.dgram(0, a, "/nick alice\n")[a][0])
+	b.dgram(0, c, "/nick carol\n")
+	b.dgram(time.Second, c, "/ok "+tokenIn("type /ok 00000000 x"))
+	if got := b.dgram(2*time.Second, a, "hello\n"); len(got[c]) != 0 {
+		t.Fatalf("carol, with a wrong token, was sent %q", got[c])
+	}
+	// carol was reminded at her wrong /ok (1s) only if half an interval
+	// had passed since her welcome (0s): it had not.
+	got := b.dgram(5*time.Second, c, "^hb^\n")
+	if len(got[c]) != 1 || !strings.HasPrefix(got[c][0], "*** type /ok ") {
+		t.Fatalf("reminder after half an interval: %q", got[c])
+	}
+	ctok := tokenIn(got[c][0])
+	if got := b.dgram(6*time.Second, c, "/ok "+ctok+"\n"); len(got[c]) != 1 || got[c][0] != "*** ok carol: you hear the chat now\n" {
+		t.Fatalf("carol's right token: %q", got[c])
+	}
+	b.dgram(6*time.Second, a, "/ok "+tok+"\n")
+	if got := b.dgram(7*time.Second, a, "hello again\n"); got[c][0] != "[alice] hello again\n" || got[a][0] != "[alice] hello again\n" {
+		t.Fatalf("after both validated: %q", got)
+	}
+	if st := srv.Stats(); st.BadTokens != 1 || st.Validated != 2 {
+		t.Errorf("counters %+v", st)
 	}
 }

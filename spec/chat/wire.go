@@ -126,11 +126,12 @@ const (
 	KindWho                   // /who
 	KindMe                    // /me ACTION
 	KindHelp                  // /help
+	KindOK                    // /ok TOKEN
 	KindUnknown               // another /command
 	KindText                  // a message (a leading "//" stands for "/")
 )
 
-var kindNames = [...]string{"empty", "heartbeat", "quit", "nick", "who", "me", "help", "unknown", "text"}
+var kindNames = [...]string{"empty", "heartbeat", "quit", "nick", "who", "me", "help", "ok", "unknown", "text"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -168,6 +169,8 @@ func Classify(line []byte) (Kind, []byte) {
 		return KindMe, arg
 	case "/help":
 		return KindHelp, arg
+	case "/ok":
+		return KindOK, arg
 	}
 	return KindUnknown, cmd
 }

@@ -63,7 +63,7 @@
 //	*** welcome NICK: N member(s) online; type /ok TOKEN to hear the chat;
 //	    silence for 10s drops you (send ^hb^ to stay); /help lists commands
 //	                            (one line, to the joiner)
-//	*** type /ok TOKEN to hear the chat   the reminder (see Validation)
+//	*** type /ok TOKEN to hear the chat   the reminder, to a plain member
 //	*** ok NICK: you hear the chat now    the answer to the right token
 //	*** NICK left               quit
 //	*** NICK timed out          expired
@@ -93,7 +93,7 @@
 //
 //	^welcome NICK INTERVAL_MS TOKEN^  after the welcome: your nick, the
 //	                            interval, the token to send back
-//	^token TOKEN^               after the reminder
+//	^token TOKEN^               the reminder, to a sequenced member
 //	^ok^                        after "*** ok": the token was right
 //	^nick NICK^                 your /nick took effect
 //	^bye^                       after the bye
@@ -108,12 +108,12 @@
 // sends back the TOKEN of its welcome, "/ok TOKEN" (8 hex digits of an
 // HMAC, keyed by ServerConfig.Secret, of the member's address, session
 // and membership: a forger that does not receive at the address cannot
-// know it). Until then the server sends the member its welcome, a
-// reminder of the token at most every half Interval when it sends
-// anything (the welcome may have been lost), its bye, and replies to its
-// own datagrams only as far as they hold no more bytes than the datagram
-// answered; everything else (broadcasts, notices, its own line back) is
-// withheld and counted. Its lines are still broadcast to the validated
+// know it). Until then the server sends the member its welcome, its
+// bye, and replies to its own datagrams only as far as they hold no more
+// bytes than the datagram answered; a reminder of the token (the welcome
+// may have been lost) answers its datagrams at most every half Interval,
+// within the strangers' budget (JoinRate, below); everything else
+// (broadcasts, notices, its own line back) is withheld and counted. Its lines are still broadcast to the validated
 // members, and it is a member in every other way (expiry, nicks, the
 // member limit). Sequenced clients send the token back at once and with
 // every heartbeat until "^ok^"; an nc user types it, once.
@@ -122,9 +122,12 @@
 // never sends one more bytes than the datagram it answers (a reply that
 // would be larger is dropped and counted), and answers non-members
 // within the budget it admits them by (JoinRate, below). So forged
-// datagrams draw at most a welcome per join, which the join limit
-// bounds, and a reminder per half interval per member: the server is
-// neither a reflector nor an amplifier. An nc user who is not a
+// datagrams draw welcomes and reminders (at most some 200 bytes each),
+// and nothing else beyond their own size, and those share one budget of
+// JoinRate a second (bursts of JoinBurst): at the defaults the server
+// reflects at most about 4 KB/s in all, whoever sends how much
+// (measured: 147 bytes back per forged 1-byte join, where it was 7,000
+// times the input before validation). An nc user who is not a
 // member gets "*** chat is full" for a line of 17 bytes or more (its LF
 // included) and the long form for one of about 50, and no bye to a
 // quit. The sequenced client pads what it sends as a non-member (before

@@ -559,18 +559,23 @@ func (s *Server) tokenFor(m *member) string {
 	return hex.EncodeToString(mac.Sum(nil)[:4])
 }
 
-// remind tells a member that is still not validated its token again,
-// at most every half interval (its welcome may have been lost, and it
-// would hear nothing of the chat for as long as it stays): a forged
-// member draws one short line per half interval, whatever it sends.
+// remind tells a member that is still not validated its token again
+// when it sends something, at most every half interval: its welcome may
+// have been lost, and it would hear nothing of the chat for as long as
+// it stays. Reminders draw on the strangers' budget, as welcomes do, so
+// forged members kept alive cannot make them a flood.
 func (s *Server) remind(now spec.Time, m *member) {
 	if m.validated || s.members[m.addr] != m || now.Sub(m.reminded) < s.cfg.Interval/2 {
+		return
+	}
+	if !s.strangerCredit(now) {
+		s.c.RepliesLimited++
 		return
 	}
 	m.reminded = now
 	b := fmt.Appendf(nil, "*** type /ok %s to hear the chat\n", m.token)
 	if m.session != 0 {
-		b = fmt.Appendf(b, "^token %s^\n", m.token)
+		b = fmt.Appendf(nil, "^token %s^\n", m.token) // shown to nobody: the client answers it
 	}
 	s.sendAlways(m, b)
 }

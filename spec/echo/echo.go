@@ -39,8 +39,15 @@ const (
 type ServerConfig struct {
 	UDP netip.AddrPort `json:"udp"`
 	TCP netip.AddrPort `json:"tcp"`
-	// MaxStreams bounds concurrent TCP connections (default 1024).
+	// MaxStreams bounds concurrent TCP connections (default 1024), and
+	// MaxPerAddr those from one IP address (default 64), so one host
+	// cannot take every place.
 	MaxStreams int `json:"maxStreams,omitempty"`
+	MaxPerAddr int `json:"maxPerAddr,omitempty"`
+	// Idle resets a TCP connection that has sent nothing and taken none
+	// of its echo for this long (default 60s): held-open idle
+	// connections cannot keep the places for ever.
+	Idle time.Duration `json:"idle,omitempty"`
 	// MaxUnread bounds echoed bytes a TCP client has not taken yet
 	// (default 1 MiB); past it the connection is reset.
 	MaxUnread int `json:"maxUnread,omitempty"`
@@ -72,6 +79,8 @@ type Server struct {
 	port    uint16 // the UDP port bound, once known
 	limit   *sourceLimit
 	streams map[spec.Stream]conn
+	perAddr map[netip.Addr]int
+	sweep   bool // the idle timer is set
 	c       serverCounters
 }
 
@@ -79,11 +88,16 @@ type Server struct {
 type conn struct {
 	unread int  // echoed bytes the transport has not taken yet
 	fin    bool // the peer half-closed; we have closed our side too
+	addr   netip.Addr
+	last   spec.Time // when it last sent, or the transport took its echo
 }
 
 type serverCounters struct {
-	datagrams, echoed, lowPort, samePort, limited, repeats, streams, refused, cutOff uint64
+	datagrams, echoed, lowPort, samePort, limited, repeats, streams, refused, cutOff, idle uint64
 }
+
+// idleTimer sweeps the connections for idle ones.
+const idleTimer spec.Timer = 1
 
 // NewServer returns a server for cfg.
 func NewServer(cfg ServerConfig) *Server {
@@ -92,6 +106,12 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if cfg.MaxUnread <= 0 {
 		cfg.MaxUnread = 1 << 20
+	}
+	if cfg.MaxPerAddr <= 0 {
+		cfg.MaxPerAddr = 64
+	}
+	if cfg.Idle <= 0 {
+		cfg.Idle = time.Minute
 	}
 	if cfg.SourceRate == 0 {
 		cfg.SourceRate = DefaultSourceRate
@@ -102,7 +122,7 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.Sources <= 0 {
 		cfg.Sources = DefaultSources
 	}
-	s := &Server{cfg: cfg, port: cfg.UDP.Port(), streams: map[spec.Stream]conn{}}
+	s := &Server{cfg: cfg, port: cfg.UDP.Port(), streams: map[spec.Stream]conn{}, perAddr: map[netip.Addr]int{}}
 	if cfg.SourceRate > 0 {
 		s.limit = newSourceLimit(cfg.SourceRate, cfg.SourceBurst, cfg.Sources)
 	}
@@ -121,6 +141,7 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "streams", Value: s.c.streams},
 		{Name: "streams_refused", Value: s.c.refused},
 		{Name: "streams_cut_off", Value: s.c.cutOff},
+		{Name: "streams_idle", Value: s.c.idle},
 	}
 }
 
@@ -152,21 +173,32 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 	case spec.InDatagram:
 		return s.datagram(now, in, out)
 	case spec.InAccepted:
-		if len(s.streams) >= s.cfg.MaxStreams {
+		a := in.Addr.Addr().Unmap()
+		switch {
+		case len(s.streams) >= s.cfg.MaxStreams:
 			s.c.refused++
 			return append(out, spec.Abort(in.Stream), spec.Warn("echo: connection limit reached, refusing", slog.String("from", in.Addr.String())))
+		case s.perAddr[a] >= s.cfg.MaxPerAddr:
+			s.c.refused++
+			return append(out, spec.Abort(in.Stream), spec.Debug("echo: connection limit for the address reached, refusing", slog.String("from", in.Addr.String())))
 		}
 		s.c.streams++
-		s.streams[in.Stream] = conn{}
+		s.perAddr[a]++
+		s.streams[in.Stream] = conn{addr: a, last: now}
+		if !s.sweep {
+			s.sweep = true
+			out = append(out, spec.SetTimer(idleTimer, now.Add(s.cfg.Idle/4)))
+		}
 	case spec.InStreamData:
 		c, ok := s.streams[in.Stream]
 		if !ok || c.fin {
 			return out // data racing our own reset (the runner has none after a FIN)
 		}
 		c.unread += len(in.Data)
+		c.last = now
 		if c.unread > s.cfg.MaxUnread {
 			s.c.cutOff++
-			delete(s.streams, in.Stream)
+			s.forget(in.Stream)
 			return append(out, spec.Abort(in.Stream), spec.Warn("echo: client is not reading its echo, resetting", slog.Int("unread", c.unread)))
 		}
 		s.streams[in.Stream] = c
@@ -180,9 +212,10 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			// connection stops counting only now, so clients that
 			// half-close without reading cannot pile up echo in the
 			// runner beyond MaxStreams × MaxUnread.
-			delete(s.streams, in.Stream)
+			s.forget(in.Stream)
 		default:
-			s.streams[in.Stream] = conn{}
+			c.unread, c.last = 0, now
+			s.streams[in.Stream] = c
 		}
 	case spec.InStreamClosed:
 		c, ok := s.streams[in.Stream]
@@ -190,7 +223,7 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			return out
 		}
 		if in.Err != "" || c.fin {
-			delete(s.streams, in.Stream)
+			s.forget(in.Stream)
 			return out
 		}
 		// The peer is done sending: close our side after the queued
@@ -199,12 +232,53 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		// until the transport takes it ("writable") or the peer resets.
 		out = append(out, spec.Close(in.Stream))
 		if c.unread == 0 {
-			delete(s.streams, in.Stream)
+			s.forget(in.Stream)
 		} else {
-			s.streams[in.Stream] = conn{unread: c.unread, fin: true}
+			c.fin = true
+			s.streams[in.Stream] = c
+		}
+	case spec.InTimer:
+		if in.Timer == idleTimer {
+			out = s.sweepIdle(now, out)
 		}
 	case spec.InStop:
 		out = append(out, spec.Exit(""))
+	}
+	return out
+}
+
+// forget releases a connection's place.
+func (s *Server) forget(st spec.Stream) {
+	c, ok := s.streams[st]
+	if !ok {
+		return
+	}
+	delete(s.streams, st)
+	if s.perAddr[c.addr]--; s.perAddr[c.addr] <= 0 {
+		delete(s.perAddr, c.addr)
+	}
+}
+
+// sweepIdle resets the connections idle for Idle, in stream order (so
+// the outputs depend on nothing but the inputs), and sets the next sweep
+// while any are held: a connection goes within a quarter of Idle of its
+// deadline.
+func (s *Server) sweepIdle(now spec.Time, out []spec.Output) []spec.Output {
+	var idle []spec.Stream
+	for st, c := range s.streams {
+		if now.Sub(c.last) >= s.cfg.Idle {
+			idle = append(idle, st)
+		}
+	}
+	slices.Sort(idle)
+	for _, st := range idle {
+		s.c.idle++
+		s.forget(st)
+		out = append(out, spec.Abort(st), spec.Debug("echo: idle connection reset", slog.Uint64("stream", uint64(st))))
+	}
+	s.sweep = len(s.streams) > 0
+	if s.sweep {
+		out = append(out, spec.SetTimer(idleTimer, now.Add(s.cfg.Idle/4)))
 	}
 	return out
 }

@@ -197,3 +197,67 @@ func TestRepeatsAnsweredUnlessLooping(t *testing.T) {
 		t.Error("the payload was not answered after a pause")
 	}
 }
+
+// Idle connections do not hold the places for ever: one host gets at
+// most MaxPerAddr of them, and a connection that sends nothing and takes
+// none of its echo for Idle is reset, in time, while a busy one stays.
+func TestIdleConnectionsLoseTheirPlace(t *testing.T) {
+	srv := echo.NewServer(echo.ServerConfig{TCP: server, MaxStreams: 100, MaxPerAddr: 3, Idle: 8 * time.Second})
+	now := spec.SimEpoch
+	srv.Step(now, spec.Input{Kind: spec.InStart}, nil)
+	srv.Step(now, spec.Input{Kind: spec.InBound, Sock: 2, Addr: server}, nil)
+	holder := netip.MustParseAddr("192.0.2.66")
+	accepted := 0
+	var timerAt spec.Time
+	for i := 1; i <= 10; i++ {
+		from := netip.AddrPortFrom(holder, uint16(40000+i))
+		refused := false
+		for _, o := range srv.Step(now, spec.Input{Kind: spec.InAccepted, Sock: 2, Stream: spec.AcceptedStream | spec.Stream(i), Addr: from}, nil) {
+			refused = refused || o.Kind == spec.OutAbort
+			if o.Kind == spec.OutSetTimer {
+				timerAt = o.At
+			}
+		}
+		if !refused {
+			accepted++
+		}
+	}
+	if accepted != 3 {
+		t.Fatalf("one address got %d connections, want MaxPerAddr 3", accepted)
+	}
+	other := spec.AcceptedStream | 100
+	for _, o := range srv.Step(now, spec.Input{Kind: spec.InAccepted, Sock: 2, Stream: other, Addr: netip.MustParseAddrPort("198.51.100.1:5000")}, nil) {
+		if o.Kind == spec.OutAbort {
+			t.Fatal("another address was refused")
+		}
+	}
+	// Stream 1 talks now and then; the others never do.
+	var reset []spec.Stream
+	for now < spec.SimEpoch.Add(12*time.Second) {
+		if timerAt == 0 {
+			t.Fatal("no idle sweep is set while connections are held")
+		}
+		now = timerAt
+		srv.Step(now, spec.Input{Kind: spec.InStreamData, Stream: spec.AcceptedStream | 1, Data: []byte("x")}, nil)
+		srv.Step(now, spec.Input{Kind: spec.InStreamWritable, Stream: spec.AcceptedStream | 1}, nil)
+		timerAt = 0
+		for _, o := range srv.Step(now, spec.Input{Kind: spec.InTimer, Timer: 1}, nil) {
+			switch o.Kind {
+			case spec.OutAbort:
+				reset = append(reset, o.Stream)
+			case spec.OutSetTimer:
+				timerAt = o.At
+			}
+		}
+	}
+	want := []spec.Stream{spec.AcceptedStream | 2, spec.AcceptedStream | 3, other}
+	if fmt.Sprint(reset) != fmt.Sprint(want) {
+		t.Fatalf("reset %v, want the idle ones %v", reset, want)
+	}
+	// Their places are free again.
+	for _, o := range srv.Step(now, spec.Input{Kind: spec.InAccepted, Sock: 2, Stream: spec.AcceptedStream | 11, Addr: netip.AddrPortFrom(holder, 41000)}, nil) {
+		if o.Kind == spec.OutAbort {
+			t.Fatal("the idle connections' places were not freed")
+		}
+	}
+}

@@ -526,16 +526,23 @@ func (p *Peer) timer(now spec.Time, t spec.Timer, out []spec.Output) []spec.Outp
 	case tPaceUp:
 		p.paceAt = 0
 	default:
+		// An unterminated line is taken as complete only from a node
+		// that may be seed-style: an extension node ends every line, so
+		// its partial line is a TCP segment boundary waiting for the
+		// rest (after a loss, for as long as a retransmission takes),
+		// and flushing it would parse half a header ("PUSH 60" for
+		// "PUSH 6000 1000") and corrupt what follows.
 		st := spec.Stream(t)
 		if c := p.byOut[st]; c != nil {
 			c.idle = false
-			if c.p.Partial() {
+			ext := c.ready && ((c.server && p.srvExt > 0) || (c.nb != nil && !c.nb.legacy))
+			if c.p.Partial() && !ext {
 				c.p.Flush()
 				out = p.readOut(now, c, out)
 			}
 		} else if c := p.byIn[st]; c != nil {
 			c.idle = false
-			if c.p.Partial() && !c.closing {
+			if c.p.Partial() && !c.closing && !c.ext {
 				c.p.Flush()
 				out = p.readIn(now, c, out)
 			}

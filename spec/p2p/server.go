@@ -278,7 +278,9 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			s.startFeed(now)
 		} else if c := s.conns[spec.Stream(in.Timer)]; c != nil {
 			c.idle = false
-			if !c.closing && c.p.Partial() {
+			// Only a seed-style client's line may lack its CRLF: an
+			// extension peer's partial line is a segment boundary.
+			if !c.closing && c.p.Partial() && !c.ext {
 				c.p.Flush()
 				out = s.read(now, c, out)
 			}

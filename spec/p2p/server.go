@@ -49,10 +49,16 @@ type ServerConfig struct {
 	// spread between seeds.
 	HashSeeds int           `json:"hashSeeds,omitempty"`
 	HashEvery time.Duration `json:"hashEvery,omitempty"`
-	// MaxConns bounds connections (default 4096); MaxPending bounds the
-	// requests queued on one (default 256).
+	// MaxConns bounds connections (default 4096), MaxPerAddr those from
+	// one IP address (default 256); MaxPending bounds the requests
+	// queued on one (default 256).
 	MaxConns   int `json:"maxConns,omitempty"`
+	MaxPerAddr int `json:"maxPerAddr,omitempty"`
 	MaxPending int `json:"maxPending,omitempty"`
+	// HelloTimeout resets a connection that has not said CHEL this long
+	// after it was accepted (default 10s): connections held open and
+	// silent cannot take the places of peers.
+	HelloTimeout time.Duration `json:"helloTimeout,omitempty"`
 	// MaxUnread bounds the bytes of answers that are not paced (SHEL,
 	// CLRSP, CHECK, ERROR) written on one connection since the runner
 	// last said it had taken everything written (InStreamWritable): a
@@ -102,6 +108,12 @@ func (c *ServerConfig) fill() {
 	if c.MaxConns <= 0 {
 		c.MaxConns = 4096
 	}
+	if c.MaxPerAddr <= 0 {
+		c.MaxPerAddr = 256
+	}
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = 10 * time.Second
+	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 256
 	}
@@ -121,6 +133,12 @@ type Server struct {
 	rng   spec.Rand
 	conns map[spec.Stream]*sconn
 	dead  map[spec.Stream]bool // reset before they were accepted
+	// perAddr counts connections by IP address; silent is the accepted
+	// connections not yet heard CHEL from, oldest first, and helloAt
+	// when the timer that resets them is set (0: not set).
+	perAddr map[netip.Addr]int
+	silent  []*sconn
+	helloAt spec.Time
 	// lastAccepted is the highest accepted stream id seen.
 	lastAccepted spec.Stream
 	ring         []*sconn // connections with paced work, served round-robin
@@ -149,12 +167,13 @@ type Server struct {
 type serverCounters struct {
 	conns, hellos, ext, refused, requests, data, bytes, unknown, overflow, busy uint64
 	checkOK, checkBad, fatal, ackTimeouts, danys, hashes, exhausted             uint64
-	unread                                                                      uint64
+	unread, silent                                                              uint64
 }
 
 type sconn struct {
 	st      spec.Stream
 	remote  netip.AddrPort
+	since   spec.Time // accepted
 	p       *Parser
 	hello   bool
 	listen  netip.AddrPort
@@ -191,6 +210,7 @@ const (
 	tAck       spec.Timer = 1<<62 | 1
 	tPace      spec.Timer = 1<<62 | 2
 	tFeed      spec.Timer = 1<<62 | 3
+	tHello     spec.Timer = 1<<62 | 4
 )
 
 // NewServer returns a server of content c.
@@ -202,6 +222,7 @@ func NewServer(cfg ServerConfig, c *Content) *Server {
 		rng:     spec.NewRand(cfg.Seed),
 		conns:   map[spec.Stream]*sconn{},
 		dead:    map[spec.Stream]bool{},
+		perAddr: map[netip.Addr]int{},
 		holders: make([]int32, c.Chunks()),
 		pace:    newPacer(cfg.UploadRate, cfg.Backlog, cfg.Window),
 	}
@@ -217,7 +238,7 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "error_unknown_command", Value: c.unknown}, {Name: "error_offset_overflow", Value: c.overflow},
 		{Name: "error_busy", Value: c.busy}, {Name: "check_ok", Value: c.checkOK}, {Name: "check_failed", Value: c.checkBad},
 		{Name: "fatal_input", Value: c.fatal}, {Name: "ack_timeouts", Value: c.ackTimeouts},
-		{Name: "unread_cutoffs", Value: c.unread},
+		{Name: "unread_cutoffs", Value: c.unread}, {Name: "silent_cutoffs", Value: c.silent},
 	}
 }
 
@@ -248,12 +269,24 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			delete(s.dead, in.Stream)
 			break
 		}
-		if len(s.conns) >= s.cfg.MaxConns {
+		a := in.Addr.Addr().Unmap()
+		switch {
+		case len(s.conns) >= s.cfg.MaxConns:
 			s.cnt.refused++
 			return append(out, spec.Abort(in.Stream), spec.Warn("p2p: connection limit reached, refusing", slog.String("from", in.Addr.String())))
+		case s.perAddr[a] >= s.cfg.MaxPerAddr:
+			s.cnt.refused++
+			return append(out, spec.Abort(in.Stream), spec.Debug("p2p: connection limit for the address reached, refusing", slog.String("from", in.Addr.String())))
 		}
 		s.cnt.conns++
-		s.conns[in.Stream] = &sconn{st: in.Stream, remote: in.Addr, p: NewParser(Requests, Limits{Data: 1})}
+		s.perAddr[a]++
+		c := &sconn{st: in.Stream, remote: in.Addr, since: now, p: NewParser(Requests, Limits{Data: 1})}
+		s.conns[in.Stream] = c
+		s.silent = append(s.silent, c)
+		if s.helloAt == 0 {
+			s.helloAt = now.Add(s.cfg.HelloTimeout)
+			out = append(out, spec.SetTimer(tHello, s.helloAt))
+		}
 	case spec.InStreamData:
 		c := s.conns[in.Stream]
 		if c == nil || c.closing {
@@ -276,6 +309,8 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			s.paceAt = 0
 		} else if in.Timer == tFeed {
 			s.startFeed(now)
+		} else if in.Timer == tHello {
+			out = s.resetSilent(now, out)
 		} else if c := s.conns[spec.Stream(in.Timer)]; c != nil {
 			c.idle = false
 			// Only a seed-style client's line may lack its CRLF: an
@@ -321,6 +356,39 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 	return s.flush(now, out)
 }
 
+// resetSilent resets the connections that have not said CHEL within
+// HelloTimeout of their accept, and sets the timer for the next one's
+// deadline. silent is in accept order, so the oldest come first.
+func (s *Server) resetSilent(now spec.Time, out []spec.Output) []spec.Output {
+	s.helloAt = 0
+	keep := s.silent[:0]
+	for _, c := range s.silent {
+		switch {
+		case c.gone || c.hello:
+			continue
+		case now.Sub(c.since) >= s.cfg.HelloTimeout:
+			s.cnt.silent++
+			out = append(out, spec.Debug("p2p server: no CHEL in time, resetting", slog.String("from", c.remote.String())))
+			c.wbuf, c.closing = nil, true
+			s.drop(c)
+			if c.idle {
+				c.idle = false
+				out = append(out, spec.CancelTimer(spec.Timer(c.st)))
+			}
+			out = append(out, spec.Abort(c.st))
+			continue
+		}
+		keep = append(keep, c)
+	}
+	clear(s.silent[len(keep):])
+	s.silent = keep
+	if len(keep) > 0 {
+		s.helloAt = keep[0].since.Add(s.cfg.HelloTimeout)
+		out = append(out, spec.SetTimer(tHello, s.helloAt))
+	}
+	return out
+}
+
 // drop forgets a connection.
 func (s *Server) drop(c *sconn) {
 	if c.gone {
@@ -328,6 +396,10 @@ func (s *Server) drop(c *sconn) {
 	}
 	c.gone = true
 	delete(s.conns, c.st)
+	a := c.remote.Addr().Unmap()
+	if s.perAddr[a]--; s.perAddr[a] <= 0 {
+		delete(s.perAddr, a)
+	}
 	s.leave(c)
 	s.pace.acked(c.clear())
 	c.dead = true

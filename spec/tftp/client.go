@@ -528,7 +528,12 @@ func (c *Client) fail(cx *clientXfer, code ErrCode, msg string, remote bool, out
 	text := msg
 	if remote {
 		text = fmt.Sprintf("server: %s (error %d, %v)", printable(msg, maxShown), code, code)
-		if strings.EqualFold(msg, code.String()) || strings.HasPrefix(strings.ToLower(msg), code.String()) {
+		switch {
+		case msg == "":
+			// A server that may not send more than the request sends
+			// the code alone.
+			text = fmt.Sprintf("server: error %d, %v", code, code)
+		case strings.EqualFold(msg, code.String()) || strings.HasPrefix(strings.ToLower(msg), code.String()):
 			text = fmt.Sprintf("server: %s (error %d)", printable(msg, maxShown), code)
 		}
 	}

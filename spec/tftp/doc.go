@@ -116,7 +116,10 @@
 // is then closed. A transfer that times out ends without an ERROR (its
 // client is not answering). Refusals: a malformed or over-long request
 // gets ERROR 4, a name outside the root ERROR 2, a busy server or a mode
-// other than octet ERROR 0.
+// other than octet ERROR 0. A request's source is not validated, so a
+// refusal is never larger than the request: the message is left out when
+// it does not fit (the code stays), and a request shorter than five bytes
+// gets nothing (both counted).
 //
 // Files are read through an io/fs.FS given to NewServer (cmd passes the
 // os.Root-confined one of impl/rootfs, which refuses symlinks that leave

@@ -1,8 +1,12 @@
 package tftp
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
+	"testing/fstest"
+
+	"github.com/netspec/netspec/spec"
 )
 
 // A server's message is shown as written, quotes and all, with only what
@@ -19,5 +23,42 @@ func TestPrintable(t *testing.T) {
 		if got := printable(tc.in, 200); got != tc.want {
 			t.Errorf("printable(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// A refusal is never larger than the request it answers (its source is
+// not validated): the message goes when it does not fit, the code stays,
+// and a request too short even for that gets nothing.
+func TestRefusalNoLargerThanRequest(t *testing.T) {
+	srv := netip.MustParseAddrPort("10.0.0.1:69")
+	from := netip.MustParseAddrPort("10.0.0.2:40000")
+	for _, tc := range []struct {
+		name string
+		req  []byte
+		want string // the ERROR's message, "-" for no answer
+	}{
+		{"truncated", []byte{0, 1}, "-"},
+		{"short missing file", (&Packet{Op: OpRRQ, Filename: "x", Mode: "octet"}).Append(nil), ""},
+		{"long missing file", (&Packet{Op: OpRRQ, Filename: "a/rather/long/name/that/is/missing", Mode: "octet"}).Append(nil), "file not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewServer(ServerConfig{Addr: srv}, fstest.MapFS{}, nil)
+			s.Step(0, spec.Input{Kind: spec.InStart}, nil)
+			s.Step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: srv}, nil)
+			got := "-"
+			for _, o := range s.Step(0, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: from, Data: tc.req}, nil) {
+				if o.Kind != spec.OutSend {
+					continue
+				}
+				var p Packet
+				if err := Decode(o.Data, &p); err != nil || p.Op != OpERROR || len(o.Data) > len(tc.req) {
+					t.Fatalf("answered %d bytes %q to a %d-byte request", len(o.Data), o.Data, len(tc.req))
+				}
+				got = p.Msg
+			}
+			if got != tc.want {
+				t.Errorf("message %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -141,10 +141,13 @@ const (
 // Server is the TFTP server machine. It reads files through an fs.FS and
 // writes through a Store, only under names file.ValidName accepts.
 type Server struct {
-	cfg   ServerConfig
-	fsys  fs.FS
-	store Store
-	ip    netip.Addr // the main socket's address, for transfer sockets
+	// reqSize is the size of the request being answered on the main
+	// socket (0: none): a refusal is never larger.
+	reqSize int
+	cfg     ServerConfig
+	fsys    fs.FS
+	store   Store
+	ip      netip.Addr // the main socket's address, for transfer sockets
 	// local is the Local of the request being handled: the address a
 	// transfer socket binds when the main socket's is unspecified.
 	local    netip.Addr
@@ -162,6 +165,7 @@ type Server struct {
 type serverCounters struct {
 	requests, rrq, wrq, malformed, notRequest, tooLong, lowPort, dupRequests, busy, unanswered,
 	refused, notFound, writeRefused, served, received, failed, overdue, bytesSent, bytesReceived uint64
+	errorsShortened, errorsDropped uint64
 }
 
 type serverXfer struct {
@@ -205,6 +209,8 @@ func (s *Server) Counters() []spec.Counter {
 	c := &s.c
 	return append([]spec.Counter{
 		{Name: "requests", Value: c.requests},
+		{Name: "errors_shortened", Value: c.errorsShortened},
+		{Name: "errors_dropped", Value: c.errorsDropped},
 		{Name: "read_requests", Value: c.rrq},
 		{Name: "write_requests", Value: c.wrq},
 		{Name: "malformed", Value: c.malformed + s.st.malformed},
@@ -319,6 +325,8 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 		return append(out, spec.Debug("tftp: dropped a datagram that is not a request", slog.String("from", from.String()), slog.Int("len", len(in.Data))))
 	}
 	s.c.requests++
+	s.reqSize = len(in.Data)
+	defer func() { s.reqSize = 0 }()
 	if len(in.Data) > MaxRequest {
 		s.c.tooLong++
 		return s.refuse(from, ErrIllegal, fmt.Sprintf("request longer than %d bytes", MaxRequest), out)
@@ -421,7 +429,19 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 // datagram per request, and none for requests the server drops.
 func (s *Server) refuse(to netip.AddrPort, code ErrCode, msg string, out []spec.Output) []spec.Output {
 	out = append(out, spec.Debug("tftp: refused a request", slog.String("from", to.String()), slog.Int("code", int(code)), slog.String("msg", msg)))
-	return append(out, spec.SendFrom(sockMain, s.local, to, AppendError(nil, code, msg)))
+	// The request's source is not validated: the refusal must not be
+	// larger than the request, or forged requests would make the server
+	// an amplifier. The code alone says what went wrong when the message
+	// does not fit; a request shorter than even that gets nothing.
+	b := AppendError(nil, code, msg)
+	if s.reqSize > 0 && len(b) > s.reqSize {
+		if b = AppendError(b[:0], code, ""); len(b) > s.reqSize {
+			s.c.errorsDropped++
+			return out
+		}
+		s.c.errorsShortened++
+	}
+	return append(out, spec.SendFrom(sockMain, s.local, to, b))
 }
 
 // openFile opens a read request's file: a regular file, read at offsets.

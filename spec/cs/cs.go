@@ -56,8 +56,11 @@ type ServerConfig struct {
 	// transport has taken the last one, so memory per client is bounded
 	// by the file, shared, plus nothing.
 	Piece int `json:"piece,omitempty"`
-	// MaxStreams bounds concurrent clients (default 4096).
+	// MaxStreams bounds concurrent clients (default 4096), MaxPerAddr
+	// those from one IP address (default 64), so that one host holding
+	// connections it never reads cannot take every place.
 	MaxStreams int `json:"maxStreams,omitempty"`
+	MaxPerAddr int `json:"maxPerAddr,omitempty"`
 }
 
 // Server streams its file to every client that connects, then closes.
@@ -65,6 +68,7 @@ type Server struct {
 	cfg     ServerConfig
 	data    []byte
 	streams map[spec.Stream]*download
+	perAddr map[netip.Addr]int
 	dead    map[spec.Stream]bool // reset before they were accepted
 	// last is the highest accepted stream id seen. Runners number
 	// accepted streams in the order they are accepted, so only a reset
@@ -93,7 +97,10 @@ func NewServer(cfg ServerConfig, data []byte) *Server {
 	if cfg.MaxStreams <= 0 {
 		cfg.MaxStreams = 4096
 	}
-	return &Server{cfg: cfg, data: data, streams: map[spec.Stream]*download{}, dead: map[spec.Stream]bool{}}
+	if cfg.MaxPerAddr <= 0 {
+		cfg.MaxPerAddr = 64
+	}
+	return &Server{cfg: cfg, data: data, streams: map[spec.Stream]*download{}, perAddr: map[netip.Addr]int{}, dead: map[spec.Stream]bool{}}
 }
 
 // Counters implements spec.Inspector.
@@ -134,10 +141,16 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			delete(s.dead, in.Stream)
 			return out
 		}
-		if len(s.streams) >= s.cfg.MaxStreams {
+		a := in.Addr.Addr().Unmap()
+		switch {
+		case len(s.streams) >= s.cfg.MaxStreams:
 			s.c.refused++
 			return append(out, spec.Abort(in.Stream), spec.Warn("cs: too many clients, refusing", slog.String("from", in.Addr.String())))
+		case s.perAddr[a] >= s.cfg.MaxPerAddr:
+			s.c.refused++
+			return append(out, spec.Abort(in.Stream), spec.Debug("cs: too many clients from the address, refusing", slog.String("from", in.Addr.String())))
 		}
+		s.perAddr[a]++
 		s.c.accepted++
 		d := &download{from: in.Addr, started: now}
 		s.streams[in.Stream] = d
@@ -165,7 +178,7 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			// still gets the whole file.
 			return out
 		}
-		delete(s.streams, in.Stream)
+		s.forget(in.Stream, d)
 		s.c.reset++
 		out = append(out, spec.Info("cs: client gone before the end", slog.String("from", d.from.String()), slog.Int64("sent", d.sent), slog.String("err", in.Err)))
 	case spec.InStop:
@@ -174,10 +187,19 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 	return out
 }
 
+// forget releases a download's place.
+func (s *Server) forget(st spec.Stream, d *download) {
+	delete(s.streams, st)
+	a := d.from.Addr().Unmap()
+	if s.perAddr[a]--; s.perAddr[a] <= 0 {
+		delete(s.perAddr, a)
+	}
+}
+
 // pump queues the next piece, or closes the stream after the last.
 func (s *Server) pump(now spec.Time, st spec.Stream, d *download, out []spec.Output) []spec.Output {
 	if d.sent >= int64(len(s.data)) {
-		delete(s.streams, st)
+		s.forget(st, d)
 		s.c.served++
 		el := now.Sub(d.started)
 		return append(out, spec.Close(st),

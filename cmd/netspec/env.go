@@ -210,13 +210,15 @@ func tableOf(title string, header []string, rows [][]string) scenario.Table {
 type quietServer struct {
 	heard atomic.Bool
 	t     *time.Timer
+	done  chan struct{} // closed when the timer's function has run
 }
 
 // warnIfQuiet starts the watch; call heard when the server answers and
 // stop when the command ends. plan says what the client does meanwhile.
 func warnIfQuiet(e *env, cmd string, server netip.AddrPort, plan string) *quietServer {
-	q := &quietServer{}
+	q := &quietServer{done: make(chan struct{})}
 	q.t = time.AfterFunc(3*time.Second, func() {
+		defer close(q.done)
 		if !q.heard.Load() {
 			fmt.Fprintf(e.stderr, "netspec: %s: no answer from %s yet; %s\n", cmd, server, plan)
 		}
@@ -225,4 +227,10 @@ func warnIfQuiet(e *env, cmd string, server netip.AddrPort, plan string) *quietS
 }
 
 func (q *quietServer) hear() { q.heard.Store(true) }
-func (q *quietServer) stop() { q.t.Stop() }
+// stop cancels the warning, or waits for it if it is being written, so
+// that nothing is written to stderr after the command has returned.
+func (q *quietServer) stop() {
+	if !q.t.Stop() {
+		<-q.done
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -28,8 +27,10 @@ func need(t *testing.T, tools ...string) {
 	}
 }
 
+// runCmd runs netspec in-process. Commands write from several goroutines
+// (runners, timers), as they may to a file; the buffers are safe for it.
 func runCmd(args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
+	var out, errb syncBuffer
 	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }

@@ -227,6 +227,7 @@ func warnIfQuiet(e *env, cmd string, server netip.AddrPort, plan string) *quietS
 }
 
 func (q *quietServer) hear() { q.heard.Store(true) }
+
 // stop cancels the warning, or waits for it if it is being written, so
 // that nothing is written to stderr after the command has returned.
 func (q *quietServer) stop() {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/netspec/netspec/spec/chat"
 )
 
 func TestChatExitCodes(t *testing.T) {
@@ -179,8 +181,8 @@ func (c *nc) join(t *testing.T, nick, welcome string) {
 	c.say(t, "/nick "+nick)
 	var tok string
 	for _, l := range c.out.await(t, c.name, welcome, true) {
-		if _, after, ok := strings.Cut(l, "type /ok "); ok && strings.HasPrefix(l, welcome) {
-			tok, _, _ = strings.Cut(after, " ")
+		if strings.HasPrefix(l, welcome) {
+			tok = string(chat.TokenAsked([]byte(l)))
 		}
 	}
 	if tok == "" {

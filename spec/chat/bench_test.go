@@ -1,7 +1,6 @@
 package chat_test
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -38,8 +37,7 @@ func populate(tb testing.TB, n int, seq bool) (*chat.Server, spec.Time, [][]byte
 		out = s.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: memberAddr(i), Data: join}, out[:0])
 		// Send the welcome's token back, as clients do.
 		for _, o := range out {
-			if _, after, ok := bytes.Cut(o.Data, []byte("type /ok ")); ok && o.Kind == spec.OutSend && o.Addr == memberAddr(i) {
-				tok, _, _ := bytes.Cut(after, []byte(" "))
+			if tok := chat.TokenAsked(o.Data); tok != nil && o.Kind == spec.OutSend && o.Addr == memberAddr(i) {
 				ok := append([]byte("/ok "), tok...)
 				if seq {
 					ok = append(chat.AppendHeader(nil, chat.Header{Session: uint64(i + 1)}), ok...)

@@ -403,7 +403,7 @@ func (c *Client) control(now spec.Time, text string, out []spec.Output, inOrder 
 			break
 		}
 		ms, err := strconv.ParseUint(string(f[2]), 10, 32)
-		if err != nil || ms == 0 || len(f[3]) > 64 {
+		if err != nil || ms == 0 || len(f[3]) > MaxToken {
 			break
 		}
 		c.nick = string(f[1])
@@ -432,7 +432,7 @@ func (c *Client) control(now spec.Time, text string, out []spec.Output, inOrder 
 	case "token":
 		// The server has not had our token (the welcome, or our
 		// answer, was lost): answer again.
-		if len(f) == 2 && len(f[1]) <= 64 {
+		if len(f) == 2 && len(f[1]) <= MaxToken {
 			c.token, c.ok = string(f[1]), false
 			if c.state == stateActive {
 				out = c.heartbeat(now, out)

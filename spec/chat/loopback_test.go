@@ -1,7 +1,6 @@
 package chat_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -84,8 +83,7 @@ func startLoopback(tb testing.TB, n int, seq bool) *loopback {
 				}
 				l.delivered.Add(1)
 				// The welcome: send its token back, as clients do.
-				if _, after, ok := bytes.Cut(buf[:n], []byte("type /ok ")); ok {
-					tok, _, _ := bytes.Cut(after, []byte(" "))
+				if tok := chat.TokenAsked(buf[:n]); tok != nil {
 					l.send(tb, i, 0, "/ok "+string(tok))
 				}
 			}

@@ -92,12 +92,8 @@ func (p *Plain) answer(line []byte, out []spec.Output) []spec.Output {
 	}
 	switch {
 	case bytes.HasPrefix(line, []byte("*** welcome ")), bytes.HasPrefix(line, []byte("*** type /ok ")):
-		_, after, ok := bytes.Cut(line, []byte("type /ok "))
-		if !ok {
-			return out
-		}
-		tok, _, _ := bytes.Cut(after, []byte(" "))
-		if len(tok) == 0 || len(tok) > 64 {
+		tok := TokenAsked(line)
+		if tok == nil {
 			return out
 		}
 		p.token = append([]byte(nil), tok...)

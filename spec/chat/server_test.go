@@ -68,14 +68,7 @@ func (b *bench) dgram(now time.Duration, from netip.AddrPort, data string) map[n
 }
 
 // tokenIn returns the token a welcome in d asks for, or "".
-func tokenIn(d string) string {
-	_, after, ok := strings.Cut(d, "type /ok ")
-	if !ok {
-		return ""
-	}
-	tok, _, _ := strings.Cut(after, " ")
-	return tok
-}
+func tokenIn(d string) string { return string(chat.TokenAsked([]byte(d))) }
 
 func sends(out []spec.Output) map[netip.AddrPort][]string {
 	m := map[netip.AddrPort][]string{}

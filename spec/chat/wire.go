@@ -317,3 +317,20 @@ func ParseLine(b []byte) Line {
 	}
 	return Line{Kind: LineOther, Text: string(b)}
 }
+
+// MaxToken bounds the token a client takes from a welcome or reminder.
+const MaxToken = 64
+
+// TokenAsked returns the token that b (a welcome or a reminder, behind a
+// header or not) asks its member to send back with "/ok TOKEN", or nil.
+func TokenAsked(b []byte) []byte {
+	_, after, ok := bytes.Cut(b, []byte("type /ok "))
+	if !ok {
+		return nil
+	}
+	tok, _, _ := bytes.Cut(after, []byte(" "))
+	if len(tok) == 0 || len(tok) > MaxToken {
+		return nil
+	}
+	return tok
+}

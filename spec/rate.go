@@ -1,6 +1,9 @@
 package spec
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Rate is a rate limit kept as GCRA (a token bucket without a timer):
 // Burst events at once, then one per Every on average. The state per
@@ -33,4 +36,34 @@ func (r Rate) Allow(now Time, tat *Time) bool {
 	}
 	*tat = t.Add(r.Every)
 	return true
+}
+
+// PerAddr counts a server's connections by IP address, so that one host
+// holding connections open cannot take every place. The zero value
+// allows none; use NewPerAddr.
+type PerAddr struct {
+	n   map[netip.Addr]int
+	max int
+}
+
+// NewPerAddr allows max connections per address.
+func NewPerAddr(max int) PerAddr { return PerAddr{n: map[netip.Addr]int{}, max: max} }
+
+// Take counts one more connection from a and reports true, or reports
+// false if a already holds its max.
+func (p *PerAddr) Take(a netip.Addr) bool {
+	a = a.Unmap()
+	if p.n[a] >= p.max {
+		return false
+	}
+	p.n[a]++
+	return true
+}
+
+// Release gives back one of a's places.
+func (p *PerAddr) Release(a netip.Addr) {
+	a = a.Unmap()
+	if p.n[a]--; p.n[a] <= 0 {
+		delete(p.n, a)
+	}
 }

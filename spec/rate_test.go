@@ -1,6 +1,8 @@
 package spec_test
 
 import (
+	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -46,5 +48,20 @@ func TestRate(t *testing.T) {
 	}
 	if spec.NewRate(0, 5) != (spec.Rate{}) {
 		t.Error("NewRate(0, ...) is a limit")
+	}
+}
+
+// PerAddr allows max places per address, counts an IPv4-mapped address
+// as its IPv4 one, and frees a place on Release.
+func TestPerAddr(t *testing.T) {
+	p := spec.NewPerAddr(2)
+	a, mapped, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("::ffff:192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	got := []bool{p.Take(a), p.Take(mapped), p.Take(a), p.Take(b)}
+	if fmt.Sprint(got) != "[true true false true]" {
+		t.Fatalf("takes %v", got)
+	}
+	p.Release(mapped)
+	if !p.Take(a) || p.Take(a) {
+		t.Fatal("a released place was not freed once")
 	}
 }

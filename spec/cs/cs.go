@@ -68,7 +68,7 @@ type Server struct {
 	cfg     ServerConfig
 	data    []byte
 	streams map[spec.Stream]*download
-	perAddr map[netip.Addr]int
+	perAddr spec.PerAddr
 	dead    map[spec.Stream]bool // reset before they were accepted
 	// last is the highest accepted stream id seen. Runners number
 	// accepted streams in the order they are accepted, so only a reset
@@ -100,7 +100,7 @@ func NewServer(cfg ServerConfig, data []byte) *Server {
 	if cfg.MaxPerAddr <= 0 {
 		cfg.MaxPerAddr = 64
 	}
-	return &Server{cfg: cfg, data: data, streams: map[spec.Stream]*download{}, perAddr: map[netip.Addr]int{}, dead: map[spec.Stream]bool{}}
+	return &Server{cfg: cfg, data: data, streams: map[spec.Stream]*download{}, perAddr: spec.NewPerAddr(cfg.MaxPerAddr), dead: map[spec.Stream]bool{}}
 }
 
 // Counters implements spec.Inspector.
@@ -141,16 +141,14 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			delete(s.dead, in.Stream)
 			return out
 		}
-		a := in.Addr.Addr().Unmap()
 		switch {
 		case len(s.streams) >= s.cfg.MaxStreams:
 			s.c.refused++
 			return append(out, spec.Abort(in.Stream), spec.Warn("cs: too many clients, refusing", slog.String("from", in.Addr.String())))
-		case s.perAddr[a] >= s.cfg.MaxPerAddr:
+		case !s.perAddr.Take(in.Addr.Addr()):
 			s.c.refused++
 			return append(out, spec.Abort(in.Stream), spec.Debug("cs: too many clients from the address, refusing", slog.String("from", in.Addr.String())))
 		}
-		s.perAddr[a]++
 		s.c.accepted++
 		d := &download{from: in.Addr, started: now}
 		s.streams[in.Stream] = d
@@ -190,10 +188,7 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 // forget releases a download's place.
 func (s *Server) forget(st spec.Stream, d *download) {
 	delete(s.streams, st)
-	a := d.from.Addr().Unmap()
-	if s.perAddr[a]--; s.perAddr[a] <= 0 {
-		delete(s.perAddr, a)
-	}
+	s.perAddr.Release(d.from.Addr())
 }
 
 // pump queues the next piece, or closes the stream after the last.

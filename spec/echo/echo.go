@@ -79,7 +79,7 @@ type Server struct {
 	port    uint16 // the UDP port bound, once known
 	limit   *sourceLimit
 	streams map[spec.Stream]conn
-	perAddr map[netip.Addr]int
+	perAddr spec.PerAddr
 	sweep   bool // the idle timer is set
 	c       serverCounters
 }
@@ -122,7 +122,7 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.Sources <= 0 {
 		cfg.Sources = DefaultSources
 	}
-	s := &Server{cfg: cfg, port: cfg.UDP.Port(), streams: map[spec.Stream]conn{}, perAddr: map[netip.Addr]int{}}
+	s := &Server{cfg: cfg, port: cfg.UDP.Port(), streams: map[spec.Stream]conn{}, perAddr: spec.NewPerAddr(cfg.MaxPerAddr)}
 	if cfg.SourceRate > 0 {
 		s.limit = newSourceLimit(cfg.SourceRate, cfg.SourceBurst, cfg.Sources)
 	}
@@ -178,12 +178,11 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		case len(s.streams) >= s.cfg.MaxStreams:
 			s.c.refused++
 			return append(out, spec.Abort(in.Stream), spec.Warn("echo: connection limit reached, refusing", slog.String("from", in.Addr.String())))
-		case s.perAddr[a] >= s.cfg.MaxPerAddr:
+		case !s.perAddr.Take(a):
 			s.c.refused++
 			return append(out, spec.Abort(in.Stream), spec.Debug("echo: connection limit for the address reached, refusing", slog.String("from", in.Addr.String())))
 		}
 		s.c.streams++
-		s.perAddr[a]++
 		s.streams[in.Stream] = conn{addr: a, last: now}
 		if !s.sweep {
 			s.sweep = true
@@ -254,9 +253,7 @@ func (s *Server) forget(st spec.Stream) {
 		return
 	}
 	delete(s.streams, st)
-	if s.perAddr[c.addr]--; s.perAddr[c.addr] <= 0 {
-		delete(s.perAddr, c.addr)
-	}
+	s.perAddr.Release(c.addr)
 }
 
 // sweepIdle resets the connections idle for Idle, in stream order (so

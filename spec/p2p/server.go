@@ -136,7 +136,7 @@ type Server struct {
 	// perAddr counts connections by IP address; silent is the accepted
 	// connections not yet heard CHEL from, oldest first, and helloAt
 	// when the timer that resets them is set (0: not set).
-	perAddr map[netip.Addr]int
+	perAddr spec.PerAddr
 	silent  []*sconn
 	helloAt spec.Time
 	// lastAccepted is the highest accepted stream id seen.
@@ -222,7 +222,7 @@ func NewServer(cfg ServerConfig, c *Content) *Server {
 		rng:     spec.NewRand(cfg.Seed),
 		conns:   map[spec.Stream]*sconn{},
 		dead:    map[spec.Stream]bool{},
-		perAddr: map[netip.Addr]int{},
+		perAddr: spec.NewPerAddr(cfg.MaxPerAddr),
 		holders: make([]int32, c.Chunks()),
 		pace:    newPacer(cfg.UploadRate, cfg.Backlog, cfg.Window),
 	}
@@ -269,17 +269,15 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			delete(s.dead, in.Stream)
 			break
 		}
-		a := in.Addr.Addr().Unmap()
 		switch {
 		case len(s.conns) >= s.cfg.MaxConns:
 			s.cnt.refused++
 			return append(out, spec.Abort(in.Stream), spec.Warn("p2p: connection limit reached, refusing", slog.String("from", in.Addr.String())))
-		case s.perAddr[a] >= s.cfg.MaxPerAddr:
+		case !s.perAddr.Take(in.Addr.Addr()):
 			s.cnt.refused++
 			return append(out, spec.Abort(in.Stream), spec.Debug("p2p: connection limit for the address reached, refusing", slog.String("from", in.Addr.String())))
 		}
 		s.cnt.conns++
-		s.perAddr[a]++
 		c := &sconn{st: in.Stream, remote: in.Addr, since: now, p: NewParser(Requests, Limits{Data: 1})}
 		s.conns[in.Stream] = c
 		s.silent = append(s.silent, c)
@@ -396,10 +394,7 @@ func (s *Server) drop(c *sconn) {
 	}
 	c.gone = true
 	delete(s.conns, c.st)
-	a := c.remote.Addr().Unmap()
-	if s.perAddr[a]--; s.perAddr[a] <= 0 {
-		delete(s.perAddr, a)
-	}
+	s.perAddr.Release(c.remote.Addr())
 	s.leave(c)
 	s.pace.acked(c.clear())
 	c.dead = true

@@ -164,3 +164,21 @@ func FuzzClient(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTokenAsked: whatever a server sends, the token taken from it is
+// nil or 1 to MaxToken bytes of the datagram without a space, never a
+// panic.
+func FuzzTokenAsked(f *testing.F) {
+	f.Add([]byte("*** welcome alice: 1 member(s) online; type /ok 1a2b3c4d to hear the chat\n"))
+	f.Add([]byte(hdr(5, 1) + "^token x^\n*** type /ok \n"))
+	f.Add([]byte("type /ok " + strings.Repeat("z", 80)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tok := chat.TokenAsked(b)
+		if tok == nil {
+			return
+		}
+		if len(tok) == 0 || len(tok) > chat.MaxToken || bytes.ContainsRune(tok, ' ') || !bytes.Contains(b, tok) {
+			t.Fatalf("token %q from %q", tok, b)
+		}
+	})
+}

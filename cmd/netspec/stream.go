@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/netspec/netspec/impl"
 	"github.com/netspec/netspec/spec"
@@ -45,18 +46,64 @@ func (f *delayFlag) Set(s string) error {
 	return nil
 }
 
+// maxDelay is the longest delay or report interval a listener accepts
+// in a WELCOME (see stream.DecodeWelcome).
+const maxDelay = 24 * time.Hour
+
 func parseDelay(s string) (time.Duration, error) {
-	if secs, err := strconv.ParseFloat(s, 64); err == nil {
-		if secs <= 0 || secs > 86400 {
-			return 0, fmt.Errorf("delay %q out of range", s)
-		}
-		return time.Duration(secs * float64(time.Second)), nil
-	}
 	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
+	if secs, ferr := strconv.ParseFloat(s, 64); ferr == nil {
+		// !(in range) also catches NaN; a delay that rounds to 0ns is
+		// as bad as 0.
+		if !(secs > 0 && secs <= maxDelay.Seconds()) {
+			return 0, fmt.Errorf("delay %q out of range (0 to %v)", s, maxDelay)
+		}
+		d, err = time.Duration(secs*float64(time.Second)), nil
+	}
+	switch {
+	case err != nil:
 		return 0, fmt.Errorf("bad delay %q (want e.g. 2, 0.5 or 20ms)", s)
+	case d <= 0 || d > maxDelay:
+		return 0, fmt.Errorf("delay %q out of range (0 to %v)", s, maxDelay)
 	}
 	return d, nil
+}
+
+// termSafe returns s fit to print on a terminal: C0 controls but TAB,
+// DEL, C1 controls and bytes that are not UTF-8 are escaped (\x1b), so
+// text from the network (a CNAME, a chat line) can neither drive the
+// terminal nor start a line of its own that looks like ours. Other text,
+// emoji sequences with their joiners included, is left as it is.
+func termSafe(s string) string {
+	bad := func(r rune, n int) bool {
+		return (r == utf8.RuneError && n <= 1) || (r < 0x20 && r != '\t') || (r >= 0x7f && r <= 0x9f)
+	}
+	i := 0
+	for i < len(s) {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if bad(r, n) {
+			break
+		}
+		i += n
+	}
+	if i == len(s) {
+		return s
+	}
+	var b strings.Builder
+	b.WriteString(s[:i])
+	for i < len(s) {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case bad(r, n):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // randomUint64 draws from the operating system's generator: a real
@@ -104,8 +151,12 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 	switch {
 	case !addr.ap.IsValid():
 		return usagef("stream serve: give --addr ADDR")
-	case *interval <= 0 || *expire < 2 || *maxSubs < 1 || *joinRate < 1 || *report < 0:
-		return usagef("stream serve: --interval must be > 0, --expire >= 2, --max-subscribers and --join-rate >= 1, --report >= 0")
+	case *interval < stream.MinReportInterval || *interval > maxDelay:
+		return usagef("stream serve: --interval must be between %v and %v", stream.MinReportInterval, maxDelay)
+	case *expire < 2 || *expire > stream.MaxExpireAfter:
+		return usagef("stream serve: --expire must be between 2 and %d", stream.MaxExpireAfter)
+	case *maxSubs < 1 || *joinRate < 1 || *report < 0:
+		return usagef("stream serve: --max-subscribers and --join-rate must be >= 1, --report >= 0")
 	case *loss < 0 || *loss >= 1:
 		return usagef("stream serve: --loss must be in [0, 1)")
 	}
@@ -132,10 +183,10 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 				fmt.Fprintf(e.stdout, "stream: listening on %s (ssrc 0x%08x), a packet every %v\n", l.Addr, l.SSRC, delay.d)
 			case "subscribed":
 				a := ev.Value.(stream.Arrival)
-				fmt.Fprintf(e.stdout, "+ %s joined (ssrc 0x%08x, %s) at index %d\n", a.Addr, a.SSRC, a.CNAME, a.FirstIndex)
+				fmt.Fprintf(e.stdout, "+ %s joined (ssrc 0x%08x, %s) at index %d\n", a.Addr, a.SSRC, termSafe(a.CNAME), a.FirstIndex)
 			case "unsubscribed":
 				d := ev.Value.(stream.Departure)
-				fmt.Fprintf(e.stdout, "- %s left: %s (%d packets sent)\n", d.Addr, d.Reason, d.Sent)
+				fmt.Fprintf(e.stdout, "- %s left: %s (%d packets sent)\n", d.Addr, termSafe(d.Reason), d.Sent)
 			case "subscribers":
 				rows := ev.Value.([]stream.SubscriberInfo)
 				if *asJSON {
@@ -184,7 +235,7 @@ func renderSubscribers(w io.Writer, now spec.Time, rows []stream.SubscriberInfo)
 			frac = fmt.Sprintf("%.1f%%", float64(r.FractionLost)*100/256)
 			jit = fmt.Sprintf("%.2fms", float64(r.JitterUs)/1000)
 		}
-		if err := t.Append(r.Addr, r.CNAME, r.For.Round(time.Second).String(), fmt.Sprint(r.Sent), fmt.Sprint(r.Reports),
+		if err := t.Append(r.Addr, termSafe(r.CNAME), r.For.Round(time.Second).String(), fmt.Sprint(r.Sent), fmt.Sprint(r.Reports),
 			r.LastHeard.Round(time.Millisecond).String()+" ago", ext, lost, frac, jit,
 			fmt.Sprint(r.Packets), fmt.Sprint(r.Duplicates), fmt.Sprint(r.Reordered), fmt.Sprint(r.Sum)); err != nil {
 			return err
@@ -255,7 +306,7 @@ func streamListen(ctx context.Context, e *env, args []string) error {
 				}
 			case "bye":
 				if !*asJSON {
-					fmt.Fprintf(&out, "the server said goodbye: %s\n", ev.Text)
+					fmt.Fprintf(&out, "the server said goodbye: %s\n", termSafe(ev.Text))
 				}
 			case "stats":
 				st := ev.Value.(stream.Stats)

@@ -36,6 +36,13 @@ func TestStreamExitCodes(t *testing.T) {
 		{[]string{"stream", "serve", "--addr", ":0", "-2"}, 2},
 		{[]string{"stream", "serve", "--addr", ":0", "1", "2"}, 2},
 		{[]string{"stream", "serve", "--addr", ":0", "--delay", "0s"}, 2},
+		{[]string{"stream", "serve", "--addr", ":0", "NaN"}, 2},
+		{[]string{"stream", "serve", "--addr", ":0", "1e-12"}, 2},
+		{[]string{"stream", "serve", "--addr", ":0", "25h"}, 2},
+		{[]string{"stream", "serve", "--addr", ":0", "--delay", "86401"}, 2},
+		{[]string{"stream", "serve", "--addr", ":0", "--interval", "1ns"}, 2},
+		{[]string{"stream", "serve", "--addr", ":0", "--interval", "25h"}, 2},
+		{[]string{"stream", "serve", "--addr", ":0", "--expire", "4294967296"}, 2},
 		{[]string{"stream", "serve", "--addr", ":0", "--loss", "1"}, 2},
 		{[]string{"stream", "serve", "--addr", ":0", "--expire", "1"}, 2},
 		{[]string{"stream", "serve", "--addr", ":0", "--bogus"}, 2},
@@ -56,6 +63,27 @@ func TestStreamExitCodes(t *testing.T) {
 		}
 		if tc.code == 2 && strings.Count(strings.TrimSpace(stderr), "\n") > 0 && len(tc.args) > 1 {
 			t.Errorf("netspec %s: a bad command line should say one line, said:\n%s", strings.Join(tc.args, " "), stderr)
+		}
+	}
+}
+
+// What a listener or a server prints from the network (a CNAME, a BYE
+// reason, a chat line) cannot drive the terminal or forge a line.
+func TestTermSafe(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"listener-0123", "listener-0123"},
+		{"café 你好 👨‍👩‍👧 \u202e", "café 你好 👨‍👩‍👧 \u202e"},
+		{"a\tb", "a\tb"},
+		{"\x1b[31mred\x1b[0m", `\x1b[31mred\x1b[0m`},
+		{"x\n- 10.0.0.1:1 left: bye", `x\x0a- 10.0.0.1:1 left: bye`},
+		{"bell\a\r\x7f", `bell\x07\x0d\x7f`},
+		{"c1 \u0085 \u009b", `c1 \x85 \x9b`},
+		{"bad \xff\xfe utf8 \ufffd", "bad \\xff\\xfe utf8 \ufffd"},
+		{"", ""},
+	}
+	for _, tc := range tests {
+		if got := termSafe(tc.in); got != tc.want {
+			t.Errorf("termSafe(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

@@ -428,18 +428,26 @@ func (c *Client) control(now spec.Time, b []byte, out []spec.Output) []spec.Outp
 	return append(out, spec.Debug("stream: control packet a client does not take", slog.String("app", AppString(ctl.App.Subtype))))
 }
 
+// MinReportInterval is the shortest report interval: a server asks for
+// no less, and a listener takes a WELCOME's shorter interval as this, so
+// a hostile or forged WELCOME cannot make it send reports without pause.
+const MinReportInterval = 10 * time.Millisecond
+
 // reportDelay is the report interval randomised over [0.5, 1.5) of its
 // nominal value, as RFC 3550 §6.3.1 does, so receivers do not report in
 // lockstep.
 func (c *Client) reportDelay() time.Duration {
-	iv := time.Duration(c.welcome.Report)
+	iv := max(time.Duration(c.welcome.Report), MinReportInterval)
 	return iv/2 + time.Duration(c.rng.Int64N(int64(iv)))
 }
 
 // silence is how long without data means the server has dropped us.
 func (c *Client) silence() time.Duration {
 	w := c.welcome
-	return max(4*time.Duration(w.Interval), time.Duration(w.Expire)*time.Duration(w.Report))
+	// A server asks for at most MaxExpireAfter intervals of at most 24h:
+	// more would overflow.
+	expire := time.Duration(min(w.Expire, MaxExpireAfter))
+	return max(4*time.Duration(w.Interval), expire*max(time.Duration(w.Report), MinReportInterval))
 }
 
 // armSilence sets the silence timer. Data does not move it: when it

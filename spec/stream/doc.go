@@ -87,7 +87,11 @@
 // A compound whose APP carries another SSRC than its opening RR is
 // dropped. A WELCOME with a zero packet or report interval or expiry,
 // or an interval over 24 h, is rejected, and a client takes a WELCOME or
-// REFUSE only after it has had a CHALLENGE.
+// REFUSE only after it has had a CHALLENGE. A server asks for reports
+// at least MinReportInterval (10 ms) apart and for an expiry of at most
+// MaxExpireAfter (1000) intervals; a client takes a WELCOME's shorter
+// report interval, or longer expiry, as those bounds, so no WELCOME can
+// make it report without pause.
 //
 // # Address validation
 //

@@ -576,3 +576,70 @@ func FuzzClientDatagram(f *testing.F) {
 		}
 	})
 }
+
+// Out-of-range intervals and expiries can neither reach the wire
+// truncated (an ExpireAfter over 32 bits was sent as 0, which every
+// listener rejects) nor make a listener report without pause or set its
+// silence timer from an overflowed product.
+func TestIntervalBounds(t *testing.T) {
+	tests := []struct {
+		name       string
+		report     time.Duration
+		expire     int
+		wantReport time.Duration
+		wantExpire uint32
+	}{
+		{"defaults", 0, 0, time.Second, 5},
+		{"1ns reports", time.Nanosecond, 5, stream.MinReportInterval, 5},
+		{"expire beyond 32 bits", time.Second, 1 << 32, time.Second, stream.MaxExpireAfter},
+		{"expire 1001", time.Second, 1001, time.Second, stream.MaxExpireAfter},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newServerRig(t, stream.ServerConfig{ReportInterval: tc.report, ExpireAfter: tc.expire})
+			c, _ := stream.DecodeControl(sends(r.datagram(alice, stream.EncodeJoin(7, "cn", nil)), alice)[0])
+			got := sends(r.datagram(alice, stream.EncodeJoin(7, "cn", c.App.Data)), alice)
+			c, _ = stream.DecodeControl(got[0])
+			w, err := stream.DecodeWelcome(c.App.Data)
+			if err != nil || time.Duration(w.Report) != tc.wantReport || w.Expire != tc.wantExpire {
+				t.Fatalf("welcome %+v, %v; want report %v, expire %d", w, err, tc.wantReport, tc.wantExpire)
+			}
+		})
+	}
+	// A listener given a WELCOME outside those bounds (hostile or forged)
+	// keeps to them.
+	clients := []struct {
+		name string
+		w    stream.Welcome
+		// the report timer is due in [MinReportInterval/2, report), the
+		// silence timer at silence
+		report, silence time.Duration
+	}{
+		{"listener, 1ns reports", stream.Welcome{Interval: 1e6, Report: 1, Expire: 5}, 3 * stream.MinReportInterval / 2, 5 * stream.MinReportInterval},
+		{"listener, huge expiry", stream.Welcome{Interval: 1e6, Report: uint64(24 * time.Hour), Expire: 1<<32 - 1}, 36 * time.Hour, stream.MaxExpireAfter * 24 * time.Hour},
+	}
+	for _, tc := range clients {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newClientRig(t, stream.ClientConfig{Seed: 3})
+			r.step(spec.Input{Kind: spec.InStart})
+			r.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: alice})
+			r.datagram(serverAddr, stream.EncodeChallenge(77, "s", bytes.Repeat([]byte{1}, stream.CookieSize)))
+			out := r.datagram(serverAddr, stream.EncodeWelcome(77, "s", tc.w))
+			var report, silence spec.Time
+			for _, o := range kinds(out, spec.OutSetTimer) {
+				switch o.Timer {
+				case 2:
+					report = o.At
+				case 3:
+					silence = o.At
+				}
+			}
+			if d := report.Sub(r.now); d < stream.MinReportInterval/2 || d >= tc.report {
+				t.Errorf("report timer in %v, want [%v, %v)", d, stream.MinReportInterval/2, tc.report)
+			}
+			if d := silence.Sub(r.now); d != tc.silence {
+				t.Errorf("silence timer in %v, want %v", d, tc.silence)
+			}
+		})
+	}
+}

@@ -21,9 +21,9 @@ type ServerConfig struct {
 	// 1s).
 	Delay time.Duration `json:"delay,omitempty"`
 	// ReportInterval is how often subscribers must send a receiver
-	// report (default 1s); ExpireAfter is how many intervals of silence
-	// drop a subscriber (default 5, as RFC 3550 §6.3.5 times out
-	// participants; at least 2).
+	// report (default 1s, at least MinReportInterval); ExpireAfter is
+	// how many intervals of silence drop a subscriber (default 5, as RFC
+	// 3550 §6.3.5 times out participants; 2 to MaxExpireAfter).
 	ReportInterval time.Duration `json:"reportInterval,omitempty"`
 	ExpireAfter    int           `json:"expireAfter,omitempty"`
 	// MaxSubscribers bounds the subscribers (default 1024); JoinRate
@@ -63,10 +63,11 @@ func (c *ServerConfig) fill() {
 	if c.ReportInterval <= 0 {
 		c.ReportInterval = time.Second
 	}
+	c.ReportInterval = max(c.ReportInterval, MinReportInterval)
 	if c.ExpireAfter <= 0 {
 		c.ExpireAfter = 5
 	}
-	c.ExpireAfter = max(c.ExpireAfter, 2)
+	c.ExpireAfter = min(max(c.ExpireAfter, 2), MaxExpireAfter)
 	if c.MaxSubscribers <= 0 {
 		c.MaxSubscribers = 1024
 	}
@@ -80,6 +81,11 @@ func (c *ServerConfig) fill() {
 		c.MaxBurst = 16
 	}
 }
+
+// MaxExpireAfter bounds ServerConfig.ExpireAfter, so that it fits a
+// WELCOME's 32-bit field and the expiry, even at the longest report
+// interval, fits a time.Duration.
+const MaxExpireAfter = 1000
 
 // Expiry is how long a subscriber may stay silent.
 func (c ServerConfig) Expiry() time.Duration {

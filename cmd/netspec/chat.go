@@ -5,7 +5,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"fmt"
-	"time"
+	"io"
 
 	"github.com/netspec/netspec/impl"
 	"github.com/netspec/netspec/spec"
@@ -22,6 +22,13 @@ func chatGroup() *group {
 		},
 	}
 }
+
+// The range of chat serve --rate: a line in some 17 minutes at the
+// least, and at most what still leaves a nanosecond between lines.
+const (
+	minChatRate = 0.001
+	maxChatRate = 1e9
+)
 
 func chatServe(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("chat serve", "--addr ADDR [flags]",
@@ -44,14 +51,18 @@ func chatServe(ctx context.Context, e *env, args []string) error {
 	switch {
 	case !addr.ap.IsValid():
 		return usagef("chat serve: --addr ADDR is required")
-	case *interval < 10*time.Millisecond:
-		return usagef("chat serve: --interval must be at least 10ms")
+	case *interval < chat.MinInterval:
+		return usagef("chat serve: --interval must be at least %v", chat.MinInterval)
 	case *maxMembers < 1:
 		return usagef("chat serve: --max-members must be at least 1")
 	case *maxLine < 1 || *maxLine > 8192:
 		return usagef("chat serve: --max-line must be between 1 and 8192")
-	case *rate < 0 || *burst < 1:
-		return usagef("chat serve: --rate must be >= 0 and --burst >= 1")
+	case *rate != 0 && !(*rate >= minChatRate && *rate <= maxChatRate):
+		// Also NaN, which refused every line, and rates so low that the
+		// time between lines overflowed, which did too.
+		return usagef("chat serve: --rate must be 0 (no limit) or between %g and %g", minChatRate, maxChatRate)
+	case *burst < 1:
+		return usagef("chat serve: --burst must be at least 1")
 	}
 	log, closeLog, err := logger(e)
 	if err != nil {
@@ -97,8 +108,8 @@ func chatJoin(ctx context.Context, e *env, args []string) error {
 	if *nick != "" && !chat.ValidNick([]byte(*nick)) {
 		return usagef("chat join: bad nick %q: 1-16 letters, digits, _ or -, starting with a letter", *nick)
 	}
-	if *interval < 10*time.Millisecond {
-		return usagef("chat join: --interval must be at least 10ms")
+	if *interval < chat.MinInterval {
+		return usagef("chat join: --interval must be at least %v", chat.MinInterval)
 	}
 	log, closeLog, err := logger(e)
 	if err != nil {
@@ -112,7 +123,9 @@ func chatJoin(ctx context.Context, e *env, args []string) error {
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			switch ev.Name {
 			case "line":
-				fmt.Fprintln(e.stdout, ev.Text)
+				// A server checks what members send, but what arrives
+				// from its address may be forged, or a plain server's.
+				fmt.Fprintln(e.stdout, termSafe(ev.Text))
 			case "joined":
 				quiet.hear()
 			}
@@ -120,15 +133,47 @@ func chatJoin(ctx context.Context, e *env, args []string) error {
 	})
 	// The terminal: every line is a command; the end of input leaves.
 	go func() {
-		sc := bufio.NewScanner(e.stdin)
-		sc.Buffer(make([]byte, 0, 4096), 64<<10)
-		for sc.Scan() {
-			r.Command(spec.Command{Name: "line", Data: append([]byte(nil), sc.Bytes()...)})
-		}
-		if err := sc.Err(); err != nil {
+		err := readLines(e.stdin, maxInputLine, func(line []byte) {
+			r.Command(spec.Command{Name: "line", Data: line})
+		}, func(n int) {
+			fmt.Fprintf(e.stderr, "netspec: chat join: skipped a line of %d bytes (the limit is %d)\n", n, maxInputLine-1)
+		})
+		if err != nil {
 			fmt.Fprintf(e.stderr, "netspec: chat join: reading input: %v\n", err)
 		}
 		r.Command(spec.Command{Name: "quit"})
 	}()
 	return exitErr(r.Run(ctx))
+}
+
+// maxInputLine bounds a line typed to chat join; a server refuses much
+// shorter ones (--max-line is at most 8192) with a notice.
+const maxInputLine = 64 << 10
+
+// readLines calls line with each line of r (without its LF or CRLF, in a
+// buffer of its own) until the end of input, which it does not report
+// as an error. A line of max bytes or more is skipped, reported to long
+// with its length, so one oversized line (a paste, a binary file) does
+// not end the session.
+func readLines(r io.Reader, max int, line func([]byte), long func(n int)) error {
+	br := bufio.NewReaderSize(r, max)
+	for {
+		b, more, err := br.ReadLine()
+		if more {
+			n := len(b)
+			for more && err == nil {
+				b, more, err = br.ReadLine()
+				n += len(b)
+			}
+			long(n)
+		} else if err == nil {
+			line(append([]byte(nil), b...))
+		}
+		switch {
+		case err == io.EOF:
+			return nil
+		case err != nil:
+			return err
+		}
+	}
 }

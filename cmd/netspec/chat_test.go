@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,11 @@ func TestChatExitCodes(t *testing.T) {
 		{[]string{"chat", "serve", "--addr", "not an address"}, 2},
 		{[]string{"chat", "serve", "--addr", ":0", "--interval", "0s"}, 2},
 		{[]string{"chat", "serve", "--addr", ":0", "--interval", "soon"}, 2},
+		{[]string{"chat", "serve", "--addr", ":0", "--rate", "NaN"}, 2},
+		{[]string{"chat", "serve", "--addr", ":0", "--rate", "1e-300"}, 2},
+		{[]string{"chat", "serve", "--addr", ":0", "--rate", "Inf"}, 2},
+		{[]string{"chat", "serve", "--addr", ":0", "--burst", "0"}, 2},
+		{[]string{"chat", "join", "127.0.0.1:9", "--interval", "9ms"}, 2},
 		{[]string{"chat", "serve", "--addr", ":0", "--max-members", "0"}, 2},
 		{[]string{"chat", "serve", "--addr", ":0", "--rate", "-1"}, 2},
 		{[]string{"chat", "serve", "--addr", ":0", "extra"}, 2},
@@ -324,5 +330,34 @@ func TestChatJoinWithNetcat(t *testing.T) {
 		if l == "*** dave timed out" {
 			t.Fatal("dave was expired while his heartbeats ran")
 		}
+	}
+}
+
+// One line too long for chat join is skipped, with a word on stderr;
+// it used to end the session.
+func TestChatReadLines(t *testing.T) {
+	long := strings.Repeat("z", 100)
+	tests := []struct {
+		name, in string
+		lines    []string
+		skipped  []int
+	}{
+		{"plain", "a\nb\n", []string{"a", "b"}, nil},
+		{"crlf and no final newline", "a\r\n\nb", []string{"a", "", "b"}, nil},
+		{"long line in the middle", "a\n" + long + "\nb\n", []string{"a", "b"}, []int{100}},
+		{"long line at the end", "a\n" + long, []string{"a"}, []int{100}},
+		{"just under the limit", strings.Repeat("y", 31) + "\nb\n", []string{strings.Repeat("y", 31), "b"}, nil},
+		{"empty", "", nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var lines []string
+			var skipped []int
+			err := readLines(strings.NewReader(tc.in), 32, func(b []byte) { lines = append(lines, string(b)) },
+				func(n int) { skipped = append(skipped, n) })
+			if err != nil || !slices.Equal(lines, tc.lines) || !slices.Equal(skipped, tc.skipped) {
+				t.Fatalf("lines %q, skipped %v, err %v; want %q, %v", lines, skipped, err, tc.lines, tc.skipped)
+			}
+		})
 	}
 }

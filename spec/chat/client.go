@@ -305,8 +305,12 @@ func (c *Client) datagram(now spec.Time, from netip.AddrPort, data []byte, out [
 		// had this port.
 		c.c.Foreign++
 		return append(out, spec.Debug("chat: dropped datagram for another session", slog.Uint64("session", h.Session)))
-	case !ok || h.Seq == 0 || h.Membership == 0:
-		return c.lines(now, body, out, 0)
+	case !ok:
+		// No header: a plain server's line, or a forgery. The server
+		// sends control lines only behind our session's header.
+		return c.lines(now, body, out, 0, false)
+	case h.Seq == 0 || h.Membership == 0:
+		return c.lines(now, body, out, 0, true)
 	}
 	switch {
 	case h.Membership < c.mid:
@@ -338,7 +342,7 @@ func (c *Client) datagram(now spec.Time, from netip.AddrPort, data []byte, out [
 func (c *Client) deliver(now spec.Time, bodies [][]byte, out []spec.Output) []spec.Output {
 	for i, b := range bodies {
 		seq, body := untag(b)
-		out = c.lines(now, body, out, seq)
+		out = c.lines(now, body, out, seq, true)
 		bodies[i] = nil
 	}
 	c.deliv = bodies[:0]
@@ -368,9 +372,11 @@ func untag(b []byte) (uint32, []byte) {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), b[4:]
 }
 
-// lines shows a body's human lines and acts on its control lines; seq
-// is the number of the datagram that carried them (0: unsequenced).
-func (c *Client) lines(now spec.Time, body []byte, out []spec.Output, seq uint32) []spec.Output {
+// lines shows a body's human lines and acts on its control lines (if
+// control: the datagram had our session's header; else they are
+// dropped and counted); seq is the number of the datagram that carried
+// them (0: unsequenced).
+func (c *Client) lines(now spec.Time, body []byte, out []spec.Output, seq uint32, control bool) []spec.Output {
 	for len(body) > 0 {
 		var raw []byte
 		raw, body = nextLine(body)
@@ -379,9 +385,14 @@ func (c *Client) lines(now spec.Time, body []byte, out []spec.Output, seq uint32
 		}
 		l := ParseLine(raw)
 		l.Seq = seq
-		if l.Kind != LineControl {
+		switch {
+		case l.Kind != LineControl:
 			c.c.Lines++
 			out = append(out, spec.Emit(spec.Event{Name: "line", Text: string(raw), Value: l}))
+			continue
+		case !control:
+			c.c.Malformed++
+			out = append(out, spec.Debug("chat: dropped a control line without a header", slog.String("line", l.Text)))
 			continue
 		}
 		out = c.control(now, l.Text, out, seq != 0)
@@ -407,7 +418,7 @@ func (c *Client) control(now spec.Time, text string, out []spec.Output, inOrder 
 			break
 		}
 		c.nick = string(f[1])
-		c.interval = time.Duration(ms) * time.Millisecond
+		c.interval = max(time.Duration(ms)*time.Millisecond, MinInterval)
 		c.beat = c.interval / 3
 		c.token, c.ok = string(f[3]), false
 		out = append(out, spec.Emit(spec.Event{Name: "joined", Text: c.nick, Value: Joined{Nick: c.nick, Interval: c.interval}}))

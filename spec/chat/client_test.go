@@ -202,3 +202,38 @@ func TestPlainIsNc(t *testing.T) {
 		t.Fatalf("lines %q", lt)
 	}
 }
+
+// TestClientDistrustsWelcomes: control lines count only behind the
+// client's session's header (a datagram without one is a plain server's
+// or forged), and no welcome makes the client heartbeat more often than
+// a third of MinInterval.
+func TestClientDistrustsWelcomes(t *testing.T) {
+	tests := []struct {
+		name, data string
+		joined     bool          // a "joined" event
+		beat       time.Duration // when the heartbeat is due after it (if joined)
+	}{
+		{"headerless welcome", "^welcome evil 1 abc^\n", false, 0},
+		{"headerless after a line", "*** hi\n^welcome evil 1 abc^\n", false, 0},
+		{"1ms welcome", sh(500, 1) + "^welcome alice 1 abc^\n", true, chat.MinInterval / 3},
+		{"3s welcome", sh(500, 1) + "^welcome alice 3000 abc^\n", true, time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, c, _ := newClient(t, chat.ClientConfig{Nick: "alice"})
+			out := b.fromServer(time.Millisecond, tc.data)
+			if got := len(events(out, "joined")) == 1; got != tc.joined {
+				t.Fatalf("joined %v, want %v: %v", got, tc.joined, out)
+			}
+			if !tc.joined {
+				if len(sends(out)[srvAddr]) != 0 || c.Stats().Malformed == 0 {
+					t.Fatalf("a headerless control line was acted on: %v, %+v", out, c.Stats())
+				}
+				return
+			}
+			if when, ok := timerAt(out, 1); !ok || when != at(time.Millisecond+tc.beat) {
+				t.Fatalf("heartbeat at %v, want %v", when, at(time.Millisecond+tc.beat))
+			}
+		})
+	}
+}

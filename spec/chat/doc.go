@@ -89,7 +89,9 @@
 // session is not its own: a process that reuses a dead one's port never
 // shows what was meant for it. Such members also get control lines, which
 // plain clients never see (a line is a control line iff it starts with
-// "^"; no human line does):
+// "^"; no human line does), always behind the header: a client acts on
+// no control line of a datagram without one (a plain server's, or
+// forged) and drops it:
 //
 //	^welcome NICK INTERVAL_MS TOKEN^  after the welcome: your nick, the
 //	                            interval, the token to send back
@@ -205,7 +207,7 @@
 // number already passed, or already waiting, is a duplicate and is
 // dropped. At most 32 datagrams or 16 KiB wait per member; beyond that
 // everything waiting goes out. The numbers processed
-// only ever increase, so each send is broadcast at most once and a
+// only ever increase (after 4294967295 every number is stale), so each send is broadcast at most once and a
 // sender's lines are broadcast in the order it sent them, for as long as
 // the server lives: a restarted server remembers nothing of its
 // predecessor, so a datagram the network duplicated and held back across
@@ -261,7 +263,10 @@
 // configured Interval until then), moved on by every datagram it sends,
 // so a talking client sends no heartbeats. It sends a welcome's token
 // back at once, and in place of heartbeats until "^ok^" (again for a
-// "^token^"). If a welcome names it other than the nick it holds (it was expired, or the server restarted), it
+// "^token^"). It takes a welcome's INTERVAL_MS under MinInterval (10ms,
+// the least a server takes for Interval) as MinInterval. If a welcome
+// names it other than the nick it holds (it was expired, or the server
+// restarted), it
 // asks for its nick again, once per membership. On quit or EOF it sends
 // quit after Hold (on stop at once) up to QuitTries times, QuitTimeout
 // apart, and

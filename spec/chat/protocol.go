@@ -50,6 +50,11 @@ const (
 	DefaultRate        = 5.0
 	DefaultBurst       = 10
 	DefaultHold        = 100 * time.Millisecond
+	// MinInterval is the shortest silence limit: a server takes a
+	// shorter Interval as this, and a client a welcome's shorter one
+	// (it heartbeats every third of it), so a forged welcome cannot
+	// make it send heartbeats without pause.
+	MinInterval = 10 * time.Millisecond
 )
 
 // ServerConfig configures a chat server. Zero fields take the defaults.
@@ -57,7 +62,7 @@ type ServerConfig struct {
 	// Addr is the UDP address to serve.
 	Addr netip.AddrPort `json:"addr"`
 	// Interval is how long a member may stay silent before it is
-	// expired (default 10s, the seed's).
+	// expired (default 10s, the seed's; at least MinInterval).
 	Interval time.Duration `json:"interval,omitempty"`
 	// MaxMembers bounds the member table (default 4096).
 	MaxMembers int `json:"maxMembers,omitempty"`
@@ -90,6 +95,7 @@ func (c *ServerConfig) fill() {
 	if c.Interval <= 0 {
 		c.Interval = DefaultInterval
 	}
+	c.Interval = max(c.Interval, MinInterval)
 	if c.MaxMembers <= 0 {
 		c.MaxMembers = DefaultMaxMembers
 	}
@@ -143,6 +149,7 @@ func (c *ClientConfig) fill() {
 	if c.Interval <= 0 {
 		c.Interval = DefaultInterval
 	}
+	c.Interval = max(c.Interval, MinInterval)
 	if c.Hold <= 0 {
 		c.Hold = DefaultHold
 	}

@@ -637,3 +637,16 @@ func TestTokenValidation(t *testing.T) {
 		t.Errorf("counters %+v", st)
 	}
 }
+
+// An Interval below MinInterval is taken as MinInterval, by servers and
+// clients alike: members heartbeat every third of it.
+func TestIntervalFloor(t *testing.T) {
+	for _, iv := range []time.Duration{time.Nanosecond, time.Millisecond, chat.MinInterval - 1} {
+		if got := chat.NewServer(chat.ServerConfig{Interval: iv}).Config().Interval; got != chat.MinInterval {
+			t.Errorf("server Interval %v became %v, want %v", iv, got, chat.MinInterval)
+		}
+	}
+	if got := chat.NewServer(chat.ServerConfig{Interval: time.Second}).Config().Interval; got != time.Second {
+		t.Errorf("server Interval 1s became %v", got)
+	}
+}

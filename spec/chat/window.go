@@ -20,7 +20,11 @@ const (
 // then the gap is declared lost. The delivered sequence numbers only
 // ever increase, which is the whole guarantee: no duplicate, no reorder.
 type window struct {
-	next  uint32 // next sequence number to deliver; 0: not known yet
+	// next is the next sequence number to deliver (0: not known yet).
+	// It is wider than a sequence number: once 4294967295 has gone out
+	// it is 1<<32, and every number is stale, where a uint32 would wrap
+	// to "not known" and take the same numbers again.
+	next  uint64
 	slots []slot // waiting datagrams, sorted by seq, all > next
 	bytes int
 }
@@ -55,19 +59,19 @@ func (w *window) push(now spec.Time, seq uint32, data []byte, dst [][]byte, st *
 	// w.next == 0: the base is unknown (this membership began with a
 	// heartbeat, or after a restart): wait hold for lower numbers.
 	if w.next != 0 {
-		if seq < w.next {
+		if uint64(seq) < w.next {
 			return dst, stale
 		}
-		if seq-w.next >= windowSlots {
+		if uint64(seq)-w.next >= windowSlots {
 			// Too far ahead to wait for everything before it: slide the
 			// window so seq is its last slot.
-			dst = w.advance(seq-windowSlots+1, dst, st)
-			if seq < w.next {
+			dst = w.advance(uint64(seq)-windowSlots+1, dst, st)
+			if uint64(seq) < w.next {
 				return dst, duplicate // it was waiting, and just went out
 			}
 		}
 	}
-	if seq == w.next {
+	if uint64(seq) == w.next {
 		dst = append(dst, data)
 		w.next++
 		return w.drain(dst), delivered
@@ -91,19 +95,19 @@ func (w *window) push(now spec.Time, seq uint32, data []byte, dst [][]byte, st *
 
 // advance moves the window's base up to base: waiting datagrams below it
 // are delivered, the gaps among them declared lost.
-func (w *window) advance(base uint32, dst [][]byte, st *windowStats) [][]byte {
+func (w *window) advance(base uint64, dst [][]byte, st *windowStats) [][]byte {
 	n := 0
-	for n < len(w.slots) && w.slots[n].seq < base {
+	for n < len(w.slots) && uint64(w.slots[n].seq) < base {
 		s := w.slots[n]
-		st.lost += uint64(s.seq - w.next)
+		st.lost += uint64(s.seq) - w.next
 		dst = append(dst, s.data)
 		w.bytes -= len(s.data)
-		w.next = s.seq + 1
+		w.next = uint64(s.seq) + 1
 		n++
 	}
 	w.drop(n)
 	if w.next < base {
-		st.lost += uint64(base - w.next)
+		st.lost += base - w.next
 		w.next = base
 	}
 	return w.drain(dst)
@@ -112,7 +116,7 @@ func (w *window) advance(base uint32, dst [][]byte, st *windowStats) [][]byte {
 // drain delivers waiting datagrams that have become next in line.
 func (w *window) drain(dst [][]byte) [][]byte {
 	n := 0
-	for n < len(w.slots) && w.slots[n].seq == w.next {
+	for n < len(w.slots) && uint64(w.slots[n].seq) == w.next {
 		dst = append(dst, w.slots[n].data)
 		w.bytes -= len(w.slots[n].data)
 		w.next++
@@ -148,11 +152,11 @@ func (w *window) flush(dst [][]byte, st *windowStats) [][]byte {
 func (w *window) release(i int, dst [][]byte, st *windowStats) [][]byte {
 	for _, s := range w.slots[:i+1] {
 		if w.next != 0 {
-			st.lost += uint64(s.seq - w.next)
+			st.lost += uint64(s.seq) - w.next
 		}
 		dst = append(dst, s.data)
 		w.bytes -= len(s.data)
-		w.next = s.seq + 1
+		w.next = uint64(s.seq) + 1
 	}
 	w.drop(i + 1)
 	return w.drain(dst)

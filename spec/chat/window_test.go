@@ -105,3 +105,45 @@ func TestWindowCompleteWithoutLoss(t *testing.T) {
 		}
 	})
 }
+
+// The last sequence number, 4294967295, closes the window: what follows
+// it is stale, where the base once wrapped to 0 ("not known yet") and
+// took the same numbers again, broadcasting them twice.
+func TestWindowTopOfSequenceSpace(t *testing.T) {
+	const top = 1<<32 - 1
+	tests := []struct {
+		name   string
+		start  uint64 // the window's next
+		pushes []uint32
+		want   []uint32 // delivered, in order (the hold timer fires after each push)
+	}{
+		{"jump to the top", 1, []uint32{top, top - 1, top, 5, 1}, []uint32{top}},
+		{"base unknown", 0, []uint32{top, top, 2}, []uint32{top}},
+		{"reach the top in order", top - 1, []uint32{top - 1, top, top, 1, 0}, []uint32{top - 1, top}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := window{next: tc.start}
+			now := spec.SimEpoch
+			var got [][]byte
+			st := windowStats{}
+			for _, s := range tc.pushes {
+				got, _ = w.push(now, s, tag(s), got, &st)
+				now = now.Add(time.Second)
+				got = w.due(now, 100*time.Millisecond, got, &st)
+			}
+			var seqs []uint32
+			for _, g := range got {
+				seqs = append(seqs, binary.BigEndian.Uint32(g))
+			}
+			if len(seqs) != len(tc.want) {
+				t.Fatalf("delivered %v, want %v", seqs, tc.want)
+			}
+			for i := range seqs {
+				if seqs[i] != tc.want[i] {
+					t.Fatalf("delivered %v, want %v", seqs, tc.want)
+				}
+			}
+		})
+	}
+}

@@ -292,7 +292,9 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 }
 
 // swarmINI is a config.ini as Python's configparser reads it: [section]
-// headers, key = value or key: value lines, # and ; comments.
+// headers, key = value or key: value lines, # and ; comments, and a
+// [DEFAULT] section whose keys every section inherits. A UTF-8 byte
+// order mark (Notepad's) is skipped.
 type swarmINI map[string]map[string]string
 
 // swarmReadINI reads path; a missing file is an error only if the user
@@ -314,7 +316,11 @@ func parseSwarmINI(r io.Reader, name string) (swarmINI, error) {
 	section := ""
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+		text := sc.Text()
+		if n == 1 {
+			text = strings.TrimPrefix(text, "\ufeff")
+		}
+		line := strings.TrimSpace(text)
 		if line == "" || line[0] == '#' || line[0] == ';' {
 			continue
 		}
@@ -347,15 +353,14 @@ func parseSwarmINI(r io.Reader, name string) (swarmINI, error) {
 const swarmKeys = "file_path, file_size, ip, port, server_ip, server_port"
 
 // apply sets the variables in keys from the section (keys outside any
-// section count too), except those whose flag was given: flags take
-// precedence, as in the seed.
+// section and in [DEFAULT] count too, the section's own first), except
+// those whose flag was given: flags take precedence, as in the seed.
 func (ini swarmINI) apply(fs *flag.FlagSet, section string, keys map[string]any, flagOf map[string]string) error {
 	vals := map[string]string{}
-	for k, v := range ini[""] {
-		vals[k] = v
-	}
-	for k, v := range ini[section] {
-		vals[k] = v
+	for _, sec := range []string{"", "default", section} {
+		for k, v := range ini[sec] {
+			vals[k] = v
+		}
 	}
 	for k, v := range vals {
 		dst, ok := keys[k]

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -264,5 +265,36 @@ func TestP2PGetGivesUpOnAMissingServer(t *testing.T) {
 	code, _, stderr := runCmd("p2p", "get", "-s", "127.0.0.1", "-sp", strconv.Itoa(port), "-p", "0", "--config", os.DevNull, "--server-wait", "4s", "-q")
 	if code != 1 || !strings.Contains(stderr, "no answer from 127.0.0.1:"+strconv.Itoa(port)+" yet") || !strings.Contains(stderr, "no welcome from the server") {
 		t.Fatalf("exit %d after %v, stderr:\n%s\nwant a warning, then exit 1 giving up on the server", code, time.Since(start), stderr)
+	}
+}
+
+// config.ini is read as configparser reads it: [DEFAULT] supplies keys
+// to every section (the section's own win), and a UTF-8 byte order
+// mark, as Notepad writes, is no part of the first line.
+func TestP2PConfigINIDefaultSectionAndBOM(t *testing.T) {
+	ini, err := parseSwarmINI(strings.NewReader("\ufeff[DEFAULT]\nip = 127.0.0.1\nport = 1\n[server]\nport = 2\n[client]\nserver_port = 3\n"), "config.ini")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		section  string
+		wantPort int
+	}{{"server", 2}, {"client", 1}} {
+		fs := flag.NewFlagSet("", flag.ContinueOnError)
+		port, ip := fs.Int("p", 0, ""), fs.String("ip", "", "")
+		if err := ini.apply(fs, tc.section, map[string]any{"port": port, "ip": ip}, map[string]string{"port": "p", "ip": "ip"}); err != nil {
+			t.Fatal(err)
+		}
+		if *port != tc.wantPort || *ip != "127.0.0.1" {
+			t.Errorf("[%s]: port %d ip %q, want %d and [DEFAULT]'s 127.0.0.1", tc.section, *port, *ip, tc.wantPort)
+		}
+	}
+	// A typo in [DEFAULT] is as much a typo as anywhere.
+	ini, err = parseSwarmINI(strings.NewReader("[DEFAULT]\nprot = 1\n"), "config.ini")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ini.apply(flag.NewFlagSet("", flag.ContinueOnError), "server", map[string]any{}, map[string]string{}); err == nil || !strings.Contains(err.Error(), `"prot"`) {
+		t.Errorf("unknown key in [DEFAULT]: %v, want an error naming it", err)
 	}
 }

@@ -1773,6 +1773,9 @@ func (p *Peer) closeOut(now spec.Time, c *oconn, how int, out []spec.Output) []s
 			return append(out, spec.Exit(fmt.Sprintf("p2p: no welcome from the server %v in %v (%d tries)", p.cfg.Server, p.cfg.ServerWait, p.srvTry)))
 		}
 		p.srvAt = now.Add(backoff(p.cfg.Retry, p.srvTry))
+		if dl := p.start.Add(p.cfg.ServerWait); !p.joined && p.cfg.ServerWait > 0 && dl < p.srvAt {
+			p.srvAt = dl // the last try is at the deadline, not a backoff past it
+		}
 		return append(out, spec.Debug("p2p: lost the server", slog.Int("try", p.srvTry)))
 	}
 	nb := c.nb

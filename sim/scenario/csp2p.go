@@ -21,6 +21,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 )
 
 // Swarm is seed 001's experiment: one server and N downloaders of a 10 MB
@@ -107,6 +108,11 @@ func (w *Swarm) Defaults() *Swarm {
 	return w
 }
 
+// MaxCount is the most downloaders --n takes. A simulated peer costs
+// about 0.4 MB (N = 1000: 405 MiB), so this is some 4 GiB; the 100000
+// allowed before took every byte of a 24 GB machine and froze it.
+const MaxCount = 10000
+
 // ParseCounts parses the --n list: the counts in increasing order, each
 // once, however often the list names it.
 func ParseCounts(s string) ([]int, error) {
@@ -130,8 +136,8 @@ func ParseCounts(s string) ([]int, error) {
 		}
 		a, err1 := strconv.Atoi(lo)
 		b, err2 := strconv.Atoi(hi)
-		if err1 != nil || err2 != nil || a < 1 || b < a || b > 100000 {
-			return nil, fmt.Errorf("bad count or range %q (want N, A-B or A-B/STEP with 1 <= A <= B <= 100000)", item)
+		if err1 != nil || err2 != nil || a < 1 || b < a || b > MaxCount {
+			return nil, fmt.Errorf("bad count or range %q (want N, A-B or A-B/STEP with 1 <= A <= B <= %d)", item, MaxCount)
 		}
 		for n := a; n <= b; n += step {
 			ns = append(ns, n)
@@ -235,8 +241,15 @@ func (w *Swarm) validate() error {
 		return fmt.Errorf("--mode %q: want cs, p2p or both", w.Mode)
 	case w.Trees < 0 || w.Trees > 16:
 		return fmt.Errorf("--trees %d out of range [0, 16]", w.Trees)
+	case w.Plot != "" && !slices.Contains(draw.Formats(), plotFormat(w.Plot)):
+		return fmt.Errorf("--plot %q: want a .png or .svg file (formats: %s; empty: no plot)", w.Plot, strings.Join(draw.Formats(), ", "))
 	}
 	return nil
+}
+
+// plotFormat is the image format a plot file's name asks for.
+func plotFormat(path string) string {
+	return strings.ToLower(strings.TrimPrefix(filepath.Ext(path), "."))
 }
 
 // Run implements Scenario.
@@ -249,6 +262,17 @@ func (w *Swarm) Run(opt Options) (Result, error) {
 		return Result{}, fmt.Errorf("swarm: %w", err)
 	}
 	counts, _ := ParseCounts(w.N)
+	// Create the plot's file before the runs: a path that cannot be
+	// written must not cost a long experiment its result.
+	var plotFile *os.File
+	if w.Plot != "" {
+		f, err := os.Create(w.Plot)
+		if err != nil {
+			return Result{}, fmt.Errorf("swarm: plot: %w", err)
+		}
+		plotFile = f
+		defer f.Close()
+	}
 	us := w.ServerRate
 	if us == 0 {
 		us = w.Rate
@@ -288,8 +312,10 @@ func (w *Swarm) Run(opt Options) (Result, error) {
 		}
 		res.Rows = append(res.Rows, row)
 	}
-	if w.Plot != "" {
-		if err := w.plot(res); err != nil {
+	if plotFile != nil {
+		if err := w.plot(res, plotFile); err != nil {
+			plotFile.Close()
+			os.Remove(w.Plot)
 			return Result{}, err
 		}
 		res.Plot = w.Plot
@@ -526,8 +552,8 @@ func humanBytes(b int64) string {
 	return fmt.Sprintf("%d-byte", b)
 }
 
-// plot draws time against N, with the bounds.
-func (w *Swarm) plot(r SwarmResult) error {
+// plot draws time against N, with the bounds, into f, named w.Plot.
+func (w *Swarm) plot(r SwarmResult, f *os.File) error {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("Distribution of %s to N peers (%.4g Mbit/s links)", humanBytes(r.FileSize), r.Rate/1e6)
 	p.X.Label.Text = "N (downloaders)"
@@ -563,7 +589,14 @@ func (w *Swarm) plot(r SwarmResult) error {
 		p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 	}
-	if err := p.Save(16*vg.Centimeter, 10*vg.Centimeter, w.Plot); err != nil {
+	c, err := p.WriterTo(16*vg.Centimeter, 10*vg.Centimeter, plotFormat(w.Plot))
+	if err != nil {
+		return fmt.Errorf("swarm: plot: %w", err)
+	}
+	if _, err := c.WriteTo(f); err != nil {
+		return fmt.Errorf("swarm: plot: %w", err)
+	}
+	if err := f.Close(); err != nil {
 		return fmt.Errorf("swarm: plot: %w", err)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,16 +52,42 @@ func TestParseCounts(t *testing.T) {
 		"3,1,3":   {1, 3},
 		"1-5,2-3": {1, 2, 3, 4, 5},
 		"10,1-3":  {1, 2, 3, 10},
+		"10000":   {10000},
 	}
 	for in, want := range good {
 		if got, err := scenario.ParseCounts(in); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("%q: %v %v, want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "0", "5-1", "a", "1-", "1-5/0", "100001", "-3"} {
+	for _, in := range []string{"", "0", "5-1", "a", "1-", "1-5/0", "100001", "10001", "1-10001/5000", "-3"} {
 		if _, err := scenario.ParseCounts(in); err == nil {
 			t.Errorf("%q accepted", in)
 		}
+	}
+}
+
+// A --plot the run could not write, or in a format it cannot draw, is
+// refused before the experiment runs, not after it, which would lose
+// the result: an unknown format by Validate (netspec sim exits 2), a
+// path that cannot be created before the first packet.
+func TestSwarmPlotCheckedFirst(t *testing.T) {
+	dir := t.TempDir()
+	for _, plot := range []string{filepath.Join(dir, "plot.txt"), filepath.Join(dir, "plot")} {
+		sc := &scenario.Swarm{FileSize: 10_000, N: "1", Plot: plot}
+		if err := sc.Validate(); err == nil || !strings.Contains(err.Error(), ".png or .svg") {
+			t.Errorf("--plot %s: Validate says %v, want a format error", plot, err)
+		}
+	}
+	for _, plot := range []string{filepath.Join(dir, "plot.svg"), filepath.Join(dir, "plot.PNG")} {
+		if err := (&scenario.Swarm{FileSize: 10_000, N: "1", Plot: plot}).Validate(); err != nil {
+			t.Errorf("--plot %s: %v", plot, err)
+		}
+	}
+	packets := 0
+	sc := &scenario.Swarm{FileSize: 10_000, N: "1", Plot: filepath.Join(dir, "missing", "plot.svg")}
+	_, err := sc.Run(scenario.Options{Seed: 1, OnNet: func(sim.NetEvent) { packets++ }})
+	if err == nil || packets > 0 {
+		t.Errorf("--plot in a missing directory: %v after %d packets, want an error before the first", err, packets)
 	}
 }
 

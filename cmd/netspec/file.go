@@ -203,7 +203,7 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 			"Bytes go to PATH.part and are renamed to PATH only once their SHA-256 matches\n"+
 			"the server's; an interrupted download leaves PATH.part, and running the same\n"+
 			"command again resumes from it once the server has checked it is a prefix.")
-	outPath := fs.String("o", "", "write to `PATH` (default: NAME's last element, here; a directory: that name inside it)")
+	outPath := fs.String("o", "", "write to `PATH` (default: NAME's last element, here; a directory: that name inside it; a device such as /dev/null: into it, no resume)")
 	noResume := fs.Bool("no-resume", false, "ignore PATH.part and download from the start")
 	quiet := fs.Bool("q", false, "no progress")
 	sf := addSessionFlags(fs)
@@ -293,14 +293,29 @@ func newDownload(e *env, name, out string, quiet bool) (*download, error) {
 			p = filepath.Join(out, path.Base(name))
 		}
 	}
-	return &download{e: e, name: name, path: p, part: p + ".part", quiet: quiet}, nil
+	d := &download{e: e, name: name, path: p, part: p + ".part", quiet: quiet}
+	if isDevice(p) {
+		// -o /dev/null: PATH.part renamed over it would replace the
+		// device with a regular file. Write to it directly, without
+		// resuming.
+		d.part = ""
+	}
+	return d, nil
+}
+
+// isDevice reports whether p exists and is neither a regular file nor a
+// directory (/dev/null, a FIFO): a download writes into such a PATH, and
+// never renames a file over it.
+func isDevice(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir() && !st.Mode().IsRegular()
 }
 
 // command is the "get" for this download: with the SHA-256 state of
 // PATH.part if there is one to resume.
 func (d *download) command(resume bool) (spec.Command, error) {
 	cmd := spec.Command{Name: "get", Args: []string{d.name}}
-	if !resume {
+	if !resume || d.part == "" {
 		return cmd, nil
 	}
 	f, err := os.Open(d.part)
@@ -333,12 +348,18 @@ func (d *download) event(now spec.Time, ev spec.Event) {
 	case "file-start":
 		v := ev.Value.(file.FileStart)
 		d.size, d.offset, d.got, d.t0 = v.Size, v.Offset, 0, now
-		f, err := os.OpenFile(d.part, os.O_CREATE|os.O_WRONLY, 0o644)
-		if err == nil {
-			err = f.Truncate(v.Offset)
-		}
-		if err == nil {
-			_, err = f.Seek(v.Offset, io.SeekStart)
+		var f *os.File
+		var err error
+		if d.part == "" {
+			f, err = os.OpenFile(d.path, os.O_WRONLY, 0)
+		} else {
+			f, err = os.OpenFile(d.part, os.O_CREATE|os.O_WRONLY, 0o644)
+			if err == nil {
+				err = f.Truncate(v.Offset)
+			}
+			if err == nil {
+				_, err = f.Seek(v.Offset, io.SeekStart)
+			}
 		}
 		if err != nil {
 			d.fail(fmt.Errorf("file get: %w", err))
@@ -362,12 +383,21 @@ func (d *download) event(now spec.Time, ev spec.Event) {
 		}
 	case "file-done":
 		v := ev.Value.(file.FileDone)
+		if d.werr != nil {
+			// The client machine verified what it received, not what
+			// reached the disk: after a failed write (the shell has no
+			// abort to stop the transfer) PATH.part is short, and must
+			// not become PATH.
+			return
+		}
 		if err := d.close(); err != nil {
 			d.fail(err)
 			return
 		}
 		// The bytes are on disk and verified: only now may PATH exist.
-		if err := os.Rename(d.part, d.path); err != nil {
+		if d.part == "" {
+			// Written to the device itself.
+		} else if err := os.Rename(d.part, d.path); err != nil {
 			d.fail(fmt.Errorf("file get: %w", err))
 			return
 		}
@@ -382,7 +412,7 @@ func (d *download) event(now spec.Time, ev spec.Event) {
 			d.corrupt = true
 		}
 		_ = d.close()
-		if d.corrupt {
+		if d.corrupt && d.part != "" {
 			os.Remove(d.part)
 		}
 		if d.prog != nil {
@@ -398,7 +428,7 @@ func (d *download) close() error {
 	f := d.f
 	d.f = nil
 	err := d.w.Flush()
-	if err == nil {
+	if err == nil && d.part != "" { // a device may not sync (EINVAL)
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -426,18 +456,16 @@ func (d *download) fail(err error) {
 // finish reports the outcome once the runner has stopped.
 func (d *download) finish(runErr error) error {
 	if d.done {
-		dur := d.dur
-		rate := float64(d.size-d.offset) / max(dur.Seconds(), 1e-9)
 		resumed := ""
 		if d.offset > 0 {
 			resumed = fmt.Sprintf(", resumed from byte %d", d.offset)
 		}
-		fmt.Fprintf(d.e.stdout, "%s: %d bytes in %v (%s/s%s), sha256 %s -> %s\n", d.name, d.size, dur.Round(time.Millisecond), humanBytes(rate), resumed, d.sum, d.path)
+		fmt.Fprintf(d.e.stdout, "%s: %d bytes in %s%s, sha256 %s -> %s\n", d.name, d.size, elapsed(d.size-d.offset, d.dur), resumed, d.sum, d.path)
 		return nil
 	}
 	_ = d.close()
 	hint := ""
-	if !d.corrupt {
+	if !d.corrupt && d.part != "" {
 		if st, err := os.Stat(d.part); err == nil && st.Size() > 0 {
 			hint = fmt.Sprintf(" (%d bytes kept in %s: run the same command to resume)", st.Size(), d.part)
 		}
@@ -498,6 +526,11 @@ func (p *progress) line(now spec.Time, at int64) {
 	if p.size > 0 {
 		pct = 100 * float64(at) / float64(p.size)
 	}
+	if el < time.Millisecond.Seconds() {
+		// Too short a time for a rate: see elapsed.
+		fmt.Fprintf(p.w, "%s: %s of %s (%.0f%%)\n", p.name, humanBytes(float64(at)), humanBytes(float64(p.size)), pct)
+		return
+	}
 	fmt.Fprintf(p.w, "%s: %s of %s (%.0f%%), %s/s, ETA %s\n", p.name, humanBytes(float64(at)), humanBytes(float64(p.size)), pct, humanBytes(rate), eta)
 }
 
@@ -515,6 +548,16 @@ func (p *progress) stop() {
 		_ = p.bar.Exit()
 		fmt.Fprintln(p.w)
 	}
+}
+
+// elapsed is "76ms (155.3 MiB/s)": how long n bytes took, and their
+// rate; "<1ms" alone when the clock saw too little time for a rate to
+// mean anything (it would read hundreds of GiB/s).
+func elapsed(n int64, d time.Duration) string {
+	if d < time.Millisecond {
+		return "<1ms"
+	}
+	return fmt.Sprintf("%v (%s/s)", d.Round(time.Millisecond), humanBytes(float64(n)/d.Seconds()))
 }
 
 func humanBytes(n float64) string {

@@ -1,18 +1,23 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/file"
 	"github.com/netspec/netspec/spec/rudp"
 )
@@ -381,5 +386,102 @@ func TestFileGetFromOtherAddress(t *testing.T) {
 	}
 	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("got %d bytes (%v), want %d", len(got), err, len(want))
+	}
+}
+
+// failWriter fails every write, as a full disk does.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// A download whose bytes could not all be written must not be renamed
+// to PATH when the machine reports the transfer verified: the shell's
+// downloads have no abort, so file-done arrives after the failed write
+// (it used to rename the short PATH.part and report success).
+func TestFileDownloadWriteErrorKeepsNoFile(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb syncBuffer
+	d, _ := newDownload(&env{stdout: &out, stderr: &errb}, "f.bin", filepath.Join(dir, "f.bin"), true)
+	var now spec.Time
+	d.event(now, spec.Event{Name: "file-start", Value: file.FileStart{Name: "f.bin", Size: 3 << 20}})
+	d.event(now, spec.Event{Name: "data", Data: make([]byte, 1<<20)})
+	d.w = bufio.NewWriterSize(failWriter{}, 1<<20) // the disk fills up
+	d.event(now, spec.Event{Name: "data", Data: make([]byte, 2<<20)})
+	d.event(now, spec.Event{Name: "file-done", Value: file.FileDone{Name: "f.bin", Size: 3 << 20}})
+	if err := d.finish(nil); err == nil || !strings.Contains(err.Error(), "no space") {
+		t.Fatalf("finish after a failed write: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "f.bin")); !os.IsNotExist(err) {
+		t.Fatalf("a download whose write failed left PATH: %v", err)
+	}
+}
+
+// A transfer the clock saw take no time reports no rate: it read
+// "513 bytes in 0s (477.8 GiB/s)".
+func TestFileElapsedRate(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		d    time.Duration
+		want string
+	}{
+		{513, time.Microsecond, "<1ms"},
+		{513, 0, "<1ms"},
+		{3 << 20, 2 * time.Second, "2s (1.5 MiB/s)"},
+	} {
+		if got := elapsed(tc.n, tc.d); got != tc.want {
+			t.Errorf("elapsed(%d, %v) = %q, want %q", tc.n, tc.d, got, tc.want)
+		}
+	}
+}
+
+// The progress line of a download that took no time has no rate either.
+func TestFileProgressLineNoRate(t *testing.T) {
+	var b bytes.Buffer
+	p := newProgress(&b, "f", 513, 0, spec.SimEpoch)
+	p.finish(spec.SimEpoch.Add(time.Microsecond), 513)
+	if got := b.String(); got != "f: 513 B of 513 B (100%)\n" {
+		t.Errorf("progress line %q", got)
+	}
+}
+
+// readFIFO makes a FIFO at path and reads it to EOF in the background.
+func readFIFO(t *testing.T, path string) <-chan []byte {
+	t.Helper()
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(path)
+		got <- b
+	}()
+	return got
+}
+
+// -o naming a device or FIFO (-o /dev/null) writes into it: PATH.part
+// renamed over it replaced /dev/null with a regular file (run as root).
+// The test uses a FIFO, so that failing it harms no device.
+func TestFileGetIntoDevice(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "sink")
+	got := readFIFO(t, out)
+	d, _ := newDownload(&env{stdout: io.Discard, stderr: io.Discard}, "f.bin", out, true)
+	if cmd, err := d.command(true); err != nil || len(cmd.Args) != 1 {
+		t.Fatalf("command %v %v, want no resume", cmd, err)
+	}
+	var now spec.Time
+	d.event(now, spec.Event{Name: "file-start", Value: file.FileStart{Name: "f.bin", Size: 5}})
+	d.event(now, spec.Event{Name: "data", Data: []byte("hello")})
+	d.event(now, spec.Event{Name: "file-done", Value: file.FileDone{Name: "f.bin", Size: 5}})
+	if err := d.finish(nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(out); err != nil || st.Mode().Type() != fs.ModeNamedPipe {
+		t.Fatalf("the FIFO was replaced: %v %v", st, err)
+	}
+	if b := <-got; string(b) != "hello" {
+		t.Fatalf("the FIFO got %q", b)
+	}
+	if _, err := os.Stat(out + ".part"); !os.IsNotExist(err) {
+		t.Fatalf("left %s.part", out)
 	}
 }

@@ -156,6 +156,13 @@ func (s rootStore) Create(name string, _ int64) (tftp.Upload, error) {
 	tmp := path.Join(path.Dir(name), "."+path.Base(name)+".tftp-"+hex.EncodeToString(rnd[:])+".part")
 	f, err := s.r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
+		// os.Root refuses a directory that leads out of the root (a
+		// symlink) with an error of no exported identity: make it the
+		// access violation a read of the same name gets, not error 0.
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Err != nil && pe.Err.Error() == "path escapes from parent" {
+			return nil, &fs.PathError{Op: "create", Path: name, Err: rootfs.ErrOutside}
+		}
 		return nil, err
 	}
 	return &rootUpload{r: s.r, name: name, tmp: tmp, f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
@@ -242,7 +249,7 @@ func tftpGet(ctx context.Context, e *env, args []string) error {
 			"PATH (default: NAME's last element, here; '-': standard output). The bytes go to\n"+
 			"PATH.part, renamed to PATH only once the transfer completed (and matched the size\n"+
 			"the server announced, if it did); a failed download leaves nothing behind.")
-	outPath := fs.String("o", "", "write to `PATH` (default: NAME's last element, here; a directory: that name inside it; -: standard output)")
+	outPath := fs.String("o", "", "write to `PATH` (default: NAME's last element, here; a directory: that name inside it; a device such as /dev/null: into it; -: standard output)")
 	dally := fs.Duration("dally", 0, "after the last ACK, wait this long to answer a retransmitted last block (RFC 1350 §6; 0: exit at once, as curl and tftp-hpa do)")
 	quiet := fs.Bool("q", false, "no progress")
 	cf := addTFTPClientFlags(fs)
@@ -357,7 +364,9 @@ func newTFTPDownload(e *env, name, out string, quiet bool) (*tftpDownload, error
 			d.path = filepath.Join(out, path.Base(name))
 		}
 	}
-	d.part = d.path + ".part"
+	if !isDevice(d.path) { // /dev/null is written to, never renamed over
+		d.part = d.path + ".part"
+	}
 	return d, nil
 }
 
@@ -368,7 +377,11 @@ func (d *tftpDownload) event(now spec.Time, ev spec.Event) {
 		d.size, d.t0 = v.Size, now
 		var w io.Writer = d.e.stdout
 		if !d.stdout {
-			f, err := os.OpenFile(d.part, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+			name, flag := d.part, os.O_CREATE|os.O_WRONLY|os.O_TRUNC
+			if d.part == "" {
+				name, flag = d.path, os.O_WRONLY
+			}
+			f, err := os.OpenFile(name, flag, 0o644)
 			if err != nil {
 				d.fail(fmt.Errorf("tftp get: %w", err))
 				return
@@ -397,7 +410,7 @@ func (d *tftpDownload) event(now spec.Time, ev spec.Event) {
 			d.fail(err)
 			return
 		}
-		if d.f == nil && !d.stdout {
+		if d.f == nil && !d.stdout && d.part != "" {
 			// The bytes are on disk, complete: only now may PATH exist.
 			if err := os.Rename(d.part, d.path); err != nil {
 				d.fail(fmt.Errorf("tftp get: %w", err))
@@ -424,7 +437,7 @@ func (d *tftpDownload) close() error {
 	err := d.w.Flush()
 	d.w = nil
 	if d.f != nil {
-		if err == nil {
+		if err == nil && d.part != "" { // a device may not sync (EINVAL)
 			err = d.f.Sync()
 		}
 		if cerr := d.f.Close(); err == nil {
@@ -464,8 +477,7 @@ func (d *tftpDownload) fail(err error) {
 func (d *tftpDownload) finish(runErr error) error {
 	if d.done && d.werr == nil {
 		if !d.stdout {
-			rate := float64(d.got) / max(d.dur.Seconds(), 1e-9)
-			fmt.Fprintf(d.e.stdout, "%s: %d bytes in %v (%s/s) -> %s\n", d.name, d.got, d.dur.Round(time.Millisecond), humanBytes(rate), d.path)
+			fmt.Fprintf(d.e.stdout, "%s: %d bytes in %s -> %s\n", d.name, d.got, elapsed(d.got, d.dur), d.path)
 		}
 		return nil
 	}
@@ -536,8 +548,7 @@ func tftpPut(ctx context.Context, e *env, args []string) error {
 	switch {
 	case done != nil:
 		dur := t1.Sub(t0)
-		fmt.Fprintf(e.stdout, "%s: %d bytes in %v (%s/s) -> %s %s\n", local, done.Bytes, dur.Round(time.Millisecond),
-			humanBytes(float64(done.Bytes)/max(dur.Seconds(), 1e-9)), server, name)
+		fmt.Fprintf(e.stdout, "%s: %d bytes in %s -> %s %s\n", local, done.Bytes, elapsed(done.Bytes, dur), server, name)
 		return nil
 	case failure != "":
 		return fmt.Errorf("tftp put %s: %s", local, printable(failure))

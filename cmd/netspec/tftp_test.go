@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -16,7 +18,9 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/impl/rootfs"
+	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/file"
+	"github.com/netspec/netspec/spec/tftp"
 	pintftp "github.com/pin/tftp/v3"
 )
 
@@ -501,5 +505,51 @@ func TestTFTPTraceReplaysOverItsRoot(t *testing.T) {
 	}
 	if code, out, stderr := runCmd("replay", cli); code != 0 {
 		t.Errorf("replay of the client: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+// An upload into a directory that is a symlink out of the root is an
+// access violation (error 2), as a read of it is; it was "cannot open
+// the file" (error 0).
+func TestTFTPUploadThroughSymlinkOutIsAccessViolation(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(root, "esc")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, err = rootStore{r}.Create("esc/x", 0)
+	if !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("Create through a symlink out of the root: %v, want a permission error", err)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Fatalf("the upload left %v outside the root", ents)
+	}
+}
+
+// -o naming a device or FIFO writes into it, and never renames a file
+// over it (tftp get -o /dev/null replaced /dev/null, as root).
+func TestTFTPGetIntoDevice(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "sink")
+	got := readFIFO(t, out)
+	d, err := newTFTPDownload(&env{stdout: io.Discard, stderr: io.Discard}, "f.bin", out, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var now spec.Time
+	d.event(now, spec.Event{Name: "file-start", Value: tftp.FileStart{Size: 5}})
+	d.event(now, spec.Event{Name: "data", Data: []byte("hello")})
+	d.event(now, spec.Event{Name: "file-done"})
+	if err := d.finish(nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(out); err != nil || st.Mode().Type() != fs.ModeNamedPipe {
+		t.Fatalf("the FIFO was replaced: %v %v", st, err)
+	}
+	if b := <-got; string(b) != "hello" {
+		t.Fatalf("the FIFO got %q", b)
 	}
 }

@@ -477,6 +477,9 @@ func (c *Client) negotiate(cx *clientXfer, opts []Option) error {
 				return fmt.Errorf("file of %d bytes is larger than the %d allowed", v, c.cfg.MaxSize)
 			}
 		case name == OptTSize && a.TSize >= 0 && cx.write && v == a.TSize:
+		case name == OptBlksize && a.Blksize > 0, name == OptWindowsize && a.Windowsize > 0,
+			name == OptTimeout && a.Timeout > 0, name == OptTSize && a.TSize >= 0:
+			return fmt.Errorf("server acknowledged %s=%s, which is not what was asked for", bare(name), bare(o.Value))
 		default:
 			return fmt.Errorf("server acknowledged %s=%s, which was not asked for", bare(name), bare(o.Value))
 		}

@@ -3,6 +3,7 @@ package tftp_test
 import (
 	"bytes"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,13 +69,16 @@ func TestClientRefusesBadOACK(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		oack []byte
+		why  string // in the file-error's text
 	}{
-		{"unrequested option", oack("windowsize", "4")},
-		{"larger blksize", oack("blksize", "2000")},
-		{"blksize too small", oack("blksize", "7")},
-		{"bad number", oack("blksize", "12x")},
-		{"twice", oack("blksize", "100", "BLKSIZE", "100")},
-		{"unknown", oack("color", "blue")},
+		{"unrequested option", oack("windowsize", "4"), "windowsize=4, which was not asked for"},
+		// It was asked for, just not as much (the message said "not
+		// asked for").
+		{"larger blksize", oack("blksize", "2000"), "blksize=2000, which is not what was asked for"},
+		{"blksize too small", oack("blksize", "7"), "blksize=7, which is not what was asked for"},
+		{"bad number", oack("blksize", "12x"), "bad value"},
+		{"twice", oack("blksize", "100", "BLKSIZE", "100"), "twice"},
+		{"unknown", oack("color", "blue"), "option color"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newClientBench(t, tftp.ClientConfig{Blksize: 1000}, spec.Command{Name: "get", Args: []string{"f"}})
@@ -83,8 +87,8 @@ func TestClientRefusesBadOACK(t *testing.T) {
 			if len(s) != 1 || s[0].Addr != tid || decode(t, s[0].Data).Code != tftp.ErrOptionsRefused {
 				t.Fatalf("answered %v, want ERROR 8 to the server's TID", s)
 			}
-			if len(events(out, "file-error")) != 1 {
-				t.Fatalf("no file-error")
+			if fe := events(out, "file-error"); len(fe) != 1 || !strings.Contains(fe[0].Text, tc.why) {
+				t.Fatalf("file-error %v, want one saying %q", fe, tc.why)
 			}
 		})
 	}

@@ -167,7 +167,9 @@
 //   - ignores a request from a client port that already has a transfer
 //     (a retransmitted or duplicated request): copies never multiply;
 //   - bounds transfers (MaxTransfers, 64), transfers per client address
-//     (MaxPerHost, 8), block and window sizes (MaxBlksize,
+//     (MaxPerHost, 8; an upload that is only dallying is released, the
+//     oldest first, to make room for a new request rather than have it
+//     refused), block and window sizes (MaxBlksize,
 //     MaxWindowsize), the timeout option (MaxTimeout, 10s), and
 //     uploads (MaxWriteSize): its state is bounded whatever arrives.
 //

@@ -353,6 +353,15 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 		}
 		out = s.release(old, out) // its client has moved on to the next request
 	}
+	// A transfer that is only dallying (its upload is committed) makes
+	// way: a client that uploads file after file must not be refused for
+	// a timeout because its finished uploads still count.
+	if len(s.xfers) >= s.cfg.MaxTransfers {
+		out = s.evictDallying(netip.Addr{}, out)
+	}
+	if s.perHost[from.Addr()] >= s.cfg.MaxPerHost {
+		out = s.evictDallying(from.Addr(), out)
+	}
 	switch {
 	case len(s.xfers) >= s.cfg.MaxTransfers:
 		s.c.busy++
@@ -790,6 +799,18 @@ func (s *Server) release(sx *serverXfer, out []spec.Output) []spec.Output {
 		sx.up = nil
 	}
 	return append(out, spec.CancelTimer(sx.x.timer), spec.Unbind(sx.x.sock))
+}
+
+// evictDallying releases the oldest transfer that is only dallying, from
+// host if it is valid, to make room for a new one.
+func (s *Server) evictDallying(host netip.Addr, out []spec.Output) []spec.Output {
+	for _, id := range slices.Sorted(maps.Keys(s.xfers)) {
+		sx := s.xfers[id]
+		if sx.done && sx.x.ph == phaseDally && (!host.IsValid() || sx.x.peer.Addr() == host) {
+			return s.release(sx, out)
+		}
+	}
+	return out
 }
 
 func (sx *serverXfer) op() string {

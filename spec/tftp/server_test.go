@@ -565,3 +565,28 @@ func TestServerNeverOpensNonRegularFiles(t *testing.T) {
 		t.Fatalf("opened %q", spy.opened)
 	}
 }
+
+// A finished upload that is only dallying does not hold its place: a
+// client uploading file after file (curl's timeout option makes the
+// dally 6 s) used to be refused "too many transfers from your address"
+// until the dallies ran out.
+func TestServerDallyMakesRoom(t *testing.T) {
+	for _, cfg := range []tftp.ServerConfig{{AllowWrite: true, MaxPerHost: 1}, {AllowWrite: true, MaxTransfers: 1}} {
+		b := newBench(t, cfg)
+		out := sends(b.request(client, tftp.Packet{Op: tftp.OpWRQ, Filename: "new.bin", Mode: "octet"}))
+		if len(out) != 1 || !bytes.Equal(out[0].Data, ack(0)) {
+			t.Fatalf("WRQ answered %v, want ACK 0", out)
+		}
+		if out := sends(b.to(out[0].Sock, client, append(tftp.AppendData(nil, 1), "end"...))); len(out) != 1 || !bytes.Equal(out[0].Data, ack(1)) {
+			t.Fatalf("last DATA answered %v, want ACK 1", out)
+		}
+		next := netip.AddrPortFrom(client.Addr(), client.Port()+1)
+		out = sends(b.request(next, rrq("a.bin")))
+		if len(out) != 1 || decode(t, out[0].Data).Op != tftp.OpDATA {
+			t.Fatalf("%+v: a request beside a dallying upload got %v, want DATA 1", cfg, out)
+		}
+		if n := b.s.Transfers(); n != 1 {
+			t.Fatalf("%+v: %d transfers, want the new one only", cfg, n)
+		}
+	}
+}

@@ -15,14 +15,26 @@ type Rate struct {
 }
 
 // NewRate returns a limit of perSecond events a second in bursts of
-// burst; perSecond <= 0 gives the zero Rate, no limit.
+// burst; perSecond <= 0 (or NaN) gives the zero Rate, no limit. A rate
+// so low that its period would overflow is held at a period of decades,
+// which refuses all but the burst as surely, without a negative period
+// that would refuse everything.
 func NewRate(perSecond float64, burst int) Rate {
-	if perSecond <= 0 {
+	if !(perSecond > 0) {
 		return Rate{}
 	}
-	every := time.Duration(float64(time.Second) / perSecond)
-	return Rate{Every: every, Tau: time.Duration(max(burst, 1)-1) * every}
+	burst = max(burst, 1)
+	limit := float64(maxPeriod / time.Duration(burst))
+	every := time.Duration(min(float64(time.Second)/perSecond, limit))
+	if every <= 0 {
+		return Rate{} // over a billion a second: nothing a clock can limit
+	}
+	return Rate{Every: every, Tau: time.Duration(burst-1) * every}
 }
+
+// maxPeriod bounds a Rate's Tau plus one period: some 36 years, so that
+// adding it to any clock reading fits a Time.
+const maxPeriod = time.Duration(1) << 60
 
 // Allow reports whether an event at now fits the limit, given the
 // limited thing's theoretical arrival time tat, and charges it if so.

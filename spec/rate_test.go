@@ -2,6 +2,7 @@ package spec_test
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"testing"
 	"time"
@@ -48,6 +49,48 @@ func TestRate(t *testing.T) {
 	}
 	if spec.NewRate(0, 5) != (spec.Rate{}) {
 		t.Error("NewRate(0, ...) is a limit")
+	}
+}
+
+// Rates no float division turns into a period: NaN limits nothing, as
+// zero does; one too low for a Duration still lets the burst through and
+// then refuses, rather than overflowing to a negative period that
+// refuses everything.
+func TestRateExtremes(t *testing.T) {
+	now := spec.Time(time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC).UnixNano())
+	tests := []struct {
+		name      string
+		perSecond float64
+		burst     int
+		want      int // of 10 events at once
+	}{
+		{"NaN", math.NaN(), 3, 10},
+		{"negative", -1, 3, 10},
+		{"minus infinity", math.Inf(-1), 3, 10},
+		{"tiny", 1e-300, 3, 3},
+		{"tiny, no burst", 1e-12, 0, 1},
+		{"huge", math.Inf(1), 3, 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := spec.NewRate(tc.perSecond, tc.burst)
+			if r.Every < 0 || r.Tau < 0 {
+				t.Fatalf("NewRate(%g, %d) = %+v: a negative period", tc.perSecond, tc.burst, r)
+			}
+			var tat spec.Time
+			got := 0
+			for range 10 {
+				if r.Allow(now, &tat) {
+					got++
+				}
+			}
+			if got != tc.want {
+				t.Errorf("NewRate(%g, %d): %d of 10 allowed, want %d", tc.perSecond, tc.burst, got, tc.want)
+			}
+			if tat < 0 {
+				t.Errorf("theoretical arrival time overflowed: %d", tat)
+			}
+		})
 	}
 }
 

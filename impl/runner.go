@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -628,9 +629,15 @@ func tcpNet(a netip.AddrPort) string {
 	return "tcp"
 }
 
-// sysErr strips Go's "listen udp 1.2.3.4:5:" prefix so machines see the
-// same error text the simulator gives.
+// sysErr strips Go's "listen udp 1.2.3.4:5:" and the system call's
+// "bind:" prefixes so machines see the same error text the simulator
+// gives ("address already in use", "connection refused"), and name the
+// address themselves.
 func sysErr(err error) string {
+	var sc *os.SyscallError
+	if errors.As(err, &sc) && sc.Err != nil {
+		return sc.Err.Error()
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Err != nil {
 		return op.Err.Error()

@@ -124,13 +124,23 @@ func TestBindConflictReachesMachine(t *testing.T) {
 	}
 	defer c.Close()
 	taken := c.LocalAddr().(*net.UDPAddr).AddrPort()
-	r := impl.New(echo.NewServer(echo.ServerConfig{UDP: taken}), impl.Options{})
+	var bindErr string
+	r := impl.New(echo.NewServer(echo.ServerConfig{UDP: taken}), impl.Options{OnStep: func(_ spec.Time, in spec.Input, _ []spec.Output) {
+		if in.Kind == spec.InBound && in.Err != "" {
+			bindErr = in.Err
+		}
+	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err = r.Run(ctx)
 	var ee *impl.ExitError
 	if !errors.As(err, &ee) || !bytes.Contains([]byte(ee.Msg), []byte("address already in use")) {
 		t.Fatalf("Run = %v, want an exit error about the address in use", err)
+	}
+	// The simulator's words exactly, with no system call's "bind:" in
+	// front: machines put the address in their own messages.
+	if bindErr != "address already in use" {
+		t.Errorf("InBound.Err = %q, want the simulator's %q", bindErr, "address already in use")
 	}
 }
 

@@ -126,6 +126,9 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 	delay := delayFlag{time.Second}
 	fs.Var(&addr, "addr", "serve on `ADDR` (host:port or port)")
 	fs.Var(&delay, "delay", "time between packets: `DURATION` or seconds")
+	// A table per millisecond is unreadable, and a nanosecond ticker
+	// would print without pause.
+	const minTableInterval = 100 * time.Millisecond
 	report := fs.Duration("report", 0, "print the subscriber table every `INTERVAL` (0: only on SIGUSR1)")
 	interval := fs.Duration("interval", time.Second, "listeners' receiver report interval")
 	expire := fs.Int("expire", 5, "drop a listener silent for this many report intervals")
@@ -155,8 +158,10 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 		return usagef("stream serve: --interval must be between %v and %v", stream.MinReportInterval, maxDelay)
 	case *expire < 2 || *expire > stream.MaxExpireAfter:
 		return usagef("stream serve: --expire must be between 2 and %d", stream.MaxExpireAfter)
-	case *maxSubs < 1 || *joinRate < 1 || *report < 0:
-		return usagef("stream serve: --max-subscribers and --join-rate must be >= 1, --report >= 0")
+	case *maxSubs < 1 || *joinRate < 1:
+		return usagef("stream serve: --max-subscribers and --join-rate must be >= 1")
+	case *report < 0 || (*report > 0 && *report < minTableInterval):
+		return usagef("stream serve: --report must be 0 (only on SIGUSR1) or at least %v", minTableInterval)
 	case *loss < 0 || *loss >= 1:
 		return usagef("stream serve: --loss must be in [0, 1)")
 	}

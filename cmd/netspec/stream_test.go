@@ -45,6 +45,8 @@ func TestStreamExitCodes(t *testing.T) {
 		{[]string{"stream", "serve", "--addr", ":0", "--expire", "4294967296"}, 2},
 		{[]string{"stream", "serve", "--addr", ":0", "--loss", "1"}, 2},
 		{[]string{"stream", "serve", "--addr", ":0", "--expire", "1"}, 2},
+		{[]string{"stream", "serve", "--addr", ":0", "--report", "1ns"}, 2},
+		{[]string{"stream", "serve", "--addr", ":0", "--report", "-1s"}, 2},
 		{[]string{"stream", "serve", "--addr", ":0", "--bogus"}, 2},
 		{[]string{"stream", "listen"}, 2},
 		{[]string{"stream", "listen", "127.0.0.1"}, 2},

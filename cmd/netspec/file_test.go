@@ -458,6 +458,18 @@ func readFIFO(t *testing.T, path string) <-chan []byte {
 	return got
 }
 
+// checkFIFO fails t unless path is still the FIFO readFIFO made and the
+// reader got want through it.
+func checkFIFO(t *testing.T, path string, got <-chan []byte, want string) {
+	t.Helper()
+	if st, err := os.Lstat(path); err != nil || st.Mode().Type() != fs.ModeNamedPipe {
+		t.Fatalf("the FIFO was replaced: %v %v", st, err)
+	}
+	if b := <-got; string(b) != want {
+		t.Fatalf("the FIFO got %q, want %q", b, want)
+	}
+}
+
 // -o naming a device or FIFO (-o /dev/null) writes into it: PATH.part
 // renamed over it replaced /dev/null with a regular file (run as root).
 // The test uses a FIFO, so that failing it harms no device.
@@ -475,12 +487,7 @@ func TestFileGetIntoDevice(t *testing.T) {
 	if err := d.finish(nil); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := os.Lstat(out); err != nil || st.Mode().Type() != fs.ModeNamedPipe {
-		t.Fatalf("the FIFO was replaced: %v %v", st, err)
-	}
-	if b := <-got; string(b) != "hello" {
-		t.Fatalf("the FIFO got %q", b)
-	}
+	checkFIFO(t, out, got, "hello")
 	if _, err := os.Stat(out + ".part"); !os.IsNotExist(err) {
 		t.Fatalf("left %s.part", out)
 	}

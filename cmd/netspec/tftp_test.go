@@ -546,10 +546,5 @@ func TestTFTPGetIntoDevice(t *testing.T) {
 	if err := d.finish(nil); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := os.Lstat(out); err != nil || st.Mode().Type() != fs.ModeNamedPipe {
-		t.Fatalf("the FIFO was replaced: %v %v", st, err)
-	}
-	if b := <-got; string(b) != "hello" {
-		t.Fatalf("the FIFO got %q", b)
-	}
+	checkFIFO(t, out, got, "hello")
 }

@@ -5,10 +5,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -297,4 +300,57 @@ func TestP2PConfigINIDefaultSectionAndBOM(t *testing.T) {
 	if err := ini.apply(flag.NewFlagSet("", flag.ContinueOnError), "server", map[string]any{}, map[string]string{}); err == nil || !strings.Contains(err.Error(), `"prot"`) {
 		t.Errorf("unknown key in [DEFAULT]: %v, want an error naming it", err)
 	}
+}
+
+// The config.ini reader never panics, and what it accepts is what it
+// would read back from its own rendering: section and key names trimmed
+// and lower-case, values trimmed, the byte-order mark only at the start.
+func FuzzSwarmINI(f *testing.F) {
+	for _, s := range []string{
+		"[server]\nport = 52000\nip = 10.0.0.1\nfile_path = f.bin\nfile_size = 10485760\n",
+		"\ufeff[DEFAULT]\nip = 127.0.0.1\n[client]\nserver_ip: 10.0.0.1\r\nserver_port=52000\n",
+		"; comment\n# comment\nport = 1\n[ Server ]\n  PORT = 2  \n",
+		"[bad\n", "=x\n", "[]\nk=v=w\n", "key\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ini, err := parseSwarmINI(bytes.NewReader(b), "fuzz.ini")
+		if err != nil {
+			return
+		}
+		var sb strings.Builder
+		sb.WriteString("# rendered\n") // so no key sits where a BOM is skipped
+		for _, sec := range slices.Sorted(maps.Keys(ini)) {
+			if sec != strings.ToLower(strings.TrimSpace(sec)) {
+				t.Fatalf("section %q not trimmed and lower-case", sec)
+			}
+			fmt.Fprintf(&sb, "[%s]\n", sec)
+			for _, k := range slices.Sorted(maps.Keys(ini[sec])) {
+				v := ini[sec][k]
+				if k == "" || k != strings.ToLower(strings.TrimSpace(k)) || v != strings.TrimSpace(v) {
+					t.Fatalf("[%s] %q = %q not trimmed and lower-case", sec, k, v)
+				}
+				fmt.Fprintf(&sb, "%s = %s\n", k, v)
+			}
+		}
+		again, err := parseSwarmINI(strings.NewReader(sb.String()), "rendered.ini")
+		if err != nil {
+			t.Fatalf("its own rendering does not parse: %v\n%s", err, sb.String())
+		}
+		if !reflect.DeepEqual(nonEmpty(ini), nonEmpty(again)) {
+			t.Fatalf("read %q, rendered and read back %q", ini, again)
+		}
+	})
+}
+
+// nonEmpty drops sections without keys: a header alone records nothing.
+func nonEmpty(ini swarmINI) swarmINI {
+	out := swarmINI{}
+	for s, kv := range ini {
+		if len(kv) > 0 {
+			out[s] = kv
+		}
+	}
+	return out
 }

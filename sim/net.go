@@ -88,6 +88,7 @@ type packet struct {
 }
 
 func (s *Sim) newPacket() *packet {
+	s.live++
 	if n := len(s.pool); n > 0 {
 		p := s.pool[n-1]
 		s.pool = s.pool[:n-1]
@@ -97,6 +98,7 @@ func (s *Sim) newPacket() *packet {
 }
 
 func (s *Sim) free(p *packet) {
+	s.live--
 	*p = packet{}
 	s.pool = append(s.pool, p)
 }

@@ -152,8 +152,13 @@ type Sim struct {
 	instant  int
 	livelock bool
 
-	pool    []*packet
-	parts   []partState
+	pool  []*packet
+	parts []partState
+	// live counts packets on the network: datagrams and segments
+	// allocated and not yet delivered or dropped, and handshake packets
+	// (SYN, SYN-ACK, RST) sent and not yet delivered or dropped. It is
+	// the ground truth that a tally of network events must agree with.
+	live    int
 	tw      *trace.Writer
 	started bool
 	stopped bool
@@ -194,6 +199,12 @@ func (s *Sim) Elapsed() time.Duration { return s.now.Sub(spec.SimEpoch) }
 
 // Events is how many events the simulation has processed.
 func (s *Sim) Events() uint64 { return s.events }
+
+// InFlight is how many packets are on the network now: sent (or
+// duplicated) and neither delivered nor dropped yet. A run that stops
+// while packets travel leaves some: every NetSend and NetDup is matched
+// by exactly one NetDeliver or dropping event, or counted here.
+func (s *Sim) InFlight() int { return s.live }
 
 // Violations lists contract violations seen so far.
 func (s *Sim) Violations() []string { return s.violations }

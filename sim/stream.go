@@ -121,6 +121,7 @@ func (s *Sim) sendSyn(e *end, dst *Node) {
 	c.synTries++
 	s.pktID++
 	c.synID = s.pktID
+	s.live++
 	s.recordNet(NetEvent{Kind: NetSend, ID: c.synID, Proto: spec.TCP, From: e.local, To: e.remote, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead})
 	s.schedule(event{at: s.now.Add(owd(e.node, dst)), kind: evSyn, x: c})
 }
@@ -131,6 +132,7 @@ func (s *Sim) sendSyn(e *end, dst *Node) {
 // DialTimeout; then the dial fails.
 func (s *Sim) synLost(d *end, dst *Node, k NetKind, why string) {
 	c := d.conn
+	s.live--
 	s.recordNet(NetEvent{Kind: k, ID: c.synID, Proto: spec.TCP, From: d.local, To: d.remote, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead, Note: why})
 	retry := c.dialedAt.Add(synRTO * time.Duration(1<<c.synTries-1))
 	deadline := c.dialedAt.Add(s.cfg.DialTimeout)
@@ -154,9 +156,11 @@ func (s *Sim) synLost(d *end, dst *Node, k NetKind, why string) {
 func (s *Sim) handshakeReply(c *conn, d *end, flags string, back time.Duration, deliver bool) NetEvent {
 	s.pktID++
 	ev := NetEvent{Kind: NetSend, ID: s.pktID, Proto: spec.TCP, From: d.remote, To: d.local, Conn: c.id, Flags: flags, Len: s.cfg.TCPOverhead}
+	s.live++
 	s.recordNet(ev)
 	if deliver {
 		s.schedule(event{at: s.now.Add(back), kind: evFunc, x: func() {
+			s.live--
 			ev.Kind = NetDeliver
 			s.recordNet(ev)
 		}})
@@ -174,6 +178,10 @@ func (s *Sim) syn(ev event) {
 	c := ev.x.(*conn)
 	d := c.ends[0]
 	if c.dead || d.node.gen != d.gen {
+		// The dialer gave up or restarted: the SYN arrives for a
+		// connection that no longer exists.
+		s.live--
+		s.recordNet(NetEvent{Kind: NetHostDown, ID: c.synID, Proto: spec.TCP, From: d.local, To: d.remote, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead, Note: "connection gone"})
 		return
 	}
 	dst := s.host(d.remote.Addr())
@@ -186,6 +194,7 @@ func (s *Sim) syn(ev event) {
 		return
 	}
 	back := owd(dst, d.node)
+	s.live--
 	s.recordNet(NetEvent{Kind: NetDeliver, ID: c.synID, Proto: spec.TCP, From: d.local, To: d.remote, Conn: c.id, Flags: "S", Len: s.cfg.TCPOverhead})
 	sock, ok := dst.tcp[d.remote.Port()]
 	if a := dst.socks[sock].addr; ok && a.IsValid() && a != d.remote.Addr() {
@@ -206,12 +215,15 @@ func (s *Sim) syn(ev event) {
 	// connecting go out then, just before it hears it is connected.
 	synAck := s.handshakeReply(c, d, "SA", back, false)
 	s.schedule(event{at: s.now.Add(back), kind: evFunc, x: func() {
+		s.live--
 		if d.node.gen != d.gen || !d.node.up {
 			synAck.Kind, synAck.Note = NetHostDown, "host down"
 			s.recordNet(synAck)
 			return
 		}
 		if c.dead {
+			synAck.Kind, synAck.Note = NetHostDown, "connection gone"
+			s.recordNet(synAck)
 			return
 		}
 		synAck.Kind = NetDeliver

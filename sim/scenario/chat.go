@@ -345,7 +345,7 @@ func (c *Chat) Run(opt Options) (Result, error) {
 	if err := s.Close(); err != nil {
 		return Result{}, err
 	}
-	res.Events, res.Virtual = s.Events(), s.Elapsed()
+	res.Events, res.Virtual, res.Net.InFlight = s.Events(), s.Elapsed(), s.InFlight()
 	for _, n := range s.Nodes() {
 		if cl, ok := n.Machine().(*chat.Client); ok {
 			res.Stats[n.Name] = chatStats{c: cl.Stats(), nick: cl.Nick(), end: "still in"}
@@ -420,8 +420,7 @@ func (c *Chat) Run(opt Options) (Result, error) {
 	t.Notes = append(t.Notes,
 		fmt.Sprintf("server (since its last start): %d joins, %d quits, %d expired, %d broadcasts, %d datagrams in, %d out; dropped %d duplicate and %d late numbered datagrams",
 			sv.Joins, sv.Quits, sv.Expired, sv.Messages, sv.Datagrams, sv.Sent, sv.Duplicate, sv.Stale),
-		fmt.Sprintf("network: %d packets sent, %d delivered, %d lost, %d duplicated; simulated %v in %d events",
-			res.Net.Sent, res.Net.Delivered, res.Net.Lost, res.Net.Dup, res.Virtual.Round(time.Millisecond), res.Events))
+		res.Net.Line()+fmt.Sprintf("; simulated %v in %d events", res.Virtual.Round(time.Millisecond), res.Events))
 	ct := Table{Title: "properties checked against the network's ground truth", Header: []string{"property", "result"}}
 	for _, ch := range checks {
 		ct.Rows = append(ct.Rows, []string{ch.name, res.Checks[ch.name]})

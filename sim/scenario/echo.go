@@ -136,6 +136,14 @@ type NetCounts struct {
 	Delivered int `json:"delivered"`
 	Lost      int `json:"lost"`
 	Dup       int `json:"duplicated"`
+	// InFlight is what was still on the network when the run stopped:
+	// Sent+Dup = Delivered+Lost+InFlight.
+	InFlight int `json:"inFlight"`
+}
+
+// Line is the summary's network line.
+func (c NetCounts) Line() string {
+	return fmt.Sprintf("network: %d packets sent, %d delivered, %d lost, %d duplicated, %d in flight at the end", c.Sent, c.Delivered, c.Lost, c.Dup, c.InFlight)
 }
 
 // Count adds one network event.
@@ -240,7 +248,7 @@ func (e *Echo) Run(opt Options) (Result, error) {
 	if err := s.Close(); err != nil {
 		return Result{}, err
 	}
-	res.Events, res.Virtual = s.Events(), s.Elapsed()
+	res.Events, res.Virtual, res.Net.InFlight = s.Events(), s.Elapsed(), s.InFlight()
 
 	t := Table{
 		Title:  fmt.Sprintf("echo over a network with %.1f%% loss, %.1f%% duplication, %v jitter (seed %d)", e.Loss*100, e.Dup*100, e.Jitter, opt.Seed),
@@ -254,7 +262,7 @@ func (e *Echo) Run(opt Options) (Result, error) {
 		t.Rows = append(t.Rows, []string{c.Name, tr, fmt.Sprint(c.Sent), fmt.Sprint(c.Echoed), fmt.Sprint(c.Stray), fmt.Sprint(c.Timeouts), fmt.Sprint(c.Bytes), c.Done})
 	}
 	t.Notes = append(t.Notes,
-		fmt.Sprintf("network: %d packets sent, %d delivered, %d lost, %d duplicated", res.Net.Sent, res.Net.Delivered, res.Net.Lost, res.Net.Dup),
+		res.Net.Line(),
 		fmt.Sprintf("simulated %v in %d events; corrupted echoes: %d", res.Virtual.Round(time.Millisecond), res.Events, res.Corrupt))
 	out := Result{Tables: []Table{t}, Value: res}
 	if res.Corrupt > 0 {

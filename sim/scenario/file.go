@@ -232,7 +232,7 @@ func (f *File) Run(opt Options) (Result, error) {
 	if err := s.Close(); err != nil {
 		return Result{}, err
 	}
-	res.Events, res.Virtual = s.Events(), s.Elapsed()
+	res.Events, res.Virtual, res.Net.InFlight = s.Events(), s.Elapsed(), s.InFlight()
 
 	first, anyDone := spec.Time(1<<62), false
 	for _, tr := range tracks {
@@ -304,7 +304,7 @@ func (f *File) Run(opt Options) (Result, error) {
 	}
 	t.Notes = append(t.Notes, fair,
 		fmt.Sprintf("server: %d retransmissions, %d retransmission timeouts", res.Retransmits, res.RTOs),
-		fmt.Sprintf("network: %d packets sent, %d delivered, %d lost, %d duplicated", res.Net.Sent, res.Net.Delivered, res.Net.Lost, res.Net.Dup),
+		res.Net.Line(),
 		fmt.Sprintf("simulated %v in %d events", res.Virtual.Round(time.Millisecond), res.Events))
 	out := Result{Tables: []Table{t}, Value: res}
 	if res.Corrupt > 0 {

@@ -313,7 +313,7 @@ func (e *Stream) Run(opt Options) (Result, error) {
 	if err := s.Close(); err != nil {
 		return Result{}, err
 	}
-	res.Events, res.Virtual = s.Events(), s.Elapsed()
+	res.Events, res.Virtual, res.Net.InFlight = s.Events(), s.Elapsed(), s.InFlight()
 	res.Subscribers = subs
 	res.Victim.Received, res.Victim.DataPacket = g.toVictim, g.dataToVictim
 
@@ -382,7 +382,7 @@ func (e *Stream) Run(opt Options) (Result, error) {
 	}
 	t.Notes = append(t.Notes,
 		"packets: distinct packets printed; lost = expected - (packets + dups), RFC 3550 A.3; jitter: A.8",
-		fmt.Sprintf("network: %d packets sent, %d delivered, %d lost, %d duplicated", res.Net.Sent, res.Net.Delivered, res.Net.Lost, res.Net.Dup),
+		res.Net.Line(),
 		fmt.Sprintf("victim %v: %d forged joins (%d bytes) drew %d bytes from the server and %d data packets",
 			streamVictim, res.Victim.Forged, res.Victim.ForgedB, res.Victim.Received, res.Victim.DataPacket),
 		fmt.Sprintf("simulated %v in %d events", res.Virtual.Round(time.Millisecond), res.Events))

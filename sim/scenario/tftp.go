@@ -313,7 +313,7 @@ func (t *TFTP) Run(opt Options) (Result, error) {
 	if err := s.Close(); err != nil {
 		return Result{}, err
 	}
-	res.Events, res.Virtual, res.MaxPerBlk = s.Events(), s.Elapsed(), w.maxPerBlk
+	res.Events, res.Virtual, res.MaxPerBlk, res.Net.InFlight = s.Events(), s.Elapsed(), w.maxPerBlk, s.InFlight()
 	slices.SortStableFunc(res.Transfers, func(a, b TFTPTransfer) int {
 		if a.Client != b.Client {
 			return cmpString(a.Client, b.Client)
@@ -338,8 +338,7 @@ func (t *TFTP) Run(opt Options) (Result, error) {
 		fmt.Sprintf("server: %d DATA sent, %d of them resent after a timeout or a gap; %d duplicate or stale ACKs ignored (never answered); %d timeouts",
 			res.DataSent, res.DataResent, res.StaleAcks, res.Timeouts),
 		fmt.Sprintf("most sends of one block by one transfer: %d (bound: windowsize x 6 = %d)", res.MaxPerBlk, t.Windowsize*6),
-		fmt.Sprintf("network: %d packets sent, %d delivered, %d lost, %d duplicated; simulated %v in %d events",
-			res.Net.Sent, res.Net.Delivered, res.Net.Lost, res.Net.Dup, res.Virtual.Round(time.Millisecond), res.Events))
+		res.Net.Line()+fmt.Sprintf("; simulated %v in %d events", res.Virtual.Round(time.Millisecond), res.Events))
 	out := Result{Tables: []Table{tb}, Value: res, Failed: w.safety}
 	if out.Failed == "" && t.Loss < 0.2 {
 		for _, tr := range res.Transfers {

@@ -34,12 +34,12 @@ func Parse(r io.Reader) (*Trace, error) {
 func Load(path string) (*Trace, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("conformance: %w", err)
+		return nil, fmt.Errorf("trace: %w", err)
 	}
 	defer f.Close()
 	t, err := Parse(f)
 	if err != nil {
-		return nil, fmt.Errorf("conformance: %s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return t, nil
 }

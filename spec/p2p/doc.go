@@ -74,7 +74,10 @@
 // A malformed line is answered with ERROR UNKNOWN_COMMAND and skipped; a
 // line too long, or a body that is not what its header says, cannot be
 // skipped (the stream has lost its framing) and ends the connection after
-// that ERROR.
+// that ERROR. A message that the receiving side never takes but whose
+// raw body has a known length (DATA or PUSH sent to a server, HASH sent
+// with a request) is answered with one ERROR UNKNOWN_COMMAND and its body
+// skipped unread, up to 64 MiB, so the requests after it are understood.
 //
 // # Extensions
 //

@@ -188,11 +188,15 @@ type Parser struct {
 	own  bool   // buf is ours to append to
 	// body state: a DATA or HASH header waiting for its raw body, or a
 	// SHEL or CLRSP header waiting for its JSON value.
-	hdr     Msg
-	inRaw   bool
-	inJSON  bool
-	js      jscan // how far the JSON body has been scanned
-	body    []byte
+	hdr    Msg
+	inRaw  bool
+	inJSON bool
+	js     jscan // how far the JSON body has been scanned
+	body   []byte
+	// skip is what is left of the raw body of a message this side does
+	// not take (a DATA sent to a server): its length is known, so the
+	// stream keeps its framing and the body is dropped, not read as lines.
+	skip    int64
 	afterEr bool // the last message was ERROR: one detail line may follow
 	flushed bool // take an unterminated line as complete
 }
@@ -235,7 +239,7 @@ func (p *Parser) Buffered() int { return len(p.buf) }
 // Partial reports whether the parser holds the start of a header line
 // with no terminator yet: the case Flush resolves.
 func (p *Parser) Partial() bool {
-	return !p.inRaw && !p.inJSON && len(p.buf) > 0 && bytes.IndexByte(p.buf, '\n') < 0
+	return !p.inRaw && !p.inJSON && p.skip == 0 && len(p.buf) > 0 && bytes.IndexByte(p.buf, '\n') < 0
 }
 
 // InBody reports whether the parser is in the middle of a message body.
@@ -275,6 +279,13 @@ func clipLine(b []byte) []byte {
 // Next returns the next complete message, ErrMore, or a *ParseError.
 func (p *Parser) Next() (Msg, error) {
 	for {
+		if p.skip > 0 {
+			k := min(p.skip, int64(len(p.buf)))
+			p.consume(int(k))
+			if p.skip -= k; p.skip > 0 {
+				return Msg{}, ErrMore
+			}
+		}
 		if p.inRaw {
 			return p.rawBody()
 		}
@@ -401,7 +412,7 @@ func (p *Parser) header(line []byte) (Msg, *ParseError) {
 		ok = ok || a == op
 	}
 	if !ok {
-		return bad("unknown command")
+		return p.unexpected(op, f[1:n], line)
 	}
 	args := f[1:n]
 	m := Msg{Op: op}
@@ -552,6 +563,42 @@ func (p *Parser) header(line []byte) (Msg, *ParseError) {
 		m.TreeID, m.Stripe = int(id), int(st)
 	}
 	return m, nil
+}
+
+// maxSkip bounds the body of a message that is skipped (the default
+// bound of a DATA body): skipping allocates nothing, so it need not be
+// the chunk size, and a side that takes no bodies (Limits.Data 1) still
+// keeps its framing when sent one.
+const maxSkip = 64 << 20
+
+// unexpected answers a message this side never takes. One with a raw
+// body whose length its header gives is an error whose body is skipped;
+// one whose body is longer than maxSkip loses the stream's framing.
+func (p *Parser) unexpected(op Op, args [][]byte, line []byte) (Msg, *ParseError) {
+	var size int64
+	switch op {
+	case DATA, PUSH:
+		if len(args) != 2 {
+			return Msg{}, &ParseError{Msg: "unknown command", Line: clipLine(line)}
+		}
+		_, g1 := atoi(args[0])
+		n, g2 := atoi(args[1])
+		if !g1 || !g2 || n > maxSkip {
+			return Msg{}, &ParseError{Fatal: true, Msg: "bad " + op.String() + " header", Line: clipLine(line)}
+		}
+		size = n
+	case HASH:
+		if len(args) != 1 {
+			return Msg{}, &ParseError{Msg: "unknown command", Line: clipLine(line)}
+		}
+		n, good := atoi(args[0])
+		if !good || n > maxSkip/32 {
+			return Msg{}, &ParseError{Fatal: true, Msg: "bad HASH header", Line: clipLine(line)}
+		}
+		size = n * 32
+	}
+	p.skip = size
+	return Msg{}, &ParseError{Msg: "unknown command", Line: clipLine(line)}
 }
 
 // have parses "HAVE [HASH] id...", which may be longer than the field

@@ -160,6 +160,35 @@ func TestParseRecovers(t *testing.T) {
 	}
 }
 
+// A body-carrying message sent to the side that never takes it (a DATA
+// to a server) is one error, and its body is skipped by the length its
+// header gives, however the stream is cut: the requests after it are
+// understood, and a body that holds header-like bytes is not parsed.
+func TestParseSkipsUnexpectedBodies(t *testing.T) {
+	hash := string(bytes.Repeat([]byte("DREQ 9\r\n"), 8)) // 64 bytes: two digests' worth
+	in := "CHEL 5000\r\nDATA 0 5\r\nhelloCLREQ\r\nPUSH 16384 7\r\nDREQ 1\nDREQ 2\r\nHASH 2\r\n" + hash + "DREQ 3\r\n"
+	for _, step := range []int{1, 2, 3, 7, 1 << 20} {
+		got, errs := parseAll(Requests, []byte(in), step)
+		var ops []string
+		for _, m := range got {
+			ops = append(ops, m.Op.String())
+		}
+		if len(errs) != 3 || len(got) != 4 || got[1].Op != CLREQ || got[2].Chunk != 2 || got[3].Chunk != 3 {
+			t.Fatalf("step %d: got %v (last chunk %d), errors %v; want CHEL CLREQ DREQ 2 DREQ 3 and three errors", step, ops, got[len(got)-1].Chunk, errs)
+		}
+		for _, err := range errs {
+			var pe *ParseError
+			if !errors.As(err, &pe) || pe.Fatal {
+				t.Fatalf("step %d: %v, want a non-fatal error", step, err)
+			}
+		}
+	}
+	// A body too long to skip loses the framing.
+	if _, errs := parseAll(Requests, []byte("DATA 0 99999999999\r\n"), 1<<20); len(errs) != 1 || !errs[0].(*ParseError).Fatal {
+		t.Fatalf("a 99999999999-byte DATA to a server: %v, want one fatal error", errs)
+	}
+}
+
 // Flush takes an unterminated line as complete: a seed-style client's
 // "CLREQ" with no CRLF.
 func TestParseFlush(t *testing.T) {

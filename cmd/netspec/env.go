@@ -97,7 +97,7 @@ func logFlags(fs *flag.FlagSet) func(e *env) (*slog.Logger, func(), error) {
 		if *file != "" {
 			f, err := os.OpenFile(*file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 			if err != nil {
-				return nil, nil, fmt.Errorf("log: %w", err)
+				return nil, nil, usagef("--log: %v", err)
 			}
 			w, closer = f, func() { f.Close() }
 		}

@@ -110,7 +110,8 @@ func TestHelpCommand(t *testing.T) {
 }
 
 // Files named on the command line that cannot serve (missing, a
-// directory, a config with a bad line or an unknown key) are bad command
+// directory, a config with a bad line or an unknown key, a log that
+// cannot be opened) are bad command
 // lines: exit 2 with the file named, before anything is bound.
 func TestBadFilesExit2(t *testing.T) {
 	dir := t.TempDir()
@@ -142,6 +143,8 @@ func TestBadFilesExit2(t *testing.T) {
 		{[]string{"p2p", "serve", "--config", negative}, "file_size"},
 		{[]string{"p2p", "get", "--config", both}, `unknown key "bogus"`},
 		{[]string{"echo", "send", "127.0.0.1:7", strings.Repeat("x", 65508)}, "at most 65507"},
+		{[]string{"echo", "serve", "--udp", "127.0.0.1:0", "--log", filepath.Join(dir, "missing", "x.log")}, "--log"},
+		{[]string{"chat", "serve", "--addr", "127.0.0.1:0", "--log", dir}, "--log"},
 	} {
 		code, _, stderr := runCmd(tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {

@@ -51,9 +51,13 @@
 // is one payload coming back from one source every round trip, so a
 // payload answered MaxRepeats times in a row (16), each within RepeatGap
 // (500 ms) of the one before, is dropped until its source pauses, and
-// the loop ends after 16 bounces whatever its round trip. (A client
-// resending a lost datagram, or a person typing a line again, waits
-// longer between copies.) Each source address is also answered at most
+// the loop ends after 16 bounces. Each source's last RecentPayloads (16)
+// distinct payloads are followed, so a forger who sets several loops
+// going at once sees each end the same way. (A client resending a lost
+// datagram, or a person typing a line again, waits longer between
+// copies; a loop whose round trip is longer than RepeatGap cannot be
+// told from such a client, and carries one datagram per round trip per
+// payload, within the rate limit below.) Each source address is also answered at most
 // SourceRate times a second on average, in bursts of SourceBurst
 // (default 100 and 100), which bounds what any one source can draw.
 // The limit remembers Sources addresses (default 256) in a fixed table,

@@ -322,22 +322,35 @@ type sourceLimit struct {
 type sourceSlot struct {
 	addr netip.Addr
 	tat  spec.Time // its rate limit's state
-	// The last payload's hash, when it came, and how many times in a
-	// row it came back within RepeatGap of the time before.
+	// The source's last RecentPayloads distinct payloads.
+	recent [RecentPayloads]recentPayload
+	n      int // entries of recent in use
+}
+
+// recentPayload is a payload's hash, when it last came, and how many
+// times in a row it came back within RepeatGap of the time before.
+type recentPayload struct {
 	sum     uint64
 	at      spec.Time
 	repeats int
 }
 
 // A loop between two reflectors is one payload coming back from one
-// source every round trip, whatever the rate. A payload answered
+// source every round trip, whatever the rate; a forger who sends several
+// payloads sets several loops going at once. A payload answered
 // MaxRepeats times in a row, each within RepeatGap of the one before, is
-// dropped until its source pauses, which ends the loop. A client
-// resending a datagram whose echo was lost waits far longer between
-// copies, and so does a person typing one line again into nc.
+// dropped until its source pauses, which ends its loop. Each source's
+// last RecentPayloads distinct payloads are followed, so loops of up to
+// that many payloads at once all end. A client resending a datagram
+// whose echo was lost waits far longer between copies, and so does a
+// person typing one line again into nc. (A loop whose round trip is
+// longer than RepeatGap cannot be told from a client repeating itself
+// at that pace: it carries one datagram per round trip per payload,
+// within the source's rate limit.)
 const (
-	RepeatGap  = 500 * time.Millisecond
-	MaxRepeats = 16
+	RepeatGap      = 500 * time.Millisecond
+	MaxRepeats     = 16
+	RecentPayloads = 16
 )
 
 type verdict uint8
@@ -365,20 +378,44 @@ func (l *sourceLimit) allow(now spec.Time, addr netip.Addr, data []byte) verdict
 	sl := &l.slots[i]
 	h := fnv.New64a()
 	h.Write(data)
-	sum := h.Sum64()
-	if ok && sum == sl.sum && now.Sub(sl.at) < RepeatGap {
-		sl.repeats++
+	r := sl.payload(h.Sum64(), now)
+	if now.Sub(r.at) < RepeatGap {
+		r.repeats++
 	} else {
-		sl.repeats = 0
+		r.repeats = 0
 	}
-	sl.sum, sl.at = sum, now
-	if sl.repeats >= MaxRepeats {
+	r.at = now
+	if r.repeats >= MaxRepeats {
 		return looping
 	}
 	if !l.rate.Allow(now, &sl.tat) {
 		return overRate
 	}
 	return allowed
+}
+
+// payload returns sum's entry, or a new one (its time far enough in the
+// past to count as a pause) in place of the payload that came longest
+// ago; ties go to the lowest entry.
+func (sl *sourceSlot) payload(sum uint64, now spec.Time) *recentPayload {
+	for i := range sl.n {
+		if sl.recent[i].sum == sum {
+			return &sl.recent[i]
+		}
+	}
+	j := sl.n
+	if sl.n < len(sl.recent) {
+		sl.n++
+	} else {
+		j = 0
+		for i := range sl.recent {
+			if sl.recent[i].at < sl.recent[j].at {
+				j = i
+			}
+		}
+	}
+	sl.recent[j] = recentPayload{sum: sum, at: now.Add(-RepeatGap)}
+	return &sl.recent[j]
 }
 
 // slot returns a free slot, or forgets the source with the earliest

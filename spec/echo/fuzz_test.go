@@ -66,7 +66,8 @@ func FuzzServerUDP(f *testing.F) {
 		// The rate limit's model: GCRA per source address; and the loop
 		// guard's: a payload repeated MaxRepeats times in a row, each
 		// within RepeatGap of the last, is dropped (before the rate
-		// limit is charged).
+		// limit is charged), for each of a source's last RecentPayloads
+		// payloads (a new one replaces the one that came longest ago).
 		every := time.Duration(float64(time.Second) / rate)
 		tat := map[netip.Addr]spec.Time{}
 		type last struct {
@@ -74,7 +75,7 @@ func FuzzServerUDP(f *testing.F) {
 			at      spec.Time
 			repeats int
 		}
-		seen := map[netip.Addr]*last{}
+		seen := map[netip.Addr][]*last{}
 		var echoed, dropped uint64
 		for i, d := range splitDatagrams(data) {
 			d = d[:min(len(d), 65507)] // the most a UDP datagram over IPv4 holds
@@ -83,16 +84,30 @@ func FuzzServerUDP(f *testing.F) {
 			r.Step(spec.Input{Kind: spec.InDatagram, Sock: sockUDP, Addr: from, Data: d})
 			answer := from.Port() != 0 && (from.Port() >= 1024 || allowLow) && from.Port() != fuzzServer.Port()
 			if answer {
-				l := seen[from.Addr()]
-				if l != nil && bytes.Equal(l.data, d) && r.Now.Sub(l.at) < RepeatGap {
-					l.repeats++
-				} else if l == nil {
-					l = &last{}
-					seen[from.Addr()] = l
-				} else {
-					l.repeats = 0
+				var l *last
+				for _, e := range seen[from.Addr()] {
+					if bytes.Equal(e.data, d) {
+						l = e
+					}
 				}
-				l.data, l.at = d, r.Now
+				switch ls := seen[from.Addr()]; {
+				case l != nil && r.Now.Sub(l.at) < RepeatGap:
+					l.repeats++
+				case l != nil:
+					l.repeats = 0
+				case len(ls) < RecentPayloads:
+					l = &last{data: d}
+					seen[from.Addr()] = append(ls, l)
+				default:
+					l = ls[0]
+					for _, e := range ls {
+						if e.at < l.at {
+							l = e
+						}
+					}
+					*l = last{data: d}
+				}
+				l.at = r.Now
 				answer = l.repeats < MaxRepeats
 			}
 			if answer {

@@ -11,30 +11,36 @@ import (
 	"github.com/netspec/netspec/spec/echo"
 )
 
-// One datagram forged in one echo server's name to another must not set
-// them bouncing it for ever: on the same port the first server drops it
-// at once; on different ports the per-source limit runs the loop out of
-// credit within a second or so.
+// Datagrams forged in one echo server's name to another must not set
+// them bouncing for ever: on the same port the first server drops them
+// at once; on different ports each payload's loop ends after MaxRepeats
+// round trips, up to RecentPayloads payloads at once.
 func TestForgedDatagramCannotLoop(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		portA     uint16
 		portB     uint16
 		delay     time.Duration // each access link's, one way
+		payloads  int           // forged datagrams, each a different payload
 		maxEchoes int
 	}{
-		{"same port", 9999, 9999, time.Millisecond, 0},
+		{"same port", 9999, 9999, time.Millisecond, 1, 0},
 		// Each server lets the payload come back MaxRepeats times in a
 		// row, then drops it.
-		{"different ports", 9999, 7777, time.Millisecond, 2 * (echo.MaxRepeats + 1)},
+		{"different ports", 9999, 7777, time.Millisecond, 1, 2 * (echo.MaxRepeats + 1)},
 		// A loop slower than the rate limit (50 a second, over a 20 ms
 		// round trip) used to be capped, not ended.
-		{"different ports, slow path", 9999, 7777, 5 * time.Millisecond, 2 * (echo.MaxRepeats + 1)},
+		{"different ports, slow path", 9999, 7777, 5 * time.Millisecond, 1, 2 * (echo.MaxRepeats + 1)},
+		// Two loops at once, together under the rate limit (2 x 31 a
+		// second): the guard followed one payload per source, so
+		// alternating payloads reset it and bounced for ever.
+		{"two payloads, slow path", 9999, 7777, 8 * time.Millisecond, 2, 2 * 2 * (echo.MaxRepeats + 1)},
+		{"sixteen payloads", 9999, 7777, 8 * time.Millisecond, echo.RecentPayloads, echo.RecentPayloads * 2 * (echo.MaxRepeats + 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), tc.portA)
 			b := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), tc.portB)
-			echoes := -1 // the forged datagram is sent too
+			echoes := -tc.payloads // the forged datagrams are sent too
 			var last spec.Time
 			s := sim.New(sim.Config{Seed: 1, Link: sim.Symmetric(sim.Dir{Delay: tc.delay}), OnNet: func(ev sim.NetEvent) {
 				if ev.Kind == sim.NetSend && ev.Proto == spec.UDP {
@@ -47,10 +53,12 @@ func TestForgedDatagramCannotLoop(t *testing.T) {
 				s.MustAddNode(sim.NodeSpec{Name: ap.Addr().String(), Addr: ap.Addr(), Protocol: "echo", Role: "server", Config: cfg,
 					New: func() spec.Machine { return echo.NewServer(cfg) }})
 			}
-			s.Inject(10*time.Millisecond, a, b, []byte("one forged datagram"))
+			for i := range tc.payloads {
+				s.Inject(10*time.Millisecond, a, b, []byte(fmt.Sprintf("forged datagram %d", i)))
+			}
 			s.Run(10 * time.Second)
 			if echoes > tc.maxEchoes {
-				t.Errorf("one forged datagram drew %d echoes between the servers in 10 s, want at most %d", echoes, tc.maxEchoes)
+				t.Errorf("%d forged datagrams drew %d echoes between the servers in 10 s, want at most %d", tc.payloads, echoes, tc.maxEchoes)
 			}
 			if echoes > 0 && last.Sub(spec.SimEpoch) > 3*time.Second {
 				t.Errorf("the servers were still echoing to each other at %v", last.Sub(spec.SimEpoch))

@@ -112,7 +112,7 @@
 // and membership: a forger that does not receive at the address cannot
 // know it). Until then the server sends the member its welcome, its
 // bye, and replies to its own datagrams only as far as they hold no more
-// bytes than the datagram answered; a reminder of the token (the welcome
+// bytes than the datagram answered, one datagram at most; a reminder of the token (the welcome
 // may have been lost) answers its datagrams at most every half Interval,
 // within the strangers' budget (JoinRate, below); everything else
 // (broadcasts, notices, its own line back) is withheld and counted. Its lines are still broadcast to the validated

@@ -954,7 +954,9 @@ func (s *Server) pays(m *member, n int) bool {
 		s.c.Withheld++
 		return false
 	}
-	s.budget -= n
+	// One reply per datagram answered: a datagram of many lines must
+	// not draw many datagrams back, however small.
+	s.budget = 0
 	return true
 }
 
@@ -1007,7 +1009,13 @@ func (s *Server) sendAll(now spec.Time, body []byte, except *member) {
 	}
 	plain := plainOnly(body)
 	for _, m := range s.order {
-		if m == except || (!m.validated && !s.pays(m, len(body))) {
+		if m == except {
+			continue
+		}
+		if !m.validated {
+			// Broadcasts, its own line back included, wait for the
+			// token.
+			s.c.Withheld++
 			continue
 		}
 		s.c.Sent++

@@ -650,3 +650,34 @@ func TestIntervalFloor(t *testing.T) {
 		t.Errorf("server Interval 1s became %v", got)
 	}
 }
+
+// A member not yet validated draws at most one datagram back per
+// datagram, no larger than it, and hears nothing of the chat, its own
+// lines included: a datagram of 300 lines from a forged address used to
+// draw eleven of them back. Its lines still reach validated members (as
+// many as the rate limit lets through).
+func TestUnvalidatedMemberDrawsOneReply(t *testing.T) {
+	b, _ := newServer(t, chat.ServerConfig{})
+	a, g := addr(1), addr(2)
+	b.dgram(0, a, "/nick alice\n") // validated by the bench
+	b.raw = true
+	b.dgram(0, g, "hi\n")
+	var lines strings.Builder
+	for i := 1; i <= 300; i++ {
+		fmt.Fprintf(&lines, "%d\n", i)
+	}
+	for _, d := range []string{lines.String(), "/who\n/who\n/who\n", "/nick x\n/me waves\n\xff\n"} {
+		got := b.dgram(time.Second, g, d)
+		if len(got[g]) > 1 || (len(got[g]) == 1 && len(got[g][0]) > len(d)) {
+			t.Fatalf("an unvalidated member's %d-byte datagram drew %d datagrams back: %q", len(d), len(got[g]), got[g])
+		}
+		for _, r := range got[g] {
+			if strings.HasPrefix(r, "[") || strings.HasPrefix(r, "* ") {
+				t.Fatalf("an unvalidated member heard the chat: %q", r)
+			}
+		}
+		if d == lines.String() && (len(got[a]) == 0 || got[a][0] != "[guest1] 1\n") {
+			t.Fatalf("alice heard %q of the 300 lines (the rest over the rate limit)", got[a])
+		}
+	}
+}

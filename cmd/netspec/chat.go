@@ -39,7 +39,7 @@ func chatServe(ctx context.Context, e *env, args []string) error {
 	fs.Var(&addr, "addr", "serve on `ADDR` (host:port or port)")
 	interval := fs.Duration("interval", chat.DefaultInterval, "expire members silent this long")
 	maxMembers := fs.Int("max-members", chat.DefaultMaxMembers, "refuse joins beyond `N` members")
-	maxLine := fs.Int("max-line", chat.DefaultMaxLine, "longest message in bytes")
+	maxLine := fs.Int("max-line", chat.DefaultMaxLine, "longest message in bytes (a datagram may hold up to max(2048, this+1024) bytes of lines)")
 	rate := fs.Float64("rate", chat.DefaultRate, "lines per second per member (0: no limit)")
 	burst := fs.Int("burst", chat.DefaultBurst, "lines a member may send at once")
 	logger := logFlags(fs)
@@ -75,7 +75,7 @@ func chatServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("chat serve: secret: %w", err)
 	}
 	cfg := chat.ServerConfig{Addr: addr.ap, Interval: *interval, MaxMembers: *maxMembers, MaxLine: *maxLine,
-		MaxDatagram: *maxLine + 1024, Rate: *rate, Burst: *burst, Secret: secret}
+		MaxDatagram: max(2048, *maxLine+1024), Rate: *rate, Burst: *burst, Secret: secret}
 	if *rate == 0 {
 		cfg.Rate = -1
 	}

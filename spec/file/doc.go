@@ -65,16 +65,19 @@
 // # Files
 //
 // The server reads only through an fs.FS given to NewServer (cmd passes
-// os.Root's, which refuses symlinks that leave the root), and only names
-// ValidName accepts: relative, slash-separated, no "." or ".." element,
-// no empty element, no backslash or control character, at most 1024
-// bytes; and only regular files, which it checks with Stat before it
+// os.Root's, which refuses symlinks that are absolute or step out of
+// the root on their way), and only names ValidName accepts: UTF-8,
+// relative, slash-separated, no "." or ".." element, no empty element,
+// no backslash or control character (C0, DEL or C1, which a terminal
+// would obey), at most 1024 bytes; and only regular files, which it checks with Stat before it
 // opens anything (opening a FIFO would block the machine's runner, and
 // every session with it). In the simulator and in replay, the FS
 // is Synthetic(ServerConfig.Files): files of a given size whose bytes are
 // a function of a seed (SynthBytes), so a trace header records a root in
 // a few bytes. "ls" lists a directory's regular files and directories
-// (symlinks followed if they stay inside the root).
+// (symlinks followed if they stay inside the root) whose names ValidName
+// accepts: what it lists can be fetched, and a name cannot forge lines
+// of the listing.
 //
 // # States
 //

@@ -21,13 +21,15 @@ import (
 // symlinks that leave the root on top of this. TFTP reuses it.
 func ValidName(name string) error {
 	switch {
-	case name == "" || name == ".":
+	case name == "":
 		return errors.New("empty name")
+	case name == ".":
+		return errors.New(`"." is the root, not a file`)
 	case len(name) > MaxName:
 		return fmt.Errorf("name longer than %d bytes", MaxName)
 	case !utf8.ValidString(name):
 		return errors.New("name is not UTF-8")
-	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }):
+	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == '\\' }):
 		return errors.New("name contains a control character or a backslash")
 	case !fs.ValidPath(name):
 		return fmt.Errorf("%q is not a path inside the root", name)

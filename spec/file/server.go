@@ -378,13 +378,14 @@ stateless-cookie handshake, selective repeat with SACK, congestion control;
 every download is verified with SHA-256.`
 
 func (s *Server) list(dir string) (byte, string) {
-	if dir == "" {
+	if d := strings.TrimSuffix(dir, "/"); d != "" {
+		dir = d // "/" stays itself, and is refused as absolute
+	}
+	if dir == "" || dir == "." {
 		dir = "."
-	} else if err := ValidName(strings.TrimSuffix(dir, "/")); err != nil {
+	} else if err := ValidName(dir); err != nil {
 		s.c.refused++
 		return StatusError, "refused: " + err.Error()
-	} else {
-		dir = strings.TrimSuffix(dir, "/")
 	}
 	// Stat first, as get does: reading a FIFO as a directory would open
 	// it, and block.
@@ -400,6 +401,9 @@ func (s *Server) list(dir string) (byte, string) {
 	var b strings.Builder
 	for _, e := range entries {
 		p := path.Join(dir, e.Name())
+		if ValidName(p) != nil {
+			continue // it could not be fetched, and might forge lines of the listing
+		}
 		fi, err := fs.Stat(s.fsys, p) // follows symlinks that stay inside the root
 		if err != nil {
 			continue

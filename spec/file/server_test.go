@@ -189,6 +189,38 @@ func TestNonRegularFilesNeverOpened(t *testing.T) {
 	}
 }
 
+// "ls" lists only what "get" would serve: a name with a newline (which
+// would forge a line of the listing) or a C1 control (which a terminal
+// obeys) is left out; "ls ." is the root and "ls /" is refused as
+// absolute, not as an empty name.
+func TestListingShowsOnlyServableNames(t *testing.T) {
+	fsys := fstest.MapFS{
+		"ok.txt":      {Data: []byte("fine")},
+		"new\nline":   {Data: []byte("x")},
+		"csi\u009b2J": {Data: []byte("x")},
+	}
+	r, _ := rigToServer(t, ServerConfig{}, fsys)
+	var reqs []byte
+	for _, c := range []string{"ls", "ls .", "ls /"} {
+		reqs = appendFrame(reqs, FrameCmd, []byte(c))
+	}
+	r.write(reqs)
+	r.run(time.Second)
+	rec, err := parseAll(r.stream, nil, serverSends)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, fr := range rec.frames {
+		got = append(got, string(fr[2:]))
+	}
+	listing := fmt.Sprintf("%12d  ok.txt", 4)
+	want := []string{listing, listing, `refused: "/" is not a path inside the root`}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("answers %q, want %q", got, want)
+	}
+}
+
 // brokenFS holds one file, "bad", of 5000 bytes whose reads fail.
 type brokenFS struct{}
 

@@ -117,9 +117,10 @@
 // client is not answering). Refusals: a malformed or over-long request
 // gets ERROR 4, a name outside the root ERROR 2, a busy server or a mode
 // other than octet ERROR 0. A request's source is not validated, so a
-// refusal is never larger than the request: the message is left out when
-// it does not fit (the code stays), and a request shorter than five bytes
-// gets nothing (both counted).
+// refusal is never larger than the request: when the message does not
+// fit, the code's name (RFC 1350's, "access violation") takes its place,
+// or nothing if that does not fit either (the code stays), and a request
+// shorter than five bytes gets nothing (all counted).
 //
 // Files are read through an io/fs.FS given to NewServer (cmd passes the
 // os.Root-confined one of impl/rootfs, which refuses symlinks that leave

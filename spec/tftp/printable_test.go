@@ -27,8 +27,9 @@ func TestPrintable(t *testing.T) {
 }
 
 // A refusal is never larger than the request it answers (its source is
-// not validated): the message goes when it does not fit, the code stays,
-// and a request too short even for that gets nothing.
+// not validated): the message gives way to the code's name when it does
+// not fit, and that to nothing; a request too short even for the code
+// gets nothing.
 func TestRefusalNoLargerThanRequest(t *testing.T) {
 	srv := netip.MustParseAddrPort("10.0.0.1:69")
 	from := netip.MustParseAddrPort("10.0.0.2:40000")
@@ -40,6 +41,10 @@ func TestRefusalNoLargerThanRequest(t *testing.T) {
 		{"truncated", []byte{0, 1}, "-"},
 		{"short missing file", (&Packet{Op: OpRRQ, Filename: "x", Mode: "octet"}).Append(nil), ""},
 		{"long missing file", (&Packet{Op: OpRRQ, Filename: "a/rather/long/name/that/is/missing", Mode: "octet"}).Append(nil), "file not found"},
+		// Too short for the full message, long enough for the code's
+		// name, which tftp-hpa and atftp print in place of nothing.
+		{"escaping name", (&Packet{Op: OpRRQ, Filename: "../secret/s.txt", Mode: "octet"}).Append(nil), "access violation"},
+		{"netascii", (&Packet{Op: OpRRQ, Filename: "boot/kernel.img", Mode: "netascii"}).Append(nil), "octet mode only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := NewServer(ServerConfig{Addr: srv}, fstest.MapFS{}, nil)

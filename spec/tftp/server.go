@@ -375,7 +375,7 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 	}
 	if !strings.EqualFold(p.Mode, "octet") {
 		s.c.refused++
-		return s.refuse(from, ErrUndefined, "only octet mode is supported", out)
+		return s.refuse(from, ErrUndefined, "octet mode only", out)
 	}
 	if err := file.ValidName(p.Filename); err != nil {
 		s.c.refused++
@@ -440,11 +440,16 @@ func (s *Server) refuse(to netip.AddrPort, code ErrCode, msg string, out []spec.
 	out = append(out, spec.Debug("tftp: refused a request", slog.String("from", to.String()), slog.Int("code", int(code)), slog.String("msg", msg)))
 	// The request's source is not validated: the refusal must not be
 	// larger than the request, or forged requests would make the server
-	// an amplifier. The code alone says what went wrong when the message
-	// does not fit; a request shorter than even that gets nothing.
+	// an amplifier. When the message does not fit, the code's name does
+	// ("access violation": clients print the text, and an empty one
+	// tells a user nothing), or else the code alone; a request shorter
+	// than even that gets nothing.
 	b := AppendError(nil, code, msg)
 	if s.reqSize > 0 && len(b) > s.reqSize {
-		if b = AppendError(b[:0], code, ""); len(b) > s.reqSize {
+		if b = AppendError(b[:0], code, code.String()); len(b) > s.reqSize {
+			b = AppendError(b[:0], code, "")
+		}
+		if len(b) > s.reqSize {
 			s.c.errorsDropped++
 			return out
 		}

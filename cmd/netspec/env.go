@@ -160,6 +160,9 @@ func parseAddr(s string, remote bool) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("bad port %q", port)
 	}
+	if remote && p == 0 {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q: port 0 cannot be sent to", s)
+	}
 	return netip.AddrPortFrom(ip.Unmap(), uint16(p)), nil
 }
 

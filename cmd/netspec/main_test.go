@@ -48,6 +48,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"echo", "bogus"}, 2},
 		{[]string{"echo", "serve", "-h"}, 0},
 		{[]string{"echo", "serve"}, 2},
+		{[]string{"echo", "send", "127.0.0.1:0", "x"}, 2}, // port 0 cannot be sent to
+		{[]string{"file", "get", "127.0.0.1:0", "x"}, 2},
 		{[]string{"echo", "serve", "--bogus"}, 2},
 		{[]string{"echo", "serve", "--udp", "not an address"}, 2},
 		{[]string{"echo", "serve", "--udp", ""}, 2},

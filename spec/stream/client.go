@@ -464,7 +464,7 @@ func (c *Client) timer(now spec.Time, t spec.Timer, out []spec.Output) []spec.Ou
 			return out
 		}
 		if c.joinTries >= c.cfg.JoinTries {
-			return c.finish(now, "no answer", fmt.Sprintf("stream: no answer from %v after %d joins", c.cfg.Server, c.joinTries), out)
+			return c.finish(now, "no answer", fmt.Sprintf("stream: no answer from %v to %d join requests", c.cfg.Server, c.joinTries), out)
 		}
 		return c.sendJoin(now, out)
 	case timerReport:

@@ -824,12 +824,21 @@ func (r *Runner) shutdown() {
 	for _, s := range r.socks {
 		s.close()
 	}
-	// Let queued stream bytes go out, briefly, before closing.
+	// Streams the machine closed get their queued bytes out, briefly,
+	// then a FIN. Streams it left open are reset, as the simulator resets
+	// a node's connections when it exits: a FIN would tell the peer the
+	// stream ended where it was cut (a C/S download stopped mid-file
+	// would look complete).
 	deadline := time.Now().Add(2 * time.Second)
+	var flush []*stream
 	for _, st := range r.streams {
-		st.closeWrite()
+		if st.isClosing() {
+			flush = append(flush, st)
+		} else {
+			st.kill(true)
+		}
 	}
-	for _, st := range r.streams {
+	for _, st := range flush {
 		st.waitFlushed(deadline)
 		st.kill(false)
 	}

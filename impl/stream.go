@@ -82,6 +82,14 @@ func (st *stream) closeWrite() {
 	st.cond.Signal()
 }
 
+// isClosing reports whether the machine closed the stream (its FIN
+// follows the queued bytes).
+func (st *stream) isClosing() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.closing
+}
+
 func (st *stream) drained() bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()

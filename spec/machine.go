@@ -178,7 +178,9 @@ const (
 	// OutLog is a log record: Log.
 	OutLog
 	// OutExit says the machine has finished its job (Err empty) or given
-	// up (Err set). Runners stop it.
+	// up (Err set). Runners stop it: streams it closed finish sending
+	// what was written (briefly) and end with a FIN; streams it left open
+	// are reset, never ended as if complete.
 	OutExit
 )
 

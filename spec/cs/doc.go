@@ -41,6 +41,9 @@
 //	SENDING --transport took the piece--> SENDING (queue the next piece)
 //	SENDING --last piece taken--> CLOSED (FIN after the queued bytes)
 //	SENDING --reset--> gone (counted as "reset")
+//	SENDING --server stops--> reset (never a FIN: the end of the stream
+//	                          is the end of the file, so a cut download
+//	                          must not end like a whole one)
 //
 // The server queues one piece (ServerConfig.Piece, 256 KiB) at a time and
 // queues the next when the runner reports the stream writable, so a slow

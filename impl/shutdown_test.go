@@ -1,0 +1,65 @@
+package impl_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/impl"
+	"github.com/netspec/netspec/spec"
+	"github.com/netspec/netspec/spec/cs"
+)
+
+// A server stopped in the middle of a download resets the connection
+// instead of closing it: the C/S protocol has no framing, so a FIN would
+// tell nc or any client that the file ended where it was cut. (Streams
+// the machine closed itself still get their bytes out and a FIN.)
+func TestStopResetsStreamsTheMachineLeftOpen(t *testing.T) {
+	const size = 32 << 20
+	data := make([]byte, size)
+	ready := make(chan netip.AddrPort, 1)
+	r := impl.New(cs.NewServer(cs.ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0")}, data), impl.Options{
+		OnEvent: func(_ spec.Time, ev spec.Event) {
+			if ev.Name == "listening" {
+				ready <- netip.MustParseAddrPort(ev.Text)
+			}
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	var addr netip.AddrPort
+	select {
+	case addr = <-ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server did not listen")
+	}
+	c, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 64<<10)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the client has not read the rest: the server stops mid-file
+	if err := <-errc; err != nil {
+		t.Fatalf("runner: %v", err)
+	}
+	got := int64(len(buf))
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	got += n
+	if err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("the client read %d of %d bytes and then a clean EOF: a cut download looks complete", got, size)
+	}
+	if got >= size {
+		t.Fatalf("the client read the whole file (%d bytes): the test did not stop the server mid-file", got)
+	}
+}

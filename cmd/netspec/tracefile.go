@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
+	"io/fs"
 	"os"
 
 	"github.com/netspec/netspec/impl"
@@ -12,9 +14,15 @@ import (
 
 // traceFile is a socket verb's --trace FILE: the node's inputs and
 // outputs as an NDJSON trace, which 'netspec trace show' and 'trace pcap'
-// read and 'netspec replay' replays. The file is created when the flag is
-// parsed, so a path that cannot be written is a bad command line.
-type traceFile struct{ f *os.File }
+// read and 'netspec replay' replays. The file is opened when the flag is
+// parsed, so a path that cannot be written is a bad command line, but
+// emptied only when the node starts: a command line refused after the
+// flag leaves an existing trace as it was (and creates none).
+type traceFile struct {
+	f       *os.File
+	created bool // the flag created the file
+	used    bool // a node records into it
+}
 
 func (t *traceFile) String() string {
 	if t.f == nil {
@@ -24,14 +32,14 @@ func (t *traceFile) String() string {
 }
 
 func (t *traceFile) Set(path string) error {
-	if t.f != nil {
-		t.f.Close()
-	}
-	f, err := os.Create(path)
+	t.Close()
+	_, err := os.Stat(path)
+	created := errors.Is(err, fs.ErrNotExist)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
-	t.f = f
+	t.f, t.created, t.used = f, created, false
 	return nil
 }
 
@@ -46,6 +54,10 @@ func traceFlag(fs *flag.FlagSet) *traceFile {
 // is role of protocol, built from cfg, as 'netspec replay' rebuilds it.
 func (t *traceFile) New(protocol, role string, cfg any, m spec.Machine, o impl.Options) *impl.Runner {
 	if t.f != nil {
+		if fi, err := t.f.Stat(); err == nil && fi.Mode().IsRegular() {
+			_ = t.f.Truncate(0) // the previous trace is replaced, not appended to
+		}
+		t.used = true
 		b, _ := json.Marshal(cfg) // configs are plain data: simulator traces hold them too
 		o.Trace, o.TraceNode = t.f, role
 		o.TraceHeader = trace.Header{Format: trace.Format, Protocol: protocol, Nodes: []trace.NodeInfo{{Name: role, Role: role, Config: b}}}
@@ -53,9 +65,15 @@ func (t *traceFile) New(protocol, role string, cfg any, m spec.Machine, o impl.O
 	return impl.New(m, o)
 }
 
-// Close closes the file, if any.
+// Close closes the file, if any, and removes it if the flag created it
+// and no node recorded into it.
 func (t *traceFile) Close() {
-	if t.f != nil {
-		t.f.Close()
+	if t.f == nil {
+		return
 	}
+	t.f.Close()
+	if t.created && !t.used {
+		os.Remove(t.f.Name())
+	}
+	t.f = nil
 }

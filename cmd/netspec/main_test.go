@@ -265,3 +265,29 @@ func shell(t *testing.T, script string) (string, error) {
 	out, err := exec.CommandContext(ctx, "sh", "-c", script).Output()
 	return string(out), err
 }
+
+// A command line refused after --trace leaves an existing trace as it
+// was, and creates none.
+func TestRefusedCommandKeepsTrace(t *testing.T) {
+	dir := t.TempDir()
+	keep := filepath.Join(dir, "keep.ndjson")
+	if err := os.WriteFile(keep, []byte("keep me\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(dir, "fresh.ndjson")
+	for _, args := range [][]string{
+		{"cs", "get", "-trace", keep, "-p", "0"},
+		{"p2p", "serve", "-trace", keep, "-chunk-size", "0"},
+		{"cs", "get", "-trace", fresh, "-p", "0"},
+	} {
+		if code, _, _ := runCmd(args...); code != 2 {
+			t.Fatalf("netspec %s: exit %d, want 2", strings.Join(args, " "), code)
+		}
+	}
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "keep me\n" {
+		t.Fatalf("the existing trace now holds %q (%v)", b, err)
+	}
+	if _, err := os.Stat(fresh); err == nil {
+		t.Fatal("a refused command left an empty trace behind")
+	}
+}

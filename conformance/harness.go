@@ -232,6 +232,33 @@ func newPeerConn(c *net.TCPConn) *peerConn {
 	return p
 }
 
+// waitFor waits until n bytes have arrived, the stream has ended, or
+// timeout has passed.
+func (p *peerConn) waitFor(n int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		done := len(p.got) >= n || p.rerr != nil
+		p.mu.Unlock()
+		if done {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// writtenBefore is how many bytes recs say their node wrote on st.
+func writtenBefore(recs []trace.Record, st spec.Stream) int {
+	n := 0
+	for _, r := range recs {
+		if r.Out == "write" && spec.Stream(r.Stream) == st {
+			p, _ := r.Payload()
+			n += len(p)
+		}
+	}
+	return n
+}
+
 type udpPeer struct {
 	c    *net.UDPConn
 	mu   sync.Mutex
@@ -452,6 +479,14 @@ func ReplayImpl(ctx context.Context, t *Trace, node string, lookup Lookup, opt I
 			return err
 		}
 		clock.Advance(epoch + spec.Time(rec.T))
+		if in.Kind == spec.InStreamClosed && in.Err != "" {
+			// The recorded peer reset the stream after what it read of
+			// it: a reset discards what the harness has not read yet,
+			// so read what the node wrote before it first.
+			if c := h.conns[in.Stream]; c != nil {
+				c.waitFor(writtenBefore(want[:i], in.Stream), opt.Timeout)
+			}
+		}
 		if err := h.act(r, cancel, in); err != nil {
 			return fail(i, err.Error())
 		}

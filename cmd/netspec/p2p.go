@@ -99,6 +99,9 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *file != "" {
+		fspec = cs.FileSpec{} // the trace names the file (Path) instead
+	}
 	log, closeLog, err := logger(e)
 	if err != nil {
 		return err
@@ -106,7 +109,7 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	defer closeLog()
 	say := newSayer(e.stdout)
 	start := time.Now()
-	cfg := p2p.ServerConfig{Addr: addr, File: fspec, ChunkSize: *chunk, Seed: *seed, MaxList: *maxList, UploadRate: bits, Legacy: *legacy, Expect: *expect, Trees: *trees}
+	cfg := p2p.ServerConfig{Addr: addr, File: fspec, Path: *file, ChunkSize: *chunk, Seed: *seed, MaxList: *maxList, UploadRate: bits, Legacy: *legacy, Expect: *expect, Trees: *trees}
 	r := tr.New("p2p", "server", cfg, p2p.NewServer(cfg, content), impl.Options{
 		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	iofs "io/fs"
+	"path/filepath"
 	"strings"
 
 	"github.com/netspec/netspec/cmd/netspec/timeline"
@@ -13,7 +14,9 @@ import (
 	"github.com/netspec/netspec/impl/rootfs"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/all"
+	"github.com/netspec/netspec/spec/cs"
 	"github.com/netspec/netspec/spec/file"
+	"github.com/netspec/netspec/spec/p2p"
 	"github.com/netspec/netspec/spec/tftp"
 )
 
@@ -30,7 +33,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("replay", "FILE [flags]", "Replays every node of an NDJSON trace against a fresh pure machine and against\nthe socket runner on loopback, and reports the first divergence.")
 	node := fs.String("node", "", "replay only the node called `NAME`")
 	specOnly := fs.Bool("spec-only", false, "replay against the pure machines only")
-	root := fs.String("root", "", "rebuild file and tftp servers over `DIR`, the directory a --trace run served (default: the synthetic files of their configs)")
+	root := fs.String("root", "", "rebuild file and tftp servers over `DIR`, the directory a --trace run served (default: the synthetic files of their configs), and look there for the files cs and p2p servers were given with -f")
 	pos, err := e.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -44,6 +47,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 		defer rt.Close()
 		lookup = overRoot(rt.FS())
 	}
+	lookup = withServedFiles(lookup, *root)
 	t, err := conformance.Load(pos[0])
 	if err != nil {
 		return err
@@ -117,6 +121,49 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("replay: %d node(s) failed", failed)
 	}
 	return nil
+}
+
+// withServedFiles is lookup with C/S and P2P servers that were given a
+// file from disk (-f, recorded as the config's path) serving that file
+// again, read from where the trace says (relative paths under root, if
+// set): a trace of such a run replays only where the file is.
+func withServedFiles(lookup conformance.Lookup, root string) conformance.Lookup {
+	return func(name string) (spec.Protocol, bool) {
+		p, ok := lookup(name)
+		if !ok || (name != "cs" && name != "p2p") {
+			return p, ok
+		}
+		build := p.New
+		p.New = func(role string, config []byte) (spec.Machine, error) {
+			var c struct {
+				Path string `json:"path"`
+			}
+			if role != "server" || json.Unmarshal(config, &c) != nil || c.Path == "" {
+				return build(role, config)
+			}
+			path := c.Path
+			if root != "" && !filepath.IsAbs(path) {
+				path = filepath.Join(root, path)
+			}
+			data, err := swarmFile(name+" server", path, cs.FileSpec{})
+			if err != nil {
+				return nil, fmt.Errorf("the recorded server served %s, which cannot be read here (replay where it is, or give --root): %w", c.Path, err)
+			}
+			if name == "cs" {
+				var sc cs.ServerConfig
+				if err := json.Unmarshal(config, &sc); err != nil {
+					return nil, fmt.Errorf("cs: server config: %w", err)
+				}
+				return cs.NewServer(sc, data), nil
+			}
+			var sc p2p.ServerConfig
+			if err := json.Unmarshal(config, &sc); err != nil {
+				return nil, fmt.Errorf("p2p: server config: %w", err)
+			}
+			return p2p.NewServerOf(sc, data)
+		}
+		return p, true
+	}
 }
 
 // overRoot is all.Lookup with file and tftp servers serving fsys: a

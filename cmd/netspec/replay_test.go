@@ -1,6 +1,10 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,5 +76,69 @@ func TestReplayReportsCleanly(t *testing.T) {
 	code, out, stderr := runCmd("replay", file)
 	if code != 1 || !strings.Contains(stderr, "1 node(s) failed") {
 		t.Fatalf("exit %d, want 1 saying one node failed:\n%s%s", code, out, stderr)
+	}
+}
+
+// A server given a file with -f records the file's name, and its trace
+// replays where that file is (and, with --root, from elsewhere): the
+// recorded config used to name the generated default instead, and a
+// replay served other bytes.
+func TestReplayServesTheRecordedFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f.bin")
+	if err := os.WriteFile(file, bytes.Repeat([]byte("netspec "), 30000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, proto := range []string{"cs", "p2p"} {
+		t.Run(proto, func(t *testing.T) {
+			tr := filepath.Join(dir, proto+".ndjson")
+			ctx, cancel := context.WithCancel(context.Background())
+			pr, pw := io.Pipe()
+			done := make(chan int, 1)
+			go func() {
+				done <- run(ctx, []string{proto, "serve", "-p", "0", "--ip", "127.0.0.1", "-f", file, "--trace", tr}, strings.NewReader(""), pw, io.Discard)
+				pw.Close()
+			}()
+			var addr string
+			sc := bufio.NewScanner(pr)
+			for addr == "" && sc.Scan() {
+				if m := swarmListening.FindStringSubmatch(sc.Text()); m != nil {
+					addr = m[1]
+				}
+			}
+			go io.Copy(io.Discard, pr)
+			if addr == "" {
+				cancel()
+				t.Fatal("the server never said where it serves")
+			}
+			host, port := split(t, addr)
+			args := []string{"cs", "get", "-s", host, "-p", port, "-o", filepath.Join(dir, proto+".out"), "-q"}
+			if proto == "p2p" {
+				args = []string{"p2p", "get", "-s", host, "-sp", port, "-p", "0", "-o", filepath.Join(dir, proto+".out"), "-q", "--linger", "0"}
+			}
+			if code, out, errs := runCmd(args...); code != 0 {
+				cancel()
+				t.Fatalf("get: exit %d\n%s%s", code, out, errs)
+			}
+			cancel()
+			if code := <-done; code != 0 {
+				t.Fatalf("the server exited %d", code)
+			}
+			wd, _ := os.Getwd()
+			if err := os.Chdir(t.TempDir()); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Chdir(wd)
+			// The recorded path is absolute here; a relative one would be
+			// looked for under --root.
+			if code, out, errs := runCmd("replay", tr); code != 0 {
+				t.Fatalf("replay: exit %d\n%s%s", code, out, errs)
+			}
+			os.Rename(file, file+".gone")
+			defer os.Rename(file+".gone", file)
+			if code, out, errs := runCmd("replay", "--spec-only", tr); code == 0 || !strings.Contains(out+errs, "cannot be read here") {
+				t.Fatalf("replay without the file: exit %d, %q; want a failure naming it", code, out+errs)
+			}
+		})
 	}
 }

@@ -18,15 +18,22 @@ var Protocol = spec.NewProtocol("p2p", Describe,
 		if err != nil {
 			return nil, err
 		}
-		c.fill()
-		content, err := NewContent(data, c.ChunkSize)
-		if err != nil {
-			return nil, err
-		}
-		return NewServer(c, content), nil
+		return NewServerOf(c, data)
 	}),
 	spec.JSONRole("peer", func(c PeerConfig) (spec.Machine, error) { return NewPeer(c, &MemStore{}), nil }),
 )
+
+// NewServerOf returns a server of data, cut in c's chunk size (the
+// default if unset): what a trace's server config rebuilds, given the
+// file.
+func NewServerOf(c ServerConfig, data []byte) (*Server, error) {
+	c.fill()
+	content, err := NewContent(data, c.ChunkSize)
+	if err != nil {
+		return nil, err
+	}
+	return NewServer(c, content), nil
+}
 
 // Describe summarises stream bytes for timelines: the header lines it
 // finds, and how many raw bytes follow. Repeats of an op collapse

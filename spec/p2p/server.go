@@ -21,9 +21,14 @@ const DefaultChunkSize = 16 << 10
 // one). The file is passed to NewServer; File names it when it is
 // generated, so that a trace can rebuild the server.
 type ServerConfig struct {
-	Addr      netip.AddrPort `json:"addr"`
-	File      cs.FileSpec    `json:"file"`
-	ChunkSize int            `json:"chunkSize,omitempty"`
+	Addr netip.AddrPort `json:"addr"`
+	File cs.FileSpec    `json:"file"`
+	// Path names a file from disk that the server was given instead of
+	// File's bytes, for the record: a machine rebuilt from the config
+	// serves File, so a trace of such a run replays only where that file
+	// is ('netspec replay' reads it).
+	Path      string `json:"path,omitempty"`
+	ChunkSize int    `json:"chunkSize,omitempty"`
 	// Seed drives the server's random choices (peer lists, DANY ties).
 	Seed uint64 `json:"seed,omitempty"`
 	// MaxList bounds the peers listed in SHEL (default 8). Every byte the

@@ -180,7 +180,12 @@
 //	READY: requests flow; answers are matched to requests in order
 //	any --EOF, reset, violation, ReqTimeout--> gone: its requests go back
 //	       to the pool, a chunk cut off mid-DATA gets strict priority, and
-//	       the neighbour is dialed again after a backoff (the server too)
+//	       the neighbour is dialed again after a backoff (the server too;
+//	       its backoff, 250 ms doubling to 8 s, restarts only when a chunk
+//	       comes from it, not at its welcome, so a server that welcomes
+//	       and then breaks the protocol is not redialed every 250 ms). A
+//	       peer with ServerWait set that has lost the server and got no
+//	       chunk from anyone for ServerWait exits with an error.
 //
 // Chunk selection: a random chunk first, then the rarest among the
 // neighbours, ties at random, interrupted chunks before all; each request

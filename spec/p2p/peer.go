@@ -71,8 +71,9 @@ type PeerConfig struct {
 	Retry time.Duration `json:"retry,omitempty"`
 	// ServerWait is how long a peer the server has never welcomed keeps
 	// trying to reach it before it exits with an error (0: for ever).
-	// Once welcomed, a peer outlives the server's absence: it goes on
-	// with its neighbours and reconnects.
+	// Once welcomed, a peer outlives the server's absence while its
+	// neighbours bring chunks, and reconnects; one that has lost the
+	// server and got no chunk from anyone for ServerWait gives up too.
 	ServerWait time.Duration `json:"serverWait,omitempty"`
 	// ReqTimeout drops a neighbour that answers nothing for this long
 	// while it owes answers (default 10s).
@@ -244,6 +245,10 @@ type Peer struct {
 	tbits   []bitset         // per tree: its chunks
 	tjoin   spec.Time        // when the place came
 
+	// progress is when the last chunk came (or the welcome): a peer
+	// that has lost the server and gets nothing from anyone gives up
+	// ServerWait after it.
+	progress  spec.Time
 	complete  bool
 	checkSent bool
 	verified  bool
@@ -864,7 +869,9 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, vetted bool, out []spec.
 // shel is the server's welcome: the file's geometry and some peers.
 func (p *Peer) shel(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Output {
 	c.ready = true
-	p.srvTry = 0
+	// srvTry is reset by a chunk from the server, not by its welcome: a
+	// server that welcomes and then breaks the protocol is retried with
+	// a growing backoff, not every Retry for ever.
 	n := numChunks(m.FileSize, m.ChunkSize)
 	if m.ChunkSize > 64<<20 || n > p.cfg.MaxChunks {
 		p.done = true
@@ -881,6 +888,7 @@ func (p *Peer) shel(now spec.Time, c *oconn, m Msg, out []spec.Output) []spec.Ou
 			return append(out, spec.Exit("p2p: "+err.Error()))
 		}
 		p.joined = true
+		p.progress = now // a welcome again later is no progress
 		p.size, p.chunk, p.n = m.FileSize, int(m.ChunkSize), n
 		p.have, p.partial = newBitset(n), newBitset(n)
 		p.req, p.avail = make([]uint8, n), make([]int32, n)
@@ -1062,6 +1070,10 @@ func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, vetted bool, out [
 func (p *Peer) adopt(now spec.Time, server, ext bool, from *neighbor, i int, out []spec.Output) []spec.Output {
 	p.have.set(i)
 	p.nhave++
+	p.progress = now
+	if server {
+		p.srvTry = 0
+	}
 	if c := p.srv; c != nil && c.ext > 0 && !server && p.req[i] > 0 {
 		p.withdraw(c, i) // got it elsewhere first
 	}
@@ -1772,9 +1784,16 @@ func (p *Peer) closeOut(now spec.Time, c *oconn, how int, out []spec.Output) []s
 			p.done = true
 			return append(out, spec.Exit(fmt.Sprintf("p2p: no welcome from the server %v in %v (%d tries)", p.cfg.Server, p.cfg.ServerWait, p.srvTry)))
 		}
+		if p.joined && !p.verified && p.cfg.ServerWait > 0 && now.Sub(p.progress) >= p.cfg.ServerWait {
+			p.done = true
+			return append(out, spec.Exit(fmt.Sprintf("p2p: lost the server %v, and no chunk came from anyone for %v (%d tries)", p.cfg.Server, p.cfg.ServerWait, p.srvTry)))
+		}
 		p.srvAt = now.Add(backoff(p.cfg.Retry, p.srvTry))
 		if dl := p.start.Add(p.cfg.ServerWait); !p.joined && p.cfg.ServerWait > 0 && dl < p.srvAt {
 			p.srvAt = dl // the last try is at the deadline, not a backoff past it
+		}
+		if p.joined && !p.verified && p.srvTry == 1 {
+			return append(out, spec.Warn("p2p: lost the server; reconnecting", slog.String("server", p.cfg.Server.String())))
 		}
 		return append(out, spec.Debug("p2p: lost the server", slog.Int("try", p.srvTry)))
 	}

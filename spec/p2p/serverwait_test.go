@@ -60,3 +60,95 @@ func TestServerWait(t *testing.T) {
 type idle struct{}
 
 func (idle) Step(_ spec.Time, _ spec.Input, out []spec.Output) []spec.Output { return out }
+
+// A welcomed peer outlives the server's absence, but not for ever: one
+// that has lost the server and gets no chunk from anyone for ServerWait
+// gives up, saying so; a server back within it is reconnected to and the
+// download ends verified.
+func TestWelcomedPeerGivesUpOnAGoneServer(t *testing.T) {
+	const wait = 5 * time.Second
+	for _, tc := range []struct {
+		name    string
+		restart time.Duration // 0: never
+	}{
+		{"server gone for good", 0},
+		{"server back in time", 4 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var at time.Duration
+			s := sim.New(sim.Config{Link: sim.Symmetric(sim.Dir{Rate: 1e6, Delay: time.Millisecond}),
+				OnExit: func(_ *sim.Node, now spec.Time, _ string) { at = now.Sub(spec.SimEpoch) }})
+			data := make([]byte, 2_000_000)
+			for i := range data {
+				data[i] = byte(i * 7)
+			}
+			scfg := ServerConfig{Addr: netip.MustParseAddrPort("10.0.0.1:52000")}
+			s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine {
+				srv, err := NewServerOf(scfg, data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return srv
+			}})
+			s.Crash(2*time.Second, "server")
+			if tc.restart > 0 {
+				s.Restart(tc.restart, "server")
+			}
+			cfg := PeerConfig{Server: scfg.Addr, Seed: 1, ServerWait: wait}
+			peer := s.MustAddNode(sim.NodeSpec{Name: "peer", New: func() spec.Machine { return NewPeer(cfg, &MemStore{}) }})
+			s.Run(2 * time.Minute)
+			exited, why := peer.Exited()
+			if tc.restart > 0 {
+				if !exited || why != "" {
+					t.Fatalf("exited %v %q, want a verified download", exited, why)
+				}
+				return
+			}
+			if !exited || !strings.Contains(why, "lost the server 10.0.0.1:52000, and no chunk came from anyone for 5s") {
+				t.Fatalf("exited %v %q, want it to give up on the server", exited, why)
+			}
+			// It notices at a reconnection attempt: backoff at most 8s,
+			// and a dial to a down host takes DialTimeout to fail.
+			if limit := 2*time.Second + wait + 8*time.Second + s.Config().DialTimeout; at < 2*time.Second+wait || at > limit {
+				t.Errorf("gave up at %v, want between %v and %v", at, 2*time.Second+wait, limit)
+			}
+		})
+	}
+}
+
+// brokenServer welcomes every connection and then breaks the framing.
+type brokenServer struct{ accepts int }
+
+func (b *brokenServer) Step(_ spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		out = append(out, spec.Bind(1, spec.TCP, netip.MustParseAddrPort("10.0.0.1:52000")))
+	case spec.InAccepted:
+		b.accepts++
+	case spec.InStreamData:
+		out = append(out, spec.Write(in.Stream, []byte("SHEL 100 10\r\n[]\r\nDATA 0 99999999999\r\n")))
+	}
+	return out
+}
+
+// A server that welcomes and then breaks the protocol is retried with a
+// growing backoff (its welcome used to reset it: a reconnection every
+// Retry, for ever), and given up on after ServerWait without a chunk.
+func TestBrokenServerBacksOff(t *testing.T) {
+	var at time.Duration
+	s := sim.New(sim.Config{OnExit: func(_ *sim.Node, now spec.Time, _ string) { at = now.Sub(spec.SimEpoch) }})
+	b := &brokenServer{}
+	s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return b }})
+	cfg := PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, ServerWait: 30 * time.Second}
+	peer := s.MustAddNode(sim.NodeSpec{Name: "peer", New: func() spec.Machine { return NewPeer(cfg, &MemStore{}) }})
+	s.Run(2 * time.Minute)
+	exited, why := peer.Exited()
+	if !exited || !strings.Contains(why, "no chunk came from anyone for 30s") {
+		t.Fatalf("exited %v %q after %d connections, want it to give up on the server", exited, why, b.accepts)
+	}
+	// 250 ms doubling to 8 s: about ten tries in 30 s, where a
+	// reconnection every 250 ms made 120.
+	if b.accepts > 15 || at > 45*time.Second {
+		t.Errorf("%d connections to the broken server, giving up at %v", b.accepts, at)
+	}
+}

@@ -150,7 +150,7 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	legacy := fs.Bool("legacy", false, "speak only the seed's protocol (no extensions)")
 	quiet := fs.Bool("q", false, "no progress bar")
 	seed := fs.Uint64("seed", 0, "seed of the peer's random choices (0: random)")
-	serverWait := fs.Duration("server-wait", 30*time.Second, "give up if the server has not welcomed the peer after this long (0: keep trying)")
+	serverWait := fs.Duration("server-wait", 30*time.Second, "give up if the server has not welcomed the peer after this long, or is gone and no chunk has come from anyone for this long (0: keep trying)")
 	logger := logFlags(fs)
 	tr := traceFlag(fs)
 	defer tr.Close()

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/netspec/netspec/sim"
@@ -74,7 +75,7 @@ func (w *Swarm) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&w.MTU, "mtu", 9000, "link MTU in `bytes`: TCP segments carry MTU-40 bytes of payload")
 	fs.StringVar(&w.Mode, "mode", "both", "what to run: cs, p2p or both")
 	fs.IntVar(&w.Trees, "trees", 2, "P2P: distribution trees the server arranges the N peers in (0: none, every chunk is pulled)")
-	fs.StringVar(&w.Plot, "plot", filepath.Join(os.TempDir(), "netspec-swarm.png"), "write the plot of time against N to `FILE` (.png or .svg; empty: none)")
+	fs.StringVar(&w.Plot, "plot", DefaultPlot(), "write the plot of time against N to `FILE` (.png or .svg; empty: none)")
 }
 
 // Defaults fills zero fields with the flag defaults, except Delay: zero
@@ -248,6 +249,9 @@ func (w *Swarm) validate() error {
 }
 
 // plotFormat is the image format a plot file's name asks for.
+// DefaultPlot is where the swarm experiment draws its plot unless told.
+func DefaultPlot() string { return filepath.Join(os.TempDir(), "netspec-swarm.png") }
+
 func plotFormat(path string) string {
 	return strings.ToLower(strings.TrimPrefix(filepath.Ext(path), "."))
 }
@@ -266,7 +270,13 @@ func (w *Swarm) Run(opt Options) (Result, error) {
 	// written must not cost a long experiment its result.
 	var plotFile *os.File
 	if w.Plot != "" {
-		f, err := os.Create(w.Plot)
+		flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		if w.Plot == DefaultPlot() {
+			// A fixed name in a world-writable directory: never follow
+			// a symlink someone else left there.
+			flags |= syscall.O_NOFOLLOW
+		}
+		f, err := os.OpenFile(w.Plot, flags, 0o644)
 		if err != nil {
 			return Result{}, fmt.Errorf("swarm: plot: %w", err)
 		}

@@ -87,8 +87,8 @@ func csServe(ctx context.Context, e *env, args []string) error {
 func csGet(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("cs get", "[-s SERVER] [-p PORT] [-o OUTPUT] [flags]",
 		"Downloads the file from a C/S server, prints the time used, the rate and the\n"+
-			"MD5, and saves it to OUTPUT (without -o it is kept in memory only, as the\n"+
-			"seed's client does).")
+			"MD5, and saves it to OUTPUT (without -o it is only counted and hashed, as\n"+
+			"it arrives, and not kept).")
 	server := fs.String("s", "10.0.0.1", "the server's `ADDRESS` (the seed's h1)")
 	port := fs.Int("p", cs.DefaultPort, "the server's `PORT`")
 	output := fs.String("o", "", "save the file to `OUTPUT` (written to OUTPUT.part, renamed when complete)")
@@ -109,6 +109,9 @@ func csGet(ctx context.Context, e *env, args []string) error {
 	to, err := parseAddr(fmt.Sprintf("%s:%d", swarmHost(*server), *port), true)
 	if err != nil {
 		return usagef("cs get: %v", err)
+	}
+	if err := checkOutput(*output); err != nil {
+		return usagef("cs get: -o: %v", err)
 	}
 	log, closeLog, err := logger(e)
 	if err != nil {

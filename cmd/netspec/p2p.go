@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -173,6 +174,9 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("p2p get: %v", err)
 	}
+	if err := checkOutput(*output); err != nil {
+		return usagef("p2p get: -o: %v", err)
+	}
 	if *serverPort < 1 || *serverPort > 65535 {
 		return usagef("p2p get: -sp must be a port between 1 and 65535")
 	}
@@ -248,8 +252,11 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 						say("p2p: saved %s\n", *output)
 					}
 				}
-				if *linger != 0 {
+				switch {
+				case *linger > 0:
 					say("p2p: serving other peers for %v more (Ctrl-C to stop)\n", *linger)
+				case *linger < 0:
+					say("p2p: serving other peers until stopped (Ctrl-C)\n")
 				}
 			}
 		},
@@ -279,6 +286,24 @@ func swarmSeed() uint64 {
 }
 
 // swarmSave writes data to path atomically.
+// checkOutput refuses, before any download, an output path that could
+// not be saved to: a directory, or a file in a directory that is not
+// there.
+func checkOutput(path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a directory (name the file to write)", path)
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil {
+		return err
+	} else if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", filepath.Dir(path))
+	}
+	return nil
+}
+
 func swarmSave(path string, data []byte) error {
 	tmp := path + ".part"
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
@@ -421,6 +446,11 @@ func swarmParseRate(s string) (float64, error) {
 	v, err := strconv.ParseFloat(t, 64)
 	if err != nil || v <= 0 || v*mult > 1e12 {
 		return 0, fmt.Errorf("bad rate %q (want e.g. 10mbit)", s)
+	}
+	if v*mult < 8e3 {
+		// Below a kilobyte a second one chunk takes longer than any
+		// timeout here: a typo for 10mbit, not a link.
+		return 0, fmt.Errorf("rate %q is below 8kbit", s)
 	}
 	return v * mult, nil
 }

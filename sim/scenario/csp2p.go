@@ -70,7 +70,7 @@ func (w *Swarm) Flags(fs *flag.FlagSet) {
 	fs.Float64Var(&w.Rate, "rate", 10e6, "every access link's rate in `bit/s`, each direction")
 	fs.Float64Var(&w.ServerRate, "server-rate", 0, "the server's link rate in `bit/s` (0: --rate)")
 	fs.DurationVar(&w.Delay, "delay", 5*time.Millisecond, "every access link's one-way delay")
-	fs.Float64Var(&w.Loss, "loss", 0, "packet loss probability on every link")
+	fs.Float64Var(&w.Loss, "loss", 0, "probability that a packet is lost on its way (drawn once per packet)")
 	fs.StringVar(&w.N, "n", "1-5", "downloader counts: a `list` of N, A-B ranges and A-B/STEP ranges, e.g. 1-5,10,100-1000/100; run once each, in increasing order (repeats are dropped)")
 	fs.IntVar(&w.MTU, "mtu", 9000, "link MTU in `bytes`: TCP segments carry MTU-40 bytes of payload")
 	fs.StringVar(&w.Mode, "mode", "both", "what to run: cs, p2p or both")

@@ -129,7 +129,7 @@ func (m *MemStore) Open(size int64, chunk int) error {
 		max = 1 << 30
 	}
 	if size < 0 || size > max {
-		return fmt.Errorf("p2p: file of %d bytes exceeds the store's %d", size, max)
+		return fmt.Errorf("file of %d bytes exceeds the store's %d", size, max)
 	}
 	if m.data != nil {
 		if int64(len(m.data)) != size || m.chunk != chunk {
@@ -199,7 +199,7 @@ type LightStore struct {
 // Open implements Store.
 func (l LightStore) Open(size int64, chunk int) error {
 	if size != l.C.Size() || chunk != l.C.ChunkSize() {
-		return fmt.Errorf("p2p: light store has a %d-byte file in %d-byte chunks, the server announced %d in %d", l.C.Size(), l.C.ChunkSize(), size, chunk)
+		return fmt.Errorf("light store has a %d-byte file in %d-byte chunks, the server announced %d in %d", l.C.Size(), l.C.ChunkSize(), size, chunk)
 	}
 	return nil
 }

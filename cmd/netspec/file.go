@@ -203,7 +203,7 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 			"Bytes go to PATH.part and are renamed to PATH only once their SHA-256 matches\n"+
 			"the server's; an interrupted download leaves PATH.part, and running the same\n"+
 			"command again resumes from it once the server has checked it is a prefix.")
-	outPath := fs.String("o", "", "write to `PATH` (default: NAME's last element, here; a directory: that name inside it; a device such as /dev/null: into it, no resume)")
+	outPath := fs.String("o", "", "write to `PATH` (default: NAME's last element, here; a directory: that name inside it; a device such as /dev/null, or - for standard output: into it as the bytes come, no resume, and an error exit if the SHA-256 then differs)")
 	noResume := fs.Bool("no-resume", false, "ignore PATH.part and download from the start")
 	quiet := fs.Bool("q", false, "no progress")
 	sf := addSessionFlags(fs)
@@ -283,6 +283,9 @@ type download struct {
 	quiet      bool
 	t0         spec.Time
 	dur        time.Duration
+	// toStdout: -o -, the bytes go to standard output as they come (no
+	// PATH.part, no resume) and the messages to standard error.
+	toStdout bool
 }
 
 func newDownload(e *env, name, out string, quiet bool) (*download, error) {
@@ -294,6 +297,10 @@ func newDownload(e *env, name, out string, quiet bool) (*download, error) {
 		}
 	}
 	d := &download{e: e, name: name, path: p, part: p + ".part", quiet: quiet}
+	if out == "-" {
+		d.path, d.part, d.toStdout = "standard output", "", true
+		return d, nil
+	}
 	if isDevice(p) {
 		// -o /dev/null: PATH.part renamed over it would replace the
 		// device with a regular file. Write to it directly, without
@@ -348,6 +355,13 @@ func (d *download) event(now spec.Time, ev spec.Event) {
 	case "file-start":
 		v := ev.Value.(file.FileStart)
 		d.size, d.offset, d.got, d.t0 = v.Size, v.Offset, 0, now
+		if d.toStdout {
+			d.w = bufio.NewWriterSize(d.e.stdout, 1<<20)
+			if !d.quiet {
+				d.prog = newProgress(d.e.stderr, d.name, v.Size, v.Offset, now)
+			}
+			return
+		}
 		var f *os.File
 		var err error
 		if d.part == "" {
@@ -422,6 +436,14 @@ func (d *download) event(now spec.Time, ev spec.Event) {
 }
 
 func (d *download) close() error {
+	if d.toStdout && d.w != nil {
+		w := d.w
+		d.w = nil
+		if err := w.Flush(); err != nil {
+			return fmt.Errorf("file get: writing to standard output: %w", err)
+		}
+		return nil
+	}
 	if d.f == nil {
 		return nil
 	}
@@ -460,7 +482,11 @@ func (d *download) finish(runErr error) error {
 		if d.offset > 0 {
 			resumed = fmt.Sprintf(", resumed from byte %d", d.offset)
 		}
-		fmt.Fprintf(d.e.stdout, "%s: %d bytes in %s%s, sha256 %s -> %s\n", d.name, d.size, elapsed(d.size-d.offset, d.dur), resumed, d.sum, d.path)
+		msgs := d.e.stdout
+		if d.toStdout {
+			msgs = d.e.stderr
+		}
+		fmt.Fprintf(msgs, "%s: %d bytes in %s%s, sha256 %s -> %s\n", d.name, d.size, elapsed(d.size-d.offset, d.dur), resumed, d.sum, d.path)
 		return nil
 	}
 	_ = d.close()

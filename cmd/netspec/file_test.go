@@ -492,3 +492,27 @@ func TestFileGetIntoDevice(t *testing.T) {
 		t.Fatalf("left %s.part", out)
 	}
 }
+
+// -o - writes the file to standard output, and every message to
+// standard error, so the output is the file's bytes and nothing else.
+func TestFileGetToStdout(t *testing.T) {
+	root := t.TempDir()
+	want := writeSynth(t, filepath.Join(root, "f.bin"), 300_000, 3)
+	s := startFileServer(t, root)
+	wd, _ := os.Getwd()
+	dir := t.TempDir()
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(wd)
+	code, out, errs := runFile(t, nil, "file", "get", s.addr, "f.bin", "-o", "-")
+	if code != 0 || out != string(want) {
+		t.Fatalf("exit %d, %d bytes on stdout (want the file's %d); stderr %q", code, len(out), len(want), errs)
+	}
+	if !strings.Contains(errs, "-> standard output") {
+		t.Fatalf("stderr %q, want the summary", errs)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("left %v in the working directory", ents)
+	}
+}

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -277,6 +278,12 @@ func (c *Client) leave(now spec.Time, out []spec.Output) []spec.Output {
 func (c *Client) sendQuit(now spec.Time, out []spec.Output) []spec.Output {
 	if c.quitSent >= c.cfg.QuitTries {
 		c.state = stateDone
+		if c.mid == 0 {
+			// Never welcomed: whatever was typed reached no one.
+			return append(out,
+				spec.Emit(spec.Event{Name: "left", Text: "never joined"}),
+				spec.Exit(fmt.Sprintf("chat: the server %v never answered: nothing typed was delivered", c.cfg.Server)))
+		}
 		return append(out,
 			spec.Warn("chat: the server did not acknowledge quit; leaving anyway"),
 			spec.Emit(spec.Event{Name: "left", Text: "no answer to quit"}),

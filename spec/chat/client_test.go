@@ -237,3 +237,22 @@ func TestClientDistrustsWelcomes(t *testing.T) {
 		})
 	}
 }
+
+// A client that quits without the server ever having answered exits with
+// an error: nothing it sent reached anyone (it used to exit 0).
+func TestClientNeverAnsweredFails(t *testing.T) {
+	b, _, _ := newClient(t, chat.ClientConfig{Nick: "alice"})
+	b.step(time.Second, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "send", Data: []byte("hi\nquit\n")}})
+	var why string
+	exited := false
+	for now := time.Second; now < 2*time.Minute && !exited; now += 100 * time.Millisecond {
+		for _, o := range b.step(now, spec.Input{Kind: spec.InTimer, Timer: 3}) {
+			if o.Kind == spec.OutExit {
+				exited, why = true, o.Err
+			}
+		}
+	}
+	if !exited || !strings.Contains(why, "never answered") {
+		t.Fatalf("exited %v %q, want an error saying the server never answered", exited, why)
+	}
+}

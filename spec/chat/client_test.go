@@ -242,7 +242,7 @@ func TestClientDistrustsWelcomes(t *testing.T) {
 // an error: nothing it sent reached anyone (it used to exit 0).
 func TestClientNeverAnsweredFails(t *testing.T) {
 	b, _, _ := newClient(t, chat.ClientConfig{Nick: "alice"})
-	b.step(time.Second, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "send", Data: []byte("hi\nquit\n")}})
+	b.step(time.Second, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("hi\nquit\n")}})
 	var why string
 	exited := false
 	for now := time.Second; now < 2*time.Minute && !exited; now += 100 * time.Millisecond {

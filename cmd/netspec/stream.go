@@ -50,21 +50,25 @@ func (f *delayFlag) Set(s string) error {
 // in a WELCOME (see stream.DecodeWelcome).
 const maxDelay = 24 * time.Hour
 
+// minDelay is the shortest: a million packets a second, more than the
+// server can send; below it "1e-9" is a typo, not a rate.
+const minDelay = time.Microsecond
+
 func parseDelay(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if secs, ferr := strconv.ParseFloat(s, 64); ferr == nil {
 		// !(in range) also catches NaN; a delay that rounds to 0ns is
 		// as bad as 0.
-		if !(secs > 0 && secs <= maxDelay.Seconds()) {
-			return 0, fmt.Errorf("delay %q out of range (0 to %v)", s, maxDelay)
+		if !(secs >= minDelay.Seconds() && secs <= maxDelay.Seconds()) {
+			return 0, fmt.Errorf("delay %q out of range (%v to %v)", s, minDelay, maxDelay)
 		}
 		d, err = time.Duration(secs*float64(time.Second)), nil
 	}
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("bad delay %q (want e.g. 2, 0.5 or 20ms)", s)
-	case d <= 0 || d > maxDelay:
-		return 0, fmt.Errorf("delay %q out of range (0 to %v)", s, maxDelay)
+	case d < minDelay || d > maxDelay:
+		return 0, fmt.Errorf("delay %q out of range (%v to %v)", s, minDelay, maxDelay)
 	}
 	return d, nil
 }
@@ -147,6 +151,9 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(pos) == 1 {
+		if flagSet(fs, "delay") {
+			return usagef("stream serve: the delay is given twice (--delay and the argument %q): give one", pos[0])
+		}
 		if delay.d, err = parseDelay(pos[0]); err != nil {
 			return usagef("stream serve: %v", err)
 		}

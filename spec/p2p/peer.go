@@ -249,6 +249,7 @@ type Peer struct {
 	// that has lost the server and gets nothing from anyone gives up
 	// ServerWait after it.
 	progress  spec.Time
+	srvWhy    string // the server's last protocol violation, for the give-up message
 	complete  bool
 	checkSent bool
 	verified  bool
@@ -683,6 +684,15 @@ func (p *Peer) armIdle(now spec.Time, w *wconn, out []spec.Output) []spec.Output
 // neighbour (not the server) is banned.
 func (p *Peer) violation(now spec.Time, c *oconn, why string, out []spec.Output) []spec.Output {
 	p.cnt.violations++
+	if c.server {
+		// The server is the one node a peer cannot do without: say
+		// what is wrong with it, once, and keep it for the give-up
+		// message.
+		if p.srvWhy == "" {
+			out = append(out, spec.Warn("p2p: the server broke the protocol; reconnecting", slog.String("why", why)))
+		}
+		p.srvWhy = why
+	}
 	out = append(out, spec.Debug("p2p: protocol violation", slog.String("peer", p.name(c)), slog.String("why", why)))
 	if c.nb != nil {
 		return p.ban(now, c.nb, why, out)
@@ -1782,11 +1792,11 @@ func (p *Peer) closeOut(now spec.Time, c *oconn, how int, out []spec.Output) []s
 		p.cnt.reconnects++
 		if !p.joined && p.cfg.ServerWait > 0 && now.Sub(p.start) >= p.cfg.ServerWait {
 			p.done = true
-			return append(out, spec.Exit(fmt.Sprintf("p2p: no welcome from the server %v in %v (%d tries)", p.cfg.Server, p.cfg.ServerWait, p.srvTry)))
+			return append(out, spec.Exit(fmt.Sprintf("p2p: no welcome from the server %v in %v (%d tries%s)", p.cfg.Server, p.cfg.ServerWait, p.srvTry, p.lastWhy())))
 		}
 		if p.joined && !p.verified && p.cfg.ServerWait > 0 && now.Sub(p.progress) >= p.cfg.ServerWait {
 			p.done = true
-			return append(out, spec.Exit(fmt.Sprintf("p2p: lost the server %v, and no chunk came from anyone for %v (%d tries)", p.cfg.Server, p.cfg.ServerWait, p.srvTry)))
+			return append(out, spec.Exit(fmt.Sprintf("p2p: lost the server %v, and no chunk came from anyone for %v (%d tries%s)", p.cfg.Server, p.cfg.ServerWait, p.srvTry, p.lastWhy())))
 		}
 		p.srvAt = now.Add(backoff(p.cfg.Retry, p.srvTry))
 		if dl := p.start.Add(p.cfg.ServerWait); !p.joined && p.cfg.ServerWait > 0 && dl < p.srvAt {
@@ -1806,6 +1816,14 @@ func (p *Peer) closeOut(now spec.Time, c *oconn, how int, out []spec.Output) []s
 	}
 	nb.retryAt = now.Add(backoff(p.cfg.Retry, nb.fails+1))
 	return out
+}
+
+// lastWhy is "; it last broke the protocol: WHY", after the server's last violation, if any.
+func (p *Peer) lastWhy() string {
+	if p.srvWhy == "" {
+		return ""
+	}
+	return "; it last broke the protocol: " + p.srvWhy
 }
 
 func backoff(first time.Duration, try int) time.Duration {

@@ -143,7 +143,7 @@ func TestBrokenServerBacksOff(t *testing.T) {
 	peer := s.MustAddNode(sim.NodeSpec{Name: "peer", New: func() spec.Machine { return NewPeer(cfg, &MemStore{}) }})
 	s.Run(2 * time.Minute)
 	exited, why := peer.Exited()
-	if !exited || !strings.Contains(why, "no chunk came from anyone for 30s") {
+	if !exited || !strings.Contains(why, "no chunk came from anyone for 30s") || !strings.Contains(why, "it last broke the protocol: p2p: bad DATA header") {
 		t.Fatalf("exited %v %q after %d connections, want it to give up on the server", exited, why, b.accepts)
 	}
 	// 250 ms doubling to 8 s: about ten tries in 30 s, where a

@@ -71,7 +71,7 @@ func (w *Swarm) Flags(fs *flag.FlagSet) {
 	fs.Float64Var(&w.ServerRate, "server-rate", 0, "the server's link rate in `bit/s` (0: --rate)")
 	fs.DurationVar(&w.Delay, "delay", 5*time.Millisecond, "every access link's one-way delay")
 	fs.Float64Var(&w.Loss, "loss", 0, "probability that a packet is lost on its way (drawn once per packet)")
-	fs.StringVar(&w.N, "n", "1-5", "downloader counts: a `list` of N, A-B ranges and A-B/STEP ranges, e.g. 1-5,10,100-1000/100; run once each, in increasing order (repeats are dropped)")
+	fs.StringVar(&w.N, "n", "1-5", "downloader counts: a `list` of N, A-B ranges and A-B/STEP ranges (which end at B even off the step), e.g. 1-5,10,100-1000/100; run once each, in increasing order (repeats are dropped)")
 	fs.IntVar(&w.MTU, "mtu", 9000, "link MTU in `bytes`: TCP segments carry MTU-40 bytes of payload")
 	fs.StringVar(&w.Mode, "mode", "both", "what to run: cs, p2p or both")
 	fs.IntVar(&w.Trees, "trees", 2, "P2P: distribution trees the server arranges the N peers in (0: none, every chunk is pulled)")

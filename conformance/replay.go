@@ -30,6 +30,27 @@ func Parse(r io.Reader) (*Trace, error) {
 	return &Trace{Header: h, Records: recs}, nil
 }
 
+// LoadPartial reads the trace in file path as far as it is readable: a
+// trace cut short (its process killed mid-write) still shows what it
+// recorded. It returns a nil Trace only if there is no header; with a
+// non-nil Trace and an error, the records are those before the error.
+func LoadPartial(path string) (*Trace, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	defer f.Close()
+	h, recs, err := trace.ReadAll(f)
+	if err != nil && h.Format == 0 {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	t := &Trace{Header: h, Records: recs}
+	if err != nil {
+		return t, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
 // Load reads the trace in file path.
 func Load(path string) (*Trace, error) {
 	f, err := os.Open(path)

@@ -89,9 +89,9 @@ func traceShow(ctx context.Context, e *env, args []string) (err error) {
 		}
 		f.Match = re
 	}
-	t, err := conformance.Load(pos[0])
-	if err != nil {
-		return err
+	t, cut := conformance.LoadPartial(pos[0])
+	if t == nil {
+		return cut
 	}
 	// A name the trace does not have would draw nothing and read as a
 	// node that did nothing.
@@ -140,6 +140,10 @@ func traceShow(ctx context.Context, e *env, args []string) (err error) {
 			return fmt.Errorf("trace show: %w", err)
 		}
 		fmt.Fprintf(e.stderr, "wrote %s (%d steps)\n", *svg, len(d.Steps))
+	}
+	if cut != nil {
+		// Shown as far as it goes; the failure is still reported.
+		return fmt.Errorf("trace show: %w (the %d records before it are shown)", cut, len(t.Records))
 	}
 	return nil
 }

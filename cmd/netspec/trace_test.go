@@ -434,3 +434,20 @@ func TestTraceFlagRecordsSocketRuns(t *testing.T) {
 		t.Errorf("--trace into a missing directory: exit %d (%s), want 2", code, stderr)
 	}
 }
+
+// A trace cut short (its process killed mid-write) is shown as far as it
+// goes, and the cut is reported with an error exit.
+func TestTraceShowCutShort(t *testing.T) {
+	b, err := os.ReadFile("../../conformance/testdata/echo-sim.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.ndjson")
+	if err := os.WriteFile(cut, b[:len(b)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd("trace", "show", cut)
+	if code != 1 || !strings.Contains(errs, "records before it are shown") || strings.Count(out, "\n") < 5 {
+		t.Fatalf("exit %d, %d lines shown, stderr %q; want the records before the cut and an error", code, strings.Count(out, "\n"), errs)
+	}
+}

@@ -349,7 +349,10 @@
 // drained since are under Backlog; otherwise when fewer than Window
 // answers are unacknowledged (a HAVE for the chunk from an extension
 // node, sent at once on receipt to a node whose XHEL did not say "rate";
-// the next request from a seed-style one; or AckTimeout). Announcements
+// the next request from a seed-style one, or the runner saying it has
+// taken everything written to it (InStreamWritable), since a seed-style
+// client that pipelines its requests has no next request to send; or
+// AckTimeout). Announcements
 // (HAVE) ride on whatever else goes to a neighbour, and wait at most
 // HaveDelay per neighbour for a segment of their own (twice that in
 // a small swarm, where pushes tell neighbours most of it); a neighbour that

@@ -301,6 +301,14 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		// Everything written to c has been taken: its client reads.
 		if c := s.conns[in.Stream]; c != nil {
 			c.unread = 0
+			if !c.ext && s.cfg.UploadRate == 0 {
+				// A seed-style client acknowledges by asking again,
+				// which one that pipelined its requests never does:
+				// its answers taken by the transport stand in for
+				// acknowledgments (it used to get Window answers per
+				// AckTimeout, 8 chunks every 500 ms).
+				s.ackAll(c)
+			}
 		}
 	case spec.InTimer:
 		if in.Timer == tAck {

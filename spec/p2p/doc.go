@@ -18,8 +18,11 @@
 // lenient where the seed is vague: LF alone ends a line, runs of spaces
 // and tabs separate arguments, empty lines between messages are skipped,
 // and a header line left without its terminator for IdleFlush (200 ms)
-// while the sender waits for an answer is taken as complete (a client
-// written from the seed's description may send "CLREQ" with no CRLF).
+// on a connection that has not spoken the extensions (XHEL) is taken as
+// complete (a client written from the seed's description may send
+// "CLREQ" with no CRLF, and wait for the answer; such a client sends a
+// request in one write, so a line cut by the network and completed more
+// than 200 ms later is the price, and draws an UNKNOWN_COMMAND).
 //
 // Some messages carry a body right after the header's CRLF:
 //

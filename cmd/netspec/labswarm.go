@@ -146,11 +146,13 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return writeJSON(e.stdout, map[string]any{"fileSize": ls.size, "rate": ls.rate, "mtu": ls.mtu, "delay": "none (no netem)", "rows": rows})
-	}
-	if err := renderTable(e.stdout, ls.table(rows)); err != nil {
+		if err := writeJSON(e.stdout, map[string]any{"fileSize": ls.size, "rate": ls.rate, "mtu": ls.mtu, "delay": "none (no netem)", "rows": rows}); err != nil {
+			return err
+		}
+	} else if err := renderTable(e.stdout, ls.table(rows)); err != nil {
 		return err
 	}
+	// A failed run fails the command, in JSON as in text.
 	for _, r := range rows {
 		for _, t := range []*labTiming{r.CS, r.P2P} {
 			if t != nil && t.Failed != "" {
@@ -201,7 +203,11 @@ func (ls *labSwarm) run(ctx context.Context) ([]labRow, error) {
 			if p, ok := preds[m][n]; ok && t.Seconds > 0 {
 				t.Sim, t.SimRatio = p, p/t.Seconds
 			}
-			ls.say("lab: N=%d %s: %.2f s (bound %.2f s)\n", n, m, t.Seconds, t.Bound)
+			if t.Failed != "" {
+				ls.say("lab: N=%d %s: FAILED: %s\n", n, m, t.Failed)
+			} else {
+				ls.say("lab: N=%d %s: %.2f s (bound %.2f s)\n", n, m, t.Seconds, t.Bound)
+			}
 		}
 		rows = append(rows, row)
 	}
@@ -250,9 +256,9 @@ var (
 // measure builds a fresh network, runs the server and n downloaders, and
 // returns the distribution time. Everything is torn down before it
 // returns, whatever happened.
-func (ls *labSwarm) measure(ctx context.Context, mode string, n int) *labTiming {
+func (ls *labSwarm) measure(parent context.Context, mode string, n int) *labTiming {
 	t := &labTiming{}
-	ctx, cancel := context.WithTimeout(ctx, ls.timeout)
+	ctx, cancel := context.WithTimeout(parent, ls.timeout)
 	defer cancel()
 	net, err := lab.Create(ctx, lab.Options{Hosts: n + 1, Rate: ls.rate, MTU: ls.mtu})
 	if err != nil {
@@ -343,7 +349,10 @@ func (ls *labSwarm) measure(ctx context.Context, mode string, n int) *labTiming 
 		}
 		select {
 		case <-ctx.Done():
-			t.Failed = fmt.Sprintf("timed out with %d of %d verified", done, n)
+			t.Failed = fmt.Sprintf("timed out after %v with %d of %d verified (--timeout)", ls.timeout, done, n)
+			if parent.Err() != nil {
+				t.Failed = fmt.Sprintf("interrupted with %d of %d verified", done, n)
+			}
 			return t
 		case <-time.After(20 * time.Millisecond):
 		}

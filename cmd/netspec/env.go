@@ -85,6 +85,13 @@ func (e *env) parse(fs *flag.FlagSet, args []string, min, max int) ([]string, er
 // logFlags adds --log FILE and -v to fs and returns a function that opens
 // the logger once flags are parsed (and a closer).
 func logFlags(fs *flag.FlagSet) func(e *env) (*slog.Logger, func(), error) {
+	return logFlagsAt(fs, false)
+}
+
+// logFlagsAt is logFlags; with virtual, records carry no wall-clock time
+// (the simulator's carry their virtual time, t=), so a seed's log is the
+// same on every run.
+func logFlagsAt(fs *flag.FlagSet, virtual bool) func(e *env) (*slog.Logger, func(), error) {
 	file := fs.String("log", "", "append the log to `FILE` (default: stderr)")
 	verbose := fs.Bool("v", false, "log at debug level (every dropped packet)")
 	return func(e *env) (*slog.Logger, func(), error) {
@@ -101,7 +108,16 @@ func logFlags(fs *flag.FlagSet) func(e *env) (*slog.Logger, func(), error) {
 			}
 			w, closer = f, func() { f.Close() }
 		}
-		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closer, nil
+		opts := &slog.HandlerOptions{Level: level}
+		if virtual {
+			opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+				if len(groups) == 0 && a.Key == slog.TimeKey {
+					return slog.Attr{}
+				}
+				return a
+			}
+		}
+		return slog.New(slog.NewTextHandler(w, opts)), closer, nil
 	}
 }
 

@@ -52,7 +52,7 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	tracePath := fs.String("trace", "", "write the whole run as an NDJSON trace to `FILE` (one run: swarm needs a single --n and --mode cs or p2p)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pcapPath := fs.String("pcap", "", "write every packet the network carried to `FILE` (pcapng, virtual time; faults as comments)")
-	logger := logFlags(fs)
+	logger := logFlagsAt(fs, true)
 	sc.Flags(fs)
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err

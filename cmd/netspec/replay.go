@@ -117,6 +117,9 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	for _, f := range failures {
 		fmt.Fprintln(e.stdout, f)
 	}
+	if failed > 0 && *root == "" && t.Header.Source == "impl" && (t.Header.Protocol == "file" || t.Header.Protocol == "tftp") {
+		fmt.Fprintf(e.stdout, "(a %s server recorded on sockets served a real directory: replay it over the same files with --root DIR)\n", t.Header.Protocol)
+	}
 	if failed > 0 {
 		return fmt.Errorf("replay: %d node(s) failed", failed)
 	}

@@ -321,9 +321,13 @@ func (t *TFTP) Run(opt Options) (Result, error) {
 		return cmpString(a.Op, b.Op)
 	})
 
+	blk := fmt.Sprintf("blksize %d", t.Blksize)
+	if t.Blksize == 0 {
+		blk = "RFC 1350's 512-byte blocks, no blksize option"
+	}
 	tb := Table{
-		Title: fmt.Sprintf("tftp: %d client(s) get %d bytes (blksize %d, windowsize %d) over %.1f Mbit/s, %v links, %.1f%% loss, %.1f%% dup, %v jitter (seed %d)",
-			t.Clients, t.Size, t.Blksize, t.Windowsize, t.Rate/1e6, t.Delay, t.Loss*100, t.Dup*100, t.Jitter, opt.Seed),
+		Title: fmt.Sprintf("tftp: %d client(s) get %d bytes (%s, windowsize %d) over %.1f Mbit/s, %v links, %.1f%% loss, %.1f%% dup, %v jitter (seed %d)",
+			t.Clients, t.Size, blk, t.Windowsize, t.Rate/1e6, t.Delay, t.Loss*100, t.Dup*100, t.Jitter, opt.Seed),
 		Header: []string{"client", "op", "exact", "time", "goodput Mbit/s", "of link rate", "error"},
 	}
 	for _, tr := range res.Transfers {

@@ -52,6 +52,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"file", "get", "127.0.0.1:0", "x"}, 2},
 		{[]string{"stream", "serve", "--addr", "127.0.0.1:0", "--delay", "1ms", "20ms"}, 2}, // the delay twice
 		{[]string{"stream", "serve", "--addr", "127.0.0.1:0", "1e-9"}, 2},
+		{[]string{"p2p", "serve", "--rate", "nan"}, 2},
+		{[]string{"p2p", "serve", "--rate", "10"}, 2}, // 10 bit/s: a typo
 		{[]string{"echo", "serve", "--bogus"}, 2},
 		{[]string{"echo", "serve", "--udp", "not an address"}, 2},
 		{[]string{"echo", "serve", "--udp", ""}, 2},

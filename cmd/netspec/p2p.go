@@ -444,12 +444,12 @@ func swarmParseRate(s string) (float64, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v <= 0 || v*mult > 1e12 {
+	if err != nil || !(v > 0) || v*mult > 1e12 { // !(v > 0) is also NaN
 		return 0, fmt.Errorf("bad rate %q (want e.g. 10mbit)", s)
 	}
 	if v*mult < 8e3 {
-		// Below a kilobyte a second one chunk takes longer than any
-		// timeout here: a typo for 10mbit, not a link.
+		// Under a kilobyte a second is a typo for 10mbit, not a link:
+		// one 16 KiB chunk would take more than 16 s.
 		return 0, fmt.Errorf("rate %q is below 8kbit", s)
 	}
 	return v * mult, nil

@@ -1794,9 +1794,9 @@ func (p *Peer) closeOut(now spec.Time, c *oconn, how int, out []spec.Output) []s
 			p.done = true
 			return append(out, spec.Exit(fmt.Sprintf("p2p: no welcome from the server %v in %v (%d tries%s)", p.cfg.Server, p.cfg.ServerWait, p.srvTry, p.lastWhy())))
 		}
-		if p.joined && !p.verified && p.cfg.ServerWait > 0 && now.Sub(p.progress) >= p.cfg.ServerWait {
+		if p.stalled(now) {
 			p.done = true
-			return append(out, spec.Exit(fmt.Sprintf("p2p: lost the server %v, and no chunk came from anyone for %v (%d tries%s)", p.cfg.Server, p.cfg.ServerWait, p.srvTry, p.lastWhy())))
+			return append(out, spec.Exit(p.stallText()))
 		}
 		p.srvAt = now.Add(backoff(p.cfg.Retry, p.srvTry))
 		if dl := p.start.Add(p.cfg.ServerWait); !p.joined && p.cfg.ServerWait > 0 && dl < p.srvAt {
@@ -1816,6 +1816,25 @@ func (p *Peer) closeOut(now spec.Time, c *oconn, how int, out []spec.Output) []s
 	}
 	nb.retryAt = now.Add(backoff(p.cfg.Retry, nb.fails+1))
 	return out
+}
+
+// stalled reports whether a welcomed peer has gone ServerWait without a
+// chunk from anyone (or, holding them all, without the server's answer
+// to CHECK): the server is gone, silent or broken, and nobody else has
+// what it lacks.
+func (p *Peer) stalled(now spec.Time) bool {
+	return p.joined && !p.verified && !p.done && p.cfg.ServerWait > 0 && now.Sub(p.progress) >= p.cfg.ServerWait
+}
+
+func (p *Peer) stallText() string {
+	srv := "connected"
+	if p.srv == nil {
+		srv = fmt.Sprintf("lost, %d tries", p.srvTry)
+	}
+	if p.complete {
+		return fmt.Sprintf("p2p: the server %v has not confirmed the file (CHECK) in %v (%s%s)", p.cfg.Server, p.cfg.ServerWait, srv, p.lastWhy())
+	}
+	return fmt.Sprintf("p2p: no chunk came from anyone for %v; the server %v: %s%s", p.cfg.ServerWait, p.cfg.Server, srv, p.lastWhy())
 }
 
 // lastWhy is "; it last broke the protocol: WHY", after the server's last violation, if any.
@@ -2208,6 +2227,12 @@ func (c *oconn) asked(i int) bool {
 
 // maintain runs every 100ms: reconnections, polls, timeouts, CHECK.
 func (p *Peer) maintain(now spec.Time, out []spec.Output) []spec.Output {
+	if p.stalled(now) {
+		// Also with the server connected: one that welcomed and then
+		// went silent holds a peer for ever otherwise.
+		p.done = true
+		return append(out, spec.Exit(p.stallText()))
+	}
 	if p.srv == nil && now >= p.srvAt {
 		out = p.dialServer(now, out)
 	}

@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"bytes"
 	"net/netip"
 	"strings"
 	"testing"
@@ -104,7 +105,7 @@ func TestWelcomedPeerGivesUpOnAGoneServer(t *testing.T) {
 				}
 				return
 			}
-			if !exited || !strings.Contains(why, "lost the server 10.0.0.1:52000, and no chunk came from anyone for 5s") {
+			if !exited || !strings.Contains(why, "no chunk came from anyone for 5s; the server 10.0.0.1:52000") {
 				t.Fatalf("exited %v %q, want it to give up on the server", exited, why)
 			}
 			// It notices at a reconnection attempt: backoff at most 8s,
@@ -150,5 +151,40 @@ func TestBrokenServerBacksOff(t *testing.T) {
 	// reconnection every 250 ms made 120.
 	if b.accepts > 15 || at > 45*time.Second {
 		t.Errorf("%d connections to the broken server, giving up at %v", b.accepts, at)
+	}
+}
+
+// silentServer welcomes every connection and then says nothing at all,
+// its connections open.
+type silentServer struct{}
+
+func (silentServer) Step(_ spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		out = append(out, spec.Bind(1, spec.TCP, netip.MustParseAddrPort("10.0.0.1:52000")))
+	case spec.InStreamData:
+		if bytes.HasPrefix(in.Data, []byte("CHEL")) {
+			out = append(out, spec.Write(in.Stream, []byte("SHEL 100000 1000\r\n[]\r\n")))
+		}
+	}
+	return out
+}
+
+// A server that welcomes and then goes silent, connection open, is given
+// up on after ServerWait too (the give-up was only checked when the
+// server's connection was lost).
+func TestSilentServerGivenUpOn(t *testing.T) {
+	var at time.Duration
+	s := sim.New(sim.Config{OnExit: func(_ *sim.Node, now spec.Time, _ string) { at = now.Sub(spec.SimEpoch) }})
+	s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return silentServer{} }})
+	cfg := PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, ServerWait: 5 * time.Second}
+	peer := s.MustAddNode(sim.NodeSpec{Name: "peer", New: func() spec.Machine { return NewPeer(cfg, &MemStore{}) }})
+	s.Run(time.Minute)
+	exited, why := peer.Exited()
+	if !exited || !strings.Contains(why, "no chunk came from anyone for 5s; the server 10.0.0.1:52000: connected") {
+		t.Fatalf("exited %v %q, want it to give up on the silent server", exited, why)
+	}
+	if at < 5*time.Second || at > 6*time.Second {
+		t.Errorf("gave up at %v, want ServerWait after the welcome", at)
 	}
 }

@@ -839,8 +839,9 @@ func (r *Runner) shutdown() {
 		}
 	}
 	for _, st := range flush {
-		st.waitFlushed(deadline)
-		st.kill(false)
+		// One whose bytes did not all go out in time is cut: reset it,
+		// or the FIN would end it as if complete.
+		st.kill(!st.waitFlushed(deadline))
 	}
 	r.wg.Wait()
 }

@@ -63,3 +63,58 @@ func TestStopResetsStreamsTheMachineLeftOpen(t *testing.T) {
 		t.Fatalf("the client read the whole file (%d bytes): the test did not stop the server mid-file", got)
 	}
 }
+
+// bulk writes size bytes to every connection it accepts and closes it.
+type bulk struct{ size int }
+
+func (b bulk) Step(_ spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		out = append(out, spec.Bind(1, spec.TCP, netip.MustParseAddrPort("127.0.0.1:0")))
+	case spec.InBound:
+		out = append(out, spec.Emit(spec.Event{Name: "listening", Text: in.Addr.String()}))
+	case spec.InAccepted:
+		out = append(out, spec.Write(in.Stream, make([]byte, b.size)), spec.Close(in.Stream))
+	case spec.InStop:
+		out = append(out, spec.Exit(""))
+	}
+	return out
+}
+
+// A stream the machine closed, whose bytes could not all go out before
+// the runner stopped (its peer does not read), is reset too: the FIN
+// would end it where it was cut, as if complete.
+func TestStopResetsClosedStreamsItCouldNotFlush(t *testing.T) {
+	const size = 256 << 20
+	ready := make(chan netip.AddrPort, 1)
+	r := impl.New(bulk{size}, impl.Options{OnEvent: func(_ spec.Time, ev spec.Event) {
+		if ev.Name == "listening" {
+			ready <- netip.MustParseAddrPort(ev.Text)
+		}
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	var addr netip.AddrPort
+	select {
+	case addr = <-ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the machine did not listen")
+	}
+	c, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(100 * time.Millisecond) // the write is queued, the peer reads nothing
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("runner: %v", err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	if err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("the peer read %d of %d bytes and then a clean EOF", n, size)
+	}
+}

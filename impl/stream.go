@@ -123,13 +123,20 @@ func (st *stream) kill(rst bool) {
 	}
 }
 
-func (st *stream) waitFlushed(deadline time.Time) {
-	for time.Now().Before(deadline) {
+// waitFlushed waits until everything written has gone to the kernel and
+// the FIN after it, or deadline; it reports whether that happened (a
+// stream never connected, or already dead, has nothing to flush).
+func (st *stream) waitFlushed(deadline time.Time) bool {
+	for {
 		st.mu.Lock()
-		done := st.dead || !st.started || (st.pending == 0 && st.finSent)
+		flushed := st.pending == 0 && st.finSent
+		done := st.dead || !st.started || flushed
 		st.mu.Unlock()
 		if done {
-			return
+			return flushed || !st.started
+		}
+		if !time.Now().Before(deadline) {
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -179,8 +179,9 @@ const (
 	OutLog
 	// OutExit says the machine has finished its job (Err empty) or given
 	// up (Err set). Runners stop it: streams it closed finish sending
-	// what was written (briefly) and end with a FIN; streams it left open
-	// are reset, never ended as if complete.
+	// what was written (for a moment) and end with a FIN; streams it
+	// left open, and closed ones whose bytes could not all go out in that
+	// moment, are reset: never ended as if complete.
 	OutExit
 )
 

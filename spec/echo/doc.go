@@ -51,9 +51,11 @@
 // is one payload coming back from one source every round trip, so a
 // payload answered MaxRepeats times in a row (16), each within RepeatGap
 // (500 ms) of the one before, is dropped until its source pauses, and
-// the loop ends after 16 bounces. Each source's last RecentPayloads (16)
-// distinct payloads are followed, so a forger who sets several loops
-// going at once sees each end the same way. (A client resending a lost
+// the loop ends after 16 bounces. Each source's last distinct payloads
+// are followed, as many as can loop at once under its rate limit within
+// RepeatGap (SourceRate × RepeatGap, at least RecentPayloads, 64), so a
+// forger who sets several loops going at once sees each end the same
+// way, or dropped by the rate limit. (A client resending a lost
 // datagram, or a person typing a line again, waits longer between
 // copies; a loop whose round trip is longer than RepeatGap cannot be
 // told from such a client, and carries one datagram per round trip per

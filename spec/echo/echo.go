@@ -313,18 +313,18 @@ func (s *Server) datagram(now spec.Time, in spec.Input, out []spec.Output) []spe
 // sourceLimit is a rate limit per source address (GCRA, as a token
 // bucket), over a table of fixed size.
 type sourceLimit struct {
-	rate  spec.Rate
-	index map[netip.Addr]int
-	slots []sourceSlot
-	max   int
+	rate   spec.Rate
+	index  map[netip.Addr]int
+	slots  []sourceSlot
+	max    int
+	recent int // payloads followed per source
 }
 
 type sourceSlot struct {
 	addr netip.Addr
 	tat  spec.Time // its rate limit's state
-	// The source's last RecentPayloads distinct payloads.
-	recent [RecentPayloads]recentPayload
-	n      int // entries of recent in use
+	// The source's last distinct payloads, up to sourceLimit.recent.
+	recent []recentPayload
 }
 
 // recentPayload is a payload's hash, when it last came, and how many
@@ -340,8 +340,10 @@ type recentPayload struct {
 // payloads sets several loops going at once. A payload answered
 // MaxRepeats times in a row, each within RepeatGap of the one before, is
 // dropped until its source pauses, which ends its loop. Each source's
-// last RecentPayloads distinct payloads are followed, so loops of up to
-// that many payloads at once all end. A client resending a datagram
+// last distinct payloads are followed, as many as it can keep looping
+// under its rate limit within RepeatGap (SourceRate × RepeatGap, 50 at
+// the defaults) and at least RecentPayloads: more loops than that at
+// once exceed the rate limit, whose drops end them. A client resending a datagram
 // whose echo was lost waits far longer between copies, and so does a
 // person typing one line again into nc. (A loop whose round trip is
 // longer than RepeatGap cannot be told from a client repeating itself
@@ -350,7 +352,7 @@ type recentPayload struct {
 const (
 	RepeatGap      = 500 * time.Millisecond
 	MaxRepeats     = 16
-	RecentPayloads = 16
+	RecentPayloads = 64
 )
 
 type verdict uint8
@@ -362,7 +364,11 @@ const (
 )
 
 func newSourceLimit(rate float64, burst, size int) *sourceLimit {
-	return &sourceLimit{rate: spec.NewRate(rate, burst), index: map[netip.Addr]int{}, max: size}
+	recent := RecentPayloads
+	if n := rate * RepeatGap.Seconds(); n+1 > float64(recent) {
+		recent = int(min(n+1, 4096))
+	}
+	return &sourceLimit{rate: spec.NewRate(rate, burst), index: map[netip.Addr]int{}, max: size, recent: recent}
 }
 
 // allow says whether a datagram from addr may be answered now, and
@@ -372,13 +378,13 @@ func (l *sourceLimit) allow(now spec.Time, addr netip.Addr, data []byte) verdict
 	i, ok := l.index[addr]
 	if !ok {
 		i = l.slot()
-		l.slots[i] = sourceSlot{addr: addr}
+		l.slots[i] = sourceSlot{addr: addr, recent: l.slots[i].recent[:0]} // the table is reused
 		l.index[addr] = i
 	}
 	sl := &l.slots[i]
 	h := fnv.New64a()
 	h.Write(data)
-	r := sl.payload(h.Sum64(), now)
+	r := sl.payload(h.Sum64(), now, l.recent)
 	if now.Sub(r.at) < RepeatGap {
 		r.repeats++
 	} else {
@@ -397,15 +403,15 @@ func (l *sourceLimit) allow(now spec.Time, addr netip.Addr, data []byte) verdict
 // payload returns sum's entry, or a new one (its time far enough in the
 // past to count as a pause) in place of the payload that came longest
 // ago; ties go to the lowest entry.
-func (sl *sourceSlot) payload(sum uint64, now spec.Time) *recentPayload {
-	for i := range sl.n {
+func (sl *sourceSlot) payload(sum uint64, now spec.Time, max int) *recentPayload {
+	for i := range sl.recent {
 		if sl.recent[i].sum == sum {
 			return &sl.recent[i]
 		}
 	}
-	j := sl.n
-	if sl.n < len(sl.recent) {
-		sl.n++
+	j := len(sl.recent)
+	if j < max {
+		sl.recent = append(sl.recent, recentPayload{})
 	} else {
 		j = 0
 		for i := range sl.recent {

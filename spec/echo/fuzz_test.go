@@ -67,7 +67,8 @@ func FuzzServerUDP(f *testing.F) {
 		// guard's: a payload repeated MaxRepeats times in a row, each
 		// within RepeatGap of the last, is dropped (before the rate
 		// limit is charged), for each of a source's last RecentPayloads
-		// payloads (a new one replaces the one that came longest ago).
+		// payloads (a new one replaces the one that came longest ago;
+		// at these rates, RecentPayloads is the table's size).
 		every := time.Duration(float64(time.Second) / rate)
 		tat := map[netip.Addr]spec.Time{}
 		type last struct {

@@ -14,7 +14,7 @@ import (
 // Datagrams forged in one echo server's name to another must not set
 // them bouncing for ever: on the same port the first server drops them
 // at once; on different ports each payload's loop ends after MaxRepeats
-// round trips, up to RecentPayloads payloads at once.
+// round trips, as many payloads at once as the rate limit lets loop.
 func TestForgedDatagramCannotLoop(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -35,7 +35,12 @@ func TestForgedDatagramCannotLoop(t *testing.T) {
 		// second): the guard followed one payload per source, so
 		// alternating payloads reset it and bounced for ever.
 		{"two payloads, slow path", 9999, 7777, 8 * time.Millisecond, 2, 2 * 2 * (echo.MaxRepeats + 1)},
-		{"sixteen payloads", 9999, 7777, 8 * time.Millisecond, echo.RecentPayloads, echo.RecentPayloads * 2 * (echo.MaxRepeats + 1)},
+		{"many payloads, over the rate limit", 9999, 7777, 8 * time.Millisecond, echo.RecentPayloads, echo.RecentPayloads * 2 * (echo.MaxRepeats + 1)},
+		// More loops than the old 16-entry table, together just under
+		// the rate limit (17 per 200 ms, 45 per 460 ms): each payload
+		// evicted the oldest, itself, and they bounced for ever.
+		{"seventeen payloads under the rate limit", 9999, 7777, 50 * time.Millisecond, 17, 17 * 2 * (echo.MaxRepeats + 1)},
+		{"forty-five payloads under the rate limit", 9999, 7777, 115 * time.Millisecond, 45, 45 * 2 * (echo.MaxRepeats + 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), tc.portA)
@@ -56,11 +61,12 @@ func TestForgedDatagramCannotLoop(t *testing.T) {
 			for i := range tc.payloads {
 				s.Inject(10*time.Millisecond, a, b, []byte(fmt.Sprintf("forged datagram %d", i)))
 			}
-			s.Run(10 * time.Second)
+			s.Run(30 * time.Second)
 			if echoes > tc.maxEchoes {
-				t.Errorf("%d forged datagrams drew %d echoes between the servers in 10 s, want at most %d", tc.payloads, echoes, tc.maxEchoes)
+				t.Errorf("%d forged datagrams drew %d echoes between the servers in 30 s, want at most %d", tc.payloads, echoes, tc.maxEchoes)
 			}
-			if echoes > 0 && last.Sub(spec.SimEpoch) > 3*time.Second {
+			quiet := max(3*time.Second, time.Duration(echo.MaxRepeats+2)*4*tc.delay+time.Second)
+			if echoes > 0 && last.Sub(spec.SimEpoch) > quiet {
 				t.Errorf("the servers were still echoing to each other at %v", last.Sub(spec.SimEpoch))
 			}
 		})

@@ -225,14 +225,17 @@ func (r *Runner) Command(cmd spec.Command) {
 // Done is closed when Run returns.
 func (r *Runner) Done() <-chan struct{} { return r.done }
 
-// post hands the loop an item. Once shutdown has begun nobody takes items
-// any more, so it gives up rather than block the reader shutdown waits for.
-func (r *Runner) post(it item) {
+// post hands the loop an item, and reports whether it did. Once shutdown
+// has begun nobody takes items any more, so it gives up rather than block
+// the reader shutdown waits for.
+func (r *Runner) post(it item) bool {
 	select {
 	case r.items <- it:
+		return true
 	case <-r.quit:
 	case <-r.done:
 	}
+	return false
 }
 
 // admit counts n bytes of a received datagram against MaxQueuedInput and
@@ -765,7 +768,9 @@ func (r *Runner) accept(s *sock) {
 		remote := r.mapIn(unmapV4(c.RemoteAddr().(*net.TCPAddr).AddrPort()))
 		// The id is assigned in the loop, so ids follow the order the
 		// machine sees accepts in.
-		r.post(item{kind: itAccepted, st: st, sk: s, in: spec.Input{Kind: spec.InAccepted, Sock: s.id, Addr: remote}})
+		if !r.post(item{kind: itAccepted, st: st, sk: s, in: spec.Input{Kind: spec.InAccepted, Sock: s.id, Addr: remote}}) {
+			st.kill(true) // accepted as the runner stopped
+		}
 	}
 }
 
@@ -798,7 +803,11 @@ func (r *Runner) dial(id spec.Stream, to netip.AddrPort) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		connect(r.post)
+		connect(func(it item) {
+			if !r.post(it) && it.st != nil {
+				it.st.kill(true) // connected as the runner stopped
+			}
+		})
 	}()
 }
 
@@ -844,6 +853,18 @@ func (r *Runner) shutdown() {
 		st.kill(!st.waitFlushed(deadline))
 	}
 	r.wg.Wait()
+	// Connections accepted or dialed that the machine never heard of
+	// are still in the queue: reset them rather than leave them open.
+	for {
+		select {
+		case it := <-r.items:
+			if it.st != nil && (it.kind == itAccepted || it.kind == itConnected) {
+				it.st.kill(true)
+			}
+		default:
+			return
+		}
+	}
 }
 
 func (r *Runner) String() string { return fmt.Sprintf("runner(%T)", r.m) }

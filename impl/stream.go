@@ -42,6 +42,8 @@ func (st *stream) attach(c *net.TCPConn, r *Runner) {
 	}
 	st.mu.Unlock()
 	if dead {
+		// The machine gave up on the dial: it never was a stream.
+		_ = c.SetLinger(0)
 		_ = c.Close()
 	}
 }

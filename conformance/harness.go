@@ -233,18 +233,26 @@ func newPeerConn(c *net.TCPConn) *peerConn {
 }
 
 // waitFor waits until n bytes have arrived, the stream has ended, or
-// timeout has passed.
-func (p *peerConn) waitFor(n int, timeout time.Duration) {
+// timeout has passed, and returns how many bytes have arrived.
+func (p *peerConn) waitFor(n int, timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	for {
+		got := p.received()
 		p.mu.Lock()
-		done := len(p.got) >= n || p.rerr != nil
+		ended := p.rerr != nil
 		p.mu.Unlock()
-		if done {
-			return
+		if got >= n || ended || !time.Now().Before(deadline) {
+			return got
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// received is how many bytes have arrived.
+func (p *peerConn) received() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.got)
 }
 
 // writtenBefore is how many bytes recs say their node wrote on st.
@@ -484,7 +492,9 @@ func ReplayImpl(ctx context.Context, t *Trace, node string, lookup Lookup, opt I
 			// it: a reset discards what the harness has not read yet,
 			// so read what the node wrote before it first.
 			if c := h.conns[in.Stream]; c != nil {
-				c.waitFor(writtenBefore(want[:i], in.Stream), opt.Timeout)
+				if n := writtenBefore(want[:i], in.Stream); c.waitFor(n, opt.Timeout) < n {
+					return fail(i, fmt.Sprintf("the harness received %d of the %d bytes the node wrote on stream %d before its peer reset it", c.received(), n, in.Stream))
+				}
 			}
 		}
 		if err := h.act(r, cancel, in); err != nil {

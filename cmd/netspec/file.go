@@ -388,7 +388,11 @@ func (d *download) event(now spec.Time, ev spec.Event) {
 			return
 		}
 		if _, err := d.w.Write(ev.Data); err != nil {
-			d.fail(fmt.Errorf("file get: writing %s: %w", d.part, err))
+			name := d.part
+			if name == "" {
+				name = d.path
+			}
+			d.fail(fmt.Errorf("file get: writing %s: %w", name, err))
 			return
 		}
 		d.got += int64(len(ev.Data))
@@ -728,6 +732,10 @@ loop:
 			out := ""
 			if len(f) == 3 {
 				out = f[2]
+			}
+			if out == "-" {
+				print("get: the shell's standard output holds its menu: give a file name\n")
+				continue
 			}
 			d, _ := newDownload(&env{stdin: e.stdin, stdout: e.stdout, stderr: e.stderr}, f[1], out, false)
 			cmd, err := d.command(true)

@@ -293,6 +293,9 @@ func checkOutput(path string) error {
 	if path == "" {
 		return nil
 	}
+	if path == "-" {
+		return errors.New("standard output is not supported here: name a file")
+	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return fmt.Errorf("%s is a directory (name the file to write)", path)
 	}

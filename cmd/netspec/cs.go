@@ -64,6 +64,9 @@ func csServe(ctx context.Context, e *env, args []string) error {
 	sum := cs.Digest(data)
 	say := newSayer(e.stdout)
 	scfg := cs.ServerConfig{Addr: addr, File: fspec, Path: *file}
+	if *file != "" {
+		scfg.PathMD5 = hex.EncodeToString(sum[:])
+	}
 	r := tr.New("cs", "server", scfg, cs.NewServer(scfg, data), impl.Options{
 		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {

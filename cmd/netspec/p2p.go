@@ -110,7 +110,12 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	defer closeLog()
 	say := newSayer(e.stdout)
 	start := time.Now()
-	cfg := p2p.ServerConfig{Addr: addr, File: fspec, Path: *file, ChunkSize: *chunk, Seed: *seed, MaxList: *maxList, UploadRate: bits, Legacy: *legacy, Expect: *expect, Trees: *trees}
+	var pathMD5 string
+	if *file != "" {
+		sum := cs.Digest(data)
+		pathMD5 = hex.EncodeToString(sum[:])
+	}
+	cfg := p2p.ServerConfig{Addr: addr, File: fspec, Path: *file, PathMD5: pathMD5, ChunkSize: *chunk, Seed: *seed, MaxList: *maxList, UploadRate: bits, Legacy: *legacy, Expect: *expect, Trees: *trees}
 	r := tr.New("p2p", "server", cfg, p2p.NewServer(cfg, content), impl.Options{
 		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {

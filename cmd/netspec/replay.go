@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	iofs "io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -140,6 +142,7 @@ func withServedFiles(lookup conformance.Lookup, root string) conformance.Lookup 
 		p.New = func(role string, config []byte) (spec.Machine, error) {
 			var c struct {
 				Path string `json:"path"`
+				MD5  string `json:"pathMD5"`
 			}
 			if role != "server" || json.Unmarshal(config, &c) != nil || c.Path == "" {
 				return build(role, config)
@@ -148,9 +151,21 @@ func withServedFiles(lookup conformance.Lookup, root string) conformance.Lookup 
 			if root != "" && !filepath.IsAbs(path) {
 				path = filepath.Join(root, path)
 			}
-			data, err := swarmFile(name+" server", path, cs.FileSpec{})
+			// A trace names any path: read only a regular file of a
+			// size a server could have held.
+			data, err := []byte(nil), error(nil)
+			if st, serr := os.Stat(path); serr != nil {
+				err = serr
+			} else if !st.Mode().IsRegular() || st.Size() > cs.MaxGenerated {
+				err = fmt.Errorf("%s is not a regular file of at most %d bytes", path, int64(cs.MaxGenerated))
+			} else {
+				data, err = os.ReadFile(path)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("the recorded server served %s, which cannot be read here (replay where it is, or give --root): %w", c.Path, err)
+			}
+			if sum := cs.Digest(data); c.MD5 != "" && hex.EncodeToString(sum[:]) != c.MD5 {
+				return nil, fmt.Errorf("the recorded server served %s with md5 %s; it is now %x: the file changed since", c.Path, c.MD5, sum)
 			}
 			if name == "cs" {
 				var sc cs.ServerConfig

@@ -134,6 +134,12 @@ func TestReplayServesTheRecordedFile(t *testing.T) {
 			if code, out, errs := runCmd("replay", tr); code != 0 {
 				t.Fatalf("replay: exit %d\n%s%s", code, out, errs)
 			}
+			orig, _ := os.ReadFile(file)
+			os.WriteFile(file, append([]byte("changed "), orig...), 0o644)
+			if code, out, errs := runCmd("replay", "--spec-only", tr); code == 0 || !strings.Contains(out+errs, "the file changed since") {
+				t.Fatalf("replay over a changed file: exit %d, %q; want a failure saying so", code, out+errs)
+			}
+			os.WriteFile(file, orig, 0o644)
 			os.Rename(file, file+".gone")
 			defer os.Rename(file+".gone", file)
 			if code, out, errs := runCmd("replay", "--spec-only", tr); code == 0 || !strings.Contains(out+errs, "cannot be read here") {

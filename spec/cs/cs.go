@@ -51,6 +51,9 @@ type ServerConfig struct {
 	// File's bytes, for the record: a machine rebuilt from the config
 	// serves File, so a trace of such a run replays only with that file.
 	Path string `json:"path,omitempty"`
+	// PathMD5 is that file's MD5 (hex), so a replay can tell it the
+	// file changed since.
+	PathMD5 string `json:"pathMD5,omitempty"`
 	// Piece is how many bytes are queued on a connection at a time
 	// (default 256 KiB): the server writes the next piece when the
 	// transport has taken the last one, so memory per client is bounded

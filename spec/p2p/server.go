@@ -28,6 +28,7 @@ type ServerConfig struct {
 	// serves File, so a trace of such a run replays only where that file
 	// is ('netspec replay' reads it).
 	Path      string `json:"path,omitempty"`
+	PathMD5   string `json:"pathMD5,omitempty"` // that file's MD5 (hex), for the replay
 	ChunkSize int    `json:"chunkSize,omitempty"`
 	// Seed drives the server's random choices (peer lists, DANY ties).
 	Seed uint64 `json:"seed,omitempty"`

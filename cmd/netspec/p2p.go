@@ -290,7 +290,6 @@ func swarmSeed() uint64 {
 	return binary.LittleEndian.Uint64(b[:])
 }
 
-// swarmSave writes data to path atomically.
 // checkOutput refuses, before any download, an output path that could
 // not be saved to: a directory, or a file in a directory that is not
 // there.
@@ -312,6 +311,7 @@ func checkOutput(path string) error {
 	return nil
 }
 
+// swarmSave writes data to path atomically.
 func swarmSave(path string, data []byte) error {
 	tmp := path + ".part"
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {

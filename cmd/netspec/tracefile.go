@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"io/fs"
 	"os"
 
@@ -56,6 +57,7 @@ func (t *traceFile) New(protocol, role string, cfg any, m spec.Machine, o impl.O
 	if t.f != nil {
 		if fi, err := t.f.Stat(); err == nil && fi.Mode().IsRegular() {
 			_ = t.f.Truncate(0) // the previous trace is replaced, not appended to
+			_, _ = t.f.Seek(0, io.SeekStart)
 		}
 		t.used = true
 		b, _ := json.Marshal(cfg) // configs are plain data: simulator traces hold them too

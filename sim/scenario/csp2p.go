@@ -248,10 +248,10 @@ func (w *Swarm) validate() error {
 	return nil
 }
 
-// plotFormat is the image format a plot file's name asks for.
 // DefaultPlot is where the swarm experiment draws its plot unless told.
 func DefaultPlot() string { return filepath.Join(os.TempDir(), "netspec-swarm.png") }
 
+// plotFormat is the image format a plot file's name asks for.
 func plotFormat(path string) string {
 	return strings.ToLower(strings.TrimPrefix(filepath.Ext(path), "."))
 }

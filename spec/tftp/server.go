@@ -446,7 +446,8 @@ func (s *Server) refuse(to netip.AddrPort, code ErrCode, msg string, out []spec.
 	// than even that gets nothing.
 	b := AppendError(nil, code, msg)
 	if s.reqSize > 0 && len(b) > s.reqSize {
-		if b = AppendError(b[:0], code, code.String()); len(b) > s.reqSize {
+		// Code 0's name, "not defined", says nothing: it goes bare.
+		if b = AppendError(b[:0], code, code.String()); len(b) > s.reqSize || code == ErrUndefined {
 			b = AppendError(b[:0], code, "")
 		}
 		if len(b) > s.reqSize {

@@ -248,14 +248,15 @@ type Peer struct {
 	// progress is when the last chunk came (or the welcome): a peer
 	// that has lost the server and gets nothing from anyone gives up
 	// ServerWait after it.
-	progress  spec.Time
-	srvWhy    string // the server's last protocol violation, for the give-up message
-	complete  bool
-	checkSent bool
-	verified  bool
-	fails     int
-	done      bool
-	cnt       peerCounters
+	progress   spec.Time
+	srvWhy     string // the server's last protocol violation, for the give-up message
+	lostWarned bool   // the loss of the server was told since its last chunk
+	complete   bool
+	checkSent  bool
+	verified   bool
+	fails      int
+	done       bool
+	cnt        peerCounters
 }
 
 type peerCounters struct {
@@ -1082,7 +1083,7 @@ func (p *Peer) adopt(now spec.Time, server, ext bool, from *neighbor, i int, out
 	p.nhave++
 	p.progress = now
 	if server {
-		p.srvTry = 0
+		p.srvTry, p.lostWarned = 0, false
 	}
 	if c := p.srv; c != nil && c.ext > 0 && !server && p.req[i] > 0 {
 		p.withdraw(c, i) // got it elsewhere first
@@ -1802,7 +1803,8 @@ func (p *Peer) closeOut(now spec.Time, c *oconn, how int, out []spec.Output) []s
 		if dl := p.start.Add(p.cfg.ServerWait); !p.joined && p.cfg.ServerWait > 0 && dl < p.srvAt {
 			p.srvAt = dl // the last try is at the deadline, not a backoff past it
 		}
-		if p.joined && !p.verified && p.srvTry == 1 {
+		if p.joined && !p.verified && !p.lostWarned {
+			p.lostWarned = true
 			return append(out, spec.Warn("p2p: lost the server; reconnecting", slog.String("server", p.cfg.Server.String())))
 		}
 		return append(out, spec.Debug("p2p: lost the server", slog.Int("try", p.srvTry)))
@@ -1827,7 +1829,7 @@ func (p *Peer) stalled(now spec.Time) bool {
 }
 
 func (p *Peer) stallText() string {
-	srv := "connected"
+	srv := "connected, and silent"
 	if p.srv == nil {
 		srv = fmt.Sprintf("lost, %d tries", p.srvTry)
 	}
@@ -2227,6 +2229,16 @@ func (c *oconn) asked(i int) bool {
 
 // maintain runs every 100ms: reconnections, polls, timeouts, CHECK.
 func (p *Peer) maintain(now spec.Time, out []spec.Output) []spec.Output {
+	if !p.joined && !p.done && p.cfg.ServerWait > 0 && now.Sub(p.start) >= p.cfg.ServerWait {
+		// Also when the server accepted and never answered: its
+		// connection's own hello timeout would come later.
+		tries := p.srvTry
+		if p.srv != nil {
+			tries++ // the one under way
+		}
+		p.done = true
+		return append(out, spec.Exit(fmt.Sprintf("p2p: no welcome from the server %v in %v (%d tries%s)", p.cfg.Server, p.cfg.ServerWait, tries, p.lastWhy())))
+	}
 	if p.stalled(now) {
 		// Also with the server connected: one that welcomed and then
 		// went silent holds a peer for ever otherwise.

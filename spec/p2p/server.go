@@ -57,7 +57,8 @@ type ServerConfig struct {
 	HashEvery time.Duration `json:"hashEvery,omitempty"`
 	// MaxConns bounds connections (default 4096), MaxPerAddr those from
 	// one IP address (default 256); MaxPending bounds the requests
-	// queued on one (default 256).
+	// queued on one (default 256, or the file's chunk count and some if
+	// more: a seed-style client may ask for every chunk at once).
 	MaxConns   int `json:"maxConns,omitempty"`
 	MaxPerAddr int `json:"maxPerAddr,omitempty"`
 	MaxPending int `json:"maxPending,omitempty"`
@@ -119,9 +120,6 @@ func (c *ServerConfig) fill() {
 	}
 	if c.HelloTimeout <= 0 {
 		c.HelloTimeout = 10 * time.Second
-	}
-	if c.MaxPending <= 0 {
-		c.MaxPending = 256
 	}
 	if c.IdleFlush <= 0 {
 		c.IdleFlush = 200 * time.Millisecond
@@ -221,6 +219,9 @@ const (
 
 // NewServer returns a server of content c.
 func NewServer(cfg ServerConfig, c *Content) *Server {
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = max(256, min(c.Chunks()+16, 1<<16))
+	}
 	cfg.fill()
 	return &Server{
 		cfg:     cfg,

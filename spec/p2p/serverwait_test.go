@@ -188,3 +188,31 @@ func TestSilentServerGivenUpOn(t *testing.T) {
 		t.Errorf("gave up at %v, want ServerWait after the welcome", at)
 	}
 }
+
+// muteServer accepts connections and never says anything.
+type muteServer struct{}
+
+func (muteServer) Step(_ spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if in.Kind == spec.InStart {
+		out = append(out, spec.Bind(1, spec.TCP, netip.MustParseAddrPort("10.0.0.1:52000")))
+	}
+	return out
+}
+
+// A server that accepts and never welcomes is given up on at ServerWait,
+// not when the connection's own hello timeout (10 s) runs out.
+func TestMuteServerGivenUpOnAtServerWait(t *testing.T) {
+	var at time.Duration
+	s := sim.New(sim.Config{OnExit: func(_ *sim.Node, now spec.Time, _ string) { at = now.Sub(spec.SimEpoch) }})
+	s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return muteServer{} }})
+	cfg := PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, ServerWait: 3 * time.Second}
+	peer := s.MustAddNode(sim.NodeSpec{Name: "peer", New: func() spec.Machine { return NewPeer(cfg, &MemStore{}) }})
+	s.Run(time.Minute)
+	exited, why := peer.Exited()
+	if !exited || !strings.Contains(why, "no welcome from the server 10.0.0.1:52000 in 3s (1 tries)") {
+		t.Fatalf("exited %v %q, want it to give up on the server", exited, why)
+	}
+	if at < 3*time.Second || at > 3*time.Second+200*time.Millisecond {
+		t.Errorf("gave up at %v, want at ServerWait", at)
+	}
+}

@@ -963,6 +963,9 @@ func (s *Server) pays(m *member, n int) bool {
 // sendAlways sends body to m whether or not m is validated: the welcome
 // (which the join limit bounds) and the bye.
 func (s *Server) sendAlways(m *member, body []byte) {
+	if !m.validated && m.addr == s.answering {
+		s.budget = 0 // the one datagram this one draws back
+	}
 	s.c.Sent++
 	if m.session == 0 {
 		s.out = append(s.out, spec.SendFrom(sock, m.local, m.addr, plainOnly(body)))

@@ -661,8 +661,16 @@ func TestUnvalidatedMemberDrawsOneReply(t *testing.T) {
 	a, g := addr(1), addr(2)
 	b.dgram(0, a, "/nick alice\n") // validated by the bench
 	b.raw = true
-	b.dgram(0, g, "hi\n")
 	var lines strings.Builder
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&lines, "line %d\n", i)
+	}
+	// Its joining datagram draws the welcome and nothing else (20 lines
+	// also drew the rate limit's notice: more bytes than it held).
+	if got := b.dgram(0, g, lines.String()); len(got[g]) != 1 || !strings.Contains(got[g][0], "welcome") {
+		t.Fatalf("a joining datagram of 20 lines drew %q", got[g])
+	}
+	lines.Reset()
 	for i := 1; i <= 300; i++ {
 		fmt.Fprintf(&lines, "%d\n", i)
 	}

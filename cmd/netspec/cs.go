@@ -49,6 +49,9 @@ func csServe(ctx context.Context, e *env, args []string) error {
 		return usagef("cs serve: --size must be between 0 and %d", int64(cs.MaxGenerated))
 	}
 	fspec := cs.FileSpec{Seed: *seed, Size: *size}
+	if tr.Is(*file) {
+		return usagef("cs serve: --trace names the file -f serves: the trace would overwrite it")
+	}
 	data, err := swarmFile("cs serve", *file, fspec)
 	if err != nil {
 		return err
@@ -115,6 +118,9 @@ func csGet(ctx context.Context, e *env, args []string) error {
 	}
 	if err := checkOutput(*output); err != nil {
 		return usagef("cs get: -o: %v", err)
+	}
+	if tr.Is(*output) {
+		return usagef("cs get: --trace names the -o file: the download would replace the trace")
 	}
 	log, closeLog, err := logger(e)
 	if err != nil {

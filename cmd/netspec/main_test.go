@@ -271,7 +271,8 @@ func shell(t *testing.T, script string) (string, error) {
 }
 
 // A command line refused after --trace leaves an existing trace as it
-// was, and creates none.
+// was, and creates none; and a trace may not be the file a command
+// serves or saves.
 func TestRefusedCommandKeepsTrace(t *testing.T) {
 	dir := t.TempDir()
 	keep := filepath.Join(dir, "keep.ndjson")
@@ -279,10 +280,17 @@ func TestRefusedCommandKeepsTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh := filepath.Join(dir, "fresh.ndjson")
+	served := filepath.Join(dir, "served.bin")
+	if err := os.WriteFile(served, []byte("the file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		{"cs", "get", "-trace", keep, "-p", "0"},
 		{"p2p", "serve", "-trace", keep, "-chunk-size", "0"},
 		{"cs", "get", "-trace", fresh, "-p", "0"},
+		{"cs", "serve", "-p", "0", "-f", served, "--trace", served},
+		{"p2p", "serve", "-p", "0", "-f", served, "--trace", served},
+		{"cs", "get", "-s", "127.0.0.1", "-p", "1", "-o", served, "--trace", served},
 	} {
 		if code, _, _ := runCmd(args...); code != 2 {
 			t.Fatalf("netspec %s: exit %d, want 2", strings.Join(args, " "), code)
@@ -290,6 +298,9 @@ func TestRefusedCommandKeepsTrace(t *testing.T) {
 	}
 	if b, err := os.ReadFile(keep); err != nil || string(b) != "keep me\n" {
 		t.Fatalf("the existing trace now holds %q (%v)", b, err)
+	}
+	if b, err := os.ReadFile(served); err != nil || string(b) != "the file" {
+		t.Fatalf("the served file now holds %q (%v)", b, err)
 	}
 	if _, err := os.Stat(fresh); err == nil {
 		t.Fatal("a refused command left an empty trace behind")

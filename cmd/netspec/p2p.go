@@ -92,6 +92,9 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 		return usagef("p2p serve: --trees must be between 1 and 16")
 	}
 	fspec := cs.FileSpec{Seed: *seed, Size: *size}
+	if tr.Is(*file) {
+		return usagef("p2p serve: --trace names the file -f serves: the trace would overwrite it")
+	}
 	data, err := swarmFile("p2p serve", *file, fspec)
 	if err != nil {
 		return fmt.Errorf("p2p serve: %w", err)
@@ -181,6 +184,9 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	}
 	if err := checkOutput(*output); err != nil {
 		return usagef("p2p get: -o: %v", err)
+	}
+	if tr.Is(*output) {
+		return usagef("p2p get: --trace names the -o file: the download would replace the trace")
 	}
 	if *serverPort < 1 || *serverPort > 65535 {
 		return usagef("p2p get: -sp must be a port between 1 and 65535")

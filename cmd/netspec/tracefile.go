@@ -67,6 +67,17 @@ func (t *traceFile) New(protocol, role string, cfg any, m spec.Machine, o impl.O
 	return impl.New(m, o)
 }
 
+// Is reports whether the trace file is the file at path: a trace written
+// over the file a command serves or saves would destroy it.
+func (t *traceFile) Is(path string) bool {
+	if t.f == nil || path == "" {
+		return false
+	}
+	a, err1 := t.f.Stat()
+	b, err2 := os.Stat(path)
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
+}
+
 // Close closes the file, if any, and removes it if the flag created it
 // and no node recorded into it.
 func (t *traceFile) Close() {

@@ -50,6 +50,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"echo", "serve"}, 2},
 		{[]string{"echo", "send", "127.0.0.1:0", "x"}, 2}, // port 0 cannot be sent to
 		{[]string{"file", "get", "127.0.0.1:0", "x"}, 2},
+		{[]string{"file", "get", "127.0.0.1:7", "x", "-o", "/nonexistent/x"}, 2}, // refused before any session
+		{[]string{"tftp", "get", "127.0.0.1:7", "x", "-o", "/nonexistent/x"}, 2},
 		{[]string{"stream", "serve", "--addr", "127.0.0.1:0", "--delay", "1ms", "20ms"}, 2}, // the delay twice
 		{[]string{"stream", "serve", "--addr", "127.0.0.1:0", "1e-9"}, 2},
 		{[]string{"p2p", "serve", "--rate", "nan"}, 2},

@@ -317,6 +317,24 @@ func checkOutput(path string) error {
 	return nil
 }
 
+// checkOutputDir refuses, before any download, an -o whose directory is
+// not there (an -o naming a directory, a device or - is fine: the file
+// goes inside it, into it, or to standard output).
+func checkOutputDir(path string) error {
+	if path == "" || path == "-" {
+		return nil
+	}
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil {
+		return err
+	} else if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", filepath.Dir(path))
+	}
+	return nil
+}
+
 // swarmSave writes data to path atomically.
 func swarmSave(path string, data []byte) error {
 	tmp := path + ".part"

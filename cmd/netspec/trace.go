@@ -91,7 +91,7 @@ func traceShow(ctx context.Context, e *env, args []string) (err error) {
 	}
 	t, cut := conformance.LoadPartial(pos[0])
 	if t == nil {
-		return cut
+		return fmt.Errorf("trace show: %w", cut)
 	}
 	// A name the trace does not have would draw nothing and read as a
 	// node that did nothing.

@@ -383,6 +383,9 @@ func (s *Server) list(dir string) (byte, string) {
 	}
 	if dir == "" || dir == "." {
 		dir = "."
+	} else if strings.HasPrefix(dir, "/") {
+		s.c.refused++
+		return StatusError, "refused: absolute paths are not served (names are relative to the root)"
 	} else if err := ValidName(dir); err != nil {
 		s.c.refused++
 		return StatusError, "refused: " + err.Error()

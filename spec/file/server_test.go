@@ -215,7 +215,7 @@ func TestListingShowsOnlyServableNames(t *testing.T) {
 		got = append(got, string(fr[2:]))
 	}
 	listing := fmt.Sprintf("%12d  ok.txt", 4)
-	want := []string{listing, listing, `refused: "/" is not a path inside the root`}
+	want := []string{listing, listing, "refused: absolute paths are not served (names are relative to the root)"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("answers %q, want %q", got, want)
 	}

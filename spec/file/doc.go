@@ -60,7 +60,11 @@
 // checks against its own hash (carried over from the prefix: the "get"
 // command's Data is that hash's state). A client reports "file-done"
 // only if they match; anything else is "file-error" and nothing it
-// received may be kept as the file.
+// received may be kept as the file. END is sent only if the file's size
+// and modification time are those it had when it was opened: the digest
+// is of the bytes sent, and a file rewritten in place mid-transfer would
+// make them a mix of two versions; the transfer fails instead ("the file
+// changed while it was being sent").
 //
 // # Files
 //

@@ -12,6 +12,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/rudp"
@@ -87,7 +88,7 @@ type Server struct {
 }
 
 type serverCounters struct {
-	requests, gets, served, refused, notFound, resumed, restarted, badFrames, chat, bytes uint64
+	requests, gets, served, refused, notFound, resumed, restarted, changed, badFrames, chat, bytes uint64
 }
 
 type session struct {
@@ -110,7 +111,8 @@ type transfer struct {
 	name       string
 	f          fs.File
 	size, pos  int64
-	start      int64 // first byte sent
+	mod        time.Time // the file's modification time when opened
+	start      int64     // first byte sent
 	h          hash.Hash
 	verifyLeft int64 // prefix bytes still to hash before deciding where to start
 	want       [32]byte
@@ -144,6 +146,7 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "files_not_found", Value: c.notFound},
 		{Name: "gets_resumed", Value: c.resumed},
 		{Name: "resumes_restarted", Value: c.restarted},
+		{Name: "changed_mid_transfer", Value: c.changed},
 		{Name: "malformed_frames", Value: c.badFrames},
 		{Name: "chat_lines", Value: c.chat},
 		{Name: "file_bytes_sent", Value: c.bytes},
@@ -482,7 +485,7 @@ func (s *Server) get(ss *session, g getRequest, out []spec.Output) []spec.Output
 		s.reply(ss, StatusError, fmt.Sprintf("get %s: not a regular file", g.name))
 		return out
 	}
-	x := &transfer{name: g.name, f: f, size: fi.Size(), h: sha256.New(), want: g.prefix}
+	x := &transfer{name: g.name, f: f, size: fi.Size(), mod: fi.ModTime(), h: sha256.New(), want: g.prefix}
 	ss.xfer = x
 	// Unsigned: an offset of 2^63 or more is no resume point, and as an
 	// int64 it would be negative and skip the FILE frame. An offset
@@ -545,7 +548,14 @@ func (s *Server) verify(out []spec.Output) []spec.Output {
 				s.fail(ss, "reopen failed")
 				continue
 			}
+			fi, err := f.Stat()
+			if err != nil {
+				f.Close()
+				s.fail(ss, "reopen failed")
+				continue
+			}
 			x.f, x.pos, x.start, x.h = f, 0, 0, sha256.New()
+			x.size, x.mod = fi.Size(), fi.ModTime()
 		}
 		out = s.begin(ss, out)
 	}
@@ -584,6 +594,14 @@ func (s *Server) fill(ss *session, out []spec.Output) []spec.Output {
 		x.pos += int64(n)
 		s.c.bytes += uint64(n)
 		_ = s.ep.Write(ss.id, buf)
+	}
+	// The digest covers the bytes sent; they are one version of the
+	// file only if it did not change meanwhile (a file rewritten in
+	// place mid-transfer would give a mix of two that no one has).
+	if fi, err := x.f.Stat(); err != nil || fi.Size() != x.size || !fi.ModTime().Equal(x.mod) {
+		s.c.changed++
+		s.fail(ss, "the file changed while it was being sent: get it again")
+		return out
 	}
 	var sum [32]byte
 	_ = s.ep.Write(ss.id, appendFrame(nil, FrameEnd, x.h.Sum(sum[:0])))

@@ -221,6 +221,63 @@ func TestListingShowsOnlyServableNames(t *testing.T) {
 	}
 }
 
+// changingFS holds one file, "f", that is rewritten in place (a new
+// modification time, the same size) once its first bytes have been read.
+type changingFS struct {
+	fstest.MapFS
+	read bool
+}
+
+type changingFile struct {
+	fs.File
+	fsys *changingFS
+}
+
+func (c *changingFS) Open(name string) (fs.File, error) {
+	f, err := c.MapFS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return &changingFile{File: f, fsys: c}, nil
+}
+
+func (c *changingFS) Stat(name string) (fs.FileInfo, error) { return fs.Stat(c.MapFS, name) }
+
+func (f *changingFile) Read(b []byte) (int, error) {
+	f.fsys.read = true
+	f.fsys.MapFS["f"].ModTime = time.Unix(2e9, 0)
+	return f.File.Read(b)
+}
+
+func (f *changingFile) Stat() (fs.FileInfo, error) { return fs.Stat(f.fsys.MapFS, "f") }
+
+// A file rewritten while it is being sent fails the transfer: the digest
+// covers the bytes sent, which may mix two versions that neither is (a
+// helper overwrote both ends of a file mid-download and got "verified").
+func TestFileChangedMidTransferFails(t *testing.T) {
+	fsys := &changingFS{MapFS: fstest.MapFS{"f": {Data: make([]byte, 100_000), ModTime: time.Unix(1e9, 0)}}}
+	r, _ := rigToServer(t, ServerConfig{}, fsys)
+	r.write(appendFrame(nil, FrameGet, u64(0), make([]byte, 32), []byte("f")))
+	r.run(5 * time.Second)
+	rec, err := parseAll(r.stream, nil, serverSends)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errs []string
+	ended := false
+	for _, fr := range rec.frames {
+		switch fr[0] {
+		case FrameEnd:
+			ended = true
+		case FrameReply:
+			errs = append(errs, string(fr[2:]))
+		}
+	}
+	if !fsys.read || ended || len(errs) != 1 || !strings.Contains(errs[0], "the file changed while it was being sent") {
+		t.Fatalf("read %v, END sent %v, replies %q: want the transfer failed", fsys.read, ended, errs)
+	}
+}
+
 // brokenFS holds one file, "bad", of 5000 bytes whose reads fail.
 type brokenFS struct{}
 

@@ -164,10 +164,8 @@ func fileServe(ctx context.Context, e *env, args []string) error {
 		},
 	}))
 	go func() { // the console
-		sc := bufio.NewScanner(e.stdin)
-		for sc.Scan() {
-			r.Command(spec.Command{Name: "say", Data: append([]byte(nil), sc.Bytes()...)})
-		}
+		_ = readLines(e.stdin, maxInputLine, func(b []byte) { r.Command(spec.Command{Name: "say", Data: b}) },
+			func(n int) { say("file: a console line of %d bytes is too long; skipped\n", n) })
 	}()
 	// TFTP, if asked for, serves the same root beside the native protocol;
 	// either stopping stops both.
@@ -679,24 +677,32 @@ func fileShell(ctx context.Context, e *env, args []string) error {
 			return false
 		}
 	}
-	lines := make(chan string)
+	type input struct {
+		line string
+		long int // a line this long was skipped
+	}
+	lines := make(chan input)
 	go func() {
 		defer close(lines)
-		sc := bufio.NewScanner(e.stdin)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
+		// A line too long for a command is refused and skipped; the
+		// ones after it still run (a Scanner stopped at it, silently).
+		_ = readLines(e.stdin, maxInputLine, func(b []byte) { lines <- input{line: string(b)} },
+			func(n int) { lines <- input{long: n} })
 	}()
 	chatting := false
 loop:
 	for {
 		var line string
-		var ok bool
 		select {
-		case line, ok = <-lines:
+		case in, ok := <-lines:
 			if !ok {
 				break loop
 			}
+			if in.long > 0 {
+				print("a line of %d bytes is too long for a command; skipped\n", in.long)
+				continue
+			}
+			line = in.line
 		case err := <-runDone:
 			return err
 		}

@@ -516,3 +516,15 @@ func TestFileGetToStdout(t *testing.T) {
 		t.Fatalf("left %v in the working directory", ents)
 	}
 }
+
+// A shell line too long for a command is refused, and the lines after it
+// still run (a Scanner stopped the shell there, silently, exit 0).
+func TestFileShellSkipsTooLongLine(t *testing.T) {
+	root := t.TempDir()
+	srv := startFileServer(t, root)
+	in := "ls " + strings.Repeat("a", 70_000) + "\ntime\nexit\n"
+	code, out, errs := runFile(t, strings.NewReader(in), "file", "shell", srv.addr)
+	if code != 0 || !strings.Contains(out, "too long for a command; skipped") || !strings.Contains(out, "server time: ") {
+		t.Fatalf("exit %d, stdout %q, stderr %q: want the long line skipped and time answered", code, out, errs)
+	}
+}

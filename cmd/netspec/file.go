@@ -551,7 +551,7 @@ func (p *progress) line(now spec.Time, at int64) {
 	rate := float64(at-p.from) / max(el, 1e-9)
 	eta := "?"
 	if rate > 0 {
-		eta = (time.Duration(float64(p.size-at)/rate) * time.Second / time.Second).Round(time.Second).String()
+		eta = time.Duration(float64(p.size-at) / rate * float64(time.Second)).Round(time.Second).String()
 	}
 	pct := 100.0
 	if p.size > 0 {

@@ -444,6 +444,17 @@ func TestFileProgressLineNoRate(t *testing.T) {
 	}
 }
 
+// A plain progress line's ETA is the time the rest takes at the rate so
+// far: 9 MiB at 1 MiB/s is 9 s (it printed 0s, a unit slip).
+func TestFileProgressLineETA(t *testing.T) {
+	var b bytes.Buffer
+	p := newProgress(&b, "f", 10<<20, 0, spec.SimEpoch)
+	p.update(spec.SimEpoch.Add(time.Second), 1<<20)
+	if got := b.String(); got != "f: 1.0 MiB of 10.0 MiB (10%), 1.0 MiB/s, ETA 9s\n" {
+		t.Errorf("progress line %q", got)
+	}
+}
+
 // readFIFO makes a FIFO at path and reads it to EOF in the background.
 func readFIFO(t *testing.T, path string) <-chan []byte {
 	t.Helper()

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/netspec/netspec/impl"
@@ -238,6 +239,11 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := d.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d.abort = cancel
@@ -309,6 +315,33 @@ func newDownload(e *env, name, out string, quiet bool) (*download, error) {
 		d.part = ""
 	}
 	return d, nil
+}
+
+// lock takes an exclusive lock on PATH.part for the download, so that a
+// second file get to the same PATH fails at once instead of writing the
+// same file (both then claimed success, and PATH held one's bytes under
+// the other's digest). unlock releases it, and removes a PATH.part the
+// lock created if nothing was written to it.
+func (d *download) lock() (unlock func(), err error) {
+	if d.part == "" {
+		return func() {}, nil
+	}
+	_, serr := os.Stat(d.part)
+	created := errors.Is(serr, os.ErrNotExist)
+	f, err := os.OpenFile(d.part, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("file get: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("file get: another download is writing %s (%v)", d.part, err)
+	}
+	return func() {
+		if st, err := f.Stat(); err == nil && created && st.Size() == 0 && !d.done {
+			os.Remove(d.part)
+		}
+		f.Close()
+	}, nil
 }
 
 // isDevice reports whether p exists and is neither a regular file nor a

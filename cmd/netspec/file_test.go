@@ -539,3 +539,29 @@ func TestFileShellSkipsTooLongLine(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q: want the long line skipped and time answered", code, out, errs)
 	}
 }
+
+// Two downloads to one PATH cannot both write PATH.part: the second is
+// refused at once (both used to claim success). An unused PATH.part the
+// lock created is removed with it.
+func TestFileGetLocksItsPart(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	e := &env{stdout: io.Discard, stderr: io.Discard}
+	d1, _ := newDownload(e, "a", out, true)
+	unlock, err := d1.lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, _ := newDownload(e, "b", out, true)
+	if _, err := d2.lock(); err == nil || !strings.Contains(err.Error(), "another download is writing") {
+		t.Fatalf("a second download to the same path: %v, want it refused", err)
+	}
+	unlock()
+	if _, err := os.Stat(out + ".part"); !os.IsNotExist(err) {
+		t.Fatalf("the empty %s.part the lock created was left behind", out)
+	}
+	unlock2, err := d2.lock()
+	if err != nil {
+		t.Fatalf("after the first let go: %v", err)
+	}
+	unlock2()
+}

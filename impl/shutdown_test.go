@@ -21,37 +21,12 @@ import (
 func TestStopResetsStreamsTheMachineLeftOpen(t *testing.T) {
 	const size = 32 << 20
 	data := make([]byte, size)
-	ready := make(chan netip.AddrPort, 1)
-	r := impl.New(cs.NewServer(cs.ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0")}, data), impl.Options{
-		OnEvent: func(_ spec.Time, ev spec.Event) {
-			if ev.Name == "listening" {
-				ready <- netip.MustParseAddrPort(ev.Text)
-			}
-		},
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	var addr netip.AddrPort
-	select {
-	case addr = <-ready:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the server did not listen")
-	}
-	c, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, stop := connectTo(t, cs.NewServer(cs.ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0")}, data))
 	buf := make([]byte, 64<<10)
 	if _, err := io.ReadFull(c, buf); err != nil {
 		t.Fatal(err)
 	}
-	cancel() // the client has not read the rest: the server stops mid-file
-	if err := <-errc; err != nil {
-		t.Fatalf("runner: %v", err)
-	}
+	stop() // the client has not read the rest: the server stops mid-file
 	got := int64(len(buf))
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n, err := io.Copy(io.Discard, c)
@@ -86,35 +61,48 @@ func (b bulk) Step(_ spec.Time, in spec.Input, out []spec.Output) []spec.Output 
 // would end it where it was cut, as if complete.
 func TestStopResetsClosedStreamsItCouldNotFlush(t *testing.T) {
 	const size = 256 << 20
-	ready := make(chan netip.AddrPort, 1)
-	r := impl.New(bulk{size}, impl.Options{OnEvent: func(_ spec.Time, ev spec.Event) {
-		if ev.Name == "listening" {
-			ready <- netip.MustParseAddrPort(ev.Text)
-		}
-	}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	var addr netip.AddrPort
-	select {
-	case addr = <-ready:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the machine did not listen")
-	}
-	c, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, stop := connectTo(t, bulk{size})
 	time.Sleep(100 * time.Millisecond) // the write is queued, the peer reads nothing
-	cancel()
-	if err := <-errc; err != nil {
-		t.Fatalf("runner: %v", err)
-	}
+	stop()
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n, err := io.Copy(io.Discard, c)
 	if err == nil || errors.Is(err, io.EOF) {
 		t.Fatalf("the peer read %d of %d bytes and then a clean EOF", n, size)
 	}
+}
+
+// connectTo runs m on loopback until stop, which stops the runner and
+// checks it ended cleanly, and returns a connection to the address m
+// says it listens on (a "listening" event).
+func connectTo(t *testing.T, m spec.Machine) (c net.Conn, stop func()) {
+	t.Helper()
+	ready := make(chan netip.AddrPort, 1)
+	r := impl.New(m, impl.Options{OnEvent: func(_ spec.Time, ev spec.Event) {
+		if ev.Name == "listening" {
+			ready <- netip.MustParseAddrPort(ev.Text)
+		}
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	stop = func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Fatalf("runner: %v", err)
+		}
+	}
+	var addr netip.AddrPort
+	select {
+	case addr = <-ready:
+	case <-time.After(5 * time.Second):
+		stop()
+		t.Fatal("the machine did not listen")
+	}
+	c, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, stop
 }

@@ -155,6 +155,24 @@ func (o *openSpy) Open(name string) (fs.File, error) {
 	return o.FS.Open(name)
 }
 
+// replyTexts writes reqs to the server on r's session, runs it for a second,
+// and returns the texts of the frames it sent back (replies to
+// requests that send no file).
+func replyTexts(t *testing.T, r *sessionRig, reqs []byte) []string {
+	t.Helper()
+	r.write(reqs)
+	r.run(time.Second)
+	rec, err := parseAll(r.stream, nil, serverSends)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, fr := range rec.frames {
+		got = append(got, string(fr[2:]))
+	}
+	return got
+}
+
 // The server looks at what a name is before it opens it: a FIFO (or a
 // device) is refused without an open, which for a FIFO would block the
 // runner and every session with it, for "get" and "ls" alike.
@@ -170,16 +188,7 @@ func TestNonRegularFilesNeverOpened(t *testing.T) {
 		reqs = appendFrame(reqs, FrameGet, u64(0), make([]byte, 32), []byte(name))
 		reqs = appendFrame(reqs, FrameCmd, []byte("ls "+name))
 	}
-	r.write(reqs)
-	r.run(time.Second)
-	rec, err := parseAll(r.stream, nil, serverSends)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, fr := range rec.frames {
-		got = append(got, string(fr[2:]))
-	}
+	got := replyTexts(t, r, reqs)
 	want := []string{"get pipe: not a regular file", "ls: not a directory", "get dev: not a regular file", "ls: not a directory"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("answers %q, want %q", got, want)
@@ -204,16 +213,7 @@ func TestListingShowsOnlyServableNames(t *testing.T) {
 	for _, c := range []string{"ls", "ls .", "ls /"} {
 		reqs = appendFrame(reqs, FrameCmd, []byte(c))
 	}
-	r.write(reqs)
-	r.run(time.Second)
-	rec, err := parseAll(r.stream, nil, serverSends)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, fr := range rec.frames {
-		got = append(got, string(fr[2:]))
-	}
+	got := replyTexts(t, r, reqs)
 	listing := fmt.Sprintf("%12d  ok.txt", 4)
 	want := []string{listing, listing, "refused: absolute paths are not served (names are relative to the root)"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {

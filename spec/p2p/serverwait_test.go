@@ -136,14 +136,8 @@ func (b *brokenServer) Step(_ spec.Time, in spec.Input, out []spec.Output) []spe
 // growing backoff (its welcome used to reset it: a reconnection every
 // Retry, for ever), and given up on after ServerWait without a chunk.
 func TestBrokenServerBacksOff(t *testing.T) {
-	var at time.Duration
-	s := sim.New(sim.Config{OnExit: func(_ *sim.Node, now spec.Time, _ string) { at = now.Sub(spec.SimEpoch) }})
 	b := &brokenServer{}
-	s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return b }})
-	cfg := PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, ServerWait: 30 * time.Second}
-	peer := s.MustAddNode(sim.NodeSpec{Name: "peer", New: func() spec.Machine { return NewPeer(cfg, &MemStore{}) }})
-	s.Run(2 * time.Minute)
-	exited, why := peer.Exited()
+	exited, why, at := peerAgainst(b, 30*time.Second, 2*time.Minute)
 	if !exited || !strings.Contains(why, "no chunk came from anyone for 30s") || !strings.Contains(why, "it last broke the protocol: p2p: bad DATA header") {
 		t.Fatalf("exited %v %q after %d connections, want it to give up on the server", exited, why, b.accepts)
 	}
@@ -174,13 +168,7 @@ func (silentServer) Step(_ spec.Time, in spec.Input, out []spec.Output) []spec.O
 // up on after ServerWait too (the give-up was only checked when the
 // server's connection was lost).
 func TestSilentServerGivenUpOn(t *testing.T) {
-	var at time.Duration
-	s := sim.New(sim.Config{OnExit: func(_ *sim.Node, now spec.Time, _ string) { at = now.Sub(spec.SimEpoch) }})
-	s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return silentServer{} }})
-	cfg := PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, ServerWait: 5 * time.Second}
-	peer := s.MustAddNode(sim.NodeSpec{Name: "peer", New: func() spec.Machine { return NewPeer(cfg, &MemStore{}) }})
-	s.Run(time.Minute)
-	exited, why := peer.Exited()
+	exited, why, at := peerAgainst(silentServer{}, 5*time.Second, time.Minute)
 	if !exited || !strings.Contains(why, "no chunk came from anyone for 5s; the server 10.0.0.1:52000: connected") {
 		t.Fatalf("exited %v %q, want it to give up on the silent server", exited, why)
 	}
@@ -202,17 +190,23 @@ func (muteServer) Step(_ spec.Time, in spec.Input, out []spec.Output) []spec.Out
 // A server that accepts and never welcomes is given up on at ServerWait,
 // not when the connection's own hello timeout (10 s) runs out.
 func TestMuteServerGivenUpOnAtServerWait(t *testing.T) {
-	var at time.Duration
-	s := sim.New(sim.Config{OnExit: func(_ *sim.Node, now spec.Time, _ string) { at = now.Sub(spec.SimEpoch) }})
-	s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return muteServer{} }})
-	cfg := PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, ServerWait: 3 * time.Second}
-	peer := s.MustAddNode(sim.NodeSpec{Name: "peer", New: func() spec.Machine { return NewPeer(cfg, &MemStore{}) }})
-	s.Run(time.Minute)
-	exited, why := peer.Exited()
+	exited, why, at := peerAgainst(muteServer{}, 3*time.Second, time.Minute)
 	if !exited || !strings.Contains(why, "no welcome from the server 10.0.0.1:52000 in 3s (1 tries)") {
 		t.Fatalf("exited %v %q, want it to give up on the server", exited, why)
 	}
 	if at < 3*time.Second || at > 3*time.Second+200*time.Millisecond {
 		t.Errorf("gave up at %v, want at ServerWait", at)
 	}
+}
+
+// peerAgainst runs one peer with ServerWait wait against server (on
+// 10.0.0.1:52000) for run, and says whether and why it exited, and when.
+func peerAgainst(server spec.Machine, wait, run time.Duration) (exited bool, why string, at time.Duration) {
+	s := sim.New(sim.Config{OnExit: func(_ *sim.Node, now spec.Time, _ string) { at = now.Sub(spec.SimEpoch) }})
+	s.MustAddNode(sim.NodeSpec{Name: "server", New: func() spec.Machine { return server }})
+	cfg := PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, ServerWait: wait}
+	peer := s.MustAddNode(sim.NodeSpec{Name: "peer", New: func() spec.Machine { return NewPeer(cfg, &MemStore{}) }})
+	s.Run(run)
+	exited, why = peer.Exited()
+	return exited, why, at
 }

@@ -142,9 +142,10 @@ type Conn struct {
 	cwndLimited    bool
 	// Reordering (RFC 8985): once a segment is acknowledged after one
 	// sent later, loss is judged by time only, with a window of
-	// reoMult/4 of the minimum RTT (at most SRTT); an echo naming a
+	// (1+reoMult)/4 of the minimum RTT (at most SRTT); an echo naming a
 	// transmission declared lost shows a spurious retransmission, which
-	// widens the window and undoes the reduction it caused (RFC 4015).
+	// widens the window by a quarter, up to 16 quarters, and undoes the
+	// reduction it caused (RFC 4015).
 	reordered bool
 	reoMult   int
 	lostRing  [64]lostRec
@@ -288,14 +289,14 @@ func (c *Conn) pto() time.Duration {
 // lossDelay is how long after a transmission, once a later one has been
 // acknowledged, it is declared lost: RFC 9002's 9/8 of the larger of
 // SRTT and the latest sample; once reordering has been seen, RFC 8985's
-// latest RTT plus a reordering window of reoMult quarters of the minimum
-// RTT, at most SRTT.
+// latest RTT plus a reordering window of 1+reoMult quarters of the
+// minimum RTT, at most SRTT.
 func (c *Conn) lossDelay() time.Duration {
 	if !c.hasRTT {
 		return c.ep.cfg.InitialRTO * 9 / 8
 	}
 	if c.reordered {
-		reo := min(time.Duration(max(c.reoMult, 1))*c.minRTT/4, c.srtt)
+		reo := min(time.Duration(1+c.reoMult)*c.minRTT/4, c.srtt)
 		return max(max(c.latestRTT, c.srtt)+reo, time.Millisecond)
 	}
 	return max(max(c.srtt, c.latestRTT)*9/8, time.Millisecond)
@@ -356,7 +357,7 @@ func (c *Conn) onSpurious(tx uint64) {
 	c.spurious++
 	c.ep.c.spurious++
 	c.reordered = true
-	c.reoMult = min(c.reoMult+1, 16)
+	c.reoMult = min(c.reoMult+1, 15)
 	if c.undo.valid && c.undo.tx == tx {
 		c.cwnd = max(c.cwnd, c.undo.cwnd)
 		c.ssthresh = max(c.ssthresh, c.undo.ssthresh)

@@ -135,7 +135,7 @@
 // later), the count of three no longer applies and loss is judged by time
 // only, after max(latest RTT, SRTT) plus a reordering window of a quarter of the
 // minimum RTT (RFC 8985), widened by a quarter for every spurious
-// retransmission, up to SRTT. A retransmission is known to be spurious
+// retransmission, up to four minimum RTTs and never beyond SRTT. A retransmission is known to be spurious
 // when an acknowledgement echoes the stamp of the transmission it
 // replaced; the window reduction that loss caused is then undone (RFC
 // 4015).
@@ -151,10 +151,12 @@
 // expiry marks everything unacknowledged lost and restarts from a window
 // of one. Before the RTO, a tail-loss probe (RFC 8985 §7) at 2 SRTT (plus
 // AckDelay when only one segment is in flight, and never after the RTO)
-// resends the newest segment once per flight, so a lost tail is found
-// without waiting for the RTO. After MaxRetries consecutive expiries
-// without progress the session is aborted with "connection timed out: N
-// retransmissions unanswered" (and a RST). With the defaults that is
+// sends a new segment if the windows allow one and otherwise resends the
+// newest unacknowledged one, once per flight, so a lost tail is found
+// without waiting for the RTO. The expiry that follows MaxRetries
+// unanswered retransmissions without progress aborts the session with
+// "connection timed out: N retransmissions unanswered" (and a RST), the
+// (MaxRetries+1)th in a row. With the defaults that is
 // 62.6 s after the first unanswered transmission from a 200 ms RTO
 // (0.2+0.4+...+6.4, then 10 s steps), 99 s from the 3 s of a lost SYN.
 //
@@ -197,7 +199,7 @@
 // gain of 2 needs pacing or a queue of a whole product. An RTO sets
 // ssthresh as a congestive loss does and the window to one. The price of
 // the tolerance: flows sharing a bottleneck whose queue holds less than
-// 1 ms (64 packets at 1 Gbit/s) cannot see it, each backs off only when
+// 1 ms (some 85 full packets at 1 Gbit/s) cannot see it, each backs off only when
 // its own loss rate reaches 2%, and they share unfairly (Jain's index
 // 0.5-0.7 for two flows, where newreno gets 0.99:
 // BenchmarkSharedShallowQueue). A floor of 0.5 ms fixes that case and
@@ -248,7 +250,7 @@
 //	LAST_ACK     our FIN acknowledged           CLOSED
 //	TIME_WAIT    TimeWait elapsed               CLOSED
 //	any          RST from the peer              CLOSED, error (TIME_WAIT ignores it)
-//	any          MaxRetries RTOs in a row       CLOSED, error, RST sent
+//	any          MaxRetries+1 RTOs in a row     CLOSED, error, RST sent
 //	any          IdleTimeout of silence with    CLOSED, error, RST sent
 //	             nothing unacknowledged
 //	any          a FIN below segments held      CLOSED, error, RST sent

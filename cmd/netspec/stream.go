@@ -267,7 +267,7 @@ func streamListen(ctx context.Context, e *env, args []string) error {
 	quiet := fs.Bool("quiet", false, "do not print every packet")
 	asJSON := fs.Bool("json", false, "print the statistics as JSON (implies --quiet)")
 	joinTimeout := fs.Duration("join-timeout", 500*time.Millisecond, "first wait for the server's answer (doubles per retry)")
-	joinTries := fs.Int("join-tries", 8, "join requests (HELLOs) to send before giving up")
+	joinTries := fs.Int("join-tries", 8, "join requests (HELLOs, then ECHOs of the challenge) to send before giving up")
 	logger := logFlags(fs)
 	tr := traceFlag(fs)
 	defer tr.Close()

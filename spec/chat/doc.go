@@ -38,7 +38,7 @@
 //	/nick         show your nick
 //	/who          list the members (sorted, at most ~900 bytes)
 //	/me ACTION    broadcast "* NICK ACTION"
-//	/help         list the commands
+//	/help         list the commands a member types (not /ok)
 //	/ok TOKEN     show the server this address receives (see Validation)
 //	/OTHER        "*** error: unknown command /OTHER; /help lists commands"
 //	              (the name left out if over 24 bytes or not plain text)
@@ -124,10 +124,10 @@
 // never sends one more bytes than the datagram it answers (a reply that
 // would be larger is dropped and counted), and answers non-members
 // within the budget it admits them by (JoinRate, below). So forged
-// datagrams draw welcomes and reminders (at most some 200 bytes each),
+// datagrams draw welcomes and reminders (at most some 240 bytes each),
 // and nothing else beyond their own size, and those share one budget of
 // JoinRate a second (bursts of JoinBurst): at the defaults the server
-// reflects at most about 4 KB/s in all, whoever sends how much
+// reflects at most about 5 KB/s in all, whoever sends how much
 // (measured: 147 bytes back per forged 1-byte join, where it was 7,000
 // times the input before validation). An nc user who is not a
 // member gets "*** chat is full" for a line of 17 bytes or more (its LF

@@ -8,7 +8,8 @@
 // (7 by the RFC, any here) answers each datagram with one datagram to the
 // sender's address and port carrying the same bytes:
 //
-//	client -> server   payload bytes 0..n-1   (0 <= n <= 65507)
+//	client -> server   payload bytes 0..n-1   (0 <= n <= 65507 over IPv4,
+//	                                          65527 over IPv6)
 //	server -> client   the same n bytes, unmodified
 //
 // There is no header, no framing and no error reply. The answer leaves
@@ -32,6 +33,9 @@
 //	                       side after the queued bytes)
 //	DRAINING --writable--> gone (the transport has the last of the echo)
 //	OPEN, DRAINING --reset--> gone
+//	OPEN, DRAINING --Idle without data either way--> reset, gone
+//	                       (Idle 60s by default, swept every Idle/4, so
+//	                       the reset comes 60-75 s after the last byte)
 //
 // A DRAINING connection still counts against MaxStreams: a client that
 // half-closes without reading cannot make the server hold more than
@@ -67,7 +71,8 @@
 // Every drop is counted and logged at debug level. A TCP client that
 // sends without reading is cut off once more than MaxUnread echoed bytes
 // wait unsent, so the server's memory per
-// connection is bounded; MaxStreams bounds the connections.
+// connection is bounded; MaxStreams (1024) bounds the connections, and
+// MaxPerAddr (64) those from one IP address.
 //
 // # Client
 //

@@ -342,7 +342,7 @@ type recentPayload struct {
 // dropped until its source pauses, which ends its loop. Each source's
 // last distinct payloads are followed, as many as it can keep looping
 // under its rate limit within RepeatGap (SourceRate × RepeatGap, 50 at
-// the defaults) and at least RecentPayloads: more loops than that at
+// the defaults) and at least RecentPayloads (64, which the defaults get): more loops than that at
 // once exceed the rate limit, whose drops end them. A client resending a datagram
 // whose echo was lost waits far longer between copies, and so does a
 // person typing one line again into nc. (A loop whose round trip is

@@ -383,7 +383,7 @@
 // not ask for, PUSH where it did not say "push", or an answer that does
 // not fit its request. Requests queued per connection are bounded
 // (MaxPending, 256 at peers, and at the server 256 or the chunk count
-// and 16 if more, since a seed-style client may ask for every chunk at
+// and 16 if more, at most 65536, since a seed-style client may ask for every chunk at
 // once: a connection that asks for more without reading its answers is
 // sent UNKNOWN_COMMAND and closed), and so are connections per node and neighbours per peer.
 // Answers that are not paced (SHEL, PHEL, XHEL, CLRSP, CHECK, ERROR) go

@@ -152,7 +152,7 @@
 //	                                  subscriber with what it last reported
 //
 // Index i is due at start + i·Delay. The SSRC, first sequence number and
-// first timestamp come from spec.NewRand(Seed ^ start time), so a
+// first timestamp come from spec.NewRand(Seed ^ start time ^ 0x57a11), so a
 // restarted server is a new RTP source.
 //
 // # Client states

@@ -45,7 +45,10 @@ func (p *Peer) feeds(c *oconn) bool {
 	case p.tr.parent(s) == 0:
 		return c.server && c.ext > 0
 	default:
-		return !c.server && c.tsub&(1<<s) != 0
+		// As response will require: a parent that has not said XHEL
+		// push is banned for its PUSH, so its body must not reach the
+		// children first.
+		return !c.server && c.ext > 0 && c.tsub&(1<<s) != 0
 	}
 }
 

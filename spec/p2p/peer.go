@@ -719,7 +719,7 @@ func (p *Peer) response(now spec.Time, c *oconn, m Msg, vetted bool, out []spec.
 		p.void(c, m)
 		return out
 	}
-	if m.Op == HASH && (c.tsub != 0 || c.server && c.ext > 0) && !c.awaits(HREQ) {
+	if m.Op == HASH && c.ext > 0 && (c.tsub != 0 || c.server) && !c.awaits(HREQ) {
 		return p.hashList(now, c, m, out) // pushed down the trees
 	}
 	if m.Op == TREE || m.Op == PARENT {

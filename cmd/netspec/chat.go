@@ -123,9 +123,13 @@ func chatJoin(ctx context.Context, e *env, args []string) error {
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			switch ev.Name {
 			case "line":
-				// A server checks what members send, but what arrives
-				// from its address may be forged, or a plain server's.
-				fmt.Fprintln(e.stdout, termSafe(ev.Text))
+				// The client sends the token back itself: the server's
+				// "type /ok" is for nc users.
+				if text, ok := chat.WithoutTokenHint(ev.Text); ok {
+					// A server checks what members send, but what arrives
+					// from its address may be forged, or a plain server's.
+					fmt.Fprintln(e.stdout, termSafe(text))
+				}
 			case "joined":
 				quiet.hear()
 			}

@@ -331,6 +331,12 @@ func TestChatJoinWithNetcat(t *testing.T) {
 			t.Fatal("dave was expired while his heartbeats ran")
 		}
 	}
+	// chat join sends the token itself: it does not tell dave to.
+	for _, l := range dave.all() {
+		if strings.Contains(l, "/ok") {
+			t.Fatalf("chat join showed %q", l)
+		}
+	}
 }
 
 // One line too long for chat join is skipped, with a word on stderr;

@@ -256,3 +256,23 @@ func TestClientNeverAnsweredFails(t *testing.T) {
 		t.Fatalf("exited %v %q, want an error saying the server never answered", exited, why)
 	}
 }
+
+func TestWithoutTokenHint(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"*** welcome alice: 1 member(s) online; type /ok t0k3n to hear the chat; silence for 3s drops you (send ^hb^ to stay); /help lists commands",
+			"*** welcome alice: 1 member(s) online; silence for 3s drops you (send ^hb^ to stay); /help lists commands", true},
+		{"*** type /ok t0k3n to hear the chat", "", false},
+		{"*** ok alice: you hear the chat now", "*** ok alice: you hear the chat now", true},
+		// A member's words are never edited.
+		{"[bob] type /ok t0k3n to hear the chat", "[bob] type /ok t0k3n to hear the chat", true},
+		{"*** bob type /ok x to hear the chat, and more", "*** bob type /ok x to hear the chat, and more", true},
+	} {
+		got, ok := chat.WithoutTokenHint(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("WithoutTokenHint(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package chat
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -333,4 +334,23 @@ func TokenAsked(b []byte) []byte {
 		return nil
 	}
 	return tok
+}
+
+// WithoutTokenHint is a server line as a client that sends the token
+// itself shows it: without the instruction to type "/ok TOKEN", which is
+// for nc users. A reminder that is nothing but the instruction is not
+// shown (ok false).
+func WithoutTokenHint(line string) (shown string, ok bool) {
+	if !strings.HasPrefix(line, "*** ") {
+		return line, true
+	}
+	tok := TokenAsked([]byte(line))
+	if tok == nil {
+		return line, true
+	}
+	hint := "type /ok " + string(tok) + " to hear the chat"
+	if line == "*** "+hint {
+		return "", false
+	}
+	return strings.Replace(line, hint+"; ", "", 1), true
 }

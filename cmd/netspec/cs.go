@@ -164,7 +164,7 @@ func csGet(ctx context.Context, e *env, args []string) error {
 	runErr := exitErr(r.Run(ctx))
 	bar.finish()
 	if runErr != nil {
-		return fmt.Errorf("cs get: %w", runErr)
+		return verbErr("cs get", runErr)
 	}
 	if done == nil {
 		return fmt.Errorf("cs get: interrupted")

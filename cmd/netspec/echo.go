@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/netspec/netspec/impl"
@@ -111,6 +112,17 @@ func exitErr(err error) error {
 		return errors.New(ee.Msg)
 	}
 	return err
+}
+
+// verbErr names the verb in front of err, without the protocol's own
+// prefix that a machine's exit message carries ("cs: download failed"
+// from cs get reads "cs get: download failed").
+func verbErr(verb string, err error) error {
+	proto, _, _ := strings.Cut(verb, " ")
+	if rest, ok := strings.CutPrefix(err.Error(), proto+": "); ok {
+		return fmt.Errorf("%s: %s", verb, rest)
+	}
+	return fmt.Errorf("%s: %w", verb, err)
 }
 
 // maxUDPPayload is the largest UDP payload to server: an IP packet's

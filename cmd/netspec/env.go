@@ -147,7 +147,8 @@ func (a *addrFlag) Set(s string) error {
 // is why this lives in cmd and not in spec. With remote, the host must not
 // be empty.
 func parseAddr(s string, remote bool) (netip.AddrPort, error) {
-	if !strings.Contains(s, ":") {
+	bare := !strings.Contains(s, ":")
+	if bare {
 		s = ":" + s
 	}
 	host, port, err := net.SplitHostPort(s)
@@ -174,6 +175,10 @@ func parseAddr(s string, remote bool) (netip.AddrPort, error) {
 	}
 	p, err := net.LookupPort("udp", port)
 	if err != nil {
+		if bare {
+			// "127.0.0.1" or "host": a host without its port.
+			return netip.AddrPort{}, fmt.Errorf("bad address %q: want HOST:PORT (or a bare PORT)", port)
+		}
 		return netip.AddrPort{}, fmt.Errorf("bad port %q", port)
 	}
 	if remote && p == 0 {

@@ -130,7 +130,12 @@ func (g *group) run(ctx context.Context, e *env, args []string) int {
 			return exitCode(e, v.run(ctx, e, args[1:]))
 		}
 	}
-	fmt.Fprintf(e.stderr, "netspec %s: unknown verb %q (try 'netspec %s -h')\n", g.name, args[0], g.name)
+	names := make([]string, len(g.verbs))
+	for i, v := range g.verbs {
+		names[i] = v.name
+	}
+	sort.Strings(names)
+	fmt.Fprintf(e.stderr, "netspec %s: unknown verb %q: want one of %s (try 'netspec %s -h')\n", g.name, args[0], strings.Join(names, ", "), g.name)
 	return 2
 }
 

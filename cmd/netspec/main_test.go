@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -306,5 +307,56 @@ func TestRefusedCommandKeepsTrace(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err == nil {
 		t.Fatal("a refused command left an empty trace behind")
+	}
+}
+
+func TestParseAddr(t *testing.T) {
+	tests := []struct {
+		in     string
+		remote bool
+		want   string // the address, or a piece of the error
+	}{
+		{"127.0.0.1:9999", true, "127.0.0.1:9999"},
+		{"9999", true, "127.0.0.1:9999"},
+		{"9999", false, "0.0.0.0:9999"},
+		{"[::1]:7", true, "[::1]:7"},
+		{"127.0.0.1", true, `bad address "127.0.0.1": want HOST:PORT`},
+		{"127.0.0.1:x", true, `bad port "x"`},
+		{"127.0.0.1:0", true, "port 0 cannot be sent to"},
+		{"127.0.0.1:0", false, "127.0.0.1:0"},
+	}
+	for _, tc := range tests {
+		a, err := parseAddr(tc.in, tc.remote)
+		got := a.String()
+		if err != nil {
+			got = err.Error()
+		}
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("parseAddr(%q, %v) = %q, want %q", tc.in, tc.remote, got, tc.want)
+		}
+	}
+}
+
+func TestVerbErr(t *testing.T) {
+	for _, tc := range []struct{ verb, err, want string }{
+		{"cs get", "cs: download failed after 0 bytes: connection reset by peer", "cs get: download failed after 0 bytes: connection reset by peer"},
+		{"p2p get", "p2p: no welcome from the server", "p2p get: no welcome from the server"},
+		{"p2p get", "context canceled", "p2p get: context canceled"},
+		{"cs get", "csv: not ours", "cs get: csv: not ours"},
+	} {
+		if got := verbErr(tc.verb, errors.New(tc.err)).Error(); got != tc.want {
+			t.Errorf("verbErr(%q, %q) = %q, want %q", tc.verb, tc.err, got, tc.want)
+		}
+	}
+}
+
+// An unknown verb names the verbs there are.
+func TestUnknownVerbListsVerbs(t *testing.T) {
+	var stderr strings.Builder
+	if code := run(context.Background(), []string{"echo", "frob"}, strings.NewReader(""), io.Discard, &stderr); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if got := stderr.String(); !strings.Contains(got, `unknown verb "frob": want one of send, serve`) {
+		t.Fatalf("stderr %q", got)
 	}
 }

@@ -282,7 +282,7 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	case verified != nil:
 		return nil
 	case runErr != nil:
-		return fmt.Errorf("p2p get: %w", runErr)
+		return verbErr("p2p get", runErr)
 	}
 	return errors.New("p2p get: interrupted before the file was verified")
 }

@@ -52,7 +52,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	lookup = withServedFiles(lookup, *root)
 	t, err := conformance.Load(pos[0])
 	if err != nil {
-		return err
+		return fmt.Errorf("replay: %w", err)
 	}
 	opt := conformance.ReplayOptions{SpecOnly: *specOnly}
 	if *node != "" {

@@ -188,7 +188,7 @@ func tracePcap(ctx context.Context, e *env, args []string) error {
 	}
 	t, err := conformance.Load(pos[0])
 	if err != nil {
-		return err
+		return fmt.Errorf("trace pcap: %w", err)
 	}
 	return writePcap(pos[1], func(w *pcap.Writer) error {
 		if err := pcap.FromTrace(w, t.Header, t.Records); err != nil {

@@ -505,10 +505,10 @@ func (w *Swarm) table(r SwarmResult) Table {
 	}
 	var worst []string
 	if r.WorstCS > 0 {
-		worst = append(worst, fmt.Sprintf("C/S %.3fx", r.WorstCS))
+		worst = append(worst, fmt.Sprintf("C/S %.4fx", r.WorstCS))
 	}
 	if r.WorstP2P > 0 {
-		worst = append(worst, fmt.Sprintf("P2P %.3fx", r.WorstP2P))
+		worst = append(worst, fmt.Sprintf("P2P %.4fx", r.WorstP2P))
 	}
 	if len(worst) > 0 {
 		t.Notes = append(t.Notes, "worst ratio to the bound: "+strings.Join(worst, ", "))
@@ -545,7 +545,7 @@ func ratio(t *SwarmTiming) string {
 	if t == nil {
 		return "-"
 	}
-	s := fmt.Sprintf("%.3fx", t.Ratio)
+	s := fmt.Sprintf("%.4fx", t.Ratio)
 	if t.Failed != "" {
 		s += " FAILED"
 	}

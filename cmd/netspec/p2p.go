@@ -374,6 +374,9 @@ func swarmReadINI(path string, named bool) (swarmINI, error) {
 func parseSwarmINI(r io.Reader, name string) (swarmINI, error) {
 	ini := swarmINI{}
 	section := ""
+	// As configparser's strict mode: a section or a key given twice is
+	// an error, not a silent choice of one of them.
+	seenSec, seenKey := map[string]int{}, map[[2]string]int{}
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		text := sc.Text()
@@ -389,6 +392,10 @@ func parseSwarmINI(r io.Reader, name string) (swarmINI, error) {
 				return nil, fmt.Errorf("%s:%d: bad section header %q", name, n, line)
 			}
 			section = strings.ToLower(strings.TrimSpace(line[1 : len(line)-1]))
+			if at, ok := seenSec[section]; ok {
+				return nil, fmt.Errorf("%s:%d: section [%s] again (first at line %d)", name, n, section, at)
+			}
+			seenSec[section] = n
 			continue
 		}
 		i := strings.IndexAny(line, "=:")
@@ -396,6 +403,10 @@ func parseSwarmINI(r io.Reader, name string) (swarmINI, error) {
 			return nil, fmt.Errorf("%s:%d: want key = value, got %q", name, n, line)
 		}
 		k := strings.ToLower(strings.TrimSpace(line[:i]))
+		if at, ok := seenKey[[2]string{section, k}]; ok {
+			return nil, fmt.Errorf("%s:%d: %s given again (first at line %d)", name, n, k, at)
+		}
+		seenKey[[2]string{section, k}] = n
 		if ini[section] == nil {
 			ini[section] = map[string]string{}
 		}

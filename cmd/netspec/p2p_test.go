@@ -302,6 +302,22 @@ func TestP2PConfigINIDefaultSectionAndBOM(t *testing.T) {
 	}
 }
 
+// A key or a section given twice is refused, as by configparser: a
+// silent choice of one would hide which port a peer listens on.
+func TestSwarmINIDuplicates(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"[server]\nport = 1\nPORT = 2\n", "config.ini:3: port given again (first at line 2)"},
+		{"[server]\nport = 1\n[client]\nport = 2\n[Server]\nip = x\n", "config.ini:5: section [server] again (first at line 1)"},
+	} {
+		if _, err := parseSwarmINI(strings.NewReader(tc.in), "config.ini"); err == nil || err.Error() != tc.want {
+			t.Errorf("%q: %v, want %s", tc.in, err, tc.want)
+		}
+	}
+	if _, err := parseSwarmINI(strings.NewReader("[server]\nport = 1\n[client]\nport = 2\n"), "config.ini"); err != nil {
+		t.Errorf("one key in two sections: %v", err)
+	}
+}
+
 // The config.ini reader never panics, and what it accepts is what it
 // would read back from its own rendering: section and key names trimmed
 // and lower-case, values trimmed, the byte-order mark only at the start.

@@ -2,14 +2,17 @@ package trace_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/trace"
 )
@@ -155,8 +158,13 @@ func TestReaderFormats(t *testing.T) {
 	}
 }
 
-// FuzzReader: any bytes either read as a trace whose records convert, or
-// fail cleanly; nothing panics.
+// FuzzReader: any bytes either read as a trace or fail cleanly, and what
+// reads is exactly what the Writer writes back: the header and records,
+// written and read again, are equal to those first read (JSON values
+// compared as JSON, and the header at the Format the Writer writes). A
+// record that read carries a payload that decodes, and the records read
+// are no larger than a small multiple of the input, the bound MaxLine
+// exists to keep.
 func FuzzReader(f *testing.F) {
 	f.Add([]byte(`{"format":1,"protocol":"echo","source":"sim","epoch":0,"nodes":[{"name":"a","role":"server","config":{}}]}
 {"t":0,"node":"a","in":"datagram","sock":1,"addr":"10.0.0.1:7","b64":"AAE="}
@@ -164,17 +172,83 @@ func FuzzReader(f *testing.F) {
 `))
 	f.Add([]byte(`{"format":1}` + "\n" + `{"t":-1,"in":"command","name":"x","args":["a"],"b64":"!!"}`))
 	f.Add([]byte(`{"format":1}` + "\n" + `{"t":0,"in":"bound","addr":"[::1]:99999"}`))
+	f.Add([]byte(`{"format":2,"protocol":"chat","source":"sim","seed":7,"epoch":5,"nodes":[{"name":"s","role":"server","addr":"10.0.0.1","config":{ "port" : 7 },"sim":null}],"sim":{"loss":0.1}}` + "\n\n" +
+		`{"t":3,"net":"deliver","from":"10.0.0.2:9","addr":"10.0.0.1:7","id":4,"len":2,"delay":9,"jitter":7,"text":"\u00e9\n"}` + "\n" +
+		`{"t":4,"node":"s","out":"event","name":"joined","value":{"n": [1, 2]},"msg":"\ud800"}` + "\n" +
+		`{"t":5,"node":"s","out":"log","level":"INFO","msg":"x","attrs":[],"args":null}` + "\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, recs, err := trace.ReadAll(bytes.NewReader(b))
 		if err != nil {
 			return
 		}
 		_, _ = h.Node("a")
-		for _, r := range recs {
+		for i, r := range recs {
 			if r.In != "" {
 				_, _ = r.Input()
 			}
-			_, _ = r.Payload()
+			if _, err := r.Payload(); err != nil {
+				t.Fatalf("record %d read without error but its payload does not decode: %v", i, err)
+			}
+		}
+
+		var buf bytes.Buffer
+		w, err := trace.NewWriter(&buf, h)
+		if err != nil {
+			t.Fatalf("header that read does not write: %v", err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		headerLen := buf.Len()
+		for i, r := range recs {
+			if err := w.Write(r); err != nil {
+				t.Fatalf("record %d that read does not write: %v", i, err)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		// A decoded string holds at most 3 bytes (U+FFFD) per input byte
+		// and a record's encoding adds only `"t":0,` and a newline to
+		// the shortest record that reads, so 3x bounds the records.
+		if n := buf.Len() - headerLen; n > 3*len(b) {
+			t.Fatalf("%d records read from %d bytes write back as %d bytes", len(recs), len(b), n)
+		}
+		written := buf.String()
+		h2, recs2, err := trace.ReadAll(&buf)
+		if err != nil {
+			t.Fatalf("written trace does not read: %v\n%s", err, written)
+		}
+		h.Format = trace.Format
+		if d := cmp.Diff(h, h2, jsonEqual, equateEmpty); d != "" {
+			t.Fatalf("header changed on a write and read (-read +reread):\n%s", d)
+		}
+		if d := cmp.Diff(recs, recs2, jsonEqual, equateEmpty); d != "" {
+			t.Fatalf("records changed on a write and read (-read +reread):\n%s", d)
 		}
 	})
+}
+
+// jsonEqual compares raw JSON as values: the Writer compacts it, and an
+// absent value writes as null.
+var jsonEqual = cmp.Comparer(func(a, b json.RawMessage) bool {
+	return bytes.Equal(compactJSON(a), compactJSON(b))
+})
+
+// equateEmpty takes a nil slice for an empty one (the Writer leaves out
+// an empty "args" and writes "nodes":[] for none), but not for raw JSON,
+// which jsonEqual compares.
+var equateEmpty = cmp.FilterPath(func(p cmp.Path) bool {
+	return p.Last().Type() != reflect.TypeFor[json.RawMessage]()
+}, cmpopts.EquateEmpty())
+
+func compactJSON(m json.RawMessage) []byte {
+	if len(m) == 0 {
+		return []byte("null")
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, m); err != nil {
+		return m
+	}
+	return buf.Bytes()
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/netspec/netspec/spec/stream"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -192,8 +194,10 @@ func FuzzDecodeData(f *testing.F) {
 	})
 }
 
-// FuzzDecodeControl: any bytes validate or fail cleanly; the APP payload
-// decoders take whatever the compound carried.
+// FuzzDecodeControl: any bytes validate or fail cleanly; a compound that
+// decodes is at most MaxControlSize, and one the package has an encoder
+// for (HELLO, ECHO, CHALLENGE, WELCOME, REPORT, REFUSE, BYE) re-encodes
+// to a compound that decodes to what the encoder was given.
 func FuzzDecodeControl(f *testing.F) {
 	var tok [stream.TokenSize]byte
 	f.Add(stream.EncodeJoin(1, "cn", nil))
@@ -201,12 +205,13 @@ func FuzzDecodeControl(f *testing.F) {
 	f.Add(stream.EncodeChallenge(1, "stream-1", make([]byte, stream.CookieSize)))
 	f.Add(stream.EncodeWelcome(1, "cn", stream.Welcome{Token: tok, Interval: 1, Report: 1, Expire: 1}))
 	f.Add(stream.EncodeReport(1, "cn", &rtcp.ReceptionReport{SSRC: 2}, stream.Tally{}, true, "bye"))
+	f.Add(stream.EncodeReport(1, "cn", nil, stream.Tally{Packets: 3, Sum: 9}, false, ""))
 	f.Add(stream.EncodeRefuse(1, "cn", 1))
 	f.Add(stream.EncodeBye(1, "cn", ""))
 	f.Add([]byte{0x81, 201, 0, 1, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := stream.DecodeControl(b)
-		_ = stream.Describe(b)
+		checkDescribe(t, b)
 		if err != nil {
 			return
 		}
@@ -217,5 +222,96 @@ func FuzzDecodeControl(f *testing.F) {
 			_, _ = stream.DecodeWelcome(c.App.Data)
 			_, _ = stream.DecodeTally(c.App.Data)
 		}
+		enc, want, ok := reencode(t, c)
+		if !ok {
+			return
+		}
+		again, err := stream.DecodeControl(enc)
+		if err != nil {
+			t.Fatalf("%+v re-encodes to % x, which does not decode: %v", c, enc, err)
+		}
+		if d := cmp.Diff(want, again, cmpopts.EquateEmpty()); d != "" {
+			t.Fatalf("%+v re-encoded decodes differently (-want +got):\n%s", c, d)
+		}
 	})
+}
+
+// joinBase is the size of a join compound whose APP carries no data.
+func joinBase(ssrc uint32, cname string) int {
+	return len(stream.EncodeChallenge(ssrc, cname, nil))
+}
+
+// reencode marshals c again with the package's encoder for what it
+// carries, and returns the Control that encoding must decode to; ok is
+// false when no encoder makes c's kind of compound.
+func reencode(t *testing.T, c stream.Control) (enc []byte, want stream.Control, ok bool) {
+	want = stream.Control{SSRC: c.SSRC, CNAME: c.CNAME}
+	app := func(sub uint8, data []byte) *stream.App {
+		return &stream.App{Subtype: sub, SSRC: c.SSRC, Data: data}
+	}
+	if c.App == nil {
+		if !c.Bye || len(c.Reports) > 0 {
+			return nil, want, false
+		}
+		want.Bye, want.ByeReason = true, c.ByeReason
+		return stream.EncodeBye(c.SSRC, c.CNAME, c.ByeReason), want, true
+	}
+	data := c.App.Data
+	switch c.App.Subtype {
+	case stream.AppHello, stream.AppEcho:
+		if len(c.Reports) > 0 || c.Bye {
+			return nil, want, false
+		}
+		var cookie []byte
+		if c.App.Subtype == stream.AppEcho {
+			if len(data) < stream.CookieSize {
+				return nil, want, false
+			}
+			cookie = data[:stream.CookieSize]
+		}
+		enc = stream.EncodeJoin(c.SSRC, c.CNAME, cookie)
+		// The cookie (zeros in a HELLO), then zeros padding the datagram
+		// to MinJoinSize: no shorter, and no more than a word over.
+		if len(enc) < stream.MinJoinSize || len(enc) >= stream.MinJoinSize+4 && len(enc) != joinBase(c.SSRC, c.CNAME)+stream.CookieSize {
+			t.Fatalf("join re-encoded as %d bytes, want %d or just over", len(enc), stream.MinJoinSize)
+		}
+		padded := make([]byte, len(enc)-joinBase(c.SSRC, c.CNAME))
+		copy(padded, cookie)
+		want.App = app(c.App.Subtype, padded)
+		return enc, want, true
+	case stream.AppChallenge:
+		if len(data) != stream.CookieSize || len(c.Reports) > 0 || c.Bye {
+			return nil, want, false
+		}
+		want.App = app(stream.AppChallenge, data)
+		return stream.EncodeChallenge(c.SSRC, c.CNAME, data), want, true
+	case stream.AppWelcome:
+		w, err := stream.DecodeWelcome(data)
+		if err != nil || len(c.Reports) > 0 || c.Bye {
+			return nil, want, false
+		}
+		enc = stream.EncodeWelcome(c.SSRC, c.CNAME, w)
+		// The reserved word goes out zero.
+		want.App = app(stream.AppWelcome, append(bytes.Clone(data[:len(data)-4]), 0, 0, 0, 0))
+		return enc, want, true
+	case stream.AppReport:
+		tally, err := stream.DecodeTally(data)
+		if err != nil || len(c.Reports) > 1 {
+			return nil, want, false
+		}
+		var rr *rtcp.ReceptionReport
+		if len(c.Reports) == 1 {
+			rr = &c.Reports[0]
+		}
+		want.Reports, want.Bye, want.ByeReason = c.Reports, c.Bye, c.ByeReason
+		want.App = app(stream.AppReport, data)
+		return stream.EncodeReport(c.SSRC, c.CNAME, rr, tally, c.Bye, c.ByeReason), want, true
+	case stream.AppRefuse:
+		if len(data) != 4 || len(c.Reports) > 0 || c.Bye {
+			return nil, want, false
+		}
+		want.App = app(stream.AppRefuse, data)
+		return stream.EncodeRefuse(c.SSRC, c.CNAME, binary.BigEndian.Uint32(data)), want, true
+	}
+	return nil, want, false
 }

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"pgregory.net/rapid"
 )
 
@@ -370,7 +373,14 @@ func TestParseLongJSONInSegments(t *testing.T) {
 
 // FuzzParser: no input makes either side of the parser panic, loop, or
 // hold more than its limits allow; and whatever it accepts, it accepts
-// the same way however the input is cut.
+// the same way however the input is cut: the same messages, the same
+// errors (fatal or not, and by their Msg; the text they quote may be cut
+// short) in the same order, up to and including the first
+// fatal one (after which a node closes the stream), and with no fatal
+// error the same state at the end. Between messages the parser buffers
+// less than a header line's limit, in a JSON body no more than the JSON
+// limit, and in a raw body nothing (the body so far is its own, no longer
+// than the header said, and the header within the Data or Hashes limit).
 func FuzzParser(f *testing.F) {
 	for _, s := range []string{
 		"CHEL 51000\r\nXHEL 1\r\nCLREQ\r\nDREQ 3\r\nDANY\r\nHREQ\r\nHAVE HASH 1 2\r\nCHECK 9e107d9d372bb6826bd81d3542a419d6\r\n",
@@ -379,23 +389,116 @@ func FuzzParser(f *testing.F) {
 		"PUSH 0 4\r\nabcdVOID 0\r\nVOID HASH\r\nVOID -1\r\nVOID\r\n",
 		"DATA 0 99999999999\r\n", "SHEL 1 0\r\n", "CLRSP\r\n[\"]\\\"\"]\r\n", "\n\n\r\n", "HAVE 1 2 3 x\r\n",
 		string(bytes.Repeat([]byte("["), 100)),
+		"CLRSP\r\n [" + strings.Repeat("1,", 2100) + "1]\r\n", "CLRSP\r\n " + strings.Repeat("1,", 40),
+		"DREQ 1\r\n" + strings.Repeat("x", 300) + "\r\nDREQ 2\r\n",
+		"DATA 0 70000\r\nabc", "HASH 65\r\n", "CHEL 1\r\nDATA 0 2\r\nabCLREQ\r\n",
 	} {
 		f.Add([]byte(s), uint8(7))
 	}
+	lim := Limits{Line: 256, JSON: 4096, Data: 1 << 16, Hashes: 64}
 	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
 		for _, side := range []Side{Requests, Responses} {
-			whole, errsWhole := parseAll(side, in, len(in)+1)
-			cut, errsCut := parseAll(side, in, int(step%64)+1)
-			if len(errsWhole) == 0 && len(errsCut) == 0 && !reflect.DeepEqual(whole, cut) {
-				t.Fatalf("side %d: whole %+v, in steps of %d %+v", side, whole, step%64+1, cut)
+			whole := parseCut(t, side, lim, in, len(in)+1)
+			cut := parseCut(t, side, lim, in, int(step%64)+1)
+			if d := cmp.Diff(whole, cut, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.AddrPort{}), cmp.AllowUnexported(parsed{}), cmpopts.IgnoreFields(parsed{}, "lines")); d != "" {
+				t.Fatalf("side %d: whole and in steps of %d differ (-whole +cut):\n%s", side, step%64+1, d)
 			}
-			for _, m := range append(whole, cut...) {
+			// An error's Line is what was buffered of the offending text,
+			// and a cut stream may have less of it.
+			for i := range whole.lines {
+				if w, c := whole.lines[i], cut.lines[i]; !strings.HasPrefix(w, c) && !strings.HasPrefix(c, w) {
+					t.Fatalf("side %d: error %q quotes %q whole and %q in steps of %d", side, whole.Errs[i], w, c, step%64+1)
+				}
+			}
+			for _, m := range whole.Msgs {
 				if len(m.Data) > 1<<16 || len(m.Chunks) > 4096 {
 					t.Fatalf("message beyond the limits: %s with %d bytes, %d chunks", m.Op, len(m.Data), len(m.Chunks))
 				}
 			}
 		}
 	})
+}
+
+// parsed is what a parser made of a stream: its messages and errors in
+// order, and (if no error was fatal) its state at the end.
+type parsed struct {
+	Msgs     []Msg
+	Errs     []string // each error's Msg
+	lines    []string // and its Line
+	Seq      []int    // Msgs as 0, errors as 1, in the order they came
+	Fatal    bool
+	Buffered int
+	InBody   bool
+	Partial  bool
+	BodyHdr  Msg
+	Body     []byte
+}
+
+// parseCut feeds in to a parser for side in pieces of step bytes, taking
+// every message after each, and stops at a fatal error as a node does. It
+// checks the parser's buffering against lim whenever it asks for more.
+func parseCut(t *testing.T, side Side, lim Limits, in []byte, step int) parsed {
+	t.Helper()
+	p := NewParser(side, lim)
+	var r parsed
+	for i := 0; i < len(in) && !r.Fatal; i += step {
+		p.Feed(in[i:min(i+step, len(in))])
+		for !r.Fatal {
+			m, err := p.Next()
+			if err == ErrMore {
+				checkBuffered(t, p, lim)
+				break
+			}
+			if err != nil {
+				var pe *ParseError
+				if !errors.As(err, &pe) {
+					t.Fatalf("Next: %T %v, want a *ParseError", err, err)
+				}
+				r.Errs, r.Seq, r.Fatal = append(r.Errs, pe.Msg), append(r.Seq, 1), pe.Fatal
+				r.lines = append(r.lines, string(pe.Line))
+				continue
+			}
+			m.Data = bytes.Clone(m.Data)
+			r.Msgs, r.Seq = append(r.Msgs, m), append(r.Seq, 0)
+		}
+	}
+	if !r.Fatal {
+		r.Buffered, r.InBody, r.Partial = p.Buffered(), p.InBody(), p.Partial()
+		if hdr, body, ok := p.Body(); ok {
+			r.BodyHdr, r.Body = hdr, bytes.Clone(body)
+		}
+	}
+	return r
+}
+
+// checkBuffered: a parser waiting for more holds less than a header line
+// between messages, at most a JSON body's limit in one, and in a raw body
+// nothing but the body so far, which its header bounds.
+func checkBuffered(t *testing.T, p *Parser, lim Limits) {
+	t.Helper()
+	n := p.Buffered()
+	hdr, body, raw := p.Body()
+	switch {
+	case raw:
+		want := hdr.Size
+		if hdr.Op == HASH {
+			want *= 32
+			if hdr.Size > lim.Hashes {
+				t.Fatalf("HASH of %d digests taken, limit %d", hdr.Size, lim.Hashes)
+			}
+		} else if hdr.Size > lim.Data {
+			t.Fatalf("%s of %d bytes taken, limit %d", hdr.Op, hdr.Size, lim.Data)
+		}
+		if n != 0 || len(body) >= want {
+			t.Fatalf("in a %s body of %d: %d bytes buffered, %d of the body held", hdr.Op, want, n, len(body))
+		}
+	case p.InBody():
+		if n > lim.JSON {
+			t.Fatalf("%d bytes buffered in a JSON body, limit %d", n, lim.JSON)
+		}
+	case n >= lim.Line:
+		t.Fatalf("%d bytes buffered between messages, line limit %d", n, lim.Line)
+	}
 }
 
 // BenchmarkParse measures the parser on the stream a downloading peer

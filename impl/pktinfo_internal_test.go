@@ -1,7 +1,9 @@
 package impl
 
 import (
+	"encoding/binary"
 	"net/netip"
+	"strconv"
 	"testing"
 	"unsafe"
 
@@ -81,16 +83,56 @@ func TestSourceFor(t *testing.T) {
 }
 
 // Whatever control bytes a read brings, parsing them never panics and
-// never gives a source that cannot be one.
+// never gives a source that cannot be one. And the control message that
+// sends from an address made of the same bytes (their first 4 as IPv4;
+// their first 16 as IPv6, a link-local one zoned by the next 4 as an
+// interface index) reads back as that address, or as none if it cannot
+// be a source: the kernel's received form has the same layout.
 func FuzzParsePktinfo(f *testing.F) {
 	f.Add(pktinfoControl(nil, netip.MustParseAddr("127.0.0.2")))
 	f.Add(pktinfoControl(nil, netip.MustParseAddr("fe80::1%3")))
 	f.Add(append(gsoControl(1200), pktinfoControl(nil, netip.MustParseAddr("10.0.0.1"))...))
 	f.Add([]byte{})
+	f.Add(append(netip.MustParseAddr("fe80::1").AsSlice(), 0xff, 0xff, 0xff, 0xff))
+	f.Add(netip.MustParseAddr("::ffff:192.0.2.1").AsSlice())
+	f.Add(netip.MustParseAddr("2001:db8::1").AsSlice())
+	f.Add([]byte{255, 255, 255, 255})
 	f.Fuzz(func(t *testing.T, oob []byte) {
 		a := parsePktinfo(oob)
 		if a.IsValid() && (a.IsMulticast() || a.IsUnspecified() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
 			t.Fatalf("Local %v from %x", a, oob)
+		}
+		var addrs []netip.Addr
+		if len(oob) >= 4 {
+			addrs = append(addrs, netip.AddrFrom4([4]byte(oob[:4])))
+		}
+		if len(oob) >= 16 {
+			a6 := netip.AddrFrom16([16]byte(oob[:16]))
+			if a6.IsLinkLocalUnicast() {
+				var ifindex uint32
+				if len(oob) >= 20 {
+					ifindex = binary.NativeEndian.Uint32(oob[16:20])
+				}
+				a6 = a6.WithZone(strconv.FormatUint(uint64(ifindex), 10))
+			}
+			addrs = append(addrs, a6)
+		}
+		for _, src := range addrs {
+			want := src.Unmap()
+			if want.IsMulticast() || want.IsUnspecified() || want == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+				want = netip.Addr{}
+			}
+			ctl := pktinfoControl(nil, src)
+			if got := parsePktinfo(ctl); got != want {
+				t.Fatalf("sending from %v reads back as %v, want %v (% x)", src, got, want, ctl)
+			}
+			if len(ctl) > oobSize {
+				t.Fatalf("sending from %v takes %d control bytes, a read has room for %d", src, len(ctl), oobSize)
+			}
+			// And behind another control message.
+			if got := parsePktinfo(append(gsoControl(1200), ctl...)); got != want {
+				t.Fatalf("after a segmentation message, %v reads back as %v, want %v", src, got, want)
+			}
 		}
 	})
 }

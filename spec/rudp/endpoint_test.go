@@ -1,6 +1,7 @@
 package rudp_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"strings"
@@ -109,35 +110,152 @@ func TestSpoofedOpensCostNothing(t *testing.T) {
 	}, nil)
 }
 
-// Bytes from anywhere never panic a listening endpoint and never make it
-// hold more sessions than its limit.
+// FuzzEndpoint: bytes from anywhere never panic a listening endpoint and
+// never make it hold more sessions than its limit. And as doc.go says of
+// the handshake ("nothing the server answers is larger than what it was
+// sent": a SYN-ACK or RST to a SYN, a RST to a segment), a source that
+// has not opened a session is never answered more bytes than the
+// datagram that drew the answer held, so in all it is never sent more
+// than it sent.
+//
+// The bytes are datagrams split at 0xff 0xff, from source A, or from
+// source B (same host, next port) if the datagram starts 0xfd. One that
+// then starts 0xfe is sent as segment 0 echoing the cookie of the last
+// SYN-ACK its source was sent, with the rest as payload, so the fuzzer
+// can open sessions; one that starts 0xfc instead waits the next byte
+// times 100 ms, firing the endpoint's timers.
 func FuzzEndpoint(f *testing.F) {
+	syn := (&rudp.Packet{Type: rudp.TypeSYN, Src: 0x1234, MSS: 1452, Wnd: 64}).Append(nil)
+	sep := []byte{0xff, 0xff}
+	join := func(parts ...[]byte) []byte { return bytes.Join(parts, sep) }
 	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 5, 0xac, 0, 0, 0, 0, 0, 64}, uint16(1000))
 	f.Add((&rudp.Packet{Type: rudp.TypeSEG, Dst: 1, Ack: 3, Flags: rudp.FlagDATA | rudp.FlagFIN, NSACK: 1, SACK: [8]rudp.Block{{1, 9}}}).Append(nil), uint16(2))
+	f.Add(join(syn, []byte("\xfehello"), []byte{0xfc, 20}, []byte("\xfd"+string(syn)), []byte("\xfd\xfe")), uint16(7000))
+	f.Add(join(syn, []byte("\xfd"+string(syn)), syn, []byte("\xfe"), []byte("\xfd\xfe"), []byte("\xfe")), uint16(7000))
+	f.Add(join((&rudp.Packet{Type: rudp.TypeSEG, Dst: 9, Ack: 1, Flags: rudp.FlagPING}).Append(nil), syn[:63]), uint16(1))
 	f.Fuzz(func(t *testing.T, data []byte, port uint16) {
 		e := rudp.NewEndpoint(rudp.Config{Seed: 3, MaxSessions: 2}, 1, 1<<32, true)
 		now := spec.SimEpoch
-		from := netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), port)
-		var out []spec.Output
-		// Feed the bytes as a sequence of datagrams, split at 0xff 0xff.
-		for len(data) > 0 {
-			n := len(data)
-			for i := 0; i+1 < len(data); i++ {
-				if data[i] == 0xff && data[i+1] == 0xff {
-					n = i
-					break
+		srcs := [2]netip.AddrPort{
+			netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), port),
+			netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), port+1),
+		}
+		var (
+			recv, sent [2]int          // bytes from and to each source
+			opened     [2]bool         // the source has opened a session
+			lastSYN    [2]rudp.Packet  // the last SYN each source sent
+			lastAck    [2]*rudp.Packet // the SYN-ACK that answered it
+			timers     = map[spec.Timer]spec.Time{}
+		)
+		// step ends a step: takes the events, sends, and checks what went
+		// to each source against what drew it (drew[i] bytes from i).
+		step := func(out []spec.Output, drew [2]int) {
+			for ev, ok := e.Next(); ok; ev, ok = e.Next() {
+				if ev.Kind == rudp.Accepted {
+					for i, s := range srcs {
+						if ev.Peer == s {
+							opened[i] = true
+						}
+					}
 				}
 			}
-			d := data[:n]
-			data = data[min(n+2, len(data)):]
-			out, _ = e.Handle(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: from, Data: d}, out[:0])
-			for _, ok := e.Next(); ok; _, ok = e.Next() {
-			}
 			out = e.Flush(now, out)
-			now = now.Add(10 * time.Millisecond)
+			var answer [2]int
+			for _, o := range out {
+				switch o.Kind {
+				case spec.OutSetTimer:
+					timers[o.Timer] = o.At
+				case spec.OutCancelTimer:
+					delete(timers, o.Timer)
+				case spec.OutSend:
+					for i, s := range srcs {
+						if o.Addr != s {
+							continue
+						}
+						answer[i] += len(o.Data)
+						var p rudp.Packet
+						if rudp.Decode(o.Data, &p) == nil && p.Type == rudp.TypeSYNACK && p.Dst == lastSYN[i].Src {
+							lastAck[i] = &p
+						}
+					}
+				}
+			}
+			for i := range srcs {
+				sent[i] += answer[i]
+				if opened[i] {
+					continue
+				}
+				if answer[i] > drew[i] {
+					t.Fatalf("source %v, which has opened no session, was answered %d bytes to a datagram of %d", srcs[i], answer[i], drew[i])
+				}
+				if sent[i] > recv[i] {
+					t.Fatalf("source %v, which has opened no session, was sent %d bytes in all and sent %d", srcs[i], sent[i], recv[i])
+				}
+			}
 			if e.Sessions() > 2 {
 				t.Fatalf("%d sessions, limit 2", e.Sessions())
 			}
+		}
+		// wait fires every timer due by until, in deadline order.
+		wait := func(until spec.Time) {
+			for fired := 0; ; fired++ {
+				if fired > 10000 {
+					t.Fatalf("more than %d timers fired before %v", fired, until)
+				}
+				var next spec.Timer
+				at := until + 1
+				for tm, a := range timers {
+					if a < at || a == at && tm < next {
+						next, at = tm, a
+					}
+				}
+				if at > until {
+					break
+				}
+				delete(timers, next)
+				now = max(now, at)
+				out, _ := e.Handle(now, spec.Input{Kind: spec.InTimer, Timer: next}, nil)
+				step(out, [2]int{})
+			}
+			now = until
+		}
+		for len(data) > 0 {
+			n := len(data)
+			if i := bytes.Index(data, sep); i >= 0 {
+				n = i
+			}
+			d := data[:n]
+			data = data[min(n+2, len(data)):]
+			src := 0
+			if len(d) > 0 && d[0] == 0xfd {
+				src, d = 1, d[1:]
+			}
+			switch {
+			case len(d) > 0 && d[0] == 0xfc:
+				ms := 0
+				if len(d) > 1 {
+					ms = int(d[1]) * 100
+				}
+				wait(now.Add(time.Duration(ms) * time.Millisecond))
+				continue
+			case len(d) > 0 && d[0] == 0xfe:
+				if lastAck[src] == nil {
+					continue
+				}
+				a, s := lastAck[src], lastSYN[src]
+				d = (&rudp.Packet{Type: rudp.TypeSEG, Dst: a.Src, Flags: rudp.FlagDATA | rudp.FlagCOOKIE, Payload: d[1:],
+					Cookie: rudp.Cookie{TS: a.TS, Src: s.Src, MSS: s.MSS, Wnd: s.Wnd, MAC: a.MAC}}).Append(nil)
+			}
+			var p rudp.Packet
+			if rudp.Decode(d, &p) == nil && p.Type == rudp.TypeSYN {
+				lastSYN[src], lastAck[src] = p, nil
+			}
+			recv[src] += len(d)
+			var drew [2]int
+			drew[src] = len(d)
+			out, _ := e.Handle(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: srcs[src], Data: d}, nil)
+			step(out, drew)
+			wait(now.Add(10 * time.Millisecond))
 		}
 	})
 }

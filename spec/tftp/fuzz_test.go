@@ -1,8 +1,12 @@
 package tftp_test
 
 import (
+	"math"
 	"net/netip"
 	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/netspec/netspec/spec"
@@ -62,8 +66,87 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("round trip: %+v became %+v", p, q)
 		}
 		_ = tftp.Describe(b)
-		tftp.ParseOptions(p.Options)
+		checkParseOptions(t, p.Options)
 	})
+}
+
+// FuzzParseOptions: any name/value pairs (the bytes cut at NULs, as on
+// the wire, with no limit on their number) parse to options within the
+// ranges doc.go gives (blksize 8..65464, windowsize 1..65535, timeout
+// 1..255, tsize 0 or more), each the first of its name, compared without
+// case; every other name is returned as unknown, and a first value that
+// is not a decimal in range as bad and left absent. What List makes of
+// the result parses back to it, with nothing unknown or bad.
+func FuzzParseOptions(f *testing.F) {
+	for _, s := range []string{
+		"blksize\x001428\x00tsize\x000\x00windowsize\x0016\x00timeout\x003\x00",
+		"BLKSIZE\x007\x00blksize\x00512\x00TSize\x00-1\x00timeout\x00256\x00windowsize\x000\x00",
+		"blksize\x0065465\x00windowsize\x0065536\x00tsize\x009223372036854775807\x00x\x00y\x00",
+		"blksize\x00\x00timeout\x00+5\x00windowsize\x00 1\x00multicast\x00\x00",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parts := strings.Split(string(b), "\x00")
+		var opts []tftp.Option
+		for i := 0; i+1 < len(parts); i += 2 {
+			opts = append(opts, tftp.Option{Name: parts[i], Value: parts[i+1]})
+		}
+		checkParseOptions(t, opts)
+	})
+}
+
+// checkParseOptions checks ParseOptions(opts) as FuzzParseOptions says.
+func checkParseOptions(t *testing.T, opts []tftp.Option) {
+	t.Helper()
+	o, unknown, bad := tftp.ParseOptions(opts)
+	if o.Blksize != 0 && (o.Blksize < tftp.MinBlksize || o.Blksize > tftp.MaxBlksize) ||
+		o.Windowsize != 0 && (o.Windowsize < 1 || o.Windowsize > tftp.MaxWindowsize) ||
+		o.Timeout != 0 && (o.Timeout < 1 || o.Timeout > tftp.MaxTimeoutOption) ||
+		o.TSize < -1 {
+		t.Fatalf("%q parsed to %+v, outside the RFC ranges", opts, o)
+	}
+	got := map[string]int64{tftp.OptBlksize: int64(o.Blksize), tftp.OptWindowsize: int64(o.Windowsize), tftp.OptTimeout: int64(o.Timeout), tftp.OptTSize: o.TSize}
+	absent := map[string]int64{tftp.OptBlksize: 0, tftp.OptWindowsize: 0, tftp.OptTimeout: 0, tftp.OptTSize: -1}
+	ranges := map[string][2]int64{tftp.OptBlksize: {tftp.MinBlksize, tftp.MaxBlksize}, tftp.OptWindowsize: {1, tftp.MaxWindowsize},
+		tftp.OptTimeout: {1, tftp.MaxTimeoutOption}, tftp.OptTSize: {0, math.MaxInt64}}
+	seen := map[string]bool{}
+	var wantUnknown, wantBad []string
+	for _, op := range opts {
+		name := strings.ToLower(op.Name)
+		if _, known := got[name]; !known {
+			wantUnknown = append(wantUnknown, op.Name)
+			continue
+		}
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		v, err := strconv.ParseInt(op.Value, 10, 64)
+		if r := ranges[name]; err == nil && v >= r[0] && v <= r[1] {
+			if got[name] != v {
+				t.Fatalf("%q: %s is %d, not the first %s's value %q", opts, name, got[name], name, op.Value)
+			}
+			continue
+		}
+		// Not taken: it must be bad, and the option absent.
+		wantBad = append(wantBad, op.Name)
+		if got[name] != absent[name] {
+			t.Fatalf("%q: %s is %d after the first %s's bad value %q", opts, name, got[name], name, op.Value)
+		}
+	}
+	for name := range got {
+		if !seen[name] && got[name] != absent[name] {
+			t.Fatalf("%q: %s is %d, but no option named it", opts, name, got[name])
+		}
+	}
+	if !slices.Equal(unknown, wantUnknown) || !slices.Equal(bad, wantBad) {
+		t.Fatalf("%q: unknown %q bad %q, want unknown %q bad %q", opts, unknown, bad, wantUnknown, wantBad)
+	}
+	again, unknown, bad := tftp.ParseOptions(o.List())
+	if again != o || len(unknown) > 0 || len(bad) > 0 {
+		t.Fatalf("%+v listed as %q parses back as %+v, unknown %q, bad %q", o, o.List(), again, unknown, bad)
+	}
 }
 
 // Hostile datagrams on the server's port 69 and on a transfer's port:

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -262,4 +263,62 @@ func (r *estRig) check() {
 			r.t.Fatalf("segments held up to %d past the peer's FIN at %d", c.ranges[len(c.ranges)-1].e-1, c.rcvFinSeq)
 		}
 	}
+}
+
+// checkDescribe: Describe(b) is what a timeline shows of b, so, whatever
+// b holds, it is one line (spec.Protocol.Describe), at most max bytes,
+// the same every time, and b is left as it was.
+func checkDescribe(t *testing.T, describe func([]byte) string, b []byte, max int) string {
+	t.Helper()
+	orig := string(b)
+	d := describe(b)
+	if string(b) != orig {
+		t.Fatalf("Describe changed its input % x to % x", orig, b)
+	}
+	if strings.ContainsAny(d, "\r\n") {
+		t.Fatalf("Describe(% x) is not one line: %q", b, d)
+	}
+	if len(d) > max {
+		t.Fatalf("Describe of %d bytes is %d bytes long, limit %d: %q", len(b), len(d), max, d)
+	}
+	if again := describe(b); again != d {
+		t.Fatalf("Describe(% x) gave %q, then %q", b, d, again)
+	}
+	return d
+}
+
+// FuzzDescribe: Describe takes any datagram (doc.go: "It accepts any
+// bytes") and summarises it in one line whose fields are all fixed-size
+// numbers, so it is short whatever arrives: at most 512 bytes (eight
+// SACK blocks and every flag come to about 330). What decodes is named
+// by its type.
+func FuzzDescribe(f *testing.F) {
+	var mac [MACLen]byte
+	for i := range mac {
+		mac[i] = byte(i)
+	}
+	for _, p := range []Packet{
+		{Type: TypeSYN, Src: 0x1234, MSS: 1452, Wnd: 64},
+		{Type: TypeSYNACK, Dst: 0x1234, Src: 0xabcd, MSS: 1452, Wnd: 64, TS: 99, MAC: mac},
+		{Type: TypeRST, Dst: 7, Reason: ReasonTimeout},
+		{Type: TypeSEG, Dst: 1, Seq: 0, Flags: FlagDATA | FlagCOOKIE, Cookie: Cookie{TS: 99, Src: 0x1234, MSS: 1452, Wnd: 64, MAC: mac}, Payload: []byte("hello")},
+		{Type: TypeSEG, Dst: 1, Ack: 1 << 31, Wnd: 1 << 31, Stamp: 65535, Echo: 65535, Flags: FlagECHO | FlagPING, NSACK: MaxSACK,
+			SACK: [MaxSACK]Block{{1 << 31, 1<<31 + 1<<30}, {2, 3}, {4, 5}, {6, 7}, {8, 9}, {10, 11}, {12, 13}, {14, 15}}},
+		{Type: TypeSEG, Dst: 1, Seq: 1<<32 - 1, Flags: FlagDATA | FlagFIN},
+	} {
+		f.Add(p.Append(nil))
+	}
+	f.Add([]byte{})
+	f.Add([]byte{1, 9, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d := checkDescribe(t, Describe, b, 512)
+		var p Packet
+		if Decode(b, &p) != nil {
+			return
+		}
+		want := map[uint8]string{TypeSYN: "SYN ", TypeSYNACK: "SYN-ACK ", TypeRST: "RST ", TypeSEG: "SEG "}[p.Type]
+		if !strings.HasPrefix(d, want) {
+			t.Fatalf("a %d-type packet described as %q", p.Type, d)
+		}
+	})
 }

@@ -1,8 +1,10 @@
 package file
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,6 +187,46 @@ func FuzzClient(f *testing.F) {
 		}
 		if answers > commands {
 			t.Fatalf("%d answers to %d requests", answers, commands)
+		}
+	})
+}
+
+// FuzzDescribe: Describe takes any datagram (a trace may hold anything)
+// and gives one line (spec.Protocol.Describe): rudp's summary (at most
+// 512 bytes) and the frames a segment's payload starts with, which it
+// stops listing at 200 bytes, so at most 800 bytes in all; the same
+// every time, with the datagram left as it was, and starting with
+// rudp's summary of it.
+func FuzzDescribe(f *testing.F) {
+	seg := func(payload []byte) []byte {
+		return (&rudp.Packet{Type: rudp.TypeSEG, Dst: 1, Seq: 3, Ack: 2, Wnd: 64, Flags: rudp.FlagDATA, Payload: payload}).Append(nil)
+	}
+	sum := sha256.Sum256([]byte("x"))
+	f.Add(seg(frames([]any{FrameGet, u64(0), sum[:], "a.bin"})))
+	f.Add(seg(frames([]any{FrameCmd, "ls"}, []any{FrameSay, "hi"}, []any{FrameCmd, "get a.bin"})))
+	f.Add(seg(frames([]any{FrameFile, u64(2500), u64(0), "a.bin"}, []any{FrameData, make([]byte, 100)}, []any{FrameEnd, sum[:]})))
+	f.Add(seg(frames([]any{FrameReply, []byte{StatusError}, "no such file"})[:9]))
+	f.Add(seg(append(frames([]any{FrameChat, "x"}), 0x83, 0xff, 0xff, 0xff, 0xff)))
+	f.Add(seg(bytes.Repeat(frames([]any{FrameCmd}), 100)))
+	f.Add((&rudp.Packet{Type: rudp.TypeSYN, Src: 9, MSS: 1452, Wnd: 64}).Append(nil))
+	f.Add([]byte("not rudp at all"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		orig := string(b)
+		d := Describe(b)
+		if string(b) != orig {
+			t.Fatalf("Describe changed its input % x to % x", orig, b)
+		}
+		if strings.ContainsAny(d, "\r\n") {
+			t.Fatalf("Describe(% x) is not one line: %q", b, d)
+		}
+		if len(d) > 800 {
+			t.Fatalf("Describe of %d bytes is %d bytes long: %q", len(b), len(d), d)
+		}
+		if again := Describe(b); again != d {
+			t.Fatalf("Describe(% x) gave %q, then %q", b, d, again)
+		}
+		if r := rudp.Describe(b); !strings.HasPrefix(d, r) {
+			t.Fatalf("Describe(% x) = %q does not start with rudp's %q", b, d, r)
 		}
 	})
 }

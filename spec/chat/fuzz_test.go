@@ -2,11 +2,13 @@ package chat_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/netspec/netspec/spec"
@@ -179,6 +181,47 @@ func FuzzTokenAsked(f *testing.F) {
 		}
 		if len(tok) == 0 || len(tok) > chat.MaxToken || bytes.ContainsRune(tok, ' ') || !bytes.Contains(b, tok) {
 			t.Fatalf("token %q from %q", tok, b)
+		}
+	})
+}
+
+// FuzzDescribe: Describe takes any datagram (protocol.go: "It accepts
+// any bytes") and gives one line for a timeline: the header's numbers and
+// the first line clipped to 40 bytes and quoted, so at most 256 bytes,
+// valid UTF-8 without control or format characters ("so timelines stay
+// safe"); the same every time, with the datagram left as it was; and a
+// datagram with a header is described by its session in hex.
+func FuzzDescribe(f *testing.F) {
+	for _, s := range []string{
+		"^0000000000000001.1^hello\n", "^00000000000000ff.0000000000000002.4294967295^welcome guest1\nmembers: 3\n",
+		"^0000000000000001.7^/nick 你好世界\n", "plain line without a header", "\n\n\n", "^hb^",
+		"^0000000000000001.2^" + strings.Repeat("é", 30) + "\x00\xff\u202e\r\nmore\n",
+		strings.Repeat("\xff", 100), "^0000000000000001.3^ \t line with spaces \t\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		orig := string(b)
+		d := chat.Describe(b)
+		if string(b) != orig {
+			t.Fatalf("Describe changed its input %q to %q", orig, b)
+		}
+		if len(d) > 256 {
+			t.Fatalf("Describe of %d bytes is %d bytes long: %q", len(b), len(d), d)
+		}
+		if !utf8.ValidString(d) {
+			t.Fatalf("Describe(%q) = %q is not UTF-8", b, d)
+		}
+		for _, r := range d {
+			if !unicode.IsPrint(r) {
+				t.Fatalf("Describe(%q) = %q holds %U", b, d, r)
+			}
+		}
+		if again := chat.Describe(b); again != d {
+			t.Fatalf("Describe(%q) gave %q, then %q", b, d, again)
+		}
+		if h, _, ok := chat.ParseHeader(b); ok && !strings.HasPrefix(d, fmt.Sprintf("%016x.", h.Session)) {
+			t.Fatalf("Describe(%q) = %q does not start with its session %016x", b, d, h.Session)
 		}
 	})
 }

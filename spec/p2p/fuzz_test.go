@@ -514,3 +514,54 @@ func TestStalledCutIsVoided(t *testing.T) {
 		t.Errorf("the child got %s, want %s", got, want)
 	}
 }
+
+// FuzzDescribe: Describe takes any stream bytes (a trace may hold
+// anything) and gives one line for a timeline (spec.Protocol.Describe),
+// short whatever arrives: four groups of lines of at most 96 bytes, then
+// ops and counts, at most 2048 bytes in all; the same every time, with
+// the bytes left as they were; and, as its comment promises for
+// --match, naming the op of every header line it reads.
+func FuzzDescribe(f *testing.F) {
+	for _, s := range []string{
+		"CHEL 51000\r\n", "SHEL 10000000 16384\r\n[[\"10.0.0.2\", 51000]]\r\n",
+		"DATA 0 3\r\nabc", "DREQ 9\r\nDREQ 10\r\n" + strings.Repeat("DANY\r\n", 13) + "HAVE 1 2\r\nHREQ\r\nCLREQ\r\n",
+		"XHEL 1 " + strings.Repeat("0f", 32) + " push tree\r\nHASH 1\r\n" + strings.Repeat("\x01", 32),
+		"ERROR CHUNK_UNDOWNLOADED\r\ndetail \"quoted\" \\ line\r\n", strings.Repeat("X", 97) + "\r\n",
+		"CHEL 1\r\nVOID 0\r\nTREE 1 2 3\r\nPARENT 0 10.0.0.1:5\r\nTSUB 1 2\r\nDCAN 4\r\nPUSH 0 1\r\nz",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		orig := string(b)
+		d := Describe(b)
+		if string(b) != orig {
+			t.Fatalf("Describe changed its input %q to %q", orig, b)
+		}
+		if strings.ContainsAny(d, "\r\n") {
+			t.Fatalf("Describe(%q) is not one line: %q", b, d)
+		}
+		if len(d) > 2048 {
+			t.Fatalf("Describe of %d bytes is %d bytes long: %q", len(b), len(d), d)
+		}
+		if again := Describe(b); again != d {
+			t.Fatalf("Describe(%q) gave %q, then %q", b, d, again)
+		}
+		// The header lines: up to the first that is not a line of
+		// printable ASCII within 96 bytes.
+		for rest := b; ; {
+			i := bytes.IndexByte(rest, '\n')
+			if i < 0 || i > 96 {
+				break
+			}
+			line := bytes.TrimRight(rest[:i], "\r")
+			if len(line) == 0 || bytes.ContainsFunc(line, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+				break
+			}
+			rest = rest[i+1:]
+			tok, _, _ := bytes.Cut(line, []byte(" "))
+			if op := lookupOp(tok); op != 0 && !strings.Contains(d, op.String()) {
+				t.Fatalf("Describe(%q) = %q does not name %s", b, d, op)
+			}
+		}
+	})
+}

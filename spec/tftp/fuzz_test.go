@@ -218,3 +218,37 @@ func FuzzClient(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDescribe: Describe takes any datagram (wire.go: "it accepts any
+// bytes") and gives one line for a timeline (spec.Protocol.Describe):
+// every string it shows is clipped to 48 bytes and escaped, and a packet
+// holds at most MaxOptions options, so at most 8 KiB; the same every
+// time, with the datagram left as it was; a packet that decodes is named
+// by its opcode.
+func FuzzDescribe(f *testing.F) {
+	for _, s := range seeds() {
+		f.Add(s)
+	}
+	f.Add((&tftp.Packet{Op: tftp.OpRRQ, Filename: "a\nb", Mode: "octet", Options: []tftp.Option{{"blk\nsize", "1\r\n"}}}).Append(nil))
+	f.Add(tftp.AppendError(nil, 99, strings.Repeat("\xff", 100)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		orig := string(b)
+		d := tftp.Describe(b)
+		if string(b) != orig {
+			t.Fatalf("Describe changed its input %q to %q", orig, b)
+		}
+		if len(d) > 8<<10 {
+			t.Fatalf("Describe of %d bytes is %d bytes long: %.200q", len(b), len(d), d)
+		}
+		if again := tftp.Describe(b); again != d {
+			t.Fatalf("Describe(%q) gave %q, then %q", b, d, again)
+		}
+		var p tftp.Packet
+		if tftp.Decode(b, &p) == nil && !strings.HasPrefix(d, p.Op.String()) {
+			t.Fatalf("a %v described as %q", p.Op, d)
+		}
+		if strings.ContainsAny(d, "\r\n") {
+			t.Fatalf("Describe(%q) is not one line: %q", b, d)
+		}
+	})
+}

@@ -378,7 +378,7 @@ func Describe(b []byte) string {
 	}
 	switch p.Op {
 	case OpRRQ, OpWRQ:
-		return fmt.Sprintf("%v %s %s%s", p.Op, strconv.Quote(clip(p.Filename)), p.Mode, describeOptions(p.Options))
+		return fmt.Sprintf("%v %s %s%s", p.Op, strconv.Quote(clip(p.Filename)), bare(p.Mode), describeOptions(p.Options))
 	case OpOACK:
 		return "OACK" + describeOptions(p.Options)
 	case OpDATA:

@@ -665,8 +665,9 @@ func (s *sock) close() {
 const maxDatagram = 65535
 
 // readFailed handles a UDP read error and reports whether the reader must
-// stop: the socket was closed or the runner is done. Other errors (ICMP
-// errors surface as read errors on Linux) leave the socket alive.
+// stop: the socket was closed or the runner is done. Other errors leave
+// the socket alive. (ICMP errors reach an unconnected socket only with
+// IP_RECVERR, which the runner does not set: see spec.InDatagram.)
 func (r *Runner) readFailed(err error) bool {
 	if errors.Is(err, net.ErrClosed) {
 		return true

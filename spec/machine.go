@@ -72,8 +72,9 @@ const (
 	// input for ICMP errors: a datagram to a closed port is lost as one
 	// the network dropped (the runner's UDP sockets are unconnected, and
 	// Linux tells those of no ICMP error unless IP_RECVERR is set, which
-	// would fail the socket's next send to anyone; the simulator drops it
-	// as "no-port"), so machines find a dead peer by its silence.
+	// reports each one as the error of the socket's next call, a send to
+	// another peer as likely as a receive; the simulator drops it as
+	// "no-port"), so machines find a dead peer by its silence.
 	InDatagram
 	// InAccepted is a new connection on a listener: Sock (the listener),
 	// Stream (a new id with AcceptedStream set), Addr (the remote end).

@@ -56,6 +56,11 @@ type Config struct {
 	OnEvent func(n *Node, now spec.Time, ev spec.Event) `json:"-"`
 	OnExit  func(n *Node, now spec.Time, err string)    `json:"-"`
 	OnNet   func(ev NetEvent)                           `json:"-"`
+	// Stop, closed from any goroutine, interrupts the run: Run and
+	// RunUntil return within a few thousand events, and Stopped says so.
+	// (The only input from outside the simulation; it ends it, so it
+	// cannot change a trace, only cut it short.)
+	Stop <-chan struct{} `json:"-"`
 }
 
 func (c *Config) fill() {
@@ -149,8 +154,9 @@ type Sim struct {
 	// instant counts events at the current time; past maxPerInstant the
 	// run stops as livelocked (a machine that re-arms a timer for now
 	// would otherwise never let time advance).
-	instant  int
-	livelock bool
+	instant     int
+	livelock    bool
+	interrupted bool
 
 	pool  []*packet
 	parts []partState
@@ -161,7 +167,6 @@ type Sim struct {
 	live    int
 	tw      *trace.Writer
 	started bool
-	stopped bool
 	// violations records machines breaking the contract (writing to an
 	// unknown stream, binding twice, ...), for tests to assert on.
 	violations []string
@@ -392,7 +397,15 @@ func (s *Sim) Run(limit time.Duration) {
 func (s *Sim) RunUntil(done func() bool, limit time.Duration) bool {
 	s.begin()
 	end := spec.SimEpoch.Add(limit)
-	for s.q.len() > 0 && !s.livelock {
+	for s.q.len() > 0 && !s.livelock && !s.interrupted {
+		if s.events&(1<<12-1) == 0 && s.cfg.Stop != nil {
+			select {
+			case <-s.cfg.Stop:
+				s.interrupted = true
+				return false
+			default:
+			}
+		}
 		if s.q.peek() > end {
 			s.now = end
 			return false
@@ -402,11 +415,14 @@ func (s *Sim) RunUntil(done func() bool, limit time.Duration) bool {
 			return true
 		}
 	}
-	if s.now < end && done == nil && !s.livelock {
+	if s.now < end && done == nil && !s.livelock && !s.interrupted {
 		s.now = end
 	}
 	return false
 }
+
+// Stopped reports whether Config.Stop cut the run short.
+func (s *Sim) Stopped() bool { return s.interrupted }
 
 // Idle reports whether nothing is left to happen.
 func (s *Sim) Idle() bool { return s.q.len() == 0 }

@@ -436,6 +436,44 @@ func TestLivelockStopsTheRun(t *testing.T) {
 	}
 }
 
+// ticker wakes every millisecond for ever: a run that only a limit or
+// Stop ends.
+type ticker struct{ n int }
+
+func (t *ticker) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart, spec.InTimer:
+		t.n++
+		out = append(out, spec.SetTimer(1, now.Add(time.Millisecond)))
+	}
+	return out
+}
+
+// Closing Config.Stop ends a run within a few thousand events, wherever
+// its limit is, and the simulator says it was cut short.
+func TestStopInterruptsTheRun(t *testing.T) {
+	stop := make(chan struct{})
+	s := sim.New(sim.Config{Stop: stop})
+	tk := &ticker{}
+	s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return tk }})
+	s.Run(time.Second)
+	if s.Stopped() || tk.n != 1001 {
+		t.Fatalf("before Stop: stopped %v after %d ticks, want a whole second's 1001", s.Stopped(), tk.n)
+	}
+	close(stop)
+	before := tk.n
+	s.Run(1000 * time.Hour)
+	if !s.Stopped() {
+		t.Fatal("Run went on after Stop")
+	}
+	if ran := tk.n - before; ran > 1<<12 {
+		t.Fatalf("%d ticks after Stop, want at most %d", ran, 1<<12)
+	}
+	if s.Now() >= spec.SimEpoch.Add(time.Hour) {
+		t.Fatalf("clock at %v: the run was not cut short", s.Now())
+	}
+}
+
 // A datagram larger than UDP can carry is refused, as a real socket
 // refuses it, and the sender is told it broke the contract.
 func TestOversizeDatagramRefused(t *testing.T) {

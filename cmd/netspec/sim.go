@@ -106,7 +106,23 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	case 2:
 		opt.OnNet = func(ev sim.NetEvent) { observers[0](ev); observers[1](ev) }
 	}
+	// Ctrl-C and SIGTERM stop the simulations: a long sweep, or one
+	// whose flags make it last for ever, ends at once.
+	stop := make(chan struct{})
+	opt.Stop = stop
+	ran := make(chan struct{})
+	defer close(ran)
+	go func() {
+		select {
+		case <-ctx.Done():
+			close(stop)
+		case <-ran:
+		}
+	}()
 	res, err := sc.Run(opt)
+	if ctx.Err() != nil {
+		return fmt.Errorf("sim %s: interrupted (reproduce: %s)", sc.Name(), scenario.Reproduce(sc.Name(), *seed, fs))
+	}
 	if err != nil {
 		return err
 	}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // -v logs every packet the simulated network dropped: as many lines as
@@ -51,5 +54,21 @@ func TestSimLogIsDeterministic(t *testing.T) {
 	}
 	if len(logs[0]) == 0 || !bytes.Equal(logs[0], logs[1]) {
 		t.Fatalf("two runs of one seed logged %d and %d bytes that differ", len(logs[0]), len(logs[1]))
+	}
+}
+
+// Ctrl-C stops a long simulation at once, instead of after the day of
+// virtual time it was asked for.
+func TestSimInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	var stderr bytes.Buffer
+	start := time.Now()
+	code := run(ctx, []string{"sim", "stream", "--duration", "24h", "--clients", "20"}, strings.NewReader(""), io.Discard, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "sim stream: interrupted (reproduce: netspec sim stream") {
+		t.Fatalf("exit %d, stderr %q; want 1 and interrupted", code, stderr.String())
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("took %v to stop", d)
 	}
 }

@@ -22,6 +22,9 @@ type Options struct {
 	// OnNet observes every packet's fate (a pcap writer, a swarm
 	// checker), besides whatever the scenario observes itself.
 	OnNet func(sim.NetEvent)
+	// Stop, closed, interrupts every simulation of the run (Ctrl-C):
+	// they end at once and Run's result is not to be trusted.
+	Stop <-chan struct{}
 }
 
 // NewSim builds the scenario's simulator with the options applied: the
@@ -33,6 +36,9 @@ func (o Options) NewSim(cfg sim.Config) *sim.Sim {
 	}
 	if o.Logger != nil {
 		cfg.Logger = o.Logger
+	}
+	if o.Stop != nil {
+		cfg.Stop = o.Stop
 	}
 	if o.OnNet != nil {
 		if own := cfg.OnNet; own != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,6 +114,9 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 	// The simulator and the servers would refuse these, later.
 	if *size > 1<<30 || *chunk > 16<<20 || *timeout <= 0 {
 		return usagef("lab swarm: --size must be at most 1 GiB, --chunk-size at most 16 MiB and --timeout positive")
+	}
+	if *rate < scenario.MinP2PRate && slices.Contains(modes, "p2p") {
+		return usagef("lab swarm: --rate below %g bit/s: the P2P peers' timers are set for links of 1 Mbit/s and more (--mode cs takes any rate)", scenario.MinP2PRate)
 	}
 	if *logs != "" {
 		if err := os.MkdirAll(*logs, 0o755); err != nil {

@@ -76,6 +76,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"lab", "swarm", "--trees", "17"}, 2},
 		{[]string{"lab", "swarm", "--size", "2000000000"}, 2},
 		{[]string{"lab", "swarm", "--timeout", "0s"}, 2},
+		{[]string{"lab", "swarm", "--rate", "16000"}, 2}, // P2P's timers need faster links
+		{[]string{"sim", "swarm", "--rate", "16000"}, 2},
 		{[]string{"replay"}, 2},
 		{[]string{"replay", "/nonexistent.ndjson"}, 1},
 		{[]string{"replay", "../../conformance/testdata/echo-sim.ndjson", "--node", "nobody"}, 2},

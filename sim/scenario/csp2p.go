@@ -232,6 +232,11 @@ func (w *Swarm) validate() error {
 		return fmt.Errorf("--chunk-size %d out of range [1, 64 MiB]", w.ChunkSize)
 	case !(w.Rate > 0) || math.IsInf(w.Rate, 1) || !(w.ServerRate >= 0) || math.IsInf(w.ServerRate, 1):
 		return errors.New("--rate must be a finite number > 0, --server-rate one >= 0 (0: --rate)")
+	case w.Mode != "cs" && (w.Rate < MinP2PRate || w.ServerRate > 0 && w.ServerRate < MinP2PRate):
+		// Below it a full segment to each peer takes longer than the
+		// peers' 10 s request timeout: they drop the server and redial
+		// for ever (and a run at 1 bit/s grew without bound).
+		return fmt.Errorf("--rate and --server-rate below %g bit/s: the P2P peers' timers (a 10 s request timeout, the trees' stall windows) are set for links of 1 Mbit/s and more, and fail below this; --mode cs takes any rate", MinP2PRate)
 	case w.MTU < 576 || w.MTU > 65535:
 		return fmt.Errorf("--mtu %d out of range [576, 65535]", w.MTU)
 	case !(w.Loss >= 0 && w.Loss < 1):
@@ -247,6 +252,12 @@ func (w *Swarm) validate() error {
 	}
 	return nil
 }
+
+// MinP2PRate is the slowest link, in bit/s, P2P is simulated over. P2P
+// slows down below 1 Mbit/s (at 64 kbit/s a 10 MB file to five peers
+// takes 2.1 times the bound in the trees, 1.2 times pulling) and fails
+// outright at 16 kbit/s.
+const MinP2PRate = 64e3
 
 // DefaultPlot is where the swarm experiment draws its plot unless told.
 func DefaultPlot() string { return filepath.Join(os.TempDir(), "netspec-swarm.png") }

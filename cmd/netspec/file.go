@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -205,6 +206,7 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 	outPath := fs.String("o", "", "write to `PATH` (default: NAME's last element, here; a directory: that name inside it; a device such as /dev/null, or - for standard output: into it as the bytes come, no resume, and an error exit if the SHA-256 then differs)")
 	noResume := fs.Bool("no-resume", false, "ignore PATH.part and download from the start")
 	quiet := fs.Bool("q", false, "no progress")
+	connectTimeout := fs.Duration("connect-timeout", 0, "give up if the server has not answered within this `DURATION` (0: when the transport does, after about 85 s of SYNs)")
 	sf := addSessionFlags(fs)
 	logger := logFlags(fs)
 	tr := traceFlag(fs)
@@ -212,6 +214,9 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 	pos, err := e.parse(fs, args, 2, 2)
 	if err != nil {
 		return err
+	}
+	if *connectTimeout < 0 {
+		return usagef("file get: --connect-timeout must not be negative")
 	}
 	server, err := parseAddr(pos[0], true)
 	if err != nil {
@@ -249,6 +254,18 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 	d.abort = cancel
 	silent := warnIfQuiet(e, "file get", server, sessionPlan)
 	defer silent.stop()
+	// No answer within --connect-timeout ends the run as Ctrl-C does,
+	// and says why; a download under way is never cut by it.
+	var gaveUp atomic.Bool
+	if *connectTimeout > 0 {
+		t := time.AfterFunc(*connectTimeout, func() {
+			if !silent.heard.Load() {
+				gaveUp.Store(true)
+				cancel()
+			}
+		})
+		defer t.Stop()
+	}
 	ccfg := file.ClientConfig{Server: server, Session: sf.config()}
 	r := tr.New("file", "client", ccfg, file.NewClient(ccfg), sf.options(impl.Options{
 		Logger: log,
@@ -262,6 +279,9 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 	r.Command(cmd)
 	r.Command(spec.Command{Name: "exit"})
 	runErr := exitErr(r.Run(rctx))
+	if gaveUp.Load() && !d.done && d.failure == "" {
+		d.failure = fmt.Sprintf("no answer from %s in %v (--connect-timeout)", server, *connectTimeout)
+	}
 	return d.finish(runErr)
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -564,4 +565,31 @@ func TestFileGetLocksItsPart(t *testing.T) {
 		t.Fatalf("after the first let go: %v", err)
 	}
 	unlock2()
+}
+
+// --connect-timeout gives up on a server that never answers, long before
+// the transport's own 85 s of SYNs, and leaves no PATH or PATH.part.
+func TestFileGetConnectTimeout(t *testing.T) {
+	silent, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	out := filepath.Join(t.TempDir(), "x.bin")
+	start := time.Now()
+	code, _, stderr := runCmd("file", "get", silent.LocalAddr().String(), "x.bin", "-o", out, "-q", "--connect-timeout", "300ms")
+	if code != 1 || !strings.Contains(stderr, "no answer from "+silent.LocalAddr().String()+" in 300ms (--connect-timeout)") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("gave up after %v", d)
+	}
+	for _, p := range []string{out, out + ".part"} {
+		if st, err := os.Stat(p); err == nil && st.Size() > 0 {
+			t.Errorf("%s left behind with %d bytes", p, st.Size())
+		}
+	}
+	if code, _, _ := runCmd("file", "get", "127.0.0.1:9", "x", "--connect-timeout", "-1s"); code != 2 {
+		t.Errorf("--connect-timeout -1s: exit %d, want 2", code)
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/rudp"
+	"github.com/netspec/netspec/spec/spectest"
 )
 
 // fuzzFiles is the root of FuzzServer's server and FuzzClient's requests.
@@ -211,20 +212,7 @@ func FuzzDescribe(f *testing.F) {
 	f.Add((&rudp.Packet{Type: rudp.TypeSYN, Src: 9, MSS: 1452, Wnd: 64}).Append(nil))
 	f.Add([]byte("not rudp at all"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		orig := string(b)
-		d := Describe(b)
-		if string(b) != orig {
-			t.Fatalf("Describe changed its input % x to % x", orig, b)
-		}
-		if strings.ContainsAny(d, "\r\n") {
-			t.Fatalf("Describe(% x) is not one line: %q", b, d)
-		}
-		if len(d) > 800 {
-			t.Fatalf("Describe of %d bytes is %d bytes long: %q", len(b), len(d), d)
-		}
-		if again := Describe(b); again != d {
-			t.Fatalf("Describe(% x) gave %q, then %q", b, d, again)
-		}
+		d := spectest.CheckDescribe(t, Describe, b, 800)
 		if r := rudp.Describe(b); !strings.HasPrefix(d, r) {
 			t.Fatalf("Describe(% x) = %q does not start with rudp's %q", b, d, r)
 		}

@@ -532,20 +532,7 @@ func FuzzDescribe(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		orig := string(b)
-		d := Describe(b)
-		if string(b) != orig {
-			t.Fatalf("Describe changed its input %q to %q", orig, b)
-		}
-		if strings.ContainsAny(d, "\r\n") {
-			t.Fatalf("Describe(%q) is not one line: %q", b, d)
-		}
-		if len(d) > 2048 {
-			t.Fatalf("Describe of %d bytes is %d bytes long: %q", len(b), len(d), d)
-		}
-		if again := Describe(b); again != d {
-			t.Fatalf("Describe(%q) gave %q, then %q", b, d, again)
-		}
+		d := spectest.CheckDescribe(t, Describe, b, 2048)
 		// The header lines: up to the first that is not a line of
 		// printable ASCII within 96 bytes.
 		for rest := b; ; {

@@ -265,28 +265,6 @@ func (r *estRig) check() {
 	}
 }
 
-// checkDescribe: Describe(b) is what a timeline shows of b, so, whatever
-// b holds, it is one line (spec.Protocol.Describe), at most max bytes,
-// the same every time, and b is left as it was.
-func checkDescribe(t *testing.T, describe func([]byte) string, b []byte, max int) string {
-	t.Helper()
-	orig := string(b)
-	d := describe(b)
-	if string(b) != orig {
-		t.Fatalf("Describe changed its input % x to % x", orig, b)
-	}
-	if strings.ContainsAny(d, "\r\n") {
-		t.Fatalf("Describe(% x) is not one line: %q", b, d)
-	}
-	if len(d) > max {
-		t.Fatalf("Describe of %d bytes is %d bytes long, limit %d: %q", len(b), len(d), max, d)
-	}
-	if again := describe(b); again != d {
-		t.Fatalf("Describe(% x) gave %q, then %q", b, d, again)
-	}
-	return d
-}
-
 // FuzzDescribe: Describe takes any datagram (doc.go: "It accepts any
 // bytes") and summarises it in one line whose fields are all fixed-size
 // numbers, so it is short whatever arrives: at most 512 bytes (eight
@@ -311,7 +289,7 @@ func FuzzDescribe(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1, 9, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d := checkDescribe(t, Describe, b, 512)
+		d := spectest.CheckDescribe(t, Describe, b, 512)
 		var p Packet
 		if Decode(b, &p) != nil {
 			return

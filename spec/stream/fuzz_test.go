@@ -3,10 +3,10 @@ package stream_test
 import (
 	"bytes"
 	"encoding/binary"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/netspec/netspec/spec/spectest"
 	"github.com/netspec/netspec/spec/stream"
 )
 
@@ -15,13 +15,7 @@ import (
 // or the report blocks of the datagram could make it.
 func checkDescribe(t *testing.T, b []byte) {
 	t.Helper()
-	d := stream.Describe(b)
-	if strings.ContainsAny(d, "\r\n") {
-		t.Fatalf("Describe(% x) is not one line: %q", b, d)
-	}
-	if len(d) > 4*len(b)+128 {
-		t.Fatalf("Describe of %d bytes is %d bytes long: %q", len(b), len(d), d)
-	}
+	spectest.CheckDescribe(t, stream.Describe, b, 4*len(b)+128)
 }
 
 // FuzzDecodeAppData: any bytes as a WELCOME's or a REPORT's APP data

@@ -170,12 +170,23 @@ func FuzzClient(f *testing.F) {
 
 // FuzzTokenAsked: whatever a server sends, the token taken from it is
 // nil or 1 to MaxToken bytes of the datagram without a space, never a
-// panic.
+// panic; and WithoutTokenHint, which chat join shows lines through, only
+// ever removes the instruction: a line it keeps is never longer, and one
+// it edits still holds the rest of what was there.
 func FuzzTokenAsked(f *testing.F) {
 	f.Add([]byte("*** welcome alice: 1 member(s) online; type /ok 1a2b3c4d to hear the chat\n"))
 	f.Add([]byte(hdr(5, 1) + "^token x^\n*** type /ok \n"))
 	f.Add([]byte("type /ok " + strings.Repeat("z", 80)))
+	f.Add([]byte("*** type /ok 1a2b to hear the chat"))
+	f.Add([]byte("*** welcome a: 2 member(s) online; type /ok 1a2b to hear the chat; silence for 3s drops you"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		line := string(b)
+		switch shown, ok := chat.WithoutTokenHint(line); {
+		case !ok && (shown != "" || !strings.HasPrefix(line, "*** type /ok ")):
+			t.Fatalf("WithoutTokenHint(%q) hid the line, showing %q", line, shown)
+		case ok && shown != line && shown != strings.Replace(line, "type /ok "+string(chat.TokenAsked(b))+" to hear the chat; ", "", 1):
+			t.Fatalf("WithoutTokenHint(%q) = %q: more than the instruction went", line, shown)
+		}
 		tok := chat.TokenAsked(b)
 		if tok == nil {
 			return

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/netspec/netspec/impl"
@@ -95,7 +97,7 @@ func csGet(ctx context.Context, e *env, args []string) error {
 		"Downloads the file from a C/S server, prints the time used, the rate and the\n"+
 			"MD5, and saves it to OUTPUT (without -o it is only counted and hashed, as\n"+
 			"it arrives, and not kept).")
-	server := fs.String("s", "10.0.0.1", "the server's `ADDRESS` (the seed's h1)")
+	server := fs.String("s", "10.0.0.1", "the server's `ADDRESS` (the seed's h1; HOST, or HOST:PORT instead of -p)")
 	port := fs.Int("p", cs.DefaultPort, "the server's `PORT`")
 	output := fs.String("o", "", "save the file to `OUTPUT` (written to OUTPUT.part, renamed when complete)")
 	quiet := fs.Bool("q", false, "no progress bar")
@@ -112,7 +114,7 @@ func csGet(ctx context.Context, e *env, args []string) error {
 	if *idle <= 0 {
 		return usagef("cs get: --idle must be positive")
 	}
-	to, err := parseAddr(fmt.Sprintf("%s:%d", swarmHost(*server), *port), true)
+	to, err := swarmDialAddr(*server, *port, "p", flagSet(fs, "p"))
 	if err != nil {
 		return usagef("cs get: %v", err)
 	}
@@ -200,6 +202,23 @@ func swarmListen(ip string, port int) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("bad IP %q", ip)
 	}
 	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
+}
+
+// swarmDialAddr joins -s and the port flag into the server's address. -s
+// may carry the port itself (HOST:PORT, as every other verb's address
+// does); a port flag given as well must agree with it.
+func swarmDialAddr(server string, port int, portFlag string, portSet bool) (netip.AddrPort, error) {
+	if h, p, err := net.SplitHostPort(server); err == nil {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return netip.AddrPort{}, fmt.Errorf("-s %q: want HOST or HOST:PORT with a port between 1 and 65535", server)
+		}
+		if portSet && n != port {
+			return netip.AddrPort{}, fmt.Errorf("-s %s names port %d and -%s %d: give the port once", server, n, portFlag, port)
+		}
+		server, port = h, n
+	}
+	return parseAddr(fmt.Sprintf("%s:%d", swarmHost(server), port), true)
 }
 
 // swarmHost brackets an IPv6 literal so host and port can be joined.

@@ -98,6 +98,36 @@ func TestCSGetFailsCleanly(t *testing.T) {
 	}
 }
 
+// -s takes HOST or HOST:PORT, as every other verb's address does.
+func TestSwarmDialAddr(t *testing.T) {
+	tests := []struct {
+		server  string
+		port    int
+		portSet bool
+		want    string // "" for an error
+	}{
+		{"127.0.0.1", 52000, false, "127.0.0.1:52000"},
+		{"127.0.0.1", 9, true, "127.0.0.1:9"},
+		{"127.0.0.1:7", 52000, false, "127.0.0.1:7"},
+		{"127.0.0.1:7", 7, true, "127.0.0.1:7"},
+		{"127.0.0.1:7", 8, true, ""},
+		{"::1", 52000, false, "[::1]:52000"},
+		{"[::1]:7", 52000, false, "[::1]:7"},
+		{"127.0.0.1:0", 52000, false, ""},
+		{"127.0.0.1:x", 52000, false, ""},
+		{"127.0.0.1:1:2", 52000, false, ""},
+	}
+	for _, tc := range tests {
+		got, err := swarmDialAddr(tc.server, tc.port, "p", tc.portSet)
+		switch {
+		case tc.want == "" && err == nil:
+			t.Errorf("swarmDialAddr(%q, %d, %v) = %v, want an error", tc.server, tc.port, tc.portSet, got)
+		case tc.want != "" && (err != nil || got.String() != tc.want):
+			t.Errorf("swarmDialAddr(%q, %d, %v) = %v, %v; want %s", tc.server, tc.port, tc.portSet, got, err, tc.want)
+		}
+	}
+}
+
 func TestSwarmExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	badINI := filepath.Join(dir, "bad.ini")
@@ -134,6 +164,8 @@ func TestSwarmExitCodes(t *testing.T) {
 		{[]string{"p2p", "get", "-sp", "70000"}, 2},
 		{[]string{"p2p", "get", "-p", "-2"}, 2},
 		{[]string{"p2p", "get", "--max-size", "0"}, 2},
+		{[]string{"cs", "get", "-s", "127.0.0.1:1", "-p", "2"}, 2},
+		{[]string{"p2p", "get", "-s", "127.0.0.1:x"}, 2},
 	}
 	for _, tc := range tests {
 		code, _, stderr := runCmd(tc.args...)

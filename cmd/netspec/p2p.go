@@ -147,7 +147,7 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 			"prints the time used, and keeps serving for --linger. Settings come from the\n"+
 			"[client] section of --config (keys port, ip, server_ip, server_port,\n"+
 			"file_path); flags given on the command line take precedence.")
-	server := fs.String("s", "10.0.0.1", "the server's `ADDRESS` [config: server_ip]")
+	server := fs.String("s", "10.0.0.1", "the server's `ADDRESS` (HOST, or HOST:PORT instead of -sp) [config: server_ip]")
 	serverPort := fs.Int("sp", p2p.DefaultServerPort, "the server's `PORT` [config: server_port]")
 	port := fs.Int("p", p2p.DefaultPeerPort, "serve other peers on `PORT` (0: any free port) [config: port]")
 	output := fs.String("o", "", "save the file to `OUTPUT` once verified (default: memory only) [config: file_path]")
@@ -191,7 +191,7 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	if *serverPort < 1 || *serverPort > 65535 {
 		return usagef("p2p get: -sp must be a port between 1 and 65535")
 	}
-	to, err := parseAddr(fmt.Sprintf("%s:%d", swarmHost(*server), *serverPort), true)
+	to, err := swarmDialAddr(*server, *serverPort, "sp", flagSet(fs, "sp"))
 	if err != nil {
 		return usagef("p2p get: %v", err)
 	}

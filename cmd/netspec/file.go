@@ -323,6 +323,11 @@ func newDownload(e *env, name, out string, quiet bool) (*download, error) {
 			p = filepath.Join(out, path.Base(name))
 		}
 	}
+	if st, err := os.Stat(p); err == nil && st.IsDir() && out != "-" {
+		// Caught now: the rename at the end would fail after the whole
+		// download, and again after every resume.
+		return nil, usagef("file get: %s is a directory: name the file with -o PATH", p)
+	}
 	d := &download{e: e, name: name, path: p, part: p + ".part", quiet: quiet}
 	if out == "-" {
 		d.path, d.part, d.toStdout = "standard output", "", true

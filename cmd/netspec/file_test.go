@@ -505,6 +505,28 @@ func TestFileGetIntoDevice(t *testing.T) {
 	}
 }
 
+// A target that is a directory (get NAME with a directory NAME here, or
+// -o DIR where DIR/NAME is one) is refused before anything is fetched:
+// the final rename would fail, and again after every resume.
+func TestFileGetRefusesDirectoryTarget(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "f.bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{stdout: io.Discard, stderr: io.Discard}
+	t.Chdir(dir)
+	for _, out := range []string{"", dir} {
+		_, err := newDownload(e, "f.bin", out, true)
+		var u *usageError
+		if !errors.As(err, &u) || !strings.Contains(err.Error(), "is a directory") {
+			t.Errorf("-o %s: %v, want a usage error naming the directory", out, err)
+		}
+	}
+	if _, err := newDownload(e, "f.bin", filepath.Join(dir, "g.bin"), true); err != nil {
+		t.Errorf("a fresh path: %v", err)
+	}
+}
+
 // -o - writes the file to standard output, and every message to
 // standard error, so the output is the file's bytes and nothing else.
 func TestFileGetToStdout(t *testing.T) {

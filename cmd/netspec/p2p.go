@@ -48,14 +48,14 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	file := fs.String("f", "", "serve `FILE` (default: generated random bytes) [config: file_path]")
 	config := fs.String("config", "config.ini", "read settings from `FILE` (a missing config.ini is fine)")
 	ip := fs.String("ip", "0.0.0.0", "listen on `IP` [config: ip]")
-	size := fs.Int64("size", cs.DefaultFileSize, "size of the generated file in `BYTES` [config: file_size]")
+	size := fs.Int64("size", cs.DefaultFileSize, "size of the generated file in `BYTES`; ignored with -f, as in the seed [config: file_size]")
 	seed := fs.Uint64("seed", 1, "seed of the generated file and of the server's choices")
 	chunk := fs.Int("chunk-size", p2p.DefaultChunkSize, "chunk size in `BYTES`")
 	rate := fs.String("rate", "", "the uplink's rate, e.g. 10mbit, to pace uploads by (default: pace by acknowledgments)")
 	maxList := fs.Int("max-list", 8, "peers listed in each SHEL")
 	legacy := fs.Bool("legacy", false, "speak only the seed's protocol (no extensions)")
 	expect := fs.Int("expect", 0, "arrange the first `N` peers that join in distribution trees (0: none): faster on clean links, slower with loss (see README)")
-	trees := fs.Int("trees", 2, "with --expect: how many trees, each carrying 1/`D` of the chunks")
+	trees := fs.Int("trees", 2, "with --expect: how many trees, each carrying 1/`D` of the chunks (0: none, every chunk is pulled, as without --expect)")
 	logger := logFlags(fs)
 	tr := traceFlag(fs)
 	defer tr.Close()
@@ -88,8 +88,13 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 		return usagef("p2p serve: --max-list must be at least 1")
 	case *expect < 0 || *expect > 1<<20:
 		return usagef("p2p serve: --expect must be between 0 and %d", 1<<20)
-	case *trees < 1 || *trees > 16:
-		return usagef("p2p serve: --trees must be between 1 and 16")
+	case *trees < 0 || *trees > 16:
+		return usagef("p2p serve: --trees must be between 0 and 16")
+	case *expect == 0 && *trees > 0 && flagSet(fs, "trees"):
+		return usagef("p2p serve: --trees %d needs --expect N, the number of peers to arrange in the trees", *trees)
+	}
+	if *trees == 0 {
+		*expect = 0 // pull every chunk, as sim swarm and lab swarm mean by --trees 0
 	}
 	fspec := cs.FileSpec{Seed: *seed, Size: *size}
 	if tr.Is(*file) {
@@ -125,7 +130,11 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 			switch ev.Name {
 			case "listening":
 				sum := content.MD5()
-				say("p2p: serving %d bytes in %d chunks of %d (md5 %s) on %s\n", content.Size(), content.Chunks(), content.ChunkSize(), hex.EncodeToString(sum[:]), ev.Text)
+				chunks := "chunks"
+				if content.Chunks() == 1 {
+					chunks = "chunk"
+				}
+				say("p2p: serving %d bytes in %d %s of %d (md5 %s) on %s\n", content.Size(), content.Chunks(), chunks, content.ChunkSize(), hex.EncodeToString(sum[:]), ev.Text)
 			case "checked":
 				v := ev.Value.(p2p.Checked)
 				verdict := "verified the file"

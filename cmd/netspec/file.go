@@ -791,6 +791,10 @@ loop:
 				break loop
 			}
 			chatting = chatting || f[0] == "chat"
+			if f[0] == "help" {
+				// The server's menu lists its commands; these are the shell's.
+				print("this shell also takes: get NAME PATH (save as PATH), and the seed's numbers: 1 time, 2 chat, 3 NAME (get), 4 about\n")
+			}
 		case "get":
 			if len(f) < 2 || len(f) > 3 {
 				print("usage: get NAME [PATH]\n")
@@ -804,7 +808,11 @@ loop:
 				print("get: the shell's standard output holds its menu: give a file name\n")
 				continue
 			}
-			d, _ := newDownload(&env{stdin: e.stdin, stdout: e.stdout, stderr: e.stderr}, f[1], out, false)
+			d, err := newDownload(&env{stdin: e.stdin, stdout: e.stdout, stderr: e.stderr}, f[1], out, false)
+			if err != nil {
+				print("%v\n", err)
+				continue
+			}
 			cmd, err := d.command(true)
 			if err != nil {
 				print("%v\n", err)

@@ -324,6 +324,13 @@ func TestFileShellAndChat(t *testing.T) {
 	out.wait(t, "connected to")
 	say("help")
 	out.wait(t, "commands:")
+	out.wait(t, "this shell also takes: get NAME PATH")
+	clash := t.TempDir()
+	if err := os.Mkdir(filepath.Join(clash, "a.bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	say("get a.bin " + clash) // a.bin would land on a directory: refused, the shell goes on
+	out.wait(t, `a\.bin is a directory`)
 	say("1") // the seed's "1": the server's time
 	out.wait(t, `server time: \d{4}-`)
 	say("4")

@@ -457,7 +457,7 @@ func (s *Server) get(ss *session, g getRequest, out []spec.Output) []spec.Output
 	if err := ValidName(g.name); err != nil {
 		s.c.refused++
 		s.reply(ss, StatusError, "refused: "+err.Error())
-		return append(out, spec.Info("file: refused a name", slog.String("peer", ss.peer.String()), slog.String("name", fmt.Sprintf("%q", g.name))))
+		return append(out, spec.Info("file: refused a name", slog.String("peer", ss.peer.String()), slog.String("name", g.name)))
 	}
 	// Stat before Open: opening a FIFO or a device can block the
 	// runner's only goroutine, and with it every session. (The Stat

@@ -80,7 +80,7 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 	chunk := fs.Int("chunk-size", 16384, "P2P chunk size in `bytes`")
 	trees := fs.Int("trees", 2, "P2P: distribution trees the server arranges the peers in (0: none, every chunk is pulled)")
 	rate := fs.Float64("rate", 10e6, "every link's rate in `bit/s`, each direction")
-	mtu := fs.Int("mtu", 9000, "link MTU (the simulator's default; 1500 adds 4.6% of headers)")
+	mtu := fs.Int("mtu", 9000, "link MTU (the simulator's default; at 1500 headers are 4.6% of the bytes on these links, Ethernet, IP and TCP with timestamps, against 0.7% at 9000; the simulator counts 40 bytes a segment, 2.7% and 0.45%)")
 	mode := fs.String("mode", "both", "what to run: cs, p2p or both")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up on one run after this long")
 	noSim := fs.Bool("no-sim", false, "do not run the simulator's prediction")

@@ -71,7 +71,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"sim", "chat", "--clients", "-1"}, 2},
 		{[]string{"sim", "swarm", "--n", "1-2", "--trace", os.DevNull}, 2},
 		{[]string{"sim", "swarm", "--trees", "-1"}, 2},
-		{[]string{"p2p", "serve", "--trees", "0"}, 2},
+		{[]string{"p2p", "serve", "--trees", "2"}, 2}, // trees need --expect
 		{[]string{"p2p", "serve", "--expect", "-1"}, 2},
 		{[]string{"lab", "swarm", "--trees", "17"}, 2},
 		{[]string{"lab", "swarm", "--size", "2000000000"}, 2},
@@ -95,6 +95,14 @@ func TestExitCodes(t *testing.T) {
 		if tc.code == 2 && stderr == "" {
 			t.Errorf("netspec %s: exit 2 with no message", strings.Join(tc.args, " "))
 		}
+	}
+}
+
+// A scenario named after flags is a usage error that says where it goes.
+func TestSimScenarioComesFirst(t *testing.T) {
+	code, _, stderr := runCmd("sim", "--seed", "2", "echo")
+	if code != 2 || !strings.Contains(stderr, "netspec sim echo [flags]") {
+		t.Fatalf("exit %d, stderr %q; want 2 and where the scenario goes", code, stderr)
 	}
 }
 

@@ -54,8 +54,15 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	pcapPath := fs.String("pcap", "", "write every packet the network carried to `FILE` (pcapng, virtual time; faults as comments)")
 	logger := logFlagsAt(fs, true)
 	sc.Flags(fs)
-	if _, err := e.parse(fs, args, 0, 0); err != nil {
+	pos, err := e.parse(fs, args, 0, -1)
+	if err != nil {
 		return err
+	}
+	if len(pos) > 0 {
+		if _, ok := scenario.Find(pos[0]); ok && name == "sim" {
+			return usagef("sim: the scenario comes before its flags: netspec sim %s [flags]", pos[0])
+		}
+		return usagef("%s: unexpected argument %q (see -h)", name, pos[0])
 	}
 	if v, ok := sc.(scenario.Validator); ok {
 		if err := v.Validate(); err != nil {

@@ -75,7 +75,7 @@ func (w *Swarm) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&w.MTU, "mtu", 9000, "link MTU in `bytes`: TCP segments carry MTU-40 bytes of payload")
 	fs.StringVar(&w.Mode, "mode", "both", "what to run: cs, p2p or both")
 	fs.IntVar(&w.Trees, "trees", 2, "P2P: distribution trees the server arranges the N peers in (0: none, every chunk is pulled)")
-	fs.StringVar(&w.Plot, "plot", DefaultPlot(), "write the plot of time against N to `FILE` (.png or .svg; empty: none)")
+	fs.StringVar(&w.Plot, "plot", DefaultPlot(), "write the plot of time against N to `FILE`, its format from its extension (.png, .svg, .pdf, .eps, .jpg, .tif, .tex; empty: none)")
 }
 
 // Defaults fills zero fields with the flag defaults, except Delay: zero
@@ -248,7 +248,7 @@ func (w *Swarm) validate() error {
 	case w.Trees < 0 || w.Trees > 16:
 		return fmt.Errorf("--trees %d out of range [0, 16]", w.Trees)
 	case w.Plot != "" && !slices.Contains(draw.Formats(), plotFormat(w.Plot)):
-		return fmt.Errorf("--plot %q: want a .png or .svg file (formats: %s; empty: no plot)", w.Plot, strings.Join(draw.Formats(), ", "))
+		return fmt.Errorf("--plot %q: want a file ending in .png, .svg or another plot format (%s; empty: no plot)", w.Plot, strings.Join(draw.Formats(), ", "))
 	}
 	return nil
 }

@@ -74,7 +74,7 @@ func TestSwarmPlotCheckedFirst(t *testing.T) {
 	dir := t.TempDir()
 	for _, plot := range []string{filepath.Join(dir, "plot.txt"), filepath.Join(dir, "plot")} {
 		sc := &scenario.Swarm{FileSize: 10_000, N: "1", Plot: plot}
-		if err := sc.Validate(); err == nil || !strings.Contains(err.Error(), ".png or .svg") {
+		if err := sc.Validate(); err == nil || !strings.Contains(err.Error(), ".png, .svg") {
 			t.Errorf("--plot %s: Validate says %v, want a format error", plot, err)
 		}
 	}

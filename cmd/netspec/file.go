@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -102,6 +103,20 @@ func randomSeed() uint64 {
 // socketBuffers are the UDP socket buffer sizes the file verbs ask for.
 const socketBuffers = 4 << 20
 
+// sameUDPPort reports whether binding both a and b would collide: one
+// port (not 0, any free one) on one address, or on a wildcard that
+// covers the other.
+func sameUDPPort(a, b netip.AddrPort) bool {
+	if !a.IsValid() || !b.IsValid() || a.Port() == 0 || a.Port() != b.Port() {
+		return false
+	}
+	x, y := a.Addr().Unmap(), b.Addr().Unmap()
+	covers := func(w, o netip.Addr) bool { // [::] is dual-stack, 0.0.0.0 only IPv4
+		return w.IsUnspecified() && (w.Is6() || o.Is4())
+	}
+	return x == y || covers(x, y) || covers(y, x)
+}
+
 func fileServe(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("file serve", "--addr ADDR --root DIR [flags]",
 		"Serves the files under DIR (symlinks that leave it and names with .. are refused)\n"+
@@ -127,6 +142,8 @@ func fileServe(ctx context.Context, e *env, args []string) error {
 		return usagef("file serve: --root DIR is required")
 	case *maxSessions < 1:
 		return usagef("file serve: --max-sessions must be at least 1")
+	case sameUDPPort(addr.ap, tftpAddr.ap):
+		return usagef("file serve: --tftp %s and --addr %s would share a UDP port: give TFTP its own (69 is its standard port)", tftpAddr.ap, addr.ap)
 	}
 	if err := sf.check("serve"); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,6 +106,8 @@ func TestFileUsage(t *testing.T) {
 		{[]string{"file", "serve", "--addr", "127.0.0.1:0", "--root", root, "--loss", "1.5"}, 2},
 		{[]string{"file", "serve", "--addr", "127.0.0.1:0", "--root", root, "--cc", "vegas"}, 2},
 		{[]string{"file", "serve", "--addr", "127.0.0.1:0", "--root", filepath.Join(root, "missing")}, 2},
+		{[]string{"file", "serve", "--addr", "127.0.0.1:6001", "--root", root, "--tftp", "127.0.0.1:6001"}, 2},
+		{[]string{"file", "serve", "--addr", "6001", "--root", root, "--tftp", "127.0.0.1:6001"}, 2},
 		{[]string{"file", "get", "-h"}, 0},
 		{[]string{"file", "get", "127.0.0.1:9"}, 2},
 		{[]string{"file", "get", "127.0.0.1:9", "../etc/passwd"}, 2},
@@ -509,6 +512,27 @@ func TestFileGetIntoDevice(t *testing.T) {
 	checkFIFO(t, out, got, "hello")
 	if _, err := os.Stat(out + ".part"); !os.IsNotExist(err) {
 		t.Fatalf("left %s.part", out)
+	}
+}
+
+func TestSameUDPPort(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"127.0.0.1:69", "127.0.0.1:69", true},
+		{"127.0.0.1:69", "127.0.0.1:70", false},
+		{"127.0.0.1:0", "127.0.0.1:0", false},
+		{"0.0.0.0:69", "127.0.0.1:69", true},
+		{"127.0.0.2:69", "127.0.0.1:69", false},
+		{"[::]:69", "127.0.0.1:69", true},
+		{"0.0.0.0:69", "[::1]:69", false},
+		{"[::ffff:127.0.0.1]:69", "127.0.0.1:69", true},
+	} {
+		a, b := netip.MustParseAddrPort(tc.a), netip.MustParseAddrPort(tc.b)
+		if got := sameUDPPort(a, b); got != tc.want || sameUDPPort(b, a) != tc.want {
+			t.Errorf("sameUDPPort(%s, %s) = %v, want %v both ways", a, b, got, tc.want)
+		}
 	}
 }
 

@@ -104,7 +104,7 @@ func logFlagsAt(fs *flag.FlagSet, virtual bool) func(e *env) (*slog.Logger, func
 		if *file != "" {
 			f, err := os.OpenFile(*file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 			if err != nil {
-				return nil, nil, usagef("--log: %v", err)
+				return nil, nil, usagef("%s: --log: %v", strings.TrimPrefix(fs.Name(), "netspec "), err)
 			}
 			w, closer = f, func() { f.Close() }
 		}

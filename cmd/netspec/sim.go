@@ -78,7 +78,7 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	if *tracePath != "" {
 		f, err := os.Create(*tracePath)
 		if err != nil {
-			return fmt.Errorf("trace: %w", err)
+			return fmt.Errorf("%s: --trace: %w", name, err)
 		}
 		defer f.Close()
 		opt.Trace = f
@@ -99,7 +99,7 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	if *pcapPath != "" {
 		f, err := os.Create(*pcapPath)
 		if err != nil {
-			return fmt.Errorf("pcap: %w", err)
+			return fmt.Errorf("%s: --pcap: %w", name, err)
 		}
 		defer f.Close()
 		if pw, err = pcap.NewWriter(f); err != nil {

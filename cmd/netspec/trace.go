@@ -190,7 +190,7 @@ func tracePcap(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("trace pcap: %w", err)
 	}
-	return writePcap(pos[1], func(w *pcap.Writer) error {
+	return writePcapAs("trace pcap", pos[1], func(w *pcap.Writer) error {
 		if err := pcap.FromTrace(w, t.Header, t.Records); err != nil {
 			return err
 		}
@@ -203,11 +203,11 @@ func tracePcap(ctx context.Context, e *env, args []string) error {
 	})
 }
 
-// writePcap creates path and fills it with fill.
-func writePcap(path string, fill func(*pcap.Writer) error) error {
+// writePcapAs creates path and fills it with fill; errors name verb.
+func writePcapAs(verb, path string, fill func(*pcap.Writer) error) error {
 	f, err := os.Create(path)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", verb, err)
 	}
 	w, err := pcap.NewWriter(f)
 	if err != nil {

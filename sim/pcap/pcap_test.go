@@ -450,11 +450,19 @@ func TestSocketConnectionLifecycle(t *testing.T) {
 			{Out: "dial", Stream: 1, Addr: "127.0.0.1:8000"},
 			{In: "connected", Stream: 1, Addr: "127.0.0.1:8000"},
 			{Out: "abort", Stream: 1},
-		}, []string{"0>8000 SYN", "8000>0 SYN|ACK", "0>8000 RST|ACK"}},
+		}, []string{"49152>8000 SYN", "8000>49152 SYN|ACK", "49152>8000 RST|ACK"}},
 		{"dial refused", []trace.Record{
 			{Out: "dial", Stream: 1, Addr: "127.0.0.1:8000"},
 			{In: "closed", Stream: 1, Err: "connection refused"},
-		}, []string{"0>8000 SYN", "8000>0 RST|ACK"}},
+		}, []string{"49152>8000 SYN", "8000>49152 RST|ACK"}},
+		{"two dials to one address, kept apart", []trace.Record{
+			{Out: "dial", Stream: 1, Addr: "127.0.0.1:8000"},
+			{Out: "dial", Stream: 2, Addr: "127.0.0.1:8000"},
+			{In: "connected", Stream: 2, Addr: "127.0.0.1:8000"},
+			{In: "connected", Stream: 1, Addr: "127.0.0.1:8000"},
+			{Out: "write", Stream: 1, Text: "a"},
+			{Out: "write", Stream: 2, Text: "b"},
+		}, []string{"49153>8000 SYN", "8000>49153 SYN|ACK", "49152>8000 SYN", "8000>49152 SYN|ACK", "49152>8000 ACK|1B", "49153>8000 ACK|1B"}},
 		{"dial timed out", []trace.Record{
 			{Out: "dial", Stream: 1, Addr: "127.0.0.1:8000"},
 			{In: "closed", Stream: 1, Err: "i/o timeout"},
@@ -463,15 +471,15 @@ func TestSocketConnectionLifecycle(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			frames, _ := captureTrace(t, tc.recs)
 			var got []string
-			isn := map[layers.TCPPort]uint32{}
+			isn := map[[2]layers.TCPPort]uint32{} // by (from, to)
 			for _, f := range frames {
 				got = append(got, tcpFlags(t, f))
 				// Each end's first sequence number is its SYN's, plus one.
 				tcp := gopacket.NewPacket(f.Data, layers.LayerTypeIPv4, gopacket.Default).Layer(layers.LayerTypeTCP).(*layers.TCP)
 				if tcp.SYN {
-					isn[tcp.SrcPort] = tcp.Seq
+					isn[[2]layers.TCPPort{tcp.SrcPort, tcp.DstPort}] = tcp.Seq
 				}
-				if peer, ok := isn[tcp.DstPort]; ok && tcp.ACK && tcp.Ack-peer-1 > 1<<20 {
+				if peer, ok := isn[[2]layers.TCPPort{tcp.DstPort, tcp.SrcPort}]; ok && tcp.ACK && tcp.Ack-peer-1 > 1<<20 {
 					t.Errorf("%s acknowledges %d, not its peer's %d or later", tcpFlags(t, f), tcp.Ack, peer+1)
 				}
 			}

@@ -97,6 +97,7 @@ func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 		seq     map[uint64][2]uint64         // bytes sent, received
 		conn    map[uint64]uint64
 		up      map[uint64]bool // dialed streams that connected
+		dials   int             // dialed streams so far
 	}
 	nodes := map[string]*node{}
 	var id uint64
@@ -119,10 +120,13 @@ func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 			}
 			return a
 		}
-		// A dialed stream's local port is not in the trace; the node's
-		// loopback address with port 0 stands in.
-		anyLocal := func() netip.AddrPort {
-			return netip.AddrPortFrom(loopback(addr), 0)
+		// A dialed stream's local port, the kernel's choice, is not in
+		// the trace: each dial gets its own port from the ephemeral
+		// range, 49152 up, so that readers keep the connections apart
+		// (port 0 merged them, and is no TCP port).
+		ephemeral := func() netip.AddrPort {
+			n.dials++
+			return netip.AddrPortFrom(loopback(addr), uint16(49152+(n.dials-1)%16384))
 		}
 		ev := sim.NetEvent{T: epoch + spec.Time(r.T), Kind: sim.NetDeliver}
 		// emit writes a segment without data (handshake, FIN, RST).
@@ -156,7 +160,7 @@ func fromNodes(w *Writer, epoch spec.Time, recs []trace.Record) error {
 			continue
 		case r.Out == "dial":
 			id++
-			n.streams[r.Stream] = [2]netip.AddrPort{anyLocal(), addr}
+			n.streams[r.Stream] = [2]netip.AddrPort{ephemeral(), addr}
 			n.conn[r.Stream] = id
 			continue
 		case r.In == "connected":

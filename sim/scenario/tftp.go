@@ -140,10 +140,14 @@ type TFTPResult struct {
 // the SHA-256 the server stored), and no block may be sent more than
 // windowsize x (retries+1) times.
 type tftpWatch struct {
-	want      []byte
-	wantSum   string
-	window    int
-	h         map[string]hash.Hash // per client, the download in progress
+	want    []byte
+	wantSum string
+	window  int
+	h       map[string]hash.Hash // per client, the download in progress
+	// started is when each client's transfer in progress was asked for:
+	// the commands are all given at the start, and a client runs them one
+	// at a time, each as the one before ends. A transfer's time is from
+	// its request, not its first DATA (an empty file's was 0).
 	started   map[string]spec.Time
 	stored    map[string]string // uploaded name -> SHA-256 the server stored
 	sends     map[netip.AddrPort]map[uint16]int
@@ -165,6 +169,14 @@ func (w *tftpWatch) unsafe(format string, a ...any) {
 	}
 }
 
+// since is when client's transfer in progress was asked for.
+func (w *tftpWatch) since(client string) spec.Time {
+	if t, ok := w.started[client]; ok {
+		return t
+	}
+	return spec.SimEpoch
+}
+
 func (w *tftpWatch) event(n *sim.Node, now spec.Time, ev spec.Event) {
 	if n.Name == "server" {
 		if t, ok := ev.Value.(tftp.Transfer); ok && ev.Name == "transfer-done" && t.Op == "put" {
@@ -178,7 +190,6 @@ func (w *tftpWatch) event(n *sim.Node, now spec.Time, ev spec.Event) {
 	switch ev.Name {
 	case "file-start":
 		w.h[n.Name] = sha256.New()
-		w.started[n.Name] = now
 	case "data":
 		if h := w.h[n.Name]; h != nil {
 			h.Write(ev.Data)
@@ -202,12 +213,14 @@ func (w *tftpWatch) event(n *sim.Node, now spec.Time, ev spec.Event) {
 		if w.onDone != nil {
 			w.onDone(n.Name, v.Op, exact, now)
 		}
+		w.started[n.Name] = now
 	case "file-error":
 		delete(w.h, n.Name)
 		if w.onError != nil {
 			v := ev.Value.(tftp.FileError)
 			w.onError(n.Name, v.Op, ev.Text)
 		}
+		w.started[n.Name] = now
 	}
 }
 
@@ -256,7 +269,7 @@ func (t *TFTP) Run(opt Options) (Result, error) {
 	res := TFTPResult{Seed: opt.Seed}
 	w := newTFTPWatch(want, t.Windowsize)
 	w.onDone = func(client, op string, exact bool, at spec.Time) {
-		d := at.Sub(w.started[client])
+		d := at.Sub(w.since(client))
 		tr := TFTPTransfer{Client: client, Op: op, Exact: exact, Time: d}
 		if d > 0 {
 			tr.Goodput = float64(t.Size) * 8 / d.Seconds()

@@ -98,6 +98,15 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// stream serve ADDR (--addr forgotten) says where the address goes, not
+// that it is a bad delay.
+func TestStreamServeAddressAsArgument(t *testing.T) {
+	code, _, stderr := runCmd("stream", "serve", "127.0.0.1:5005")
+	if code != 2 || !strings.Contains(stderr, "--addr 127.0.0.1:5005") {
+		t.Fatalf("exit %d, stderr %q; want 2 and the --addr hint", code, stderr)
+	}
+}
+
 // A scenario named after flags is a usage error that says where it goes.
 func TestSimScenarioComesFirst(t *testing.T) {
 	code, _, stderr := runCmd("sim", "--seed", "2", "echo")

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -155,6 +156,9 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 			return usagef("stream serve: the delay is given twice (--delay and the argument %q): give one", pos[0])
 		}
 		if delay.d, err = parseDelay(pos[0]); err != nil {
+			if _, aerr := netip.ParseAddrPort(pos[0]); aerr == nil && !addr.ap.IsValid() {
+				return usagef("stream serve: the argument is the delay; give the address as --addr %s", pos[0])
+			}
 			return usagef("stream serve: %v", err)
 		}
 	}

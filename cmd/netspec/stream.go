@@ -404,6 +404,6 @@ func renderStats(w io.Writer, st *stream.Stats) error {
 	// The seed's closing lines.
 	fmt.Fprintf(w, "Total sum of received data: %d\nTotal packets received: %d\nTotal packets lost: %d\nPackets out of order: %d\n",
 		st.Sum, st.Packets, lost, st.Reordered)
-	fmt.Fprintf(w, "duplicates %d, joins %d (rejoins %d), reports sent %d\n", st.Duplicates, st.Joins, st.Rejoins, st.Reports)
+	fmt.Fprintf(w, "duplicates %d, joins begun %d (rejoins %d), reports sent %d\n", st.Duplicates, st.Joins, st.Rejoins, st.Reports)
 	return nil
 }

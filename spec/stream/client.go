@@ -175,9 +175,11 @@ type Stats struct {
 	Sum        uint64 `json:"sum"`
 	Duplicates uint64 `json:"duplicates"`
 	Reordered  uint64 `json:"reordered"`
-	Joins      int    `json:"joins"`
-	Rejoins    int    `json:"rejoins"`
-	Reports    uint64 `json:"reports"`
+	// Joins counts joins begun (answered or not), Rejoins those after
+	// the stream went silent.
+	Joins   int    `json:"joins"`
+	Rejoins int    `json:"rejoins"`
+	Reports uint64 `json:"reports"`
 	// Sources has one entry per server SSRC heard, oldest first.
 	Sources []SourceStats `json:"sources"`
 	// Ended says why the session ended: count, duration, stop, server bye,

@@ -500,8 +500,12 @@ func (w *Swarm) table(r SwarmResult) Table {
 	seedSetup := r.FileSize == cs.DefaultFileSize && r.Rate == 10e6 && r.ServerRate == 10e6 && r.Delay == 5*time.Millisecond
 	for _, row := range r.Rows {
 		sc, sp := "-", "-"
-		if seedSetup && row.N <= len(seedCS) {
-			sc, sp = fmt.Sprintf("%.1f", seedCS[row.N-1]), fmt.Sprintf("%.1f", seedP2P[row.N-1])
+		// The seed's figures beside the runs they compare with only.
+		if seedSetup && row.N <= len(seedCS) && row.CS != nil {
+			sc = fmt.Sprintf("%.1f", seedCS[row.N-1])
+		}
+		if seedSetup && row.N <= len(seedP2P) && row.P2P != nil {
+			sp = fmt.Sprintf("%.1f", seedP2P[row.N-1])
 		}
 		t.Rows = append(t.Rows, []string{
 			strconv.Itoa(row.N),

@@ -62,7 +62,11 @@ func TestLabSwarmSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const factor = 1.5
+	// Quiet, lab and sim agree within 2%; 1.5 once tripped on this
+	// shared machine at a load average of 8 (real processes on 2 cores,
+	// where the simulator's clock is virtual). 2 still catches a
+	// simulator or a lab off by a factor.
+	const factor = 2.0
 	for _, r := range rows {
 		for mode, x := range map[string]*labTiming{"cs": r.CS, "p2p": r.P2P} {
 			if x.Failed != "" {

@@ -98,11 +98,15 @@
 // (DATA is read from the file only then), so the file service's own
 // memory is bounded, per session, by SendBuffer plus one frame and
 // MaxQueued requests of at most 64 KiB, whatever a client asks for, and
-// a slow client slows only itself. The session under it (spec/rudp)
-// keeps its unacknowledged packets too: measured, 64 sessions that never
-// acknowledge took a server from 18 to 169 MB, about 2.4 MB each, so
-// MaxSessions (1024) bounds a server at about 2.5 GB, and the
-// per-address limit keeps one host to a small share of that. The console's "say" command sends CHAT to every session
+// a slow client slows only itself. DATA has a tighter budget that grows
+// as the client acknowledges: two frames plus twice the bytes
+// acknowledged, up to SendBuffer, so that it reaches SendBuffer within a
+// few round trips of a real download, while a session whose client takes
+// nothing holds one or two frames (TestGetBudgetGrowsWithAcknowledgments).
+// Before, 1,088 sessions that each asked for a large file and never
+// acknowledged held a server at 1.1 GB, about 1 MB each; the session
+// under it (spec/rudp) keeps its unacknowledged packets, the same bytes.
+// MaxSessions (1024) and the per-address limit (64) bound the rest. The console's "say" command sends CHAT to every session
 // in chat mode (after "chat", until "exitchat"); SAY lines are reported
 // as "say" events.
 package file

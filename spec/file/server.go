@@ -100,6 +100,7 @@ type session struct {
 	chatting bool
 	eof      bool // the client closed its side
 	closing  bool
+	written  int64 // bytes written to the session (its acknowledged ones are written - Buffered)
 }
 
 type request struct {
@@ -217,7 +218,7 @@ func (s *Server) command(cmd spec.Command, out []spec.Output) []spec.Output {
 	for _, id := range s.order {
 		if ss := s.sessions[id]; ss.chatting && !ss.closing {
 			n++
-			_ = s.ep.Write(id, appendFrame(nil, FrameChat, []byte(text)))
+			s.write(ss, appendFrame(nil, FrameChat, []byte(text)))
 		}
 	}
 	if n == 0 {
@@ -324,7 +325,7 @@ func (s *Server) reply(ss *session, status byte, text string) {
 	if len(text) > MaxControl-1 {
 		text = text[:MaxControl-1]
 	}
-	_ = s.ep.Write(ss.id, appendFrame(nil, FrameReply, []byte{status}, []byte(text)))
+	s.write(ss, appendFrame(nil, FrameReply, []byte{status}, []byte(text)))
 }
 
 // request answers one request; a GET starts a transfer.
@@ -500,7 +501,7 @@ func (s *Server) get(ss *session, g getRequest, out []spec.Output) []spec.Output
 // begin sends the FILE header of a transfer whose start is decided.
 func (s *Server) begin(ss *session, out []spec.Output) []spec.Output {
 	x := ss.xfer
-	_ = s.ep.Write(ss.id, appendFrame(nil, FrameFile, u64(uint64(x.size)), u64(uint64(x.start)), []byte(x.name)))
+	s.write(ss, appendFrame(nil, FrameFile, u64(uint64(x.size)), u64(uint64(x.start)), []byte(x.name)))
 	return append(out, spec.Info("file: sending", slog.String("peer", ss.peer.String()), slog.String("name", x.name),
 		slog.Int64("size", x.size), slog.Int64("from", x.start)))
 }
@@ -562,6 +563,26 @@ func (s *Server) verify(out []spec.Output) []spec.Output {
 	return out
 }
 
+// write queues b on session ss.
+func (s *Server) write(ss *session, b []byte) {
+	if s.ep.Write(ss.id, b) == nil {
+		ss.written += int64(len(b))
+	}
+}
+
+// budget is how many unacknowledged bytes session ss may hold while it
+// is sent a file: two DATA frames, plus twice what its peer has
+// acknowledged, up to SendBuffer. A client that takes what it is sent
+// reaches SendBuffer after about as many bytes (a few round trips), as a
+// congestion window grows in slow start; one that acknowledges nothing
+// (an attacker holding sessions open with a GET each) holds two frames,
+// not SendBuffer. Replies keep the whole SendBuffer: requests are
+// pipelined, and MaxQueued of them wait behind the buffer.
+func (s *Server) budget(ss *session) int {
+	acked := ss.written - int64(s.ep.Buffered(ss.id))
+	return int(min(int64(s.cfg.SendBuffer), 2*int64(FrameHeaderLen+s.cfg.Chunk)+2*acked))
+}
+
 // fill tops up a sending transfer's session with DATA frames, and ends
 // the transfer with END once the whole file is queued; a session with
 // no transfer answers its queued requests as far as it has room.
@@ -578,7 +599,7 @@ func (s *Server) fill(ss *session, out []spec.Output) []spec.Output {
 		return out
 	}
 	for x.pos < x.size {
-		room := s.cfg.SendBuffer - s.ep.Buffered(ss.id)
+		room := s.budget(ss) - s.ep.Buffered(ss.id)
 		n := int(min(int64(s.cfg.Chunk), x.size-x.pos))
 		if room < n {
 			return out
@@ -593,7 +614,7 @@ func (s *Server) fill(ss *session, out []spec.Output) []spec.Output {
 		x.h.Write(buf[FrameHeaderLen:])
 		x.pos += int64(n)
 		s.c.bytes += uint64(n)
-		_ = s.ep.Write(ss.id, buf)
+		s.write(ss, buf)
 	}
 	// The digest covers the bytes sent; they are one version of the
 	// file only if it did not change meanwhile (a file rewritten in
@@ -604,7 +625,7 @@ func (s *Server) fill(ss *session, out []spec.Output) []spec.Output {
 		return out
 	}
 	var sum [32]byte
-	_ = s.ep.Write(ss.id, appendFrame(nil, FrameEnd, x.h.Sum(sum[:0])))
+	s.write(ss, appendFrame(nil, FrameEnd, x.h.Sum(sum[:0])))
 	s.c.served++
 	out = append(out, spec.Emit(spec.Event{Name: "served", Text: x.name, Value: Served{Peer: ss.peer.String(), Name: x.name, Size: x.size, From: x.start}}))
 	s.endTransfer(ss)

@@ -314,8 +314,8 @@ func (c *Client) datagram(now spec.Time, cx *clientXfer, in spec.Input, out []sp
 	if in.Addr.Addr().Unmap() != c.cfg.Server.Addr().Unmap() || (locked && in.Addr != cx.x.peer) {
 		c.st.unknownTID++
 		out = append(out, spec.Debug("tftp: datagram from an unknown transfer ID", slog.String("from", in.Addr.String())))
-		if p.Op != OpERROR {
-			out = append(out, errorTo(cx.x.sock, in.Addr, ErrUnknownTID, "unknown transfer ID"))
+		if b, _ := fitError(ErrUnknownTID, "unknown transfer ID", len(in.Data)); b != nil && p.Op != OpERROR {
+			out = append(out, spec.Send(cx.x.sock, in.Addr, b))
 		}
 		return out
 	}

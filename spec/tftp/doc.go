@@ -46,7 +46,8 @@
 // answer's source, or its firewall, would drop). The two ports are
 // the transfer's IDs (TIDs): each end then talks only to the other's,
 // answers a datagram from any other port with ERROR 5 (never an ERROR
-// with an ERROR) and goes on. A read, without options, then a write:
+// with an ERROR, and never one larger than the datagram, shortened as
+// refusals are below: a forged 4-byte ACK gets nothing) and goes on. A read, without options, then a write:
 //
 //	client                          server
 //	RRQ "f" octet         ──▶  69

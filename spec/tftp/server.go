@@ -444,16 +444,12 @@ func (s *Server) refuse(to netip.AddrPort, code ErrCode, msg string, out []spec.
 	// ("access violation": clients print the text, and an empty one
 	// tells a user nothing), or else the code alone; a request shorter
 	// than even that gets nothing.
-	b := AppendError(nil, code, msg)
-	if s.reqSize > 0 && len(b) > s.reqSize {
-		// Code 0's name, "not defined", says nothing: it goes bare.
-		if b = AppendError(b[:0], code, code.String()); len(b) > s.reqSize || code == ErrUndefined {
-			b = AppendError(b[:0], code, "")
-		}
-		if len(b) > s.reqSize {
-			s.c.errorsDropped++
-			return out
-		}
+	b, fits := fitError(code, msg, s.reqSize)
+	switch {
+	case b == nil:
+		s.c.errorsDropped++
+		return out
+	case !fits:
 		s.c.errorsShortened++
 	}
 	return append(out, spec.SendFrom(sockMain, s.local, to, b))
@@ -593,8 +589,8 @@ func (s *Server) datagram(now spec.Time, sx *serverXfer, in spec.Input, out []sp
 		// on. Errors are never answered with errors.
 		s.st.unknownTID++
 		out = append(out, spec.Debug("tftp: datagram from an unknown transfer ID", slog.String("from", in.Addr.String())))
-		if p.Op != OpERROR {
-			out = append(out, errorTo(sx.x.sock, in.Addr, ErrUnknownTID, "unknown transfer ID"))
+		if b, _ := fitError(ErrUnknownTID, "unknown transfer ID", len(in.Data)); b != nil && p.Op != OpERROR {
+			out = append(out, spec.Send(sx.x.sock, in.Addr, b))
 		}
 		return out
 	}

@@ -286,15 +286,28 @@ func TestServerLimits(t *testing.T) {
 	}
 }
 
-// A datagram from another port gets ERROR 5 and the transfer goes on;
-// an ERROR from the client ends it.
+// A datagram from another port gets ERROR 5, never larger than itself
+// (a stranger's 4-byte ACK drew 24 bytes: forged, from a victim's
+// address, an amplifier), and the transfer goes on; an ERROR from the
+// client ends it.
 func TestServerUnknownTID(t *testing.T) {
 	b := newBench(t, tftp.ServerConfig{})
 	sock := sends(b.request(client, rrq("a.bin")))[0].Sock
 	stranger := netip.MustParseAddrPort("10.0.0.9:40001")
-	out := sends(b.to(sock, stranger, ack(1)))
-	if len(out) != 1 || out[0].Addr != stranger || decode(t, out[0].Data).Code != tftp.ErrUnknownTID {
-		t.Fatalf("stranger got %v, want ERROR 5", out)
+	if out := sends(b.to(sock, stranger, ack(1))); len(out) != 0 {
+		t.Fatalf("a stranger's 4-byte ACK drew %v: no ERROR fits in 4 bytes", out)
+	}
+	big := append(tftp.AppendData(nil, 1), make([]byte, 512)...)
+	out := sends(b.to(sock, stranger, big))
+	if len(out) != 1 || out[0].Addr != stranger || len(out[0].Data) > len(big) {
+		t.Fatalf("stranger got %v, want one ERROR 5 of at most %d bytes", out, len(big))
+	}
+	if p := decode(t, out[0].Data); p.Code != tftp.ErrUnknownTID || p.Msg != "unknown transfer ID" {
+		t.Fatalf("stranger got %+v, want ERROR 5 with its message", p)
+	}
+	data := append(tftp.AppendData(nil, 1), 'x') // 5 bytes: room for the code alone
+	if out := sends(b.to(sock, stranger, data)); len(out) != 1 || len(out[0].Data) != 5 || decode(t, out[0].Data).Code != tftp.ErrUnknownTID {
+		t.Fatalf("a 5-byte DATA drew %v, want a bare ERROR 5", out)
 	}
 	if out := sends(b.to(sock, stranger, tftp.AppendError(nil, 0, "x"))); len(out) != 0 {
 		t.Fatalf("an ERROR from a stranger was answered")

@@ -110,7 +110,7 @@ func (w *world) observe(cfg *sim.Config) {
 				cv.cur.done = true
 			} else {
 				fe := ev.Value.(tftp.FileError)
-				cv.cur.err, cv.cur.code = fe.Err, fe.Code
+				cv.cur.err, cv.cur.code = ev.Text, fe.Code // Err, the server's text, may be empty
 			}
 			cv.cur = nil
 		}

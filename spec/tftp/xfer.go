@@ -304,6 +304,27 @@ func (x *xfer) expire(now spec.Time, out []spec.Output) ([]spec.Output, error) {
 }
 
 // errorTo returns an ERROR datagram from sock.
+// fitError is an ERROR packet of at most limit bytes (limit <= 0: any
+// size), for a source that is not validated, so that forged datagrams
+// never draw more bytes than they carry: with msg if it fits, else with
+// the code's name ("access violation": clients print the text, and an
+// empty one tells a user nothing; code 0's "not defined" says nothing
+// and goes bare), else with no text; nil if not even that fits. fits
+// reports whether msg went in whole.
+func fitError(code ErrCode, msg string, limit int) (b []byte, fits bool) {
+	b = AppendError(nil, code, msg)
+	if limit <= 0 || len(b) <= limit {
+		return b, true
+	}
+	if b = AppendError(b[:0], code, code.String()); len(b) > limit || code == ErrUndefined {
+		b = AppendError(b[:0], code, "")
+	}
+	if len(b) > limit {
+		return nil, false
+	}
+	return b, false
+}
+
 func errorTo(sock spec.Sock, to netip.AddrPort, code ErrCode, msg string) spec.Output {
 	return spec.Send(sock, to, AppendError(nil, code, msg))
 }

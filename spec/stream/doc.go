@@ -119,10 +119,13 @@
 //
 // # Limits
 //
-// HELLOs and ECHOs pass a token bucket of JoinRate per second (burst
-// JoinRate); MaxSubscribers bounds the subscribers, and a validated join
-// beyond it gets a REFUSE. Hitting either logs one warning line a second
-// saying how many were dropped. Every dropped datagram is counted
+// Challenges (answers to HELLOs, and to ECHOs whose cookie fails) take a
+// token from a bucket of JoinRate per second (burst JoinRate), and joins
+// whose cookie checks out from another of the same size: forged HELLOs
+// that empty the first never keep out a receiver that proved its address.
+// MaxSubscribers bounds the subscribers, and a validated join beyond it
+// gets a REFUSE. Hitting any limit logs one warning line a second saying
+// how many were dropped since the last. Every dropped datagram is counted
 // (Counters) and logged at debug level.
 //
 // # Server states

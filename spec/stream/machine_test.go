@@ -170,6 +170,45 @@ func TestServerJoinRateLimit(t *testing.T) {
 	}
 }
 
+// A flood of HELLOs that empties the challenge bucket does not keep out
+// a receiver that already holds a good cookie: validated joins have a
+// bucket of their own (they shared one, so that forged HELLOs at the
+// join rate locked every listener out).
+func TestServerValidatedJoinsHaveTheirOwnBucket(t *testing.T) {
+	r := newServerRig(t, stream.ServerConfig{JoinRate: 5})
+	ch, _ := stream.DecodeControl(sends(r.datagram(alice, stream.EncodeJoin(7, "cn", nil)), alice)[0])
+	for i := range 50 { // forged HELLOs, from everywhere
+		from := netip.AddrPortFrom(bob.Addr(), uint16(1000+i))
+		r.datagram(from, stream.EncodeJoin(uint32(i), "cn", nil))
+	}
+	got := sends(r.datagram(alice, stream.EncodeJoin(7, "cn", ch.App.Data)), alice)
+	if c, _ := stream.DecodeControl(got[0]); len(got) != 1 || c.App == nil || c.App.Subtype != stream.AppWelcome {
+		t.Fatalf("a good cookie after a HELLO flood drew %v, want a welcome", got)
+	}
+	// Validated joins are limited too, apart.
+	r2 := newServerRig(t, stream.ServerConfig{JoinRate: 2, MaxSubscribers: 10})
+	var echoes [][]byte
+	var froms []netip.AddrPort
+	for i := range 4 { // two challenged, two over the limit
+		from := netip.AddrPortFrom(alice.Addr(), uint16(2000+i))
+		if got := sends(r2.datagram(from, stream.EncodeJoin(uint32(i), "cn", nil)), from); len(got) == 1 {
+			c, _ := stream.DecodeControl(got[0])
+			echoes, froms = append(echoes, stream.EncodeJoin(uint32(i), "cn", c.App.Data)), append(froms, from)
+		}
+	}
+	if len(echoes) != 2 {
+		t.Fatalf("%d HELLOs challenged, want 2", len(echoes))
+	}
+	r2.at(time.Second) // both buckets full again
+	for i := range 3 {
+		from, echo := froms[i%2], echoes[i%2]
+		r2.datagram(from, echo)
+	}
+	if cs := counters(r2.m); cs["subscribed"] != 2 || cs["validated_join_rate_limited"] != 1 || cs["join_rate_limited"] != 2 {
+		t.Fatalf("counters %v; want 2 subscribed, 1 validated join and 2 HELLOs over the limits", cs)
+	}
+}
+
 func counters(m spec.Machine) map[string]uint64 {
 	c := map[string]uint64{}
 	for _, k := range m.(spec.Inspector).Counters() {

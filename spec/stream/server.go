@@ -27,8 +27,11 @@ type ServerConfig struct {
 	ReportInterval time.Duration `json:"reportInterval,omitempty"`
 	ExpireAfter    int           `json:"expireAfter,omitempty"`
 	// MaxSubscribers bounds the subscribers (default 1024); JoinRate
-	// bounds HELLOs and ECHOs handled per second, with a burst of as many
-	// (default 200).
+	// bounds, per second and with a burst of as many (default 200), the
+	// challenges sent (to HELLOs, and ECHOs whose cookie fails) and,
+	// apart, the joins whose cookie checks out: a flood of HELLOs from
+	// forged addresses cannot keep a receiver that proved its address
+	// out.
 	MaxSubscribers int `json:"maxSubscribers,omitempty"`
 	JoinRate       int `json:"joinRate,omitempty"`
 	// CookieLifetime is how long a challenge cookie stays good (default
@@ -141,12 +144,11 @@ type Server struct {
 	subs   []*subscriber
 	byAddr map[netip.AddrPort]int
 
-	tokens     int64 // join bucket, in 1e-9 joins
-	lastRefill spec.Time
-	expireAt   spec.Time
+	challengeBucket, joinBucket bucket
+	expireAt                    spec.Time
 
-	warnFull, warnRate warnLimiter
-	c                  serverCounters
+	warnFull, warnRate, warnJoinRate warnLimiter
+	c                                serverCounters
 	// local is the Local of the datagram being handled: a subscriber is
 	// sent to from the address its join and reports were sent to.
 	local netip.Addr
@@ -156,6 +158,7 @@ type serverCounters struct {
 	datagrams, malformed, notControl, portZero   uint64
 	hellos, echoes, challenges, tooSmall         uint64
 	cookieBad, cookieExpired, rateLimited        uint64
+	joinsRateLimited                             uint64
 	subscribed, resubscribed, refused            uint64
 	reports, reportsStranger, reportsBadToken    uint64
 	byes, expired, ticks, sent, slips, unhandled uint64
@@ -173,7 +176,6 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg:    cfg,
 		jar:    newCookieJar(key, cfg.CookieLifetime),
 		byAddr: map[netip.AddrPort]int{},
-		tokens: int64(cfg.JoinRate) * int64(time.Second),
 	}
 }
 
@@ -201,6 +203,7 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "cookie_bad", Value: c.cookieBad},
 		{Name: "cookie_expired", Value: c.cookieExpired},
 		{Name: "join_rate_limited", Value: c.rateLimited},
+		{Name: "validated_join_rate_limited", Value: c.joinsRateLimited},
 		{Name: "subscribed", Value: c.subscribed},
 		{Name: "resubscribed", Value: c.resubscribed},
 		{Name: "refused_full", Value: c.refused},
@@ -285,7 +288,8 @@ func (s *Server) begin(now spec.Time, addr netip.AddrPort, out []spec.Output) []
 	s.addr = addr
 	s.running = true
 	s.origin, s.start, s.next = now, now, 0
-	s.lastRefill = now
+	s.challengeBucket = newBucket(s.cfg.JoinRate, now)
+	s.joinBucket = newBucket(s.cfg.JoinRate, now)
 	return append(out,
 		spec.Info("UDP server up and streaming", slog.String("addr", addr.String()), slog.Duration("delay", s.cfg.Delay),
 			slog.String("ssrc", fmt.Sprintf("%08x", s.ssrc)), slog.Uint64("seq0", uint64(s.seq0))),
@@ -349,18 +353,27 @@ func (s *Server) tick(now spec.Time, out []spec.Output) []spec.Output {
 	return append(out, spec.SetTimer(timerTick, s.due(s.next)))
 }
 
-// allowJoin takes a token from the join bucket.
-func (s *Server) allowJoin(now spec.Time) bool {
-	rate := int64(s.cfg.JoinRate)
-	capacity := rate * int64(time.Second)
-	if el := now.Sub(s.lastRefill); el > 0 {
-		s.tokens = min(capacity, s.tokens+int64(min(el, time.Second))*rate)
+// bucket is a token bucket of rate tokens a second and as many deep.
+type bucket struct {
+	rate   int64
+	tokens int64 // in 1e-9 tokens
+	last   spec.Time
+}
+
+func newBucket(rate int, now spec.Time) bucket {
+	return bucket{rate: int64(rate), tokens: int64(rate) * int64(time.Second), last: now}
+}
+
+// take takes a token if there is one.
+func (b *bucket) take(now spec.Time) bool {
+	if el := now.Sub(b.last); el > 0 {
+		b.tokens = min(b.rate*int64(time.Second), b.tokens+int64(min(el, time.Second))*b.rate)
 	}
-	s.lastRefill = now
-	if s.tokens < int64(time.Second) {
+	b.last = now
+	if b.tokens < int64(time.Second) {
 		return false
 	}
-	s.tokens -= int64(time.Second)
+	b.tokens -= int64(time.Second)
 	return true
 }
 
@@ -416,16 +429,16 @@ func (s *Server) datagram(now spec.Time, in spec.Input, out []spec.Output) []spe
 // join handles a HELLO (cookie nil) or an ECHO. Before the cookie checks
 // out the only answer is a CHALLENGE no larger than the join itself.
 func (s *Server) join(now spec.Time, from netip.AddrPort, size int, ctl Control, cookie []byte, out []spec.Output) []spec.Output {
-	if !s.allowJoin(now) {
-		s.c.rateLimited++
-		if msg, ok := s.warnRate.hit(now); ok {
-			out = append(out, spec.Warn("stream: join rate limit hit, dropping joins", slog.Int("joinsPerSecond", s.cfg.JoinRate), slog.Uint64("dropped", msg)))
-		}
-		return s.drop(out, "join over the rate limit", from, nil)
-	}
 	if cookie != nil {
 		switch s.jar.check(now, from, ctl.SSRC, cookie) {
 		case cookieOK:
+			if !s.joinBucket.take(now) {
+				s.c.joinsRateLimited++
+				if n, ok := s.warnJoinRate.hit(now); ok {
+					out = append(out, spec.Warn("stream: join rate limit hit, dropping validated joins", slog.Int("joinsPerSecond", s.cfg.JoinRate), slog.Uint64("dropped", n)))
+				}
+				return s.drop(out, "validated join over the rate limit", from, nil)
+			}
 			return s.subscribe(now, from, ctl, out)
 		case cookieExpired:
 			s.c.cookieExpired++
@@ -434,6 +447,13 @@ func (s *Server) join(now spec.Time, from netip.AddrPort, size int, ctl Control,
 			s.c.cookieBad++
 			out = append(out, spec.Debug("stream: bad cookie, challenging again", slog.String("from", from.String())))
 		}
+	}
+	if !s.challengeBucket.take(now) {
+		s.c.rateLimited++
+		if n, ok := s.warnRate.hit(now); ok {
+			out = append(out, spec.Warn("stream: challenge rate limit hit, dropping HELLOs", slog.Int("challengesPerSecond", s.cfg.JoinRate), slog.Uint64("dropped", n)))
+		}
+		return s.drop(out, "join over the challenge rate limit", from, nil)
 	}
 	ch := EncodeChallenge(s.ssrc, s.cname, s.jar.cookie(now, from, ctl.SSRC))
 	if len(ch) > size {

@@ -44,7 +44,8 @@
 // round trip measured before the session queued any data: the server's
 // first RTT sample (1 ms if the age is 0: the clock is too coarse to say
 // more than that). If it has no room
-// (MaxSessions, MaxPerAddr) it answers with an 8-byte RST "busy".
+// (MaxSessions, MaxPerAddr) it answers with an 8-byte RST "busy", and
+// logs a warning at most once a second counting the refusals.
 //
 // SEG (both directions, once the handshake is done), 24 bytes plus
 // 8 per SACK block, 32 for a cookie echo, and the payload:

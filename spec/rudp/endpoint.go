@@ -89,6 +89,11 @@ type Endpoint struct {
 	evHead int
 	pkt    Packet
 	c      counters
+	// busy rate-limits the warning that session limits refuse SYNs:
+	// when it was last logged, and the refusals since.
+	busyLogged spec.Time
+	busyCount  uint64
+	busyArmed  bool
 }
 
 type tombEntry struct {
@@ -475,14 +480,31 @@ func (e *Endpoint) syn(now spec.Time, from netip.AddrPort, p *Packet, out []spec
 		return e.drop(out, &e.c.malformed, "SYN announces a tiny datagram size", from)
 	}
 	if len(e.conns) >= e.cfg.MaxSessions || e.perAddr[from.Addr()] >= e.cfg.MaxPerAddr {
-		e.c.synsRefused++
-		return e.sendRST(out, e.local, from, p.Src, ReasonBusy)
+		return e.refuseBusy(now, from, p.Src, out)
 	}
 	ts := cookieClock(now)
 	id, mac := e.cookie(from, p.Src, ts, p.MSS, p.Wnd)
 	e.c.cookiesSent++
 	r := Packet{Type: TypeSYNACK, Dst: p.Src, Src: id, MSS: uint16(e.cfg.MaxDatagram), Wnd: uint32(e.cfg.RecvWindow), TS: ts, MAC: mac}
 	return append(out, spec.SendFrom(e.sock, e.local, from, r.Append(make([]byte, 0, SynAckLen))))
+}
+
+// refuseBusy answers an open that a session limit refuses with a RST
+// (busy), and logs a warning at most once a second that says which limit
+// and how many opens were refused since the last.
+func (e *Endpoint) refuseBusy(now spec.Time, from netip.AddrPort, src uint32, out []spec.Output) []spec.Output {
+	e.c.synsRefused++
+	e.busyCount++
+	if !e.busyArmed || now.Sub(e.busyLogged) >= time.Second {
+		limit, n := "sessions", e.cfg.MaxSessions
+		if len(e.conns) < e.cfg.MaxSessions {
+			limit, n = "sessions per address", e.cfg.MaxPerAddr
+		}
+		out = append(out, spec.Warn("rudp: session limit reached, refusing opens", slog.String("limit", limit), slog.Int("max", n),
+			slog.String("from", from.String()), slog.Uint64("refused", e.busyCount)))
+		e.busyArmed, e.busyLogged, e.busyCount = true, now, 0
+	}
+	return e.sendRST(out, e.local, from, src, ReasonBusy)
 }
 
 // cookieClock is the cookie timestamp: milliseconds, modulo 2^32 (it
@@ -552,8 +574,7 @@ func (e *Endpoint) unknownSeg(now spec.Time, from netip.AddrPort, p *Packet, b [
 		return e.drop(out, &e.c.cookiesBad, "bad cookie", from)
 	}
 	if len(e.conns) >= e.cfg.MaxSessions || e.perAddr[from.Addr()] >= e.cfg.MaxPerAddr {
-		e.c.synsRefused++
-		return e.sendRST(out, e.local, from, ck.Src, ReasonBusy)
+		return e.refuseBusy(now, from, ck.Src, out)
 	}
 	c := newConn(e, id, from, false)
 	c.local = e.local

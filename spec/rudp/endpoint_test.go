@@ -3,6 +3,8 @@ package rudp_test
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -108,6 +110,52 @@ func TestSpoofedOpensCostNothing(t *testing.T) {
 		}
 		w.judge(t, s)
 	}, nil)
+}
+
+// Opens that a session limit refuses get a busy RST and, at most once a
+// second, a warning that names the limit and counts the refusals since
+// the last (they were counted but never logged).
+func TestBusyRefusalsLogged(t *testing.T) {
+	e := rudp.NewEndpoint(rudp.Config{Seed: 3, MaxSessions: 1}, 1, 1<<32, true)
+	now := spec.SimEpoch
+	handle := func(from netip.AddrPort, b []byte) []spec.Output {
+		out, _ := e.Handle(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: from, Data: b}, nil)
+		for _, ok := e.Next(); ok; _, ok = e.Next() {
+		}
+		return e.Flush(now, out)
+	}
+	syn := rudp.Packet{Type: rudp.TypeSYN, Src: 7, MSS: 1452, Wnd: 64}
+	a := netip.MustParseAddrPort("10.9.9.9:1000")
+	var ack rudp.Packet
+	for _, o := range handle(a, syn.Append(nil)) {
+		if o.Kind == spec.OutSend && rudp.Decode(o.Data, &ack) == nil && ack.Type == rudp.TypeSYNACK {
+			break
+		}
+	}
+	handle(a, (&rudp.Packet{Type: rudp.TypeSEG, Dst: ack.Src, Flags: rudp.FlagDATA | rudp.FlagCOOKIE, Payload: []byte("x"),
+		Cookie: rudp.Cookie{TS: ack.TS, Src: syn.Src, MSS: syn.MSS, Wnd: syn.Wnd, MAC: ack.MAC}}).Append(nil))
+	if e.Sessions() != 1 {
+		t.Fatalf("%d sessions after the handshake, want 1", e.Sessions())
+	}
+	var warns []spec.Output
+	for i := range 5 {
+		if i == 4 {
+			now = now.Add(time.Second)
+		}
+		from := netip.AddrPortFrom(a.Addr(), uint16(2000+i))
+		for _, o := range handle(from, syn.Append(nil)) {
+			var p rudp.Packet
+			switch {
+			case o.Kind == spec.OutLog && o.Log.Level >= slog.LevelWarn:
+				warns = append(warns, o)
+			case o.Kind == spec.OutSend && (rudp.Decode(o.Data, &p) != nil || p.Type != rudp.TypeRST || p.Reason != rudp.ReasonBusy):
+				t.Fatalf("a refused open drew %+v, want a busy RST", p)
+			}
+		}
+	}
+	if len(warns) != 2 || !strings.Contains(warns[0].Log.Msg, "session limit") || !strings.Contains(fmt.Sprint(warns[1].Log.Attrs), "refused=4") {
+		t.Fatalf("warnings %+v; want the first refusal's and, a second later, one counting 4", warns)
+	}
 }
 
 // FuzzEndpoint: bytes from anywhere never panic a listening endpoint and

@@ -165,7 +165,10 @@
 //     request draws at most two datagrams, and with options only small
 //     OACKs, since DATA follows only the client's ACK 0;
 //   - keeps at most MaxUnverified (16) transfers whose client has not
-//     answered; requests beyond that are dropped without a word;
+//     answered; requests beyond that are dropped without a word to the
+//     sender (the log has a warning at most once a second that counts
+//     them), and such a transfer that times out is logged at debug
+//     level, not as a failed transfer's warning;
 //   - ignores a request from a client port that already has a transfer
 //     (a retransmitted or duplicated request): copies never multiply;
 //   - bounds transfers (MaxTransfers, 64), transfers per client address

@@ -150,16 +150,21 @@ type Server struct {
 	ip      netip.Addr // the main socket's address, for transfer sockets
 	// local is the Local of the request being handled: the address a
 	// transfer socket binds when the main socket's is unspecified.
-	local    netip.Addr
-	xfers    map[spec.Sock]*serverXfer
-	byPeer   map[netip.AddrPort]*serverXfer
-	perHost  map[netip.Addr]int
-	pending  int // transfers whose client has not answered yet
-	nextSock spec.Sock
-	stopped  bool
-	pkt      Packet
-	c        serverCounters
-	st       xferStats
+	local   netip.Addr
+	xfers   map[spec.Sock]*serverXfer
+	byPeer  map[netip.AddrPort]*serverXfer
+	perHost map[netip.Addr]int
+	pending int // transfers whose client has not answered yet
+	// unansweredLog rate-limits the warning that MaxUnverified drops
+	// requests: when it was last logged, and the drops since.
+	unansweredLog   spec.Time
+	unansweredDrops uint64
+	unansweredArmed bool
+	nextSock        spec.Sock
+	stopped         bool
+	pkt             Packet
+	c               serverCounters
+	st              xferStats
 }
 
 type serverCounters struct {
@@ -371,6 +376,14 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 		return s.refuse(from, ErrUndefined, "too many transfers from your address", out)
 	case s.pending >= s.cfg.MaxUnverified:
 		s.c.unanswered++
+		s.unansweredDrops++
+		if !s.unansweredArmed || now.Sub(s.unansweredLog) >= time.Second {
+			// At most once a second: forged requests choose how often
+			// this happens.
+			out = append(out, spec.Warn("tftp: too many transfers whose client has not answered, dropping requests",
+				slog.Int("max", s.cfg.MaxUnverified), slog.Uint64("dropped", s.unansweredDrops)))
+			s.unansweredArmed, s.unansweredLog, s.unansweredDrops = true, now, 0
+		}
 		return append(out, spec.Debug("tftp: too many unanswered transfers, dropping a request", slog.String("from", from.String())))
 	}
 	if !strings.EqualFold(p.Mode, "octet") {
@@ -766,7 +779,12 @@ func (s *Server) report(sx *serverXfer, name string, t Transfer, out []spec.Outp
 		t.Bytes = min(int64(sx.x.acked)*int64(sx.x.blksize), sx.x.size)
 	}
 	level, text := slog.LevelInfo, "tftp transfer done"
-	if t.Err != "" {
+	switch {
+	case t.Err != "" && sx.pending:
+		// Its client never answered: forged requests, which anyone can
+		// send at will, must not fill the log with warnings.
+		level, text = slog.LevelDebug, "tftp transfer failed, its client never answered"
+	case t.Err != "":
 		level, text = slog.LevelWarn, "tftp transfer failed"
 	}
 	out = append(out, spec.LogAt(level, text, slog.String("op", t.Op), slog.String("name", t.Name), slog.String("peer", t.Peer),

@@ -2,7 +2,9 @@ package tftp_test
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -254,6 +256,49 @@ func TestServerForgedRequestBudget(t *testing.T) {
 		if withOptions && bytesOut > 64 {
 			t.Errorf("a forged request with options drew %d bytes: only OACKs should go out", bytesOut)
 		}
+	}
+}
+
+// Requests dropped because MaxUnverified transfers await their clients
+// draw one warning a second that counts them, and those transfers, whose
+// clients never answer, end without a warning: forged requests decide
+// how often both happen (each drew a WARN line, the drops none).
+func TestServerForgedRequestsDoNotFloodTheLog(t *testing.T) {
+	b := newBench(t, tftp.ServerConfig{MaxUnverified: 3})
+	var warns []spec.Output
+	timers := map[spec.Timer]bool{}
+	collect := func(out []spec.Output) {
+		for _, o := range out {
+			switch {
+			case o.Kind == spec.OutLog && o.Log.Level >= slog.LevelWarn:
+				warns = append(warns, o)
+			case o.Kind == spec.OutSetTimer:
+				timers[o.Timer] = true
+			}
+		}
+	}
+	for i := range 10 {
+		if i == 9 {
+			b.now = b.now.Add(time.Second)
+		}
+		collect(b.request(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 8, 0, byte(i)}), 3000), rrq("a.bin")))
+	}
+	if len(warns) != 2 || !strings.Contains(fmt.Sprint(warns[0].Log.Attrs), "dropped=1") || !strings.Contains(fmt.Sprint(warns[1].Log.Attrs), "dropped=6") {
+		t.Fatalf("warnings %+v; want one at the first drop and one a second later counting 6", warns)
+	}
+	warns = nil
+	for round := 0; b.s.Transfers() > 0; round++ {
+		if round > 100 {
+			t.Fatalf("%d transfers still open", b.s.Transfers())
+		}
+		b.now = b.now.Add(10 * time.Second)
+		for tm := range timers {
+			delete(timers, tm)
+			collect(b.step(spec.Input{Kind: spec.InTimer, Timer: tm}))
+		}
+	}
+	if len(warns) != 0 {
+		t.Fatalf("transfers whose clients never answered ended with warnings: %+v", warns)
 	}
 }
 

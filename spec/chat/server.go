@@ -54,7 +54,8 @@ type Server struct {
 
 	joinRate spec.Rate // joins and answers to strangers, server-wide
 	joinTAT  spec.Time // its state
-	joinWarn spec.Time // last time the limit was logged at warning level
+	joinWarn spec.Time // last time the join limit was logged at warning level
+	fullWarn spec.Time // and the member limit
 
 	out   []spec.Output
 	deliv [][]byte
@@ -487,6 +488,10 @@ func (s *Server) admit(now spec.Time, from netip.AddrPort, session uint64, body 
 	case len(s.members) >= s.cfg.MaxMembers:
 		s.c.Full++
 		s.out = append(s.out, spec.Debug("chat: full, refusing", slog.String("from", from.String())))
+		if now.Sub(s.fullWarn) >= time.Second || s.fullWarn == 0 {
+			s.fullWarn = now
+			s.out = append(s.out, spec.Warn("chat: member limit reached; refusing joins", slog.Int("max", s.cfg.MaxMembers), slog.Uint64("refused_so_far", s.c.Full)))
+		}
 		s.answerStranger(now, from, session, size,
 			fmt.Appendf(nil, "*** chat is full (%d members); try again later\n", len(s.members)),
 			[]byte("*** chat is full\n"))

@@ -3,6 +3,7 @@ package chat_test
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -344,6 +345,20 @@ func TestMemberLimit(t *testing.T) {
 	}
 	if st := srv.Stats(); srv.Len() != 2 || st.Full != 3 || st.RepliesTooBig != 1 {
 		t.Fatalf("%d members, %+v", srv.Len(), st)
+	}
+	// The limit is logged as a warning at most once a second, with a
+	// count (it was at debug level only).
+	var warns []string
+	for i, at := range []time.Duration{0, 0, time.Second / 2, time.Second} {
+		out := b.step(at, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: addr(10 + i), Data: []byte("room for me?")})
+		for _, o := range out {
+			if o.Kind == spec.OutLog && o.Log.Level >= slog.LevelWarn && strings.Contains(o.Log.Msg, "member limit") {
+				warns = append(warns, fmt.Sprint(o.Log.Attrs))
+			}
+		}
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0], "refused_so_far=7") {
+		t.Fatalf("member-limit warnings %q; want one more a second after the first, counting 7", warns)
 	}
 	b.dgram(time.Second, addr(1), "quit")
 	if got := b.dgram(time.Second, addr(3), "now?"); len(got[addr(3)]) != 1 || got[addr(2)][1] != "[guest3] now?\n" {

@@ -355,7 +355,10 @@
 // the next request from a seed-style one, or the runner saying it has
 // taken everything written to it (InStreamWritable), since a seed-style
 // client that pipelines its requests has no next request to send; or
-// AckTimeout). Announcements
+// AckTimeout). On the server, a requester whose answer timed out is
+// stalled: served nothing more until it acknowledges something, so that
+// one that never reads holds the window for one AckTimeout, not round
+// after round (it slowed every other download 200-fold). Announcements
 // (HAVE) ride on whatever else goes to a neighbour, and wait at most
 // HaveDelay per neighbour for a segment of their own (twice that in
 // a small swarm, where pushes tell neighbours most of it); a neighbour that

@@ -91,10 +91,14 @@ type pend struct {
 	seq   uint64
 }
 
-// owed is a connection's unacknowledged responses.
+// owed is a connection's unacknowledged responses. stalled marks one
+// whose response timed out: it is served nothing more until it
+// acknowledges something, so that a requester that never reads holds a
+// window slot for one AckTimeout, not one in every round of the ring.
 type owed struct {
-	items []pend
-	dead  bool
+	items   []pend
+	dead    bool
+	stalled bool
 }
 
 // ack removes the oldest response for chunk and reports whether there was
@@ -152,6 +156,7 @@ func (l *ackLog) expire(now spec.Time, timeout time.Duration) int {
 		for i, p := range r.o.items {
 			if p.seq == r.seq {
 				r.o.items = append(r.o.items[:i], r.o.items[i+1:]...)
+				r.o.stalled = true
 				n++
 				break
 			}

@@ -170,7 +170,7 @@ type Server struct {
 
 type serverCounters struct {
 	conns, hellos, ext, refused, requests, data, bytes, unknown, overflow, busy uint64
-	checkOK, checkBad, fatal, ackTimeouts, danys, hashes, exhausted             uint64
+	checkOK, checkBad, fatal, ackTimeouts, danys, hashes, exhausted, stalled    uint64
 	unread, silent                                                              uint64
 }
 
@@ -244,7 +244,7 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "bytes_sent", Value: c.bytes}, {Name: "dany_served", Value: c.danys}, {Name: "dany_exhausted", Value: c.exhausted}, {Name: "hash_lists_sent", Value: c.hashes},
 		{Name: "error_unknown_command", Value: c.unknown}, {Name: "error_offset_overflow", Value: c.overflow},
 		{Name: "error_busy", Value: c.busy}, {Name: "check_ok", Value: c.checkOK}, {Name: "check_failed", Value: c.checkBad},
-		{Name: "fatal_input", Value: c.fatal}, {Name: "ack_timeouts", Value: c.ackTimeouts},
+		{Name: "fatal_input", Value: c.fatal}, {Name: "ack_timeouts", Value: c.ackTimeouts}, {Name: "stalled_skips", Value: c.stalled},
 		{Name: "unread_cutoffs", Value: c.unread}, {Name: "silent_cutoffs", Value: c.silent},
 	}
 }
@@ -900,6 +900,15 @@ func (s *Server) serve(now spec.Time, out []spec.Output) []spec.Output {
 		if c.gone || c.closing {
 			continue
 		}
+		if s.pace.windowed() && c.owed.stalled {
+			// An answer to it went unacknowledged for AckTimeout: a
+			// client that does not read (or a dead one) must not hold
+			// the window's slots round after round, as one such
+			// connection slowed every other download 200-fold. It is
+			// back in turn when it acknowledges (unstall).
+			s.cnt.stalled++
+			continue
+		}
 		switch {
 		case c.danys > 0 && c.knownN == 0 && len(c.pending) > 0 && c.pending[0].op == HREQ && s.pick(c) >= 0:
 			// A peer's first chunk before its hash list: it cannot use
@@ -1095,9 +1104,22 @@ func (s *Server) ack(c *sconn, chunk int) {
 	if c.owed.ack(chunk) {
 		s.pace.acked(1)
 	}
+	s.unstall(c)
 }
 
-func (s *Server) ackAll(c *sconn) { s.pace.acked(c.clear()) }
+func (s *Server) ackAll(c *sconn) {
+	s.pace.acked(c.clear())
+	s.unstall(c)
+}
+
+// unstall puts a stalled connection, which has now acknowledged
+// something (a late one too), back in turn.
+func (s *Server) unstall(c *sconn) {
+	if c.owed.stalled {
+		c.owed.stalled = false
+		s.schedule(c)
+	}
+}
 
 // String is for logs.
 func (s *Server) String() string {

@@ -262,7 +262,7 @@ type Peer struct {
 type peerCounters struct {
 	fromServer, fromPeers, dup, dupServer, corrupt, banned, served, refused, overflow, unknown uint64
 	violations, reconnects, hashLists, checkFailed, timeouts, busy, idle, cut, voided          uint64
-	swallowed, flooded, unread                                                                 uint64
+	swallowed, flooded, unread, stalled                                                        uint64
 }
 
 type neighbor struct {
@@ -399,7 +399,7 @@ func (p *Peer) Counters() []spec.Counter {
 		{Name: "upload_idle_ms", Value: c.idle},
 		{Name: "bodies_cut_through", Value: c.cut}, {Name: "bodies_voided", Value: c.voided},
 		{Name: "xhel_unanswered", Value: c.swallowed}, {Name: "request_floods", Value: c.flooded},
-		{Name: "unread_cutoffs", Value: c.unread},
+		{Name: "unread_cutoffs", Value: c.unread}, {Name: "stalled_skips", Value: c.stalled},
 	}
 }
 
@@ -491,6 +491,13 @@ func (p *Peer) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Outp
 		// Everything written to c has been taken: its neighbour reads.
 		if c := p.byIn[in.Stream]; c != nil {
 			c.unread = 0
+			if !c.ext && p.pace.windowed() {
+				// As on the server: a seed-style neighbour that
+				// pipelined its requests has no next request to
+				// acknowledge with; its answers taken stand in.
+				p.pace.acked(c.clear())
+				p.unstall(c)
+			}
 		}
 	case spec.InTimer:
 		out = p.timer(now, in.Timer, out)
@@ -1462,6 +1469,9 @@ func (p *Peer) serve(now spec.Time, c *iconn, m Msg, out []spec.Output) []spec.O
 		// means the last answer arrived.
 		p.pace.acked(c.clear())
 	}
+	if !c.ext || m.Op == HAVE {
+		p.unstall(c)
+	}
 	switch m.Op {
 	case CHEL:
 		if c.hello {
@@ -1540,6 +1550,7 @@ func (p *Peer) serve(now spec.Time, c *iconn, m Msg, out []spec.Output) []spec.O
 		if m.HaveHash && c.owed.ack(-1) {
 			p.pace.acked(1)
 		}
+		p.unstall(c)
 	default:
 		return unknown("unexpected request")
 	}
@@ -1548,6 +1559,15 @@ func (p *Peer) serve(now spec.Time, c *iconn, m Msg, out []spec.Output) []spec.O
 
 // schedIn puts c in the upload ring if it has a push waiting or a paced
 // answer heads its queue.
+// unstall puts a stalled neighbour (see upload), which has now
+// acknowledged something, back in turn.
+func (p *Peer) unstall(c *iconn) {
+	if c.owed.stalled {
+		c.owed.stalled = false
+		p.schedIn(c)
+	}
+}
+
 func (p *Peer) schedIn(c *iconn) {
 	if !c.inRing && !c.gone && !c.closing && (len(c.pushq) > 0 || len(c.pending) > 0 && (c.pending[0].op == DREQ || c.pending[0].op == HREQ)) {
 		c.inRing = true
@@ -1594,6 +1614,14 @@ func (p *Peer) upload(now spec.Time, out []spec.Output) []spec.Output {
 		c := p.next()
 		c.inRing = false
 		if c.gone || c.closing {
+			continue
+		}
+		if p.pace.windowed() && c.owed.stalled {
+			// An answer to it went unacknowledged for AckTimeout: one
+			// that does not read must not hold the window round after
+			// round (see Server.serve). Back in turn when it
+			// acknowledges (unstall).
+			p.cnt.stalled++
 			continue
 		}
 		if len(c.pushq) > 0 && !(c.tree && len(c.pending) > 0 && c.pending[0].op == HREQ) {

@@ -83,3 +83,78 @@ func TestNonReaderDoesNotStarveOthers(t *testing.T) {
 		t.Errorf("the hog, which never read, was sent %d answers", got[hog])
 	}
 }
+
+// The same holds for a peer serving its neighbours: a seed-style
+// neighbour that pipelines requests and never reads is stalled, and one
+// that reads is served at the pace of its reading; a seed-style
+// neighbour's answers taken by the transport count as acknowledged, as
+// on the server, so one that pipelines and reads is not held to Window
+// answers per AckTimeout either.
+func TestPeerNonReaderDoesNotStarveOthers(t *testing.T) {
+	c := fuzzContent(nil)
+	p, h, hog, held := heldChunkPeer(t, c)
+	legit := spec.AcceptedStream | 10
+	h.open[legit] = true
+	h.step(spec.Input{Kind: spec.InAccepted, Stream: legit, Addr: netip.MustParseAddrPort("10.0.0.10:51000")})
+	h.step(spec.Input{Kind: spec.InStreamData, Stream: hog, Data: []byte("CHEL 51000\r\n" + strings.Repeat(fmt.Sprintf("DREQ %d\r\n", held), 200))})
+	h.step(spec.Input{Kind: spec.InStreamData, Stream: legit, Data: []byte("CHEL 51001\r\n")})
+	count := func(st spec.Stream) int {
+		msgs, _ := parseAll(Responses, h.written[st], len(h.written[st])+1)
+		n := 0
+		for _, m := range msgs {
+			if m.Op == DATA {
+				n++
+			}
+		}
+		return n
+	}
+	end := h.now.Add(5 * time.Second)
+	asked, got := 0, 0
+	for h.now.Before(end) && asked < 100 && h.open[legit] {
+		if got == asked {
+			h.step(spec.Input{Kind: spec.InStreamData, Stream: legit, Data: fmt.Appendf(nil, "DREQ %d\r\n", held)})
+			asked++
+		}
+		if n := count(legit); n > got {
+			got = n
+			h.now = h.now.Add(time.Millisecond)
+			h.step(spec.Input{Kind: spec.InStreamWritable, Stream: legit})
+			continue
+		}
+		if len(h.timers) == 0 {
+			t.Fatal("the neighbour's request is neither answered nor timed")
+		}
+		h.fire()
+	}
+	if got < 100 {
+		t.Fatalf("in 5 s the reading neighbour got %d chunks one at a time (the hog %d): a neighbour that does not read starves it", got, count(hog))
+	}
+	if n := count(hog); n > 2*p.cfg.Window {
+		t.Errorf("the hog, which never read, was sent %d answers", n)
+	}
+}
+
+// A seed-style neighbour that pipelines its requests and reads gets its
+// answers as fast as its stream drains: the runner's InStreamWritable
+// acknowledges them, as on the server (a peer held it to Window answers
+// per AckTimeout).
+func TestPeerPipelinedSeedStyleNeighbourPacedByDraining(t *testing.T) {
+	c := fuzzContent(nil)
+	_, h, in, held := heldChunkPeer(t, c)
+	h.step(spec.Input{Kind: spec.InStreamData, Stream: in, Data: []byte("CHEL 51000\r\n" + strings.Repeat(fmt.Sprintf("DREQ %d\r\n", held), 50))})
+	start := h.now
+	for range 100 {
+		h.now = h.now.Add(time.Millisecond)
+		h.step(spec.Input{Kind: spec.InStreamWritable, Stream: in})
+	}
+	msgs, _ := parseAll(Responses, h.written[in], len(h.written[in])+1)
+	n := 0
+	for _, m := range msgs {
+		if m.Op == DATA {
+			n++
+		}
+	}
+	if n != 50 {
+		t.Fatalf("%d of 50 pipelined requests answered in %v of draining", n, h.now.Sub(start))
+	}
+}

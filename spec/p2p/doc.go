@@ -176,7 +176,9 @@
 // and says CHEL+XHEL; SHEL gives the file's geometry and some peers. It
 // connects to up to MaxOut of them (CHEL+XHEL+CLREQ); a peer that accepts
 // a CHEL connects back to the new peer's port, as the seed does, so every
-// pair of neighbours has a connection each way, up to MaxIn neighbours.
+// pair of neighbours has a connection each way, up to MaxIn neighbours,
+// at most MaxInPerAddr of them from one address; a connection that has
+// not said CHEL within HelloTimeout (10 s) is reset, as on the server.
 // Per connection it dialed:
 //
 //	DIALING --connected--> HELLO (CHEL sent) --SHEL|PHEL--> READY

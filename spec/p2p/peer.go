@@ -41,6 +41,13 @@ type PeerConfig struct {
 	// thousand took 1.1 s longer than the next slowest).
 	MaxOut int `json:"maxOut,omitempty"`
 	MaxIn  int `json:"maxIn,omitempty"`
+	// MaxInPerAddr bounds the neighbours connected from one address
+	// (default MaxIn/2: peers on one host, as on loopback, share one),
+	// and HelloTimeout resets one that has not said CHEL this long
+	// (default 10s, as the server's), so that silent sockets cannot hold
+	// every place.
+	MaxInPerAddr int           `json:"maxInPerAddr,omitempty"`
+	HelloTimeout time.Duration `json:"helloTimeout,omitempty"`
 	// PeerDepth is how many chunk requests are pipelined to one peer
 	// (default 4); ServerDepth how many DANY requests wait at the server
 	// (default 2; twice that with a single neighbour, eight times while
@@ -143,6 +150,10 @@ func (c *PeerConfig) fill() {
 	}
 	def(&c.MaxOut, 8)
 	def(&c.MaxIn, 32)
+	def(&c.MaxInPerAddr, max(c.MaxIn/2, 1))
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = 10 * time.Second
+	}
 	def(&c.PeerDepth, 4)
 	def(&c.ServerDepth, 2)
 	def(&c.MaxOutstanding, 16)
@@ -262,7 +273,7 @@ type Peer struct {
 type peerCounters struct {
 	fromServer, fromPeers, dup, dupServer, corrupt, banned, served, refused, overflow, unknown uint64
 	violations, reconnects, hashLists, checkFailed, timeouts, busy, idle, cut, voided          uint64
-	swallowed, flooded, unread, stalled                                                        uint64
+	swallowed, flooded, unread, stalled, silent                                                uint64
 }
 
 type neighbor struct {
@@ -328,6 +339,7 @@ type iconn struct {
 	remote   netip.AddrPort
 	nb       *neighbor
 	hello    bool
+	since    spec.Time // accepted at (for HelloTimeout)
 	ext      bool
 	pendHave []int
 	pendHash bool
@@ -399,7 +411,7 @@ func (p *Peer) Counters() []spec.Counter {
 		{Name: "upload_idle_ms", Value: c.idle},
 		{Name: "bodies_cut_through", Value: c.cut}, {Name: "bodies_voided", Value: c.voided},
 		{Name: "xhel_unanswered", Value: c.swallowed}, {Name: "request_floods", Value: c.flooded},
-		{Name: "unread_cutoffs", Value: c.unread}, {Name: "stalled_skips", Value: c.stalled},
+		{Name: "unread_cutoffs", Value: c.unread}, {Name: "stalled_skips", Value: c.stalled}, {Name: "silent_reset", Value: c.silent},
 	}
 }
 
@@ -1347,7 +1359,19 @@ func (p *Peer) accepted(now spec.Time, in spec.Input, out []spec.Output) []spec.
 		p.cnt.unknown++
 		return append(out, spec.Abort(in.Stream), spec.Debug("p2p: too many peers downloading from us", slog.String("from", in.Addr.String())))
 	}
-	c := &iconn{wconn: wconn{st: in.Stream, p: NewParser(Requests, Limits{Data: 1})}, remote: in.Addr}
+	same := 0
+	for _, o := range p.ins {
+		if o.remote.Addr() == in.Addr.Addr() {
+			same++
+		}
+	}
+	if same >= p.cfg.MaxInPerAddr {
+		// One host must not take every place (32 silent sockets from
+		// one address shut the port to every other neighbour).
+		p.cnt.unknown++
+		return append(out, spec.Abort(in.Stream), spec.Debug("p2p: too many connections from one address", slog.String("from", in.Addr.String())))
+	}
+	c := &iconn{wconn: wconn{st: in.Stream, p: NewParser(Requests, Limits{Data: 1})}, remote: in.Addr, since: now}
 	p.ins = append(p.ins, c)
 	p.byIn[in.Stream] = c
 	return out
@@ -2275,6 +2299,15 @@ func (p *Peer) maintain(now spec.Time, out []spec.Output) []spec.Output {
 	}
 	if p.srv == nil && now >= p.srvAt {
 		out = p.dialServer(now, out)
+	}
+	for _, c := range append([]*iconn(nil), p.ins...) {
+		if !c.hello && !c.gone && !c.closing && now.Sub(c.since) >= p.cfg.HelloTimeout {
+			// A neighbour that connected and said nothing holds one of
+			// MaxIn places for nothing: reset, as the server does.
+			p.cnt.silent++
+			out = append(out, spec.Debug("p2p: no CHEL in time, resetting", slog.String("from", c.remote.String())))
+			out = p.closeIn(c, true, out)
+		}
 	}
 	for _, c := range append([]*oconn(nil), p.outs...) {
 		owes := len(c.inflight) > 0 || (!c.ready && !c.server)

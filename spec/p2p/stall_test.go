@@ -158,3 +158,41 @@ func TestPeerPipelinedSeedStyleNeighbourPacedByDraining(t *testing.T) {
 		t.Fatalf("%d of 50 pipelined requests answered in %v of draining", n, h.now.Sub(start))
 	}
 }
+
+// Silent sockets do not shut a peer's port to its neighbours: one
+// address gets MaxInPerAddr places, and a connection that has not said
+// CHEL within HelloTimeout is reset (32 from one address held every
+// place for good).
+func TestPeerSilentConnectionsAreReset(t *testing.T) {
+	c := fuzzContent(nil)
+	p, h, in, _ := heldChunkPeer(t, c) // in: a neighbour from 10.0.0.9, silent so far
+	h.step(spec.Input{Kind: spec.InStreamData, Stream: in, Data: []byte("CHEL 51000\r\n")})
+	holder := netip.MustParseAddr("192.0.2.9")
+	var silent []spec.Stream
+	for i := range 20 {
+		st := spec.AcceptedStream | spec.Stream(100+i)
+		h.open[st] = true
+		h.step(spec.Input{Kind: spec.InAccepted, Stream: st, Addr: netip.AddrPortFrom(holder, uint16(40000+i))})
+		silent = append(silent, st)
+	}
+	held := 0
+	for _, st := range silent {
+		if h.open[st] {
+			held++
+		}
+	}
+	if held != p.cfg.MaxInPerAddr {
+		t.Fatalf("%d connections from one address held, want MaxInPerAddr %d", held, p.cfg.MaxInPerAddr)
+	}
+	for end := h.now.Add(p.cfg.HelloTimeout + time.Second); h.now.Before(end); {
+		h.fire()
+	}
+	for _, st := range silent {
+		if h.open[st] {
+			t.Fatalf("silent connection %d still open after HelloTimeout", st)
+		}
+	}
+	if !h.open[in] {
+		t.Fatal("the neighbour that said CHEL was reset")
+	}
+}

@@ -1488,6 +1488,9 @@ func (p *Peer) serve(now spec.Time, c *iconn, m Msg, out []spec.Output) []spec.O
 	if p.cfg.Legacy && m.Op.Extension() {
 		return unknown("extension to a legacy peer")
 	}
+	if m.Op.Extension() && m.Op != XHEL && !c.ext {
+		return unknown("extension before XHEL") // as on the server
+	}
 	if !c.ext && m.Op != HAVE && len(c.items) > 0 {
 		// A seed-style peer asks one thing at a time: a new request
 		// means the last answer arrived.

@@ -543,6 +543,11 @@ func (s *Server) request(now spec.Time, c *sconn, m Msg, out []spec.Output) []sp
 	if s.cfg.Legacy && m.Op.Extension() {
 		return unknown("extension to a legacy server")
 	}
+	if m.Op.Extension() && m.Op != XHEL && !c.ext {
+		// Extension messages travel only after XHEL (doc.go): a seed-style
+		// node answers them UNKNOWN_COMMAND, and so does this one.
+		return unknown("extension before XHEL")
+	}
 	switch m.Op {
 	case CHEL:
 		if c.hello {

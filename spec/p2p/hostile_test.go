@@ -196,3 +196,35 @@ func TestPeerSilentConnectionsAreReset(t *testing.T) {
 		t.Fatal("the neighbour that said CHEL was reset")
 	}
 }
+
+// Extension messages before XHEL get UNKNOWN_COMMAND, as from a
+// seed-style node (doc.go: they travel only after XHEL); a HAVE sent
+// without it changed which chunks the server thought a peer held.
+func TestExtensionBeforeXHELRefused(t *testing.T) {
+	srvAddr := netip.MustParseAddrPort("10.0.0.1:52000")
+	s := NewServer(ServerConfig{Addr: srvAddr, ChunkSize: 64}, fuzzContent(t))
+	now := spec.SimEpoch
+	s.Step(now, spec.Input{Kind: spec.InStart}, nil)
+	s.Step(now, spec.Input{Kind: spec.InBound, Sock: sockListen, Addr: srvAddr}, nil)
+	st := spec.AcceptedStream | 1
+	s.Step(now, spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st, Addr: netip.MustParseAddrPort("198.51.100.7:40000")}, nil)
+	var written []byte
+	for _, in := range []string{"CHEL 40000\r\n", "HAVE 1 2\r\n", "XHEL 1\r\n", "HAVE 1 2\r\n"} {
+		for _, o := range s.Step(now, spec.Input{Kind: spec.InStreamData, Stream: st, Data: []byte(in)}, nil) {
+			if o.Kind == spec.OutWrite {
+				written = append(written, o.Data...)
+			}
+		}
+	}
+	msgs, _ := parseAll(Responses, written, len(written)+1)
+	var ops []string
+	for _, m := range msgs {
+		ops = append(ops, m.Op.String())
+	}
+	if got := strings.Join(ops, " "); got != "SHEL ERROR XHEL" {
+		t.Fatalf("answers %q, want SHEL, ERROR (the HAVE before XHEL), XHEL and nothing for the HAVE after it", got)
+	}
+	if msgs[1].Err != ErrUnknownCommand {
+		t.Fatalf("the HAVE before XHEL drew %v, want UNKNOWN_COMMAND", msgs[1].Err)
+	}
+}

@@ -79,3 +79,24 @@ func (p *PerAddr) Release(a netip.Addr) {
 		delete(p.n, a)
 	}
 }
+
+// Throttle rate-limits a log line that hostile input can trigger at will
+// (a limit refusing connections): at most one line per interval, each
+// saying how many times it was suppressed since the last.
+type Throttle struct {
+	last  Time
+	n     uint64
+	armed bool
+}
+
+// Hit records one occurrence at now and reports whether to log it, with
+// the occurrences since the last line logged, this one included.
+func (e *Throttle) Hit(now Time, interval time.Duration) (uint64, bool) {
+	e.n++
+	if e.armed && now.Sub(e.last) < interval {
+		return 0, false
+	}
+	n := e.n
+	e.armed, e.last, e.n = true, now, 0
+	return n, true
+}

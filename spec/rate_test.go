@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -106,5 +107,21 @@ func TestPerAddr(t *testing.T) {
 	p.Release(mapped)
 	if !p.Take(a) || p.Take(a) {
 		t.Fatal("a released place was not freed once")
+	}
+}
+
+// A throttled line is logged at the first occurrence and then at most
+// once an interval, each time counting the occurrences since the last.
+func TestThrottle(t *testing.T) {
+	var th spec.Throttle
+	at := func(ms int) spec.Time { return spec.SimEpoch.Add(time.Duration(ms) * time.Millisecond) }
+	var got []uint64
+	for _, ms := range []int{0, 1, 2, 500, 999, 1000, 1001, 5000} {
+		if n, ok := th.Hit(at(ms), time.Second); ok {
+			got = append(got, n)
+		}
+	}
+	if want := []uint64{1, 5, 2}; !slices.Equal(got, want) {
+		t.Fatalf("logged counts %v, want %v (at 0 ms, 1000 ms, 5000 ms)", got, want)
 	}
 }

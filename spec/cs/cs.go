@@ -68,11 +68,12 @@ type ServerConfig struct {
 
 // Server streams its file to every client that connects, then closes.
 type Server struct {
-	cfg     ServerConfig
-	data    []byte
-	streams map[spec.Stream]*download
-	perAddr spec.PerAddr
-	dead    map[spec.Stream]bool // reset before they were accepted
+	cfg      ServerConfig
+	data     []byte
+	streams  map[spec.Stream]*download
+	perAddr  spec.PerAddr
+	limitLog spec.Throttle        // the MaxStreams warning
+	dead     map[spec.Stream]bool // reset before they were accepted
 	// last is the highest accepted stream id seen. Runners number
 	// accepted streams in the order they are accepted, so only a reset
 	// of an id above it can be of a connection not accepted yet; one at
@@ -147,7 +148,11 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		switch {
 		case len(s.streams) >= s.cfg.MaxStreams:
 			s.c.refused++
-			return append(out, spec.Abort(in.Stream), spec.Warn("cs: too many clients, refusing", slog.String("from", in.Addr.String())))
+			out = append(out, spec.Abort(in.Stream), spec.Debug("cs: too many clients, refusing", slog.String("from", in.Addr.String())))
+			if n, ok := s.limitLog.Hit(now, time.Second); ok {
+				out = append(out, spec.Warn("cs: too many clients, refusing", slog.Int("max", s.cfg.MaxStreams), slog.Uint64("refused", n)))
+			}
+			return out
 		case !s.perAddr.Take(in.Addr.Addr()):
 			s.c.refused++
 			return append(out, spec.Abort(in.Stream), spec.Debug("cs: too many clients from the address, refusing", slog.String("from", in.Addr.String())))

@@ -75,13 +75,14 @@ const (
 
 // Server is an echo server machine.
 type Server struct {
-	cfg     ServerConfig
-	port    uint16 // the UDP port bound, once known
-	limit   *sourceLimit
-	streams map[spec.Stream]conn
-	perAddr spec.PerAddr
-	sweep   bool // the idle timer is set
-	c       serverCounters
+	cfg      ServerConfig
+	port     uint16 // the UDP port bound, once known
+	limit    *sourceLimit
+	streams  map[spec.Stream]conn
+	perAddr  spec.PerAddr
+	limitLog spec.Throttle // the MaxStreams warning
+	sweep    bool          // the idle timer is set
+	c        serverCounters
 }
 
 // conn is an accepted connection the server holds.
@@ -177,7 +178,11 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		switch {
 		case len(s.streams) >= s.cfg.MaxStreams:
 			s.c.refused++
-			return append(out, spec.Abort(in.Stream), spec.Warn("echo: connection limit reached, refusing", slog.String("from", in.Addr.String())))
+			out = append(out, spec.Abort(in.Stream), spec.Debug("echo: connection limit reached, refusing", slog.String("from", in.Addr.String())))
+			if n, ok := s.limitLog.Hit(now, time.Second); ok {
+				out = append(out, spec.Warn("echo: connection limit reached, refusing", slog.Int("max", s.cfg.MaxStreams), slog.Uint64("refused", n)))
+			}
+			return out
 		case !s.perAddr.Take(a):
 			s.c.refused++
 			return append(out, spec.Abort(in.Stream), spec.Debug("echo: connection limit for the address reached, refusing", slog.String("from", in.Addr.String())))

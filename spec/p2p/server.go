@@ -140,9 +140,10 @@ type Server struct {
 	// perAddr counts connections by IP address; silent is the accepted
 	// connections not yet heard CHEL from, oldest first, and helloAt
 	// when the timer that resets them is set (0: not set).
-	perAddr spec.PerAddr
-	silent  []*sconn
-	helloAt spec.Time
+	perAddr  spec.PerAddr
+	limitLog spec.Throttle // the MaxConns warning
+	silent   []*sconn
+	helloAt  spec.Time
 	// lastAccepted is the highest accepted stream id seen.
 	lastAccepted spec.Stream
 	ring         []*sconn // connections with paced work, served round-robin
@@ -279,7 +280,11 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		switch {
 		case len(s.conns) >= s.cfg.MaxConns:
 			s.cnt.refused++
-			return append(out, spec.Abort(in.Stream), spec.Warn("p2p: connection limit reached, refusing", slog.String("from", in.Addr.String())))
+			out = append(out, spec.Abort(in.Stream), spec.Debug("p2p: connection limit reached, refusing", slog.String("from", in.Addr.String())))
+			if n, ok := s.limitLog.Hit(now, time.Second); ok {
+				out = append(out, spec.Warn("p2p: connection limit reached, refusing", slog.Int("max", s.cfg.MaxConns), slog.Uint64("refused", n)))
+			}
+			return out
 		case !s.perAddr.Take(in.Addr.Addr()):
 			s.cnt.refused++
 			return append(out, spec.Abort(in.Stream), spec.Debug("p2p: connection limit for the address reached, refusing", slog.String("from", in.Addr.String())))

@@ -81,19 +81,15 @@ type Endpoint struct {
 	perAddr map[netip.Addr]int
 	// local is the Local of the datagram being handled: answers, and a
 	// session's datagrams, leave from the address the peer sent to.
-	local  netip.Addr
-	tomb   map[uint32]tombstone
-	tombq  []tombEntry
-	dirty  []*Conn
-	events []Event
-	evHead int
-	pkt    Packet
-	c      counters
-	// busy rate-limits the warning that session limits refuse SYNs:
-	// when it was last logged, and the refusals since.
-	busyLogged spec.Time
-	busyCount  uint64
-	busyArmed  bool
+	local   netip.Addr
+	tomb    map[uint32]tombstone
+	tombq   []tombEntry
+	dirty   []*Conn
+	events  []Event
+	evHead  int
+	pkt     Packet
+	c       counters
+	busyLog spec.Throttle // the warning that session limits refuse opens
 }
 
 type tombEntry struct {
@@ -494,15 +490,13 @@ func (e *Endpoint) syn(now spec.Time, from netip.AddrPort, p *Packet, out []spec
 // and how many opens were refused since the last.
 func (e *Endpoint) refuseBusy(now spec.Time, from netip.AddrPort, src uint32, out []spec.Output) []spec.Output {
 	e.c.synsRefused++
-	e.busyCount++
-	if !e.busyArmed || now.Sub(e.busyLogged) >= time.Second {
+	if refused, ok := e.busyLog.Hit(now, time.Second); ok {
 		limit, n := "sessions", e.cfg.MaxSessions
 		if len(e.conns) < e.cfg.MaxSessions {
 			limit, n = "sessions per address", e.cfg.MaxPerAddr
 		}
 		out = append(out, spec.Warn("rudp: session limit reached, refusing opens", slog.String("limit", limit), slog.Int("max", n),
-			slog.String("from", from.String()), slog.Uint64("refused", e.busyCount)))
-		e.busyArmed, e.busyLogged, e.busyCount = true, now, 0
+			slog.String("from", from.String()), slog.Uint64("refused", refused)))
 	}
 	return e.sendRST(out, e.local, from, src, ReasonBusy)
 }

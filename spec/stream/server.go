@@ -147,7 +147,7 @@ type Server struct {
 	challengeBucket, joinBucket bucket
 	expireAt                    spec.Time
 
-	warnFull, warnRate, warnJoinRate warnLimiter
+	warnFull, warnRate, warnJoinRate spec.Throttle // warnings at most once a second
 	c                                serverCounters
 	// local is the Local of the datagram being handled: a subscriber is
 	// sent to from the address its join and reports were sent to.
@@ -434,7 +434,7 @@ func (s *Server) join(now spec.Time, from netip.AddrPort, size int, ctl Control,
 		case cookieOK:
 			if !s.joinBucket.take(now) {
 				s.c.joinsRateLimited++
-				if n, ok := s.warnJoinRate.hit(now); ok {
+				if n, ok := s.warnJoinRate.Hit(now, time.Second); ok {
 					out = append(out, spec.Warn("stream: join rate limit hit, dropping validated joins", slog.Int("joinsPerSecond", s.cfg.JoinRate), slog.Uint64("dropped", n)))
 				}
 				return s.drop(out, "validated join over the rate limit", from, nil)
@@ -450,7 +450,7 @@ func (s *Server) join(now spec.Time, from netip.AddrPort, size int, ctl Control,
 	}
 	if !s.challengeBucket.take(now) {
 		s.c.rateLimited++
-		if n, ok := s.warnRate.hit(now); ok {
+		if n, ok := s.warnRate.Hit(now, time.Second); ok {
 			out = append(out, spec.Warn("stream: challenge rate limit hit, dropping HELLOs", slog.Int("challengesPerSecond", s.cfg.JoinRate), slog.Uint64("dropped", n)))
 		}
 		return s.drop(out, "join over the challenge rate limit", from, nil)
@@ -481,7 +481,7 @@ func (s *Server) subscribe(now spec.Time, from netip.AddrPort, ctl Control, out 
 	}
 	if len(s.subs) >= s.cfg.MaxSubscribers {
 		s.c.refused++
-		if n, ok := s.warnFull.hit(now); ok {
+		if n, ok := s.warnFull.Hit(now, time.Second); ok {
 			out = append(out, spec.Warn("stream: subscriber limit reached, refusing joins", slog.Int("max", s.cfg.MaxSubscribers), slog.Uint64("refused", n)))
 		}
 		return append(out, spec.SendFrom(sockServer, s.local, from, EncodeRefuse(s.ssrc, s.cname, RefuseFull)))
@@ -665,26 +665,6 @@ func (s *Server) Report(now spec.Time) []SubscriberInfo {
 		})
 	}
 	return rows
-}
-
-// warnLimiter lets a warning through at most once a second and counts
-// the occurrences in between, so a flood makes one clear log line a
-// second instead of a flood of lines.
-type warnLimiter struct {
-	last  spec.Time
-	count uint64
-	armed bool
-}
-
-func (w *warnLimiter) hit(now spec.Time) (uint64, bool) {
-	w.count++
-	if w.armed && now.Sub(w.last) < time.Second {
-		return 0, false
-	}
-	w.armed, w.last = true, now
-	n := w.count
-	w.count = 0
-	return n, true
 }
 
 // be32 reads a big-endian uint32 from b, zero if b is short.

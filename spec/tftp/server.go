@@ -150,21 +150,17 @@ type Server struct {
 	ip      netip.Addr // the main socket's address, for transfer sockets
 	// local is the Local of the request being handled: the address a
 	// transfer socket binds when the main socket's is unspecified.
-	local   netip.Addr
-	xfers   map[spec.Sock]*serverXfer
-	byPeer  map[netip.AddrPort]*serverXfer
-	perHost map[netip.Addr]int
-	pending int // transfers whose client has not answered yet
-	// unansweredLog rate-limits the warning that MaxUnverified drops
-	// requests: when it was last logged, and the drops since.
-	unansweredLog   spec.Time
-	unansweredDrops uint64
-	unansweredArmed bool
-	nextSock        spec.Sock
-	stopped         bool
-	pkt             Packet
-	c               serverCounters
-	st              xferStats
+	local         netip.Addr
+	xfers         map[spec.Sock]*serverXfer
+	byPeer        map[netip.AddrPort]*serverXfer
+	perHost       map[netip.Addr]int
+	pending       int           // transfers whose client has not answered yet
+	unansweredLog spec.Throttle // the warning that MaxUnverified drops requests
+	nextSock      spec.Sock
+	stopped       bool
+	pkt           Packet
+	c             serverCounters
+	st            xferStats
 }
 
 type serverCounters struct {
@@ -376,13 +372,11 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 		return s.refuse(from, ErrUndefined, "too many transfers from your address", out)
 	case s.pending >= s.cfg.MaxUnverified:
 		s.c.unanswered++
-		s.unansweredDrops++
-		if !s.unansweredArmed || now.Sub(s.unansweredLog) >= time.Second {
+		if n, ok := s.unansweredLog.Hit(now, time.Second); ok {
 			// At most once a second: forged requests choose how often
 			// this happens.
 			out = append(out, spec.Warn("tftp: too many transfers whose client has not answered, dropping requests",
-				slog.Int("max", s.cfg.MaxUnverified), slog.Uint64("dropped", s.unansweredDrops)))
-			s.unansweredArmed, s.unansweredLog, s.unansweredDrops = true, now, 0
+				slog.Int("max", s.cfg.MaxUnverified), slog.Uint64("dropped", n)))
 		}
 		return append(out, spec.Debug("tftp: too many unanswered transfers, dropping a request", slog.String("from", from.String())))
 	}

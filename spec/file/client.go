@@ -136,7 +136,7 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			return append(out, spec.Exit("file: bind: "+in.Err))
 		}
 		c.bound = true
-		c.conn = c.ep.Dial(c.cfg.Server)
+		c.conn = c.ep.Dial(now, c.cfg.Server)
 		for _, cmd := range c.early {
 			out = c.command(cmd, out)
 		}

@@ -58,7 +58,7 @@ func (r *sessionRig) start() { r.stepM(spec.Input{Kind: spec.InStart}) }
 
 // dial opens the endpoint's session to the machine.
 func (r *sessionRig) dial() {
-	r.conn = r.ep.Dial(r.mAddr)
+	r.conn = r.ep.Dial(r.now, r.mAddr)
 	if r.onOpen != nil {
 		r.onOpen()
 	}

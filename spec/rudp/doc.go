@@ -21,7 +21,10 @@
 // SYN (client -> server), exactly 64 bytes, so that nothing the server
 // answers is larger than what it was sent:
 //
-//	8-11   src       u32  the client's session id, not 0
+//	8-11   src       u32  the client's session id, not 0: random, mixed
+//	                      with the time of the dial, since it is the
+//	                      session's only nonce (a client restarted with
+//	                      the same seed must not draw the same one)
 //	12-13  mss       u16  largest datagram the client accepts, >= 128
 //	14-15  0         u16
 //	16-19  wnd       u32  client's receive window, in segments

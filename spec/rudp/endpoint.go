@@ -237,10 +237,18 @@ func (e *Endpoint) remove(now spec.Time, c *Conn, out []spec.Output) []spec.Outp
 
 // Dial opens a session to peer. Bytes written before the handshake
 // completes are sent after it.
-func (e *Endpoint) Dial(peer netip.AddrPort) ConnID {
+//
+// The session's id is its only nonce (segments are numbered from 0), so
+// it mixes the time of the dial into the seeded random draw: a machine
+// restarted from the same config (the simulator's crash and restart, or
+// a process given a fixed --seed) draws another id, and an answer to the
+// dial of its previous life cannot be taken for an answer to this one
+// (it was, and the request went out as a copy of a segment the server
+// already had: the session hung).
+func (e *Endpoint) Dial(now spec.Time, peer netip.AddrPort) ConnID {
 	var id uint32
 	for id == 0 || e.conns[id] != nil {
-		id = e.rng.Uint32()
+		id = e.rng.Uint32() ^ mixTime(now)
 	}
 	c := newConn(e, id, peer, true)
 	c.st = stSynSent
@@ -248,6 +256,15 @@ func (e *Endpoint) Dial(peer netip.AddrPort) ConnID {
 	e.conns[id] = c
 	e.touch(c)
 	return ConnID(id)
+}
+
+// mixTime folds t into 32 bits that differ for any two times
+// (SplitMix64's finaliser).
+func mixTime(t spec.Time) uint32 {
+	z := uint64(t) + 0x9e3779b97f4a7c15
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return uint32(z ^ z>>31)
 }
 
 // Write queues p on session id's stream. The endpoint keeps p until the

@@ -351,7 +351,7 @@ func TestDroppedSessionAnswersWithRST(t *testing.T) {
 			toSrv, toCli = nextSrv, nextCli
 		}
 	}
-	id := cli.Dial(serverAddr)
+	id := cli.Dial(now, serverAddr)
 	if err := cli.Write(id, []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +435,7 @@ func TestSessionAnswersFromLocal(t *testing.T) {
 			toSrv, toCli = nextSrv, nextCli
 		}
 	}
-	id := cli.Dial(serverAddr)
+	id := cli.Dial(now, serverAddr)
 	if err := cli.Write(id, []byte("hello")); err != nil {
 		t.Fatal(err)
 	}

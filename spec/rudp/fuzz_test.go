@@ -89,7 +89,7 @@ func FuzzEstablished(f *testing.F) {
 	f.Add(prog(opRaw, "\x01\x03\x00\x00\x00\x00\x00\x01garbage", seg(d, 0xff, 1, 64, 0), seg(0, 0, 1, 64, 0, 3, 3, 3, 3), opClose, opWait, 255))
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		r := &estRig{t: t, ep: NewEndpoint(Config{Seed: 1, RecvWindow: 64}, 1, 1<<32, false), now: spec.SimEpoch, timers: map[spec.Timer]spec.Time{}}
-		r.id = r.ep.Dial(estPeer)
+		r.id = r.ep.Dial(r.now, estPeer)
 		r.settle(nil)
 		if err := r.ep.Write(r.id, make([]byte, 4000)); err != nil {
 			t.Fatal(err)

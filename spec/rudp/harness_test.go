@@ -161,7 +161,7 @@ func (h *harness) establish(rtt time.Duration, wnd uint32) {
 
 func (h *harness) dial() {
 	h.t.Helper()
-	h.id = h.ep.Dial(hPeer)
+	h.id = h.ep.Dial(h.now, hPeer)
 	h.settle(nil)
 }
 

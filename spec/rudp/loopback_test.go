@@ -52,7 +52,7 @@ func (c *streamSource) Step(now spec.Time, in spec.Input, out []spec.Output) []s
 		if in.Err != "" {
 			return append(out, spec.Exit(in.Err))
 		}
-		c.id = c.ep.Dial(c.server)
+		c.id = c.ep.Dial(now, c.server)
 	case spec.InStop:
 		c.ep.Shutdown("stopping")
 		out = c.ep.Flush(now, out)

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -64,6 +65,11 @@ type ServerConfig struct {
 	// connections it never reads cannot take every place.
 	MaxStreams int `json:"maxStreams,omitempty"`
 	MaxPerAddr int `json:"maxPerAddr,omitempty"`
+	// Stall resets a client whose connection has taken nothing for this
+	// long (default 2 minutes: less than a Piece in that time, ~2 KB/s):
+	// a client that never reads must not keep its place for ever.
+	// Checked every Stall/4.
+	Stall time.Duration `json:"stall,omitempty"`
 }
 
 // Server streams its file to every client that connects, then closes.
@@ -80,17 +86,23 @@ type Server struct {
 	// or below it is of a connection the server is done with.
 	last spec.Stream
 	c    serverCounters
+	// sweeping: sweepTimer is armed.
+	sweeping bool
 }
+
+// sweepTimer looks for stalled clients (the server's only timer).
+const sweepTimer spec.Timer = 1
 
 type download struct {
 	from    netip.AddrPort
 	sent    int64
 	started spec.Time
-	ignored int64 // bytes the client sent, which C/S ignores
+	last    spec.Time // the last progress: accepted, or a piece taken
+	ignored int64     // bytes the client sent, which C/S ignores
 }
 
 type serverCounters struct {
-	accepted, served, refused, reset, ignoredBytes uint64
+	accepted, served, refused, reset, ignoredBytes, stalled uint64
 }
 
 // NewServer returns a server of data.
@@ -104,6 +116,9 @@ func NewServer(cfg ServerConfig, data []byte) *Server {
 	if cfg.MaxPerAddr <= 0 {
 		cfg.MaxPerAddr = 64
 	}
+	if cfg.Stall <= 0 {
+		cfg.Stall = 2 * time.Minute
+	}
 	return &Server{cfg: cfg, data: data, streams: map[spec.Stream]*download{}, perAddr: spec.NewPerAddr(cfg.MaxPerAddr), dead: map[spec.Stream]bool{}}
 }
 
@@ -115,6 +130,7 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "refused", Value: s.c.refused},
 		{Name: "reset", Value: s.c.reset},
 		{Name: "ignored_bytes", Value: s.c.ignoredBytes},
+		{Name: "stalled", Value: s.c.stalled},
 	}
 }
 
@@ -158,13 +174,22 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			return append(out, spec.Abort(in.Stream), spec.Debug("cs: too many clients from the address, refusing", slog.String("from", in.Addr.String())))
 		}
 		s.c.accepted++
-		d := &download{from: in.Addr, started: now}
+		d := &download{from: in.Addr, started: now, last: now}
 		s.streams[in.Stream] = d
 		out = append(out, spec.Info("cs: client connected, sending the file", slog.String("from", in.Addr.String())))
 		out = s.pump(now, in.Stream, d, out)
+		if !s.sweeping {
+			s.sweeping = true
+			out = append(out, spec.SetTimer(sweepTimer, now.Add(s.cfg.Stall/4)))
+		}
 	case spec.InStreamWritable:
 		if d := s.streams[in.Stream]; d != nil {
+			d.last = now
 			out = s.pump(now, in.Stream, d, out)
+		}
+	case spec.InTimer:
+		if in.Timer == sweepTimer {
+			out = s.sweep(now, out)
 		}
 	case spec.InStreamData:
 		// The seed's server reads nothing; bytes a client sends are
@@ -189,6 +214,31 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		out = append(out, spec.Info("cs: client gone before the end", slog.String("from", d.from.String()), slog.Int64("sent", d.sent), slog.String("err", in.Err)))
 	case spec.InStop:
 		out = append(out, spec.Exit(""))
+	}
+	return out
+}
+
+// sweep resets the clients that have made no progress for Stall, in
+// stream order, and runs again in Stall/4 while there are clients.
+func (s *Server) sweep(now spec.Time, out []spec.Output) []spec.Output {
+	s.sweeping = false
+	var stale []spec.Stream
+	for st, d := range s.streams {
+		if now.Sub(d.last) >= s.cfg.Stall {
+			stale = append(stale, st)
+		}
+	}
+	slices.Sort(stale)
+	for _, st := range stale {
+		d := s.streams[st]
+		s.forget(st, d)
+		s.c.stalled++
+		out = append(out, spec.Abort(st), spec.Info("cs: resetting a client that takes nothing", slog.String("from", d.from.String()),
+			slog.Duration("for", now.Sub(d.last)), slog.Int64("sent", d.sent)))
+	}
+	if len(s.streams) > 0 {
+		s.sweeping = true
+		out = append(out, spec.SetTimer(sweepTimer, now.Add(s.cfg.Stall/4)))
 	}
 	return out
 }

@@ -41,6 +41,10 @@
 //	SENDING --transport took the piece--> SENDING (queue the next piece)
 //	SENDING --last piece taken--> CLOSED (FIN after the queued bytes)
 //	SENDING --reset--> gone (counted as "reset")
+//	SENDING --nothing taken for Stall (2 min)--> reset (counted as
+//	                          "stalled": a client that never reads
+//	                          must not keep its place; swept every
+//	                          Stall/4, the server's one timer)
 //	SENDING --server stops--> reset (never a FIN: the end of the stream
 //	                          is the end of the file, so a cut download
 //	                          must not end like a whole one)
@@ -48,6 +52,7 @@
 // The server queues one piece (ServerConfig.Piece, 256 KiB) at a time and
 // queues the next when the runner reports the stream writable, so a slow
 // client costs no memory: pieces are slices of the one shared file.
+// MaxStreams (4096) and MaxPerAddr (64) bound the clients.
 //
 // # Client states
 //

@@ -3,6 +3,7 @@ package cs
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/netspec/netspec/spec"
 )
@@ -45,4 +46,40 @@ func bits(b []bool) string {
 		}
 	}
 	return s
+}
+
+// A client whose connection takes nothing for Stall is reset and its
+// place freed (3,000 that never read held a server's places for good);
+// one that takes a piece now and then is not.
+func TestStalledClientsReset(t *testing.T) {
+	srv := netip.MustParseAddrPort("10.0.0.1:52000")
+	s := NewServer(ServerConfig{Addr: srv, Piece: 4, Stall: 40 * time.Second}, make([]byte, 1000))
+	now := spec.SimEpoch
+	s.Step(now, spec.Input{Kind: spec.InStart}, nil)
+	s.Step(now, spec.Input{Kind: spec.InBound, Sock: sockListen, Addr: srv}, nil)
+	stuck, slow := spec.AcceptedStream|1, spec.AcceptedStream|2
+	timer := spec.Time(0)
+	aborted := map[spec.Stream]bool{}
+	step := func(in spec.Input) {
+		for _, o := range s.Step(now, in, nil) {
+			switch o.Kind {
+			case spec.OutSetTimer:
+				timer = o.At
+			case spec.OutAbort:
+				aborted[o.Stream] = true
+			}
+		}
+	}
+	step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: stuck, Addr: netip.MustParseAddrPort("192.0.2.1:1000")})
+	step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: slow, Addr: netip.MustParseAddrPort("192.0.2.2:1000")})
+	for now.Before(spec.SimEpoch.Add(time.Minute)) {
+		now = now.Add(5 * time.Second)
+		step(spec.Input{Kind: spec.InStreamWritable, Stream: slow})
+		if timer != 0 && timer <= now {
+			step(spec.Input{Kind: spec.InTimer, Timer: sweepTimer})
+		}
+	}
+	if !aborted[stuck] || aborted[slow] || s.streams[stuck] != nil || s.c.stalled != 1 {
+		t.Fatalf("aborted %v, stalled %d: want the client that took nothing reset and forgotten, not the slow one", aborted, s.c.stalled)
+	}
 }

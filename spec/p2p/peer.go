@@ -1577,15 +1577,12 @@ func (p *Peer) serve(now spec.Time, c *iconn, m Msg, out []spec.Output) []spec.O
 		if m.HaveHash && c.owed.ack(-1) {
 			p.pace.acked(1)
 		}
-		p.unstall(c)
 	default:
 		return unknown("unexpected request")
 	}
 	return out
 }
 
-// schedIn puts c in the upload ring if it has a push waiting or a paced
-// answer heads its queue.
 // unstall puts a stalled neighbour (see upload), which has now
 // acknowledged something, back in turn.
 func (p *Peer) unstall(c *iconn) {
@@ -1595,6 +1592,8 @@ func (p *Peer) unstall(c *iconn) {
 	}
 }
 
+// schedIn puts c in the upload ring if it has a push waiting or a paced
+// answer heads its queue.
 func (p *Peer) schedIn(c *iconn) {
 	if !c.inRing && !c.gone && !c.closing && (len(c.pushq) > 0 || len(c.pending) > 0 && (c.pending[0].op == DREQ || c.pending[0].op == HREQ)) {
 		c.inRing = true

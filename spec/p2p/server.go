@@ -590,10 +590,6 @@ func (s *Server) request(now spec.Time, c *sconn, m Msg, out []spec.Output) []sp
 		}
 		s.reply(c, sreq{op: DREQ, chunk: m.Chunk})
 	case DANY:
-		if !c.ext {
-			c.ext = true
-			c.known = newBitset(s.c.Chunks())
-		}
 		c.danys++
 	case DCAN:
 		if m.Chunk < 0 {

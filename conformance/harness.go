@@ -475,6 +475,32 @@ func ReplayImpl(ctx context.Context, t *Trace, node string, lookup Lookup, opt I
 		return nil
 	}
 
+	// awaitStreams waits until the harness has read every byte the node
+	// wrote on its streams before record i: a node stopped while its
+	// runner still had bytes queued (a loaded machine) was cut short, and
+	// the comparison counted fewer bytes than it wrote.
+	awaitStreams := func(i int) error {
+		cut := map[spec.Stream]bool{} // reset or aborted: their bytes need not all arrive
+		for _, r := range want[:i] {
+			if r.Out == "abort" || r.In == "closed" && r.Err != "" {
+				cut[spec.Stream(r.Stream)] = true
+			}
+		}
+		ids := make([]spec.Stream, 0, len(h.conns))
+		for st := range h.conns {
+			if !cut[st] {
+				ids = append(ids, st)
+			}
+		}
+		slices.Sort(ids)
+		for _, st := range ids {
+			if n := writtenBefore(want[:i], st); h.conns[st].waitFor(n, opt.Timeout) < n {
+				return fail(i, fmt.Sprintf("the harness received %d of the %d bytes the node wrote on stream %d", h.conns[st].received(), n, st))
+			}
+		}
+		return nil
+	}
+
 	for i, rec := range want {
 		if rec.In == "" {
 			continue
@@ -485,6 +511,11 @@ func ReplayImpl(ctx context.Context, t *Trace, node string, lookup Lookup, opt I
 		in, err := rec.Input()
 		if err != nil {
 			return err
+		}
+		if in.Kind == spec.InStop {
+			if err := awaitStreams(i); err != nil {
+				return err
+			}
 		}
 		clock.Advance(epoch + spec.Time(rec.T))
 		if in.Kind == spec.InStreamClosed && in.Err != "" {
@@ -512,6 +543,9 @@ func ReplayImpl(ctx context.Context, t *Trace, node string, lookup Lookup, opt I
 		if in.Kind == spec.InBound && in.Err == "" {
 			h.ownAddr[in.Sock] = h.amap.Out(in.Addr)
 		}
+	}
+	if err := awaitStreams(len(want)); err != nil {
+		return err
 	}
 	cancel()
 	select {

@@ -176,7 +176,11 @@
 //	STREAMING --report timer-->        RR + SDES + REPORT, every report
 //	                                   interval × [0.5, 1.5) (RFC 3550 §6.3.1)
 //	STREAMING --silence timer-->       JOINING again (no data for max(4
-//	                                   packet intervals, the expiry))
+//	                                   packet intervals, the expiry)),
+//	                                   still reporting: the silence may be
+//	                                   loss, and the server may still have
+//	                                   it (a server that dropped it
+//	                                   ignores the reports)
 //	any       --count, duration, stop-> last RR + REPORT + BYE if welcomed;
 //	                                   "stats" event; exit
 //	any       --server BYE-->          "stats" event; exit

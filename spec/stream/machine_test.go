@@ -682,3 +682,62 @@ func TestIntervalBounds(t *testing.T) {
 		})
 	}
 }
+
+// A client whose stream goes silent joins again, and goes on reporting
+// meanwhile: the silence may be loss on the way (40% of it once left a
+// client 100 ms without data), and a server that still has it must hear
+// from it, or it expires a listener that never left (it stopped
+// reporting, and the server dropped it).
+func TestRejoiningClientKeepsReporting(t *testing.T) {
+	srv := newServerRig(t, stream.ServerConfig{Delay: 10 * time.Millisecond, ReportInterval: 50 * time.Millisecond, ExpireAfter: 2})
+	cl := &rig{t: t, m: stream.NewClient(stream.ClientConfig{Server: serverAddr, Seed: 1}), now: spec.SimEpoch}
+	me := netip.MustParseAddrPort("10.0.0.2:49152")
+	timers := map[spec.Timer]spec.Time{}
+	var relay func(out []spec.Output)
+	relay = func(out []spec.Output) {
+		out = append([]spec.Output(nil), out...)
+		for _, o := range out {
+			switch o.Kind {
+			case spec.OutSetTimer:
+				timers[o.Timer] = o.At
+			case spec.OutSend:
+				for _, a := range sends(srv.datagram(me, o.Data), me) {
+					// Handshake answers only: the server's timer never
+					// runs, so no data comes.
+					relay(cl.datagram(serverAddr, a))
+				}
+			}
+		}
+	}
+	relay(cl.step(spec.Input{Kind: spec.InStart}))
+	relay(cl.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: me}))
+	if srv.m.(*stream.Server).Subscribers() != 1 {
+		t.Fatal("the client did not join")
+	}
+	// No data comes: the silence timer fires, then the report timer.
+	reports := 0
+	for range 20 {
+		var next spec.Timer
+		var at spec.Time
+		for tm, a := range timers {
+			if at == 0 || a < at || a == at && tm < next {
+				next, at = tm, a
+			}
+		}
+		delete(timers, next)
+		cl.now = at
+		for _, o := range cl.step(spec.Input{Kind: spec.InTimer, Timer: next}) {
+			if o.Kind == spec.OutSetTimer {
+				timers[o.Timer] = o.At
+			}
+			if o.Kind == spec.OutSend {
+				if c, err := stream.DecodeControl(o.Data); err == nil && c.App != nil && c.App.Subtype == stream.AppReport {
+					reports++
+				}
+			}
+		}
+	}
+	if reports < 5 {
+		t.Fatalf("%d reports in 20 timer firings of a client joining again: it stopped reporting", reports)
+	}
+}

@@ -125,3 +125,13 @@ func TestThrottle(t *testing.T) {
 		t.Fatalf("logged counts %v, want %v (at 0 ms, 1000 ms, 5000 ms)", got, want)
 	}
 }
+
+// Idle gives the keys idle for at least d, in order whatever the map's.
+func TestIdle(t *testing.T) {
+	now := spec.SimEpoch.Add(time.Minute)
+	last := map[spec.Stream]spec.Time{9: spec.SimEpoch, 3: now, 7: now.Add(-30 * time.Second), 1: now.Add(-29 * time.Second)}
+	got := spec.Idle(last, now, 30*time.Second, func(t spec.Time) spec.Time { return t })
+	if want := []spec.Stream{7, 9}; !slices.Equal(got, want) {
+		t.Fatalf("Idle = %v, want %v", got, want)
+	}
+}

@@ -1,6 +1,9 @@
 package spec
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Time is an instant, in nanoseconds since the Unix epoch. Runners pass it
 // in with every input; machines never read a clock. The simulator starts
@@ -27,3 +30,18 @@ func (t Time) Wall() time.Time { return time.Unix(0, int64(t)).UTC() }
 
 // FromWall converts a time.Time to a Time.
 func FromWall(w time.Time) Time { return Time(w.UnixNano()) }
+
+// Idle returns, in order, the keys of m whose last activity (as last
+// reads it from the value) is at least d before now: the connections a
+// sweep resets. The order makes a sweep's outputs depend on its inputs
+// alone, not on map iteration.
+func Idle[K ~uint64, V any](m map[K]V, now Time, d time.Duration, last func(V) Time) []K {
+	var keys []K
+	for k, v := range m {
+		if now.Sub(last(v)) >= d {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -52,10 +52,9 @@ type Server struct {
 
 	expAt, holdAt spec.Time // when the timers are set (0: not set)
 
-	joinRate spec.Rate // joins and answers to strangers, server-wide
-	joinTAT  spec.Time // its state
-	joinWarn spec.Time // last time the join limit was logged at warning level
-	fullWarn spec.Time // and the member limit
+	joinRate         spec.Rate     // joins and answers to strangers, server-wide
+	joinTAT          spec.Time     // its state
+	joinLog, fullLog spec.Throttle // the join and member limits' warnings, at most one a second
 
 	out   []spec.Output
 	deliv [][]byte
@@ -488,8 +487,7 @@ func (s *Server) admit(now spec.Time, from netip.AddrPort, session uint64, body 
 	case len(s.members) >= s.cfg.MaxMembers:
 		s.c.Full++
 		s.out = append(s.out, spec.Debug("chat: full, refusing", slog.String("from", from.String())))
-		if now.Sub(s.fullWarn) >= time.Second || s.fullWarn == 0 {
-			s.fullWarn = now
+		if _, ok := s.fullLog.Hit(now, time.Second); ok {
 			s.out = append(s.out, spec.Warn("chat: member limit reached; refusing joins", slog.Int("max", s.cfg.MaxMembers), slog.Uint64("refused_so_far", s.c.Full)))
 		}
 		s.answerStranger(now, from, session, size,
@@ -749,8 +747,7 @@ func (s *Server) allowJoin(now spec.Time, from netip.AddrPort) bool {
 	}
 	s.c.JoinsLimited++
 	s.out = append(s.out, spec.Debug("chat: join limit, dropped a stranger's datagram", slog.String("from", from.String())))
-	if now.Sub(s.joinWarn) >= time.Second || s.joinWarn == 0 {
-		s.joinWarn = now
+	if _, ok := s.joinLog.Hit(now, time.Second); ok {
 		s.out = append(s.out, spec.Warn("chat: join limit reached; strangers are dropped", slog.Float64("per_second", s.cfg.JoinRate), slog.Uint64("dropped_so_far", s.c.JoinsLimited)))
 	}
 	return false

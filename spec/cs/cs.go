@@ -8,7 +8,6 @@ import (
 	"hash"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"strconv"
 	"time"
 
@@ -222,14 +221,7 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 // stream order, and runs again in Stall/4 while there are clients.
 func (s *Server) sweep(now spec.Time, out []spec.Output) []spec.Output {
 	s.sweeping = false
-	var stale []spec.Stream
-	for st, d := range s.streams {
-		if now.Sub(d.last) >= s.cfg.Stall {
-			stale = append(stale, st)
-		}
-	}
-	slices.Sort(stale)
-	for _, st := range stale {
+	for _, st := range spec.Idle(s.streams, now, s.cfg.Stall, func(d *download) spec.Time { return d.last }) {
 		d := s.streams[st]
 		s.forget(st, d)
 		s.c.stalled++

@@ -266,14 +266,7 @@ func (s *Server) forget(st spec.Stream) {
 // while any are held: a connection goes within a quarter of Idle of its
 // deadline.
 func (s *Server) sweepIdle(now spec.Time, out []spec.Output) []spec.Output {
-	var idle []spec.Stream
-	for st, c := range s.streams {
-		if now.Sub(c.last) >= s.cfg.Idle {
-			idle = append(idle, st)
-		}
-	}
-	slices.Sort(idle)
-	for _, st := range idle {
+	for _, st := range spec.Idle(s.streams, now, s.cfg.Idle, func(c conn) spec.Time { return c.last }) {
 		s.c.idle++
 		s.forget(st)
 		out = append(out, spec.Abort(st), spec.Debug("echo: idle connection reset", slog.Uint64("stream", uint64(st))))

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/spec"
-	"github.com/netspec/netspec/spec/spectest"
 )
 
 // A seed-style client that pipelines requests and never reads does not
@@ -26,61 +25,45 @@ func TestNonReaderDoesNotStarveOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := NewServer(ServerConfig{Addr: srvAddr, Seed: 1}, c)
-	now := spec.SimEpoch
-	timers := map[spec.Timer]spec.Time{}
-	got := map[spec.Stream]int{} // DATA answers written
-	step := func(in spec.Input) {
-		for _, o := range s.Step(now, in, nil) {
-			switch o.Kind {
-			case spec.OutSetTimer:
-				timers[o.Timer] = o.At
-			case spec.OutCancelTimer:
-				delete(timers, o.Timer)
-			case spec.OutWrite:
-				got[o.Stream] += strings.Count(string(o.Data), "DATA ")
-			}
-		}
-	}
-	step(spec.Input{Kind: spec.InStart})
-	step(spec.Input{Kind: spec.InBound, Sock: sockListen, Addr: srvAddr})
+	h := newHarness(t, s)
+	h.step(spec.Input{Kind: spec.InStart})
 	hog, peer := spec.AcceptedStream|1, spec.AcceptedStream|2
-	step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: hog, Addr: netip.MustParseAddrPort("192.0.2.1:40000")})
-	step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: peer, Addr: netip.MustParseAddrPort("198.51.100.7:40000")})
+	for st, from := range map[spec.Stream]string{hog: "192.0.2.1:40000", peer: "198.51.100.7:40000"} {
+		h.open[st] = true
+		h.step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st, Addr: netip.MustParseAddrPort(from)})
+	}
 	var reqs strings.Builder
 	reqs.WriteString("CHEL 40000\r\n")
 	for i := range 200 {
 		fmt.Fprintf(&reqs, "DREQ %d\r\n", i)
 	}
-	step(spec.Input{Kind: spec.InStreamData, Stream: hog, Data: []byte(reqs.String())})
-	step(spec.Input{Kind: spec.InStreamData, Stream: peer, Data: []byte("CHEL 40001\r\n")})
+	h.step(spec.Input{Kind: spec.InStreamData, Stream: hog, Data: []byte(reqs.String())})
+	h.step(spec.Input{Kind: spec.InStreamData, Stream: peer, Data: []byte("CHEL 40001\r\n")})
 	// The peer asks for one chunk at a time, reading each answer (its
 	// stream drains: InStreamWritable), for 5 s; the hog reads nothing.
-	end := now.Add(5 * time.Second)
+	end := h.now.Add(5 * time.Second)
 	next := 0
-	for asked := got[peer]; now.Before(end) && next < 200; {
-		if got[peer] == asked {
-			step(spec.Input{Kind: spec.InStreamData, Stream: peer, Data: fmt.Appendf(nil, "DREQ %d\r\n", next)})
+	for asked := 0; h.now.Before(end) && next < 200; {
+		if dataWritten(h, peer) == asked {
+			h.step(spec.Input{Kind: spec.InStreamData, Stream: peer, Data: fmt.Appendf(nil, "DREQ %d\r\n", next)})
 			next++
 		}
-		if got[peer] > asked {
-			asked = got[peer]
-			now = now.Add(time.Millisecond) // a round trip
-			step(spec.Input{Kind: spec.InStreamWritable, Stream: peer})
+		if n := dataWritten(h, peer); n > asked {
+			asked = n
+			h.now = h.now.Add(time.Millisecond) // a round trip
+			h.step(spec.Input{Kind: spec.InStreamWritable, Stream: peer})
 			continue
 		}
-		tm, at, ok := spectest.Earliest(timers)
-		if !ok {
+		if len(h.timers) == 0 {
 			t.Fatal("the peer's request is neither answered nor timed")
 		}
-		delete(timers, tm)
-		now = max(now, at)
-		step(spec.Input{Kind: spec.InTimer, Timer: tm})
+		h.fire()
 	}
 	if next < 200 {
-		t.Fatalf("in 5 s the peer got %d chunks one at a time (the hog %d): a client that does not read starves it", next, got[hog])
+		t.Fatalf("in 5 s the peer got %d chunks one at a time (the hog %d): a client that does not read starves it", next, dataWritten(h, hog))
 	}
-	if got[hog] > 2*s.cfg.Window {
-		t.Errorf("the hog, which never read, was sent %d answers", got[hog])
+	if n := dataWritten(h, hog); n > 2*s.cfg.Window {
+		t.Errorf("the hog, which never read, was sent %d answers", n)
 	}
 }
 
@@ -98,16 +81,6 @@ func TestPeerNonReaderDoesNotStarveOthers(t *testing.T) {
 	h.step(spec.Input{Kind: spec.InAccepted, Stream: legit, Addr: netip.MustParseAddrPort("10.0.0.10:51000")})
 	h.step(spec.Input{Kind: spec.InStreamData, Stream: hog, Data: []byte("CHEL 51000\r\n" + strings.Repeat(fmt.Sprintf("DREQ %d\r\n", held), 200))})
 	h.step(spec.Input{Kind: spec.InStreamData, Stream: legit, Data: []byte("CHEL 51001\r\n")})
-	count := func(st spec.Stream) int {
-		msgs, _ := parseAll(Responses, h.written[st], len(h.written[st])+1)
-		n := 0
-		for _, m := range msgs {
-			if m.Op == DATA {
-				n++
-			}
-		}
-		return n
-	}
 	end := h.now.Add(5 * time.Second)
 	asked, got := 0, 0
 	for h.now.Before(end) && asked < 100 && h.open[legit] {
@@ -115,7 +88,7 @@ func TestPeerNonReaderDoesNotStarveOthers(t *testing.T) {
 			h.step(spec.Input{Kind: spec.InStreamData, Stream: legit, Data: fmt.Appendf(nil, "DREQ %d\r\n", held)})
 			asked++
 		}
-		if n := count(legit); n > got {
+		if n := dataWritten(h, legit); n > got {
 			got = n
 			h.now = h.now.Add(time.Millisecond)
 			h.step(spec.Input{Kind: spec.InStreamWritable, Stream: legit})
@@ -127,9 +100,9 @@ func TestPeerNonReaderDoesNotStarveOthers(t *testing.T) {
 		h.fire()
 	}
 	if got < 100 {
-		t.Fatalf("in 5 s the reading neighbour got %d chunks one at a time (the hog %d): a neighbour that does not read starves it", got, count(hog))
+		t.Fatalf("in 5 s the reading neighbour got %d chunks one at a time (the hog %d): a neighbour that does not read starves it", got, dataWritten(h, hog))
 	}
-	if n := count(hog); n > 2*p.cfg.Window {
+	if n := dataWritten(h, hog); n > 2*p.cfg.Window {
 		t.Errorf("the hog, which never read, was sent %d answers", n)
 	}
 }
@@ -147,14 +120,7 @@ func TestPeerPipelinedSeedStyleNeighbourPacedByDraining(t *testing.T) {
 		h.now = h.now.Add(time.Millisecond)
 		h.step(spec.Input{Kind: spec.InStreamWritable, Stream: in})
 	}
-	msgs, _ := parseAll(Responses, h.written[in], len(h.written[in])+1)
-	n := 0
-	for _, m := range msgs {
-		if m.Op == DATA {
-			n++
-		}
-	}
-	if n != 50 {
+	if n := dataWritten(h, in); n != 50 {
 		t.Fatalf("%d of 50 pipelined requests answered in %v of draining", n, h.now.Sub(start))
 	}
 }
@@ -227,4 +193,16 @@ func TestExtensionBeforeXHELRefused(t *testing.T) {
 	if msgs[1].Err != ErrUnknownCommand {
 		t.Fatalf("the HAVE before XHEL drew %v, want UNKNOWN_COMMAND", msgs[1].Err)
 	}
+}
+
+// dataWritten counts the DATA answers the machine wrote on st.
+func dataWritten(h *harness, st spec.Stream) int {
+	msgs, _ := parseAll(Responses, h.written[st], len(h.written[st])+1)
+	n := 0
+	for _, m := range msgs {
+		if m.Op == DATA {
+			n++
+		}
+	}
+	return n
 }

@@ -23,3 +23,13 @@ func (r Rand) Bytes(b []byte) {
 		}
 	}
 }
+
+// Mix hashes seed and an index k into 64 well-mixed bits (SplitMix64's
+// step and finaliser): a word of deterministic random data addressed by
+// k, or a value folded into a draw.
+func Mix(seed, k uint64) uint64 {
+	z := seed + (k+1)*0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}

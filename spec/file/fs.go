@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/netspec/netspec/spec"
 )
 
 // ValidName checks a name a client asked for before anything is opened:
@@ -46,37 +48,29 @@ type SynthFile struct {
 }
 
 // SynthBytes fills p with the content of a synthetic file of seed at
-// offset off. Byte i is byte i%8 (little-endian) of mix(seed, i/8), so
+// offset off. Byte i is byte i%8 (little-endian) of spec.Mix(seed, i/8), so
 // any range can be produced directly.
 func SynthBytes(seed uint64, off int64, p []byte) {
 	for len(p) > 0 && off%8 != 0 {
 		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], mix(seed, uint64(off)/8))
+		binary.LittleEndian.PutUint64(b[:], spec.Mix(seed, uint64(off)/8))
 		k := copy(p, b[off%8:])
 		p = p[k:]
 		off += int64(k)
 	}
 	for k := uint64(off) / 8; len(p) >= 8; k++ {
-		binary.LittleEndian.PutUint64(p, mix(seed, k))
+		binary.LittleEndian.PutUint64(p, spec.Mix(seed, k))
 		p = p[8:]
 		off += 8
 	}
 	for len(p) > 0 {
-		w := mix(seed, uint64(off)/8)
+		w := spec.Mix(seed, uint64(off)/8)
 		var b [8]byte
 		binary.LittleEndian.PutUint64(b[:], w)
 		k := copy(p, b[off%8:])
 		p = p[k:]
 		off += int64(k)
 	}
-}
-
-// mix is splitmix64's finaliser over seed and a word index.
-func mix(seed, k uint64) uint64 {
-	z := seed + (k+1)*0x9e3779b97f4a7c15
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	return z ^ (z >> 31)
 }
 
 // Synthetic returns a read-only file system holding files; directories

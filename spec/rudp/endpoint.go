@@ -248,7 +248,7 @@ func (e *Endpoint) remove(now spec.Time, c *Conn, out []spec.Output) []spec.Outp
 func (e *Endpoint) Dial(now spec.Time, peer netip.AddrPort) ConnID {
 	var id uint32
 	for id == 0 || e.conns[id] != nil {
-		id = e.rng.Uint32() ^ mixTime(now)
+		id = e.rng.Uint32() ^ uint32(spec.Mix(uint64(now), 0))
 	}
 	c := newConn(e, id, peer, true)
 	c.st = stSynSent
@@ -256,15 +256,6 @@ func (e *Endpoint) Dial(now spec.Time, peer netip.AddrPort) ConnID {
 	e.conns[id] = c
 	e.touch(c)
 	return ConnID(id)
-}
-
-// mixTime folds t into 32 bits that differ for any two times
-// (SplitMix64's finaliser).
-func mixTime(t spec.Time) uint32 {
-	z := uint64(t) + 0x9e3779b97f4a7c15
-	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-	z = (z ^ z>>27) * 0x94d049bb133111eb
-	return uint32(z ^ z>>31)
 }
 
 // Write queues p on session id's stream. The endpoint keeps p until the

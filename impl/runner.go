@@ -366,6 +366,16 @@ func (r *Runner) handle(it item) {
 		if r.streams[it.in.Stream] != it.st {
 			return
 		}
+		if !r.opt.Hold && it.kind != itConnected {
+			st := it.st
+			switch {
+			case it.in.Err != "":
+				st.held = nil // a reset ends the stream at once
+			case st.isPaused() || len(st.held) > 0:
+				st.held = append(st.held, it)
+				return
+			}
+		}
 	case itWritable:
 		if r.streams[it.in.Stream] != it.st {
 			return
@@ -507,6 +517,19 @@ func (r *Runner) apply(now spec.Time, o *spec.Output) {
 		if st := r.streams[o.Stream]; st != nil {
 			delete(r.streams, o.Stream)
 			st.kill(true)
+		}
+	case spec.OutPause:
+		if st := r.streams[o.Stream]; st != nil {
+			st.setPaused(true)
+		}
+	case spec.OutResume:
+		if st := r.streams[o.Stream]; st != nil && st.isPaused() {
+			st.setPaused(false)
+			// What was held goes first, as items of its own (the
+			// machine is mid-step); handle holds it again if the
+			// machine pauses once more on the way.
+			r.local = append(st.held, r.local...)
+			st.held = nil
 		}
 	case spec.OutSetTimer:
 		if ts, ok := r.timers[o.Timer]; ok {

@@ -11,12 +11,20 @@ import (
 )
 
 // stream is one TCP connection. The loop owns the bookkeeping fields
-// (rdone); the writer goroutine and the loop share the queue under mu.
+// (rdone, held); the writer goroutine and the loop share the queue under
+// mu, the reader goroutine and the loop the paused flag.
 type stream struct {
 	id spec.Stream
 
+	// held is what the reader read after the machine paused the stream
+	// (it was mid-read) and what came behind it, for the machine once it
+	// resumes.
+	held []item
+
 	mu      sync.Mutex
-	cond    *sync.Cond
+	cond    *sync.Cond // the writer waits for bytes, FIN or death
+	rcond   *sync.Cond // the reader waits for resume or death
+	paused  bool
 	conn    *net.TCPConn
 	q       [][]byte
 	pending int
@@ -30,6 +38,7 @@ type stream struct {
 func newStream(c *net.TCPConn) *stream {
 	st := &stream{conn: c}
 	st.cond = sync.NewCond(&st.mu)
+	st.rcond = sync.NewCond(&st.mu)
 	return st
 }
 
@@ -84,6 +93,30 @@ func (st *stream) closeWrite() {
 	st.cond.Signal()
 }
 
+// setPaused stops or restarts the reader (spec.OutPause, OutResume).
+func (st *stream) setPaused(p bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.paused = p
+	st.rcond.Broadcast()
+}
+
+// waitResumed blocks while the stream is paused and alive.
+func (st *stream) waitResumed() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for st.paused && !st.dead {
+		st.rcond.Wait()
+	}
+}
+
+// isPaused reports whether the machine paused the stream.
+func (st *stream) isPaused() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.paused
+}
+
 // isClosing reports whether the machine closed the stream (its FIN
 // follows the queued bytes).
 func (st *stream) isClosing() bool {
@@ -116,6 +149,7 @@ func (st *stream) kill(rst bool) {
 	st.dead = true
 	c := st.conn
 	st.cond.Broadcast()
+	st.rcond.Broadcast()
 	st.mu.Unlock()
 	if c != nil {
 		if rst {
@@ -192,6 +226,7 @@ func (st *stream) read(r *Runner) {
 	// 258 MB) holds 2 KiB, one that sends in bulk 64 KiB.
 	buf := make([]byte, 2<<10)
 	for {
+		st.waitResumed()
 		n, err := st.conn.Read(buf)
 		if n > 0 {
 			data := make([]byte, n)

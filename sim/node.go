@@ -223,6 +223,10 @@ func (n *Node) apply(o *spec.Output) {
 		s.closeStream(n, o.Stream)
 	case spec.OutAbort:
 		s.abort(n, o.Stream)
+	case spec.OutPause:
+		s.pause(n, o.Stream)
+	case spec.OutResume:
+		s.resume(n, o.Stream)
 	case spec.OutSetTimer:
 		n.token++
 		n.timers[o.Timer] = n.token

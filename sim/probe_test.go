@@ -13,6 +13,9 @@ type probe struct {
 	log []got
 	// echoStreams makes it close a stream once the peer has finished.
 	closeOnEOF bool
+	// accepted is the last stream accepted, which "pause" and "resume"
+	// name.
+	accepted spec.Stream
 }
 
 type got struct {
@@ -40,8 +43,21 @@ func (p *probe) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Out
 			out = append(out, spec.Write(1, c.Data))
 		case "close":
 			out = append(out, spec.Close(1))
+		case "pause":
+			if p.accepted != 0 {
+				out = append(out, spec.Pause(p.accepted))
+			}
+		case "resume":
+			if p.accepted != 0 {
+				out = append(out, spec.Resume(p.accepted))
+			}
 		}
+	case spec.InAccepted:
+		p.accepted = in.Stream
 	case spec.InStreamClosed:
+		if in.Stream == p.accepted {
+			p.accepted = 0 // pausing it now could name a released stream
+		}
 		if p.closeOnEOF && in.Err == "" {
 			out = append(out, spec.Close(in.Stream))
 		}

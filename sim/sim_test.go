@@ -99,8 +99,76 @@ func TestStreamIsReliable(t *testing.T) {
 			s.Command(time.Duration(i)*time.Millisecond, "a", spec.Command{Name: "write", Data: w})
 		}
 		s.Command(20*time.Millisecond, "a", spec.Command{Name: "close"})
+		// b stops and starts reading at random, and reads for good at
+		// 30 ms: what it holds meanwhile comes later, in order.
+		for i, at := range rapid.SliceOfN(rapid.IntRange(0, 29), 0, 6).Draw(t, "pauses") {
+			cmd := "pause"
+			if i%2 == 1 {
+				cmd = "resume"
+			}
+			s.Command(time.Duration(at)*time.Millisecond, "b", spec.Command{Name: cmd})
+		}
+		s.Command(30*time.Millisecond, "b", spec.Command{Name: "resume"})
 		streamIsReliable(t, s, a, b, want, len(writes))
 	}, nil)
+}
+
+// A receiver that pauses a stream is handed none of it until it resumes,
+// and closes the sender's window: the sender has at most Window bytes
+// beyond what was read outstanding, and is not told its writes were taken.
+func TestPauseHoldsAndClosesTheWindow(t *testing.T) {
+	const window = 64 << 10
+	s, a, b := pair(t, sim.Config{Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: time.Millisecond}), Window: window})
+	want := make([]byte, 1<<20)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+	s.Command(0, "a", spec.Command{Name: "write", Data: want})
+	s.Command(0, "a", spec.Command{Name: "close"})
+	pauseAt, resumeAt := spec.SimEpoch.Add(20*time.Millisecond), spec.SimEpoch.Add(time.Second)
+	s.Command(pauseAt.Sub(spec.SimEpoch), "b", spec.Command{Name: "pause"})
+	s.Command(resumeAt.Sub(spec.SimEpoch), "b", spec.Command{Name: "resume"})
+	s.Run(10 * time.Second)
+	read := 0
+	for _, g := range b.inputs(spec.InStreamData) {
+		if pauseAt.Before(g.at) && g.at.Before(resumeAt) {
+			t.Fatalf("b was handed %d bytes at %v, while paused", len(g.in.Data), g.at.Sub(spec.SimEpoch))
+		}
+		if !pauseAt.Before(g.at) {
+			read += len(g.in.Data)
+		}
+	}
+	if read == 0 || read >= len(want)-window {
+		t.Fatalf("b read %d bytes before pausing; the test needs some, and more than a window left", read)
+	}
+	if got := b.streamBytes(); !bytes.Equal(got, want) {
+		t.Fatalf("b read %d bytes of %d after resuming (equal prefix: %v)", len(got), len(want), bytes.HasPrefix(want, got))
+	}
+	if w := a.inputs(spec.InStreamWritable); len(w) == 0 || w[0].at.Before(resumeAt) {
+		t.Fatalf("a was told its writes were taken at %v, before b resumed", w)
+	}
+	if c := b.inputs(spec.InStreamClosed); len(c) != 1 || c[0].in.Err != "" || c[0].at.Before(resumeAt) {
+		t.Fatalf("b's closes %v: want one EOF, after it resumed", c)
+	}
+	if v := s.Violations(); len(v) > 0 {
+		t.Fatalf("contract violations: %v", v)
+	}
+	// What a sent before b resumed: what b read and the window b held,
+	// the last segment overshooting it.
+	sent := 0
+	s2, _, _ := pair(t, sim.Config{Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: time.Millisecond}), Window: window, OnNet: func(ev sim.NetEvent) {
+		if ev.Kind == sim.NetSend && ev.Proto == spec.TCP && ev.From.Addr() == netip.MustParseAddr("10.0.0.1") && ev.Flags == "" {
+			sent += ev.Len - 40
+		}
+	}})
+	s2.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+	s2.Command(0, "a", spec.Command{Name: "write", Data: want})
+	s2.Command(pauseAt.Sub(spec.SimEpoch), "b", spec.Command{Name: "pause"})
+	s2.Run(resumeAt.Sub(spec.SimEpoch) - time.Millisecond)
+	if sent == 0 || sent > read+window+1460 {
+		t.Fatalf("a sent %d bytes before b resumed; b had read %d, window %d", sent, read, window)
+	}
 }
 
 type fataler interface{ Fatalf(string, ...any) }

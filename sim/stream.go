@@ -45,6 +45,11 @@ type end struct {
 	rnext  uint64
 	ooo    []*segment
 	gotFin bool
+	// paused: the machine stopped reading (spec.OutPause); what arrives
+	// is held, in order, and counts against the sender's window.
+	paused    bool
+	held      []spec.Input
+	heldBytes int
 }
 
 // segment is a piece of one direction of a conn; a lost or duplicated
@@ -328,7 +333,7 @@ func (s *Sim) pump(e *end) {
 	if !e.open || c.dead {
 		return
 	}
-	for e.queued > 0 && e.inflight < s.cfg.Window {
+	for e.queued > 0 && e.inflight+e.peerHeld() < s.cfg.Window {
 		b := e.q[0]
 		k := min(len(b), s.cfg.MSS)
 		g := &segment{conn: c, dir: e.side, off: e.next, data: b[:k:k]}
@@ -465,7 +470,18 @@ func (s *Sim) deliverSegment(dst *Node, p *packet) {
 	}
 }
 
-// accept hands an in-order segment to the receiving machine.
+// peerHeld is what the other side of e's connection holds unread: a
+// receiver that stopped reading closes the sender's window (TCP's
+// receive window, the same size as the send window here).
+func (e *end) peerHeld() int {
+	if p := e.conn.ends[1-e.side]; p != nil {
+		return p.heldBytes
+	}
+	return 0
+}
+
+// accept hands an in-order segment to the receiving machine, or holds
+// it while the machine has paused the stream.
 func (s *Sim) accept(r *end, g *segment) {
 	n := r.node
 	r.rnext += uint64(len(g.data))
@@ -476,12 +492,70 @@ func (s *Sim) accept(r *end, g *segment) {
 		return
 	}
 	if len(g.data) > 0 {
-		n.deliver(spec.Input{Kind: spec.InStreamData, Stream: r.id, Data: g.data})
+		s.give(r, spec.Input{Kind: spec.InStreamData, Stream: r.id, Data: g.data})
 	}
 	if g.fin && n.up && n.gen == r.gen && n.streams[r.id] == r {
-		n.deliver(spec.Input{Kind: spec.InStreamClosed, Stream: r.id})
+		s.give(r, spec.Input{Kind: spec.InStreamClosed, Stream: r.id})
+	}
+}
+
+// give delivers a stream's data or EOF to its machine, behind what is
+// held, or holds it.
+func (s *Sim) give(r *end, in spec.Input) {
+	if r.paused || len(r.held) > 0 {
+		r.held = append(r.held, in)
+		r.heldBytes += len(in.Data)
+		return
+	}
+	r.node.deliver(in)
+	if in.Kind == spec.InStreamClosed {
 		s.maybeRelease(r)
 	}
+}
+
+// pause stops handing the machine the stream's data (spec.OutPause).
+func (s *Sim) pause(n *Node, id spec.Stream) {
+	if e := s.endOf(n, id, "pause"); e != nil {
+		e.paused = true
+	}
+}
+
+// resume hands the machine what was held, as inputs of their own (the
+// machine is in the middle of a step), then opens the sender's window
+// again a one-way delay later (the window update's flight).
+func (s *Sim) resume(n *Node, id spec.Stream) {
+	e := s.endOf(n, id, "resume")
+	if e == nil || !e.paused {
+		return
+	}
+	e.paused = false
+	if len(e.held) == 0 {
+		return
+	}
+	s.schedule(event{at: s.now, kind: evFunc, x: func() {
+		for len(e.held) > 0 && !e.paused && n.up && n.gen == e.gen && n.streams[e.id] == e {
+			in := e.held[0]
+			e.held[0] = spec.Input{}
+			e.held = e.held[1:]
+			e.heldBytes -= len(in.Data)
+			n.deliver(in)
+			if in.Kind == spec.InStreamClosed {
+				s.maybeRelease(e)
+			}
+		}
+		if len(e.held) == 0 {
+			e.held = nil
+		}
+		snd := e.conn.ends[1-e.side]
+		if snd == nil {
+			return
+		}
+		s.schedule(event{at: s.now.Add(owd(n, snd.node)), kind: evFunc, x: func() {
+			if snd.node.gen == snd.gen && snd.node.streams[snd.id] == snd {
+				s.pump(snd)
+			}
+		}})
+	}})
 }
 
 func (s *Sim) ack(ev event) {
@@ -527,7 +601,7 @@ func (s *Sim) finishPeer(e *end) {
 // byte it sent, FIN included, acknowledged, and the peer's FIN received.
 // Until then a crash of either side resets the other.
 func (s *Sim) maybeRelease(e *end) {
-	if e.finAcked && e.inflight == 0 && e.gotFin && e.node.streams[e.id] == e {
+	if e.finAcked && e.inflight == 0 && e.gotFin && len(e.held) == 0 && e.node.streams[e.id] == e {
 		delete(e.node.streams, e.id)
 	}
 }

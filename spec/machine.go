@@ -189,9 +189,20 @@ const (
 	// left open, and closed ones whose bytes could not all go out in that
 	// moment, are reset: never ended as if complete.
 	OutExit
+	// OutPause stops reading Stream: the runner hands the machine no
+	// more of its data (nor its EOF) until OutResume, and reads no more
+	// from the connection, so the peer's sender is slowed by TCP's flow
+	// control and nothing piles up in between. A machine that answers
+	// data with writes (echo) pauses a peer that does not take its
+	// answers, rather than buffer them without bound or reset it. A
+	// reset still ends the stream at once (InStreamClosed with Err).
+	OutPause
+	// OutResume undoes OutPause: what the runner held comes first, in
+	// order, then reading goes on.
+	OutResume
 )
 
-var outNames = [...]string{"", "bind", "unbind", "send", "dial", "write", "close", "abort", "set-timer", "cancel-timer", "event", "log", "exit"}
+var outNames = [...]string{"", "bind", "unbind", "send", "dial", "write", "close", "abort", "set-timer", "cancel-timer", "event", "log", "exit", "pause", "resume"}
 
 func (k OutKind) String() string {
 	if int(k) < len(outNames) && k != 0 {
@@ -278,6 +289,12 @@ func Close(st Stream) Output { return Output{Kind: OutClose, Stream: st} }
 
 // Abort returns an OutAbort.
 func Abort(st Stream) Output { return Output{Kind: OutAbort, Stream: st} }
+
+// Pause returns an OutPause.
+func Pause(st Stream) Output { return Output{Kind: OutPause, Stream: st} }
+
+// Resume returns an OutResume.
+func Resume(st Stream) Output { return Output{Kind: OutResume, Stream: st} }
 
 // SetTimer returns an OutSetTimer.
 func SetTimer(t Timer, at Time) Output { return Output{Kind: OutSetTimer, Timer: t, At: at} }

@@ -17,9 +17,10 @@ import (
 // Rig drives one machine by hand, as a runner would, and checks every
 // output against the machine contract (spec/machine.go) as the simulator
 // does (sim.Violations): sends only on bound UDP sockets, dials with
-// fresh ids below spec.AcceptedStream, writes, closes and aborts only on
-// streams the runner holds, no write after close, event values that
-// marshal to JSON, and emitted bytes never changed afterwards.
+// fresh ids below spec.AcceptedStream, writes, closes, aborts, pauses
+// and resumes only on streams the runner holds, no write after close,
+// event values that marshal to JSON, and emitted bytes never changed
+// afterwards.
 type Rig struct {
 	T       testing.TB
 	M       spec.Machine
@@ -47,6 +48,7 @@ type Stream struct {
 	Dialed, Connected bool
 	Closed            bool // the machine closed its side
 	EOF               bool // the peer closed its side
+	Paused            bool // the machine stopped reading it
 	Written           []byte
 }
 
@@ -124,6 +126,12 @@ func (r *Rig) Step(in spec.Input) {
 			}
 			delete(r.Streams, o.Stream)
 			r.Aborts[o.Stream] = true
+		case spec.OutPause, spec.OutResume:
+			st := r.Streams[o.Stream]
+			if st == nil {
+				r.T.Fatalf("%s on stream %#x, which the runner does not hold", o.Kind, uint64(o.Stream))
+			}
+			st.Paused = o.Kind == spec.OutPause
 		case spec.OutSetTimer:
 			r.Timers[o.Timer] = o.At
 		case spec.OutCancelTimer:

@@ -115,7 +115,7 @@ func FromOutput(epoch, now spec.Time, node string, out spec.Output) Record {
 	case spec.OutWrite:
 		r.Stream = uint64(out.Stream)
 		r.SetPayload(out.Data)
-	case spec.OutClose, spec.OutAbort:
+	case spec.OutClose, spec.OutAbort, spec.OutPause, spec.OutResume:
 		r.Stream = uint64(out.Stream)
 	case spec.OutSetTimer:
 		r.Timer, r.At = uint64(out.Timer), int64(out.At-epoch)

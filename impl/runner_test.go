@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -281,4 +282,127 @@ func TestGSOKeepsDatagrams(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// A TCP client that writes faster than it reads (here: not at all for a
+// while) is paused by the echo server, and TCP's flow control holds its
+// writes back, instead of the echo piling up in the runner until the
+// server resets it: all 32 MiB come back, in order.
+func TestPauseSlowsAClientThatDoesNotRead(t *testing.T) {
+	var pauses, resumes, aborts atomic.Int64
+	_, tcp := startServer(t, impl.Options{OnStep: func(_ spec.Time, _ spec.Input, out []spec.Output) {
+		for _, o := range out {
+			switch o.Kind {
+			case spec.OutPause:
+				pauses.Add(1)
+			case spec.OutResume:
+				resumes.Add(1)
+			case spec.OutAbort:
+				aborts.Add(1)
+			}
+		}
+	}})
+	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(tcp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	want := make([]byte, 32<<20)
+	for i := range want {
+		want[i] = byte(i ^ i>>11)
+	}
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(want)
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		werr <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // every buffer on the way fills
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("reading the echo: %v (after %d bytes)", err, len(got))
+	}
+	if err := <-werr; err != nil {
+		t.Fatalf("writing: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("echo of %d bytes came back as %d (equal prefix: %v)", len(want), len(got), bytes.HasPrefix(want, got))
+	}
+	if pauses.Load() == 0 || resumes.Load() == 0 || aborts.Load() != 0 {
+		t.Fatalf("the server paused %d times, resumed %d, reset %d: want pauses and no reset", pauses.Load(), resumes.Load(), aborts.Load())
+	}
+}
+
+// pauser accepts one connection, pauses it on its first data (the
+// runner's reader has most likely read more by then) and resumes it on
+// its timer, recording what it is handed and when.
+type pauser struct {
+	paused bool
+	early  int // bytes handed while paused
+	got    []byte
+	eof    bool
+	after  int // inputs after EOF
+}
+
+func (m *pauser) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if m.eof {
+		m.after++
+	}
+	switch in.Kind {
+	case spec.InStart:
+		out = append(out, spec.Bind(1, spec.TCP, netip.MustParseAddrPort("127.0.0.1:0")))
+	case spec.InBound:
+		out = append(out, spec.Emit(spec.Event{Name: "listening", Text: "tcp " + in.Addr.String()}))
+	case spec.InTimer:
+		m.paused = false
+		out = append(out, spec.Resume(spec.AcceptedStream|1))
+	case spec.InStreamData:
+		if m.paused {
+			m.early += len(in.Data)
+		}
+		if len(m.got) == 0 {
+			m.paused = true
+			out = append(out, spec.Pause(in.Stream), spec.SetTimer(1, now.Add(200*time.Millisecond)))
+		}
+		m.got = append(m.got, in.Data...)
+	case spec.InStreamClosed:
+		m.eof = in.Err == ""
+		out = append(out, spec.Close(in.Stream), spec.Exit(""))
+	}
+	return out
+}
+
+// A paused stream hands the machine nothing, however much the runner
+// had already read, until it resumes; then everything, in order, and the
+// EOF last.
+func TestPausedStreamIsHeld(t *testing.T) {
+	m := &pauser{}
+	addr := make(chan netip.AddrPort, 1)
+	r := impl.New(m, impl.Options{OnEvent: func(_ spec.Time, ev spec.Event) {
+		addr <- netip.MustParseAddrPort(ev.Text[len("tcp "):])
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(<-addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := bytes.Repeat([]byte("paused "), 1<<16)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.CloseWrite()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if m.early != 0 || !bytes.Equal(m.got, want) || !m.eof || m.after != 0 {
+		t.Fatalf("handed %d bytes while paused, %d of %d in all (equal: %v), EOF %v, %d inputs after it", m.early, len(m.got), len(want), bytes.Equal(m.got, want), m.eof, m.after)
+	}
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -263,6 +265,27 @@ func TestEchoWithNetcat(t *testing.T) {
 	got, err := cmd.Output()
 	if err != nil || string(got) != payload {
 		t.Fatalf("nc over tcp returned %d bytes (%v), sent %d", len(got), err, len(payload))
+	}
+}
+
+// nc whose output goes to a reader that starts late (a full pipe stops
+// nc reading its socket) is slowed by TCP's flow control, not reset: the
+// server stops reading it while its echo waits, and 32 MiB come back
+// whole. (It used to reset such a client once 1 MiB of echo waited.)
+func TestEchoWithNetcatSlowReader(t *testing.T) {
+	need(t, "nc", "sha256sum")
+	host, port := split(t, serve(t, "echo", "serve", "--tcp", "127.0.0.1:0")["tcp"])
+	in := filepath.Join(t.TempDir(), "in")
+	data := make([]byte, 32<<20)
+	for i := range data {
+		data[i] = byte(i ^ i>>9 ^ i>>17)
+	}
+	if err := os.WriteFile(in, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := shell(t, "nc -N "+host+" "+port+" < "+in+" | (sleep 1; sha256sum)")
+	if want := fmt.Sprintf("%x  -\n", sha256.Sum256(data)); err != nil || out != want {
+		t.Fatalf("nc through a late reader: %q (%v), want %q", out, err, want)
 	}
 }
 

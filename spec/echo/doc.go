@@ -27,7 +27,9 @@
 // Per UDP datagram there is no state (but for the per-source limits,
 // below). Per TCP connection:
 //
-//	OPEN     --data-->     OPEN (echo it)
+//	OPEN     --data-->     OPEN (echo it; past PauseAt bytes not yet
+//	                       taken by the transport, stop reading)
+//	OPEN     --writable--> OPEN (all taken: read again)
 //	OPEN     --peer FIN--> gone, if the transport has taken every echoed
 //	                       byte; else DRAINING (either way we close our
 //	                       side after the queued bytes)
@@ -39,7 +41,7 @@
 //
 // A DRAINING connection still counts against MaxStreams: a client that
 // half-closes without reading cannot make the server hold more than
-// MaxStreams × MaxUnread bytes of echo.
+// MaxStreams × (PauseAt + one read) bytes of echo.
 //
 // # Defences
 //
@@ -69,10 +71,14 @@
 // The limit remembers Sources addresses (default 256) in a fixed table,
 // forgetting the one with the most credit left when a new one comes.
 // Every drop is counted and logged at debug level. A TCP client that
-// sends without reading is cut off once more than MaxUnread echoed bytes
-// wait unsent, so the server's memory per
-// connection is bounded; MaxStreams (1024) bounds the connections, and
-// MaxPerAddr (64) those from one IP address.
+// sends faster than it reads its echo is paused (spec.OutPause): once
+// PauseAt (64 KiB) echoed bytes wait for the transport, the server reads
+// nothing more from it until they have gone, so TCP's flow control
+// slows the client instead of the server's memory growing (`head -c 300M
+// /dev/urandom | nc HOST PORT | wc -c` is echoed whole); one that never
+// reads is reset after Idle, and MaxUnread (1 MiB) resets one whose
+// runner delivered data despite the pause. MaxStreams (1024) bounds the
+// connections, and MaxPerAddr (64) those from one IP address.
 //
 // # Client
 //

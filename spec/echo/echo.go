@@ -48,8 +48,15 @@ type ServerConfig struct {
 	// of its echo for this long (default 60s): held-open idle
 	// connections cannot keep the places for ever.
 	Idle time.Duration `json:"idle,omitempty"`
+	// PauseAt is how many echoed bytes a TCP client may leave untaken
+	// before the server stops reading from it (default 64 KiB); it reads
+	// again once the transport has taken them all, so TCP's flow control
+	// slows a client that sends faster than it reads.
+	PauseAt int `json:"pauseAt,omitempty"`
 	// MaxUnread bounds echoed bytes a TCP client has not taken yet
-	// (default 1 MiB); past it the connection is reset.
+	// (default 1 MiB); past it the connection is reset. With PauseAt
+	// below it, only a runner that kept delivering data after a pause
+	// could get there.
 	MaxUnread int `json:"maxUnread,omitempty"`
 	// AllowLowPorts answers sources below port 1024 too.
 	AllowLowPorts bool `json:"allowLowPorts,omitempty"`
@@ -88,13 +95,14 @@ type Server struct {
 // conn is an accepted connection the server holds.
 type conn struct {
 	unread int  // echoed bytes the transport has not taken yet
+	paused bool // we stopped reading until the transport takes them
 	fin    bool // the peer half-closed; we have closed our side too
 	addr   netip.Addr
 	last   spec.Time // when it last sent, or the transport took its echo
 }
 
 type serverCounters struct {
-	datagrams, echoed, lowPort, samePort, limited, repeats, streams, refused, cutOff, idle uint64
+	datagrams, echoed, lowPort, samePort, limited, repeats, streams, refused, cutOff, idle, paused uint64
 }
 
 // idleTimer sweeps the connections for idle ones.
@@ -107,6 +115,9 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if cfg.MaxUnread <= 0 {
 		cfg.MaxUnread = 1 << 20
+	}
+	if cfg.PauseAt <= 0 {
+		cfg.PauseAt = 64 << 10
 	}
 	if cfg.MaxPerAddr <= 0 {
 		cfg.MaxPerAddr = 64
@@ -142,6 +153,7 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "streams", Value: s.c.streams},
 		{Name: "streams_refused", Value: s.c.refused},
 		{Name: "streams_cut_off", Value: s.c.cutOff},
+		{Name: "streams_paused", Value: s.c.paused},
 		{Name: "streams_idle", Value: s.c.idle},
 	}
 }
@@ -205,8 +217,13 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			s.forget(in.Stream)
 			return append(out, spec.Abort(in.Stream), spec.Warn("echo: client is not reading its echo, resetting", slog.Int("unread", c.unread)))
 		}
-		s.streams[in.Stream] = c
 		out = append(out, spec.Write(in.Stream, in.Data))
+		if c.unread >= s.cfg.PauseAt && !c.paused {
+			c.paused = true
+			s.c.paused++
+			out = append(out, spec.Pause(in.Stream))
+		}
+		s.streams[in.Stream] = c
 	case spec.InStreamWritable:
 		c, ok := s.streams[in.Stream]
 		switch {
@@ -219,6 +236,10 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			s.forget(in.Stream)
 		default:
 			c.unread, c.last = 0, now
+			if c.paused {
+				c.paused = false
+				out = append(out, spec.Resume(in.Stream))
+			}
 			s.streams[in.Stream] = c
 		}
 	case spec.InStreamClosed:

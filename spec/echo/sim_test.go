@@ -393,8 +393,38 @@ func TestShrinkingFindsMinimalCase(t *testing.T) {
 	}
 }
 
-// The server's memory per connection is bounded: a client that sends
-// without ever reading is reset once MaxUnread bytes wait.
+// A client that sends faster than it takes its echo is paused once
+// PauseAt bytes wait for the transport, and resumed when they have gone.
+func TestServerPausesSlowReaders(t *testing.T) {
+	srv := echo.NewServer(echo.ServerConfig{TCP: server, PauseAt: 1000})
+	const st = spec.AcceptedStream | 1
+	kinds := func(out []spec.Output) (k []spec.OutKind) {
+		for _, o := range out {
+			k = append(k, o.Kind)
+		}
+		return k
+	}
+	srv.Step(0, spec.Input{Kind: spec.InAccepted, Sock: 2, Stream: st}, nil)
+	for i, want := range [][]spec.OutKind{
+		{spec.OutWrite},
+		{spec.OutWrite},
+		{spec.OutWrite, spec.OutPause},
+	} {
+		if got := kinds(srv.Step(0, spec.Input{Kind: spec.InStreamData, Stream: st, Data: make([]byte, 400)}, nil)); !slices.Equal(got, want) {
+			t.Fatalf("data %d: %v, want %v", i+1, got, want)
+		}
+	}
+	if got := kinds(srv.Step(0, spec.Input{Kind: spec.InStreamWritable, Stream: st}, nil)); !slices.Equal(got, []spec.OutKind{spec.OutResume}) {
+		t.Fatalf("writable: %v, want a resume", got)
+	}
+	if got := kinds(srv.Step(0, spec.Input{Kind: spec.InStreamWritable, Stream: st}, nil)); len(got) != 0 {
+		t.Fatalf("writable again: %v, want nothing", got)
+	}
+}
+
+// The server's memory per connection is bounded even under a runner
+// that ignores the pause: a client that sends without ever reading is
+// reset once MaxUnread bytes wait.
 func TestServerCutsOffNonReaders(t *testing.T) {
 	srv := echo.NewServer(echo.ServerConfig{TCP: server, MaxUnread: 1000})
 	var out []spec.Output

@@ -23,8 +23,9 @@ type stream struct {
 
 	mu      sync.Mutex
 	cond    *sync.Cond // the writer waits for bytes, FIN or death
-	rcond   *sync.Cond // the reader waits for resume or death
+	rcond   *sync.Cond // the reader waits for resume, room or death
 	paused  bool
+	posted  int // bytes the reader handed the loop that it has not taken
 	conn    *net.TCPConn
 	q       [][]byte
 	pending int
@@ -101,12 +102,27 @@ func (st *stream) setPaused(p bool) {
 	st.rcond.Broadcast()
 }
 
-// waitResumed blocks while the stream is paused and alive.
-func (st *stream) waitResumed() {
+// waitRoom blocks while the stream is paused, or has max bytes posted
+// that the loop has not taken, and is alive: so a machine slower than
+// the socket holds its sender back by TCP's flow control, and a stream
+// queues at most max bytes (plus one read) in the runner, not a share
+// of the whole input queue.
+func (st *stream) waitRoom(max int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for st.paused && !st.dead {
+	for (st.paused || st.posted >= max) && !st.dead {
 		st.rcond.Wait()
+	}
+}
+
+// addPosted counts n bytes read and handed to the loop (n > 0), or taken
+// by it (n < 0).
+func (st *stream) addPosted(n int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.posted += n
+	if n < 0 {
+		st.rcond.Broadcast()
 	}
 }
 
@@ -226,11 +242,12 @@ func (st *stream) read(r *Runner) {
 	// 258 MB) holds 2 KiB, one that sends in bulk 64 KiB.
 	buf := make([]byte, 2<<10)
 	for {
-		st.waitResumed()
+		st.waitRoom(r.opt.MaxStreamQueued)
 		n, err := st.conn.Read(buf)
 		if n > 0 {
 			data := make([]byte, n)
 			copy(data, buf[:n])
+			st.addPosted(n)
 			if n == len(buf) && n < 64<<10 {
 				buf = make([]byte, 64<<10)
 			}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/impl"
+	"github.com/netspec/netspec/impl/diskstore"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/cs"
 	"github.com/netspec/netspec/spec/p2p"
@@ -164,7 +165,7 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	ip := fs.String("ip", "0.0.0.0", "serve other peers on `IP` [config: ip]")
 	linger := fs.Duration("linger", 10*time.Second, "keep serving other peers this long after verifying (negative: until interrupted)")
 	rate := fs.String("rate", "", "the uplink's rate, e.g. 10mbit, to pace uploads by (default: pace by acknowledgments)")
-	maxSize := fs.Int64("max-size", 1<<30, "refuse files larger than `BYTES` (the file is kept in memory)")
+	maxSize := fs.Int64("max-size", 0, "refuse files larger than `BYTES` (0: 1 GiB when kept in memory, 1 TiB when written to -o as it comes)")
 	legacy := fs.Bool("legacy", false, "speak only the seed's protocol (no extensions)")
 	quiet := fs.Bool("q", false, "no progress bar")
 	seed := fs.Uint64("seed", 0, "seed of the peer's random choices (0: random)")
@@ -208,8 +209,8 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("p2p get: --rate: %v", err)
 	}
-	if *maxSize < 1 {
-		return usagef("p2p get: --max-size must be positive")
+	if *maxSize < 0 {
+		return usagef("p2p get: --max-size must not be negative")
 	}
 	if *seed == 0 {
 		*seed = swarmSeed()
@@ -219,7 +220,23 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeLog()
-	store := &p2p.MemStore{Max: *maxSize}
+	// With -o the chunks go to OUTPUT.part as they come and it is renamed
+	// once verified: memory stays a few chunks whatever the file's size
+	// (in memory a 200 MB file took 440 MB).
+	var store p2p.Store
+	var disk *diskstore.Store
+	var mem *p2p.MemStore
+	if *output != "" {
+		if *maxSize == 0 {
+			*maxSize = 1 << 40
+		}
+		disk = diskstore.New(*output, *maxSize)
+		defer disk.Close()
+		store = disk
+	} else {
+		mem = &p2p.MemStore{Max: *maxSize}
+		store = mem
+	}
 	cfg := p2p.PeerConfig{Server: to, Listen: listen, Seed: *seed, Legacy: *legacy, Linger: *linger, UploadRate: bits, Progress: true, ServerWait: *serverWait}
 	if *linger == 0 {
 		cfg.Linger = 0
@@ -233,7 +250,7 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	defer silent.stop()
 	var bar *swarmBar
 	var verified *p2p.Verified
-	var chunk int64
+	var chunk, fileSize int64
 	var saveErr error
 	r := tr.New("p2p", "peer", cfg, p2p.NewPeer(cfg, store), impl.Options{
 		Logger: log,
@@ -244,7 +261,7 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 			case "joined":
 				silent.hear()
 				v := ev.Value.(p2p.Joined)
-				chunk = int64(v.ChunkSize)
+				chunk, fileSize = int64(v.ChunkSize), v.FileSize
 				say("p2p: joined: %d bytes in %d-byte chunks, %d peers listed\n", v.FileSize, v.ChunkSize, v.Peers)
 				bar = newSwarmBar(e.stderr, "p2p get", v.FileSize, *quiet)
 			case "progress":
@@ -263,11 +280,11 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 				if bar != nil {
 					bar.finish()
 				}
-				size := int64(len(store.Bytes()))
+				size := fileSize
 				say("time used: %.2f sec\n%d bytes, %s, md5 %s (the server's CHECK agrees)\n%d chunks from the server, %d from peers, %d duplicates, %d corrupt rejected\n",
 					v.Elapsed.Seconds(), size, swarmRateText(size, v.Elapsed), v.MD5, v.FromServer, v.FromPeers, v.Duplicates, v.Corrupt)
-				if *output != "" {
-					saveErr = swarmSave(*output, store.Bytes())
+				if disk != nil {
+					saveErr = disk.Commit()
 					if saveErr == nil {
 						say("p2p: saved %s\n", *output)
 					}
@@ -342,15 +359,6 @@ func checkOutputDir(path string) error {
 		return fmt.Errorf("%s is not a directory", filepath.Dir(path))
 	}
 	return nil
-}
-
-// swarmSave writes data to path atomically.
-func swarmSave(path string, data []byte) error {
-	tmp := path + ".part"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // flagSet reports whether the flag called name was given.

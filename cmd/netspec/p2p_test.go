@@ -271,6 +271,38 @@ func TestP2PGetGivesUpOnAMissingServer(t *testing.T) {
 	}
 }
 
+// A download that fails after the server announced the file leaves
+// nothing behind: not OUTPUT, not the OUTPUT.part its chunks went to.
+func TestP2PGetFailedLeavesNoFile(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			// A server that welcomes, then is gone.
+			_, _ = c.Write([]byte("SHEL 1000000 16384\r\n[]\r\n"))
+			time.Sleep(100 * time.Millisecond)
+			c.Close()
+		}
+	}()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.bin")
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	code, _, stderr := runCmd("p2p", "get", "-s", "127.0.0.1", "-sp", port, "-p", "0", "--config", os.DevNull, "--server-wait", "2s", "-q", "-o", out)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("a failed download left %v", left)
+	}
+}
+
 // config.ini is read as configparser reads it: [DEFAULT] supplies keys
 // to every section (the section's own win), and a UTF-8 byte order
 // mark, as Notepad writes, is no part of the first line.

@@ -163,7 +163,7 @@ func TestSwarmExitCodes(t *testing.T) {
 		{[]string{"p2p", "serve", "--config", brokenINI}, 2},
 		{[]string{"p2p", "get", "-sp", "70000"}, 2},
 		{[]string{"p2p", "get", "-p", "-2"}, 2},
-		{[]string{"p2p", "get", "--max-size", "0"}, 2},
+		{[]string{"p2p", "get", "--max-size", "-1"}, 2},
 		{[]string{"cs", "get", "-s", "127.0.0.1:1", "-p", "2"}, 2},
 		{[]string{"p2p", "serve", "--trees", "3"}, 2},
 		{[]string{"p2p", "serve", "--trees", "-1", "--expect", "3"}, 2},

@@ -35,6 +35,7 @@ type clientLog struct {
 // and the regression traces re-simulated from testdata/regressions.
 type world struct {
 	tcp     bool
+	pauseAt int // the server's PauseAt (0: its default)
 	faults  sim.Faults
 	clients map[string]*clientLog
 	// delivered[client] is every datagram the network handed to it.
@@ -83,7 +84,7 @@ func (w *world) build(net *simtest.Net, seed uint64, f sim.Faults, clients int, 
 	cfg := sim.Config{Seed: seed, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: 2 * time.Millisecond}), Faults: f, Protocol: "echo"}
 	w.observe(&cfg)
 	s := net.New(cfg)
-	scfg := echo.ServerConfig{UDP: server, TCP: server}
+	scfg := echo.ServerConfig{UDP: server, TCP: server, PauseAt: w.pauseAt}
 	s.MustAddNode(sim.NodeSpec{Name: "server", Role: "server", Config: scfg, New: func() spec.Machine { return newServer(scfg) }})
 	for i := 0; i < clients; i++ {
 		name := fmt.Sprintf("c%d", i)
@@ -232,6 +233,9 @@ func TestTCPEchoReturnsTheStream(t *testing.T) {
 		msgs := rapid.SliceOfN(rapid.SliceOfN(rapid.Byte(), 0, 20000), 1, 5).Draw(t, "messages")
 		w := newWorld()
 		w.tcp = true
+		// A small PauseAt makes the server stop and start reading its
+		// clients all the time: the echo must come back just the same.
+		w.pauseAt = rapid.IntRange(1, 30000).Draw(t, "pauseAt")
 		s := w.build(net, rapid.Uint64().Draw(t, "seed"), f, clients, msgs, realServer)
 		s.Run(2 * time.Minute)
 		if v := s.Violations(); len(v) > 0 {

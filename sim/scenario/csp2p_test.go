@@ -449,3 +449,23 @@ func TestSwarmProfile(t *testing.T) {
 			float64(i)*q, 100*down[i]/(q*k), 100*u/(q*k), 100*s/q, w.Seconds()*1000)
 	}
 }
+
+// Clients of a server whose uplink each of them shares with many others
+// wait long for their first bytes: every connection's window is queued
+// on the uplink ahead of theirs. Ten clients of a 100 kbit/s server
+// wait up to 190 s, as a thousand of a 10 Mbit/s one do 200 s; the C/S
+// server's stall reset (2 minutes then) cut them all off, and N = 1000
+// failed in the seed's setup.
+func TestCSSharedUplinkIsNotAStall(t *testing.T) {
+	res, err := (&scenario.Swarm{N: "10", FileSize: 1_000_000, Mode: "cs", ServerRate: 100e3, Delay: 5 * time.Millisecond, Plot: ""}).Run(scenario.Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failed != "" {
+		t.Fatal(res.Failed)
+	}
+	r := res.Value.(scenario.SwarmResult).Rows[0].CS
+	if r.Ratio > 1.02 {
+		t.Fatalf("C/S took %.1f s, %.3fx its bound", r.Seconds, r.Ratio)
+	}
+}

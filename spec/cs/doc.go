@@ -41,7 +41,7 @@
 //	SENDING --transport took the piece--> SENDING (queue the next piece)
 //	SENDING --last piece taken--> CLOSED (FIN after the queued bytes)
 //	SENDING --reset--> gone (counted as "reset")
-//	SENDING --nothing taken for Stall (2 min)--> reset (counted as
+//	SENDING --nothing taken for Stall (10 min)--> reset (counted as
 //	                          "stalled": a client that never reads
 //	                          must not keep its place; swept every
 //	                          Stall/4, the server's one timer)

@@ -1,7 +1,6 @@
 package p2p
 
 import (
-	"crypto/sha256"
 	"log/slog"
 
 	"github.com/netspec/netspec/spec"
@@ -160,7 +159,7 @@ func (p *Peer) endCut(now spec.Time, c *oconn, body []byte, out []spec.Output) (
 		r := rootOf(digests(body))
 		good = string(r[:]) == string(p.root)
 	} else {
-		good = sha256.Sum256(body) == p.hashes[x.i]
+		good = p.digest(x.i, body) == p.hashes[x.i]
 	}
 	for _, k := range x.kids {
 		if k.gone {

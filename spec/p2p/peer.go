@@ -187,6 +187,7 @@ func (c *PeerConfig) fill() {
 type Peer struct {
 	cfg   PeerConfig
 	store Store
+	dig   Digester // the store, if it can digest chunks without hashing
 	rng   spec.Rand
 	start spec.Time
 	port  uint16
@@ -385,9 +386,11 @@ const (
 // NewPeer returns a peer that keeps its chunks in store.
 func NewPeer(cfg PeerConfig, store Store) *Peer {
 	cfg.fill()
+	dig, _ := store.(Digester)
 	return &Peer{
 		cfg:   cfg,
 		store: store,
+		dig:   dig,
 		rng:   spec.NewRand(cfg.Seed),
 		byOut: map[spec.Stream]*oconn{},
 		byIn:  map[spec.Stream]*iconn{},
@@ -1061,7 +1064,7 @@ func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, vetted bool, out [
 	}
 	switch {
 	case p.hashes != nil:
-		if !vetted && sha256.Sum256(m.Data) != p.hashes[i] {
+		if !vetted && p.digest(i, m.Data) != p.hashes[i] {
 			if p.blameLater(c) {
 				return p.suspect(c, i, out)
 			}
@@ -1080,7 +1083,7 @@ func (p *Peer) data(now spec.Time, c *oconn, want int, m Msg, vetted bool, out [
 		if p.pendSum == nil {
 			p.pendSum, p.pendFrom = make([][32]byte, p.n), make([]*neighbor, p.n)
 		}
-		p.pendSum[i], p.pendFrom[i] = sha256.Sum256(m.Data), c.nb
+		p.pendSum[i], p.pendFrom[i] = p.digest(i, m.Data), c.nb
 		p.pend.set(i)
 		p.npend++
 		p.partial.unset(i)
@@ -2606,4 +2609,14 @@ func (p *Peer) pushed(now spec.Time, c *oconn, m Msg, vetted bool, out []spec.Ou
 		}
 	}
 	return p.data(now, c, -1, m, vetted, out)
+}
+
+// digest is chunk i's SHA-256 as data carries it.
+func (p *Peer) digest(i int, data []byte) [32]byte {
+	if p.dig != nil {
+		if h, ok := p.dig.Digest(i, data); ok {
+			return h
+		}
+	}
+	return sha256.Sum256(data)
 }

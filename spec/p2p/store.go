@@ -230,6 +230,24 @@ func (l LightStore) Sum() ([16]byte, error) { return l.C.MD5(), nil }
 // Reset implements Store.
 func (l LightStore) Reset() {}
 
+// Digester is implemented by a Store that may know a chunk's SHA-256
+// without hashing it. Digest returns sha256.Sum256(data) and true when it
+// can tell that cheaply, or false (the peer then hashes the bytes).
+type Digester interface {
+	Digest(i int, data []byte) ([32]byte, bool)
+}
+
+// Digest implements Digester: bytes equal to the content's chunk (a
+// memcmp) have the digest the content computed once, so a thousand
+// simulated peers do not hash every chunk a thousand times (40% of a
+// simulation's time). Any other bytes are left to the peer to hash.
+func (l LightStore) Digest(i int, data []byte) ([32]byte, bool) {
+	if i < 0 || i >= l.C.Chunks() || !bytes.Equal(data, l.C.Chunk(i)) {
+		return [32]byte{}, false
+	}
+	return l.C.hashes[i], true
+}
+
 // bitset is a set of chunk ids.
 type bitset []uint64
 

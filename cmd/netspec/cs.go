@@ -130,18 +130,13 @@ func csGet(ctx context.Context, e *env, args []string) error {
 	}
 	defer closeLog()
 	var out *bufio.Writer
-	var f *os.File
+	var dst *dest
 	if *output != "" {
-		if f, err = os.Create(*output + ".part"); err != nil {
-			return fmt.Errorf("cs get: %w", err)
+		if dst, err = createDest("cs get", *output); err != nil {
+			return err
 		}
-		defer func() {
-			if f != nil {
-				f.Close()
-				os.Remove(*output + ".part")
-			}
-		}()
-		out = bufio.NewWriterSize(f, 1<<20)
+		defer dst.close()
+		out = bufio.NewWriterSize(dst.f, 1<<20)
 	}
 	bar := newSwarmBar(e.stderr, "cs get", -1, *quiet)
 	var done *cs.Done
@@ -176,14 +171,9 @@ func csGet(ctx context.Context, e *env, args []string) error {
 			werr = out.Flush()
 		}
 		if werr == nil {
-			werr = f.Close()
-		}
-		f = nil
-		if werr == nil {
-			werr = os.Rename(*output+".part", *output)
+			werr = dst.commit()
 		}
 		if werr != nil {
-			os.Remove(*output + ".part")
 			return fmt.Errorf("cs get: saving %s: %w", *output, werr)
 		}
 	}

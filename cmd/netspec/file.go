@@ -345,15 +345,19 @@ func newDownload(e *env, name, out string, quiet bool) (*download, error) {
 		// download, and again after every resume.
 		return nil, usagef("file get: %s is a directory: name the file with -o PATH", p)
 	}
-	d := &download{e: e, name: name, path: p, part: p + ".part", quiet: quiet}
 	if out == "-" {
-		d.path, d.part, d.toStdout = "standard output", "", true
-		return d, nil
+		return &download{e: e, name: name, path: "standard output", toStdout: true, quiet: quiet}, nil
 	}
-	if isDevice(p) {
-		// -o /dev/null: PATH.part renamed over it would replace the
-		// device with a regular file. Write to it directly, without
-		// resuming.
+	// A symbolic link is written through (the file behind it replaced,
+	// the link kept); a device (-o /dev/null) is written into, without
+	// resuming: PATH.part renamed over it would replace it with a
+	// regular file.
+	target, device, err := outTarget(p)
+	if err != nil {
+		return nil, usagef("file get: -o: %v", err)
+	}
+	d := &download{e: e, name: name, path: target, part: target + ".part", quiet: quiet}
+	if device {
 		d.part = ""
 	}
 	return d, nil
@@ -384,14 +388,6 @@ func (d *download) lock() (unlock func(), err error) {
 		}
 		f.Close()
 	}, nil
-}
-
-// isDevice reports whether p exists and is neither a regular file nor a
-// directory (/dev/null, a FIFO): a download writes into such a PATH, and
-// never renames a file over it.
-func isDevice(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir() && !st.Mode().IsRegular()
 }
 
 // command is the "get" for this download: with the SHA-256 state of

@@ -220,19 +220,24 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeLog()
-	// With -o the chunks go to OUTPUT.part as they come and it is renamed
-	// once verified: memory stays a few chunks whatever the file's size
-	// (in memory a 200 MB file took 440 MB).
+	// With -o the chunks go to OUTPUT.part as they come, and it is
+	// renamed once verified: memory stays a few chunks whatever the
+	// file's size (in memory a 200 MB file took 440 MB). A device (-o
+	// /dev/null) is written in order once verified, from memory.
 	var store p2p.Store
-	var disk *diskstore.Store
 	var mem *p2p.MemStore
+	var dst *dest
 	if *output != "" {
+		if dst, err = createDest("p2p get", *output); err != nil {
+			return err
+		}
+		defer dst.close()
+	}
+	if dst != nil && !dst.device() {
 		if *maxSize == 0 {
 			*maxSize = 1 << 40
 		}
-		disk = diskstore.New(*output, *maxSize)
-		defer disk.Close()
-		store = disk
+		store = diskstore.New(dst.f, *maxSize)
 	} else {
 		mem = &p2p.MemStore{Max: *maxSize}
 		store = mem
@@ -283,8 +288,13 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 				size := fileSize
 				say("time used: %.2f sec\n%d bytes, %s, md5 %s (the server's CHECK agrees)\n%d chunks from the server, %d from peers, %d duplicates, %d corrupt rejected\n",
 					v.Elapsed.Seconds(), size, swarmRateText(size, v.Elapsed), v.MD5, v.FromServer, v.FromPeers, v.Duplicates, v.Corrupt)
-				if disk != nil {
-					saveErr = disk.Commit()
+				if dst != nil {
+					if dst.device() {
+						_, saveErr = dst.f.Write(mem.Bytes())
+					}
+					if saveErr == nil {
+						saveErr = dst.commit()
+					}
 					if saveErr == nil {
 						say("p2p: saved %s\n", *output)
 					}
@@ -323,8 +333,8 @@ func swarmSeed() uint64 {
 }
 
 // checkOutput refuses, before any download, an output path that could
-// not be saved to: a directory, or a file in a directory that is not
-// there.
+// not be saved to: a directory, a file in a directory that is not there,
+// a link to nothing (see outTarget).
 func checkOutput(path string) error {
 	if path == "" {
 		return nil
@@ -332,15 +342,8 @@ func checkOutput(path string) error {
 	if path == "-" {
 		return errors.New("standard output is not supported here: name a file")
 	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return fmt.Errorf("%s is a directory (name the file to write)", path)
-	}
-	if fi, err := os.Stat(filepath.Dir(path)); err != nil {
-		return err
-	} else if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", filepath.Dir(path))
-	}
-	return nil
+	_, _, err := outTarget(path)
+	return err
 }
 
 // checkOutputDir refuses, before any download, an -o whose directory is

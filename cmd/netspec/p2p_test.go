@@ -51,6 +51,13 @@ func fivePeers(t *testing.T, expect string) {
 	results := make(chan result, 5)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// Peer 3 writes through a link into a FIFO, as into /dev/stdout: in
+	// order, once verified, the link and the FIFO kept.
+	fifo := filepath.Join(dir, "fifo")
+	fromFIFO := readFIFO(t, fifo)
+	if err := os.Symlink("fifo", filepath.Join(dir, "peer3")); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 5; i++ {
 		args := []string{"p2p", "get", "-s", host, "-sp", port, "-p", "0", "--ip", "127.0.0.1", "-o", filepath.Join(dir, fmt.Sprintf("peer%d", i)),
 			"--linger", "3s", "-q"}
@@ -69,7 +76,14 @@ func fivePeers(t *testing.T, expect string) {
 		if r.code != 0 || !strings.Contains(r.stdout, "time used: ") || !strings.Contains(r.stdout, "the server's CHECK agrees") {
 			t.Fatalf("peer %d: exit %d\n%s\n%s", r.i, r.code, r.stdout, r.errs)
 		}
-		got, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("peer%d", r.i)))
+		var got []byte
+		var err error
+		if r.i == 3 {
+			checkFIFO(t, fifo, fromFIFO, string(want))
+			got = want
+		} else {
+			got, err = os.ReadFile(filepath.Join(dir, fmt.Sprintf("peer%d", r.i)))
+		}
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("peer %d saved %d bytes that differ from the file (%v)", r.i, len(got), err)
 		}

@@ -335,9 +335,8 @@ func net2(host, port string) string {
 type tftpDownload struct {
 	e          *env
 	name, path string
-	part       string
+	dst        *dest // PATH.part or the device; nil for standard output
 	stdout     bool
-	f          *os.File
 	w          *bufio.Writer
 	quiet      bool
 	prog       *progress
@@ -367,9 +366,13 @@ func newTFTPDownload(e *env, name, out string, quiet bool) (*tftpDownload, error
 			d.path = filepath.Join(out, path.Base(name))
 		}
 	}
-	if !isDevice(d.path) { // /dev/null is written to, never renamed over
-		d.part = d.path + ".part"
+	// Opened and locked now: a second download to PATH fails before it
+	// asks the server for anything.
+	dst, err := createDest("tftp get", d.path)
+	if err != nil {
+		return nil, err
 	}
+	d.dst = dst
 	return d, nil
 }
 
@@ -379,17 +382,8 @@ func (d *tftpDownload) event(now spec.Time, ev spec.Event) {
 		v := ev.Value.(tftp.FileStart)
 		d.size, d.t0 = v.Size, now
 		var w io.Writer = d.e.stdout
-		if !d.stdout {
-			name, flag := d.part, os.O_CREATE|os.O_WRONLY|os.O_TRUNC
-			if d.part == "" {
-				name, flag = d.path, os.O_WRONLY
-			}
-			f, err := os.OpenFile(name, flag, 0o644)
-			if err != nil {
-				d.fail(fmt.Errorf("tftp get: %w", err))
-				return
-			}
-			d.f, w = f, f
+		if d.dst != nil {
+			w = d.dst.f
 		}
 		d.w = bufio.NewWriterSize(w, 1<<20)
 		if !d.quiet && !d.stdout {
@@ -400,7 +394,7 @@ func (d *tftpDownload) event(now spec.Time, ev spec.Event) {
 			return
 		}
 		if _, err := d.w.Write(ev.Data); err != nil {
-			d.fail(fmt.Errorf("tftp get: writing %s: %w", d.part, err))
+			d.fail(fmt.Errorf("tftp get: writing %s: %w", d.written(), err))
 			return
 		}
 		d.got += int64(len(ev.Data))
@@ -413,9 +407,13 @@ func (d *tftpDownload) event(now spec.Time, ev spec.Event) {
 			d.fail(err)
 			return
 		}
-		if d.f == nil && !d.stdout && d.part != "" {
+		if d.dst != nil {
 			// The bytes are on disk, complete: only now may PATH exist.
-			if err := os.Rename(d.part, d.path); err != nil {
+			if err := d.dst.commit(); err != nil {
+				d.fail(fmt.Errorf("tftp get: %w", err))
+				return
+			}
+			if err := d.dst.close(); err != nil {
 				d.fail(fmt.Errorf("tftp get: %w", err))
 				return
 			}
@@ -439,31 +437,29 @@ func (d *tftpDownload) close() error {
 	}
 	err := d.w.Flush()
 	d.w = nil
-	if d.f != nil {
-		if err == nil && d.part != "" { // a device may not sync (EINVAL)
-			err = d.f.Sync()
-		}
-		if cerr := d.f.Close(); err == nil {
-			err = cerr
-		}
-		d.f = nil
-	}
 	if err != nil {
-		return fmt.Errorf("tftp get: writing %s: %w", d.part, err)
+		return fmt.Errorf("tftp get: writing %s: %w", d.written(), err)
 	}
 	return nil
+}
+
+// written names what the bytes are written to, for errors.
+func (d *tftpDownload) written() string {
+	switch {
+	case d.dst == nil:
+		return "standard output"
+	case d.dst.device():
+		return d.dst.path
+	}
+	return d.dst.part
 }
 
 // discard removes a failed download's bytes: TFTP cannot resume, and a
 // partial file must not look like the file.
 func (d *tftpDownload) discard() {
-	if d.f != nil {
-		d.f.Close()
-		d.f = nil
-	}
 	d.w = nil
-	if d.part != "" {
-		os.Remove(d.part)
+	if d.dst != nil {
+		d.dst.close()
 	}
 }
 

@@ -13,21 +13,29 @@ import (
 
 var _ p2p.Store = (*diskstore.Store)(nil)
 
-func file(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*31 + i>>8)
+func tempFile(t *testing.T) *os.File {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "out.part"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return b
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
-// Chunks written in any order come back, the MD5 is the file's, and
-// only Commit makes PATH appear.
-func TestStoreCommits(t *testing.T) {
+// Chunks written in any order come back, the file holds exactly them,
+// and the MD5 is the file's.
+func TestStoreKeepsChunks(t *testing.T) {
 	const size, chunk = 100_000, 16384
-	want := file(size)
-	path := filepath.Join(t.TempDir(), "out.bin")
-	s := diskstore.New(path, 1<<20)
+	want := make([]byte, size)
+	for i := range want {
+		want[i] = byte(i*31 + i>>8)
+	}
+	f := tempFile(t)
+	if _, err := f.Write([]byte("stale bytes of an earlier run, longer than nothing")); err != nil {
+		t.Fatal(err)
+	}
+	s := diskstore.New(f, 1<<20)
 	if err := s.Open(size, chunk); err != nil {
 		t.Fatal(err)
 	}
@@ -49,54 +57,17 @@ func TestStoreCommits(t *testing.T) {
 	if sum, err := s.Sum(); err != nil || sum != md5.Sum(want) {
 		t.Fatalf("sum %x, %v; want %x", sum, err, md5.Sum(want))
 	}
-	if _, err := os.Stat(path); err == nil {
-		t.Fatal("PATH exists before Commit")
-	}
-	if err := s.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.Get(n - 1); !bytes.Equal(got, want[(n-1)*chunk:]) {
-		t.Fatal("the store stopped serving after Commit")
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("committed file: %d bytes, %v", len(got), err)
-	}
-	if _, err := os.Stat(s.Part()); err == nil {
-		t.Fatal("PATH.part left after Commit")
-	}
-}
-
-// A download closed before Commit leaves neither PATH nor PATH.part;
-// Reset zeroes what was written.
-func TestStoreAbandoned(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "out.bin")
-	s := diskstore.New(path, 1<<20)
-	if err := s.Open(10, 4); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Put(1, []byte("abcd")); err != nil {
-		t.Fatal(err)
+	if got, err := os.ReadFile(f.Name()); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the file holds %d bytes (%v), want the %d written", len(got), err, size)
 	}
 	s.Reset()
-	if got, err := s.Get(1); err != nil || !bytes.Equal(got, make([]byte, 4)) {
-		t.Fatalf("after Reset chunk 1 is %q, %v", got, err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{path, s.Part()} {
-		if _, err := os.Stat(p); err == nil {
-			t.Fatalf("%s left behind", p)
-		}
+	if got, err := s.Get(1); err != nil || !bytes.Equal(got, make([]byte, chunk)) {
+		t.Fatalf("after Reset chunk 1 is not zeros (%v)", err)
 	}
 }
 
 // What a server may announce or a peer may send is checked.
 func TestStoreRefuses(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "out.bin")
 	for _, tc := range []struct {
 		name string
 		do   func(s *diskstore.Store) error
@@ -110,11 +81,10 @@ func TestStoreRefuses(t *testing.T) {
 		{"short chunk", func(s *diskstore.Store) error { _ = s.Open(100, 10); return s.Put(3, make([]byte, 9)) }},
 		{"short last chunk", func(s *diskstore.Store) error { _ = s.Open(95, 10); return s.Put(9, make([]byte, 10)) }},
 		{"get before open", func(s *diskstore.Store) error { _, err := s.Get(0); return err }},
+		{"sum before open", func(s *diskstore.Store) error { _, err := s.Sum(); return err }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := diskstore.New(path, 1000)
-			defer s.Close()
-			if err := tc.do(s); err == nil {
+			if err := tc.do(diskstore.New(tempFile(t), 1000)); err == nil {
 				t.Fatal("accepted")
 			}
 		})

@@ -37,14 +37,26 @@ type stream struct {
 }
 
 func newStream(c *net.TCPConn) *stream {
+	if c != nil {
+		noFIN(c)
+	}
 	st := &stream{conn: c}
 	st.cond = sync.NewCond(&st.mu)
 	st.rcond = sync.NewCond(&st.mu)
 	return st
 }
 
+// noFIN makes the kernel reset c, not end it with a FIN, if the process
+// dies (SIGKILL, a crash) before the machine closes it: SO_LINGER 0 until
+// the writer sends the machine's FIN. A FIN is the end of a stream, and
+// for a protocol whose stream is the file (seed 001's C/S, nc) a server
+// killed mid-file must not look like a file that ended there: a killed
+// cs server's client saved 90 of 200 MB as the whole file.
+func noFIN(c *net.TCPConn) { _ = c.SetLinger(0) }
+
 // attach gives a dialed stream its connection.
 func (st *stream) attach(c *net.TCPConn, r *Runner) {
+	noFIN(c)
 	st.mu.Lock()
 	dead := st.dead
 	if !dead {
@@ -209,6 +221,7 @@ func (st *stream) writeLoop(r *Runner) {
 			st.finSent = true
 			c := st.conn
 			st.mu.Unlock()
+			_ = c.SetLinger(-1) // everything is written: a close may FIN
 			_ = c.CloseWrite()
 			r.post(item{kind: itFin, st: st, in: spec.Input{Stream: st.id}})
 			return

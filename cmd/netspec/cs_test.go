@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -194,4 +196,51 @@ func swarmNC(t *testing.T, addr, input string) string {
 		t.Fatalf("nc: %v (got %q)", err, out)
 	}
 	return string(out)
+}
+
+// A C/S server killed mid-file (SIGKILL: no chance to reset anything
+// itself) must not end its stream as if the file ended there: its
+// client saved 90 of 200 MB as the whole file when the kernel closed the
+// socket with a FIN. The runner keeps SO_LINGER 0 until the machine's
+// own FIN, so the kernel resets instead.
+func TestCSKilledServerResets(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, selfAsNetspec()[0], append(selfAsNetspec()[1:], "cs", "serve", "-p", "0", "--ip", "127.0.0.1", "--size", "50000000")...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	var addr string
+	sc := bufio.NewScanner(stdout)
+	for addr == "" && sc.Scan() {
+		if m := swarmListening.FindStringSubmatch(sc.Text()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatal("the server never said where it serves")
+	}
+	go io.Copy(io.Discard, stdout)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, c)
+	if err == nil {
+		t.Fatalf("the stream of a server killed mid-file ended cleanly after %d more bytes, as if the file were %d bytes", n, n+1<<20)
+	}
 }

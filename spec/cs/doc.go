@@ -47,7 +47,9 @@
 //	                          Stall/4, the server's one timer)
 //	SENDING --server stops--> reset (never a FIN: the end of the stream
 //	                          is the end of the file, so a cut download
-//	                          must not end like a whole one)
+//	                          must not end like a whole one; the socket
+//	                          runner keeps SO_LINGER 0 until the FIN, so
+//	                          a server killed mid-file resets too)
 //
 // The server queues one piece (ServerConfig.Piece, 256 KiB) at a time and
 // queues the next when the runner reports the stream writable, so a slow

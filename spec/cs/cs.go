@@ -99,8 +99,14 @@ type download struct {
 	from    netip.AddrPort
 	sent    int64
 	started spec.Time
-	last    spec.Time // the last progress: accepted, or a piece taken
+	last    spec.Time // the last progress: accepted, a piece taken, closed
 	ignored int64     // bytes the client sent, which C/S ignores
+	// closed: the whole file is with the transport and our FIN follows
+	// it. The client keeps its place until it closes too: the kernel
+	// still holds up to a send buffer of the file for it, so a client
+	// that stops reading near the end (or never reads a small file)
+	// must still count against the limits, and be reset after Stall.
+	closed bool
 }
 
 type serverCounters struct {
@@ -185,7 +191,7 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			out = append(out, spec.SetTimer(sweepTimer, now.Add(s.cfg.Stall/4)))
 		}
 	case spec.InStreamWritable:
-		if d := s.streams[in.Stream]; d != nil {
+		if d := s.streams[in.Stream]; d != nil && !d.closed {
 			d.last = now
 			out = s.pump(now, in.Stream, d, out)
 		}
@@ -205,6 +211,11 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		d := s.streams[in.Stream]
 		if d == nil && in.Err != "" && in.Stream&spec.AcceptedStream != 0 && in.Stream > s.last && len(s.dead) < 1024 {
 			s.dead[in.Stream] = true
+		}
+		if d != nil && d.closed {
+			// Done with the file, and now the client is too.
+			s.forget(in.Stream, d)
+			return out
 		}
 		if d == nil || in.Err == "" {
 			// A client that half-closes (nc at the end of its stdin)
@@ -228,7 +239,11 @@ func (s *Server) sweep(now spec.Time, out []spec.Output) []spec.Output {
 		d := s.streams[st]
 		s.forget(st, d)
 		s.c.stalled++
-		out = append(out, spec.Abort(st), spec.Info("cs: resetting a client that takes nothing", slog.String("from", d.from.String()),
+		msg := "cs: resetting a client that takes nothing"
+		if d.closed {
+			msg = "cs: resetting a client that holds its finished download open"
+		}
+		out = append(out, spec.Abort(st), spec.Info(msg, slog.String("from", d.from.String()),
 			slog.Duration("for", now.Sub(d.last)), slog.Int64("sent", d.sent)))
 	}
 	if len(s.streams) > 0 {
@@ -247,7 +262,7 @@ func (s *Server) forget(st spec.Stream, d *download) {
 // pump queues the next piece, or closes the stream after the last.
 func (s *Server) pump(now spec.Time, st spec.Stream, d *download, out []spec.Output) []spec.Output {
 	if d.sent >= int64(len(s.data)) {
-		s.forget(st, d)
+		d.closed, d.last = true, now
 		s.c.served++
 		el := now.Sub(d.started)
 		return append(out, spec.Close(st),

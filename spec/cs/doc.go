@@ -40,6 +40,12 @@
 //
 //	SENDING --transport took the piece--> SENDING (queue the next piece)
 //	SENDING --last piece taken--> CLOSED (FIN after the queued bytes)
+//	CLOSED --the client's EOF or reset--> gone
+//	CLOSED --no EOF for Stall--> reset (counted as "stalled": until
+//	                          then it keeps its place against MaxStreams
+//	                          and MaxPerAddr, since the kernel may still
+//	                          hold a send buffer of the file for a client
+//	                          that stopped reading near the end)
 //	SENDING --reset--> gone (counted as "reset")
 //	SENDING --nothing taken for Stall (10 min)--> reset (counted as
 //	                          "stalled": a client that never reads

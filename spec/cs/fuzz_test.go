@@ -72,6 +72,9 @@ func FuzzServer(f *testing.F) {
 			t.Fatalf("the server did not listen: bound %v, exited %v %q", r.Bound, r.Exited, r.Exit)
 		}
 		held := map[spec.Stream]*owed{}
+		// finished: downloads written and closed whose clients have not
+		// closed yet; they keep their places.
+		finished := map[spec.Stream]bool{}
 		dead := map[spec.Stream]bool{} // reset before their accept
 		var ids []spec.Stream
 		accepted := 0
@@ -103,6 +106,7 @@ func FuzzServer(f *testing.F) {
 				}
 				served++
 				delete(held, id)
+				finished[id] = true
 			} else if len(w) == 0 || len(servedNow) > 0 {
 				t.Fatalf("%s: neither wrote nor closed (served %v), %d of %d bytes written", what, servedNow, d.sent, len(file))
 			}
@@ -122,7 +126,7 @@ func FuzzServer(f *testing.F) {
 					r.Only("the accept of a connection already reset")
 					break
 				}
-				full := len(held) >= cfg.MaxStreams
+				full := len(held)+len(finished) >= cfg.MaxStreams
 				r.Accept(sockListen, accepted, peerAddr(accepted), full)
 				if !full {
 					held[id] = &owed{}
@@ -158,6 +162,7 @@ func FuzzServer(f *testing.F) {
 				st.EOF = true
 				r.Step(spec.Input{Kind: spec.InStreamClosed, Stream: id})
 				r.Only("a half-close")
+				delete(finished, id) // its place is free now
 			case reset: // also of a connection the server has finished with
 				id := p.Stream(ids)
 				if r.Streams[id] == nil {
@@ -167,6 +172,7 @@ func FuzzServer(f *testing.F) {
 				r.Step(spec.Input{Kind: spec.InStreamClosed, Stream: id, Err: "connection reset by peer"})
 				r.Only("a reset")
 				delete(held, id)
+				delete(finished, id)
 			case early: // the next connection is reset before its accept
 				id := spec.AcceptedStream | spec.Stream(accepted+1)
 				if dead[id] {
@@ -190,10 +196,16 @@ func FuzzServer(f *testing.F) {
 				}
 				r.Only("stale input")
 			}
-			// The server holds exactly the downloads in progress, and
+			// The server holds exactly the downloads in progress and
+			// those finished whose clients are still there, and
 			// remembers only resets of connections still to be accepted.
-			if len(s.streams) != len(held) {
-				t.Fatalf("the server holds %d downloads, %d are in progress", len(s.streams), len(held))
+			if len(s.streams) != len(held)+len(finished) {
+				t.Fatalf("the server holds %d downloads, %d are in progress and %d finished", len(s.streams), len(held), len(finished))
+			}
+			for id := range finished {
+				if s.streams[id] == nil {
+					t.Fatalf("the server forgot the finished download on %#x while its client is there", uint64(id))
+				}
 			}
 			for id := range held {
 				if s.streams[id] == nil {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -182,14 +183,12 @@ func fileServe(ctx context.Context, e *env, args []string) error {
 			}
 		},
 	}))
-	go func() { // the console
-		_ = readLines(e.stdin, maxInputLine, func(b []byte) { r.Command(spec.Command{Name: "say", Data: b}) },
-			func(n int) { say("file: a console line of %d bytes is too long; skipped\n", n) })
-	}()
 	// TFTP, if asked for, serves the same root beside the native protocol;
 	// either stopping stops both.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go console(ctx, e, func(b []byte) { r.Command(spec.Command{Name: "say", Data: b}) },
+		func(n int) { say("file: a console line of %d bytes is too long; skipped\n", n) })
 	tftpErr := make(chan error, 1)
 	if tftpAddr.ap.IsValid() {
 		go func() { err := serveTFTP(ctx, e, tftpAddr.ap, rt, false, log); cancel(); tftpErr <- err }()
@@ -856,4 +855,27 @@ loop:
 		print("bye\n")
 	}
 	return err
+}
+
+// console reads the server's console lines from standard input. A server
+// started in the background of a terminal ('netspec file serve ... &')
+// would be stopped by the kernel (SIGTTIN) at its first read, and serve
+// no one: the signal is ignored, so such a read fails with EIO instead,
+// and the console tries again every second, reading once the job is
+// brought to the foreground.
+func console(ctx context.Context, e *env, line func([]byte), long func(int)) {
+	if f, ok := e.stdin.(*os.File); ok && f == os.Stdin {
+		signal.Ignore(syscall.SIGTTIN)
+	}
+	for {
+		err := readLines(e.stdin, maxInputLine, line, long)
+		if !errors.Is(err, syscall.EIO) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }

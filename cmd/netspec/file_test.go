@@ -646,3 +646,41 @@ func TestFileGetConnectTimeout(t *testing.T) {
 		t.Errorf("--connect-timeout -1s: exit %d, want 2", code)
 	}
 }
+
+// backgroundTTY reads like a terminal's input for a job in the
+// background (EIO, with SIGTTIN ignored) until brought to the foreground.
+type backgroundTTY struct {
+	fails int
+	r     io.Reader
+}
+
+func (b *backgroundTTY) Read(p []byte) (int, error) {
+	if b.fails > 0 {
+		b.fails--
+		return 0, syscall.EIO
+	}
+	return b.r.Read(p)
+}
+
+// A file server started in the background of a terminal keeps serving,
+// and its console reads once the job is in the foreground: it was
+// stopped by SIGTTIN at its first console read, and served no one.
+func TestConsoleWaitsForTheForeground(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lines := make(chan string, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		console(ctx, &env{stdin: &backgroundTTY{fails: 2, r: strings.NewReader("hello\n")}}, func(b []byte) { lines <- string(b) }, func(int) {})
+	}()
+	select {
+	case l := <-lines:
+		if l != "hello" {
+			t.Fatalf("console line %q", l)
+		}
+	case <-ctx.Done():
+		t.Fatal("the console gave up in the background")
+	}
+	<-done
+}

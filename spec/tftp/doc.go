@@ -174,8 +174,10 @@
 //   - bounds transfers (MaxTransfers, 64), transfers per client address
 //     (MaxPerHost, 8; an upload that is only dallying is released, the
 //     oldest first, to make room for a new request rather than have it
-//     refused), block and window sizes (MaxBlksize,
-//     MaxWindowsize), the timeout option (MaxTimeout, 10s), and
+//     refused), block and window sizes (MaxBlksize, MaxWindowsize,
+//     and MaxWindowBytes, 128 KiB a window, so a window fits the
+//     receiver's socket buffer: 64 blocks of 1428 bytes, 2 of 65464),
+//     the timeout option (MaxTimeout, 10s), and
 //     uploads (MaxWriteSize): its state is bounded whatever arrives.
 //
 // Every dropped or refused datagram is counted (Counters) and logged at

@@ -37,6 +37,15 @@ type ServerConfig struct {
 	// options may negotiate (defaults MaxBlksize and 64).
 	MaxBlksize    int `json:"maxBlksize,omitempty"`
 	MaxWindowsize int `json:"maxWindowsize,omitempty"`
+	// MaxWindowBytes caps a window's bytes (windowsize x blksize,
+	// default 128 KiB): the windowsize granted is at most
+	// MaxWindowBytes/blksize, and at least 1. A window must fit in the
+	// receiver's socket buffer (208 KiB by default on Linux, for clients
+	// that do not size theirs, counting the kernel's per-datagram
+	// overhead), or every window loses its tail and waits out a timeout:
+	// atftp asking blksize 65464 and windowsize 4 did not fetch 20 MB in
+	// 25 s. 1428-byte blocks still get windows of 64.
+	MaxWindowBytes int `json:"maxWindowBytes,omitempty"`
 	// Timeout is the retransmission interval when the client sends no
 	// timeout option (default 1s); MaxTimeout the largest timeout option
 	// accepted (default 10s; larger ones are not acknowledged).
@@ -77,6 +86,9 @@ func (c *ServerConfig) fill() {
 		c.MaxWindowsize = 64
 	}
 	c.MaxWindowsize = min(c.MaxWindowsize, maxWindow)
+	if c.MaxWindowBytes <= 0 {
+		c.MaxWindowBytes = 128 << 10
+	}
 	if c.Timeout <= 0 {
 		c.Timeout = time.Second
 	}
@@ -401,7 +413,7 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 		sx.x.blksize = o.Blksize
 	}
 	if asked.Windowsize > 0 {
-		o.Windowsize = min(asked.Windowsize, s.cfg.MaxWindowsize)
+		o.Windowsize = max(1, min(asked.Windowsize, s.cfg.MaxWindowsize, s.cfg.MaxWindowBytes/sx.x.blksize))
 		sx.x.window = o.Windowsize
 	}
 	if asked.Timeout > 0 && time.Duration(asked.Timeout)*time.Second <= s.cfg.MaxTimeout {

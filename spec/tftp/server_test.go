@@ -228,6 +228,34 @@ func TestServerOptions(t *testing.T) {
 	}
 }
 
+// A window is granted no more bytes than MaxWindowBytes (128 KiB), so it
+// fits the receiver's socket buffer: 64 blocks of 1428 bytes, 2 of
+// 65464 (atftp asking for 4 of those lost every window's tail and did
+// not fetch 20 MB in 25 s), and always at least 1.
+func TestServerWindowBytes(t *testing.T) {
+	for _, tc := range []struct {
+		cfg            tftp.ServerConfig
+		blksize, asked string
+		want           int
+	}{
+		{tftp.ServerConfig{}, "1428", "64", 64},
+		{tftp.ServerConfig{}, "65464", "4", 2},
+		{tftp.ServerConfig{}, "8192", "64", 16},
+		{tftp.ServerConfig{MaxWindowBytes: 1000}, "65464", "8", 1},
+		{tftp.ServerConfig{MaxWindowBytes: 1 << 20}, "65464", "8", 8},
+	} {
+		b := newBench(t, tc.cfg)
+		out := sends(b.request(client, rrq("a.bin", "blksize", tc.blksize, "windowsize", tc.asked)))
+		if len(out) != 1 {
+			t.Fatalf("want one OACK, got %v", out)
+		}
+		o, _, _ := tftp.ParseOptions(decode(t, out[0].Data).Options)
+		if o.Windowsize != tc.want {
+			t.Errorf("blksize %s windowsize %s, MaxWindowBytes %d: granted %d, want %d", tc.blksize, tc.asked, tc.cfg.MaxWindowBytes, o.Windowsize, tc.want)
+		}
+	}
+}
+
 // A forged request aims at most 1+FirstRetries datagrams at its victim;
 // a client that answers gets the full Retries.
 func TestServerForgedRequestBudget(t *testing.T) {

@@ -74,6 +74,10 @@ const (
 type source struct {
 	ssrc uint32
 	rx   *Receiver
+	// The seed's counts for this source alone, which the REPORT gives
+	// the server: a restarted server (a new SSRC) hears what it sent
+	// arrive, not what its predecessor did.
+	tally Tally
 }
 
 // Client is the listener machine: it joins the stream, delivers every
@@ -338,6 +342,7 @@ func (c *Client) datagram(now spec.Time, in spec.Input, out []spec.Output) []spe
 	case Duplicate:
 		c.c.duplicates++
 		c.dups++
+		cur.tally.Duplicates++
 		return out
 	case Probation:
 		c.c.probation++
@@ -347,9 +352,12 @@ func (c *Client) datagram(now spec.Time, in spec.Input, out []spec.Output) []spe
 		return append(out, spec.Debug("stream: sequence number jump", slog.Uint64("seq", uint64(d.Seq))))
 	case Reordered:
 		c.reorder++
+		cur.tally.Reordered++
 	}
 	c.packets++
 	c.sum += d.Value
+	cur.tally.Packets++
+	cur.tally.Sum += d.Value
 	out = append(out, spec.Emit(spec.Event{Name: "packet", Value: Packet{Index: d.Index, Data: d.Value, Seq: d.Seq, SSRC: d.SSRC}}))
 	if c.state == stJoining && c.cookie != nil && now.Sub(c.lastJoin) >= c.cfg.JoinTimeout {
 		// Data flows, so we are subscribed, but the WELCOME (and with it
@@ -499,9 +507,9 @@ func (c *Client) timer(now spec.Time, t spec.Timer, out []spec.Output) []spec.Ou
 func (c *Client) reportPacket(bye bool, reason string) []byte {
 	c.reports++
 	c.c.reports++
-	t := Tally{Token: c.welcome.Token, Packets: c.packets, Duplicates: c.dups, Reordered: c.reorder, Sum: c.sum}
-	var cur *source
-	if cur = c.current(); cur != nil {
+	t := Tally{Token: c.welcome.Token}
+	if cur := c.current(); cur != nil {
+		t.Packets, t.Duplicates, t.Reordered, t.Sum = cur.tally.Packets, cur.tally.Duplicates, cur.tally.Reordered, cur.tally.Sum
 		return EncodeReport(c.ssrc, c.cname, cur.rx.Report(cur.ssrc), t, bye, reason)
 	}
 	return EncodeReport(c.ssrc, c.cname, nil, t, bye, reason)
@@ -522,9 +530,18 @@ func (c *Client) finish(now spec.Time, why, err string, out []spec.Output) []spe
 	st := c.Stats()
 	attrs := []slog.Attr{slog.String("ended", why), slog.Uint64("received", st.Packets), slog.Uint64("sum", st.Sum),
 		slog.Uint64("duplicates", st.Duplicates), slog.Uint64("reordered", st.Reordered)}
+	// Expected and lost over every source heard (a restarted server is a
+	// new one), as received counts them.
+	var expected, lost int64
+	for _, src := range st.Sources {
+		expected, lost = expected+src.Expected, lost+src.Lost
+	}
+	attrs = append(attrs, slog.Int64("expected", expected), slog.Int64("lost", lost))
+	if len(st.Sources) > 1 {
+		attrs = append(attrs, slog.Int("sources", len(st.Sources)))
+	}
 	if cur := c.current(); cur != nil {
-		s := cur.rx.Stats()
-		attrs = append(attrs, slog.Int64("expected", s.Expected), slog.Int64("lost", s.Lost), slog.Uint64("jitterUs", s.JitterUs))
+		attrs = append(attrs, slog.Uint64("jitterUs", cur.rx.Stats().JitterUs))
 	}
 	return append(out, spec.Info("stream session ended", attrs...),
 		spec.Emit(spec.Event{Name: "stats", Value: st}), spec.Exit(err))

@@ -74,7 +74,9 @@
 //	                               report interval ns (8), expiry in
 //	                               report intervals (4), reserved (4)
 //	4 REPORT     client -> server  token (8), packets (8), duplicates (8),
-//	                               reordered (8), sum of data mod 2^64 (8)
+//	                               reordered (8), sum of data mod 2^64 (8),
+//	                               all counted from the server's SSRC only
+//	                               (a restarted server's packets alone)
 //	5 REFUSE     server -> client  reason (4): 1 = subscriber limit
 //
 // A server's CNAME is "stream-" and its SSRC in hex, so a CHALLENGE is

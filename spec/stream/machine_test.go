@@ -526,6 +526,54 @@ func TestClientSession(t *testing.T) {
 	}
 }
 
+// After a server restart (a new SSRC) a listener's REPORT counts the new
+// server's packets alone: the restarted server logged "sent=70
+// received=100", hearing its predecessor's packets counted too. The
+// final statistics still count every packet the listener got.
+func TestClientReportsTheCurrentSourceOnly(t *testing.T) {
+	r := newClientRig(t, stream.ClientConfig{Seed: 3})
+	r.step(spec.Input{Kind: spec.InStart})
+	r.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: alice})
+	cookie := bytes.Repeat([]byte{1}, stream.CookieSize)
+	var tok [stream.TokenSize]byte
+	join := func(ssrc uint32) {
+		r.datagram(serverAddr, stream.EncodeChallenge(ssrc, "s", cookie))
+		r.datagram(serverAddr, stream.EncodeWelcome(ssrc, "s", stream.Welcome{Token: tok, Interval: 1e7, Report: 1e9, Expire: 5}))
+	}
+	pkt := func(i uint64, ssrc uint32) []byte {
+		return stream.EncodeData(stream.Data{Seq: uint16(i), Timestamp: uint32(i * 900), SSRC: ssrc, Index: i, Value: stream.DataValue(i)})
+	}
+	join(77)
+	for i := uint64(1); i <= 3; i++ {
+		r.datagram(serverAddr, pkt(i, 77))
+	}
+	// The server is gone: silence, then the restarted one (SSRC 88).
+	r.now = r.now.Add(time.Minute)
+	r.step(spec.Input{Kind: spec.InTimer, Timer: 3})
+	join(88)
+	for i := uint64(1); i <= 2; i++ {
+		r.datagram(serverAddr, pkt(i, 88))
+	}
+	out := r.step(spec.Input{Kind: spec.InStop})
+	bye := sends(out, serverAddr)
+	if len(bye) != 1 {
+		t.Fatalf("stop sent %d datagrams", len(bye))
+	}
+	c, err := stream.DecodeControl(bye[0])
+	if err != nil || c.App == nil || c.App.Subtype != stream.AppReport {
+		t.Fatalf("stop sent %+v, %v", c, err)
+	}
+	ta, _ := stream.DecodeTally(c.App.Data)
+	if ta.Packets != 2 || ta.Sum != stream.DataValue(1)+stream.DataValue(2) {
+		t.Fatalf("the restarted server hears %d packets (sum %d), want its own 2", ta.Packets, ta.Sum)
+	}
+	for _, o := range kinds(out, spec.OutEvent) {
+		if st, ok := o.Event.Value.(stream.Stats); ok && (st.Packets != 5 || len(st.Sources) != 2) {
+			t.Fatalf("final stats: %d packets from %d sources, want 5 from 2", st.Packets, len(st.Sources))
+		}
+	}
+}
+
 // A client with no answer gives up after JoinTries, backing off.
 func TestClientGivesUp(t *testing.T) {
 	r := newClientRig(t, stream.ClientConfig{JoinTimeout: 100 * time.Millisecond, JoinTries: 4})

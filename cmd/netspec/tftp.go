@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/netspec/netspec/impl"
@@ -106,6 +106,9 @@ func runTFTPServer(ctx context.Context, e *env, cfg tftp.ServerConfig, root *roo
 	var store tftp.Store
 	if cfg.AllowWrite {
 		store = rootStore{root.OS()}
+		if n := sweepUploadTemps(root.OS()); n > 0 {
+			log.Info("tftp: removed the remains of uploads cut short", slog.Int("files", n))
+		}
 	}
 	var mu sync.Mutex
 	say := func(format string, a ...any) {
@@ -153,8 +156,12 @@ func (s rootStore) Create(name string, _ int64) (tftp.Upload, error) {
 	}
 	var rnd [6]byte
 	_, _ = crand.Read(rnd[:])
-	tmp := path.Join(path.Dir(name), "."+path.Base(name)+".tftp-"+hex.EncodeToString(rnd[:])+".part")
+	tmp := rootfs.UploadTemp(name, rnd)
 	f, err := s.r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err == nil {
+		// Held while the upload runs: sweepUploadTemps leaves it alone.
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+	}
 	if err != nil {
 		// os.Root refuses a directory that leads out of the root (a
 		// symlink) with an error of no exported identity: make it the
@@ -166,6 +173,35 @@ func (s rootStore) Create(name string, _ int64) (tftp.Upload, error) {
 		return nil, err
 	}
 	return &rootUpload{r: s.r, name: name, tmp: tmp, f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
+}
+
+// sweepUploadTemps removes what uploads cut short by a crash left in the
+// root (their temporary files, which listings hide), leaving those a
+// live server holds locked; it looks at no more than 100,000 entries,
+// and reports how many it removed.
+func sweepUploadTemps(r *os.Root) int {
+	removed, seen := 0, 0
+	_ = fs.WalkDir(r.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if seen++; seen > 100_000 {
+			return fs.SkipAll
+		}
+		if err != nil {
+			return nil // unreadable: skipped
+		}
+		if d.IsDir() || !rootfs.IsUploadTemp(d.Name()) {
+			return nil
+		}
+		f, err := r.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			return nil
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil && r.Remove(p) == nil {
+			removed++
+		}
+		f.Close()
+		return nil
+	})
+	return removed
 }
 
 type rootUpload struct {

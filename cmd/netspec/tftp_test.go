@@ -548,3 +548,36 @@ func TestTFTPGetIntoDevice(t *testing.T) {
 	}
 	checkFIFO(t, out, got, "hello")
 }
+
+// A server that allows writes removes the remains of uploads a crash cut
+// short (hidden temporaries), but not one a live server is writing.
+func TestSweepUploadTemps(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	stale := []string{".a.tftp-000000000001.part", "sub/.b.tftp-000000000002.part"}
+	for _, n := range append(stale, "keep.part", ".c.tftp-zz.part") {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live, err := rootStore{r}.Create("live.bin", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Abort()
+	if n := sweepUploadTemps(r); n != len(stale) {
+		t.Fatalf("removed %d, want the %d stale temporaries", n, len(stale))
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".*"))
+	sub, _ := filepath.Glob(filepath.Join(dir, "sub", ".*"))
+	if len(sub) != 0 || len(left) != 2 { // the live upload's and .c.tftp-zz.part
+		t.Fatalf("left %v %v", left, sub)
+	}
+}

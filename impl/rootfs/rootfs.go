@@ -14,11 +14,13 @@
 package rootfs
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"syscall"
@@ -135,6 +137,30 @@ func (f rootFS) ReadDir(name string) ([]fs.DirEntry, error) {
 	}
 	defer file.Close()
 	entries, err := file.ReadDir(-1)
+	entries = slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return IsUploadTemp(e.Name()) })
 	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	return entries, err
+}
+
+// UploadTemp is where an upload of name (a slash path inside the root)
+// is written until it is complete: a hidden name beside it, tagged with
+// 12 hex digits of tag.
+func UploadTemp(name string, tag [6]byte) string {
+	return path.Join(path.Dir(name), "."+path.Base(name)+".tftp-"+hex.EncodeToString(tag[:])+".part")
+}
+
+// IsUploadTemp reports whether base, a file's last element, is an
+// UploadTemp's: listings leave such files out, since they are not files
+// yet (or the remains of an upload whose server died).
+func IsUploadTemp(base string) bool {
+	rest, ok := strings.CutSuffix(base, ".part")
+	if !ok || len(rest) < len(".x.tftp-")+12 || rest[0] != '.' {
+		return false
+	}
+	tag := rest[len(rest)-12:]
+	if !strings.HasSuffix(rest[:len(rest)-12], ".tftp-") {
+		return false
+	}
+	_, err := hex.DecodeString(tag)
+	return err == nil && strings.ToLower(tag) == tag
 }

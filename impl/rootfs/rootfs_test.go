@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/netspec/netspec/impl/rootfs"
@@ -114,5 +115,45 @@ func TestTFTPSymlinkOutIsAccessViolation(t *testing.T) {
 		if len(got) != 1 {
 			t.Errorf("%s: %d answers %q, want one", name, len(got), got)
 		}
+	}
+}
+
+// Upload temporaries are recognised exactly, and listings leave them out.
+func TestUploadTempsHidden(t *testing.T) {
+	tmp := rootfs.UploadTemp("dir/a.bin", [6]byte{1, 2, 3, 4, 5, 0xab})
+	if tmp != "dir/.a.bin.tftp-0102030405ab.part" {
+		t.Fatalf("UploadTemp: %q", tmp)
+	}
+	for name, want := range map[string]bool{
+		".a.bin.tftp-0102030405ab.part": true,
+		"a.bin.tftp-0102030405ab.part":  false, // not hidden
+		".a.bin.tftp-0102030405AB.part": false,
+		".a.bin.tftp-0102030405a.part":  false,
+		".a.bin.tftp-0102030405abc":     false,
+		".a.bin.part":                   false,
+		".tftp-0102030405ab.part":       false,
+	} {
+		if rootfs.IsUploadTemp(name) != want {
+			t.Errorf("IsUploadTemp(%q) = %v", name, !want)
+		}
+	}
+	dir := t.TempDir()
+	for _, n := range []string{"a.bin", ".a.bin.tftp-0102030405ab.part", ".hidden"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := rootfs.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	es, err := fs.ReadDir(r.FS(), ".")
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	if err != nil || strings.Join(names, " ") != ".hidden a.bin" {
+		t.Fatalf("listing %v, %v", names, err)
 	}
 }

@@ -498,15 +498,29 @@ func (s *Server) admit(now spec.Time, from netip.AddrPort, session uint64, body 
 	if !s.allowJoin(now, from) {
 		return nil
 	}
-	nick := ""
-	if kind == KindNick && ValidNick(arg) && s.nicks[foldNick(string(arg))] == nil {
-		nick = string(arg)
+	nick, note := "", ""
+	if kind == KindNick {
+		switch {
+		case !ValidNick(arg):
+			s.c.BadNick++
+			note = " (not a valid nick: 1 to 16 letters, digits, _ or -, starting with a letter)"
+		case s.nicks[foldNick(string(arg))] != nil:
+			s.c.NickTaken++
+			note = fmt.Sprintf(" (nick %s is taken)", arg)
+		default:
+			nick = string(arg)
+		}
+		// Answered here: the notice a later /nick would draw is held
+		// until the member says /ok, and a client that joined with a
+		// nick (nc) would never learn why it is a guest.
 		*body = rest
 	}
-	return s.join(now, from, session, nick)
+	return s.join(now, from, session, nick, note)
 }
 
-func (s *Server) join(now spec.Time, from netip.AddrPort, session uint64, nick string) *member {
+// join makes from a member as nick (a guest name if empty); note, if
+// any, goes in its welcome.
+func (s *Server) join(now spec.Time, from netip.AddrPort, session uint64, nick, note string) *member {
 	if nick == "" {
 		for {
 			s.guests++
@@ -538,8 +552,8 @@ func (s *Server) join(now spec.Time, from netip.AddrPort, session uint64, nick s
 		spec.Info("chat: join", slog.String("addr", from.String()), slog.String("nick", nick)),
 		spec.Emit(spec.Event{Name: "join", Text: nick, Value: MemberEvent{Addr: from, Nick: nick}}))
 	s.sendAll(now, fmt.Appendf(nil, "*** %s joined\n", nick), m)
-	w := fmt.Appendf(nil, "*** welcome %s: %d member(s) online; type /ok %s to hear the chat; silence for %v drops you (send ^hb^ to stay); /help lists commands\n",
-		nick, len(s.members), m.token, s.cfg.Interval)
+	w := fmt.Appendf(nil, "*** welcome %s%s: %d member(s) online; type /ok %s to hear the chat; silence for %v drops you (send ^hb^ to stay); /help lists commands\n",
+		nick, note, len(s.members), m.token, s.cfg.Interval)
 	if session != 0 {
 		w = fmt.Appendf(w, "^welcome %s %d %s^\n", nick, s.cfg.Interval.Milliseconds(), m.token)
 	}

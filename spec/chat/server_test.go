@@ -253,6 +253,25 @@ func TestNick(t *testing.T) {
 	}
 }
 
+// A client that joins with a nick it cannot have (nc's first line,
+// /nick carol, with carol online) is told why it is a guest in the
+// welcome itself: the error notice a later /nick draws is held until the
+// member says /ok, so it used to be renamed silently.
+func TestJoinWithANickItCannotHave(t *testing.T) {
+	b, _ := newServer(t, chat.ServerConfig{})
+	b.dgram(0, addr(1), "/nick carol")
+	for i, tc := range []struct{ line, want string }{
+		{"/nick CAROL", "*** welcome guest1 (nick CAROL is taken): "},
+		{"/nick 9lives", "*** welcome guest2 (not a valid nick: 1 to 16 letters, digits, _ or -, starting with a letter): "},
+		{"/nick dave", "*** welcome dave: "},
+	} {
+		got := b.dgram(time.Millisecond, addr(2+i), tc.line)[addr(2+i)]
+		if len(got) != 1 || !strings.HasPrefix(got[0], tc.want) {
+			t.Errorf("%q: got %q, want a welcome starting %q", tc.line, got, tc.want)
+		}
+	}
+}
+
 func TestRefusedLines(t *testing.T) {
 	b, srv := newServer(t, chat.ServerConfig{MaxLine: 20, MaxDatagram: 100, Rate: -1})
 	a, c := addr(1), addr(2)

@@ -62,7 +62,10 @@
 //	*** NICK joined             to the other members
 //	*** welcome NICK: N member(s) online; type /ok TOKEN to hear the chat;
 //	    silence for 10s drops you (send ^hb^ to stay); /help lists commands
-//	                            (one line, to the joiner)
+//	                            (one line, to the joiner; NICK is followed
+//	                            by "(nick X is taken)" or "(not a valid
+//	                            nick: ...)" when its first line asked for
+//	                            a nick it cannot have, and it is a guest)
 //	*** type /ok TOKEN to hear the chat   the reminder, to a plain member
 //	*** ok NICK: you hear the chat now    the answer to the right token
 //	*** NICK left               quit

@@ -37,6 +37,7 @@ func csServe(ctx context.Context, e *env, args []string) error {
 	ip := fs.String("ip", "0.0.0.0", "listen on `IP`")
 	size := fs.Int64("size", cs.DefaultFileSize, "size of the generated file in `BYTES`")
 	seed := fs.Uint64("seed", 1, "seed of the generated file")
+	maxPerAddr := fs.Int("max-per-addr", 64, "downloads one IP address may hold at once; more are reset (one host must not take every place)")
 	logger := logFlags(fs)
 	tr := traceFlag(fs)
 	defer tr.Close()
@@ -46,6 +47,9 @@ func csServe(ctx context.Context, e *env, args []string) error {
 	addr, err := swarmListen(*ip, *port)
 	if err != nil {
 		return usagef("cs serve: %v", err)
+	}
+	if *maxPerAddr < 1 {
+		return usagef("cs serve: --max-per-addr must be at least 1")
 	}
 	if *size < 0 || *size > cs.MaxGenerated {
 		return usagef("cs serve: --size must be between 0 and %d", int64(cs.MaxGenerated))
@@ -68,7 +72,7 @@ func csServe(ctx context.Context, e *env, args []string) error {
 	defer closeLog()
 	sum := cs.Digest(data)
 	say := newSayer(e.stdout)
-	scfg := cs.ServerConfig{Addr: addr, File: fspec, Path: *file}
+	scfg := cs.ServerConfig{Addr: addr, File: fspec, Path: *file, MaxPerAddr: *maxPerAddr}
 	if *file != "" {
 		scfg.PathMD5 = hex.EncodeToString(sum[:])
 	}

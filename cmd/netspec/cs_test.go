@@ -150,6 +150,7 @@ func TestSwarmExitCodes(t *testing.T) {
 		{[]string{"cs", "get", "-h"}, 0},
 		{[]string{"cs", "serve", "-p", "-1"}, 2},
 		{[]string{"cs", "serve", "--bogus"}, 2},
+		{[]string{"cs", "serve", "-p", "0", "--max-per-addr", "0"}, 2},
 		{[]string{"cs", "serve", "--ip", "nowhere"}, 2},
 		{[]string{"cs", "serve", "--size", "-5"}, 2},
 		{[]string{"cs", "serve", "extra"}, 2},

@@ -30,6 +30,7 @@ func echoServe(ctx context.Context, e *env, args []string) error {
 	fs.Var(&udp, "udp", "serve UDP echo on `ADDR` (host:port or port)")
 	fs.Var(&tcp, "tcp", "serve TCP echo on `ADDR`")
 	lowPorts := fs.Bool("allow-low-ports", false, "also answer sources below port 1024 (reflection risk)")
+	maxPerAddr := fs.Int("max-per-addr", 64, "TCP connections one IP address may hold at once; more are reset (one host must not take every place)")
 	logger := logFlags(fs)
 	tr := traceFlag(fs)
 	defer tr.Close()
@@ -39,12 +40,15 @@ func echoServe(ctx context.Context, e *env, args []string) error {
 	if !udp.ap.IsValid() && !tcp.ap.IsValid() {
 		return usagef("echo serve: give --udp ADDR, --tcp ADDR or both")
 	}
+	if *maxPerAddr < 1 {
+		return usagef("echo serve: --max-per-addr must be at least 1")
+	}
 	log, closeLog, err := logger(e)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	cfg := echo.ServerConfig{UDP: udp.ap, TCP: tcp.ap, AllowLowPorts: *lowPorts}
+	cfg := echo.ServerConfig{UDP: udp.ap, TCP: tcp.ap, AllowLowPorts: *lowPorts, MaxPerAddr: *maxPerAddr}
 	r := tr.New("echo", "server", cfg, echo.NewServer(cfg), impl.Options{
 		Logger: log,
 		OnEvent: func(_ spec.Time, ev spec.Event) {

@@ -51,6 +51,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"echo", "bogus"}, 2},
 		{[]string{"echo", "serve", "-h"}, 0},
 		{[]string{"echo", "serve"}, 2},
+		{[]string{"echo", "serve", "--tcp", "127.0.0.1:0", "--max-per-addr", "0"}, 2},
 		{[]string{"echo", "send", "127.0.0.1:0", "x"}, 2}, // port 0 cannot be sent to
 		{[]string{"file", "get", "127.0.0.1:0", "x"}, 2},
 		{[]string{"file", "get", "127.0.0.1:7", "x", "-o", "/nonexistent/x"}, 2}, // refused before any session

@@ -81,6 +81,7 @@ type Server struct {
 	streams  map[spec.Stream]*download
 	perAddr  spec.PerAddr
 	limitLog spec.Throttle        // the MaxStreams warning
+	addrLog  spec.Throttle        // the MaxPerAddr warning
 	dead     map[spec.Stream]bool // reset before they were accepted
 	// last is the highest accepted stream id seen. Runners number
 	// accepted streams in the order they are accepted, so only a reset
@@ -179,7 +180,11 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			return out
 		case !s.perAddr.Take(in.Addr.Addr()):
 			s.c.refused++
-			return append(out, spec.Abort(in.Stream), spec.Debug("cs: too many clients from the address, refusing", slog.String("from", in.Addr.String())))
+			out = append(out, spec.Abort(in.Stream), spec.Debug("cs: too many clients from the address, refusing", slog.String("from", in.Addr.String())))
+			if n, ok := s.addrLog.Hit(now, time.Second); ok {
+				out = append(out, spec.Warn("cs: clients from one address at the limit, refusing (--max-per-addr)", slog.String("addr", in.Addr.Addr().String()), slog.Int("max", s.cfg.MaxPerAddr), slog.Uint64("refused", n)))
+			}
+			return out
 		}
 		s.c.accepted++
 		d := &download{from: in.Addr, started: now, last: now}

@@ -88,6 +88,7 @@ type Server struct {
 	streams  map[spec.Stream]conn
 	perAddr  spec.PerAddr
 	limitLog spec.Throttle // the MaxStreams warning
+	addrLog  spec.Throttle // the MaxPerAddr warning
 	sweep    bool          // the idle timer is set
 	c        serverCounters
 }
@@ -197,7 +198,11 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			return out
 		case !s.perAddr.Take(a):
 			s.c.refused++
-			return append(out, spec.Abort(in.Stream), spec.Debug("echo: connection limit for the address reached, refusing", slog.String("from", in.Addr.String())))
+			out = append(out, spec.Abort(in.Stream), spec.Debug("echo: connection limit for the address reached, refusing", slog.String("from", in.Addr.String())))
+			if n, ok := s.addrLog.Hit(now, time.Second); ok {
+				out = append(out, spec.Warn("echo: connections from one address at the limit, refusing (--max-per-addr)", slog.String("addr", a.String()), slog.Int("max", s.cfg.MaxPerAddr), slog.Uint64("refused", n)))
+			}
+			return out
 		}
 		s.c.streams++
 		s.streams[in.Stream] = conn{addr: a, last: now}

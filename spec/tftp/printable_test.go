@@ -28,8 +28,9 @@ func TestPrintable(t *testing.T) {
 
 // A refusal is never larger than the request it answers (its source is
 // not validated): the message gives way to the code's name when it does
-// not fit, and that to nothing; a request too short even for the code
-// gets nothing.
+// not fit (for code 0, which names nothing, to the message's first whole
+// words that fit), and that to nothing; a request too short even for
+// the code gets nothing.
 func TestRefusalNoLargerThanRequest(t *testing.T) {
 	srv := netip.MustParseAddrPort("10.0.0.1:69")
 	from := netip.MustParseAddrPort("10.0.0.2:40000")
@@ -45,6 +46,9 @@ func TestRefusalNoLargerThanRequest(t *testing.T) {
 		// name, which tftp-hpa and atftp print in place of nothing.
 		{"escaping name", (&Packet{Op: OpRRQ, Filename: "../secret/s.txt", Mode: "octet"}).Append(nil), "access violation"},
 		{"netascii", (&Packet{Op: OpRRQ, Filename: "boot/kernel.img", Mode: "netascii"}).Append(nil), "octet mode only"},
+		// Code 0 names nothing: the message's first words that fit.
+		{"netascii, short name", (&Packet{Op: OpRRQ, Filename: "a", Mode: "netascii"}).Append(nil), "octet"},
+		{"netascii, shorter", (&Packet{Op: OpRRQ, Filename: "a", Mode: "mail"}).Append(nil), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := NewServer(ServerConfig{Addr: srv}, fstest.MapFS{}, nil)

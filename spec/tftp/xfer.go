@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/netspec/netspec/spec"
@@ -317,7 +318,18 @@ func fitError(code ErrCode, msg string, limit int) (b []byte, fits bool) {
 		return b, true
 	}
 	if b = AppendError(b[:0], code, code.String()); len(b) > limit || code == ErrUndefined {
+		// For code 0, which names nothing, the message's first words
+		// that fit ("octet" of "octet mode only", for a netascii
+		// request of a short name: tftp-hpa printed "Error code 0:"
+		// and nothing); a numbered code speaks for itself.
 		b = AppendError(b[:0], code, "")
+		if room := limit - len(b); room > 0 && code == ErrUndefined {
+			m := msg[:min(room, len(msg))]
+			if len(m) < len(msg) && msg[len(m)] != ' ' {
+				m = m[:max(strings.LastIndexByte(m, ' '), 0)] // whole words only
+			}
+			b = AppendError(b[:0], code, strings.TrimRight(m, " :,"))
+		}
 	}
 	if len(b) > limit {
 		return nil, false

@@ -218,11 +218,16 @@ func (st *stream) writeLoop(r *Runner) {
 			return
 		}
 		if len(st.q) == 0 && st.closing {
-			st.finSent = true
 			c := st.conn
 			st.mu.Unlock()
 			_ = c.SetLinger(-1) // everything is written: a close may FIN
 			_ = c.CloseWrite()
+			// Only now: a stopping runner closes the socket once it
+			// sees finSent, and a close before the lines above would
+			// still reset.
+			st.mu.Lock()
+			st.finSent = true
+			st.mu.Unlock()
 			r.post(item{kind: itFin, st: st, in: spec.Input{Stream: st.id}})
 			return
 		}

@@ -179,8 +179,12 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		}
 		if in.Err != "" {
 			return append(out, spec.Exit(fmt.Sprintf("echo: %s %s: %s", net, addr, in.Err)))
-		} else {
-			s.port = in.Addr.Port() // the port picked, if the config left it to the system
+		}
+		if in.Sock == sockUDP {
+			// The UDP port picked, if the config left it to the system:
+			// the reflector guard compares datagrams' sources with it
+			// (the TCP listener's port, bound after, took its place).
+			s.port = in.Addr.Port()
 		}
 		out = append(out, spec.Info("echo server listening", slog.String("net", net), slog.String("addr", in.Addr.String())),
 			spec.Emit(spec.Event{Name: "listening", Text: net + " " + in.Addr.String()}))

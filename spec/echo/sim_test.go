@@ -455,9 +455,12 @@ func TestServerIgnoresReflectors(t *testing.T) {
 		{"port picked at bind", netip.MustParseAddrPort("10.0.0.1:0"), netip.MustParseAddrPort("10.0.0.1:43210")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := echo.NewServer(echo.ServerConfig{UDP: tc.cfg})
+			// With TCP too, bound after UDP on another port: the
+			// guard is about the UDP port (it took the TCP one).
+			srv := echo.NewServer(echo.ServerConfig{UDP: tc.cfg, TCP: netip.MustParseAddrPort("10.0.0.1:7070")})
 			srv.Step(0, spec.Input{Kind: spec.InStart}, nil)
 			srv.Step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: tc.bound}, nil)
+			srv.Step(0, spec.Input{Kind: spec.InBound, Sock: 2, Addr: netip.MustParseAddrPort("10.0.0.1:7070")}, nil)
 			for _, port := range []uint16{0, 7, 19, 53, 123, 1023, tc.bound.Port()} {
 				from := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.9"), port)
 				out := srv.Step(0, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: from, Data: []byte("x")}, nil)

@@ -700,7 +700,15 @@ func (s *Server) datagram(now spec.Time, sx *serverXfer, in spec.Input, out []sp
 		}
 		return out
 	}
-	out = append(out, errorTo(sx.x.sock, sx.x.peer, ErrIllegal, "unexpected "+p.Op.String()))
+	// A client not yet verified (it has acknowledged nothing) may be a
+	// forger: its ERROR is no larger than what it sent, as a refusal's.
+	limit := 0
+	if !sx.x.verified {
+		limit = len(in.Data)
+	}
+	if b, _ := fitError(ErrIllegal, "unexpected "+p.Op.String(), limit); b != nil {
+		out = append(out, spec.Send(sx.x.sock, sx.x.peer, b))
+	}
 	return s.fail(sx, ErrIllegal, "client sent "+p.Op.String(), false, out)
 }
 

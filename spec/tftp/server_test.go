@@ -228,6 +228,43 @@ func TestServerOptions(t *testing.T) {
 	}
 }
 
+// A transfer's client that has acknowledged nothing yet may be a forger:
+// a wrong packet from it ends the transfer with an ERROR no larger than
+// that packet (a 2-byte OACK drew 20 bytes), or none; a verified client
+// gets the whole message.
+func TestServerUnverifiedPeerErrorFits(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		pkt      []byte
+		verified bool
+		max      int // largest ERROR, -1 for none
+	}{
+		{"empty OACK", []byte{0, 6}, false, -1},
+		{"DATA to a reader", []byte{0, 3, 0, 1}, false, -1},
+		{"an RRQ", (&tftp.Packet{Op: tftp.OpRRQ, Filename: "a", Mode: "octet"}).Append(nil), false, 10},
+		{"verified", []byte{0, 6}, true, 100},
+	} {
+		b := newBench(t, tftp.ServerConfig{})
+		out := sends(b.request(client, rrq("a.bin")))
+		if len(out) != 1 {
+			t.Fatalf("%s: the request drew %d datagrams", tc.name, len(out))
+		}
+		sock := out[0].Sock
+		if tc.verified {
+			b.to(sock, client, ack(1))
+		}
+		got := sends(b.to(sock, client, tc.pkt))
+		switch {
+		case tc.max < 0 && len(got) != 0:
+			t.Errorf("%s: %d-byte packet drew %q", tc.name, len(tc.pkt), got[0].Data)
+		case len(got) > 1 || len(got) == 1 && (len(got[0].Data) > tc.max || decode(t, got[0].Data).Op != tftp.OpERROR):
+			t.Errorf("%s: %d-byte packet drew %v", tc.name, len(tc.pkt), got)
+		case tc.verified && (len(got) != 1 || !strings.Contains(decode(t, got[0].Data).Msg, "unexpected")):
+			t.Errorf("%s: want the whole message, got %v", tc.name, got)
+		}
+	}
+}
+
 // A window is granted no more bytes than MaxWindowBytes (128 KiB), so it
 // fits the receiver's socket buffer: 64 blocks of 1428 bytes, 2 of
 // 65464 (atftp asking for 4 of those lost every window's tail and did

@@ -390,7 +390,8 @@
 // (MaxPending, 256 at peers, and at the server 256 or the chunk count
 // and 16 if more, at most 65536, since a seed-style client may ask for every chunk at
 // once: a connection that asks for more without reading its answers is
-// sent UNKNOWN_COMMAND and closed), and so are connections per node and neighbours per peer.
+// sent UNKNOWN_COMMAND and closed, and reset if it sends more than 64
+// KiB after that), and so are connections per node and neighbours per peer.
 // Answers that are not paced (SHEL, PHEL, XHEL, CLRSP, CHECK, ERROR) go
 // out at once, and a CLRSP can be thousands of times its CLREQ: a node
 // counts their bytes per connection until its runner says everything

@@ -206,3 +206,40 @@ func dataWritten(h *harness, st spec.Stream) int {
 	}
 	return n
 }
+
+// A client the server closed on for a protocol violation (ERROR, then
+// FIN) and that keeps sending is reset once it has sent 64 KiB more: an
+// audit pushed 24 GB into such a connection in 30 s, all read and
+// dropped. The requests a pipelining client had in flight pass.
+func TestFloodAfterCloseIsReset(t *testing.T) {
+	srvAddr := netip.MustParseAddrPort("10.0.0.1:52000")
+	c, err := NewContent(make([]byte, 64*8), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(ServerConfig{Addr: srvAddr, Seed: 1, MaxPending: 4}, c)
+	s.Step(0, spec.Input{Kind: spec.InStart}, nil)
+	st := spec.AcceptedStream | 1
+	s.Step(0, spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st, Addr: netip.MustParseAddrPort("192.0.2.1:40000")}, nil)
+	var closed, aborted bool
+	step := func(b []byte) {
+		for _, o := range s.Step(0, spec.Input{Kind: spec.InStreamData, Stream: st, Data: b}, nil) {
+			closed = closed || o.Kind == spec.OutClose && o.Stream == st
+			aborted = aborted || o.Kind == spec.OutAbort && o.Stream == st
+		}
+	}
+	step([]byte("CHEL 40000\r\nDREQ 0\r\nDREQ 1\r\nDREQ 2\r\nDREQ 3\r\nDREQ 4\r\nDREQ 5\r\n"))
+	if !closed || aborted {
+		t.Fatalf("too many queued requests: closed %v, aborted %v; want a close", closed, aborted)
+	}
+	step([]byte("DREQ 6\r\nDREQ 7\r\n")) // still in flight when we closed
+	if aborted {
+		t.Fatal("a pipelining client's trailing requests drew a reset")
+	}
+	for i := 0; i < 9 && !aborted; i++ {
+		step(make([]byte, 8<<10))
+	}
+	if !aborted {
+		t.Fatal("72 KiB after the close, the client is still not reset")
+	}
+}

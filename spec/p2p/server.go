@@ -176,9 +176,12 @@ type serverCounters struct {
 }
 
 type sconn struct {
-	st      spec.Stream
-	remote  netip.AddrPort
-	since   spec.Time // accepted
+	st     spec.Stream
+	remote netip.AddrPort
+	since  spec.Time // accepted
+	// after counts bytes the peer sent after we closed: a pipelining
+	// client's last requests are let be, a flood is reset (afterMax).
+	after   int
 	p       *Parser
 	hello   bool
 	listen  netip.AddrPort
@@ -299,7 +302,21 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		}
 	case spec.InStreamData:
 		c := s.conns[in.Stream]
-		if c == nil || c.closing {
+		if c == nil {
+			return out
+		}
+		if c.closing {
+			if c.after += len(in.Data); c.after > afterMax && !c.gone {
+				s.cnt.fatal++
+				out = append(out, spec.Debug("p2p server: client still sending after we closed, resetting", slog.String("from", c.remote.String()), slog.Int("bytes", c.after)))
+				c.wbuf = nil
+				s.drop(c)
+				if c.idle {
+					c.idle = false
+					out = append(out, spec.CancelTimer(spec.Timer(c.st)))
+				}
+				out = append(out, spec.Abort(c.st))
+			}
 			return out
 		}
 		c.p.Feed(in.Data)
@@ -516,6 +533,12 @@ func (s *Server) cutOff(c *sconn, out []spec.Output) []spec.Output {
 	}
 	return append(out, spec.Abort(c.st))
 }
+
+// afterMax is how many bytes a peer may send after the server closed
+// its side (a protocol violation's ERROR, then FIN) before it is reset:
+// requests it had pipelined pass, a flood is cut (24 GB were read and
+// dropped in 30 s).
+const afterMax = 64 << 10
 
 // fatal answers UNKNOWN_COMMAND, nothing more, and closes c: after a
 // fatal parse error the stream cannot be resynchronised.

@@ -139,3 +139,17 @@ func TestChatSummaryIsWhatHappened(t *testing.T) {
 		t.Errorf("default chat: the crash is not in the summary:\n%s", text)
 	}
 }
+
+// A hundred clients join in the first second, beyond the default
+// strangers' budget (50 in a burst): the scenario admits the crowd, and
+// its membership check (which does not model the budget) holds. 'netspec
+// sim chat --clients 100' failed on every seed.
+func TestChatCrowdJoins(t *testing.T) {
+	res, err := (&scenario.Chat{Clients: 100, Messages: 5}).Run(scenario.Options{Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failed != "" {
+		t.Fatal(res.Failed)
+	}
+}

@@ -91,6 +91,12 @@ func (e *Echo) validate() error {
 		return fmt.Errorf("--messages must be between 1 and 100000")
 	case e.MaxSize < 1 || e.MaxSize > 65507:
 		return fmt.Errorf("--max-size must be between 1 and 65507 (UDP's limit)")
+	case e.Clients*e.Messages > 100_000:
+		// Every message is drawn before the run: 100 clients of 100,000
+		// took 24 GB before the first event.
+		return fmt.Errorf("--clients x --messages must be at most 100000 (here %d)", e.Clients*e.Messages)
+	case int64(e.Clients)*int64(e.Messages)*int64(e.MaxSize) > 1<<30:
+		return fmt.Errorf("--clients x --messages x --max-size must be at most 1 GiB")
 	}
 	return validLink(e.Loss, e.Dup, e.Rate, e.Jitter, e.Delay, "--delay")
 }

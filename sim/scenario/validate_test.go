@@ -33,6 +33,11 @@ func TestValidateRefusesBadFlags(t *testing.T) {
 		{"file negative datagram", &scenario.File{Datagram: -5}},
 		{"file datagram too small", &scenario.File{Datagram: 100}},
 		{"chat 1e8 messages", &scenario.Chat{Messages: 100_000_000}},
+		// Each of these ran out of memory (24 GB, 8 GB) before the first
+		// event, and ignored Ctrl-C meanwhile.
+		{"echo 1e7 messages", &scenario.Echo{Clients: 100, Messages: 100_000}},
+		{"echo 1e5 messages of 64 KB", &scenario.Echo{Clients: 100, Messages: 1000, MaxSize: 65507}},
+		{"chat 4e9 deliveries", &scenario.Chat{Clients: 100, Plain: 100, Messages: 100_000}},
 	}
 	for _, tc := range bad {
 		if err := tc.v.Validate(); err == nil {

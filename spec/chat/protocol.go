@@ -50,6 +50,8 @@ const (
 	DefaultRate        = 5.0
 	DefaultBurst       = 10
 	DefaultHold        = 100 * time.Millisecond
+	DefaultJoinRate    = 20.0
+	DefaultJoinBurst   = 50
 	// MinInterval is the shortest silence limit: a server takes a
 	// shorter Interval as this, and a client a welcome's shorter one
 	// (it heartbeats every third of it), so a forged welcome cannot
@@ -112,10 +114,10 @@ func (c *ServerConfig) fill() {
 		c.Burst = DefaultBurst
 	}
 	if c.JoinRate == 0 {
-		c.JoinRate = 20
+		c.JoinRate = DefaultJoinRate
 	}
 	if c.JoinBurst <= 0 {
-		c.JoinBurst = 50
+		c.JoinBurst = DefaultJoinBurst
 	}
 	if c.Hold <= 0 {
 		c.Hold = DefaultHold

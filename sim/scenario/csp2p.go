@@ -346,6 +346,15 @@ func (w *Swarm) Run(opt Options) (Result, error) {
 	return out, nil
 }
 
+// roomFor is a server's connection limit for n connections at once: the
+// default (0, which is 4096) unless n is more.
+func roomFor(n int) int {
+	if n <= 4096 {
+		return 0
+	}
+	return n
+}
+
 // mss is the payload of one TCP segment.
 func (w *Swarm) mss() int { return w.MTU - 40 }
 
@@ -411,7 +420,9 @@ func (w *Swarm) runCS(opt Options, n int, us float64, content *p2p.Content) Swar
 			t.ServerBytes += int64(len(ev.Data))
 		}
 	})
-	scfg := cs.ServerConfig{Addr: server, File: cs.FileSpec{Seed: opt.Seed, Size: w.FileSize}}
+	// Every downloader connects at once: room for all of them (the
+	// server's default, 4096, reset the rest at --n 4097).
+	scfg := cs.ServerConfig{Addr: server, File: cs.FileSpec{Seed: opt.Seed, Size: w.FileSize}, MaxStreams: roomFor(n)}
 	s.MustAddNode(sim.NodeSpec{Name: "server", Protocol: "cs", Role: "server", Config: scfg, Link: w.serverLink(us),
 		New: func() spec.Machine { return cs.NewServer(scfg, content.Bytes()) }})
 	// Idle: the simulator's uplink is one FIFO, so with many clients the
@@ -460,7 +471,7 @@ func (w *Swarm) runP2P(opt Options, n int, us float64, content *p2p.Content) Swa
 		}
 	})
 	scfg := p2p.ServerConfig{Addr: server, File: cs.FileSpec{Seed: opt.Seed, Size: w.FileSize}, ChunkSize: w.ChunkSize,
-		Seed: opt.Seed, UploadRate: w.goodput(us), Trees: w.Trees}
+		Seed: opt.Seed, UploadRate: w.goodput(us), Trees: w.Trees, MaxConns: roomFor(2 * n)}
 	if w.Trees > 0 {
 		scfg.Expect = n
 	}

@@ -38,6 +38,7 @@ func TestValidateRefusesBadFlags(t *testing.T) {
 		{"echo 1e7 messages", &scenario.Echo{Clients: 100, Messages: 100_000}},
 		{"echo 1e5 messages of 64 KB", &scenario.Echo{Clients: 100, Messages: 1000, MaxSize: 65507}},
 		{"chat 4e9 deliveries", &scenario.Chat{Clients: 100, Plain: 100, Messages: 100_000}},
+		{"swarm plot into no directory", &scenario.Swarm{Plot: "/nonexistent-netspec-dir/x.png"}},
 	}
 	for _, tc := range bad {
 		if err := tc.v.Validate(); err == nil {

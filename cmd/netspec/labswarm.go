@@ -146,14 +146,21 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 	defer os.Remove(cfg.Name())
 	ls.config = cfg.Name()
 	rows, err := ls.run(ctx)
-	if err != nil {
+	interrupted := errors.Is(err, errLabInterrupted)
+	if err != nil && (!interrupted || len(rows) == 0) {
 		return err
+	}
+	if interrupted {
+		ls.say("lab: interrupted; the table holds the runs that finished\n")
 	}
 	if *asJSON {
 		if err := writeJSON(e.stdout, map[string]any{"fileSize": ls.size, "rate": ls.rate, "mtu": ls.mtu, "delay": "none (no netem)", "rows": rows}); err != nil {
 			return err
 		}
 	} else if err := renderTable(e.stdout, ls.table(rows)); err != nil {
+		return err
+	}
+	if interrupted {
 		return err
 	}
 	// A failed run fails the command, in JSON as in text.
@@ -166,6 +173,10 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 	}
 	return nil
 }
+
+// errLabInterrupted ends a lab run that was interrupted (Ctrl-C); the
+// rows run returns with it are the measurements that finished.
+var errLabInterrupted = errors.New("lab swarm: interrupted")
 
 // run measures every N and mode, and the simulator's predictions.
 func (ls *labSwarm) run(ctx context.Context) ([]labRow, error) {
@@ -185,11 +196,18 @@ func (ls *labSwarm) run(ctx context.Context) ([]labRow, error) {
 		// The seed's figures belong to its parameters only.
 		seedParams := ls.size == 10_000_000 && ls.rate == 10e6
 		for _, m := range ls.modes {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
 			ls.say("lab: N=%d %s ...\n", n, m)
-			t := ls.measure(ctx, m, n)
+			var t *labTiming
+			if ctx.Err() == nil {
+				t = ls.measure(ctx, m, n)
+			}
+			if ctx.Err() != nil {
+				// Cut short: not a measurement. What finished is kept.
+				if row.CS != nil || row.P2P != nil {
+					rows = append(rows, row)
+				}
+				return rows, errLabInterrupted
+			}
 			dmin := ls.rate
 			if m == "cs" {
 				t.Bound = scenario.CSBound(n, ls.size, ls.rate, dmin)

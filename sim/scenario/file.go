@@ -90,9 +90,10 @@ func (f *File) Defaults() *File {
 // defaultDatagram is rudp's default largest datagram (rudp.Config).
 const defaultDatagram = 1452
 
-// minDatagram is the smallest datagram rudp can work with: a segment
-// header, a cookie, every SACK block and one byte of data.
-const minDatagram = rudp.SegHeaderLen + rudp.CookieLen + rudp.MaxSACK*rudp.BlockLen + 1
+// minDatagram is the smallest datagram rudp works with: an endpoint
+// refuses a SYN announcing less (121 to 127 were accepted here and could
+// never connect).
+const minDatagram = rudp.MinDatagram
 
 // Validate implements Validator. Zero fields of a struct built without
 // Flags take their defaults; after Flags a zero is checked as typed.

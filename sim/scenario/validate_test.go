@@ -98,7 +98,7 @@ func TestTypedZeroRefused(t *testing.T) {
 		{"stream", []string{"--rate", "0"}, "--rate must be a finite number > 0", []string{"--rate", "1"}},
 		{"file", []string{"--clients", "0"}, "between 1 and 100", []string{"--clients", "1"}},
 		{"file", []string{"--queue", "0"}, "between 1 and 1000000", []string{"--queue", "1"}},
-		{"file", []string{"--datagram", "0"}, "between 121 and 65507", []string{"--datagram", "121"}},
+		{"file", []string{"--datagram", "0"}, "between 128 and 65507", []string{"--datagram", "128"}},
 		{"file", []string{"--cc", ""}, "westwood or newreno", []string{"--cc", "newreno"}},
 		{"file", []string{"--rate", "0"}, "--rate must be a finite number > 0", []string{"--rate", "1"}},
 		{"tftp", []string{"--clients", "0"}, "between 1 and 100", []string{"--clients", "1"}},

@@ -83,7 +83,9 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.MaxDatagram, 1452)
-	c.MaxDatagram = min(max(c.MaxDatagram, SegHeaderLen+CookieLen+MaxSACK*BlockLen+1), MaxPacket)
+	// MinDatagram, not the 121 bytes a SYN needs: peers refuse a SYN
+	// announcing less, so a smaller one could never connect.
+	c.MaxDatagram = min(max(c.MaxDatagram, MinDatagram), MaxPacket)
 	def(&c.InitialWindow, 10)
 	def(&c.MaxWindow, 4096)
 	c.MaxWindow = min(c.MaxWindow, 1<<20)

@@ -102,8 +102,9 @@
 // up after Retries retransmissions without progress; the server also
 // ends, with an ERROR, any transfer older than MaxDuration (1h), so a
 // client that ACKs just in time cannot hold a slot for ever. The receiver of
-// the last block acknowledges it and dallies for a timeout (RFC 1350
-// §6), answering every retransmitted last block with its ACK again.
+// the last block acknowledges it and dallies for two timeouts (RFC 1350
+// §6; one would end just as the sender's resend arrives), answering
+// every retransmitted last block with its ACK again.
 //
 // # Server
 //

@@ -157,7 +157,9 @@ type StreamResult struct {
 
 var (
 	streamServer = netip.MustParseAddrPort("10.0.0.1:5004")
-	streamVictim = netip.MustParseAddrPort("10.0.0.250:5004")
+	// Outside the clients' addresses (10.0.0.2 onwards: the 249th client was
+	// 10.0.0.250, and what it rightly got counted as amplification).
+	streamVictim = netip.MustParseAddrPort("192.0.2.250:5004")
 )
 
 // streamTruth follows what the network did with the stream, per address.

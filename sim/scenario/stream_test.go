@@ -39,3 +39,15 @@ func TestStreamSilentListener(t *testing.T) {
 		}
 	}
 }
+
+// The forged joins' victim is no client's address: the 249th client was
+// given it, and everything it rightly received counted as amplification.
+func TestStreamVictimIsNoClient(t *testing.T) {
+	res, err := parsed(t, "stream", "--clients", "249", "--duration", "1s").Run(scenario.Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failed != "" {
+		t.Fatal(res.Failed)
+	}
+}

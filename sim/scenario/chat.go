@@ -193,13 +193,16 @@ func (c *Chat) Defaults() *Chat {
 // until talk; plain ones heartbeat until hbEnd; quitters quit at talk/2.
 func (c *Chat) script(rng spec.Rand, talk, hbEnd time.Duration) ChatScript {
 	sc := ChatScript{Server: chat.ServerConfig{Addr: ChatServerAddr, Interval: c.Interval}}
-	if m := c.Clients + c.Plain; 2*m > chat.DefaultJoinBurst {
-		// Every client joins in the first second, and the expired ones
-		// rejoin together: beyond the default strangers' budget (50 in
-		// a burst) some would wait for it, which the membership check
-		// (the datagrams the server received) does not model. The
-		// budget has its own tests; here it admits the crowd.
-		sc.Server.JoinRate, sc.Server.JoinBurst = float64(m), 2*m
+	// Every client joins in the first second, and the expired ones
+	// rejoin, every interval when jitter is about the interval: beyond
+	// the default strangers' budget (20 a second, 50 in a burst) some
+	// would wait for it, which the membership check (the datagrams the
+	// server received) does not model. The budget has its own tests;
+	// here it admits the crowd and its churn (the defaults are kept
+	// where they suffice, so such runs are unchanged).
+	m := c.Clients + c.Plain
+	if rate := 2 * float64(m) / c.Interval.Seconds(); rate > chat.DefaultJoinRate || 2*m > chat.DefaultJoinBurst {
+		sc.Server.JoinRate, sc.Server.JoinBurst = max(rate, chat.DefaultJoinRate), max(2*m, chat.DefaultJoinBurst)
 	}
 	for i := 0; i < c.Clients+c.Plain; i++ {
 		plain := i >= c.Clients

@@ -39,6 +39,7 @@ func TestValidateRefusesBadFlags(t *testing.T) {
 		{"echo 1e5 messages of 64 KB", &scenario.Echo{Clients: 100, Messages: 1000, MaxSize: 65507}},
 		{"chat 4e9 deliveries", &scenario.Chat{Clients: 100, Plain: 100, Messages: 100_000}},
 		{"swarm plot into no directory", &scenario.Swarm{Plot: "/nonexistent-netspec-dir/x.png"}},
+		{"swarm 200,000 chunks", &scenario.Swarm{FileSize: 200_000, ChunkSize: 1, Mode: "p2p"}},
 	}
 	for _, tc := range bad {
 		if err := tc.v.Validate(); err == nil {
@@ -105,7 +106,7 @@ func TestTypedZeroRefused(t *testing.T) {
 		{"tftp", []string{"--windowsize", "0"}, "between 1 and 4096", []string{"--windowsize", "1"}},
 		{"tftp", []string{"--rate", "0"}, "--rate must be a finite number > 0", []string{"--rate", "1"}},
 		{"swarm", []string{"--file-size", "0"}, "[1, 1 GiB]", []string{"--file-size", "1"}},
-		{"swarm", []string{"--chunk-size", "0"}, "[1, 64 MiB]", []string{"--chunk-size", "1"}},
+		{"swarm", []string{"--chunk-size", "0"}, "[1, 64 MiB]", []string{"--chunk-size", "1", "--file-size", "1000"}},
 		{"swarm", []string{"--rate", "0"}, "--rate must be a finite number > 0", []string{"--rate", "64000"}},
 		{"swarm", []string{"--rate", "16000"}, "below 64000 bit/s", []string{"--rate", "16000", "--mode", "cs"}},
 		{"swarm", []string{"--server-rate", "1"}, "below 64000 bit/s", []string{"--server-rate", "64000"}},

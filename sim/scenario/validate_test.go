@@ -40,6 +40,7 @@ func TestValidateRefusesBadFlags(t *testing.T) {
 		{"chat 4e9 deliveries", &scenario.Chat{Clients: 100, Plain: 100, Messages: 100_000}},
 		{"swarm plot into no directory", &scenario.Swarm{Plot: "/nonexistent-netspec-dir/x.png"}},
 		{"swarm 200,000 chunks", &scenario.Swarm{FileSize: 200_000, ChunkSize: 1, Mode: "p2p"}},
+		{"stream reordered past MAX_MISORDER", &scenario.Stream{Delay: time.Millisecond, Jitter: 110 * time.Millisecond}},
 	}
 	for _, tc := range bad {
 		if err := tc.v.Validate(); err == nil {
@@ -91,7 +92,7 @@ func TestTypedZeroRefused(t *testing.T) {
 		{"chat", []string{"--clients", "1", "--plain", "0", "--quitters", "1", "--silent", "1"}, "--quitters + --silent must be at most --clients + --plain (1)",
 			[]string{"--clients", "1", "--plain", "0", "--quitters", "1", "--silent", "0"}},
 		{"stream", []string{"--clients", "0"}, "between 1 and 1000", []string{"--clients", "1"}},
-		{"stream", []string{"--delay", "0"}, "at least 10µs", []string{"--delay", "10µs", "--duration", "1s"}},
+		{"stream", []string{"--delay", "0"}, "at least 10µs", []string{"--delay", "10µs", "--duration", "1s", "--jitter", "0"}},
 		{"stream", []string{"--duration", "0"}, "between 1ns and 24h", []string{"--duration", "1ns"}},
 		{"stream", []string{"--report", "0"}, "between 1ms and 1h", []string{"--report", "1ms"}},
 		{"stream", []string{"--expire", "0"}, "between 2 and 1000", []string{"--expire", "2"}},

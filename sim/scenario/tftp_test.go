@@ -25,3 +25,24 @@ func TestTFTPLastACKLost(t *testing.T) {
 		}
 	}
 }
+
+// Retransmissions back off (RFC 1123 4.2.3.2): with a fixed 1 s timeout a
+// window slower than that to cross a 150 kbit/s link, a 2 s round trip
+// (the OACK given up after one resend) and 60 clients' windows
+// overflowing the server's queue all failed without loss.
+func TestTFTPBacksOff(t *testing.T) {
+	clean := []string{"--loss", "0", "--dup", "0", "--jitter", "0"}
+	for _, args := range [][]string{
+		append([]string{"--clients", "1", "--put=false", "--rate", "150000"}, clean...),
+		append([]string{"--clients", "1", "--size", "0", "--delay", "500ms"}, clean...),
+		append([]string{"--clients", "60"}, clean...),
+	} {
+		res, err := parsed(t, "tftp", args...).Run(scenario.Options{Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Failed != "" {
+			t.Errorf("%v: %s", args, res.Failed)
+		}
+	}
+}

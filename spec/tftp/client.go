@@ -36,8 +36,9 @@ type ClientConfig struct {
 	// NoTSize leaves out the tsize option (RFC 2349).
 	NoTSize bool `json:"noTsize,omitempty"`
 	// Dally is how long a download waits after its final ACK to answer
-	// a retransmitted final block (default twice Timeout, so a resend
-	// one timeout later is still answered; negative: not at all).
+	// a retransmitted final block (default eight times Timeout, so the
+	// sender's first three resends, one, three and seven timeouts later
+	// with its backoff, are answered; negative: not at all).
 	Dally time.Duration `json:"dally,omitempty"`
 	// MaxSize refuses downloads larger than this many bytes (0: any).
 	MaxSize int64 `json:"maxSize,omitempty"`
@@ -54,7 +55,7 @@ func (c *ClientConfig) fill() {
 		c.Retries = 5
 	}
 	if c.Dally == 0 {
-		c.Dally = 2 * c.Timeout
+		c.Dally = 8 * c.Timeout
 	}
 	if c.Blksize != 0 {
 		c.Blksize = min(max(c.Blksize, MinBlksize), MaxBlksize)

@@ -102,9 +102,12 @@
 // up after Retries retransmissions without progress; the server also
 // ends, with an ERROR, any transfer older than MaxDuration (1h), so a
 // client that ACKs just in time cannot hold a slot for ever. The receiver of
-// the last block acknowledges it and dallies for two timeouts (RFC 1350
-// §6; one would end just as the sender's resend arrives), answering
-// every retransmitted last block with its ACK again.
+// the last block acknowledges it and dallies for eight timeouts (RFC 1350
+// §6; the sender's first three resends come one, three and seven
+// timeouts later),
+// answering every retransmitted last block with its ACK again. A
+// retransmission timer doubles with each timeout since the last
+// progress, up to 8 times the timeout (RFC 1123 4.2.3.2's backoff).
 //
 // # Server
 //

@@ -696,11 +696,12 @@ func (s *Server) datagram(now spec.Time, sx *serverXfer, in spec.Input, out []sp
 			s.c.bytesReceived += uint64(sx.x.bytes)
 			out = s.report(sx, "transfer-done", Transfer{SHA256: hex.EncodeToString(sx.h.Sum(nil))}, out)
 			sx.done = true
-			// Two timeouts: the sender resends its last block one
-			// timeout after sending it, which, the ACK lost, arrived at
-			// the very moment a one-timeout dally ended, and the put
-			// failed (2 seeds in 400 at the sim's 2% loss).
-			return sx.x.dally(now, 2*sx.x.timeout, out)
+			// Eight timeouts: the sender resends its last block one
+			// timeout after sending it and, backing off, two and four
+			// timeouts after that; a one-timeout dally ended just as the
+			// first resend arrived, and the put failed with its ACK
+			// lost (2 seeds in 400 at the sim's 2% loss).
+			return sx.x.dally(now, 8*sx.x.timeout, out)
 		}
 		return out
 	}

@@ -98,8 +98,13 @@ func (x *xfer) limit() int {
 	return x.retries
 }
 
+// arm sets the retransmission timer: the timeout, doubled for each
+// timeout since the last progress up to 8 times it (RFC 1123 4.2.3.2
+// asks TFTP for exponential backoff), so a window that takes longer
+// than the timeout to cross a slow link, or a round trip longer than
+// it, is waited for rather than resent into the queue again and again.
 func (x *xfer) arm(now spec.Time, out []spec.Output) []spec.Output {
-	return append(out, spec.SetTimer(x.timer, now.Add(x.timeout)))
+	return append(out, spec.SetTimer(x.timer, now.Add(x.timeout<<min(x.tries, 3))))
 }
 
 // startSending prepares the sending side for a file of size bytes. The

@@ -336,6 +336,40 @@ func TestPauseSlowsAClientThatDoesNotRead(t *testing.T) {
 	}
 }
 
+// listenOnLoopback answers a test machine's start and bind: it listens
+// on TCP on loopback and says where, as a "listening" event. It reports
+// whether in was one of those.
+func listenOnLoopback(in spec.Input, out []spec.Output) ([]spec.Output, bool) {
+	switch in.Kind {
+	case spec.InStart:
+		return append(out, spec.Bind(1, spec.TCP, netip.MustParseAddrPort("127.0.0.1:0"))), true
+	case spec.InBound:
+		return append(out, spec.Emit(spec.Event{Name: "listening", Text: "tcp " + in.Addr.String()})), true
+	}
+	return out, false
+}
+
+// runAndDial runs m (which listens with listenOnLoopback) on real
+// sockets for at most d, and connects to it; Run's result comes on the
+// channel.
+func runAndDial(t *testing.T, m spec.Machine, d time.Duration) (*net.TCPConn, <-chan error) {
+	t.Helper()
+	addr := make(chan netip.AddrPort, 1)
+	r := impl.New(m, impl.Options{OnEvent: func(_ spec.Time, ev spec.Event) {
+		addr <- netip.MustParseAddrPort(ev.Text[len("tcp "):])
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(<-addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, errc
+}
+
 // pauser accepts one connection, pauses it on its first data (the
 // runner's reader has most likely read more by then) and resumes it on
 // its timer, recording what it is handed and when.
@@ -351,11 +385,10 @@ func (m *pauser) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 	if m.eof {
 		m.after++
 	}
+	if out, ok := listenOnLoopback(in, out); ok {
+		return out
+	}
 	switch in.Kind {
-	case spec.InStart:
-		out = append(out, spec.Bind(1, spec.TCP, netip.MustParseAddrPort("127.0.0.1:0")))
-	case spec.InBound:
-		out = append(out, spec.Emit(spec.Event{Name: "listening", Text: "tcp " + in.Addr.String()}))
 	case spec.InTimer:
 		m.paused = false
 		out = append(out, spec.Resume(spec.AcceptedStream|1))
@@ -380,19 +413,7 @@ func (m *pauser) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 // EOF last.
 func TestPausedStreamIsHeld(t *testing.T) {
 	m := &pauser{}
-	addr := make(chan netip.AddrPort, 1)
-	r := impl.New(m, impl.Options{OnEvent: func(_ spec.Time, ev spec.Event) {
-		addr <- netip.MustParseAddrPort(ev.Text[len("tcp "):])
-	}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(<-addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, errc := runAndDial(t, m, 10*time.Second)
 	want := bytes.Repeat([]byte("paused "), 1<<16)
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write(want); err != nil {
@@ -412,11 +433,10 @@ func TestPausedStreamIsHeld(t *testing.T) {
 type stuck struct{ release chan struct{} }
 
 func (m *stuck) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if out, ok := listenOnLoopback(in, out); ok {
+		return out
+	}
 	switch in.Kind {
-	case spec.InStart:
-		out = append(out, spec.Bind(1, spec.TCP, netip.MustParseAddrPort("127.0.0.1:0")))
-	case spec.InBound:
-		out = append(out, spec.Emit(spec.Event{Name: "listening", Text: "tcp " + in.Addr.String()}))
 	case spec.InStreamData:
 		if m.release != nil {
 			<-m.release
@@ -434,19 +454,7 @@ func (m *stuck) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Out
 // to 64 KiB: a 1 GB C/S download once took 550 MB of memory).
 func TestSlowMachineHoldsTheSender(t *testing.T) {
 	m := &stuck{release: make(chan struct{})}
-	addr := make(chan netip.AddrPort, 1)
-	r := impl.New(m, impl.Options{OnEvent: func(_ spec.Time, ev spec.Event) {
-		addr <- netip.MustParseAddrPort(ev.Text[len("tcp "):])
-	}})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(<-addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, errc := runAndDial(t, m, 20*time.Second)
 	const total = 128 << 20 // well above the kernel's buffers (tcp_rmem allows 32 MiB)
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 	n, err := c.Write(make([]byte, total))

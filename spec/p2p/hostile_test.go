@@ -41,24 +41,7 @@ func TestNonReaderDoesNotStarveOthers(t *testing.T) {
 	h.step(spec.Input{Kind: spec.InStreamData, Stream: peer, Data: []byte("CHEL 40001\r\n")})
 	// The peer asks for one chunk at a time, reading each answer (its
 	// stream drains: InStreamWritable), for 5 s; the hog reads nothing.
-	end := h.now.Add(5 * time.Second)
-	next := 0
-	for asked := 0; h.now.Before(end) && next < 200; {
-		if dataWritten(h, peer) == asked {
-			h.step(spec.Input{Kind: spec.InStreamData, Stream: peer, Data: fmt.Appendf(nil, "DREQ %d\r\n", next)})
-			next++
-		}
-		if n := dataWritten(h, peer); n > asked {
-			asked = n
-			h.now = h.now.Add(time.Millisecond) // a round trip
-			h.step(spec.Input{Kind: spec.InStreamWritable, Stream: peer})
-			continue
-		}
-		if len(h.timers) == 0 {
-			t.Fatal("the peer's request is neither answered nor timed")
-		}
-		h.fire()
-	}
+	next, _ := oneAtATime(t, h, peer, 200, func(i int) []byte { return fmt.Appendf(nil, "DREQ %d\r\n", i) })
 	if next < 200 {
 		t.Fatalf("in 5 s the peer got %d chunks one at a time (the hog %d): a client that does not read starves it", next, dataWritten(h, hog))
 	}
@@ -81,24 +64,7 @@ func TestPeerNonReaderDoesNotStarveOthers(t *testing.T) {
 	h.step(spec.Input{Kind: spec.InAccepted, Stream: legit, Addr: netip.MustParseAddrPort("10.0.0.10:51000")})
 	h.step(spec.Input{Kind: spec.InStreamData, Stream: hog, Data: []byte("CHEL 51000\r\n" + strings.Repeat(fmt.Sprintf("DREQ %d\r\n", held), 200))})
 	h.step(spec.Input{Kind: spec.InStreamData, Stream: legit, Data: []byte("CHEL 51001\r\n")})
-	end := h.now.Add(5 * time.Second)
-	asked, got := 0, 0
-	for h.now.Before(end) && asked < 100 && h.open[legit] {
-		if got == asked {
-			h.step(spec.Input{Kind: spec.InStreamData, Stream: legit, Data: fmt.Appendf(nil, "DREQ %d\r\n", held)})
-			asked++
-		}
-		if n := dataWritten(h, legit); n > got {
-			got = n
-			h.now = h.now.Add(time.Millisecond)
-			h.step(spec.Input{Kind: spec.InStreamWritable, Stream: legit})
-			continue
-		}
-		if len(h.timers) == 0 {
-			t.Fatal("the neighbour's request is neither answered nor timed")
-		}
-		h.fire()
-	}
+	_, got := oneAtATime(t, h, legit, 100, func(int) []byte { return fmt.Appendf(nil, "DREQ %d\r\n", held) })
 	if got < 100 {
 		t.Fatalf("in 5 s the reading neighbour got %d chunks one at a time (the hog %d): a neighbour that does not read starves it", got, dataWritten(h, hog))
 	}
@@ -196,6 +162,33 @@ func TestExtensionBeforeXHELRefused(t *testing.T) {
 }
 
 // dataWritten counts the DATA answers the machine wrote on st.
+// oneAtATime is a client on st that reads: it sends req(i) once its
+// previous request is answered, and takes each answer (its stream drains)
+// a millisecond after it is written, firing the machine's timers
+// meanwhile, until it has asked n times, its stream closes or 5 s pass.
+// It returns how many requests it sent and how many answers came.
+func oneAtATime(t *testing.T, h *harness, st spec.Stream, n int, req func(i int) []byte) (asked, got int) {
+	t.Helper()
+	end := h.now.Add(5 * time.Second)
+	for h.now.Before(end) && asked < n && h.open[st] {
+		if got == asked {
+			h.step(spec.Input{Kind: spec.InStreamData, Stream: st, Data: req(asked)})
+			asked++
+		}
+		if w := dataWritten(h, st); w > got {
+			got = w
+			h.now = h.now.Add(time.Millisecond) // a round trip
+			h.step(spec.Input{Kind: spec.InStreamWritable, Stream: st})
+			continue
+		}
+		if len(h.timers) == 0 {
+			t.Fatal("the request is neither answered nor timed")
+		}
+		h.fire()
+	}
+	return asked, got
+}
+
 func dataWritten(h *harness, st spec.Stream) int {
 	msgs, _ := parseAll(Responses, h.written[st], len(h.written[st])+1)
 	n := 0

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/netspec/netspec/spec/p2p"
 )
 
 // Store is a p2p.Store backed by an open file.
@@ -52,22 +54,18 @@ func (s *Store) Open(size int64, chunk int) error {
 	return nil
 }
 
-func (s *Store) span(i int) (int64, int64, error) {
-	lo := int64(i) * int64(s.chunk)
-	if !s.open || i < 0 || lo >= s.size {
-		return 0, 0, fmt.Errorf("diskstore: chunk %d out of range", i)
+func (s *Store) span(i, n int) (int64, int64, error) {
+	if !s.open {
+		return 0, 0, fmt.Errorf("diskstore: chunk %d: not open", i)
 	}
-	return lo, min(lo+int64(s.chunk), s.size), nil
+	return p2p.ChunkSpan(i, s.chunk, s.size, n)
 }
 
 // Put implements p2p.Store.
 func (s *Store) Put(i int, data []byte) error {
-	lo, hi, err := s.span(i)
+	lo, _, err := s.span(i, len(data))
 	if err != nil {
 		return err
-	}
-	if int64(len(data)) != hi-lo {
-		return fmt.Errorf("diskstore: chunk %d is %d bytes, want %d", i, len(data), hi-lo)
 	}
 	if _, err := s.f.WriteAt(data, lo); err != nil {
 		return fmt.Errorf("diskstore: %w", err)
@@ -77,7 +75,7 @@ func (s *Store) Put(i int, data []byte) error {
 
 // Get implements p2p.Store.
 func (s *Store) Get(i int) ([]byte, error) {
-	lo, hi, err := s.span(i)
+	lo, hi, err := s.span(i, -1)
 	if err != nil {
 		return nil, err
 	}

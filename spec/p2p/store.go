@@ -141,22 +141,27 @@ func (m *MemStore) Open(size int64, chunk int) error {
 	return nil
 }
 
-func (m *MemStore) span(i int) (int64, int64, error) {
-	lo := int64(i) * int64(m.chunk)
-	if m.chunk <= 0 || i < 0 || lo >= int64(len(m.data)) {
+// ChunkSpan is chunk i's byte range [lo, hi) in a file of size bytes
+// cut into chunks of chunk bytes, or an error if the file has no chunk
+// i, or if n >= 0 is not that chunk's length (what a Store's Put is
+// given must be).
+func ChunkSpan(i, chunk int, size int64, n int) (lo, hi int64, err error) {
+	lo = int64(i) * int64(chunk)
+	if chunk <= 0 || i < 0 || lo >= size {
 		return 0, 0, fmt.Errorf("p2p: chunk %d out of range", i)
 	}
-	return lo, min(lo+int64(m.chunk), int64(len(m.data))), nil
+	hi = min(lo+int64(chunk), size)
+	if n >= 0 && int64(n) != hi-lo {
+		return 0, 0, fmt.Errorf("p2p: chunk %d is %d bytes, want %d", i, n, hi-lo)
+	}
+	return lo, hi, nil
 }
 
 // Put implements Store.
 func (m *MemStore) Put(i int, data []byte) error {
-	lo, hi, err := m.span(i)
+	lo, hi, err := ChunkSpan(i, m.chunk, int64(len(m.data)), len(data))
 	if err != nil {
 		return err
-	}
-	if int64(len(data)) != hi-lo {
-		return fmt.Errorf("p2p: chunk %d is %d bytes, want %d", i, len(data), hi-lo)
 	}
 	copy(m.data[lo:hi], data)
 	return nil
@@ -164,7 +169,7 @@ func (m *MemStore) Put(i int, data []byte) error {
 
 // Get implements Store.
 func (m *MemStore) Get(i int) ([]byte, error) {
-	lo, hi, err := m.span(i)
+	lo, hi, err := ChunkSpan(i, m.chunk, int64(len(m.data)), -1)
 	if err != nil {
 		return nil, err
 	}

@@ -249,9 +249,6 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeLog()
-	if err := checkOutputDir(*outPath); err != nil {
-		return usagef("file get: -o: %v", err)
-	}
 	d, err := newDownload(e, pos[1], *outPath, *quiet)
 	if err != nil {
 		return err

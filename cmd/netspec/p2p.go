@@ -12,7 +12,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -344,24 +343,6 @@ func checkOutput(path string) error {
 	}
 	_, _, err := outTarget(path)
 	return err
-}
-
-// checkOutputDir refuses, before any download, an -o whose directory is
-// not there (an -o naming a directory, a device or - is fine: the file
-// goes inside it, into it, or to standard output).
-func checkOutputDir(path string) error {
-	if path == "" || path == "-" {
-		return nil
-	}
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	if fi, err := os.Stat(filepath.Dir(path)); err != nil {
-		return err
-	} else if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", filepath.Dir(path))
-	}
-	return nil
 }
 
 // flagSet reports whether the flag called name was given.

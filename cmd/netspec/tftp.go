@@ -317,9 +317,6 @@ func tftpGet(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeLog()
-	if err := checkOutputDir(*outPath); err != nil {
-		return usagef("tftp get: -o: %v", err)
-	}
 	d, err := newTFTPDownload(e, name, *outPath, *quiet)
 	if err != nil {
 		return err

@@ -46,8 +46,9 @@
 // compound (marshalled with pion/rtcp): an RR from the sender's SSRC,
 // then an SDES with its CNAME, then an APP packet named "NSTR" (and, to
 // leave, a BYE). Receivers apply the header checks of A.2 (version 2,
-// first packet SR or RR, padding only on the last, lengths adding up to
-// the datagram) and accept at most 1200 bytes.
+// first packet SR or RR and without padding, padding only on the last,
+// lengths adding up to the datagram; so a one-packet compound carries
+// none) and accept at most 1200 bytes.
 //
 //	RR      byte 0 0x80|RC, byte 1 201, bytes 2-3 length in words - 1,
 //	        bytes 4-7 sender SSRC, then RC 24-byte report blocks:
@@ -203,8 +204,9 @@
 // which duplicates can make negative, and fraction lost per report
 // interval) and A.8 (interarrival jitter, integer form, in timestamp
 // units; the first packet sets the reference transit time). It adds
-// duplicates (a 1024-entry window below the highest sequence number) and
-// RFC 4737 §3.3 reordered packets: new packets below the next expected
+// duplicates (of packets up to MAX_MISORDER below the highest sequence
+// number; one further behind takes A.1's bad-sequence branch and is not
+// counted at all, duplicate or not) and RFC 4737 §3.3 reordered packets: new packets below the next expected
 // sequence number. The seed's counts are kept beside them: distinct
 // packets delivered and the sum of their data.
 package stream

@@ -193,6 +193,11 @@ func ValidateCompound(b []byte) error {
 	if b[1] != byte(rtcp.TypeSenderReport) && b[1] != byte(rtcp.TypeReceiverReport) {
 		return fmt.Errorf("%w: first packet type %d is not SR or RR", ErrCompound, b[1])
 	}
+	// A.2 masks the first packet's padding bit with its type: padding
+	// belongs on the last packet, so a one-packet compound has none.
+	if b[0]&0x20 != 0 {
+		return fmt.Errorf("%w: padding on the first packet", ErrCompound)
+	}
 	for off := 0; off < len(b); {
 		if len(b)-off < 4 {
 			return fmt.Errorf("%w: trailing %d bytes", ErrCompound, len(b)-off)

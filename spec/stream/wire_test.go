@@ -141,6 +141,8 @@ func TestValidateCompound(t *testing.T) {
 		"first is SDES":       good[8:],
 		"version 1":           mod(func(b []byte) { b[0] = 0x40 | b[0]&0x3f }),
 		"padding not last":    mod(func(b []byte) { b[0] |= 0x20 }),
+		"padding in between":  mod(func(b []byte) { b[8] |= 0x20 }),
+		"padded lone RR":      {0xa0, 0xc9, 0x00, 0x01, 0x01, 0x02, 0x03, 0x04},
 		"length overruns":     mod(func(b []byte) { binary.BigEndian.PutUint16(b[2:], 1000) }),
 		"oversized":           append(append([]byte(nil), good...), make([]byte, stream.MaxControlSize)...),
 	}

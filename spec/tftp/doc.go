@@ -19,10 +19,13 @@
 //
 // A request (filename, mode, options together) is at most 512 bytes
 // (RFC 2347); mode is "octet" in any case ("netascii" and "mail" are
-// refused). Options are case-insensitive names with decimal values:
+// refused). Options are case-insensitive names with decimal values
+// (digits only: a sign makes the value invalid):
 //
 //	blksize     8..65464    bytes per DATA block (default 512)
-//	windowsize  1..65535    DATA blocks sent per ACK (default 1)
+//	windowsize  1..65535    DATA blocks sent per ACK (default 1; this
+//	                        package asks and grants at most 4096, as
+//	                        block numbers compare modulo 65536)
 //	timeout     1..255      seconds between retransmissions
 //	tsize       0..         the file's size: 0 in an RRQ asks for it,
 //	                        a WRQ announces it, the OACK states it
@@ -45,7 +48,8 @@
 // kernel's routing could pick another, which a client that checks the
 // answer's source, or its firewall, would drop). The two ports are
 // the transfer's IDs (TIDs): each end then talks only to the other's,
-// answers a datagram from any other port with ERROR 5 (never an ERROR
+// answers a datagram from any other port that decodes as a TFTP packet
+// with ERROR 5 (one that does not is dropped unanswered; never an ERROR
 // with an ERROR, and never one larger than the datagram, shortened as
 // refusals are below: a forged 4-byte ACK gets nothing) and goes on. A read, without options, then a write:
 //
@@ -62,8 +66,9 @@
 //
 // With options the server answers an OACK listing the ones it accepts
 // (blksize and windowsize lowered to its limits, timeout only up to its
-// MaxTimeout, tsize with the file's size, unless it is 0: curl refuses
-// an OACK with tsize 0); the client acknowledges an
+// MaxTimeout, tsize with the file's size for a read, unless it is 0:
+// curl refuses an OACK with tsize 0, and as the client sent it for a
+// write); the client acknowledges an
 // RRQ's OACK with ACK 0 and answers a WRQ's with DATA 1. A client may
 // refuse an OACK with ERROR 8. The client accepts an OACK only if every
 // option in it was asked for, blksize and windowsize no larger than

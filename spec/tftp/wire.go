@@ -335,7 +335,7 @@ func ParseOptions(opts []Option) (o Options, unknown, bad []string) {
 		seen |= bit
 		v, err := strconv.ParseInt(op.Value, 10, 64)
 		switch {
-		case err != nil:
+		case err != nil || !decimal(op.Value):
 			bad = append(bad, op.Name)
 		case bit == 1 && v >= MinBlksize && v <= MaxBlksize:
 			o.Blksize = int(v)
@@ -433,4 +433,15 @@ func clip(s string) string {
 		return c + "..."
 	}
 	return s
+}
+
+// decimal reports whether v is digits only: ParseInt would also take a
+// sign, which RFC 2347's values, "ASCII strings of digits", do not have.
+func decimal(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return v != ""
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/rudp"
@@ -233,6 +234,9 @@ func (a *answers) frame(typ byte, body []byte) error {
 		}
 		if a.x != nil && body[0] != StatusError {
 			return fmt.Errorf("REPLY ok inside a transfer of %s", a.x.name)
+		}
+		if !utf8.Valid(body[1:]) {
+			return fmt.Errorf("REPLY text is not UTF-8: %.60q", body[1:])
 		}
 		a.x = nil
 		a.replies = append(a.replies, [...]string{"ok: ", "error: "}[body[0]]+string(body[1:]))

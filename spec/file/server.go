@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/rudp"
@@ -322,8 +323,16 @@ type ChatLine struct {
 }
 
 func (s *Server) reply(ss *session, status byte, text string) {
+	// REPLY text is UTF-8 on the wire: a long answer is cut on a rune
+	// boundary, and bytes that are not UTF-8 (a listed file's name, say)
+	// are replaced.
+	text = strings.ToValidUTF8(text, "\uFFFD")
 	if len(text) > MaxControl-1 {
-		text = text[:MaxControl-1]
+		cut := MaxControl - 1
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut]
 	}
 	s.write(ss, appendFrame(nil, FrameReply, []byte{status}, []byte(text)))
 }

@@ -127,6 +127,25 @@ func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
 	}
 }
 
+// A reply longer than a REPLY holds (an unknown command of 64 KiB,
+// quoted back) is cut on a rune boundary: the wire says REPLY text is
+// UTF-8, and a cut mid-rune is not.
+func TestLongReplyCutOnRune(t *testing.T) {
+	for _, shift := range []int{0, 1} {
+		r, _ := rigToServer(t, ServerConfig{}, nil)
+		word := strings.Repeat("x", shift) + strings.Repeat("é", (MaxControl-2)/2)
+		r.write(appendFrame(nil, FrameCmd, []byte(word)))
+		r.run(10 * time.Second)
+		a := newAnswers(nil)
+		if _, err := parseStream(r.stream, a); err != nil {
+			t.Fatalf("shift %d: %v", shift, err)
+		}
+		if len(a.replies) != 1 || len(a.replies[0]) < MaxControl-8 {
+			t.Fatalf("shift %d: %d replies (%.80q), want one of about %d bytes", shift, len(a.replies), a.replies, MaxControl)
+		}
+	}
+}
+
 // parseStream parses a server's answer stream into a.
 func parseStream(stream []byte, a *answers) (*answers, error) {
 	p := parser{accept: serverSends}

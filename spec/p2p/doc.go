@@ -35,8 +35,10 @@
 //   - a raw body (DATA, PUSH, HASH) is exactly the number of bytes its header
 //     announces, with no terminator after it.
 //   - ERROR may be followed by one line of free text (the seed's optional
-//     "补充错误信息"): a line after ERROR that does not start with a known
-//     OP is that text, and is skipped. netspec never sends it.
+//     "补充错误信息"): a line after ERROR that the receiver would call
+//     an unknown command (one not starting with an OP that side takes:
+//     a peer's reply stream takes no CHEL, say) is that text, and is
+//     skipped; one line at most. netspec never sends it.
 //
 // # The seed's messages
 //

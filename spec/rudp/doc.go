@@ -112,8 +112,11 @@
 // a lost third message is recovered like lost data. Segments overtaking
 // segment 0 find no session and are dropped silently, to be resent. A
 // spoofed SYN therefore costs the server one HMAC and one 40-byte answer
-// (or 8-byte RST) to a 64-byte datagram; a cookie echo with a bad MAC is
-// dropped; a replayed one finds the closed session's tombstone (kept for
+// (or 8-byte RST) to a 64-byte datagram; a cookie echo older than
+// CookieLifetime is answered with an 8-byte RST (reason cookie: the age
+// is checked before the MAC, which it spares the server, so a forged old
+// one draws the RST too, 8 bytes for at least 56); a fresh one with a bad
+// MAC is dropped; a replayed one finds the closed session's tombstone (kept for
 // CookieLifetime) and is dropped too. A segment for an unknown session
 // whose ack is not 0 (its sender has heard from us) is answered with a
 // RST, so a client learns at once that a server restarted; so is one for

@@ -103,7 +103,7 @@ func csGet(ctx context.Context, e *env, args []string) error {
 			"it arrives, and not kept).")
 	server := fs.String("s", "10.0.0.1", "the server's `ADDRESS` (the seed's h1; HOST, or HOST:PORT instead of -p)")
 	port := fs.Int("p", cs.DefaultPort, "the server's `PORT`")
-	output := fs.String("o", "", "save the file to `OUTPUT` (written to OUTPUT.part, renamed when complete)")
+	output := fs.String("o", "", "save the file to `OUTPUT` (written to OUTPUT.part, renamed when complete; -: standard output, status to stderr)")
 	quiet := fs.Bool("q", false, "no progress bar")
 	idle := fs.Duration("idle", time.Minute, "give up when nothing arrives for this long")
 	logger := logFlags(fs)
@@ -122,9 +122,13 @@ func csGet(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("cs get: %v", err)
 	}
+	if *output == "-" {
+		*output = "/dev/stdout" // as file and tftp get take it; the status goes to stderr
+	}
 	if err := checkOutput(*output); err != nil {
 		return usagef("cs get: -o: %v", err)
 	}
+	e = e.statusFor(*output)
 	if tr.Is(*output) {
 		return usagef("cs get: --trace names the -o file: the download would replace the trace")
 	}

@@ -329,6 +329,7 @@ type download struct {
 }
 
 func newDownload(e *env, name, out string, quiet bool) (*download, error) {
+	e = e.statusFor(out)
 	p := path.Base(name)
 	if out != "" {
 		p = out

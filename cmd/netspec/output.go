@@ -125,3 +125,25 @@ func (o *dest) close() error {
 	}
 	return err
 }
+
+// statusFor returns e, or, when -o p names this process's standard
+// output (-o /dev/stdout, /proc/self/fd/1, or the file stdout is
+// redirected to), a copy of e whose stdout is its stderr: the download's
+// status lines would otherwise land among its bytes. -o - is each
+// downloader's own business.
+func (e *env) statusFor(p string) *env {
+	f, ok := e.stdout.(*os.File)
+	if p == "" || p == "-" || !ok {
+		return e
+	}
+	a, err := f.Stat()
+	if err != nil {
+		return e
+	}
+	if b, err := os.Stat(p); err != nil || !os.SameFile(a, b) {
+		return e
+	}
+	c := *e
+	c.stdout = e.stderr
+	return &c
+}

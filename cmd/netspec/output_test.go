@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -123,5 +124,27 @@ func TestCSGetOutputThroughLinksAndDevices(t *testing.T) {
 	checkFIFO(t, fifo, got, string(want))
 	if left, _ := filepath.Glob(filepath.Join(dir, "*.part")); len(left) != 0 {
 		t.Fatalf("left %v", left)
+	}
+}
+
+// -o naming standard output (here a pipe, through /proc/self/fd) moves
+// the status lines to stderr, where they cannot land among the bytes;
+// any other -o leaves them on stdout.
+func TestStatusForStdout(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	var errb strings.Builder
+	e := &env{stdout: w, stderr: &errb}
+	if got := e.statusFor(fmt.Sprintf("/proc/self/fd/%d", w.Fd())); got.stdout != &errb {
+		t.Fatalf("-o naming stdout's pipe: status goes to %T, want stderr", got.stdout)
+	}
+	for _, p := range []string{"", "-", "/dev/null", filepath.Join(t.TempDir(), "f")} {
+		if got := e.statusFor(p); got.stdout != w {
+			t.Errorf("-o %q: status moved off stdout", p)
+		}
 	}
 }

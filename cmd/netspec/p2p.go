@@ -159,7 +159,7 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	server := fs.String("s", "10.0.0.1", "the server's `ADDRESS` (HOST, or HOST:PORT instead of -sp) [config: server_ip]")
 	serverPort := fs.Int("sp", p2p.DefaultServerPort, "the server's `PORT` [config: server_port]")
 	port := fs.Int("p", p2p.DefaultPeerPort, "serve other peers on `PORT` (0: any free port) [config: port]")
-	output := fs.String("o", "", "save the file to `OUTPUT` once verified (default: memory only) [config: file_path]")
+	output := fs.String("o", "", "save the file to `OUTPUT` once verified (default: memory only; -: standard output, status to stderr) [config: file_path]")
 	config := fs.String("config", "config.ini", "read settings from `FILE` (a missing config.ini is fine)")
 	ip := fs.String("ip", "0.0.0.0", "serve other peers on `IP` [config: ip]")
 	linger := fs.Duration("linger", 10*time.Second, "keep serving other peers this long after verifying (negative: until interrupted)")
@@ -191,9 +191,13 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("p2p get: %v", err)
 	}
+	if *output == "-" {
+		*output = "/dev/stdout" // as file and tftp get take it; the status goes to stderr
+	}
 	if err := checkOutput(*output); err != nil {
 		return usagef("p2p get: -o: %v", err)
 	}
+	e = e.statusFor(*output)
 	if tr.Is(*output) {
 		return usagef("p2p get: --trace names the -o file: the download would replace the trace")
 	}

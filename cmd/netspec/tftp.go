@@ -383,6 +383,7 @@ type tftpDownload struct {
 }
 
 func newTFTPDownload(e *env, name, out string, quiet bool) (*tftpDownload, error) {
+	e = e.statusFor(out)
 	d := &tftpDownload{e: e, name: name, quiet: quiet, size: -1}
 	switch {
 	case out == "-":

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/netspec/netspec/impl"
@@ -206,6 +208,9 @@ func swarmListen(ip string, port int) (netip.AddrPort, error) {
 // may carry the port itself (HOST:PORT, as every other verb's address
 // does); a port flag given as well must agree with it.
 func swarmDialAddr(server string, port int, portFlag string, portSet bool) (netip.AddrPort, error) {
+	if strings.TrimSpace(server) == "" {
+		return netip.AddrPort{}, errors.New("-s needs the server's address")
+	}
 	if h, p, err := net.SplitHostPort(server); err == nil {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {

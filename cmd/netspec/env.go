@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -147,6 +148,9 @@ func (a *addrFlag) Set(s string) error {
 // is why this lives in cmd and not in spec. With remote, the host must not
 // be empty.
 func parseAddr(s string, remote bool) (netip.AddrPort, error) {
+	if strings.TrimSpace(s) == "" {
+		return netip.AddrPort{}, errors.New("an address is needed (HOST:PORT, or PORT)")
+	}
 	bare := !strings.Contains(s, ":")
 	if bare {
 		s = ":" + s

@@ -69,10 +69,14 @@ func (s *sessionFlags) check(verb string) error {
 		return usagef("file %s: --datagram must be between %d and %d", verb, rudp.MinDatagram, rudp.MaxPacket)
 	case s.cc != "westwood" && s.cc != "newreno":
 		return usagef("file %s: --cc must be westwood or newreno", verb)
-	case s.faults.Loss < 0 || s.faults.Loss >= 1 || s.faults.Dup < 0 || s.faults.Dup > 1:
-		return usagef("file %s: --loss must be in [0, 1) and --dup in [0, 1]", verb)
-	case s.faults.Delay < 0 || s.faults.Jitter < 0:
-		return usagef("file %s: --delay and --jitter must not be negative", verb)
+	case !(s.faults.Loss >= 0 && s.faults.Loss < 1): // NaN too
+		return usagef("file %s: --loss must be in [0, 1)", verb)
+	case !(s.faults.Dup >= 0 && s.faults.Dup <= 1):
+		return usagef("file %s: --dup must be in [0, 1]", verb)
+	case s.faults.Delay < 0:
+		return usagef("file %s: --delay must not be negative", verb)
+	case s.faults.Jitter < 0:
+		return usagef("file %s: --jitter must not be negative", verb)
 	}
 	s.faults.Seed = randomSeed()
 	return nil

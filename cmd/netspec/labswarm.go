@@ -108,12 +108,20 @@ func labSwarmCmd(ctx context.Context, e *env, args []string) error {
 	default:
 		return usagef("lab swarm: --mode is cs, p2p or both, not %q", *mode)
 	}
-	if *size < 1 || *rate <= 0 || *mtu < 576 || *mtu > 65535 || *chunk < 1 || *trees < 0 || *trees > 16 {
-		return usagef("lab swarm: --size, --rate and --chunk-size must be positive, --mtu in [576, 65535] and --trees in [0, 16]")
-	}
-	// The simulator and the servers would refuse these, later.
-	if *size > 1<<30 || *chunk > 16<<20 || *timeout <= 0 {
-		return usagef("lab swarm: --size must be at most 1 GiB, --chunk-size at most 16 MiB and --timeout positive")
+	// The simulator and the servers would refuse some of these, later.
+	switch {
+	case *size < 1 || *size > 1<<30:
+		return usagef("lab swarm: --size must be between 1 and 1 GiB")
+	case !(*rate > 0 && *rate <= 1e12): // NaN and infinity too
+		return usagef("lab swarm: --rate must be a finite number of bit/s > 0")
+	case *mtu < 576 || *mtu > 65535:
+		return usagef("lab swarm: --mtu must be in [576, 65535]")
+	case *chunk < 1 || *chunk > 16<<20:
+		return usagef("lab swarm: --chunk-size must be between 1 and 16 MiB")
+	case *trees < 0 || *trees > 16:
+		return usagef("lab swarm: --trees must be in [0, 16]")
+	case *timeout <= 0:
+		return usagef("lab swarm: --timeout must be positive")
 	}
 	if *rate < scenario.MinP2PRate && slices.Contains(modes, "p2p") {
 		return usagef("lab swarm: --rate below %g bit/s: the P2P peers' timers are set for links of 1 Mbit/s and more (--mode cs takes any rate)", scenario.MinP2PRate)

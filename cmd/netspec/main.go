@@ -23,6 +23,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	if code == 1 && ctx.Err() != nil {
+		// A command cut short by Ctrl-C or SIGTERM (a download, a
+		// simulation) exits as a shell reports an interrupted one, so a
+		// script tells it from a failure; one that stops cleanly, as a
+		// server does, exits 0.
+		code = 130
+	}
 	stop()
 	os.Exit(code)
 }

@@ -89,6 +89,23 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"sim", "stream", "--duration", "-1s"}, 2},
 		{[]string{"sim", "file", "--cc", "bogus"}, 2},
 		{[]string{"tftp", "serve", "--addr", "127.0.0.1:0", "--root", ".", "--max-duration", "0s"}, 2},
+		// NaN passes every "x < 0 || x >= 1" check.
+		{[]string{"file", "get", "127.0.0.1:7", "x", "--loss", "NaN"}, 2},
+		{[]string{"file", "get", "127.0.0.1:7", "x", "--dup", "NaN"}, 2},
+		{[]string{"stream", "serve", "--addr", "127.0.0.1:0", "--loss", "NaN"}, 2},
+		{[]string{"lab", "swarm", "--rate", "NaN"}, 2},
+		{[]string{"p2p", "serve", "-p", "0", "--size", "3000000", "--chunk-size", "1"}, 2}, // more chunks than peers take
+		{[]string{"sim", "echo", "--trace", os.TempDir()}, 2},
+		{[]string{"sim", "echo", "--trace", "x.out", "--pcap", "./x.out"}, 2},
+		{[]string{"trace", "pcap", "../../conformance/testdata/echo-sim.ndjson", "../../conformance/testdata/echo-sim.ndjson"}, 2},
+		{[]string{"trace", "show", "../../conformance/testdata/echo-sim.ndjson", "--svg", "../../conformance/testdata/echo-sim.ndjson"}, 2},
+		{[]string{"trace", "show", "../../conformance/testdata/echo-sim.ndjson", "--from", "100000h"}, 1}, // nothing to draw
+		{[]string{"tftp", "get", "", "x"}, 2},
+		{[]string{"tftp", "put", "127.0.0.1:7", os.TempDir()}, 2},
+		{[]string{"tftp", "put", "127.0.0.1:7", "main.go", ""}, 2},
+		{[]string{"cs", "get", "-s", ""}, 2},
+		{[]string{"stream", "listen", ""}, 2},
+		{[]string{"echo", "serve", "--udp", "127.0.0.1:0", "--trace", ""}, 2},
 	}
 	for _, tc := range tests {
 		code, _, stderr := runCmd(tc.args...)

@@ -147,3 +147,43 @@ func (e *env) statusFor(p string) *env {
 	c.stdout = e.stderr
 	return &c
 }
+
+// checkOutFiles refuses, before anything is opened, files a command
+// would write (outs: flag name, then path; empty paths are unset) that
+// are a directory, or the same file as another output or as a file the
+// command reads (ins): one would be written over the other.
+func checkOutFiles(verb string, outs []string, ins ...string) error {
+	for i := 0; i+1 < len(outs); i += 2 {
+		name, p := outs[i], outs[i+1]
+		if p == "" {
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			return usagef("%s: %s %s is a directory (name the file to write)", verb, name, p)
+		}
+		for _, in := range ins {
+			if samePath(p, in) {
+				return usagef("%s: %s %s is the file it reads: it would be written over", verb, name, p)
+			}
+		}
+		for j := i + 2; j+1 < len(outs); j += 2 {
+			if outs[j+1] != "" && samePath(p, outs[j+1]) {
+				return usagef("%s: %s and %s name the same file, %s", verb, name, outs[j], p)
+			}
+		}
+	}
+	return nil
+}
+
+// samePath reports whether paths a and b name one file: the same file
+// if both exist, else the same absolute path.
+func samePath(a, b string) bool {
+	fa, erra := os.Stat(a)
+	fb, errb := os.Stat(b)
+	if erra == nil && errb == nil {
+		return os.SameFile(fa, fb)
+	}
+	aa, erra := filepath.Abs(a)
+	ab, errb := filepath.Abs(b)
+	return erra == nil && errb == nil && aa == ab
+}

@@ -46,7 +46,7 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 			"file_size); flags given on the command line take precedence.")
 	port := fs.Int("p", p2p.DefaultServerPort, "listen on `PORT` (0: any free port) [config: port]")
 	file := fs.String("f", "", "serve `FILE` (default: generated random bytes) [config: file_path]")
-	config := fs.String("config", "config.ini", "read settings from `FILE` (a missing config.ini is fine)")
+	config := fs.String("config", "config.ini", "read settings from `FILE` (a missing config.ini is fine; \"\": none)")
 	ip := fs.String("ip", "0.0.0.0", "listen on `IP` [config: ip]")
 	size := fs.Int64("size", cs.DefaultFileSize, "size of the generated file in `BYTES`; ignored with -f, as in the seed [config: file_size]")
 	seed := fs.Uint64("seed", 1, "seed of the generated file and of the server's choices")
@@ -104,6 +104,9 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("p2p serve: %w", err)
 	}
+	if n := (int64(len(data)) + int64(*chunk) - 1) / int64(*chunk); n > p2p.DefaultMaxChunks {
+		return usagef("p2p serve: %d bytes in chunks of %d make %d chunks, more than peers accept (%d): raise --chunk-size", len(data), *chunk, n, p2p.DefaultMaxChunks)
+	}
 	content, err := p2p.NewContent(data, *chunk)
 	if err != nil {
 		return err
@@ -160,7 +163,7 @@ func p2pGet(ctx context.Context, e *env, args []string) error {
 	serverPort := fs.Int("sp", p2p.DefaultServerPort, "the server's `PORT` [config: server_port]")
 	port := fs.Int("p", p2p.DefaultPeerPort, "serve other peers on `PORT` (0: any free port) [config: port]")
 	output := fs.String("o", "", "save the file to `OUTPUT` once verified (default: memory only; -: standard output, status to stderr) [config: file_path]")
-	config := fs.String("config", "config.ini", "read settings from `FILE` (a missing config.ini is fine)")
+	config := fs.String("config", "config.ini", "read settings from `FILE` (a missing config.ini is fine; \"\": none)")
 	ip := fs.String("ip", "0.0.0.0", "serve other peers on `IP` [config: ip]")
 	linger := fs.Duration("linger", 10*time.Second, "keep serving other peers this long after verifying (negative: until interrupted)")
 	rate := fs.String("rate", "", "the uplink's rate, e.g. 10mbit, to pace uploads by (default: pace by acknowledgments)")
@@ -363,8 +366,11 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 type swarmINI map[string]map[string]string
 
 // swarmReadINI reads path; a missing file is an error only if the user
-// named it.
+// named it, and --config "" reads none.
 func swarmReadINI(path string, named bool) (swarmINI, error) {
+	if path == "" {
+		return swarmINI{}, nil
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && !named {

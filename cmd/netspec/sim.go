@@ -74,6 +74,9 @@ func runSim(ctx context.Context, e *env, args []string) error {
 			return usagef("sim %s: %v", sc.Name(), err)
 		}
 	}
+	if err := checkOutFiles(name, []string{"--trace", *tracePath, "--pcap", *pcapPath, "--log", fs.Lookup("log").Value.String()}); err != nil {
+		return err
+	}
 	opt := scenario.Options{Seed: *seed}
 	if *tracePath != "" {
 		f, err := os.Create(*tracePath)

@@ -173,7 +173,7 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 		return usagef("stream serve: --max-subscribers and --join-rate must be >= 1")
 	case *report < 0 || (*report > 0 && *report < minTableInterval):
 		return usagef("stream serve: --report must be 0 (only on SIGUSR1) or at least %v", minTableInterval)
-	case *loss < 0 || *loss >= 1:
+	case !(*loss >= 0 && *loss < 1): // NaN too
 		return usagef("stream serve: --loss must be in [0, 1)")
 	}
 	log, closeLog, err := logger(e)
@@ -265,8 +265,8 @@ func streamListen(ctx context.Context, e *env, args []string) error {
 		"Joins the stream at SERVER (host:port), prints every packet as the seed does\n"+
 			"(Received: Index - i, Data - d) and, when it ends (duration, count, Ctrl-C or the\n"+
 			"server's goodbye), says goodbye and prints its RFC 3550 statistics.")
-	duration := fs.Duration("duration", 0, "leave after `D`")
-	count := fs.Uint64("count", 0, "leave after `N` packets")
+	duration := fs.Duration("duration", 0, "leave after `D` (0, and no --count: stay until interrupted)")
+	count := fs.Uint64("count", 0, "leave after `N` packets (0, and no --duration: stay until interrupted)")
 	port := fs.Uint("port", 0, "first local port to try, moving to the next while taken (0: any free port)")
 	quiet := fs.Bool("quiet", false, "do not print every packet")
 	asJSON := fs.Bool("json", false, "print the statistics as JSON (implies --quiet)")
@@ -288,8 +288,14 @@ func streamListen(ctx context.Context, e *env, args []string) error {
 		return usagef("stream listen: SERVER needs a port")
 	case *duration != 0 && *count != 0:
 		return usagef("stream listen: give --duration or --count, not both")
-	case *duration < 0 || *port > 65535 || *joinTimeout <= 0 || *joinTries < 1:
-		return usagef("stream listen: --duration must be >= 0, --port <= 65535, --join-timeout > 0, --join-tries >= 1")
+	case *duration < 0:
+		return usagef("stream listen: --duration must be >= 0 (0: until --count, or interrupted)")
+	case *port > 65535:
+		return usagef("stream listen: --port must be at most 65535")
+	case *joinTimeout <= 0:
+		return usagef("stream listen: --join-timeout must be positive")
+	case *joinTries < 1:
+		return usagef("stream listen: --join-tries must be at least 1")
 	}
 	log, closeLog, err := logger(e)
 	if err != nil {

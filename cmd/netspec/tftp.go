@@ -72,8 +72,16 @@ func tftpServe(ctx context.Context, e *env, args []string) error {
 		return usagef("tftp serve: --addr ADDR is required")
 	case *root == "":
 		return usagef("tftp serve: --root DIR is required")
-	case cfg.MaxTransfers < 1 || cfg.Retries < 1 || cfg.Timeout <= 0 || cfg.MaxWriteSize < 1 || cfg.MaxDuration <= 0:
-		return usagef("tftp serve: --max-transfers, --retries, --timeout, --max-write-size and --max-duration must be positive")
+	case cfg.MaxTransfers < 1:
+		return usagef("tftp serve: --max-transfers must be positive")
+	case cfg.Retries < 1:
+		return usagef("tftp serve: --retries must be positive")
+	case cfg.Timeout <= 0:
+		return usagef("tftp serve: --timeout must be positive")
+	case cfg.MaxWriteSize < 1:
+		return usagef("tftp serve: --max-write-size must be positive")
+	case cfg.MaxDuration <= 0:
+		return usagef("tftp serve: --max-duration must be positive")
 	case cfg.MaxBlksize < tftp.MinBlksize || cfg.MaxBlksize > tftp.MaxBlksize:
 		return usagef("tftp serve: --max-blksize must be between %d and %d", tftp.MinBlksize, tftp.MaxBlksize)
 	case cfg.MaxWindowsize < 1 || cfg.MaxWindowsize > 4096:
@@ -270,8 +278,10 @@ func (f *tftpClientFlags) config(verb string, server netip.AddrPort) (tftp.Clien
 		return tftp.ClientConfig{}, usagef("tftp %s: --blksize must be 0 or between %d and %d", verb, tftp.MinBlksize, tftp.MaxBlksize)
 	case f.windowsize < 1 || f.windowsize > 4096:
 		return tftp.ClientConfig{}, usagef("tftp %s: --windowsize must be between 1 and 4096", verb)
-	case f.timeout <= 0 || f.retries < 1:
-		return tftp.ClientConfig{}, usagef("tftp %s: --timeout and --retries must be positive", verb)
+	case f.timeout <= 0:
+		return tftp.ClientConfig{}, usagef("tftp %s: --timeout must be positive", verb)
+	case f.retries < 1:
+		return tftp.ClientConfig{}, usagef("tftp %s: --retries must be positive", verb)
 	case f.timeoutOption && (f.timeout < time.Second || f.timeout > tftp.MaxTimeoutOption*time.Second):
 		return tftp.ClientConfig{}, usagef("tftp %s: --timeout-option needs a --timeout between 1s and %ds", verb, tftp.MaxTimeoutOption)
 	}
@@ -343,6 +353,9 @@ func tftpClientOptions(cfg tftp.ClientConfig, o impl.Options) impl.Options {
 
 // tftpServerAddr parses SERVER: host:port, or a host alone for port 69.
 func tftpServerAddr(s string) (netip.AddrPort, error) {
+	if strings.TrimSpace(s) == "" {
+		return netip.AddrPort{}, errors.New("an address is needed (HOST, or HOST:PORT)")
+	}
 	if _, _, err := net.SplitHostPort(s); err != nil {
 		// A host alone: a name, or an IPv4 or IPv6 literal.
 		return parseAddr(net2(strings.Trim(s, "[]"), "69"), true)
@@ -544,6 +557,9 @@ func tftpPut(ctx context.Context, e *env, args []string) error {
 	if len(pos) == 3 {
 		name = pos[2]
 	}
+	if name == "" || strings.IndexByte(name, 0) >= 0 {
+		return usagef("tftp put: NAME must be a name without NUL bytes, not %q", name)
+	}
 	cfg, err := cf.config("put", server)
 	if err != nil {
 		return err
@@ -553,6 +569,9 @@ func tftpPut(ctx context.Context, e *env, args []string) error {
 		return usagef("tftp put: %v", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
+		return usagef("tftp put: %s is not a regular file", local)
+	}
 	log, closeLog, err := logger(e)
 	if err != nil {
 		return err

@@ -89,6 +89,9 @@ func traceShow(ctx context.Context, e *env, args []string) (err error) {
 		}
 		f.Match = re
 	}
+	if err := checkOutFiles("trace show", []string{"--svg", *svg}, pos[0]); err != nil {
+		return err
+	}
 	t, cut := conformance.LoadPartial(pos[0])
 	if t == nil {
 		return fmt.Errorf("trace show: %w", cut)
@@ -130,7 +133,9 @@ func traceShow(ctx context.Context, e *env, args []string) (err error) {
 		return err
 	}
 	if len(d.Steps) == 0 {
-		fmt.Fprintf(e.stderr, "netspec: trace show: nothing to draw: none of the %d records passed the filters\n", len(t.Records))
+		// As grep finds nothing: an exit a script can test, and no
+		// empty picture.
+		return fmt.Errorf("trace show: nothing to draw: none of the %d records passed the filters", len(t.Records))
 	}
 	if out != nil {
 		if err := d.SVG(out); err != nil {
@@ -184,6 +189,9 @@ func tracePcap(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("trace pcap", "TRACE OUT.pcapng", "Writes the packets a trace carried as pcapng. A simulator trace gives every packet\nand its fate (interface 1 holds the dropped ones); a socket run's trace gives the\ndatagrams and stream bytes that crossed its node's sockets.")
 	pos, err := e.parse(fs, args, 2, 2)
 	if err != nil {
+		return err
+	}
+	if err := checkOutFiles("trace pcap", []string{"OUT", pos[1]}, pos[0]); err != nil {
 		return err
 	}
 	t, err := conformance.Load(pos[0])

@@ -34,6 +34,9 @@ func (t *traceFile) String() string {
 
 func (t *traceFile) Set(path string) error {
 	t.Close()
+	if path == "" {
+		return errors.New("a file name is needed")
+	}
 	_, err := os.Stat(path)
 	created := errors.Is(err, fs.ErrNotExist)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)

@@ -307,11 +307,22 @@ func (c *Chat) validate() error {
 		// every delivery (about 750 bytes each): 200 members sending 100,000 each ran out of
 		// memory.
 		return fmt.Errorf("members x messages x members (deliveries) must be at most 1,000,000 (here %d)", (c.Clients+c.Plain)*c.Messages*(c.Clients+c.Plain))
-	case c.Interval < 10*time.Millisecond || c.Interval > time.Hour || c.Duration < time.Second:
-		return fmt.Errorf("--interval must be between 10ms and 1h and --duration >= 1s")
-	case !(c.Loss >= 0 && c.Loss <= 1) || !(c.Dup >= 0 && c.Dup <= 1) || !(c.Rate > 0) || math.IsInf(c.Rate, 1) ||
-		c.Jitter < 0 || c.Delay < 0 || c.ServerCrash < 0:
-		return fmt.Errorf("--loss and --dup must be in [0, 1], --rate a finite number > 0, durations >= 0")
+	case c.Interval < 10*time.Millisecond || c.Interval > time.Hour:
+		return fmt.Errorf("--interval must be between 10ms and 1h")
+	case c.Duration < time.Second:
+		return fmt.Errorf("--duration must be at least 1s")
+	case !(c.Loss >= 0 && c.Loss <= 1):
+		return fmt.Errorf("--loss must be in [0, 1]")
+	case !(c.Dup >= 0 && c.Dup <= 1):
+		return fmt.Errorf("--dup must be in [0, 1]")
+	case !(c.Rate > 0) || math.IsInf(c.Rate, 1):
+		return fmt.Errorf("--rate must be a finite number > 0")
+	case c.Jitter < 0:
+		return fmt.Errorf("--jitter must be >= 0")
+	case c.Delay < 0:
+		return fmt.Errorf("--delay must be >= 0")
+	case c.ServerCrash < 0:
+		return fmt.Errorf("--server-crash must be >= 0")
 	}
 	return nil
 }

@@ -232,8 +232,10 @@ func (w *Swarm) validate() error {
 		return fmt.Errorf("--chunk-size %d out of range [1, 64 MiB]", w.ChunkSize)
 	case (w.FileSize+int64(w.ChunkSize)-1)/int64(w.ChunkSize) > maxSimChunks && w.Mode != "cs":
 		return fmt.Errorf("--file-size / --chunk-size: at most %d chunks (here %d): take larger chunks", maxSimChunks, (w.FileSize+int64(w.ChunkSize)-1)/int64(w.ChunkSize))
-	case !(w.Rate > 0) || math.IsInf(w.Rate, 1) || !(w.ServerRate >= 0) || math.IsInf(w.ServerRate, 1):
-		return errors.New("--rate must be a finite number > 0, --server-rate one >= 0 (0: --rate)")
+	case !(w.Rate > 0) || math.IsInf(w.Rate, 1):
+		return errors.New("--rate must be a finite number > 0")
+	case !(w.ServerRate >= 0) || math.IsInf(w.ServerRate, 1):
+		return errors.New("--server-rate must be a finite number >= 0 (0: --rate)")
 	case w.Mode != "cs" && (w.Rate < MinP2PRate || w.ServerRate > 0 && w.ServerRate < MinP2PRate):
 		// Below it a full segment to each peer takes longer than the
 		// peers' 10 s request timeout: they drop the server and redial

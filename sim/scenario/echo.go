@@ -104,12 +104,16 @@ func (e *Echo) validate() error {
 // validLink checks the link flags every scenario shares.
 func validLink(loss, dup, rate float64, jitter, delay time.Duration, delayFlag string) error {
 	switch {
-	case !(loss >= 0 && loss < 1) || !(dup >= 0 && dup <= 1):
-		return fmt.Errorf("--loss must be in [0, 1) and --dup in [0, 1]")
+	case !(loss >= 0 && loss < 1):
+		return fmt.Errorf("--loss must be in [0, 1)")
+	case !(dup >= 0 && dup <= 1):
+		return fmt.Errorf("--dup must be in [0, 1]")
 	case !(rate > 0) || math.IsInf(rate, 1):
 		return fmt.Errorf("--rate must be a finite number > 0")
-	case jitter < 0 || delay < 0:
-		return fmt.Errorf("--jitter and %s must be >= 0", delayFlag)
+	case jitter < 0:
+		return fmt.Errorf("--jitter must be >= 0")
+	case delay < 0:
+		return fmt.Errorf("%s must be >= 0", delayFlag)
 	}
 	return nil
 }

@@ -124,7 +124,7 @@ type PeerConfig struct {
 	// four lists of every chunk if that is more; see ServerConfig).
 	MaxUnread int `json:"maxUnread,omitempty"`
 	// MaxChunks bounds the chunk count a server may announce (default
-	// 1<<20).
+	// DefaultMaxChunks).
 	MaxChunks int `json:"maxChunks,omitempty"`
 	// Progress emits a "progress" event per chunk.
 	Progress bool `json:"progress,omitempty"`
@@ -157,7 +157,7 @@ func (c *PeerConfig) fill() {
 	def(&c.PeerDepth, 4)
 	def(&c.ServerDepth, 2)
 	def(&c.MaxOutstanding, 16)
-	def(&c.MaxChunks, 1<<20)
+	def(&c.MaxChunks, DefaultMaxChunks)
 	def(&c.Window, 8)
 	def(&c.BusyAt, 8)
 	def(&c.MaxPending, 256)

@@ -17,6 +17,11 @@ import (
 // well under 1%.
 const DefaultChunkSize = 16 << 10
 
+// DefaultMaxChunks is the most chunks a peer accepts a file in, unless
+// its PeerConfig.MaxChunks says otherwise: a server that serves more
+// is refused by every default peer.
+const DefaultMaxChunks = 1 << 20
+
 // ServerConfig configures a P2P server (the seed's tracker and seed in
 // one). The file is passed to NewServer; File names it when it is
 // generated, so that a trace can rebuild the server.

@@ -69,6 +69,14 @@ type Options struct {
 	// a bounded backlog per stream rather than filling the input queue
 	// (4,096 reads of up to 64 KiB: a 1 GB C/S download took 550 MB).
 	MaxStreamQueued int
+	// MaxStreamsQueued shares out the same bytes among the open streams
+	// (default 32 MiB): each may queue MaxStreamsQueued/streams, between
+	// 64 KiB and MaxStreamQueued (and one read more). So a server's
+	// backlog does not grow by a MiB a connection (1,024 echo clients
+	// that never read took an echo server to 617 MB), and no stream
+	// waits for another's: a paused stream keeps what it read, and
+	// counting that against the others would stop them all.
+	MaxStreamsQueued int
 	// ReadBatch is how many datagrams a busy socket reads per system
 	// call (default 16; 1 disables batching). Datagrams a step sends on
 	// one socket always go out in one sendmmsg.
@@ -122,6 +130,8 @@ type Runner struct {
 	faulty  []*FaultyConn
 
 	queued     atomic.Int64 // bytes of datagrams posted and not yet handled
+	backlog    atomic.Int64 // bytes of stream data posted and not yet taken
+	readers    atomic.Int64 // stream readers running
 	dropped    atomic.Uint64
 	sendErrors atomic.Uint64
 
@@ -204,6 +214,9 @@ func New(m spec.Machine, opt Options) *Runner {
 	if opt.MaxStreamQueued <= 0 {
 		opt.MaxStreamQueued = 1 << 20
 	}
+	if opt.MaxStreamsQueued <= 0 {
+		opt.MaxStreamsQueued = 32 << 20
+	}
 	log := opt.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -266,12 +279,25 @@ type Stats struct {
 	Dropped uint64
 	// SendErrors counts datagrams the kernel refused to send.
 	SendErrors uint64
+	// StreamBacklog is the bytes the stream readers have read that the
+	// loop has not taken yet, now (see MaxStreamsQueued).
+	StreamBacklog int64
 }
 
-// Stats returns the runner's drop counters. It is safe to call from any
+// streamShare is how many bytes one stream's reader may have posted
+// that the loop has not taken (see Options.MaxStreamsQueued).
+func (r *Runner) streamShare() int {
+	n := max(r.readers.Load(), 1)
+	return int(min(max(int64(r.opt.MaxStreamsQueued)/n, minStreamShare), int64(r.opt.MaxStreamQueued)))
+}
+
+// minStreamShare is the least a stream's reader may queue: one full read.
+const minStreamShare = 64 << 10
+
+// Stats returns the runner's drop counters and backlog. It is safe to call from any
 // goroutine.
 func (r *Runner) Stats() Stats {
-	return Stats{Oversize: r.oversize.Load(), Dropped: r.dropped.Load(), SendErrors: r.sendErrors.Load()}
+	return Stats{Oversize: r.oversize.Load(), Dropped: r.dropped.Load(), SendErrors: r.sendErrors.Load(), StreamBacklog: r.backlog.Load()}
 }
 
 // ExitError is what Run returns when the machine exits with an error.
@@ -326,6 +352,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		case it := <-r.items:
 			if it.kind == itData {
 				it.st.addPosted(-len(it.in.Data)) // the reader may read on
+				r.backlog.Add(-int64(len(it.in.Data)))
 			}
 			r.handle(it)
 		case req := <-r.release:
@@ -859,7 +886,7 @@ func (r *Runner) maybeFinish(st *stream) {
 
 func (r *Runner) shutdown() {
 	close(r.quit)
-	if st := r.Stats(); st != (Stats{}) {
+	if st := r.Stats(); st.Oversize+st.Dropped+st.SendErrors > 0 {
 		r.log.Debug("runner drops", "oversize", st.Oversize, "queue-full", st.Dropped, "send-errors", st.SendErrors)
 	}
 	for _, ts := range r.timers {

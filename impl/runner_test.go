@@ -469,3 +469,74 @@ func TestSlowMachineHoldsTheSender(t *testing.T) {
 	}
 	t.Logf("written before the machine went on: %d bytes", n)
 }
+
+// Many connections into a slow machine each queue their share of
+// MaxStreamsQueued (at least 64 KiB, and one read more), not
+// MaxStreamQueued each: 1,024 echo clients that never read once took an
+// echo server to 617 MB.
+func TestStreamBacklogIsBoundedAcrossStreams(t *testing.T) {
+	const conns, perStream, all, oneRead = 24, 1 << 20, 512 << 10, 64 << 10
+	m := &slowReader{}
+	addr := make(chan netip.AddrPort, 1)
+	r := impl.New(m, impl.Options{MaxStreamQueued: perStream, MaxStreamsQueued: all,
+		OnEvent: func(_ spec.Time, ev spec.Event) { addr <- netip.MustParseAddrPort(ev.Text[len("tcp "):]) }})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	to := net.TCPAddrFromAddrPort(<-addr)
+	var wg sync.WaitGroup
+	var cs []*net.TCPConn
+	for range conns {
+		c, err := net.DialTCP("tcp", nil, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs = append(cs, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = c.Write(make([]byte, 4*perStream))
+		}()
+	}
+	var peak int64
+	for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		peak = max(peak, r.Stats().StreamBacklog)
+	}
+	wg.Wait()
+	if got := m.accepted.Load(); got < conns {
+		t.Fatalf("the machine accepted %d of %d connections: the test did not load every stream", got, conns)
+	}
+	share := max(all/conns, oneRead)
+	if limit := int64(conns * (share + oneRead)); peak > limit {
+		t.Fatalf("%d connections into a slow machine: %d bytes read ahead of it, more than a share of MaxStreamsQueued and one read each (%d)", conns, peak, limit)
+	}
+	if peak < all {
+		t.Fatalf("peak backlog %d bytes: the test did not load the runner up to MaxStreamsQueued (%d)", peak, all)
+	}
+	for _, c := range cs {
+		_ = c.Close()
+	}
+	cancel()
+	<-errc
+	t.Logf("peak backlog %d bytes across %d connections", peak, conns)
+}
+
+// slowReader accepts connections and takes 20 ms over each piece of data
+// it is handed, as a machine hashing or writing to a slow disk might.
+type slowReader struct{ accepted atomic.Int64 }
+
+func (m *slowReader) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if out, ok := listenOnLoopback(in, out); ok {
+		return out
+	}
+	switch in.Kind {
+	case spec.InAccepted:
+		m.accepted.Add(1)
+	case spec.InStreamData:
+		time.Sleep(20 * time.Millisecond)
+	}
+	return out
+}

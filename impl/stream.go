@@ -255,17 +255,20 @@ func (st *stream) writeLoop(r *Runner) {
 
 func (st *stream) read(r *Runner) {
 	defer r.wg.Done()
+	r.readers.Add(1)
+	defer r.readers.Add(-1)
 	// Small until a read fills it: a connection that sends little (or
 	// is held open by a flood of them: 3,000 took a server from 21 to
 	// 258 MB) holds 2 KiB, one that sends in bulk 64 KiB.
 	buf := make([]byte, 2<<10)
 	for {
-		st.waitRoom(r.opt.MaxStreamQueued)
+		st.waitRoom(r.streamShare())
 		n, err := st.conn.Read(buf)
 		if n > 0 {
 			data := make([]byte, n)
 			copy(data, buf[:n])
 			st.addPosted(n)
+			r.backlog.Add(int64(n))
 			if n == len(buf) && n < 64<<10 {
 				buf = make([]byte, 64<<10)
 			}

@@ -96,17 +96,26 @@ func echoSend(ctx context.Context, e *env, args []string) error {
 	if *retries == 0 {
 		cfg.Retries = -1
 	}
+	echoed := false
 	r := tr.New("echo", "client", cfg, echo.NewClient(cfg), impl.Options{
 		Logger: log,
 		OnEvent: func(_ spec.Time, ev spec.Event) {
 			if ev.Name == "reply" {
+				echoed = true
 				fmt.Fprintf(e.stdout, "%s\n", ev.Data)
 			}
 		},
 	})
 	r.Command(spec.Command{Name: "send", Data: []byte(pos[1])})
 	r.Command(spec.Command{Name: "close"})
-	return exitErr(r.Run(ctx))
+	if err := exitErr(r.Run(ctx)); err != nil {
+		return err
+	}
+	if !echoed && ctx.Err() != nil {
+		// The runner stops cleanly when told to; the echo still never came.
+		return errors.New("echo send: interrupted before the echo came")
+	}
+	return nil
 }
 
 // exitErr turns a runner's result into a command's.

@@ -294,7 +294,8 @@ func tftpGet(ctx context.Context, e *env, args []string) error {
 		"Downloads NAME from a TFTP server (SERVER is host:port, or host for port 69) into\n"+
 			"PATH (default: NAME's last element, here; '-': standard output). The bytes go to\n"+
 			"PATH.part, renamed to PATH only once the transfer completed (and matched the size\n"+
-			"the server announced, if it did); a failed download leaves nothing behind.")
+			"the server announced, if it did); a failed download leaves nothing behind (a\n"+
+			"killed one, PATH.part: only PATH is ever the finished file).")
 	outPath := fs.String("o", "", "write to `PATH` (default: NAME's last element, here; a directory: that name inside it; a device such as /dev/null: into it; -: standard output)")
 	dally := fs.Duration("dally", 0, "after the last ACK, wait this long to answer a retransmitted last block (RFC 1350 §6; 0: exit at once, as curl and tftp-hpa do)")
 	quiet := fs.Bool("q", false, "no progress")

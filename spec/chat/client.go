@@ -56,6 +56,9 @@ type Client struct {
 	// every heartbeat until the server confirms it (ok).
 	token string
 	ok    bool
+	// cookie is the one the server gave us when its join limit turned
+	// us away, sent with heartbeats until a welcome.
+	cookie string
 
 	deliv [][]byte
 	c     ClientCounters
@@ -65,6 +68,8 @@ type Client struct {
 type ClientCounters struct {
 	Sent, Heartbeats, Received, Lines, Duplicate, Stale, Reordered, Lost uint64
 	OldMembership, Foreign, Strangers, Malformed                         uint64
+	// Cookies counts the cookies the join limit answered us with.
+	Cookies uint64
 }
 
 // NewClient returns a client for cfg.
@@ -91,6 +96,7 @@ func (c *Client) Counters() []spec.Counter {
 		{Name: "dropped_other_session", Value: k.Foreign},
 		{Name: "dropped_strangers", Value: k.Strangers},
 		{Name: "unknown_control_lines", Value: k.Malformed},
+		{Name: "cookies", Value: k.Cookies},
 	}
 }
 
@@ -204,6 +210,10 @@ func (c *Client) heartbeat(now spec.Time, out []spec.Output) []spec.Output {
 	c.c.Heartbeats++
 	b := make([]byte, 0, headerMax+5)
 	b = AppendHeader(b, Header{Session: c.session})
+	if c.cookie != "" {
+		// Turned away by the join limit: the cookie joins us past it.
+		b = append(append(append(b, "^cookie "...), c.cookie...), "^\n"...)
+	}
 	if c.token != "" && !c.ok {
 		// Not validated yet: the token keeps the membership as a
 		// heartbeat does, and validates it.
@@ -428,6 +438,7 @@ func (c *Client) control(now spec.Time, text string, out []spec.Output, inOrder 
 		c.interval = max(time.Duration(ms)*time.Millisecond, MinInterval)
 		c.beat = c.interval / 3
 		c.token, c.ok = string(f[3]), false
+		c.cookie = ""
 		out = append(out, spec.Emit(spec.Event{Name: "joined", Text: c.nick, Value: Joined{Nick: c.nick, Interval: c.interval}}))
 		if c.state == stateActive {
 			// Show the server this address receives: until it has the
@@ -452,6 +463,18 @@ func (c *Client) control(now spec.Time, text string, out []spec.Output, inOrder 
 		// answer, was lost): answer again.
 		if len(f) == 2 && len(f[1]) <= MaxToken {
 			c.token, c.ok = string(f[1]), false
+			if c.state == stateActive {
+				out = c.heartbeat(now, out)
+			}
+			return out
+		}
+	case "cookie":
+		// The join limit turned us away (a flood of strangers, most
+		// likely): join again at once with the cookie, which proves
+		// we receive at our address and so passes the limit.
+		if len(f) == 2 && len(f[1]) <= MaxToken {
+			c.cookie = string(f[1])
+			c.c.Cookies++
 			if c.state == stateActive {
 				out = c.heartbeat(now, out)
 			}

@@ -102,6 +102,8 @@
 //	^ok^                        after "*** ok": the token was right
 //	^nick NICK^                 your /nick took effect
 //	^bye^                       after the bye
+//	^cookie COOKIE^             alone, to a stranger the join limit
+//	                            turned away (see Joining under a flood)
 //
 // # Validation
 //
@@ -158,7 +160,7 @@
 // with a well-formed header if any, that has a non-empty line, does not
 // start with "*** " and is not a quit, if there are fewer than
 // MaxMembers members (else it is told the chat is full, if that fits)
-// and the join limit allows; a first line "/nick NAME" joins it under
+// and the join limit allows (or its cookie does, below); a first line "/nick NAME" joins it under
 // NAME, otherwise it is guestN. A line that is then
 // refused (bad UTF-8, say) still made a member, which is told why: an nc
 // user with a Latin-1 terminal learns what is wrong instead of hearing
@@ -178,6 +180,8 @@
 //	NONE    --valid datagram-->          MEMBER, not validated (join
 //	                                     notice, welcome with the token)
 //	NONE    --quit-->                    NONE   (bye, if it fits)
+//	NONE    --sequenced, join limit reached--> NONE (cookie, if it fits)
+//	NONE    --sequenced with a good cookie--> MEMBER, past the limit
 //	MEMBER  --"/ok TOKEN", not validated--> MEMBER, validated ("*** ok";
 //	                                     from now on it hears the chat)
 //	MEMBER  --datagram-->                MEMBER (refreshed; reminded of
@@ -257,6 +261,36 @@
 // a reply, so a flood of forged sources can make the server neither
 // announce nor answer without limit.
 //
+// # Joining under a flood
+//
+// That budget is also all a flood needs to keep everyone out: 300
+// one-byte datagrams a second from fresh ports (600 B/s) took it all, and
+// no new client could join. So a sequenced stranger the budget turns
+// away is answered, if its datagram is at least as large (the client
+// pads to StrangerPad), with a cookie behind the server's header
+// (membership and seq 0):
+//
+//	^cookie COOKIE^   COOKIE: 16 lowercase hex digits, the first 8 bytes
+//	                  of HMAC-SHA256(Secret, "chat cookie" | source
+//	                  address (16 bytes, IPv4 mapped) | port (2) |
+//	                  session (8) | now / Interval (8)), big-endian
+//
+// The server keeps nothing and spends no budget on it, and the answer is
+// never larger than the datagram: a forged source draws one datagram no
+// larger than its own, to an address that did not ask (a reflection, as
+// echo's, not an amplification). The client sends its next heartbeat at
+// once, with "^cookie COOKIE^" as its first line (and with every
+// heartbeat until a welcome). A non-member's sequenced datagram whose
+// first line is a cookie the server would give that address and session
+// now, or gave it in the Interval before, joins past the budget: only a
+// client that receives at its address has one. Such a join is a join
+// like any other (welcome, token, member limit); the client asks for its
+// nick again, as after any rejoin, and what it sent before the welcome
+// was dropped. A wrong cookie counts (bad_cookies) and the datagram is
+// taken as if it had none. A member's cookie lines are ignored, and
+// from a datagram without a header the line is a message: nc users,
+// who cannot answer a cookie, still meet the budget.
+//
 // # Client
 //
 // The client binds an ephemeral port, sends "/nick NAME" (seq 1) or a
@@ -266,7 +300,9 @@
 // configured Interval until then), moved on by every datagram it sends,
 // so a talking client sends no heartbeats. It sends a welcome's token
 // back at once, and in place of heartbeats until "^ok^" (again for a
-// "^token^"). It takes a welcome's INTERVAL_MS under MinInterval (10ms,
+// "^token^"). A "^cookie^" (the join limit turned it away) it sends
+// back at once, in a heartbeat, and with every heartbeat until a
+// welcome. It takes a welcome's INTERVAL_MS under MinInterval (10ms,
 // the least a server takes for Interval) as MinInterval. If a welcome
 // names it other than the nick it holds (it was expired, or the server
 // restarted), it

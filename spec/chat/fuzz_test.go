@@ -80,6 +80,7 @@ func FuzzServer(f *testing.F) {
 	f.Add([]byte("\xff\xfe"), []byte(hdr(0, 0)+"x"), []byte("^hb^\n^hb^\n/who\n/me\n//\n/nick\n"))
 	f.Add([]byte("a"), []byte("b"), []byte("let me in, it is full\n"))
 	f.Add([]byte("*** chat is full (2 members); try again later\n"), []byte(hdr(9, 1)+"quit\n"+strings.Repeat(" ", 80)), []byte(shdr(9, 1, 1)+"[x] y"))
+	f.Add([]byte(hdr(9, 0)+"^cookie 0123456789abcdef^\n^hb^\n"+strings.Repeat(" ", 80)), []byte(hdr(9, 1)+"^cookie ^\n^cookie x^"), []byte("^cookie 00^\nhello"))
 	f.Fuzz(func(t *testing.T, a, b, c []byte) {
 		cfg := chat.ServerConfig{Addr: srvAddr, MaxMembers: 2, MaxDatagram: 256, MaxLine: 64, Interval: time.Second}
 		s := chat.NewServer(cfg)
@@ -147,6 +148,7 @@ func FuzzServer(f *testing.F) {
 func FuzzClient(f *testing.F) {
 	f.Add([]byte(hdr(5, 1)+"*** welcome x: 1\n^welcome x 30 t0k3n^\n"), []byte(hdr(5, 3)+"[a] b\n"), []byte("^bye^\n"))
 	f.Add([]byte("^welcome x 0 t0k3n^\n"), []byte("^nick^\n"), []byte(hdr(1<<63, 4294967295)+"x"))
+	f.Add([]byte(hdr(5, 0)+"^cookie 0123456789abcdef^\n"), []byte(hdr(5, 0)+"^cookie "+strings.Repeat("f", 80)+"^\n"), []byte("^cookie x^\n"))
 	f.Fuzz(func(t *testing.T, a, b, c []byte) {
 		cl := chat.NewClient(chat.ClientConfig{Server: srvAddr, Nick: "me"})
 		now := spec.SimEpoch

@@ -130,6 +130,10 @@ type ServerCounters struct {
 	// wrong tokens, and Withheld what was not sent to members not yet
 	// validated (broadcasts, and replies larger than what they answer).
 	Validated, BadTokens, Withheld uint64
+	// Cookies counts the cookies sent to sequenced strangers the join
+	// limit turned away, CookieJoins the joins that came back with a
+	// good one (past the limit), BadCookies the ones that did not.
+	Cookies, CookieJoins, BadCookies uint64
 }
 
 // NewServer returns a server for cfg.
@@ -187,6 +191,9 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "replies_limited", Value: c.RepliesLimited},
 		{Name: "validated", Value: c.Validated},
 		{Name: "bad_tokens", Value: c.BadTokens},
+		{Name: "cookies", Value: c.Cookies},
+		{Name: "cookie_joins", Value: c.CookieJoins},
+		{Name: "bad_cookies", Value: c.BadCookies},
 		{Name: "withheld_unvalidated", Value: c.Withheld},
 	}
 }
@@ -463,6 +470,21 @@ func (s *Server) admit(now spec.Time, from netip.AddrPort, session uint64, body 
 	for len(first) == 0 && len(rest) > 0 {
 		first, rest = nextLine(rest)
 	}
+	// A sequenced client turned away by the join limit comes back with
+	// the cookie it was given, which proves it receives at its address:
+	// forged sources cannot, so it joins past the limit they exhaust.
+	proven := false
+	if ck, ok := cookieLine(first); ok && session != 0 {
+		if proven = s.cookieFor(now, from, session, 0) == ck || s.cookieFor(now, from, session, -1) == ck; proven {
+			s.c.CookieJoins++
+		} else {
+			s.c.BadCookies++
+		}
+		first, rest = nextLine(rest)
+		for len(first) == 0 && len(rest) > 0 {
+			first, rest = nextLine(rest)
+		}
+	}
 	kind, arg := Classify(first)
 	switch {
 	case kind == KindEmpty:
@@ -495,7 +517,7 @@ func (s *Server) admit(now spec.Time, from netip.AddrPort, session uint64, body 
 			[]byte("*** chat is full\n"))
 		return nil
 	}
-	if !s.allowJoin(now, from) {
+	if !proven && !s.allowJoin(now, from, session, size) {
 		return nil
 	}
 	nick, note := "", ""
@@ -559,6 +581,25 @@ func (s *Server) join(now spec.Time, from netip.AddrPort, session uint64, nick, 
 	}
 	s.sendAlways(m, w)
 	return m
+}
+
+// cookieFor is the cookie of a sequenced stranger at from with session,
+// for the Interval-long epoch now falls in (ago 0) or the one before
+// (ago -1): 16 hex digits of an HMAC under the server's secret, so only
+// a client that receives at from has it, and it is good for one to two
+// Intervals. The server keeps nothing: a flood of joins costs no state.
+func (s *Server) cookieFor(now spec.Time, from netip.AddrPort, session uint64, ago int64) string {
+	epoch := int64(now)/int64(s.cfg.Interval) + ago
+	mac := hmac.New(sha256.New, s.cfg.Secret)
+	mac.Write([]byte("chat cookie"))
+	a := from.Addr().As16()
+	mac.Write(a[:])
+	var b [18]byte
+	binary.BigEndian.PutUint16(b[0:], from.Port())
+	binary.BigEndian.PutUint64(b[2:], session)
+	binary.BigEndian.PutUint64(b[10:], uint64(epoch))
+	mac.Write(b[:])
+	return hex.EncodeToString(mac.Sum(nil)[:8])
 }
 
 // tokenFor is m's token: 8 hex digits of an HMAC of its address,
@@ -753,13 +794,26 @@ func (s *Server) allow(now spec.Time, m *member) bool {
 }
 
 // allowJoin applies the strangers' budget (below) to a join. Refused
-// strangers get no reply: answering would make the limit itself a
-// reflector.
-func (s *Server) allowJoin(now spec.Time, from netip.AddrPort) bool {
+// strangers get no reply, but for a cookie to a sequenced one whose
+// datagram is larger: stateless and no larger than what it answers, it
+// costs no budget and reflects nothing, and lets the client join past
+// the limit (see admit).
+func (s *Server) allowJoin(now spec.Time, from netip.AddrPort, session uint64, size int) bool {
 	if s.strangerCredit(now) {
 		return true
 	}
 	s.c.JoinsLimited++
+	if session != 0 {
+		b := AppendHeader(make([]byte, 0, headerMax+32), Header{Session: session, Server: true})
+		b = fmt.Appendf(b, "^cookie %s^\n", s.cookieFor(now, from, session, 0))
+		if len(b) <= size {
+			s.c.Cookies++
+			s.c.Sent++
+			s.out = append(s.out, spec.SendFrom(sock, s.local, from, b))
+		} else {
+			s.c.RepliesTooBig++
+		}
+	}
 	s.out = append(s.out, spec.Debug("chat: join limit, dropped a stranger's datagram", slog.String("from", from.String())))
 	if _, ok := s.joinLog.Hit(now, time.Second); ok {
 		s.out = append(s.out, spec.Warn("chat: join limit reached; strangers are dropped", slog.Float64("per_second", s.cfg.JoinRate), slog.Uint64("dropped_so_far", s.c.JoinsLimited)))
@@ -813,6 +867,9 @@ func (s *Server) lines(now spec.Time, m *member, body []byte) {
 	for len(body) > 0 {
 		var line []byte
 		line, body = nextLine(body)
+		if _, ok := cookieLine(line); ok && m.session != 0 {
+			continue // the cookie it joined with, or one sent before its welcome came
+		}
 		kind, arg := Classify(line)
 		switch kind {
 		case KindEmpty:

@@ -176,6 +176,18 @@ func Classify(line []byte) (Kind, []byte) {
 	return KindUnknown, cmd
 }
 
+// cookieLine returns the cookie of a line "^cookie COOKIE^", the control
+// line a sequenced client puts first to join past the join limit (see
+// "Joining under a flood" in the package documentation). Only datagrams
+// with a header are read so: from nc the line is a message.
+func cookieLine(line []byte) (string, bool) {
+	c, ok := bytes.CutPrefix(line, []byte("^cookie "))
+	if !ok || len(c) < 2 || c[len(c)-1] != '^' {
+		return "", false
+	}
+	return string(c[:len(c)-1]), true
+}
+
 // MaxNick is the longest nick, in bytes.
 const MaxNick = 16
 

@@ -249,6 +249,10 @@ func FuzzClient(f *testing.F) {
 	f.Add(spectest.Seq(connect, good, 10, good, 10, bad, "extra", fin), uint16(20), true, uint16(0), uint8(3), false)
 	f.Add(spectest.Seq(connect, good, 10, fin, stop), uint16(10), false, uint16(0), uint8(0), true)
 	f.Add(spectest.Seq(stop), uint16(10), false, uint16(0), uint8(0), false)
+	// A short stream that ends with a clean FIN: every byte right, the
+	// last ones missing. No match.
+	f.Add(spectest.Seq(connect, good, 10, fin), uint16(20), false, uint16(0), uint8(0), false)
+	f.Add(spectest.Seq(connect, fin), uint16(20), true, uint16(0), uint8(0), true)
 	f.Fuzz(func(t *testing.T, program []byte, size uint16, keep bool, maxSize uint16, progress uint8, linger bool) {
 		want := fuzzData(t, int(size%3000))
 		expect := fuzzFile

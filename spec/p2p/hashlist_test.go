@@ -1,0 +1,103 @@
+package p2p
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/netspec/netspec/spec"
+)
+
+// A hash list relayed by a neighbour is checked against the server's
+// root before it is used (doc.go: "a hash list that does not match the
+// root" bans its sender). One byte flipped in a neighbour's HASH answer,
+// anywhere in the list: the peer does not adopt it, counts a protocol
+// violation and bans the neighbour (its connections reset, its address
+// never dialed again), then takes the list from the server and verifies
+// the file, every chunk from the server checked against the right list.
+// A peer that took the bad list would reject the honest server's chunk
+// whose digest was flipped, for good.
+func TestRelayedHashListCheckedAgainstTheRoot(t *testing.T) {
+	c := fuzzContent(nil)
+	root := c.Root()
+	var list []byte
+	for _, h := range c.Hashes() {
+		list = append(list, h[:]...)
+	}
+	md5 := c.MD5()
+	for _, flip := range []int{0, 32*3 + 17, len(list) - 1} {
+		t.Run(fmt.Sprintf("byte %d", flip), func(t *testing.T) {
+			p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, NoTree: true}, &MemStore{})
+			h := newHarness(t, p)
+			h.step(spec.Input{Kind: spec.InStart})
+			srv := h.to("10.0.0.1:52000")
+			h.feed(srv, []byte("SHEL 337 64\r\n[[\"10.0.0.7\",51000]]\r\n"), 1024)
+			nb := h.to("10.0.0.7:51000")
+			if nb == 0 {
+				t.Fatalf("the peer dialed %v, want the neighbour", h.dials)
+			}
+			// The neighbour has the list, so the peer asks it, not the
+			// server.
+			h.feed(nb, []byte("PHEL\r\nXHEL 1\r\nHAVE HASH\r\n"), 1024)
+			h.feed(srv, []byte("XHEL 1 "+fmt.Sprintf("%x", root[:])+"\r\n"), 1024)
+			asked := false
+			msgs, _ := parseAll(Requests, h.written[nb], len(h.written[nb])+1)
+			for _, m := range msgs {
+				asked = asked || m.Op == HREQ
+			}
+			if !asked {
+				t.Fatalf("the peer did not ask the neighbour for the hash list: %q", h.written[nb])
+			}
+			bad := append([]byte(nil), list...)
+			bad[flip] ^= 0x01
+			h.feed(nb, append([]byte("CLRSP\r\n[]\r\nHASH 6\r\n"), bad...), 1024)
+			if p.hashes != nil {
+				t.Fatal("the peer adopted a hash list that does not match the root")
+			}
+			if p.cnt.violations != 1 || p.cnt.banned != 1 || h.open[nb] {
+				t.Fatalf("violations %d, banned %d, neighbour still connected %v; want the neighbour banned for its list", p.cnt.violations, p.cnt.banned, h.open[nb])
+			}
+
+			// The server, played here: it answers every request it is
+			// sent, in order, as an honest server does.
+			next := 0  // requests on srv answered so far
+			given := 0 // chunks handed out for DANY
+			for k := 0; k < 200 && !p.verified && !h.exited; k++ {
+				if s := h.to("10.0.0.1:52000"); s != srv {
+					t.Fatalf("the peer lost the server's connection (now %d, was %d)", s, srv)
+				}
+				msgs, _ := parseAll(Requests, h.written[srv], len(h.written[srv])+1)
+				if next == len(msgs) {
+					h.fire()
+					continue
+				}
+				m := msgs[next]
+				next++
+				var ans []byte
+				switch m.Op {
+				case HREQ:
+					ans = append([]byte("HASH 6\r\n"), list...)
+				case DANY:
+					if given >= c.Chunks() {
+						ans = []byte("ERROR EXHAUSTED\r\n")
+						break
+					}
+					ans = append(AppendDATAHeader(nil, int64(given)*64, len(c.Chunk(given))), c.Chunk(given)...)
+					given++
+				case DREQ:
+					ans = append(AppendDATAHeader(nil, int64(m.Chunk)*64, len(c.Chunk(m.Chunk))), c.Chunk(m.Chunk)...)
+				case CHECK:
+					ans = []byte(fmt.Sprintf("CHECK %x\r\n", md5[:]))
+				}
+				h.feed(srv, ans, 1024)
+			}
+			if !p.verified || p.hashes == nil || p.cnt.corrupt != 0 || p.cnt.fromServer != uint64(c.Chunks()) {
+				t.Fatalf("verified %v with %d of %d chunks, %d from the server, %d corrupt, hash list %v; want the file verified from the server with its list, nothing rejected",
+					p.verified, p.nhave, p.n, p.cnt.fromServer, p.cnt.corrupt, p.hashes != nil)
+			}
+			if h.to("10.0.0.7:51000") != 0 {
+				t.Fatal("the peer dialed the banned neighbour again")
+			}
+		})
+	}
+}

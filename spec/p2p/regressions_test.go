@@ -72,15 +72,15 @@ func resimulateSwarm(t *testing.T, tr *conformance.Trace) error {
 		}
 		w.legacy = append(w.legacy, pc.Legacy)
 		w.paced = w.paced || pc.UploadRate > 0
-		if ni.Role == "liar" {
+		if ni.Role == "liar" || ni.Role == "list-liar" {
 			if w.liar {
 				t.Fatal("more than one liar")
 			}
-			w.liar = true
+			w.liar, w.listLiar = true, ni.Role == "list-liar"
 		}
 	}
 	if w.liar {
-		if ni, _ := tr.Header.Node(w.peer(w.n - 1)); ni.Role != "liar" {
+		if ni, _ := tr.Header.Node(w.peer(w.n - 1)); ni.Role != "liar" && ni.Role != "list-liar" {
 			t.Fatal("the liar is not the last peer")
 		}
 	}

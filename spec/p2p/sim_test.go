@@ -31,21 +31,59 @@ func debugLogger() *slog.Logger {
 }
 
 // liar is a malicious peer: a real peer whose DATA answers and PUSHes
-// have their last byte flipped on the way out.
-type liar struct{ m spec.Machine }
+// have their last byte flipped on the way out; with lists, so do its
+// hash lists (HASH answers, and lists it passes down a tree), in their
+// first byte.
+type liar struct {
+	m     spec.Machine
+	lists bool
+}
 
 func (l liar) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
 	n := len(out)
 	out = l.m.Step(now, in, out)
 	for i := n; i < len(out); i++ {
 		o := &out[i]
-		if o.Kind == spec.OutWrite && o.Stream&spec.AcceptedStream != 0 && (bytes.Contains(o.Data, []byte("DATA ")) || bytes.Contains(o.Data, []byte("PUSH "))) {
-			d := append([]byte(nil), o.Data...)
-			d[len(d)-1] ^= 0x5a
-			o.Data = d
+		if o.Kind != spec.OutWrite || o.Stream&spec.AcceptedStream == 0 {
+			continue
 		}
+		data := bytes.Contains(o.Data, []byte("DATA ")) || bytes.Contains(o.Data, []byte("PUSH "))
+		list := -1
+		if l.lists {
+			list = hashBody(o.Data)
+		}
+		if !data && list < 0 {
+			continue
+		}
+		d := append([]byte(nil), o.Data...)
+		if data {
+			d[len(d)-1] ^= 0x5a
+		}
+		if list >= 0 {
+			d[list] ^= 0x5a
+		}
+		o.Data = d
 	}
 	return out
+}
+
+// hashBody is where the body of the first HASH message in a write
+// starts, if the write holds a byte of it (-1 if not).
+func hashBody(b []byte) int {
+	for k := 0; k < len(b); {
+		if bytes.HasPrefix(b[k:], []byte("HASH ")) {
+			if e := bytes.IndexByte(b[k:], '\n'); e >= 0 && k+e+1 < len(b) {
+				return k + e + 1
+			}
+			return -1
+		}
+		e := bytes.IndexByte(b[k:], '\n')
+		if e < 0 {
+			return -1
+		}
+		k += e + 1
+	}
+	return -1
 }
 
 // tracked is a peer (or a liar) built with a MemStore the test can read,
@@ -73,23 +111,24 @@ type proberConfig struct {
 
 // machines is p2p with the test's own roles, so that a simulation of them
 // can be rebuilt from its trace (conformance.Resimulate): "peer" and
-// "liar" (a peer, or a malicious one, with a MemStore the test reads),
+// "liar" and "list-liar" (a peer, or a malicious one, with a MemStore the
+// test reads; a list-liar corrupts hash lists too),
 // "light-peer" (a peer with a LightStore) and "probe" (a prober).
 var machines = func() spec.Protocol {
 	p := p2p.Protocol
 	inner := p.New
-	p.Roles = append(slices.Clone(p.Roles), "liar", "light-peer", "probe")
+	p.Roles = append(slices.Clone(p.Roles), "liar", "list-liar", "light-peer", "probe")
 	p.New = func(role string, config []byte) (spec.Machine, error) {
 		switch role {
-		case "peer", "liar":
+		case "peer", "liar", "list-liar":
 			var c p2p.PeerConfig
 			if err := json.Unmarshal(config, &c); err != nil {
 				return nil, err
 			}
 			st := &p2p.MemStore{}
 			var m spec.Machine = p2p.NewPeer(c, st)
-			if role == "liar" {
-				m = liar{m}
+			if role != "peer" {
+				m = liar{m: m, lists: role == "list-liar"}
 			}
 			return &tracked{Machine: m, store: st}, nil
 		case "light-peer":
@@ -147,6 +186,7 @@ type swarm struct {
 	trees     int
 	paced     bool // peers pace by rate, so relays in the trees cut through
 	liar      bool // the last peer corrupts what it serves
+	listLiar  bool // and the hash lists it passes on
 	faults    sim.Faults
 	size      int
 	chunk     int
@@ -243,6 +283,9 @@ func (w *swarm) build(net *simtest.Net, t fataler) {
 		role := "peer"
 		if !w.honest(name) {
 			role = "liar"
+			if w.listLiar {
+				role = "list-liar"
+			}
 		}
 		addNode(w.s, sim.NodeSpec{Name: name, Role: role, Config: cfg})
 	}
@@ -292,6 +335,7 @@ func drawSwarm(t *rapid.T) *swarm {
 		w.paced = rapid.Bool().Draw(t, "peers pace by rate (relays cut through)")
 	}
 	w.liar = w.n >= 2 && rapid.Bool().Draw(t, "one malicious peer")
+	w.listLiar = w.liar && rapid.Bool().Draw(t, "the malicious peer corrupts hash lists too")
 	var names []string
 	for i := 0; i < w.n; i++ {
 		names = append(names, w.peer(i))
@@ -307,10 +351,11 @@ func drawSwarm(t *rapid.T) *swarm {
 
 // Every honest peer ends with the exact file, whose MD5 the server
 // confirmed, despite loss, duplication, reordering, partitions that heal,
-// peers that crash and rejoin, a malicious peer serving corrupt chunks,
-// and peers or a server that speak only the seed's protocol. A corrupt
-// chunk is never kept: with the hash extension it is rejected on arrival
-// and its sender banned.
+// peers that crash and rejoin, a malicious peer serving corrupt chunks
+// (and, sometimes, corrupt hash lists), and peers or a server that speak
+// only the seed's protocol. A corrupt chunk is never kept: with the hash
+// extension it is rejected on arrival and its sender banned; a corrupt
+// list, adopted, would reject the honest peers' chunks for good.
 func TestEveryPeerGetsTheFile(t *testing.T) {
 	simtest.Check(t, "testdata/failures", func(t *rapid.T, net *simtest.Net) {
 		w := drawSwarm(t)

@@ -80,7 +80,7 @@ func (w treeSwarm) run(t *testing.T) treeResult {
 		}
 		ns.New = func() spec.Machine { return p2p.NewPeer(cfg, p2p.LightStore{C: content}) }
 		if w.liar == i+1 {
-			ns.New = func() spec.Machine { return liar{p2p.NewPeer(cfg, p2p.LightStore{C: content})} }
+			ns.New = func() spec.Machine { return liar{m: p2p.NewPeer(cfg, p2p.LightStore{C: content})} }
 		}
 		s.MustAddNode(ns)
 	}

@@ -100,10 +100,11 @@ func p2pServe(ctx context.Context, e *env, args []string) error {
 	if tr.Is(*file) {
 		return usagef("p2p serve: --trace names the file -f serves: the trace would overwrite it")
 	}
-	data, err := swarmFile("p2p serve", *file, fspec)
+	data, release, err := swarmFile("p2p serve", *file, fspec)
 	if err != nil {
-		return fmt.Errorf("p2p serve: %w", err)
+		return err
 	}
+	defer release() // after the runner, whose writers may still hold slices of data
 	if n := (int64(len(data)) + int64(*chunk) - 1) / int64(*chunk); n > p2p.DefaultMaxChunks {
 		return usagef("p2p serve: %d bytes in chunks of %d make %d chunks, more than peers accept (%d): raise --chunk-size", len(data), *chunk, n, p2p.DefaultMaxChunks)
 	}

@@ -32,9 +32,13 @@ func Generate(f FileSpec) ([]byte, error) {
 		return nil, fmt.Errorf("cs: generated file size %d out of range [0, %d]", f.Size, int64(MaxGenerated))
 	}
 	b := make([]byte, f.Size)
-	spec.NewRand(f.Seed).Bytes(b)
+	Fill(f.Seed, b)
 	return b, nil
 }
+
+// Fill writes the generated file of seed into b: the first len(b) bytes
+// of what Generate returns.
+func Fill(seed uint64, b []byte) { spec.NewRand(seed).Bytes(b) }
 
 // Digest is the MD5 of b, the checksum the seed's CHECK carries.
 func Digest(b []byte) [16]byte { return md5.Sum(b) }

@@ -276,6 +276,23 @@ func (s *Sim) arrive(p *packet) {
 		return
 	}
 	down := &dst.link.Down
+	if s.chance(down.Dup) {
+		s.pktID++
+		c := s.newPacket()
+		*c = *p
+		c.id = s.pktID
+		ev := s.netEvent(NetDup, c, "downlink")
+		ev.Orig = p.id
+		s.recordNet(ev)
+		s.downlink(c, dst)
+	}
+	s.downlink(p, dst)
+}
+
+// downlink puts p, arrived at the core, on dst's downlink: loss,
+// queueing, serialisation, propagation and jitter.
+func (s *Sim) downlink(p *packet, dst *Node) {
+	down := &dst.link.Down
 	if s.chance(down.Loss) {
 		s.lost(p, NetLoss, "downlink loss")
 		return
@@ -286,7 +303,9 @@ func (s *Sim) arrive(p *packet) {
 		return
 	}
 	p.minDelay += txTime(p.size, down.Rate) + down.Delay
-	s.schedule(event{at: dep.Add(down.Delay), kind: evDeliver, pkt: p})
+	j := s.jitter(down.Jitter)
+	p.jitter += j
+	s.schedule(event{at: dep.Add(down.Delay + j), kind: evDeliver, pkt: p})
 }
 
 func (s *Sim) deliverPkt(p *packet) {

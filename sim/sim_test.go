@@ -61,6 +61,51 @@ func TestSerialisationAndDelay(t *testing.T) {
 	}
 }
 
+// The receiver's downlink applies its own duplication, jitter and loss
+// (they were once read only on the uplink: Down.Dup and Down.Jitter did
+// nothing).
+func TestDownlinkFaults(t *testing.T) {
+	const n = 200
+	send := func(down sim.Dir) (*probe, int) {
+		t.Helper()
+		dups := 0
+		s, _, b := pair(t, sim.Config{Seed: 3, Link: sim.Link{Up: sim.Dir{Delay: time.Millisecond}, Down: down}, OnNet: func(ev sim.NetEvent) {
+			if ev.Kind == sim.NetDup {
+				dups++
+			}
+		}})
+		for range n {
+			s.Command(0, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 100)})
+		}
+		s.Run(time.Second)
+		return b, dups
+	}
+	if b, dups := send(sim.Dir{Delay: time.Millisecond, Dup: 1}); len(b.inputs(spec.InDatagram)) != 2*n || dups != n {
+		t.Errorf("Down.Dup 1: %d datagrams delivered, %d duplications, want %d and %d", len(b.inputs(spec.InDatagram)), dups, 2*n, n)
+	}
+	if b, _ := send(sim.Dir{Delay: time.Millisecond, Loss: 1}); len(b.inputs(spec.InDatagram)) != 0 {
+		t.Errorf("Down.Loss 1: %d datagrams delivered", len(b.inputs(spec.InDatagram)))
+	}
+	b, _ := send(sim.Dir{Delay: time.Millisecond, Jitter: 10 * time.Millisecond})
+	got := b.inputs(spec.InDatagram)
+	if len(got) != n {
+		t.Fatalf("Down.Jitter: %d datagrams delivered, want %d", len(got), n)
+	}
+	late, lo, hi := 0, 2*time.Millisecond, 12*time.Millisecond
+	for _, g := range got {
+		at := g.at.Sub(spec.SimEpoch)
+		if at < lo || at >= hi {
+			t.Fatalf("Down.Jitter: a datagram arrived at %v, outside [%v, %v)", at, lo, hi)
+		}
+		if at > lo+time.Millisecond {
+			late++
+		}
+	}
+	if late < n/2 {
+		t.Errorf("Down.Jitter 10ms: only %d of %d datagrams later than 1 ms past the delay", late, n)
+	}
+}
+
 // A full FIFO tail-drops datagrams.
 func TestTailDrop(t *testing.T) {
 	d := sim.Dir{Rate: 1e6, Queue: 3 * 1028}

@@ -47,6 +47,13 @@ type Server struct {
 	pending []*member // members with datagrams waiting in their window
 	tombs   map[tombKey]spec.Time
 	tombQ   []tomb
+	// floors remember, for FloorKeep after a sequenced member expired,
+	// the first number its window had not passed: if the session
+	// rejoins, its new membership starts there, so a straggler the old
+	// one already broadcast is not broadcast again (at most FloorKeep
+	// Intervals' worth of members, MaxMembers at most).
+	floors  map[tombKey]floor
+	floorQ  []tomb
 	lastMID uint64
 	guests  uint64
 
@@ -104,6 +111,16 @@ func (m *member) appendHeader(dst []byte) []byte {
 	return append(strconv.AppendUint(append(dst, m.prefix...), uint64(m.outSeq), 10), '^')
 }
 
+// floor is where a rejoining session's window starts (see Server.floors).
+type floor struct {
+	next  uint64
+	until spec.Time
+}
+
+// FloorKeep is how many Intervals a server remembers where an expired
+// sequenced member's window stood.
+const FloorKeep = 8
+
 type tombKey struct {
 	addr    netip.AddrPort
 	session uint64
@@ -144,6 +161,7 @@ func NewServer(cfg ServerConfig) *Server {
 		members: map[netip.AddrPort]*member{},
 		nicks:   map[string]*member{},
 		tombs:   map[tombKey]spec.Time{},
+		floors:  map[tombKey]floor{},
 	}
 	s.rate = spec.NewRate(cfg.Rate, cfg.Burst)
 	s.joinRate = spec.NewRate(cfg.JoinRate, cfg.JoinBurst)
@@ -315,6 +333,16 @@ func (s *Server) expire(now spec.Time) {
 // purge forgets closed sessions after Interval, and the oldest ones
 // beyond MaxMembers.
 func (s *Server) purge(now spec.Time) {
+	for len(s.floorQ) > 0 && (s.floorQ[0].at <= now || len(s.floorQ) > s.cfg.MaxMembers) {
+		if t := s.floorQ[0]; s.floors[t.key].until == t.at {
+			delete(s.floors, t.key)
+		}
+		s.floorQ[0] = tomb{}
+		s.floorQ = s.floorQ[1:]
+	}
+	if len(s.floorQ) == 0 {
+		s.floorQ = nil
+	}
 	for len(s.tombQ) > 0 && (s.tombQ[0].at <= now || len(s.tombQ) > s.cfg.MaxMembers) {
 		t := s.tombQ[0]
 		if s.tombs[t.key] == t.at {
@@ -557,6 +585,13 @@ func (s *Server) join(now spec.Time, from netip.AddrPort, session uint64, nick, 
 	// one's late datagrams.
 	s.lastMID = max(s.lastMID+1, uint64(now)/1000)
 	m := &member{addr: from, local: s.local, nick: nick, key: foldNick(nick), session: session, mid: s.lastMID, heard: now, idx: len(s.order)}
+	if f, ok := s.floors[tombKey{from, session}]; ok && session != 0 {
+		// The session was a member before and expired: its numbers
+		// below where that membership's window stood have been
+		// processed (or declared lost), and must not be again.
+		m.win.next = f.next
+		delete(s.floors, tombKey{from, session})
+	}
 	m.token, m.reminded = s.tokenFor(m), now
 	if session != 0 {
 		h := AppendHeader(make([]byte, 0, headerMax), m.header())
@@ -725,6 +760,11 @@ func (s *Server) farewell(now spec.Time, m *member, reason string) {
 	case ReasonExpired:
 		s.c.Expired++
 		note = "*** %s timed out\n"
+		if m.session != 0 && m.win.next > 0 {
+			k, at := tombKey{m.addr, m.session}, now.Add(FloorKeep*s.cfg.Interval)
+			s.floors[k] = floor{next: m.win.next, until: at}
+			s.floorQ = append(s.floorQ, tomb{key: k, at: at})
+		}
 	case ReasonReplaced:
 		s.c.Replaced++
 		note = "*** %s left (a new client took over the address)\n"

@@ -723,3 +723,32 @@ func TestUnvalidatedMemberDrawsOneReply(t *testing.T) {
 		}
 	}
 }
+
+// A sequenced member that expires and rejoins (its datagrams delayed
+// past the interval, as with jitter longer than it) starts its new
+// membership where the old one's window stood: a straggler the old
+// membership already broadcast is not broadcast again, and nothing
+// older is broadcast after something newer. With the base unknown,
+// 'sim chat --interval 10ms' broadcast a line twice on 5 of 60 seeds.
+func TestRejoinDoesNotRebroadcastStragglers(t *testing.T) {
+	b, _ := newServer(t, chat.ServerConfig{Interval: 10 * time.Second})
+	a, c := addr(1), addr(2)
+	const session = 7
+	b.dgram(0, c, "^hb^\n")
+	for seq := uint32(1); seq <= 5; seq++ {
+		b.dgram(time.Duration(seq)*time.Millisecond, a, fmt.Sprintf("%sline %d\n", hdr(session, seq), seq))
+	}
+	b.dgram(9*time.Second, c, "^hb^\n")
+	// a has been silent for the interval: the straggler of line 4 (a
+	// network duplicate, held back) rejoins it, and must not be shown.
+	got := b.dgram(11*time.Second, a, hdr(session, 4)+"line 4\n")
+	for _, d := range got[c] {
+		if strings.Contains(d, "line 4") {
+			t.Fatalf("the rejoined session's straggler was broadcast again: %q", got[c])
+		}
+	}
+	got = b.dgram(11*time.Second+time.Millisecond, a, hdr(session, 6)+"line 6\n")
+	if !strings.Contains(strings.Join(got[c], ""), "line 6") {
+		t.Fatalf("the next line of the rejoined session was not broadcast: %q", got[c])
+	}
+}

@@ -1,0 +1,71 @@
+package sim_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+)
+
+// Jitter delays a datagram by exactly the amount its delivery reports,
+// on top of both hops' propagation and serialisation, and reorders: on a
+// loss-free link with no queueing (sends 1 ms apart on an uplink that
+// takes 128 µs per datagram, an unlimited downlink), each datagram
+// arrives Up.Delay + tx + Down.Delay + Jitter after it was sent, and its
+// Extra is its Jitter.
+func TestJitterDelaysByWhatItReports(t *testing.T) {
+	const n = 100
+	up := sim.Dir{Rate: 8e6, Delay: 5 * time.Millisecond}
+	down := sim.Dir{Delay: 3 * time.Millisecond, Jitter: 2 * time.Millisecond}
+	sent := map[uint64]spec.Time{}
+	var delivered []sim.NetEvent
+	s, _, b := pair(t, sim.Config{Seed: 5, Link: sim.Link{Up: up, Down: down},
+		Faults: sim.Faults{Jitter: 10 * time.Millisecond},
+		OnNet: func(ev sim.NetEvent) {
+			switch ev.Kind {
+			case sim.NetSend:
+				sent[ev.ID] = ev.T
+			case sim.NetDeliver:
+				delivered = append(delivered, ev)
+			default:
+				t.Errorf("unexpected network event %v: %+v", ev.Kind, ev)
+			}
+		}})
+	for i := range n {
+		s.Command(time.Duration(i)*time.Millisecond, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 100)})
+	}
+	s.Run(time.Second)
+	if len(delivered) != n || len(b.inputs(spec.InDatagram)) != n {
+		t.Fatalf("%d datagrams delivered (b got %d), want %d", len(delivered), len(b.inputs(spec.InDatagram)), n)
+	}
+	tx := 128 * time.Microsecond // 100 bytes and 28 of headers at 8 Mbit/s
+	reordered, jittered := 0, 0
+	var last uint64
+	for _, ev := range delivered {
+		at, ok := sent[ev.ID]
+		if !ok {
+			t.Fatalf("packet %d delivered, never sent", ev.ID)
+		}
+		if ev.Jitter < 0 || ev.Jitter >= 12*time.Millisecond {
+			t.Errorf("packet %d: jitter %v outside [0, 12ms)", ev.ID, ev.Jitter)
+		}
+		if want := up.Delay + tx + down.Delay + ev.Jitter; ev.T.Sub(at) != want {
+			t.Fatalf("packet %d took %v, want %v (delays, serialisation and its %v of jitter)", ev.ID, ev.T.Sub(at), want, ev.Jitter)
+		}
+		if ev.Extra != ev.Jitter {
+			t.Fatalf("packet %d: extra delay %v, want its jitter %v (nothing queued)", ev.ID, ev.Extra, ev.Jitter)
+		}
+		if ev.Jitter > 2*time.Millisecond {
+			jittered++ // more than the downlink alone can add
+		}
+		if ev.ID < last {
+			reordered++
+		}
+		last = max(last, ev.ID)
+	}
+	t.Logf("%d of %d datagrams overtaken, %d jittered beyond 2 ms", reordered, n, jittered)
+	if reordered == 0 || jittered < n/2 {
+		t.Errorf("%d datagrams overtaken, %d jittered beyond the downlink's 2 ms: the run does not test jitter", reordered, jittered)
+	}
+}

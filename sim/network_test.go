@@ -69,3 +69,34 @@ func TestJitterDelaysByWhatItReports(t *testing.T) {
 		t.Errorf("%d datagrams overtaken, %d jittered beyond the downlink's 2 ms: the run does not test jitter", reordered, jittered)
 	}
 }
+
+// A datagram on an idle rate-limited link is delayed by nothing beyond
+// both hops' propagation and serialisation (Extra 0); one sent with it
+// waits one serialisation on the uplink, and its Extra says exactly that.
+func TestExtraIsQueueing(t *testing.T) {
+	d := sim.Dir{Rate: 8e6, Delay: 5 * time.Millisecond}
+	var got []sim.NetEvent
+	s, _, _ := pair(t, sim.Config{Link: sim.Symmetric(d), OnNet: func(ev sim.NetEvent) {
+		if ev.Kind == sim.NetDeliver {
+			got = append(got, ev)
+		}
+	}})
+	s.Command(0, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 1000)})
+	s.Command(time.Second, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 1000)})
+	s.Command(time.Second, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 1000)})
+	s.Run(2 * time.Second)
+	tx := 1028 * time.Microsecond
+	want := []struct{ at, extra time.Duration }{
+		{2*tx + 10*time.Millisecond, 0},
+		{time.Second + 2*tx + 10*time.Millisecond, 0},
+		{time.Second + 3*tx + 10*time.Millisecond, tx},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d datagrams delivered, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		if at := got[i].T.Sub(spec.SimEpoch); at != w.at || got[i].Extra != w.extra || got[i].Jitter != 0 {
+			t.Errorf("datagram %d arrived at %v with extra delay %v and jitter %v, want %v, %v and 0", i, at, got[i].Extra, got[i].Jitter, w.at, w.extra)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -97,6 +98,39 @@ func TestExtraIsQueueing(t *testing.T) {
 	for i, w := range want {
 		if at := got[i].T.Sub(spec.SimEpoch); at != w.at || got[i].Extra != w.extra || got[i].Jitter != 0 {
 			t.Errorf("datagram %d arrived at %v with extra delay %v and jitter %v, want %v, %v and 0", i, at, got[i].Extra, got[i].Jitter, w.at, w.extra)
+		}
+	}
+}
+
+// Incast: four senders with unlimited uplinks each send two datagrams to
+// one receiver at once; its 1 Mbit/s downlink holds three and tail-drops
+// the other five, each reported as dropped there.
+func TestDownlinkTailDrop(t *testing.T) {
+	var drops []sim.NetEvent
+	s := sim.New(sim.Config{Link: sim.Link{Down: sim.Dir{Rate: 1e6, Queue: 3 * 1028}}, OnNet: func(ev sim.NetEvent) {
+		if ev.Kind.Dropped() {
+			drops = append(drops, ev)
+		}
+	}})
+	r := &probe{}
+	rn := s.MustAddNode(sim.NodeSpec{Name: "r", New: func() spec.Machine { return r }})
+	to := netip.AddrPortFrom(rn.Addr, 9).String()
+	for _, name := range []string{"s1", "s2", "s3", "s4"} {
+		s.MustAddNode(sim.NodeSpec{Name: name, New: func() spec.Machine { return &probe{} }})
+		for range 2 {
+			s.Command(0, name, spec.Command{Name: "send", Args: []string{to}, Data: make([]byte, 1000)})
+		}
+	}
+	s.Run(time.Second)
+	if got := len(r.inputs(spec.InDatagram)); got != 3 {
+		t.Errorf("r got %d datagrams, want the 3 its downlink holds", got)
+	}
+	if len(drops) != 5 {
+		t.Fatalf("%d drops, want 5", len(drops))
+	}
+	for _, ev := range drops {
+		if ev.Kind != sim.NetQueueDrop || ev.Note != "downlink queue full" || ev.To.Addr() != rn.Addr {
+			t.Errorf("drop %v %q to %v, want a queue drop at r's full downlink", ev.Kind, ev.Note, ev.To)
 		}
 	}
 }

@@ -106,21 +106,32 @@ func TestDownlinkFaults(t *testing.T) {
 	}
 }
 
-// A full FIFO tail-drops datagrams.
+// A full FIFO tail-drops datagrams: one is queued while the bytes
+// already queued plus its own fit the queue, so 3 of 1028 bytes fill a
+// queue of 3×1028 exactly, and neither one byte less nor 500 more holds
+// another.
 func TestTailDrop(t *testing.T) {
-	d := sim.Dir{Rate: 1e6, Queue: 3 * 1028}
-	var drops int
-	s, _, b := pair(t, sim.Config{Link: sim.Symmetric(d), OnNet: func(ev sim.NetEvent) {
-		if ev.Kind == sim.NetQueueDrop {
-			drops++
+	for _, tc := range []struct {
+		queue, delivered int
+	}{
+		{3*1028 - 1, 2},
+		{3 * 1028, 3},
+		{3*1028 + 500, 3},
+	} {
+		d := sim.Dir{Rate: 1e6, Queue: tc.queue}
+		var drops int
+		s, _, b := pair(t, sim.Config{Link: sim.Symmetric(d), OnNet: func(ev sim.NetEvent) {
+			if ev.Kind == sim.NetQueueDrop {
+				drops++
+			}
+		}})
+		for i := 0; i < 5; i++ {
+			s.Command(0, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 1000)})
 		}
-	}})
-	for i := 0; i < 5; i++ {
-		s.Command(0, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 1000)})
-	}
-	s.Run(time.Second)
-	if n := len(b.inputs(spec.InDatagram)); n != 3 || drops != 2 {
-		t.Fatalf("delivered %d, dropped %d; want 3 and 2", n, drops)
+		s.Run(time.Second)
+		if n := len(b.inputs(spec.InDatagram)); n != tc.delivered || drops != 5-tc.delivered {
+			t.Errorf("queue %d bytes: delivered %d, dropped %d; want %d and %d", tc.queue, n, drops, tc.delivered, 5-tc.delivered)
+		}
 	}
 }
 

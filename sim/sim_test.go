@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -419,6 +420,82 @@ func TestSameSeedSameTrace(t *testing.T) {
 			t.Fatalf("seed %d gave the same trace as seed %d", seed, seed-1)
 		}
 		prev = a
+	}
+}
+
+// dialer dials a new stream to the address each "dial" command names,
+// and writes each "write" command's data to every stream it has open.
+type dialer struct {
+	dials   spec.Stream
+	streams []spec.Stream
+}
+
+func (d *dialer) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		out = append(out, spec.Bind(2, spec.TCP, netip.AddrPortFrom(netip.IPv4Unspecified(), 9)))
+	case spec.InAccepted:
+		d.streams = append(d.streams, in.Stream)
+	case spec.InStreamClosed:
+		d.streams = slices.DeleteFunc(d.streams, func(id spec.Stream) bool { return id == in.Stream })
+	case spec.InCommand:
+		switch in.Cmd.Name {
+		case "dial":
+			d.dials++
+			d.streams = append(d.streams, d.dials)
+			out = append(out, spec.Dial(d.dials, netip.MustParseAddrPort(in.Cmd.Args[0])))
+		case "write":
+			for _, id := range d.streams {
+				out = append(out, spec.Write(id, in.Cmd.Data))
+			}
+		}
+	}
+	return out
+}
+
+// Resets are delivered in one order, run after run: with several streams
+// between each pair of nodes, a partition resets those across it and a
+// crash those of the crashed node, each in stream order, never in a map's
+// (one stream per node, as TestSameSeedSameTrace has, cannot tell).
+func TestResetOrderIsDeterministic(t *testing.T) {
+	run := func() []byte {
+		var buf bytes.Buffer
+		s := sim.New(sim.Config{Trace: &buf, Link: sim.Symmetric(sim.Dir{Rate: 10e6, Delay: time.Millisecond}),
+			Faults: sim.Faults{
+				Partitions: []sim.Partition{{Start: 100 * time.Millisecond, End: 200 * time.Millisecond, Side: []string{"b"}}},
+				Crashes:    []sim.Crash{{Node: "b", At: 500 * time.Millisecond, Restart: 600 * time.Millisecond}},
+			}})
+		// a's streams are numbered from 1 by its dials; b's and c's
+		// accepted ones by the simulator.
+		for _, name := range []string{"a", "b", "c"} {
+			s.MustAddNode(sim.NodeSpec{Name: name, New: func() spec.Machine { return &dialer{} }})
+		}
+		for _, at := range []time.Duration{0, 300 * time.Millisecond} {
+			for range 4 {
+				s.Command(at, "a", spec.Command{Name: "dial", Args: []string{"10.0.0.2:9"}})
+				s.Command(at, "a", spec.Command{Name: "dial", Args: []string{"10.0.0.3:9"}})
+				s.Command(at, "c", spec.Command{Name: "dial", Args: []string{"10.0.0.2:9"}})
+			}
+			s.Command(at+50*time.Millisecond, "a", spec.Command{Name: "write", Data: []byte("from a")})
+			s.Command(at+50*time.Millisecond, "c", spec.Command{Name: "write", Data: []byte("from c")})
+		}
+		s.Run(time.Second)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if v := s.Violations(); len(v) > 0 {
+			t.Fatalf("violations: %q", v)
+		}
+		return buf.Bytes()
+	}
+	first := run()
+	if resets := bytes.Count(first, []byte("connection reset")); resets < 2*12 {
+		t.Fatalf("%d resets in the trace, want the 12 streams to and from b reset twice over", resets)
+	}
+	for i := range 20 {
+		if again := run(); !bytes.Equal(first, again) {
+			t.Fatalf("run %d's trace differs from the first's (%d vs %d bytes)", i+2, len(again), len(first))
+		}
 	}
 }
 

@@ -111,7 +111,8 @@ func TestFaultComments(t *testing.T) {
 }
 
 // Several simulations written into one file (swarm runs C/S, then P2P)
-// follow each other in time, each later one marked where it starts, and
+// follow each other in time, each later one marked where it starts (a
+// third run follows the second, its shift added to the first's), and
 // the same connection in two runs gets two initial sequence numbers.
 func TestRunsFollowEachOther(t *testing.T) {
 	a := netip.MustParseAddrPort("10.0.0.1:5000")
@@ -125,7 +126,8 @@ func TestRunsFollowEachOther(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range []sim.NetEvent{syn(1), syn(500), syn(2)} { // the third starts a second run
+	// The third starts a second run, ending at 300 ms; the fourth a third.
+	for _, e := range []sim.NetEvent{syn(1), syn(500), syn(2), syn(300), syn(5)} {
 		w.Observe(e)
 	}
 	if err := w.Close(); err != nil {
@@ -154,16 +156,21 @@ func TestRunsFollowEachOther(t *testing.T) {
 		}
 		seqs = append(seqs, tcp.Seq)
 	}
-	if len(stamps) != 3 {
-		t.Fatalf("%d packets, want 3", len(stamps))
+	if len(stamps) != 5 {
+		t.Fatalf("%d packets, want 5", len(stamps))
 	}
-	if want := at(500 + 1000 + 2).Wall(); !stamps[2].Equal(want) {
-		t.Errorf("second run's packet stamped %v, want %v (a second after the first run's last)", stamps[2], want)
+	// Each run starts a second after the previous one's last packet, so
+	// the shifts add up.
+	for i, ms := range []int{1, 500, 1500 + 2, 1500 + 300, 1500 + 300 + 1000 + 5} {
+		if want := at(ms).Wall(); !stamps[i].Equal(want) {
+			t.Errorf("packet %d stamped %v, want %v", i, stamps[i], want)
+		}
 	}
-	if !strings.Contains(notes[2], "simulation run 2 starts here") || strings.Contains(notes[1], "simulation run") {
+	if !strings.Contains(notes[2], "simulation run 2 starts here") || !strings.Contains(notes[4], "simulation run 3 starts here") ||
+		strings.Contains(notes[1], "simulation run") || strings.Contains(notes[3], "simulation run") {
 		t.Errorf("run marks misplaced: %q", notes)
 	}
-	if seqs[0] != seqs[1] || seqs[2] == seqs[0] {
+	if seqs[0] != seqs[1] || seqs[2] == seqs[0] || seqs[3] != seqs[2] || seqs[4] == seqs[2] || seqs[4] == seqs[0] {
 		t.Errorf("initial sequence numbers %v: want one per connection per run", seqs)
 	}
 }

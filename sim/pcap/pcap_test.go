@@ -110,6 +110,81 @@ func TestFaultComments(t *testing.T) {
 	}
 }
 
+// A delivered packet's comments tell jitter from queueing: the queueing
+// is the extra delay less the jitter, and noted only past a millisecond.
+// Exact lists, so that a jittered packet noted as queued too shows.
+func TestDelayComments(t *testing.T) {
+	a := netip.MustParseAddrPort("10.0.0.1:5000")
+	b := netip.MustParseAddrPort("10.0.0.2:7")
+	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	tests := []struct {
+		extra, jitter time.Duration
+		want          []string
+	}{
+		{0, 0, nil},
+		{ms(4), ms(4), []string{"delayed by 4.000 ms of jitter"}},
+		{ms(3), 0, []string{"queued 3.000 ms"}},
+		{ms(6), ms(4), []string{"delayed by 4.000 ms of jitter", "queued 2.000 ms"}},
+		{ms(4.5), ms(4), []string{"delayed by 4.000 ms of jitter"}},
+	}
+	var buf bytes.Buffer
+	w, err := pcap.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range tests {
+		w.Observe(sim.NetEvent{T: spec.SimEpoch.Add(time.Duration(i) * time.Second), Kind: sim.NetDeliver, ID: uint64(i + 1), Proto: spec.UDP, From: a, To: b,
+			Extra: tc.extra, Jitter: tc.jitter})
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	frames := readFrames(t, buf.Bytes())
+	if len(frames) != len(tests) {
+		t.Fatalf("%d frames, want %d", len(frames), len(tests))
+	}
+	for i, tc := range tests {
+		want := append([]string{fmt.Sprintf("netspec packet #%d", i+1)}, tc.want...)
+		if diff := cmp.Diff(want, frames[i].Comments); diff != "" {
+			t.Errorf("extra %v, jitter %v: comments (-want +got):\n%s", tc.extra, tc.jitter, diff)
+		}
+	}
+}
+
+// A datagram the simulator jitters on an idle rate-limited link is noted
+// as jittered, by what its delivery reports, and not as queued.
+func TestSimJitterNotQueued(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := pcap.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jitter time.Duration
+	s := sim.New(sim.Config{Seed: 1, Faults: sim.Faults{Jitter: 10 * time.Millisecond},
+		Link: sim.Symmetric(sim.Dir{Rate: 1e6, Delay: time.Millisecond}),
+		OnNet: func(ev sim.NetEvent) {
+			if ev.Kind == sim.NetDeliver {
+				jitter = ev.Jitter
+			}
+			w.Observe(ev)
+		}})
+	s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return udpPeer{} }})
+	s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { return udpPeer{} }})
+	s.Command(0, "a", spec.Command{Args: []string{"10.0.0.2:9"}, Data: make([]byte, 1000)})
+	s.Run(time.Second)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	frames := readFrames(t, buf.Bytes())
+	if len(frames) != 1 || jitter <= time.Millisecond {
+		t.Fatalf("%d frames, jitter %v: want one, jittered by over a millisecond", len(frames), jitter)
+	}
+	want := []string{"netspec packet #1", fmt.Sprintf("delayed by %.3f ms of jitter", float64(jitter)/1e6)}
+	if diff := cmp.Diff(want, frames[0].Comments); diff != "" {
+		t.Errorf("comments (-want +got):\n%s", diff)
+	}
+}
+
 // Several simulations written into one file (swarm runs C/S, then P2P)
 // follow each other in time, each later one marked where it starts (a
 // third run follows the second, its shift added to the first's), and

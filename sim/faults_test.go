@@ -1,0 +1,55 @@
+package sim_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
+)
+
+// Random faults stop at Faults.Until: a datagram sent before it may be
+// lost, duplicated or jittered, one sent at it or later is delivered
+// once, on time.
+func TestFaultsStopAtUntil(t *testing.T) {
+	const until = 100 * time.Millisecond
+	sentAt := map[uint64]time.Duration{} // by packet id, copies by the original's
+	faulted := map[bool]int{}            // by sent before Until: losses, copies and jittered deliveries
+	delivered := map[uint64]int{}
+	cfg := sim.Config{Seed: 9, Link: sim.Symmetric(sim.Dir{Delay: time.Millisecond}),
+		Faults: sim.Faults{Loss: 0.3, Dup: 0.3, Jitter: 5 * time.Millisecond, Until: until},
+		OnNet: func(ev sim.NetEvent) {
+			switch ev.Kind {
+			case sim.NetSend:
+				sentAt[ev.ID] = ev.T.Sub(spec.SimEpoch)
+			case sim.NetDup:
+				sentAt[ev.ID] = sentAt[ev.Orig]
+				faulted[sentAt[ev.Orig] < until]++
+			case sim.NetLoss:
+				faulted[sentAt[ev.ID] < until]++
+			case sim.NetDeliver:
+				delivered[ev.ID]++
+				if ev.Jitter != 0 || ev.Extra != 0 {
+					faulted[sentAt[ev.ID] < until]++
+				}
+			default:
+				t.Errorf("unexpected network event %v: %+v", ev.Kind, ev)
+			}
+		}}
+	s, _, _ := pair(t, cfg)
+	for ms := range 200 {
+		s.Command(time.Duration(ms)*time.Millisecond, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: []byte{byte(ms)}})
+	}
+	s.Run(time.Second)
+	if faulted[true] < 50 {
+		t.Fatalf("only %d faults before Until: the run does not test it", faulted[true])
+	}
+	if faulted[false] != 0 {
+		t.Errorf("%d losses, copies or jittered deliveries of datagrams sent at or after Until", faulted[false])
+	}
+	for id, at := range sentAt {
+		if at >= until && delivered[id] != 1 {
+			t.Errorf("datagram sent at %v delivered %d times, want once", at, delivered[id])
+		}
+	}
+}

@@ -53,3 +53,23 @@ func TestFaultsStopAtUntil(t *testing.T) {
 		}
 	}
 }
+
+// Restarting a node that is up crashes it first: its peers' streams are
+// reset, as a crash's are, and it starts afresh.
+func TestRestartWhileUpResetsPeers(t *testing.T) {
+	s, a, _ := pair(t, sim.Config{Link: sim.Symmetric(sim.Dir{Delay: time.Millisecond})})
+	s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+	s.Restart(100*time.Millisecond, "b")
+	s.Run(time.Second)
+	if n := s.Node("b"); n.Starts() != 2 || !n.Up() {
+		t.Fatalf("b started %d times and is up=%v, want 2 and up", n.Starts(), n.Up())
+	}
+	if c := a.inputs(spec.InConnected); len(c) != 1 {
+		t.Fatalf("a connected %d times, want once", len(c))
+	}
+	c := a.inputs(spec.InStreamClosed)
+	// b's reset takes the one-way delay, b's uplink's and a's downlink's.
+	if len(c) != 1 || c[0].in.Err != "connection reset by peer" || c[0].at.Sub(spec.SimEpoch) != 102*time.Millisecond {
+		t.Fatalf("a's stream: closes %v, want one reset by peer at 102ms", c)
+	}
+}

@@ -807,3 +807,43 @@ func TestIPv6Prefix(t *testing.T) {
 		t.Errorf("violations: %q", v)
 	}
 }
+
+// rearmer arms timer 1 at each command's first argument (a duration from
+// time zero) and records when it fires.
+type rearmer struct{ fired []time.Duration }
+
+func (r *rearmer) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InCommand:
+		d, err := time.ParseDuration(in.Cmd.Args[0])
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, spec.SetTimer(1, spec.SimEpoch.Add(d)))
+	case spec.InTimer:
+		r.fired = append(r.fired, now.Sub(spec.SimEpoch))
+	}
+	return out
+}
+
+// Setting a timer that is already armed moves it: it fires once, at its
+// new deadline, whether that is later or earlier than the old one.
+func TestRearmedTimerFiresAtItsNewDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		first, second string
+		want          time.Duration
+	}{
+		{"10ms", "20ms", 20 * time.Millisecond},
+		{"20ms", "10ms", 10 * time.Millisecond},
+	} {
+		s := sim.New(sim.Config{})
+		r := &rearmer{}
+		s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return r }})
+		s.Command(0, "a", spec.Command{Args: []string{tc.first}})
+		s.Command(5*time.Millisecond, "a", spec.Command{Args: []string{tc.second}})
+		s.Run(time.Second)
+		if len(r.fired) != 1 || r.fired[0] != tc.want {
+			t.Errorf("armed for %s, then at 5ms for %s: fired at %v, want once at %v", tc.first, tc.second, r.fired, tc.want)
+		}
+	}
+}

@@ -1,12 +1,15 @@
 package impl_test
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/netspec/netspec/impl"
+	"github.com/netspec/netspec/spec"
 )
 
 // The injector does on real sockets what its statistics say: the
@@ -82,5 +85,67 @@ func TestFaultyConnDropsDuplicatesAndReorders(t *testing.T) {
 	}
 	if reordered == 0 {
 		t.Error("5 ms of jitter reordered nothing")
+	}
+}
+
+// oneShot binds a UDP socket on loopback and sends one datagram to dst
+// from it, recording when (on the runner's clock) the step that sent it
+// ran.
+type oneShot struct {
+	dst  netip.AddrPort
+	sent chan spec.Time
+}
+
+func (m *oneShot) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		out = append(out, spec.Bind(1, spec.UDP, netip.MustParseAddrPort("127.0.0.1:0")))
+	case spec.InBound:
+		m.sent <- now
+		out = append(out, spec.Send(1, m.dst, []byte("late")))
+	case spec.InStop:
+		out = append(out, spec.Exit(""))
+	}
+	return out
+}
+
+// With a Delay and no jitter, a runner's datagram reaches its receiver
+// no sooner than Delay after the step that sent it (a lower bound only:
+// a loaded host may add to it), and the injector counts it as delayed.
+func TestFaultDelayHoldsDatagramsBack(t *testing.T) {
+	const delay = 150 * time.Millisecond
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	clock := impl.NewRealClock() // the runner's and the receiver's
+	m := &oneShot{dst: rx.LocalAddr().(*net.UDPAddr).AddrPort(), sent: make(chan spec.Time, 1)}
+	r := impl.New(m, impl.Options{Clock: clock, Faults: impl.FaultConfig{Seed: 1, Delay: delay}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runner: %v", err)
+		}
+	}()
+	buf := make([]byte, 64)
+	_ = rx.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _, err := rx.ReadFromUDPAddrPort(buf)
+	arrived := clock.Now()
+	if err != nil {
+		t.Fatalf("no datagram: %v", err)
+	}
+	sent := <-m.sent
+	if string(buf[:n]) != "late" {
+		t.Fatalf("received %q", buf[:n])
+	}
+	if took := arrived.Sub(sent); took < delay {
+		t.Errorf("the datagram arrived %v after it was sent, sooner than the injector's Delay of %v", took, delay)
+	}
+	if st := r.FaultStats(); st.Sent != 1 || st.Delayed != 1 || st.Dropped != 0 || st.Duplicated != 0 {
+		t.Errorf("injector stats %+v, want one datagram sent and delayed", st)
 	}
 }

@@ -1,0 +1,118 @@
+package impl
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/netspec/netspec/spec"
+)
+
+// These tests look inside the runner from the machine's Step, which runs
+// on the loop goroutine that owns the stream bookkeeping, to see what a
+// machine cannot: what the runner read ahead of it, and what its writer
+// still had queued.
+
+// listenHere answers InStart and InBound for a test machine that
+// listens on TCP on loopback, sending the address to addr.
+func listenHere(in spec.Input, out []spec.Output, addr chan<- netip.AddrPort) ([]spec.Output, bool) {
+	switch in.Kind {
+	case spec.InStart:
+		return append(out, spec.Bind(1, spec.TCP, netip.MustParseAddrPort("127.0.0.1:0"))), true
+	case spec.InBound:
+		addr <- in.Addr
+		return out, true
+	case spec.InStop:
+		return append(out, spec.Exit("")), true
+	}
+	return out, false
+}
+
+// pausedForGood pauses the first stream on its first data and never
+// resumes it. On the command "measure" it reports how many bytes the
+// runner has read from the stream that the machine has not been handed:
+// those it holds for the machine and those still on their way to the
+// loop.
+type pausedForGood struct {
+	r       *Runner
+	addr    chan netip.AddrPort
+	ahead   chan int
+	handed  int // bytes handed to the machine
+	paused  bool
+	stream  spec.Stream
+	pausedN int // bytes handed after the pause: must stay 0
+}
+
+func (m *pausedForGood) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if out, ok := listenHere(in, out, m.addr); ok {
+		return out
+	}
+	switch in.Kind {
+	case spec.InStreamData:
+		if m.paused {
+			m.pausedN += len(in.Data)
+		}
+		m.handed += len(in.Data)
+		if !m.paused {
+			m.paused, m.stream = true, in.Stream
+			out = append(out, spec.Pause(in.Stream))
+		}
+	case spec.InCommand:
+		n := int(m.r.backlog.Load())
+		if st := m.r.streams[m.stream]; st != nil {
+			for _, it := range st.held {
+				n += len(it.in.Data)
+			}
+		}
+		m.ahead <- n
+	}
+	return out
+}
+
+// A paused stream's reader stops reading: what the runner has read that
+// the machine has not taken stays under MaxStreamQueued and two reads
+// (one posted as the pause came, one under way), however much the peer
+// tries to send, and TCP's flow control holds the peer back. A reader
+// that read on would hold everything the peer sent.
+func TestPausedStreamStopsReading(t *testing.T) {
+	const perStream, oneRead, total = 64 << 10, 64 << 10, 64 << 20
+	m := &pausedForGood{addr: make(chan netip.AddrPort, 1), ahead: make(chan int, 1)}
+	r := New(m, Options{MaxStreamQueued: perStream})
+	m.r = r
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(<-m.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The write stops when the kernel's buffers are full, if the runner
+	// stops reading; the deadline ends it.
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	n, werr := c.Write(make([]byte, total))
+	r.Command(spec.Command{Name: "measure"})
+	var ahead int
+	select {
+	case ahead = <-m.ahead:
+	case <-ctx.Done():
+		t.Fatal("the machine was not asked to measure")
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the client wrote %d of %d bytes (%v); the machine was handed %d, the runner read %d more", n, total, werr, m.handed, ahead)
+	if m.handed == 0 {
+		t.Fatal("the machine was handed no data: the test did not pause the stream")
+	}
+	if m.pausedN != 0 {
+		t.Errorf("the machine was handed %d bytes after it paused the stream", m.pausedN)
+	}
+	if limit := perStream + 2*oneRead; ahead > limit {
+		t.Fatalf("the runner read %d bytes of a paused stream ahead of the machine, more than MaxStreamQueued and two reads (%d): pausing did not stop its reader", ahead, limit)
+	}
+}

@@ -2,6 +2,7 @@ package impl
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -114,5 +115,97 @@ func TestPausedStreamStopsReading(t *testing.T) {
 	}
 	if limit := perStream + 2*oneRead; ahead > limit {
 		t.Fatalf("the runner read %d bytes of a paused stream ahead of the machine, more than MaxStreamQueued and two reads (%d): pausing did not stop its reader", ahead, limit)
+	}
+}
+
+// burster writes a big burst on the stream it accepts and, on the
+// command "more", another behind it and a close; at each
+// InStreamWritable it notes what the stream's writer still had queued.
+type burster struct {
+	r       *Runner
+	addr    chan netip.AddrPort
+	first   []byte
+	second  []byte
+	queued  chan struct{}
+	stream  spec.Stream
+	pending []int // the writer's queued bytes at each InStreamWritable
+}
+
+func (m *burster) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if out, ok := listenHere(in, out, m.addr); ok {
+		return out
+	}
+	switch in.Kind {
+	case spec.InAccepted:
+		m.stream = in.Stream
+		out = append(out, spec.Write(in.Stream, m.first))
+	case spec.InCommand:
+		out = append(out, spec.Write(m.stream, m.second), spec.Close(m.stream))
+		close(m.queued)
+	case spec.InStreamWritable:
+		n := -1 // the stream is gone
+		if st := m.r.streams[in.Stream]; st != nil {
+			st.mu.Lock()
+			n = st.pending
+			st.mu.Unlock()
+		}
+		m.pending = append(m.pending, n)
+	case spec.InStreamClosed:
+		out = append(out, spec.Exit(""))
+	}
+	return out
+}
+
+// InStreamWritable comes only when everything written has gone to the
+// kernel: a second burst written while the first was still being sent
+// is not taken when the first is, so no InStreamWritable comes between
+// them, and the one that comes finds nothing queued.
+func TestWritableOnlyWhenAllWritten(t *testing.T) {
+	m := &burster{
+		addr: make(chan netip.AddrPort, 1),
+		// Far more than the kernel's buffers on both sides (tcp_wmem
+		// and tcp_rmem allow 4 and 32 MiB), so the first burst is still
+		// being written while the client does not read.
+		first:  make([]byte, 64<<20),
+		second: make([]byte, 32<<20),
+		queued: make(chan struct{}),
+	}
+	r := New(m, Options{})
+	m.r = r
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(<-m.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadBuffer(64 << 10)
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	// A first byte shows the writer has taken the first burst.
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	r.Command(spec.Command{Name: "more"})
+	select {
+	case <-m.queued:
+	case <-ctx.Done():
+		t.Fatal("the machine did not write its second burst")
+	}
+	got, err := io.Copy(io.Discard, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(len(m.first) + len(m.second) - 1); got != want {
+		t.Fatalf("the client read %d bytes after the first, want %d", got, want)
+	}
+	_ = c.CloseWrite()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if len(m.pending) != 1 || m.pending[0] != 0 {
+		t.Fatalf("InStreamWritable came %d times, with the writer's queue holding %v bytes: want once, with nothing queued", len(m.pending), m.pending)
 	}
 }

@@ -107,9 +107,10 @@
 // up after Retries retransmissions without progress; the server also
 // ends, with an ERROR, any transfer older than MaxDuration (1h), so a
 // client that ACKs just in time cannot hold a slot for ever. The receiver of
-// the last block acknowledges it and dallies for eight timeouts (RFC 1350
-// §6; the sender's first three resends come one, three and seven
-// timeouts later),
+// the last block acknowledges it and dallies (RFC 1350 §6; the sender's
+// resends come one, three, seven, fifteen and 23 timeouts later): the
+// client for eight timeouts, the server for sixteen, twice the longest
+// backoff, from the last block and again from each resend of it,
 // answering every retransmitted last block with its ACK again. A
 // retransmission timer doubles with each timeout since the last
 // progress, up to 8 times the timeout (RFC 1123 4.2.3.2's backoff).
@@ -172,14 +173,22 @@
 //   - resends its first answer to a client that has not answered yet at
 //     most FirstRetries times (default 1) instead of Retries: a forged
 //     request draws at most two datagrams, and with options only small
-//     OACKs, since DATA follows only the client's ACK 0;
+//     OACKs, since DATA follows only the client's ACK 0. The transfer
+//     then waits, quietly, for the rest of the Retries schedule (the
+//     client's answers may have been lost too), no longer counted
+//     against MaxUnverified, and gives way to a new request that needs
+//     its place (as a dallying upload does). Any datagram that decodes
+//     on the transfer's port (out-of-order DATA too) is the client
+//     answering;
 //   - keeps at most MaxUnverified (16) transfers whose client has not
-//     answered; requests beyond that are dropped without a word to the
-//     sender (the log has a warning at most once a second that counts
-//     them), and such a transfer that times out is logged at debug
-//     level, not as a failed transfer's warning;
+//     answered and that still resend; requests beyond that are dropped
+//     without a word to the sender (the log has a warning at most once
+//     a second that counts them), and such a transfer that times out is
+//     logged at debug level, not as a failed transfer's warning;
 //   - ignores a request from a client port that already has a transfer
 //     (a retransmitted or duplicated request): copies never multiply;
+//     but a quiet one (above) answers it with its first answer again,
+//     once per timeout;
 //   - bounds transfers (MaxTransfers, 64), transfers per client address
 //     (MaxPerHost, 8; an upload that is only dallying is released, the
 //     oldest first, to make room for a new request rather than have it

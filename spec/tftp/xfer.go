@@ -47,6 +47,7 @@ type xfer struct {
 	// victim.
 	firstRetries int
 	verified     bool
+	reanswered   bool   // a quiet transfer answered a repeated request since its last timeout
 	tries        int    // timeouts since the last progress
 	first        []byte // the packet an unanswered phase resends (request, OACK)
 	started      spec.Time
@@ -90,12 +91,31 @@ var errFileChanged = errors.New("file changed during the transfer")
 // errOversized is a DATA block longer than the negotiated block size.
 var errOversized = errors.New("block longer than the block size")
 
-// limit is the number of retransmissions the transfer allows now.
-func (x *xfer) limit() int {
-	if !x.verified && x.firstRetries >= 0 {
-		return min(x.retries, x.firstRetries)
+// askedAgain answers a quiet transfer's client that repeats its request
+// with the transfer's first answer, once per timeout.
+func (x *xfer) askedAgain(now spec.Time, out []spec.Output) ([]spec.Output, error) {
+	switch {
+	case x.reanswered:
+		return out, nil
+	case x.ph == phaseRequest || x.ph == phaseOACK:
+		x.reanswered = true
+		return append(out, spec.Send(x.sock, x.peer, x.first)), nil
+	case x.sending && x.acked == 0:
+		// Without options the answer is the first window (DATA 1).
+		x.reanswered = true
+		return x.sendWindow(now, out)
+	case !x.sending && x.got == 0:
+		// A write's answer: its OACK, or ACK 0.
+		x.reanswered = true
+		return x.ack(out), nil
 	}
-	return x.retries
+	return out, nil
+}
+
+// quiet reports whether the transfer has resent what an unverified peer
+// may draw (firstRetries times) and now only waits for its answer.
+func (x *xfer) quiet() bool {
+	return !x.verified && x.firstRetries >= 0 && x.tries >= x.firstRetries
 }
 
 // arm sets the retransmission timer: the timeout, doubled for each
@@ -197,6 +217,12 @@ func (x *xfer) onData(now spec.Time, block uint16, data []byte, sink func([]byte
 	if len(data) > x.blksize {
 		return out, dataIgnored, fmt.Errorf("%w: block %d has %d bytes, the block size is %d", errOversized, block, len(data), x.blksize)
 	}
+	// Any DATA on the transfer's own port is the peer answering (a
+	// forger off the path does not know the port): out of order or not,
+	// it has the OACK, and the transfer is allowed its full Retries.
+	// Verified only by in-order blocks, a write whose first two blocks
+	// were lost gave up after FirstRetries (one) resend of the OACK.
+	x.verified = true
 	d := block - uint16(x.got+1)
 	switch {
 	case d >= 0x8000: // behind: a duplicate
@@ -291,12 +317,27 @@ func (x *xfer) dally(now spec.Time, d time.Duration, out []spec.Output) []spec.O
 
 // expire handles the retransmission timer: it resends what the phase
 // waits on, or reports that the transfer has timed out.
+//
+// A peer that has not answered yet (perhaps a forger's victim) draws at
+// most firstRetries resends, but the transfer waits for it as long as
+// for any peer, Retries timeouts with backoff: its answer may have been
+// lost too, and a transfer given up after one resend (3 s) met the
+// client's second ACK 0 (at 3 s after the OACK) closed, so a lost OACK
+// and a lost ACK 0 failed a download.
 func (x *xfer) expire(now spec.Time, out []spec.Output) ([]spec.Output, error) {
-	if x.tries >= x.limit() {
+	if x.tries >= x.retries {
+		if !x.verified && x.firstRetries >= 0 {
+			return out, fmt.Errorf("timed out: no answer to %d sends", 1+min(x.retries, x.firstRetries))
+		}
 		return out, fmt.Errorf("timed out after %d retransmissions", x.tries)
 	}
+	quiet := x.quiet()
 	x.tries++
 	x.st.timeouts++
+	x.reanswered = false
+	if quiet {
+		return x.arm(now, out), nil
+	}
 	switch {
 	case x.ph == phaseRequest || x.ph == phaseOACK:
 		out = append(out, spec.Send(x.sock, x.peer, x.first))

@@ -152,3 +152,52 @@ func TestCookieLifetime(t *testing.T) {
 		}
 	}
 }
+
+// The session limits hold when the cookies are echoed, not only when
+// the SYNs come: SYNs take no state, so a client that collects SYN-ACKs
+// while there is room (from many ports of one address, or from many
+// addresses) and echoes them all later opens no more sessions than
+// MaxPerAddr from one address and MaxSessions in all. Each echo beyond
+// them is answered with a busy RST, no larger than the echo.
+func TestLimitsHoldAtTheCookieEcho(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		cfg      rudp.Config
+		from     func(i int) netip.AddrPort
+		sessions int
+	}{
+		{"per address", rudp.Config{Seed: 3, MaxSessions: 10, MaxPerAddr: 2},
+			func(i int) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), uint16(1000+i)) }, 2},
+		{"in all", rudp.Config{Seed: 3, MaxSessions: 2, MaxPerAddr: 10},
+			func(i int) netip.AddrPort {
+				return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, 9, byte(i)}), 1000)
+			}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newCookieBench(t, tc.cfg)
+			const n = 4
+			var syns, acks [n]rudp.Packet
+			for i := range n {
+				syns[i], acks[i] = b.syn(tc.from(i), uint32(100+i))
+			}
+			opened := 0
+			for i := range n {
+				echo := echo0(syns[i], acks[i]).Append(nil)
+				sent, raw, accepted := b.handle(tc.from(i), echo)
+				if accepted {
+					opened++
+					continue
+				}
+				if len(sent) != 1 || sent[0].Type != rudp.TypeRST || sent[0].Reason != rudp.ReasonBusy || len(raw[0]) > len(echo) {
+					t.Fatalf("echo %d past the limit drew %+v, want a busy RST", i, sent)
+				}
+			}
+			if opened != tc.sessions || b.e.Sessions() != tc.sessions {
+				t.Fatalf("%d cookies echoed: %d sessions opened (%d held), want %d", n, opened, b.e.Sessions(), tc.sessions)
+			}
+			if got := b.counter("rudp_syns_refused"); got != n-uint64(tc.sessions) {
+				t.Errorf("rudp_syns_refused = %d, want %d", got, n-tc.sessions)
+			}
+		})
+	}
+}

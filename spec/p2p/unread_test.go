@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -64,5 +65,28 @@ func TestUnreadAnswersAcrossStepsAreBounded(t *testing.T) {
 				t.Errorf("%d bytes written before the reset, want MaxUnread (%d) and at most one answer (%d) more", written, limit, answer)
 			}
 		})
+	}
+}
+
+// A seed-style neighbour that sends MaxPending DREQs at once, without
+// reading, is served; one more request in the same step is one too many,
+// and closes it. (TestPeerBoundsTheRequestsQueuedPerConnection floods
+// with 200,000, so it sees the connection closed but not where.)
+func TestPeerQueuesAtMostMaxPending(t *testing.T) {
+	for _, extra := range []int{0, 1} {
+		p, h, in, held := heldChunkPeer(t, fuzzContent(nil))
+		n := p.cfg.MaxPending + extra
+		h.step(spec.Input{Kind: spec.InStreamData, Stream: in, Data: []byte("CHEL 51000\r\n" + strings.Repeat(fmt.Sprintf("DREQ %d\r\n", held), n))})
+		floods := counters(p)["request_floods"]
+		if extra == 0 {
+			ic := p.byIn[in]
+			if !h.open[in] || ic == nil || floods != 0 || len(ic.pending) > p.cfg.MaxPending {
+				t.Fatalf("%d DREQs (MaxPending) at once: open %v, request_floods %d; want them queued", n, h.open[in], floods)
+			}
+			continue
+		}
+		if h.open[in] || floods != 1 {
+			t.Fatalf("%d DREQs (MaxPending+1) at once: open %v, request_floods %d; want the connection closed", n, h.open[in], floods)
+		}
 	}
 }

@@ -101,3 +101,38 @@ func TestRelayedHashListCheckedAgainstTheRoot(t *testing.T) {
 		})
 	}
 }
+
+// A banned neighbour that connects back and says CHEL with the port it
+// was banned at is closed at once: no PHEL, no place among the
+// neighbours (the ban covered only dialing it before).
+func TestBannedNeighbourCannotConnectBack(t *testing.T) {
+	c := fuzzContent(nil)
+	root := c.Root()
+	var list []byte
+	for _, h := range c.Hashes() {
+		list = append(list, h[:]...)
+	}
+	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, NoTree: true}, &MemStore{})
+	h := newHarness(t, p)
+	h.step(spec.Input{Kind: spec.InStart})
+	srv := h.to("10.0.0.1:52000")
+	h.feed(srv, []byte("SHEL 337 64\r\n[[\"10.0.0.7\",51000]]\r\n"), 1024)
+	nb := h.to("10.0.0.7:51000")
+	if nb == 0 {
+		t.Fatalf("the peer dialed %v, want the neighbour", h.dials)
+	}
+	h.feed(nb, []byte("PHEL\r\nXHEL 1\r\nHAVE HASH\r\n"), 1024)
+	h.feed(srv, []byte("XHEL 1 "+fmt.Sprintf("%x", root[:])+"\r\n"), 1024)
+	list[0] ^= 1
+	h.feed(nb, append([]byte("CLRSP\r\n[]\r\nHASH 6\r\n"), list...), 1024)
+	if p.cnt.banned != 1 || h.open[nb] {
+		t.Fatalf("banned %d, neighbour connected %v; want it banned", p.cnt.banned, h.open[nb])
+	}
+	in := spec.AcceptedStream | 9
+	h.open[in] = true
+	h.step(spec.Input{Kind: spec.InAccepted, Stream: in, Addr: netip.MustParseAddrPort("10.0.0.7:40001")})
+	h.feed(in, []byte("CHEL 51000\r\nCLREQ\r\n"), 1024)
+	if h.open[in] || len(h.written[in]) != 0 {
+		t.Fatalf("the banned neighbour connected back: open %v, written %q; want it closed unanswered", h.open[in], h.written[in])
+	}
+}

@@ -109,8 +109,9 @@
 // client that ACKs just in time cannot hold a slot for ever. The receiver of
 // the last block acknowledges it and dallies (RFC 1350 §6; the sender's
 // resends come one, three, seven, fifteen and 23 timeouts later): the
-// client for eight timeouts, the server for sixteen, twice the longest
-// backoff, from the last block and again from each resend of it,
+// client for eight timeouts, the server for seventeen, twice the
+// longest backoff and one, from the last block and again from each
+// resend of it,
 // answering every retransmitted last block with its ACK again. A
 // retransmission timer doubles with each timeout since the last
 // progress, up to 8 times the timeout (RFC 1123 4.2.3.2's backoff).
@@ -177,9 +178,9 @@
 //     then waits, quietly, for the rest of the Retries schedule (the
 //     client's answers may have been lost too), no longer counted
 //     against MaxUnverified, and gives way to a new request that needs
-//     its place (as a dallying upload does). Any datagram that decodes
-//     on the transfer's port (out-of-order DATA too) is the client
-//     answering;
+//     its place (as a dallying upload does). DATA on the transfer's
+//     port (out of order too) or an ACK that counts is the client
+//     answering, and starts the retry count afresh;
 //   - keeps at most MaxUnverified (16) transfers whose client has not
 //     answered and that still resend; requests beyond that are dropped
 //     without a word to the sender (the log has a warning at most once
@@ -187,8 +188,9 @@
 //     logged at debug level, not as a failed transfer's warning;
 //   - ignores a request from a client port that already has a transfer
 //     (a retransmitted or duplicated request): copies never multiply;
-//     but a quiet one (above) answers it with its first answer again,
-//     once per timeout;
+//     but a quiet one (above) answers the same request with its first
+//     answer again, at most once between two timeouts, and one for
+//     something else ends it (the client has moved on);
 //   - bounds transfers (MaxTransfers, 64), transfers per client address
 //     (MaxPerHost, 8; an upload that is only dallying is released, the
 //     oldest first, to make room for a new request rather than have it

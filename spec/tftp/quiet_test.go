@@ -110,3 +110,49 @@ func TestDallyRestartsOnEachResend(t *testing.T) {
 		}
 	}
 }
+
+// A client's late first answer starts the retry count afresh: the
+// timeouts spent waiting quietly for it once left DATA 1 a single resend,
+// eight timeouts apart.
+func TestLateAnswerGetsFullRetries(t *testing.T) {
+	b := newBench(t, tftp.ServerConfig{})
+	out := sends(b.request(client, rrq("a.bin", "blksize", "512")))
+	sock, timer := out[0].Sock, spec.Timer(out[0].Sock)
+	for range 4 {
+		b.advance(time.Second, timer)
+	}
+	if out := sends(b.to(sock, client, ack(0))); len(out) != 1 || decode(t, out[0].Data).Op != tftp.OpDATA {
+		t.Fatalf("a late ACK 0 got %v, want DATA 1", out)
+	}
+	var first spec.Time
+	for _, o := range b.out {
+		if o.Kind == spec.OutSetTimer && o.Timer == timer {
+			first = o.At
+		}
+	}
+	if first != b.now.Add(time.Second) {
+		t.Fatalf("DATA 1's timer is %v after it, want one timeout", time.Duration(first-b.now))
+	}
+	for i := range 5 {
+		if out := sends(b.advance(time.Second, timer)); len(out) != 1 {
+			t.Fatalf("timeout %d after the late ACK 0: %d datagrams, want DATA 1 again", i+1, len(out))
+		}
+	}
+}
+
+// Another request from a quiet transfer's port is its client moving on:
+// it gets the file it asked for, from a new transfer, never the old
+// transfer's blocks (which it would save under the new name).
+func TestQuietTransferYieldsToAnotherRequest(t *testing.T) {
+	b := newBench(t, tftp.ServerConfig{})
+	out := sends(b.request(client, rrq("a.bin")))
+	oldSock := out[0].Sock
+	b.advance(time.Second, spec.Timer(oldSock)) // its one resend: now quiet
+	out = sends(b.request(client, rrq("d/x")))
+	if len(out) != 1 || out[0].Sock == oldSock {
+		t.Fatalf("a request for d/x from a.bin's quiet client got %v, want DATA 1 from a new transfer", out)
+	}
+	if p := decode(t, out[0].Data); p.Op != tftp.OpDATA || len(p.Data) != 512 || b.s.Transfers() != 1 {
+		t.Fatalf("got %v (%d bytes), %d transfers; want d/x's 512-byte block 1 and the old transfer gone", p.Op, len(p.Data), b.s.Transfers())
+	}
+}

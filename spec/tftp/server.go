@@ -52,9 +52,10 @@ type ServerConfig struct {
 	Timeout    time.Duration `json:"timeout,omitempty"`
 	MaxTimeout time.Duration `json:"maxTimeout,omitempty"`
 	// Retries is how many times a transfer resends without progress
-	// before it gives up (default 5); FirstRetries replaces it until the
-	// client has answered at all (default 1; negative: 0), so a forged
-	// request makes the server send at most 1+FirstRetries datagrams.
+	// before it gives up (default 5); until the client has answered at
+	// all, FirstRetries bounds the resends (default 1; negative: 0), so
+	// a forged request makes the server send at most 1+FirstRetries
+	// datagrams, while the transfer still waits the whole schedule.
 	Retries      int `json:"retries,omitempty"`
 	FirstRetries int `json:"firstRetries,omitempty"`
 	// MaxDuration ends a transfer that has run this long, with an error
@@ -123,8 +124,10 @@ func (c *ServerConfig) fill() {
 // dallyTimeouts is how long, in timeouts, a server dallies after the
 // last block of an upload, and after each resend of it: twice the
 // sender's longest backoff (8 timeouts), so that one lost resend, as
-// well as the ACK it answered, does not meet a closed port.
-const dallyTimeouts = 16
+// well as the ACK it answered, does not meet a closed port, and one
+// more for the resends' different trips (at exactly sixteen, one
+// arrived 0.2 ms after the port closed).
+const dallyTimeouts = 17
 
 // maxWindow caps any windowsize this package uses: block numbers are
 // compared modulo 65536, which needs a window well under half of that.
@@ -370,6 +373,11 @@ func (s *Server) request(now spec.Time, in spec.Input, out []spec.Output) []spec
 			// copies multiply what a victim receives.
 			s.c.dupRequests++
 			return append(out, spec.Debug("tftp: request from a port with a transfer in progress", slog.String("from", from.String())))
+		case !old.done && (old.write != write || old.x.name != p.Filename):
+			// Another request from the port of a quiet transfer: its
+			// client has moved on (answering it with the old file's
+			// blocks would save them under the new name).
+			out = s.fail(old, ErrUndefined, "the client asked for something else", false, out)
 		case !old.done:
 			// Still asking, after every answer the transfer may send an
 			// unanswered client: they were lost. Answer once more, from
@@ -639,16 +647,16 @@ func (s *Server) datagram(now spec.Time, sx *serverXfer, in spec.Input, out []sp
 	}
 	if sx.done {
 		if sx.write && p.Op == OpDATA && sx.x.ph == phaseDally {
-			// The sender resends its last block: our ACK of it was
-			// lost. Answer again and dally on from now: with the dally
-			// timed from the commit alone, a client whose resends had
-			// backed off to eight timeouts, and whose one re-ACK was
-			// lost too, met a closed port (2 seeds in 100 at 15% loss).
-			if p.Block == uint16(sx.x.got) {
-				sx.x.dupAcked = false
-			}
 			out, _, _ = sx.x.onData(now, p.Block, p.Data, nil, out)
-			out = append(out, spec.SetTimer(sx.x.timer, now.Add(dallyTimeouts*sx.x.timeout)))
+			if p.Block == uint16(sx.x.got) {
+				// The sender resends its last block: our ACK of it was
+				// lost. Dally on from now: timed from the commit alone,
+				// a client whose resends had backed off to eight
+				// timeouts, and whose one re-ACK was lost too, met a
+				// closed port (2 seeds in 100 at 15% loss). Only the last
+				// block: other stragglers must not hold the slot.
+				out = append(out, spec.SetTimer(sx.x.timer, now.Add(dallyTimeouts*sx.x.timeout)))
+			}
 		}
 		return out
 	}
@@ -667,7 +675,7 @@ func (s *Server) datagram(now spec.Time, sx *serverXfer, in spec.Input, out []sp
 			s.st.staleAcks++
 			return out
 		}
-		sx.x.verified = true
+		sx.x.answered()
 		s.st.acksIn++
 		out, err := sx.x.sendWindow(now, out)
 		if err != nil {
@@ -786,8 +794,10 @@ func (s *Server) timer(now spec.Time, sx *serverXfer, out []spec.Output) []spec.
 		return s.expired(sx, out)
 	}
 	out, err := sx.x.expire(now, out)
-	if sx.pending && sx.x.quiet() {
-		// It will send nothing more unless its client answers: it no
+	if sx.pending && sx.x.quiet() && sx.x.tries > sx.x.firstRetries {
+		// Past the timeout that used to end it (so forged requests still
+		// hold a MaxUnverified place as long as they did):
+		// it will send nothing more unless its client answers, no
 		// longer counts against MaxUnverified, and gives way to a new
 		// request that needs room (evictIdle).
 		sx.pending = false

@@ -92,7 +92,8 @@ var errFileChanged = errors.New("file changed during the transfer")
 var errOversized = errors.New("block longer than the block size")
 
 // askedAgain answers a quiet transfer's client that repeats its request
-// with the transfer's first answer, once per timeout.
+// with the transfer's first answer, at most once between two timeouts
+// (the first window, without options, also re-arms the timer).
 func (x *xfer) askedAgain(now spec.Time, out []spec.Output) ([]spec.Output, error) {
 	switch {
 	case x.reanswered:
@@ -112,10 +113,21 @@ func (x *xfer) askedAgain(now spec.Time, out []spec.Output) ([]spec.Output, erro
 	return out, nil
 }
 
-// quiet reports whether the transfer has resent what an unverified peer
-// may draw (firstRetries times) and now only waits for its answer.
+// quiet reports whether the transfer, bound, has resent what an
+// unverified peer may draw (firstRetries times) and now only waits for
+// its answer.
 func (x *xfer) quiet() bool {
-	return !x.verified && x.firstRetries >= 0 && x.tries >= x.firstRetries
+	return !x.verified && x.firstRetries >= 0 && x.ph != phaseBinding && x.tries >= x.firstRetries
+}
+
+// answered marks the peer verified. Its first answer starts the retry
+// count afresh: timeouts spent waiting quietly for it must not leave
+// the transfer proper with fewer resends, at the longest backoff.
+func (x *xfer) answered() {
+	if !x.verified {
+		x.tries = 0
+	}
+	x.verified = true
 }
 
 // arm sets the retransmission timer: the timeout, doubled for each
@@ -222,7 +234,7 @@ func (x *xfer) onData(now spec.Time, block uint16, data []byte, sink func([]byte
 	// it has the OACK, and the transfer is allowed its full Retries.
 	// Verified only by in-order blocks, a write whose first two blocks
 	// were lost gave up after FirstRetries (one) resend of the OACK.
-	x.verified = true
+	x.answered()
 	d := block - uint16(x.got+1)
 	switch {
 	case d >= 0x8000: // behind: a duplicate

@@ -56,9 +56,12 @@ type Client struct {
 	// every heartbeat until the server confirms it (ok).
 	token string
 	ok    bool
-	// cookie is the one the server gave us when its join limit turned
-	// us away, sent with heartbeats until a welcome.
-	cookie string
+	// cookie is the one the server gave us (at cookieAt) when its join
+	// limit turned us away, sent with heartbeats until a welcome, or for
+	// an Interval: a late copy after the welcome, or an old one, is no
+	// use (the server takes one for one to two Intervals).
+	cookie   string
+	cookieAt spec.Time
 
 	deliv [][]byte
 	c     ClientCounters
@@ -210,7 +213,7 @@ func (c *Client) heartbeat(now spec.Time, out []spec.Output) []spec.Output {
 	c.c.Heartbeats++
 	b := make([]byte, 0, headerMax+5)
 	b = AppendHeader(b, Header{Session: c.session})
-	if c.cookie != "" {
+	if c.cookie != "" && now.Sub(c.cookieAt) < c.interval {
 		// Turned away by the join limit: the cookie joins us past it.
 		b = append(append(append(b, "^cookie "...), c.cookie...), "^\n"...)
 	}
@@ -473,7 +476,7 @@ func (c *Client) control(now spec.Time, text string, out []spec.Output, inOrder 
 		// likely): join again at once with the cookie, which proves
 		// we receive at our address and so passes the limit.
 		if len(f) == 2 && len(f[1]) <= MaxToken {
-			c.cookie = string(f[1])
+			c.cookie, c.cookieAt = string(f[1]), now
 			c.c.Cookies++
 			if c.state == stateActive {
 				out = c.heartbeat(now, out)

@@ -333,7 +333,10 @@ func (s *Server) expire(now spec.Time) {
 // purge forgets closed sessions after Interval, and the oldest ones
 // beyond MaxMembers.
 func (s *Server) purge(now spec.Time) {
-	for len(s.floorQ) > 0 && (s.floorQ[0].at <= now || len(s.floorQ) > s.cfg.MaxMembers) {
+	// Bounded by the floors kept, not the queue: its entries for floors a
+	// rejoin took or a later expiry replaced are stale, and trimming by
+	// them forgot live floors early.
+	for len(s.floorQ) > 0 && (s.floorQ[0].at <= now || len(s.floors) > s.cfg.MaxMembers) {
 		if t := s.floorQ[0]; s.floors[t.key].until == t.at {
 			delete(s.floors, t.key)
 		}
@@ -503,7 +506,7 @@ func (s *Server) admit(now spec.Time, from netip.AddrPort, session uint64, body 
 	// forged sources cannot, so it joins past the limit they exhaust.
 	proven := false
 	if ck, ok := cookieLine(first); ok && session != 0 {
-		if proven = s.cookieFor(now, from, session, 0) == ck || s.cookieFor(now, from, session, -1) == ck; proven {
+		if proven = hmac.Equal([]byte(s.cookieFor(now, from, session, 0)), []byte(ck)) || hmac.Equal([]byte(s.cookieFor(now, from, session, -1)), []byte(ck)); proven {
 			s.c.CookieJoins++
 		} else {
 			s.c.BadCookies++

@@ -140,7 +140,7 @@ func (e *env) statusFor(p string) *env {
 	if err != nil {
 		return e
 	}
-	if b, err := os.Stat(p); err != nil || !os.SameFile(a, b) {
+	if b, err := os.Stat(p); err != nil || !os.SameFile(a, b) || isDevNull(b) {
 		return e
 	}
 	c := *e
@@ -176,14 +176,21 @@ func checkOutFiles(verb string, outs []string, ins ...string) error {
 }
 
 // samePath reports whether paths a and b name one file: the same file
-// if both exist, else the same absolute path.
+// if both exist (a device other than a regular file, /dev/null say, can
+// take any number of writers), else the same absolute path.
 func samePath(a, b string) bool {
 	fa, erra := os.Stat(a)
 	fb, errb := os.Stat(b)
 	if erra == nil && errb == nil {
-		return os.SameFile(fa, fb)
+		return os.SameFile(fa, fb) && fa.Mode().IsRegular()
 	}
 	aa, erra := filepath.Abs(a)
 	ab, errb := filepath.Abs(b)
 	return erra == nil && errb == nil && aa == ab
+}
+
+// isDevNull reports whether fi is /dev/null.
+func isDevNull(fi os.FileInfo) bool {
+	n, err := os.Stat(os.DevNull)
+	return err == nil && os.SameFile(fi, n)
 }

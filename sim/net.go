@@ -216,14 +216,7 @@ func (s *Sim) transmit(p *packet, copy bool) {
 	up := &n.link.Up
 	f := s.faults()
 	if !copy && (s.chance(up.Dup) || s.chance(f.Dup)) {
-		s.pktID++
-		c := s.newPacket()
-		*c = *p
-		c.id = s.pktID
-		ev := s.netEvent(NetDup, c, "")
-		ev.Orig = p.id
-		s.recordNet(ev)
-		s.transmit(c, true)
+		s.transmit(s.duplicate(p, ""), true)
 	}
 	if s.chance(up.Loss) || s.chance(f.Loss) {
 		if p.seg != nil {
@@ -277,16 +270,22 @@ func (s *Sim) arrive(p *packet) {
 	}
 	down := &dst.link.Down
 	if s.chance(down.Dup) {
-		s.pktID++
-		c := s.newPacket()
-		*c = *p
-		c.id = s.pktID
-		ev := s.netEvent(NetDup, c, "downlink")
-		ev.Orig = p.id
-		s.recordNet(ev)
-		s.downlink(c, dst)
+		s.downlink(s.duplicate(p, "downlink"), dst)
 	}
 	s.downlink(p, dst)
+}
+
+// duplicate returns a copy of p with its own id, recorded as a
+// duplication (note says where).
+func (s *Sim) duplicate(p *packet, note string) *packet {
+	s.pktID++
+	c := s.newPacket()
+	*c = *p
+	c.id = s.pktID
+	ev := s.netEvent(NetDup, c, note)
+	ev.Orig = p.id
+	s.recordNet(ev)
+	return c
 }
 
 // downlink puts p, arrived at the core, on dst's downlink: loss,

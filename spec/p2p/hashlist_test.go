@@ -19,27 +19,11 @@ import (
 // whose digest was flipped, for good.
 func TestRelayedHashListCheckedAgainstTheRoot(t *testing.T) {
 	c := fuzzContent(nil)
-	root := c.Root()
-	var list []byte
-	for _, h := range c.Hashes() {
-		list = append(list, h[:]...)
-	}
+	root, list := c.Root(), hashList(c)
 	md5 := c.MD5()
 	for _, flip := range []int{0, 32*3 + 17, len(list) - 1} {
 		t.Run(fmt.Sprintf("byte %d", flip), func(t *testing.T) {
-			p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, NoTree: true}, &MemStore{})
-			h := newHarness(t, p)
-			h.step(spec.Input{Kind: spec.InStart})
-			srv := h.to("10.0.0.1:52000")
-			h.feed(srv, []byte("SHEL 337 64\r\n[[\"10.0.0.7\",51000]]\r\n"), 1024)
-			nb := h.to("10.0.0.7:51000")
-			if nb == 0 {
-				t.Fatalf("the peer dialed %v, want the neighbour", h.dials)
-			}
-			// The neighbour has the list, so the peer asks it, not the
-			// server.
-			h.feed(nb, []byte("PHEL\r\nXHEL 1\r\nHAVE HASH\r\n"), 1024)
-			h.feed(srv, []byte("XHEL 1 "+fmt.Sprintf("%x", root[:])+"\r\n"), 1024)
+			p, h, srv, nb := peerWithListingNeighbour(t, root)
 			asked := false
 			msgs, _ := parseAll(Requests, h.written[nb], len(h.written[nb])+1)
 			for _, m := range msgs {
@@ -107,22 +91,8 @@ func TestRelayedHashListCheckedAgainstTheRoot(t *testing.T) {
 // neighbours (the ban covered only dialing it before).
 func TestBannedNeighbourCannotConnectBack(t *testing.T) {
 	c := fuzzContent(nil)
-	root := c.Root()
-	var list []byte
-	for _, h := range c.Hashes() {
-		list = append(list, h[:]...)
-	}
-	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, NoTree: true}, &MemStore{})
-	h := newHarness(t, p)
-	h.step(spec.Input{Kind: spec.InStart})
-	srv := h.to("10.0.0.1:52000")
-	h.feed(srv, []byte("SHEL 337 64\r\n[[\"10.0.0.7\",51000]]\r\n"), 1024)
-	nb := h.to("10.0.0.7:51000")
-	if nb == 0 {
-		t.Fatalf("the peer dialed %v, want the neighbour", h.dials)
-	}
-	h.feed(nb, []byte("PHEL\r\nXHEL 1\r\nHAVE HASH\r\n"), 1024)
-	h.feed(srv, []byte("XHEL 1 "+fmt.Sprintf("%x", root[:])+"\r\n"), 1024)
+	root, list := c.Root(), hashList(c)
+	p, h, _, nb := peerWithListingNeighbour(t, root)
 	list[0] ^= 1
 	h.feed(nb, append([]byte("CLRSP\r\n[]\r\nHASH 6\r\n"), list...), 1024)
 	if p.cnt.banned != 1 || h.open[nb] {
@@ -135,4 +105,34 @@ func TestBannedNeighbourCannotConnectBack(t *testing.T) {
 	if h.open[in] || len(h.written[in]) != 0 {
 		t.Fatalf("the banned neighbour connected back: open %v, written %q; want it closed unanswered", h.open[in], h.written[in])
 	}
+}
+
+// peerWithListingNeighbour is a peer welcomed by the server
+// (10.0.0.1:52000, a 337-byte file in chunks of 64, whose root is root)
+// with one neighbour (10.0.0.7:51000) that has the hash list, so the
+// peer asks the neighbour for it, not the server. It returns the peer,
+// its harness and the server's and the neighbour's streams.
+func peerWithListingNeighbour(t *testing.T, root [32]byte) (*Peer, *harness, spec.Stream, spec.Stream) {
+	t.Helper()
+	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, NoTree: true}, &MemStore{})
+	h := newHarness(t, p)
+	h.step(spec.Input{Kind: spec.InStart})
+	srv := h.to("10.0.0.1:52000")
+	h.feed(srv, []byte("SHEL 337 64\r\n[[\"10.0.0.7\",51000]]\r\n"), 1024)
+	nb := h.to("10.0.0.7:51000")
+	if nb == 0 {
+		t.Fatalf("the peer dialed %v, want the neighbour", h.dials)
+	}
+	h.feed(nb, []byte("PHEL\r\nXHEL 1\r\nHAVE HASH\r\n"), 1024)
+	h.feed(srv, []byte("XHEL 1 "+fmt.Sprintf("%x", root[:])+"\r\n"), 1024)
+	return p, h, srv, nb
+}
+
+// hashList is c's HASH body: its chunks' digests in order.
+func hashList(c *Content) []byte {
+	var list []byte
+	for _, h := range c.Hashes() {
+		list = append(list, h[:]...)
+	}
+	return list
 }

@@ -82,15 +82,8 @@ func TestPausedStreamStopsReading(t *testing.T) {
 	m := &pausedForGood{addr: make(chan netip.AddrPort, 1), ahead: make(chan int, 1)}
 	r := New(m, Options{MaxStreamQueued: perStream})
 	m.r = r
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel, errc, c := runAndDial(t, r, m.addr)
 	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(<-m.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	// The write stops when the kernel's buffers are full, if the runner
 	// stops reading; the deadline ends it.
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
@@ -172,15 +165,8 @@ func TestWritableOnlyWhenAllWritten(t *testing.T) {
 	}
 	r := New(m, Options{})
 	m.r = r
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel, errc, c := runAndDial(t, r, m.addr)
 	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(<-m.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	_ = c.SetReadBuffer(64 << 10)
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	// A first byte shows the writer has taken the first burst.
@@ -208,4 +194,20 @@ func TestWritableOnlyWhenAllWritten(t *testing.T) {
 	if len(m.pending) != 1 || m.pending[0] != 0 {
 		t.Fatalf("InStreamWritable came %d times, with the writer's queue holding %v bytes: want once, with nothing queued", len(m.pending), m.pending)
 	}
+}
+
+// runAndDial runs r for at most 30 s and dials the TCP address its
+// machine reports on addr; the connection is closed when the test ends.
+func runAndDial(t *testing.T, r *Runner, addr <-chan netip.AddrPort) (context.Context, context.CancelFunc, <-chan error, *net.TCPConn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(<-addr))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return ctx, cancel, errc, c
 }

@@ -134,11 +134,7 @@ func TestUnreadAnswersAreBounded(t *testing.T) {
 				m = p
 			} else {
 				s := NewServer(ServerConfig{Addr: netip.MustParseAddrPort("10.0.0.1:52000")}, big)
-				h = newHarness(t, s)
-				h.step(spec.Input{Kind: spec.InStart})
-				st = spec.AcceptedStream | 1
-				h.open[st] = true
-				h.step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st, Addr: netip.MustParseAddrPort("10.0.0.2:50000")})
+				h, st = acceptedBy(t, s)
 				m = s
 			}
 			in := []byte("CHEL 51000\r\n")
@@ -184,11 +180,7 @@ func TestUnreadAnswersQueuedBehindAPacedOneAreBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := NewServer(ServerConfig{Addr: netip.MustParseAddrPort("10.0.0.1:52000")}, big)
-		h := newHarness(t, s)
-		h.step(spec.Input{Kind: spec.InStart})
-		st := spec.AcceptedStream | 1
-		h.open[st] = true
-		h.step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st, Addr: netip.MustParseAddrPort("10.0.0.2:50000")})
+		h, st := acceptedBy(t, s)
 		in := "CHEL 51000\r\nDREQ 0\r\n" + strings.Repeat("CLREQ\r\n", 250)
 		h.step(spec.Input{Kind: spec.InStreamData, Stream: st, Data: []byte(in)})
 		limit := unreadCap(0, big.Chunks())

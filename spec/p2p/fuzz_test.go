@@ -312,11 +312,7 @@ func relayFeed() (hello, parent string) {
 func TestHarness(t *testing.T) {
 	c := fuzzContent(t)
 	s := NewServer(ServerConfig{Addr: netip.MustParseAddrPort("10.0.0.1:52000"), ChunkSize: 64}, c)
-	h := newHarness(t, s)
-	h.step(spec.Input{Kind: spec.InStart})
-	st := spec.AcceptedStream | 1
-	h.open[st] = true
-	h.step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st, Addr: netip.MustParseAddrPort("10.0.0.2:50000")})
+	h, st := acceptedBy(t, s)
 	h.feed(st, []byte("CHEL 51000\r\nDREQ 2\r\n"), 5)
 	for k := 0; k < 5; k++ {
 		h.fire()
@@ -551,4 +547,16 @@ func FuzzDescribe(f *testing.F) {
 			}
 		}
 	})
+}
+
+// acceptedBy starts server s in a harness and has it accept one
+// connection, from 10.0.0.2:50000.
+func acceptedBy(t *testing.T, s *Server) (*harness, spec.Stream) {
+	t.Helper()
+	h := newHarness(t, s)
+	h.step(spec.Input{Kind: spec.InStart})
+	st := spec.AcceptedStream | 1
+	h.open[st] = true
+	h.step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st, Addr: netip.MustParseAddrPort("10.0.0.2:50000")})
+	return h, st
 }

@@ -42,11 +42,7 @@ func TestUnreadAnswersAcrossStepsAreBounded(t *testing.T) {
 				m, limit = p, p.maxUnread()
 			} else {
 				s := NewServer(ServerConfig{Addr: netip.MustParseAddrPort("10.0.0.1:52000")}, big)
-				h = newHarness(t, s)
-				h.step(spec.Input{Kind: spec.InStart})
-				st = spec.AcceptedStream | 1
-				h.open[st] = true
-				h.step(spec.Input{Kind: spec.InAccepted, Sock: sockListen, Stream: st, Addr: netip.MustParseAddrPort("10.0.0.2:50000")})
+				h, st = acceptedBy(t, s)
 				m, limit = s, unreadCap(s.cfg.MaxUnread, big.Chunks())
 			}
 			h.step(spec.Input{Kind: spec.InStreamData, Stream: st, Data: []byte("CHEL 51000\r\n")})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/chat"
+	"github.com/netspec/netspec/spec/spectest"
 )
 
 // A flood of strangers (forged sources, say) joins at most JoinBurst at
@@ -150,15 +151,7 @@ func TestClientJoinsThroughAFlood(t *testing.T) {
 	if biggest > chat.StrangerPad {
 		t.Fatalf("a %d-byte answer to a stranger that sends %d-byte datagrams", biggest, chat.StrangerPad)
 	}
-	counter := func(name string) uint64 {
-		for _, k := range s.Counters() {
-			if k.Name == name {
-				return k.Value
-			}
-		}
-		t.Fatalf("no counter %s", name)
-		return 0
-	}
+	counter := func(name string) uint64 { return spectest.Counter(t, s, name) }
 	if counter("cookies") == 0 || counter("cookie_joins") != 1 || c.Stats().Cookies == 0 {
 		t.Fatalf("cookies %d, cookie joins %d, client cookies %d: the client did not come in by a cookie", counter("cookies"), counter("cookie_joins"), c.Stats().Cookies)
 	}

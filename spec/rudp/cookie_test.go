@@ -7,6 +7,7 @@ import (
 
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/rudp"
+	"github.com/netspec/netspec/spec/spectest"
 )
 
 // cookieBench plays clients to one listening endpoint by hand: it sends
@@ -61,15 +62,7 @@ func echo0(syn, ack rudp.Packet) *rudp.Packet {
 		Cookie: rudp.Cookie{TS: ack.TS, Src: syn.Src, MSS: syn.MSS, Wnd: syn.Wnd, MAC: ack.MAC}}
 }
 
-func (b *cookieBench) counter(name string) uint64 {
-	for _, c := range b.e.Counters() {
-		if c.Name == name {
-			return c.Value
-		}
-	}
-	b.t.Fatalf("no counter %q", name)
-	return 0
-}
+func (b *cookieBench) counter(name string) uint64 { return spectest.Counter(b.t, b.e, name) }
 
 // A fresh cookie echo whose MAC differs from the server's in any one
 // bit is dropped, without an answer, a session, or a trace but the

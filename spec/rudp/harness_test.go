@@ -8,6 +8,7 @@ import (
 
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/rudp"
+	"github.com/netspec/netspec/spec/spectest"
 )
 
 // harness drives one dialing endpoint directly, with explicit times, and
@@ -230,15 +231,7 @@ func (h *harness) stats() rudp.Stats {
 	return s
 }
 
-func (h *harness) counter(name string) uint64 {
-	for _, c := range h.ep.Counters() {
-		if c.Name == name {
-			return c.Value
-		}
-	}
-	h.t.Fatalf("no counter %q", name)
-	return 0
-}
+func (h *harness) counter(name string) uint64 { return spectest.Counter(h.t, h.ep, name) }
 
 // closed returns the session's Closed event and when it came.
 func (h *harness) closed() (rudp.Event, spec.Time, bool) {

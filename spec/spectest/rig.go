@@ -279,3 +279,16 @@ func Seq(parts ...any) []byte {
 	}
 	return b
 }
+
+// Counter returns m's counter name, and fails the test if m has none:
+// a misspelt name must not read as a zero.
+func Counter(t testing.TB, m spec.Inspector, name string) uint64 {
+	t.Helper()
+	for _, c := range m.Counters() {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	t.Fatalf("no counter %q", name)
+	return 0
+}

@@ -256,7 +256,19 @@ func (r *Runner) post(it item) bool {
 	case <-r.quit:
 	case <-r.done:
 	}
+	r.discard(it)
 	return false
+}
+
+// discard un-counts an item the machine will never be handed (the runner
+// is stopping), so that Stats still adds up after Run returns.
+func (r *Runner) discard(it item) {
+	if it.cost != 0 {
+		r.queued.Add(-it.cost)
+	}
+	if it.kind == itData {
+		r.backlog.Add(-int64(len(it.in.Data)))
+	}
 }
 
 // admit counts n bytes of a received datagram against MaxQueuedInput and
@@ -917,9 +929,11 @@ func (r *Runner) shutdown() {
 	r.wg.Wait()
 	// Connections accepted or dialed that the machine never heard of
 	// are still in the queue: reset them rather than leave them open.
+	// The rest is dropped, and un-counted.
 	for {
 		select {
 		case it := <-r.items:
+			r.discard(it)
 			if it.st != nil && (it.kind == itAccepted || it.kind == itConnected) {
 				it.st.kill(true)
 			}

@@ -521,6 +521,9 @@ func TestStreamBacklogIsBoundedAcrossStreams(t *testing.T) {
 	}
 	cancel()
 	<-errc
+	if b := r.Stats().StreamBacklog; b != 0 {
+		t.Errorf("after Run returned, Stats says %d bytes still wait for the machine: what a stopped runner drops must be un-counted", b)
+	}
 	t.Logf("peak backlog %d bytes across %d connections", peak, conns)
 }
 

@@ -11,7 +11,13 @@
 // packets received, lost and out of order. The stream is live: the index
 // advances with time from the server's start whether or not anyone
 // listens, and a client that joins late gets the packets from then on,
-// as in the seed's logs.
+// as the seed's later clients did (its log has clients joining at index
+// 6 and 11; its first, there from the start, got index 0, as a client
+// does here only if it joins within the first delay). A client counts
+// from its first packet (RFC 3550's expected, A.3): the packets sent
+// before it joined are not lost to it. The seed's client counted them
+// lost (joined at 11, streamed to 17: 7 received, 11 lost); this one
+// reports 7 received, 0 lost.
 //
 // # Transport
 //

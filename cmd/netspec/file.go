@@ -284,7 +284,9 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 		defer t.Stop()
 	}
 	ccfg := file.ClientConfig{Server: server, Session: sf.config()}
-	r := tr.New("file", "client", ccfg, file.NewClient(ccfg), sf.options(impl.Options{
+	cl := file.NewClient(ccfg)
+	d.counters = cl.Counters // read by finish, once the runner has stopped
+	r := tr.New("file", "client", ccfg, cl, sf.options(impl.Options{
 		Logger: log,
 		OnEvent: func(now spec.Time, ev spec.Event) {
 			if ev.Name == "connected" {
@@ -327,6 +329,7 @@ type download struct {
 	quiet      bool
 	t0         spec.Time
 	dur        time.Duration
+	counters   func() []spec.Counter // the client machine's
 	// toStdout: -o -, the bytes go to standard output as they come (no
 	// PATH.part, no resume) and the messages to standard error.
 	toStdout bool
@@ -564,6 +567,11 @@ func (d *download) finish(runErr error) error {
 			msgs = d.e.stderr
 		}
 		fmt.Fprintf(msgs, "%s: %d bytes in %s%s, sha256 %s -> %s\n", d.name, d.size, elapsed(d.size-d.offset, d.dur), resumed, d.sum, d.path)
+		if d.counters != nil {
+			// The seed's client reported how often data came twice.
+			c := counterMap(d.counters())
+			fmt.Fprintf(msgs, "%s: %d segments received, %d of them duplicates\n", d.name, c["rudp_segments_received"], c["rudp_duplicate_segments"])
+		}
 		return nil
 	}
 	_ = d.close()
@@ -656,6 +664,15 @@ func (p *progress) stop() {
 // elapsed is "76ms (155.3 MiB/s)": how long n bytes took, and their
 // rate; "<1ms" alone when the clock saw too little time for a rate to
 // mean anything (it would read hundreds of GiB/s).
+// counterMap indexes a machine's counters by name.
+func counterMap(cs []spec.Counter) map[string]uint64 {
+	m := make(map[string]uint64, len(cs))
+	for _, c := range cs {
+		m[c.Name] = c.Value
+	}
+	return m
+}
+
 func elapsed(n int64, d time.Duration) string {
 	if d < time.Millisecond {
 		return "<1ms"

@@ -176,6 +176,16 @@ func TestFileTransfers(t *testing.T) {
 				if _, err := os.Stat(out + ".part"); !os.IsNotExist(err) {
 					t.Errorf("get %s: %s.part left behind", name, out)
 				}
+				var segs, dups uint64
+				if _, err := fmt.Sscanf(stdout[strings.Index(stdout, "\n")+1:], name+": %d segments received, %d of them duplicates", &segs, &dups); err != nil {
+					t.Fatalf("get %s: no segment count in the summary (%v): %q", name, err, stdout)
+				}
+				if min := uint64(sizes[name]) / uint64(one); segs < min || dups > segs {
+					t.Errorf("get %s: %d segments received, %d duplicates: a %d-byte file takes at least %d", name, segs, dups, sizes[name], min)
+				}
+				if name == "big.bin" && tc.faults != nil && dups == 0 {
+					t.Errorf("get %s with 1%% duplication: no duplicate segment counted", name)
+				}
 			}
 		})
 	}

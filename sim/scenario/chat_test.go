@@ -41,15 +41,25 @@ func withFlagDefaults() *scenario.Chat {
 
 // Swarm testing of chat alone: faults drawn from each seed, safety
 // throughout, every running client sees every other's last line after
-// healing. NETSPEC_CHAT_SWARM=N runs N seeds (default 20).
+// healing. NETSPEC_CHAT_SWARM=N runs N seeds (default 20), from
+// NETSPEC_CHAT_SWARM_SEED (default 1).
 func TestChatSwarm(t *testing.T) {
-	n := 20
+	n, first := 20, uint64(1)
 	if v := os.Getenv("NETSPEC_CHAT_SWARM"); v != "" {
-		n, _ = strconv.Atoi(v)
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			t.Fatalf("NETSPEC_CHAT_SWARM: %v", err)
+		}
+	}
+	if v := os.Getenv("NETSPEC_CHAT_SWARM_SEED"); v != "" {
+		var err error
+		if first, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("NETSPEC_CHAT_SWARM_SEED: %v", err)
+		}
 	}
 	c := &scenario.Chat{}
 	part, crash := c.Targets()
-	for seed := uint64(1); seed <= uint64(n); seed++ {
+	for seed := first; seed < first+uint64(n); seed++ {
 		f := sim.FaultsFromSeed(seed, sim.FaultBounds{
 			MaxLoss: 0.3, MaxDup: 0.1, MaxJitter: 30 * time.Millisecond,
 			Horizon:       time.Duration(5+seed%26) * time.Second,
@@ -57,7 +67,7 @@ func TestChatSwarm(t *testing.T) {
 			MaxCrashes: 2, Crashable: crash,
 		})
 		if v := c.Check(seed, f, scenario.Options{Seed: seed}); !v.OK() {
-			t.Errorf("seed %d, faults %v: safety %q, liveness %q\n  replay: NETSPEC_CHAT_SWARM_SEED=%d", seed, f, v.Safety, v.Live, seed)
+			t.Errorf("seed %d, faults %v: safety %q, liveness %q\n  replay: NETSPEC_CHAT_SWARM_SEED=%d NETSPEC_CHAT_SWARM=1 go test ./sim/scenario -run 'TestChatSwarm$' -v", seed, f, v.Safety, v.Live, seed)
 		}
 	}
 }

@@ -339,6 +339,33 @@ func TestChatJoinWithNetcat(t *testing.T) {
 	}
 }
 
+// A line piped into chat join at once, before the server has validated
+// the member, comes back to its sender as to everyone: the client holds
+// it until "^ok^" (the server withholds everything else from an address
+// it has not validated, so sent at once it reached only the others).
+func TestChatJoinPipedLineComesBack(t *testing.T) {
+	host, port := chatServer(t)
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), []string{"chat", "join", host + ":" + port, "--nick", "carol"}, inR, outW, io.Discard)
+		outW.Close()
+	}()
+	go func() { _, _ = io.WriteString(inW, "hello at once\n") }() // read before the welcome
+	carol := newLineReader(outR)
+	carol.await(t, "carol", "[carol] hello at once", false)
+	inW.Close()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("chat join exited %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("chat join did not leave at end of input")
+	}
+}
+
 // One line too long for chat join is skipped, with a word on stderr;
 // it used to end the session.
 func TestChatReadLines(t *testing.T) {

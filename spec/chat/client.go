@@ -42,7 +42,7 @@ type Client struct {
 	lastSent spec.Time
 	lastMsg  spec.Time
 	heard    spec.Time // when the server last sent this session anything
-	queued   [][]byte  // lines typed before the socket was bound
+	queued   [][]byte  // lines typed before the membership was validated (see MaxHeld)
 
 	nick     string // as the server last said
 	want     string // the nick to hold (cfg.Nick, then what /nick got)
@@ -136,11 +136,7 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		} else {
 			out = c.heartbeat(now, out)
 		}
-		for _, l := range c.queued {
-			out = c.sendSeq(now, l, out)
-		}
-		c.queued = nil
-		if leaving {
+		if leaving { // the lines typed meanwhile go first
 			out = c.leave(now, out)
 		}
 	case spec.InCommand:
@@ -153,10 +149,10 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 				case k == KindQuit:
 					out = c.leave(now, out)
 				case len(line) == 0:
-				case c.state == stateStarting:
+				case c.state == stateStarting || !c.ok && len(c.queued) < MaxHeld:
 					c.queued = append(c.queued, line)
 				default:
-					out = c.sendSeq(now, line, out)
+					out = c.sendSeq(now, line, c.flushHeld(now, out))
 				}
 			}
 		case "quit":
@@ -197,6 +193,25 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			out = c.leave(now, out)
 		}
 	}
+	return out
+}
+
+// MaxHeld is how many typed lines a client holds until the server has
+// validated its membership ("^ok^"): sent before that, a line reaches the
+// others but not its sender (the server withholds everything else from
+// an unvalidated address), so a line typed at once, or piped in, would
+// never come back to the one who typed it. Past MaxHeld (a server that
+// does not answer) the held lines and the new one go out as typed.
+// MaxHeld is below the server's DefaultBurst, so the held lines, sent at
+// once, leave room in the sender's rate limit for what it types next.
+const MaxHeld = DefaultBurst - 2
+
+// flushHeld sends the lines held for validation, in order.
+func (c *Client) flushHeld(now spec.Time, out []spec.Output) []spec.Output {
+	for _, l := range c.queued {
+		out = c.sendSeq(now, l, out)
+	}
+	c.queued = nil
 	return out
 }
 
@@ -271,10 +286,12 @@ func (c *Client) leave(now spec.Time, out []spec.Output) []spec.Output {
 		return out
 	}
 	wasStarting := c.state == stateStarting
-	c.state = stateLeaving
 	if wasStarting {
+		c.state = stateLeaving
 		return out // InBound sends it
 	}
+	out = c.flushHeld(now, out)
+	c.state = stateLeaving
 	out = append(out, spec.CancelTimer(timerBeat))
 	c.seq++
 	c.quitSeq = c.seq
@@ -459,7 +476,7 @@ func (c *Client) control(now spec.Time, text string, out []spec.Output, inOrder 
 	case "ok":
 		if len(f) == 1 {
 			c.ok = true
-			return out
+			return c.flushHeld(now, out)
 		}
 	case "token":
 		// The server has not had our token (the welcome, or our

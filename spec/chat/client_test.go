@@ -151,18 +151,20 @@ func TestClientQuit(t *testing.T) {
 	b, _, _ := newClient(t, chat.ClientConfig{Hold: 100 * time.Millisecond, QuitTimeout: 200 * time.Millisecond, QuitTries: 2})
 	b.fromServer(0, sh(1000, 1)+"*** welcome guest1: 1\n^welcome guest1 10000 t0k3n^\n")
 	b.step(10*time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("last words")}})
+	// Not validated yet (no ^ok^): the line is held, and quit sends it
+	// first, then waits Hold for the answers to it.
 	out := b.step(20*time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("quit")}})
-	if len(sends(out)) != 0 {
-		t.Fatalf("quit went out before Hold: %v", out)
+	if l := sends(out)[srvAddr]; len(l) != 1 || !strings.HasSuffix(l[0], ".1^last words\n") {
+		t.Fatalf("quit sent %q: want the held line alone, the quit after Hold", l)
 	}
-	if when, ok := timerAt(out, 3); !ok || when != at(110*time.Millisecond) {
+	if when, ok := timerAt(out, 3); !ok || when != at(120*time.Millisecond) {
 		t.Fatalf("quit timer %v", when)
 	}
 	// Lines typed after quit are not sent.
 	if out := b.step(30*time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("too late")}}); len(sends(out)) != 0 {
 		t.Fatal("sent a line after quit")
 	}
-	out = b.step(110*time.Millisecond, spec.Input{Kind: spec.InTimer, Timer: 3})
+	out = b.step(120*time.Millisecond, spec.Input{Kind: spec.InTimer, Timer: 3})
 	// Padded, so a bye can answer it even if it meets a closed session.
 	q := sends(out)[srvAddr]
 	if len(q) != 1 || !strings.HasSuffix(strings.TrimRight(q[0], " "), ".2^quit\n") || len(q[0]) != chat.StrangerPad {
@@ -274,5 +276,49 @@ func TestWithoutTokenHint(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("WithoutTokenHint(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// Lines typed before the server validated the membership (piped in, or
+// typed at once) are held until its ^ok^: sent earlier they would reach
+// the others but never come back to their sender. A client whose server
+// never validates it sends them as typed past MaxHeld.
+func TestClientHoldsLinesUntilValidated(t *testing.T) {
+	c := chat.NewClient(chat.ClientConfig{Server: srvAddr, Nick: "alice", Interval: 9 * time.Second})
+	b := &bench{t: t, m: c}
+	b.step(0, spec.Input{Kind: spec.InStart})
+	line := func(now time.Duration, text string) []spec.Output {
+		return b.step(now, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte(text)}})
+	}
+	line(0, "before bind")
+	out := b.step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: local})
+	if got := sends(out)[srvAddr]; len(got) != 1 || !strings.Contains(got[0], "/nick alice") {
+		t.Fatalf("at bind the client sent %q: want its join alone", got)
+	}
+	if got := sends(line(time.Millisecond, "after bind"))[srvAddr]; len(got) != 0 {
+		t.Fatalf("sent %q before the welcome", got)
+	}
+	out = b.fromServer(2*time.Millisecond, sh(500, 1)+"*** welcome alice: 1 member(s) online\n^welcome alice 3000 t0k3n^\n")
+	if got := sends(out)[srvAddr]; len(got) != 1 || !strings.HasSuffix(got[0], "^/ok t0k3n\n") {
+		t.Fatalf("after the welcome the client sent %q: want the token alone", got)
+	}
+	out = b.fromServer(3*time.Millisecond, sh(500, 2)+"*** ok alice: you hear the chat now\n^ok^\n")
+	got := sends(out)[srvAddr]
+	if len(got) != 2 || !strings.HasSuffix(got[0], ".2^before bind\n") || !strings.HasSuffix(got[1], ".3^after bind\n") {
+		t.Fatalf("on ^ok^ the client sent %q: want the held lines, in order", got)
+	}
+	if got := sends(line(4*time.Millisecond, "validated"))[srvAddr]; len(got) != 1 || !strings.HasSuffix(got[0], ".4^validated\n") {
+		t.Fatalf("a line typed once validated went out as %q", got)
+	}
+
+	// A server that never validates: MaxHeld lines wait, the next sends all.
+	b2, _, _ := newClient(t, chat.ClientConfig{Nick: "bob"})
+	for i := range chat.MaxHeld {
+		if got := sends(b2.step(time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("held")}}))[srvAddr]; len(got) != 0 {
+			t.Fatalf("line %d of %d went out unvalidated: %q", i+1, chat.MaxHeld, got)
+		}
+	}
+	if got := sends(b2.step(time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("one more")}}))[srvAddr]; len(got) != chat.MaxHeld+1 || !strings.HasSuffix(strings.TrimRight(got[chat.MaxHeld], " "), "^one more\n") {
+		t.Fatalf("past MaxHeld the client sent %d datagrams, want %d ending with the new line", len(got), chat.MaxHeld+1)
 	}
 }

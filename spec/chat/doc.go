@@ -123,7 +123,8 @@
 // (broadcasts, notices, its own line back) is withheld and counted. Its lines are still broadcast to the validated
 // members, and it is a member in every other way (expiry, nicks, the
 // member limit). Sequenced clients send the token back at once and with
-// every heartbeat until "^ok^"; an nc user types it, once.
+// every heartbeat until "^ok^", which a validated member's token, sent
+// again, draws again (the first was lost); an nc user types it, once.
 //
 // A non-member's source address is not validated either, so the server
 // never sends one more bytes than the datagram it answers (a reply that
@@ -302,7 +303,11 @@
 //
 // The client binds an ephemeral port, sends "/nick NAME" (seq 1) or a
 // heartbeat, and sends each typed line as one sequenced datagram (padded
-// until its first welcome, and quit, as said above). It
+// until its first welcome, and quit, as said above). Lines typed before
+// its membership is validated ("^ok^") it holds, up to MaxHeld (8, under
+// the server's rate-limit burst), and sends on the "^ok^", so that a line
+// typed at once or piped in comes back to its sender too; a ninth, or
+// quit, sends them first, as typed. It
 // heartbeats every third of the interval the welcome announces (of its
 // configured Interval until then), moved on by every datagram it sends,
 // so a talking client sends no heartbeats. It sends a welcome's token

@@ -143,10 +143,12 @@ type ServerCounters struct {
 	// strangers left unsent because they would have been larger than the
 	// datagram they answered, or were over the strangers' rate limit.
 	ServerOutput, RepliesTooBig, RepliesLimited uint64
-	// Validated counts members that sent their token back, BadTokens
-	// wrong tokens, and Withheld what was not sent to members not yet
-	// validated (broadcasts, and replies larger than what they answer).
-	Validated, BadTokens, Withheld uint64
+	// Validated counts members that sent their token back, OkAgain the
+	// tokens sent again by members already validated (answered ^ok^
+	// again: the first was lost), BadTokens wrong tokens, and Withheld
+	// what was not sent to members not yet validated (broadcasts, and
+	// replies larger than what they answer).
+	Validated, OkAgain, BadTokens, Withheld uint64
 	// Cookies counts the cookies sent to sequenced strangers the join
 	// limit turned away, CookieJoins the joins that came back with a
 	// good one (past the limit), BadCookies the ones that did not.
@@ -208,6 +210,7 @@ func (s *Server) Counters() []spec.Counter {
 		{Name: "replies_too_big", Value: c.RepliesTooBig},
 		{Name: "replies_limited", Value: c.RepliesLimited},
 		{Name: "validated", Value: c.Validated},
+		{Name: "ok_again", Value: c.OkAgain},
 		{Name: "bad_tokens", Value: c.BadTokens},
 		{Name: "cookies", Value: c.Cookies},
 		{Name: "cookie_joins", Value: c.CookieJoins},
@@ -680,6 +683,12 @@ func (s *Server) remind(now spec.Time, m *member) {
 func (s *Server) validate(now spec.Time, m *member, token []byte) {
 	switch {
 	case m.validated:
+		// Its ^ok^ was lost (the client sends the token with every
+		// heartbeat until one comes, and holds its lines till then).
+		if m.session != 0 && hmac.Equal(token, []byte(m.token)) {
+			s.c.OkAgain++
+			s.send(m, []byte("^ok^\n"))
+		}
 		return
 	case !hmac.Equal(token, []byte(m.token)):
 		s.c.BadTokens++

@@ -99,6 +99,7 @@ type conn struct {
 	paused bool // we stopped reading until the transport takes them
 	fin    bool // the peer half-closed; we have closed our side too
 	addr   netip.Addr
+	port   uint16    // the client's, for the log
 	last   spec.Time // when it last sent, or the transport took its echo
 }
 
@@ -209,7 +210,9 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			return out
 		}
 		s.c.streams++
-		s.streams[in.Stream] = conn{addr: a, last: now}
+		s.streams[in.Stream] = conn{addr: a, port: in.Addr.Port(), last: now}
+		// The seed's server said "Conectado em" and "Fechando a conexão".
+		out = append(out, spec.Info("echo: connected", slog.String("from", in.Addr.String())))
 		if !s.sweep {
 			s.sweep = true
 			out = append(out, spec.SetTimer(idleTimer, now.Add(s.cfg.Idle/4)))
@@ -255,6 +258,14 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		c, ok := s.streams[in.Stream]
 		if !ok {
 			return out
+		}
+		if !c.fin {
+			from := netip.AddrPortFrom(c.addr, c.port).String()
+			if in.Err != "" {
+				out = append(out, spec.Info("echo: connection closed", slog.String("from", from), slog.String("err", in.Err)))
+			} else {
+				out = append(out, spec.Info("echo: connection closed", slog.String("from", from)))
+			}
 		}
 		if in.Err != "" || c.fin {
 			s.forget(in.Stream)

@@ -2,7 +2,9 @@ package echo_test
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -272,6 +274,44 @@ func TestIdleConnectionsLoseTheirPlace(t *testing.T) {
 	for _, o := range srv.Step(now, spec.Input{Kind: spec.InAccepted, Sock: 2, Stream: spec.AcceptedStream | 11, Addr: netip.AddrPortFrom(holder, 41000)}, nil) {
 		if o.Kind == spec.OutAbort {
 			t.Fatal("the idle connections' places were not freed")
+		}
+	}
+}
+
+// The server logs each connection's start and end at info level, with
+// the client's address, as the seed's did ("Conectado em", "Fechando a
+// conexão"); a refused one only at debug level.
+func TestConnectionsAreLogged(t *testing.T) {
+	srv := echo.NewServer(echo.ServerConfig{TCP: server, MaxStreams: 1})
+	now := spec.SimEpoch
+	srv.Step(now, spec.Input{Kind: spec.InStart}, nil)
+	srv.Step(now, spec.Input{Kind: spec.InBound, Sock: 2, Addr: server}, nil)
+	info := func(out []spec.Output) []string {
+		var s []string
+		for _, o := range out {
+			if o.Kind == spec.OutLog && o.Log.Level == slog.LevelInfo {
+				line := o.Log.Msg
+				for _, a := range o.Log.Attrs {
+					line += " " + a.String()
+				}
+				s = append(s, line)
+			}
+		}
+		return s
+	}
+	from := "192.0.2.7:40001"
+	for _, tc := range []struct {
+		in   spec.Input
+		want []string
+	}{
+		{spec.Input{Kind: spec.InAccepted, Sock: 2, Stream: spec.AcceptedStream | 1, Addr: netip.MustParseAddrPort(from)}, []string{"echo: connected from=" + from}},
+		{spec.Input{Kind: spec.InAccepted, Sock: 2, Stream: spec.AcceptedStream | 2, Addr: netip.MustParseAddrPort("192.0.2.8:40002")}, nil}, // over MaxStreams
+		{spec.Input{Kind: spec.InStreamData, Stream: spec.AcceptedStream | 1, Data: []byte("hi")}, nil},
+		{spec.Input{Kind: spec.InStreamClosed, Stream: spec.AcceptedStream | 1}, []string{"echo: connection closed from=" + from}},
+		{spec.Input{Kind: spec.InStreamClosed, Stream: spec.AcceptedStream | 1, Err: "reset"}, nil}, // already closing
+	} {
+		if got := info(srv.Step(now, tc.in, nil)); !slices.Equal(got, tc.want) {
+			t.Errorf("%v: info logs %q, want %q", tc.in.Kind, got, tc.want)
 		}
 	}
 }

@@ -636,7 +636,11 @@ func (s *Server) fill(ss *session, out []spec.Output) []spec.Output {
 	var sum [32]byte
 	s.write(ss, appendFrame(nil, FrameEnd, x.h.Sum(sum[:0])))
 	s.c.served++
-	out = append(out, spec.Emit(spec.Event{Name: "served", Text: x.name, Value: Served{Peer: ss.peer.String(), Name: x.name, Size: x.size, From: x.start}}))
+	// The seed's server said 文件传输完成 ("file transfer complete"):
+	// here the last byte and the digest are with the session, which
+	// delivers them or ends in an error the log also says.
+	out = append(out, spec.Info("file: sent", slog.String("peer", ss.peer.String()), slog.String("name", x.name), slog.Int64("bytes", x.size-x.start)),
+		spec.Emit(spec.Event{Name: "served", Text: x.name, Value: Served{Peer: ss.peer.String(), Name: x.name, Size: x.size, From: x.start}}))
 	s.endTransfer(ss)
 	return s.fill(ss, out)
 }

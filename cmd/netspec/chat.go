@@ -82,8 +82,15 @@ func chatServe(ctx context.Context, e *env, args []string) error {
 	r := tr.New("chat", "server", cfg, chat.NewServer(cfg), impl.Options{
 		Logger: log,
 		OnEvent: func(_ spec.Time, ev spec.Event) {
-			if ev.Name == "listening" {
+			switch ev.Name {
+			case "listening":
 				fmt.Fprintf(e.stdout, "chat: listening on %s\n", ev.Text)
+			case "message":
+				// The seed's server logged every datagram; this logs
+				// every line it broadcasts, at debug level (-v).
+				if m, ok := ev.Value.(chat.MessageEvent); ok {
+					log.Debug("chat: message", "from", m.Addr, "nick", m.Nick, "action", m.Action, "text", m.Text)
+				}
 			}
 		},
 	})

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -343,8 +345,17 @@ func TestChatJoinWithNetcat(t *testing.T) {
 // the member, comes back to its sender as to everyone: the client holds
 // it until "^ok^" (the server withholds everything else from an address
 // it has not validated, so sent at once it reached only the others).
+// The server logs the line at debug level, as the seed logged every
+// datagram.
 func TestChatJoinPipedLineComesBack(t *testing.T) {
-	host, port := chatServer(t)
+	logFile := filepath.Join(t.TempDir(), "server.log")
+	t.Cleanup(func() { // after the server's own clean-up has stopped it
+		b, err := os.ReadFile(logFile)
+		if err != nil || !strings.Contains(string(b), `msg="chat: message"`) || !strings.Contains(string(b), `text="hello at once"`) {
+			t.Errorf("the server's debug log does not have the line (%v): %s", err, b)
+		}
+	})
+	host, port := chatServer(t, "-v", "--log", logFile)
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	done := make(chan int, 1)

@@ -6,6 +6,7 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/netspec/netspec/impl"
 	"github.com/netspec/netspec/spec"
@@ -34,7 +35,7 @@ func chatServe(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("chat serve", "--addr ADDR [flags]",
 		"Runs a UDP group chat. Every line a member sends is broadcast as [nick] line;\n"+
 			"^hb^ keeps a member alive, quit leaves, /nick /who /me /help are commands.\n"+
-			"Try: nc -u 127.0.0.1 9999")
+			"Typing quit on the server's console stops it (members are told). Try: nc -u 127.0.0.1 9999")
 	var addr addrFlag
 	fs.Var(&addr, "addr", "serve on `ADDR` (host:port or port)")
 	interval := fs.Duration("interval", chat.DefaultInterval, "expire members silent this long")
@@ -94,6 +95,14 @@ func chatServe(ctx context.Context, e *env, args []string) error {
 			}
 		},
 	})
+	// The seed's server stopped when its console read "quit".
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go console(ctx, e, func(b []byte) {
+		if strings.TrimSpace(string(b)) == "quit" {
+			stop()
+		}
+	}, func(int) {})
 	return exitErr(r.Run(ctx))
 }
 

@@ -405,3 +405,36 @@ func TestChatReadLines(t *testing.T) {
 		})
 	}
 }
+
+// "quit" on the server's console stops it, as the seed's did; any other
+// line, or the end of its input, does not.
+func TestChatServerConsoleQuit(t *testing.T) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), []string{"chat", "serve", "--addr", "127.0.0.1:0"}, inR, outW, io.Discard)
+		outW.Close()
+	}()
+	go io.Copy(io.Discard, outR)
+	if _, err := io.WriteString(inW, "hello\n  quitting  \n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("the server stopped (exit %d) on a line that is not quit", code)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := io.WriteString(inW, " quit \n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("quit on the console: exit %d, want 0", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("quit on the console did not stop the server")
+	}
+	inW.Close()
+}

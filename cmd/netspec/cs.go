@@ -31,10 +31,11 @@ func csGroup() *group {
 }
 
 func csServe(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("cs serve", "[-p PORT] [-f FILE] [flags]",
+	fs := e.flags("cs serve", "[-p PORT] [-f FILE | FILE] [flags]",
 		"Streams FILE to every client that connects, then closes the connection: the\n"+
-			"seed's C/S server. Without -f it serves 10 MB of random bytes generated from\n"+
-			"--seed, so 'nc HOST PORT > out' downloads the same bytes every time.")
+			"seed's C/S server (FILE may also come alone, as in its 'server.py FILE').\n"+
+			"Without a file it serves 10 MB of random bytes generated from --seed, so\n"+
+			"'nc HOST PORT > out' downloads the same bytes every time.")
 	port := fs.Int("p", cs.DefaultPort, "listen on `PORT` (0: any free port)")
 	file := fs.String("f", "", "serve `FILE` (default: generated random bytes)")
 	ip := fs.String("ip", "0.0.0.0", "listen on `IP`")
@@ -44,8 +45,15 @@ func csServe(ctx context.Context, e *env, args []string) error {
 	logger := logFlags(fs)
 	tr := traceFlag(fs)
 	defer tr.Close()
-	if _, err := e.parse(fs, args, 0, 0); err != nil {
+	pos, err := e.parse(fs, args, 0, 1)
+	if err != nil {
 		return err
+	}
+	if len(pos) == 1 {
+		if *file != "" {
+			return usagef("cs serve: give the file once: -f %s or %s", *file, pos[0])
+		}
+		*file = pos[0]
 	}
 	addr, err := swarmListen(*ip, *port)
 	if err != nil {

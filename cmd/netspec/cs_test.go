@@ -148,6 +148,8 @@ func TestSwarmExitCodes(t *testing.T) {
 		{[]string{"cs", "-h"}, 0},
 		{[]string{"cs", "serve", "-h"}, 0},
 		{[]string{"cs", "get", "-h"}, 0},
+		{[]string{"cs", "serve", "-f", badINI, brokenINI}, 2}, // the file twice
+		{[]string{"cs", "serve", badINI, brokenINI}, 2},
 		{[]string{"cs", "serve", "-p", "-1"}, 2},
 		{[]string{"cs", "serve", "--bogus"}, 2},
 		{[]string{"cs", "serve", "-p", "0", "--max-per-addr", "0"}, 2},
@@ -243,5 +245,24 @@ func TestCSKilledServerResets(t *testing.T) {
 	n, err := io.Copy(io.Discard, c)
 	if err == nil {
 		t.Fatalf("the stream of a server killed mid-file ended cleanly after %d more bytes, as if the file were %d bytes", n, n+1<<20)
+	}
+}
+
+// The seed ran its server as 'server.py FILE': the file alone, without
+// -f, is served too.
+func TestCSServesPositionalFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seed.txt")
+	want := []byte("the seed's test file\n")
+	if err := os.WriteFile(path, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := swarmServer(t, "cs", "serve", "-p", "0", "--ip", "127.0.0.1", path)
+	host, port := split(t, addr)
+	saved := filepath.Join(t.TempDir(), "got")
+	if code, stdout, stderr := runCmd("cs", "get", "-s", host, "-p", port, "-o", saved, "-q"); code != 0 {
+		t.Fatalf("cs get: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if got, _ := os.ReadFile(saved); !bytes.Equal(got, want) {
+		t.Fatalf("got %q, want the file given alone, %q", got, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/impl"
+	"github.com/netspec/netspec/impl/nettest"
 	"github.com/netspec/netspec/spec"
 )
 
@@ -54,6 +55,9 @@ func (m *reflector) Step(now spec.Time, in spec.Input, out []spec.Output) []spec
 // socket read at a time and batched, with segmentation offload, and
 // through the fault injector's held copies.
 func TestAnswersFromTheAddressAskedOn(t *testing.T) {
+	if !nettest.PrivateNet(t) {
+		return
+	}
 	tests := []struct {
 		name   string
 		bind   string
@@ -120,6 +124,9 @@ func TestAnswersFromTheAddressAskedOn(t *testing.T) {
 // (127.0.0.1) and a connected client never sees it: the failure the
 // above prevents, and the reason it proves something.
 func TestPlainSendFromWildcardMissesConnectedClient(t *testing.T) {
+	if !nettest.PrivateNet(t) {
+		return
+	}
 	m := &reflector{bind: netip.MustParseAddrPort("0.0.0.0:0"), plain: true, bound: make(chan netip.AddrPort, 1)}
 	stop := runMachine(t, m, impl.Options{})
 	defer stop()
@@ -181,6 +188,9 @@ func (m *forger) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 // answer its source, not the answer, on the batched path too (a run of
 // sends whose first message fails once crashed the runner).
 func TestRefusedSourceStillAnswers(t *testing.T) {
+	if !nettest.PrivateNet(t) {
+		return
+	}
 	for _, gso := range []bool{false, true} {
 		m := &forger{bound: make(chan netip.AddrPort, 1)}
 		stop := runMachine(t, m, impl.Options{GSO: gso})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netspec/netspec/impl/nettest"
 	"github.com/netspec/netspec/spec/chat"
 )
 
@@ -276,6 +277,9 @@ func TestChatWithNetcat(t *testing.T) {
 // the kernel's choice of source (127.0.0.1) these two would hear nothing.
 func TestChatWithNetcatOnOtherAddresses(t *testing.T) {
 	need(t, "nc")
+	if !nettest.PrivateNet(t) {
+		return
+	}
 	_, port := chatServer(t, "--addr", "0.0.0.0:0", "--interval", "5s")
 	alice := startNc(t, "alice", "127.0.0.2", port)
 	alice.join(t, "alice", "*** welcome alice: 1 member(s) online")

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netspec/netspec/impl/nettest"
 	"github.com/netspec/netspec/spec"
 	"github.com/netspec/netspec/spec/file"
 	"github.com/netspec/netspec/spec/rudp"
@@ -396,6 +397,9 @@ func TestFileGarbageWithNetcat(t *testing.T) {
 // client dialed (127.0.0.2 here), which the client requires of every
 // datagram of its session.
 func TestFileGetFromOtherAddress(t *testing.T) {
+	if !nettest.PrivateNet(t) {
+		return
+	}
 	root := t.TempDir()
 	want := writeSynth(t, filepath.Join(root, "f.bin"), 1<<20, 9)
 	srv := startFileServer(t, root, "--addr", "0.0.0.0:0")

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/netspec/netspec/impl/nettest"
 )
 
 // need skips a test when a tool is missing, unless CI says tools are
@@ -311,6 +313,9 @@ func TestEchoWithNetcatSlowReader(t *testing.T) {
 // which nc -u, its socket connected, insists on.
 func TestEchoWithNetcatOnOtherAddress(t *testing.T) {
 	need(t, "nc")
+	if !nettest.PrivateNet(t) {
+		return
+	}
 	_, port := split(t, serve(t, "echo", "serve", "--udp", "0.0.0.0:0")["udp"])
 	out, err := shell(t, "echo '233' | nc -u -w1 127.0.0.2 "+port)
 	if err != nil || out != "233\n" {

@@ -65,7 +65,7 @@ func Check(t rapid.TB, dir string, prop func(t *rapid.T, net *Net), saved func(p
 			t.Logf("simtest: %v", err)
 			return
 		}
-		t.Logf("the shrunk failing run is in %s\n  look at it: go run ./cmd/netspec trace show %s\n  keep it as a regression test: move it under the package's testdata/regressions/", path, path)
+		t.Logf("the shrunk failing run is in %s\n  replay it: go test %s -run '^%s$' (rapid replays the fail file it wrote under testdata/rapid/; on another machine add the -rapid.seed it printed)\n  look at it: go run ./cmd/netspec trace show %s\n  keep it as a regression test: move it under the package's testdata/regressions/", path, pkgDir(), strings.SplitN(t.Name(), "/", 2)[0], path)
 		if saved != nil {
 			saved(path)
 		}
@@ -93,6 +93,28 @@ func Check(t rapid.TB, dir string, prop func(t *rapid.T, net *Net), saved func(p
 func replaying() bool {
 	f := flag.Lookup("rapid.failfile")
 	return f != nil && f.Value.String() != ""
+}
+
+// pkgDir is the test's package as go test names it from the module
+// root ("./spec/echo"), or "." if the root cannot be found.
+func pkgDir() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	for root := wd; ; {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			if rel, err := filepath.Rel(root, wd); err == nil && rel != "." {
+				return "./" + filepath.ToSlash(rel)
+			}
+			return "."
+		}
+		up := filepath.Dir(root)
+		if up == root {
+			return "."
+		}
+		root = up
+	}
 }
 
 func save(dir, name string, trace []byte) (string, error) {

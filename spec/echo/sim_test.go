@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -371,8 +372,13 @@ func TestShrinkingFindsMinimalCase(t *testing.T) {
 	}
 	steps := simtest.Steps(raw)
 	t.Logf("shrunk to %d steps, %d nodes, faults %v", steps, len(tr.Header.Nodes), cfg.Faults)
+	replay := false
 	for _, l := range logs {
 		t.Log(l)
+		replay = replay || strings.Contains(l, "replay it: go test ./spec/echo -run '^ShrinkDemo$'")
+	}
+	if !replay {
+		t.Error("the failure does not print a command that replays it")
 	}
 	// Four echoes make the failure: one client sending four messages on
 	// a clean network (five steps with its close) is the smallest on a

@@ -172,6 +172,28 @@
 // tell, and a peer whose CHECK fails downloads again from the server
 // alone.
 //
+// # Server states
+//
+// The server binds its port (52000) and holds the whole file. Per
+// accepted connection:
+//
+//	ACCEPTED --CHEL--> ONLINE (SHEL sent; the peer's CHEL port joins the
+//	         peer list, replacing an older connection from that address
+//	         and port)
+//	ACCEPTED: anything but CHEL is answered UNKNOWN_COMMAND; no CHEL
+//	         within HelloTimeout (10 s): reset
+//	ONLINE --XHEL--> EXTENDED (XHEL with the root; "XHEL 1 tree" with
+//	         Expect set also takes a place in the trees: TREE, PARENT)
+//	ONLINE, EXTENDED: CLREQ, DREQ, CHECK (and, EXTENDED, HAVE, DANY,
+//	         DCAN, HREQ) are answered; DATA and HASH answers wait for the
+//	         uplink (see Pacing), the others go at once
+//	any --EOF, reset, framing lost, MaxUnread unread, MaxPending
+//	         requests unread--> gone: it leaves the peer list, its
+//	         pending answers are dropped
+//
+// CHECK is answered whatever the state after CHEL: the seed's client
+// checks once it holds every chunk. The server never dials anyone.
+//
 // # Peer states
 //
 // A peer binds its listening port (51000), connects to the server (52000)

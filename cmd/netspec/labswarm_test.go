@@ -136,3 +136,30 @@ func assertNoLeftovers(t *testing.T, ls *labSwarm) {
 		t.Errorf("lab processes still running: %s", s)
 	}
 }
+
+// A server or peer process that fails tears the run down too: the row
+// says what failed, soon, and no namespace, link or process survives.
+func TestLabSwarmProcessFails(t *testing.T) {
+	needLab(t)
+	for _, verb := range []string{"serve", "get"} {
+		t.Run(verb, func(t *testing.T) {
+			// The verb's process exits at once, as a crashed one would.
+			script := `for a; do [ "$a" = "$NETSPEC_FAIL_VERB" ] && { echo "broken on purpose" >&2; exit 3; }; done; exec "$@"`
+			bin := append([]string{"env", "NETSPEC_FAIL_VERB=" + verb, "sh", "-c", script, "sh"}, selfAsNetspec()...)
+			ls := &labSwarm{binary: bin, ns: []int{2}, size: 2_000_000, chunk: 16384, rate: 10e6, mtu: 9000,
+				modes: []string{"p2p"}, timeout: time.Minute, seed: 1, serverPor: 52000, say: t.Logf, config: "/dev/null"}
+			start := time.Now()
+			rows, err := ls.run(context.Background())
+			if err == nil && (len(rows) != 1 || rows[0].P2P == nil || rows[0].P2P.Failed == "") {
+				t.Fatalf("a run whose %s process fails was reported as done: %+v", verb, rows)
+			}
+			if took := time.Since(start); took > 45*time.Second {
+				t.Errorf("the failed run took %v to end: it waited for the timeout", took)
+			}
+			if len(rows) == 1 && rows[0].P2P != nil {
+				t.Logf("%s failed: %s", verb, rows[0].P2P.Failed)
+			}
+			assertNoLeftovers(t, ls)
+		})
+	}
+}

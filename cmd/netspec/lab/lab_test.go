@@ -48,6 +48,22 @@ func TestCreateRunClose(t *testing.T) {
 	if err := p.Wait(); err != nil || !strings.Contains(p.Output(), "10.0.0.1/24") || strings.Contains(p.Output(), "10.0.0.3") {
 		t.Fatalf("ip addr in h1: %v\n%s", err, p.Output())
 	}
+	// And it can reach only the lab's own subnet: no default route, no
+	// route anywhere else (what the lab runs talks to its hosts alone).
+	for _, h := range n.Hosts {
+		p, err := n.Start(ctx, &h, "ip", "-4", "route", "show")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Wait(); err != nil {
+			t.Fatalf("ip route in %s: %v\n%s", h.Name, err, p.Output())
+		}
+		for _, l := range strings.Split(strings.TrimSpace(p.Output()), "\n") {
+			if !strings.HasPrefix(l, "10.0.0.0/24 ") {
+				t.Errorf("%s has a route out of the lab: %q", h.Name, l)
+			}
+		}
+	}
 	// A long-running process is stopped by Close.
 	sleeper, err := n.Start(ctx, h3, "sleep", "600")
 	if err != nil {

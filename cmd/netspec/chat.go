@@ -6,6 +6,7 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 
 	"github.com/netspec/netspec/impl"
@@ -26,18 +27,21 @@ func chatGroup() *group {
 
 // The range of chat serve --rate: a line in some 17 minutes at the
 // least, and at most what still leaves a nanosecond between lines.
+// chatSeedAddr is where seed 003's chat server listened.
+var chatSeedAddr = netip.MustParseAddrPort("127.0.0.1:9999")
+
 const (
 	minChatRate = 0.001
 	maxChatRate = 1e9
 )
 
 func chatServe(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("chat serve", "--addr ADDR [flags]",
+	fs := e.flags("chat serve", "[--addr ADDR] [flags]",
 		"Runs a UDP group chat. Every line a member sends is broadcast as [nick] line;\n"+
 			"^hb^ keeps a member alive, quit leaves, /nick /who /me /help are commands.\n"+
 			"Typing quit on the server's console stops it (members are told). Try: nc -u 127.0.0.1 9999")
-	var addr addrFlag
-	fs.Var(&addr, "addr", "serve on `ADDR` (host:port or port)")
+	addr := addrFlag{ap: chatSeedAddr}
+	fs.Var(&addr, "addr", "serve on `ADDR` (host:port or port; by default seed 003's)")
 	interval := fs.Duration("interval", chat.DefaultInterval, "expire members silent this long")
 	maxMembers := fs.Int("max-members", chat.DefaultMaxMembers, "refuse joins beyond `N` members")
 	maxLine := fs.Int("max-line", chat.DefaultMaxLine, "longest message in bytes (a datagram may hold up to max(2048, this+1024) bytes of lines)")
@@ -50,8 +54,6 @@ func chatServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	switch {
-	case !addr.ap.IsValid():
-		return usagef("chat serve: --addr ADDR is required")
 	case *interval < chat.MinInterval:
 		return usagef("chat serve: --interval must be at least %v", chat.MinInterval)
 	case *maxMembers < 1:

@@ -26,7 +26,7 @@ func TestChatExitCodes(t *testing.T) {
 		{[]string{"chat", "-h"}, 0},
 		{[]string{"chat", "bogus"}, 2},
 		{[]string{"chat", "serve", "-h"}, 0},
-		{[]string{"chat", "serve"}, 2},
+		{[]string{"chat", "serve", "--interval", "0s"}, 2}, // on the seed's address, had it started
 		{[]string{"chat", "serve", "--addr", "not an address"}, 2},
 		{[]string{"chat", "serve", "--addr", ":0", "--interval", "0s"}, 2},
 		{[]string{"chat", "serve", "--addr", ":0", "--interval", "soon"}, 2},

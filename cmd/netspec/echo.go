@@ -24,8 +24,15 @@ func echoGroup() *group {
 	}
 }
 
+// The seeds' echo servers: UDP (003) and TCP (004).
+var (
+	echoSeedUDP = netip.MustParseAddrPort("127.0.0.1:9999")
+	echoSeedTCP = netip.MustParseAddrPort("127.0.0.1:5000")
+)
+
 func echoServe(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("echo serve", "[--udp ADDR] [--tcp ADDR]", "Serves RFC 862 echo; try: echo '233' | nc -u -w1 127.0.0.1 9999")
+	fs := e.flags("echo serve", "[--udp ADDR] [--tcp ADDR]", "Serves RFC 862 echo; try: echo '233' | nc -u -w1 127.0.0.1 9999\n"+
+		"With neither flag it serves the seeds' addresses: UDP on 127.0.0.1:9999 (seed 003)\nand TCP on 127.0.0.1:5000 (seed 004).")
 	var udp, tcp addrFlag
 	fs.Var(&udp, "udp", "serve UDP echo on `ADDR` (host:port or port)")
 	fs.Var(&tcp, "tcp", "serve TCP echo on `ADDR`")
@@ -38,7 +45,7 @@ func echoServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if !udp.ap.IsValid() && !tcp.ap.IsValid() {
-		return usagef("echo serve: give --udp ADDR, --tcp ADDR or both")
+		udp.ap, tcp.ap = echoSeedUDP, echoSeedTCP
 	}
 	if *maxPerAddr < 1 {
 		return usagef("echo serve: --max-per-addr must be at least 1")

@@ -123,12 +123,12 @@ func sameUDPPort(a, b netip.AddrPort) bool {
 }
 
 func fileServe(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("file serve", "--addr ADDR --root DIR [flags]",
+	fs := e.flags("file serve", "[--addr ADDR] --root DIR [flags]",
 		"Serves the files under DIR (symlinks that leave it and names with .. are refused)\n"+
 			"to 'netspec file get' and 'netspec file shell'. Lines typed on standard input\n"+
 			"go to the clients in chat mode; their chat lines are printed.")
-	var addr addrFlag
-	fs.Var(&addr, "addr", "serve on `ADDR` (host:port or port)")
+	addr := addrFlag{ap: netip.MustParseAddrPort("127.0.0.1:6000")} // seed 002's control port
+	fs.Var(&addr, "addr", "serve on `ADDR` (host:port or port; by default on seed 002's control port)")
 	root := fs.String("root", "", "serve the files under `DIR`")
 	maxSessions := fs.Int("max-sessions", 1024, "refuse sessions beyond `N`")
 	var tftpAddr addrFlag
@@ -141,8 +141,6 @@ func fileServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	switch {
-	case !addr.ap.IsValid():
-		return usagef("file serve: --addr ADDR is required")
 	case *root == "":
 		return usagef("file serve: --root DIR is required")
 	case *maxSessions < 1:

@@ -102,7 +102,7 @@ func TestFileUsage(t *testing.T) {
 		{[]string{"file", "-h"}, 0},
 		{[]string{"file", "bogus"}, 2},
 		{[]string{"file", "serve", "-h"}, 0},
-		{[]string{"file", "serve", "--root", root}, 2},
+		{[]string{"file", "serve", "--root", root, "--max-sessions", "0"}, 2}, // on seed 002's port, had it started
 		{[]string{"file", "serve", "--addr", "127.0.0.1:0"}, 2},
 		{[]string{"file", "serve", "--addr", "127.0.0.1:0", "--root", root, "--loss", "1.5"}, 2},
 		{[]string{"file", "serve", "--addr", "127.0.0.1:0", "--root", root, "--cc", "vegas"}, 2},

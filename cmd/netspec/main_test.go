@@ -52,7 +52,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"echo", "-h"}, 0},
 		{[]string{"echo", "bogus"}, 2},
 		{[]string{"echo", "serve", "-h"}, 0},
-		{[]string{"echo", "serve"}, 2},
+		{[]string{"echo", "serve", "--max-per-addr", "0"}, 2}, // on the seeds' addresses, had it started
 		{[]string{"echo", "serve", "--tcp", "127.0.0.1:0", "--max-per-addr", "0"}, 2},
 		{[]string{"echo", "send", "127.0.0.1:0", "x"}, 2}, // port 0 cannot be sent to
 		{[]string{"file", "get", "127.0.0.1:0", "x"}, 2},
@@ -152,6 +152,16 @@ func TestHelpCommand(t *testing.T) {
 		code, out, stderr := runCmd(tc.args...)
 		if code != 0 || !strings.HasPrefix(out, tc.want) {
 			t.Errorf("netspec %s: exit %d, output %.60q (stderr %q), want it to start %q", strings.Join(tc.args, " "), code, out, stderr, tc.want)
+		}
+	}
+	// Servers started without an address take the seeds'.
+	for cmd, want := range map[string]string{
+		"chat serve": "(default 127.0.0.1:9999)",
+		"file serve": "(default 127.0.0.1:6000)",
+		"echo serve": "UDP on 127.0.0.1:9999 (seed 003)\nand TCP on 127.0.0.1:5000 (seed 004)",
+	} {
+		if _, out, _ := runCmd(append(strings.Fields(cmd), "-h")...); !strings.Contains(out, want) {
+			t.Errorf("%s -h does not say %q:\n%s", cmd, want, out)
 		}
 	}
 	if _, out, _ := runCmd("trace", "pcap", "-h"); strings.Contains(out, "flags:") {

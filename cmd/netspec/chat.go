@@ -109,19 +109,22 @@ func chatServe(ctx context.Context, e *env, args []string) error {
 }
 
 func chatJoin(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("chat join", "SERVER [--nick NAME]",
-		"Joins the chat at SERVER: each line you type is sent, what arrives is printed,\n"+
-			"heartbeats keep you in while you are quiet; quit or end of input leaves.")
+	fs := e.flags("chat join", "[SERVER] [--nick NAME]",
+		"Joins the chat at SERVER (default the seed's, 127.0.0.1:9999): each line you type\n"+
+			"is sent, what arrives is printed, heartbeats keep you in while you are quiet;\n"+
+			"quit or end of input leaves.")
 	nick := fs.String("nick", "", "join as `NAME` (1-16 letters, digits, _ or -, starting with a letter)")
 	interval := fs.Duration("interval", chat.DefaultInterval, "the server's silence limit until it says (heartbeats go every third of it)")
 	logger := logFlags(fs)
-	pos, err := e.parse(fs, args, 1, 1)
+	pos, err := e.parse(fs, args, 0, 1)
 	if err != nil {
 		return err
 	}
-	server, err := parseAddr(pos[0], true)
-	if err != nil {
-		return usagef("chat join: %v", err)
+	server := chatSeedAddr
+	if len(pos) == 1 {
+		if server, err = parseAddr(pos[0], true); err != nil {
+			return usagef("chat join: %v", err)
+		}
 	}
 	if *nick != "" && !chat.ValidNick([]byte(*nick)) {
 		return usagef("chat join: bad nick %q: 1-16 letters, digits, _ or -, starting with a letter", *nick)

@@ -39,7 +39,7 @@ func TestChatExitCodes(t *testing.T) {
 		{[]string{"chat", "serve", "--addr", ":0", "--rate", "-1"}, 2},
 		{[]string{"chat", "serve", "--addr", ":0", "extra"}, 2},
 		{[]string{"chat", "join", "-h"}, 0},
-		{[]string{"chat", "join"}, 2},
+		{[]string{"chat", "join", "--nick", "9lives"}, 2}, // to the seed's server, had it started
 		{[]string{"chat", "join", "127.0.0.1:9", "--nick", "no spaces"}, 2},
 		{[]string{"chat", "join", "127.0.0.1:9", "--nick", "waytoolongforanick"}, 2},
 		{[]string{"chat", "join", "127.0.0.1:bogus"}, 2},

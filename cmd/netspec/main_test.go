@@ -157,6 +157,7 @@ func TestHelpCommand(t *testing.T) {
 	// Servers started without an address take the seeds'.
 	for cmd, want := range map[string]string{
 		"chat serve": "(default 127.0.0.1:9999)",
+		"chat join":  "(default the seed's, 127.0.0.1:9999)",
 		"file serve": "(default 127.0.0.1:6000)",
 		"echo serve": "UDP on 127.0.0.1:9999 (seed 003)\nand TCP on 127.0.0.1:5000 (seed 004)",
 	} {

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -122,12 +123,27 @@ func sameUDPPort(a, b netip.AddrPort) bool {
 	return x == y || covers(x, y) || covers(y, x)
 }
 
+// fileSeedPort is seed 002's control port: a file server's by default.
+const fileSeedPort = 6000
+
+// fileServerAddr parses a file client's SERVER: HOST:PORT, a bare PORT, or,
+// as seed 002's client took it, a HOST alone, served on fileSeedPort.
+func fileServerAddr(s string) (netip.AddrPort, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(a, fileSeedPort), nil
+	}
+	if s != "" && !strings.Contains(s, ":") && strings.Trim(s, "0123456789") != "" {
+		s = net.JoinHostPort(s, strconv.Itoa(fileSeedPort))
+	}
+	return parseAddr(s, true)
+}
+
 func fileServe(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("file serve", "[--addr ADDR] --root DIR [flags]",
 		"Serves the files under DIR (symlinks that leave it and names with .. are refused)\n"+
 			"to 'netspec file get' and 'netspec file shell'. Lines typed on standard input\n"+
 			"go to the clients in chat mode; their chat lines are printed.")
-	addr := addrFlag{ap: netip.MustParseAddrPort("127.0.0.1:6000")} // seed 002's control port
+	addr := addrFlag{ap: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), fileSeedPort)}
 	fs.Var(&addr, "addr", "serve on `ADDR` (host:port or port; by default on seed 002's control port)")
 	root := fs.String("root", "", "serve the files under `DIR`")
 	maxSessions := fs.Int("max-sessions", 1024, "refuse sessions beyond `N`")
@@ -218,6 +234,7 @@ func printable(s string) string {
 func fileGet(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("file get", "SERVER NAME [-o PATH] [flags]",
 		"Downloads NAME from a file server into PATH (default: NAME's last element, here).\n"+
+			"SERVER is HOST:PORT, or a HOST alone on seed 002's control port, 6000.\n"+
 			"Bytes go to PATH.part and are renamed to PATH only once their SHA-256 matches\n"+
 			"the server's; an interrupted download leaves PATH.part, and running the same\n"+
 			"command again resumes from it once the server has checked it is a prefix.")
@@ -236,7 +253,7 @@ func fileGet(ctx context.Context, e *env, args []string) error {
 	if *connectTimeout < 0 {
 		return usagef("file get: --connect-timeout must not be negative")
 	}
-	server, err := parseAddr(pos[0], true)
+	server, err := fileServerAddr(pos[0])
 	if err != nil {
 		return usagef("file get: %v", err)
 	}
@@ -693,7 +710,8 @@ func humanBytes(n float64) string {
 
 func fileShell(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("file shell", "SERVER [flags]",
-		"Opens a session to a file server and reads commands, one a line, as the seed's\n"+
+		"Opens a session to a file server (HOST:PORT, or a HOST alone on port 6000) and\n"+
+			"reads commands, one a line, as the seed's\n"+
 			"client menu did: help, time (1), chat (2), get NAME [PATH] (3 NAME), about (4),\n"+
 			"ls [DIR], exit. In chat mode every line goes to the server's console until\n"+
 			"exitchat. The end of input is exit.")
@@ -703,7 +721,7 @@ func fileShell(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	server, err := parseAddr(pos[0], true)
+	server, err := fileServerAddr(pos[0])
 	if err != nil {
 		return usagef("file shell: %v", err)
 	}

@@ -698,3 +698,24 @@ func TestConsoleWaitsForTheForeground(t *testing.T) {
 	}
 	<-done
 }
+
+// A file client's SERVER may be a host alone, as seed 002's client took
+// it: the server is then on the seed's control port.
+func TestFileServerAddress(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"127.0.0.1", "127.0.0.1:6000"},
+		{"::1", "[::1]:6000"},
+		{"localhost", "127.0.0.1:6000"},
+		{"127.0.0.1:7000", "127.0.0.1:7000"},
+		{"7000", "127.0.0.1:7000"}, // a bare port, as everywhere
+		{"[::1]:7000", "[::1]:7000"},
+	} {
+		got, err := fileServerAddr(tc.in)
+		if err != nil || got.String() != tc.want {
+			t.Errorf("fileServerAddr(%q) = %v, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := fileServerAddr(""); err == nil {
+		t.Error("an empty SERVER was taken")
+	}
+}

@@ -711,10 +711,9 @@ func humanBytes(n float64) string {
 func fileShell(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("file shell", "SERVER [flags]",
 		"Opens a session to a file server (HOST:PORT, or a HOST alone on port 6000) and\n"+
-			"reads commands, one a line, as the seed's\n"+
-			"client menu did: help, time (1), chat (2), get NAME [PATH] (3 NAME), about (4),\n"+
-			"ls [DIR], exit. In chat mode every line goes to the server's console until\n"+
-			"exitchat. The end of input is exit.")
+			"reads commands, one a line, as the seed's client menu did: help, time (1),\n"+
+			"chat (2), get NAME [PATH] (3 NAME), about (4), ls [DIR], exit. In chat mode\n"+
+			"every line goes to the server's console until exitchat. The end of input is exit.")
 	sf := addSessionFlags(fs)
 	logger := logFlags(fs)
 	pos, err := e.parse(fs, args, 1, 1)

@@ -21,6 +21,11 @@ import (
 	"github.com/olekukonko/tablewriter"
 )
 
+// streamDefaultAddr is where 'stream serve' listens and 'stream listen'
+// joins without an address: the seed names no port, RTP's is 5004 (RFC
+// 3551, section 8).
+var streamDefaultAddr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 5004)
+
 func streamGroup() *group {
 	return &group{
 		name: "stream",
@@ -122,12 +127,13 @@ func randomUint64() uint64 {
 }
 
 func streamServe(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("stream serve", "--addr ADDR [DELAY] [flags]",
+	fs := e.flags("stream serve", "[--addr ADDR] [DELAY] [flags]",
 		"Streams packets index 0, 1, 2, ... (data 2*(index+1)) as RTP to every listener that\n"+
 			"joins, one every DELAY (seconds, or a duration such as 20ms; as the seed's first\n"+
 			"argument, or --delay). Prints a table of the statistics the listeners report on\n"+
-			"SIGUSR1 and every --report interval.")
-	var addr addrFlag
+			"SIGUSR1 and every --report interval. 'netspec stream serve 2' is the seed's\n"+
+			"'server.py 2', on RTP's port 5004 of 127.0.0.1.")
+	addr := addrFlag{ap: streamDefaultAddr}
 	delay := delayFlag{time.Second}
 	fs.Var(&addr, "addr", "serve on `ADDR` (host:port or port)")
 	fs.Var(&delay, "delay", "time between packets: `DURATION` or seconds")
@@ -156,15 +162,13 @@ func streamServe(ctx context.Context, e *env, args []string) error {
 			return usagef("stream serve: the delay is given twice (--delay and the argument %q): give one", pos[0])
 		}
 		if delay.d, err = parseDelay(pos[0]); err != nil {
-			if _, aerr := netip.ParseAddrPort(pos[0]); aerr == nil && !addr.ap.IsValid() {
+			if _, aerr := netip.ParseAddrPort(pos[0]); aerr == nil && !flagSet(fs, "addr") {
 				return usagef("stream serve: the argument is the delay; give the address as --addr %s", pos[0])
 			}
 			return usagef("stream serve: %v", err)
 		}
 	}
 	switch {
-	case !addr.ap.IsValid():
-		return usagef("stream serve: give --addr ADDR")
 	case *interval < stream.MinReportInterval || *interval > maxDelay:
 		return usagef("stream serve: --interval must be between %v and %v", stream.MinReportInterval, maxDelay)
 	case *expire < 2 || *expire > stream.MaxExpireAfter:
@@ -261,10 +265,11 @@ func renderSubscribers(w io.Writer, now spec.Time, rows []stream.SubscriberInfo)
 }
 
 func streamListen(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("stream listen", "SERVER [--duration D | --count N] [flags]",
-		"Joins the stream at SERVER (host:port), prints every packet as the seed does\n"+
-			"(Received: Index - i, Data - d) and, when it ends (duration, count, Ctrl-C or the\n"+
-			"server's goodbye), says goodbye and prints its RFC 3550 statistics.")
+	fs := e.flags("stream listen", "[SERVER] [--duration D | --count N] [flags]",
+		"Joins the stream at SERVER (host:port; default 127.0.0.1:5004, where 'stream serve'\n"+
+			"serves by default), prints every packet as the seed does (Received: Index - i,\n"+
+			"Data - d) and, when it ends (duration, count, Ctrl-C or the server's goodbye),\n"+
+			"says goodbye and prints its RFC 3550 statistics.")
 	duration := fs.Duration("duration", 0, "leave after `D` (0, and no --count: stay until interrupted)")
 	count := fs.Uint64("count", 0, "leave after `N` packets (0, and no --duration: stay until interrupted)")
 	port := fs.Uint("port", 0, "first local port to try, moving to the next while taken (0: any free port)")
@@ -275,13 +280,15 @@ func streamListen(ctx context.Context, e *env, args []string) error {
 	logger := logFlags(fs)
 	tr := traceFlag(fs)
 	defer tr.Close()
-	pos, err := e.parse(fs, args, 1, 1)
+	pos, err := e.parse(fs, args, 0, 1)
 	if err != nil {
 		return err
 	}
-	server, err := parseAddr(pos[0], true)
-	if err != nil {
-		return usagef("stream listen: %v", err)
+	server := streamDefaultAddr
+	if len(pos) == 1 {
+		if server, err = parseAddr(pos[0], true); err != nil {
+			return usagef("stream listen: %v", err)
+		}
 	}
 	switch {
 	case server.Port() == 0:

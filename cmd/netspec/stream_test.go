@@ -31,7 +31,7 @@ func TestStreamExitCodes(t *testing.T) {
 		{[]string{"stream", "-h"}, 0},
 		{[]string{"stream", "serve", "-h"}, 0},
 		{[]string{"stream", "listen", "-h"}, 0},
-		{[]string{"stream", "serve"}, 2},
+		{[]string{"stream", "serve", "--expire", "1"}, 2}, // on the default address, had it started
 		{[]string{"stream", "serve", "--addr", "nowhere:x"}, 2},
 		{[]string{"stream", "serve", "--addr", ":0", "soon"}, 2},
 		{[]string{"stream", "serve", "--addr", ":0", "-2"}, 2},
@@ -49,7 +49,7 @@ func TestStreamExitCodes(t *testing.T) {
 		{[]string{"stream", "serve", "--addr", ":0", "--report", "1ns"}, 2},
 		{[]string{"stream", "serve", "--addr", ":0", "--report", "-1s"}, 2},
 		{[]string{"stream", "serve", "--addr", ":0", "--bogus"}, 2},
-		{[]string{"stream", "listen"}, 2},
+		{[]string{"stream", "listen", "--count", "1", "--duration", "1s"}, 2}, // from the default server, had it started
 		{[]string{"stream", "listen", "127.0.0.1"}, 2},
 		{[]string{"stream", "listen", "127.0.0.1:9", "--count", "1", "--duration", "1s"}, 2},
 		{[]string{"stream", "listen", "127.0.0.1:9", "--port", "70000"}, 2},

@@ -367,10 +367,12 @@ func TestChatJoinPipedLineComesBack(t *testing.T) {
 		done <- run(context.Background(), []string{"chat", "join", host + ":" + port, "--nick", "carol"}, inR, outW, io.Discard)
 		outW.Close()
 	}()
-	go func() { _, _ = io.WriteString(inW, "hello at once\n") }() // read before the welcome
+	go func() { // printf 'hello at once\n' | netspec chat join: the line, then EOF
+		_, _ = io.WriteString(inW, "hello at once\n")
+		inW.Close()
+	}()
 	carol := newLineReader(outR)
 	carol.await(t, "carol", "[carol] hello at once", false)
-	inW.Close()
 	select {
 	case code := <-done:
 		if code != 0 {

@@ -16,6 +16,7 @@ const (
 	timerBeat spec.Timer = 1 // next heartbeat
 	timerWait spec.Timer = 2 // the longest-waiting out-of-order datagram
 	timerQuit spec.Timer = 3 // send (or resend) quit
+	timerHeld spec.Timer = 4 // stop holding typed lines for the server's ^ok^
 )
 
 // Client states.
@@ -43,6 +44,10 @@ type Client struct {
 	lastMsg  spec.Time
 	heard    spec.Time // when the server last sent this session anything
 	queued   [][]byte  // lines typed before the membership was validated (see MaxHeld)
+	// heldTimer: timerHeld is armed; noHold: lines go out as typed until
+	// the next welcome (the hold ran out); quitHeld: quit waits for the
+	// held lines to go.
+	heldTimer, noHold, quitHeld bool
 
 	nick     string // as the server last said
 	want     string // the nick to hold (cfg.Nick, then what /nick got)
@@ -136,8 +141,11 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		} else {
 			out = c.heartbeat(now, out)
 		}
+		if len(c.queued) > 0 {
+			out = c.armHold(now, out)
+		}
 		if leaving { // the lines typed meanwhile go first
-			out = c.leave(now, out)
+			out = c.leave(now, out, false)
 		}
 	case spec.InCommand:
 		switch in.Cmd.Name {
@@ -147,16 +155,21 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 				line, rest = nextLine(rest)
 				switch k, _ := Classify(line); {
 				case k == KindQuit:
-					out = c.leave(now, out)
+					out = c.leave(now, out, false)
 				case len(line) == 0:
-				case c.state == stateStarting || !c.ok && len(c.queued) < MaxHeld:
+				case c.state == stateStarting:
+					c.queued = append(c.queued, line)
+				case !c.ok && !c.noHold && len(c.queued) < MaxHeld:
+					if len(c.queued) == 0 {
+						out = c.armHold(now, out)
+					}
 					c.queued = append(c.queued, line)
 				default:
-					out = c.sendSeq(now, line, c.flushHeld(now, out))
+					out = c.sendSeq(now, line, c.releaseHeld(now, out))
 				}
 			}
 		case "quit":
-			out = c.leave(now, out)
+			out = c.leave(now, out, false)
 		default:
 			out = append(out, spec.Debug("chat: unknown command", slog.String("name", in.Cmd.Name)))
 		}
@@ -175,6 +188,9 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			c.c.Lost += st.lost
 			out = c.deliver(now, dst, out)
 			out = c.rearmWait(out)
+		case timerHeld:
+			c.heldTimer = false
+			out = c.releaseHeld(now, out)
 		case timerQuit:
 			if c.state == stateClosing {
 				st := windowStats{}
@@ -189,8 +205,7 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			return append(out, spec.Exit(""))
 		}
 		if c.state < stateLeaving {
-			c.lastMsg = 0 // no time to wait for stragglers
-			out = c.leave(now, out)
+			out = c.leave(now, out, true)
 		}
 	}
 	return out
@@ -200,18 +215,42 @@ func (c *Client) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 // validated its membership ("^ok^"): sent before that, a line reaches the
 // others but not its sender (the server withholds everything else from
 // an unvalidated address), so a line typed at once, or piped in, would
-// never come back to the one who typed it. Past MaxHeld (a server that
-// does not answer) the held lines and the new one go out as typed.
+// never come back to the one who typed it. It holds them for a third of
+// the interval at most (a heartbeat's time, which resends the token),
+// and not past MaxHeld: then they and what follows go out as typed until
+// the next welcome (a server that never validates, or a plain one).
 // MaxHeld is below the server's DefaultBurst, so the held lines, sent at
 // once, leave room in the sender's rate limit for what it types next.
 const MaxHeld = DefaultBurst - 2
 
-// flushHeld sends the lines held for validation, in order.
-func (c *Client) flushHeld(now spec.Time, out []spec.Output) []spec.Output {
+// armHold starts the hold's time limit.
+func (c *Client) armHold(now spec.Time, out []spec.Output) []spec.Output {
+	if c.heldTimer {
+		return out
+	}
+	c.heldTimer = true
+	return append(out, spec.SetTimer(timerHeld, now.Add(c.beat)))
+}
+
+// releaseHeld sends the held lines, in order, and, unless the membership
+// is validated, stops holding until the next welcome; a quit that waited
+// for them follows.
+func (c *Client) releaseHeld(now spec.Time, out []spec.Output) []spec.Output {
+	if c.heldTimer {
+		c.heldTimer = false
+		out = append(out, spec.CancelTimer(timerHeld))
+	}
+	if len(c.queued) > 0 && !c.ok {
+		c.noHold = true
+	}
 	for _, l := range c.queued {
 		out = c.sendSeq(now, l, out)
 	}
 	c.queued = nil
+	if c.quitHeld {
+		c.quitHeld = false
+		out = c.sendQuitAfterHold(now, out)
+	}
 	return out
 }
 
@@ -280,18 +319,32 @@ func (c *Client) send(now spec.Time, b []byte, out []spec.Output) []spec.Output 
 
 // leave starts leaving: quit goes out once Hold has passed since the
 // last message, so a message the network reorders is not overtaken by
-// the quit that would close its session.
-func (c *Client) leave(now spec.Time, out []spec.Output) []spec.Output {
+// the quit that would close its session. Held lines go first: when
+// the ^ok^ comes or the hold runs out, or at once if stopping (then
+// quit goes at once too: no time to wait for stragglers).
+func (c *Client) leave(now spec.Time, out []spec.Output, stopping bool) []spec.Output {
 	if c.state >= stateLeaving {
 		return out
 	}
 	wasStarting := c.state == stateStarting
+	c.state = stateLeaving
 	if wasStarting {
-		c.state = stateLeaving
 		return out // InBound sends it
 	}
-	out = c.flushHeld(now, out)
-	c.state = stateLeaving
+	if len(c.queued) > 0 && !stopping {
+		c.quitHeld = true
+		return out
+	}
+	out = c.releaseHeld(now, out)
+	if stopping {
+		c.lastMsg = 0
+	}
+	return c.sendQuitAfterHold(now, out)
+}
+
+// sendQuitAfterHold numbers the quit and sends it once Hold has passed
+// since the last message.
+func (c *Client) sendQuitAfterHold(now spec.Time, out []spec.Output) []spec.Output {
 	out = append(out, spec.CancelTimer(timerBeat))
 	c.seq++
 	c.quitSeq = c.seq
@@ -457,9 +510,14 @@ func (c *Client) control(now spec.Time, text string, out []spec.Output, inOrder 
 		c.nick = string(f[1])
 		c.interval = max(time.Duration(ms)*time.Millisecond, MinInterval)
 		c.beat = c.interval / 3
-		c.token, c.ok = string(f[3]), false
+		c.token, c.ok, c.noHold = string(f[3]), false, false
 		c.cookie = ""
 		out = append(out, spec.Emit(spec.Event{Name: "joined", Text: c.nick, Value: Joined{Nick: c.nick, Interval: c.interval}}))
+		if c.quitHeld {
+			// Leaving, but the held lines wait for the ^ok^ the token
+			// draws.
+			return c.heartbeat(now, out)
+		}
 		if c.state == stateActive {
 			// Show the server this address receives: until it has the
 			// token back it sends this member nothing of the chat.
@@ -476,14 +534,14 @@ func (c *Client) control(now spec.Time, text string, out []spec.Output, inOrder 
 	case "ok":
 		if len(f) == 1 {
 			c.ok = true
-			return c.flushHeld(now, out)
+			return c.releaseHeld(now, out)
 		}
 	case "token":
 		// The server has not had our token (the welcome, or our
 		// answer, was lost): answer again.
 		if len(f) == 2 && len(f[1]) <= MaxToken {
 			c.token, c.ok = string(f[1]), false
-			if c.state == stateActive {
+			if c.state == stateActive || c.quitHeld {
 				out = c.heartbeat(now, out)
 			}
 			return out

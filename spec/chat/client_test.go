@@ -150,21 +150,20 @@ func TestClientReclaimsNick(t *testing.T) {
 func TestClientQuit(t *testing.T) {
 	b, _, _ := newClient(t, chat.ClientConfig{Hold: 100 * time.Millisecond, QuitTimeout: 200 * time.Millisecond, QuitTries: 2})
 	b.fromServer(0, sh(1000, 1)+"*** welcome guest1: 1\n^welcome guest1 10000 t0k3n^\n")
+	b.fromServer(time.Millisecond, sh(1000, 2)+"^ok^\n") // validated: nothing is held
 	b.step(10*time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("last words")}})
-	// Not validated yet (no ^ok^): the line is held, and quit sends it
-	// first, then waits Hold for the answers to it.
 	out := b.step(20*time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("quit")}})
-	if l := sends(out)[srvAddr]; len(l) != 1 || !strings.HasSuffix(l[0], ".1^last words\n") {
-		t.Fatalf("quit sent %q: want the held line alone, the quit after Hold", l)
+	if len(sends(out)) != 0 {
+		t.Fatalf("quit went out before Hold: %v", out)
 	}
-	if when, ok := timerAt(out, 3); !ok || when != at(120*time.Millisecond) {
+	if when, ok := timerAt(out, 3); !ok || when != at(110*time.Millisecond) {
 		t.Fatalf("quit timer %v", when)
 	}
 	// Lines typed after quit are not sent.
 	if out := b.step(30*time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("too late")}}); len(sends(out)) != 0 {
 		t.Fatal("sent a line after quit")
 	}
-	out = b.step(120*time.Millisecond, spec.Input{Kind: spec.InTimer, Timer: 3})
+	out = b.step(110*time.Millisecond, spec.Input{Kind: spec.InTimer, Timer: 3})
 	// Padded, so a bye can answer it even if it meets a closed session.
 	q := sends(out)[srvAddr]
 	if len(q) != 1 || !strings.HasSuffix(strings.TrimRight(q[0], " "), ".2^quit\n") || len(q[0]) != chat.StrangerPad {
@@ -174,7 +173,7 @@ func TestClientQuit(t *testing.T) {
 	if r := sends(out)[srvAddr]; len(r) != 1 || r[0] != q[0] {
 		t.Fatalf("resent quit %q, want the same datagram %q", r, q)
 	}
-	out = b.fromServer(320*time.Millisecond, sh(1000, 2)+"*** bye guest1\n^bye^\n")
+	out = b.fromServer(320*time.Millisecond, sh(1000, 3)+"*** bye guest1\n^bye^\n")
 	if last := out[len(out)-1]; last.Kind != spec.OutExit || last.Err != "" {
 		t.Fatalf("after bye: %v", out)
 	}
@@ -281,44 +280,123 @@ func TestWithoutTokenHint(t *testing.T) {
 
 // Lines typed before the server validated the membership (piped in, or
 // typed at once) are held until its ^ok^: sent earlier they would reach
-// the others but never come back to their sender. A client whose server
-// never validates it sends them as typed past MaxHeld.
+// the others but never come back to their sender. The hold lasts a third
+// of the interval at most, and MaxHeld lines; then lines go out as typed
+// until the next welcome. A quit waits for the held lines, a stop does
+// not.
 func TestClientHoldsLinesUntilValidated(t *testing.T) {
-	c := chat.NewClient(chat.ClientConfig{Server: srvAddr, Nick: "alice", Interval: 9 * time.Second})
-	b := &bench{t: t, m: c}
-	b.step(0, spec.Input{Kind: spec.InStart})
-	line := func(now time.Duration, text string) []spec.Output {
+	const interval = 9 * time.Second
+	start := func(t *testing.T) *bench {
+		c := chat.NewClient(chat.ClientConfig{Server: srvAddr, Nick: "alice", Interval: interval, Hold: 100 * time.Millisecond})
+		b := &bench{t: t, m: c}
+		b.step(0, spec.Input{Kind: spec.InStart})
+		return b
+	}
+	line := func(b *bench, now time.Duration, text string) []spec.Output {
 		return b.step(now, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte(text)}})
 	}
-	line(0, "before bind")
-	out := b.step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: local})
-	if got := sends(out)[srvAddr]; len(got) != 1 || !strings.Contains(got[0], "/nick alice") {
-		t.Fatalf("at bind the client sent %q: want its join alone", got)
-	}
-	if got := sends(line(time.Millisecond, "after bind"))[srvAddr]; len(got) != 0 {
-		t.Fatalf("sent %q before the welcome", got)
-	}
-	out = b.fromServer(2*time.Millisecond, sh(500, 1)+"*** welcome alice: 1 member(s) online\n^welcome alice 3000 t0k3n^\n")
-	if got := sends(out)[srvAddr]; len(got) != 1 || !strings.HasSuffix(got[0], "^/ok t0k3n\n") {
-		t.Fatalf("after the welcome the client sent %q: want the token alone", got)
-	}
-	out = b.fromServer(3*time.Millisecond, sh(500, 2)+"*** ok alice: you hear the chat now\n^ok^\n")
-	got := sends(out)[srvAddr]
-	if len(got) != 2 || !strings.HasSuffix(got[0], ".2^before bind\n") || !strings.HasSuffix(got[1], ".3^after bind\n") {
-		t.Fatalf("on ^ok^ the client sent %q: want the held lines, in order", got)
-	}
-	if got := sends(line(4*time.Millisecond, "validated"))[srvAddr]; len(got) != 1 || !strings.HasSuffix(got[0], ".4^validated\n") {
-		t.Fatalf("a line typed once validated went out as %q", got)
-	}
+	welcome := sh(500, 1) + "*** welcome alice: 1 member(s) online\n^welcome alice 3000 t0k3n^\n"
+	trim := func(d string) string { return strings.TrimRight(d, " ") }
 
-	// A server that never validates: MaxHeld lines wait, the next sends all.
-	b2, _, _ := newClient(t, chat.ClientConfig{Nick: "bob"})
-	for i := range chat.MaxHeld {
-		if got := sends(b2.step(time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("held")}}))[srvAddr]; len(got) != 0 {
-			t.Fatalf("line %d of %d went out unvalidated: %q", i+1, chat.MaxHeld, got)
+	t.Run("until ^ok^", func(t *testing.T) {
+		b := start(t)
+		line(b, 0, "before bind")
+		out := b.step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: local})
+		if got := sends(out)[srvAddr]; len(got) != 1 || !strings.Contains(got[0], "/nick alice") {
+			t.Fatalf("at bind the client sent %q: want its join alone", got)
 		}
-	}
-	if got := sends(b2.step(time.Millisecond, spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "line", Data: []byte("one more")}}))[srvAddr]; len(got) != chat.MaxHeld+1 || !strings.HasSuffix(strings.TrimRight(got[chat.MaxHeld], " "), "^one more\n") {
-		t.Fatalf("past MaxHeld the client sent %d datagrams, want %d ending with the new line", len(got), chat.MaxHeld+1)
-	}
+		if got := sends(line(b, time.Millisecond, "after bind"))[srvAddr]; len(got) != 0 {
+			t.Fatalf("sent %q before the welcome", got)
+		}
+		out = b.fromServer(2*time.Millisecond, welcome)
+		if got := sends(out)[srvAddr]; len(got) != 1 || !strings.HasSuffix(got[0], "^/ok t0k3n\n") {
+			t.Fatalf("after the welcome the client sent %q: want the token alone", got)
+		}
+		out = b.fromServer(3*time.Millisecond, sh(500, 2)+"*** ok alice: you hear the chat now\n^ok^\n")
+		got := sends(out)[srvAddr]
+		if len(got) != 2 || !strings.HasSuffix(got[0], ".2^before bind\n") || !strings.HasSuffix(got[1], ".3^after bind\n") {
+			t.Fatalf("on ^ok^ the client sent %q: want the held lines, in order", got)
+		}
+		if got := sends(line(b, 4*time.Millisecond, "validated"))[srvAddr]; len(got) != 1 || !strings.HasSuffix(got[0], ".4^validated\n") {
+			t.Fatalf("a line typed once validated went out as %q", got)
+		}
+	})
+	t.Run("for a third of the interval", func(t *testing.T) {
+		b := start(t)
+		b.step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: local})
+		out := line(b, time.Second, "one")
+		if when, ok := timerAt(out, 4); !ok || when != at(time.Second+interval/3) {
+			t.Fatalf("hold timer %v, ok %v: want a third of the interval after the first held line", when, ok)
+		}
+		line(b, 2*time.Second, "two")
+		out = b.step(time.Second+interval/3, spec.Input{Kind: spec.InTimer, Timer: 4})
+		if got := sends(out)[srvAddr]; len(got) != 2 || !strings.HasSuffix(trim(got[0]), "^one\n") || !strings.HasSuffix(trim(got[1]), "^two\n") {
+			t.Fatalf("when the hold ran out the client sent %q", got)
+		}
+		if got := sends(line(b, 5*time.Second, "three"))[srvAddr]; len(got) != 1 {
+			t.Fatalf("after the hold ran out a line went out as %q: want at once", got)
+		}
+		// A welcome (a new membership) holds again.
+		b.fromServer(6*time.Second, welcome)
+		if got := sends(line(b, 6*time.Second, "four"))[srvAddr]; len(got) != 0 {
+			t.Fatalf("after a new welcome a line went out unvalidated: %q", got)
+		}
+	})
+	t.Run("MaxHeld lines", func(t *testing.T) {
+		b := start(t)
+		b.step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: local})
+		for i := range chat.MaxHeld {
+			if got := sends(line(b, time.Millisecond, "held"))[srvAddr]; len(got) != 0 {
+				t.Fatalf("line %d of %d went out unvalidated: %q", i+1, chat.MaxHeld, got)
+			}
+		}
+		if got := sends(line(b, time.Millisecond, "one more"))[srvAddr]; len(got) != chat.MaxHeld+1 || !strings.HasSuffix(trim(got[chat.MaxHeld]), "^one more\n") {
+			t.Fatalf("past MaxHeld the client sent %d datagrams, want %d ending with the new line", len(got), chat.MaxHeld+1)
+		}
+		if got := sends(line(b, 2*time.Millisecond, "and on"))[srvAddr]; len(got) != 1 {
+			t.Fatalf("past MaxHeld the next line went out as %q: want at once", got)
+		}
+	})
+	t.Run("quit waits for them", func(t *testing.T) {
+		b := start(t)
+		b.step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: local})
+		b.fromServer(time.Millisecond, welcome)
+		line(b, 2*time.Millisecond, "last words")
+		if out := line(b, 3*time.Millisecond, "quit"); len(sends(out)) != 0 {
+			t.Fatalf("quit sent %q before the ^ok^", sends(out)[srvAddr])
+		}
+		out := b.fromServer(10*time.Millisecond, sh(500, 2)+"^ok^\n")
+		if got := sends(out)[srvAddr]; len(got) != 1 || !strings.HasSuffix(got[0], "^last words\n") {
+			t.Fatalf("on ^ok^ the leaving client sent %q: want the held line", got)
+		}
+		if when, ok := timerAt(out, 3); !ok || when != at(110*time.Millisecond) {
+			t.Fatalf("quit timer %v: want Hold after the held line", when)
+		}
+	})
+	t.Run("end of input before the welcome", func(t *testing.T) {
+		b := start(t)
+		line(b, 0, "piped")
+		line(b, 0, "quit") // printf 'piped\n' | netspec chat join
+		b.step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: local})
+		out := b.fromServer(time.Millisecond, welcome)
+		if got := sends(out)[srvAddr]; len(got) != 1 || !strings.HasSuffix(got[0], "^/ok t0k3n\n") {
+			t.Fatalf("a leaving client with held lines answered the welcome with %q: want its token", got)
+		}
+		out = b.fromServer(2*time.Millisecond, sh(500, 2)+"^ok^\n")
+		if got := sends(out)[srvAddr]; len(got) != 1 || !strings.HasSuffix(got[0], "^piped\n") {
+			t.Fatalf("on ^ok^ it sent %q: want the piped line", got)
+		}
+		if _, ok := timerAt(out, 3); !ok {
+			t.Fatal("no quit after the piped line")
+		}
+	})
+	t.Run("stop does not wait", func(t *testing.T) {
+		b := start(t)
+		b.step(0, spec.Input{Kind: spec.InBound, Sock: 1, Addr: local})
+		line(b, time.Millisecond, "unsaid")
+		got := sends(b.step(2*time.Millisecond, spec.Input{Kind: spec.InStop}))[srvAddr]
+		if len(got) != 2 || !strings.HasSuffix(trim(got[0]), "^unsaid\n") || !strings.HasSuffix(trim(got[1]), "^quit\n") {
+			t.Fatalf("on stop the client sent %q: want the held line and quit at once", got)
+		}
+	})
 }

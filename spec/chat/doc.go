@@ -304,10 +304,12 @@
 // The client binds an ephemeral port, sends "/nick NAME" (seq 1) or a
 // heartbeat, and sends each typed line as one sequenced datagram (padded
 // until its first welcome, and quit, as said above). Lines typed before
-// its membership is validated ("^ok^") it holds, up to MaxHeld (8, under
-// the server's rate-limit burst), and sends on the "^ok^", so that a line
-// typed at once or piped in comes back to its sender too; a ninth, or
-// quit, sends them first, as typed. It
+// its membership is validated ("^ok^") it holds, and sends on the "^ok^",
+// so that a line typed at once or piped in comes back to its sender too:
+// for a third of the interval at most, and up to MaxHeld (8, under the
+// server's rate-limit burst) lines; then they, and what follows until
+// the next welcome, go out as typed. Quit (or EOF) waits for the held
+// lines to go; stop sends them and quit at once. It
 // heartbeats every third of the interval the welcome announces (of its
 // configured Interval until then), moved on by every datagram it sends,
 // so a talking client sends no heartbeats. It sends a welcome's token

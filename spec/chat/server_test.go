@@ -752,3 +752,33 @@ func TestRejoinDoesNotRebroadcastStragglers(t *testing.T) {
 		t.Fatalf("the next line of the rejoined session was not broadcast: %q", got[c])
 	}
 }
+
+// A validated sequenced member whose ^ok^ was lost sends its token
+// again with its heartbeats: each draws ^ok^ again (its client holds its
+// lines until one comes). A wrong token draws nothing more, nor does a
+// plain member's repeated /ok.
+func TestOkAnsweredAgain(t *testing.T) {
+	b, srv := newServer(t, chat.ServerConfig{Interval: 10 * time.Second})
+	b.raw = true
+	a, p := addr(1), addr(2)
+	tok := tokenIn(b.dgram(0, a, hdr(7, 1)+"/nick alice\n")[a][0])
+	if got := b.dgram(time.Millisecond, a, hdr(7, 0)+"/ok "+tok+"\n")[a]; len(got) != 1 || !strings.HasSuffix(got[0], "^ok^\n") {
+		t.Fatalf("the token drew %q", got)
+	}
+	for i := range 3 {
+		if got := b.dgram(time.Duration(i+2)*time.Second, a, hdr(7, 0)+"/ok "+tok+"\n")[a]; len(got) != 1 || !strings.HasSuffix(got[0], "^ok^\n") || strings.Contains(got[0], "***") {
+			t.Fatalf("the token again (%d) drew %q: want ^ok^ alone", i+1, got)
+		}
+	}
+	if got := b.dgram(6*time.Second, a, hdr(7, 0)+"/ok 00000000\n")[a]; len(got) != 0 {
+		t.Fatalf("a wrong token from a validated member drew %q", got)
+	}
+	ptok := tokenIn(b.dgram(0, p, "/nick plain\n")[p][0])
+	b.dgram(time.Millisecond, p, "/ok "+ptok+"\n")
+	if got := b.dgram(time.Second, p, "/ok "+ptok+"\n")[p]; len(got) != 0 {
+		t.Fatalf("a plain member's repeated /ok drew %q", got)
+	}
+	if st := srv.Stats(); st.OkAgain != 3 || st.Validated != 2 {
+		t.Errorf("counters %+v: want 3 answered again, 2 validated", st)
+	}
+}

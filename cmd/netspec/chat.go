@@ -25,11 +25,11 @@ func chatGroup() *group {
 	}
 }
 
-// The range of chat serve --rate: a line in some 17 minutes at the
-// least, and at most what still leaves a nanosecond between lines.
 // chatSeedAddr is where seed 003's chat server listened.
 var chatSeedAddr = netip.MustParseAddrPort("127.0.0.1:9999")
 
+// The range of chat serve --rate: a line in some 17 minutes at the
+// least, and at most what still leaves a nanosecond between lines.
 const (
 	minChatRate = 0.001
 	maxChatRate = 1e9

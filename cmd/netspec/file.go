@@ -676,9 +676,6 @@ func (p *progress) stop() {
 	}
 }
 
-// elapsed is "76ms (155.3 MiB/s)": how long n bytes took, and their
-// rate; "<1ms" alone when the clock saw too little time for a rate to
-// mean anything (it would read hundreds of GiB/s).
 // counterMap indexes a machine's counters by name.
 func counterMap(cs []spec.Counter) map[string]uint64 {
 	m := make(map[string]uint64, len(cs))
@@ -688,6 +685,9 @@ func counterMap(cs []spec.Counter) map[string]uint64 {
 	return m
 }
 
+// elapsed is "76ms (155.3 MiB/s)": how long n bytes took, and their
+// rate; "<1ms" alone when the clock saw too little time for a rate to
+// mean anything (it would read hundreds of GiB/s).
 func elapsed(n int64, d time.Duration) string {
 	if d < time.Millisecond {
 		return "<1ms"

@@ -103,6 +103,9 @@ type conn struct {
 	last   spec.Time // when it last sent, or the transport took its echo
 }
 
+// from is the client's address, for the log.
+func (c conn) from() string { return netip.AddrPortFrom(c.addr, c.port).String() }
+
 type serverCounters struct {
 	datagrams, echoed, lowPort, samePort, limited, repeats, streams, refused, cutOff, idle, paused uint64
 }
@@ -227,7 +230,8 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 		if c.unread > s.cfg.MaxUnread {
 			s.c.cutOff++
 			s.forget(in.Stream)
-			return append(out, spec.Abort(in.Stream), spec.Warn("echo: client is not reading its echo, resetting", slog.Int("unread", c.unread)))
+			return append(out, spec.Abort(in.Stream), spec.Warn("echo: client is not reading its echo, resetting", slog.String("from", c.from()), slog.Int("unread", c.unread)),
+				spec.Info("echo: connection closed", slog.String("from", c.from()), slog.String("err", "reset: echo not read")))
 		}
 		out = append(out, spec.Write(in.Stream, in.Data))
 		if c.unread >= s.cfg.PauseAt && !c.paused {
@@ -260,11 +264,10 @@ func (s *Server) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Ou
 			return out
 		}
 		if !c.fin {
-			from := netip.AddrPortFrom(c.addr, c.port).String()
 			if in.Err != "" {
-				out = append(out, spec.Info("echo: connection closed", slog.String("from", from), slog.String("err", in.Err)))
+				out = append(out, spec.Info("echo: connection closed", slog.String("from", c.from()), slog.String("err", in.Err)))
 			} else {
-				out = append(out, spec.Info("echo: connection closed", slog.String("from", from)))
+				out = append(out, spec.Info("echo: connection closed", slog.String("from", c.from())))
 			}
 		}
 		if in.Err != "" || c.fin {
@@ -309,8 +312,10 @@ func (s *Server) forget(st spec.Stream) {
 func (s *Server) sweepIdle(now spec.Time, out []spec.Output) []spec.Output {
 	for _, st := range spec.Idle(s.streams, now, s.cfg.Idle, func(c conn) spec.Time { return c.last }) {
 		s.c.idle++
+		from := s.streams[st].from()
 		s.forget(st)
-		out = append(out, spec.Abort(st), spec.Debug("echo: idle connection reset", slog.Uint64("stream", uint64(st))))
+		out = append(out, spec.Abort(st), spec.Debug("echo: idle connection reset", slog.Uint64("stream", uint64(st))),
+			spec.Info("echo: connection closed", slog.String("from", from), slog.String("err", "reset: idle")))
 	}
 	s.sweep = len(s.streams) > 0
 	if s.sweep {

@@ -314,4 +314,13 @@ func TestConnectionsAreLogged(t *testing.T) {
 			t.Errorf("%v: info logs %q, want %q", tc.in.Kind, got, tc.want)
 		}
 	}
+	// An idle connection's reset ends it in the log too.
+	srv = echo.NewServer(echo.ServerConfig{TCP: server, Idle: time.Second})
+	srv.Step(now, spec.Input{Kind: spec.InStart}, nil)
+	srv.Step(now, spec.Input{Kind: spec.InBound, Sock: 2, Addr: server}, nil)
+	srv.Step(now, spec.Input{Kind: spec.InAccepted, Sock: 2, Stream: spec.AcceptedStream | 1, Addr: netip.MustParseAddrPort(from)}, nil)
+	want := []string{"echo: connection closed from=" + from + " err=reset: idle"}
+	if got := info(srv.Step(now.Add(2*time.Second), spec.Input{Kind: spec.InTimer, Timer: 1}, nil)); !slices.Equal(got, want) {
+		t.Errorf("idle reset: info logs %q, want %q", got, want)
+	}
 }

@@ -70,13 +70,8 @@ func chatServer(t *testing.T, args ...string) (string, string) {
 	}()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("chat server exited %d", code)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("chat server did not stop")
+		if err := awaitExit(done, 5*time.Second, "chat server"); err != nil {
+			t.Error(err)
 		}
 	})
 	sc := bufio.NewScanner(pr)
@@ -322,13 +317,8 @@ func TestChatJoinWithNetcat(t *testing.T) {
 	alice.say(t, "still there?")
 	dave.await(t, "dave", "[alice] still there?", false)
 	inW.Close() // end of input: leave
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("chat join exited %d", code)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("chat join did not leave at end of input")
+	if err := awaitExit(done, 5*time.Second, "chat join at end of input"); err != nil {
+		t.Fatal(err)
 	}
 	dave.await(t, "dave", "*** bye dave", false)
 	alice.out.await(t, "alice", "*** dave left", false)
@@ -373,13 +363,8 @@ func TestChatJoinPipedLineComesBack(t *testing.T) {
 	}()
 	carol := newLineReader(outR)
 	carol.await(t, "carol", "[carol] hello at once", false)
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("chat join exited %d", code)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("chat join did not leave at end of input")
+	if err := awaitExit(done, 5*time.Second, "chat join at end of input"); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -434,13 +419,8 @@ func TestChatServerConsoleQuit(t *testing.T) {
 	if _, err := io.WriteString(inW, " quit \n"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("quit on the console: exit %d, want 0", code)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("quit on the console did not stop the server")
+	if err := awaitExit(done, 10*time.Second, "chat serve after quit on the console"); err != nil {
+		t.Fatal(err)
 	}
 	inW.Close()
 }

@@ -34,13 +34,8 @@ func swarmServer(t *testing.T, args ...string) (string, *syncBuffer) {
 	}()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("netspec %s exited %d", strings.Join(args, " "), code)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("netspec %s did not stop", strings.Join(args, " "))
+		if err := awaitExit(done, 10*time.Second, "netspec "+strings.Join(args, " ")); err != nil {
+			t.Error(err)
 		}
 	})
 	sc := bufio.NewScanner(pr)

@@ -25,13 +25,8 @@ func TestFileServeAlsoServesTFTP(t *testing.T) {
 	}()
 	defer func() {
 		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("file serve exited %d", code)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("file serve did not stop")
+		if err := awaitExit(done, 10*time.Second, "file serve"); err != nil {
+			t.Error(err)
 		}
 	}()
 	out.wait(t, `file: serving .* on (\S+)\n`)

@@ -257,13 +257,8 @@ func serve(t *testing.T, args ...string) map[string]string {
 	go func() { done <- run(ctx, args, strings.NewReader(""), pw, io.Discard); pw.Close() }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("server exited %d", code)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("server did not stop")
+		if err := awaitExit(done, 5*time.Second, "server"); err != nil {
+			t.Error(err)
 		}
 	})
 	addrs := map[string]string{}

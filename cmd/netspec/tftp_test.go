@@ -37,13 +37,8 @@ func startTFTP(t *testing.T, root string, extra ...string) (host, port string, o
 	go func() { done <- run(ctx, args, strings.NewReader(""), out, out) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("tftp serve exited %d", code)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("tftp serve did not stop")
+		if err := awaitExit(done, 10*time.Second, "tftp serve"); err != nil {
+			t.Error(err)
 		}
 	})
 	addr := out.wait(t, `tftp: serving .* on (\S+)\n`)[1]

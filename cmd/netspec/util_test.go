@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"regexp"
 	"sync"
 	"testing"
@@ -39,4 +40,18 @@ func (s *syncBuffer) wait(t *testing.T, re string) []string {
 	}
 	t.Fatalf("output never matched %q:\n%s", re, s.String())
 	return nil
+}
+
+// awaitExit waits up to d for the exit code of a command run in-process
+// (what says which), and says what went wrong if it was not 0 in time.
+func awaitExit(done <-chan int, d time.Duration, what string) error {
+	select {
+	case code := <-done:
+		if code != 0 {
+			return fmt.Errorf("%s: exit %d, want 0", what, code)
+		}
+		return nil
+	case <-time.After(d):
+		return fmt.Errorf("%s: did not exit within %v", what, d)
+	}
 }

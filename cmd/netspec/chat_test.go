@@ -57,6 +57,19 @@ func TestChatExitCodes(t *testing.T) {
 	}
 }
 
+// runChatJoin runs `netspec chat join SERVER --nick NICK` in-process: its
+// standard input, what it prints, and its exit code once it exits.
+func runChatJoin(server, nick string) (*io.PipeWriter, *lineReader, <-chan int) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), []string{"chat", "join", server, "--nick", nick}, inR, outW, io.Discard)
+		outW.Close()
+	}()
+	return inW, newLineReader(outR), done
+}
+
 // chatServer starts `netspec chat serve` in-process on a free loopback
 // port and returns its host and port.
 func chatServer(t *testing.T, args ...string) (string, string) {
@@ -296,14 +309,7 @@ func TestChatJoinWithNetcat(t *testing.T) {
 	defer close(stop)
 	go alice.heartbeat(500*time.Millisecond, stop)
 
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	done := make(chan int, 1)
-	go func() {
-		done <- run(context.Background(), []string{"chat", "join", host + ":" + port, "--nick", "dave"}, inR, outW, io.Discard)
-		outW.Close()
-	}()
-	dave := newLineReader(outR)
+	inW, dave, done := runChatJoin(host+":"+port, "dave")
 	dave.await(t, "dave", "*** welcome dave: 2 member(s) online", true)
 	alice.out.await(t, "alice", "*** dave joined", false)
 	if _, err := io.WriteString(inW, "hi from netspec\n"); err != nil {
@@ -350,18 +356,11 @@ func TestChatJoinPipedLineComesBack(t *testing.T) {
 		}
 	})
 	host, port := chatServer(t, "-v", "--log", logFile)
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	done := make(chan int, 1)
-	go func() {
-		done <- run(context.Background(), []string{"chat", "join", host + ":" + port, "--nick", "carol"}, inR, outW, io.Discard)
-		outW.Close()
-	}()
+	inW, carol, done := runChatJoin(host+":"+port, "carol")
 	go func() { // printf 'hello at once\n' | netspec chat join: the line, then EOF
 		_, _ = io.WriteString(inW, "hello at once\n")
 		inW.Close()
 	}()
-	carol := newLineReader(outR)
 	carol.await(t, "carol", "[carol] hello at once", false)
 	if err := awaitExit(done, 5*time.Second, "chat join at end of input"); err != nil {
 		t.Fatal(err)

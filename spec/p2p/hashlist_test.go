@@ -114,11 +114,7 @@ func TestBannedNeighbourCannotConnectBack(t *testing.T) {
 // its harness and the server's and the neighbour's streams.
 func peerWithListingNeighbour(t *testing.T, root [32]byte) (*Peer, *harness, spec.Stream, spec.Stream) {
 	t.Helper()
-	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, NoTree: true}, &MemStore{})
-	h := newHarness(t, p)
-	h.step(spec.Input{Kind: spec.InStart})
-	srv := h.to("10.0.0.1:52000")
-	h.feed(srv, []byte("SHEL 337 64\r\n[[\"10.0.0.7\",51000]]\r\n"), 1024)
+	p, h, srv := welcomedPeer(t, 1, "SHEL 337 64\r\n[[\"10.0.0.7\",51000]]\r\n")
 	nb := h.to("10.0.0.7:51000")
 	if nb == 0 {
 		t.Fatalf("the peer dialed %v, want the neighbour", h.dials)

@@ -78,29 +78,7 @@ func TestRequestCountWithChunksKeptBeforeTheHashList(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: 1, Linger: -1, NoTree: true}, &MemStore{})
-			h := newHarness(t, p)
-			h.step(spec.Input{Kind: spec.InStart})
-			var srv spec.Stream
-			for st := range h.dials {
-				srv = st
-			}
-			h.feed(srv, []byte("SHEL 337 64\r\n[[\"10.0.0.7\",51000],[\"10.0.0.8\",51000]]\r\nXHEL 1 "+fmt.Sprintf("%x", root[:])+"\r\n"), 1024)
-			var nbs [2]spec.Stream
-			for st, a := range h.dials {
-				switch a.String() {
-				case "10.0.0.7:51000":
-					nbs[0] = st
-				case "10.0.0.8:51000":
-					nbs[1] = st
-				}
-			}
-			if nbs[0] == 0 || nbs[1] == 0 {
-				t.Fatalf("the peer dialed %v, want both neighbours", h.dials)
-			}
-			for _, st := range nbs {
-				h.feed(st, []byte("PHEL\r\nXHEL 1\r\nCLRSP\r\n[]\r\n"), 1024)
-			}
+			p, h, srv, nbs := peerWithTwoNeighbours(t, root, 1)
 			p.request(h.now, p.byOut[nbs[0]], 3)
 			p.request(h.now, p.byOut[nbs[1]], 3)
 			if err := countsTrue(p); err != nil {
@@ -121,6 +99,37 @@ func TestRequestCountWithChunksKeptBeforeTheHashList(t *testing.T) {
 			}
 		})
 	}
+}
+
+// welcomedPeer is a peer (seeded with seed, in no tree) to which the
+// server, 10.0.0.1:52000, has sent welcome. It returns the peer, its
+// harness and the server's stream.
+func welcomedPeer(t *testing.T, seed uint64, welcome string) (*Peer, *harness, spec.Stream) {
+	t.Helper()
+	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:52000"), Seed: seed, Linger: -1, NoTree: true}, &MemStore{})
+	h := newHarness(t, p)
+	h.step(spec.Input{Kind: spec.InStart})
+	srv := h.to("10.0.0.1:52000")
+	h.feed(srv, []byte(welcome), 1024)
+	return p, h, srv
+}
+
+// peerWithTwoNeighbours is a peer (seeded with seed) welcomed by an
+// extension server (10.0.0.1:52000, a 337-byte file in chunks of 64,
+// whose root is root; no hash list yet) with two extension neighbours,
+// 10.0.0.7:51000 and 10.0.0.8:51000, that hold nothing. It returns the
+// peer, its harness, and the server's and the neighbours' streams.
+func peerWithTwoNeighbours(t *testing.T, root [32]byte, seed uint64) (*Peer, *harness, spec.Stream, [2]spec.Stream) {
+	t.Helper()
+	p, h, srv := welcomedPeer(t, seed, "SHEL 337 64\r\n[[\"10.0.0.7\",51000],[\"10.0.0.8\",51000]]\r\nXHEL 1 "+fmt.Sprintf("%x", root[:])+"\r\n")
+	nbs := [2]spec.Stream{h.to("10.0.0.7:51000"), h.to("10.0.0.8:51000")}
+	if nbs[0] == 0 || nbs[1] == 0 {
+		t.Fatalf("the peer dialed %v, want both neighbours", h.dials)
+	}
+	for _, st := range nbs {
+		h.feed(st, []byte("PHEL\r\nXHEL 1\r\nCLRSP\r\n[]\r\n"), 1024)
+	}
+	return p, h, srv, nbs
 }
 
 // After CHECKSUM_NOT_FIT the peer empties its store and downloads again;

@@ -75,6 +75,9 @@ func TestRequestCountWithChunksKeptBeforeTheHashList(t *testing.T) {
 		{"a bad copy rejected by the list, the other never comes", []step{{0, bad}, {2, hash}}, false},
 		{"a copy voided, then the other", []step{{0, good}, {0, []byte("VOID 192\r\n")}, {1, good}}, false},
 		{"a copy voided, the other never comes", []step{{0, good}, {0, []byte("VOID 192\r\n")}}, false},
+		// A VOID settles only what its sender sent: another neighbour
+		// cannot make the peer drop a chunk it kept.
+		{"a copy voided by the neighbour that did not send it, then the list", []step{{0, good}, {1, []byte("VOID 192\r\n")}, {2, hash}}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,6 +133,94 @@ func peerWithTwoNeighbours(t *testing.T, root [32]byte, seed uint64) (*Peer, *ha
 		h.feed(st, []byte("PHEL\r\nXHEL 1\r\nCLRSP\r\n[]\r\n"), 1024)
 	}
 	return p, h, srv, nbs
+}
+
+// A chunk whose DATA broke off mid-body, its neighbour gone, is asked
+// again before any other (doc.go: "a chunk cut off mid-DATA gets strict
+// priority"), from the next neighbour that holds it: the first request
+// that neighbour gets is for that chunk, whatever the peer's seed.
+func TestChunkCutOffMidDATAIsAskedFirst(t *testing.T) {
+	c := fuzzContent(nil)
+	for seed := uint64(1); seed <= 20; seed++ {
+		p, h, _, nbs := peerWithTwoNeighbours(t, c.Root(), seed)
+		p.request(h.now, p.byOut[nbs[0]], 3)
+		h.feed(nbs[0], append(AppendDATAHeader(nil, 192, 64), c.Chunk(3)[:10]...), 1024)
+		h.step(spec.Input{Kind: spec.InStreamClosed, Stream: nbs[0], Err: "reset"})
+		asked := len(h.written[nbs[1]])
+		h.feed(nbs[1], []byte("HAVE 0 1 2 3 4 5\r\n"), 1024)
+		if got := dreqsFrom(h, nbs[1], asked); len(got) == 0 || got[0] != 3 {
+			t.Fatalf("seed %d: after chunk 3 broke off, the neighbour holding every chunk was asked for %v, want 3 first", seed, got)
+		}
+	}
+}
+
+// dreqsFrom is the chunks the peer asked for on st, in order, in what
+// it wrote there from byte from on.
+func dreqsFrom(h *harness, st spec.Stream, from int) []int {
+	msgs, _ := parseAll(Requests, h.written[st][from:], len(h.written[st])+1)
+	var chunks []int
+	for _, m := range msgs {
+		if m.Op == DREQ {
+			chunks = append(chunks, m.Chunk)
+		}
+	}
+	return chunks
+}
+
+// A DATA is kept only if it fits the request it answers: another chunk
+// than the one asked for, or a body of the wrong length, is a violation,
+// however good its bytes, and bans the neighbour (doc.go: "an answer that
+// does not fit its request").
+func TestDATAThatDoesNotFitItsRequestIsRefused(t *testing.T) {
+	c := fuzzContent(nil)
+	for _, tc := range []struct {
+		name  string
+		chunk int    // the chunk the DATA is at
+		body  []byte // its body
+		kept  bool
+	}{
+		{"the chunk asked for", 3, c.Chunk(3), true},
+		{"another chunk", 4, c.Chunk(4), false},
+		{"the chunk asked for, a byte short", 3, c.Chunk(3)[:63], false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, h, _, nb := peerWithListingNeighbour(t, c.Root())
+			h.feed(nb, append([]byte("CLRSP\r\n[]\r\nHASH 6\r\n"), hashList(c)...), 1024)
+			if p.hashes == nil {
+				t.Fatal("the peer did not take the hash list")
+			}
+			p.request(h.now, p.byOut[nb], 3)
+			h.feed(nb, append(AppendDATAHeader(nil, int64(tc.chunk)*64, len(tc.body)), tc.body...), 1024)
+			if p.Has(tc.chunk) != tc.kept || (p.cnt.banned == 0) != tc.kept {
+				t.Fatalf("DATA of chunk %d (%d bytes) for DREQ 3: kept %v, banned %d; want kept %v", tc.chunk, len(tc.body), p.Has(tc.chunk), p.cnt.banned, tc.kept)
+			}
+		})
+	}
+}
+
+// A PUSH is taken only from a neighbour that answered the peer's "XHEL 1
+// push": from a seed-style neighbour, which answered it UNKNOWN_COMMAND,
+// it is a violation that bans the neighbour, however good the chunk
+// (doc.go: a peer bans a neighbour that sends "PUSH where it did not say
+// push").
+func TestPushFromASeedStyleNeighbourRefused(t *testing.T) {
+	c := fuzzContent(nil)
+	for _, tc := range []struct {
+		name, xhel string // the neighbour's answer to XHEL
+		kept       bool
+	}{
+		{"a neighbour that answered XHEL", "XHEL 1\r\n", true},
+		{"a seed-style neighbour", "ERROR UNKNOWN_COMMAND\r\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, h, _ := welcomedPeer(t, 1, "SHEL 337 64\r\n[[\"10.0.0.7\",51000]]\r\nERROR UNKNOWN_COMMAND\r\n")
+			nb := h.to("10.0.0.7:51000")
+			h.feed(nb, append([]byte("PHEL\r\n"+tc.xhel+"CLRSP\r\n[]\r\nPUSH 128 64\r\n"), c.Chunk(2)...), 1024)
+			if p.Has(2) != tc.kept || (p.cnt.banned == 0) != tc.kept {
+				t.Fatalf("PUSH of chunk 2: kept %v, banned %d; want kept %v", p.Has(2), p.cnt.banned, tc.kept)
+			}
+		})
+	}
 }
 
 // After CHECKSUM_NOT_FIT the peer empties its store and downloads again;

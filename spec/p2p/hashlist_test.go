@@ -86,17 +86,26 @@ func TestRelayedHashListCheckedAgainstTheRoot(t *testing.T) {
 	}
 }
 
-// A banned neighbour that connects back and says CHEL with the port it
-// was banned at is closed at once: no PHEL, no place among the
-// neighbours (the ban covered only dialing it before).
+// A ban resets both of the neighbour's connections, the one the peer
+// dialed and the one the neighbour dialed (doc.go: "its connections
+// reset"); and a banned neighbour that connects back and says CHEL with
+// the port it was banned at is closed at once: no PHEL, no place among
+// the neighbours (the ban covered only dialing it before).
 func TestBannedNeighbourCannotConnectBack(t *testing.T) {
 	c := fuzzContent(nil)
 	root, list := c.Root(), hashList(c)
 	p, h, _, nb := peerWithListingNeighbour(t, root)
+	its := spec.AcceptedStream | 8 // the neighbour's own connection
+	h.open[its] = true
+	h.step(spec.Input{Kind: spec.InAccepted, Stream: its, Addr: netip.MustParseAddrPort("10.0.0.7:40000")})
+	h.feed(its, []byte("CHEL 51000\r\n"), 1024)
+	if !h.open[its] || p.byIn[its] == nil || p.byIn[its].nb != p.byOut[nb].nb {
+		t.Fatal("the neighbour's own connection was not taken as the neighbour's: the test does not test what it says")
+	}
 	list[0] ^= 1
 	h.feed(nb, append([]byte("CLRSP\r\n[]\r\nHASH 6\r\n"), list...), 1024)
-	if p.cnt.banned != 1 || h.open[nb] {
-		t.Fatalf("banned %d, neighbour connected %v; want it banned", p.cnt.banned, h.open[nb])
+	if p.cnt.banned != 1 || h.open[nb] || h.open[its] {
+		t.Fatalf("banned %d, connections open: ours %v, the neighbour's %v; want it banned, both reset", p.cnt.banned, h.open[nb], h.open[its])
 	}
 	in := spec.AcceptedStream | 9
 	h.open[in] = true

@@ -93,6 +93,45 @@ func TestPeerBoundsTheRequestsQueuedPerConnection(t *testing.T) {
 	}
 }
 
+// A DREQ for a chunk the peer lacks is answered CHUNK_UNDOWNLOADED at
+// once, like every answer that carries no chunk (doc.go: "Answers that
+// are not paced ... go out at once"), so the error says what the peer
+// held when the request came: it does not wait behind the chunks that
+// other neighbours are owed on a full uplink.
+func TestLackingChunkRefusedAtOnceOnAFullUplink(t *testing.T) {
+	c := fuzzContent(nil)
+	p, h, in, held := heldChunkPeer(t, c)
+	// A neighbour that never acknowledges fills the window.
+	h.step(spec.Input{Kind: spec.InStreamData, Stream: in, Data: []byte("CHEL 51000\r\nXHEL 1\r\n" + strings.Repeat(fmt.Sprintf("DREQ %d\r\n", held), p.cfg.Window))})
+	if got := dataWritten(h, in); got != p.cfg.Window {
+		t.Fatalf("%d DATA answers for %d requests, want the window's %d", got, p.cfg.Window, p.cfg.Window)
+	}
+	client := spec.AcceptedStream | 10 // a seed-style client
+	h.open[client] = true
+	h.step(spec.Input{Kind: spec.InAccepted, Stream: client, Addr: netip.MustParseAddrPort("10.0.0.10:51000")})
+	h.feed(client, []byte("CHEL 51000\r\n"), 1<<10)
+	for i := range p.n + 1 {
+		if i == held {
+			continue
+		}
+		before := len(h.written[client])
+		h.step(spec.Input{Kind: spec.InStreamData, Stream: client, Data: fmt.Appendf(nil, "DREQ %d\r\n", i)})
+		msgs, _ := parseAll(Responses, h.written[client][before:], len(h.written[client])+1)
+		want := ErrChunkUndownloaded
+		if i == p.n {
+			want = ErrOffsetOverflow
+		}
+		if len(msgs) != 1 || msgs[0].Op != ERROR || msgs[0].Err != want {
+			t.Fatalf("DREQ %d (held: only %d of %d) answered %v at once, want ERROR %s", i, held, p.n, msgs, want)
+		}
+	}
+	// The chunk it holds waits for the window.
+	h.step(spec.Input{Kind: spec.InStreamData, Stream: client, Data: fmt.Appendf(nil, "DREQ %d\r\n", held)})
+	if dataWritten(h, client) != 0 {
+		t.Fatal("the held chunk went out at once: the uplink was not full, the test does not test what it says")
+	}
+}
+
 // Answers that are not paced (a CLRSP of every chunk for each 7-byte
 // CLREQ, an ERROR for each junk line) are bounded per connection by
 // MaxUnread between two InStreamWritable (which say the runner has taken

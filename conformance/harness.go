@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/netspec/netspec/impl"
@@ -333,10 +334,39 @@ func (h *harness) close() {
 // returns an error wrapping ErrSkip for traces it cannot replay (a node
 // that restarts). Records real sockets cannot reproduce (see Skip) are
 // left out of the comparison and reported to opt.OnSkip.
+//
+// The node and the harness bind the ports the trace recorded (on loopback
+// addresses of their own), and another process's socket on the wildcard
+// address may hold one of them for a while: a replay that fails only for
+// that is tried again, up to portAttempts times, before the error (which
+// wraps syscall.EADDRINUSE) is returned.
 func ReplayImpl(ctx context.Context, t *Trace, node string, lookup Lookup, opt ImplOptions) error {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 5 * time.Second
 	}
+	for attempt := 1; ; attempt++ {
+		err := replayImpl(ctx, t, node, lookup, opt)
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == portAttempts {
+			return err
+		}
+		opt.OnSkip = nil // reported once, by the first attempt
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * portRetryPause):
+		}
+	}
+}
+
+// portAttempts and portRetryPause bound the retries of a replay whose
+// recorded port is taken: ephemeral sockets of tests running beside it
+// come and go in well under a second.
+const (
+	portAttempts   = 4
+	portRetryPause = 200 * time.Millisecond
+)
+
+func replayImpl(ctx context.Context, t *Trace, node string, lookup Lookup, opt ImplOptions) error {
 	want := t.NodeRecords(node)
 	starts := 0
 	for _, r := range want {
@@ -528,12 +558,17 @@ func ReplayImpl(ctx context.Context, t *Trace, node string, lookup Lookup, opt I
 				}
 			}
 		}
-		if err := h.act(r, cancel, in); err != nil {
+		if err := h.act(r, cancel, in); errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("conformance: node %s, record %d: %w", node, i, err)
+		} else if err != nil {
 			return fail(i, err.Error())
 		}
 		rel, relCancel := context.WithTimeout(ctx, opt.Timeout)
 		err = r.Release(rel, in)
 		relCancel()
+		if errors.Is(err, impl.ErrBindFailed) {
+			return fmt.Errorf("conformance: node %s, record %d: %w", node, i, err)
+		}
 		if err != nil {
 			return fail(i, err.Error())
 		}

@@ -24,6 +24,10 @@ type releaseResult struct {
 // ErrStopped is returned by Release when the runner has stopped.
 var ErrStopped = errors.New("impl: runner stopped")
 
+// ErrBindFailed is returned by Release, wrapping the socket's error, when
+// want is a successful bind and the runner's failed.
+var ErrBindFailed = errors.New("impl: a bind failed that the trace says succeeded")
+
 // Release, for a runner in Hold mode, waits until the runner holds an
 // input equivalent to want (same kind and identifiers, same bytes, an
 // error where want has one), then steps the machine with want. Stream
@@ -109,6 +113,17 @@ func (r *Runner) tryRelease() {
 		}
 		done(item{kind: itData, st: st})
 		return
+	}
+	if w.Kind == spec.InBound && w.Err == "" {
+		// A bind the trace saw succeed failed here (a port taken on this
+		// host): no later input can match, so say why now, with the
+		// cause, for a caller that can try another way.
+		for _, it := range r.held {
+			if it.in.Kind == spec.InBound && it.in.Sock == w.Sock && it.cause != nil {
+				r.fail(fmt.Errorf("%w: sock %d: %w", ErrBindFailed, w.Sock, it.cause))
+				return
+			}
+		}
 	}
 	r.held = slices.DeleteFunc(r.held, func(it item) bool {
 		ts, ok := r.timers[it.in.Timer]

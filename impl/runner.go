@@ -171,6 +171,7 @@ type item struct {
 	token uint64
 	st    *stream
 	sk    *sock
+	cause error // InBound: why the bind failed
 }
 
 type sock struct {
@@ -609,7 +610,8 @@ func (r *Runner) apply(now spec.Time, o *spec.Output) {
 
 func (r *Runner) bind(o *spec.Output) {
 	reply := spec.Input{Kind: spec.InBound, Sock: o.Sock}
-	defer func() { r.local = append(r.local, item{kind: itInput, in: reply}) }()
+	var cause error
+	defer func() { r.local = append(r.local, item{kind: itInput, in: reply, cause: cause}) }()
 	if _, dup := r.socks[o.Sock]; dup {
 		reply.Err = "socket already bound"
 		return
@@ -623,7 +625,7 @@ func (r *Runner) bind(o *spec.Output) {
 	case spec.UDP:
 		c, err := net.ListenUDP(udpNet(addr), net.UDPAddrFromAddrPort(addr))
 		if err != nil {
-			reply.Err = sysErr(err)
+			reply.Err, cause = sysErr(err), err
 			return
 		}
 		if r.opt.ReadBuffer > 0 {
@@ -655,7 +657,7 @@ func (r *Runner) bind(o *spec.Output) {
 	case spec.TCP:
 		ln, err := net.ListenTCP(tcpNet(addr), net.TCPAddrFromAddrPort(addr))
 		if err != nil {
-			reply.Err = sysErr(err)
+			reply.Err, cause = sysErr(err), err
 			return
 		}
 		s.addr = ln.Addr().(*net.TCPAddr).AddrPort()

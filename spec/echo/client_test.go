@@ -3,6 +3,7 @@ package echo
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/netspec/netspec/spec"
 )
@@ -50,5 +51,53 @@ func TestTCPClientJudgesTheEcho(t *testing.T) {
 				t.Errorf("exit %q, want %q", exit.Err, tc.want)
 			}
 		})
+	}
+}
+
+// A UDP message with no echo is sent once and resent Retries times,
+// Timeout apart, before the client gives up on it.
+func TestUDPClientResendsRetriesTimes(t *testing.T) {
+	server := netip.MustParseAddrPort("192.0.2.1:7")
+	for _, tc := range []struct {
+		retries int
+		sends   int
+	}{
+		{-1, 1}, // no resends
+		{0, 3},  // the default, 2
+		{1, 2},
+		{4, 5},
+	} {
+		c := NewClient(ClientConfig{Server: server, Timeout: time.Second, Retries: tc.retries})
+		now := spec.SimEpoch
+		var out []spec.Output
+		step := func(in spec.Input) { out = c.Step(now, in, out[:0]) }
+		step(spec.Input{Kind: spec.InStart})
+		step(spec.Input{Kind: spec.InBound, Sock: 1})
+		step(spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "send", Data: []byte("hi")}})
+		sends, timedOut := 0, false
+		for i := 0; i < 100 && !timedOut; i++ {
+			var next spec.Time
+			for _, o := range out {
+				switch {
+				case o.Kind == spec.OutSend:
+					sends++
+				case o.Kind == spec.OutSetTimer:
+					next = o.At
+				case o.Kind == spec.OutEvent && o.Event.Name == "timeout":
+					timedOut = true
+				}
+			}
+			if next == 0 {
+				break
+			}
+			now = next
+			step(spec.Input{Kind: spec.InTimer, Timer: retryTimer})
+		}
+		if !timedOut {
+			t.Fatalf("Retries %d: the message never timed out", tc.retries)
+		}
+		if sends != tc.sends {
+			t.Errorf("Retries %d: sent %d times, want %d", tc.retries, sends, tc.sends)
+		}
 	}
 }

@@ -186,11 +186,12 @@ func TestRepeatsAnsweredUnlessLooping(t *testing.T) {
 	srv.Step(now, spec.Input{Kind: spec.InStart}, nil)
 	srv.Step(now, spec.Input{Kind: spec.InBound, Sock: 1, Addr: server}, nil)
 	src := netip.MustParseAddrPort("192.0.2.9:40000")
+	payload := []byte("same line")
 	answered := func(gap time.Duration, n int) int {
 		got := 0
 		for range n {
 			now = now.Add(gap)
-			for _, o := range srv.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: []byte("same line")}, nil) {
+			for _, o := range srv.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: payload}, nil) {
 				if o.Kind == spec.OutSend {
 					got++
 				}
@@ -212,11 +213,58 @@ func TestRepeatsAnsweredUnlessLooping(t *testing.T) {
 	if got := answered(0, 1); got != 1 {
 		t.Error("the payload was not answered after a pause")
 	}
+	// A payload never seen before starts with no repeats: its first
+	// arrival is not one, so MaxRepeats copies in a row are answered.
+	payload = []byte("a new line")
+	if got := answered(20*time.Millisecond, 50); got != echo.MaxRepeats {
+		t.Errorf("a new payload every 20 ms: %d of 50 answered, want %d", got, echo.MaxRepeats)
+	}
+}
+
+// A source's distinct payloads past the table of RecentPayloads push out
+// the one that came longest ago, never a payload that keeps coming
+// back: a loop interleaved with a stream of other payloads still ends
+// after MaxRepeats.
+func TestLoopFollowedPastRecentPayloads(t *testing.T) {
+	srv := echo.NewServer(echo.ServerConfig{UDP: server})
+	now := spec.SimEpoch
+	srv.Step(now, spec.Input{Kind: spec.InStart}, nil)
+	srv.Step(now, spec.Input{Kind: spec.InBound, Sock: 1, Addr: server}, nil)
+	src := netip.MustParseAddrPort("192.0.2.9:40000")
+	send := func(data string) bool {
+		for _, o := range srv.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: []byte(data)}, nil) {
+			if o.Kind == spec.OutSend {
+				return true
+			}
+		}
+		return false
+	}
+	// Fill the table but for one entry, within the rate limit's burst.
+	for i := range echo.RecentPayloads - 1 {
+		if !send(fmt.Sprint("filler ", i)) {
+			t.Fatalf("filler %d was not answered", i)
+		}
+	}
+	// The loop's payload comes back every 20 ms, another new payload
+	// between each round trip (each evicts the one that came longest ago).
+	loop := 0
+	for i := range 2 * echo.MaxRepeats {
+		now = now.Add(10 * time.Millisecond)
+		if send("looping") {
+			loop++
+		}
+		now = now.Add(10 * time.Millisecond)
+		send(fmt.Sprint("other ", i))
+	}
+	if loop != echo.MaxRepeats {
+		t.Errorf("a looping payload among new ones: answered %d times, want %d", loop, echo.MaxRepeats)
+	}
 }
 
 // Idle connections do not hold the places for ever: one host gets at
 // most MaxPerAddr of them, and a connection that sends nothing and takes
-// none of its echo for Idle is reset, in time, while a busy one stays.
+// none of its echo for Idle is reset, in time, while a busy one stays,
+// whether it takes its echo or only sends.
 func TestIdleConnectionsLoseTheirPlace(t *testing.T) {
 	srv := echo.NewServer(echo.ServerConfig{TCP: server, MaxStreams: 100, MaxPerAddr: 3, Idle: 8 * time.Second})
 	now := spec.SimEpoch
@@ -247,7 +295,12 @@ func TestIdleConnectionsLoseTheirPlace(t *testing.T) {
 			t.Fatal("another address was refused")
 		}
 	}
-	// Stream 1 talks now and then; the others never do.
+	// A client that keeps sending but never takes its echo is not idle
+	// either (it stays under PauseAt and MaxUnread).
+	sender := spec.AcceptedStream | 101
+	srv.Step(now, spec.Input{Kind: spec.InAccepted, Sock: 2, Stream: sender, Addr: netip.MustParseAddrPort("198.51.100.2:5000")}, nil)
+	// Stream 1 talks now and then and takes its echo; the sender talks
+	// and takes nothing; the others never do either.
 	var reset []spec.Stream
 	for now < spec.SimEpoch.Add(12*time.Second) {
 		if timerAt == 0 {
@@ -256,6 +309,7 @@ func TestIdleConnectionsLoseTheirPlace(t *testing.T) {
 		now = timerAt
 		srv.Step(now, spec.Input{Kind: spec.InStreamData, Stream: spec.AcceptedStream | 1, Data: []byte("x")}, nil)
 		srv.Step(now, spec.Input{Kind: spec.InStreamWritable, Stream: spec.AcceptedStream | 1}, nil)
+		srv.Step(now, spec.Input{Kind: spec.InStreamData, Stream: sender, Data: []byte("x")}, nil)
 		timerAt = 0
 		for _, o := range srv.Step(now, spec.Input{Kind: spec.InTimer, Timer: 1}, nil) {
 			switch o.Kind {

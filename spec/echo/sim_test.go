@@ -404,7 +404,8 @@ func TestShrinkingFindsMinimalCase(t *testing.T) {
 }
 
 // A client that sends faster than it takes its echo is paused once
-// PauseAt bytes wait for the transport, and resumed when they have gone.
+// PauseAt bytes wait for the transport (exactly PauseAt is enough), and
+// resumed when they have gone.
 func TestServerPausesSlowReaders(t *testing.T) {
 	srv := echo.NewServer(echo.ServerConfig{TCP: server, PauseAt: 1000})
 	const st = spec.AcceptedStream | 1
@@ -415,13 +416,16 @@ func TestServerPausesSlowReaders(t *testing.T) {
 		return k
 	}
 	srv.Step(0, spec.Input{Kind: spec.InAccepted, Sock: 2, Stream: st}, nil)
-	for i, want := range [][]spec.OutKind{
-		{spec.OutWrite},
-		{spec.OutWrite},
-		{spec.OutWrite, spec.OutPause},
+	for i, step := range []struct {
+		n    int
+		want []spec.OutKind
+	}{
+		{400, []spec.OutKind{spec.OutWrite}},
+		{599, []spec.OutKind{spec.OutWrite}},
+		{1, []spec.OutKind{spec.OutWrite, spec.OutPause}}, // 1000 wait: PauseAt
 	} {
-		if got := kinds(srv.Step(0, spec.Input{Kind: spec.InStreamData, Stream: st, Data: make([]byte, 400)}, nil)); !slices.Equal(got, want) {
-			t.Fatalf("data %d: %v, want %v", i+1, got, want)
+		if got := kinds(srv.Step(0, spec.Input{Kind: spec.InStreamData, Stream: st, Data: make([]byte, step.n)}, nil)); !slices.Equal(got, step.want) {
+			t.Fatalf("data %d: %v, want %v", i+1, got, step.want)
 		}
 	}
 	if got := kinds(srv.Step(0, spec.Input{Kind: spec.InStreamWritable, Stream: st}, nil)); !slices.Equal(got, []spec.OutKind{spec.OutResume}) {

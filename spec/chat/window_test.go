@@ -2,6 +2,7 @@ package chat
 
 import (
 	"encoding/binary"
+	"slices"
 	"testing"
 	"time"
 
@@ -124,25 +125,63 @@ func TestWindowTopOfSequenceSpace(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			w := window{next: tc.start}
-			now := spec.SimEpoch
-			var got [][]byte
-			st := windowStats{}
-			for _, s := range tc.pushes {
-				got, _ = w.push(now, s, tag(s), got, &st)
-				now = now.Add(time.Second)
-				got = w.due(now, 100*time.Millisecond, got, &st)
+			if got := pushAll(&w, tc.pushes, true); !slices.Equal(got, tc.want) {
+				t.Fatalf("delivered %v, want %v", got, tc.want)
 			}
-			var seqs []uint32
-			for _, g := range got {
-				seqs = append(seqs, binary.BigEndian.Uint32(g))
-			}
-			if len(seqs) != len(tc.want) {
-				t.Fatalf("delivered %v, want %v", seqs, tc.want)
-			}
-			for i := range seqs {
-				if seqs[i] != tc.want[i] {
-					t.Fatalf("delivered %v, want %v", seqs, tc.want)
-				}
+		})
+	}
+}
+
+// pushAll pushes seqs into w a second apart, the hold timer firing
+// after each push if fire is set, and returns what w delivered.
+func pushAll(w *window, pushes []uint32, fire bool) []uint32 {
+	now := spec.SimEpoch
+	var got [][]byte
+	st := windowStats{}
+	for _, s := range pushes {
+		got, _ = w.push(now, s, tag(s), got, &st)
+		now = now.Add(time.Second)
+		if fire {
+			got = w.due(now, 100*time.Millisecond, got, &st)
+		}
+	}
+	var seqs []uint32
+	for _, g := range got {
+		seqs = append(seqs, binary.BigEndian.Uint32(g))
+	}
+	return seqs
+}
+
+// The window's bounds, with the hold timer never firing: a datagram up
+// to 31 ahead of the next waits; one 32 or more ahead slides the window
+// (what it passed is stale from then on); 32 waiting datagrams go out.
+func TestWindowBounds(t *testing.T) {
+	upTo := func(from, to uint32) []uint32 {
+		var s []uint32
+		for i := from; i <= to; i++ {
+			s = append(s, i)
+		}
+		return s
+	}
+	tests := []struct {
+		name    string
+		start   uint64
+		pushes  []uint32
+		want    []uint32
+		waiting int
+	}{
+		{"31 ahead waits for the gap", 1, []uint32{32, 1}, upTo(1, 1), 1},
+		{"32 ahead slides past the next", 1, []uint32{33, 1}, nil, 1},
+		{"31 waiting, base known", 1, upTo(2, 32), nil, 31},
+		{"32 waiting go out, base unknown", 0, upTo(2, 33), upTo(2, 33), 0},
+		{"31 waiting, base unknown", 0, upTo(2, 32), nil, 31},
+		{"a duplicate of one waiting", 1, []uint32{3, 3, 2, 1}, upTo(1, 3), 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := window{next: tc.start}
+			if got := pushAll(&w, tc.pushes, false); !slices.Equal(got, tc.want) || len(w.slots) != tc.waiting {
+				t.Fatalf("delivered %v with %d waiting, want %v with %d", got, len(w.slots), tc.want, tc.waiting)
 			}
 		})
 	}

@@ -53,6 +53,8 @@ func TestReceiverRFCCases(t *testing.T) {
 		{"100 behind is not counted", 0, []uint16{300, 401, 301}, want{base: 300, ext: 401, expected: 102, received: 2, lost: 100}},
 		{"99 behind is counted", 0, []uint16{300, 400, 301}, want{base: 300, ext: 400, expected: 101, received: 3, lost: 98, reordered: 1}},
 		{"a gap of 2999 is in order", 0, []uint16{10, 3009}, want{base: 10, ext: 3009, expected: 3000, received: 2, lost: 2998}},
+		{"a gap of 3000 (MAX_DROPOUT) is a jump", 0, []uint16{10, 3010}, want{base: 10, ext: 10, expected: 1, received: 1}},
+		{"a duplicate from before the wrap", 0, []uint16{65534, 65535, 0, 1, 65535}, want{base: 65534, ext: 65537, cycles: 1, expected: 4, received: 5, lost: -1, dups: 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -290,6 +290,7 @@ func TestRefusedLines(t *testing.T) {
 		{"too long", strings.Repeat("x", 21), "*** error: message of 21 bytes is over the limit of 20; dropped\n", false},
 		{"max", strings.Repeat("x", 20), "[bob] " + strings.Repeat("x", 20) + "\n", true},
 		{"oversized datagram", strings.Repeat("y", 101), "*** error: datagram of 102 bytes is over the limit of 100; dropped\n", false},
+		{"max datagram", strings.Repeat("y", 99), "*** error: message of 99 bytes is over the limit of 20; dropped\n", false},
 		{"unknown command", "/kick alice", "*** error: unknown command /kick; /help lists commands\n", false},
 		{"escaped slash", "//kick is not a command", "", false},
 		{"me", "/me waves", "* bob waves\n", true},
@@ -311,12 +312,16 @@ func TestRefusedLines(t *testing.T) {
 		}
 	}
 	st := srv.Stats()
-	if st.InvalidUTF8 != 1 || st.Control != 3 || st.TooLong != 2 || st.Oversized != 1 || st.UnknownCommand != 1 {
+	if st.InvalidUTF8 != 1 || st.Control != 3 || st.TooLong != 3 || st.Oversized != 1 || st.UnknownCommand != 1 {
 		t.Fatalf("counters %+v", st)
 	}
 	// Garbage from a stranger joins no one and is not answered.
 	if got := b.dgram(time.Second, addr(9), strings.Repeat("z", 200)); len(got) != 0 || srv.Len() != 2 {
 		t.Fatalf("oversized from a stranger: %q", got)
+	}
+	// So does a datagram from port 0, which no reply could reach.
+	if got := b.dgram(time.Second, netip.AddrPortFrom(addr(9).Addr(), 0), "hello"); len(got) != 0 || srv.Len() != 2 || srv.Stats().Port0 != 1 {
+		t.Fatalf("from port 0: %q, %d members, %d counted", got, srv.Len(), srv.Stats().Port0)
 	}
 }
 
@@ -341,7 +346,12 @@ func TestRateLimit(t *testing.T) {
 	if got := b.dgram(time.Second+time.Second/2, a, "again"); strings.Join(got[a], "") != "[guest1] again\n" {
 		t.Fatalf("after the period: %q", got)
 	}
-	if st := srv.Stats(); st.RateLimited != 3 {
+	// A line was accepted, so the next refused one starts a new episode,
+	// which gets its own notice.
+	if got := b.dgram(time.Second+time.Second/2, a, "too soon"); strings.Join(got[a], "") != want[3] {
+		t.Fatalf("a second episode: %q, want its notice", got)
+	}
+	if st := srv.Stats(); st.RateLimited != 4 {
 		t.Fatalf("rate limited %d", st.RateLimited)
 	}
 }

@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"strings"
 	"testing"
@@ -417,6 +418,7 @@ func TestServerDropsHostileInput(t *testing.T) {
 		{alice, stream.EncodeBye(1, "cn", "")},
 		{alice, report(1, [8]byte{}, true)},
 		{alice, nil},
+		{alice, withAppSSRC(stream.EncodeJoin(1, "cn", nil), 2)},
 	}
 	for _, in := range inputs {
 		out := r.datagram(in.from, in.b)
@@ -428,6 +430,14 @@ func TestServerDropsHostileInput(t *testing.T) {
 	if c["datagrams"] != uint64(len(inputs)) || c["malformed"]+c["not_rtcp"]+c["source_port_zero"]+c["control_ignored"]+c["reports_from_strangers"] != uint64(len(inputs)) {
 		t.Fatalf("counters %v", c)
 	}
+}
+
+// withAppSSRC is compound b with its APP packet's SSRC set to ssrc.
+func withAppSSRC(b []byte, ssrc uint32) []byte {
+	b = bytes.Clone(b)
+	i := bytes.Index(b, []byte(stream.AppName))
+	binary.BigEndian.PutUint32(b[i-4:], ssrc)
+	return b
 }
 
 func newClientRig(t *testing.T, cfg stream.ClientConfig) *rig {
@@ -463,12 +473,23 @@ func TestClientMovesToTheNextPort(t *testing.T) {
 }
 
 // A client joins, takes data only from the server and its SSRC, prints
-// each packet once, ignores challenges it did not ask for, and on a stop
+// each packet once, ignores challenges it did not ask for and welcomes
+// or refusals before a challenge, and on a stop
 // sends a last report with a BYE.
 func TestClientSession(t *testing.T) {
 	r := newClientRig(t, stream.ClientConfig{Seed: 3})
 	r.step(spec.Input{Kind: spec.InStart})
 	r.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: alice})
+	// A WELCOME or REFUSE before any CHALLENGE (forged, or drawn by
+	// someone else's join) is ignored: no stream, no exit.
+	for _, b := range [][]byte{
+		stream.EncodeWelcome(77, "s", stream.Welcome{Token: [stream.TokenSize]byte{1}, Interval: 1e7, Report: 1e9, Expire: 5}),
+		stream.EncodeRefuse(77, "s", stream.RefuseFull),
+	} {
+		if out := r.datagram(serverAddr, b); len(kinds(out, spec.OutEvent))+len(kinds(out, spec.OutExit)) != 0 {
+			t.Fatalf("%s before a challenge drew %v", stream.Describe(b), out)
+		}
+	}
 	cookie := bytes.Repeat([]byte{1}, stream.CookieSize)
 	echo := sends(r.datagram(serverAddr, stream.EncodeChallenge(77, "s", cookie)), serverAddr)
 	if c, _ := stream.DecodeControl(echo[0]); c.App.Subtype != stream.AppEcho || !bytes.Equal(c.App.Data[:stream.CookieSize], cookie) {
@@ -521,7 +542,7 @@ func TestClientSession(t *testing.T) {
 	if st == nil || st.Ended != "stop" || st.Packets != 2 || st.Sources[0].Received != 3 {
 		t.Fatalf("final stats %+v", st)
 	}
-	if c := counters(r.m); c["from_strangers"] != 1 || c["unknown_ssrc"] != 1 || c["duplicates"] != 1 || c["control_ignored"] != 1 {
+	if c := counters(r.m); c["from_strangers"] != 1 || c["unknown_ssrc"] != 1 || c["duplicates"] != 1 || c["control_ignored"] != 3 {
 		t.Fatalf("counters %v", c)
 	}
 }

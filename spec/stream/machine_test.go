@@ -332,16 +332,18 @@ func TestServerCount(t *testing.T) {
 }
 
 // Stopping says goodbye to every subscriber; the report command lists
-// them in join order.
+// them in join order, with what each last reported (an RR block about
+// another source, such as a previous server's, is not the server's).
 func TestServerStopAndReport(t *testing.T) {
 	r := newServerRig(t, stream.ServerConfig{})
-	r.subscribe(alice, 1)
+	tokA := r.subscribe(alice, 1)
 	tok := r.subscribe(bob, 2)
+	r.datagram(alice, report(1, tokA, false)) // its RR block is about SSRC 1
 	rr := &rtcp.ReceptionReport{SSRC: r.m.(*stream.Server).SSRC(), LastSequenceNumber: 5}
 	r.datagram(bob, stream.EncodeReport(2, "cn", rr, stream.Tally{Token: tok, Packets: 3, Sum: 12}, false, ""))
 	out := r.step(spec.Input{Kind: spec.InCommand, Cmd: spec.Command{Name: "report"}})
 	rows := out[0].Event.Value.([]stream.SubscriberInfo)
-	if len(rows) != 2 || rows[0].Addr != alice.String() || rows[1].Packets != 3 || rows[1].Sum != 12 || !rows[1].HasRR || rows[1].ExtMax != 5 {
+	if len(rows) != 2 || rows[0].Addr != alice.String() || rows[0].Packets != 3 || rows[0].HasRR || rows[1].Packets != 3 || rows[1].Sum != 12 || !rows[1].HasRR || rows[1].ExtMax != 5 {
 		t.Fatalf("report rows %+v", rows)
 	}
 	out = r.step(spec.Input{Kind: spec.InStop})
@@ -480,17 +482,19 @@ func TestClientSession(t *testing.T) {
 	r := newClientRig(t, stream.ClientConfig{Seed: 3})
 	r.step(spec.Input{Kind: spec.InStart})
 	r.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: alice})
+	cookie := bytes.Repeat([]byte{1}, stream.CookieSize)
 	// A WELCOME or REFUSE before any CHALLENGE (forged, or drawn by
-	// someone else's join) is ignored: no stream, no exit.
+	// someone else's join), and a CHALLENGE whose APP SSRC is not its
+	// RR's, are ignored: no echo, no stream, no exit.
 	for _, b := range [][]byte{
 		stream.EncodeWelcome(77, "s", stream.Welcome{Token: [stream.TokenSize]byte{1}, Interval: 1e7, Report: 1e9, Expire: 5}),
 		stream.EncodeRefuse(77, "s", stream.RefuseFull),
+		withAppSSRC(stream.EncodeChallenge(77, "s", cookie), 78),
 	} {
-		if out := r.datagram(serverAddr, b); len(kinds(out, spec.OutEvent))+len(kinds(out, spec.OutExit)) != 0 {
+		if out := r.datagram(serverAddr, b); len(kinds(out, spec.OutEvent))+len(kinds(out, spec.OutExit))+len(kinds(out, spec.OutSend)) != 0 {
 			t.Fatalf("%s before a challenge drew %v", stream.Describe(b), out)
 		}
 	}
-	cookie := bytes.Repeat([]byte{1}, stream.CookieSize)
 	echo := sends(r.datagram(serverAddr, stream.EncodeChallenge(77, "s", cookie)), serverAddr)
 	if c, _ := stream.DecodeControl(echo[0]); c.App.Subtype != stream.AppEcho || !bytes.Equal(c.App.Data[:stream.CookieSize], cookie) {
 		t.Fatalf("challenge drew %v", c.App)
@@ -542,7 +546,7 @@ func TestClientSession(t *testing.T) {
 	if st == nil || st.Ended != "stop" || st.Packets != 2 || st.Sources[0].Received != 3 {
 		t.Fatalf("final stats %+v", st)
 	}
-	if c := counters(r.m); c["from_strangers"] != 1 || c["unknown_ssrc"] != 1 || c["duplicates"] != 1 || c["control_ignored"] != 3 {
+	if c := counters(r.m); c["from_strangers"] != 1 || c["unknown_ssrc"] != 1 || c["duplicates"] != 1 || c["control_ignored"] != 4 {
 		t.Fatalf("counters %v", c)
 	}
 }

@@ -91,7 +91,7 @@ func TestClientJoinsAndHeartbeats(t *testing.T) {
 }
 
 // The client shows each datagram of its membership once, in order,
-// and ignores older memberships.
+// and ignores older memberships and other sessions.
 func TestClientOrdersAndDeduplicates(t *testing.T) {
 	b, c, _ := newClient(t, chat.ClientConfig{Hold: 50 * time.Millisecond})
 	var shown []string
@@ -108,6 +108,9 @@ func TestClientOrdersAndDeduplicates(t *testing.T) {
 	show(b.fromServer(time.Second, sh(2000, 1)+"*** welcome guest7: 1 member(s) online\n^welcome guest7 10000 t0k3n^\n"))
 	show(b.fromServer(time.Second, sh(1000, 6)+"[bob] from the old server\n"))
 	show(b.fromServer(time.Second, sh(2000, 2)+"[carol] new\n"))
+	// A datagram for another session (meant for a process that had this
+	// port before) is not shown, whatever its numbers.
+	show(b.fromServer(time.Second, shdr(uint64(spec.SimEpoch)/1000-1, 2000, 3)+"[bob] for someone else\n"))
 	// Unsequenced datagrams are shown at once.
 	show(b.fromServer(time.Second, "*** plain\n"))
 	want := []string{"*** welcome guest1: 1 member(s) online", "[bob] two", "[bob] three", "[bob] five",
@@ -116,7 +119,7 @@ func TestClientOrdersAndDeduplicates(t *testing.T) {
 		t.Fatalf("shown:\n%q\nwant:\n%q", shown, want)
 	}
 	st := c.Stats()
-	if st.Duplicate != 0 || st.Stale != 2 || st.Lost != 1 || st.OldMembership != 1 {
+	if st.Duplicate != 0 || st.Stale != 2 || st.Lost != 1 || st.OldMembership != 1 || st.Foreign != 1 {
 		t.Fatalf("counters %+v", st)
 	}
 	if got := b.step(time.Second, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: addr(9), Data: []byte("[eve] spoof\n")}); len(lineTexts(got)) != 0 {

@@ -703,3 +703,37 @@ func TestMootTailProbeDoesNotSpin(t *testing.T) {
 		t.Fatalf("state %s", s.State)
 	}
 }
+
+// NewReno (RFC 6582, doc.go's "newreno"): a loss halves the window,
+// ssthresh = cwnd/2 and cwnd = ssthresh, once per window of data: the
+// loss of another segment sent before that reduction changes nothing,
+// and segments sent before it do not grow the window when acknowledged.
+func TestNewRenoHalvesOncePerWindow(t *testing.T) {
+	h := newHarness(t, rudp.Config{CC: "newreno"})
+	h.establish(ms(20), 64)
+	h.wait(ms(20))
+	h.ack(1, echo(0))
+	h.take()
+	// InitialWindow 10: segments 1..10 (transmissions 1..10) fill it.
+	h.write(20 * segRoom)
+	if d := dataSegs(h.take()); !slices.Equal(seqs(d), seqRange(1, 11)) {
+		t.Fatalf("sent %v, want 1..10", seqs(d))
+	}
+	if s := h.stats(); s.Cwnd != 10 {
+		t.Fatalf("cwnd %v before any acknowledgement, want InitialWindow 10", s.Cwnd)
+	}
+	// 1 arrives, 2 does not, 3..5 do: slow start adds the 4 segments
+	// acknowledged (cwnd 14), then 2 is lost (3 later ones acknowledged)
+	// and the window halves: ssthresh 7, cwnd 7.
+	h.wait(ms(20))
+	h.ack(2, sack(3, 6))
+	if s := h.stats(); s.Cwnd != 7 || s.Ssthresh != 7 || s.LossEvents != 1 {
+		t.Fatalf("after the loss of 2: cwnd %v ssthresh %v loss events %d, want 7 7 1", s.Cwnd, s.Ssthresh, s.LossEvents)
+	}
+	// 6 is lost too (7..9 arrive), but it was sent before the reduction:
+	// the same loss event, no second halving, and no growth either.
+	h.ack(2, sack(3, 6), sack(7, 10))
+	if s := h.stats(); s.Cwnd != 7 || s.Ssthresh != 7 || s.LossEvents != 1 {
+		t.Fatalf("after the loss of 6 in the same window: cwnd %v ssthresh %v loss events %d, want 7 7 1", s.Cwnd, s.Ssthresh, s.LossEvents)
+	}
+}

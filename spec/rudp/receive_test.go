@@ -10,7 +10,7 @@ import (
 // is a broken peer: whichever arrives first, the session never hands
 // the application bytes after PeerClosed. A FIN below data already held
 // ends the session with a protocol error and a RST; data after a held
-// FIN is dropped.
+// FIN is dropped; a held FIN resent is only a duplicate.
 func TestNoDataAfterPeerFIN(t *testing.T) {
 	data := func(seq uint32, s string) rudp.Packet {
 		return rudp.Packet{Flags: rudp.FlagDATA, Seq: seq, Ack: 1, Wnd: 64, Payload: []byte(s)}
@@ -29,6 +29,11 @@ func TestNoDataAfterPeerFIN(t *testing.T) {
 		{"held data above an in-order FIN", []rudp.Packet{data(2, "after"), fin(0)}, true},
 		// The FIN is held first: segment 2 is past it and dropped.
 		{"data after a held FIN", []rudp.Packet{fin(1), data(2, "after"), data(0, "a")}, false},
+		// A held FIN that comes again (the sender's probe or RTO resent
+		// it) is a duplicate like any other, not data past the end:
+		// what is held reaches up to the FIN, not beyond it.
+		{"a held FIN resent", []rudp.Packet{fin(1), fin(1), data(0, "a")}, false},
+		{"a held FIN resent, data held below it", []rudp.Packet{data(1, "b"), fin(2), fin(2), data(0, "a")}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

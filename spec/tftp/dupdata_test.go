@@ -164,3 +164,36 @@ func TestDuplicateDataAcksProperty(t *testing.T) {
 		}
 	})
 }
+
+// doc.go: a gap is reported, with one ACK for the last block received
+// in order, "only on evidence of loss: a block three past the gap
+// (TCP's three duplicate ACKs), the window's last block, or the
+// file's", and once until progress. A fixed run through the first two
+// clauses, window 8.
+func TestGapAcks(t *testing.T) {
+	d := newDupBench(t, 8)
+	steps := []struct {
+		what  string
+		block uint64
+		want  []uint64
+	}{
+		{"in order", 1, nil},
+		{"one past the gap at 2", 3, nil},
+		{"two past the gap", 4, nil},
+		{"three past the gap", 5, []uint64{1}},
+		{"four past the gap, already reported", 6, nil},
+		{"the gap fills: 2..6 delivered", 2, nil},
+		{"one past the gap at 7", 8, nil},
+		// The last ACK was for 1: its window ends at 1+8 = 9.
+		{"two past the gap, the window's last", 9, []uint64{6}},
+		{"the gap fills: 7..9 delivered", 7, nil},
+	}
+	for i, s := range steps {
+		if acks := d.data(s.block); fmt.Sprint(acks) != fmt.Sprint(s.want) {
+			t.Fatalf("step %d, %s (block %d): ACKs %v, want %v", i, s.what, s.block, acks, s.want)
+		}
+	}
+	if d.got != 9 {
+		t.Fatalf("%d blocks delivered in order, want 9", d.got)
+	}
+}

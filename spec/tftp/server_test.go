@@ -228,6 +228,44 @@ func TestServerOptions(t *testing.T) {
 	}
 }
 
+// The timeout option is granted up to MaxTimeout, inclusive, and then
+// times the retransmissions; above it the option is left out of the
+// OACK and the server's Timeout (1 s) applies.
+func TestServerTimeoutOption(t *testing.T) {
+	for _, tc := range []struct {
+		asked   string
+		granted int // 0: left out
+		resend  time.Duration
+	}{
+		{"2", 2, 2 * time.Second},
+		{"3", 3, 3 * time.Second},
+		{"4", 0, time.Second},
+	} {
+		t.Run(tc.asked, func(t *testing.T) {
+			b := newBench(t, tftp.ServerConfig{MaxTimeout: 3 * time.Second})
+			out := b.request(client, rrq("a.bin", "timeout", tc.asked, "blksize", "512"))
+			s := sends(out)
+			if len(s) != 1 {
+				t.Fatalf("want one OACK, got %v", s)
+			}
+			p := decode(t, s[0].Data)
+			o, _, _ := tftp.ParseOptions(p.Options)
+			if p.Op != tftp.OpOACK || o.Timeout != tc.granted {
+				t.Fatalf("OACK %+v: timeout %d, want %d", p, o.Timeout, tc.granted)
+			}
+			var at []time.Duration
+			for _, o := range out {
+				if o.Kind == spec.OutSetTimer {
+					at = append(at, o.At.Sub(b.now))
+				}
+			}
+			if len(at) != 1 || at[0] != tc.resend {
+				t.Fatalf("retransmission timer in %v, want %v", at, tc.resend)
+			}
+		})
+	}
+}
+
 // A transfer's client that has acknowledged nothing yet may be a forger:
 // a wrong packet from it ends the transfer with an ERROR no larger than
 // that packet (a 2-byte OACK drew 20 bytes), or none; a verified client
@@ -586,9 +624,10 @@ func (u *recordUpload) Commit() error {
 }
 
 // newStoreBench is newBench with uploads allowed, going to st.
-func newStoreBench(t *testing.T, st tftp.Store) *bench {
+func newStoreBench(t *testing.T, cfg tftp.ServerConfig, st tftp.Store) *bench {
+	cfg.Addr, cfg.AllowWrite = serverAddr, true
 	b := &bench{t: t, now: spec.SimEpoch, port: 50000, bound: map[spec.Sock]netip.AddrPort{},
-		s: tftp.NewServer(tftp.ServerConfig{Addr: serverAddr, AllowWrite: true}, nil, st)}
+		s: tftp.NewServer(cfg, nil, st)}
 	b.step(spec.Input{Kind: spec.InStart})
 	b.step(spec.Input{Kind: spec.InBound, Sock: 1, Addr: serverAddr})
 	return b
@@ -596,28 +635,46 @@ func newStoreBench(t *testing.T, st tftp.Store) *bench {
 
 // An upload that announced its size (tsize) must be exactly that size:
 // a client that sends fewer bytes, or more, gets an ERROR and nothing
-// is committed, so a cut-short upload never looks complete.
+// is committed, so a cut-short upload never looks complete. None may
+// be larger than MaxWriteSize.
 func TestServerWriteHoldsToTSize(t *testing.T) {
 	block := func(n uint16, size int) []byte { return append(tftp.AppendData(nil, n), make([]byte, size)...) }
 	tests := []struct {
 		name   string
 		tsize  string
+		max    int64 // MaxWriteSize; 0: the default
 		blocks [][]byte
 		commit bool
+		code   tftp.ErrCode // the ERROR when not committed
 	}{
-		{"exactly tsize", "515", [][]byte{block(1, 512), block(2, 3)}, true},
-		{"exactly tsize, a multiple of the block size", "512", [][]byte{block(1, 512), block(2, 0)}, true},
-		{"shorter than tsize", "100000", [][]byte{block(1, 3)}, false},
-		{"shorter than tsize after a full block", "100000", [][]byte{block(1, 512), block(2, 0)}, false},
-		{"longer than tsize", "3", [][]byte{block(1, 512), block(2, 3)}, false},
+		{"exactly tsize", "515", 0, [][]byte{block(1, 512), block(2, 3)}, true, 0},
+		{"exactly tsize, a multiple of the block size", "512", 0, [][]byte{block(1, 512), block(2, 0)}, true, 0},
+		{"shorter than tsize", "100000", 0, [][]byte{block(1, 3)}, false, tftp.ErrIllegal},
+		{"shorter than tsize after a full block", "100000", 0, [][]byte{block(1, 512), block(2, 0)}, false, tftp.ErrIllegal},
+		{"longer than tsize", "3", 0, [][]byte{block(1, 512), block(2, 3)}, false, tftp.ErrIllegal},
 		// curl -T - (from stdin) announces 0: it does not know the size.
-		{"tsize 0, size unknown", "0", [][]byte{block(1, 512), block(2, 1)}, true},
+		{"tsize 0, size unknown", "0", 0, [][]byte{block(1, 512), block(2, 1)}, true, 0},
+		// MaxWriteSize bounds an upload, announced or not: up to it
+		// exactly is accepted, a byte more is refused (disk full), at
+		// the request if tsize says so (no blocks: no transfer opens).
+		{"exactly MaxWriteSize, size unknown", "0", 515, [][]byte{block(1, 512), block(2, 3)}, true, 0},
+		{"exactly MaxWriteSize, announced", "515", 515, [][]byte{block(1, 512), block(2, 3)}, true, 0},
+		{"past MaxWriteSize, size unknown", "0", 515, [][]byte{block(1, 512), block(2, 4)}, false, tftp.ErrDiskFull},
+		{"past MaxWriteSize, announced", "516", 515, nil, false, tftp.ErrDiskFull},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := &recordStore{}
-			b := newStoreBench(t, st)
+			b := newStoreBench(t, tftp.ServerConfig{MaxWriteSize: tc.max}, st)
 			out := sends(b.request(client, tftp.Packet{Op: tftp.OpWRQ, Filename: "up/new.bin", Mode: "octet", Options: []tftp.Option{{Name: "tsize", Value: tc.tsize}}}))
+			if tc.blocks == nil {
+				if len(out) != 1 || out[0].Sock != 1 || decode(t, out[0].Data).Op != tftp.OpERROR || decode(t, out[0].Data).Code != tc.code ||
+					b.s.Transfers() != 0 || len(st.committed)+len(st.aborted) != 0 {
+					t.Fatalf("WRQ answered %v, %d transfers, store %v %v: want ERROR %d from port 69 and nothing opened",
+						out, b.s.Transfers(), st.committed, st.aborted, tc.code)
+				}
+				return
+			}
 			if len(out) != 1 || decode(t, out[0].Data).Op != tftp.OpOACK {
 				t.Fatalf("WRQ answered %v, want an OACK", out)
 			}
@@ -643,8 +700,8 @@ func TestServerWriteHoldsToTSize(t *testing.T) {
 			if len(st.committed) != 0 || len(st.aborted) != 1 {
 				t.Fatalf("committed %v, aborted %v: want the upload aborted", st.committed, st.aborted)
 			}
-			if last.Op != tftp.OpERROR || !slices.Equal(events, []string{"transfer-error"}) {
-				t.Fatalf("last sent %v, events %v: want an ERROR and a transfer-error", last.Op, events)
+			if last.Op != tftp.OpERROR || last.Code != tc.code || !slices.Equal(events, []string{"transfer-error"}) {
+				t.Fatalf("last sent %v (code %d), events %v: want ERROR %d and a transfer-error", last.Op, last.Code, events, tc.code)
 			}
 			if b.s.Transfers() != 0 {
 				t.Fatal("the failed upload still holds a transfer")

@@ -102,17 +102,22 @@ func TestClientRejectsBytesThatMissTheDigest(t *testing.T) {
 // A FILE whose offset is neither 0 nor the one the GET asked for is a
 // protocol error (doc.go): the client resets the session as for any
 // malformed frame, announces no transfer and reports the GET failed.
+// So is a DATA frame past the size FILE announced, counted from the
+// offset it starts at: none of its bytes reaches the application.
 func TestClientRejectsFileAtAnotherOffset(t *testing.T) {
 	get := spec.Command{Name: "get", Args: []string{"a.bin"}}
 	resume := spec.Command{Name: "get", Args: []string{"a.bin", "2"}, Data: resumeState(t, []byte("he"))}
 	tests := []struct {
-		name string
-		cmd  spec.Command
-		file []byte
+		name    string
+		cmd     spec.Command
+		file    []byte
+		started bool // the FILE is right: file-start, then the bad DATA
 	}{
-		{"an offset the GET did not ask for", get, frames([]any{FrameFile, u64(5), u64(3), "a.bin"})},
-		{"an offset past the one asked", resume, frames([]any{FrameFile, u64(5), u64(3), "a.bin"})},
-		{"an offset before the one asked", resume, frames([]any{FrameFile, u64(5), u64(1), "a.bin"})},
+		{"an offset the GET did not ask for", get, frames([]any{FrameFile, u64(5), u64(3), "a.bin"}), false},
+		{"an offset past the one asked", resume, frames([]any{FrameFile, u64(5), u64(3), "a.bin"}), false},
+		{"an offset before the one asked", resume, frames([]any{FrameFile, u64(5), u64(1), "a.bin"}), false},
+		{"DATA past the size", get, frames([]any{FrameFile, u64(5), u64(0), "a.bin"}, []any{FrameData, "hello!"}), true},
+		{"DATA past the size, resumed", resume, frames([]any{FrameFile, u64(5), u64(2), "a.bin"}, []any{FrameData, "llo!"}), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -121,8 +126,12 @@ func TestClientRejectsFileAtAnotherOffset(t *testing.T) {
 			failed := 0
 			for _, ev := range events {
 				switch ev.Name {
-				case "file-start", "data", "file-done":
-					t.Fatalf("%s %v after a FILE at the wrong offset", ev.Name, ev.Value)
+				case "file-start":
+					if !tc.started {
+						t.Fatalf("%s %v after a FILE at the wrong offset", ev.Name, ev.Value)
+					}
+				case "data", "file-done":
+					t.Fatalf("%s %v after a FILE at the wrong offset or DATA past its size", ev.Name, ev.Value)
 				case "file-error":
 					failed++
 				case "closed":

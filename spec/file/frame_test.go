@@ -132,7 +132,7 @@ func FuzzValidName(f *testing.F) {
 		if ValidName(name) != nil {
 			return
 		}
-		if !fs.ValidPath(name) || name == "." || strings.Contains(name, "\\") || strings.ContainsAny(name, "\x00\n\r") {
+		if !fs.ValidPath(name) || name == "." || len(name) > MaxName || strings.Contains(name, "\\") || strings.ContainsAny(name, "\x00\n\r") {
 			t.Fatalf("ValidName accepted %q", name)
 		}
 		for _, el := range strings.Split(name, "/") {
@@ -141,6 +141,26 @@ func FuzzValidName(f *testing.F) {
 			}
 		}
 	})
+}
+
+// doc.go: a name is "at most 1024 bytes": bytes, not runes, and 1024
+// itself is allowed.
+func TestValidNameLength(t *testing.T) {
+	for _, tc := range []struct {
+		what string
+		name string
+		ok   bool
+	}{
+		{"MaxName bytes", strings.Repeat("a", MaxName), true},
+		{"MaxName bytes in two-byte runes", strings.Repeat("é", MaxName/2), true},
+		{"MaxName bytes in elements", strings.Repeat("d/", MaxName/2-1) + "ab", true},
+		{"one byte more", strings.Repeat("a", MaxName+1), false},
+		{"one rune more", strings.Repeat("é", MaxName/2) + "a", false},
+	} {
+		if err := ValidName(tc.name); (err == nil) != tc.ok {
+			t.Errorf("%s (%d bytes): ValidName = %v, want valid %v", tc.what, len(tc.name), err, tc.ok)
+		}
+	}
 }
 
 func TestSyntheticFS(t *testing.T) {

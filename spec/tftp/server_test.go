@@ -123,6 +123,7 @@ func TestServerRefusals(t *testing.T) {
 		{"too long", client, rrq(long).Append(nil), false, 4},
 		{"malformed", client, []byte("\x00\x01a.bin\x00octet"), false, 4},
 		{"low port", netip.MustParseAddrPort("10.0.0.9:53"), rrq("a.bin").Append(nil), false, -1},
+		{"highest low port", netip.MustParseAddrPort("10.0.0.9:1023"), rrq("a.bin").Append(nil), false, -1},
 		{"port zero", netip.MustParseAddrPort("10.0.0.9:0"), rrq("a.bin").Append(nil), false, -1},
 		{"not a request", client, ack(1), false, -1},
 		{"garbage", client, []byte("GET / HTTP/1.0\r\n\r\n"), false, -1},

@@ -704,17 +704,20 @@ func TestMootTailProbeDoesNotSpin(t *testing.T) {
 	}
 }
 
-// NewReno (RFC 6582, doc.go's "newreno"): a loss halves the window,
-// ssthresh = cwnd/2 and cwnd = ssthresh, once per window of data: the
-// loss of another segment sent before that reduction changes nothing,
-// and segments sent before it do not grow the window when acknowledged.
-func TestNewRenoHalvesOncePerWindow(t *testing.T) {
+// newRenoLoss sets up a NewReno session that has just halved its window
+// (RFC 6582, doc.go's "newreno": ssthresh = cwnd/2 and cwnd = ssthresh):
+// SRTT 20 ms, segments 1..10 (transmissions 1..10) sent with the
+// InitialWindow of 10; 1 arrives, 2 does not, 3..5 do. Slow start adds
+// the 4 segments acknowledged (cwnd 14), then 2 is lost (3 later ones
+// acknowledged) and the window halves to 7. Segment 2 and a new one
+// (transmissions 11 and 12) are then in flight with 6..10.
+func newRenoLoss(t *testing.T) *harness {
+	t.Helper()
 	h := newHarness(t, rudp.Config{CC: "newreno"})
 	h.establish(ms(20), 64)
 	h.wait(ms(20))
 	h.ack(1, echo(0))
 	h.take()
-	// InitialWindow 10: segments 1..10 (transmissions 1..10) fill it.
 	h.write(20 * segRoom)
 	if d := dataSegs(h.take()); !slices.Equal(seqs(d), seqRange(1, 11)) {
 		t.Fatalf("sent %v, want 1..10", seqs(d))
@@ -722,18 +725,45 @@ func TestNewRenoHalvesOncePerWindow(t *testing.T) {
 	if s := h.stats(); s.Cwnd != 10 {
 		t.Fatalf("cwnd %v before any acknowledgement, want InitialWindow 10", s.Cwnd)
 	}
-	// 1 arrives, 2 does not, 3..5 do: slow start adds the 4 segments
-	// acknowledged (cwnd 14), then 2 is lost (3 later ones acknowledged)
-	// and the window halves: ssthresh 7, cwnd 7.
 	h.wait(ms(20))
 	h.ack(2, sack(3, 6))
 	if s := h.stats(); s.Cwnd != 7 || s.Ssthresh != 7 || s.LossEvents != 1 {
 		t.Fatalf("after the loss of 2: cwnd %v ssthresh %v loss events %d, want 7 7 1", s.Cwnd, s.Ssthresh, s.LossEvents)
 	}
+	if d := dataSegs(h.take()); !slices.Equal(seqs(d), []uint32{2, 11}) {
+		t.Fatalf("after the loss of 2: sent %v, want 2 again and 11", seqs(d))
+	}
+	return h
+}
+
+// NewReno halves once per window of data: the loss of another segment
+// sent before that reduction changes nothing, and segments sent before
+// it do not grow the window when acknowledged.
+func TestNewRenoHalvesOncePerWindow(t *testing.T) {
+	h := newRenoLoss(t)
 	// 6 is lost too (7..9 arrive), but it was sent before the reduction:
 	// the same loss event, no second halving, and no growth either.
 	h.ack(2, sack(3, 6), sack(7, 10))
 	if s := h.stats(); s.Cwnd != 7 || s.Ssthresh != 7 || s.LossEvents != 1 {
 		t.Fatalf("after the loss of 6 in the same window: cwnd %v ssthresh %v loss events %d, want 7 7 1", s.Cwnd, s.Ssthresh, s.LossEvents)
+	}
+}
+
+// RFC 4015, as doc.go has it: a retransmission is known to be spurious
+// when an acknowledgement echoes the stamp of the transmission it
+// replaced, and the reduction that loss caused is undone.
+func TestSpuriousRetransmissionUndoesReduction(t *testing.T) {
+	h := newRenoLoss(t)
+	// Segment 2 was only late: its first transmission (stamp 2) arrives,
+	// and the peer acknowledges everything up to 6 echoing it. The window
+	// goes back to cwnd 14, ssthresh MaxWindow (4096), then slow start
+	// adds segment 2, whose latest transmission (11) followed the
+	// reduction: cwnd 15.
+	h.ack(6, echo(2))
+	if s := h.stats(); s.Cwnd != 15 || s.Ssthresh != 4096 {
+		t.Fatalf("after the echo of 2's first transmission: cwnd %v ssthresh %v, want 15 4096", s.Cwnd, s.Ssthresh)
+	}
+	if n := h.counter("rudp_spurious_retransmits"); n != 1 {
+		t.Fatalf("rudp_spurious_retransmits = %d, want 1", n)
 	}
 }

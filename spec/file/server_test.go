@@ -188,19 +188,62 @@ func TestGetOffsetPastTheEnd(t *testing.T) {
 	}
 }
 
-// openSpy is a file system that records every name opened. It is an
-// fs.StatFS, as the roots the server gets are: fs.Stat on one that is
-// not opens the file to ask.
+// openSpy is a file system that records every name opened, and counts
+// the bytes read from what it opened. It is an fs.StatFS, as the roots
+// the server gets are: fs.Stat on one that is not opens the file to ask.
 type openSpy struct {
 	fs.FS
 	opened []string
+	read   int64
 }
 
 func (o *openSpy) Stat(name string) (fs.FileInfo, error) { return fs.Stat(o.FS, name) }
 
 func (o *openSpy) Open(name string) (fs.File, error) {
 	o.opened = append(o.opened, name)
-	return o.FS.Open(name)
+	f, err := o.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return spyFile{File: f, o: o}, nil
+}
+
+type spyFile struct {
+	fs.File
+	o *openSpy
+}
+
+func (f spyFile) Read(b []byte) (int, error) {
+	n, err := f.File.Read(b)
+	f.o.read += int64(n)
+	return n, err
+}
+
+// doc.go: a resumed GET's prefix is hashed "in HashStep pieces, one per
+// step, so a long prefix does not stall other sessions". A resume at
+// the end of a 10,000-byte file with HashStep 1000 reads the file in
+// ten steps of 1000 bytes, then answers FILE from the end and END.
+func TestResumePrefixHashedInSteps(t *testing.T) {
+	files := []SynthFile{{Name: "a.bin", Size: 10_000, Seed: 1}}
+	spy := &openSpy{FS: Synthetic(files)}
+	r, _ := rigToServer(t, ServerConfig{HashStep: 1000}, spy)
+	var steps []int64 // bytes read in each step that read any
+	last := int64(0)
+	r.afterStep = func(int) {
+		if d := spy.read - last; d > 0 {
+			steps = append(steps, d)
+		}
+		last = spy.read
+	}
+	sum := sha256.Sum256(newAnswers(files).files["a.bin"])
+	r.write(appendFrame(nil, FrameGet, u64(10_000), sum[:], []byte("a.bin")))
+	r.run(time.Second)
+	if got := describeFrames(r.stream); got != "[0x82 21B][0x84 32B]" {
+		t.Fatalf("resume at the end answered %s, want FILE and END", got)
+	}
+	if fmt.Sprint(steps) != fmt.Sprint([]int64{1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000}) {
+		t.Fatalf("bytes read per step %v, want 1000 in each of 10 steps", steps)
+	}
 }
 
 // replyTexts writes reqs to the server on r's session, runs it for a second,

@@ -112,6 +112,47 @@ func TestClientTSizeMismatch(t *testing.T) {
 	}
 }
 
+// MaxSize refuses a download larger than it (ERROR 3, disk full), up
+// front when the OACK's tsize says so, else at the block that passes
+// it, whose bytes are not delivered; one of exactly MaxSize bytes
+// completes.
+func TestClientMaxSize(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		oack   []byte
+		blocks []string // DATA 1, 2... after ACK 0
+		done   bool
+		got    int // bytes delivered
+	}{
+		{"tsize MaxSize", oack("blksize", "10", "tsize", "15"), []string{"0123456789", "01234"}, true, 15},
+		{"tsize past MaxSize", oack("blksize", "10", "tsize", "16"), nil, false, 0},
+		{"no tsize, MaxSize", oack("blksize", "10"), []string{"0123456789", "01234"}, true, 15},
+		{"no tsize, past MaxSize", oack("blksize", "10"), []string{"0123456789", "012345"}, false, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newClientBench(t, tftp.ClientConfig{Blksize: 1000, MaxSize: 15}, spec.Command{Name: "get", Args: []string{"f"}})
+			out := b.from(tid, tc.oack)
+			for i, blk := range tc.blocks {
+				out = append(out, b.from(tid, append(tftp.AppendData(nil, uint16(i+1)), blk...))...)
+			}
+			got := 0
+			for _, ev := range events(out, "data") {
+				got += len(ev.Data)
+			}
+			s := sends(out)
+			last := decode(t, s[len(s)-1].Data)
+			switch {
+			case got != tc.got:
+				t.Fatalf("%d bytes delivered, want %d", got, tc.got)
+			case tc.done && (len(events(out, "file-done")) != 1 || last.Op != tftp.OpACK):
+				t.Fatalf("file-done %v, last sent %v: want the download done and acknowledged", events(out, "file-done"), last.Op)
+			case !tc.done && (len(events(out, "file-error")) != 1 || last.Op != tftp.OpERROR || last.Code != tftp.ErrDiskFull):
+				t.Fatalf("file-error %v, last sent %v %v: want ERROR 3 and the download failed", events(out, "file-error"), last.Op, last.Code)
+			}
+		})
+	}
+}
+
 // Datagrams from strangers get ERROR 5 and change nothing; the first
 // answer fixes the server's TID.
 func TestClientTIDs(t *testing.T) {

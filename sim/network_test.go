@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -131,6 +132,107 @@ func TestDownlinkTailDrop(t *testing.T) {
 	for _, ev := range drops {
 		if ev.Kind != sim.NetQueueDrop || ev.Note != "downlink queue full" || ev.To.Addr() != rn.Addr {
 			t.Errorf("drop %v %q to %v, want a queue drop at r's full downlink", ev.Kind, ev.Note, ev.To)
+		}
+	}
+}
+
+// Each direction of a path takes the sender's uplink delay and the
+// receiver's downlink delay, for datagrams and for a stream's handshake
+// and reset alike. With four different delays, a direction that took
+// one node's two delays, or one direction's delay both ways, shows.
+func TestDelayIsPerDirection(t *testing.T) {
+	aLink := sim.Link{Up: sim.Dir{Delay: time.Millisecond}, Down: sim.Dir{Delay: 10 * time.Millisecond}}
+	bLink := sim.Link{Up: sim.Dir{Delay: 2 * time.Millisecond}, Down: sim.Dir{Delay: 20 * time.Millisecond}}
+	ab, ba := aLink.Up.Delay+bLink.Down.Delay, bLink.Up.Delay+aLink.Down.Delay
+	const dialAt, crashAt = 100 * time.Millisecond, 200 * time.Millisecond
+	s := sim.New(sim.Config{Faults: sim.Faults{Crashes: []sim.Crash{{Node: "b", At: crashAt}}}})
+	a, b := &probe{}, &probe{}
+	na := s.MustAddNode(sim.NodeSpec{Name: "a", Link: &aLink, New: func() spec.Machine { return a }})
+	s.MustAddNode(sim.NodeSpec{Name: "b", Link: &bLink, New: func() spec.Machine { return b }})
+	s.Command(0, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: []byte("to b")})
+	s.Command(0, "b", spec.Command{Name: "send", Args: []string{netip.AddrPortFrom(na.Addr, 9).String()}, Data: []byte("to a")})
+	s.Command(dialAt, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+	s.Run(time.Second)
+	for _, c := range []struct {
+		what string
+		p    *probe
+		kind spec.InKind
+		want time.Duration
+	}{
+		{"b gets a's datagram", b, spec.InDatagram, ab},
+		{"a gets b's datagram", a, spec.InDatagram, ba},
+		{"a hears it connected (SYN there, SYN-ACK back)", a, spec.InConnected, dialAt + ab + ba},
+		{"b hears it accepted (a's ACK there too)", b, spec.InAccepted, dialAt + ab + ba + ab},
+		{"a hears b's crash reset the stream", a, spec.InStreamClosed, crashAt + ba},
+	} {
+		if got := c.p.inputs(c.kind); len(got) != 1 || got[0].at.Sub(spec.SimEpoch) != c.want {
+			t.Errorf("%s: %+v, want once at %v", c.what, got, c.want)
+		}
+	}
+}
+
+// A packet leaves its FIFO the instant its serialisation ends: the next
+// one, arriving then, finds the queue empty; arriving a nanosecond
+// earlier, it finds the queue full. (1000 bytes at 8000 bit/s take
+// exactly 1 s, on a's uplink and then on b's downlink.)
+func TestQueueFreesAtDeparture(t *testing.T) {
+	for _, tc := range []struct {
+		second    time.Duration
+		delivered int
+	}{
+		{time.Second, 2},
+		{time.Second - time.Nanosecond, 1},
+	} {
+		drops := 0
+		s, _, b := pair(t, sim.Config{UDPOverhead: -1, Link: sim.Symmetric(sim.Dir{Rate: 8000, Queue: 1000}), OnNet: func(ev sim.NetEvent) {
+			if ev.Kind == sim.NetQueueDrop {
+				drops++
+			}
+		}})
+		for _, at := range []time.Duration{0, tc.second} {
+			s.Command(at, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 1000)})
+		}
+		s.Run(time.Minute)
+		if n := len(b.inputs(spec.InDatagram)); n != tc.delivered || drops != 2-tc.delivered {
+			t.Errorf("second datagram %v after the first: %d delivered, %d dropped; want %d and %d", tc.second, n, drops, tc.delivered, 2-tc.delivered)
+		}
+	}
+}
+
+// A partition cuts its side off in both directions, whichever side
+// sends, until it heals; one with End 0 never heals.
+func TestPartitionCutsBothWays(t *testing.T) {
+	const during, after = 150 * time.Millisecond, 5 * time.Second
+	for _, side := range []string{"a", "b"} {
+		for _, from := range []string{"a", "b"} {
+			for _, end := range []time.Duration{200 * time.Millisecond, 0} {
+				cuts := 0
+				cfg := sim.Config{Faults: sim.Faults{Partitions: []sim.Partition{{Start: 100 * time.Millisecond, End: end, Side: []string{side}}}},
+					OnNet: func(ev sim.NetEvent) {
+						if ev.Kind == sim.NetCut {
+							cuts++
+						}
+					}}
+				s, a, b := pair(t, cfg)
+				to, rcv := bAddr, b
+				if from == "b" {
+					to, rcv = netip.AddrPortFrom(s.Node("a").Addr, 9), a
+				}
+				s.Command(during, from, spec.Command{Name: "send", Args: []string{to.String()}, Data: []byte("during")})
+				s.Command(after, from, spec.Command{Name: "send", Args: []string{to.String()}, Data: []byte("after")})
+				s.Run(after + time.Second)
+				want, wantCuts := []string{"after"}, 1
+				if end == 0 {
+					want, wantCuts = nil, 2
+				}
+				var got []string
+				for _, g := range rcv.inputs(spec.InDatagram) {
+					got = append(got, string(g.in.Data))
+				}
+				if !slices.Equal(got, want) || cuts != wantCuts {
+					t.Errorf("%s cut off until %v, %s sends: delivered %q, %d cut; want %q, %d cut", side, end, from, got, cuts, want, wantCuts)
+				}
+			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -71,5 +72,29 @@ func TestRestartWhileUpResetsPeers(t *testing.T) {
 	// b's reset takes the one-way delay, b's uplink's and a's downlink's.
 	if len(c) != 1 || c[0].in.Err != "connection reset by peer" || c[0].at.Sub(spec.SimEpoch) != 102*time.Millisecond {
 		t.Fatalf("a's stream: closes %v, want one reset by peer at 102ms", c)
+	}
+}
+
+// FaultsFromSeed is a function of its seed that spreads over its
+// bounds: the same seed gives the same schedule, and a hundred seeds a
+// hundred loss rates and every number of partitions and crashes the
+// bounds allow.
+func TestFaultsFromSeedFollowTheSeed(t *testing.T) {
+	b := sim.FaultBounds{MaxLoss: 0.3, MaxDup: 0.3, MaxJitter: 10 * time.Millisecond, Horizon: time.Second,
+		MaxPartitions: 2, Partitionable: []string{"a", "b"}, MaxCrashes: 2, Crashable: []string{"a", "b"}}
+	const seeds = 100
+	losses, partitions, crashes := map[float64]bool{}, map[int]bool{}, map[int]bool{}
+	for seed := range uint64(seeds) {
+		f := sim.FaultsFromSeed(seed, b)
+		if again := sim.FaultsFromSeed(seed, b); !reflect.DeepEqual(f, again) {
+			t.Fatalf("seed %d: %+v, then %+v", seed, f, again)
+		}
+		losses[f.Loss] = true
+		partitions[len(f.Partitions)] = true
+		crashes[len(f.Crashes)] = true
+	}
+	if len(losses) != seeds || len(partitions) != b.MaxPartitions+1 || len(crashes) != b.MaxCrashes+1 {
+		t.Errorf("%d seeds drew %d loss rates, %d numbers of partitions and %d of crashes; want %d, %d and %d",
+			seeds, len(losses), len(partitions), len(crashes), seeds, b.MaxPartitions+1, b.MaxCrashes+1)
 	}
 }

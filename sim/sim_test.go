@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -530,13 +531,22 @@ func TestZeroLengthPartitionHeals(t *testing.T) {
 // A crash whose restart time equals its crash time comes straight back:
 // only Restart 0 means the node stays down.
 func TestInstantRestart(t *testing.T) {
-	cfg := sim.Config{Faults: sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 50 * time.Millisecond, Restart: 50 * time.Millisecond}}}}
-	s := sim.New(cfg)
-	s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return &probe{} }})
-	b := s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { return &probe{} }})
-	s.Run(time.Second)
-	if b.Starts() != 2 || !b.Up() {
-		t.Fatalf("b started %d times and is up=%v, want 2 and up", b.Starts(), b.Up())
+	for _, tc := range []struct {
+		restart time.Duration
+		starts  int
+		up      bool
+	}{
+		{50 * time.Millisecond, 2, true},
+		{0, 1, false},
+	} {
+		cfg := sim.Config{Faults: sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 50 * time.Millisecond, Restart: tc.restart}}}}
+		s := sim.New(cfg)
+		s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return &probe{} }})
+		b := s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { return &probe{} }})
+		s.Run(time.Second)
+		if b.Starts() != tc.starts || b.Up() != tc.up {
+			t.Errorf("crash at 50ms, restart %v: b started %d times and is up=%v, want %d and up=%v", tc.restart, b.Starts(), b.Up(), tc.starts, tc.up)
+		}
 	}
 }
 
@@ -566,21 +576,25 @@ func TestPartitionDuringAccept(t *testing.T) {
 // A SYN that a down host or a partition swallows is sent again after
 // 1 s and then 2 s more, as a kernel does (the dial at 1 ms, a SYN and
 // its answer 1 ms each way), so a dial outlives a short
-// outage; one that finds no one before DialTimeout fails.
+// outage; one that finds no one before DialTimeout fails, and a retry
+// due at DialTimeout is not sent.
 func TestSynRetransmitted(t *testing.T) {
 	tests := []struct {
-		name   string
-		faults sim.Faults
-		at     time.Duration // when a hears it is connected (0: never)
-		err    string        // else why its dial failed
+		name    string
+		faults  sim.Faults
+		timeout time.Duration // DialTimeout; 0: 5 s
+		at      time.Duration // when a hears it is connected (0: never)
+		err     string        // else why its dial failed
 	}{
-		{"crash", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 500 * time.Millisecond}}}, time.Second + 3*time.Millisecond, ""},
-		{"partition", sim.Faults{Partitions: []sim.Partition{{Start: 0, End: 1500 * time.Millisecond, Side: []string{"b"}}}}, 3*time.Second + 3*time.Millisecond, ""},
-		{"too long", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 4 * time.Second}}}, 0, "connection timed out"},
+		{"crash", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 500 * time.Millisecond}}}, 0, time.Second + 3*time.Millisecond, ""},
+		{"partition", sim.Faults{Partitions: []sim.Partition{{Start: 0, End: 1500 * time.Millisecond, Side: []string{"b"}}}}, 0, 3*time.Second + 3*time.Millisecond, ""},
+		{"too long", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 4 * time.Second}}}, 0, 0, "connection timed out"},
+		{"retry due at the timeout", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 1500 * time.Millisecond}}}, 3 * time.Second, 0, "connection timed out"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := sim.New(sim.Config{Faults: tc.faults, DialTimeout: 5 * time.Second, Link: sim.Symmetric(sim.Dir{Delay: 500 * time.Microsecond})})
+			timeout := cmp.Or(tc.timeout, 5*time.Second)
+			s := sim.New(sim.Config{Faults: tc.faults, DialTimeout: timeout, Link: sim.Symmetric(sim.Dir{Delay: 500 * time.Microsecond})})
 			a := &probe{}
 			s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return a }})
 			s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { return &probe{} }})
@@ -588,7 +602,7 @@ func TestSynRetransmitted(t *testing.T) {
 			s.Run(10 * time.Second)
 			c, closed := a.inputs(spec.InConnected), a.inputs(spec.InStreamClosed)
 			if tc.at == 0 {
-				if len(c) != 0 || len(closed) != 1 || closed[0].in.Err != tc.err || closed[0].at.Sub(spec.SimEpoch) != 5*time.Second+time.Millisecond {
+				if len(c) != 0 || len(closed) != 1 || closed[0].in.Err != tc.err || closed[0].at.Sub(spec.SimEpoch) != timeout+time.Millisecond {
 					t.Fatalf("connected %v, closed %v; want the dial to fail with %q at DialTimeout", c, closed, tc.err)
 				}
 				return

@@ -126,27 +126,51 @@ func TestDelayComments(t *testing.T) {
 		{ms(3), 0, []string{"queued 3.000 ms"}},
 		{ms(6), ms(4), []string{"delayed by 4.000 ms of jitter", "queued 2.000 ms"}},
 		{ms(4.5), ms(4), []string{"delayed by 4.000 ms of jitter"}},
+		{ms(0.25), ms(0.25), []string{"delayed by 0.250 ms of jitter"}},
 	}
-	var buf bytes.Buffer
-	w, err := pcap.NewWriter(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var evs []sim.NetEvent
 	for i, tc := range tests {
-		w.Observe(sim.NetEvent{T: spec.SimEpoch.Add(time.Duration(i) * time.Second), Kind: sim.NetDeliver, ID: uint64(i + 1), Proto: spec.UDP, From: a, To: b,
+		evs = append(evs, sim.NetEvent{T: spec.SimEpoch.Add(time.Duration(i) * time.Second), Kind: sim.NetDeliver, ID: uint64(i + 1), Proto: spec.UDP, From: a, To: b,
 			Extra: tc.extra, Jitter: tc.jitter})
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	frames := readFrames(t, buf.Bytes())
-	if len(frames) != len(tests) {
-		t.Fatalf("%d frames, want %d", len(frames), len(tests))
-	}
+	frames := captureEvents(t, evs)
 	for i, tc := range tests {
 		want := append([]string{fmt.Sprintf("netspec packet #%d", i+1)}, tc.want...)
 		if diff := cmp.Diff(want, frames[i].Comments); diff != "" {
 			t.Errorf("extra %v, jitter %v: comments (-want +got):\n%s", tc.extra, tc.jitter, diff)
+		}
+	}
+}
+
+// A delivered packet is noted as reordered when a later packet of its
+// flow (a higher id, same source and destination) arrived before it,
+// even the very next one; later packets of other flows do not count.
+func TestReorderComments(t *testing.T) {
+	a := netip.MustParseAddrPort("10.0.0.1:5000")
+	b := netip.MustParseAddrPort("10.0.0.2:7")
+	c := netip.MustParseAddrPort("10.0.0.3:7")
+	tests := []struct {
+		to   netip.AddrPort
+		id   uint64
+		want []string
+	}{
+		{b, 1, nil},
+		{b, 3, nil},
+		{b, 2, []string{"reordered: arrived after packet #3, sent later"}},
+		{c, 9, nil},
+		{b, 5, nil},
+		{b, 4, []string{"reordered: arrived after packet #5, sent later"}},
+		{c, 6, []string{"reordered: arrived after packet #9, sent later"}},
+	}
+	var evs []sim.NetEvent
+	for i, tc := range tests {
+		evs = append(evs, sim.NetEvent{T: spec.SimEpoch.Add(time.Duration(i) * time.Millisecond), Kind: sim.NetDeliver, ID: tc.id, Proto: spec.UDP, From: a, To: tc.to})
+	}
+	frames := captureEvents(t, evs)
+	for i, tc := range tests {
+		want := append([]string{fmt.Sprintf("netspec packet #%d", tc.id)}, tc.want...)
+		if diff := cmp.Diff(want, frames[i].Comments); diff != "" {
+			t.Errorf("packet #%d to %v: comments (-want +got):\n%s", tc.id, tc.to, diff)
 		}
 	}
 }
@@ -290,6 +314,27 @@ type frame struct {
 	At       time.Time
 	Data     []byte
 	Comments []string
+}
+
+// captureEvents writes evs, each one packet, and reads the frames back.
+func captureEvents(t *testing.T, evs []sim.NetEvent) []frame {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := pcap.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		w.Observe(ev)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	frames := readFrames(t, buf.Bytes())
+	if len(frames) != len(evs) {
+		t.Fatalf("%d frames, want %d", len(frames), len(evs))
+	}
+	return frames
 }
 
 func readFrames(t *testing.T, b []byte) []frame {

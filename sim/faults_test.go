@@ -1,7 +1,10 @@
 package sim_test
 
 import (
+	"maps"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,13 +80,15 @@ func TestRestartWhileUpResetsPeers(t *testing.T) {
 
 // FaultsFromSeed is a function of its seed that spreads over its
 // bounds: the same seed gives the same schedule, and a hundred seeds a
-// hundred loss rates and every number of partitions and crashes the
-// bounds allow.
+// hundred loss rates, every number of partitions and crashes the bounds
+// allow, every side a partition can cut off and every node a crash can
+// stop.
 func TestFaultsFromSeedFollowTheSeed(t *testing.T) {
 	b := sim.FaultBounds{MaxLoss: 0.3, MaxDup: 0.3, MaxJitter: 10 * time.Millisecond, Horizon: time.Second,
 		MaxPartitions: 2, Partitionable: []string{"a", "b"}, MaxCrashes: 2, Crashable: []string{"a", "b"}}
 	const seeds = 100
 	losses, partitions, crashes := map[float64]bool{}, map[int]bool{}, map[int]bool{}
+	sides, crashed := map[string]bool{}, map[string]bool{}
 	for seed := range uint64(seeds) {
 		f := sim.FaultsFromSeed(seed, b)
 		if again := sim.FaultsFromSeed(seed, b); !reflect.DeepEqual(f, again) {
@@ -92,9 +97,22 @@ func TestFaultsFromSeedFollowTheSeed(t *testing.T) {
 		losses[f.Loss] = true
 		partitions[len(f.Partitions)] = true
 		crashes[len(f.Crashes)] = true
+		for _, p := range f.Partitions {
+			sides[strings.Join(p.Side, " ")] = true
+		}
+		for _, c := range f.Crashes {
+			crashed[c.Node] = true
+		}
 	}
 	if len(losses) != seeds || len(partitions) != b.MaxPartitions+1 || len(crashes) != b.MaxCrashes+1 {
 		t.Errorf("%d seeds drew %d loss rates, %d numbers of partitions and %d of crashes; want %d, %d and %d",
 			seeds, len(losses), len(partitions), len(crashes), seeds, b.MaxPartitions+1, b.MaxCrashes+1)
+	}
+	// Sides are the non-empty subsets of Partitionable, in its order.
+	if want := []string{"a", "a b", "b"}; !slices.Equal(slices.Sorted(maps.Keys(sides)), want) {
+		t.Errorf("partitions cut off %v, want each of %q", slices.Sorted(maps.Keys(sides)), want)
+	}
+	if !slices.Equal(slices.Sorted(maps.Keys(crashed)), b.Crashable) {
+		t.Errorf("crashes stopped %v, want each of %v", slices.Sorted(maps.Keys(crashed)), b.Crashable)
 	}
 }

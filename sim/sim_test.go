@@ -374,6 +374,57 @@ func TestCrashAndRestart(t *testing.T) {
 	}
 }
 
+// Aborting a stream resets it at the peer a one-way delay later; the
+// end that aborted is not told of its own stream's close.
+func TestAbortResetsThePeer(t *testing.T) {
+	d := sim.Dir{Delay: time.Millisecond}
+	s, a, b := pair(t, sim.Config{Link: sim.Symmetric(d)})
+	const abortAt = 50 * time.Millisecond
+	s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+	s.Command(abortAt, "a", spec.Command{Name: "abort"})
+	s.Run(time.Second)
+	if c := b.inputs(spec.InStreamClosed); len(c) != 1 || c[0].in.Err != "connection reset by peer" || c[0].at.Sub(spec.SimEpoch) != abortAt+2*d.Delay {
+		t.Fatalf("b's stream: closes %+v, want one reset by peer at %v", c, abortAt+2*d.Delay)
+	}
+	if c := a.inputs(spec.InStreamClosed); len(c) != 0 {
+		t.Fatalf("a was told of the close of the stream it aborted: %+v", c)
+	}
+	if v := s.Violations(); len(v) > 0 {
+		t.Fatalf("violations: %q", v)
+	}
+}
+
+// A stream sends while fewer than Window bytes are unacknowledged: with
+// an unlimited link, what it sends before the first acknowledgment can
+// be back is the writes' first Window bytes rounded up to whole
+// segments.
+func TestWindowBoundsWhatIsUnacknowledged(t *testing.T) {
+	const mss, delay = 1000, 10 * time.Millisecond
+	for _, window := range []int{4*mss - 1, 4 * mss, 4*mss + 1} {
+		var segs []sim.NetEvent
+		s, _, _ := pair(t, sim.Config{MSS: mss, Window: window, Link: sim.Symmetric(sim.Dir{Delay: delay}), OnNet: func(ev sim.NetEvent) {
+			if ev.Kind == sim.NetSend && ev.Proto == spec.TCP && len(ev.Data) > 0 {
+				segs = append(segs, ev)
+			}
+		}})
+		s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+		s.Command(0, "a", spec.Command{Name: "write", Data: make([]byte, 10*mss)})
+		s.Run(time.Second)
+		// The handshake takes a round trip; the first segment's
+		// acknowledgment another.
+		firstAck := spec.SimEpoch.Add(8 * delay)
+		sent := 0
+		for _, ev := range segs {
+			if ev.T.Before(firstAck) {
+				sent += len(ev.Data)
+			}
+		}
+		if want := (window + mss - 1) / mss * mss; sent != want {
+			t.Errorf("window %d: %d bytes sent before the first acknowledgment, want %d", window, sent, want)
+		}
+	}
+}
+
 // A forged datagram arrives with the source it claims.
 func TestInjectForgesSource(t *testing.T) {
 	s, _, b := pair(t, sim.Config{})
@@ -583,24 +634,33 @@ func TestSynRetransmitted(t *testing.T) {
 		name    string
 		faults  sim.Faults
 		timeout time.Duration // DialTimeout; 0: 5 s
+		drop    sim.NetKind   // how each lost SYN is recorded
 		at      time.Duration // when a hears it is connected (0: never)
 		err     string        // else why its dial failed
 	}{
-		{"crash", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 500 * time.Millisecond}}}, 0, time.Second + 3*time.Millisecond, ""},
-		{"partition", sim.Faults{Partitions: []sim.Partition{{Start: 0, End: 1500 * time.Millisecond, Side: []string{"b"}}}}, 0, 3*time.Second + 3*time.Millisecond, ""},
-		{"too long", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 4 * time.Second}}}, 0, 0, "connection timed out"},
-		{"retry due at the timeout", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 1500 * time.Millisecond}}}, 3 * time.Second, 0, "connection timed out"},
+		{"crash", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 500 * time.Millisecond}}}, 0, sim.NetHostDown, time.Second + 3*time.Millisecond, ""},
+		{"partition", sim.Faults{Partitions: []sim.Partition{{Start: 0, End: 1500 * time.Millisecond, Side: []string{"b"}}}}, 0, sim.NetCut, 3*time.Second + 3*time.Millisecond, ""},
+		{"too long", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 4 * time.Second}}}, 0, sim.NetHostDown, 0, "connection timed out"},
+		{"retry due at the timeout", sim.Faults{Crashes: []sim.Crash{{Node: "b", At: 0, Restart: 1500 * time.Millisecond}}}, 3 * time.Second, sim.NetHostDown, 0, "connection timed out"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			timeout := cmp.Or(tc.timeout, 5*time.Second)
-			s := sim.New(sim.Config{Faults: tc.faults, DialTimeout: timeout, Link: sim.Symmetric(sim.Dir{Delay: 500 * time.Microsecond})})
+			var drops []sim.NetKind
+			s := sim.New(sim.Config{Faults: tc.faults, DialTimeout: timeout, Link: sim.Symmetric(sim.Dir{Delay: 500 * time.Microsecond}), OnNet: func(ev sim.NetEvent) {
+				if ev.Flags == "S" && ev.Kind.Dropped() {
+					drops = append(drops, ev.Kind)
+				}
+			}})
 			a := &probe{}
 			s.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return a }})
 			s.MustAddNode(sim.NodeSpec{Name: "b", New: func() spec.Machine { return &probe{} }})
 			s.Command(time.Millisecond, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
 			s.Run(10 * time.Second)
 			c, closed := a.inputs(spec.InConnected), a.inputs(spec.InStreamClosed)
+			if len(drops) == 0 || slices.ContainsFunc(drops, func(k sim.NetKind) bool { return k != tc.drop }) {
+				t.Errorf("lost SYNs recorded as %v, want each as %v", drops, tc.drop)
+			}
 			if tc.at == 0 {
 				if len(c) != 0 || len(closed) != 1 || closed[0].in.Err != tc.err || closed[0].at.Sub(spec.SimEpoch) != timeout+time.Millisecond {
 					t.Fatalf("connected %v, closed %v; want the dial to fail with %q at DialTimeout", c, closed, tc.err)

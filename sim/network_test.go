@@ -236,3 +236,34 @@ func TestPartitionCutsBothWays(t *testing.T) {
 		}
 	}
 }
+
+// The uplink copies a datagram at most once, whichever of its own Dup
+// and the fault schedule's decides it, and never copies a copy: every
+// copy is of a datagram sent, and each is delivered with its copy.
+func TestUplinkCopiesOnce(t *testing.T) {
+	const n = 200
+	sent, copies := map[uint64]bool{}, map[uint64]int{}
+	delivered := 0
+	s, _, _ := pair(t, sim.Config{Seed: 4, Link: sim.Link{Up: sim.Dir{Dup: 0.5}}, Faults: sim.Faults{Dup: 0.5}, OnNet: func(ev sim.NetEvent) {
+		switch ev.Kind {
+		case sim.NetSend:
+			sent[ev.ID] = true
+		case sim.NetDup:
+			copies[ev.Orig]++
+		case sim.NetDeliver:
+			delivered++
+		}
+	}})
+	for range n {
+		s.Command(0, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: make([]byte, 100)})
+	}
+	s.Run(time.Second)
+	for orig, k := range copies {
+		if !sent[orig] || k != 1 {
+			t.Errorf("packet %d (sent: %v) copied %d times, want a sent one copied once", orig, sent[orig], k)
+		}
+	}
+	if len(copies) == 0 || delivered != n+len(copies) {
+		t.Errorf("%d datagrams copied, %d delivered; want some copied and each delivered with its copy", len(copies), delivered)
+	}
+}

@@ -267,3 +267,24 @@ func TestUplinkCopiesOnce(t *testing.T) {
 		t.Errorf("%d datagrams copied, %d delivered; want some copied and each delivered with its copy", len(copies), delivered)
 	}
 }
+
+// Stream segments are never tail-dropped, on the uplink or the
+// downlink: a stream's window stands in for congestion control, so a
+// window far larger than either queue overfills them, and every byte
+// still arrives with no queue drop.
+func TestStreamSegmentsNotTailDropped(t *testing.T) {
+	const size = 100_000
+	drops := 0
+	link := sim.Link{Up: sim.Dir{Rate: 10e6, Queue: 3000}, Down: sim.Dir{Rate: 1e6, Queue: 3000}}
+	s, _, b := pair(t, sim.Config{Link: link, OnNet: func(ev sim.NetEvent) {
+		if ev.Kind == sim.NetQueueDrop {
+			drops++
+		}
+	}})
+	s.Command(0, "a", spec.Command{Name: "dial", Args: []string{bAddr.String()}})
+	s.Command(0, "a", spec.Command{Name: "write", Data: make([]byte, size)})
+	s.Run(time.Minute)
+	if got := len(b.streamBytes()); got != size || drops != 0 {
+		t.Errorf("b read %d bytes of %d; %d segments tail-dropped, want none", got, size, drops)
+	}
+}

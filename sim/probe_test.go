@@ -45,6 +45,8 @@ func (p *probe) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Out
 			out = append(out, spec.Close(1))
 		case "abort":
 			out = append(out, spec.Abort(1))
+		case "unbind":
+			out = append(out, spec.Unbind(1))
 		case "pause":
 			if p.accepted != 0 {
 				out = append(out, spec.Pause(p.accepted))

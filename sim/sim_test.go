@@ -425,6 +425,74 @@ func TestWindowBoundsWhatIsUnacknowledged(t *testing.T) {
 	}
 }
 
+// A datagram to a port that was unbound finds no socket, even one to
+// the port the node last received on.
+func TestUnboundPortUnreachable(t *testing.T) {
+	var noPort []string
+	s, _, b := pair(t, sim.Config{OnNet: func(ev sim.NetEvent) {
+		if ev.Kind == sim.NetNoPort {
+			noPort = append(noPort, string(ev.Data))
+		}
+	}})
+	s.Command(0, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: []byte("bound")})
+	s.Command(10*time.Millisecond, "b", spec.Command{Name: "unbind"})
+	s.Command(20*time.Millisecond, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: []byte("unbound")})
+	s.Run(time.Second)
+	if got := b.inputs(spec.InDatagram); len(got) != 1 || string(got[0].in.Data) != "bound" || !slices.Equal(noPort, []string{"unbound"}) {
+		t.Fatalf("b got %+v, and %q found no port; want only the datagram sent while bound, and the other unreachable", got, noPort)
+	}
+}
+
+// Overlapping partitions heal each at its own End: one healing leaves
+// the other in force.
+func TestPartitionsHealIndependently(t *testing.T) {
+	cfg := sim.Config{Faults: sim.Faults{Partitions: []sim.Partition{
+		{Start: 100 * time.Millisecond, End: time.Second, Side: []string{"a"}},
+		{Start: 100 * time.Millisecond, End: 200 * time.Millisecond, Side: []string{"a"}},
+	}}}
+	s, _, b := pair(t, cfg)
+	for _, at := range []time.Duration{500 * time.Millisecond, 2 * time.Second} {
+		s.Command(at, "a", spec.Command{Name: "send", Args: []string{bAddr.String()}, Data: []byte(at.String())})
+	}
+	s.Run(3 * time.Second)
+	if d := b.inputs(spec.InDatagram); len(d) != 1 || string(d[0].in.Data) != "2s" {
+		t.Fatalf("b got %+v, want only the datagram sent after both partitions healed", d)
+	}
+}
+
+// A partition resets only the streams across it: a stream between two
+// nodes on the same side carries on.
+func TestPartitionSparesStreamsNotAcrossIt(t *testing.T) {
+	cfg := sim.Config{Faults: sim.Faults{Partitions: []sim.Partition{{Start: 100 * time.Millisecond, End: 200 * time.Millisecond, Side: []string{"b"}}}}}
+	s, a, _ := pair(t, cfg)
+	c := &probe{}
+	nc := s.MustAddNode(sim.NodeSpec{Name: "c", New: func() spec.Machine { return c }})
+	s.Command(0, "a", spec.Command{Name: "dial", Args: []string{netip.AddrPortFrom(nc.Addr, 9).String()}})
+	s.Command(300*time.Millisecond, "a", spec.Command{Name: "write", Data: []byte("after the partition")})
+	s.Run(time.Second)
+	if closed := a.inputs(spec.InStreamClosed); len(closed) != 0 {
+		t.Fatalf("a's stream to c, on the same side of the partition: closes %+v, want none", closed)
+	}
+	if got := string(c.streamBytes()); got != "after the partition" {
+		t.Fatalf("c read %q", got)
+	}
+}
+
+// Run(d) simulates exactly d: the clock then reads d, whether events are
+// still queued or the network went idle before it.
+func TestRunSimulatesTheWholeLimit(t *testing.T) {
+	idle, _, _ := pair(t, sim.Config{})
+	busy := sim.New(sim.Config{})
+	busy.MustAddNode(sim.NodeSpec{Name: "a", New: func() spec.Machine { return &ticker{} }})
+	for i, s := range []*sim.Sim{idle, busy} {
+		for _, d := range []time.Duration{time.Second, 1500 * time.Millisecond} {
+			if s.Run(d); s.Elapsed() != d {
+				t.Errorf("%s network: the clock reads %v after Run(%v)", []string{"idle", "busy"}[i], s.Elapsed(), d)
+			}
+		}
+	}
+}
+
 // A forged datagram arrives with the source it claims.
 func TestInjectForgesSource(t *testing.T) {
 	s, _, b := pair(t, sim.Config{})

@@ -386,8 +386,9 @@ func (s *Sim) mustNode(name string) *Node {
 }
 
 // Run processes events until the queue is empty or the next event is
-// after limit (relative to the start); the clock then reads limit if the
-// queue still has events, so Run(d) simulates exactly d.
+// after limit (relative to the start); the clock then reads limit either
+// way (an idle network simply waited), so Run(d) simulates exactly d
+// unless Config.Stop or the livelock guard cut it short.
 func (s *Sim) Run(limit time.Duration) {
 	s.RunUntil(nil, limit)
 }

@@ -148,8 +148,15 @@ func TestPlainSendFromWildcardMissesConnectedClient(t *testing.T) {
 // runMachine runs m until the returned stop is called.
 func runMachine(t *testing.T, m spec.Machine, opt impl.Options) (stop func()) {
 	t.Helper()
+	_, stop = startMachine(t, m, opt)
+	return stop
+}
+
+// startMachine is runMachine for a test that also talks to the runner.
+func startMachine(t *testing.T, m spec.Machine, opt impl.Options) (r *impl.Runner, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := impl.New(m, opt)
+	r = impl.New(m, opt)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	var once sync.Once
@@ -162,7 +169,7 @@ func runMachine(t *testing.T, m spec.Machine, opt impl.Options) (stop func()) {
 		})
 	}
 	t.Cleanup(stop)
-	return stop
+	return r, stop
 }
 
 // forger answers every datagram twice, in one step, from a source the

@@ -149,3 +149,34 @@ func TestFaultDelayHoldsDatagramsBack(t *testing.T) {
 		t.Errorf("injector stats %+v, want one datagram sent and delayed", st)
 	}
 }
+
+// keeper is a UDPConn that keeps the bytes written to it, in order.
+type keeper struct {
+	impl.UDPConn
+	sent []byte
+}
+
+func (k *keeper) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) {
+	k.sent = append(k.sent, b...)
+	return len(b), nil
+}
+
+// The seed alone decides the injector's faults: the same seed drops and
+// duplicates the same datagrams, so a lossy run can be run again, and
+// another seed others.
+func TestFaultSeedDecides(t *testing.T) {
+	fate := func(seed uint64) string {
+		k := &keeper{}
+		f := impl.NewFaultyConn(k, impl.FaultConfig{Seed: seed, Loss: 0.3, Dup: 0.3})
+		for i := range 100 {
+			_, _ = f.WriteToUDPAddrPort([]byte{byte(i)}, netip.MustParseAddrPort("127.0.0.1:9"))
+		}
+		return string(k.sent)
+	}
+	if a, b := fate(1), fate(1); a != b {
+		t.Errorf("seed 1 let through %x, then %x", a, b)
+	}
+	if a, b := fate(1), fate(2); a == b {
+		t.Errorf("seeds 1 and 2 both let through %x", a)
+	}
+}

@@ -163,8 +163,13 @@ func startMachine(t *testing.T, m spec.Machine, opt impl.Options) (r *impl.Runne
 	stop = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("runner: %v", err)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("runner: %v", err)
+				}
+			case <-time.After(30 * time.Second): // a hang detector
+				t.Error("the runner did not stop: a socket or stream left open?")
 			}
 		})
 	}

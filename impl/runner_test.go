@@ -543,3 +543,66 @@ func (m *slowReader) Step(now spec.Time, in spec.Input, out []spec.Output) []spe
 	}
 	return out
 }
+
+// unbinder binds a UDP socket on loopback and unbinds it on a command.
+type unbinder struct{ bound chan netip.AddrPort }
+
+func (m *unbinder) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	switch in.Kind {
+	case spec.InStart:
+		out = append(out, spec.Bind(1, spec.UDP, netip.MustParseAddrPort("127.0.0.1:0")))
+	case spec.InBound:
+		m.bound <- in.Addr
+	case spec.InCommand:
+		out = append(out, spec.Unbind(1))
+	case spec.InStop:
+		out = append(out, spec.Exit(""))
+	}
+	return out
+}
+
+// An unbound socket is closed there and then, not when the runner
+// stops: its port is free for the next bind (a TFTP client unbinds each
+// transfer's port, and a long-lived one would run out of descriptors).
+func TestUnbindClosesTheSocket(t *testing.T) {
+	m := &unbinder{bound: make(chan netip.AddrPort, 1)}
+	unbound := make(chan struct{}, 1)
+	r, _ := startMachine(t, m, impl.Options{OnStep: func(_ spec.Time, in spec.Input, _ []spec.Output) {
+		if in.Kind == spec.InCommand {
+			unbound <- struct{}{}
+		}
+	}})
+	addr := within(t, m.bound, "the machine did not bind")
+	r.Command(spec.Command{Name: "unbind"})
+	within(t, unbound, "the machine did not unbind")
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		t.Fatalf("binding the port the machine unbound: %v", err)
+	}
+	c.Close()
+}
+
+// A datagram the kernel refuses (over IPv4's size limit) is counted in
+// Stats, and those sent beside it in the same step still go out, alone
+// or in a batch.
+func TestRefusedSendsAreCounted(t *testing.T) {
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	for _, n := range [][]int{{70000}, {10, 70000, 10}} {
+		r, stop := startMachine(t, &sizes{dst: rx.LocalAddr().(*net.UDPAddr).AddrPort(), n: n}, impl.Options{})
+		buf := make([]byte, 64)
+		for _, want := range []byte{0, 2}[:len(n)-1] {
+			_ = rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if k, err := rx.Read(buf); err != nil || k != 10 || buf[0] != want {
+				t.Fatalf("sizes %v: got %x (%v), want datagram %d", n, buf[:k], err, want)
+			}
+		}
+		stop() // Run handles InBound, and sends, before it sees the stop
+		if st := r.Stats(); st.SendErrors != 1 {
+			t.Errorf("sizes %v: %d send errors counted, want 1", n, st.SendErrors)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/netspec/netspec/impl"
+	"github.com/netspec/netspec/impl/nettest"
 )
 
 // Two clients interleave bursts at a reflector whose socket, busy, reads
@@ -17,13 +18,31 @@ import (
 // its own sender, so each client gets back its own datagrams, all of
 // them and in the order it sent them.
 func TestBatchedReadsKeepEachSenderAndOrder(t *testing.T) {
-	const clients, rounds, burst = 2, 50, 8 // 800 datagrams: well past the one-at-a-time start
-	m := &reflector{bind: netip.MustParseAddrPort("127.0.0.1:0"), plain: true, bound: make(chan netip.AddrPort, 1)}
+	reflectInterleaved(t, "127.0.0.1:0", "127.0.0.1", "127.0.0.1")
+}
+
+// On a wildcard socket each datagram of a batch also keeps the address
+// it was sent to, and is answered from there: clients connected to two
+// loopback addresses both get their answers.
+func TestBatchedReadsKeepEachLocalAddress(t *testing.T) {
+	if !nettest.PrivateNet(t) {
+		return
+	}
+	reflectInterleaved(t, "0.0.0.0:0", "127.0.0.2", "127.0.0.3")
+}
+
+// reflectInterleaved runs a reflector bound to bind and has a client for
+// each of dsts, connected to that address at the reflector's port, send
+// it bursts, interleaved; each must read back its own datagrams, in order.
+func reflectInterleaved(t *testing.T, bind string, dsts ...string) {
+	t.Helper()
+	const rounds, burst = 50, 8 // 800 datagrams for two: well past the one-at-a-time start
+	m := &reflector{bind: netip.MustParseAddrPort(bind), bound: make(chan netip.AddrPort, 1)}
 	runMachine(t, m, impl.Options{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
-	dst := <-m.bound
+	port := (<-m.bound).Port()
 	var cs []*net.UDPConn
-	for range clients {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	for _, dst := range dsts {
+		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(dst), port)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +50,7 @@ func TestBatchedReadsKeepEachSenderAndOrder(t *testing.T) {
 		_ = c.SetReadBuffer(4 << 20)
 		cs = append(cs, c)
 	}
-	errs := make([]error, clients)
+	errs := make([]error, len(cs))
 	var wg sync.WaitGroup
 	for id, c := range cs {
 		wg.Add(1)
@@ -57,7 +76,7 @@ func TestBatchedReadsKeepEachSenderAndOrder(t *testing.T) {
 			for k := range burst {
 				b := []byte{byte(id), 0, 0, 0, 0}
 				binary.BigEndian.PutUint32(b[1:], uint32(round*burst+k))
-				if _, err := c.WriteToUDPAddrPort(b, dst); err != nil {
+				if _, err := c.Write(b); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -59,7 +59,11 @@ func startHeld(t *testing.T, net spec.Net) (*impl.Runner, netip.AddrPort) {
 	if err := release(r, spec.Input{Kind: spec.InStart}, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	return r, within(t, amap.bound, "the machine did not bind")
+	addr := within(t, amap.bound, "the machine did not bind")
+	if addr.Addr() != netip.MustParseAddr("127.0.0.1") {
+		t.Fatalf("the machine's socket is at %v: the AddrMap said to bind 127.0.0.1", addr)
+	}
+	return r, addr
 }
 
 // release releases want, waiting at most d for it.

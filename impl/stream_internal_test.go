@@ -211,3 +211,63 @@ func runAndDial(t *testing.T, r *Runner, addr <-chan netip.AddrPort) (context.Co
 	t.Cleanup(func() { c.Close() })
 	return ctx, cancel, errc, c
 }
+
+// aborter writes size bytes on the stream it accepts and closes it. On
+// a command it aborts the stream if its writer has sent the FIN, and
+// says on fin whether it had.
+type aborter struct {
+	r      *Runner
+	addr   chan netip.AddrPort
+	size   int
+	stream spec.Stream
+	fin    chan bool
+}
+
+func (m *aborter) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	if out, ok := listenHere(in, out, m.addr); ok {
+		return out
+	}
+	switch in.Kind {
+	case spec.InAccepted:
+		m.stream = in.Stream
+		out = append(out, spec.Write(in.Stream, make([]byte, m.size)), spec.Close(in.Stream))
+	case spec.InCommand:
+		st := m.r.streams[m.stream]
+		sent := st != nil && st.wdone()
+		if sent {
+			out = append(out, spec.Abort(m.stream))
+		}
+		m.fin <- sent
+	}
+	return out
+}
+
+// An abort resets the stream even after the machine closed it and its
+// FIN went out behind the bytes written: the peer, which has not read
+// them all, gets a reset, not the rest and an EOF.
+func TestAbortAfterCloseResets(t *testing.T) {
+	m := &aborter{addr: make(chan netip.AddrPort, 1), size: 1 << 20, fin: make(chan bool, 1)}
+	r := New(m, Options{})
+	m.r = r
+	ctx, cancel, errc, c := runAndDial(t, r, m.addr)
+	defer cancel()
+	_ = c.SetReadBuffer(64 << 10) // the rest waits in the runner's socket
+	for sent := false; !sent; {
+		r.Command(spec.Command{Name: "abort"})
+		select {
+		case sent = <-m.fin:
+		case <-ctx.Done():
+			t.Fatal("the writer did not send the FIN")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	if err == nil {
+		t.Fatalf("the peer read %d of %d bytes and a clean EOF from a stream the machine aborted", n, m.size)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}

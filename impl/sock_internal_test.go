@@ -78,12 +78,21 @@ func TestDatagramOfAnUnboundSocketIsDropped(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	close(m.goOn)
-	<-m.bound
+	select {
+	case <-m.bound:
+	case <-ctx.Done():
+		t.Fatal("the machine did not bind again")
+	}
 	r.Command(spec.Command{Name: "ping"}) // behind the datagram
 	wait(m.pong, "the machine did not answer a ping")
 	cancel()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second): // a hang detector
+		t.Fatal("Run did not return: the unbound socket left open?")
 	}
 	if len(m.got) != 0 {
 		t.Fatalf("the machine was handed %q, read by socket 1 before it was unbound, as the new socket 1's", m.got[0].Data)

@@ -507,7 +507,7 @@ func (c *Chat) Check(seed uint64, f sim.Faults, opt Options) Verdict {
 	}
 	w.Observe(&cfg)
 	s := opt.NewSim(cfg)
-	if err := sc.Build(s, w); err != nil {
+	if err := sc.BuildWith(s, w, func(cfg chat.ServerConfig) spec.Machine { return opt.machine("server", chat.NewServer(cfg)) }); err != nil {
 		v.Safety = err.Error()
 		return v
 	}

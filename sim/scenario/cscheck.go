@@ -152,12 +152,13 @@ func (c *CSCheck) Check(seed uint64, faults sim.Faults, opt Options) Verdict {
 	s = opt.NewSim(cfg)
 	scfg := cs.ServerConfig{Addr: server, File: file, Piece: 16 << 10}
 	srv = s.MustAddNode(sim.NodeSpec{Name: "server", Addr: server.Addr(), Protocol: "cs", Role: "server", Config: scfg,
-		New: func() spec.Machine { return cs.NewServer(scfg, data) }})
+		New: func() spec.Machine { return opt.machine("server", cs.NewServer(scfg, data)) }})
 	for i := 0; i < csCheckClients; i++ {
+		name := fmt.Sprintf("client%d", i+1)
 		ccfg := cs.ClientConfig{Server: server, Keep: true, Expect: &file, Idle: csCheckIdle, Linger: 20 * time.Millisecond}
-		s.MustAddNode(sim.NodeSpec{Name: fmt.Sprintf("client%d", i+1), Protocol: "cs", Role: "client", Config: ccfg,
+		s.MustAddNode(sim.NodeSpec{Name: name, Protocol: "cs", Role: "client", Config: ccfg,
 			Start: time.Duration(rng.IntN(200)) * time.Millisecond,
-			New:   func() spec.Machine { return cs.NewClient(ccfg, data) }})
+			New:   func() spec.Machine { return opt.machine(name, cs.NewClient(ccfg, data)) }})
 	}
 	s.RunUntil(func() bool { return len(live) == csCheckClients }, heal+csCheckBound)
 	v.Virtual, v.Events = s.Elapsed(), s.Events()

@@ -322,13 +322,13 @@ func (e *Echo) Check(seed uint64, f sim.Faults, opt Options) Verdict {
 	}
 	s := opt.NewSim(cfg)
 	scfg := echo.ServerConfig{UDP: server, TCP: server}
-	s.MustAddNode(sim.NodeSpec{Name: "server", Protocol: "echo", Role: "server", Config: scfg, New: func() spec.Machine { return echo.NewServer(scfg) }})
+	s.MustAddNode(sim.NodeSpec{Name: "server", Protocol: "echo", Role: "server", Config: scfg, New: func() spec.Machine { return opt.machine("server", echo.NewServer(scfg)) }})
 	rng := spec.NewRand(seed)
 	heal := f.Until
 	for i := 0; i < e.Clients; i++ {
 		name := fmt.Sprintf("client%d", i+1)
 		ccfg := echo.ClientConfig{Server: server, TCP: i%2 == 1, Timeout: 200 * time.Millisecond, Retries: 5}
-		s.MustAddNode(sim.NodeSpec{Name: name, Protocol: "echo", Role: "client", Config: ccfg, New: func() spec.Machine { return echo.NewClient(ccfg) }})
+		s.MustAddNode(sim.NodeSpec{Name: name, Protocol: "echo", Role: "client", Config: ccfg, New: func() spec.Machine { return opt.machine(name, echo.NewClient(ccfg)) }})
 		gap := heal / time.Duration(e.Messages+1)
 		for j := 0; j < e.Messages; j++ {
 			m := make([]byte, rng.IntN(e.MaxSize+1))

@@ -402,13 +402,13 @@ func (f *File) Check(seed uint64, faults sim.Faults, opt Options) Verdict {
 	// source leaves from the first, and the client drops it.
 	scfg := file.ServerConfig{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), server.Port()), Files: files, Session: rudp.Config{Seed: seed ^ 0x5e}}
 	s.MustAddNode(sim.NodeSpec{Name: "server", Addr: server.Addr(), Aliases: []netip.Addr{ServerAlias}, Protocol: "file", Role: "server", Config: scfg,
-		New: func() spec.Machine { return file.NewServer(scfg, nil) }})
+		New: func() spec.Machine { return opt.machine("server", file.NewServer(scfg, nil)) }})
 	var nodes []*sim.Node
 	for i := 0; i < clients; i++ {
 		name := fmt.Sprintf("client%d", i+1)
 		ccfg := file.ClientConfig{Server: netip.AddrPortFrom(ServerAlias, server.Port()), Session: rudp.Config{Seed: seed + uint64(i) + 1}}
 		nodes = append(nodes, s.MustAddNode(sim.NodeSpec{Name: name, Protocol: "file", Role: "client", Config: ccfg,
-			New: func() spec.Machine { return file.NewClient(ccfg) }}))
+			New: func() spec.Machine { return opt.machine(name, file.NewClient(ccfg)) }}))
 		s.Command(0, name, spec.Command{Name: "get", Args: []string{files[0].Name}})
 		s.Command(0, name, spec.Command{Name: "exit"})
 	}

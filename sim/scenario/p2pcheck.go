@@ -73,15 +73,16 @@ func (w *Swarm) Check(seed uint64, faults sim.Faults, opt Options) Verdict {
 		scfg.Expect = p2pCheckPeers // every other seed, in the trees
 	}
 	s.MustAddNode(sim.NodeSpec{Name: "server", Addr: server.Addr(), Protocol: "p2p", Role: "server", Config: scfg,
-		New: func() spec.Machine { return p2p.NewServer(scfg, content) }})
+		New: func() spec.Machine { return opt.machine("server", p2p.NewServer(scfg, content)) }})
 	var peers []*sim.Node
 	for i := 0; i < p2pCheckPeers; i++ {
 		pcfg := p2p.PeerConfig{Server: server, Seed: seed + uint64(i) + 1, Linger: -1}
 		if seed%4 == 0 {
 			pcfg.UploadRate = 9.9e6 // paced by rate: relays in the trees cut through
 		}
-		peers = append(peers, s.MustAddNode(sim.NodeSpec{Name: fmt.Sprintf("h%d", i+2), Protocol: "p2p", Role: "peer", Config: pcfg,
-			New: func() spec.Machine { return p2p.NewPeer(pcfg, p2p.LightStore{C: content}) }}))
+		name := fmt.Sprintf("h%d", i+2)
+		peers = append(peers, s.MustAddNode(sim.NodeSpec{Name: name, Protocol: "p2p", Role: "peer", Config: pcfg,
+			New: func() spec.Machine { return opt.machine(name, p2p.NewPeer(pcfg, p2p.LightStore{C: content})) }}))
 	}
 	s.At(heal, func() {
 		for _, n := range peers {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/netspec/netspec/sim"
+	"github.com/netspec/netspec/spec"
 )
 
 // Options are the settings every scenario takes.
@@ -25,6 +26,19 @@ type Options struct {
 	// Stop, closed, interrupts every simulation of the run (Ctrl-C):
 	// they end at once and Run's result is not to be trusted.
 	Stop <-chan struct{}
+	// Wrap, if set, wraps every machine a checker (Checked.Check)
+	// builds, given its node's name: a test puts a bug in on purpose
+	// and sees the checker reject the run. The trace still records the
+	// real protocol, role and config.
+	Wrap func(node string, m spec.Machine) spec.Machine
+}
+
+// machine is m, wrapped by Wrap if set, for the node called node.
+func (o Options) machine(node string, m spec.Machine) spec.Machine {
+	if o.Wrap == nil {
+		return m
+	}
+	return o.Wrap(node, m)
 }
 
 // NewSim builds the scenario's simulator with the options applied: the

@@ -476,14 +476,14 @@ func (e *Stream) Check(seed uint64, f sim.Faults, opt Options) Verdict {
 	// dropped.
 	scfg := stream.ServerConfig{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), streamServer.Port()), Delay: e.Delay, ReportInterval: e.Report, ExpireAfter: e.Expire, Seed: seed}
 	srv = s.MustAddNode(sim.NodeSpec{Name: "server", Addr: streamServer.Addr(), Aliases: []netip.Addr{ServerAlias}, Protocol: "stream", Role: "server", Config: scfg,
-		New: func() spec.Machine { return stream.NewServer(scfg) }})
+		New: func() spec.Machine { return opt.machine("server", stream.NewServer(scfg)) }})
 	bound := f.Until + 15*time.Second
 	for i := 0; i < e.Clients; i++ {
 		name := fmt.Sprintf("client%d", i+1)
 		// JoinTries large enough to outlast any healed fault schedule.
 		ccfg := stream.ClientConfig{Server: netip.AddrPortFrom(ServerAlias, streamServer.Port()), Seed: seed + uint64(i) + 1, Duration: bound, JoinTimeout: 100 * time.Millisecond, JoinTries: 1000}
 		node := s.MustAddNode(sim.NodeSpec{Name: name, Protocol: "stream", Role: "client", Config: ccfg,
-			New: func() spec.Machine { return stream.NewClient(ccfg) }})
+			New: func() spec.Machine { return opt.machine(name, stream.NewClient(ccfg)) }})
 		addrOf[name] = node.Addr
 	}
 	rng := spec.NewRand(seed ^ 0x5900f)

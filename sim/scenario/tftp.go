@@ -242,16 +242,16 @@ func (w *tftpWatch) net(ev sim.NetEvent) {
 }
 
 // build adds the server and the clients.
-func (t *TFTP) build(s *sim.Sim, files []file.SynthFile) []string {
+func (t *TFTP) build(s *sim.Sim, files []file.SynthFile, opt Options) []string {
 	scfg := tftp.ServerConfig{Addr: tftpServer, Files: files, AllowWrite: true}
 	s.MustAddNode(sim.NodeSpec{Name: "server", Addr: tftpServer.Addr(), Protocol: "tftp", Role: "server", Config: scfg,
-		New: func() spec.Machine { return tftp.NewServer(scfg, nil, nil) }})
+		New: func() spec.Machine { return opt.machine("server", tftp.NewServer(scfg, nil, nil)) }})
 	var names []string
 	for i := 0; i < t.Clients; i++ {
 		name := fmt.Sprintf("client%d", i+1)
 		ccfg := tftp.ClientConfig{Server: tftpServer, Blksize: t.Blksize, Windowsize: t.Windowsize, Files: files}
 		s.MustAddNode(sim.NodeSpec{Name: name, Protocol: "tftp", Role: "client", Config: ccfg,
-			New: func() spec.Machine { return tftp.NewClient(ccfg, nil) }})
+			New: func() spec.Machine { return opt.machine(name, tftp.NewClient(ccfg, nil)) }})
 		names = append(names, name)
 	}
 	return names
@@ -292,7 +292,7 @@ func (t *TFTP) Run(opt Options) (Result, error) {
 		OnNet:    func(ev sim.NetEvent) { res.Net.Count(ev); w.net(ev) },
 	}
 	s := opt.NewSim(cfg)
-	names := t.build(s, files)
+	names := t.build(s, files, Options{}) // Wrap is for checkers
 	for i, name := range names {
 		s.Command(0, name, spec.Command{Name: "get", Args: []string{files[0].Name}})
 		if i == 0 && t.Put {
@@ -418,7 +418,7 @@ func (t *TFTP) Check(seed uint64, faults sim.Faults, opt Options) Verdict {
 		Protocol: "tftp", OnEvent: w.event, OnNet: w.net}
 	s = opt.NewSim(cfg)
 	tc := &TFTP{Clients: 3, Blksize: 1428, Windowsize: window}
-	names := tc.build(s, files)
+	names := tc.build(s, files, opt)
 	for i, name := range names {
 		s.Command(0, name, spec.Command{Name: "get", Args: []string{"check.bin"}})
 		if i == 0 {

@@ -128,6 +128,12 @@ func TestCheckersCatchBrokenMachines(t *testing.T) {
 			}
 			return out
 		}), "Sorcerer's Apprentice"},
+		{"stream", "client1", "reports another sum", withBug(onEvent("stats", func(ev spec.Event) []spec.Event {
+			st := ev.Value.(stream.Stats)
+			st.Sum++
+			ev.Value = st
+			return []spec.Event{ev}
+		})), "client1 reports sum"},
 		{"stream", "client1", "prints an index never sent", withBug(onEvent("packet", func(ev spec.Event) []spec.Event {
 			p := ev.Value.(stream.Packet)
 			p.Index += 1 << 40

@@ -438,6 +438,7 @@ func (e *Stream) Check(seed uint64, f sim.Faults, opt Options) Verdict {
 	printed := map[string]map[[2]uint64]bool{}
 	sums := map[string]uint64{}
 	live := map[string]bool{}
+	reported := map[string]bool{} // clients that reported their statistics
 	addrOf := map[string]netip.Addr{}
 	var srv *sim.Node
 	cfg := sim.Config{Seed: seed, Link: sim.Symmetric(sim.Dir{Rate: e.Rate, Delay: e.LinkLag}), Faults: f, Protocol: "stream",
@@ -464,6 +465,7 @@ func (e *Stream) Check(seed uint64, f sim.Faults, opt Options) Verdict {
 				}
 			}
 		case "stats":
+			reported[n.Name] = true
 			if st := ev.Value.(stream.Stats); st.Sum != sums[n.Name] && v.Safety == "" {
 				v.Safety = fmt.Sprintf("%s reports sum %d, its packets add up to %d", n.Name, st.Sum, sums[n.Name])
 			}
@@ -505,6 +507,16 @@ func (e *Stream) Check(seed uint64, f sim.Faults, opt Options) Verdict {
 		s.Inject(at, streamVictim, to, stream.EncodeJoin(rng.Uint32(), "victim", nil))
 	}
 	s.RunUntil(func() bool { return len(live) == e.Clients && s.Elapsed() > lastSpoof+time.Second }, bound)
+	// A client reports its statistics when its session ends, at the
+	// bound: in a run over sooner (every live one) no sum was ever
+	// judged. Every client that has not reported them is asked now.
+	asked := s.Elapsed()
+	for i := 0; i < e.Clients; i++ {
+		if name := fmt.Sprintf("client%d", i+1); !reported[name] {
+			s.Command(asked, name, spec.Command{Name: "stats"})
+		}
+	}
+	s.RunUntil(func() bool { return len(reported) == e.Clients }, asked+time.Millisecond)
 	v.Virtual, v.Events = s.Elapsed(), s.Events()
 	if g.dataToVictim > 0 || g.toVictim > g.fromVictim {
 		v.Safety = fmt.Sprintf("the server sent the victim %d bytes (%d data packets) for %d forged", g.toVictim, g.dataToVictim, g.fromVictim)

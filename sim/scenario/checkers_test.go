@@ -178,37 +178,107 @@ func TestCheckersCatchBrokenMachines(t *testing.T) {
 	}
 }
 
-// A node cut off for good, from at on, never completes what liveness
-// asks of it after the heal (at 2 s); cut off only until the heal, it
-// does.
+// A node cut off from at until just after the checker's liveness bound
+// (as its doc gives it, from the heal at 2 s) never completes in time
+// what liveness asks of it; cut off only until the heal, it does.
 func TestCheckersCatchNoRecovery(t *testing.T) {
 	const seed = 1
 	for _, tc := range []struct {
 		checker, node string
-		at            time.Duration
+		at, bound     time.Duration
 	}{
-		{"echo", "client2", 0},
+		{"echo", "client2", 0, 10 * time.Second},
 		// After its first downloads: those were before the heal.
-		{"cs", "client2", time.Second},
-		{"swarm", "h3", 0},
-		{"file", "client2", 0},
-		{"tftp", "client2", 0},
+		{"cs", "client2", time.Second, 15 * time.Second},
+		{"swarm", "h3", 0, 120 * time.Second},
+		{"file", "client2", 0, 120 * time.Second},
+		{"tftp", "client2", 0, 60 * time.Second},
 		// After it has received the stream: that was before the heal.
-		{"stream", "client2", time.Second},
-		{"chat", "client2", time.Second},
+		{"stream", "client2", time.Second, 15 * time.Second},
+		// Every client's last line is said an interval (1 s) after the
+		// heal, and shown within 10 s.
+		{"chat", "client2", time.Second, 11 * time.Second},
 	} {
 		t.Run(tc.checker, func(t *testing.T) {
 			c := checker(t, tc.checker)
 			const heal = 2 * time.Second
-			healed := sim.Faults{Until: heal, Partitions: []sim.Partition{{Start: tc.at, End: heal, Side: []string{tc.node}}}}
-			if v := c.Check(seed, healed, scenario.Options{Seed: seed}); !v.OK() {
+			cut := func(end time.Duration) sim.Faults {
+				return sim.Faults{Until: heal, Partitions: []sim.Partition{{Start: tc.at, End: end, Side: []string{tc.node}}}}
+			}
+			if v := c.Check(seed, cut(heal), scenario.Options{Seed: seed}); !v.OK() {
 				t.Fatalf("%s cut off until the heal: safety %q, liveness %q", tc.node, v.Safety, v.Live)
 			}
-			never := sim.Faults{Until: heal, Partitions: []sim.Partition{{Start: tc.at, Side: []string{tc.node}}}}
-			v := c.Check(seed, never, scenario.Options{Seed: seed})
+			v := c.Check(seed, cut(heal+tc.bound+time.Second), scenario.Options{Seed: seed})
 			if v.OK() || v.Live == "" {
-				t.Fatalf("%s cut off for good: OK() = %v, liveness %q", tc.node, v.OK(), v.Live)
+				t.Fatalf("%s cut off until after the bound: OK() = %v, liveness %q", tc.node, v.OK(), v.Live)
 			}
 		})
+	}
+}
+
+// late is a machine whose datagrams leave only after a delay, held back
+// on a timer of its own.
+type late struct {
+	spec.Machine
+	after time.Duration
+	held  []heldSend
+}
+
+type heldSend struct {
+	at spec.Time
+	o  spec.Output
+}
+
+// lateTimer is late's own timer, beyond any the machines use.
+const lateTimer spec.Timer = 1 << 30
+
+func (l *late) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.Output {
+	start := len(out)
+	if in.Kind == spec.InTimer && in.Timer == lateTimer {
+		for len(l.held) > 0 && l.held[0].at <= now {
+			out = append(out, l.held[0].o)
+			l.held = l.held[1:]
+		}
+	} else {
+		out = l.Machine.Step(now, in, out)
+		kept := out[:start]
+		for _, o := range out[start:] {
+			if o.Kind == spec.OutSend {
+				o.Data = append([]byte(nil), o.Data...)
+				l.held = append(l.held, heldSend{now.Add(l.after), o})
+				continue
+			}
+			kept = append(kept, o)
+		}
+		out = kept
+	}
+	if len(l.held) > 0 {
+		out = append(out, spec.SetTimer(lateTimer, l.held[0].at))
+	}
+	return out
+}
+
+// An echo server whose answers take longer than the checker's bound
+// (10 s after the heal) fails liveness, though every answer comes; one
+// whose answers take less passes. (The other download checkers' clients
+// retry after a silence, and an outage past the bound tests them:
+// TestCheckersCatchNoRecovery.)
+func TestEchoCheckerBound(t *testing.T) {
+	const seed = 1
+	c := checker(t, "echo")
+	for _, tc := range []struct {
+		after time.Duration
+		live  bool
+	}{{5 * time.Second, true}, {11 * time.Second, false}} {
+		wrap := func(node string, m spec.Machine) spec.Machine {
+			if node == "server" {
+				return &late{Machine: m, after: tc.after}
+			}
+			return m
+		}
+		v := c.Check(seed, sim.Faults{Until: time.Second}, scenario.Options{Seed: seed, Wrap: wrap})
+		if v.Safety != "" || (v.Live == "") != tc.live || v.OK() != tc.live {
+			t.Errorf("echoes %v late: safety %q, liveness %q, OK() = %v; want live %v", tc.after, v.Safety, v.Live, v.OK(), tc.live)
+		}
 	}
 }

@@ -222,15 +222,7 @@ func TestSwarmRegressions(t *testing.T) {
 		// read (rudp.Endpoint.Dial now mixes the time into the id).
 		{"file", 213337, "a restarted client reused its session id"},
 	} {
-		var c scenario.Checked
-		for _, k := range scenario.Checkers() {
-			if k.Name() == tc.protocol {
-				c = k
-			}
-		}
-		if c == nil {
-			t.Fatalf("no checker %q", tc.protocol)
-		}
+		c := checker(t, tc.protocol)
 		f := scenario.SwarmFaults(c, tc.seed)
 		if v := c.Check(tc.seed, f, scenario.Options{Seed: tc.seed}); !v.OK() {
 			t.Errorf("%s, seed %d (%s): safety: %q, liveness: %q", tc.protocol, tc.seed, tc.why, v.Safety, v.Live)

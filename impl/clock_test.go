@@ -32,15 +32,11 @@ func TestManualClockFiresInOrder(t *testing.T) {
 }
 
 // retimer sets timer 1 for a second after it starts. On the command
-// "hold" it says so and blocks until goOn closes, so that a test can let
-// the timer fire meanwhile, then cancels the timer or sets it again a
-// minute on. It reports its timer inputs on fired and the command
-// "ping" on pong.
+// "hold" it stops at its StepGate, so that a test can let the timer
+// fire meanwhile, then cancels the timer or sets it again a minute on. It reports its timer inputs on fired.
 type retimer struct {
+	impl.StepGate
 	cancel bool
-	inCmd  chan struct{}
-	goOn   chan struct{}
-	pong   chan struct{}
 	fired  chan spec.Time
 }
 
@@ -49,12 +45,9 @@ func (m *retimer) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.O
 	case spec.InStart:
 		out = append(out, spec.SetTimer(1, now.Add(time.Second)))
 	case spec.InCommand:
-		if in.Cmd.Name == "ping" {
-			m.pong <- struct{}{}
+		if !m.Pass(in) {
 			break
 		}
-		m.inCmd <- struct{}{}
-		<-m.goOn
 		if m.cancel {
 			out = append(out, spec.CancelTimer(1))
 		} else {
@@ -76,20 +69,19 @@ func TestStaleTimerNeverFires(t *testing.T) {
 		name := map[bool]string{false: "reset", true: "cancelled"}[cancel]
 		t.Run(name, func(t *testing.T) {
 			clock := impl.NewManualClock(0)
-			m := &retimer{cancel: cancel, inCmd: make(chan struct{}, 1), goOn: make(chan struct{}),
-				pong: make(chan struct{}, 1), fired: make(chan spec.Time, 4)}
+			m := &retimer{StepGate: impl.NewStepGate(), cancel: cancel, fired: make(chan spec.Time, 4)}
 			r, _ := startMachine(t, m, impl.Options{Clock: clock})
 			// Handled once InStart's step (and its timer) is done.
 			r.Command(spec.Command{Name: "hold"})
-			within(t, m.inCmd, "the machine did not take the command")
+			within(t, m.InCmd, "the machine did not take the command")
 			// The timer fires while the machine is busy: its input
 			// waits in the queue behind the step that cancels it.
 			clock.Advance(clock.Now().Add(2 * time.Second))
-			close(m.goOn)
+			close(m.GoOn)
 			ping := func() {
 				t.Helper()
 				r.Command(spec.Command{Name: "ping"}) // queued behind every input before it
-				within(t, m.pong, "the machine did not answer a ping")
+				within(t, m.Pong, "the machine did not answer a ping")
 			}
 			ping()
 			select {

@@ -11,14 +11,11 @@ import (
 )
 
 // rebinder binds UDP socket 1 on loopback. On the command "rebind" it
-// says so and blocks until goOn closes, then unbinds socket 1 and binds
-// it again; on "ping" it answers on pong. It keeps the datagrams it is
-// handed.
+// stops at its StepGate, then unbinds socket 1 and binds it again. It
+// keeps the datagrams it is handed.
 type rebinder struct {
+	StepGate
 	bound chan netip.AddrPort
-	inCmd chan struct{}
-	goOn  chan struct{}
-	pong  chan struct{}
 	got   []spec.Input
 }
 
@@ -29,12 +26,9 @@ func (m *rebinder) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.
 	case spec.InBound:
 		m.bound <- in.Addr
 	case spec.InCommand:
-		if in.Cmd.Name == "ping" {
-			m.pong <- struct{}{}
+		if !m.Pass(in) {
 			break
 		}
-		m.inCmd <- struct{}{}
-		<-m.goOn
 		out = append(out, spec.Unbind(1), spec.Bind(1, spec.UDP, netip.MustParseAddrPort("127.0.0.1:0")))
 	case spec.InDatagram:
 		m.got = append(m.got, in)
@@ -48,7 +42,7 @@ func (m *rebinder) Step(now spec.Time, in spec.Input, out []spec.Output) []spec.
 // it and bound the same socket id again, is not handed to the machine as
 // if the new socket had received it.
 func TestDatagramOfAnUnboundSocketIsDropped(t *testing.T) {
-	m := &rebinder{bound: make(chan netip.AddrPort, 2), inCmd: make(chan struct{}, 1), goOn: make(chan struct{}), pong: make(chan struct{}, 1)}
+	m := &rebinder{StepGate: NewStepGate(), bound: make(chan netip.AddrPort, 2)}
 	r := New(m, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -64,7 +58,7 @@ func TestDatagramOfAnUnboundSocketIsDropped(t *testing.T) {
 	}
 	old := <-m.bound
 	r.Command(spec.Command{Name: "rebind"})
-	wait(m.inCmd, "the machine did not take the command")
+	wait(m.InCmd, "the machine did not take the command")
 	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(old))
 	if err != nil {
 		t.Fatal(err)
@@ -77,14 +71,14 @@ func TestDatagramOfAnUnboundSocketIsDropped(t *testing.T) {
 	for len(r.items) == 0 && ctx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}
-	close(m.goOn)
+	close(m.GoOn)
 	select {
 	case <-m.bound:
 	case <-ctx.Done():
 		t.Fatal("the machine did not bind again")
 	}
 	r.Command(spec.Command{Name: "ping"}) // behind the datagram
-	wait(m.pong, "the machine did not answer a ping")
+	wait(m.Pong, "the machine did not answer a ping")
 	cancel()
 	select {
 	case err := <-errc:

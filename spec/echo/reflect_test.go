@@ -79,10 +79,8 @@ func TestForgedDatagramCannotLoop(t *testing.T) {
 // limited independently; the table never grows past Sources, and a
 // source deep in debt (a loop) is not the one forgotten to make room.
 func TestSourceRateLimit(t *testing.T) {
-	srv := echo.NewServer(echo.ServerConfig{UDP: server, SourceRate: 10, SourceBurst: 5, Sources: 4})
 	now := spec.SimEpoch
-	srv.Step(now, spec.Input{Kind: spec.InStart}, nil)
-	srv.Step(now, spec.Input{Kind: spec.InBound, Sock: 1, Addr: server}, nil)
+	srv := boundUDP(echo.ServerConfig{UDP: server, SourceRate: 10, SourceBurst: 5, Sources: 4}, now)
 	from := func(i int) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 40000)
 	}
@@ -91,11 +89,7 @@ func TestSourceRateLimit(t *testing.T) {
 		got := 0
 		for range n {
 			sent++ // a new payload each time: repeats are another defence
-			for _, o := range srv.Step(at, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: []byte(fmt.Sprint(sent))}, nil) {
-				if o.Kind == spec.OutSend && o.Addr == src {
-					got++
-				}
-			}
+			got += answers(t, srv, at, src, []byte(fmt.Sprint(sent)))
 		}
 		return got
 	}
@@ -181,21 +175,15 @@ func TestHalfClosedConnectionsStillCount(t *testing.T) {
 // the same line again, is answered every time: only a payload that comes
 // straight back, round trip after round trip, is taken for a loop.
 func TestRepeatsAnsweredUnlessLooping(t *testing.T) {
-	srv := echo.NewServer(echo.ServerConfig{UDP: server})
 	now := spec.SimEpoch
-	srv.Step(now, spec.Input{Kind: spec.InStart}, nil)
-	srv.Step(now, spec.Input{Kind: spec.InBound, Sock: 1, Addr: server}, nil)
+	srv := boundUDP(echo.ServerConfig{UDP: server}, now)
 	src := netip.MustParseAddrPort("192.0.2.9:40000")
 	payload := []byte("same line")
 	answered := func(gap time.Duration, n int) int {
 		got := 0
 		for range n {
 			now = now.Add(gap)
-			for _, o := range srv.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: payload}, nil) {
-				if o.Kind == spec.OutSend {
-					got++
-				}
-			}
+			got += answers(t, srv, now, src, payload)
 		}
 		return got
 	}
@@ -226,19 +214,10 @@ func TestRepeatsAnsweredUnlessLooping(t *testing.T) {
 // back: a loop interleaved with a stream of other payloads still ends
 // after MaxRepeats.
 func TestLoopFollowedPastRecentPayloads(t *testing.T) {
-	srv := echo.NewServer(echo.ServerConfig{UDP: server})
 	now := spec.SimEpoch
-	srv.Step(now, spec.Input{Kind: spec.InStart}, nil)
-	srv.Step(now, spec.Input{Kind: spec.InBound, Sock: 1, Addr: server}, nil)
+	srv := boundUDP(echo.ServerConfig{UDP: server}, now)
 	src := netip.MustParseAddrPort("192.0.2.9:40000")
-	send := func(data string) bool {
-		for _, o := range srv.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: []byte(data)}, nil) {
-			if o.Kind == spec.OutSend {
-				return true
-			}
-		}
-		return false
-	}
+	send := func(data string) bool { return answers(t, srv, now, src, []byte(data)) > 0 }
 	// Fill the table but for one entry, within the rate limit's burst.
 	for i := range echo.RecentPayloads - 1 {
 		if !send(fmt.Sprint("filler ", i)) {
@@ -377,4 +356,30 @@ func TestConnectionsAreLogged(t *testing.T) {
 	if got := info(srv.Step(now.Add(2*time.Second), spec.Input{Kind: spec.InTimer, Timer: 1}, nil)); !slices.Equal(got, want) {
 		t.Errorf("idle reset: info logs %q, want %q", got, want)
 	}
+}
+
+// boundUDP starts an echo server with cfg, its UDP socket bound on
+// server at now.
+func boundUDP(cfg echo.ServerConfig, now spec.Time) *echo.Server {
+	srv := echo.NewServer(cfg)
+	srv.Step(now, spec.Input{Kind: spec.InStart}, nil)
+	srv.Step(now, spec.Input{Kind: spec.InBound, Sock: 1, Addr: server}, nil)
+	return srv
+}
+
+// answers hands srv a datagram from src at now and counts the datagrams
+// it sends back; one sent anywhere else fails the test.
+func answers(t *testing.T, srv *echo.Server, now spec.Time, src netip.AddrPort, data []byte) int {
+	t.Helper()
+	got := 0
+	for _, o := range srv.Step(now, spec.Input{Kind: spec.InDatagram, Sock: 1, Addr: src, Data: data}, nil) {
+		if o.Kind != spec.OutSend {
+			continue
+		}
+		if o.Addr != src {
+			t.Fatalf("a datagram from %v drew one to %v", src, o.Addr)
+		}
+		got++
+	}
+	return got
 }
